@@ -1,0 +1,107 @@
+// A-projection at every (item k, node i): average the x replicas over the
+// node's out-edges, then apply the node's side constraint jointly with its
+// y and b (clamp, data value, activation, class margin).
+// Layout: edge arrays [E][K], node arrays [N][K], k fastest (coalesced).
+// Mirrors src/kernels/consensus_nodes.rs.
+
+const NODE_FREE: u32 = 0u;
+const NODE_NONNEG: u32 = 1u;
+const NODE_DATA: u32 = 2u;
+const NODE_RELU: u32 = 3u;
+const NODE_CLASS: u32 = 4u;
+const NODE_ZIGMOID: u32 = 5u;
+const NODE_STEP: u32 = 6u;
+const NODE_FIXED: u32 = 7u;
+
+//!entry
+struct NodeParams {
+    items: u32,
+    nodes: u32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+@group(0) @binding(0) var<uniform> params: NodeParams;
+// [class margin Δ, activation half-width m]
+@group(0) @binding(1) var<storage, read> scalars: array<real>;
+@group(0) @binding(2) var<storage, read> out_ptr: array<u32>;
+@group(0) @binding(3) var<storage, read> out_edges: array<u32>;
+@group(0) @binding(4) var<storage, read> node_kind: array<u32>;
+@group(0) @binding(5) var<storage, read> node_param: array<u32>;
+@group(0) @binding(6) var<storage, read> labels: array<u32>;
+@group(0) @binding(7) var<storage, read> x: array<real>;
+@group(0) @binding(8) var<storage, read> y: array<real>;
+@group(0) @binding(9) var<storage, read> b: array<real>;
+@group(0) @binding(10) var<storage, read> data: array<real>;
+@group(0) @binding(11) var<storage, read_write> xa: array<real>;
+@group(0) @binding(12) var<storage, read_write> ya: array<real>;
+@group(0) @binding(13) var<storage, read_write> ba: array<real>;
+
+@compute @workgroup_size(64)
+fn consensus_nodes(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let idx = (wid.y * nwg.x + wid.x) * 64u + lid;
+    let kk = params.items;
+    if (idx >= kk * params.nodes) {
+        return;
+    }
+    let i = idx / kk;
+    let k = idx - i * kk;
+    let e0 = out_ptr[i];
+    let e1 = out_ptr[i + 1u];
+    var sum = real(0.0);
+    for (var e = e0; e < e1; e++) {
+        sum += x[out_edges[e] * kk + k];
+    }
+    var xbar = real(0.0);
+    if (e1 > e0) {
+        xbar = sum / real(e1 - e0);
+    }
+    var yv = y[idx];
+    var bv = b[idx];
+    let kind = node_kind[i];
+    switch kind {
+        case NODE_NONNEG: {
+            xbar = max(xbar, 0.0);
+        }
+        case NODE_DATA: {
+            xbar = data[idx];
+        }
+        case NODE_RELU: {
+            let o = relu_proj(xbar, yv, bv);
+            xbar = o.x;
+            yv = o.y;
+            bv = o.z;
+        }
+        case NODE_CLASS: {
+            let o = class_proj(yv, bv, labels[k] == node_param[i], scalars[0]);
+            yv = o.x;
+            bv = o.y;
+        }
+        case NODE_ZIGMOID: {
+            let o = zigmoid_proj(xbar, yv, bv, scalars[1]);
+            xbar = o.x;
+            yv = o.y;
+            bv = o.z;
+        }
+        case NODE_STEP: {
+            let o = step_proj(xbar, yv, bv, scalars[1]);
+            xbar = o.x;
+            yv = o.y;
+            bv = o.z;
+        }
+        case NODE_FIXED: {
+            xbar = data[idx];
+            let o = fixed_proj(xbar, yv, bv, scalars[1]);
+            yv = o.x;
+            bv = o.y;
+        }
+        default: {}
+    }
+    xa[idx] = xbar;
+    ya[idx] = yv;
+    ba[idx] = bv;
+}

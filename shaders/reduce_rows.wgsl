@@ -1,0 +1,64 @@
+// Partial sums over items of each row of an [R][K] array: workgroup (r, p)
+// sums items p*1024 .. p*1024+1023 of row r into partial[r*P_total + P_offset + p].
+// mode 0 sums z; mode 1 sums the reflection 2a - z (bias B-consensus).
+// These partial sums are the allreduce seam: combine them across item chunks
+// or devices before dividing by the batch size. Mirrors src/kernels/reduce_rows.rs.
+
+const CHUNK: u32 = 1024u;
+
+//!entry
+struct ReduceParams {
+    rows: u32,
+    items: u32,
+    parts: u32,
+    mode: u32,
+    parts_total: u32,
+    parts_offset: u32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+@group(0) @binding(0) var<uniform> params: ReduceParams;
+@group(0) @binding(1) var<storage, read> z: array<real>;
+@group(0) @binding(2) var<storage, read> a: array<real>;
+@group(0) @binding(3) var<storage, read_write> partial: array<real>;
+
+var<workgroup> scratch: array<real, 256>;
+
+@compute @workgroup_size(256)
+fn reduce_rows(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let group = wid.y * nwg.x + wid.x;
+    let r = group / params.parts;
+    if (r >= params.rows) {
+        return;
+    }
+    let p = group - r * params.parts;
+    let kk = params.items;
+    let base = r * kk;
+    var acc = real(0.0);
+    for (var m = 0u; m < CHUNK; m += 256u) {
+        let k = p * CHUNK + m + lid;
+        if (k < kk) {
+            if (params.mode == 0u) {
+                acc += z[base + k];
+            } else {
+                acc += 2.0 * a[base + k] - z[base + k];
+            }
+        }
+    }
+    scratch[lid] = acc;
+    workgroupBarrier();
+    for (var off = 128u; off > 0u; off >>= 1u) {
+        if (lid < off) {
+            scratch[lid] += scratch[lid + off];
+        }
+        workgroupBarrier();
+    }
+    if (lid == 0u) {
+        partial[r * params.parts_total + params.parts_offset + p] = scratch[0];
+    }
+}

@@ -1,0 +1,174 @@
+//! RRR iterations on the CPU backend, generic over precision.
+
+use crate::error::Result;
+use crate::kernels::consensus_nodes::{self, NodeInputs};
+use crate::kernels::rrr_step::{self, StepInputs, StepState};
+use crate::kernels::{normalize_weights, reduce_rows};
+use crate::real::Real;
+use crate::rrr::{Consensus, IterReport, RrrEngine, RrrProblem, RrrState};
+
+pub(crate) struct CpuRrr<T> {
+    p: RrrProblem,
+    items: usize,
+    metric: Vec<T>,
+    x: Vec<T>,
+    w: Vec<T>,
+    y: Vec<T>,
+    b: Vec<T>,
+    data: Vec<T>,
+    labels: Vec<u32>,
+    xa: Vec<T>,
+    ya: Vec<T>,
+    ba: Vec<T>,
+    wa: Vec<T>,
+    wsum: Vec<T>,
+    bsum: Vec<T>,
+}
+
+fn conv<T: Real>(v: &[f64]) -> Vec<T> {
+    v.iter().map(|&x| T::from_f64(x)).collect()
+}
+
+fn back<T: Real>(v: &[T]) -> Vec<f64> {
+    v.iter().map(|x| x.to_f64()).collect()
+}
+
+impl<T: Real> CpuRrr<T> {
+    pub(crate) fn new(p: &RrrProblem, items: usize) -> Self {
+        let s = RrrState::zeros(p, items);
+        let (e, n) = (p.edges(), p.nodes);
+        CpuRrr {
+            p: p.clone(),
+            items,
+            metric: conv(&p.metric),
+            x: conv(&s.x),
+            w: conv(&s.w),
+            y: conv(&s.y),
+            b: conv(&s.b),
+            data: conv(&s.data),
+            labels: s.labels,
+            xa: vec![T::ZERO; n * items],
+            ya: vec![T::ZERO; n * items],
+            ba: vec![T::ZERO; n * items],
+            wa: vec![T::ZERO; e],
+            wsum: vec![T::ZERO; e],
+            bsum: vec![T::ZERO; n],
+        }
+    }
+
+    /// PA(z): node consensus and weight consensus.
+    fn project_a(&mut self) {
+        let inp = NodeInputs {
+            items: self.items,
+            out_ptr: &self.p.out_ptr,
+            out_edges: &self.p.out_edges,
+            kind: &self.p.kind,
+            param: &self.p.param,
+            labels: &self.labels,
+            class_margin: T::from_f64(self.p.class_margin),
+            act_margin: T::from_f64(self.p.act_margin),
+            x: &self.x,
+            y: &self.y,
+            b: &self.b,
+            data: &self.data,
+        };
+        consensus_nodes::cpu(&inp, &mut self.xa, &mut self.ya, &mut self.ba);
+        reduce_rows::cpu_row_sums(&self.w, None, self.items, &mut self.wsum);
+        normalize_weights::run(
+            &self.p.group_ptr,
+            &self.p.group_edges,
+            &self.wsum,
+            1,
+            self.items,
+            self.p.clamp_weights,
+            T::from_f64(self.p.omega),
+            &mut self.wa,
+        );
+    }
+}
+
+impl<T: Real> RrrEngine for CpuRrr<T> {
+    fn load(&mut self, s: &RrrState) -> Result<()> {
+        s.validate(&self.p)?;
+        assert_eq!(s.items, self.items, "engine built for another batch size");
+        self.x = conv(&s.x);
+        self.w = conv(&s.w);
+        self.y = conv(&s.y);
+        self.b = conv(&s.b);
+        self.data = conv(&s.data);
+        self.labels = s.labels.clone();
+        Ok(())
+    }
+
+    fn iterate(&mut self, iters: usize, beta: f64, tol: f64, _check_every: usize) -> Result<IterReport> {
+        let mut rep = IterReport::default();
+        let kk = self.items;
+        for _ in 0..iters {
+            self.project_a();
+            let bias_mean = if self.p.has_bias {
+                reduce_rows::cpu_row_sums(&self.b, Some(&self.ba), kk, &mut self.bsum);
+                let inv = T::ONE / T::from_f64(kk as f64);
+                for v in self.bsum.iter_mut() {
+                    *v *= inv;
+                }
+                Some(&self.bsum[..])
+            } else {
+                None
+            };
+            let inp = StepInputs {
+                items: kk,
+                mode: self.p.mode,
+                beta: T::from_f64(beta),
+                omega: T::from_f64(self.p.omega),
+                bil: &self.p.bil,
+                in_ptr: &self.p.in_ptr,
+                src: &self.p.src,
+                metric: &self.metric,
+                xa: &self.xa,
+                wa: &self.wa,
+                ya: &self.ya,
+                ba: &self.ba,
+                bias_mean,
+            };
+            let mut st = StepState {
+                x: &mut self.x,
+                w: &mut self.w,
+                y: &mut self.y,
+                b: &mut self.b,
+            };
+            let (err2, counts) = rrr_step::cpu(&inp, &mut st);
+            rep.iterations += 1;
+            rep.degenerate += counts.degenerate;
+            rep.not_converged += counts.not_converged;
+            let err = (err2 / kk.max(1) as f64).sqrt();
+            rep.errors.push(err);
+            if err < tol {
+                rep.converged = true;
+                break;
+            }
+        }
+        Ok(rep)
+    }
+
+    fn state(&mut self) -> Result<RrrState> {
+        Ok(RrrState {
+            items: self.items,
+            x: back(&self.x),
+            w: back(&self.w),
+            y: back(&self.y),
+            b: back(&self.b),
+            data: back(&self.data),
+            labels: self.labels.clone(),
+        })
+    }
+
+    fn consensus(&mut self) -> Result<Consensus> {
+        self.project_a();
+        Ok(Consensus {
+            x: back(&self.xa),
+            w: back(&self.wa),
+            y: back(&self.ya),
+            b: back(&self.ba),
+        })
+    }
+}

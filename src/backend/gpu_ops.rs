@@ -1,0 +1,379 @@
+//! One-off launches of single kernels on a GPU context: upload, one
+//! dispatch, read back. Used by the tests that compare each WGSL kernel with
+//! its CPU twin, by benchmarks, and by `Backend`'s batch projections.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::error::Result;
+use crate::gpu::buffer::Elem;
+use crate::gpu::{BindRef, GpuBuffer, GpuContext};
+use crate::kernels::{
+    consensus_nodes, copy, normalize_weights, project_activation, project_bilinear, reduce_rows,
+    rrr_step, rrr_update,
+};
+use crate::real::Precision;
+
+fn run_one(ctx: &GpuContext, d: &crate::gpu::Dispatch) -> Result<()> {
+    let mut rec = ctx.recorder();
+    rec.dispatch(d);
+    rec.submit()
+}
+
+/// Batched bilinear projection.
+pub fn project_bilinear(
+    ctx: &Arc<GpuContext>,
+    prec: Precision,
+    batch: &project_bilinear::BilinearBatch,
+) -> Result<project_bilinear::BilinearOut> {
+    let np = batch.problems();
+    let params = ctx.uniform(&project_bilinear::Params {
+        problems: np as u32,
+        pad: [0; 3],
+    })?;
+    let ptr = ctx.upload_u32(&batch.ptr)?;
+    let x = ctx.upload_real(&batch.x, prec)?;
+    let w = ctx.upload_real(&batch.w, prec)?;
+    let y = ctx.upload_real(&batch.y, prec)?;
+    let om = ctx.upload_real(&batch.omega, prec)?;
+    let g = ctx.upload_real(&batch.g, prec)?;
+    let xo = ctx.alloc(batch.x.len(), Elem::Real(prec))?;
+    let wo = ctx.alloc(batch.w.len(), Elem::Real(prec))?;
+    let yo = ctx.alloc(np, Elem::Real(prec))?;
+    let uo = ctx.alloc(np, Elem::Real(prec))?;
+    let so = ctx.alloc(np, Elem::U32)?;
+    let d = ctx.prepare(
+        &project_bilinear::KERNEL,
+        prec,
+        &[
+            (&params).into(),
+            (&ptr).into(),
+            (&x).into(),
+            (&w).into(),
+            (&y).into(),
+            (&om).into(),
+            (&g).into(),
+            (&xo).into(),
+            (&wo).into(),
+            (&yo).into(),
+            (&uo).into(),
+            (&so).into(),
+        ],
+        np as u64,
+    )?;
+    run_one(ctx, &d)?;
+    Ok(project_bilinear::BilinearOut {
+        x: xo.read_real()?,
+        w: wo.read_real()?,
+        y: yo.read_real()?,
+        u: uo.read_real()?,
+        status: so.read_u32()?,
+    })
+}
+
+/// Element-wise activation/class projection, in place.
+pub fn project_activation(
+    ctx: &Arc<GpuContext>,
+    prec: Precision,
+    kinds: &[u32],
+    margins: &[f64],
+    x: &mut [f64],
+    y: &mut [f64],
+    b: &mut [f64],
+) -> Result<()> {
+    let params = ctx.uniform(&rrr_update::Params {
+        n: kinds.len() as u32,
+        pad: [0; 3],
+    })?;
+    let kb = ctx.upload_u32(kinds)?;
+    let mb = ctx.upload_real(margins, prec)?;
+    let xb = ctx.upload_real(x, prec)?;
+    let yb = ctx.upload_real(y, prec)?;
+    let bb = ctx.upload_real(b, prec)?;
+    let d = ctx.prepare(
+        &project_activation::KERNEL,
+        prec,
+        &[
+            (&params).into(),
+            (&kb).into(),
+            (&mb).into(),
+            (&xb).into(),
+            (&yb).into(),
+            (&bb).into(),
+        ],
+        kinds.len() as u64,
+    )?;
+    run_one(ctx, &d)?;
+    x.copy_from_slice(&xb.read_real()?);
+    y.copy_from_slice(&yb.read_real()?);
+    b.copy_from_slice(&bb.read_real()?);
+    Ok(())
+}
+
+/// Node consensus; returns (xa, ya, ba).
+pub fn consensus_nodes(
+    ctx: &Arc<GpuContext>,
+    prec: Precision,
+    inp: &consensus_nodes::NodeInputs<'_, f64>,
+) -> Result<(Vec<f64>, Vec<f64>, Vec<f64>)> {
+    let n = inp.kind.len();
+    let kk = inp.items;
+    let params = ctx.uniform(&consensus_nodes::Params {
+        items: kk as u32,
+        nodes: n as u32,
+        pad: [0; 2],
+    })?;
+    let sc = ctx.upload_real(&[inp.class_margin, inp.act_margin], prec)?;
+    let bufs_u = [inp.out_ptr, inp.out_edges, inp.kind, inp.param, inp.labels]
+        .iter()
+        .map(|v| ctx.upload_u32(v))
+        .collect::<Result<Vec<_>>>()?;
+    let bufs_r = [inp.x, inp.y, inp.b, inp.data]
+        .iter()
+        .map(|v| ctx.upload_real(v, prec))
+        .collect::<Result<Vec<_>>>()?;
+    let outs = (0..3)
+        .map(|_| ctx.alloc(n * kk, Elem::Real(prec)))
+        .collect::<Result<Vec<_>>>()?;
+    let mut binds: Vec<BindRef<'_>> = vec![(&params).into(), (&sc).into()];
+    binds.extend(bufs_u.iter().map(BindRef::from));
+    binds.extend(bufs_r.iter().map(BindRef::from));
+    binds.extend(outs.iter().map(BindRef::from));
+    let d = ctx.prepare(&consensus_nodes::KERNEL, prec, &binds, (n * kk) as u64)?;
+    run_one(ctx, &d)?;
+    Ok((outs[0].read_real()?, outs[1].read_real()?, outs[2].read_real()?))
+}
+
+/// Partial row sums with `parts_total = parts(items)` and offset 0.
+pub fn reduce_rows(
+    ctx: &Arc<GpuContext>,
+    prec: Precision,
+    z: &[f64],
+    a: &[f64],
+    rows: usize,
+    items: usize,
+    mode: u32,
+) -> Result<Vec<f64>> {
+    let parts = reduce_rows::parts(items);
+    let params = ctx.uniform(&reduce_rows::Params {
+        rows: rows as u32,
+        items: items as u32,
+        parts: parts as u32,
+        mode,
+        parts_total: parts as u32,
+        parts_offset: 0,
+        pad: [0; 2],
+    })?;
+    let zb = ctx.upload_real(z, prec)?;
+    let ab = ctx.upload_real(a, prec)?;
+    let out = ctx.alloc(rows * parts, Elem::Real(prec))?;
+    let d = ctx.prepare(
+        &reduce_rows::KERNEL,
+        prec,
+        &[(&params).into(), (&zb).into(), (&ab).into(), (&out).into()],
+        (rows * parts * 256) as u64,
+    )?;
+    run_one(ctx, &d)?;
+    out.read_real()
+}
+
+/// Weight normalization from partial sums.
+#[allow(clippy::too_many_arguments)]
+pub fn normalize_weights(
+    ctx: &Arc<GpuContext>,
+    prec: Precision,
+    group_ptr: &[u32],
+    group_edges: &[u32],
+    partial: &[f64],
+    parts_total: usize,
+    items_total: usize,
+    clamp: bool,
+    omega: f64,
+    edges: usize,
+) -> Result<Vec<f64>> {
+    let groups = group_ptr.len().saturating_sub(1);
+    let params = ctx.uniform(&normalize_weights::Params {
+        groups: groups as u32,
+        items_total: items_total as u32,
+        parts_total: parts_total as u32,
+        clamp: clamp as u32,
+    })?;
+    let sc = ctx.upload_real(&[omega], prec)?;
+    let gp = ctx.upload_u32(group_ptr)?;
+    let ge = ctx.upload_u32(group_edges)?;
+    let pb = ctx.upload_real(partial, prec)?;
+    let wa = ctx.alloc(edges, Elem::Real(prec))?;
+    let d = ctx.prepare(
+        &normalize_weights::KERNEL,
+        prec,
+        &[
+            (&params).into(),
+            (&sc).into(),
+            (&gp).into(),
+            (&ge).into(),
+            (&pb).into(),
+            (&wa).into(),
+        ],
+        groups as u64,
+    )?;
+    run_one(ctx, &d)?;
+    wa.read_real()
+}
+
+/// Outputs of one fused RRR step.
+#[derive(Clone, Debug)]
+pub struct StepOut {
+    /// Updated x.
+    pub x: Vec<f64>,
+    /// Updated w.
+    pub w: Vec<f64>,
+    /// Updated y.
+    pub y: Vec<f64>,
+    /// Updated b.
+    pub b: Vec<f64>,
+    /// err [J][K].
+    pub err: Vec<f64>,
+    /// [degenerate, not converged].
+    pub counters: Vec<u32>,
+}
+
+/// One fused RRR step (bias consensus given as a per-node mean).
+pub fn rrr_step(
+    ctx: &Arc<GpuContext>,
+    prec: Precision,
+    inp: &rrr_step::StepInputs<'_, f64>,
+    x: &[f64],
+    w: &[f64],
+    y: &[f64],
+    b: &[f64],
+) -> Result<StepOut> {
+    let kk = inp.items;
+    let j = inp.bil.len();
+    let n = inp.metric.len();
+    // Feed the bias mean as a single partial per node with items_total = 1.
+    let (has_bias, bmean) = match inp.bias_mean {
+        Some(m) => (1, m.to_vec()),
+        None => (0, vec![0.0; n]),
+    };
+    let params = ctx.uniform(&rrr_step::Params {
+        items: kk as u32,
+        bil_nodes: j as u32,
+        parts_total: 1,
+        mode: inp.mode,
+        has_bias,
+        items_total: 1,
+        pad: [0; 2],
+    })?;
+    let up = |v: &[f64]| ctx.upload_real(v, prec);
+    let sc = up(&[inp.beta, inp.omega])?;
+    let bil = ctx.upload_u32(inp.bil)?;
+    let in_ptr = ctx.upload_u32(inp.in_ptr)?;
+    let src = ctx.upload_u32(inp.src)?;
+    let metric = up(inp.metric)?;
+    let (xb, wb, yb, bb) = (up(x)?, up(w)?, up(y)?, up(b)?);
+    let (xa, wa, ya, ba) = (up(inp.xa)?, up(inp.wa)?, up(inp.ya)?, up(inp.ba)?);
+    let bpart = up(&bmean)?;
+    let err = ctx.alloc(j * kk, Elem::Real(prec))?;
+    let counters = ctx.upload_u32(&[0, 0])?;
+    let bufs: [&GpuBuffer; 17] = [
+        &params, &sc, &bil, &in_ptr, &src, &metric, &xb, &wb, &xa, &wa, &yb, &ya, &bb, &ba, &bpart,
+        &err, &counters,
+    ];
+    let binds: Vec<_> = bufs.iter().map(|&b| b.into()).collect();
+    let d = ctx.prepare(&rrr_step::KERNEL, prec, &binds, (j * kk) as u64)?;
+    run_one(ctx, &d)?;
+    Ok(StepOut {
+        x: xb.read_real()?,
+        w: wb.read_real()?,
+        y: yb.read_real()?,
+        b: bb.read_real()?,
+        err: err.read_real()?,
+        counters: counters.read_u32()?,
+    })
+}
+
+/// Dense RRR update; returns (z, err).
+pub fn rrr_update(
+    ctx: &Arc<GpuContext>,
+    prec: Precision,
+    beta: f64,
+    pa: &[f64],
+    pb: &[f64],
+    z: &[f64],
+) -> Result<(Vec<f64>, Vec<f64>)> {
+    let params = ctx.uniform(&rrr_update::Params {
+        n: z.len() as u32,
+        pad: [0; 3],
+    })?;
+    let sc = ctx.upload_real(&[beta], prec)?;
+    let (ab, bb, zb) = (
+        ctx.upload_real(pa, prec)?,
+        ctx.upload_real(pb, prec)?,
+        ctx.upload_real(z, prec)?,
+    );
+    let err = ctx.alloc(z.len(), Elem::Real(prec))?;
+    let d = ctx.prepare(
+        &rrr_update::KERNEL,
+        prec,
+        &[
+            (&params).into(),
+            (&sc).into(),
+            (&ab).into(),
+            (&bb).into(),
+            (&zb).into(),
+            (&err).into(),
+        ],
+        z.len() as u64,
+    )?;
+    run_one(ctx, &d)?;
+    Ok((zb.read_real()?, err.read_real()?))
+}
+
+/// Copies `src` (u32 words, a multiple of 4) with the copy kernel; returns the copy.
+pub fn copy_words(ctx: &Arc<GpuContext>, src: &[u32]) -> Result<Vec<u32>> {
+    assert!(src.len() % 4 == 0, "copy works in 16-byte words");
+    let words = src.len() / 4;
+    let params = ctx.uniform(&copy::Params {
+        words: words as u32,
+        pad: [0; 3],
+    })?;
+    let s = ctx.upload_u32(src)?;
+    let dst = ctx.alloc(src.len(), Elem::U32)?;
+    let d = ctx.prepare(
+        &copy::KERNEL,
+        Precision::F32,
+        &[(&params).into(), (&s).into(), (&dst).into()],
+        words as u64,
+    )?;
+    run_one(ctx, &d)?;
+    dst.read_u32()
+}
+
+/// Measures the copy kernel's bandwidth: `bytes` copied `reps` times; returns
+/// (seconds per copy, GB/s counting read + write).
+pub fn copy_bandwidth(ctx: &Arc<GpuContext>, bytes: usize, reps: usize) -> Result<(f64, f64)> {
+    let words = (bytes / 16).max(1);
+    let params = ctx.uniform(&copy::Params {
+        words: words as u32,
+        pad: [0; 3],
+    })?;
+    let s = ctx.alloc(words * 4, Elem::U32)?;
+    let dst = ctx.alloc(words * 4, Elem::U32)?;
+    let d = ctx.prepare(
+        &copy::KERNEL,
+        Precision::F32,
+        &[(&params).into(), (&s).into(), (&dst).into()],
+        words as u64,
+    )?;
+    run_one(ctx, &d)?;
+    ctx.wait()?;
+    let t = Instant::now();
+    let mut rec = ctx.recorder();
+    for _ in 0..reps {
+        rec.dispatch(&d);
+    }
+    rec.submit()?;
+    ctx.wait()?;
+    let per = t.elapsed().max(Duration::from_nanos(1)).as_secs_f64() / reps.max(1) as f64;
+    Ok((per, 2.0 * (words * 16) as f64 / per / 1e9))
+}

@@ -1,0 +1,167 @@
+//! The backend layer: methods are written once against [`Backend`], which
+//! runs the kernels either natively (`cpu`: Rust + rayon, f32 or f64) or on
+//! a wgpu adapter (`gpu`: the WGSL kernels in `shaders/`).
+
+mod cpu_rrr;
+pub mod gpu_ops;
+mod gpu_rrr;
+
+use std::sync::Arc;
+
+use crate::error::Result;
+use crate::gpu::{GpuContext, GpuRequest, context::hardware_adapter_present};
+use crate::kernels::{project_activation, project_bilinear};
+use crate::real::Precision;
+use crate::rrr::{RrrEngine, RrrProblem};
+
+/// Which device to run on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceChoice {
+    /// A hardware GPU when present, else the CPU backend (software
+    /// adapters such as lavapipe are slower than native CPU code).
+    Auto,
+    /// A wgpu adapter (hardware preferred, software accepted).
+    Gpu,
+    /// The native CPU backend.
+    Cpu,
+}
+
+#[derive(Clone, Debug)]
+enum Inner {
+    Cpu,
+    Gpu(Arc<GpuContext>),
+}
+
+/// An opened backend at a fixed precision.
+#[derive(Clone, Debug)]
+pub struct Backend {
+    inner: Inner,
+    precision: Precision,
+}
+
+impl Backend {
+    /// Opens the backend the user asked for.
+    pub fn open(choice: DeviceChoice, precision: Precision, req: &GpuRequest) -> Result<Self> {
+        match choice {
+            DeviceChoice::Cpu => Ok(Self::cpu(precision)),
+            DeviceChoice::Gpu => {
+                let req = GpuRequest {
+                    allow_software: true,
+                    ..req.clone()
+                };
+                Ok(Self::gpu(GpuContext::open(&req, precision)?, precision))
+            }
+            DeviceChoice::Auto => {
+                let hw = GpuRequest {
+                    allow_software: false,
+                    ..req.clone()
+                };
+                if hardware_adapter_present(&hw) {
+                    match GpuContext::open(&hw, precision) {
+                        Ok(ctx) => return Ok(Self::gpu(ctx, precision)),
+                        Err(e) => log::warn!("hardware GPU unusable ({e}); using the CPU backend"),
+                    }
+                }
+                Ok(Self::cpu(precision))
+            }
+        }
+    }
+
+    /// The native CPU backend.
+    pub fn cpu(precision: Precision) -> Self {
+        Backend {
+            inner: Inner::Cpu,
+            precision,
+        }
+    }
+
+    /// A GPU backend on an opened context.
+    pub fn gpu(ctx: Arc<GpuContext>, precision: Precision) -> Self {
+        Backend {
+            inner: Inner::Gpu(ctx),
+            precision,
+        }
+    }
+
+    /// Working precision.
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+
+    /// The GPU context, if this is a GPU backend.
+    pub fn gpu_context(&self) -> Option<&Arc<GpuContext>> {
+        match &self.inner {
+            Inner::Gpu(c) => Some(c),
+            Inner::Cpu => None,
+        }
+    }
+
+    /// Human-readable device description.
+    pub fn describe(&self) -> String {
+        match &self.inner {
+            Inner::Cpu => format!("cpu ({} threads)", rayon::current_num_threads()),
+            Inner::Gpu(c) => {
+                let s = c.summary();
+                format!("gpu: {} ({}, {})", s.name, s.backend, s.device_type)
+            }
+        }
+    }
+
+    /// Projects a batch of bilinear problems.
+    pub fn project_bilinear(
+        &self,
+        batch: &project_bilinear::BilinearBatch,
+    ) -> Result<project_bilinear::BilinearOut> {
+        match &self.inner {
+            Inner::Cpu => Ok(match self.precision {
+                Precision::F32 => project_bilinear::project_batch_reference::<f32>(batch),
+                Precision::F64 => project_bilinear::project_batch_reference::<f64>(batch),
+            }),
+            Inner::Gpu(ctx) => gpu_ops::project_bilinear(ctx, self.precision, batch),
+        }
+    }
+
+    /// Projects (x, y, b) element-wise onto each element's activation/class set.
+    pub fn project_activation(
+        &self,
+        kinds: &[u32],
+        margins: &[f64],
+        x: &mut [f64],
+        y: &mut [f64],
+        b: &mut [f64],
+    ) -> Result<()> {
+        match &self.inner {
+            Inner::Cpu => {
+                match self.precision {
+                    Precision::F64 => project_activation::reference(kinds, margins, x, y, b),
+                    Precision::F32 => {
+                        for i in 0..kinds.len() {
+                            let (a, c, d) = project_activation::project(
+                                kinds[i],
+                                x[i] as f32,
+                                y[i] as f32,
+                                b[i] as f32,
+                                margins[i] as f32,
+                            );
+                            (x[i], y[i], b[i]) = (a as f64, c as f64, d as f64);
+                        }
+                    }
+                }
+                Ok(())
+            }
+            Inner::Gpu(ctx) => gpu_ops::project_activation(ctx, self.precision, kinds, margins, x, y, b),
+        }
+    }
+
+    /// An RRR engine for a problem with batches of `items` items.
+    pub fn rrr_engine(&self, problem: &RrrProblem, items: usize) -> Result<Box<dyn RrrEngine>> {
+        match &self.inner {
+            Inner::Cpu => Ok(match self.precision {
+                Precision::F32 => Box::new(cpu_rrr::CpuRrr::<f32>::new(problem, items)),
+                Precision::F64 => Box::new(cpu_rrr::CpuRrr::<f64>::new(problem, items)),
+            }),
+            Inner::Gpu(ctx) => Ok(Box::new(gpu_rrr::GpuRrr::new(ctx, self.precision, problem, items)?)),
+        }
+    }
+}

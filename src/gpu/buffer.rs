@@ -1,0 +1,243 @@
+//! Typed storage buffers: upload, readback, uniforms.
+
+use std::sync::{Arc, Mutex};
+
+use super::GpuContext;
+use crate::error::{Error, Result};
+use crate::real::Precision;
+
+/// Element type of a [`GpuBuffer`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Elem {
+    /// A float of the given precision.
+    Real(Precision),
+    /// 32-bit unsigned integer (indices, labels, flags).
+    U32,
+    /// Raw bytes of a uniform struct.
+    Uniform,
+}
+
+impl Elem {
+    /// Bytes per element.
+    pub fn bytes(self) -> u64 {
+        match self {
+            Elem::Real(p) => p.bytes() as u64,
+            Elem::U32 | Elem::Uniform => 4,
+        }
+    }
+}
+
+/// A device buffer of `len` elements that lives as long as it is used.
+pub struct GpuBuffer {
+    pub(crate) ctx: Arc<GpuContext>,
+    pub(crate) buffer: wgpu::Buffer,
+    len: usize,
+    elem: Elem,
+    staging: Mutex<Option<wgpu::Buffer>>,
+}
+
+impl std::fmt::Debug for GpuBuffer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "GpuBuffer({:?} x {})", self.elem, self.len)
+    }
+}
+
+fn padded_size(len: usize, elem: Elem) -> u64 {
+    // Never zero-sized (bindings must be non-empty); copies need multiples of 4.
+    let bytes = (len.max(1) as u64) * elem.bytes();
+    bytes.div_ceil(16) * 16
+}
+
+impl GpuContext {
+    /// Allocates a zero-filled storage buffer of `len` elements.
+    pub fn alloc(self: &Arc<Self>, len: usize, elem: Elem) -> Result<GpuBuffer> {
+        let size = padded_size(len, elem);
+        if size > self.limits.max_buffer_size {
+            return Err(Error::Limit {
+                what: format!("a buffer of {len} elements"),
+                needed: size,
+                limit: self.limits.max_buffer_size,
+            });
+        }
+        let usage = if elem == Elem::Uniform {
+            wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST
+        } else {
+            wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC
+        };
+        let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: None,
+            size,
+            usage,
+            mapped_at_creation: false,
+        });
+        Ok(GpuBuffer {
+            ctx: self.clone(),
+            buffer,
+            len,
+            elem,
+            staging: Mutex::new(None),
+        })
+    }
+
+    /// Uploads floats, converting to `precision`.
+    pub fn upload_real(self: &Arc<Self>, data: &[f64], precision: Precision) -> Result<GpuBuffer> {
+        let buf = self.alloc(data.len(), Elem::Real(precision))?;
+        buf.write_real(data);
+        Ok(buf)
+    }
+
+    /// Uploads unsigned integers.
+    pub fn upload_u32(self: &Arc<Self>, data: &[u32]) -> Result<GpuBuffer> {
+        let buf = self.alloc(data.len(), Elem::U32)?;
+        if !data.is_empty() {
+            self.queue
+                .write_buffer(&buf.buffer, 0, bytemuck::cast_slice(data));
+        }
+        Ok(buf)
+    }
+
+    /// A uniform buffer holding `value` (a `#[repr(C)]` Pod struct, 16-byte multiple).
+    pub fn uniform<T: bytemuck::Pod>(self: &Arc<Self>, value: &T) -> Result<GpuBuffer> {
+        let bytes = bytemuck::bytes_of(value);
+        let buf = self.alloc(bytes.len() / 4, Elem::Uniform)?;
+        self.queue.write_buffer(&buf.buffer, 0, bytes);
+        Ok(buf)
+    }
+}
+
+impl GpuBuffer {
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when the buffer holds no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Element type.
+    pub fn elem(&self) -> Elem {
+        self.elem
+    }
+
+    /// Size of the live data in bytes.
+    pub fn bytes(&self) -> u64 {
+        self.len as u64 * self.elem.bytes()
+    }
+
+    /// Overwrites the buffer's contents with floats (queued; takes effect before the next submit).
+    pub fn write_real(&self, data: &[f64]) {
+        assert_eq!(data.len(), self.len, "write_real: length mismatch");
+        if data.is_empty() {
+            return;
+        }
+        match self.elem {
+            Elem::Real(Precision::F32) => {
+                let v: Vec<f32> = data.iter().map(|&x| x as f32).collect();
+                self.ctx
+                    .queue
+                    .write_buffer(&self.buffer, 0, bytemuck::cast_slice(&v));
+            }
+            Elem::Real(Precision::F64) => {
+                self.ctx
+                    .queue
+                    .write_buffer(&self.buffer, 0, bytemuck::cast_slice(data));
+            }
+            _ => panic!("write_real on a non-float buffer"),
+        }
+    }
+
+    /// Overwrites the buffer's contents with unsigned integers.
+    pub fn write_u32(&self, data: &[u32]) {
+        assert_eq!(self.elem, Elem::U32);
+        assert_eq!(data.len(), self.len, "write_u32: length mismatch");
+        if !data.is_empty() {
+            self.ctx
+                .queue
+                .write_buffer(&self.buffer, 0, bytemuck::cast_slice(data));
+        }
+    }
+
+    /// Overwrites a uniform buffer's contents.
+    pub fn write_uniform<T: bytemuck::Pod>(&self, value: &T) {
+        self.ctx
+            .queue
+            .write_buffer(&self.buffer, 0, bytemuck::bytes_of(value));
+    }
+
+    /// Reads `range` of the elements back as raw bytes (waits for the GPU).
+    fn read_bytes(&self, start: usize, count: usize) -> Result<Vec<u8>> {
+        let eb = self.elem.bytes();
+        let bytes = (count as u64 * eb).div_ceil(4) * 4;
+        if count == 0 {
+            return Ok(Vec::new());
+        }
+        let mut guard = self.staging.lock().expect("staging poisoned");
+        let need_new = guard.as_ref().is_none_or(|s| s.size() < bytes);
+        if need_new {
+            *guard = Some(self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("readback"),
+                size: bytes,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            }));
+        }
+        let staging = guard.as_ref().expect("staging just set");
+        let mut enc = self
+            .ctx
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
+        enc.copy_buffer_to_buffer(&self.buffer, start as u64 * eb, staging, 0, bytes);
+        self.ctx.queue.submit([enc.finish()]);
+        let (tx, rx) = std::sync::mpsc::channel();
+        staging.map_async(wgpu::MapMode::Read, 0..bytes, move |r| {
+            let _ = tx.send(r);
+        });
+        self.ctx.wait()?;
+        rx.recv()
+            .map_err(|e| Error::Gpu {
+                during: "readback".into(),
+                reason: e.to_string(),
+            })?
+            .map_err(|e| Error::Gpu {
+                during: "readback map".into(),
+                reason: e.to_string(),
+            })?;
+        let out = {
+            let view = staging.get_mapped_range(0..bytes).map_err(|e| Error::Gpu {
+                during: "readback view".into(),
+                reason: e.to_string(),
+            })?;
+            view[..(count as u64 * eb) as usize].to_vec()
+        };
+        staging.unmap();
+        Ok(out)
+    }
+
+    /// Reads the whole buffer back as f64 (waits for the GPU).
+    pub fn read_real(&self) -> Result<Vec<f64>> {
+        self.read_real_range(0, self.len)
+    }
+
+    /// Reads `count` floats starting at element `start` as f64.
+    pub fn read_real_range(&self, start: usize, count: usize) -> Result<Vec<f64>> {
+        assert!(start + count <= self.len, "read past the end");
+        let raw = self.read_bytes(start, count)?;
+        Ok(match self.elem {
+            Elem::Real(Precision::F32) => bytemuck::pod_collect_to_vec::<u8, f32>(&raw)
+                .into_iter()
+                .map(f64::from)
+                .collect(),
+            Elem::Real(Precision::F64) => bytemuck::pod_collect_to_vec::<u8, f64>(&raw),
+            _ => panic!("read_real on a non-float buffer"),
+        })
+    }
+
+    /// Reads the whole buffer back as u32.
+    pub fn read_u32(&self) -> Result<Vec<u32>> {
+        assert_eq!(self.elem, Elem::U32);
+        let raw = self.read_bytes(0, self.len)?;
+        Ok(bytemuck::pod_collect_to_vec(&raw))
+    }
+}

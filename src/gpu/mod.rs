@@ -1,0 +1,18 @@
+//! The only module that calls wgpu: adapter selection and device creation
+//! ([`context`]), typed storage buffers and readback ([`buffer`]), and the
+//! kernel pipeline cache, prepared dispatches and one-submit recorders
+//! ([`pipeline`]). Everything above this layer sees [`GpuContext`],
+//! [`GpuBuffer`], [`Kernel`] and [`Dispatch`], never a wgpu type.
+
+pub mod buffer;
+pub mod context;
+pub mod pipeline;
+
+pub use buffer::GpuBuffer;
+pub use context::{AdapterSummary, BackendChoice, GpuContext, GpuRequest, list_adapters};
+pub use pipeline::{Bind, BindRef, Dispatch, Kernel, Recorder};
+
+/// Invocations per workgroup of the one-thread-per-element kernels.
+pub const WORKGROUP: u32 = 64;
+/// Invocations per workgroup of the reduction kernels.
+pub const REDUCE_WORKGROUP: u32 = 256;

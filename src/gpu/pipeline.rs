@@ -1,0 +1,310 @@
+//! Kernels, the pipeline cache, prepared dispatches and the recorder that
+//! turns a sequence of dispatches into one submit.
+//!
+//! A [`Kernel`] names a WGSL source, an entry point and the kinds of its
+//! bindings (group 0, binding i in order). Pipelines and bind-group layouts
+//! are built once per (kernel, entry, precision) and cached in the context.
+//! A [`Dispatch`] binds concrete buffers once; iterations then replay it.
+//! Dispatches over more than 65535 workgroups use a 2-D grid: shaders compute
+//! their linear index as `(wid.y * nwg.x + wid.x) * WG + lid.x`.
+
+use std::borrow::Cow;
+use std::num::NonZeroU64;
+use std::sync::Arc;
+
+use super::{GpuBuffer, GpuContext};
+use crate::error::{Error, Result};
+use crate::real::Precision;
+
+/// Kind of one binding of a kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bind {
+    /// `var<uniform>` parameters.
+    Uniform,
+    /// `var<storage, read>`.
+    Read,
+    /// `var<storage, read_write>`.
+    ReadWrite,
+}
+
+/// A compute kernel: WGSL source (without the `real` alias), entry point, bindings.
+#[derive(Clone, Copy, Debug)]
+pub struct Kernel {
+    /// Shader file stem, for messages and caching.
+    pub name: &'static str,
+    /// WGSL source; `alias real = f32|f64;` and `REAL_EPS` are prepended at build time.
+    pub source: &'static str,
+    /// Other shader files whose function part (the text before `//!entry`) this one calls.
+    pub deps: &'static [&'static str],
+    /// Entry point.
+    pub entry: &'static str,
+    /// Binding kinds in binding order.
+    pub binds: &'static [Bind],
+    /// Invocations per workgroup (must match the shader's `@workgroup_size`).
+    pub workgroup: u32,
+}
+
+impl Kernel {
+    /// The full WGSL text for a precision.
+    pub fn wgsl(&self, precision: Precision) -> String {
+        let mut text = format!(
+            "alias real = {};\nconst REAL_EPS: real = {:e};\n",
+            precision.wgsl(),
+            precision.epsilon()
+        );
+        for dep in self.deps {
+            text += functions_part(dep);
+        }
+        text += self.source;
+        text
+    }
+}
+
+/// The part of a shader file before its `//!entry` marker: functions and
+/// constants other kernels may include (WGSL has no include directive).
+pub fn functions_part(source: &str) -> &str {
+    source.split("//!entry").next().unwrap_or(source)
+}
+
+pub(crate) struct CachedPipeline {
+    pipeline: wgpu::ComputePipeline,
+    layout: wgpu::BindGroupLayout,
+}
+
+/// A buffer, or an element range of one, to bind.
+#[derive(Clone, Copy, Debug)]
+pub struct BindRef<'a> {
+    /// The buffer.
+    pub buffer: &'a GpuBuffer,
+    /// First element.
+    pub offset: usize,
+    /// Number of elements (None = to the end).
+    pub len: Option<usize>,
+}
+
+impl<'a> From<&'a GpuBuffer> for BindRef<'a> {
+    fn from(buffer: &'a GpuBuffer) -> Self {
+        BindRef {
+            buffer,
+            offset: 0,
+            len: None,
+        }
+    }
+}
+
+/// A kernel with its buffers bound and its grid sized: replay it every iteration.
+pub struct Dispatch {
+    pipeline: Arc<CachedPipeline>,
+    bind_group: wgpu::BindGroup,
+    groups: (u32, u32),
+    name: &'static str,
+}
+
+impl std::fmt::Debug for Dispatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Dispatch({}, {:?})", self.name, self.groups)
+    }
+}
+
+impl GpuContext {
+    fn pipeline(&self, kernel: &Kernel, precision: Precision) -> Result<Arc<CachedPipeline>> {
+        let key = (kernel.name, kernel.entry, precision);
+        if let Some(p) = self.pipelines.lock().expect("cache poisoned").get(&key) {
+            return Ok(p.clone());
+        }
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let module = self
+            .device
+            .create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(kernel.name),
+                source: wgpu::ShaderSource::Wgsl(Cow::Owned(kernel.wgsl(precision))),
+            });
+        let entries: Vec<wgpu::BindGroupLayoutEntry> = kernel
+            .binds
+            .iter()
+            .enumerate()
+            .map(|(i, b)| wgpu::BindGroupLayoutEntry {
+                binding: i as u32,
+                visibility: wgpu::ShaderStages::COMPUTE,
+                ty: wgpu::BindingType::Buffer {
+                    ty: match b {
+                        Bind::Uniform => wgpu::BufferBindingType::Uniform,
+                        Bind::Read => wgpu::BufferBindingType::Storage { read_only: true },
+                        Bind::ReadWrite => wgpu::BufferBindingType::Storage { read_only: false },
+                    },
+                    has_dynamic_offset: false,
+                    min_binding_size: None,
+                },
+                count: None,
+            })
+            .collect();
+        let layout = self
+            .device
+            .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                label: Some(kernel.name),
+                entries: &entries,
+            });
+        let pipeline_layout = self
+            .device
+            .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: Some(kernel.name),
+                bind_group_layouts: &[Some(&layout)],
+                immediate_size: 0,
+            });
+        let pipeline = self
+            .device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(kernel.entry),
+                layout: Some(&pipeline_layout),
+                module: &module,
+                entry_point: Some(kernel.entry),
+                compilation_options: Default::default(),
+                cache: None,
+            });
+        if let Some(err) = pollster::block_on(scope.pop()) {
+            return Err(Error::Shader {
+                kernel: format!("{}::{} ({precision})", kernel.name, kernel.entry),
+                reason: err.to_string(),
+            });
+        }
+        let cached = Arc::new(CachedPipeline { pipeline, layout });
+        self.pipelines
+            .lock()
+            .expect("cache poisoned")
+            .insert(key, cached.clone());
+        Ok(cached)
+    }
+
+    /// Grid for `threads` invocations at `workgroup` per group, 2-D beyond the per-dimension limit.
+    pub fn grid(&self, threads: u64, workgroup: u32) -> Result<(u32, u32)> {
+        let groups = threads.div_ceil(workgroup as u64);
+        let max = self.max_workgroups_per_dim() as u64;
+        if groups == 0 {
+            return Ok((0, 0));
+        }
+        let x = groups.min(max);
+        let y = groups.div_ceil(x);
+        if y > max {
+            return Err(Error::Limit {
+                what: format!("a dispatch of {threads} invocations"),
+                needed: groups,
+                limit: max * max,
+            });
+        }
+        Ok((x as u32, y as u32))
+    }
+
+    /// Binds buffers to a kernel and sizes its grid for `threads` invocations.
+    pub fn prepare(
+        &self,
+        kernel: &Kernel,
+        precision: Precision,
+        binds: &[BindRef<'_>],
+        threads: u64,
+    ) -> Result<Dispatch> {
+        assert_eq!(
+            binds.len(),
+            kernel.binds.len(),
+            "kernel {} takes {} bindings",
+            kernel.name,
+            kernel.binds.len()
+        );
+        let cached = self.pipeline(kernel, precision)?;
+        let max_bind = self.max_binding_bytes();
+        let align = self.offset_alignment();
+        let mut entries = Vec::with_capacity(binds.len());
+        for (i, b) in binds.iter().enumerate() {
+            let eb = b.buffer.elem().bytes();
+            let offset = b.offset as u64 * eb;
+            let live = b
+                .len
+                .unwrap_or(b.buffer.len().saturating_sub(b.offset))
+                .max(1) as u64
+                * eb;
+            let size = (live.div_ceil(4) * 4).min(b.buffer.buffer.size() - offset);
+            if size > max_bind {
+                return Err(Error::Limit {
+                    what: format!("binding {i} of kernel {}", kernel.name),
+                    needed: size,
+                    limit: max_bind,
+                });
+            }
+            if offset % align != 0 {
+                return Err(Error::Limit {
+                    what: format!("offset alignment of binding {i} of kernel {}", kernel.name),
+                    needed: offset,
+                    limit: align,
+                });
+            }
+            entries.push(wgpu::BindGroupEntry {
+                binding: i as u32,
+                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer: &b.buffer.buffer,
+                    offset,
+                    size: NonZeroU64::new(size),
+                }),
+            });
+        }
+        let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(kernel.name),
+            layout: &cached.layout,
+            entries: &entries,
+        });
+        Ok(Dispatch {
+            pipeline: cached,
+            bind_group,
+            groups: self.grid(threads, kernel.workgroup)?,
+            name: kernel.name,
+        })
+    }
+
+    /// Starts recording a batch of work for one submit.
+    pub fn recorder(&self) -> Recorder<'_> {
+        Recorder {
+            ctx: self,
+            encoder: self
+                .device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None }),
+        }
+    }
+}
+
+/// Records dispatches and copies into one command buffer; [`Recorder::submit`] sends it.
+pub struct Recorder<'a> {
+    ctx: &'a GpuContext,
+    encoder: wgpu::CommandEncoder,
+}
+
+impl Recorder<'_> {
+    /// Appends a dispatch (wgpu inserts the storage barriers between dispatches).
+    pub fn dispatch(&mut self, d: &Dispatch) {
+        if d.groups.0 == 0 {
+            return;
+        }
+        let mut pass = self
+            .encoder
+            .begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some(d.name),
+                timestamp_writes: None,
+            });
+        pass.set_pipeline(&d.pipeline.pipeline);
+        pass.set_bind_group(0, &d.bind_group, &[]);
+        pass.dispatch_workgroups(d.groups.0, d.groups.1, 1);
+    }
+
+    /// Appends a whole-buffer copy.
+    pub fn copy(&mut self, src: &GpuBuffer, dst: &GpuBuffer) {
+        assert_eq!(src.bytes(), dst.bytes(), "copy: size mismatch");
+        let bytes = src.bytes().div_ceil(4) * 4;
+        if bytes > 0 {
+            self.encoder
+                .copy_buffer_to_buffer(&src.buffer, 0, &dst.buffer, 0, bytes);
+        }
+    }
+
+    /// Submits everything recorded (one queue submit) and checks for errors.
+    pub fn submit(self) -> Result<()> {
+        self.ctx.queue.submit([self.encoder.finish()]);
+        self.ctx.check("submit")
+    }
+}

@@ -1,0 +1,177 @@
+//! A-projection at the nodes: `x̄[i,k] = mean over out-edges e of x[e,k]`,
+//! then the node's side constraint on `(x̄, y, b)`:
+//! free, clamp at 0 (NMF codes), data value, ReLU, class margin, zigmoid,
+//! gapped step, or fixed value. Twin of `shaders/consensus_nodes.wgsl`.
+
+use super::par::{SharedMut, parallel_enough};
+use super::project_activation as act;
+use crate::gpu::{Bind, Kernel};
+use crate::real::Real;
+use rayon::prelude::*;
+
+/// x̄ only.
+pub const NODE_FREE: u32 = 0;
+/// x̄ clamped at 0 (NMF code node).
+pub const NODE_NONNEG: u32 = 1;
+/// x = data value (classifier input node).
+pub const NODE_DATA: u32 = 2;
+/// ReLU hidden node.
+pub const NODE_RELU: u32 = 3;
+/// Class node (its class index in `node_param`).
+pub const NODE_CLASS: u32 = 4;
+/// Zigmoid node.
+pub const NODE_ZIGMOID: u32 = 5;
+/// Gapped-step node.
+pub const NODE_STEP: u32 = 6;
+/// Node with x fixed to the data value; y, b projected.
+pub const NODE_FIXED: u32 = 7;
+
+/// The WGSL kernel.
+pub const KERNEL: Kernel = Kernel {
+    name: "consensus_nodes",
+    source: include_str!("../../shaders/consensus_nodes.wgsl"),
+    deps: &[include_str!("../../shaders/project_activation.wgsl")],
+    entry: "consensus_nodes",
+    binds: &[
+        Bind::Uniform,
+        Bind::Read,
+        Bind::Read,
+        Bind::Read,
+        Bind::Read,
+        Bind::Read,
+        Bind::Read,
+        Bind::Read,
+        Bind::Read,
+        Bind::Read,
+        Bind::Read,
+        Bind::ReadWrite,
+        Bind::ReadWrite,
+        Bind::ReadWrite,
+    ],
+    workgroup: 64,
+};
+
+/// Uniform parameters (matches `NodeParams`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct Params {
+    /// Items K (row stride).
+    pub items: u32,
+    /// Nodes N.
+    pub nodes: u32,
+    /// Padding.
+    pub pad: [u32; 2],
+}
+
+/// Read-only inputs of the node consensus.
+#[derive(Clone, Copy, Debug)]
+pub struct NodeInputs<'a, T> {
+    /// Items K.
+    pub items: usize,
+    /// CSR of out-edges per node (N+1).
+    pub out_ptr: &'a [u32],
+    /// Edge ids of out-edges.
+    pub out_edges: &'a [u32],
+    /// NODE_* per node.
+    pub kind: &'a [u32],
+    /// Per-node parameter (class index for class nodes).
+    pub param: &'a [u32],
+    /// Class label per item.
+    pub labels: &'a [u32],
+    /// Class margin Δ.
+    pub class_margin: T,
+    /// Activation half-width m.
+    pub act_margin: T,
+    /// x replicas [E][K].
+    pub x: &'a [T],
+    /// y [N][K].
+    pub y: &'a [T],
+    /// b [N][K].
+    pub b: &'a [T],
+    /// Data values [N][K] (used at data/fixed nodes).
+    pub data: &'a [T],
+}
+
+#[inline(always)]
+fn node_op<T: Real>(inp: &NodeInputs<'_, T>, i: usize, k: usize, xbar: T, y: T, b: T) -> (T, T, T) {
+    let idx = i * inp.items + k;
+    match inp.kind[i] {
+        NODE_NONNEG => (xbar.max(T::ZERO), y, b),
+        NODE_DATA => (inp.data[idx], y, b),
+        NODE_RELU => act::relu(xbar, y, b),
+        NODE_CLASS => {
+            let (y, b) = act::class(y, b, inp.labels[k] == inp.param[i], inp.class_margin);
+            (xbar, y, b)
+        }
+        NODE_ZIGMOID => act::zigmoid(xbar, y, b, inp.act_margin),
+        NODE_STEP => act::step(xbar, y, b, inp.act_margin),
+        NODE_FIXED => {
+            let xf = inp.data[idx];
+            let (y, b) = act::fixed(xf, y, b, inp.act_margin);
+            (xf, y, b)
+        }
+        _ => (xbar, y, b),
+    }
+}
+
+/// Plain-loop f64 twin: one (k, i) at a time.
+pub fn reference(inp: &NodeInputs<'_, f64>, xa: &mut [f64], ya: &mut [f64], ba: &mut [f64]) {
+    let kk = inp.items;
+    for i in 0..inp.kind.len() {
+        for k in 0..kk {
+            let (e0, e1) = (inp.out_ptr[i] as usize, inp.out_ptr[i + 1] as usize);
+            let mut sum = 0.0;
+            for &e in &inp.out_edges[e0..e1] {
+                sum += inp.x[e as usize * kk + k];
+            }
+            let xbar = if e1 > e0 { sum / (e1 - e0) as f64 } else { 0.0 };
+            let idx = i * kk + k;
+            let (a, b, c) = node_op(inp, i, k, xbar, inp.y[idx], inp.b[idx]);
+            xa[idx] = a;
+            ya[idx] = b;
+            ba[idx] = c;
+        }
+    }
+}
+
+/// CPU backend: rows of nodes in parallel, contiguous loops over items.
+pub fn cpu<T: Real>(inp: &NodeInputs<'_, T>, xa: &mut [T], ya: &mut [T], ba: &mut [T]) {
+    let kk = inp.items;
+    let nodes = inp.kind.len();
+    if kk == 0 || nodes == 0 {
+        return;
+    }
+    let ya_s = SharedMut::new(ya);
+    let ba_s = SharedMut::new(ba);
+    let work = |(i, xrow): (usize, &mut [T])| {
+        let (e0, e1) = (inp.out_ptr[i] as usize, inp.out_ptr[i + 1] as usize);
+        xrow.fill(T::ZERO);
+        for &e in &inp.out_edges[e0..e1] {
+            let src = &inp.x[e as usize * kk..(e as usize + 1) * kk];
+            for (s, &v) in xrow.iter_mut().zip(src) {
+                *s += v;
+            }
+        }
+        if e1 > e0 {
+            let inv = T::ONE / T::from_f64((e1 - e0) as f64);
+            for s in xrow.iter_mut() {
+                *s *= inv;
+            }
+        }
+        // SAFETY: row i of ya/ba is written only by the task that owns row i of xa.
+        let yrow = unsafe { ya_s.slice(i * kk, kk) };
+        let brow = unsafe { ba_s.slice(i * kk, kk) };
+        for k in 0..kk {
+            let idx = i * kk + k;
+            let (a, b, c) = node_op(inp, i, k, xrow[k], inp.y[idx], inp.b[idx]);
+            xrow[k] = a;
+            yrow[k] = b;
+            brow[k] = c;
+        }
+    };
+    if parallel_enough(inp.out_edges.len() * kk + nodes * kk) {
+        xa.par_chunks_mut(kk).enumerate().for_each(work);
+    } else {
+        xa.chunks_mut(kk).enumerate().for_each(work);
+    }
+}

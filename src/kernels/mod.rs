@@ -1,0 +1,33 @@
+//! Numeric kernels. Each `<name>.rs` pairs with `shaders/<name>.wgsl`: the
+//! [`crate::gpu::Kernel`] description, a plain-loop CPU twin that the WGSL
+//! is tested against in f64, and (for the hot ones) the fast CPU-backend
+//! version generic over precision.
+//!
+//! Layout shared by the RRR kernels: edges sorted by destination (in-edge
+//! CSR), edge arrays `[E][K]` and node arrays `[N][K]` with the item index k
+//! fastest, so that GPU invocations over k read coalesced memory and CPU
+//! loops over k vectorize.
+
+pub mod consensus_nodes;
+pub mod copy;
+pub mod normalize_weights;
+pub mod par;
+pub mod project_activation;
+pub mod project_bilinear;
+pub mod reduce_rows;
+pub mod rrr_step;
+pub mod rrr_update;
+
+use crate::gpu::Kernel;
+
+/// Every WGSL kernel, for validation and warm-up.
+pub const ALL: &[Kernel] = &[
+    project_bilinear::KERNEL,
+    project_activation::KERNEL,
+    consensus_nodes::KERNEL,
+    reduce_rows::KERNEL,
+    normalize_weights::KERNEL,
+    rrr_step::KERNEL,
+    rrr_update::KERNEL,
+    copy::KERNEL,
+];

@@ -1,0 +1,101 @@
+//! Weight consensus with side constraints (paper lemma 4.1): per group of
+//! edges (in-edges of a node for classifiers; out-edges of a code node for
+//! NMF), `w̄[e] = (Σ_p partial[e][p]) / K`, optionally clamped at 0, then
+//! rescaled to `Σ_e w̄[e]² = Ω²`. When clamping leaves nothing positive (or
+//! the group's norm is 0) the first largest unclamped mean gets Ω and the
+//! rest 0, as the reference C code does. Twin of `shaders/normalize_weights.wgsl`.
+
+use crate::gpu::{Bind, Kernel};
+use crate::real::Real;
+
+/// The WGSL kernel.
+pub const KERNEL: Kernel = Kernel {
+    name: "normalize_weights",
+    source: include_str!("../../shaders/normalize_weights.wgsl"),
+    deps: &[],
+    entry: "normalize_weights",
+    binds: &[
+        Bind::Uniform,
+        Bind::Read,
+        Bind::Read,
+        Bind::Read,
+        Bind::Read,
+        Bind::ReadWrite,
+    ],
+    workgroup: 64,
+};
+
+/// Uniform parameters (matches `NormParams`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct Params {
+    /// Groups G.
+    pub groups: u32,
+    /// Items in the whole batch (the divisor of the mean).
+    pub items_total: u32,
+    /// Partial sums per edge.
+    pub parts_total: u32,
+    /// 1 = clamp at 0.
+    pub clamp: u32,
+}
+
+/// One group: means `v` (in group order) → normalized consensus, in place.
+pub fn normalize_group<T: Real>(v: &mut [T], clamp: bool, omega: T) {
+    if v.is_empty() {
+        return;
+    }
+    let mut wmax = v[0];
+    let mut imax = 0;
+    let mut sumsq = T::ZERO;
+    for (i, x) in v.iter_mut().enumerate() {
+        if i == 0 || *x > wmax {
+            wmax = *x;
+            imax = i;
+        }
+        if clamp {
+            *x = x.max(T::ZERO);
+        }
+        sumsq += *x * *x;
+    }
+    if (clamp && wmax <= T::ZERO) || sumsq == T::ZERO {
+        v.fill(T::ZERO);
+        v[imax] = omega;
+        return;
+    }
+    let scale = omega / sumsq.sqrt();
+    for x in v.iter_mut() {
+        *x *= scale;
+    }
+}
+
+/// Plain-loop f64 twin (also the CPU backend: O(E), never the bottleneck).
+#[allow(clippy::too_many_arguments)]
+pub fn run<T: Real>(
+    group_ptr: &[u32],
+    group_edges: &[u32],
+    partial: &[T],
+    parts_total: usize,
+    items_total: usize,
+    clamp: bool,
+    omega: T,
+    wa: &mut [T],
+) {
+    let inv_k = T::ONE / T::from_f64(items_total as f64);
+    let mut v = Vec::new();
+    for g in 0..group_ptr.len().saturating_sub(1) {
+        let edges = &group_edges[group_ptr[g] as usize..group_ptr[g + 1] as usize];
+        v.clear();
+        v.extend(edges.iter().map(|&e| {
+            let e = e as usize;
+            partial[e * parts_total..(e + 1) * parts_total]
+                .iter()
+                .copied()
+                .sum::<T>()
+                * inv_k
+        }));
+        normalize_group(&mut v, clamp, omega);
+        for (&e, &x) in edges.iter().zip(&v) {
+            wa[e as usize] = x;
+        }
+    }
+}

@@ -1,0 +1,359 @@
+//! Bilinear projection (paper appendix B): project `(x, w, y)` onto
+//! `x·w = Ω y` in the metric `|dx|² + |dw|² + g dy²`.
+//!
+//! Stationarity gives `x' = (x + u w)/(1 − u²)`, `w' = (w + u x)/(1 − u²)`,
+//! `y' = y − Ω u / g`, with `u ∈ (−1, 1)` the unique root of
+//!
+//! ```text
+//! h(u) = A/(1−u)² − B/(1+u)² + c u − t,   A = |x+w|²/4, B = |x−w|²/4,
+//!                                          c = Ω²/g,     t = Ω y
+//! ```
+//!
+//! (the same function as the paper's `(p(1+u²)+qu)/(1−u²)² + (Ω²/g)u − Ωy`,
+//! written without the cancellation of `p(1+u²)+qu` near `x ≈ ±w`). The NMF
+//! form (y fixed by data) is `Ω = 1`, `c = 0`.
+//!
+//! Solver (identical in Rust and WGSL): the sign of `h(0)` says on which
+//! side the root lies; the sign at `|u| = 1/2` says whether to solve for
+//! `|u|` itself (small roots keep full relative precision, so `y' − y` is
+//! exact to the last digits) or for `s = 1 − |u|` (roots near ±1 keep full
+//! relative precision in `1 − |u|`, which f32 otherwise cannot resolve below
+//! 6e-8). Newton inside a bracket, bisecting whenever Newton leaves it. `A` (or `B`)
+//! equal to zero with no sign change means no root in (−1, 1): the case is
+//! reported as [`STATUS_DEGENERATE`] and the point is returned unchanged —
+//! never silent noise as the reference C code returns.
+//!
+//! Outputs use `x + u w` when `|u| ≤ 1/2` and `(x ± w) − s w` when `|u| > 1/2`
+//! so that neither regime loses digits.
+
+use crate::gpu::{Bind, Kernel};
+use crate::real::Real;
+
+/// The WGSL kernel: one invocation per problem of a [`BilinearBatch`].
+pub const KERNEL: Kernel = Kernel {
+    name: "project_bilinear",
+    source: include_str!("../../shaders/project_bilinear.wgsl"),
+    deps: &[],
+    entry: "project_bilinear",
+    binds: &[
+        Bind::Uniform,
+        Bind::Read,
+        Bind::Read,
+        Bind::Read,
+        Bind::Read,
+        Bind::Read,
+        Bind::Read,
+        Bind::ReadWrite,
+        Bind::ReadWrite,
+        Bind::ReadWrite,
+        Bind::ReadWrite,
+        Bind::ReadWrite,
+    ],
+    workgroup: 64,
+};
+
+/// Uniform parameters (matches `BilinearParams`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct Params {
+    /// Number of problems.
+    pub problems: u32,
+    /// Padding.
+    pub pad: [u32; 3],
+}
+
+/// The projection converged.
+pub const STATUS_OK: u32 = 0;
+/// No root in (−1, 1): the constraint set has no nearest stationary point
+/// (x = ±w exactly with an unattainable target, or x = w = 0).
+pub const STATUS_DEGENERATE: u32 = 1;
+/// Newton/bisection hit the iteration cap; the last iterate is used.
+pub const STATUS_NOT_CONVERGED: u32 = 2;
+
+/// Iteration cap of the root finder (bisection alone needs ~60 in f64 for s near 1e-18).
+pub const MAX_ITER: u32 = 200;
+
+/// Root of the bilinear secular equation.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Root<T> {
+    /// |u|, accurate relative to itself when |u| ≤ 1/2.
+    pub ua: T,
+    /// 1 − |u|, accurate relative to itself when |u| > 1/2.
+    pub s: T,
+    /// True if u ≥ 0.
+    pub positive: bool,
+    /// One of the STATUS_* codes.
+    pub status: u32,
+    /// Newton/bisection iterations used.
+    pub iterations: u32,
+}
+
+impl<T: Real> Root<T> {
+    /// The multiplier u.
+    pub fn u(&self) -> T {
+        if self.positive { self.ua } else { -self.ua }
+    }
+}
+
+/// Solves `h(u) = 0` given `sp = |x+w|²`, `sm = |x−w|²`, `c = Ω²/g` and `t = Ω y`.
+///
+/// After mirroring to the side of the root, with `v = |u|`:
+/// `G(v) = a/(1−v)² − b/(1+v)² + c v − tt`, increasing, `G(0) < 0`.
+/// If `G(1/2) ≥ 0` the root is found in `v ∈ (0, 1/2]` (full relative
+/// precision in u), otherwise in `s = 1 − v ∈ (0, 1/2)` (full relative
+/// precision in 1 − |u|).
+pub fn solve_root<T: Real>(sp: T, sm: T, c: T, t: T) -> Root<T> {
+    let quarter = T::from_f64(0.25);
+    let half = T::from_f64(0.5);
+    let two = T::from_f64(2.0);
+    let aa = sp * quarter;
+    let bb = sm * quarter;
+    let h0 = aa - bb - t;
+    let mut root = Root {
+        ua: T::ZERO,
+        s: T::ONE,
+        positive: true,
+        status: STATUS_OK,
+        iterations: 0,
+    };
+    if h0 == T::ZERO {
+        return root;
+    }
+    // Mirror u → −u on the negative side (swap A and B, negate t).
+    let positive = h0 < T::ZERO;
+    root.positive = positive;
+    let (a, b, tt) = if positive { (aa, bb, t) } else { (bb, aa, -t) };
+    if !(a > T::ZERO) {
+        // G(1−) = −b/4 + c − tt must be positive for a root.
+        let g1 = c - b * quarter - tt;
+        if !(g1 > T::ZERO) {
+            root.status = STATUS_DEGENERATE;
+            return root;
+        }
+    }
+    let ra = a.sqrt();
+    let rb = b.sqrt();
+    // G at v = 1/2: (ra/(1/2))² − (rb/(3/2))² + c/2 − tt.
+    let ta = ra * two;
+    let tb = rb / T::from_f64(1.5);
+    let g_half = ta * ta - tb * tb + c * half - tt;
+    let small = g_half >= T::ZERO;
+    // Unknown q: v (small regime, G increasing) or s (large regime, F(s) = G(1−s) decreasing).
+    // Keep the bracket [lo, hi] with G(v(lo)) < 0 < G(v(hi)) in v-orientation.
+    let mut lo = T::ZERO;
+    let mut hi = half;
+    let mut q = if small { T::ZERO } else { half };
+    let mut status = STATUS_NOT_CONVERGED;
+    let mut it = 0;
+    while it < MAX_ITER {
+        it += 1;
+        let (om, op) = if small { (T::ONE - q, T::ONE + q) } else { (q, two - q) };
+        let r1 = T::ONE / om;
+        let r2 = T::ONE / op;
+        let xa = ra * r1;
+        let xb = rb * r2;
+        let vq = if small { q } else { T::ONE - q };
+        let g = xa * xa - xb * xb + c * vq - tt;
+        if g == T::ZERO {
+            status = STATUS_OK;
+            break;
+        }
+        // dG/dv = 2a/(1−v)³ + 2b/(1+v)³ + c > 0; dq/dv = ±1.
+        let gp = two * xa * xa * r1 + two * xb * xb * r2 + c;
+        // In q-orientation the function is G (small) or −G (large).
+        let (fq, fpq) = if small { (g, gp) } else { (-g, gp) };
+        if fq < T::ZERO {
+            lo = q;
+        } else {
+            hi = q;
+        }
+        let newton = q - fq / fpq;
+        let inside = newton > lo && newton < hi;
+        // G is zero to within the rounding of its own terms: f32 cannot do
+        // better when A ≈ B, so stop here (with the Newton polish if it stays inside).
+        let floor = T::from_f64(4.0) * T::EPSILON * (xa * xa + xb * xb + (c * vq).abs() + tt.abs());
+        if g.abs() <= floor {
+            if inside {
+                q = newton;
+            }
+            status = STATUS_OK;
+            break;
+        }
+        let next = if inside { newton } else { (lo + hi) * half };
+        let step = (next - q).abs();
+        if step <= T::from_f64(4.0) * T::EPSILON * next || next == lo || next == hi {
+            if next > T::ZERO {
+                q = next;
+            }
+            status = STATUS_OK;
+            break;
+        }
+        q = next;
+    }
+    if small {
+        root.ua = q;
+        root.s = T::ONE - q;
+    } else {
+        root.s = q;
+        root.ua = T::ONE - q;
+    }
+    root.status = status;
+    root.iterations = it;
+    root
+}
+
+/// Applies a root to one coordinate pair: returns `(x', w')`.
+#[inline(always)]
+pub fn apply_root<T: Real>(x: T, w: T, root: &Root<T>) -> (T, T) {
+    let s = root.s;
+    let den = s * (T::ONE + root.ua);
+    if s >= T::from_f64(0.5) {
+        let u = root.u();
+        ((x + u * w) / den, (w + u * x) / den)
+    } else if root.positive {
+        let sum = x + w;
+        ((sum - s * w) / den, (sum - s * x) / den)
+    } else {
+        let d = x - w;
+        ((d + s * w) / den, (s * x - d) / den)
+    }
+}
+
+/// Result of one projection.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Projected<T> {
+    /// x'.
+    pub x: Vec<T>,
+    /// w'.
+    pub w: Vec<T>,
+    /// y' (unchanged in the NMF form).
+    pub y: T,
+    /// The multiplier u.
+    pub u: T,
+    /// STATUS_* code.
+    pub status: u32,
+}
+
+/// Projects one `(x, w, y)`. `g = None` is the NMF form (y fixed, Ω = 1).
+pub fn project<T: Real>(x: &[T], w: &[T], y: T, omega: T, g: Option<T>) -> Projected<T> {
+    assert_eq!(x.len(), w.len());
+    let mut sp = T::ZERO;
+    let mut sm = T::ZERO;
+    for (&xi, &wi) in x.iter().zip(w) {
+        sp += (xi + wi) * (xi + wi);
+        sm += (xi - wi) * (xi - wi);
+    }
+    let (c, t) = match g {
+        Some(g) => (omega * omega / g, omega * y),
+        None => (T::ZERO, y),
+    };
+    let root = solve_root(sp, sm, c, t);
+    if root.status == STATUS_DEGENERATE {
+        return Projected {
+            x: x.to_vec(),
+            w: w.to_vec(),
+            y,
+            u: T::ZERO,
+            status: root.status,
+        };
+    }
+    let (xo, wo): (Vec<T>, Vec<T>) = x.iter().zip(w).map(|(&a, &b)| apply_root(a, b, &root)).unzip();
+    let u = root.u();
+    let yo = match g {
+        Some(g) => y - omega * u / g,
+        None => y,
+    };
+    Projected {
+        x: xo,
+        w: wo,
+        y: yo,
+        u,
+        status: root.status,
+    }
+}
+
+/// A batch of independent bilinear problems in CSR form (problem p owns
+/// elements `ptr[p]..ptr[p+1]` of `x` and `w`). `g[p] == 0` selects the NMF
+/// form for that problem.
+#[derive(Clone, Debug, Default)]
+pub struct BilinearBatch {
+    /// CSR offsets, length P+1.
+    pub ptr: Vec<u32>,
+    /// x, concatenated.
+    pub x: Vec<f64>,
+    /// w, concatenated.
+    pub w: Vec<f64>,
+    /// y per problem.
+    pub y: Vec<f64>,
+    /// Ω per problem.
+    pub omega: Vec<f64>,
+    /// g per problem (0 = NMF form).
+    pub g: Vec<f64>,
+}
+
+/// Outputs of [`project_batch_reference`] / the GPU kernel.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct BilinearOut {
+    /// x'.
+    pub x: Vec<f64>,
+    /// w'.
+    pub w: Vec<f64>,
+    /// y'.
+    pub y: Vec<f64>,
+    /// u per problem.
+    pub u: Vec<f64>,
+    /// STATUS_* per problem.
+    pub status: Vec<u32>,
+}
+
+impl BilinearBatch {
+    /// Number of problems.
+    pub fn problems(&self) -> usize {
+        self.y.len()
+    }
+}
+
+/// The plain-loop f64 CPU twin of `shaders/project_bilinear.wgsl`, evaluated in precision `T`.
+pub fn project_batch_reference<T: Real>(batch: &BilinearBatch) -> BilinearOut {
+    let mut out = BilinearOut {
+        x: vec![0.0; batch.x.len()],
+        w: vec![0.0; batch.w.len()],
+        ..Default::default()
+    };
+    for p in 0..batch.problems() {
+        let (a, b) = (batch.ptr[p] as usize, batch.ptr[p + 1] as usize);
+        let x: Vec<T> = batch.x[a..b].iter().map(|&v| T::from_f64(v)).collect();
+        let w: Vec<T> = batch.w[a..b].iter().map(|&v| T::from_f64(v)).collect();
+        let g = (batch.g[p] != 0.0).then(|| T::from_f64(batch.g[p]));
+        let r = project(&x, &w, T::from_f64(batch.y[p]), T::from_f64(batch.omega[p]), g);
+        for i in a..b {
+            out.x[i] = r.x[i - a].to_f64();
+            out.w[i] = r.w[i - a].to_f64();
+        }
+        out.y.push(r.y.to_f64());
+        out.u.push(r.u.to_f64());
+        out.status.push(r.status);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zero_multiplier_when_already_on_the_set() {
+        let r = project(&[1.0f64, 2.0], &[3.0, 4.0], 11.0, 1.0, None);
+        assert_eq!(r.u, 0.0);
+        assert_eq!(r.x, vec![1.0, 2.0]);
+    }
+
+    #[test]
+    fn degenerate_is_reported() {
+        // x == w and a target below |x|²/4 ... with y fixed: no root.
+        let r = project(&[1.0f64], &[1.0], -1.0, 1.0, None);
+        assert_eq!(r.status, STATUS_DEGENERATE);
+        let r = project(&[0.0f64], &[0.0], 1.0, 1.0, None);
+        assert_eq!(r.status, STATUS_DEGENERATE);
+    }
+}

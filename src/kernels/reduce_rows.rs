@@ -1,0 +1,100 @@
+//! Partial sums over items of each row of an `[R][K]` array
+//! (`partial[r][p] = Σ_{k in chunk p} v[r,k]`, chunks of [`CHUNK`] items), with
+//! `v = z` or the reflection `v = 2a − z`. Used for the weight consensus
+//! (mean of w over the batch), the bias B-consensus and RRR_err. The partial
+//! sums are the seam for a multi-device allreduce. Twin of `shaders/reduce_rows.wgsl`.
+
+use super::par::parallel_enough;
+use crate::gpu::{Bind, Kernel};
+use crate::real::Real;
+use rayon::prelude::*;
+
+/// Items per partial sum (one workgroup of 256 invocations, 4 items each).
+pub const CHUNK: usize = 1024;
+
+/// Sum z.
+pub const MODE_SUM: u32 = 0;
+/// Sum 2a − z.
+pub const MODE_REFLECT: u32 = 1;
+
+/// The WGSL kernel.
+pub const KERNEL: Kernel = Kernel {
+    name: "reduce_rows",
+    source: include_str!("../../shaders/reduce_rows.wgsl"),
+    deps: &[],
+    entry: "reduce_rows",
+    binds: &[Bind::Uniform, Bind::Read, Bind::Read, Bind::ReadWrite],
+    workgroup: 256,
+};
+
+/// Uniform parameters (matches `ReduceParams`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct Params {
+    /// Rows R.
+    pub rows: u32,
+    /// Items K (row stride).
+    pub items: u32,
+    /// Partial sums per row from this call.
+    pub parts: u32,
+    /// MODE_*.
+    pub mode: u32,
+    /// Row stride of `partial`.
+    pub parts_total: u32,
+    /// Column where this call's partial sums start.
+    pub parts_offset: u32,
+    /// Padding.
+    pub pad: [u32; 2],
+}
+
+/// Partial sums per row for K items.
+pub fn parts(items: usize) -> usize {
+    items.div_ceil(CHUNK).max(1)
+}
+
+/// Plain-loop f64 twin; writes `partial[r*parts_total + offset + p]`.
+pub fn reference(
+    z: &[f64],
+    a: &[f64],
+    rows: usize,
+    items: usize,
+    mode: u32,
+    partial: &mut [f64],
+    parts_total: usize,
+    offset: usize,
+) {
+    for r in 0..rows {
+        for p in 0..parts(items) {
+            let mut acc = 0.0;
+            for k in p * CHUNK..((p + 1) * CHUNK).min(items) {
+                let i = r * items + k;
+                acc += if mode == MODE_SUM { z[i] } else { 2.0 * a[i] - z[i] };
+            }
+            partial[r * parts_total + offset + p] = acc;
+        }
+    }
+}
+
+/// CPU backend: one partial sum per row (parts_total = 1 layout), rows in parallel.
+pub fn cpu_row_sums<T: Real>(z: &[T], a: Option<&[T]>, items: usize, out: &mut [T]) {
+    if items == 0 {
+        out.fill(T::ZERO);
+        return;
+    }
+    let two = T::from_f64(2.0);
+    let work = |(r, o): (usize, &mut T)| {
+        let zr = &z[r * items..(r + 1) * items];
+        *o = match a {
+            None => zr.iter().copied().sum(),
+            Some(a) => {
+                let ar = &a[r * items..(r + 1) * items];
+                zr.iter().zip(ar).map(|(&z, &a)| two * a - z).sum()
+            }
+        };
+    };
+    if parallel_enough(z.len()) {
+        out.par_iter_mut().enumerate().for_each(work);
+    } else {
+        out.iter_mut().enumerate().for_each(work);
+    }
+}

@@ -1,0 +1,304 @@
+//! The fused RRR step at every (item k, bilinear node j), given the
+//! A-projection `a = PA(z)` (node values xa, ya, ba and weights wa):
+//!
+//! ```text
+//! r = 2a − z                      reflection (x, w per in-edge; y)
+//! b = PB(r)                       bilinear projection, metric g_j on y;
+//!                                 bias: mean over the batch of 2ba − b
+//! z ← z + β (b − a)               in place: PB's output is never stored
+//! err[j][k] = |b − a|²_metric     reduced later: RRR_err² = Σ err / K
+//! ```
+//!
+//! Mode [`MODE_NMF`]: y holds the fixed data (Ω = 1, c = 0, y not updated).
+//! Mode [`MODE_FREE_Y`]: y is a variable with metric g_j.
+//! Memory per (k, e) and iteration: read x, w, xa twice, write x, w once
+//! (wa is per edge, cached). Twin of `shaders/rrr_step.wgsl`.
+
+use super::par::{SharedMut, parallel_enough};
+use super::project_bilinear::{STATUS_DEGENERATE, STATUS_NOT_CONVERGED, apply_root, solve_root};
+use crate::gpu::{Bind, Kernel};
+use crate::real::Real;
+use rayon::prelude::*;
+
+/// y fixed by data (NMF).
+pub const MODE_NMF: u32 = 0;
+/// y free with metric g (classifier, autoencoder).
+pub const MODE_FREE_Y: u32 = 1;
+
+/// The WGSL kernel.
+pub const KERNEL: Kernel = Kernel {
+    name: "rrr_step",
+    source: include_str!("../../shaders/rrr_step.wgsl"),
+    deps: &[include_str!("../../shaders/project_bilinear.wgsl")],
+    entry: "rrr_step",
+    binds: &[
+        Bind::Uniform,
+        Bind::Read,
+        Bind::Read,
+        Bind::Read,
+        Bind::Read,
+        Bind::Read,
+        Bind::ReadWrite,
+        Bind::ReadWrite,
+        Bind::Read,
+        Bind::Read,
+        Bind::ReadWrite,
+        Bind::Read,
+        Bind::ReadWrite,
+        Bind::Read,
+        Bind::Read,
+        Bind::ReadWrite,
+        Bind::ReadWrite,
+    ],
+    workgroup: 64,
+};
+
+/// Uniform parameters (matches `StepParams`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct Params {
+    /// Items in this chunk (row stride).
+    pub items: u32,
+    /// Bilinear nodes J.
+    pub bil_nodes: u32,
+    /// Partial sums per bias row.
+    pub parts_total: u32,
+    /// MODE_*.
+    pub mode: u32,
+    /// 1 = update biases.
+    pub has_bias: u32,
+    /// Items in the whole batch.
+    pub items_total: u32,
+    /// Padding.
+    pub pad: [u32; 2],
+}
+
+/// Read-only structure and A-projection values.
+#[derive(Clone, Copy, Debug)]
+pub struct StepInputs<'a, T> {
+    /// Items K.
+    pub items: usize,
+    /// MODE_*.
+    pub mode: u32,
+    /// β.
+    pub beta: T,
+    /// Ω.
+    pub omega: T,
+    /// Bilinear node ids.
+    pub bil: &'a [u32],
+    /// In-edge CSR by destination (edges sorted by dst).
+    pub in_ptr: &'a [u32],
+    /// Source node per edge.
+    pub src: &'a [u32],
+    /// Metric weight g per node.
+    pub metric: &'a [T],
+    /// xa [N][K].
+    pub xa: &'a [T],
+    /// wa [E].
+    pub wa: &'a [T],
+    /// ya [N][K].
+    pub ya: &'a [T],
+    /// ba [N][K].
+    pub ba: &'a [T],
+    /// Bias consensus per node (mean over the batch of 2ba − b), when biases are used.
+    pub bias_mean: Option<&'a [T]>,
+}
+
+/// Mutable RRR variables.
+#[derive(Debug)]
+pub struct StepState<'a, T> {
+    /// x [E][K].
+    pub x: &'a mut [T],
+    /// w [E][K].
+    pub w: &'a mut [T],
+    /// y [N][K].
+    pub y: &'a mut [T],
+    /// b [N][K].
+    pub b: &'a mut [T],
+}
+
+/// Counts of exceptional projections in one step.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StepCounts {
+    /// No root in (−1, 1).
+    pub degenerate: u64,
+    /// Iteration cap reached.
+    pub not_converged: u64,
+}
+
+impl std::ops::AddAssign for StepCounts {
+    fn add_assign(&mut self, o: Self) {
+        self.degenerate += o.degenerate;
+        self.not_converged += o.not_converged;
+    }
+}
+
+/// Plain-loop f64 twin, one (k, j) at a time; writes `err[jj*K + k]`.
+pub fn reference(inp: &StepInputs<'_, f64>, st: &mut StepState<'_, f64>, err: &mut [f64]) -> StepCounts {
+    let kk = inp.items;
+    let mut counts = StepCounts::default();
+    for (jj, &j) in inp.bil.iter().enumerate() {
+        let j = j as usize;
+        let edges = inp.in_ptr[j] as usize..inp.in_ptr[j + 1] as usize;
+        for k in 0..kk {
+            let (mut sp, mut sm) = (0.0, 0.0);
+            for e in edges.clone() {
+                let rx = 2.0 * inp.xa[inp.src[e] as usize * kk + k] - st.x[e * kk + k];
+                let rw = 2.0 * inp.wa[e] - st.w[e * kk + k];
+                sp += (rx + rw) * (rx + rw);
+                sm += (rx - rw) * (rx - rw);
+            }
+            let nj = j * kk + k;
+            let g = inp.metric[j];
+            let (c, t, ry) = if inp.mode == MODE_FREE_Y {
+                let ry = 2.0 * inp.ya[nj] - st.y[nj];
+                (inp.omega * inp.omega / g, inp.omega * ry, ry)
+            } else {
+                (0.0, st.y[nj], st.y[nj])
+            };
+            let root = solve_root(sp, sm, c, t);
+            let degenerate = root.status == STATUS_DEGENERATE;
+            counts.degenerate += degenerate as u64;
+            counts.not_converged += (root.status == STATUS_NOT_CONVERGED) as u64;
+            let mut e2 = 0.0;
+            for e in edges.clone() {
+                let o = e * kk + k;
+                let xae = inp.xa[inp.src[e] as usize * kk + k];
+                let wae = inp.wa[e];
+                let rx = 2.0 * xae - st.x[o];
+                let rw = 2.0 * wae - st.w[o];
+                let (xb, wb) = if degenerate { (rx, rw) } else { apply_root(rx, rw, &root) };
+                st.x[o] += inp.beta * (xb - xae);
+                st.w[o] += inp.beta * (wb - wae);
+                e2 += (xb - xae).powi(2) + (wb - wae).powi(2);
+            }
+            if inp.mode == MODE_FREE_Y {
+                let yb = if degenerate { ry } else { ry - inp.omega * root.u() / g };
+                let dy = yb - inp.ya[nj];
+                st.y[nj] += inp.beta * dy;
+                e2 += g * dy * dy;
+            }
+            if let Some(bm) = inp.bias_mean {
+                let db = bm[j] - inp.ba[nj];
+                st.b[nj] += inp.beta * db;
+                e2 += g * db * db;
+            }
+            err[jj * kk + k] = e2;
+        }
+    }
+    counts
+}
+
+/// CPU backend: bilinear nodes in parallel (their in-edge blocks of x and w
+/// are disjoint because edges are sorted by destination), items innermost.
+/// Returns the summed error Σ err and the exception counts.
+pub fn cpu<T: Real>(inp: &StepInputs<'_, T>, st: &mut StepState<'_, T>) -> (f64, StepCounts) {
+    let kk = inp.items;
+    if kk == 0 || inp.bil.is_empty() {
+        return (0.0, StepCounts::default());
+    }
+    let xs = SharedMut::new(st.x);
+    let ws = SharedMut::new(st.w);
+    let ys = SharedMut::new(st.y);
+    let bs = SharedMut::new(st.b);
+    let two = T::from_f64(2.0);
+    let node = |&j: &u32| -> (f64, StepCounts) {
+        let j = j as usize;
+        let (e0, e1) = (inp.in_ptr[j] as usize, inp.in_ptr[j + 1] as usize);
+        // SAFETY: in-edge blocks and node rows of distinct bilinear nodes are disjoint.
+        let x = unsafe { xs.slice(e0 * kk, (e1 - e0) * kk) };
+        let w = unsafe { ws.slice(e0 * kk, (e1 - e0) * kk) };
+        let y = unsafe { ys.slice(j * kk, kk) };
+        let b = unsafe { bs.slice(j * kk, kk) };
+        let mut sp = vec![T::ZERO; kk];
+        let mut sm = vec![T::ZERO; kk];
+        for (le, e) in (e0..e1).enumerate() {
+            let xa = &inp.xa[inp.src[e] as usize * kk..][..kk];
+            let wa = inp.wa[e];
+            let xr = &x[le * kk..(le + 1) * kk];
+            let wr = &w[le * kk..(le + 1) * kk];
+            for k in 0..kk {
+                let rx = two * xa[k] - xr[k];
+                let rw = two * wa - wr[k];
+                sp[k] += (rx + rw) * (rx + rw);
+                sm[k] += (rx - rw) * (rx - rw);
+            }
+        }
+        let g = inp.metric[j];
+        let ya = &inp.ya[j * kk..(j + 1) * kk];
+        let mut counts = StepCounts::default();
+        let mut ry = vec![T::ZERO; kk];
+        let roots: Vec<_> = (0..kk)
+            .map(|k| {
+                let (c, t) = if inp.mode == MODE_FREE_Y {
+                    ry[k] = two * ya[k] - y[k];
+                    (inp.omega * inp.omega / g, inp.omega * ry[k])
+                } else {
+                    (T::ZERO, y[k])
+                };
+                let r = solve_root(sp[k], sm[k], c, t);
+                counts.degenerate += (r.status == STATUS_DEGENERATE) as u64;
+                counts.not_converged += (r.status == STATUS_NOT_CONVERGED) as u64;
+                r
+            })
+            .collect();
+        let mut err = vec![T::ZERO; kk];
+        for (le, e) in (e0..e1).enumerate() {
+            let xa = &inp.xa[inp.src[e] as usize * kk..][..kk];
+            let wa = inp.wa[e];
+            let xr = &mut x[le * kk..(le + 1) * kk];
+            let wr = &mut w[le * kk..(le + 1) * kk];
+            for k in 0..kk {
+                let rx = two * xa[k] - xr[k];
+                let rw = two * wa - wr[k];
+                let (xb, wb) = if roots[k].status == STATUS_DEGENERATE {
+                    (rx, rw)
+                } else {
+                    apply_root(rx, rw, &roots[k])
+                };
+                let dx = xb - xa[k];
+                let dw = wb - wa;
+                xr[k] += inp.beta * dx;
+                wr[k] += inp.beta * dw;
+                err[k] += dx * dx + dw * dw;
+            }
+        }
+        if inp.mode == MODE_FREE_Y {
+            for k in 0..kk {
+                let yb = if roots[k].status == STATUS_DEGENERATE {
+                    ry[k]
+                } else {
+                    ry[k] - inp.omega * roots[k].u() / g
+                };
+                let dy = yb - ya[k];
+                y[k] += inp.beta * dy;
+                err[k] += g * dy * dy;
+            }
+        }
+        if let Some(bm) = inp.bias_mean {
+            let ba = &inp.ba[j * kk..(j + 1) * kk];
+            for k in 0..kk {
+                let db = bm[j] - ba[k];
+                b[k] += inp.beta * db;
+                err[k] += g * db * db;
+            }
+        }
+        (err.iter().map(|v| v.to_f64()).sum(), counts)
+    };
+    let work = (inp.in_ptr[inp.in_ptr.len() - 1] as usize) * kk;
+    let reduce = |(a, mut ca): (f64, StepCounts), (b, cb): (f64, StepCounts)| {
+        ca += cb;
+        (a + b, ca)
+    };
+    if parallel_enough(work) {
+        inp.bil
+            .par_iter()
+            .map(node)
+            .reduce(|| (0.0, StepCounts::default()), reduce)
+    } else {
+        inp.bil
+            .iter()
+            .map(node)
+            .fold((0.0, StepCounts::default()), reduce)
+    }
+}

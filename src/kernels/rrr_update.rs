@@ -1,0 +1,42 @@
+//! The RRR update for dense variables, `z ← z + β (b − a)` with
+//! `a = PA(z)`, `b = PB(2a − z)`, and the per-element error `(b − a)²`
+//! whose sum over the batch gives RRR_err² · |K|. Twin of `shaders/rrr_update.wgsl`.
+
+use crate::gpu::{Bind, Kernel};
+use crate::real::Real;
+
+/// The WGSL kernel.
+pub const KERNEL: Kernel = Kernel {
+    name: "rrr_update",
+    source: include_str!("../../shaders/rrr_update.wgsl"),
+    deps: &[],
+    entry: "rrr_update",
+    binds: &[
+        Bind::Uniform,
+        Bind::Read,
+        Bind::Read,
+        Bind::Read,
+        Bind::ReadWrite,
+        Bind::ReadWrite,
+    ],
+    workgroup: 64,
+};
+
+/// Uniform parameters (matches `UpdateParams`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct Params {
+    /// Elements.
+    pub n: u32,
+    /// Padding.
+    pub pad: [u32; 3],
+}
+
+/// Plain loop (the f64 twin, and the CPU backend for any precision).
+pub fn run<T: Real>(beta: T, pa: &[T], pb: &[T], z: &mut [T], err: &mut [T]) {
+    for i in 0..z.len() {
+        let d = pb[i] - pa[i];
+        z[i] += beta * d;
+        err[i] = d * d;
+    }
+}

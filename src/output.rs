@@ -1,0 +1,138 @@
+//! Run outputs: an `--out DIR` with `metrics.jsonl`, `summary.json`,
+//! `model.safetensors` and PNGs, every file written atomically (to a
+//! temporary name in the same directory, then renamed), so a killed run
+//! never leaves a torn file and never loses a finished result.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::meter::Measurement;
+
+/// Writes `bytes` to `path` atomically.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("out");
+    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
+    {
+        let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        f.write_all(bytes).map_err(|e| Error::io(&tmp, e))?;
+        f.sync_all().map_err(|e| Error::io(&tmp, e))?;
+    }
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+}
+
+/// The common fields of every summary.json.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Common {
+    /// Device description.
+    pub device: String,
+    /// f32 or f64.
+    pub precision: String,
+    /// Giga-weight-multiplies.
+    pub gwms: f64,
+    /// Wall seconds.
+    pub seconds: f64,
+    /// GWMs/s.
+    pub gwms_per_s: f64,
+    /// Joules (null when unavailable).
+    pub joules: Option<f64>,
+    /// GWMs per joule (null when unavailable).
+    pub gwms_per_joule: Option<f64>,
+    /// Sensor used or why energy is unavailable.
+    pub energy_note: String,
+    /// Seed of the run.
+    pub seed: u64,
+}
+
+impl Common {
+    /// From a measurement.
+    pub fn new(device: String, precision: crate::Precision, seed: u64, m: &Measurement) -> Self {
+        Common {
+            device,
+            precision: precision.to_string(),
+            gwms: m.gwms,
+            seconds: m.seconds,
+            gwms_per_s: m.gwms_per_s,
+            joules: m.joules,
+            gwms_per_joule: m.gwms_per_joule,
+            energy_note: m.energy_note.clone(),
+            seed,
+        }
+    }
+}
+
+/// An output directory (or none: nothing is written).
+#[derive(Debug)]
+pub struct OutDir {
+    dir: Option<PathBuf>,
+    metrics: Vec<u8>,
+}
+
+impl OutDir {
+    /// Creates the directory if given.
+    pub fn new(dir: Option<&Path>) -> Result<Self> {
+        if let Some(d) = dir {
+            std::fs::create_dir_all(d).map_err(|e| Error::io(d, e))?;
+        }
+        Ok(OutDir {
+            dir: dir.map(Path::to_path_buf),
+            metrics: Vec::new(),
+        })
+    }
+
+    /// Path of a file in the directory.
+    pub fn path(&self, name: &str) -> Option<PathBuf> {
+        self.dir.as_ref().map(|d| d.join(name))
+    }
+
+    /// Appends one JSON line to metrics.jsonl (rewritten atomically each time).
+    pub fn metric(&mut self, value: &serde_json::Value) -> Result<()> {
+        let Some(p) = self.path("metrics.jsonl") else {
+            return Ok(());
+        };
+        serde_json::to_writer(&mut self.metrics, value).expect("JSON to memory");
+        self.metrics.push(b'\n');
+        write_atomic(&p, &self.metrics)
+    }
+
+    /// Writes summary.json: the common fields merged with the method's own.
+    pub fn summary(&self, common: &Common, own: serde_json::Value) -> Result<()> {
+        let Some(p) = self.path("summary.json") else {
+            return Ok(());
+        };
+        let mut v = serde_json::to_value(common).expect("serializable");
+        if let (Some(m), serde_json::Value::Object(o)) = (v.as_object_mut(), own) {
+            m.extend(o);
+        }
+        write_atomic(&p, serde_json::to_string_pretty(&v).expect("JSON").as_bytes())
+    }
+
+    /// Writes any file atomically.
+    pub fn file(&self, name: &str, bytes: &[u8]) -> Result<()> {
+        match self.path(name) {
+            Some(p) => write_atomic(&p, bytes),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A progress bar for work longer than a second; hidden when stderr is not
+/// a terminal or with --quiet.
+pub fn progress(len: u64, quiet: bool, what: &str) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    if quiet || !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let pb = indicatif::ProgressBar::new(len);
+    pb.set_style(
+        indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} {elapsed_precise} eta {eta}")
+            .expect("template")
+            .progress_chars("=> "),
+    );
+    pb.set_message(what.to_string());
+    // Shown only once a second has passed.
+    pb.enable_steady_tick(std::time::Duration::from_millis(250));
+    pb
+}

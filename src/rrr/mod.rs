@@ -1,0 +1,22 @@
+//! RRR — relaxed-reflect-reflect ("Learning without loss", Elser).
+//!
+//! Training is constraint satisfaction on replicated variables z. One iteration:
+//!
+//! ```text
+//! a = PA(z);  b = PB(2a − z);  z ← z + β (b − a)
+//! RRR_err = sqrt(|b − a|²_metric / |K|)
+//! ```
+//!
+//! A holds the node constraints (consensus of x replicas over out-edges with
+//! the node's side constraint; weight consensus over the batch with norm Ω);
+//! B holds the bilinear constraints `Σ_i x[k,i→j] w[k,i→j] = Ω y[k,j]` and
+//! the bias consensus. Work is counted as GWMs = 1e-9 × iterations × |K| × |E|.
+
+pub mod problem;
+
+pub use problem::{Consensus, IterReport, RrrEngine, RrrProblem, RrrState, WeightGroups};
+
+/// Giga-weight-multiplies of `iterations` RRR iterations (paper eq. 24).
+pub fn gwms(iterations: u64, items: usize, edges: usize) -> f64 {
+    1e-9 * iterations as f64 * items as f64 * edges as f64
+}

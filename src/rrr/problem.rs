@@ -1,0 +1,226 @@
+//! The RRR problem as the backends see it: a directed graph of neurons with
+//! edges sorted by destination, per-node side constraints, weight groups,
+//! and the replicated variables of one batch.
+
+use crate::error::{Error, Result};
+use crate::kernels::consensus_nodes::NODE_FREE;
+
+/// Structure and constants of an RRR model, independent of the batch.
+#[derive(Clone, Debug)]
+pub struct RrrProblem {
+    /// Number of nodes N.
+    pub nodes: usize,
+    /// Source node per edge (edges sorted by destination, then source).
+    pub src: Vec<u32>,
+    /// Destination node per edge.
+    pub dst: Vec<u32>,
+    /// In-edge CSR: edges `in_ptr[j]..in_ptr[j+1]` end at node j.
+    pub in_ptr: Vec<u32>,
+    /// Out-edge CSR offsets.
+    pub out_ptr: Vec<u32>,
+    /// Out-edge ids, grouped by source.
+    pub out_edges: Vec<u32>,
+    /// Side constraint per node (consensus_nodes::NODE_*).
+    pub kind: Vec<u32>,
+    /// Per-node parameter (class index of class nodes).
+    pub param: Vec<u32>,
+    /// Metric weight g per node (outdeg for hidden, Υ for class nodes).
+    pub metric: Vec<f64>,
+    /// Nodes with a bilinear constraint (those with in-edges).
+    pub bil: Vec<u32>,
+    /// Weight-norm groups (CSR over edge ids).
+    pub group_ptr: Vec<u32>,
+    /// Edge ids per group.
+    pub group_edges: Vec<u32>,
+    /// Clamp consensus weights at 0 (NMF).
+    pub clamp_weights: bool,
+    /// rrr_step::MODE_*.
+    pub mode: u32,
+    /// Nodes carry bias replicas.
+    pub has_bias: bool,
+    /// Ω.
+    pub omega: f64,
+    /// Class margin Δ.
+    pub class_margin: f64,
+    /// Activation half-width m.
+    pub act_margin: f64,
+}
+
+/// How weights are grouped for the norm constraint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WeightGroups {
+    /// Σ_i w[i→j]² = Ω² per destination j (classifier, autoencoder).
+    ByDestination,
+    /// Σ_j w[i→j]² = Ω² per source i (NMF code nodes).
+    BySource,
+}
+
+impl RrrProblem {
+    /// Builds the graph arrays from an edge list (any order; duplicates rejected).
+    pub fn from_edges(nodes: usize, edges: &[(u32, u32)], groups: WeightGroups) -> Result<Self> {
+        let mut sorted = edges.to_vec();
+        sorted.sort_by_key(|&(s, d)| (d, s));
+        for w in sorted.windows(2) {
+            if w[0] == w[1] {
+                return Err(Error::Input(format!("duplicate edge {} -> {}", w[0].0, w[0].1)));
+            }
+        }
+        for &(s, d) in &sorted {
+            if s as usize >= nodes || d as usize >= nodes || s == d {
+                return Err(Error::Input(format!(
+                    "edge {s} -> {d} is invalid for {nodes} nodes"
+                )));
+            }
+        }
+        let src: Vec<u32> = sorted.iter().map(|e| e.0).collect();
+        let dst: Vec<u32> = sorted.iter().map(|e| e.1).collect();
+        let in_ptr = csr_ptr(nodes, &dst);
+        let mut out_edges: Vec<u32> = (0..src.len() as u32).collect();
+        out_edges.sort_by_key(|&e| (src[e as usize], e));
+        let out_ptr = csr_ptr(nodes, &src);
+        let bil = (0..nodes as u32)
+            .filter(|&j| in_ptr[j as usize + 1] > in_ptr[j as usize])
+            .collect();
+        let (group_ptr, group_edges) = match groups {
+            WeightGroups::ByDestination => (in_ptr.clone(), (0..src.len() as u32).collect()),
+            WeightGroups::BySource => (out_ptr.clone(), out_edges.clone()),
+        };
+        Ok(RrrProblem {
+            nodes,
+            src,
+            dst,
+            in_ptr,
+            out_ptr,
+            out_edges,
+            kind: vec![NODE_FREE; nodes],
+            param: vec![0; nodes],
+            metric: vec![1.0; nodes],
+            bil,
+            group_ptr,
+            group_edges,
+            clamp_weights: false,
+            mode: crate::kernels::rrr_step::MODE_FREE_Y,
+            has_bias: false,
+            omega: 1.0,
+            class_margin: 0.0,
+            act_margin: 0.0,
+        })
+    }
+
+    /// Number of edges E.
+    pub fn edges(&self) -> usize {
+        self.src.len()
+    }
+
+    /// Out-degree of a node.
+    pub fn outdeg(&self, i: usize) -> usize {
+        (self.out_ptr[i + 1] - self.out_ptr[i]) as usize
+    }
+}
+
+fn csr_ptr(nodes: usize, key: &[u32]) -> Vec<u32> {
+    let mut ptr = vec![0u32; nodes + 1];
+    for &k in key {
+        ptr[k as usize + 1] += 1;
+    }
+    for i in 0..nodes {
+        ptr[i + 1] += ptr[i];
+    }
+    ptr
+}
+
+/// The replicated variables z of one batch of K items, plus its data.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RrrState {
+    /// Items K.
+    pub items: usize,
+    /// x replicas [E][K].
+    pub x: Vec<f64>,
+    /// w replicas [E][K].
+    pub w: Vec<f64>,
+    /// y [N][K] (NMF: the data targets at data nodes).
+    pub y: Vec<f64>,
+    /// b [N][K].
+    pub b: Vec<f64>,
+    /// Data values [N][K] at data/fixed nodes.
+    pub data: Vec<f64>,
+    /// Class label per item.
+    pub labels: Vec<u32>,
+}
+
+impl RrrState {
+    /// A zero state of the right shapes.
+    pub fn zeros(p: &RrrProblem, items: usize) -> Self {
+        RrrState {
+            items,
+            x: vec![0.0; p.edges() * items],
+            w: vec![0.0; p.edges() * items],
+            y: vec![0.0; p.nodes * items],
+            b: vec![0.0; p.nodes * items],
+            data: vec![0.0; p.nodes * items],
+            labels: vec![0; items],
+        }
+    }
+
+    /// Checks shapes and finiteness against a problem.
+    pub fn validate(&self, p: &RrrProblem) -> Result<()> {
+        let (e, n, k) = (p.edges(), p.nodes, self.items);
+        let ok = self.x.len() == e * k
+            && self.w.len() == e * k
+            && self.y.len() == n * k
+            && self.b.len() == n * k
+            && self.data.len() == n * k
+            && self.labels.len() == k;
+        if !ok {
+            return Err(Error::Input("RRR state shapes do not match the problem".into()));
+        }
+        let finite = [&self.x, &self.w, &self.y, &self.b, &self.data]
+            .iter()
+            .all(|v| v.iter().all(|x| x.is_finite()));
+        if !finite {
+            return Err(Error::Input("RRR state holds NaN or infinity".into()));
+        }
+        Ok(())
+    }
+}
+
+/// The A-projection of the current state: consensus values.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Consensus {
+    /// Node values xa [N][K].
+    pub x: Vec<f64>,
+    /// Consensus weights [E].
+    pub w: Vec<f64>,
+    /// ya [N][K].
+    pub y: Vec<f64>,
+    /// ba [N][K].
+    pub b: Vec<f64>,
+}
+
+/// What a run of iterations did.
+#[derive(Clone, Debug, Default)]
+pub struct IterReport {
+    /// Iterations performed.
+    pub iterations: usize,
+    /// RRR_err after each iteration.
+    pub errors: Vec<f64>,
+    /// Bilinear projections with no root in (−1, 1).
+    pub degenerate: u64,
+    /// Bilinear projections that hit the iteration cap.
+    pub not_converged: u64,
+    /// True when RRR_err fell below tol.
+    pub converged: bool,
+}
+
+/// A backend's implementation of RRR iterations on one problem.
+pub trait RrrEngine: Send {
+    /// Replaces the state z (and data, labels) of the batch.
+    fn load(&mut self, state: &RrrState) -> Result<()>;
+    /// Runs up to `iters` iterations of z ← z + β(PB(2PA(z) − z) − PA(z)),
+    /// stopping once RRR_err < tol (checked every `check_every` iterations).
+    fn iterate(&mut self, iters: usize, beta: f64, tol: f64, check_every: usize) -> Result<IterReport>;
+    /// Reads the state z back.
+    fn state(&mut self) -> Result<RrrState>;
+    /// The A-projection PA(z) of the current state.
+    fn consensus(&mut self) -> Result<Consensus>;
+}

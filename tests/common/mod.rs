@@ -1,0 +1,84 @@
+//! Shared helpers for the integration tests.
+#![allow(dead_code)]
+
+use std::sync::{Arc, OnceLock};
+
+use gradfree::Precision;
+use gradfree::gpu::{GpuContext, GpuRequest};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// Sizes every kernel is tested at: empty, one, odd, not a multiple of the
+/// workgroup, and (separately, f32 only) more than 65535 workgroups.
+pub const SIZES: &[usize] = &[0, 1, 37, 1003];
+
+/// Invocations that need a 2-D grid (65535 workgroups of 64, plus some).
+pub const BIG: usize = 65_535 * 64 + 101;
+
+/// The GPU context for a precision (lavapipe in CI). With
+/// GRADFREE_SKIP_GPU_TESTS=1 GPU tests are skipped (they print why);
+/// otherwise a missing adapter fails the test.
+pub fn gpu(precision: Precision) -> Option<Arc<GpuContext>> {
+    static F32: OnceLock<Option<Arc<GpuContext>>> = OnceLock::new();
+    static F64: OnceLock<Option<Arc<GpuContext>>> = OnceLock::new();
+    let cell = match precision {
+        Precision::F32 => &F32,
+        Precision::F64 => &F64,
+    };
+    cell.get_or_init(|| {
+        if std::env::var("GRADFREE_SKIP_GPU_TESTS").is_ok_and(|v| v == "1") {
+            eprintln!("GPU tests skipped (GRADFREE_SKIP_GPU_TESTS=1)");
+            return None;
+        }
+        let req = GpuRequest {
+            allow_software: true,
+            ..Default::default()
+        };
+        match GpuContext::open(&req, precision) {
+            Ok(c) => Some(c),
+            Err(gradfree::Error::NoF64 { adapter }) => {
+                eprintln!("adapter {adapter} has no f64: f64 GPU tests skipped");
+                None
+            }
+            Err(e) => panic!("no GPU adapter for the GPU tests: {e} (set GRADFREE_SKIP_GPU_TESTS=1 to skip)"),
+        }
+    })
+    .clone()
+}
+
+/// Seeded RNG.
+pub fn rng(seed: u64) -> ChaCha8Rng {
+    ChaCha8Rng::seed_from_u64(seed)
+}
+
+/// Uniform values in [lo, hi).
+pub fn uniform(r: &mut ChaCha8Rng, n: usize, lo: f64, hi: f64) -> Vec<f64> {
+    (0..n).map(|_| r.random_range(lo..hi)).collect()
+}
+
+/// Tolerance |got − want| ≤ rtol·max(|got|, |want|) + atol, per element;
+/// a failure names the index and both values.
+pub fn assert_close(what: &str, got: &[f64], want: &[f64], rtol: f64, atol: f64) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    let mut worst = (0.0f64, 0usize);
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        let tol = rtol * g.abs().max(w.abs()) + atol;
+        let d = (g - w).abs();
+        assert!(
+            d <= tol || (g.is_nan() && w.is_nan()),
+            "{what}[{i}]: got {g:e}, want {w:e} (|diff| {d:e} > tol {tol:e})"
+        );
+        if d > worst.0 {
+            worst = (d, i);
+        }
+    }
+}
+
+/// Per precision: (rtol, atol) for a GPU result against the f64 twin on
+/// well-conditioned inputs of magnitude ~1.
+pub fn tol(p: Precision) -> (f64, f64) {
+    match p {
+        Precision::F32 => (2e-4, 2e-5),
+        Precision::F64 => (1e-11, 1e-12),
+    }
+}

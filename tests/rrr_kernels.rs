@@ -1,0 +1,422 @@
+//! Each RRR kernel (`consensus_nodes`, `reduce_rows`, `normalize_weights`,
+//! `rrr_step`, `rrr_update`, `project_activation`, `copy`) on the GPU, in f32
+//! and f64, against its plain-loop f64 twin; the CPU backend's fast versions
+//! against the same twins. Sizes: 0, 1, odd, not a multiple of the workgroup,
+//! and (f32) more than 65535 workgroups. Tolerances: `common::tol`.
+
+mod common;
+
+use common::*;
+use gradfree::Precision;
+use gradfree::backend::gpu_ops;
+use gradfree::kernels::consensus_nodes::{self, NodeInputs};
+use gradfree::kernels::project_activation as act;
+use gradfree::kernels::rrr_step::{self, StepInputs, StepState};
+use gradfree::kernels::{normalize_weights, reduce_rows, rrr_update};
+use gradfree::rrr::{RrrProblem, WeightGroups};
+use rand::Rng;
+
+/// A layered graph 4 → 3 → 2 plus one extra skip edge (so it is not a plain MLP).
+fn graph() -> RrrProblem {
+    let mut edges = vec![];
+    for d in 0..4 {
+        for h in 4..7 {
+            edges.push((d, h));
+        }
+    }
+    for h in 4..7 {
+        for c in 7..9 {
+            edges.push((h, c));
+        }
+    }
+    edges.push((0, 8));
+    RrrProblem::from_edges(9, &edges, WeightGroups::ByDestination).unwrap()
+}
+
+fn node_inputs_case(nodes_kinds: &[u32], items: usize, seed: u64) -> (RrrProblem, Vec<Vec<f64>>, Vec<u32>) {
+    let mut p = graph();
+    let mut r = rng(seed);
+    p.kind = (0..p.nodes).map(|i| nodes_kinds[i % nodes_kinds.len()]).collect();
+    p.param = (0..p.nodes).map(|i| (i % 2) as u32).collect();
+    let e = p.edges();
+    let n = p.nodes;
+    let x = uniform(&mut r, e * items, -1.0, 1.0);
+    let y = uniform(&mut r, n * items, -1.0, 1.0);
+    let b = uniform(&mut r, n * items, -1.0, 1.0);
+    let data: Vec<f64> = (0..n * items)
+        .map(|i| match i % 4 {
+            0 => 0.0,
+            1 => 1.0,
+            _ => r.random_range(0.0..1.0),
+        })
+        .collect();
+    let labels = (0..items).map(|_| r.random_range(0..2)).collect();
+    (p, vec![x, y, b, data], labels)
+}
+
+const ALL_NODE_KINDS: [u32; 9] = [
+    consensus_nodes::NODE_DATA,
+    consensus_nodes::NODE_FREE,
+    consensus_nodes::NODE_NONNEG,
+    consensus_nodes::NODE_RELU,
+    consensus_nodes::NODE_CLASS,
+    consensus_nodes::NODE_ZIGMOID,
+    consensus_nodes::NODE_STEP,
+    consensus_nodes::NODE_FIXED,
+    consensus_nodes::NODE_RELU,
+];
+
+/// Kinds whose projection is continuous in its inputs (no branch ties that
+/// f32 and f64 may legitimately break differently).
+const CONTINUOUS_NODE_KINDS: [u32; 4] = [
+    consensus_nodes::NODE_DATA,
+    consensus_nodes::NODE_FREE,
+    consensus_nodes::NODE_NONNEG,
+    consensus_nodes::NODE_CLASS,
+];
+
+fn check_consensus_nodes(items: usize, kinds: &[u32], precisions: &[Precision]) {
+    let (p, v, labels) = node_inputs_case(kinds, items, items as u64);
+    let inp = NodeInputs {
+        items,
+        out_ptr: &p.out_ptr,
+        out_edges: &p.out_edges,
+        kind: &p.kind,
+        param: &p.param,
+        labels: &labels,
+        class_margin: 0.3,
+        act_margin: 0.4,
+        x: &v[0],
+        y: &v[1],
+        b: &v[2],
+        data: &v[3],
+    };
+    let n = p.nodes * items;
+    let (mut xa, mut ya, mut ba) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
+    consensus_nodes::reference(&inp, &mut xa, &mut ya, &mut ba);
+    // CPU fast path, f64 and f32.
+    let (mut cx, mut cy, mut cb) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
+    consensus_nodes::cpu(&inp, &mut cx, &mut cy, &mut cb);
+    assert_close("cpu xa", &cx, &xa, 1e-15, 1e-15);
+    assert_close("cpu ya", &cy, &ya, 1e-15, 1e-15);
+    assert_close("cpu ba", &cb, &ba, 1e-15, 1e-15);
+    for &prec in precisions {
+        let Some(ctx) = gpu(prec) else { continue };
+        let (gx, gy, gb) = gpu_ops::consensus_nodes(&ctx, prec, &inp).unwrap();
+        let (rt, at) = tol(prec);
+        assert_close(&format!("gpu {prec} K={items} xa"), &gx, &xa, rt, at);
+        assert_close(&format!("gpu {prec} K={items} ya"), &gy, &ya, rt, at);
+        assert_close(&format!("gpu {prec} K={items} ba"), &gb, &ba, rt, at);
+    }
+}
+
+#[test]
+fn consensus_nodes_matches_reference() {
+    for &k in SIZES {
+        check_consensus_nodes(k, &ALL_NODE_KINDS, &[Precision::F32, Precision::F64]);
+    }
+    check_consensus_nodes(BIG / 9 + 1, &CONTINUOUS_NODE_KINDS, &[Precision::F32]);
+}
+
+#[test]
+fn consensus_preserves_the_mean_of_free_nodes() {
+    // After averaging, every replica of a free node holds the mean, so the
+    // mean over replicas is unchanged.
+    let (p, v, labels) = node_inputs_case(&[consensus_nodes::NODE_FREE], 5, 3);
+    let inp = NodeInputs {
+        items: 5,
+        out_ptr: &p.out_ptr,
+        out_edges: &p.out_edges,
+        kind: &p.kind,
+        param: &p.param,
+        labels: &labels,
+        class_margin: 0.0,
+        act_margin: 0.0,
+        x: &v[0],
+        y: &v[1],
+        b: &v[2],
+        data: &v[3],
+    };
+    let n = p.nodes * 5;
+    let (mut xa, mut ya, mut ba) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
+    consensus_nodes::reference(&inp, &mut xa, &mut ya, &mut ba);
+    for i in 0..p.nodes {
+        let outs = &p.out_edges[p.out_ptr[i] as usize..p.out_ptr[i + 1] as usize];
+        if outs.is_empty() {
+            continue;
+        }
+        for k in 0..5 {
+            let before: f64 = outs.iter().map(|&e| v[0][e as usize * 5 + k]).sum::<f64>() / outs.len() as f64;
+            let after = xa[i * 5 + k];
+            assert!((before - after).abs() < 1e-14);
+        }
+    }
+}
+
+fn check_reduce(rows: usize, items: usize, precisions: &[Precision]) {
+    let mut r = rng((rows * 31 + items) as u64);
+    let z = uniform(&mut r, rows * items, -1.0, 1.0);
+    let a = uniform(&mut r, rows * items, -1.0, 1.0);
+    let parts = reduce_rows::parts(items);
+    for mode in [reduce_rows::MODE_SUM, reduce_rows::MODE_REFLECT] {
+        let mut want = vec![0.0; rows * parts];
+        reduce_rows::reference(&z, &a, rows, items, mode, &mut want, parts, 0);
+        // Partial sums add up to the full row sums (the CPU backend's layout).
+        let mut full = vec![0.0; rows];
+        reduce_rows::cpu_row_sums(&z, (mode == reduce_rows::MODE_REFLECT).then_some(&a[..]), items, &mut full);
+        let summed: Vec<f64> = want.chunks(parts).map(|c| c.iter().sum()).collect();
+        assert_close("cpu row sums", &full, &summed, 1e-12, 1e-12);
+        for &prec in precisions {
+            let Some(ctx) = gpu(prec) else { continue };
+            let got = gpu_ops::reduce_rows(&ctx, prec, &z, &a, rows, items, mode).unwrap();
+            let (rt, at) = tol(prec);
+            // Sums of up to 1024 terms of size ~1: scale the absolute tolerance.
+            assert_close(&format!("gpu {prec} R={rows} K={items} mode {mode}"), &got, &want, rt, at * 64.0);
+        }
+    }
+}
+
+#[test]
+fn reduce_rows_matches_reference() {
+    for &(r, k) in &[(0, 5), (1, 1), (37, 37), (5, 1003), (3, 2100)] {
+        check_reduce(r, k, &[Precision::F32, Precision::F64]);
+    }
+    check_reduce(70_000, 3, &[Precision::F32]);
+}
+
+fn check_normalize(groups: usize, clamp: bool, precisions: &[Precision]) {
+    let mut r = rng(groups as u64 + clamp as u64);
+    let mut ptr = vec![0u32];
+    let mut edges_of = vec![];
+    for g in 0..groups {
+        let len = if groups > 100_000 { 1 } else { 1 + g % 5 };
+        let start = edges_of.len() as u32;
+        edges_of.extend(start..start + len as u32);
+        ptr.push(edges_of.len() as u32);
+    }
+    // Shuffle edge ids so groups are not contiguous (as NMF's by-source groups).
+    let e = edges_of.len();
+    let perm: Vec<u32> = {
+        let mut p: Vec<u32> = (0..e as u32).collect();
+        for i in (1..e).rev() {
+            p.swap(i, r.random_range(0..=i));
+        }
+        p
+    };
+    let group_edges: Vec<u32> = edges_of.iter().map(|&i| perm[i as usize]).collect();
+    let parts = 2;
+    let items = 7;
+    let partial: Vec<f64> = (0..e * parts)
+        .map(|i| if i % 11 == 0 { -r.random_range(0.0..3.0) } else { r.random_range(-1.0..3.0) })
+        .collect();
+    let mut want = vec![0.0; e];
+    normalize_weights::run(&ptr, &group_edges, &partial, parts, items, clamp, 2.0, &mut want);
+    for g in 0..groups {
+        let es = &group_edges[ptr[g] as usize..ptr[g + 1] as usize];
+        let norm: f64 = es.iter().map(|&e| want[e as usize].powi(2)).sum::<f64>().sqrt();
+        assert!((norm - 2.0).abs() < 1e-12, "group {g} norm {norm}");
+        if clamp {
+            assert!(es.iter().all(|&e| want[e as usize] >= 0.0));
+        }
+    }
+    for &prec in precisions {
+        let Some(ctx) = gpu(prec) else { continue };
+        let got = gpu_ops::normalize_weights(&ctx, prec, &ptr, &group_edges, &partial, parts, items, clamp, 2.0, e)
+            .unwrap();
+        let (rt, at) = tol(prec);
+        assert_close(&format!("gpu {prec} G={groups} clamp={clamp}"), &got, &want, rt, at);
+    }
+}
+
+#[test]
+fn normalize_weights_matches_reference() {
+    for clamp in [false, true] {
+        for &g in SIZES {
+            check_normalize(g, clamp, &[Precision::F32, Precision::F64]);
+        }
+    }
+    check_normalize(BIG, true, &[Precision::F32]);
+}
+
+struct StepCase {
+    p: RrrProblem,
+    v: Vec<Vec<f64>>,
+    bias_mean: Vec<f64>,
+}
+
+fn step_case(p: RrrProblem, items: usize, mode: u32, seed: u64) -> StepCase {
+    let mut r = rng(seed);
+    let (e, n) = (p.edges(), p.nodes);
+    let mut p = p;
+    p.mode = mode;
+    p.metric = (0..n).map(|i| 1.0 + (i % 3) as f64).collect();
+    let xa = uniform(&mut r, n * items, -1.0, 1.0);
+    let wa = uniform(&mut r, e, -1.0, 1.0);
+    let x = uniform(&mut r, e * items, -1.0, 1.0);
+    let w = uniform(&mut r, e * items, -1.0, 1.0);
+    let ya = uniform(&mut r, n * items, -1.0, 1.0);
+    let y = uniform(&mut r, n * items, -1.0, 1.0);
+    let ba = uniform(&mut r, n * items, -1.0, 1.0);
+    let b = uniform(&mut r, n * items, -1.0, 1.0);
+    let bias_mean = uniform(&mut r, n, -1.0, 1.0);
+    StepCase {
+        p,
+        v: vec![xa, wa, x, w, ya, y, ba, b],
+        bias_mean,
+    }
+}
+
+fn check_step(c: &StepCase, items: usize, precisions: &[Precision]) {
+    let p = &c.p;
+    let v = &c.v;
+    let inp = StepInputs {
+        items,
+        mode: p.mode,
+        beta: 0.7,
+        omega: 1.5,
+        bil: &p.bil,
+        in_ptr: &p.in_ptr,
+        src: &p.src,
+        metric: &p.metric,
+        xa: &v[0],
+        wa: &v[1],
+        ya: &v[4],
+        ba: &v[6],
+        bias_mean: Some(&c.bias_mean),
+    };
+    let (mut x, mut w, mut y, mut b) = (v[2].clone(), v[3].clone(), v[5].clone(), v[7].clone());
+    let mut err = vec![0.0; p.bil.len() * items];
+    let counts = rrr_step::reference(
+        &inp,
+        &mut StepState {
+            x: &mut x,
+            w: &mut w,
+            y: &mut y,
+            b: &mut b,
+        },
+        &mut err,
+    );
+    assert_eq!(counts.not_converged, 0);
+    // CPU fast path.
+    let (mut cx, mut cw, mut cy, mut cb) = (v[2].clone(), v[3].clone(), v[5].clone(), v[7].clone());
+    let (cerr, ccounts) = rrr_step::cpu(
+        &inp,
+        &mut StepState {
+            x: &mut cx,
+            w: &mut cw,
+            y: &mut cy,
+            b: &mut cb,
+        },
+    );
+    assert_eq!(ccounts, counts);
+    assert_close("cpu x", &cx, &x, 1e-13, 1e-13);
+    assert_close("cpu w", &cw, &w, 1e-13, 1e-13);
+    assert_close("cpu y", &cy, &y, 1e-13, 1e-13);
+    assert_close("cpu b", &cb, &b, 1e-13, 1e-13);
+    let total: f64 = err.iter().sum();
+    assert!((cerr - total).abs() <= 1e-12 * (1.0 + total));
+    for &prec in precisions {
+        let Some(ctx) = gpu(prec) else { continue };
+        let got = gpu_ops::rrr_step(&ctx, prec, &inp, &v[2], &v[3], &v[5], &v[7]).unwrap();
+        let (rt, at) = tol(prec);
+        // The projection's output scale can reach ~1/(1-|u|): allow 10x.
+        let what = format!("gpu {prec} K={items} mode {}", p.mode);
+        assert_close(&format!("{what} x"), &got.x, &x, rt * 10.0, at * 10.0);
+        assert_close(&format!("{what} w"), &got.w, &w, rt * 10.0, at * 10.0);
+        assert_close(&format!("{what} y"), &got.y, &y, rt * 10.0, at * 10.0);
+        assert_close(&format!("{what} b"), &got.b, &b, rt, at);
+        assert_close(&format!("{what} err"), &got.err, &err, rt * 10.0, at * 10.0);
+        assert_eq!(got.counters, vec![counts.degenerate as u32, 0]);
+    }
+}
+
+#[test]
+fn rrr_step_matches_reference() {
+    for mode in [rrr_step::MODE_NMF, rrr_step::MODE_FREE_Y] {
+        for &k in SIZES {
+            let c = step_case(graph(), k, mode, k as u64 + mode as u64);
+            check_step(&c, k, &[Precision::F32, Precision::F64]);
+        }
+    }
+    // Two bilinear nodes with two in-edges each, many items: a 2-D grid.
+    let p = RrrProblem::from_edges(4, &[(0, 2), (1, 2), (0, 3), (1, 3)], WeightGroups::ByDestination).unwrap();
+    let k = BIG / 2 + 1;
+    let c = step_case(p, k, rrr_step::MODE_FREE_Y, 99);
+    check_step(&c, k, &[Precision::F32]);
+}
+
+fn check_update(n: usize, precisions: &[Precision]) {
+    let mut r = rng(n as u64);
+    let (pa, pb, z) = (
+        uniform(&mut r, n, -1.0, 1.0),
+        uniform(&mut r, n, -1.0, 1.0),
+        uniform(&mut r, n, -1.0, 1.0),
+    );
+    let (mut wz, mut werr) = (z.clone(), vec![0.0; n]);
+    rrr_update::run(0.3, &pa, &pb, &mut wz, &mut werr);
+    for &prec in precisions {
+        let Some(ctx) = gpu(prec) else { continue };
+        let (gz, gerr) = gpu_ops::rrr_update(&ctx, prec, 0.3, &pa, &pb, &z).unwrap();
+        let (rt, at) = tol(prec);
+        assert_close(&format!("gpu {prec} n={n} z"), &gz, &wz, rt, at);
+        assert_close(&format!("gpu {prec} n={n} err"), &gerr, &werr, rt, at);
+    }
+}
+
+#[test]
+fn rrr_update_matches_reference() {
+    for &n in SIZES {
+        check_update(n, &[Precision::F32, Precision::F64]);
+    }
+    check_update(BIG, &[Precision::F32]);
+}
+
+fn check_activation(n: usize, kinds_pool: &[u32], precisions: &[Precision]) {
+    let mut r = rng(n as u64 + 5);
+    let kinds: Vec<u32> = (0..n).map(|_| kinds_pool[r.random_range(0..kinds_pool.len())]).collect();
+    let margins: Vec<f64> = (0..n).map(|_| r.random_range(0.1..0.5)).collect();
+    let x: Vec<f64> = (0..n)
+        .map(|i| if kinds[i] == act::ACT_FIXED { [0.0, 1.0, 0.3][i % 3] } else { r.random_range(-1.0..1.5) })
+        .collect();
+    let y = uniform(&mut r, n, -1.0, 1.0);
+    let b = uniform(&mut r, n, -1.0, 1.0);
+    let (mut wx, mut wy, mut wb) = (x.clone(), y.clone(), b.clone());
+    act::reference(&kinds, &margins, &mut wx, &mut wy, &mut wb);
+    for &prec in precisions {
+        let Some(ctx) = gpu(prec) else { continue };
+        let (mut gx, mut gy, mut gb) = (x.clone(), y.clone(), b.clone());
+        gpu_ops::project_activation(&ctx, prec, &kinds, &margins, &mut gx, &mut gy, &mut gb).unwrap();
+        let (rt, at) = tol(prec);
+        assert_close(&format!("gpu {prec} n={n} x"), &gx, &wx, rt, at);
+        assert_close(&format!("gpu {prec} n={n} y"), &gy, &wy, rt, at);
+        assert_close(&format!("gpu {prec} n={n} b"), &gb, &wb, rt, at);
+    }
+}
+
+#[test]
+fn project_activation_matches_reference() {
+    let all = [
+        act::ACT_RELU,
+        act::ACT_CLASS_CORRECT,
+        act::ACT_CLASS_WRONG,
+        act::ACT_ZIGMOID,
+        act::ACT_STEP,
+        act::ACT_FIXED,
+    ];
+    for &n in SIZES {
+        check_activation(n, &all, &[Precision::F32, Precision::F64]);
+    }
+    // Continuous kinds only at the large size (no branch ties to break differently).
+    check_activation(BIG, &[act::ACT_CLASS_CORRECT, act::ACT_CLASS_WRONG], &[Precision::F32]);
+}
+
+#[test]
+fn copy_matches_reference() {
+    let Some(ctx) = gpu(Precision::F32) else { return };
+    for n in [0usize, 4, 36, 1004, BIG * 4 + 4] {
+        let src: Vec<u32> = (0..n as u32).map(|i| i.wrapping_mul(2654435761)).collect();
+        let mut want = vec![0; n];
+        gradfree::kernels::copy::run(&src, &mut want);
+        assert!(gpu_ops::copy_words(&ctx, &src).unwrap() == want, "copy of {n} words");
+    }
+}

@@ -1,7 +1,18 @@
-//! RRR iterations on a wgpu device: buffers and bind groups are created
-//! once; each iteration is one submit of seven dispatches; RRR_err values
-//! land in a device-side history that is read back only every
-//! `check_every` iterations (or when the history fills).
+//! RRR iterations on a wgpu device.
+//!
+//! Buffers and bind groups are created once; each iteration is one submit.
+//! The batch is split into item chunks so that no array exceeds the
+//! adapter's storage-binding limit (128 MiB on lavapipe): per chunk,
+//! `consensus_nodes`, `reduce_rows` (w, and bias reflections) and `rrr_step`
+//! run on its own buffers, and every sum over items is written as partial
+//! sums into shared `[rows][P_total]` arrays — the same seam a multi-device
+//! allreduce would combine. `normalize_weights` and the final error
+//! reduction then run once. RRR_err values land in a device-side history
+//! read back every `check_every` iterations (or when it fills).
+//!
+//! Memory traffic per (item, edge) and iteration, in elements: consensus
+//! reads x (1); the w reduction reads w (1); the fused step reads x, w and
+//! xa twice and writes x, w (8) — about 10 × 4 bytes in f32.
 
 use std::sync::Arc;
 
@@ -15,43 +26,65 @@ use crate::rrr::{Consensus, IterReport, RrrEngine, RrrProblem, RrrState};
 /// Iterations whose RRR_err the device keeps before a readback is forced.
 const HISTORY: usize = 256;
 
-pub(crate) struct GpuRrr {
-    ctx: Arc<GpuContext>,
+/// One item chunk: columns `start..start+items` of every [rows][K] array.
+struct Chunk {
+    start: usize,
     items: usize,
-    labels: Vec<u32>,
-    edges: usize,
-    nodes: usize,
-    has_bias: bool,
-    omega: f64,
-    // state and data
     x: GpuBuffer,
     w: GpuBuffer,
     y: GpuBuffer,
     b: GpuBuffer,
     data: GpuBuffer,
-    labels_buf: GpuBuffer,
-    // A-projection
+    labels: GpuBuffer,
     xa: GpuBuffer,
     ya: GpuBuffer,
     ba: GpuBuffer,
+    d_nodes: Dispatch,
+    d_reduce_w: Dispatch,
+    d_reduce_b: Option<Dispatch>,
+    d_step: Dispatch,
+    d_err: Dispatch,
+    _keep: Vec<GpuBuffer>,
+}
+
+pub(crate) struct GpuRrr {
+    ctx: Arc<GpuContext>,
+    items: usize,
+    edges: usize,
+    nodes: usize,
+    omega: f64,
+    labels: Vec<u32>,
+    chunks: Vec<Chunk>,
     wa: GpuBuffer,
-    // reductions
     hist: GpuBuffer,
     hist_parts: usize,
     counters: GpuBuffer,
     step_scalars: GpuBuffer,
     err_final_uniform: GpuBuffer,
     err_final_params: reduce_rows::Params,
-    // prepared dispatches, in order
-    d_nodes: Dispatch,
-    d_reduce_w: Dispatch,
     d_normalize: Dispatch,
-    d_reduce_b: Option<Dispatch>,
-    d_step: Dispatch,
-    d_err1: Dispatch,
-    d_err2: Dispatch,
-    // buffers only referenced by bind groups must stay alive
+    d_err_final: Dispatch,
     _keep: Vec<GpuBuffer>,
+}
+
+/// Columns `start..start+len` of a row-major [rows][total] array.
+fn columns(full: &[f64], total: usize, start: usize, len: usize) -> Vec<f64> {
+    if total == 0 {
+        return Vec::new();
+    }
+    full.chunks(total)
+        .flat_map(|row| row[start..start + len].iter().copied())
+        .collect()
+}
+
+/// Writes chunk columns back into a row-major [rows][total] array.
+fn put_columns(full: &mut [f64], total: usize, start: usize, len: usize, part: &[f64]) {
+    if total == 0 || len == 0 {
+        return;
+    }
+    for (row, src) in full.chunks_mut(total).zip(part.chunks(len)) {
+        row[start..start + len].copy_from_slice(src);
+    }
 }
 
 impl GpuRrr {
@@ -59,18 +92,34 @@ impl GpuRrr {
         let (e, n, kk) = (p.edges(), p.nodes, items);
         let j = p.bil.len();
         let real = Elem::Real(precision);
+        let eb = precision.bytes() as u64;
+        // Items per chunk: the widest [rows][Kc] array must fit one binding.
+        let widest = e.max(n).max(j).max(1) as u64;
         let max_bind = ctx.max_binding_bytes();
-        let largest = (e.max(n) * kk) as u64 * precision.bytes() as u64;
-        if largest > max_bind {
+        let per_chunk = (max_bind / (widest * eb)) as usize;
+        if per_chunk == 0 {
             return Err(Error::Limit {
-                what: format!(
-                    "the RRR state of {e} edges x {kk} items (split the batch: --batch {})",
-                    (max_bind / (e.max(n) as u64 * precision.bytes() as u64)).max(1)
-                ),
-                needed: largest,
+                what: format!("one item of a {e}-edge network"),
+                needed: widest * eb,
                 limit: max_bind,
             });
         }
+        let per_chunk = per_chunk.min(kk.max(1));
+        let starts: Vec<usize> = (0..kk.max(1)).step_by(per_chunk).collect();
+        let parts_of = |c: usize| reduce_rows::parts(per_chunk.min(kk.saturating_sub(starts[c])));
+        let parts_total: usize = (0..starts.len()).map(parts_of).sum();
+        let hw_bind = ctx.hw_max_binding_bytes();
+        if (e.max(n).max(j) * parts_total) as u64 * eb > hw_bind {
+            return Err(Error::Limit {
+                what: format!("partial sums of {e} edges over {kk} items"),
+                needed: (e.max(n).max(j) * parts_total) as u64 * eb,
+                limit: hw_bind,
+            });
+        }
+        if starts.len() > 1 {
+            log::info!("RRR batch of {kk} items split into {} chunks of ≤ {per_chunk}", starts.len());
+        }
+
         let u32buf = |v: &[u32]| ctx.upload_u32(v);
         let out_ptr = u32buf(&p.out_ptr)?;
         let out_edges = u32buf(&p.out_edges)?;
@@ -85,59 +134,21 @@ impl GpuRrr {
         let node_scalars = ctx.upload_real(&[p.class_margin, p.act_margin], precision)?;
         let norm_scalars = ctx.upload_real(&[p.omega], precision)?;
         let step_scalars = ctx.upload_real(&[1.0, p.omega], precision)?;
-
-        let x = ctx.alloc(e * kk, real)?;
-        let w = ctx.alloc(e * kk, real)?;
-        let y = ctx.alloc(n * kk, real)?;
-        let b = ctx.alloc(n * kk, real)?;
-        let data = ctx.alloc(n * kk, real)?;
-        let labels_buf = ctx.alloc(kk, Elem::U32)?;
-        let xa = ctx.alloc(n * kk, real)?;
-        let ya = ctx.alloc(n * kk, real)?;
-        let ba = ctx.alloc(n * kk, real)?;
         let wa = ctx.alloc(e, real)?;
-        let parts = reduce_rows::parts(kk);
-        let wpart = ctx.alloc(e * parts, real)?;
-        let bpart = ctx.alloc(n * parts, real)?;
-        let err = ctx.alloc(j * kk, real)?;
-        let errpart = ctx.alloc(j * parts, real)?;
-        let hist_parts = reduce_rows::parts(j * parts);
+        let wpart = ctx.alloc(e * parts_total, real)?;
+        let bpart = ctx.alloc(n * parts_total, real)?;
+        let errpart = ctx.alloc(j * parts_total, real)?;
+        let hist_parts = reduce_rows::parts(j * parts_total);
         let hist = ctx.alloc(HISTORY * hist_parts, real)?;
         let counters = ctx.upload_u32(&[0, 0])?;
 
-        let node_params = ctx.uniform(&consensus_nodes::Params {
-            items: kk as u32,
-            nodes: n as u32,
-            pad: [0; 2],
-        })?;
-        let d_nodes = ctx.prepare(
-            &consensus_nodes::KERNEL,
-            precision,
-            &[
-                (&node_params).into(),
-                (&node_scalars).into(),
-                (&out_ptr).into(),
-                (&out_edges).into(),
-                (&kind).into(),
-                (&param).into(),
-                (&labels_buf).into(),
-                (&x).into(),
-                (&y).into(),
-                (&b).into(),
-                (&data).into(),
-                (&xa).into(),
-                (&ya).into(),
-                (&ba).into(),
-            ],
-            (n * kk) as u64,
-        )?;
-        let rp = |rows: usize, items: usize, mode: u32, parts_total: usize| reduce_rows::Params {
+        let rp = |rows: usize, items: usize, mode: u32, offset: usize, total: usize| reduce_rows::Params {
             rows: rows as u32,
             items: items as u32,
             parts: reduce_rows::parts(items) as u32,
             mode,
-            parts_total: parts_total as u32,
-            parts_offset: 0,
+            parts_total: total as u32,
+            parts_offset: offset as u32,
             pad: [0; 2],
         };
         let reduce = |u: &GpuBuffer, z: &GpuBuffer, a: &GpuBuffer, out: &GpuBuffer, rows: usize, items: usize| {
@@ -148,12 +159,111 @@ impl GpuRrr {
                 (rows * reduce_rows::parts(items) * 256) as u64,
             )
         };
-        let rw_params = ctx.uniform(&rp(e, kk, reduce_rows::MODE_SUM, parts))?;
-        let d_reduce_w = reduce(&rw_params, &w, &w, &wpart, e, kk)?;
+
+        let mut chunks = Vec::with_capacity(starts.len());
+        let mut offset = 0;
+        for (c, &start) in starts.iter().enumerate() {
+            let ck = per_chunk.min(kk - start.min(kk));
+            let x = ctx.alloc(e * ck, real)?;
+            let w = ctx.alloc(e * ck, real)?;
+            let y = ctx.alloc(n * ck, real)?;
+            let b = ctx.alloc(n * ck, real)?;
+            let data = ctx.alloc(n * ck, real)?;
+            let labels = ctx.alloc(ck, Elem::U32)?;
+            let xa = ctx.alloc(n * ck, real)?;
+            let ya = ctx.alloc(n * ck, real)?;
+            let ba = ctx.alloc(n * ck, real)?;
+            let err = ctx.alloc(j * ck, real)?;
+            let node_params = ctx.uniform(&consensus_nodes::Params {
+                items: ck as u32,
+                nodes: n as u32,
+                pad: [0; 2],
+            })?;
+            let d_nodes = ctx.prepare(
+                &consensus_nodes::KERNEL,
+                precision,
+                &[
+                    (&node_params).into(),
+                    (&node_scalars).into(),
+                    (&out_ptr).into(),
+                    (&out_edges).into(),
+                    (&kind).into(),
+                    (&param).into(),
+                    (&labels).into(),
+                    (&x).into(),
+                    (&y).into(),
+                    (&b).into(),
+                    (&data).into(),
+                    (&xa).into(),
+                    (&ya).into(),
+                    (&ba).into(),
+                ],
+                (n * ck) as u64,
+            )?;
+            let rw_params = ctx.uniform(&rp(e, ck, reduce_rows::MODE_SUM, offset, parts_total))?;
+            let d_reduce_w = reduce(&rw_params, &w, &w, &wpart, e, ck)?;
+            let rb_params = ctx.uniform(&rp(n, ck, reduce_rows::MODE_REFLECT, offset, parts_total))?;
+            let d_reduce_b = if p.has_bias {
+                Some(reduce(&rb_params, &b, &ba, &bpart, n, ck)?)
+            } else {
+                None
+            };
+            let step_params = ctx.uniform(&rrr_step::Params {
+                items: ck as u32,
+                bil_nodes: j as u32,
+                parts_total: parts_total as u32,
+                mode: p.mode,
+                has_bias: p.has_bias as u32,
+                items_total: kk as u32,
+                pad: [0; 2],
+            })?;
+            let binds: Vec<BindRef<'_>> = vec![
+                (&step_params).into(),
+                (&step_scalars).into(),
+                (&bil).into(),
+                (&in_ptr).into(),
+                (&src).into(),
+                (&metric).into(),
+                (&x).into(),
+                (&w).into(),
+                (&xa).into(),
+                (&wa).into(),
+                (&y).into(),
+                (&ya).into(),
+                (&b).into(),
+                (&ba).into(),
+                (&bpart).into(),
+                (&err).into(),
+                (&counters).into(),
+            ];
+            let d_step = ctx.prepare(&rrr_step::KERNEL, precision, &binds, (j * ck) as u64)?;
+            let err_params = ctx.uniform(&rp(j, ck, reduce_rows::MODE_SUM, offset, parts_total))?;
+            let d_err = reduce(&err_params, &err, &err, &errpart, j, ck)?;
+            offset += parts_of(c);
+            chunks.push(Chunk {
+                start,
+                items: ck,
+                x,
+                w,
+                y,
+                b,
+                data,
+                labels,
+                xa,
+                ya,
+                ba,
+                d_nodes,
+                d_reduce_w,
+                d_reduce_b,
+                d_step,
+                d_err,
+                _keep: vec![err, node_params, rw_params, rb_params, step_params, err_params],
+            });
+        }
         let norm_params = ctx.uniform(&normalize_weights::Params {
             groups: (p.group_ptr.len() - 1) as u32,
             items_total: kk as u32,
-            parts_total: parts as u32,
+            parts_total: parts_total as u32,
             clamp: p.clamp_weights as u32,
         })?;
         let d_normalize = ctx.prepare(
@@ -169,63 +279,17 @@ impl GpuRrr {
             ],
             (p.group_ptr.len() - 1) as u64,
         )?;
-        let rb_params = ctx.uniform(&rp(n, kk, reduce_rows::MODE_REFLECT, parts))?;
-        let d_reduce_b = if p.has_bias {
-            Some(reduce(&rb_params, &b, &ba, &bpart, n, kk)?)
-        } else {
-            None
-        };
-        let step_params = ctx.uniform(&rrr_step::Params {
-            items: kk as u32,
-            bil_nodes: j as u32,
-            parts_total: parts as u32,
-            mode: p.mode,
-            has_bias: p.has_bias as u32,
-            items_total: kk as u32,
-            pad: [0; 2],
-        })?;
-        let binds: Vec<BindRef<'_>> = vec![
-            (&step_params).into(),
-            (&step_scalars).into(),
-            (&bil).into(),
-            (&in_ptr).into(),
-            (&src).into(),
-            (&metric).into(),
-            (&x).into(),
-            (&w).into(),
-            (&xa).into(),
-            (&wa).into(),
-            (&y).into(),
-            (&ya).into(),
-            (&b).into(),
-            (&ba).into(),
-            (&bpart).into(),
-            (&err).into(),
-            (&counters).into(),
-        ];
-        let d_step = ctx.prepare(&rrr_step::KERNEL, precision, &binds, (j * kk) as u64)?;
-        let e1_params = ctx.uniform(&rp(j, kk, reduce_rows::MODE_SUM, parts))?;
-        let d_err1 = reduce(&e1_params, &err, &err, &errpart, j, kk)?;
-        let err_final_params = rp(1, j * parts, reduce_rows::MODE_SUM, hist_parts);
+        let err_final_params = rp(1, j * parts_total, reduce_rows::MODE_SUM, 0, hist_parts);
         let err_final_uniform = ctx.uniform(&err_final_params)?;
-        let d_err2 = reduce(&err_final_uniform, &errpart, &errpart, &hist, 1, j * parts)?;
+        let d_err_final = reduce(&err_final_uniform, &errpart, &errpart, &hist, 1, j * parts_total)?;
         Ok(GpuRrr {
             ctx: ctx.clone(),
             items: kk,
-            labels: vec![0; kk],
             edges: e,
             nodes: n,
-            has_bias: p.has_bias,
             omega: p.omega,
-            x,
-            w,
-            y,
-            b,
-            data,
-            labels_buf,
-            xa,
-            ya,
-            ba,
+            labels: vec![0; kk],
+            chunks,
             wa,
             hist,
             hist_parts,
@@ -233,19 +297,21 @@ impl GpuRrr {
             step_scalars,
             err_final_uniform,
             err_final_params,
-            d_nodes,
-            d_reduce_w,
             d_normalize,
-            d_reduce_b,
-            d_step,
-            d_err1,
-            d_err2,
+            d_err_final,
             _keep: vec![
                 out_ptr, out_edges, kind, param, in_ptr, src, bil, group_ptr, group_edges, metric,
-                node_scalars, norm_scalars, wpart, bpart, err, errpart, node_params, rw_params,
-                norm_params, rb_params, step_params, e1_params,
+                node_scalars, norm_scalars, wpart, bpart, errpart, norm_params,
             ],
         })
+    }
+
+    fn record_project_a(&self, rec: &mut crate::gpu::Recorder<'_>) {
+        for c in &self.chunks {
+            rec.dispatch(&c.d_nodes);
+            rec.dispatch(&c.d_reduce_w);
+        }
+        rec.dispatch(&self.d_normalize);
     }
 
     fn read_history(&self, count: usize, out: &mut Vec<f64>) -> Result<()> {
@@ -261,7 +327,11 @@ impl GpuRrr {
 
 impl RrrEngine for GpuRrr {
     fn load(&mut self, s: &RrrState) -> Result<()> {
-        if s.items != self.items || s.x.len() != self.edges * self.items || s.y.len() != self.nodes * self.items {
+        let (e, n, kk) = (self.edges, self.nodes, self.items);
+        if s.items != kk || s.x.len() != e * kk || s.w.len() != e * kk || s.y.len() != n * kk {
+            return Err(Error::Input("RRR state shapes do not match the engine".into()));
+        }
+        if s.b.len() != n * kk || s.data.len() != n * kk || s.labels.len() != kk {
             return Err(Error::Input("RRR state shapes do not match the engine".into()));
         }
         if ![&s.x, &s.w, &s.y, &s.b, &s.data]
@@ -270,12 +340,15 @@ impl RrrEngine for GpuRrr {
         {
             return Err(Error::Input("RRR state holds NaN or infinity".into()));
         }
-        self.x.write_real(&s.x);
-        self.w.write_real(&s.w);
-        self.y.write_real(&s.y);
-        self.b.write_real(&s.b);
-        self.data.write_real(&s.data);
-        self.labels_buf.write_u32(&s.labels);
+        for c in &self.chunks {
+            let cols = |v: &[f64]| columns(v, kk, c.start, c.items);
+            c.x.write_real(&cols(&s.x));
+            c.w.write_real(&cols(&s.w));
+            c.y.write_real(&cols(&s.y));
+            c.b.write_real(&cols(&s.b));
+            c.data.write_real(&cols(&s.data));
+            c.labels.write_u32(&s.labels[c.start..c.start + c.items]);
+        }
         self.labels = s.labels.clone();
         Ok(())
     }
@@ -290,15 +363,17 @@ impl RrrEngine for GpuRrr {
             self.err_final_params.parts_offset = (pending * self.hist_parts) as u32;
             self.err_final_uniform.write_uniform(&self.err_final_params);
             let mut rec = self.ctx.recorder();
-            rec.dispatch(&self.d_nodes);
-            rec.dispatch(&self.d_reduce_w);
-            rec.dispatch(&self.d_normalize);
-            if let Some(d) = &self.d_reduce_b {
-                rec.dispatch(d);
+            self.record_project_a(&mut rec);
+            for c in &self.chunks {
+                if let Some(d) = &c.d_reduce_b {
+                    rec.dispatch(d);
+                }
             }
-            rec.dispatch(&self.d_step);
-            rec.dispatch(&self.d_err1);
-            rec.dispatch(&self.d_err2);
+            for c in &self.chunks {
+                rec.dispatch(&c.d_step);
+                rec.dispatch(&c.d_err);
+            }
+            rec.dispatch(&self.d_err_final);
             rec.submit()?;
             pending += 1;
             rep.iterations += 1;
@@ -308,12 +383,9 @@ impl RrrEngine for GpuRrr {
                 let start = rep.errors.len();
                 self.read_history(pending, &mut rep.errors)?;
                 pending = 0;
-                if tol > 0.0 {
-                    if let Some(first) = rep.errors[start..].iter().position(|&e| e < tol) {
-                        log::debug!("RRR_err < tol first at iteration {}", start + first + 1);
-                        rep.converged = true;
-                        break;
-                    }
+                if tol > 0.0 && rep.errors[start..].iter().any(|&e| e < tol) {
+                    rep.converged = true;
+                    break;
                 }
             }
         }
@@ -324,29 +396,42 @@ impl RrrEngine for GpuRrr {
     }
 
     fn state(&mut self) -> Result<RrrState> {
-        Ok(RrrState {
-            items: self.items,
-            x: self.x.read_real()?,
-            w: self.w.read_real()?,
-            y: self.y.read_real()?,
-            b: self.b.read_real()?,
-            data: self.data.read_real()?,
+        let (e, n, kk) = (self.edges, self.nodes, self.items);
+        let mut s = RrrState {
+            items: kk,
+            x: vec![0.0; e * kk],
+            w: vec![0.0; e * kk],
+            y: vec![0.0; n * kk],
+            b: vec![0.0; n * kk],
+            data: vec![0.0; n * kk],
             labels: self.labels.clone(),
-        })
+        };
+        for c in &self.chunks {
+            put_columns(&mut s.x, kk, c.start, c.items, &c.x.read_real()?);
+            put_columns(&mut s.w, kk, c.start, c.items, &c.w.read_real()?);
+            put_columns(&mut s.y, kk, c.start, c.items, &c.y.read_real()?);
+            put_columns(&mut s.b, kk, c.start, c.items, &c.b.read_real()?);
+            put_columns(&mut s.data, kk, c.start, c.items, &c.data.read_real()?);
+        }
+        Ok(s)
     }
 
     fn consensus(&mut self) -> Result<Consensus> {
         let mut rec = self.ctx.recorder();
-        rec.dispatch(&self.d_nodes);
-        rec.dispatch(&self.d_reduce_w);
-        rec.dispatch(&self.d_normalize);
+        self.record_project_a(&mut rec);
         rec.submit()?;
-        let _ = self.has_bias;
-        Ok(Consensus {
-            x: self.xa.read_real()?,
+        let (n, kk) = (self.nodes, self.items);
+        let mut out = Consensus {
+            x: vec![0.0; n * kk],
             w: self.wa.read_real()?,
-            y: self.ya.read_real()?,
-            b: self.ba.read_real()?,
-        })
+            y: vec![0.0; n * kk],
+            b: vec![0.0; n * kk],
+        };
+        for c in &self.chunks {
+            put_columns(&mut out.x, kk, c.start, c.items, &c.xa.read_real()?);
+            put_columns(&mut out.y, kk, c.start, c.items, &c.ya.read_real()?);
+            put_columns(&mut out.b, kk, c.start, c.items, &c.ba.read_real()?);
+        }
+        Ok(out)
     }
 }

@@ -275,8 +275,18 @@ impl GpuContext {
         &self.summary
     }
 
-    /// Largest storage binding in bytes.
+    /// Largest storage binding in bytes. `GRADFREE_MAX_BINDING_BYTES` lowers it
+    /// (tests use it to exercise the splitting paths on small problems).
     pub fn max_binding_bytes(&self) -> u64 {
+        let hw = self.limits.max_storage_buffer_binding_size;
+        std::env::var("GRADFREE_MAX_BINDING_BYTES")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .map_or(hw, |v| v.clamp(256, hw))
+    }
+
+    /// The adapter's own storage-binding limit (ignores the test override).
+    pub fn hw_max_binding_bytes(&self) -> u64 {
         self.limits.max_storage_buffer_binding_size
     }
 

@@ -1,0 +1,213 @@
+//! RRR non-negative matrix factorization (SPEC 2.1, paper section 3):
+//! one layer, code nodes C → data nodes D, `Y[k,j] ≈ Σ_i x[k,i] W[i,j]`.
+//!
+//! ```text
+//! A: x[k,i→j] = xA[k,i] ≥ 0          (mean over out-edges, clamp at 0)
+//!    w[k,i→j] = wA[i→j] ≥ 0, Σ_j wA[i→j]² = Ω²   (mean over k, clamp, norm per code node)
+//! B: Σ_i x[k,i→j] w[k,i→j] = Y[k,j]  (bilinear, y fixed)
+//! RRR_err² = (1/|K|) Σ (wA − wB)² + (xA − xB)²
+//! recon_err² = 1/(|K||D|) Σ_{k,j} (Y[k,j] − Σ_i xA[k,i] wA[i→j])²
+//! ```
+//!
+//! Initialization: wA uniform[0,1] normalized per code node; codes from the
+//! pseudo-inverse encoder `xA[k] = relu((WᵀW)⁻¹Wᵀ Y[k])` (host, nalgebra);
+//! every replica set to its consensus value.
+
+use nalgebra::DMatrix;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use super::{Consensus, IterReport, RrrEngine, RrrProblem, RrrState, WeightGroups};
+use crate::Backend;
+use crate::error::{Error, Result};
+use crate::kernels::consensus_nodes::NODE_NONNEG;
+use crate::kernels::normalize_weights::normalize_group;
+use crate::kernels::rrr_step::MODE_NMF;
+
+/// The linear Euclidean distance matrix `Y[i,k] = ((i − k)/(m − 1))²`.
+pub fn ledm(m: usize) -> DMatrix<f64> {
+    let d = (m.max(2) - 1) as f64;
+    DMatrix::from_fn(m, m, |i, k| ((i as f64 - k as f64) / d).powi(2))
+}
+
+/// An NMF problem: items are the rows of `y` (K × D), factorized with `rank` codes.
+#[derive(Debug)]
+pub struct Nmf {
+    /// The RRR graph: nodes 0..rank are codes, rank..rank+D data.
+    pub problem: RrrProblem,
+    /// Number of codes r.
+    pub rank: usize,
+    /// Data dimension D.
+    pub dim: usize,
+}
+
+impl Nmf {
+    /// Builds the complete bipartite graph codes → data with NMF constraints.
+    pub fn new(rank: usize, dim: usize, omega: f64) -> Result<Self> {
+        if rank == 0 || dim == 0 {
+            return Err(Error::Input("NMF needs rank ≥ 1 and data dimension ≥ 1".into()));
+        }
+        if !(omega > 0.0 && omega.is_finite()) {
+            return Err(Error::Input(format!("--omega must be positive, got {omega}")));
+        }
+        let edges: Vec<(u32, u32)> = (0..rank as u32)
+            .flat_map(|i| (0..dim as u32).map(move |j| (i, rank as u32 + j)))
+            .collect();
+        let mut p = RrrProblem::from_edges(rank + dim, &edges, WeightGroups::BySource)?;
+        for i in 0..rank {
+            p.kind[i] = NODE_NONNEG;
+        }
+        p.clamp_weights = true;
+        p.mode = MODE_NMF;
+        p.omega = omega;
+        Ok(Nmf {
+            problem: p,
+            rank,
+            dim,
+        })
+    }
+
+    /// Random non-negative weights W (rank × D), each code's row of norm Ω.
+    pub fn random_weights(&self, rng: &mut ChaCha8Rng) -> DMatrix<f64> {
+        let mut w = DMatrix::from_fn(self.rank, self.dim, |_, _| rng.random_range(0.0..1.0));
+        for i in 0..self.rank {
+            let mut row: Vec<f64> = w.row(i).iter().copied().collect();
+            normalize_group(&mut row, true, self.problem.omega);
+            for j in 0..self.dim {
+                w[(i, j)] = row[j];
+            }
+        }
+        w
+    }
+
+    /// Codes from the pseudo-inverse encoder: `relu((W Wᵀ)⁻¹ W Y[k])` per item (K × rank).
+    pub fn encode(&self, w: &DMatrix<f64>, y: &DMatrix<f64>) -> Result<DMatrix<f64>> {
+        // Data ≈ X W (K×r · r×D); least squares X = Y Wᵀ (W Wᵀ)⁻¹.
+        let gram = w * w.transpose();
+        let inv = gram
+            .clone()
+            .cholesky()
+            .map(|c| c.inverse())
+            .or_else(|| gram.pseudo_inverse(1e-12).ok())
+            .ok_or_else(|| Error::Numeric("encoder: W Wᵀ is not invertible".into()))?;
+        let x = y * w.transpose() * inv;
+        Ok(x.map(|v| v.max(0.0)))
+    }
+
+    /// The RRR state with every replica at the given consensus (x: K × r, w: r × D).
+    pub fn state(&self, x: &DMatrix<f64>, w: &DMatrix<f64>, y: &DMatrix<f64>) -> RrrState {
+        let p = &self.problem;
+        let kk = y.nrows();
+        let mut s = RrrState::zeros(p, kk);
+        for e in 0..p.edges() {
+            let (i, j) = (p.src[e] as usize, p.dst[e] as usize - self.rank);
+            for k in 0..kk {
+                s.x[e * kk + k] = x[(k, i)];
+                s.w[e * kk + k] = w[(i, j)];
+            }
+        }
+        for j in 0..self.dim {
+            for k in 0..kk {
+                s.y[(self.rank + j) * kk + k] = y[(k, j)];
+            }
+        }
+        s
+    }
+
+    /// Consensus codes (K × r) and weights (r × D) from an A-projection.
+    pub fn factors(&self, c: &Consensus, items: usize) -> (DMatrix<f64>, DMatrix<f64>) {
+        let p = &self.problem;
+        let x = DMatrix::from_fn(items, self.rank, |k, i| c.x[i * items + k]);
+        let mut w = DMatrix::zeros(self.rank, self.dim);
+        for e in 0..p.edges() {
+            w[(p.src[e] as usize, p.dst[e] as usize - self.rank)] = c.w[e];
+        }
+        (x, w)
+    }
+}
+
+/// recon_err = rms of Y − X W.
+pub fn recon_err(y: &DMatrix<f64>, x: &DMatrix<f64>, w: &DMatrix<f64>) -> f64 {
+    let r = y - x * w;
+    (r.norm_squared() / (y.len().max(1)) as f64).sqrt()
+}
+
+/// Settings of one exact-NMF solve.
+#[derive(Clone, Debug)]
+pub struct SolveSettings {
+    /// β.
+    pub beta: f64,
+    /// Iteration cap.
+    pub max_iter: usize,
+    /// Success: RRR_err < tol.
+    pub tol: f64,
+    /// How often the GPU backend reads RRR_err back.
+    pub check_every: usize,
+    /// Iterations per engine call (progress granularity; the error series is kept whole).
+    pub chunk: usize,
+}
+
+/// Result of one random start.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct RunResult {
+    /// Seed of this start.
+    pub seed: u64,
+    /// RRR_err < tol reached.
+    pub solved: bool,
+    /// Iterations used.
+    pub iterations: usize,
+    /// Final RRR_err.
+    pub rrr_err: f64,
+    /// Final recon_err of the consensus factors.
+    pub recon_err: f64,
+    /// GWMs of this run.
+    pub gwms: f64,
+    /// Wall seconds.
+    pub seconds: f64,
+    /// Bilinear projections with no root (reported, never silent).
+    pub degenerate: u64,
+    /// RRR_err every `series_stride` iterations.
+    #[serde(skip)]
+    pub series: Vec<f64>,
+}
+
+/// One random start of exact NMF of `y` (K × D) on `backend`.
+pub fn solve(
+    backend: &Backend,
+    nmf: &Nmf,
+    y: &DMatrix<f64>,
+    seed: u64,
+    s: &SolveSettings,
+    mut on_progress: impl FnMut(usize),
+) -> Result<RunResult> {
+    let t0 = std::time::Instant::now();
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let w0 = nmf.random_weights(&mut rng);
+    let x0 = nmf.encode(&w0, y)?;
+    let kk = y.nrows();
+    let mut engine: Box<dyn RrrEngine> = backend.rrr_engine(&nmf.problem, kk)?;
+    engine.load(&nmf.state(&x0, &w0, y))?;
+    let mut total = IterReport::default();
+    while total.iterations < s.max_iter && !total.converged {
+        let n = s.chunk.min(s.max_iter - total.iterations);
+        let rep = engine.iterate(n, s.beta, s.tol, s.check_every)?;
+        total.iterations += rep.iterations;
+        total.errors.extend(rep.errors);
+        total.degenerate += rep.degenerate;
+        total.converged = rep.converged;
+        on_progress(total.iterations);
+    }
+    let c = engine.consensus()?;
+    let (x, w) = nmf.factors(&c, kk);
+    Ok(RunResult {
+        seed,
+        solved: total.converged,
+        iterations: total.iterations,
+        rrr_err: total.errors.last().copied().unwrap_or(f64::NAN),
+        recon_err: recon_err(y, &x, &w),
+        gwms: super::gwms(total.iterations as u64, kk, nmf.problem.edges()),
+        seconds: t0.elapsed().as_secs_f64(),
+        degenerate: total.degenerate,
+        series: total.errors,
+    })
+}

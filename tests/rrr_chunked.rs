@@ -1,0 +1,66 @@
+//! The GPU engine split into item chunks (forced by a tiny binding limit)
+//! gives the same iterations as the CPU engine: the partial-sum seam
+//! combines chunks exactly as one batch. Its own test binary because the
+//! override is process-wide.
+
+mod common;
+
+use common::*;
+use gradfree::kernels::consensus_nodes::{NODE_CLASS, NODE_DATA, NODE_RELU};
+use gradfree::rrr::{RrrProblem, RrrState, WeightGroups};
+use gradfree::{Backend, Precision};
+use rand::Rng;
+
+#[test]
+fn chunked_gpu_engine_matches_cpu() {
+    // SAFETY: set before any thread of this binary reads the environment.
+    unsafe { std::env::set_var("GRADFREE_MAX_BINDING_BYTES", "2048") };
+    let mut edges = vec![];
+    for d in 0..5 {
+        for h in 5..9 {
+            edges.push((d, h));
+        }
+    }
+    for h in 5..9 {
+        for c in 9..11 {
+            edges.push((h, c));
+        }
+    }
+    let mut p = RrrProblem::from_edges(11, &edges, WeightGroups::ByDestination).unwrap();
+    for i in 0..11 {
+        p.kind[i] = [NODE_DATA, NODE_RELU, NODE_CLASS][(i >= 5) as usize + (i >= 9) as usize];
+        p.param[i] = i.saturating_sub(9) as u32;
+        p.metric[i] = if i >= 9 { 1.0 } else { p.outdeg(i) as f64 };
+    }
+    p.has_bias = true;
+    p.omega = 2.0;
+    p.class_margin = 0.1;
+    // 28 edges x 8 bytes = 224 bytes per item: 9 items per chunk, 7 chunks.
+    let kk = 61;
+    let mut r = rng(5);
+    let mut s = RrrState::zeros(&p, kk);
+    s.x = uniform(&mut r, p.edges() * kk, -1.0, 1.0);
+    s.w = uniform(&mut r, p.edges() * kk, -1.0, 1.0);
+    s.y = uniform(&mut r, p.nodes * kk, -1.0, 1.0);
+    s.b = uniform(&mut r, p.nodes * kk, -0.2, 0.2);
+    s.data = uniform(&mut r, p.nodes * kk, 0.0, 1.0);
+    s.labels = (0..kk).map(|_| r.random_range(0..2)).collect();
+    let run = |be: &Backend| {
+        let mut e = be.rrr_engine(&p, kk).unwrap();
+        e.load(&s).unwrap();
+        let rep = e.iterate(5, 0.8, 0.0, 2).unwrap();
+        (e.state().unwrap(), rep.errors, e.consensus().unwrap())
+    };
+    let (want, werr, wc) = run(&Backend::cpu(Precision::F64));
+    let Some(ctx) = gpu(Precision::F64) else { return };
+    assert!(ctx.max_binding_bytes() == 2048);
+    let (got, gerr, gc) = run(&Backend::gpu(ctx, Precision::F64));
+    let (rt, at) = (1e-9, 1e-10);
+    assert_close("x", &got.x, &want.x, rt, at);
+    assert_close("w", &got.w, &want.w, rt, at);
+    assert_close("y", &got.y, &want.y, rt, at);
+    assert_close("b", &got.b, &want.b, rt, at);
+    assert_close("RRR_err", &gerr, &werr, rt, at);
+    assert_close("consensus w", &gc.w, &wc.w, rt, at);
+    assert_close("consensus x", &gc.x, &wc.x, rt, at);
+}

@@ -23,7 +23,9 @@ pub enum Error {
         reason: String,
     },
     /// f64 was asked for on an adapter without SHADER_F64.
-    #[error("adapter '{adapter}' has no f64 shader support (SHADER_F64); use --precision f32 or --device cpu")]
+    #[error(
+        "adapter '{adapter}' has no f64 shader support (SHADER_F64); use --precision f32 or --device cpu"
+    )]
     NoF64 {
         /// Adapter name.
         adapter: String,

@@ -117,15 +117,27 @@ fn devices(backend: Option<BackendChoice>, as_json: bool) -> Result<()> {
         "precisions": ["f32", "f64"],
     });
     if as_json {
-        println!("{}", serde_json::to_string_pretty(&json!({ "gpu": adapters, "cpu": cpu }))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({ "gpu": adapters, "cpu": cpu }))?
+        );
         return Ok(());
     }
     if adapters.is_empty() {
-        println!("GPU adapters: none found (install a Vulkan driver, e.g. `apt-get install -y mesa-vulkan-drivers libvulkan1` for lavapipe)");
+        println!(
+            "GPU adapters: none found (install a Vulkan driver, e.g. `apt-get install -y mesa-vulkan-drivers libvulkan1` for lavapipe)"
+        );
     }
     for (i, a) in adapters.iter().enumerate() {
-        let soft = if a.software { "  [software adapter]" } else { "" };
-        println!("gpu {i}: {} — {} {}{soft}", a.name, a.backend, a.device_type);
+        let soft = if a.software {
+            "  [software adapter]"
+        } else {
+            ""
+        };
+        println!(
+            "gpu {i}: {} — {} {}{soft}",
+            a.name, a.backend, a.device_type
+        );
         println!("    driver: {} {}", a.driver, a.driver_info);
         println!(
             "    features: f64 {}, timestamps {}, subgroups {}",
@@ -189,7 +201,9 @@ fn rrr_nmf(a: &NmfArgs) -> Result<()> {
     let omega = a.omega.or(known(m).map(|k| k.1)).unwrap_or(1.0);
     for (name, v) in [("beta", a.beta), ("omega", omega)] {
         if !(v.is_finite() && v > 0.0) {
-            return Err(Error::Input(format!("--{name} must be a positive number, got {v}")).into());
+            return Err(
+                Error::Input(format!("--{name} must be a positive number, got {v}")).into(),
+            );
         }
     }
     if a.runs == 0 || a.max_iter == 0 {
@@ -230,7 +244,9 @@ fn rrr_nmf(a: &NmfArgs) -> Result<()> {
     for run in 0..a.runs {
         let seed = c.seed + run as u64;
         let bar = progress(a.max_iter as u64, c.quiet, &format!("run {}", run + 1));
-        let r = nmf::solve(&backend, &problem, &y, seed, &settings, |i| bar.set_position(i as u64))?;
+        let r = nmf::solve(&backend, &problem, &y, seed, &settings, |i| {
+            bar.set_position(i as u64)
+        })?;
         bar.finish_and_clear();
         meter.add_gwms(r.gwms);
         if !c.quiet {
@@ -295,7 +311,25 @@ fn run(cli: Cli) -> Result<()> {
     }
 }
 
+/// lavapipe prints an error line per adapter probe when XDG_RUNTIME_DIR is
+/// unset; point it at a private directory before any thread starts.
+fn quiet_software_adapter() {
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
+        let dir = std::env::temp_dir().join(format!("gradfree-xdg-{}", std::process::id()));
+        if std::fs::create_dir_all(&dir).is_ok() {
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700));
+            }
+            // SAFETY: called first thing in main, before any other thread exists.
+            unsafe { std::env::set_var("XDG_RUNTIME_DIR", &dir) };
+        }
+    }
+}
+
 fn main() -> ExitCode {
+    quiet_software_adapter();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = Cli::parse();
     match run(cli) {

@@ -35,7 +35,8 @@ fn read_u64(p: &Path) -> Result<u64, String> {
 impl Rapl {
     /// Opens the package domains (`intel-rapl:N`, not sub-zones `intel-rapl:N:M`) under `root`.
     pub fn open(root: &Path) -> Result<Self, String> {
-        let entries = std::fs::read_dir(root).map_err(|e| format!("no RAPL powercap ({}: {e})", root.display()))?;
+        let entries = std::fs::read_dir(root)
+            .map_err(|e| format!("no RAPL powercap ({}: {e})", root.display()))?;
         let mut domains = Vec::new();
         let mut names: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
         names.sort();
@@ -90,7 +91,9 @@ impl Nvml {
         let count = nvml.device_count().map_err(|e| format!("NVML: {e}"))?;
         let mut start_mj = Vec::new();
         for i in 0..count {
-            let dev = nvml.device_by_index(i).map_err(|e| format!("NVML device {i}: {e}"))?;
+            let dev = nvml
+                .device_by_index(i)
+                .map_err(|e| format!("NVML device {i}: {e}"))?;
             start_mj.push(
                 dev.total_energy_consumption()
                     .map_err(|e| format!("NVML energy counter of device {i}: {e}"))?,
@@ -120,7 +123,7 @@ impl Nvml {
 
 enum Sensor {
     Rapl(Rapl),
-    Nvml(Nvml),
+    Nvml(Box<Nvml>),
     None(String),
 }
 
@@ -170,7 +173,7 @@ impl Meter {
         let rapl = || Rapl::open(&powercap_root());
         let sensor = match kind {
             SensorKind::Gpu => match Nvml::open() {
-                Ok(n) => Sensor::Nvml(n),
+                Ok(n) => Sensor::Nvml(Box::new(n)),
                 Err(e1) => match rapl() {
                     Ok(r) => {
                         log::info!("{e1}; measuring CPU package energy (RAPL) only");
@@ -218,7 +221,11 @@ impl Meter {
         Measurement {
             gwms: self.gwms,
             seconds,
-            gwms_per_s: if seconds > 0.0 { self.gwms / seconds } else { 0.0 },
+            gwms_per_s: if seconds > 0.0 {
+                self.gwms / seconds
+            } else {
+                0.0
+            },
             joules,
             gwms_per_joule: joules.filter(|&j| j > 0.0).map(|j| self.gwms / j),
             energy_note: note,

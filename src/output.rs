@@ -11,7 +11,10 @@ use crate::meter::Measurement;
 
 /// Writes `bytes` to `path` atomically.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("out");
     let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
@@ -106,7 +109,10 @@ impl OutDir {
         if let (Some(m), serde_json::Value::Object(o)) = (v.as_object_mut(), own) {
             m.extend(o);
         }
-        write_atomic(&p, serde_json::to_string_pretty(&v).expect("JSON").as_bytes())
+        write_atomic(
+            &p,
+            serde_json::to_string_pretty(&v).expect("JSON").as_bytes(),
+        )
     }
 
     /// Writes any file atomically.
@@ -127,9 +133,11 @@ pub fn progress(len: u64, quiet: bool, what: &str) -> indicatif::ProgressBar {
     }
     let pb = indicatif::ProgressBar::new(len);
     pb.set_style(
-        indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} {elapsed_precise} eta {eta}")
-            .expect("template")
-            .progress_chars("=> "),
+        indicatif::ProgressStyle::with_template(
+            "{msg} [{bar:30}] {pos}/{len} {elapsed_precise} eta {eta}",
+        )
+        .expect("template")
+        .progress_chars("=> "),
     );
     pb.set_message(what.to_string());
     // Shown only once a second has passed.

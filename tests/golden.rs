@@ -13,16 +13,19 @@
 mod common;
 
 use common::*;
+use gradfree::kernels::normalize_weights::normalize_group;
 use gradfree::kernels::project_activation::{self as act, *};
 use gradfree::kernels::project_bilinear::*;
-use gradfree::kernels::normalize_weights::normalize_group;
 use gradfree::{Backend, Precision};
 use serde_json::Value;
 
 fn golden() -> Option<Value> {
-    let path = std::env::var("GRADFREE_GOLDEN").map(std::path::PathBuf::from).unwrap_or_else(|_| {
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/golden/rrr_golden.json")
-    });
+    let path = std::env::var("GRADFREE_GOLDEN")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../shared/golden/rrr_golden.json")
+        });
     match std::fs::read_to_string(&path) {
         Ok(s) => Some(serde_json::from_str(&s).expect("golden JSON")),
         Err(_) => {
@@ -67,15 +70,27 @@ fn bilinear_cases(g: &Value) -> Vec<Case> {
             let i = &c["inputs"];
             let (x, w, y) = (fv(&i["x"]), fv(&i["w"]), f(&i["y"]));
             let nmf = fam == "bilinear_nmf";
-            let (omega, gg) = if nmf { (1.0, 0.0) } else { (f(&i["omega"]), f(&i["g"])) };
+            let (omega, gg) = if nmf {
+                (1.0, 0.0)
+            } else {
+                (f(&i["omega"]), f(&i["g"]))
+            };
             let o = &c["outputs"];
             let degenerate = c["diagnostics"]["degenerate"].as_bool().unwrap_or(false);
             let u = f(&o["u"]);
             let nx: f64 = x.iter().map(|v| v * v).sum::<f64>().sqrt();
             let nw: f64 = w.iter().map(|v| v * v).sum::<f64>().sqrt();
             let dot: f64 = x.iter().zip(&w).map(|(a, b)| a * b).sum();
-            let cos = if nx > 0.0 && nw > 0.0 { (dot / (nx * nw)).abs() } else { 1.0 };
-            let f32_range = x.iter().chain(&w).chain([&y]).all(|v| *v == 0.0 || (v.abs() > 1e-30 && v.abs() < 1e30));
+            let cos = if nx > 0.0 && nw > 0.0 {
+                (dot / (nx * nw)).abs()
+            } else {
+                1.0
+            };
+            let f32_range = x
+                .iter()
+                .chain(&w)
+                .chain([&y])
+                .all(|v| *v == 0.0 || (v.abs() > 1e-30 && v.abs() < 1e30));
             let yn = if nmf { y } else { f(&o["y_new"]) };
             out.push(Case {
                 label: format!("{fam}: {}", c["label"].as_str().unwrap()),
@@ -111,21 +126,40 @@ fn golden_bilinear_projections() {
             }
             let got = be.project_bilinear(&c.batch).unwrap();
             if c.degenerate {
-                assert_eq!(got.status[0], STATUS_DEGENERATE, "{name} {}: degenerate not reported", c.label);
+                assert_eq!(
+                    got.status[0], STATUS_DEGENERATE,
+                    "{name} {}: degenerate not reported",
+                    c.label
+                );
                 continue;
             }
             assert_eq!(got.status[0], STATUS_OK, "{name} {}", c.label);
             let (wx, ww, wy, wu) = c.want.clone().unwrap();
             let scale = wx.iter().chain(&ww).fold(0.0f64, |m, v| m.max(v.abs()));
-            let rel = if f32 { 2e-5 } else if c.well_conditioned { 1e-12 } else { 1e-9 };
+            let rel = if f32 {
+                2e-5
+            } else if c.well_conditioned {
+                1e-12
+            } else {
+                1e-9
+            };
             let at = rel * scale;
             assert_close(&format!("{name} {} x'", c.label), &got.x, &wx, 0.0, at);
             assert_close(&format!("{name} {} w'", c.label), &got.w, &ww, 0.0, at);
             assert_close(&format!("{name} {} y'", c.label), &got.y, &[wy], rel, 0.0);
-            assert_close(&format!("{name} {} u", c.label), &got.u, &[wu], 0.0, if f32 { 2e-6 } else { 1e-11 });
+            assert_close(
+                &format!("{name} {} u", c.label),
+                &got.u,
+                &[wu],
+                0.0,
+                if f32 { 2e-6 } else { 1e-11 },
+            );
             compared += 1;
         }
-        assert!(compared >= if f32 { 20 } else { 121 }, "{name}: only {compared} cases compared");
+        assert!(
+            compared >= if f32 { 20 } else { 121 },
+            "{name}: only {compared} cases compared"
+        );
     }
 }
 
@@ -151,7 +185,15 @@ fn golden_activation_projections() {
             let (k, x, m) = match fam {
                 "class_margin" => {
                     let correct = i["is_correct_class"].as_bool().unwrap();
-                    (if correct { ACT_CLASS_CORRECT } else { ACT_CLASS_WRONG }, 0.0, f(&i["margin"]))
+                    (
+                        if correct {
+                            ACT_CLASS_CORRECT
+                        } else {
+                            ACT_CLASS_WRONG
+                        },
+                        0.0,
+                        f(&i["margin"]),
+                    )
                 }
                 "fixed_value" => (kind, f(&i["x_fixed"]), f(&i["margin"])),
                 "relu_activation" => (kind, f(&i["x"]), 0.0),
@@ -175,15 +217,29 @@ fn golden_activation_projections() {
     for (name, be) in backends() {
         let f32 = be.precision() == Precision::F32;
         let (mut x, mut y, mut b) = (xs.clone(), ys.clone(), bs.clone());
-        be.project_activation(&kinds, &margins, &mut x, &mut y, &mut b).unwrap();
+        be.project_activation(&kinds, &margins, &mut x, &mut y, &mut b)
+            .unwrap();
         for i in 0..kinds.len() {
             // f32: skip inputs outside f32's range and exact ties made in f64.
-            if f32 && (labels[i].contains("tie") || labels[i].contains("subnormal") || ys[i].abs() > 1e30) {
+            if f32
+                && (labels[i].contains("tie")
+                    || labels[i].contains("subnormal")
+                    || ys[i].abs() > 1e30)
+            {
                 continue;
             }
             // f32: input rounding alone moves results by ~6e-8 of the inputs' magnitude.
-            let mag = xs[i].abs().max(ys[i].abs()).max(bs[i].abs()).max(margins[i].abs()).max(1.0);
-            let (rt, at) = if f32 { (1e-6, 1e-6 * mag) } else { (1e-15, 1e-300) };
+            let mag = xs[i]
+                .abs()
+                .max(ys[i].abs())
+                .max(bs[i].abs())
+                .max(margins[i].abs())
+                .max(1.0);
+            let (rt, at) = if f32 {
+                (1e-6, 1e-6 * mag)
+            } else {
+                (1e-15, 1e-300)
+            };
             let w = want[i];
             assert_close(&format!("{name} {} x", labels[i]), &[x[i]], &[w.0], rt, at);
             assert_close(&format!("{name} {} y", labels[i]), &[y[i]], &[w.1], rt, at);
@@ -194,7 +250,13 @@ fn golden_activation_projections() {
     // operation order is the same.
     for i in 0..kinds.len() {
         let (x, y, b) = act::project(kinds[i], xs[i], ys[i], bs[i], margins[i]);
-        assert_close(&labels[i], &[x, y, b], &[want[i].0, want[i].1, want[i].2], 1e-15, 0.0);
+        assert_close(
+            &labels[i],
+            &[x, y, b],
+            &[want[i].0, want[i].1, want[i].2],
+            1e-15,
+            0.0,
+        );
     }
 }
 
@@ -202,7 +264,12 @@ fn golden_activation_projections() {
 fn golden_consensus() {
     let Some(g) = golden() else { return };
     for c in g["nmf_weight_consensus"].as_array().unwrap() {
-        let reps: Vec<Vec<f64>> = c["inputs"]["replicas"].as_array().unwrap().iter().map(fv).collect();
+        let reps: Vec<Vec<f64>> = c["inputs"]["replicas"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(fv)
+            .collect();
         let omega = f(&c["inputs"]["omega"]);
         let k = reps.len() as f64;
         let mut v: Vec<f64> = (0..reps[0].len())
@@ -220,12 +287,24 @@ fn golden_consensus() {
             }
             let e = v.len();
             // z as [E][K]
-            let z: Vec<f64> = (0..e).flat_map(|i| reps.iter().map(move |r| r[i])).collect();
-            let parts = gradfree::backend::gpu_ops::reduce_rows(&ctx, p, &z, &z, e, reps.len(), 0).unwrap();
+            let z: Vec<f64> = (0..e)
+                .flat_map(|i| reps.iter().map(move |r| r[i]))
+                .collect();
+            let parts =
+                gradfree::backend::gpu_ops::reduce_rows(&ctx, p, &z, &z, e, reps.len(), 0).unwrap();
             let ptr = [0u32, e as u32];
             let edges: Vec<u32> = (0..e as u32).collect();
             let got = gradfree::backend::gpu_ops::normalize_weights(
-                &ctx, p, &ptr, &edges, &parts, parts.len() / e, reps.len(), true, omega, e,
+                &ctx,
+                p,
+                &ptr,
+                &edges,
+                &parts,
+                parts.len() / e,
+                reps.len(),
+                true,
+                omega,
+                e,
             )
             .unwrap();
             let (rt, at) = tol(p);

@@ -37,7 +37,9 @@ fn batch(n: usize, seed: u64) -> BilinearBatch {
 fn compare(got: &BilinearOut, want: &BilinearOut, p: Precision, what: &str) {
     let (rt, at) = tol(p);
     assert_eq!(got.status.len(), want.status.len());
-    let bad: Vec<usize> = (0..got.status.len()).filter(|&i| got.status[i] != want.status[i]).collect();
+    let bad: Vec<usize> = (0..got.status.len())
+        .filter(|&i| got.status[i] != want.status[i])
+        .collect();
     if let Some(&i) = bad.first() {
         panic!(
             "{what}: {} status mismatches, first at {i}: got {} want {} (y {:e} ptr {}..{}) u={:e}",
@@ -64,9 +66,19 @@ fn project_bilinear_matches_reference() {
         for &n in SIZES {
             let b = batch(n, n as u64);
             let want = project_batch_reference::<f64>(&b);
-            compare(&cpu.project_bilinear(&b).unwrap(), &want, p, &format!("cpu {p} n={n}"));
+            compare(
+                &cpu.project_bilinear(&b).unwrap(),
+                &want,
+                p,
+                &format!("cpu {p} n={n}"),
+            );
             if let Some(g) = &gpu {
-                compare(&g.project_bilinear(&b).unwrap(), &want, p, &format!("gpu {p} n={n}"));
+                compare(
+                    &g.project_bilinear(&b).unwrap(),
+                    &want,
+                    p,
+                    &format!("gpu {p} n={n}"),
+                );
             }
         }
     }
@@ -74,7 +86,9 @@ fn project_bilinear_matches_reference() {
 
 #[test]
 fn project_bilinear_beyond_65535_workgroups() {
-    let Some(ctx) = gpu(Precision::F32) else { return };
+    let Some(ctx) = gpu(Precision::F32) else {
+        return;
+    };
     let mut b = batch(0, 1);
     let mut r = rng(7);
     for _ in 0..BIG {
@@ -86,7 +100,9 @@ fn project_bilinear_beyond_65535_workgroups() {
         b.g.push(0.0);
         b.ptr.push(b.x.len() as u32);
     }
-    let got = Backend::gpu(ctx, Precision::F32).project_bilinear(&b).unwrap();
+    let got = Backend::gpu(ctx, Precision::F32)
+        .project_bilinear(&b)
+        .unwrap();
     let want = project_batch_reference::<f64>(&b);
     compare(&got, &want, Precision::F32, "gpu big");
 }
@@ -109,14 +125,27 @@ fn dot(a: &[f64], b: &[f64]) -> f64 {
 }
 
 fn dist2(x: &[f64], w: &[f64], y: f64, p: &Projected<f64>, g: Option<f64>) -> f64 {
-    let d: f64 = x.iter().zip(&p.x).map(|(a, b)| (a - b).powi(2)).sum::<f64>()
-        + w.iter().zip(&p.w).map(|(a, b)| (a - b).powi(2)).sum::<f64>();
+    let d: f64 = x
+        .iter()
+        .zip(&p.x)
+        .map(|(a, b)| (a - b).powi(2))
+        .sum::<f64>()
+        + w.iter()
+            .zip(&p.w)
+            .map(|(a, b)| (a - b).powi(2))
+            .sum::<f64>();
     d + g.map_or(0.0, |g| g * (y - p.y).powi(2))
 }
 
 /// Every stationary point of the distance on the constraint set, found by
 /// scanning h(u) on (−∞, −1), (−1, 1), (1, ∞) for sign changes and bisecting.
-fn stationary_points(x: &[f64], w: &[f64], y: f64, omega: f64, g: Option<f64>) -> Vec<Projected<f64>> {
+fn stationary_points(
+    x: &[f64],
+    w: &[f64],
+    y: f64,
+    omega: f64,
+    g: Option<f64>,
+) -> Vec<Projected<f64>> {
     let (c, t) = match g {
         Some(g) => (omega * omega / g, omega * y),
         None => (0.0, y),

@@ -52,7 +52,9 @@ fn chunked_gpu_engine_matches_cpu() {
         (e.state().unwrap(), rep.errors, e.consensus().unwrap())
     };
     let (want, werr, wc) = run(&Backend::cpu(Precision::F64));
-    let Some(ctx) = gpu(Precision::F64) else { return };
+    let Some(ctx) = gpu(Precision::F64) else {
+        return;
+    };
     assert!(ctx.max_binding_bytes() == 2048);
     let (got, gerr, gc) = run(&Backend::gpu(ctx, Precision::F64));
     let (rt, at) = (1e-9, 1e-10);

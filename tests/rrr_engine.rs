@@ -105,7 +105,10 @@ fn consensus_weights_have_norm_omega() {
     let mut r = rng(4);
     let w = n.random_weights(&mut r);
     let x = n.encode(&w, &y).unwrap();
-    for be in [Backend::cpu(Precision::F64)].into_iter().chain(gpu(Precision::F64).map(|c| Backend::gpu(c, Precision::F64))) {
+    for be in [Backend::cpu(Precision::F64)]
+        .into_iter()
+        .chain(gpu(Precision::F64).map(|c| Backend::gpu(c, Precision::F64)))
+    {
         let mut e = be.rrr_engine(&n.problem, 6).unwrap();
         e.load(&n.state(&x, &w, &y)).unwrap();
         e.iterate(25, 0.3, 0.0, 8).unwrap();
@@ -132,7 +135,11 @@ fn ledm6_is_solved_from_a_fixed_seed() {
     };
     // Seed chosen once among the first few; the bound is ~3x its iteration count.
     let r = nmf::solve(&Backend::cpu(Precision::F64), &n, &y, 1, &s, |_| {}).unwrap();
-    assert!(r.solved, "LEDM m=6 not solved: RRR_err {} after {} iterations", r.rrr_err, r.iterations);
+    assert!(
+        r.solved,
+        "LEDM m=6 not solved: RRR_err {} after {} iterations",
+        r.rrr_err, r.iterations
+    );
     assert!(r.recon_err < 1e-6, "recon_err {}", r.recon_err);
     assert_eq!(r.degenerate, 0);
 }

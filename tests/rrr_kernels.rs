@@ -33,10 +33,16 @@ fn graph() -> RrrProblem {
     RrrProblem::from_edges(9, &edges, WeightGroups::ByDestination).unwrap()
 }
 
-fn node_inputs_case(nodes_kinds: &[u32], items: usize, seed: u64) -> (RrrProblem, Vec<Vec<f64>>, Vec<u32>) {
+fn node_inputs_case(
+    nodes_kinds: &[u32],
+    items: usize,
+    seed: u64,
+) -> (RrrProblem, Vec<Vec<f64>>, Vec<u32>) {
     let mut p = graph();
     let mut r = rng(seed);
-    p.kind = (0..p.nodes).map(|i| nodes_kinds[i % nodes_kinds.len()]).collect();
+    p.kind = (0..p.nodes)
+        .map(|i| nodes_kinds[i % nodes_kinds.len()])
+        .collect();
     p.param = (0..p.nodes).map(|i| (i % 2) as u32).collect();
     let e = p.edges();
     let n = p.nodes;
@@ -146,7 +152,8 @@ fn consensus_preserves_the_mean_of_free_nodes() {
             continue;
         }
         for k in 0..5 {
-            let before: f64 = outs.iter().map(|&e| v[0][e as usize * 5 + k]).sum::<f64>() / outs.len() as f64;
+            let before: f64 =
+                outs.iter().map(|&e| v[0][e as usize * 5 + k]).sum::<f64>() / outs.len() as f64;
             let after = xa[i * 5 + k];
             assert!((before - after).abs() < 1e-14);
         }
@@ -163,7 +170,12 @@ fn check_reduce(rows: usize, items: usize, precisions: &[Precision]) {
         reduce_rows::reference(&z, &a, rows, items, mode, &mut want, parts, 0);
         // Partial sums add up to the full row sums (the CPU backend's layout).
         let mut full = vec![0.0; rows];
-        reduce_rows::cpu_row_sums(&z, (mode == reduce_rows::MODE_REFLECT).then_some(&a[..]), items, &mut full);
+        reduce_rows::cpu_row_sums(
+            &z,
+            (mode == reduce_rows::MODE_REFLECT).then_some(&a[..]),
+            items,
+            &mut full,
+        );
         let summed: Vec<f64> = want.chunks(parts).map(|c| c.iter().sum()).collect();
         assert_close("cpu row sums", &full, &summed, 1e-12, 1e-12);
         for &prec in precisions {
@@ -171,7 +183,13 @@ fn check_reduce(rows: usize, items: usize, precisions: &[Precision]) {
             let got = gpu_ops::reduce_rows(&ctx, prec, &z, &a, rows, items, mode).unwrap();
             let (rt, at) = tol(prec);
             // Sums of up to 1024 terms of size ~1: scale the absolute tolerance.
-            assert_close(&format!("gpu {prec} R={rows} K={items} mode {mode}"), &got, &want, rt, at * 64.0);
+            assert_close(
+                &format!("gpu {prec} R={rows} K={items} mode {mode}"),
+                &got,
+                &want,
+                rt,
+                at * 64.0,
+            );
         }
     }
 }
@@ -207,13 +225,32 @@ fn check_normalize(groups: usize, clamp: bool, precisions: &[Precision]) {
     let parts = 2;
     let items = 7;
     let partial: Vec<f64> = (0..e * parts)
-        .map(|i| if i % 11 == 0 { -r.random_range(0.0..3.0) } else { r.random_range(-1.0..3.0) })
+        .map(|i| {
+            if i % 11 == 0 {
+                -r.random_range(0.0..3.0)
+            } else {
+                r.random_range(-1.0..3.0)
+            }
+        })
         .collect();
     let mut want = vec![0.0; e];
-    normalize_weights::run(&ptr, &group_edges, &partial, parts, items, clamp, 2.0, &mut want);
+    normalize_weights::run(
+        &ptr,
+        &group_edges,
+        &partial,
+        parts,
+        items,
+        clamp,
+        2.0,
+        &mut want,
+    );
     for g in 0..groups {
         let es = &group_edges[ptr[g] as usize..ptr[g + 1] as usize];
-        let norm: f64 = es.iter().map(|&e| want[e as usize].powi(2)).sum::<f64>().sqrt();
+        let norm: f64 = es
+            .iter()
+            .map(|&e| want[e as usize].powi(2))
+            .sum::<f64>()
+            .sqrt();
         assert!((norm - 2.0).abs() < 1e-12, "group {g} norm {norm}");
         if clamp {
             assert!(es.iter().all(|&e| want[e as usize] >= 0.0));
@@ -221,10 +258,27 @@ fn check_normalize(groups: usize, clamp: bool, precisions: &[Precision]) {
     }
     for &prec in precisions {
         let Some(ctx) = gpu(prec) else { continue };
-        let got = gpu_ops::normalize_weights(&ctx, prec, &ptr, &group_edges, &partial, parts, items, clamp, 2.0, e)
-            .unwrap();
+        let got = gpu_ops::normalize_weights(
+            &ctx,
+            prec,
+            &ptr,
+            &group_edges,
+            &partial,
+            parts,
+            items,
+            clamp,
+            2.0,
+            e,
+        )
+        .unwrap();
         let (rt, at) = tol(prec);
-        assert_close(&format!("gpu {prec} G={groups} clamp={clamp}"), &got, &want, rt, at);
+        assert_close(
+            &format!("gpu {prec} G={groups} clamp={clamp}"),
+            &got,
+            &want,
+            rt,
+            at,
+        );
     }
 }
 
@@ -339,7 +393,12 @@ fn rrr_step_matches_reference() {
         }
     }
     // Two bilinear nodes with two in-edges each, many items: a 2-D grid.
-    let p = RrrProblem::from_edges(4, &[(0, 2), (1, 2), (0, 3), (1, 3)], WeightGroups::ByDestination).unwrap();
+    let p = RrrProblem::from_edges(
+        4,
+        &[(0, 2), (1, 2), (0, 3), (1, 3)],
+        WeightGroups::ByDestination,
+    )
+    .unwrap();
     let k = BIG / 2 + 1;
     let c = step_case(p, k, rrr_step::MODE_FREE_Y, 99);
     check_step(&c, k, &[Precision::F32]);
@@ -373,10 +432,18 @@ fn rrr_update_matches_reference() {
 
 fn check_activation(n: usize, kinds_pool: &[u32], precisions: &[Precision]) {
     let mut r = rng(n as u64 + 5);
-    let kinds: Vec<u32> = (0..n).map(|_| kinds_pool[r.random_range(0..kinds_pool.len())]).collect();
+    let kinds: Vec<u32> = (0..n)
+        .map(|_| kinds_pool[r.random_range(0..kinds_pool.len())])
+        .collect();
     let margins: Vec<f64> = (0..n).map(|_| r.random_range(0.1..0.5)).collect();
     let x: Vec<f64> = (0..n)
-        .map(|i| if kinds[i] == act::ACT_FIXED { [0.0, 1.0, 0.3][i % 3] } else { r.random_range(-1.0..1.5) })
+        .map(|i| {
+            if kinds[i] == act::ACT_FIXED {
+                [0.0, 1.0, 0.3][i % 3]
+            } else {
+                r.random_range(-1.0..1.5)
+            }
+        })
         .collect();
     let y = uniform(&mut r, n, -1.0, 1.0);
     let b = uniform(&mut r, n, -1.0, 1.0);
@@ -385,7 +452,8 @@ fn check_activation(n: usize, kinds_pool: &[u32], precisions: &[Precision]) {
     for &prec in precisions {
         let Some(ctx) = gpu(prec) else { continue };
         let (mut gx, mut gy, mut gb) = (x.clone(), y.clone(), b.clone());
-        gpu_ops::project_activation(&ctx, prec, &kinds, &margins, &mut gx, &mut gy, &mut gb).unwrap();
+        gpu_ops::project_activation(&ctx, prec, &kinds, &margins, &mut gx, &mut gy, &mut gb)
+            .unwrap();
         let (rt, at) = tol(prec);
         assert_close(&format!("gpu {prec} n={n} x"), &gx, &wx, rt, at);
         assert_close(&format!("gpu {prec} n={n} y"), &gy, &wy, rt, at);
@@ -407,16 +475,25 @@ fn project_activation_matches_reference() {
         check_activation(n, &all, &[Precision::F32, Precision::F64]);
     }
     // Continuous kinds only at the large size (no branch ties to break differently).
-    check_activation(BIG, &[act::ACT_CLASS_CORRECT, act::ACT_CLASS_WRONG], &[Precision::F32]);
+    check_activation(
+        BIG,
+        &[act::ACT_CLASS_CORRECT, act::ACT_CLASS_WRONG],
+        &[Precision::F32],
+    );
 }
 
 #[test]
 fn copy_matches_reference() {
-    let Some(ctx) = gpu(Precision::F32) else { return };
+    let Some(ctx) = gpu(Precision::F32) else {
+        return;
+    };
     for n in [0usize, 4, 36, 1004, BIG * 4 + 4] {
         let src: Vec<u32> = (0..n as u32).map(|i| i.wrapping_mul(2654435761)).collect();
         let mut want = vec![0; n];
         gradfree::kernels::copy::run(&src, &mut want);
-        assert!(gpu_ops::copy_words(&ctx, &src).unwrap() == want, "copy of {n} words");
+        assert!(
+            gpu_ops::copy_words(&ctx, &src).unwrap() == want,
+            "copy of {n} words"
+        );
     }
 }

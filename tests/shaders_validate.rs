@@ -16,8 +16,11 @@ fn validate(src: &str, caps: naga::valid::Capabilities) -> Result<(), String> {
 fn every_shader_validates_in_both_precisions() {
     assert!(!ALL.is_empty());
     for k in ALL {
-        validate(&k.wgsl(Precision::F32), naga::valid::Capabilities::default())
-            .unwrap_or_else(|e| panic!("{} (f32):\n{e}", k.name));
+        validate(
+            &k.wgsl(Precision::F32),
+            naga::valid::Capabilities::default(),
+        )
+        .unwrap_or_else(|e| panic!("{} (f32):\n{e}", k.name));
         validate(
             &k.wgsl(Precision::F64),
             naga::valid::Capabilities::default() | naga::valid::Capabilities::FLOAT64,

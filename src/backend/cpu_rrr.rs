@@ -100,7 +100,13 @@ impl<T: Real> RrrEngine for CpuRrr<T> {
         Ok(())
     }
 
-    fn iterate(&mut self, iters: usize, beta: f64, tol: f64, _check_every: usize) -> Result<IterReport> {
+    fn iterate(
+        &mut self,
+        iters: usize,
+        beta: f64,
+        tol: f64,
+        _check_every: usize,
+    ) -> Result<IterReport> {
         let mut rep = IterReport::default();
         let kk = self.items;
         for _ in 0..iters {

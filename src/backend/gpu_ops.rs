@@ -141,7 +141,11 @@ pub fn consensus_nodes(
     binds.extend(outs.iter().map(BindRef::from));
     let d = ctx.prepare(&consensus_nodes::KERNEL, prec, &binds, (n * kk) as u64)?;
     run_one(ctx, &d)?;
-    Ok((outs[0].read_real()?, outs[1].read_real()?, outs[2].read_real()?))
+    Ok((
+        outs[0].read_real()?,
+        outs[1].read_real()?,
+        outs[2].read_real()?,
+    ))
 }
 
 /// Partial row sums with `parts_total = parts(items)` and offset 0.
@@ -331,7 +335,7 @@ pub fn rrr_update(
 
 /// Copies `src` (u32 words, a multiple of 4) with the copy kernel; returns the copy.
 pub fn copy_words(ctx: &Arc<GpuContext>, src: &[u32]) -> Result<Vec<u32>> {
-    assert!(src.len() % 4 == 0, "copy works in 16-byte words");
+    assert!(src.len().is_multiple_of(4), "copy works in 16-byte words");
     let words = src.len() / 4;
     let params = ctx.uniform(&copy::Params {
         words: words as u32,
@@ -349,31 +353,55 @@ pub fn copy_words(ctx: &Arc<GpuContext>, src: &[u32]) -> Result<Vec<u32>> {
     dst.read_u32()
 }
 
-/// Measures the copy kernel's bandwidth: `bytes` copied `reps` times; returns
-/// (seconds per copy, GB/s counting read + write).
-pub fn copy_bandwidth(ctx: &Arc<GpuContext>, bytes: usize, reps: usize) -> Result<(f64, f64)> {
-    let words = (bytes / 16).max(1);
-    let params = ctx.uniform(&copy::Params {
-        words: words as u32,
-        pad: [0; 3],
-    })?;
-    let s = ctx.alloc(words * 4, Elem::U32)?;
-    let dst = ctx.alloc(words * 4, Elem::U32)?;
-    let d = ctx.prepare(
-        &copy::KERNEL,
-        Precision::F32,
-        &[(&params).into(), (&s).into(), (&dst).into()],
-        words as u64,
-    )?;
-    run_one(ctx, &d)?;
-    ctx.wait()?;
-    let t = Instant::now();
-    let mut rec = ctx.recorder();
-    for _ in 0..reps {
-        rec.dispatch(&d);
+/// A copy kernel bound once to two buffers of `bytes`, for bandwidth runs.
+pub struct PreparedCopy {
+    ctx: Arc<GpuContext>,
+    dispatch: crate::gpu::Dispatch,
+    /// Bytes copied per run.
+    pub bytes: usize,
+    _bufs: [GpuBuffer; 3],
+}
+
+impl PreparedCopy {
+    /// Allocates source and destination and binds the kernel.
+    pub fn new(ctx: &Arc<GpuContext>, bytes: usize) -> Result<Self> {
+        let words = (bytes / 16).max(1);
+        let params = ctx.uniform(&copy::Params {
+            words: words as u32,
+            pad: [0; 3],
+        })?;
+        let s = ctx.alloc(words * 4, Elem::U32)?;
+        let dst = ctx.alloc(words * 4, Elem::U32)?;
+        let dispatch = ctx.prepare(
+            &copy::KERNEL,
+            Precision::F32,
+            &[(&params).into(), (&s).into(), (&dst).into()],
+            words as u64,
+        )?;
+        Ok(PreparedCopy {
+            ctx: ctx.clone(),
+            dispatch,
+            bytes: words * 16,
+            _bufs: [params, s, dst],
+        })
     }
-    rec.submit()?;
-    ctx.wait()?;
-    let per = t.elapsed().max(Duration::from_nanos(1)).as_secs_f64() / reps.max(1) as f64;
-    Ok((per, 2.0 * (words * 16) as f64 / per / 1e9))
+
+    /// Runs `reps` copies in one submit and waits.
+    pub fn run(&self, reps: usize) -> Result<()> {
+        let mut rec = self.ctx.recorder();
+        for _ in 0..reps {
+            rec.dispatch(&self.dispatch);
+        }
+        rec.submit()?;
+        self.ctx.wait()
+    }
+
+    /// Seconds per copy and GB/s (read + write) over `reps` copies.
+    pub fn bandwidth(&self, reps: usize) -> Result<(f64, f64)> {
+        self.run(1)?;
+        let t = Instant::now();
+        self.run(reps)?;
+        let per = t.elapsed().max(Duration::from_nanos(1)).as_secs_f64() / reps.max(1) as f64;
+        Ok((per, 2.0 * self.bytes as f64 / per / 1e9))
+    }
 }

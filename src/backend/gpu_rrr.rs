@@ -88,7 +88,12 @@ fn put_columns(full: &mut [f64], total: usize, start: usize, len: usize, part: &
 }
 
 impl GpuRrr {
-    pub(crate) fn new(ctx: &Arc<GpuContext>, precision: Precision, p: &RrrProblem, items: usize) -> Result<Self> {
+    pub(crate) fn new(
+        ctx: &Arc<GpuContext>,
+        precision: Precision,
+        p: &RrrProblem,
+        items: usize,
+    ) -> Result<Self> {
         let (e, n, kk) = (p.edges(), p.nodes, items);
         let j = p.bil.len();
         let real = Elem::Real(precision);
@@ -117,7 +122,10 @@ impl GpuRrr {
             });
         }
         if starts.len() > 1 {
-            log::info!("RRR batch of {kk} items split into {} chunks of ≤ {per_chunk}", starts.len());
+            log::info!(
+                "RRR batch of {kk} items split into {} chunks of ≤ {per_chunk}",
+                starts.len()
+            );
         }
 
         let u32buf = |v: &[u32]| ctx.upload_u32(v);
@@ -142,16 +150,23 @@ impl GpuRrr {
         let hist = ctx.alloc(HISTORY * hist_parts, real)?;
         let counters = ctx.upload_u32(&[0, 0])?;
 
-        let rp = |rows: usize, items: usize, mode: u32, offset: usize, total: usize| reduce_rows::Params {
-            rows: rows as u32,
-            items: items as u32,
-            parts: reduce_rows::parts(items) as u32,
-            mode,
-            parts_total: total as u32,
-            parts_offset: offset as u32,
-            pad: [0; 2],
+        let rp = |rows: usize, items: usize, mode: u32, offset: usize, total: usize| {
+            reduce_rows::Params {
+                rows: rows as u32,
+                items: items as u32,
+                parts: reduce_rows::parts(items) as u32,
+                mode,
+                parts_total: total as u32,
+                parts_offset: offset as u32,
+                pad: [0; 2],
+            }
         };
-        let reduce = |u: &GpuBuffer, z: &GpuBuffer, a: &GpuBuffer, out: &GpuBuffer, rows: usize, items: usize| {
+        let reduce = |u: &GpuBuffer,
+                      z: &GpuBuffer,
+                      a: &GpuBuffer,
+                      out: &GpuBuffer,
+                      rows: usize,
+                      items: usize| {
             ctx.prepare(
                 &reduce_rows::KERNEL,
                 precision,
@@ -202,7 +217,8 @@ impl GpuRrr {
             )?;
             let rw_params = ctx.uniform(&rp(e, ck, reduce_rows::MODE_SUM, offset, parts_total))?;
             let d_reduce_w = reduce(&rw_params, &w, &w, &wpart, e, ck)?;
-            let rb_params = ctx.uniform(&rp(n, ck, reduce_rows::MODE_REFLECT, offset, parts_total))?;
+            let rb_params =
+                ctx.uniform(&rp(n, ck, reduce_rows::MODE_REFLECT, offset, parts_total))?;
             let d_reduce_b = if p.has_bias {
                 Some(reduce(&rb_params, &b, &ba, &bpart, n, ck)?)
             } else {
@@ -257,7 +273,14 @@ impl GpuRrr {
                 d_reduce_b,
                 d_step,
                 d_err,
-                _keep: vec![err, node_params, rw_params, rb_params, step_params, err_params],
+                _keep: vec![
+                    err,
+                    node_params,
+                    rw_params,
+                    rb_params,
+                    step_params,
+                    err_params,
+                ],
             });
         }
         let norm_params = ctx.uniform(&normalize_weights::Params {
@@ -281,7 +304,14 @@ impl GpuRrr {
         )?;
         let err_final_params = rp(1, j * parts_total, reduce_rows::MODE_SUM, 0, hist_parts);
         let err_final_uniform = ctx.uniform(&err_final_params)?;
-        let d_err_final = reduce(&err_final_uniform, &errpart, &errpart, &hist, 1, j * parts_total)?;
+        let d_err_final = reduce(
+            &err_final_uniform,
+            &errpart,
+            &errpart,
+            &hist,
+            1,
+            j * parts_total,
+        )?;
         Ok(GpuRrr {
             ctx: ctx.clone(),
             items: kk,
@@ -300,8 +330,22 @@ impl GpuRrr {
             d_normalize,
             d_err_final,
             _keep: vec![
-                out_ptr, out_edges, kind, param, in_ptr, src, bil, group_ptr, group_edges, metric,
-                node_scalars, norm_scalars, wpart, bpart, errpart, norm_params,
+                out_ptr,
+                out_edges,
+                kind,
+                param,
+                in_ptr,
+                src,
+                bil,
+                group_ptr,
+                group_edges,
+                metric,
+                node_scalars,
+                norm_scalars,
+                wpart,
+                bpart,
+                errpart,
+                norm_params,
             ],
         })
     }
@@ -329,10 +373,14 @@ impl RrrEngine for GpuRrr {
     fn load(&mut self, s: &RrrState) -> Result<()> {
         let (e, n, kk) = (self.edges, self.nodes, self.items);
         if s.items != kk || s.x.len() != e * kk || s.w.len() != e * kk || s.y.len() != n * kk {
-            return Err(Error::Input("RRR state shapes do not match the engine".into()));
+            return Err(Error::Input(
+                "RRR state shapes do not match the engine".into(),
+            ));
         }
         if s.b.len() != n * kk || s.data.len() != n * kk || s.labels.len() != kk {
-            return Err(Error::Input("RRR state shapes do not match the engine".into()));
+            return Err(Error::Input(
+                "RRR state shapes do not match the engine".into(),
+            ));
         }
         if ![&s.x, &s.w, &s.y, &s.b, &s.data]
             .iter()
@@ -353,7 +401,13 @@ impl RrrEngine for GpuRrr {
         Ok(())
     }
 
-    fn iterate(&mut self, iters: usize, beta: f64, tol: f64, check_every: usize) -> Result<IterReport> {
+    fn iterate(
+        &mut self,
+        iters: usize,
+        beta: f64,
+        tol: f64,
+        check_every: usize,
+    ) -> Result<IterReport> {
         self.step_scalars.write_real(&[beta, self.omega]);
         self.counters.write_u32(&[0, 0]);
         let check_every = check_every.clamp(1, HISTORY);

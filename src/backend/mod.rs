@@ -150,7 +150,9 @@ impl Backend {
                 }
                 Ok(())
             }
-            Inner::Gpu(ctx) => gpu_ops::project_activation(ctx, self.precision, kinds, margins, x, y, b),
+            Inner::Gpu(ctx) => {
+                gpu_ops::project_activation(ctx, self.precision, kinds, margins, x, y, b)
+            }
         }
     }
 
@@ -161,7 +163,12 @@ impl Backend {
                 Precision::F32 => Box::new(cpu_rrr::CpuRrr::<f32>::new(problem, items)),
                 Precision::F64 => Box::new(cpu_rrr::CpuRrr::<f64>::new(problem, items)),
             }),
-            Inner::Gpu(ctx) => Ok(Box::new(gpu_rrr::GpuRrr::new(ctx, self.precision, problem, items)?)),
+            Inner::Gpu(ctx) => Ok(Box::new(gpu_rrr::GpuRrr::new(
+                ctx,
+                self.precision,
+                problem,
+                items,
+            )?)),
         }
     }
 }

@@ -62,7 +62,9 @@ impl GpuContext {
         let usage = if elem == Elem::Uniform {
             wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST
         } else {
-            wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC
+            wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_DST
+                | wgpu::BufferUsages::COPY_SRC
         };
         let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: None,

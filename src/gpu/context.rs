@@ -141,7 +141,11 @@ fn rank(adapter: &wgpu::Adapter) -> u32 {
         wgpu::DeviceType::Cpu => 4,
     };
     // GL last: no f64, fewer storage buffers, slow JIT.
-    let api = if info.backend == wgpu::Backend::Gl { 1 } else { 0 };
+    let api = if info.backend == wgpu::Backend::Gl {
+        1
+    } else {
+        0
+    };
     ty * 2 + api
 }
 

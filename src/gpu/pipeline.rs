@@ -229,7 +229,7 @@ impl GpuContext {
                     limit: max_bind,
                 });
             }
-            if offset % align != 0 {
+            if !offset.is_multiple_of(align) {
                 return Err(Error::Limit {
                     what: format!("offset alignment of binding {i} of kernel {}", kernel.name),
                     needed: offset,

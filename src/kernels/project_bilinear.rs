@@ -102,6 +102,8 @@ impl<T: Real> Root<T> {
 /// If `G(1/2) ≥ 0` the root is found in `v ∈ (0, 1/2]` (full relative
 /// precision in u), otherwise in `s = 1 − v ∈ (0, 1/2)` (full relative
 /// precision in 1 − |u|).
+// Negated comparisons send NaN inputs to the degenerate branch instead of the solver.
+#[allow(clippy::neg_cmp_op_on_partial_ord)]
 pub fn solve_root<T: Real>(sp: T, sm: T, c: T, t: T) -> Root<T> {
     let quarter = T::from_f64(0.25);
     let half = T::from_f64(0.5);
@@ -147,7 +149,11 @@ pub fn solve_root<T: Real>(sp: T, sm: T, c: T, t: T) -> Root<T> {
     let mut it = 0;
     while it < MAX_ITER {
         it += 1;
-        let (om, op) = if small { (T::ONE - q, T::ONE + q) } else { (q, two - q) };
+        let (om, op) = if small {
+            (T::ONE - q, T::ONE + q)
+        } else {
+            (q, two - q)
+        };
         let r1 = T::ONE / om;
         let r2 = T::ONE / op;
         let xa = ra * r1;
@@ -257,7 +263,11 @@ pub fn project<T: Real>(x: &[T], w: &[T], y: T, omega: T, g: Option<T>) -> Proje
             status: root.status,
         };
     }
-    let (xo, wo): (Vec<T>, Vec<T>) = x.iter().zip(w).map(|(&a, &b)| apply_root(a, b, &root)).unzip();
+    let (xo, wo): (Vec<T>, Vec<T>) = x
+        .iter()
+        .zip(w)
+        .map(|(&a, &b)| apply_root(a, b, &root))
+        .unzip();
     let u = root.u();
     let yo = match g {
         Some(g) => y - omega * u / g,
@@ -325,7 +335,13 @@ pub fn project_batch_reference<T: Real>(batch: &BilinearBatch) -> BilinearOut {
         let x: Vec<T> = batch.x[a..b].iter().map(|&v| T::from_f64(v)).collect();
         let w: Vec<T> = batch.w[a..b].iter().map(|&v| T::from_f64(v)).collect();
         let g = (batch.g[p] != 0.0).then(|| T::from_f64(batch.g[p]));
-        let r = project(&x, &w, T::from_f64(batch.y[p]), T::from_f64(batch.omega[p]), g);
+        let r = project(
+            &x,
+            &w,
+            T::from_f64(batch.y[p]),
+            T::from_f64(batch.omega[p]),
+            g,
+        );
         for i in a..b {
             out.x[i] = r.x[i - a].to_f64();
             out.w[i] = r.w[i - a].to_f64();

@@ -52,6 +52,7 @@ pub fn parts(items: usize) -> usize {
     items.div_ceil(CHUNK).max(1)
 }
 
+#[allow(clippy::too_many_arguments)]
 /// Plain-loop f64 twin; writes `partial[r*parts_total + offset + p]`.
 pub fn reference(
     z: &[f64],
@@ -68,7 +69,11 @@ pub fn reference(
             let mut acc = 0.0;
             for k in p * CHUNK..((p + 1) * CHUNK).min(items) {
                 let i = r * items + k;
-                acc += if mode == MODE_SUM { z[i] } else { 2.0 * a[i] - z[i] };
+                acc += if mode == MODE_SUM {
+                    z[i]
+                } else {
+                    2.0 * a[i] - z[i]
+                };
             }
             partial[r * parts_total + offset + p] = acc;
         }

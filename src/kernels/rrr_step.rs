@@ -134,7 +134,11 @@ impl std::ops::AddAssign for StepCounts {
 }
 
 /// Plain-loop f64 twin, one (k, j) at a time; writes `err[jj*K + k]`.
-pub fn reference(inp: &StepInputs<'_, f64>, st: &mut StepState<'_, f64>, err: &mut [f64]) -> StepCounts {
+pub fn reference(
+    inp: &StepInputs<'_, f64>,
+    st: &mut StepState<'_, f64>,
+    err: &mut [f64],
+) -> StepCounts {
     let kk = inp.items;
     let mut counts = StepCounts::default();
     for (jj, &j) in inp.bil.iter().enumerate() {
@@ -167,13 +171,21 @@ pub fn reference(inp: &StepInputs<'_, f64>, st: &mut StepState<'_, f64>, err: &m
                 let wae = inp.wa[e];
                 let rx = 2.0 * xae - st.x[o];
                 let rw = 2.0 * wae - st.w[o];
-                let (xb, wb) = if degenerate { (rx, rw) } else { apply_root(rx, rw, &root) };
+                let (xb, wb) = if degenerate {
+                    (rx, rw)
+                } else {
+                    apply_root(rx, rw, &root)
+                };
                 st.x[o] += inp.beta * (xb - xae);
                 st.w[o] += inp.beta * (wb - wae);
                 e2 += (xb - xae).powi(2) + (wb - wae).powi(2);
             }
             if inp.mode == MODE_FREE_Y {
-                let yb = if degenerate { ry } else { ry - inp.omega * root.u() / g };
+                let yb = if degenerate {
+                    ry
+                } else {
+                    ry - inp.omega * root.u() / g
+                };
                 let dy = yb - inp.ya[nj];
                 st.y[nj] += inp.beta * dy;
                 e2 += g * dy * dy;

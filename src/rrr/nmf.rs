@@ -45,10 +45,14 @@ impl Nmf {
     /// Builds the complete bipartite graph codes → data with NMF constraints.
     pub fn new(rank: usize, dim: usize, omega: f64) -> Result<Self> {
         if rank == 0 || dim == 0 {
-            return Err(Error::Input("NMF needs rank ≥ 1 and data dimension ≥ 1".into()));
+            return Err(Error::Input(
+                "NMF needs rank ≥ 1 and data dimension ≥ 1".into(),
+            ));
         }
         if !(omega > 0.0 && omega.is_finite()) {
-            return Err(Error::Input(format!("--omega must be positive, got {omega}")));
+            return Err(Error::Input(format!(
+                "--omega must be positive, got {omega}"
+            )));
         }
         let edges: Vec<(u32, u32)> = (0..rank as u32)
             .flat_map(|i| (0..dim as u32).map(move |j| (i, rank as u32 + j)))

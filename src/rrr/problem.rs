@@ -62,7 +62,10 @@ impl RrrProblem {
         sorted.sort_by_key(|&(s, d)| (d, s));
         for w in sorted.windows(2) {
             if w[0] == w[1] {
-                return Err(Error::Input(format!("duplicate edge {} -> {}", w[0].0, w[0].1)));
+                return Err(Error::Input(format!(
+                    "duplicate edge {} -> {}",
+                    w[0].0, w[0].1
+                )));
             }
         }
         for &(s, d) in &sorted {
@@ -172,7 +175,9 @@ impl RrrState {
             && self.data.len() == n * k
             && self.labels.len() == k;
         if !ok {
-            return Err(Error::Input("RRR state shapes do not match the problem".into()));
+            return Err(Error::Input(
+                "RRR state shapes do not match the problem".into(),
+            ));
         }
         let finite = [&self.x, &self.w, &self.y, &self.b, &self.data]
             .iter()
@@ -218,7 +223,13 @@ pub trait RrrEngine: Send {
     fn load(&mut self, state: &RrrState) -> Result<()>;
     /// Runs up to `iters` iterations of z ← z + β(PB(2PA(z) − z) − PA(z)),
     /// stopping once RRR_err < tol (checked every `check_every` iterations).
-    fn iterate(&mut self, iters: usize, beta: f64, tol: f64, check_every: usize) -> Result<IterReport>;
+    fn iterate(
+        &mut self,
+        iters: usize,
+        beta: f64,
+        tol: f64,
+        check_every: usize,
+    ) -> Result<IterReport>;
     /// Reads the state z back.
     fn state(&mut self) -> Result<RrrState>;
     /// The A-projection PA(z) of the current state.

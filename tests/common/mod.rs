@@ -40,7 +40,9 @@ pub fn gpu(precision: Precision) -> Option<Arc<GpuContext>> {
                 eprintln!("adapter {adapter} has no f64: f64 GPU tests skipped");
                 None
             }
-            Err(e) => panic!("no GPU adapter for the GPU tests: {e} (set GRADFREE_SKIP_GPU_TESTS=1 to skip)"),
+            Err(e) => panic!(
+                "no GPU adapter for the GPU tests: {e} (set GRADFREE_SKIP_GPU_TESTS=1 to skip)"
+            ),
         }
     })
     .clone()

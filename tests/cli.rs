@@ -1,0 +1,238 @@
+//! The `gradfree` binary: help and version, exit codes (0 ok, 1 runtime
+//! failure, 2 bad usage or input), the devices listing, and the outputs of a
+//! run (summary.json common fields, metrics.jsonl, energy from a fake RAPL tree).
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn bin() -> Command {
+    // The environment is kept: CI pins the lavapipe adapter with it.
+    Command::new(env!("CARGO_BIN_EXE_gradfree"))
+}
+
+fn run(args: &[&str]) -> Output {
+    bin().args(args).output().expect("spawn gradfree")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn tmp(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("gradfree-cli-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+#[test]
+fn help_and_version() {
+    for args in [
+        &["--help"][..],
+        &["devices", "--help"],
+        &["rrr", "--help"],
+        &["rrr", "nmf", "--help"],
+    ] {
+        let o = run(args);
+        assert!(o.status.success(), "{args:?}: {}", text(&o));
+        assert!(text(&o).contains("Usage"), "{args:?}");
+    }
+    let o = run(&["--version"]);
+    assert!(o.status.success());
+    assert!(text(&o).contains(env!("CARGO_PKG_VERSION")));
+}
+
+#[test]
+fn bad_usage_and_bad_input_exit_2() {
+    for args in [
+        &["frobnicate"][..],
+        &["rrr", "nmf", "--beta", "abc"],
+        &["rrr", "nmf", "--precision", "f16"],
+        &[
+            "rrr", "nmf", "--ledm", "6", "--rank", "9", "--device", "cpu",
+        ],
+        &["rrr", "nmf", "--ledm", "1", "--device", "cpu"],
+        &["rrr", "nmf", "--ledm", "7", "--device", "cpu"],
+        &["rrr", "nmf", "--omega", "-1", "--device", "cpu"],
+        &["rrr", "nmf", "--beta", "NaN", "--device", "cpu"],
+    ] {
+        let o = run(args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", text(&o));
+        assert!(!text(&o).contains("panicked"), "{args:?}");
+    }
+}
+
+#[test]
+fn missing_adapter_is_a_clean_runtime_failure() {
+    // No Metal on Linux: no adapter can match.
+    let o = bin()
+        .args([
+            "rrr",
+            "nmf",
+            "--device",
+            "gpu",
+            "--backend",
+            "metal",
+            "--runs",
+            "1",
+            "--max-iter",
+            "10",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let t = text(&o);
+    assert!(
+        t.contains("no GPU adapter") && t.contains("mesa-vulkan-drivers"),
+        "{t}"
+    );
+    assert!(!t.contains("panicked"));
+    let o = bin()
+        .args([
+            "rrr",
+            "nmf",
+            "--device",
+            "gpu",
+            "--adapter",
+            "no-such-adapter-xyz",
+            "--max-iter",
+            "10",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("no-such-adapter-xyz"));
+}
+
+#[test]
+fn devices_lists_the_cpu_backend_and_valid_json() {
+    let o = run(&["devices"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("cpu: gradfree CPU backend"));
+    let o = run(&["devices", "--json"]);
+    assert!(o.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(v["cpu"]["threads"].as_u64().unwrap() >= 1);
+    assert!(v["gpu"].is_array());
+    if std::env::var("GRADFREE_SKIP_GPU_TESTS").as_deref() != Ok("1") {
+        // CI installs lavapipe: it must be listed, marked as software.
+        let gpus = v["gpu"].as_array().unwrap();
+        assert!(
+            gpus.iter().any(|a| a["software"].as_bool() == Some(true)),
+            "no software adapter listed: {v}"
+        );
+    }
+}
+
+#[test]
+fn nmf_run_writes_summary_and_metrics_with_energy_from_rapl() {
+    let out = tmp("nmf");
+    let rapl = tmp("rapl");
+    let dom = rapl.join("intel-rapl:0");
+    std::fs::create_dir_all(&dom).unwrap();
+    std::fs::write(dom.join("energy_uj"), "1000").unwrap();
+    std::fs::write(dom.join("max_energy_range_uj"), "1000000000").unwrap();
+    let o = bin()
+        .env("GRADFREE_POWERCAP_ROOT", &rapl)
+        .args([
+            "rrr",
+            "nmf",
+            "--ledm",
+            "6",
+            "--device",
+            "cpu",
+            "--precision",
+            "f64",
+            "--runs",
+            "2",
+        ])
+        .args(["--max-iter", "400000", "--quiet", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    for key in [
+        "device",
+        "precision",
+        "gwms",
+        "seconds",
+        "gwms_per_s",
+        "joules",
+        "gwms_per_joule",
+        "energy_note",
+    ] {
+        assert!(s.get(key).is_some(), "summary.json lacks {key}: {s}");
+    }
+    assert_eq!(s["precision"], "f64");
+    assert_eq!(s["runs"], 2);
+    assert_eq!(s["solved"], 2, "{s}");
+    assert!(s["median_iterations"].as_f64().unwrap() > 0.0);
+    assert!(s["gwms"].as_f64().unwrap() > 0.0);
+    // The fake counter did not move: 0 J measured, so GWMs/J is not defined.
+    assert_eq!(s["joules"].as_f64(), Some(0.0));
+    assert!(s["energy_note"].as_str().unwrap().contains("RAPL"));
+    let metrics = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+    let lines: Vec<serde_json::Value> = metrics
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert!(lines[0]["rrr_err_series"].as_array().unwrap().len() > 10);
+    // No temporary files left behind by the atomic writes.
+    for e in std::fs::read_dir(&out).unwrap() {
+        let n = e.unwrap().file_name().into_string().unwrap();
+        assert!(!n.contains(".tmp"), "leftover {n}");
+    }
+    let _ = std::fs::remove_dir_all(&out);
+    let _ = std::fs::remove_dir_all(&rapl);
+}
+
+#[test]
+fn energy_unavailable_says_why() {
+    let o = bin()
+        .env("GRADFREE_POWERCAP_ROOT", "/nonexistent-powercap")
+        .args([
+            "rrr",
+            "nmf",
+            "--device",
+            "cpu",
+            "--runs",
+            "1",
+            "--max-iter",
+            "100",
+            "--quiet",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("energy: unavailable (no RAPL powercap"),
+        "{}",
+        text(&o)
+    );
+}
+
+#[test]
+fn nmf_runs_on_the_gpu_backend() {
+    if std::env::var("GRADFREE_SKIP_GPU_TESTS").as_deref() == Ok("1") {
+        return;
+    }
+    let o = run(&[
+        "rrr",
+        "nmf",
+        "--device",
+        "gpu",
+        "--runs",
+        "1",
+        "--max-iter",
+        "300",
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("GWMs/s"));
+}

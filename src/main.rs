@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use gradfree::backend::{Backend, DeviceChoice};
 use gradfree::gpu::{BackendChoice, GpuRequest, list_adapters};
 use gradfree::meter::{Meter, SensorKind};
-use gradfree::output::{Common as CommonSummary, OutDir, progress};
+use gradfree::output::{Common as CommonSummary, NamedTensor, OutDir, Progress, safetensors_bytes};
 use gradfree::rrr::nmf::{self, Nmf, SolveSettings};
 use gradfree::{Error, Precision};
 use serde_json::json;
@@ -241,13 +241,14 @@ fn rrr_nmf(a: &NmfArgs) -> Result<()> {
     };
     let mut meter = Meter::start(kind);
     let mut results = vec![];
+    let mut best = None;
     for run in 0..a.runs {
         let seed = c.seed + run as u64;
-        let bar = progress(a.max_iter as u64, c.quiet, &format!("run {}", run + 1));
+        let mut bar = Progress::new(a.max_iter as u64, c.quiet, &format!("run {}", run + 1));
         let r = nmf::solve(&backend, &problem, &y, seed, &settings, |i| {
-            bar.set_position(i as u64)
+            bar.set(i as u64)
         })?;
-        bar.finish_and_clear();
+        bar.finish();
         meter.add_gwms(r.gwms);
         if !c.quiet {
             println!(
@@ -273,6 +274,9 @@ fn rrr_nmf(a: &NmfArgs) -> Result<()> {
             "rrr_err": r.rrr_err, "recon_err": r.recon_err, "gwms": r.gwms, "seconds": r.seconds,
             "degenerate": r.degenerate, "rrr_err_series_stride": stride, "rrr_err_series": series,
         }))?;
+        if r.solved || results.iter().all(|p: &nmf::RunResult| !p.solved) {
+            best = Some((r.x.clone(), r.w.clone(), seed));
+        }
         results.push(r);
     }
     let m_ = meter.measure();
@@ -299,6 +303,26 @@ fn rrr_nmf(a: &NmfArgs) -> Result<()> {
             "median_iterations": med, "mean_iterations": mean,
         }),
     )?;
+    if let Some((x, w, seed)) = best {
+        // The factors of the last solved run (or of the last run when none solved).
+        let tensors = [
+            NamedTensor {
+                name: "codes".into(),
+                shape: vec![x.nrows(), x.ncols()],
+                data: x.transpose().iter().copied().collect(),
+            },
+            NamedTensor {
+                name: "weights".into(),
+                shape: vec![w.nrows(), w.ncols()],
+                data: w.transpose().iter().copied().collect(),
+            },
+        ];
+        let meta = json!({
+            "method": "rrr nmf", "ledm": m, "rank": rank, "beta": a.beta, "omega": omega,
+            "seed": seed, "layout": "data[k][j] = sum_i codes[k][i] * weights[i][j]",
+        });
+        out.file("model.safetensors", &safetensors_bytes(&tensors, &meta)?)?;
+    }
     Ok(())
 }
 

@@ -124,23 +124,85 @@ impl OutDir {
     }
 }
 
-/// A progress bar for work longer than a second; hidden when stderr is not
-/// a terminal or with --quiet.
-pub fn progress(len: u64, quiet: bool, what: &str) -> indicatif::ProgressBar {
-    use std::io::IsTerminal;
-    if quiet || !std::io::stderr().is_terminal() {
-        return indicatif::ProgressBar::hidden();
+/// A progress bar that appears only once the work has run for a second,
+/// and never when stderr is not a terminal or with --quiet.
+pub struct Progress {
+    bar: indicatif::ProgressBar,
+    start: std::time::Instant,
+    enabled: bool,
+    shown: bool,
+}
+
+impl Progress {
+    /// A bar of `len` steps labelled `what`.
+    pub fn new(len: u64, quiet: bool, what: &str) -> Self {
+        use std::io::IsTerminal;
+        let bar = indicatif::ProgressBar::with_draw_target(
+            Some(len),
+            indicatif::ProgressDrawTarget::hidden(),
+        );
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{msg} [{bar:30}] {pos}/{len} {elapsed_precise} eta {eta}",
+            )
+            .expect("template")
+            .progress_chars("=> "),
+        );
+        bar.set_message(what.to_string());
+        Progress {
+            bar,
+            start: std::time::Instant::now(),
+            enabled: !quiet && std::io::stderr().is_terminal(),
+            shown: false,
+        }
     }
-    let pb = indicatif::ProgressBar::new(len);
-    pb.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{msg} [{bar:30}] {pos}/{len} {elapsed_precise} eta {eta}",
-        )
-        .expect("template")
-        .progress_chars("=> "),
-    );
-    pb.set_message(what.to_string());
-    // Shown only once a second has passed.
-    pb.enable_steady_tick(std::time::Duration::from_millis(250));
-    pb
+
+    /// Moves the bar to `pos`.
+    pub fn set(&mut self, pos: u64) {
+        if self.enabled && !self.shown && self.start.elapsed().as_secs_f64() >= 1.0 {
+            self.bar
+                .set_draw_target(indicatif::ProgressDrawTarget::stderr());
+            self.shown = true;
+        }
+        self.bar.set_position(pos);
+    }
+
+    /// Removes the bar.
+    pub fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+/// A named f64 tensor (row-major) for [`safetensors_bytes`].
+#[derive(Clone, Debug)]
+pub struct NamedTensor {
+    /// Tensor name.
+    pub name: String,
+    /// Shape.
+    pub shape: Vec<usize>,
+    /// Row-major values.
+    pub data: Vec<f64>,
+}
+
+/// Serializes tensors (stored as F64) with the run's hyperparameters as
+/// JSON under the metadata key `gradfree`.
+pub fn safetensors_bytes(tensors: &[NamedTensor], metadata: &serde_json::Value) -> Result<Vec<u8>> {
+    use safetensors::tensor::{Dtype, TensorView};
+    let bytes: Vec<Vec<u8>> = tensors
+        .iter()
+        .map(|t| t.data.iter().flat_map(|v| v.to_le_bytes()).collect())
+        .collect();
+    let views = tensors
+        .iter()
+        .zip(&bytes)
+        .map(|(t, b)| {
+            TensorView::new(Dtype::F64, t.shape.clone(), b)
+                .map(|v| (t.name.clone(), v))
+                .map_err(|e| Error::Input(format!("tensor {}: {e}", t.name)))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut meta = std::collections::HashMap::new();
+    meta.insert("gradfree".to_string(), metadata.to_string());
+    safetensors::tensor::serialize(views, Some(meta))
+        .map_err(|e| Error::Input(format!("safetensors: {e}")))
 }

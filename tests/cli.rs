@@ -183,6 +183,32 @@ fn nmf_run_writes_summary_and_metrics_with_energy_from_rapl() {
         .collect();
     assert_eq!(lines.len(), 2);
     assert!(lines[0]["rrr_err_series"].as_array().unwrap().len() > 10);
+    // The model: codes (6×5) and weights (5×6) whose product is the LEDM.
+    let bytes = std::fs::read(out.join("model.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let f = |name: &str| -> (Vec<usize>, Vec<f64>) {
+        let t = st.tensor(name).unwrap();
+        let v = t
+            .data()
+            .chunks(8)
+            .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
+            .collect();
+        (t.shape().to_vec(), v)
+    };
+    let (xs, x) = f("codes");
+    let (ws, w) = f("weights");
+    assert_eq!((xs, ws.clone()), (vec![6, 5], vec![5, 6]));
+    for k in 0..6 {
+        for j in 0..6 {
+            let v: f64 = (0..5).map(|i| x[k * 5 + i] * w[i * 6 + j]).sum();
+            let want = ((k as f64 - j as f64) / 5.0).powi(2);
+            assert!((v - want).abs() < 1e-6, "({k},{j}): {v} vs {want}");
+        }
+    }
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let m: serde_json::Value =
+        serde_json::from_str(&meta.metadata().as_ref().unwrap()["gradfree"]).unwrap();
+    assert_eq!(m["rank"], 5);
     // No temporary files left behind by the atomic writes.
     for e in std::fs::read_dir(&out).unwrap() {
         let n = e.unwrap().file_name().into_string().unwrap();

@@ -497,3 +497,72 @@ fn copy_matches_reference() {
         );
     }
 }
+
+mod properties {
+    use super::*;
+    use gradfree::kernels::normalize_weights::normalize_group;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn norm_projection_gives_norm_omega(
+            v in prop::collection::vec(-5.0f64..5.0, 1..20),
+            omega in 0.1f64..10.0,
+            clamp in any::<bool>(),
+        ) {
+            let mut w = v.clone();
+            normalize_group(&mut w, clamp, omega);
+            let norm = w.iter().map(|x| x * x).sum::<f64>().sqrt();
+            prop_assert!((norm - omega).abs() <= 1e-12 * omega);
+            let target: Vec<f64> = if clamp { v.iter().map(|x| x.max(0.0)).collect() } else { v.clone() };
+            let tn = target.iter().map(|x| x * x).sum::<f64>().sqrt();
+            if clamp {
+                prop_assert!(w.iter().all(|&x| x >= 0.0));
+            }
+            if tn > 0.0 {
+                // The nearest point of the (nonnegative part of the) sphere: same direction.
+                for (a, b) in w.iter().zip(&target) {
+                    prop_assert!((a - b * omega / tn).abs() <= 1e-12 * omega);
+                }
+            } else {
+                prop_assert_eq!(w.iter().filter(|&&x| x != 0.0).count(), 1);
+            }
+        }
+
+        #[test]
+        fn consensus_preserves_the_mean(
+            outdeg in 1usize..6,
+            items in 1usize..9,
+            seed in any::<u64>(),
+        ) {
+            // One source node with `outdeg` out-edges, free (no side constraint).
+            let edges: Vec<(u32, u32)> = (1..=outdeg as u32).map(|j| (0, j)).collect();
+            let p = RrrProblem::from_edges(outdeg + 1, &edges, WeightGroups::ByDestination).unwrap();
+            let mut r = rng(seed);
+            let x = uniform(&mut r, p.edges() * items, -5.0, 5.0);
+            let zeros = vec![0.0; p.nodes * items];
+            let labels = vec![0; items];
+            let inp = NodeInputs {
+                items,
+                out_ptr: &p.out_ptr,
+                out_edges: &p.out_edges,
+                kind: &p.kind,
+                param: &p.param,
+                labels: &labels,
+                class_margin: 0.0,
+                act_margin: 0.0,
+                x: &x,
+                y: &zeros,
+                b: &zeros,
+                data: &zeros,
+            };
+            let (mut xa, mut ya, mut ba) = (zeros.clone(), zeros.clone(), zeros.clone());
+            consensus_nodes::cpu(&inp, &mut xa, &mut ya, &mut ba);
+            for k in 0..items {
+                let before: f64 = (0..outdeg).map(|e| x[e * items + k]).sum::<f64>();
+                // Every replica takes xa: the replicas' sum is outdeg · xa.
+                prop_assert!((before - outdeg as f64 * xa[k]).abs() <= 1e-12 * (1.0 + before.abs()));
+            }
+        }
+    }
+}

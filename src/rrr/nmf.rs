@@ -170,9 +170,15 @@ pub struct RunResult {
     pub seconds: f64,
     /// Bilinear projections with no root (reported, never silent).
     pub degenerate: u64,
-    /// RRR_err every `series_stride` iterations.
+    /// RRR_err after every iteration.
     #[serde(skip)]
     pub series: Vec<f64>,
+    /// Consensus codes (K × rank).
+    #[serde(skip)]
+    pub x: DMatrix<f64>,
+    /// Consensus weights (rank × D).
+    #[serde(skip)]
+    pub w: DMatrix<f64>,
 }
 
 /// One random start of exact NMF of `y` (K × D) on `backend`.
@@ -213,5 +219,7 @@ pub fn solve(
         seconds: t0.elapsed().as_secs_f64(),
         degenerate: total.degenerate,
         series: total.errors,
+        x,
+        w,
     })
 }

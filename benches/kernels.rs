@@ -15,9 +15,8 @@
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use gradfree::backend::gpu_ops;
 use gradfree::gpu::{GpuContext, GpuRequest};
-use gradfree::kernels::consensus_nodes::{NODE_CLASS, NODE_DATA, NODE_RELU};
 use gradfree::kernels::project_bilinear::BilinearBatch;
-use gradfree::rrr::{RrrProblem, RrrState, WeightGroups};
+use gradfree::rrr::{RrrProblem, RrrState, layered_edges};
 use gradfree::{Backend, Precision};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -44,38 +43,8 @@ fn test_mode() -> bool {
 }
 
 fn classifier(items: usize) -> (RrrProblem, RrrState) {
-    let (d, h, c) = (784usize, 20usize, 10usize);
-    let mut edges = vec![];
-    for i in 0..d {
-        for j in 0..h {
-            edges.push((i as u32, (d + j) as u32));
-        }
-    }
-    for j in 0..h {
-        for k in 0..c {
-            edges.push(((d + j) as u32, (d + h + k) as u32));
-        }
-    }
-    let n = d + h + c;
-    let mut p = RrrProblem::from_edges(n, &edges, WeightGroups::ByDestination).unwrap();
-    for i in 0..n {
-        p.kind[i] = if i < d {
-            NODE_DATA
-        } else if i < d + h {
-            NODE_RELU
-        } else {
-            NODE_CLASS
-        };
-        p.param[i] = i.saturating_sub(d + h) as u32;
-        p.metric[i] = if i >= d + h {
-            1.0
-        } else {
-            p.outdeg(i).max(1) as f64
-        };
-    }
-    p.has_bias = true;
-    p.omega = 2.0;
-    p.class_margin = 0.7;
+    let p = RrrProblem::classifier(814, &layered_edges(&[784, 20, 10]), 784, 10, 2.0, 0.7, 1.0)
+        .unwrap();
     let mut r = ChaCha8Rng::seed_from_u64(1);
     let mut s = RrrState::zeros(&p, items);
     for v in [&mut s.x, &mut s.w, &mut s.y] {

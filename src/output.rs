@@ -33,20 +33,11 @@ pub struct Common {
     pub device: String,
     /// f32 or f64.
     pub precision: String,
-    /// Giga-weight-multiplies.
-    pub gwms: f64,
-    /// Wall seconds.
-    pub seconds: f64,
-    /// GWMs/s.
-    pub gwms_per_s: f64,
-    /// Joules (null when unavailable).
-    pub joules: Option<f64>,
-    /// GWMs per joule (null when unavailable).
-    pub gwms_per_joule: Option<f64>,
-    /// Sensor used or why energy is unavailable.
-    pub energy_note: String,
     /// Seed of the run.
     pub seed: u64,
+    /// gwms, seconds, gwms_per_s, joules, gwms_per_joule, energy_note.
+    #[serde(flatten)]
+    pub measurement: Measurement,
 }
 
 impl Common {
@@ -55,13 +46,8 @@ impl Common {
         Common {
             device,
             precision: precision.to_string(),
-            gwms: m.gwms,
-            seconds: m.seconds,
-            gwms_per_s: m.gwms_per_s,
-            joules: m.joules,
-            gwms_per_joule: m.gwms_per_joule,
-            energy_note: m.energy_note.clone(),
             seed,
+            measurement: m.clone(),
         }
     }
 }

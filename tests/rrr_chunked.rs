@@ -6,8 +6,7 @@
 mod common;
 
 use common::*;
-use gradfree::kernels::consensus_nodes::{NODE_CLASS, NODE_DATA, NODE_RELU};
-use gradfree::rrr::{RrrProblem, RrrState, WeightGroups};
+use gradfree::rrr::{RrrProblem, RrrState, layered_edges};
 use gradfree::{Backend, Precision};
 use rand::Rng;
 
@@ -15,26 +14,8 @@ use rand::Rng;
 fn chunked_gpu_engine_matches_cpu() {
     // SAFETY: set before any thread of this binary reads the environment.
     unsafe { std::env::set_var("GRADFREE_MAX_BINDING_BYTES", "2048") };
-    let mut edges = vec![];
-    for d in 0..5 {
-        for h in 5..9 {
-            edges.push((d, h));
-        }
-    }
-    for h in 5..9 {
-        for c in 9..11 {
-            edges.push((h, c));
-        }
-    }
-    let mut p = RrrProblem::from_edges(11, &edges, WeightGroups::ByDestination).unwrap();
-    for i in 0..11 {
-        p.kind[i] = [NODE_DATA, NODE_RELU, NODE_CLASS][(i >= 5) as usize + (i >= 9) as usize];
-        p.param[i] = i.saturating_sub(9) as u32;
-        p.metric[i] = if i >= 9 { 1.0 } else { p.outdeg(i) as f64 };
-    }
-    p.has_bias = true;
-    p.omega = 2.0;
-    p.class_margin = 0.1;
+    let edges = layered_edges(&[5, 4, 2]);
+    let p = RrrProblem::classifier(11, &edges, 5, 2, 2.0, 0.1, 1.0).unwrap();
     // 28 edges x 8 bytes = 224 bytes per item: 9 items per chunk, 7 chunks.
     let kk = 61;
     let mut r = rng(5);

@@ -6,38 +6,16 @@
 mod common;
 
 use common::*;
-use gradfree::kernels::consensus_nodes::{NODE_CLASS, NODE_DATA, NODE_RELU};
 use gradfree::rrr::nmf::{self, Nmf, SolveSettings};
-use gradfree::rrr::{RrrProblem, RrrState, WeightGroups};
+use gradfree::rrr::{RrrProblem, RrrState, layered_edges};
 use gradfree::{Backend, Precision};
 use rand::Rng;
 
 fn classifier() -> (RrrProblem, RrrState) {
-    let mut edges = vec![];
-    for d in 0..4 {
-        for h in 4..7 {
-            edges.push((d, h));
-        }
-    }
-    for h in 4..7 {
-        for c in 7..9 {
-            edges.push((h, c));
-        }
-    }
+    // 4 → 3 → 2 plus a skip edge from an input to a class node.
+    let mut edges = layered_edges(&[4, 3, 2]);
     edges.push((0, 8));
-    let mut p = RrrProblem::from_edges(9, &edges, WeightGroups::ByDestination).unwrap();
-    for i in 0..9 {
-        p.kind[i] = match i {
-            0..=3 => NODE_DATA,
-            4..=6 => NODE_RELU,
-            _ => NODE_CLASS,
-        };
-        p.param[i] = if i >= 7 { (i - 7) as u32 } else { 0 };
-        p.metric[i] = if i >= 7 { 1.0 } else { p.outdeg(i) as f64 };
-    }
-    p.has_bias = true;
-    p.omega = 2.0;
-    p.class_margin = 0.1;
+    let p = RrrProblem::classifier(9, &edges, 4, 2, 2.0, 0.1, 1.0).unwrap();
     let kk = 13;
     let mut r = rng(11);
     let mut s = RrrState::zeros(&p, kk);

@@ -13,22 +13,12 @@ use gradfree::kernels::consensus_nodes::{self, NodeInputs};
 use gradfree::kernels::project_activation as act;
 use gradfree::kernels::rrr_step::{self, StepInputs, StepState};
 use gradfree::kernels::{normalize_weights, reduce_rows, rrr_update};
-use gradfree::rrr::{RrrProblem, WeightGroups};
+use gradfree::rrr::{RrrProblem, WeightGroups, layered_edges};
 use rand::Rng;
 
 /// A layered graph 4 → 3 → 2 plus one extra skip edge (so it is not a plain MLP).
 fn graph() -> RrrProblem {
-    let mut edges = vec![];
-    for d in 0..4 {
-        for h in 4..7 {
-            edges.push((d, h));
-        }
-    }
-    for h in 4..7 {
-        for c in 7..9 {
-            edges.push((h, c));
-        }
-    }
+    let mut edges = layered_edges(&[4, 3, 2]);
     edges.push((0, 8));
     RrrProblem::from_edges(9, &edges, WeightGroups::ByDestination).unwrap()
 }

@@ -89,8 +89,13 @@ impl<T: Real> CpuRrr<T> {
 
 impl<T: Real> RrrEngine for CpuRrr<T> {
     fn load(&mut self, s: &RrrState) -> Result<()> {
+        if s.items != self.items {
+            return Err(crate::Error::Input(format!(
+                "engine built for {} items, state has {}",
+                self.items, s.items
+            )));
+        }
         s.validate(&self.p)?;
-        assert_eq!(s.items, self.items, "engine built for another batch size");
         self.x = conv(&s.x);
         self.w = conv(&s.w);
         self.y = conv(&s.y);

@@ -371,23 +371,14 @@ impl GpuRrr {
 
 impl RrrEngine for GpuRrr {
     fn load(&mut self, s: &RrrState) -> Result<()> {
-        let (e, n, kk) = (self.edges, self.nodes, self.items);
-        if s.items != kk || s.x.len() != e * kk || s.w.len() != e * kk || s.y.len() != n * kk {
-            return Err(Error::Input(
-                "RRR state shapes do not match the engine".into(),
-            ));
+        let kk = self.items;
+        if s.items != kk {
+            return Err(Error::Input(format!(
+                "engine built for {kk} items, state has {}",
+                s.items
+            )));
         }
-        if s.b.len() != n * kk || s.data.len() != n * kk || s.labels.len() != kk {
-            return Err(Error::Input(
-                "RRR state shapes do not match the engine".into(),
-            ));
-        }
-        if ![&s.x, &s.w, &s.y, &s.b, &s.data]
-            .iter()
-            .all(|v| v.iter().all(|x| x.is_finite()))
-        {
-            return Err(Error::Input("RRR state holds NaN or infinity".into()));
-        }
+        s.validate_shape(self.edges, self.nodes)?;
         for c in &self.chunks {
             let cols = |v: &[f64]| columns(v, kk, c.start, c.items);
             c.x.write_real(&cols(&s.x));

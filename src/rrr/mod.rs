@@ -15,7 +15,9 @@
 pub mod nmf;
 pub mod problem;
 
-pub use problem::{Consensus, IterReport, RrrEngine, RrrProblem, RrrState, WeightGroups};
+pub use problem::{
+    Consensus, IterReport, RrrEngine, RrrProblem, RrrState, WeightGroups, layered_edges,
+};
 
 /// Giga-weight-multiplies of `iterations` RRR iterations (paper eq. 24).
 pub fn gwms(iterations: u64, items: usize, edges: usize) -> f64 {

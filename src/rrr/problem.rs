@@ -110,6 +110,45 @@ impl RrrProblem {
         })
     }
 
+    /// A classifier on a graph whose first `data` nodes are inputs and last
+    /// `classes` nodes are class nodes, the rest ReLU hidden nodes (SPEC 2.2):
+    /// metric g = outdeg for hidden nodes and Υ for class nodes, weights
+    /// normalized per destination, biases on.
+    pub fn classifier(
+        nodes: usize,
+        edges: &[(u32, u32)],
+        data: usize,
+        classes: usize,
+        omega: f64,
+        margin: f64,
+        upsilon: f64,
+    ) -> Result<Self> {
+        use crate::kernels::consensus_nodes::{NODE_CLASS, NODE_DATA, NODE_RELU};
+        if data + classes > nodes {
+            return Err(Error::Input(format!(
+                "{data} data and {classes} class nodes do not fit in {nodes} nodes"
+            )));
+        }
+        let mut p = Self::from_edges(nodes, edges, WeightGroups::ByDestination)?;
+        let first_class = nodes - classes;
+        for i in 0..nodes {
+            let (kind, g) = if i < data {
+                (NODE_DATA, 1.0)
+            } else if i < first_class {
+                (NODE_RELU, p.outdeg(i).max(1) as f64)
+            } else {
+                (NODE_CLASS, upsilon)
+            };
+            p.kind[i] = kind;
+            p.metric[i] = g;
+            p.param[i] = i.saturating_sub(first_class) as u32;
+        }
+        p.has_bias = true;
+        p.omega = omega;
+        p.class_margin = margin;
+        Ok(p)
+    }
+
     /// Number of edges E.
     pub fn edges(&self) -> usize {
         self.src.len()
@@ -119,6 +158,22 @@ impl RrrProblem {
     pub fn outdeg(&self, i: usize) -> usize {
         (self.out_ptr[i + 1] - self.out_ptr[i]) as usize
     }
+}
+
+/// Edges of a layered, fully connected net with the given widths (nodes numbered layer by layer).
+pub fn layered_edges(widths: &[usize]) -> Vec<(u32, u32)> {
+    let mut edges = vec![];
+    let mut start = 0;
+    for pair in widths.windows(2) {
+        let next = start + pair[0];
+        for i in start..next {
+            for j in next..next + pair[1] {
+                edges.push((i as u32, j as u32));
+            }
+        }
+        start = next;
+    }
+    edges
 }
 
 fn csr_ptr(nodes: usize, key: &[u32]) -> Vec<u32> {
@@ -167,7 +222,12 @@ impl RrrState {
 
     /// Checks shapes and finiteness against a problem.
     pub fn validate(&self, p: &RrrProblem) -> Result<()> {
-        let (e, n, k) = (p.edges(), p.nodes, self.items);
+        self.validate_shape(p.edges(), p.nodes)
+    }
+
+    /// Checks shapes (for `edges` edges and `nodes` nodes) and finiteness.
+    pub fn validate_shape(&self, edges: usize, nodes: usize) -> Result<()> {
+        let (e, n, k) = (edges, nodes, self.items);
         let ok = self.x.len() == e * k
             && self.w.len() == e * k
             && self.y.len() == n * k

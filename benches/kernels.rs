@@ -69,14 +69,16 @@ fn rrr_iteration(c: &mut Criterion) {
     for (name, be) in backends() {
         let mut e = be.rrr_engine(&p, items).unwrap();
         e.load(&s).unwrap();
+        // ITERS iterations per sample so the GPU's one readback is amortized;
+        // bytes are nominal: 10 elements per (k, e) per iteration (see gpu_rrr.rs).
+        const ITERS: u64 = 4;
         g.throughput(Throughput::ElementsAndBytes {
-            elements: elems,
-            bytes: elems * 10 * be.precision().bytes() as u64,
+            elements: ITERS * elems,
+            bytes: ITERS * elems * 10 * be.precision().bytes() as u64,
         });
-        // 4 iterations per sample so the GPU's one readback is amortized.
         g.bench_function(
             BenchmarkId::new(format!("784-20-10 K={items}"), &name),
-            |b| b.iter(|| e.iterate(4, 0.9, 0.0, 4).unwrap()),
+            |b| b.iter(|| e.iterate(ITERS as usize, 0.9, 0.0, ITERS as usize).unwrap()),
         );
     }
     g.finish();

@@ -6,10 +6,13 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use gradfree::backend::{Backend, DeviceChoice};
+use gradfree::data::letters;
+use gradfree::data::matrix::{TableFormat, load_table, require_nonnegative, to_csv};
 use gradfree::gpu::{BackendChoice, GpuRequest, list_adapters};
 use gradfree::meter::{Meter, SensorKind};
 use gradfree::output::{Common as CommonSummary, NamedTensor, OutDir, Progress, safetensors_bytes};
-use gradfree::rrr::nmf::{self, Nmf, SolveSettings};
+use gradfree::output::{png_grid, write_atomic};
+use gradfree::rrr::nmf::{self, Nmf, OnlineSettings, SolveSettings};
 use gradfree::{Error, Precision};
 use serde_json::json;
 
@@ -37,6 +40,41 @@ enum Command {
         #[command(subcommand)]
         task: RrrTask,
     },
+    /// Data generators.
+    Data {
+        #[command(subcommand)]
+        task: DataTask,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum DataTask {
+    /// Letter montages (40×40: w, x, y, z in a 2×2 montage, plain top / slanted bottom; exact NMF rank 16).
+    Letters {
+        /// Output file (CSV, or the reference NMF format with --format nmf).
+        #[arg(long)]
+        out: PathBuf,
+        /// Number of images.
+        #[arg(long, default_value_t = 2000)]
+        count: usize,
+        /// Seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// File format.
+        #[arg(long, value_enum, default_value_t = LettersFormat::Csv)]
+        format: LettersFormat,
+        /// Also write a PNG grid of the first 64 images here.
+        #[arg(long)]
+        preview: Option<PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum LettersFormat {
+    /// One image per row, comma-separated.
+    Csv,
+    /// The reference C program's NMF format (row length, then rows).
+    Nmf,
 }
 
 #[derive(Subcommand, Debug)]
@@ -86,16 +124,35 @@ impl CommonArgs {
 struct NmfArgs {
     #[command(flatten)]
     common: CommonArgs,
+    /// Factorize this non-negative data (one item per row: CSV, or the
+    /// reference NMF format) online, in batches; without it, the LEDM.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Format of --data.
+    #[arg(long, value_enum, default_value_t = TableFormat::Auto)]
+    format: TableFormat,
+    /// Items per batch (online mode).
+    #[arg(long, default_value_t = 50)]
+    batch: usize,
+    /// Passes over the data (online mode).
+    #[arg(long, default_value_t = 30)]
+    epochs: usize,
+    /// RRR iterations per batch (online mode).
+    #[arg(long, default_value_t = 4)]
+    iters_per_batch: usize,
+    /// Items are images of this shape (HxW): write features.png and reconstructions.png.
+    #[arg(long)]
+    image_shape: Option<String>,
     /// Factorize the m×m linear Euclidean distance matrix ((i−k)/(m−1))².
     #[arg(long, default_value_t = 6)]
     ledm: usize,
     /// Number of codes (default: the known nonnegative rank 5, 6, 7, 8 for m = 6, 8, 12, 16).
     #[arg(long)]
     rank: Option<usize>,
-    /// RRR step β.
-    #[arg(long, default_value_t = 0.3)]
-    beta: f64,
-    /// Norm Ω of each code's weights (default: 0.6, 0.7, 0.8, 0.9 for m = 6, 8, 12, 16; else 1).
+    /// RRR step β (default 0.3 for the LEDM, 1 for --data).
+    #[arg(long)]
+    beta: Option<f64>,
+    /// Norm Ω of each code's weights (default: 0.6, 0.7, 0.8, 0.9 for LEDM m = 6, 8, 12, 16, else 1; 2 for --data).
     #[arg(long)]
     omega: Option<f64>,
     /// Independent random starts (seeds seed, seed+1, …).
@@ -179,7 +236,202 @@ fn median(v: &mut [usize]) -> Option<f64> {
     })
 }
 
+fn check_positive(name: &str, v: f64) -> Result<()> {
+    if !(v.is_finite() && v > 0.0) {
+        return Err(Error::Input(format!("--{name} must be a positive number, got {v}")).into());
+    }
+    Ok(())
+}
+
+fn parse_shape(s: &str) -> Result<(usize, usize)> {
+    let bad = || Error::Input(format!("--image-shape '{s}' is not HxW (e.g. 40x40)"));
+    let (h, w) = s.split_once(['x', 'X']).ok_or_else(bad)?;
+    let (h, w) = (
+        h.trim().parse().map_err(|_| bad())?,
+        w.trim().parse().map_err(|_| bad())?,
+    );
+    if h == 0 || w == 0 {
+        return Err(bad().into());
+    }
+    Ok((h, w))
+}
+
 fn rrr_nmf(a: &NmfArgs) -> Result<()> {
+    match &a.data {
+        Some(path) => rrr_nmf_data(a, path),
+        None => rrr_nmf_ledm(a),
+    }
+}
+
+fn rrr_nmf_data(a: &NmfArgs, path: &std::path::Path) -> Result<()> {
+    let c = &a.common;
+    let y = load_table(path, a.format)?;
+    require_nonnegative(&y, path)?;
+    let (n, d) = y.shape();
+    let rank = a
+        .rank
+        .ok_or_else(|| Error::Input("--rank is required with --data".into()))?;
+    if rank == 0 || rank > d || rank > n {
+        return Err(Error::Input(format!(
+            "--rank {rank} must be between 1 and the data's dimensions ({n} items × {d} columns)"
+        ))
+        .into());
+    }
+    let beta = a.beta.unwrap_or(1.0);
+    let omega = a.omega.unwrap_or(2.0);
+    check_positive("beta", beta)?;
+    check_positive("omega", omega)?;
+    let shape = a.image_shape.as_deref().map(parse_shape).transpose()?;
+    if let Some((h, w)) = shape {
+        if h * w != d {
+            return Err(Error::Input(format!(
+                "--image-shape {h}x{w} has {} pixels, the data {d} columns",
+                h * w
+            ))
+            .into());
+        }
+    }
+    let backend = c.open()?;
+    let mut out = OutDir::new(c.out.as_deref())?;
+    let problem = Nmf::new(rank, d, omega)?;
+    let s = OnlineSettings {
+        batch: a.batch,
+        epochs: a.epochs,
+        iters_per_batch: a.iters_per_batch,
+        beta,
+        seed: c.seed,
+    };
+    if !c.quiet {
+        println!(
+            "RRR NMF of {} ({n} items × {d}), rank {rank}, β={beta}, Ω={omega}, batches of {}, {} iterations per batch, {} epochs on {} ({})",
+            path.display(),
+            s.batch.min(n),
+            s.iters_per_batch,
+            s.epochs,
+            backend.describe(),
+            c.precision
+        );
+    }
+    let kind = if backend.gpu_context().is_some() {
+        SensorKind::Gpu
+    } else {
+        SensorKind::Cpu
+    };
+    let mut meter = Meter::start(kind);
+    let mut bar = Progress::new(s.epochs as u64, c.quiet, "epochs");
+    let (w, stats) = nmf::train_online(&backend, &problem, &y, &s, |e| {
+        meter.add_gwms(e.gwms);
+        bar.set(e.epoch as u64);
+        if !c.quiet {
+            bar.suspend(|| {
+                println!(
+                    "epoch {:>3}/{}: recon_err {:.5}, RRR_err {:.4} → {:.4}, {:.4} GWMs, {:.2} s",
+                    e.epoch,
+                    s.epochs,
+                    e.recon_err,
+                    e.rrr_err_start,
+                    e.rrr_err_end,
+                    e.gwms,
+                    e.seconds
+                )
+            });
+        }
+        out.metric(&serde_json::to_value(e).expect("epoch stats serialize"))
+    })?;
+    bar.finish();
+    let codes = nmf::nnls_codes(&problem, &w, &y, 200)?;
+    let m_ = meter.measure();
+    let last = stats.last().map(|e| e.recon_err).unwrap_or(f64::NAN);
+    println!("recon_err {last:.5} after {} epochs", stats.len());
+    println!("{}", m_.line());
+    let common = CommonSummary::new(backend.describe(), c.precision, c.seed, &m_);
+    out.summary(
+        &common,
+        json!({
+            "method": "rrr nmf online", "data": path.display().to_string(), "items": n, "dim": d,
+            "rank": rank, "beta": beta, "omega": omega, "batch": s.batch.min(n), "epochs": stats.len(),
+            "iters_per_batch": s.iters_per_batch, "recon_err": last,
+        }),
+    )?;
+    let tensors = [
+        NamedTensor {
+            name: "codes".into(),
+            shape: vec![n, rank],
+            data: codes.transpose().iter().copied().collect(),
+        },
+        NamedTensor {
+            name: "weights".into(),
+            shape: vec![rank, d],
+            data: w.transpose().iter().copied().collect(),
+        },
+    ];
+    let meta = json!({
+        "method": "rrr nmf online", "rank": rank, "beta": beta, "omega": omega, "seed": c.seed,
+        "layout": "data[k][j] = sum_i codes[k][i] * weights[i][j]",
+    });
+    out.file("model.safetensors", &safetensors_bytes(&tensors, &meta)?)?;
+    out.file("weights.csv", to_csv(&w).as_bytes())?;
+    out.file("codes.csv", to_csv(&codes).as_bytes())?;
+    if let Some((h, wd)) = shape {
+        let features: Vec<Vec<f64>> = (0..rank)
+            .map(|i| w.row(i).iter().copied().collect())
+            .collect();
+        out.file("features.png", &png_grid(&features, h, wd, 8, true)?)?;
+        let recon = &codes * &w;
+        let sample = n.min(16);
+        let mut imgs: Vec<Vec<f64>> = (0..sample)
+            .map(|k| y.row(k).iter().copied().collect())
+            .collect();
+        imgs.extend((0..sample).map(|k| recon.row(k).iter().copied().collect::<Vec<_>>()));
+        let top = y.max().max(1e-300);
+        let imgs: Vec<Vec<f64>> = imgs
+            .into_iter()
+            .map(|v| v.iter().map(|x| x / top).collect())
+            .collect();
+        out.file(
+            "reconstructions.png",
+            &png_grid(&imgs, h, wd, sample, false)?,
+        )?;
+    }
+    Ok(())
+}
+
+fn data_letters(
+    out: &std::path::Path,
+    count: usize,
+    seed: u64,
+    format: LettersFormat,
+    preview: Option<&std::path::Path>,
+) -> Result<()> {
+    if count == 0 {
+        return Err(Error::Input("--count must be at least 1".into()).into());
+    }
+    let (d, _) = letters::generate(count, seed);
+    let text = match format {
+        LettersFormat::Csv => to_csv(&d),
+        LettersFormat::Nmf => {
+            let mut s = format!("{}\n", d.ncols());
+            s += &to_csv(&d).replace(',', " ");
+            s
+        }
+    };
+    write_atomic(out, text.as_bytes())?;
+    if let Some(p) = preview {
+        let imgs: Vec<Vec<f64>> = (0..count.min(64))
+            .map(|k| d.row(k).iter().copied().collect())
+            .collect();
+        write_atomic(p, &png_grid(&imgs, letters::SIDE, letters::SIDE, 8, false)?)?;
+    }
+    println!(
+        "wrote {count} letter montages ({}×{} px) to {}",
+        letters::SIDE,
+        letters::SIDE,
+        out.display()
+    );
+    Ok(())
+}
+
+fn rrr_nmf_ledm(a: &NmfArgs) -> Result<()> {
     let m = a.ledm;
     if m < 2 {
         return Err(Error::Input(format!("--ledm must be at least 2, got {m}")).into());
@@ -199,13 +451,9 @@ fn rrr_nmf(a: &NmfArgs) -> Result<()> {
         return Err(Error::Input(format!("--rank {rank} exceeds the matrix dimension {m}")).into());
     }
     let omega = a.omega.or(known(m).map(|k| k.1)).unwrap_or(1.0);
-    for (name, v) in [("beta", a.beta), ("omega", omega)] {
-        if !(v.is_finite() && v > 0.0) {
-            return Err(
-                Error::Input(format!("--{name} must be a positive number, got {v}")).into(),
-            );
-        }
-    }
+    let beta = a.beta.unwrap_or(0.3);
+    check_positive("beta", beta)?;
+    check_positive("omega", omega)?;
     if a.runs == 0 || a.max_iter == 0 {
         return Err(Error::Input("--runs and --max-iter must be at least 1".into()).into());
     }
@@ -219,7 +467,7 @@ fn rrr_nmf(a: &NmfArgs) -> Result<()> {
     let y = nmf::ledm(m);
     let problem = Nmf::new(rank, m, omega)?;
     let settings = SolveSettings {
-        beta: a.beta,
+        beta,
         max_iter: a.max_iter,
         tol,
         check_every: 64,
@@ -228,7 +476,7 @@ fn rrr_nmf(a: &NmfArgs) -> Result<()> {
     if !c.quiet {
         println!(
             "RRR NMF of LEDM m={m}, rank {rank}, β={}, Ω={omega}, tol {tol:e}, {} runs on {} ({})",
-            a.beta,
+            beta,
             a.runs,
             backend.describe(),
             c.precision
@@ -297,7 +545,7 @@ fn rrr_nmf(a: &NmfArgs) -> Result<()> {
     out.summary(
         &common,
         json!({
-            "method": "rrr nmf", "ledm": m, "rank": rank, "beta": a.beta, "omega": omega, "tol": tol,
+            "method": "rrr nmf", "ledm": m, "rank": rank, "beta": beta, "omega": omega, "tol": tol,
             "max_iter": a.max_iter, "runs": results.len(), "solved": solved.len(),
             "success_rate": solved.len() as f64 / results.len() as f64,
             "median_iterations": med, "mean_iterations": mean,
@@ -318,7 +566,7 @@ fn rrr_nmf(a: &NmfArgs) -> Result<()> {
             },
         ];
         let meta = json!({
-            "method": "rrr nmf", "ledm": m, "rank": rank, "beta": a.beta, "omega": omega,
+            "method": "rrr nmf", "ledm": m, "rank": rank, "beta": beta, "omega": omega,
             "seed": seed, "layout": "data[k][j] = sum_i codes[k][i] * weights[i][j]",
         });
         out.file("model.safetensors", &safetensors_bytes(&tensors, &meta)?)?;
@@ -332,6 +580,16 @@ fn run(cli: Cli) -> Result<()> {
         Command::Rrr {
             task: RrrTask::Nmf(a),
         } => rrr_nmf(&a).context("rrr nmf"),
+        Command::Data {
+            task:
+                DataTask::Letters {
+                    out,
+                    count,
+                    seed,
+                    format,
+                    preview,
+                },
+        } => data_letters(&out, count, seed, format, preview.as_deref()),
     }
 }
 

@@ -153,6 +153,11 @@ impl Progress {
         self.bar.set_position(pos);
     }
 
+    /// Runs `f` (which prints) with the bar hidden.
+    pub fn suspend<R>(&self, f: impl FnOnce() -> R) -> R {
+        self.bar.suspend(f)
+    }
+
     /// Removes the bar.
     pub fn finish(&self) {
         self.bar.finish_and_clear();
@@ -191,4 +196,53 @@ pub fn safetensors_bytes(tensors: &[NamedTensor], metadata: &serde_json::Value) 
     meta.insert("gradfree".to_string(), metadata.to_string());
     safetensors::tensor::serialize(views, Some(meta))
         .map_err(|e| Error::Input(format!("safetensors: {e}")))
+}
+
+/// A PNG of images (each `h × w`, row-major, any range) laid out in a grid
+/// of `cols` columns with 1-pixel gaps; each image is scaled to its own
+/// maximum when `per_image_scale`, else values are clamped to [0, 1].
+pub fn png_grid(
+    images: &[Vec<f64>],
+    h: usize,
+    w: usize,
+    cols: usize,
+    per_image_scale: bool,
+) -> Result<Vec<u8>> {
+    let cols = cols.max(1).min(images.len().max(1));
+    let rows = images.len().div_ceil(cols).max(1);
+    let (gw, gh) = (cols * (w + 1) + 1, rows * (h + 1) + 1);
+    let mut img = image::GrayImage::from_pixel(gw as u32, gh as u32, image::Luma([64]));
+    for (n, im) in images.iter().enumerate() {
+        if im.len() != h * w {
+            return Err(Error::Input(format!(
+                "image {n} has {} pixels, not {h}×{w}",
+                im.len()
+            )));
+        }
+        let scale = if per_image_scale {
+            let m = im.iter().fold(0.0f64, |a, &b| a.max(b));
+            if m > 0.0 { 1.0 / m } else { 1.0 }
+        } else {
+            1.0
+        };
+        let (r0, c0) = ((n / cols) * (h + 1) + 1, (n % cols) * (w + 1) + 1);
+        for r in 0..h {
+            for c in 0..w {
+                let v = (im[r * w + c] * scale).clamp(0.0, 1.0);
+                img.put_pixel(
+                    (c0 + c) as u32,
+                    (r0 + r) as u32,
+                    image::Luma([(v * 255.0).round() as u8]),
+                );
+            }
+        }
+    }
+    let mut bytes = Vec::new();
+    image::DynamicImage::ImageLuma8(img)
+        .write_to(
+            &mut std::io::Cursor::new(&mut bytes),
+            image::ImageFormat::Png,
+        )
+        .map_err(|e| Error::Input(format!("PNG encoding: {e}")))?;
+    Ok(bytes)
 }

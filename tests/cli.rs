@@ -262,3 +262,96 @@ fn nmf_runs_on_the_gpu_backend() {
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("GWMs/s"));
 }
+
+#[test]
+fn letters_generator_and_online_nmf_outputs() {
+    let dir = tmp("letters");
+    std::fs::create_dir_all(&dir).unwrap();
+    let data = dir.join("letters.csv");
+    let o = bin()
+        .args(["data", "letters", "--count", "60", "--seed", "2", "--out"])
+        .arg(&data)
+        .arg("--preview")
+        .arg(dir.join("preview.png"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let rows = std::fs::read_to_string(&data).unwrap();
+    assert_eq!(rows.lines().count(), 60);
+    assert_eq!(rows.lines().next().unwrap().split(',').count(), 1600);
+    let out = dir.join("run");
+    let o = bin()
+        .args([
+            "rrr", "nmf", "--device", "cpu", "--rank", "16", "--batch", "30", "--epochs", "2",
+        ])
+        .args(["--image-shape", "40x40", "--quiet", "--data"])
+        .arg(&data)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    for f in [
+        "summary.json",
+        "metrics.jsonl",
+        "model.safetensors",
+        "weights.csv",
+        "codes.csv",
+        "features.png",
+        "reconstructions.png",
+    ] {
+        assert!(out.join(f).exists(), "missing {f}");
+    }
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(s["epochs"], 2);
+    assert!(s["recon_err"].as_f64().unwrap() > 0.0);
+    let w = std::fs::read_to_string(out.join("weights.csv")).unwrap();
+    assert_eq!(w.lines().count(), 16);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn bad_nmf_data_exits_2() {
+    let dir = tmp("baddata");
+    std::fs::create_dir_all(&dir).unwrap();
+    let cases = [
+        ("negative.csv", "1,2\n3,-4\n", vec!["--rank", "1"]),
+        ("nan.csv", "1,2\n3,nan\n", vec!["--rank", "1"]),
+        ("empty.csv", "", vec!["--rank", "1"]),
+        ("ragged.csv", "1,2\n3\n", vec!["--rank", "1"]),
+        ("rank.csv", "1,2\n3,4\n", vec!["--rank", "3"]),
+        ("norank.csv", "1,2\n3,4\n", vec![]),
+        (
+            "shape.csv",
+            "1,2\n3,4\n",
+            vec!["--rank", "1", "--image-shape", "3x3"],
+        ),
+        ("nmf.txt", "3\n1 2 3 4\n", vec!["--rank", "1"]),
+    ];
+    for (name, body, extra) in cases {
+        let p = dir.join(name);
+        std::fs::write(&p, body).unwrap();
+        let o = bin()
+            .args(["rrr", "nmf", "--device", "cpu", "--epochs", "1", "--data"])
+            .arg(&p)
+            .args(&extra)
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(2), "{name}: {}", text(&o));
+        assert!(!text(&o).contains("panicked"), "{name}");
+    }
+    let o = bin()
+        .args([
+            "rrr",
+            "nmf",
+            "--data",
+            "/nonexistent/file.csv",
+            "--rank",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let _ = std::fs::remove_dir_all(&dir);
+}

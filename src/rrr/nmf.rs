@@ -223,3 +223,130 @@ pub fn solve(
         w,
     })
 }
+
+/// Non-negative least-squares codes for every item given W (rank × D):
+/// `argmin_{X ≥ 0} |Y − X W|`, by accelerated projected gradient (FISTA)
+/// from the pseudo-inverse encoder's codes. Used to report recon_err over
+/// the whole data set.
+pub fn nnls_codes(
+    nmf: &Nmf,
+    w: &DMatrix<f64>,
+    y: &DMatrix<f64>,
+    iterations: usize,
+) -> Result<DMatrix<f64>> {
+    let g = w * w.transpose();
+    let lip = g.clone().symmetric_eigenvalues().max().max(1e-300);
+    let ywt = y * w.transpose();
+    let mut x = nmf.encode(w, y)?;
+    let mut z = x.clone();
+    let mut t = 1.0f64;
+    for _ in 0..iterations {
+        let grad = &z * &g - &ywt;
+        let next = (&z - grad / lip).map(|v| v.max(0.0));
+        let t_next = (1.0 + (1.0 + 4.0 * t * t).sqrt()) / 2.0;
+        z = &next + (&next - &x) * ((t - 1.0) / t_next);
+        x = next;
+        t = t_next;
+    }
+    Ok(x)
+}
+
+/// Settings of online NMF of a data set.
+#[derive(Clone, Debug)]
+pub struct OnlineSettings {
+    /// Items per batch.
+    pub batch: usize,
+    /// Passes over the data.
+    pub epochs: usize,
+    /// RRR iterations per batch.
+    pub iters_per_batch: usize,
+    /// β.
+    pub beta: f64,
+    /// Seed (initial weights, shuffles).
+    pub seed: u64,
+}
+
+/// One epoch's figures.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct EpochStats {
+    /// 1-based epoch.
+    pub epoch: usize,
+    /// rms of Y − X W over the whole data (X by NNLS given W).
+    pub recon_err: f64,
+    /// Mean RRR_err after each batch's first iteration.
+    pub rrr_err_start: f64,
+    /// Mean RRR_err after each batch's last iteration.
+    pub rrr_err_end: f64,
+    /// GWMs of the epoch.
+    pub gwms: f64,
+    /// Wall seconds of the epoch.
+    pub seconds: f64,
+}
+
+/// Online RRR NMF: batches warm-start from the last consensus weights; the
+/// codes of each batch start from the pseudo-inverse encoder. Returns the
+/// final weights (rank × D) and the per-epoch figures.
+pub fn train_online(
+    backend: &Backend,
+    nmf: &Nmf,
+    y: &DMatrix<f64>,
+    s: &OnlineSettings,
+    mut on_epoch: impl FnMut(&EpochStats) -> Result<()>,
+) -> Result<(DMatrix<f64>, Vec<EpochStats>)> {
+    let n = y.nrows();
+    if s.batch == 0 || s.epochs == 0 || s.iters_per_batch == 0 {
+        return Err(Error::Input(
+            "--batch, --epochs and --iters-per-batch must be at least 1".into(),
+        ));
+    }
+    let batch = s.batch.min(n);
+    let mut rng = ChaCha8Rng::seed_from_u64(s.seed);
+    let mut w = nmf.random_weights(&mut rng);
+    // One engine per distinct batch size (full batches, and the remainder).
+    let mut engines: Vec<(usize, Box<dyn RrrEngine>)> = vec![];
+    let mut stats = vec![];
+    let mut order: Vec<usize> = (0..n).collect();
+    for epoch in 1..=s.epochs {
+        let t0 = std::time::Instant::now();
+        for i in (1..n).rev() {
+            order.swap(i, rng.random_range(0..=i));
+        }
+        let (mut start_sum, mut end_sum, mut batches, mut iters) = (0.0, 0.0, 0usize, 0u64);
+        let mut gwms = 0.0;
+        for chunk in order.chunks(batch) {
+            let kk = chunk.len();
+            let yb = DMatrix::from_fn(kk, y.ncols(), |k, j| y[(chunk[k], j)]);
+            let x0 = nmf.encode(&w, &yb)?;
+            let pos = match engines.iter().position(|(size, _)| *size == kk) {
+                Some(p) => p,
+                None => {
+                    engines.push((kk, backend.rrr_engine(&nmf.problem, kk)?));
+                    engines.len() - 1
+                }
+            };
+            let engine = &mut engines[pos].1;
+            engine.load(&nmf.state(&x0, &w, &yb))?;
+            let rep = engine.iterate(s.iters_per_batch, s.beta, 0.0, s.iters_per_batch)?;
+            start_sum += rep.errors.first().copied().unwrap_or(0.0);
+            end_sum += rep.errors.last().copied().unwrap_or(0.0);
+            batches += 1;
+            iters += rep.iterations as u64;
+            gwms += super::gwms(rep.iterations as u64, kk, nmf.problem.edges());
+            let c = engine.consensus()?;
+            w = nmf.factors(&c, kk).1;
+        }
+        let _ = iters;
+        let x = nnls_codes(nmf, &w, y, 200)?;
+        let st = EpochStats {
+            epoch,
+            recon_err: recon_err(y, &x, &w),
+            rrr_err_start: start_sum / batches as f64,
+            rrr_err_end: end_sum / batches as f64,
+            gwms,
+            seconds: t0.elapsed().as_secs_f64(),
+        };
+        on_epoch(&st)?;
+        stats.push(st);
+    }
+    Ok((w, stats))
+}

@@ -1,0 +1,190 @@
+//! Numeric tables: CSV (one item per row, optional header line) and the
+//! reference C program's NMF data format (first number = row length D, then
+//! the rows, any whitespace). Errors name the file and line.
+
+use std::path::Path;
+
+use nalgebra::DMatrix;
+
+use crate::error::{Error, Result};
+
+/// A table format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum TableFormat {
+    /// Decide from the content: commas → CSV, else the NMF format.
+    Auto,
+    /// Comma-separated, one item per row.
+    Csv,
+    /// Reference NMF format: D, then rows of D numbers.
+    Nmf,
+}
+
+fn parse_err(path: &Path, line: usize, reason: impl Into<String>) -> Error {
+    Error::Parse {
+        path: path.to_path_buf(),
+        line,
+        reason: reason.into(),
+    }
+}
+
+fn number(path: &Path, line: usize, tok: &str) -> Result<f64> {
+    let v: f64 = tok
+        .trim()
+        .parse()
+        .map_err(|_| parse_err(path, line, format!("'{tok}' is not a number")))?;
+    if !v.is_finite() {
+        return Err(parse_err(path, line, format!("non-finite value '{tok}'")));
+    }
+    Ok(v)
+}
+
+/// Parses a table from text (items as rows).
+pub fn parse_table(text: &str, path: &Path, format: TableFormat) -> Result<DMatrix<f64>> {
+    let format = match format {
+        TableFormat::Auto if text.contains(',') => TableFormat::Csv,
+        TableFormat::Auto => TableFormat::Nmf,
+        f => f,
+    };
+    let (rows, dim) = match format {
+        TableFormat::Csv => {
+            let mut rows: Vec<Vec<f64>> = vec![];
+            for (i, line) in text.lines().enumerate() {
+                let line = line.trim();
+                if line.is_empty() || line.starts_with('#') {
+                    continue;
+                }
+                let toks: Vec<&str> = line.split(',').collect();
+                // A first line with no numeric field is a header.
+                if rows.is_empty() && toks.iter().all(|t| t.trim().parse::<f64>().is_err()) {
+                    continue;
+                }
+                let row = toks
+                    .iter()
+                    .map(|t| number(path, i + 1, t))
+                    .collect::<Result<Vec<_>>>()?;
+                if let Some(first) = rows.first() {
+                    if row.len() != first.len() {
+                        return Err(parse_err(
+                            path,
+                            i + 1,
+                            format!("{} values, expected {}", row.len(), first.len()),
+                        ));
+                    }
+                }
+                rows.push(row);
+            }
+            let dim = rows.first().map_or(0, Vec::len);
+            (rows, dim)
+        }
+        _ => {
+            let mut toks = text
+                .lines()
+                .enumerate()
+                .flat_map(|(i, l)| l.split_whitespace().map(move |t| (i + 1, t)));
+            let Some((l0, t0)) = toks.next() else {
+                return Err(parse_err(path, 0, "empty file"));
+            };
+            let dim = t0.parse::<usize>().ok().filter(|&d| d > 0).ok_or_else(|| {
+                parse_err(
+                    path,
+                    l0,
+                    format!("row length '{t0}' is not a positive integer"),
+                )
+            })?;
+            let vals = toks
+                .map(|(l, t)| number(path, l, t))
+                .collect::<Result<Vec<_>>>()?;
+            if vals.len() % dim != 0 {
+                return Err(parse_err(
+                    path,
+                    0,
+                    format!(
+                        "{} values are not a whole number of rows of {dim}",
+                        vals.len()
+                    ),
+                ));
+            }
+            (vals.chunks(dim).map(<[f64]>::to_vec).collect(), dim)
+        }
+    };
+    if rows.is_empty() || dim == 0 {
+        return Err(parse_err(path, 0, "no data rows"));
+    }
+    Ok(DMatrix::from_fn(rows.len(), dim, |i, j| rows[i][j]))
+}
+
+/// Reads a table from a file.
+pub fn load_table(path: &Path, format: TableFormat) -> Result<DMatrix<f64>> {
+    // An unreadable input is the user's to fix: bad input (exit 2), not a runtime failure.
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::Input(format!("cannot read {}: {e}", path.display())))?;
+    parse_table(&text, path, format)
+}
+
+/// Checks that every entry is non-negative (NMF input).
+pub fn require_nonnegative(m: &DMatrix<f64>, path: &Path) -> Result<()> {
+    for i in 0..m.nrows() {
+        for j in 0..m.ncols() {
+            if m[(i, j)] < 0.0 {
+                return Err(Error::Input(format!(
+                    "{}: item {} (row {}), column {}: negative value {} (NMF needs non-negative data)",
+                    path.display(),
+                    i,
+                    i + 1,
+                    j + 1,
+                    m[(i, j)]
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Writes items as CSV rows (shortest round-trip numbers).
+pub fn to_csv(m: &DMatrix<f64>) -> String {
+    let mut s = String::with_capacity(m.len() * 8);
+    for i in 0..m.nrows() {
+        for j in 0..m.ncols() {
+            if j > 0 {
+                s.push(',');
+            }
+            s += &format!("{}", m[(i, j)]);
+        }
+        s.push('\n');
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p() -> &'static Path {
+        Path::new("t")
+    }
+
+    #[test]
+    fn csv_with_header_and_nmf_format() {
+        let m = parse_table("a,b\n1,2\n3,4.5\n", p(), TableFormat::Auto).unwrap();
+        assert_eq!(m, DMatrix::from_row_slice(2, 2, &[1.0, 2.0, 3.0, 4.5]));
+        let m = parse_table("3\n1 2 3\n4 5\n6\n", p(), TableFormat::Auto).unwrap();
+        assert_eq!(
+            m,
+            DMatrix::from_row_slice(2, 3, &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+        );
+    }
+
+    #[test]
+    fn errors_name_the_line() {
+        let e = parse_table("1,2\n3\n", p(), TableFormat::Csv).unwrap_err();
+        assert!(e.to_string().contains("t:2"), "{e}");
+        let e = parse_table("1,2\n3,NaN\n", p(), TableFormat::Csv).unwrap_err();
+        assert!(e.to_string().contains("non-finite"), "{e}");
+        let e = parse_table("", p(), TableFormat::Auto).unwrap_err();
+        assert!(e.to_string().contains("empty"), "{e}");
+        let e = parse_table("2\n1 2 3\n", p(), TableFormat::Nmf).unwrap_err();
+        assert!(e.to_string().contains("whole number of rows"), "{e}");
+        let m = parse_table("1,-2\n", p(), TableFormat::Csv).unwrap();
+        assert!(require_nonnegative(&m, p()).is_err());
+    }
+}

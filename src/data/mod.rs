@@ -1,0 +1,4 @@
+//! Data loaders and generators.
+
+pub mod letters;
+pub mod matrix;

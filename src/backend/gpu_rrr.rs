@@ -350,12 +350,15 @@ impl GpuRrr {
         })
     }
 
-    fn record_project_a(&self, rec: &mut crate::gpu::Recorder<'_>) {
+    /// The dispatches of PA(z): node consensus, weight partial sums, normalization.
+    fn project_a(&self) -> Vec<&Dispatch> {
+        let mut v: Vec<&Dispatch> = vec![];
         for c in &self.chunks {
-            rec.dispatch(&c.d_nodes);
-            rec.dispatch(&c.d_reduce_w);
+            v.push(&c.d_nodes);
+            v.push(&c.d_reduce_w);
         }
-        rec.dispatch(&self.d_normalize);
+        v.push(&self.d_normalize);
+        v
     }
 
     fn read_history(&self, count: usize, out: &mut Vec<f64>) -> Result<()> {
@@ -407,18 +410,16 @@ impl RrrEngine for GpuRrr {
         for it in 0..iters {
             self.err_final_params.parts_offset = (pending * self.hist_parts) as u32;
             self.err_final_uniform.write_uniform(&self.err_final_params);
+            // One compute pass per iteration: fewer pass boundaries, same barriers.
+            let mut all = self.project_a();
+            all.extend(self.chunks.iter().filter_map(|c| c.d_reduce_b.as_ref()));
+            for c in &self.chunks {
+                all.push(&c.d_step);
+                all.push(&c.d_err);
+            }
+            all.push(&self.d_err_final);
             let mut rec = self.ctx.recorder();
-            self.record_project_a(&mut rec);
-            for c in &self.chunks {
-                if let Some(d) = &c.d_reduce_b {
-                    rec.dispatch(d);
-                }
-            }
-            for c in &self.chunks {
-                rec.dispatch(&c.d_step);
-                rec.dispatch(&c.d_err);
-            }
-            rec.dispatch(&self.d_err_final);
+            rec.dispatches(&all);
             rec.submit()?;
             pending += 1;
             rep.iterations += 1;
@@ -463,7 +464,7 @@ impl RrrEngine for GpuRrr {
 
     fn consensus(&mut self) -> Result<Consensus> {
         let mut rec = self.ctx.recorder();
-        self.record_project_a(&mut rec);
+        rec.dispatches(&self.project_a());
         rec.submit()?;
         let (n, kk) = (self.nodes, self.items);
         let mut out = Consensus {

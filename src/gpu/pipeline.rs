@@ -278,18 +278,26 @@ pub struct Recorder<'a> {
 impl Recorder<'_> {
     /// Appends a dispatch (wgpu inserts the storage barriers between dispatches).
     pub fn dispatch(&mut self, d: &Dispatch) {
-        if d.groups.0 == 0 {
+        self.dispatches(&[d]);
+    }
+
+    /// Appends several dispatches in one compute pass, in order; wgpu
+    /// inserts the barriers their storage dependencies need.
+    pub fn dispatches(&mut self, ds: &[&Dispatch]) {
+        if ds.iter().all(|d| d.groups.0 == 0) {
             return;
         }
         let mut pass = self
             .encoder
             .begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some(d.name),
+                label: None,
                 timestamp_writes: None,
             });
-        pass.set_pipeline(&d.pipeline.pipeline);
-        pass.set_bind_group(0, &d.bind_group, &[]);
-        pass.dispatch_workgroups(d.groups.0, d.groups.1, 1);
+        for d in ds.iter().filter(|d| d.groups.0 > 0) {
+            pass.set_pipeline(&d.pipeline.pipeline);
+            pass.set_bind_group(0, &d.bind_group, &[]);
+            pass.dispatch_workgroups(d.groups.0, d.groups.1, 1);
+        }
     }
 
     /// Appends a whole-buffer copy.

@@ -10,6 +10,7 @@ const STATUS_NOT_CONVERGED: u32 = 2u;
 struct Root {
     ua: real,
     s: real,
+    inv_den: real,
     positive: bool,
     status: u32,
 }
@@ -19,6 +20,7 @@ fn solve_root(sp: real, sm: real, c: real, t: real) -> Root {
     var r: Root;
     r.ua = real(0.0);
     r.s = real(1.0);
+    r.inv_den = real(1.0);
     r.positive = true;
     r.status = STATUS_OK;
     let aa = sp * 0.25;
@@ -110,6 +112,7 @@ fn solve_root(sp: real, sm: real, c: real, t: real) -> Root {
         r.s = q;
         r.ua = 1.0 - q;
     }
+    r.inv_den = 1.0 / (r.s * (1.0 + r.ua));
     r.status = status;
     return r;
 }
@@ -121,17 +124,17 @@ fn root_u(r: Root) -> real {
 // (x', w') for one coordinate pair.
 fn apply_root(x: real, w: real, r: Root) -> vec2<real> {
     let s = r.s;
-    let den = s * (1.0 + r.ua);
+    let k = r.inv_den;
     if (s >= 0.5) {
         let u = root_u(r);
-        return vec2<real>((x + u * w) / den, (w + u * x) / den);
+        return vec2<real>((x + u * w) * k, (w + u * x) * k);
     }
     if (r.positive) {
         let sum = x + w;
-        return vec2<real>((sum - s * w) / den, (sum - s * x) / den);
+        return vec2<real>((sum - s * w) * k, (sum - s * x) * k);
     }
     let d = x - w;
-    return vec2<real>((d + s * w) / den, (s * x - d) / den);
+    return vec2<real>((d + s * w) * k, (s * x - d) * k);
 }
 
 //!entry

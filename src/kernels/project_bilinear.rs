@@ -80,6 +80,8 @@ pub struct Root<T> {
     pub ua: T,
     /// 1 − |u|, accurate relative to itself when |u| > 1/2.
     pub s: T,
+    /// 1/(1 − u²), computed once so applying the root multiplies.
+    pub inv_den: T,
     /// True if u ≥ 0.
     pub positive: bool,
     /// One of the STATUS_* codes.
@@ -114,6 +116,7 @@ pub fn solve_root<T: Real>(sp: T, sm: T, c: T, t: T) -> Root<T> {
     let mut root = Root {
         ua: T::ZERO,
         s: T::ONE,
+        inv_den: T::ONE,
         positive: true,
         status: STATUS_OK,
         iterations: 0,
@@ -203,6 +206,7 @@ pub fn solve_root<T: Real>(sp: T, sm: T, c: T, t: T) -> Root<T> {
         root.s = q;
         root.ua = T::ONE - q;
     }
+    root.inv_den = T::ONE / (root.s * (T::ONE + root.ua));
     root.status = status;
     root.iterations = it;
     root
@@ -212,16 +216,16 @@ pub fn solve_root<T: Real>(sp: T, sm: T, c: T, t: T) -> Root<T> {
 #[inline(always)]
 pub fn apply_root<T: Real>(x: T, w: T, root: &Root<T>) -> (T, T) {
     let s = root.s;
-    let den = s * (T::ONE + root.ua);
+    let k = root.inv_den;
     if s >= T::from_f64(0.5) {
         let u = root.u();
-        ((x + u * w) / den, (w + u * x) / den)
+        ((x + u * w) * k, (w + u * x) * k)
     } else if root.positive {
         let sum = x + w;
-        ((sum - s * w) / den, (sum - s * x) / den)
+        ((sum - s * w) * k, (sum - s * x) * k)
     } else {
         let d = x - w;
-        ((d + s * w) / den, (s * x - d) / den)
+        ((d + s * w) * k, (s * x - d) * k)
     }
 }
 

@@ -158,6 +158,10 @@ struct NmfArgs {
     /// Independent random starts (seeds seed, seed+1, …).
     #[arg(long, default_value_t = 5)]
     runs: usize,
+    /// Starts solved together as one batched problem (0 = auto: all of them
+    /// on a GPU, one at a time on the CPU).
+    #[arg(long, default_value_t = 0)]
+    parallel_runs: usize,
     /// Iteration cap per start.
     #[arg(long, default_value_t = 1_000_000)]
     max_iter: usize,
@@ -490,13 +494,38 @@ fn rrr_nmf_ledm(a: &NmfArgs) -> Result<()> {
     let mut meter = Meter::start(kind);
     let mut results = vec![];
     let mut best = None;
-    for run in 0..a.runs {
-        let seed = c.seed + run as u64;
-        let mut bar = Progress::new(a.max_iter as u64, c.quiet, &format!("run {}", run + 1));
-        let r = nmf::solve(&backend, &problem, &y, seed, &settings, |i| {
-            bar.set(i as u64)
-        })?;
+    let per_batch = match a.parallel_runs {
+        0 if backend.gpu_context().is_some() => a.runs,
+        0 => 1,
+        n => n.min(a.runs),
+    };
+    let seeds: Vec<u64> = (0..a.runs as u64).map(|r| c.seed + r).collect();
+    let mut batch_results = vec![];
+    for group in seeds.chunks(per_batch) {
+        let mut bar = Progress::new(
+            a.max_iter as u64,
+            c.quiet,
+            &format!("starts {}..", group[0]),
+        );
+        let rs = if group.len() == 1 {
+            vec![nmf::solve(
+                &backend,
+                &problem,
+                &y,
+                group[0],
+                &settings,
+                |i| bar.set(i as u64),
+            )?]
+        } else {
+            nmf::solve_batched(&backend, rank, omega, &y, group, &settings, |i| {
+                bar.set(i as u64)
+            })?
+        };
         bar.finish();
+        batch_results.extend(rs);
+    }
+    for (run, r) in batch_results.into_iter().enumerate() {
+        let seed = r.seed;
         meter.add_gwms(r.gwms);
         if !c.quiet {
             println!(

@@ -343,6 +343,7 @@ fn check_step(c: &StepCase, items: usize, precisions: &[Precision]) {
     assert_eq!(counts.not_converged, 0);
     // CPU fast path.
     let (mut cx, mut cw, mut cy, mut cb) = (v[2].clone(), v[3].clone(), v[5].clone(), v[7].clone());
+    let mut node_err = vec![0.0; p.bil.len()];
     let (cerr, ccounts) = rrr_step::cpu(
         &inp,
         &mut StepState {
@@ -351,7 +352,13 @@ fn check_step(c: &StepCase, items: usize, precisions: &[Precision]) {
             y: &mut cy,
             b: &mut cb,
         },
+        &mut node_err,
     );
+    // Per-node sums add up to the per-item errors of that node.
+    for (jj, &s) in node_err.iter().enumerate() {
+        let want: f64 = err[jj * items..(jj + 1) * items].iter().sum();
+        assert!((s - want).abs() <= 1e-12 * (1.0 + want), "node {jj}");
+    }
     assert_eq!(ccounts, counts);
     assert_close("cpu x", &cx, &x, 1e-13, 1e-13);
     assert_close("cpu w", &cw, &w, 1e-13, 1e-13);

@@ -23,6 +23,8 @@ pub(crate) struct CpuRrr<T> {
     wa: Vec<T>,
     wsum: Vec<T>,
     bsum: Vec<T>,
+    node_err: Vec<f64>,
+    group_sums: Vec<f64>,
 }
 
 fn conv<T: Real>(v: &[f64]) -> Vec<T> {
@@ -34,10 +36,11 @@ fn back<T: Real>(v: &[T]) -> Vec<f64> {
 }
 
 impl<T: Real> CpuRrr<T> {
-    pub(crate) fn new(p: &RrrProblem, items: usize) -> Self {
+    pub(crate) fn new(p: &RrrProblem, items: usize) -> Result<Self> {
+        p.check_groups()?;
         let s = RrrState::zeros(p, items);
         let (e, n) = (p.edges(), p.nodes);
-        CpuRrr {
+        Ok(CpuRrr {
             p: p.clone(),
             items,
             metric: conv(&p.metric),
@@ -53,7 +56,9 @@ impl<T: Real> CpuRrr<T> {
             wa: vec![T::ZERO; e],
             wsum: vec![T::ZERO; e],
             bsum: vec![T::ZERO; n],
-        }
+            node_err: vec![0.0; p.bil.len()],
+            group_sums: vec![0.0; p.err_groups.max(1)],
+        })
     }
 
     /// PA(z): node consensus and weight consensus.
@@ -147,13 +152,16 @@ impl<T: Real> RrrEngine for CpuRrr<T> {
                 y: &mut self.y,
                 b: &mut self.b,
             };
-            let (err2, counts) = rrr_step::cpu(&inp, &mut st);
+            let (_, counts) = rrr_step::cpu(&inp, &mut st, &mut self.node_err);
             rep.iterations += 1;
             rep.degenerate += counts.degenerate;
             rep.not_converged += counts.not_converged;
-            let err = (err2 / kk.max(1) as f64).sqrt();
-            rep.errors.push(err);
-            if err < tol {
+            let per = self.node_err.len() / self.group_sums.len();
+            for (g, s) in self.group_sums.iter_mut().enumerate() {
+                *s = self.node_err[g * per..(g + 1) * per].iter().sum();
+            }
+            rep.push_group_sums(&self.group_sums, kk);
+            if tol > 0.0 && rep.below(tol) {
                 rep.converged = true;
                 break;
             }

@@ -58,6 +58,7 @@ pub(crate) struct GpuRrr {
     wa: GpuBuffer,
     hist: GpuBuffer,
     hist_parts: usize,
+    groups: usize,
     counters: GpuBuffer,
     step_scalars: GpuBuffer,
     err_final_uniform: GpuBuffer,
@@ -96,6 +97,8 @@ impl GpuRrr {
     ) -> Result<Self> {
         let (e, n, kk) = (p.edges(), p.nodes, items);
         let j = p.bil.len();
+        p.check_groups()?;
+        let groups = p.err_groups;
         let real = Elem::Real(precision);
         let eb = precision.bytes() as u64;
         // Items per chunk: the widest [rows][Kc] array must fit one binding.
@@ -146,8 +149,11 @@ impl GpuRrr {
         let wpart = ctx.alloc(e * parts_total, real)?;
         let bpart = ctx.alloc(n * parts_total, real)?;
         let errpart = ctx.alloc(j * parts_total, real)?;
-        let hist_parts = reduce_rows::parts(j * parts_total);
-        let hist = ctx.alloc(HISTORY * hist_parts, real)?;
+        // Per iteration slot: `groups` rows of partial sums over each group's
+        // contiguous [J/groups][P_total] block of error partials.
+        let group_items = (j / groups) * parts_total;
+        let hist_parts = reduce_rows::parts(group_items);
+        let hist = ctx.alloc(HISTORY * groups * hist_parts, real)?;
         let counters = ctx.upload_u32(&[0, 0])?;
 
         let rp = |rows: usize, items: usize, mode: u32, offset: usize, total: usize| {
@@ -302,15 +308,15 @@ impl GpuRrr {
             ],
             (p.group_ptr.len() - 1) as u64,
         )?;
-        let err_final_params = rp(1, j * parts_total, reduce_rows::MODE_SUM, 0, hist_parts);
+        let err_final_params = rp(groups, group_items, reduce_rows::MODE_SUM, 0, hist_parts);
         let err_final_uniform = ctx.uniform(&err_final_params)?;
         let d_err_final = reduce(
             &err_final_uniform,
             &errpart,
             &errpart,
             &hist,
-            1,
-            j * parts_total,
+            groups,
+            group_items,
         )?;
         Ok(GpuRrr {
             ctx: ctx.clone(),
@@ -323,6 +329,7 @@ impl GpuRrr {
             wa,
             hist,
             hist_parts,
+            groups,
             counters,
             step_scalars,
             err_final_uniform,
@@ -361,13 +368,16 @@ impl GpuRrr {
         v
     }
 
-    fn read_history(&self, count: usize, out: &mut Vec<f64>) -> Result<()> {
-        let raw = self.hist.read_real_range(0, count * self.hist_parts)?;
-        let inv_k = 1.0 / self.items.max(1) as f64;
-        out.extend(
-            raw.chunks(self.hist_parts)
-                .map(|c| (c.iter().sum::<f64>() * inv_k).max(0.0).sqrt()),
-        );
+    fn read_history(&self, count: usize, rep: &mut IterReport) -> Result<()> {
+        let per_slot = self.groups * self.hist_parts;
+        let raw = self.hist.read_real_range(0, count * per_slot)?;
+        for slot in raw.chunks(per_slot) {
+            let sums: Vec<f64> = slot
+                .chunks(self.hist_parts)
+                .map(|c| c.iter().sum())
+                .collect();
+            rep.push_group_sums(&sums, self.items);
+        }
         Ok(())
     }
 }
@@ -408,7 +418,7 @@ impl RrrEngine for GpuRrr {
         let mut rep = IterReport::default();
         let mut pending = 0;
         for it in 0..iters {
-            self.err_final_params.parts_offset = (pending * self.hist_parts) as u32;
+            self.err_final_params.parts_offset = (pending * self.groups * self.hist_parts) as u32;
             self.err_final_uniform.write_uniform(&self.err_final_params);
             // One compute pass per iteration: fewer pass boundaries, same barriers.
             let mut all = self.project_a();
@@ -427,11 +437,23 @@ impl RrrEngine for GpuRrr {
             let check = tol > 0.0 && rep.iterations % check_every == 0;
             if last || check || pending == HISTORY {
                 let start = rep.errors.len();
-                self.read_history(pending, &mut rep.errors)?;
+                self.read_history(pending, &mut rep)?;
                 pending = 0;
-                if tol > 0.0 && rep.errors[start..].iter().any(|&e| e < tol) {
-                    rep.converged = true;
-                    break;
+                if tol > 0.0 {
+                    // Stop once, at some iteration of this window, every group has been below tol.
+                    let hit = (start..rep.errors.len()).any(|i| {
+                        if rep.group_errors.is_empty() {
+                            rep.errors[i] < tol
+                        } else {
+                            rep.group_errors
+                                .iter()
+                                .all(|g| g[..=i].iter().any(|&e| e < tol))
+                        }
+                    });
+                    if hit {
+                        rep.converged = true;
+                        break;
+                    }
                 }
             }
         }

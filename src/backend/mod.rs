@@ -160,8 +160,8 @@ impl Backend {
     pub fn rrr_engine(&self, problem: &RrrProblem, items: usize) -> Result<Box<dyn RrrEngine>> {
         match &self.inner {
             Inner::Cpu => Ok(match self.precision {
-                Precision::F32 => Box::new(cpu_rrr::CpuRrr::<f32>::new(problem, items)),
-                Precision::F64 => Box::new(cpu_rrr::CpuRrr::<f64>::new(problem, items)),
+                Precision::F32 => Box::new(cpu_rrr::CpuRrr::<f32>::new(problem, items)?),
+                Precision::F64 => Box::new(cpu_rrr::CpuRrr::<f64>::new(problem, items)?),
             }),
             Inner::Gpu(ctx) => Ok(Box::new(gpu_rrr::GpuRrr::new(
                 ctx,

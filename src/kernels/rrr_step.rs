@@ -203,9 +203,15 @@ pub fn reference(
 
 /// CPU backend: bilinear nodes in parallel (their in-edge blocks of x and w
 /// are disjoint because edges are sorted by destination), items innermost.
-/// Returns the summed error Σ err and the exception counts.
-pub fn cpu<T: Real>(inp: &StepInputs<'_, T>, st: &mut StepState<'_, T>) -> (f64, StepCounts) {
+/// Writes each bilinear node's error sum (over items) to `node_err` and
+/// returns the total Σ err and the exception counts.
+pub fn cpu<T: Real>(
+    inp: &StepInputs<'_, T>,
+    st: &mut StepState<'_, T>,
+    node_err: &mut [f64],
+) -> (f64, StepCounts) {
     let kk = inp.items;
+    node_err.fill(0.0);
     if kk == 0 || inp.bil.is_empty() {
         return (0.0, StepCounts::default());
     }
@@ -298,19 +304,15 @@ pub fn cpu<T: Real>(inp: &StepInputs<'_, T>, st: &mut StepState<'_, T>) -> (f64,
         (err.iter().map(|v| v.to_f64()).sum(), counts)
     };
     let work = (inp.in_ptr[inp.in_ptr.len() - 1] as usize) * kk;
-    let reduce = |(a, mut ca): (f64, StepCounts), (b, cb): (f64, StepCounts)| {
-        ca += cb;
-        (a + b, ca)
-    };
-    if parallel_enough(work) {
-        inp.bil
-            .par_iter()
-            .map(node)
-            .reduce(|| (0.0, StepCounts::default()), reduce)
+    let per_node: Vec<(f64, StepCounts)> = if parallel_enough(work) {
+        inp.bil.par_iter().map(node).collect()
     } else {
-        inp.bil
-            .iter()
-            .map(node)
-            .fold((0.0, StepCounts::default()), reduce)
+        inp.bil.iter().map(node).collect()
+    };
+    let mut counts = StepCounts::default();
+    for (jj, (e, c)) in per_node.iter().enumerate() {
+        node_err[jj] = *e;
+        counts += *c;
     }
+    (node_err.iter().sum(), counts)
 }

@@ -350,3 +350,114 @@ pub fn train_online(
     }
     Ok((w, stats))
 }
+
+/// Several random starts of exact NMF of `y` solved together as one RRR
+/// problem: the disjoint union of one graph per start, each start's
+/// RRR_err tracked as its own error group. Small problems (LEDM) then fill
+/// a device; every start stops counting at its own solve. Start `a` uses
+/// seed `seeds[a]` and is identical in exact arithmetic to [`solve`] with
+/// that seed.
+pub fn solve_batched(
+    backend: &Backend,
+    rank: usize,
+    omega: f64,
+    y: &DMatrix<f64>,
+    seeds: &[u64],
+    s: &SolveSettings,
+    mut on_progress: impl FnMut(usize),
+) -> Result<Vec<RunResult>> {
+    let t0 = std::time::Instant::now();
+    let (kk, dim) = y.shape();
+    let single = Nmf::new(rank, dim, omega)?;
+    let runs = seeds.len();
+    let per_nodes = rank + dim;
+    let per_edges = single.problem.edges();
+    let mut edges = Vec::with_capacity(runs * per_edges);
+    for a in 0..runs {
+        let off = (a * per_nodes) as u32;
+        edges.extend(
+            single
+                .problem
+                .src
+                .iter()
+                .zip(&single.problem.dst)
+                .map(|(&i, &j)| (off + i, off + j)),
+        );
+    }
+    let mut p = RrrProblem::from_edges(runs * per_nodes, &edges, WeightGroups::BySource)?;
+    for a in 0..runs {
+        for i in 0..rank {
+            p.kind[a * per_nodes + i] = NODE_NONNEG;
+        }
+    }
+    p.clamp_weights = true;
+    p.mode = MODE_NMF;
+    p.omega = omega;
+    p.err_groups = runs;
+    // Runs are contiguous blocks of edges (sorted by destination) and of node rows.
+    let mut st = RrrState::zeros(&p, kk);
+    for (a, &seed) in seeds.iter().enumerate() {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let w0 = single.random_weights(&mut rng);
+        let one = single.state(&single.encode(&w0, y)?, &w0, y);
+        let (eb, nb) = (a * per_edges * kk, a * per_nodes * kk);
+        st.x[eb..eb + one.x.len()].copy_from_slice(&one.x);
+        st.w[eb..eb + one.w.len()].copy_from_slice(&one.w);
+        st.y[nb..nb + one.y.len()].copy_from_slice(&one.y);
+    }
+    let mut engine = backend.rrr_engine(&p, kk)?;
+    engine.load(&st)?;
+    let mut series: Vec<Vec<f64>> = vec![Vec::new(); runs];
+    let mut solved_at: Vec<Option<usize>> = vec![None; runs];
+    let (mut done, mut degenerate) = (0usize, 0u64);
+    while done < s.max_iter && solved_at.iter().any(Option::is_none) {
+        let n = s.chunk.min(s.max_iter - done);
+        let rep = engine.iterate(n, s.beta, s.tol, s.check_every)?;
+        degenerate += rep.degenerate;
+        let groups: Vec<Vec<f64>> = if runs == 1 {
+            vec![rep.errors.clone()]
+        } else {
+            rep.group_errors
+        };
+        for (a, g) in groups.into_iter().enumerate() {
+            if solved_at[a].is_none() {
+                if let Some(i) = g.iter().position(|&e| e < s.tol) {
+                    solved_at[a] = Some(done + i + 1);
+                    series[a].extend_from_slice(&g[..=i]);
+                } else {
+                    series[a].extend(g);
+                }
+            }
+        }
+        done += rep.iterations;
+        on_progress(done);
+    }
+    let c = engine.consensus()?;
+    let seconds = t0.elapsed().as_secs_f64();
+    let mut out = Vec::with_capacity(runs);
+    for (a, &seed) in seeds.iter().enumerate() {
+        let sub = Consensus {
+            x: c.x[a * per_nodes * kk..(a + 1) * per_nodes * kk].to_vec(),
+            w: c.w[a * per_edges..(a + 1) * per_edges].to_vec(),
+            y: Vec::new(),
+            b: Vec::new(),
+        };
+        let (x, w) = single.factors(&sub, kk);
+        let iterations = solved_at[a].unwrap_or(done);
+        out.push(RunResult {
+            seed,
+            solved: solved_at[a].is_some(),
+            iterations,
+            rrr_err: series[a].last().copied().unwrap_or(f64::NAN),
+            recon_err: recon_err(y, &x, &w),
+            gwms: super::gwms(iterations as u64, kk, per_edges),
+            seconds,
+            // Counted for the whole batch: attribute to the first start.
+            degenerate: if a == 0 { degenerate } else { 0 },
+            series: std::mem::take(&mut series[a]),
+            x,
+            w,
+        });
+    }
+    Ok(out)
+}

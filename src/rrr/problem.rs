@@ -44,6 +44,10 @@ pub struct RrrProblem {
     pub class_margin: f64,
     /// Activation half-width m.
     pub act_margin: f64,
+    /// RRR_err is also reported per group of bilinear nodes: `bil` split
+    /// into this many equal contiguous ranges (independent runs batched as
+    /// a disjoint union of graphs). 1 = one total.
+    pub err_groups: usize,
 }
 
 /// How weights are grouped for the norm constraint.
@@ -107,6 +111,7 @@ impl RrrProblem {
             omega: 1.0,
             class_margin: 0.0,
             act_margin: 0.0,
+            err_groups: 1,
         })
     }
 
@@ -147,6 +152,18 @@ impl RrrProblem {
         p.omega = omega;
         p.class_margin = margin;
         Ok(p)
+    }
+
+    /// Checks that the error groups split the bilinear nodes evenly.
+    pub fn check_groups(&self) -> Result<()> {
+        if self.err_groups == 0 || !self.bil.len().is_multiple_of(self.err_groups) {
+            return Err(Error::Input(format!(
+                "{} bilinear nodes cannot form {} equal error groups",
+                self.bil.len(),
+                self.err_groups
+            )));
+        }
+        Ok(())
     }
 
     /// Number of edges E.
@@ -273,8 +290,35 @@ pub struct IterReport {
     pub degenerate: u64,
     /// Bilinear projections that hit the iteration cap.
     pub not_converged: u64,
-    /// True when RRR_err fell below tol.
+    /// True when RRR_err fell below tol (every group's, with several groups).
     pub converged: bool,
+    /// With `err_groups > 1`: RRR_err of each group after each iteration.
+    pub group_errors: Vec<Vec<f64>>,
+}
+
+impl IterReport {
+    /// Appends iteration errors from per-group error sums (Σ over the
+    /// group's bilinear nodes and items of |b − a|²): total and per group.
+    pub fn push_group_sums(&mut self, sums: &[f64], items: usize) {
+        let inv_k = 1.0 / items.max(1) as f64;
+        let total: f64 = sums.iter().sum();
+        self.errors.push((total * inv_k).max(0.0).sqrt());
+        if sums.len() > 1 {
+            self.group_errors.resize(sums.len(), Vec::new());
+            for (g, &s) in sums.iter().enumerate() {
+                self.group_errors[g].push((s * inv_k).max(0.0).sqrt());
+            }
+        }
+    }
+
+    /// True when the latest errors are all below `tol` (per group when grouped).
+    pub fn below(&self, tol: f64) -> bool {
+        if self.group_errors.is_empty() {
+            self.errors.last().is_some_and(|&e| e < tol)
+        } else {
+            self.group_errors.iter().all(|g| g.iter().any(|&e| e < tol))
+        }
+    }
 }
 
 /// A backend's implementation of RRR iterations on one problem.

@@ -9,7 +9,6 @@ use gradfree::backend::{Backend, DeviceChoice};
 use gradfree::data::letters;
 use gradfree::data::matrix::{TableFormat, load_table, require_nonnegative, to_csv};
 use gradfree::gpu::{BackendChoice, GpuRequest, list_adapters};
-use gradfree::meter::{Meter, SensorKind};
 use gradfree::output::{Common as CommonSummary, NamedTensor, OutDir, Progress, safetensors_bytes};
 use gradfree::output::{png_grid, write_atomic};
 use gradfree::rrr::nmf::{self, Nmf, OnlineSettings, SolveSettings};
@@ -316,12 +315,7 @@ fn rrr_nmf_data(a: &NmfArgs, path: &std::path::Path) -> Result<()> {
             c.precision
         );
     }
-    let kind = if backend.gpu_context().is_some() {
-        SensorKind::Gpu
-    } else {
-        SensorKind::Cpu
-    };
-    let mut meter = Meter::start(kind);
+    let mut meter = backend.start_meter();
     let mut bar = Progress::new(s.epochs as u64, c.quiet, "epochs");
     let (w, stats) = nmf::train_online(&backend, &problem, &y, &s, |e| {
         meter.add_gwms(e.gwms);
@@ -486,12 +480,7 @@ fn rrr_nmf_ledm(a: &NmfArgs) -> Result<()> {
             c.precision
         );
     }
-    let kind = if backend.gpu_context().is_some() {
-        SensorKind::Gpu
-    } else {
-        SensorKind::Cpu
-    };
-    let mut meter = Meter::start(kind);
+    let mut meter = backend.start_meter();
     let mut results = vec![];
     let mut best = None;
     let per_batch = match a.parallel_runs {

@@ -6,9 +6,8 @@
 mod common;
 
 use common::*;
-use gradfree::rrr::{RrrProblem, RrrState, layered_edges};
+use gradfree::rrr::{RrrProblem, layered_edges};
 use gradfree::{Backend, Precision};
-use rand::Rng;
 
 #[test]
 fn chunked_gpu_engine_matches_cpu() {
@@ -18,14 +17,7 @@ fn chunked_gpu_engine_matches_cpu() {
     let p = RrrProblem::classifier(11, &edges, 5, 2, 2.0, 0.1, 1.0).unwrap();
     // 28 edges x 8 bytes = 224 bytes per item: 9 items per chunk, 7 chunks.
     let kk = 61;
-    let mut r = rng(5);
-    let mut s = RrrState::zeros(&p, kk);
-    s.x = uniform(&mut r, p.edges() * kk, -1.0, 1.0);
-    s.w = uniform(&mut r, p.edges() * kk, -1.0, 1.0);
-    s.y = uniform(&mut r, p.nodes * kk, -1.0, 1.0);
-    s.b = uniform(&mut r, p.nodes * kk, -0.2, 0.2);
-    s.data = uniform(&mut r, p.nodes * kk, 0.0, 1.0);
-    s.labels = (0..kk).map(|_| r.random_range(0..2)).collect();
+    let s = random_classifier_state(&p, kk, 5);
     let run = |be: &Backend| {
         let mut e = be.rrr_engine(&p, kk).unwrap();
         e.load(&s).unwrap();

@@ -9,7 +9,6 @@ use common::*;
 use gradfree::rrr::nmf::{self, Nmf, SolveSettings};
 use gradfree::rrr::{RrrProblem, RrrState, layered_edges};
 use gradfree::{Backend, Precision};
-use rand::Rng;
 
 fn classifier() -> (RrrProblem, RrrState) {
     // 4 → 3 → 2 plus a skip edge from an input to a class node.
@@ -17,14 +16,7 @@ fn classifier() -> (RrrProblem, RrrState) {
     edges.push((0, 8));
     let p = RrrProblem::classifier(9, &edges, 4, 2, 2.0, 0.1, 1.0).unwrap();
     let kk = 13;
-    let mut r = rng(11);
-    let mut s = RrrState::zeros(&p, kk);
-    s.x = uniform(&mut r, p.edges() * kk, -1.0, 1.0);
-    s.w = uniform(&mut r, p.edges() * kk, -1.0, 1.0);
-    s.y = uniform(&mut r, p.nodes * kk, -1.0, 1.0);
-    s.b = uniform(&mut r, p.nodes * kk, -0.2, 0.2);
-    s.data = uniform(&mut r, p.nodes * kk, 0.0, 1.0);
-    s.labels = (0..kk).map(|_| r.random_range(0..2)).collect();
+    let s = random_classifier_state(&p, kk, 11);
     (p, s)
 }
 

@@ -97,6 +97,15 @@ impl Backend {
         }
     }
 
+    /// Starts a work/energy meter reading the sensor for this device
+    /// (NVML for GPU runs, else RAPL).
+    pub fn start_meter(&self) -> crate::meter::Meter {
+        crate::meter::Meter::start(match self.inner {
+            Inner::Gpu(_) => crate::meter::SensorKind::Gpu,
+            Inner::Cpu => crate::meter::SensorKind::Cpu,
+        })
+    }
+
     /// Human-readable device description.
     pub fn describe(&self) -> String {
         match &self.inner {

@@ -84,3 +84,21 @@ pub fn tol(p: Precision) -> (f64, f64) {
         Precision::F64 => (1e-11, 1e-12),
     }
 }
+
+/// A random RRR state for a classifier problem: x, w, y uniform in [−1, 1),
+/// small biases, data in [0, 1), labels among 2 classes.
+pub fn random_classifier_state(
+    p: &gradfree::rrr::RrrProblem,
+    items: usize,
+    seed: u64,
+) -> gradfree::rrr::RrrState {
+    let mut r = rng(seed);
+    let mut s = gradfree::rrr::RrrState::zeros(p, items);
+    s.x = uniform(&mut r, p.edges() * items, -1.0, 1.0);
+    s.w = uniform(&mut r, p.edges() * items, -1.0, 1.0);
+    s.y = uniform(&mut r, p.nodes * items, -1.0, 1.0);
+    s.b = uniform(&mut r, p.nodes * items, -0.2, 0.2);
+    s.data = uniform(&mut r, p.nodes * items, 0.0, 1.0);
+    s.labels = (0..items).map(|_| r.random_range(0..2)).collect();
+    s
+}

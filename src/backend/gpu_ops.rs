@@ -336,21 +336,9 @@ pub fn rrr_update(
 /// Copies `src` (u32 words, a multiple of 4) with the copy kernel; returns the copy.
 pub fn copy_words(ctx: &Arc<GpuContext>, src: &[u32]) -> Result<Vec<u32>> {
     assert!(src.len().is_multiple_of(4), "copy works in 16-byte words");
-    let words = src.len() / 4;
-    let params = ctx.uniform(&copy::Params {
-        words: words as u32,
-        pad: [0; 3],
-    })?;
-    let s = ctx.upload_u32(src)?;
-    let dst = ctx.alloc(src.len(), Elem::U32)?;
-    let d = ctx.prepare(
-        &copy::KERNEL,
-        Precision::F32,
-        &[(&params).into(), (&s).into(), (&dst).into()],
-        words as u64,
-    )?;
-    run_one(ctx, &d)?;
-    dst.read_u32()
+    let k = PreparedCopy::bind(ctx, ctx.upload_u32(src)?, src.len() / 4)?;
+    k.run(1)?;
+    k._bufs[2].read_u32()
 }
 
 /// A copy kernel bound once to two buffers of `bytes`, for bandwidth runs.
@@ -366,23 +354,27 @@ impl PreparedCopy {
     /// Allocates source and destination and binds the kernel.
     pub fn new(ctx: &Arc<GpuContext>, bytes: usize) -> Result<Self> {
         let words = (bytes / 16).max(1);
+        Self::bind(ctx, ctx.alloc(words * 4, Elem::U32)?, words)
+    }
+
+    /// Binds the kernel to copy `words` 16-byte words of `src` into a new buffer.
+    fn bind(ctx: &Arc<GpuContext>, src: GpuBuffer, words: usize) -> Result<Self> {
         let params = ctx.uniform(&copy::Params {
             words: words as u32,
             pad: [0; 3],
         })?;
-        let s = ctx.alloc(words * 4, Elem::U32)?;
         let dst = ctx.alloc(words * 4, Elem::U32)?;
         let dispatch = ctx.prepare(
             &copy::KERNEL,
             Precision::F32,
-            &[(&params).into(), (&s).into(), (&dst).into()],
+            &[(&params).into(), (&src).into(), (&dst).into()],
             words as u64,
         )?;
         Ok(PreparedCopy {
             ctx: ctx.clone(),
             dispatch,
             bytes: words * 16,
-            _bufs: [params, s, dst],
+            _bufs: [params, src, dst],
         })
     }
 

@@ -198,6 +198,32 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(300))]
 
     #[test]
+    fn batched_and_warm_started_roots_match_the_single_solver(
+        sums in prop::collection::vec((0.0f64..10.0, 0.0f64..10.0, 0.0f64..2.0, -5.0f64..5.0), 0..=ROOT_BLOCK),
+        nudge in -1e-3f64..1e-3,
+    ) {
+        let mut cold = vec![Root::<f64>::IDENTITY; sums.len()];
+        let mut warm = vec![WarmRoot::NONE; sums.len()];
+        solve_roots(&sums, Some(&mut warm), &mut cold);
+        for (k, &(sp, sm, c, t)) in sums.iter().enumerate() {
+            // Without warm starts the batch is bit-identical to one-at-a-time.
+            prop_assert_eq!(cold[k], solve_root(sp, sm, c, t));
+        }
+        // The next RRR iteration sees nearby sums: warm starts reach the same root.
+        let moved: Vec<_> = sums.iter().map(|&(sp, sm, c, t)| (sp * (1.0 + nudge), sm, c, t + nudge)).collect();
+        let mut again = vec![Root::<f64>::IDENTITY; sums.len()];
+        solve_roots(&moved, Some(&mut warm), &mut again);
+        for (k, &(sp, sm, c, t)) in moved.iter().enumerate() {
+            let want = solve_root(sp, sm, c, t);
+            prop_assert_eq!(again[k].status, want.status);
+            prop_assert_eq!(again[k].positive, want.positive);
+            prop_assert!((again[k].ua - want.ua).abs() <= 1e-13 * (want.ua + 1e-300) + 1e-300
+                || (again[k].s - want.s).abs() <= 1e-13 * want.s,
+                "k {k}: warm {:?} cold {:?}", again[k], want);
+        }
+    }
+
+    #[test]
     fn projection_lands_on_the_set_and_is_idempotent((x, w, y, omega, g) in problem()) {
         let p = project(&x, &w, y, omega, g);
         prop_assume!(p.status != STATUS_DEGENERATE);

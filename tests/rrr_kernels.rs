@@ -337,6 +337,7 @@ fn check_step(c: &StepCase, items: usize, precisions: &[Precision]) {
             w: &mut w,
             y: &mut y,
             b: &mut b,
+            warm: None,
         },
         &mut err,
     );
@@ -351,6 +352,7 @@ fn check_step(c: &StepCase, items: usize, precisions: &[Precision]) {
             w: &mut cw,
             y: &mut cy,
             b: &mut cb,
+            warm: None,
         },
         &mut node_err,
     );

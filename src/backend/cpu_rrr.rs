@@ -2,6 +2,8 @@
 
 use crate::error::Result;
 use crate::kernels::consensus_nodes::{self, NodeInputs};
+use crate::kernels::par::FlushDenormals;
+use crate::kernels::project_bilinear::WarmRoot;
 use crate::kernels::rrr_step::{self, StepInputs, StepState};
 use crate::kernels::{normalize_weights, reduce_rows};
 use crate::real::Real;
@@ -25,6 +27,7 @@ pub(crate) struct CpuRrr<T> {
     bsum: Vec<T>,
     node_err: Vec<f64>,
     group_sums: Vec<f64>,
+    warm: Vec<WarmRoot<T>>,
 }
 
 fn conv<T: Real>(v: &[f64]) -> Vec<T> {
@@ -58,6 +61,7 @@ impl<T: Real> CpuRrr<T> {
             bsum: vec![T::ZERO; n],
             node_err: vec![0.0; p.bil.len()],
             group_sums: vec![0.0; p.err_groups.max(1)],
+            warm: vec![WarmRoot::NONE; p.bil.len() * items],
         })
     }
 
@@ -107,6 +111,7 @@ impl<T: Real> RrrEngine for CpuRrr<T> {
         self.b = conv(&s.b);
         self.data = conv(&s.data);
         self.labels = s.labels.clone();
+        self.warm.fill(WarmRoot::NONE);
         Ok(())
     }
 
@@ -117,6 +122,7 @@ impl<T: Real> RrrEngine for CpuRrr<T> {
         tol: f64,
         _check_every: usize,
     ) -> Result<IterReport> {
+        let _ftz = FlushDenormals::new();
         let mut rep = IterReport::default();
         let kk = self.items;
         for _ in 0..iters {
@@ -151,6 +157,7 @@ impl<T: Real> RrrEngine for CpuRrr<T> {
                 w: &mut self.w,
                 y: &mut self.y,
                 b: &mut self.b,
+                warm: Some(&mut self.warm),
             };
             let (_, counts) = rrr_step::cpu(&inp, &mut st, &mut self.node_err);
             rep.iterations += 1;

@@ -91,6 +91,16 @@ pub struct Root<T> {
 }
 
 impl<T: Real> Root<T> {
+    /// u = 0: the point is already on the set.
+    pub const IDENTITY: Self = Root {
+        ua: T::ZERO,
+        s: T::ONE,
+        inv_den: T::ONE,
+        positive: true,
+        status: STATUS_OK,
+        iterations: 0,
+    };
+
     /// The multiplier u.
     pub fn u(&self) -> T {
         if self.positive { self.ua } else { -self.ua }
@@ -104,54 +114,212 @@ impl<T: Real> Root<T> {
 /// If `G(1/2) ≥ 0` the root is found in `v ∈ (0, 1/2]` (full relative
 /// precision in u), otherwise in `s = 1 − v ∈ (0, 1/2)` (full relative
 /// precision in 1 − |u|).
-// Negated comparisons send NaN inputs to the degenerate branch instead of the solver.
-#[allow(clippy::neg_cmp_op_on_partial_ord)]
 pub fn solve_root<T: Real>(sp: T, sm: T, c: T, t: T) -> Root<T> {
-    let quarter = T::from_f64(0.25);
-    let half = T::from_f64(0.5);
-    let two = T::from_f64(2.0);
-    let aa = sp * quarter;
-    let bb = sm * quarter;
-    let h0 = aa - bb - t;
-    let mut root = Root {
-        ua: T::ZERO,
-        s: T::ONE,
-        inv_den: T::ONE,
-        positive: true,
-        status: STATUS_OK,
-        iterations: 0,
-    };
-    if h0 == T::ZERO {
-        return root;
-    }
-    // Mirror u → −u on the negative side (swap A and B, negate t).
-    let positive = h0 < T::ZERO;
-    root.positive = positive;
-    let (a, b, tt) = if positive { (aa, bb, t) } else { (bb, aa, -t) };
-    if !(a > T::ZERO) {
-        // G(1−) = −b/4 + c − tt must be positive for a root.
-        let g1 = c - b * quarter - tt;
-        if !(g1 > T::ZERO) {
-            root.status = STATUS_DEGENERATE;
-            return root;
+    match RootSearch::start(sp, sm, c, t) {
+        Ok(root) => root,
+        Err(mut search) => {
+            while !search.step() {}
+            search.finish()
         }
     }
-    let ra = a.sqrt();
-    let rb = b.sqrt();
-    // G at v = 1/2: (ra/(1/2))² − (rb/(3/2))² + c/2 − tt.
-    let ta = ra * two;
-    let tb = rb / T::from_f64(1.5);
-    let g_half = ta * ta - tb * tb + c * half - tt;
-    let small = g_half >= T::ZERO;
-    // Unknown q: v (small regime, G increasing) or s (large regime, F(s) = G(1−s) decreasing).
-    // Keep the bracket [lo, hi] with G(v(lo)) < 0 < G(v(hi)) in v-orientation.
-    let mut lo = T::ZERO;
-    let mut hi = half;
-    let mut q = if small { T::ZERO } else { half };
-    let mut status = STATUS_NOT_CONVERGED;
-    let mut it = 0;
-    while it < MAX_ITER {
-        it += 1;
+}
+
+/// Solves many roots at once, advancing all unfinished searches one
+/// Newton/bisection step per sweep: the searches are independent, so their
+/// division chains overlap in the CPU pipeline instead of running back to
+/// back. `inputs[k] = (sp, sm, c, t)`; at most [`ROOT_BLOCK`] problems.
+///
+/// Without `warm` the results are bit-identical to [`solve_root`]. With
+/// `warm` (one slot per problem, kept between calls) each search starts
+/// from the previous call's root when it lies on the same side and in the
+/// same regime: RRR moves the point little per iteration, so one or two
+/// Newton steps replace five or six. The root found is the same to within
+/// the stopping tolerance.
+pub fn solve_roots<T: Real>(
+    inputs: &[(T, T, T, T)],
+    mut warm: Option<&mut [WarmRoot<T>]>,
+    out: &mut [Root<T>],
+) {
+    assert!(inputs.len() <= ROOT_BLOCK && out.len() >= inputs.len());
+    let mut searches = [RootSearch::<T>::IDLE; ROOT_BLOCK];
+    let mut active = [false; ROOT_BLOCK];
+    let mut left = 0;
+    for (k, &(sp, sm, c, t)) in inputs.iter().enumerate() {
+        match RootSearch::start(sp, sm, c, t) {
+            Ok(root) => {
+                out[k] = root;
+                if let Some(w) = warm.as_deref_mut() {
+                    w[k] = WarmRoot::NONE;
+                }
+            }
+            Err(mut search) => {
+                if let Some(w) = warm.as_deref() {
+                    search.warm_start(w[k]);
+                }
+                searches[k] = search;
+                active[k] = true;
+                left += 1;
+            }
+        }
+    }
+    let n = inputs.len();
+    while left > 0 {
+        for k in 0..n {
+            if active[k] && searches[k].step() {
+                out[k] = searches[k].finish();
+                if let Some(w) = warm.as_deref_mut() {
+                    w[k] = searches[k].warm();
+                }
+                active[k] = false;
+                left -= 1;
+            }
+        }
+    }
+}
+
+/// A previous root kept to start the next search from (see [`solve_roots`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct WarmRoot<T> {
+    q: T,
+    tag: u8,
+}
+
+const WARM_VALID: u8 = 1;
+const WARM_SMALL: u8 = 2;
+const WARM_POSITIVE: u8 = 4;
+
+impl<T: Real> WarmRoot<T> {
+    /// No previous root.
+    pub const NONE: Self = WarmRoot { q: T::ZERO, tag: 0 };
+}
+
+/// Most problems one [`solve_roots`] call takes.
+pub const ROOT_BLOCK: usize = 16;
+
+/// A root search in progress (the state of [`solve_root`]'s loop).
+#[derive(Clone, Copy, Debug)]
+pub struct RootSearch<T> {
+    ra: T,
+    rb: T,
+    c: T,
+    tt: T,
+    small: bool,
+    positive: bool,
+    lo: T,
+    hi: T,
+    q: T,
+    it: u32,
+    status: u32,
+}
+
+impl<T: Real> RootSearch<T> {
+    const IDLE: Self = RootSearch {
+        ra: T::ZERO,
+        rb: T::ZERO,
+        c: T::ZERO,
+        tt: T::ZERO,
+        small: true,
+        positive: true,
+        lo: T::ZERO,
+        hi: T::ZERO,
+        q: T::ZERO,
+        it: 0,
+        status: STATUS_NOT_CONVERGED,
+    };
+
+    /// Sets up the search; `Ok` when the answer needs no iteration.
+    // Negated comparisons send NaN inputs to the degenerate branch instead of the solver.
+    #[allow(clippy::neg_cmp_op_on_partial_ord)]
+    pub fn start(sp: T, sm: T, c: T, t: T) -> Result<Root<T>, Self> {
+        let quarter = T::from_f64(0.25);
+        let half = T::from_f64(0.5);
+        let two = T::from_f64(2.0);
+        let aa = sp * quarter;
+        let bb = sm * quarter;
+        let h0 = aa - bb - t;
+        let mut root = Root {
+            ua: T::ZERO,
+            s: T::ONE,
+            inv_den: T::ONE,
+            positive: true,
+            status: STATUS_OK,
+            iterations: 0,
+        };
+        if h0 == T::ZERO {
+            return Ok(root);
+        }
+        // Mirror u → −u on the negative side (swap A and B, negate t).
+        let positive = h0 < T::ZERO;
+        root.positive = positive;
+        let (a, b, tt) = if positive { (aa, bb, t) } else { (bb, aa, -t) };
+        if !(a > T::ZERO) {
+            // G(1−) = −b/4 + c − tt must be positive for a root.
+            let g1 = c - b * quarter - tt;
+            if !(g1 > T::ZERO) {
+                root.status = STATUS_DEGENERATE;
+                return Ok(root);
+            }
+        }
+        let ra = a.sqrt();
+        let rb = b.sqrt();
+        // G at v = 1/2: (ra/(1/2))² − (rb/(3/2))² + c/2 − tt.
+        let ta = ra * two;
+        let tb = rb / T::from_f64(1.5);
+        let g_half = ta * ta - tb * tb + c * half - tt;
+        let small = g_half >= T::ZERO;
+        // Unknown q: v (small regime, G increasing) or s (large regime, F(s) = G(1−s) decreasing).
+        // Keep the bracket [lo, hi] with G(v(lo)) < 0 < G(v(hi)) in v-orientation.
+        Err(RootSearch {
+            ra,
+            rb,
+            c,
+            tt,
+            small,
+            positive,
+            lo: T::ZERO,
+            hi: half,
+            q: if small { T::ZERO } else { half },
+            it: 0,
+            status: STATUS_NOT_CONVERGED,
+        })
+    }
+
+    fn tag(&self) -> u8 {
+        WARM_VALID
+            | if self.small { WARM_SMALL } else { 0 }
+            | if self.positive { WARM_POSITIVE } else { 0 }
+    }
+
+    /// Starts from a previous root when it is on the same side, in the same
+    /// regime, and strictly inside the bracket.
+    pub fn warm_start(&mut self, w: WarmRoot<T>) {
+        if w.tag == self.tag() && w.q > self.lo && w.q < self.hi {
+            self.q = w.q;
+        }
+    }
+
+    /// This search's root, to warm-start the next one.
+    pub fn warm(&self) -> WarmRoot<T> {
+        if self.status == STATUS_OK {
+            WarmRoot {
+                q: self.q,
+                tag: self.tag(),
+            }
+        } else {
+            WarmRoot::NONE
+        }
+    }
+
+    /// One Newton (or bisection) step; true when the search is over.
+    pub fn step(&mut self) -> bool {
+        if self.it >= MAX_ITER {
+            return true;
+        }
+        let half = T::from_f64(0.5);
+        let two = T::from_f64(2.0);
+        let (ra, rb, c, tt, small) = (self.ra, self.rb, self.c, self.tt, self.small);
+        let q = self.q;
+        self.it += 1;
         let (om, op) = if small {
             (T::ONE - q, T::ONE + q)
         } else {
@@ -164,52 +332,63 @@ pub fn solve_root<T: Real>(sp: T, sm: T, c: T, t: T) -> Root<T> {
         let vq = if small { q } else { T::ONE - q };
         let g = xa * xa - xb * xb + c * vq - tt;
         if g == T::ZERO {
-            status = STATUS_OK;
-            break;
+            self.status = STATUS_OK;
+            return true;
         }
         // dG/dv = 2a/(1−v)³ + 2b/(1+v)³ + c > 0; dq/dv = ±1.
         let gp = two * xa * xa * r1 + two * xb * xb * r2 + c;
         // In q-orientation the function is G (small) or −G (large).
         let (fq, fpq) = if small { (g, gp) } else { (-g, gp) };
         if fq < T::ZERO {
-            lo = q;
+            self.lo = q;
         } else {
-            hi = q;
+            self.hi = q;
         }
         let newton = q - fq / fpq;
-        let inside = newton > lo && newton < hi;
+        let inside = newton > self.lo && newton < self.hi;
         // G is zero to within the rounding of its own terms: f32 cannot do
         // better when A ≈ B, so stop here (with the Newton polish if it stays inside).
         let floor = T::from_f64(4.0) * T::EPSILON * (xa * xa + xb * xb + (c * vq).abs() + tt.abs());
         if g.abs() <= floor {
             if inside {
-                q = newton;
+                self.q = newton;
             }
-            status = STATUS_OK;
-            break;
+            self.status = STATUS_OK;
+            return true;
         }
-        let next = if inside { newton } else { (lo + hi) * half };
+        let next = if inside {
+            newton
+        } else {
+            (self.lo + self.hi) * half
+        };
         let step = (next - q).abs();
-        if step <= T::from_f64(4.0) * T::EPSILON * next || next == lo || next == hi {
+        if step <= T::from_f64(4.0) * T::EPSILON * next || next == self.lo || next == self.hi {
             if next > T::ZERO {
-                q = next;
+                self.q = next;
             }
-            status = STATUS_OK;
-            break;
+            self.status = STATUS_OK;
+            return true;
         }
-        q = next;
+        self.q = next;
+        false
     }
-    if small {
-        root.ua = q;
-        root.s = T::ONE - q;
-    } else {
-        root.s = q;
-        root.ua = T::ONE - q;
+
+    /// The root found.
+    pub fn finish(&self) -> Root<T> {
+        let (ua, s) = if self.small {
+            (self.q, T::ONE - self.q)
+        } else {
+            (T::ONE - self.q, self.q)
+        };
+        Root {
+            ua,
+            s,
+            inv_den: T::ONE / (s * (T::ONE + ua)),
+            positive: self.positive,
+            status: self.status,
+            iterations: self.it,
+        }
     }
-    root.inv_den = T::ONE / (root.s * (T::ONE + root.ua));
-    root.status = status;
-    root.iterations = it;
-    root
 }
 
 /// Applies a root to one coordinate pair: returns `(x', w')`.

@@ -14,8 +14,11 @@
 //! Memory per (k, e) and iteration: read x, w, xa twice, write x, w once
 //! (wa is per edge, cached). Twin of `shaders/rrr_step.wgsl`.
 
-use super::par::{SharedMut, parallel_enough};
-use super::project_bilinear::{STATUS_DEGENERATE, STATUS_NOT_CONVERGED, apply_root, solve_root};
+use super::par::{FlushDenormals, SharedMut, parallel_enough};
+use super::project_bilinear::{
+    ROOT_BLOCK, Root, STATUS_DEGENERATE, STATUS_NOT_CONVERGED, WarmRoot, apply_root, solve_root,
+    solve_roots,
+};
 use crate::gpu::{Bind, Kernel};
 use crate::real::Real;
 use rayon::prelude::*;
@@ -115,6 +118,9 @@ pub struct StepState<'a, T> {
     pub y: &'a mut [T],
     /// b [N][K].
     pub b: &'a mut [T],
+    /// Previous roots [J][K] to warm-start the root finder from (CPU only;
+    /// `None` solves every root from scratch like the WGSL kernel).
+    pub warm: Option<&'a mut [WarmRoot<T>]>,
 }
 
 /// Counts of exceptional projections in one step.
@@ -219,8 +225,12 @@ pub fn cpu<T: Real>(
     let ws = SharedMut::new(st.w);
     let ys = SharedMut::new(st.y);
     let bs = SharedMut::new(st.b);
+    let warm_len = st.warm.as_ref().map_or(0, |w| w.len());
+    assert!(warm_len == 0 || warm_len == inp.bil.len() * kk);
+    let warms = st.warm.as_deref_mut().map(SharedMut::new);
     let two = T::from_f64(2.0);
-    let node = |&j: &u32| -> (f64, StepCounts) {
+    let node = |(jj, &j): (usize, &u32)| -> (f64, StepCounts) {
+        let _ftz = FlushDenormals::new();
         let j = j as usize;
         let (e0, e1) = (inp.in_ptr[j] as usize, inp.in_ptr[j + 1] as usize);
         // SAFETY: in-edge blocks and node rows of distinct bilinear nodes are disjoint.
@@ -228,86 +238,99 @@ pub fn cpu<T: Real>(
         let w = unsafe { ws.slice(e0 * kk, (e1 - e0) * kk) };
         let y = unsafe { ys.slice(j * kk, kk) };
         let b = unsafe { bs.slice(j * kk, kk) };
-        let mut sp = vec![T::ZERO; kk];
-        let mut sm = vec![T::ZERO; kk];
-        for (le, e) in (e0..e1).enumerate() {
-            let xa = &inp.xa[inp.src[e] as usize * kk..][..kk];
-            let wa = inp.wa[e];
-            let xr = &x[le * kk..(le + 1) * kk];
-            let wr = &w[le * kk..(le + 1) * kk];
-            for k in 0..kk {
-                let rx = two * xa[k] - xr[k];
-                let rw = two * wa - wr[k];
-                sp[k] += (rx + rw) * (rx + rw);
-                sm[k] += (rx - rw) * (rx - rw);
-            }
-        }
+        let mut warm = warms.as_ref().map(|ws| unsafe { ws.slice(jj * kk, kk) });
         let g = inp.metric[j];
-        let ya = &inp.ya[j * kk..(j + 1) * kk];
         let mut counts = StepCounts::default();
-        let mut ry = vec![T::ZERO; kk];
-        let roots: Vec<_> = (0..kk)
-            .map(|k| {
+        let mut total = 0.0f64;
+        // Items in blocks of ROOT_BLOCK: scratch lives on the stack and the
+        // block's roots are solved interleaved.
+        let mut k0 = 0;
+        while k0 < kk {
+            let n = ROOT_BLOCK.min(kk - k0);
+            let mut sp = [T::ZERO; ROOT_BLOCK];
+            let mut sm = [T::ZERO; ROOT_BLOCK];
+            for (le, e) in (e0..e1).enumerate() {
+                let xa = &inp.xa[inp.src[e] as usize * kk + k0..][..n];
+                let wa = inp.wa[e];
+                let xr = &x[le * kk + k0..][..n];
+                let wr = &w[le * kk + k0..][..n];
+                for i in 0..n {
+                    let rx = two * xa[i] - xr[i];
+                    let rw = two * wa - wr[i];
+                    sp[i] += (rx + rw) * (rx + rw);
+                    sm[i] += (rx - rw) * (rx - rw);
+                }
+            }
+            let ya = &inp.ya[j * kk + k0..][..n];
+            let mut ry = [T::ZERO; ROOT_BLOCK];
+            let mut problems = [(T::ZERO, T::ZERO, T::ZERO, T::ZERO); ROOT_BLOCK];
+            for i in 0..n {
                 let (c, t) = if inp.mode == MODE_FREE_Y {
-                    ry[k] = two * ya[k] - y[k];
-                    (inp.omega * inp.omega / g, inp.omega * ry[k])
+                    ry[i] = two * ya[i] - y[k0 + i];
+                    (inp.omega * inp.omega / g, inp.omega * ry[i])
                 } else {
-                    (T::ZERO, y[k])
+                    (T::ZERO, y[k0 + i])
                 };
-                let r = solve_root(sp[k], sm[k], c, t);
+                problems[i] = (sp[i], sm[i], c, t);
+            }
+            let mut roots = [Root::<T>::IDENTITY; ROOT_BLOCK];
+            let warm_block = warm.as_deref_mut().map(|w| &mut w[k0..k0 + n]);
+            solve_roots(&problems[..n], warm_block, &mut roots);
+            for r in &roots[..n] {
                 counts.degenerate += (r.status == STATUS_DEGENERATE) as u64;
                 counts.not_converged += (r.status == STATUS_NOT_CONVERGED) as u64;
-                r
-            })
-            .collect();
-        let mut err = vec![T::ZERO; kk];
-        for (le, e) in (e0..e1).enumerate() {
-            let xa = &inp.xa[inp.src[e] as usize * kk..][..kk];
-            let wa = inp.wa[e];
-            let xr = &mut x[le * kk..(le + 1) * kk];
-            let wr = &mut w[le * kk..(le + 1) * kk];
-            for k in 0..kk {
-                let rx = two * xa[k] - xr[k];
-                let rw = two * wa - wr[k];
-                let (xb, wb) = if roots[k].status == STATUS_DEGENERATE {
-                    (rx, rw)
-                } else {
-                    apply_root(rx, rw, &roots[k])
-                };
-                let dx = xb - xa[k];
-                let dw = wb - wa;
-                xr[k] += inp.beta * dx;
-                wr[k] += inp.beta * dw;
-                err[k] += dx * dx + dw * dw;
             }
-        }
-        if inp.mode == MODE_FREE_Y {
-            for k in 0..kk {
-                let yb = if roots[k].status == STATUS_DEGENERATE {
-                    ry[k]
-                } else {
-                    ry[k] - inp.omega * roots[k].u() / g
-                };
-                let dy = yb - ya[k];
-                y[k] += inp.beta * dy;
-                err[k] += g * dy * dy;
+            let mut err = [T::ZERO; ROOT_BLOCK];
+            for (le, e) in (e0..e1).enumerate() {
+                let xa = &inp.xa[inp.src[e] as usize * kk + k0..][..n];
+                let wa = inp.wa[e];
+                let xr = &mut x[le * kk + k0..][..n];
+                let wr = &mut w[le * kk + k0..][..n];
+                for i in 0..n {
+                    let rx = two * xa[i] - xr[i];
+                    let rw = two * wa - wr[i];
+                    let (xb, wb) = if roots[i].status == STATUS_DEGENERATE {
+                        (rx, rw)
+                    } else {
+                        apply_root(rx, rw, &roots[i])
+                    };
+                    let dx = xb - xa[i];
+                    let dw = wb - wa;
+                    xr[i] += inp.beta * dx;
+                    wr[i] += inp.beta * dw;
+                    err[i] += dx * dx + dw * dw;
+                }
             }
-        }
-        if let Some(bm) = inp.bias_mean {
-            let ba = &inp.ba[j * kk..(j + 1) * kk];
-            for k in 0..kk {
-                let db = bm[j] - ba[k];
-                b[k] += inp.beta * db;
-                err[k] += g * db * db;
+            if inp.mode == MODE_FREE_Y {
+                for i in 0..n {
+                    let yb = if roots[i].status == STATUS_DEGENERATE {
+                        ry[i]
+                    } else {
+                        ry[i] - inp.omega * roots[i].u() / g
+                    };
+                    let dy = yb - ya[i];
+                    y[k0 + i] += inp.beta * dy;
+                    err[i] += g * dy * dy;
+                }
             }
+            if let Some(bm) = inp.bias_mean {
+                let ba = &inp.ba[j * kk + k0..][..n];
+                for i in 0..n {
+                    let db = bm[j] - ba[i];
+                    b[k0 + i] += inp.beta * db;
+                    err[i] += g * db * db;
+                }
+            }
+            total += err[..n].iter().map(|v| v.to_f64()).sum::<f64>();
+            k0 += n;
         }
-        (err.iter().map(|v| v.to_f64()).sum(), counts)
+        (total, counts)
     };
     let work = (inp.in_ptr[inp.in_ptr.len() - 1] as usize) * kk;
     let per_node: Vec<(f64, StepCounts)> = if parallel_enough(work) {
-        inp.bil.par_iter().map(node).collect()
+        inp.bil.par_iter().enumerate().map(node).collect()
     } else {
-        inp.bil.iter().map(node).collect()
+        inp.bil.iter().enumerate().map(node).collect()
     };
     let mut counts = StepCounts::default();
     for (jj, (e, c)) in per_node.iter().enumerate() {

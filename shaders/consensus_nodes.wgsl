@@ -77,6 +77,10 @@ fn consensus_nodes(
             bv = o.z;
         }
         case NODE_CLASS: {
+            // Exempted items (label 0xffffffff) keep their class variables.
+            if (labels[k] == 0xffffffffu) {
+                break;
+            }
             let o = class_proj(yv, bv, labels[k] == node_param[i], scalars[0]);
             yv = o.x;
             bv = o.y;

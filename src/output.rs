@@ -246,3 +246,34 @@ pub fn png_grid(
         .map_err(|e| Error::Input(format!("PNG encoding: {e}")))?;
     Ok(bytes)
 }
+
+/// Tensors by name: (shape, row-major values).
+pub type TensorMap = std::collections::HashMap<String, (Vec<usize>, Vec<f64>)>;
+
+/// Reads F64 tensors and the `gradfree` metadata written by [`safetensors_bytes`].
+pub fn read_safetensors(bytes: &[u8]) -> Result<(TensorMap, serde_json::Value)> {
+    use safetensors::SafeTensors;
+    let bad = |why: String| Error::Input(format!("not a readable safetensors file: {why}"));
+    let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| bad(e.to_string()))?;
+    let meta = header
+        .metadata()
+        .as_ref()
+        .and_then(|m| m.get("gradfree"))
+        .map(|s| serde_json::from_str(s).map_err(|e| bad(e.to_string())))
+        .transpose()?
+        .unwrap_or(serde_json::Value::Null);
+    let st = SafeTensors::deserialize(bytes).map_err(|e| bad(e.to_string()))?;
+    let mut out = std::collections::HashMap::new();
+    for (name, view) in st.tensors() {
+        if view.dtype() != safetensors::Dtype::F64 {
+            return Err(bad(format!("tensor {name} is not F64")));
+        }
+        let data = view
+            .data()
+            .chunks_exact(8)
+            .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")))
+            .collect();
+        out.insert(name, (view.shape().to_vec(), data));
+    }
+    Ok((out, meta))
+}

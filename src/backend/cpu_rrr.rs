@@ -5,7 +5,7 @@ use crate::kernels::consensus_nodes::{self, NodeInputs};
 use crate::kernels::par::FlushDenormals;
 use crate::kernels::project_bilinear::WarmRoot;
 use crate::kernels::rrr_step::{self, StepInputs, StepState};
-use crate::kernels::{normalize_weights, reduce_rows};
+use crate::kernels::{class_select, normalize_weights, reduce_rows};
 use crate::real::Real;
 use crate::rrr::{Consensus, IterReport, RrrEngine, RrrProblem, RrrState};
 
@@ -19,6 +19,7 @@ pub(crate) struct CpuRrr<T> {
     b: Vec<T>,
     data: Vec<T>,
     labels: Vec<u32>,
+    eff: Vec<u32>,
     xa: Vec<T>,
     ya: Vec<T>,
     ba: Vec<T>,
@@ -52,6 +53,7 @@ impl<T: Real> CpuRrr<T> {
             y: conv(&s.y),
             b: conv(&s.b),
             data: conv(&s.data),
+            eff: s.labels.clone(),
             labels: s.labels,
             xa: vec![T::ZERO; n * items],
             ya: vec![T::ZERO; n * items],
@@ -67,13 +69,31 @@ impl<T: Real> CpuRrr<T> {
 
     /// PA(z): node consensus and weight consensus.
     fn project_a(&mut self) {
+        if self.p.select_mode != class_select::MODE_NONE {
+            let sel = class_select::SelectInputs {
+                items: self.items,
+                first_class: self.p.first_class,
+                classes: self.p.classes,
+                metric: &self.metric,
+                margin: T::from_f64(self.p.class_margin),
+                y: &self.y,
+                b: &self.b,
+                labels: &self.labels,
+            };
+            class_select::cpu(
+                &sel,
+                self.p.select_mode,
+                self.p.select_budget,
+                &mut self.eff,
+            );
+        }
         let inp = NodeInputs {
             items: self.items,
             out_ptr: &self.p.out_ptr,
             out_edges: &self.p.out_edges,
             kind: &self.p.kind,
             param: &self.p.param,
-            labels: &self.labels,
+            labels: &self.eff,
             class_margin: T::from_f64(self.p.class_margin),
             act_margin: T::from_f64(self.p.act_margin),
             x: &self.x,
@@ -111,6 +131,7 @@ impl<T: Real> RrrEngine for CpuRrr<T> {
         self.b = conv(&s.b);
         self.data = conv(&s.data);
         self.labels = s.labels.clone();
+        self.eff = s.labels.clone();
         self.warm.fill(WarmRoot::NONE);
         Ok(())
     }
@@ -186,6 +207,10 @@ impl<T: Real> RrrEngine for CpuRrr<T> {
             data: back(&self.data),
             labels: self.labels.clone(),
         })
+    }
+
+    fn labels_used(&mut self) -> Result<Vec<u32>> {
+        Ok(self.eff.clone())
     }
 
     fn consensus(&mut self) -> Result<Consensus> {

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use crate::error::{Error, Result};
 use crate::gpu::buffer::Elem;
 use crate::gpu::{BindRef, Dispatch, GpuBuffer, GpuContext};
-use crate::kernels::{consensus_nodes, normalize_weights, reduce_rows, rrr_step};
+use crate::kernels::{class_select, consensus_nodes, normalize_weights, reduce_rows, rrr_step};
 use crate::real::Precision;
 use crate::rrr::{Consensus, IterReport, RrrEngine, RrrProblem, RrrState};
 
@@ -35,10 +35,15 @@ struct Chunk {
     y: GpuBuffer,
     b: GpuBuffer,
     data: GpuBuffer,
+    /// Given labels.
+    given: GpuBuffer,
+    /// Effective labels the class nodes use (given, exempted or relabeled).
     labels: GpuBuffer,
     xa: GpuBuffer,
     ya: GpuBuffer,
     ba: GpuBuffer,
+    /// Class selection (exemptions/relabeling): keys, then selection.
+    d_select: Option<(Dispatch, Dispatch)>,
     d_nodes: Dispatch,
     d_reduce_w: Dispatch,
     d_reduce_b: Option<Dispatch>,
@@ -155,6 +160,9 @@ impl GpuRrr {
         let hist_parts = reduce_rows::parts(group_items);
         let hist = ctx.alloc(HISTORY * groups * hist_parts, real)?;
         let counters = ctx.upload_u32(&[0, 0])?;
+        let selecting = p.select_mode != class_select::MODE_NONE;
+        let keys = ctx.alloc(kk.max(1), real)?;
+        let select_scalars = ctx.upload_real(&[p.class_margin], precision)?;
 
         let rp = |rows: usize, items: usize, mode: u32, offset: usize, total: usize| {
             reduce_rows::Params {
@@ -191,10 +199,39 @@ impl GpuRrr {
             let b = ctx.alloc(n * ck, real)?;
             let data = ctx.alloc(n * ck, real)?;
             let labels = ctx.alloc(ck, Elem::U32)?;
+            let given = ctx.alloc(ck, Elem::U32)?;
+            let select_params = ctx.uniform(&class_select::Params {
+                items: ck as u32,
+                offset: start as u32,
+                items_total: kk as u32,
+                first_class: p.first_class as u32,
+                classes: p.classes as u32,
+                mode: p.select_mode,
+                budget: p.select_budget as u32,
+                pad: 0,
+            })?;
             let xa = ctx.alloc(n * ck, real)?;
             let ya = ctx.alloc(n * ck, real)?;
             let ba = ctx.alloc(n * ck, real)?;
             let err = ctx.alloc(j * ck, real)?;
+            let d_select = if selecting {
+                let binds: Vec<BindRef<'_>> = vec![
+                    (&select_params).into(),
+                    (&select_scalars).into(),
+                    (&metric).into(),
+                    (&y).into(),
+                    (&b).into(),
+                    (&given).into(),
+                    (&keys).into(),
+                    (&labels).into(),
+                ];
+                Some((
+                    ctx.prepare(&class_select::KEYS, precision, &binds, ck as u64)?,
+                    ctx.prepare(&class_select::SELECT, precision, &binds, ck as u64)?,
+                ))
+            } else {
+                None
+            };
             let node_params = ctx.uniform(&consensus_nodes::Params {
                 items: ck as u32,
                 nodes: n as u32,
@@ -270,10 +307,12 @@ impl GpuRrr {
                 y,
                 b,
                 data,
+                given,
                 labels,
                 xa,
                 ya,
                 ba,
+                d_select,
                 d_nodes,
                 d_reduce_w,
                 d_reduce_b,
@@ -286,6 +325,7 @@ impl GpuRrr {
                     rb_params,
                     step_params,
                     err_params,
+                    select_params,
                 ],
             });
         }
@@ -353,6 +393,8 @@ impl GpuRrr {
                 bpart,
                 errpart,
                 norm_params,
+                keys,
+                select_scalars,
             ],
         })
     }
@@ -360,6 +402,17 @@ impl GpuRrr {
     /// The dispatches of PA(z): node consensus, weight partial sums, normalization.
     fn project_a(&self) -> Vec<&Dispatch> {
         let mut v: Vec<&Dispatch> = vec![];
+        // Every chunk's keys before any selection: selection ranks the whole batch.
+        v.extend(
+            self.chunks
+                .iter()
+                .filter_map(|c| c.d_select.as_ref().map(|d| &d.0)),
+        );
+        v.extend(
+            self.chunks
+                .iter()
+                .filter_map(|c| c.d_select.as_ref().map(|d| &d.1)),
+        );
         for c in &self.chunks {
             v.push(&c.d_nodes);
             v.push(&c.d_reduce_w);
@@ -400,6 +453,7 @@ impl RrrEngine for GpuRrr {
             c.b.write_real(&cols(&s.b));
             c.data.write_real(&cols(&s.data));
             c.labels.write_u32(&s.labels[c.start..c.start + c.items]);
+            c.given.write_u32(&s.labels[c.start..c.start + c.items]);
         }
         self.labels = s.labels.clone();
         Ok(())
@@ -482,6 +536,15 @@ impl RrrEngine for GpuRrr {
             put_columns(&mut s.data, kk, c.start, c.items, &c.data.read_real()?);
         }
         Ok(s)
+    }
+
+    fn labels_used(&mut self) -> Result<Vec<u32>> {
+        let mut out = Vec::with_capacity(self.items);
+        for c in &self.chunks {
+            out.extend(c.labels.read_u32()?);
+        }
+        out.truncate(self.items);
+        Ok(out)
     }
 
     fn consensus(&mut self) -> Result<Consensus> {

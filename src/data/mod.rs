@@ -1,4 +1,6 @@
 //! Data loaders and generators.
 
+pub mod labeled;
 pub mod letters;
+pub mod majority;
 pub mod matrix;

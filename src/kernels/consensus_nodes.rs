@@ -3,6 +3,7 @@
 //! free, clamp at 0 (NMF codes), data value, ReLU, class margin, zigmoid,
 //! gapped step, or fixed value. Twin of `shaders/consensus_nodes.wgsl`.
 
+use super::class_select::LABEL_EXEMPT;
 use super::par::{SharedMut, parallel_enough};
 use super::project_activation as act;
 use crate::gpu::{Bind, Kernel};
@@ -76,7 +77,7 @@ pub struct NodeInputs<'a, T> {
     pub kind: &'a [u32],
     /// Per-node parameter (class index for class nodes).
     pub param: &'a [u32],
-    /// Class label per item.
+    /// Effective class label per item (`class_select::LABEL_EXEMPT`: exempted).
     pub labels: &'a [u32],
     /// Class margin Δ.
     pub class_margin: T,
@@ -99,6 +100,8 @@ fn node_op<T: Real>(inp: &NodeInputs<'_, T>, i: usize, k: usize, xbar: T, y: T, 
         NODE_NONNEG => (xbar.max(T::ZERO), y, b),
         NODE_DATA => (inp.data[idx], y, b),
         NODE_RELU => act::relu(xbar, y, b),
+        // An exempted item's class variables stay as they are (eq. 32).
+        NODE_CLASS if inp.labels[k] == LABEL_EXEMPT => (xbar, y, b),
         NODE_CLASS => {
             let (y, b) = act::class(y, b, inp.labels[k] == inp.param[i], inp.class_margin);
             (xbar, y, b)

@@ -8,6 +8,7 @@
 //! fastest, so that GPU invocations over k read coalesced memory and CPU
 //! loops over k vectorize.
 
+pub mod class_select;
 pub mod consensus_nodes;
 pub mod copy;
 pub mod normalize_weights;
@@ -24,6 +25,8 @@ use crate::gpu::Kernel;
 pub const ALL: &[Kernel] = &[
     project_bilinear::KERNEL,
     project_activation::KERNEL,
+    class_select::KEYS,
+    class_select::SELECT,
     consensus_nodes::KERNEL,
     reduce_rows::KERNEL,
     normalize_weights::KERNEL,

@@ -48,6 +48,14 @@ pub struct RrrProblem {
     /// into this many equal contiguous ranges (independent runs batched as
     /// a disjoint union of graphs). 1 = one total.
     pub err_groups: usize,
+    /// Class-constraint selection (`class_select::MODE_*`): exemptions or relabeling.
+    pub select_mode: u32,
+    /// Items per batch that the selection may exempt or relabel (EE).
+    pub select_budget: usize,
+    /// First class node (class nodes are the contiguous range after it).
+    pub first_class: usize,
+    /// Number of class nodes.
+    pub classes: usize,
 }
 
 /// How weights are grouped for the norm constraint.
@@ -112,6 +120,10 @@ impl RrrProblem {
             class_margin: 0.0,
             act_margin: 0.0,
             err_groups: 1,
+            select_mode: crate::kernels::class_select::MODE_NONE,
+            select_budget: 0,
+            first_class: nodes,
+            classes: 0,
         })
     }
 
@@ -151,6 +163,8 @@ impl RrrProblem {
         p.has_bias = true;
         p.omega = omega;
         p.class_margin = margin;
+        p.first_class = first_class;
+        p.classes = classes;
         Ok(p)
     }
 
@@ -338,4 +352,8 @@ pub trait RrrEngine: Send {
     fn state(&mut self) -> Result<RrrState>;
     /// The A-projection PA(z) of the current state.
     fn consensus(&mut self) -> Result<Consensus>;
+    /// Effective labels of the latest A-projection: the given labels, with
+    /// `class_select::LABEL_EXEMPT` for exempted items and the new label for
+    /// relabeled ones.
+    fn labels_used(&mut self) -> Result<Vec<u32>>;
 }

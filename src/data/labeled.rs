@@ -1,0 +1,404 @@
+//! Labeled data for classifiers: the reference classifier format (`D C`
+//! header, then per item D numbers and the class index, any whitespace),
+//! CSV (features then an integer label column, optional header), and MNIST
+//! IDX (images + labels, raw or gzip; pixels scaled to [0, 1]). Any of these
+//! may come gzip-compressed (`.gz`) or as the only file of a `.zip`.
+//! Errors name the file and the line (or item) at fault.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+/// Items with features and class labels.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Labeled {
+    /// Features per item D.
+    pub dim: usize,
+    /// Number of classes C (labels are 0..C).
+    pub classes: usize,
+    /// Features, item-major [items][D].
+    pub x: Vec<f64>,
+    /// Label per item.
+    pub y: Vec<u32>,
+}
+
+/// A labeled-data format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LabeledFormat {
+    /// From the content: IDX magic, commas → CSV, else the reference format.
+    Auto,
+    /// Reference classifier format: `D C`, then items of D numbers and a class.
+    Lwl,
+    /// Comma-separated features with the label in the last column.
+    Csv,
+    /// MNIST IDX images (labels from the matching labels file).
+    Idx,
+}
+
+impl Labeled {
+    /// Number of items.
+    pub fn len(&self) -> usize {
+        self.y.len()
+    }
+
+    /// True when there are no items.
+    pub fn is_empty(&self) -> bool {
+        self.y.is_empty()
+    }
+
+    /// Features of item k.
+    pub fn item(&self, k: usize) -> &[f64] {
+        &self.x[k * self.dim..(k + 1) * self.dim]
+    }
+
+    /// The items with the given indices, in that order.
+    pub fn subset(&self, idx: &[usize]) -> Labeled {
+        let mut x = Vec::with_capacity(idx.len() * self.dim);
+        for &k in idx {
+            x.extend_from_slice(self.item(k));
+        }
+        Labeled {
+            dim: self.dim,
+            classes: self.classes,
+            x,
+            y: idx.iter().map(|&k| self.y[k]).collect(),
+        }
+    }
+
+    /// Checks labels against the class count and features for finiteness.
+    pub fn validate(&self, path: &Path) -> Result<()> {
+        if self.is_empty() {
+            return Err(Error::Input(format!("{}: no items", path.display())));
+        }
+        if self.x.len() != self.y.len() * self.dim {
+            return Err(Error::Input(format!(
+                "{}: features do not match items",
+                path.display()
+            )));
+        }
+        for (k, &c) in self.y.iter().enumerate() {
+            if c as usize >= self.classes {
+                return Err(Error::Input(format!(
+                    "{}: item {k} has class {c}, but there are {} classes",
+                    path.display(),
+                    self.classes
+                )));
+            }
+        }
+        if let Some(i) = self.x.iter().position(|v| !v.is_finite()) {
+            return Err(Error::Input(format!(
+                "{}: item {} has a non-finite feature",
+                path.display(),
+                i / self.dim.max(1)
+            )));
+        }
+        Ok(())
+    }
+
+    /// The reference classifier format.
+    pub fn to_lwl(&self) -> String {
+        let mut s = format!("{} {}\n", self.dim, self.classes);
+        for k in 0..self.len() {
+            let row: Vec<String> = self.item(k).iter().map(|v| format!("{v}")).collect();
+            s.push_str(&row.join(" "));
+            s.push_str(&format!(" {}\n", self.y[k]));
+        }
+        s
+    }
+
+    /// CSV: features, then the label.
+    pub fn to_csv(&self) -> String {
+        let mut s = String::new();
+        for k in 0..self.len() {
+            let row: Vec<String> = self.item(k).iter().map(|v| format!("{v}")).collect();
+            s.push_str(&row.join(","));
+            s.push_str(&format!(",{}\n", self.y[k]));
+        }
+        s
+    }
+}
+
+fn parse_err(path: &Path, line: usize, reason: impl Into<String>) -> Error {
+    Error::Parse {
+        path: path.to_path_buf(),
+        line,
+        reason: reason.into(),
+    }
+}
+
+fn number(path: &Path, line: usize, tok: &str) -> Result<f64> {
+    let v: f64 = tok
+        .trim()
+        .parse()
+        .map_err(|_| parse_err(path, line, format!("'{tok}' is not a number")))?;
+    if !v.is_finite() {
+        return Err(parse_err(path, line, format!("non-finite value '{tok}'")));
+    }
+    Ok(v)
+}
+
+fn label(path: &Path, line: usize, tok: &str) -> Result<u32> {
+    let v = number(path, line, tok)?;
+    if v < 0.0 || v.fract() != 0.0 || v > u32::MAX as f64 / 2.0 {
+        return Err(parse_err(
+            path,
+            line,
+            format!("class '{tok}' is not a non-negative integer"),
+        ));
+    }
+    Ok(v as u32)
+}
+
+/// Parses the reference classifier format.
+pub fn parse_lwl(text: &str, path: &Path) -> Result<Labeled> {
+    // Tokens with their 1-based line numbers.
+    let mut toks = text
+        .lines()
+        .enumerate()
+        .flat_map(|(i, l)| l.split_whitespace().map(move |t| (i + 1, t)));
+    let mut header = |what: &str| -> Result<usize> {
+        let (line, t) = toks
+            .next()
+            .ok_or_else(|| parse_err(path, 1, format!("missing {what} in the `D C` header")))?;
+        t.parse::<usize>().ok().filter(|&v| v > 0).ok_or_else(|| {
+            parse_err(
+                path,
+                line,
+                format!("{what} '{t}' is not a positive integer"),
+            )
+        })
+    };
+    let dim = header("D")?;
+    let classes = header("C")?;
+    let mut out = Labeled {
+        dim,
+        classes,
+        ..Default::default()
+    };
+    let rest: Vec<(usize, &str)> = toks.collect();
+    if rest.is_empty() {
+        return Err(parse_err(path, 1, "no items after the header"));
+    }
+    if !rest.len().is_multiple_of(dim + 1) {
+        let (line, _) = rest[rest.len() - rest.len() % (dim + 1)];
+        return Err(parse_err(
+            path,
+            line,
+            format!(
+                "truncated item: {} numbers left over (each item is {dim} features and a class)",
+                rest.len() % (dim + 1)
+            ),
+        ));
+    }
+    for item in rest.chunks(dim + 1) {
+        for &(line, t) in &item[..dim] {
+            out.x.push(number(path, line, t)?);
+        }
+        let (line, t) = item[dim];
+        let c = label(path, line, t)?;
+        if c as usize >= classes {
+            return Err(parse_err(
+                path,
+                line,
+                format!("class {c} out of range for {classes} classes"),
+            ));
+        }
+        out.y.push(c);
+    }
+    Ok(out)
+}
+
+/// Parses CSV with the label in the last column; classes = max label + 1
+/// (or `classes` when given).
+pub fn parse_csv(text: &str, path: &Path, classes: Option<usize>) -> Result<Labeled> {
+    let mut out = Labeled::default();
+    let mut dim = None;
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let toks: Vec<&str> = line.split(',').collect();
+        if dim.is_none() && toks.iter().all(|t| t.trim().parse::<f64>().is_err()) {
+            continue; // header
+        }
+        if toks.len() < 2 {
+            return Err(parse_err(path, i + 1, "need features and a label column"));
+        }
+        let d = toks.len() - 1;
+        match dim {
+            None => dim = Some(d),
+            Some(e) if e != d => {
+                return Err(parse_err(
+                    path,
+                    i + 1,
+                    format!("{d} features, earlier rows have {e}"),
+                ));
+            }
+            _ => {}
+        }
+        for t in &toks[..d] {
+            out.x.push(number(path, i + 1, t)?);
+        }
+        out.y.push(label(path, i + 1, toks[d])?);
+    }
+    out.dim = dim.ok_or_else(|| parse_err(path, 0, "no data rows"))?;
+    let seen = out.y.iter().max().map_or(0, |&m| m as usize + 1);
+    out.classes = classes.unwrap_or(seen).max(seen);
+    Ok(out)
+}
+
+fn idx_header(bytes: &[u8], path: &Path, want_dims: usize) -> Result<(Vec<usize>, usize)> {
+    if bytes.len() < 4 || bytes[0] != 0 || bytes[1] != 0 || bytes[2] != 0x08 {
+        return Err(parse_err(
+            path,
+            0,
+            "not an unsigned-byte IDX file (bad magic)",
+        ));
+    }
+    let nd = bytes[3] as usize;
+    if nd != want_dims {
+        return Err(parse_err(
+            path,
+            0,
+            format!("IDX file has {nd} dimensions, expected {want_dims}"),
+        ));
+    }
+    let head = 4 + 4 * nd;
+    if bytes.len() < head {
+        return Err(parse_err(path, 0, "truncated IDX header"));
+    }
+    let dims: Vec<usize> = (0..nd)
+        .map(|i| u32::from_be_bytes(bytes[4 + 4 * i..8 + 4 * i].try_into().unwrap()) as usize)
+        .collect();
+    let total: usize = dims.iter().product();
+    if bytes.len() != head + total {
+        return Err(parse_err(
+            path,
+            0,
+            format!(
+                "IDX body has {} bytes, header says {total}",
+                bytes.len() - head
+            ),
+        ));
+    }
+    Ok((dims, head))
+}
+
+/// The labels file that goes with an MNIST images file
+/// (`…-images-idx3-ubyte…` → `…-labels-idx1-ubyte…`).
+pub fn idx_labels_path(images: &Path) -> Option<PathBuf> {
+    let name = images.file_name()?.to_str()?;
+    let swapped = name
+        .replace("images-idx3", "labels-idx1")
+        .replace("images.idx3", "labels.idx1");
+    (swapped != name).then(|| images.with_file_name(swapped))
+}
+
+/// Parses IDX images (3-D, u8) and labels (1-D, u8); pixels scaled to [0, 1].
+pub fn parse_idx(images: &[u8], labels: &[u8], ipath: &Path, lpath: &Path) -> Result<Labeled> {
+    let (dims, head) = idx_header(images, ipath, 3)?;
+    let (ldims, lhead) = idx_header(labels, lpath, 1)?;
+    if dims[0] != ldims[0] {
+        return Err(Error::Input(format!(
+            "{} has {} images but {} has {} labels",
+            ipath.display(),
+            dims[0],
+            lpath.display(),
+            ldims[0]
+        )));
+    }
+    let y: Vec<u32> = labels[lhead..].iter().map(|&v| v as u32).collect();
+    Ok(Labeled {
+        dim: dims[1] * dims[2],
+        classes: y.iter().max().map_or(0, |&m| m as usize + 1).max(10),
+        x: images[head..].iter().map(|&v| v as f64 / 255.0).collect(),
+        y,
+    })
+}
+
+/// Reads a file, gunzipping `.gz` and extracting the single member of a `.zip`.
+pub fn read_bytes(path: &Path) -> Result<Vec<u8>> {
+    let raw = std::fs::read(path)
+        .map_err(|e| Error::Input(format!("cannot read {}: {e}", path.display())))?;
+    let bad = |why: String| Error::Input(format!("{}: {why}", path.display()));
+    if raw.starts_with(&[0x1f, 0x8b]) {
+        let mut out = vec![];
+        flate2::read::MultiGzDecoder::new(&raw[..])
+            .read_to_end(&mut out)
+            .map_err(|e| bad(format!("bad gzip data: {e}")))?;
+        return Ok(out);
+    }
+    if raw.starts_with(b"PK\x03\x04") {
+        return unzip_single(&raw).map_err(bad);
+    }
+    Ok(raw)
+}
+
+/// The first member of a zip archive (stored or deflated).
+fn unzip_single(raw: &[u8]) -> std::result::Result<Vec<u8>, String> {
+    let u16_at = |o: usize| u16::from_le_bytes([raw[o], raw[o + 1]]) as usize;
+    let u32_at = |o: usize| u32::from_le_bytes(raw[o..o + 4].try_into().unwrap()) as usize;
+    if raw.len() < 30 {
+        return Err("truncated zip header".into());
+    }
+    let method = u16_at(8);
+    let compressed = u32_at(18);
+    let start = 30 + u16_at(26) + u16_at(28);
+    if start > raw.len() {
+        return Err("truncated zip header".into());
+    }
+    match method {
+        0 if start + compressed <= raw.len() => Ok(raw[start..start + compressed].to_vec()),
+        8 => {
+            let mut out = vec![];
+            flate2::read::DeflateDecoder::new(&raw[start..])
+                .read_to_end(&mut out)
+                .map_err(|e| format!("bad deflate data: {e}"))?;
+            Ok(out)
+        }
+        m => Err(format!("zip compression method {m} is not supported")),
+    }
+}
+
+/// Loads labeled data in any supported format.
+pub fn load(path: &Path, format: LabeledFormat, labels: Option<&Path>) -> Result<Labeled> {
+    let bytes = read_bytes(path)?;
+    let is_idx = bytes.len() >= 4 && bytes[..3] == [0, 0, 8];
+    let format = match format {
+        LabeledFormat::Auto if is_idx => LabeledFormat::Idx,
+        LabeledFormat::Auto => {
+            let head = &bytes[..bytes.len().min(4096)];
+            if head.contains(&b',') {
+                LabeledFormat::Csv
+            } else {
+                LabeledFormat::Lwl
+            }
+        }
+        f => f,
+    };
+    let data = if format == LabeledFormat::Idx {
+        let lpath = match labels {
+            Some(l) => l.to_path_buf(),
+            None => idx_labels_path(path).ok_or_else(|| {
+                Error::Input(format!(
+                    "{}: cannot guess the IDX labels file; pass it with --train-labels/--test-labels",
+                    path.display()
+                ))
+            })?,
+        };
+        let lbytes = read_bytes(&lpath)?;
+        parse_idx(&bytes, &lbytes, path, &lpath)?
+    } else {
+        let text = String::from_utf8(bytes)
+            .map_err(|_| Error::Input(format!("{}: not a text file", path.display())))?;
+        if format == LabeledFormat::Csv {
+            parse_csv(&text, path, None)?
+        } else {
+            parse_lwl(&text, path)?
+        }
+    };
+    data.validate(path)?;
+    Ok(data)
+}

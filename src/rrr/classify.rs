@@ -1,0 +1,508 @@
+//! RRR classifier on any acyclic network (paper section 5, SPEC 2.2).
+//!
+//! Variables per (item k, edge i→j): `x`, `w`; per (k, non-data node j): `y`
+//! (pre-activation) and `b` (bias replica); metric 1 on x, w and
+//! `g_j = outdeg(j)` (hidden) or `Υ` (class) on y, b.
+//!
+//! ```text
+//! A: x[k,i→j] = x̄[k,i] for all out-edges, with x̄ = d (data nodes),
+//!    x̄ = relu(y − b) (hidden, joint projection), class margins
+//!    y − b ≥ Δ (label) and y − b ≤ 0 (others);  w[k,e] = w̄[e] with
+//!    Σ_i w̄[i→j]² = Ω² per node j
+//! B: Σ_i x[k,i→j] w[k,i→j] = Ω y[k,j];  b[k,j] = b̄[j]
+//! ```
+//!
+//! Each batch starts from a forward pass with the current consensus weights
+//! and biases (`y_j = Σ_i x_i w_ij / Ω`, `x_j = relu(y_j − b_j)`); the first
+//! weights are uniform in [−1, 1] per node, mean removed, norm Ω, biases 0.
+//! After a batch the weights are the A-consensus w̄ and the biases the batch
+//! mean of the A-projected b (equal to the B consensus at a fixed point).
+//! Inference: forward pass, class = argmax over class nodes of y − b.
+//! Eccentric exemptions (eq. 32) and relabeling (eq. 33) run inside PA
+//! through `kernels::class_select`. Shuffles are seeded per epoch, so a run
+//! resumed from an end-of-epoch checkpoint retraces the uninterrupted one.
+
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+
+use super::net::Net;
+use super::{RrrProblem, RrrState};
+use crate::backend::Backend;
+use crate::data::labeled::Labeled;
+use crate::error::{Error, Result};
+use crate::kernels::class_select::{LABEL_EXEMPT, MODE_EXEMPT, MODE_NONE, MODE_RELABEL};
+use crate::output::{NamedTensor, read_safetensors, safetensors_bytes};
+
+/// Training settings.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct Settings {
+    /// Items per batch |K|.
+    pub batch: usize,
+    /// Epochs.
+    pub epochs: usize,
+    /// RRR iterations per batch.
+    pub iters_per_batch: usize,
+    /// Stop a batch once RRR_err < tol (0: never).
+    pub tol: f64,
+    /// β.
+    pub beta: f64,
+    /// Weight norm Ω per node.
+    pub omega: f64,
+    /// Class-node metric Υ.
+    pub upsilon: f64,
+    /// Class margin Δ.
+    pub margin: f64,
+    /// Eccentric exemptions per batch (EE of eq. 32).
+    pub exempt: usize,
+    /// Relabels per batch (EE of eq. 33).
+    pub relabel: usize,
+    /// Seed of the initial weights and the shuffles.
+    pub seed: u64,
+}
+
+impl Settings {
+    /// Rejects impossible values.
+    pub fn check(&self) -> Result<()> {
+        if self.batch == 0 || self.epochs == 0 || self.iters_per_batch == 0 {
+            return Err(Error::Input(
+                "--batch, --epochs and --iters-per-batch must be at least 1".into(),
+            ));
+        }
+        for (name, v) in [
+            ("beta", self.beta),
+            ("omega", self.omega),
+            ("upsilon", self.upsilon),
+        ] {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(Error::Input(format!("--{name} must be positive, got {v}")));
+            }
+        }
+        if !(self.margin.is_finite()
+            && self.margin >= 0.0
+            && self.tol.is_finite()
+            && self.tol >= 0.0)
+        {
+            return Err(Error::Input("--margin and --tol must be ≥ 0".into()));
+        }
+        if self.exempt > 0 && self.relabel > 0 {
+            return Err(Error::Input(
+                "--exempt and --relabel cannot be combined".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A network with its RRR problem and evaluation order.
+#[derive(Clone, Debug)]
+pub struct Classifier {
+    /// The graph.
+    pub net: Net,
+    /// RRR structure (edges sorted by destination).
+    pub problem: RrrProblem,
+    order: Vec<usize>,
+}
+
+/// Consensus weights (in the problem's edge order) and biases per node.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Model {
+    /// w̄ per edge.
+    pub weights: Vec<f64>,
+    /// b̄ per node (0 at data nodes).
+    pub biases: Vec<f64>,
+}
+
+impl Classifier {
+    /// Builds the RRR problem of a net with Ω, Δ, Υ and the class selection.
+    pub fn new(net: Net, s: &Settings) -> Result<Self> {
+        net.check()?;
+        let mut problem = RrrProblem::classifier(
+            net.nodes(),
+            &net.edges,
+            net.data,
+            net.classes,
+            s.omega,
+            s.margin,
+            s.upsilon,
+        )?;
+        (problem.select_mode, problem.select_budget) = if s.exempt > 0 {
+            (MODE_EXEMPT, s.exempt)
+        } else if s.relabel > 0 {
+            (MODE_RELABEL, s.relabel)
+        } else {
+            (MODE_NONE, 0)
+        };
+        let order = net.topo_order()?;
+        Ok(Classifier {
+            net,
+            problem,
+            order,
+        })
+    }
+
+    /// Random first weights: uniform in [−1, 1] per node, mean removed, norm Ω.
+    pub fn random_model(&self, seed: u64) -> Model {
+        let p = &self.problem;
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut weights = vec![0.0; p.edges()];
+        for j in 0..p.nodes {
+            let r = p.in_ptr[j] as usize..p.in_ptr[j + 1] as usize;
+            if r.is_empty() {
+                continue;
+            }
+            for e in r.clone() {
+                weights[e] = rng.random_range(-1.0..=1.0);
+            }
+            let mean = weights[r.clone()].iter().sum::<f64>() / r.len() as f64;
+            weights[r.clone()].iter_mut().for_each(|w| *w -= mean);
+            let norm = weights[r.clone()].iter().map(|w| w * w).sum::<f64>().sqrt();
+            let scale = if norm > 0.0 { p.omega / norm } else { 0.0 };
+            weights[r].iter_mut().for_each(|w| *w *= scale);
+        }
+        Model {
+            weights,
+            biases: vec![0.0; p.nodes],
+        }
+    }
+
+    /// Forward pass of one item: node values x and pre-activations y.
+    pub fn forward(&self, m: &Model, input: &[f64]) -> (Vec<f64>, Vec<f64>) {
+        let p = &self.problem;
+        let first_class = p.first_class;
+        let mut x = vec![0.0; p.nodes];
+        let mut y = vec![0.0; p.nodes];
+        x[..self.net.data].copy_from_slice(input);
+        let inv = 1.0 / p.omega;
+        for &j in &self.order {
+            if j < self.net.data {
+                continue;
+            }
+            let mut s = 0.0;
+            for e in p.in_ptr[j] as usize..p.in_ptr[j + 1] as usize {
+                s += x[p.src[e] as usize] * m.weights[e];
+            }
+            y[j] = s * inv;
+            let z = y[j] - m.biases[j];
+            x[j] = if j < first_class { z.max(0.0) } else { z };
+        }
+        (x, y)
+    }
+
+    /// Predicted class of one item.
+    pub fn classify(&self, m: &Model, input: &[f64]) -> u32 {
+        let (x, _) = self.forward(m, input);
+        let scores = &x[self.problem.first_class..];
+        let mut best = 0;
+        for c in 1..scores.len() {
+            if scores[c] > scores[best] {
+                best = c;
+            }
+        }
+        best as u32
+    }
+
+    /// Predictions for every item.
+    pub fn predict(&self, m: &Model, data: &Labeled) -> Vec<u32> {
+        (0..data.len())
+            .into_par_iter()
+            .map(|k| self.classify(m, data.item(k)))
+            .collect()
+    }
+
+    /// Fraction misclassified (divided by the real number of items).
+    pub fn error(&self, m: &Model, data: &Labeled) -> f64 {
+        if data.is_empty() {
+            return f64::NAN;
+        }
+        let wrong = self
+            .predict(m, data)
+            .iter()
+            .zip(&data.y)
+            .filter(|(a, b)| a != b)
+            .count();
+        wrong as f64 / data.len() as f64
+    }
+
+    /// The RRR state of a batch, initialized by a forward pass.
+    pub fn batch_state(&self, m: &Model, data: &Labeled, idx: &[usize]) -> RrrState {
+        let p = &self.problem;
+        let kk = idx.len();
+        let mut s = RrrState::zeros(p, kk);
+        for (k, &item) in idx.iter().enumerate() {
+            let (x, y) = self.forward(m, data.item(item));
+            for e in 0..p.edges() {
+                s.x[e * kk + k] = x[p.src[e] as usize];
+                s.w[e * kk + k] = m.weights[e];
+            }
+            for i in 0..p.nodes {
+                s.y[i * kk + k] = y[i];
+                s.b[i * kk + k] = m.biases[i];
+                if i < self.net.data {
+                    s.data[i * kk + k] = x[i];
+                }
+            }
+            s.labels[k] = data.y[item];
+        }
+        s
+    }
+
+    /// Checks that data fit the net.
+    pub fn check_data(&self, data: &Labeled, what: &str) -> Result<()> {
+        if data.dim != self.net.data {
+            return Err(Error::Input(format!(
+                "{what} has {} features but the net has {} data nodes",
+                data.dim, self.net.data
+            )));
+        }
+        if let Some(&c) = data.y.iter().find(|&&c| c as usize >= self.net.classes) {
+            return Err(Error::Input(format!(
+                "{what} has class {c} but the net has {} class nodes",
+                self.net.classes
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// One epoch's figures.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct EpochStats {
+    /// 1-based epoch.
+    pub epoch: usize,
+    /// Mean over batches of the error on the batch's non-exempted items, after training it.
+    pub batch_err: f64,
+    /// Error on the whole training set at the end of the epoch.
+    pub train_err: f64,
+    /// Error on the test set (null without one).
+    pub test_err: Option<f64>,
+    /// Mean RRR_err after each batch's first iteration.
+    pub rrr_err_start: f64,
+    /// Mean RRR_err after each batch's last iteration.
+    pub rrr_err_end: f64,
+    /// Mean iterations per batch.
+    pub iterations: f64,
+    /// Items exempted at the end of their batch (eq. 32).
+    pub exempted: usize,
+    /// Items whose label was changed at the end of their batch (eq. 33).
+    pub relabeled: usize,
+    /// GWMs of the epoch.
+    pub gwms: f64,
+    /// Wall seconds of the epoch.
+    pub seconds: f64,
+}
+
+/// Which items the selection touched in one epoch (indices into the training set).
+#[derive(Clone, Debug, Default)]
+pub struct Selection {
+    /// Exempted items.
+    pub exempted: Vec<usize>,
+    /// Relabeled items and the labels they took.
+    pub relabeled: Vec<(usize, u32)>,
+}
+
+/// Shuffled item order of an epoch (depends only on the seed and the epoch).
+pub fn epoch_order(items: usize, seed: u64, epoch: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..items).collect();
+    let mix = seed ^ (epoch as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    order.shuffle(&mut ChaCha8Rng::seed_from_u64(mix));
+    order
+}
+
+/// Trains from `model` for epochs `first_epoch..=s.epochs` (1-based), calling
+/// `on_epoch` after each (for metrics and checkpoints). Batches are the
+/// shuffled training set cut into ⌊n/|K|⌋ batches of |K| (as the reference
+/// does; every item is drawn across epochs).
+#[allow(clippy::too_many_arguments)]
+pub fn train(
+    backend: &Backend,
+    clf: &Classifier,
+    train: &Labeled,
+    test: Option<&Labeled>,
+    s: &Settings,
+    mut model: Model,
+    first_epoch: usize,
+    mut on_epoch: impl FnMut(&EpochStats, &Model, &Selection) -> Result<()>,
+) -> Result<Model> {
+    s.check()?;
+    clf.check_data(train, "the training data")?;
+    if let Some(t) = test {
+        clf.check_data(t, "the test data")?;
+    }
+    let kk = s.batch.min(train.len());
+    if kk == 0 {
+        return Err(Error::Input("no training items".into()));
+    }
+    let batches = train.len() / kk;
+    let p = &clf.problem;
+    let mut engine = backend.rrr_engine(p, kk)?;
+    let check_every = if s.tol > 0.0 { 10 } else { s.iters_per_batch };
+    let selecting = p.select_mode != MODE_NONE;
+    for epoch in first_epoch..=s.epochs {
+        let t0 = std::time::Instant::now();
+        let order = epoch_order(train.len(), s.seed, epoch);
+        let (mut e_start, mut e_end, mut iters, mut batch_err) = (0.0, 0.0, 0usize, 0.0);
+        let mut sel = Selection::default();
+        for b in 0..batches {
+            let idx = &order[b * kk..(b + 1) * kk];
+            engine.load(&clf.batch_state(&model, train, idx))?;
+            let rep = engine.iterate(s.iters_per_batch, s.beta, s.tol, check_every)?;
+            e_start += rep.errors.first().copied().unwrap_or(f64::NAN);
+            e_end += rep.errors.last().copied().unwrap_or(f64::NAN);
+            iters += rep.iterations;
+            let c = engine.consensus()?;
+            model.weights = c.w;
+            for i in clf.net.data..p.nodes {
+                model.biases[i] = c.b[i * kk..(i + 1) * kk].iter().sum::<f64>() / kk as f64;
+            }
+            if model.weights.iter().any(|v| !v.is_finite()) {
+                return Err(Error::Numeric(format!(
+                    "weights became non-finite in epoch {epoch}, batch {b}"
+                )));
+            }
+            let used = if selecting {
+                engine.labels_used()?
+            } else {
+                Vec::new()
+            };
+            let mut wrong = 0;
+            let mut counted = 0;
+            for (k, &item) in idx.iter().enumerate() {
+                match used.get(k) {
+                    Some(&LABEL_EXEMPT) => {
+                        sel.exempted.push(item);
+                        continue;
+                    }
+                    Some(&l) if l != train.y[item] => sel.relabeled.push((item, l)),
+                    _ => {}
+                }
+                counted += 1;
+                wrong += (clf.classify(&model, train.item(item)) != train.y[item]) as usize;
+            }
+            batch_err += wrong as f64 / counted.max(1) as f64;
+        }
+        let nb = batches as f64;
+        let stats = EpochStats {
+            epoch,
+            batch_err: batch_err / nb,
+            train_err: clf.error(&model, train),
+            test_err: test.map(|t| clf.error(&model, t)),
+            rrr_err_start: e_start / nb,
+            rrr_err_end: e_end / nb,
+            iterations: iters as f64 / nb,
+            exempted: sel.exempted.len(),
+            relabeled: sel.relabeled.len(),
+            gwms: super::gwms(iters as u64, kk, p.edges()),
+            seconds: t0.elapsed().as_secs_f64(),
+        };
+        on_epoch(&stats, &model, &sel)?;
+    }
+    Ok(model)
+}
+
+/// A trained classifier as stored in `model.safetensors` and checkpoints.
+#[derive(Clone, Debug)]
+pub struct Saved {
+    /// The net.
+    pub net: Net,
+    /// The settings it was trained with.
+    pub settings: Settings,
+    /// Weights and biases.
+    pub model: Model,
+    /// Epochs completed.
+    pub epoch: usize,
+    /// Metrics lines of the completed epochs (for resuming).
+    pub history: Vec<EpochStats>,
+}
+
+impl Saved {
+    /// safetensors bytes: `weights` [E], `biases` [N], `edge_src`/`edge_dst`
+    /// [E] (problem edge order), metadata with the net and settings.
+    pub fn to_bytes(&self, clf: &Classifier) -> Result<Vec<u8>> {
+        let p = &clf.problem;
+        let tensors = [
+            NamedTensor {
+                name: "weights".into(),
+                shape: vec![p.edges()],
+                data: self.model.weights.clone(),
+            },
+            NamedTensor {
+                name: "biases".into(),
+                shape: vec![p.nodes],
+                data: self.model.biases.clone(),
+            },
+            NamedTensor {
+                name: "edge_src".into(),
+                shape: vec![p.edges()],
+                data: p.src.iter().map(|&v| v as f64).collect(),
+            },
+            NamedTensor {
+                name: "edge_dst".into(),
+                shape: vec![p.edges()],
+                data: p.dst.iter().map(|&v| v as f64).collect(),
+            },
+        ];
+        let meta = serde_json::json!({
+            "method": "rrr classify",
+            "data_nodes": self.net.data, "hidden_nodes": self.net.hidden, "class_nodes": self.net.classes,
+            "settings": self.settings, "epoch": self.epoch, "history": self.history,
+            "inference": "forward pass y_j = sum_i x_i w_ij / omega, x_j = relu(y_j - b_j); class = argmax of y - b over class nodes",
+        });
+        safetensors_bytes(&tensors, &meta)
+    }
+
+    /// Reads what [`Saved::to_bytes`] wrote.
+    pub fn from_bytes(bytes: &[u8], what: &str) -> Result<Self> {
+        let bad = |why: String| Error::Input(format!("{what}: {why}"));
+        let (tensors, meta) = read_safetensors(bytes).map_err(|e| bad(e.to_string()))?;
+        let get = |name: &str| -> Result<&Vec<f64>> {
+            tensors
+                .get(name)
+                .map(|t| &t.1)
+                .ok_or_else(|| bad(format!("no tensor '{name}' (not a gradfree classifier)")))
+        };
+        let count = |key: &str| -> Result<usize> {
+            meta.get(key)
+                .and_then(|v| v.as_u64())
+                .map(|v| v as usize)
+                .ok_or_else(|| bad(format!("metadata lacks '{key}'")))
+        };
+        let (src, dst) = (get("edge_src")?, get("edge_dst")?);
+        if src.len() != dst.len() {
+            return Err(bad("edge arrays differ in length".into()));
+        }
+        let mut edges: Vec<(u32, u32)> = src
+            .iter()
+            .zip(dst)
+            .map(|(&s, &d)| (s as u32, d as u32))
+            .collect();
+        edges.sort_by_key(|&(s, d)| (d, s));
+        let net = Net {
+            data: count("data_nodes")?,
+            hidden: count("hidden_nodes")?,
+            classes: count("class_nodes")?,
+            edges,
+        };
+        net.check().map_err(|e| bad(e.to_string()))?;
+        let settings: Settings = serde_json::from_value(meta["settings"].clone())
+            .map_err(|e| bad(format!("settings: {e}")))?;
+        let history: Vec<EpochStats> =
+            serde_json::from_value(meta.get("history").cloned().unwrap_or_default())
+                .unwrap_or_default();
+        let model = Model {
+            weights: get("weights")?.clone(),
+            biases: get("biases")?.clone(),
+        };
+        if model.weights.len() != net.edges.len() || model.biases.len() != net.nodes() {
+            return Err(bad("weights or biases do not match the net".into()));
+        }
+        Ok(Saved {
+            net,
+            settings,
+            model,
+            epoch: count("epoch")?,
+            history,
+        })
+    }
+}

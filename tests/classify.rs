@@ -1,0 +1,365 @@
+//! RRR classifier: class selection (exemptions, relabeling) on hand-made
+//! cases and across backends, training to zero error on a separable
+//! problem, loaders that round-trip, and the majority generator.
+
+mod common;
+
+use common::*;
+use gradfree::data::labeled::{self, Labeled, LabeledFormat};
+use gradfree::data::majority::Circuit;
+use gradfree::kernels::class_select::{
+    self, LABEL_EXEMPT, MODE_EXEMPT, MODE_NONE, MODE_RELABEL, SelectInputs,
+};
+use gradfree::rrr::classify::{self, Classifier, Saved, Settings};
+use gradfree::rrr::net::Net;
+use gradfree::rrr::{RrrProblem, layered_edges};
+use gradfree::{Backend, Precision};
+use std::path::Path;
+
+/// Two class nodes (ids 0 and 1 of a 2-node "net"): per item (y−b) at each.
+fn select(z: &[(f64, f64)], labels: &[u32], mode: u32, budget: usize) -> Vec<u32> {
+    let kk = z.len();
+    let mut y = vec![0.0; 2 * kk];
+    for (k, &(a, b)) in z.iter().enumerate() {
+        y[k] = a;
+        y[kk + k] = b;
+    }
+    let b = vec![0.0; 2 * kk];
+    let inp = SelectInputs {
+        items: kk,
+        first_class: 0,
+        classes: 2,
+        metric: &[1.0, 1.0],
+        margin: 0.5,
+        y: &y,
+        b: &b,
+        labels,
+    };
+    let mut want = vec![0; kk];
+    class_select::reference(&inp, mode, budget, &mut want);
+    let mut got = vec![0; kk];
+    class_select::cpu(&inp, mode, budget, &mut got);
+    assert_eq!(got, want, "cpu vs reference");
+    want
+}
+
+#[test]
+fn exemptions_take_the_largest_violations_and_never_satisfied_items() {
+    // Label 0 needs z0 ≥ 0.5 and z1 ≤ 0. Distances²: item0 0, item1 (0.5)²/2,
+    // item2 (0.3)²/2 + (0.2)²/2, item3 0, item4 (1.5)²/2.
+    let z = [
+        (0.9, -1.0),
+        (0.0, 0.0),
+        (0.2, 0.2),
+        (2.0, -3.0),
+        (-1.0, 0.0),
+    ];
+    let labels = [0, 0, 0, 0, 0];
+    let x = LABEL_EXEMPT;
+    assert_eq!(select(&z, &labels, MODE_EXEMPT, 1), vec![0, 0, 0, 0, x]);
+    assert_eq!(select(&z, &labels, MODE_EXEMPT, 2), vec![0, x, 0, 0, x]);
+    // Budget beyond the violators: only violators are exempted (the C
+    // reference would exempt all five).
+    assert_eq!(select(&z, &labels, MODE_EXEMPT, 4), vec![0, x, x, 0, x]);
+    assert_eq!(select(&z, &labels, MODE_NONE, 4), labels.to_vec());
+    // Ties go to the smaller index.
+    let tie = [(0.0, 0.0), (0.0, 0.0), (1.0, -1.0)];
+    assert_eq!(select(&tie, &[0, 0, 0], MODE_EXEMPT, 1), vec![x, 0, 0]);
+}
+
+#[test]
+fn relabeling_takes_the_largest_positive_excess() {
+    // Given label 0 everywhere. Item 0 fits label 1 perfectly (excess > 0),
+    // item 1 fits label 0, item 2 fits label 1 a bit better, item 3 is
+    // equally far from both (excess 0: never relabeled).
+    let z = [(-1.0, 1.0), (1.0, -1.0), (0.1, 0.3), (0.0, 0.0)];
+    let labels = [0, 0, 0, 0];
+    assert_eq!(select(&z, &labels, MODE_RELABEL, 1), vec![1, 0, 0, 0]);
+    assert_eq!(select(&z, &labels, MODE_RELABEL, 3), vec![1, 0, 1, 0]);
+}
+
+fn select_problem(mode: u32, budget: usize) -> RrrProblem {
+    let mut p = RrrProblem::classifier(9, &layered_edges(&[4, 3, 2]), 4, 2, 2.0, 0.3, 1.0).unwrap();
+    p.select_mode = mode;
+    p.select_budget = budget;
+    p
+}
+
+#[test]
+fn class_selection_agrees_across_backends_and_chunks() {
+    for (mode, budget) in [(MODE_EXEMPT, 3), (MODE_RELABEL, 4), (MODE_EXEMPT, 0)] {
+        let p = select_problem(mode, budget);
+        for kk in [1, 37, 130] {
+            let s = random_classifier_state(&p, kk, 5 + kk as u64);
+            let run = |be: &Backend| {
+                let mut e = be.rrr_engine(&p, kk).unwrap();
+                e.load(&s).unwrap();
+                let rep = e.iterate(3, 0.7, 0.0, 3).unwrap();
+                let c = e.consensus().unwrap();
+                (e.labels_used().unwrap(), e.state().unwrap(), rep.errors, c)
+            };
+            let (want_l, want_s, want_e, _) = run(&Backend::cpu(Precision::F64));
+            if budget > 0 && kk > budget {
+                let touched = want_l.iter().zip(&s.labels).filter(|(a, b)| a != b).count();
+                assert!(touched <= budget, "mode {mode} K {kk}: {touched} > budget");
+            }
+            if let Some(ctx) = gpu(Precision::F64) {
+                let (l, st, errs, _) = run(&Backend::gpu(ctx, Precision::F64));
+                assert_eq!(l, want_l, "mode {mode} K {kk}: labels");
+                assert_close("y", &st.y, &want_s.y, 1e-9, 1e-10);
+                assert_close("b", &st.b, &want_s.b, 1e-9, 1e-10);
+                assert_close("RRR_err", &errs, &want_e, 1e-9, 1e-10);
+            }
+        }
+    }
+}
+
+#[test]
+fn gpu_selection_ranks_across_item_chunks() {
+    let Some(ctx) = gpu(Precision::F64) else {
+        return;
+    };
+    let p = select_problem(MODE_EXEMPT, 5);
+    let kk = 300;
+    let s = random_classifier_state(&p, kk, 77);
+    let run = |be: &Backend| {
+        let mut e = be.rrr_engine(&p, kk).unwrap();
+        e.load(&s).unwrap();
+        e.iterate(2, 1.0, 0.0, 2).unwrap();
+        e.consensus().unwrap();
+        e.labels_used().unwrap()
+    };
+    let want = run(&Backend::cpu(Precision::F64));
+    // Force several chunks: 9 nodes × 8 bytes × 64 items per binding.
+    // SAFETY: tests in this binary that read it run after; the value only shrinks chunks.
+    unsafe { std::env::set_var("GRADFREE_MAX_BINDING_BYTES", "4608") };
+    let got = run(&Backend::gpu(ctx, Precision::F64));
+    unsafe { std::env::remove_var("GRADFREE_MAX_BINDING_BYTES") };
+    assert_eq!(got, want);
+    assert_eq!(got.iter().filter(|&&l| l == LABEL_EXEMPT).count(), 5);
+}
+
+/// Two Gaussian-free, well-separated blobs in 2-D (label = which side of a line).
+fn separable(n: usize, seed: u64) -> Labeled {
+    let mut r = rng(seed);
+    let mut d = Labeled {
+        dim: 2,
+        classes: 2,
+        ..Default::default()
+    };
+    while d.len() < n {
+        let p = uniform(&mut r, 2, 0.0, 1.0);
+        let side = p[0] - p[1];
+        if side.abs() < 0.2 {
+            continue;
+        }
+        d.x.extend(&p);
+        d.y.push((side > 0.0) as u32);
+    }
+    d
+}
+
+fn settings(batch: usize, epochs: usize) -> Settings {
+    Settings {
+        batch,
+        epochs,
+        iters_per_batch: 60,
+        tol: 0.0,
+        beta: 1.0,
+        omega: 2.0,
+        upsilon: 1.0,
+        margin: 0.1,
+        exempt: 0,
+        relabel: 0,
+        seed: 3,
+    }
+}
+
+#[test]
+fn separable_problem_reaches_zero_training_error_on_both_backends() {
+    let data = separable(64, 1);
+    let s = settings(32, 15);
+    let clf = Classifier::new(Net::layered(&[2, 6, 2]).unwrap(), &s).unwrap();
+    let mut bes = vec![Backend::cpu(Precision::F64), Backend::cpu(Precision::F32)];
+    if let Some(c) = gpu(Precision::F32) {
+        bes.push(Backend::gpu(c, Precision::F32));
+    }
+    for be in bes {
+        let mut errs = vec![];
+        let m = classify::train(
+            &be,
+            &clf,
+            &data,
+            None,
+            &s,
+            clf.random_model(s.seed),
+            1,
+            |e, _, _| {
+                errs.push(e.train_err);
+                Ok(())
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            clf.error(&m, &data),
+            0.0,
+            "{}: train_err per epoch {errs:?}",
+            be.describe()
+        );
+    }
+}
+
+#[test]
+fn checkpoint_resume_retraces_the_uninterrupted_run() {
+    let data = separable(48, 2);
+    let s = settings(16, 4);
+    let clf = Classifier::new(Net::layered(&[2, 4, 2]).unwrap(), &s).unwrap();
+    let be = Backend::cpu(Precision::F64);
+    let full = classify::train(
+        &be,
+        &clf,
+        &data,
+        None,
+        &s,
+        clf.random_model(s.seed),
+        1,
+        |_, _, _| Ok(()),
+    )
+    .unwrap();
+    let mut saved = None;
+    let two = Settings {
+        epochs: 2,
+        ..s.clone()
+    };
+    classify::train(
+        &be,
+        &clf,
+        &data,
+        None,
+        &two,
+        clf.random_model(s.seed),
+        1,
+        |e, m, _| {
+            let sv = Saved {
+                net: clf.net.clone(),
+                settings: s.clone(),
+                model: m.clone(),
+                epoch: e.epoch,
+                history: vec![e.clone()],
+            };
+            saved = Some(sv.to_bytes(&clf).unwrap());
+            Ok(())
+        },
+    )
+    .unwrap();
+    let back = Saved::from_bytes(&saved.unwrap(), "checkpoint").unwrap();
+    assert_eq!(back.epoch, 2);
+    assert_eq!(back.net, clf.net);
+    assert_eq!(back.settings, s);
+    let resumed =
+        classify::train(&be, &clf, &data, None, &s, back.model, 3, |_, _, _| Ok(())).unwrap();
+    assert_eq!(
+        resumed, full,
+        "resumed model differs from the uninterrupted one"
+    );
+}
+
+#[test]
+fn net_files_round_trip() {
+    let p = Path::new("net");
+    let layered = Net::layered(&[3, 4, 2, 2]).unwrap();
+    assert_eq!(Net::parse(&layered.to_text(), p).unwrap(), layered);
+    // A DAG with skip edges whose hidden nodes are listed out of dependency order.
+    let text = "2 2 2\n2 1 3\n3 2 0 1\n4 3 0 2 3\n5 2 1 2\n";
+    let net = Net::parse(text, p).unwrap();
+    assert_eq!(net.edges.len(), 8);
+    assert_eq!(Net::parse(&net.to_text(), p).unwrap(), net);
+    let order = net.topo_order().unwrap();
+    let pos = |n: usize| order.iter().position(|&v| v == n).unwrap();
+    assert!(pos(3) < pos(2));
+}
+
+#[test]
+fn malformed_net_files_name_the_line() {
+    let p = Path::new("bad.net");
+    for (text, needle) in [
+        ("2 1 2\n2 2 0 1\n3 1 2\n", "file ends"),
+        ("2 1 2\n2 2 0 9\n3 1 2\n4 1 2\n", ":2:"),
+        ("2 1 2\n3 2 0 1\n", ":2:"),
+        ("2 2 2\n2 1 3\n3 1 2\n4 1 2\n5 1 3\n", "cycle"),
+        ("2 1 2\n2 2 0 x\n", ":2:"),
+        ("2 1 2\n2 1 0\n3 1 2\n4 1 2\n7\n", ":5:"),
+    ] {
+        let e = Net::parse(text, p).unwrap_err().to_string();
+        assert!(e.contains(needle), "{text:?}: {e}");
+    }
+}
+
+#[test]
+fn data_files_round_trip_through_every_loader() {
+    let d = separable(9, 4);
+    let p = Path::new("d");
+    assert_eq!(labeled::parse_lwl(&d.to_lwl(), p).unwrap(), d);
+    assert_eq!(labeled::parse_csv(&d.to_csv(), p, Some(2)).unwrap(), d);
+    // IDX: 3 images of 2×2 and their labels, raw and gzipped.
+    let mut img = vec![0, 0, 8, 3, 0, 0, 0, 3, 0, 0, 0, 2, 0, 0, 0, 2];
+    img.extend([0, 255, 51, 102, 1, 2, 3, 4, 255, 255, 0, 0]);
+    let lab = vec![0, 0, 8, 1, 0, 0, 0, 3, 7, 0, 9];
+    let dir = std::env::temp_dir().join(format!("gradfree-idx-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let gz = |b: &[u8]| {
+        use std::io::Write;
+        let mut e = flate2::write::GzEncoder::new(vec![], flate2::Compression::default());
+        e.write_all(b).unwrap();
+        e.finish().unwrap()
+    };
+    std::fs::write(dir.join("t10k-images-idx3-ubyte.gz"), gz(&img)).unwrap();
+    std::fs::write(dir.join("t10k-labels-idx1-ubyte.gz"), gz(&lab)).unwrap();
+    let got = labeled::load(
+        &dir.join("t10k-images-idx3-ubyte.gz"),
+        LabeledFormat::Auto,
+        None,
+    )
+    .unwrap();
+    assert_eq!(got.dim, 4);
+    assert_eq!(got.y, vec![7, 0, 9]);
+    assert_eq!(got.x[1], 1.0);
+    assert!((got.x[2] - 0.2).abs() < 1e-15);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn malformed_data_files_name_the_line() {
+    let p = Path::new("bad.dat");
+    for (text, needle) in [
+        ("2 2\n0.1 0.2 1\n0.3 0.4\n", ":3:"),
+        ("2 2\n0.1 NaN 1\n", ":2:"),
+        ("2 2\n0.1 0.2 5\n", ":2:"),
+        ("2 2\n0.1 0.2 1.5\n", ":2:"),
+        ("2\n", "header"),
+    ] {
+        let e = labeled::parse_lwl(text, p).unwrap_err().to_string();
+        assert!(e.contains(needle), "{text:?}: {e}");
+    }
+    let e = labeled::parse_csv("1,2,0\n1,2,3,1\n", p, None)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains(":2:"), "{e}");
+}
+
+#[test]
+fn majority_data_covers_every_vector_once_with_the_circuit_labels() {
+    let c = Circuit::random(7, 3, 3, 7, 9).unwrap();
+    let (a, b) = c.split(9);
+    assert_eq!((a.len(), b.len()), (64, 64));
+    let mut seen = std::collections::HashSet::new();
+    for d in [&a, &b] {
+        for k in 0..d.len() {
+            let bits: Vec<bool> = d.item(k).iter().map(|&v| v == 1.0).collect();
+            assert_eq!(d.y[k], c.eval(&bits) as u32);
+            assert!(seen.insert(bits));
+        }
+    }
+    let (a2, _) = Circuit::random(7, 3, 3, 7, 9).unwrap().split(9);
+    assert_eq!(a2, a, "deterministic from the seed");
+}

@@ -209,6 +209,10 @@ impl<T: Real> RrrEngine for CpuRrr<T> {
         })
     }
 
+    fn bias_consensus(&mut self) -> Result<Vec<f64>> {
+        Ok(back(&self.bsum))
+    }
+
     fn labels_used(&mut self) -> Result<Vec<u32>> {
         Ok(self.eff.clone())
     }

@@ -70,6 +70,9 @@ pub(crate) struct GpuRrr {
     err_final_params: reduce_rows::Params,
     d_normalize: Dispatch,
     d_err_final: Dispatch,
+    /// Partial sums over items of 2b_A − b per node, [N][P_total].
+    bpart: GpuBuffer,
+    parts_total: usize,
     _keep: Vec<GpuBuffer>,
 }
 
@@ -376,6 +379,8 @@ impl GpuRrr {
             err_final_params,
             d_normalize,
             d_err_final,
+            bpart,
+            parts_total,
             _keep: vec![
                 out_ptr,
                 out_edges,
@@ -390,7 +395,6 @@ impl GpuRrr {
                 node_scalars,
                 norm_scalars,
                 wpart,
-                bpart,
                 errpart,
                 norm_params,
                 keys,
@@ -536,6 +540,15 @@ impl RrrEngine for GpuRrr {
             put_columns(&mut s.data, kk, c.start, c.items, &c.data.read_real()?);
         }
         Ok(s)
+    }
+
+    fn bias_consensus(&mut self) -> Result<Vec<f64>> {
+        let pt = self.parts_total;
+        let raw = self.bpart.read_real()?;
+        let inv = 1.0 / self.items.max(1) as f64;
+        Ok((0..self.nodes)
+            .map(|i| raw[i * pt..(i + 1) * pt].iter().sum::<f64>() * inv)
+            .collect())
     }
 
     fn labels_used(&mut self) -> Result<Vec<u32>> {

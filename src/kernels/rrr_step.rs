@@ -229,6 +229,7 @@ pub fn cpu<T: Real>(
     assert!(warm_len == 0 || warm_len == inp.bil.len() * kk);
     let warms = st.warm.as_deref_mut().map(SharedMut::new);
     let two = T::from_f64(2.0);
+    let half = T::from_f64(0.5);
     let node = |(jj, &j): (usize, &u32)| -> (f64, StepCounts) {
         let _ftz = FlushDenormals::new();
         let j = j as usize;
@@ -280,6 +281,28 @@ pub fn cpu<T: Real>(
                 counts.degenerate += (r.status == STATUS_DEGENERATE) as u64;
                 counts.not_converged += (r.status == STATUS_NOT_CONVERGED) as u64;
             }
+            // apply_root as ((r + σ r') + τ r')·k per item, branch-free in the
+            // edge loop and bit-identical to it: small roots σ = 0, τ = u;
+            // large ones σ = ±1, τ = ∓s; degenerate σ = τ = 0, k = 1.
+            let mut sig = [T::ZERO; ROOT_BLOCK];
+            let mut tau = [T::ZERO; ROOT_BLOCK];
+            let mut kf = [T::ONE; ROOT_BLOCK];
+            for i in 0..n {
+                let r = &roots[i];
+                if r.status == STATUS_DEGENERATE {
+                    continue;
+                }
+                kf[i] = r.inv_den;
+                if r.s >= half {
+                    tau[i] = r.u();
+                } else if r.positive {
+                    sig[i] = T::ONE;
+                    tau[i] = -r.s;
+                } else {
+                    sig[i] = -T::ONE;
+                    tau[i] = r.s;
+                }
+            }
             let mut err = [T::ZERO; ROOT_BLOCK];
             for (le, e) in (e0..e1).enumerate() {
                 let xa = &inp.xa[inp.src[e] as usize * kk + k0..][..n];
@@ -289,11 +312,8 @@ pub fn cpu<T: Real>(
                 for i in 0..n {
                     let rx = two * xa[i] - xr[i];
                     let rw = two * wa - wr[i];
-                    let (xb, wb) = if roots[i].status == STATUS_DEGENERATE {
-                        (rx, rw)
-                    } else {
-                        apply_root(rx, rw, &roots[i])
-                    };
+                    let xb = ((rx + sig[i] * rw) + tau[i] * rw) * kf[i];
+                    let wb = ((rw + sig[i] * rx) + tau[i] * rx) * kf[i];
                     let dx = xb - xa[i];
                     let dw = wb - wa;
                     xr[i] += inp.beta * dx;

@@ -15,8 +15,9 @@
 //! Each batch starts from a forward pass with the current consensus weights
 //! and biases (`y_j = Σ_i x_i w_ij / Ω`, `x_j = relu(y_j − b_j)`); the first
 //! weights are uniform in [−1, 1] per node, mean removed, norm Ω, biases 0.
-//! After a batch the weights are the A-consensus w̄ and the biases the batch
-//! mean of the A-projected b (equal to the B consensus at a fixed point).
+//! After a batch the weights are the A-consensus w̄ and the biases the B
+//! consensus b̄ (batch mean of 2b_A − b) of the last iteration, as in the
+//! reference code.
 //! Inference: forward pass, class = argmax over class nodes of y − b.
 //! Eccentric exemptions (eq. 32) and relabeling (eq. 33) run inside PA
 //! through `kernels::class_select`. Shuffles are seeded per epoch, so a run
@@ -353,9 +354,10 @@ pub fn train(
             iters += rep.iterations;
             let c = engine.consensus()?;
             model.weights = c.w;
-            for i in clf.net.data..p.nodes {
-                model.biases[i] = c.b[i * kk..(i + 1) * kk].iter().sum::<f64>() / kk as f64;
-            }
+            // Biases as the reference takes them: the B consensus, the batch
+            // mean of 2b_A − b from the last iteration.
+            let bb = engine.bias_consensus()?;
+            model.biases[clf.net.data..].copy_from_slice(&bb[clf.net.data..]);
             if model.weights.iter().any(|v| !v.is_finite()) {
                 return Err(Error::Numeric(format!(
                     "weights became non-finite in epoch {epoch}, batch {b}"

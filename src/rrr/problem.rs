@@ -352,6 +352,9 @@ pub trait RrrEngine: Send {
     fn state(&mut self) -> Result<RrrState>;
     /// The A-projection PA(z) of the current state.
     fn consensus(&mut self) -> Result<Consensus>;
+    /// The B-side bias consensus of the latest iteration: per node, the
+    /// batch mean of 2b_A − b (zeros before any iteration or without biases).
+    fn bias_consensus(&mut self) -> Result<Vec<f64>>;
     /// Effective labels of the latest A-projection: the given labels, with
     /// `class_select::LABEL_EXEMPT` for exempted items and the new label for
     /// relabeled ones.

@@ -1,6 +1,9 @@
 // Partial sums over items of each row of an [R][K] array: workgroup (r, p)
 // sums items p*1024 .. p*1024+1023 of row r into partial[r*P_total + P_offset + p].
 // mode 0 sums z; mode 1 sums the reflection 2a - z (bias B-consensus).
+// reduce_rows_serial computes the same partials with one invocation per
+// (row, part) and no barriers: faster for short rows (small batches), where
+// a 256-wide workgroup would mostly idle through eight barriers.
 // These partial sums are the allreduce seam: combine them across item chunks
 // or devices before dividing by the batch size. Mirrors src/kernels/reduce_rows.rs.
 
@@ -61,4 +64,30 @@ fn reduce_rows(
     if (lid == 0u) {
         partial[r * params.parts_total + params.parts_offset + p] = scratch[0];
     }
+}
+
+@compute @workgroup_size(64)
+fn reduce_rows_serial(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let t = (wid.y * nwg.x + wid.x) * 64u + lid;
+    let r = t / params.parts;
+    if (r >= params.rows) {
+        return;
+    }
+    let p = t - r * params.parts;
+    let kk = params.items;
+    let base = r * kk;
+    let end = min(kk, (p + 1u) * CHUNK);
+    var acc = real(0.0);
+    for (var k = p * CHUNK; k < end; k++) {
+        if (params.mode == 0u) {
+            acc += z[base + k];
+        } else {
+            acc += 2.0 * a[base + k] - z[base + k];
+        }
+    }
+    partial[r * params.parts_total + params.parts_offset + p] = acc;
 }

@@ -170,16 +170,19 @@ fn check_reduce(rows: usize, items: usize, precisions: &[Precision]) {
         assert_close("cpu row sums", &full, &summed, 1e-12, 1e-12);
         for &prec in precisions {
             let Some(ctx) = gpu(prec) else { continue };
-            let got = gpu_ops::reduce_rows(&ctx, prec, &z, &a, rows, items, mode).unwrap();
-            let (rt, at) = tol(prec);
-            // Sums of up to 1024 terms of size ~1: scale the absolute tolerance.
-            assert_close(
-                &format!("gpu {prec} R={rows} K={items} mode {mode}"),
-                &got,
-                &want,
-                rt,
-                at * 64.0,
-            );
+            for kernel in [&reduce_rows::KERNEL, &reduce_rows::SERIAL] {
+                let got = gpu_ops::reduce_rows_with(&ctx, prec, kernel, &z, &a, rows, items, mode)
+                    .unwrap();
+                let (rt, at) = tol(prec);
+                // Sums of up to 1024 terms of size ~1: scale the absolute tolerance.
+                assert_close(
+                    &format!("gpu {} {prec} R={rows} K={items} mode {mode}", kernel.entry),
+                    &got,
+                    &want,
+                    rt,
+                    at * 64.0,
+                );
+            }
         }
     }
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::Result;
 use crate::gpu::buffer::Elem;
-use crate::gpu::{BindRef, GpuBuffer, GpuContext};
+use crate::gpu::{BindRef, GpuBuffer, GpuContext, Kernel};
 use crate::kernels::{
     consensus_nodes, copy, normalize_weights, project_activation, project_bilinear, reduce_rows,
     rrr_step, rrr_update,
@@ -148,7 +148,8 @@ pub fn consensus_nodes(
     ))
 }
 
-/// Partial row sums with `parts_total = parts(items)` and offset 0.
+/// Partial row sums with `parts_total = parts(items)` and offset 0, by the
+/// kernel the engines pick for this row length.
 pub fn reduce_rows(
     ctx: &Arc<GpuContext>,
     prec: Precision,
@@ -158,6 +159,27 @@ pub fn reduce_rows(
     items: usize,
     mode: u32,
 ) -> Result<Vec<f64>> {
+    let (kernel, _) = reduce_rows::kernel_for(items);
+    reduce_rows_with(ctx, prec, kernel, z, a, rows, items, mode)
+}
+
+/// Partial row sums by a given variant (`reduce_rows::KERNEL` or `SERIAL`).
+#[allow(clippy::too_many_arguments)]
+pub fn reduce_rows_with(
+    ctx: &Arc<GpuContext>,
+    prec: Precision,
+    kernel: &Kernel,
+    z: &[f64],
+    a: &[f64],
+    rows: usize,
+    items: usize,
+    mode: u32,
+) -> Result<Vec<f64>> {
+    let per_part = if kernel.entry == reduce_rows::SERIAL.entry {
+        1
+    } else {
+        256
+    };
     let parts = reduce_rows::parts(items);
     let params = ctx.uniform(&reduce_rows::Params {
         rows: rows as u32,
@@ -172,10 +194,10 @@ pub fn reduce_rows(
     let ab = ctx.upload_real(a, prec)?;
     let out = ctx.alloc(rows * parts, Elem::Real(prec))?;
     let d = ctx.prepare(
-        &reduce_rows::KERNEL,
+        kernel,
         prec,
         &[(&params).into(), (&zb).into(), (&ab).into(), (&out).into()],
-        (rows * parts * 256) as u64,
+        (rows * parts) as u64 * per_part,
     )?;
     run_one(ctx, &d)?;
     out.read_real()

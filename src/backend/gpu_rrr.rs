@@ -184,11 +184,12 @@ impl GpuRrr {
                       out: &GpuBuffer,
                       rows: usize,
                       items: usize| {
+            let (kernel, per_part) = reduce_rows::kernel_for(items);
             ctx.prepare(
-                &reduce_rows::KERNEL,
+                kernel,
                 precision,
                 &[u.into(), z.into(), a.into(), out.into()],
-                (rows * reduce_rows::parts(items) * 256) as u64,
+                (rows * reduce_rows::parts(items)) as u64 * per_part,
             )
         };
 

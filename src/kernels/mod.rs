@@ -29,6 +29,7 @@ pub const ALL: &[Kernel] = &[
     class_select::SELECT,
     consensus_nodes::KERNEL,
     reduce_rows::KERNEL,
+    reduce_rows::SERIAL,
     normalize_weights::KERNEL,
     rrr_step::KERNEL,
     rrr_update::KERNEL,

@@ -27,6 +27,25 @@ pub const KERNEL: Kernel = Kernel {
     workgroup: 256,
 };
 
+/// The same partial sums, one invocation per (row, part), no barriers.
+pub const SERIAL: Kernel = Kernel {
+    entry: "reduce_rows_serial",
+    workgroup: 64,
+    ..KERNEL
+};
+
+/// Rows at most this long are reduced by [`SERIAL`].
+pub const SERIAL_MAX_ITEMS: usize = 256;
+
+/// The kernel for rows of `items` and the invocations it needs per (row, part).
+pub fn kernel_for(items: usize) -> (&'static Kernel, u64) {
+    if items <= SERIAL_MAX_ITEMS {
+        (&SERIAL, 1)
+    } else {
+        (&KERNEL, 256)
+    }
+}
+
 /// Uniform parameters (matches `ReduceParams`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]

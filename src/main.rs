@@ -1117,8 +1117,6 @@ fn predict(a: &PredictArgs) -> Result<()> {
             println!("{k}: {p}");
         }
     }
-    let _ = a.quiet;
-    std::fs::metadata(&a.model).map_err(|e| Error::io(&a.model, e))?;
     if let Some(p) = out.path("summary.json") {
         write_atomic(&p, serde_json::to_string_pretty(&json!({"method": "predict", "items": data.len(), "error": err, "accuracy": 1.0 - err})).expect("json").as_bytes())?;
     }

@@ -8,6 +8,7 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use super::matrix::{number, parse_err};
 use crate::error::{Error, Result};
 
 /// Items with features and class labels.
@@ -117,25 +118,6 @@ impl Labeled {
         }
         s
     }
-}
-
-fn parse_err(path: &Path, line: usize, reason: impl Into<String>) -> Error {
-    Error::Parse {
-        path: path.to_path_buf(),
-        line,
-        reason: reason.into(),
-    }
-}
-
-fn number(path: &Path, line: usize, tok: &str) -> Result<f64> {
-    let v: f64 = tok
-        .trim()
-        .parse()
-        .map_err(|_| parse_err(path, line, format!("'{tok}' is not a number")))?;
-    if !v.is_finite() {
-        return Err(parse_err(path, line, format!("non-finite value '{tok}'")));
-    }
-    Ok(v)
 }
 
 fn label(path: &Path, line: usize, tok: &str) -> Result<u32> {

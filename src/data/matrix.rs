@@ -19,7 +19,8 @@ pub enum TableFormat {
     Nmf,
 }
 
-fn parse_err(path: &Path, line: usize, reason: impl Into<String>) -> Error {
+/// A parse error at a file's line.
+pub(crate) fn parse_err(path: &Path, line: usize, reason: impl Into<String>) -> Error {
     Error::Parse {
         path: path.to_path_buf(),
         line,
@@ -27,7 +28,8 @@ fn parse_err(path: &Path, line: usize, reason: impl Into<String>) -> Error {
     }
 }
 
-fn number(path: &Path, line: usize, tok: &str) -> Result<f64> {
+/// A finite number token, or a parse error naming the line.
+pub(crate) fn number(path: &Path, line: usize, tok: &str) -> Result<f64> {
     let v: f64 = tok
         .trim()
         .parse()

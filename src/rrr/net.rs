@@ -5,6 +5,7 @@
 
 use std::path::Path;
 
+use crate::data::matrix::parse_err;
 use crate::error::{Error, Result};
 
 /// A classifier graph: data nodes `0..D`, hidden `D..D+H`, class `D+H..N`.
@@ -18,14 +19,6 @@ pub struct Net {
     pub classes: usize,
     /// Edges (source, destination), sorted by destination, then source.
     pub edges: Vec<(u32, u32)>,
-}
-
-fn parse_err(path: &Path, line: usize, reason: impl Into<String>) -> Error {
-    Error::Parse {
-        path: path.to_path_buf(),
-        line,
-        reason: reason.into(),
-    }
 }
 
 impl Net {

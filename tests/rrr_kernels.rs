@@ -7,13 +7,15 @@
 mod common;
 
 use common::*;
-use gradfree::Precision;
 use gradfree::backend::gpu_ops;
 use gradfree::kernels::consensus_nodes::{self, NodeInputs};
+use gradfree::kernels::par::SimdLevel;
 use gradfree::kernels::project_activation as act;
+use gradfree::kernels::project_bilinear::WarmRoot;
 use gradfree::kernels::rrr_step::{self, StepInputs, StepState};
 use gradfree::kernels::{normalize_weights, reduce_rows, rrr_update};
 use gradfree::rrr::{RrrProblem, WeightGroups, layered_edges};
+use gradfree::{Precision, Real};
 use rand::Rng;
 
 /// A layered graph 4 → 3 → 2 plus one extra skip edge (so it is not a plain MLP).
@@ -341,6 +343,7 @@ fn check_step(c: &StepCase, items: usize, precisions: &[Precision]) {
             y: &mut y,
             b: &mut b,
             warm: None,
+            wsum: None,
         },
         &mut err,
     );
@@ -356,6 +359,7 @@ fn check_step(c: &StepCase, items: usize, precisions: &[Precision]) {
             y: &mut cy,
             b: &mut cb,
             warm: None,
+            wsum: None,
         },
         &mut node_err,
     );
@@ -371,6 +375,8 @@ fn check_step(c: &StepCase, items: usize, precisions: &[Precision]) {
     assert_close("cpu b", &cb, &b, 1e-13, 1e-13);
     let total: f64 = err.iter().sum();
     assert!((cerr - total).abs() <= 1e-12 * (1.0 + total));
+    simd_levels_agree::<f64>(&inp, v);
+    simd_levels_agree::<f32>(&inp, v);
     for &prec in precisions {
         let Some(ctx) = gpu(prec) else { continue };
         let got = gpu_ops::rrr_step(&ctx, prec, &inp, &v[2], &v[3], &v[5], &v[7]).unwrap();
@@ -383,6 +389,64 @@ fn check_step(c: &StepCase, items: usize, precisions: &[Precision]) {
         assert_close(&format!("{what} b"), &got.b, &b, rt, at);
         assert_close(&format!("{what} err"), &got.err, &err, rt * 10.0, at * 10.0);
         assert_eq!(got.counters, vec![counts.degenerate as u32, 0]);
+    }
+}
+
+/// Every SIMD level of the CPU step gives the same bits (two steps, so the
+/// warm-started roots of the second are covered too).
+fn simd_levels_agree<T: Real>(inp64: &StepInputs<'_, f64>, v: &[Vec<f64>]) {
+    let cv = |x: &[f64]| -> Vec<T> { x.iter().map(|&a| T::from_f64(a)).collect() };
+    let (xa, wa, ya, ba, bm) = (
+        cv(&v[0]),
+        cv(&v[1]),
+        cv(&v[4]),
+        cv(&v[6]),
+        cv(inp64.bias_mean.unwrap()),
+    );
+    let metric = cv(inp64.metric);
+    let inp = StepInputs {
+        items: inp64.items,
+        mode: inp64.mode,
+        beta: T::from_f64(inp64.beta.to_f64()),
+        omega: T::from_f64(inp64.omega.to_f64()),
+        bil: inp64.bil,
+        in_ptr: inp64.in_ptr,
+        src: inp64.src,
+        metric: &metric,
+        xa: &xa,
+        wa: &wa,
+        ya: &ya,
+        ba: &ba,
+        bias_mean: Some(&bm),
+    };
+    let run = |level: SimdLevel| {
+        let (mut x, mut w, mut y, mut b) = (cv(&v[2]), cv(&v[3]), cv(&v[5]), cv(&v[7]));
+        let mut warm = vec![WarmRoot::NONE; inp.bil.len() * inp.items];
+        let mut node_err = vec![0.0; inp.bil.len()];
+        let mut out = vec![];
+        for _ in 0..2 {
+            let mut st = StepState {
+                x: &mut x,
+                w: &mut w,
+                y: &mut y,
+                b: &mut b,
+                warm: Some(&mut warm),
+                wsum: None,
+            };
+            let (e, c) = rrr_step::cpu_at(level, &inp, &mut st, &mut node_err);
+            out.push((e.to_bits(), c.degenerate, c.not_converged));
+        }
+        let bits = |z: &[T]| z.iter().map(|a| a.to_f64().to_bits()).collect::<Vec<_>>();
+        (bits(&x), bits(&w), bits(&y), bits(&b), out)
+    };
+    let base = run(SimdLevel::Base);
+    for level in SimdLevel::available() {
+        assert!(
+            run(level) == base,
+            "SIMD level {} differs from base ({})",
+            level.name(),
+            T::PRECISION
+        );
     }
 }
 

@@ -25,6 +25,10 @@ pub(crate) struct CpuRrr<T> {
     ba: Vec<T>,
     wa: Vec<T>,
     wsum: Vec<T>,
+    /// `wsum` already holds Σ_k w (the step sums it while updating w).
+    wsum_fresh: bool,
+    /// Every edge ends at a bilinear node, so the step's sums cover all of w.
+    step_sums_w: bool,
     bsum: Vec<T>,
     node_err: Vec<f64>,
     group_sums: Vec<f64>,
@@ -60,6 +64,13 @@ impl<T: Real> CpuRrr<T> {
             ba: vec![T::ZERO; n * items],
             wa: vec![T::ZERO; e],
             wsum: vec![T::ZERO; e],
+            wsum_fresh: false,
+            step_sums_w: p
+                .bil
+                .iter()
+                .map(|&j| (p.in_ptr[j as usize + 1] - p.in_ptr[j as usize]) as usize)
+                .sum::<usize>()
+                == e,
             bsum: vec![T::ZERO; n],
             node_err: vec![0.0; p.bil.len()],
             group_sums: vec![0.0; p.err_groups.max(1)],
@@ -102,7 +113,9 @@ impl<T: Real> CpuRrr<T> {
             data: &self.data,
         };
         consensus_nodes::cpu(&inp, &mut self.xa, &mut self.ya, &mut self.ba);
-        reduce_rows::cpu_row_sums(&self.w, None, self.items, &mut self.wsum);
+        if !self.wsum_fresh {
+            reduce_rows::cpu_row_sums(&self.w, None, self.items, &mut self.wsum);
+        }
         normalize_weights::run(
             &self.p.group_ptr,
             &self.p.group_edges,
@@ -133,6 +146,7 @@ impl<T: Real> RrrEngine for CpuRrr<T> {
         self.labels = s.labels.clone();
         self.eff = s.labels.clone();
         self.warm.fill(WarmRoot::NONE);
+        self.wsum_fresh = false;
         Ok(())
     }
 
@@ -179,8 +193,10 @@ impl<T: Real> RrrEngine for CpuRrr<T> {
                 y: &mut self.y,
                 b: &mut self.b,
                 warm: Some(&mut self.warm),
+                wsum: self.step_sums_w.then_some(&mut self.wsum[..]),
             };
             let (_, counts) = rrr_step::cpu(&inp, &mut st, &mut self.node_err);
+            self.wsum_fresh = self.step_sums_w;
             rep.iterations += 1;
             rep.degenerate += counts.degenerate;
             rep.not_converged += counts.not_converged;

@@ -4,7 +4,7 @@
 //! gapped step, or fixed value. Twin of `shaders/consensus_nodes.wgsl`.
 
 use super::class_select::LABEL_EXEMPT;
-use super::par::{SharedMut, parallel_enough};
+use super::par::{SharedMut, SimdLevel, parallel_enough, simd_dispatch};
 use super::project_activation as act;
 use crate::gpu::{Bind, Kernel};
 use crate::real::Real;
@@ -144,37 +144,69 @@ pub fn cpu<T: Real>(inp: &NodeInputs<'_, T>, xa: &mut [T], ya: &mut [T], ba: &mu
     if kk == 0 || nodes == 0 {
         return;
     }
+    let level = SimdLevel::current();
     let ya_s = SharedMut::new(ya);
     let ba_s = SharedMut::new(ba);
     let work = |(i, xrow): (usize, &mut [T])| {
-        let (e0, e1) = (inp.out_ptr[i] as usize, inp.out_ptr[i + 1] as usize);
-        xrow.fill(T::ZERO);
-        for &e in &inp.out_edges[e0..e1] {
-            let src = &inp.x[e as usize * kk..(e as usize + 1) * kk];
-            for (s, &v) in xrow.iter_mut().zip(src) {
-                *s += v;
-            }
-        }
-        if e1 > e0 {
-            let inv = T::ONE / T::from_f64((e1 - e0) as f64);
-            for s in xrow.iter_mut() {
-                *s *= inv;
-            }
-        }
         // SAFETY: row i of ya/ba is written only by the task that owns row i of xa.
         let yrow = unsafe { ya_s.slice(i * kk, kk) };
         let brow = unsafe { ba_s.slice(i * kk, kk) };
-        for k in 0..kk {
-            let idx = i * kk + k;
-            let (a, b, c) = node_op(inp, i, k, xrow[k], inp.y[idx], inp.b[idx]);
-            xrow[k] = a;
-            yrow[k] = b;
-            brow[k] = c;
-        }
+        node_row_at(level, inp, i, xrow, yrow, brow);
     };
     if parallel_enough(inp.out_edges.len() * kk + nodes * kk) {
         xa.par_chunks_mut(kk).enumerate().for_each(work);
     } else {
         xa.chunks_mut(kk).enumerate().for_each(work);
+    }
+}
+
+simd_dispatch! {
+    /// [`node_row`] for a SIMD level.
+    fn node_row_at<T>(
+        inp: &NodeInputs<'_, T>,
+        i: usize,
+        xrow: &mut [T],
+        yrow: &mut [T],
+        brow: &mut [T],
+    ) -> () = node_row
+}
+
+/// Node i for all items: mean over out-edges, then the node's constraint.
+#[inline(always)]
+fn node_row<T: Real>(
+    inp: &NodeInputs<'_, T>,
+    i: usize,
+    xrow: &mut [T],
+    yrow: &mut [T],
+    brow: &mut [T],
+) {
+    let kk = inp.items;
+    let (e0, e1) = (inp.out_ptr[i] as usize, inp.out_ptr[i + 1] as usize);
+    xrow.fill(T::ZERO);
+    for &e in &inp.out_edges[e0..e1] {
+        let src = &inp.x[e as usize * kk..(e as usize + 1) * kk];
+        for (s, &v) in xrow.iter_mut().zip(src) {
+            *s += v;
+        }
+    }
+    if e1 > e0 {
+        let inv = T::ONE / T::from_f64((e1 - e0) as f64);
+        for s in xrow.iter_mut() {
+            *s *= inv;
+        }
+    }
+    let (yin, bin) = (&inp.y[i * kk..(i + 1) * kk], &inp.b[i * kk..(i + 1) * kk]);
+    if inp.kind[i] == NODE_RELU {
+        // The bulk of a classifier: a branch-free loop the compiler vectorizes.
+        for k in 0..kk {
+            (xrow[k], yrow[k], brow[k]) = act::relu(xrow[k], yin[k], bin[k]);
+        }
+        return;
+    }
+    for k in 0..kk {
+        let (a, b, c) = node_op(inp, i, k, xrow[k], yin[k], bin[k]);
+        xrow[k] = a;
+        yrow[k] = b;
+        brow[k] = c;
     }
 }

@@ -86,3 +86,113 @@ impl Drop for FlushDenormals {
         }
     }
 }
+
+/// The widest vector instruction set the CPU loops may use, detected once
+/// at run time: the crate is built for baseline x86-64 (SSE2) so that one
+/// binary runs everywhere, and the hot loops are compiled again for AVX2 and
+/// AVX-512 and picked here. `GRADFREE_SIMD=base|avx2|avx512` caps the level
+/// (for comparisons). No floating-point contraction is enabled, so every
+/// level gives bit-identical results.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum SimdLevel {
+    /// The build's baseline (SSE2 on x86-64, or a non-x86 target).
+    Base,
+    /// 256-bit AVX2.
+    Avx2,
+    /// 512-bit AVX-512F.
+    Avx512,
+}
+
+impl SimdLevel {
+    /// The levels this CPU supports, lowest first.
+    pub fn available() -> Vec<SimdLevel> {
+        let mut v = vec![SimdLevel::Base];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx2") {
+                v.push(SimdLevel::Avx2);
+            }
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                v.push(SimdLevel::Avx512);
+            }
+        }
+        v
+    }
+
+    /// The level in use: the highest available, capped by `GRADFREE_SIMD`.
+    pub fn current() -> SimdLevel {
+        static LEVEL: std::sync::OnceLock<SimdLevel> = std::sync::OnceLock::new();
+        *LEVEL.get_or_init(|| {
+            let cap = match std::env::var("GRADFREE_SIMD").as_deref() {
+                Ok("base") => SimdLevel::Base,
+                Ok("avx2") => SimdLevel::Avx2,
+                _ => SimdLevel::Avx512,
+            };
+            SimdLevel::available()
+                .into_iter()
+                .filter(|&l| l <= cap)
+                .max()
+                .unwrap_or(SimdLevel::Base)
+        })
+    }
+
+    /// Name for reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            SimdLevel::Base => "base",
+            SimdLevel::Avx2 => "avx2",
+            SimdLevel::Avx512 => "avx512",
+        }
+    }
+}
+
+/// True when this CPU has `level`'s instructions.
+pub fn simd_supported(level: SimdLevel) -> bool {
+    match level {
+        SimdLevel::Base => true,
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx2 => std::arch::is_x86_feature_detected!("avx2"),
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx512 => std::arch::is_x86_feature_detected!("avx512f"),
+        #[cfg(not(target_arch = "x86_64"))]
+        _ => false,
+    }
+}
+
+/// Defines `fn $name<T: Real>(level: SimdLevel, args…) -> R` that runs the
+/// `#[inline(always)]` function `$body` code-generated for `level` (copies
+/// under `#[target_feature]`; closures would not be inlined into them).
+/// Levels the CPU lacks fall back to the next lower one.
+macro_rules! simd_dispatch {
+    ($(#[$m:meta])* $vis:vis fn $name:ident<$t:ident>($($arg:ident : $ty:ty),* $(,)?) -> $ret:ty = $body:ident) => {
+        $(#[$m])*
+        $vis fn $name<$t: $crate::real::Real>(
+            level: $crate::kernels::par::SimdLevel,
+            $($arg: $ty),*
+        ) -> $ret {
+            #[cfg(target_arch = "x86_64")]
+            {
+                use $crate::kernels::par::{SimdLevel, simd_supported};
+                #[target_feature(enable = "avx2")]
+                fn avx2<$t: $crate::real::Real>($($arg: $ty),*) -> $ret {
+                    $body($($arg),*)
+                }
+                #[target_feature(enable = "avx512f")]
+                fn avx512<$t: $crate::real::Real>($($arg: $ty),*) -> $ret {
+                    $body($($arg),*)
+                }
+                if level >= SimdLevel::Avx512 && simd_supported(SimdLevel::Avx512) {
+                    // SAFETY: AVX-512F was detected on this CPU.
+                    return unsafe { avx512($($arg),*) };
+                }
+                if level >= SimdLevel::Avx2 && simd_supported(SimdLevel::Avx2) {
+                    // SAFETY: AVX2 was detected on this CPU.
+                    return unsafe { avx2($($arg),*) };
+                }
+            }
+            let _ = level;
+            $body($($arg),*)
+        }
+    };
+}
+pub(crate) use simd_dispatch;

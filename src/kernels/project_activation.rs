@@ -52,6 +52,7 @@ fn two<T: Real>() -> T {
 /// Projection onto the ReLU graph; returns (x', y', b').
 // `!(y < b)` mirrors the reference C code's branch exactly, NaN included.
 #[allow(clippy::neg_cmp_op_on_partial_ord)]
+#[inline(always)]
 pub fn relu<T: Real>(x: T, y: T, b: T) -> (T, T, T) {
     let half = T::from_f64(0.5);
     let (mut c1, mut d1) = ((T::ZERO, y, b), x * x);

@@ -124,55 +124,271 @@ pub fn solve_root<T: Real>(sp: T, sm: T, c: T, t: T) -> Root<T> {
     }
 }
 
-/// Solves many roots at once, advancing all unfinished searches one
-/// Newton/bisection step per sweep: the searches are independent, so their
-/// division chains overlap in the CPU pipeline instead of running back to
-/// back. `inputs[k] = (sp, sm, c, t)`; at most [`ROOT_BLOCK`] problems.
-///
-/// Without `warm` the results are bit-identical to [`solve_root`]. With
-/// `warm` (one slot per problem, kept between calls) each search starts
-/// from the previous call's root when it lies on the same side and in the
-/// same regime: RRR moves the point little per iteration, so one or two
-/// Newton steps replace five or six. The root found is the same to within
-/// the stopping tolerance.
+/// Solves up to [`ROOT_BLOCK`] independent problems `(sp, sm, c, t)`
+/// ([`solve_block`] with one [`Root`] per problem). Without `warm` the
+/// results are bit-identical to [`solve_root`]; with `warm` (one slot per
+/// problem, kept between calls) each search starts from the previous
+/// call's root when it lies on the same side and in the same regime, and
+/// the new root is stored back.
 pub fn solve_roots<T: Real>(
     inputs: &[(T, T, T, T)],
-    mut warm: Option<&mut [WarmRoot<T>]>,
+    warm: Option<&mut [WarmRoot<T>]>,
     out: &mut [Root<T>],
 ) {
-    assert!(inputs.len() <= ROOT_BLOCK && out.len() >= inputs.len());
-    let mut searches = [RootSearch::<T>::IDLE; ROOT_BLOCK];
-    let mut active = [false; ROOT_BLOCK];
-    let mut left = 0;
-    for (k, &(sp, sm, c, t)) in inputs.iter().enumerate() {
-        match RootSearch::start(sp, sm, c, t) {
-            Ok(root) => {
-                out[k] = root;
-                if let Some(w) = warm.as_deref_mut() {
-                    w[k] = WarmRoot::NONE;
-                }
-            }
-            Err(mut search) => {
-                if let Some(w) = warm.as_deref() {
-                    search.warm_start(w[k]);
-                }
-                searches[k] = search;
-                active[k] = true;
-                left += 1;
+    let n = inputs.len();
+    assert!(n <= ROOT_BLOCK && out.len() >= n);
+    let mut sp = [T::ZERO; ROOT_BLOCK];
+    let mut sm = [T::ZERO; ROOT_BLOCK];
+    let mut c = [T::ZERO; ROOT_BLOCK];
+    let mut t = [T::ZERO; ROOT_BLOCK];
+    for (k, &(a, b, cc, tt)) in inputs.iter().enumerate() {
+        (sp[k], sm[k], c[k], t[k]) = (a, b, cc, tt);
+    }
+    let block = solve_block(n, &sp, &sm, &c, &t, warm);
+    for (k, o) in out[..n].iter_mut().enumerate() {
+        *o = block.root(k);
+    }
+}
+
+/// The roots of a block, one array per field (see [`Root`]).
+#[derive(Clone, Copy, Debug)]
+pub struct RootBlock<T> {
+    /// |u|.
+    pub ua: [T; ROOT_BLOCK],
+    /// 1 − |u|.
+    pub s: [T; ROOT_BLOCK],
+    /// 1/(1 − u²).
+    pub inv_den: [T; ROOT_BLOCK],
+    /// 1 when u ≥ 0.
+    pub positive: [u32; ROOT_BLOCK],
+    /// STATUS_*.
+    pub status: [u32; ROOT_BLOCK],
+    /// Solver steps.
+    pub iterations: [u32; ROOT_BLOCK],
+}
+
+impl<T: Real> RootBlock<T> {
+    /// Lane k as a [`Root`].
+    pub fn root(&self, k: usize) -> Root<T> {
+        Root {
+            ua: self.ua[k],
+            s: self.s[k],
+            inv_den: self.inv_den[k],
+            positive: self.positive[k] != 0,
+            status: self.status[k],
+            iterations: self.iterations[k],
+        }
+    }
+}
+
+/// Solves the problems `(sp[k], sm[k], c[k], t[k])` for `k < n` in
+/// lockstep, lanes side by side so that every stage (set-up, Newton or
+/// bisection steps, finish) vectorizes. Each lane does exactly the
+/// arithmetic of [`RootSearch`] (no contraction, selects instead of
+/// branches), so a lane's result is bit-identical to [`solve_root`]'s
+/// whatever the other lanes do. Lanes `k ≥ n` must hold zeros. `warm`
+/// (length `n`) as in [`solve_roots`].
+#[inline(always)]
+pub fn solve_block<T: Real>(
+    n: usize,
+    sp: &[T; ROOT_BLOCK],
+    sm: &[T; ROOT_BLOCK],
+    c: &[T; ROOT_BLOCK],
+    t: &[T; ROOT_BLOCK],
+    mut warm: Option<&mut [WarmRoot<T>]>,
+) -> RootBlock<T> {
+    let quarter = T::from_f64(0.25);
+    let half = T::from_f64(0.5);
+    let two = T::from_f64(2.0);
+    let three_halves = T::from_f64(1.5);
+    let mut l = Lanes::<T>::IDLE;
+    // RootSearch::start on every lane.
+    for i in 0..ROOT_BLOCK {
+        let aa = sp[i] * quarter;
+        let bb = sm[i] * quarter;
+        let h0 = aa - bb - t[i];
+        let flat = h0 == T::ZERO;
+        let positive = h0 < T::ZERO;
+        let a = if positive { aa } else { bb };
+        let b = if positive { bb } else { aa };
+        let tt = if positive { t[i] } else { -t[i] };
+        let g1 = c[i] - b * quarter - tt;
+        // Negated comparisons send NaN to the degenerate case, as in `start`.
+        #[allow(clippy::neg_cmp_op_on_partial_ord)]
+        let degenerate = !flat && !(a > T::ZERO) && !(g1 > T::ZERO);
+        let ra = a.sqrt();
+        let rb = b.sqrt();
+        let ta = ra * two;
+        let tb = rb / three_halves;
+        let g_half = ta * ta - tb * tb + c[i] * half - tt;
+        let immediate = flat || degenerate;
+        // Immediate lanes finish as u = 0 (small, q = 0), like `start`'s Ok.
+        let small = immediate || g_half >= T::ZERO;
+        l.ra[i] = ra;
+        l.rb[i] = rb;
+        l.c[i] = c[i];
+        l.tt[i] = tt;
+        l.small[i] = small as u32;
+        l.positive[i] = (flat || positive) as u32;
+        l.hi[i] = half;
+        l.q[i] = if small { T::ZERO } else { half };
+        l.status[i] = if flat {
+            STATUS_OK
+        } else if degenerate {
+            STATUS_DEGENERATE
+        } else {
+            STATUS_NOT_CONVERGED
+        };
+        l.done[i] = (immediate || i >= n) as u32;
+    }
+    if let Some(w) = warm.as_deref_mut() {
+        for (k, slot) in w[..n].iter_mut().enumerate() {
+            if l.done[k] != 0 {
+                *slot = WarmRoot::NONE;
+            } else if slot.tag == l.tag(k) && slot.q > l.lo[k] && slot.q < l.hi[k] {
+                l.q[k] = slot.q;
             }
         }
     }
-    let n = inputs.len();
-    while left > 0 {
-        for k in 0..n {
-            if active[k] && searches[k].step() {
-                out[k] = searches[k].finish();
-                if let Some(w) = warm.as_deref_mut() {
-                    w[k] = searches[k].warm();
-                }
-                active[k] = false;
-                left -= 1;
+    let searching = l.done;
+    while l.done.contains(&0) {
+        l.step();
+    }
+    let mut out = RootBlock {
+        ua: [T::ZERO; ROOT_BLOCK],
+        s: [T::ONE; ROOT_BLOCK],
+        inv_den: [T::ONE; ROOT_BLOCK],
+        positive: l.positive,
+        status: l.status,
+        iterations: l.it,
+    };
+    for i in 0..ROOT_BLOCK {
+        let q = l.q[i];
+        let small = l.small[i] != 0;
+        let ua = if small { q } else { T::ONE - q };
+        let s = if small { T::ONE - q } else { q };
+        out.ua[i] = ua;
+        out.s[i] = s;
+        out.inv_den[i] = T::ONE / (s * (T::ONE + ua));
+    }
+    if let Some(w) = warm {
+        for (k, slot) in w[..n].iter_mut().enumerate() {
+            if searching[k] == 0 {
+                *slot = if l.status[k] == STATUS_OK {
+                    WarmRoot {
+                        q: l.q[k],
+                        tag: l.tag(k),
+                    }
+                } else {
+                    WarmRoot::NONE
+                };
             }
+        }
+    }
+    out
+}
+
+/// [`RootSearch`] states of a block, one array per field. Flags are u32
+/// (0/1): bool lanes keep LLVM from vectorizing [`Lanes::step`].
+struct Lanes<T> {
+    ra: [T; ROOT_BLOCK],
+    rb: [T; ROOT_BLOCK],
+    c: [T; ROOT_BLOCK],
+    tt: [T; ROOT_BLOCK],
+    small: [u32; ROOT_BLOCK],
+    positive: [u32; ROOT_BLOCK],
+    lo: [T; ROOT_BLOCK],
+    hi: [T; ROOT_BLOCK],
+    q: [T; ROOT_BLOCK],
+    it: [u32; ROOT_BLOCK],
+    done: [u32; ROOT_BLOCK],
+    status: [u32; ROOT_BLOCK],
+}
+
+impl<T: Real> Lanes<T> {
+    const IDLE: Self = Lanes {
+        ra: [T::ZERO; ROOT_BLOCK],
+        rb: [T::ZERO; ROOT_BLOCK],
+        c: [T::ZERO; ROOT_BLOCK],
+        tt: [T::ZERO; ROOT_BLOCK],
+        small: [1; ROOT_BLOCK],
+        positive: [1; ROOT_BLOCK],
+        lo: [T::ZERO; ROOT_BLOCK],
+        hi: [T::ZERO; ROOT_BLOCK],
+        q: [T::ZERO; ROOT_BLOCK],
+        it: [0; ROOT_BLOCK],
+        done: [1; ROOT_BLOCK],
+        status: [STATUS_OK; ROOT_BLOCK],
+    };
+
+    #[inline(always)]
+    fn tag(&self, k: usize) -> u8 {
+        WARM_VALID
+            | if self.small[k] != 0 { WARM_SMALL } else { 0 }
+            | if self.positive[k] != 0 {
+                WARM_POSITIVE
+            } else {
+                0
+            }
+    }
+
+    /// One [`RootSearch::step`] on every lane not yet done, branch-free.
+    #[inline(always)]
+    fn step(&mut self) {
+        let half = T::from_f64(0.5);
+        let two = T::from_f64(2.0);
+        let four_eps = T::from_f64(4.0) * T::EPSILON;
+        for i in 0..ROOT_BLOCK {
+            let (ra, rb, c, tt, q) = (self.ra[i], self.rb[i], self.c[i], self.tt[i], self.q[i]);
+            let small = self.small[i] != 0;
+            let (lo0, hi0) = (self.lo[i], self.hi[i]);
+            let om = if small { T::ONE - q } else { q };
+            let op = if small { T::ONE + q } else { two - q };
+            let r1 = T::ONE / om;
+            let r2 = T::ONE / op;
+            let xa = ra * r1;
+            let xb = rb * r2;
+            let vq = if small { q } else { T::ONE - q };
+            let g = xa * xa - xb * xb + c * vq - tt;
+            let zero = g == T::ZERO;
+            let gp = two * xa * xa * r1 + two * xb * xb * r2 + c;
+            let fq = if small { g } else { -g };
+            let below = fq < T::ZERO;
+            let lo = if below { q } else { lo0 };
+            let hi = if below { hi0 } else { q };
+            let newton = q - fq / gp;
+            let inside = newton > lo && newton < hi;
+            let floor = four_eps * (xa * xa + xb * xb + (c * vq).abs() + tt.abs());
+            let at_floor = g.abs() <= floor;
+            let next = if inside { newton } else { (lo + hi) * half };
+            let step = (next - q).abs();
+            let settled = step <= four_eps * next || next == lo || next == hi;
+            let q_settled = if next > T::ZERO { next } else { q };
+            let q_floor = if inside { newton } else { q };
+            let q_new = if zero {
+                q
+            } else if at_floor {
+                q_floor
+            } else if settled {
+                q_settled
+            } else {
+                next
+            };
+            let live = self.done[i] == 0;
+            let capped = self.it[i] >= MAX_ITER;
+            let run = live && !capped;
+            self.q[i] = if run { q_new } else { q };
+            self.lo[i] = if run { lo } else { lo0 };
+            self.hi[i] = if run { hi } else { hi0 };
+            self.it[i] += run as u32;
+            let converged = zero || at_floor || settled;
+            // A lane stopped by the cap keeps STATUS_NOT_CONVERGED.
+            self.status[i] = if run && converged {
+                STATUS_OK
+            } else {
+                self.status[i]
+            };
+            self.done[i] = (!live || capped || converged) as u32;
         }
     }
 }
@@ -213,20 +429,6 @@ pub struct RootSearch<T> {
 }
 
 impl<T: Real> RootSearch<T> {
-    const IDLE: Self = RootSearch {
-        ra: T::ZERO,
-        rb: T::ZERO,
-        c: T::ZERO,
-        tt: T::ZERO,
-        small: true,
-        positive: true,
-        lo: T::ZERO,
-        hi: T::ZERO,
-        q: T::ZERO,
-        it: 0,
-        status: STATUS_NOT_CONVERGED,
-    };
-
     /// Sets up the search; `Ok` when the answer needs no iteration.
     // Negated comparisons send NaN inputs to the degenerate branch instead of the solver.
     #[allow(clippy::neg_cmp_op_on_partial_ord)]

@@ -4,7 +4,7 @@
 //! (mean of w over the batch), the bias B-consensus and RRR_err. The partial
 //! sums are the seam for a multi-device allreduce. Twin of `shaders/reduce_rows.wgsl`.
 
-use super::par::parallel_enough;
+use super::par::{SimdLevel, parallel_enough, simd_dispatch};
 use crate::gpu::{Bind, Kernel};
 use crate::real::Real;
 use rayon::prelude::*;
@@ -105,16 +105,10 @@ pub fn cpu_row_sums<T: Real>(z: &[T], a: Option<&[T]>, items: usize, out: &mut [
         out.fill(T::ZERO);
         return;
     }
-    let two = T::from_f64(2.0);
+    let level = SimdLevel::current();
     let work = |(r, o): (usize, &mut T)| {
         let zr = &z[r * items..(r + 1) * items];
-        *o = match a {
-            None => zr.iter().copied().sum(),
-            Some(a) => {
-                let ar = &a[r * items..(r + 1) * items];
-                zr.iter().zip(ar).map(|(&z, &a)| two * a - z).sum()
-            }
-        };
+        *o = row_sum_at(level, zr, a.map(|a| &a[r * items..(r + 1) * items]));
     };
     if parallel_enough(z.len()) {
         out.par_iter_mut().enumerate().for_each(work);
@@ -122,3 +116,46 @@ pub fn cpu_row_sums<T: Real>(z: &[T], a: Option<&[T]>, items: usize, out: &mut [
         out.iter_mut().enumerate().for_each(work);
     }
 }
+
+simd_dispatch! {
+    /// [`row_sum`] for a SIMD level.
+    fn row_sum_at<T>(z: &[T], a: Option<&[T]>) -> T = row_sum
+}
+
+/// Σ z, or Σ (2a − z), in [`LANES`] interleaved partial sums (a single
+/// running sum is one long dependency chain that no vector unit can help).
+#[inline(always)]
+fn row_sum<T: Real>(z: &[T], a: Option<&[T]>) -> T {
+    let two = T::from_f64(2.0);
+    let mut acc = [T::ZERO; LANES];
+    let body = z.len() / LANES * LANES;
+    match a {
+        None => {
+            for c in z[..body].chunks_exact(LANES) {
+                for l in 0..LANES {
+                    acc[l] += c[l];
+                }
+            }
+            for (l, &v) in z[body..].iter().enumerate() {
+                acc[l] += v;
+            }
+        }
+        Some(a) => {
+            for (c, d) in z[..body]
+                .chunks_exact(LANES)
+                .zip(a[..body].chunks_exact(LANES))
+            {
+                for l in 0..LANES {
+                    acc[l] += two * d[l] - c[l];
+                }
+            }
+            for (l, (&v, &w)) in z[body..].iter().zip(&a[body..]).enumerate() {
+                acc[l] += two * w - v;
+            }
+        }
+    }
+    acc.iter().copied().sum()
+}
+
+/// Partial sums per row on the CPU.
+const LANES: usize = 16;

@@ -14,10 +14,10 @@
 //! Memory per (k, e) and iteration: read x, w, xa twice, write x, w once
 //! (wa is per edge, cached). Twin of `shaders/rrr_step.wgsl`.
 
-use super::par::{FlushDenormals, SharedMut, parallel_enough};
+use super::par::{FlushDenormals, SharedMut, SimdLevel, parallel_enough, simd_dispatch};
 use super::project_bilinear::{
-    ROOT_BLOCK, Root, STATUS_DEGENERATE, STATUS_NOT_CONVERGED, WarmRoot, apply_root, solve_root,
-    solve_roots,
+    ROOT_BLOCK, STATUS_DEGENERATE, STATUS_NOT_CONVERGED, WarmRoot, apply_root, solve_block,
+    solve_root,
 };
 use crate::gpu::{Bind, Kernel};
 use crate::real::Real;
@@ -121,6 +121,11 @@ pub struct StepState<'a, T> {
     /// Previous roots [J][K] to warm-start the root finder from (CPU only;
     /// `None` solves every root from scratch like the WGSL kernel).
     pub warm: Option<&'a mut [WarmRoot<T>]>,
+    /// When given (CPU only, length E): receives Σ over items of the
+    /// updated w for every in-edge of a bilinear node, which is the next
+    /// weight consensus's input, summed while w is still in registers
+    /// instead of in another pass over memory. Other entries are untouched.
+    pub wsum: Option<&'a mut [T]>,
 }
 
 /// Counts of exceptional projections in one step.
@@ -216,6 +221,17 @@ pub fn cpu<T: Real>(
     st: &mut StepState<'_, T>,
     node_err: &mut [f64],
 ) -> (f64, StepCounts) {
+    cpu_at(SimdLevel::current(), inp, st, node_err)
+}
+
+/// [`cpu`] with the node loop compiled for `level` (every level gives the
+/// same bits; see [`SimdLevel`]).
+pub fn cpu_at<T: Real>(
+    level: SimdLevel,
+    inp: &StepInputs<'_, T>,
+    st: &mut StepState<'_, T>,
+    node_err: &mut [f64],
+) -> (f64, StepCounts) {
     let kk = inp.items;
     node_err.fill(0.0);
     if kk == 0 || inp.bil.is_empty() {
@@ -228,124 +244,20 @@ pub fn cpu<T: Real>(
     let warm_len = st.warm.as_ref().map_or(0, |w| w.len());
     assert!(warm_len == 0 || warm_len == inp.bil.len() * kk);
     let warms = st.warm.as_deref_mut().map(SharedMut::new);
-    let two = T::from_f64(2.0);
-    let half = T::from_f64(0.5);
-    let node = |(jj, &j): (usize, &u32)| -> (f64, StepCounts) {
-        let _ftz = FlushDenormals::new();
-        let j = j as usize;
-        let (e0, e1) = (inp.in_ptr[j] as usize, inp.in_ptr[j + 1] as usize);
-        // SAFETY: in-edge blocks and node rows of distinct bilinear nodes are disjoint.
-        let x = unsafe { xs.slice(e0 * kk, (e1 - e0) * kk) };
-        let w = unsafe { ws.slice(e0 * kk, (e1 - e0) * kk) };
-        let y = unsafe { ys.slice(j * kk, kk) };
-        let b = unsafe { bs.slice(j * kk, kk) };
-        let mut warm = warms.as_ref().map(|ws| unsafe { ws.slice(jj * kk, kk) });
-        let g = inp.metric[j];
-        let mut counts = StepCounts::default();
-        let mut total = 0.0f64;
-        // Items in blocks of ROOT_BLOCK: scratch lives on the stack and the
-        // block's roots are solved interleaved.
-        let mut k0 = 0;
-        while k0 < kk {
-            let n = ROOT_BLOCK.min(kk - k0);
-            let mut sp = [T::ZERO; ROOT_BLOCK];
-            let mut sm = [T::ZERO; ROOT_BLOCK];
-            for (le, e) in (e0..e1).enumerate() {
-                let xa = &inp.xa[inp.src[e] as usize * kk + k0..][..n];
-                let wa = inp.wa[e];
-                let xr = &x[le * kk + k0..][..n];
-                let wr = &w[le * kk + k0..][..n];
-                for i in 0..n {
-                    let rx = two * xa[i] - xr[i];
-                    let rw = two * wa - wr[i];
-                    sp[i] += (rx + rw) * (rx + rw);
-                    sm[i] += (rx - rw) * (rx - rw);
-                }
-            }
-            let ya = &inp.ya[j * kk + k0..][..n];
-            let mut ry = [T::ZERO; ROOT_BLOCK];
-            let mut problems = [(T::ZERO, T::ZERO, T::ZERO, T::ZERO); ROOT_BLOCK];
-            for i in 0..n {
-                let (c, t) = if inp.mode == MODE_FREE_Y {
-                    ry[i] = two * ya[i] - y[k0 + i];
-                    (inp.omega * inp.omega / g, inp.omega * ry[i])
-                } else {
-                    (T::ZERO, y[k0 + i])
-                };
-                problems[i] = (sp[i], sm[i], c, t);
-            }
-            let mut roots = [Root::<T>::IDENTITY; ROOT_BLOCK];
-            let warm_block = warm.as_deref_mut().map(|w| &mut w[k0..k0 + n]);
-            solve_roots(&problems[..n], warm_block, &mut roots);
-            for r in &roots[..n] {
-                counts.degenerate += (r.status == STATUS_DEGENERATE) as u64;
-                counts.not_converged += (r.status == STATUS_NOT_CONVERGED) as u64;
-            }
-            // apply_root as ((r + σ r') + τ r')·k per item, branch-free in the
-            // edge loop and bit-identical to it: small roots σ = 0, τ = u;
-            // large ones σ = ±1, τ = ∓s; degenerate σ = τ = 0, k = 1.
-            let mut sig = [T::ZERO; ROOT_BLOCK];
-            let mut tau = [T::ZERO; ROOT_BLOCK];
-            let mut kf = [T::ONE; ROOT_BLOCK];
-            for i in 0..n {
-                let r = &roots[i];
-                if r.status == STATUS_DEGENERATE {
-                    continue;
-                }
-                kf[i] = r.inv_den;
-                if r.s >= half {
-                    tau[i] = r.u();
-                } else if r.positive {
-                    sig[i] = T::ONE;
-                    tau[i] = -r.s;
-                } else {
-                    sig[i] = -T::ONE;
-                    tau[i] = r.s;
-                }
-            }
-            let mut err = [T::ZERO; ROOT_BLOCK];
-            for (le, e) in (e0..e1).enumerate() {
-                let xa = &inp.xa[inp.src[e] as usize * kk + k0..][..n];
-                let wa = inp.wa[e];
-                let xr = &mut x[le * kk + k0..][..n];
-                let wr = &mut w[le * kk + k0..][..n];
-                for i in 0..n {
-                    let rx = two * xa[i] - xr[i];
-                    let rw = two * wa - wr[i];
-                    let xb = ((rx + sig[i] * rw) + tau[i] * rw) * kf[i];
-                    let wb = ((rw + sig[i] * rx) + tau[i] * rx) * kf[i];
-                    let dx = xb - xa[i];
-                    let dw = wb - wa;
-                    xr[i] += inp.beta * dx;
-                    wr[i] += inp.beta * dw;
-                    err[i] += dx * dx + dw * dw;
-                }
-            }
-            if inp.mode == MODE_FREE_Y {
-                for i in 0..n {
-                    let yb = if roots[i].status == STATUS_DEGENERATE {
-                        ry[i]
-                    } else {
-                        ry[i] - inp.omega * roots[i].u() / g
-                    };
-                    let dy = yb - ya[i];
-                    y[k0 + i] += inp.beta * dy;
-                    err[i] += g * dy * dy;
-                }
-            }
-            if let Some(bm) = inp.bias_mean {
-                let ba = &inp.ba[j * kk + k0..][..n];
-                for i in 0..n {
-                    let db = bm[j] - ba[i];
-                    b[k0 + i] += inp.beta * db;
-                    err[i] += g * db * db;
-                }
-            }
-            total += err[..n].iter().map(|v| v.to_f64()).sum::<f64>();
-            k0 += n;
-        }
-        (total, counts)
+    if let Some(ws) = st.wsum.as_deref() {
+        assert_eq!(ws.len(), inp.src.len());
+    }
+    let wsums = st.wsum.as_deref_mut().map(SharedMut::new);
+    let ctx = NodeCtx {
+        inp,
+        xs: &xs,
+        ws: &ws,
+        ys: &ys,
+        bs: &bs,
+        warms: warms.as_ref(),
+        wsums: wsums.as_ref(),
     };
+    let node = |(jj, &j): (usize, &u32)| node_at(level, &ctx, jj, j);
     let work = (inp.in_ptr[inp.in_ptr.len() - 1] as usize) * kk;
     let per_node: Vec<(f64, StepCounts)> = if parallel_enough(work) {
         inp.bil.par_iter().enumerate().map(node).collect()
@@ -358,4 +270,227 @@ pub fn cpu<T: Real>(
         counts += *c;
     }
     (node_err.iter().sum(), counts)
+}
+
+/// What every node of [`cpu_at`] reads (shared across threads).
+struct NodeCtx<'c, 'a, T> {
+    inp: &'c StepInputs<'a, T>,
+    xs: &'c SharedMut<T>,
+    ws: &'c SharedMut<T>,
+    ys: &'c SharedMut<T>,
+    bs: &'c SharedMut<T>,
+    warms: Option<&'c SharedMut<WarmRoot<T>>>,
+    wsums: Option<&'c SharedMut<T>>,
+}
+
+simd_dispatch! {
+    /// [`node_block`] for a SIMD level.
+    fn node_at<T>(ctx: &NodeCtx<'_, '_, T>, jj: usize, j: u32) -> (f64, StepCounts) = node_block
+}
+
+/// One bilinear node over all items: inlined into each SIMD level's copy.
+#[inline(always)]
+fn node_block<T: Real>(ctx: &NodeCtx<'_, '_, T>, jj: usize, j: u32) -> (f64, StepCounts) {
+    let NodeCtx {
+        inp,
+        xs,
+        ws,
+        ys,
+        bs,
+        warms,
+        wsums,
+    } = *ctx;
+    let kk = inp.items;
+    let _ftz = FlushDenormals::new();
+    let j = j as usize;
+    let (e0, e1) = (inp.in_ptr[j] as usize, inp.in_ptr[j + 1] as usize);
+    // SAFETY: in-edge blocks and node rows of distinct bilinear nodes are disjoint.
+    let x = unsafe { xs.slice(e0 * kk, (e1 - e0) * kk) };
+    let w = unsafe { ws.slice(e0 * kk, (e1 - e0) * kk) };
+    let y = unsafe { ys.slice(j * kk, kk) };
+    let b = unsafe { bs.slice(j * kk, kk) };
+    let warm = warms.as_ref().map(|ws| unsafe { ws.slice(jj * kk, kk) });
+    let mut wsum = wsums.as_ref().map(|ws| unsafe { ws.slice(e0, e1 - e0) });
+    if let Some(ws) = wsum.as_deref_mut() {
+        ws.fill(T::ZERO);
+    }
+    let mut node = NodeRows {
+        inp,
+        j,
+        e0,
+        e1,
+        x,
+        w,
+        y,
+        b,
+        warm,
+        wsum,
+        counts: StepCounts::default(),
+        total: 0.0,
+    };
+    // Full blocks get a constant length, so their loops compile without
+    // remainder handling; the last, partial block takes the general path.
+    let mut k0 = 0;
+    while k0 + NODE_BLOCK <= kk {
+        item_block(&mut node, k0, NODE_BLOCK);
+        k0 += NODE_BLOCK;
+    }
+    if k0 < kk {
+        item_block(&mut node, k0, kk - k0);
+    }
+    (node.total, node.counts)
+}
+
+/// Items per block of the CPU node loop: each in-edge row is read in runs
+/// this long (several vectors), and the block's scratch lives on the stack.
+const NODE_BLOCK: usize = 4 * ROOT_BLOCK;
+
+/// One bilinear node's rows (its in-edges' x and w, its y and b).
+struct NodeRows<'r, 'a, T> {
+    inp: &'r StepInputs<'a, T>,
+    j: usize,
+    e0: usize,
+    e1: usize,
+    x: &'r mut [T],
+    w: &'r mut [T],
+    y: &'r mut [T],
+    b: &'r mut [T],
+    warm: Option<&'r mut [WarmRoot<T>]>,
+    wsum: Option<&'r mut [T]>,
+    counts: StepCounts,
+    total: f64,
+}
+
+/// Items `k0..k0 + n` (n ≤ [`NODE_BLOCK`]) of one node: reflect, project
+/// (roots solved [`ROOT_BLOCK`] at a time), update in place.
+#[inline(always)]
+fn item_block<T: Real>(nd: &mut NodeRows<'_, '_, T>, k0: usize, n: usize) {
+    let inp = nd.inp;
+    let kk = inp.items;
+    let (j, e0, e1) = (nd.j, nd.e0, nd.e1);
+    let two = T::from_f64(2.0);
+    let half = T::from_f64(0.5);
+    let g = inp.metric[j];
+    let mut sp = [T::ZERO; NODE_BLOCK];
+    let mut sm = [T::ZERO; NODE_BLOCK];
+    for (le, e) in (e0..e1).enumerate() {
+        let xa = &inp.xa[inp.src[e] as usize * kk + k0..][..n];
+        let wa = inp.wa[e];
+        let xr = &nd.x[le * kk + k0..][..n];
+        let wr = &nd.w[le * kk + k0..][..n];
+        for i in 0..n {
+            let rx = two * xa[i] - xr[i];
+            let rw = two * wa - wr[i];
+            sp[i] += (rx + rw) * (rx + rw);
+            sm[i] += (rx - rw) * (rx - rw);
+        }
+    }
+    let ya = &inp.ya[j * kk + k0..][..n];
+    let mut ry = [T::ZERO; NODE_BLOCK];
+    // Lanes past n keep (0, 0, 0, 0): u = 0 at once.
+    let mut cs = [T::ZERO; NODE_BLOCK];
+    let mut ts = [T::ZERO; NODE_BLOCK];
+    if inp.mode == MODE_FREE_Y {
+        let c = inp.omega * inp.omega / g;
+        for i in 0..n {
+            ry[i] = two * ya[i] - nd.y[k0 + i];
+            cs[i] = c;
+            ts[i] = inp.omega * ry[i];
+        }
+    } else {
+        ts[..n].copy_from_slice(&nd.y[k0..k0 + n]);
+    }
+    // apply_root as ((r + σ r') + τ r')·k per item, branch-free in the
+    // edge loop and bit-identical to it: small roots σ = 0, τ = u;
+    // large ones σ = ±1, τ = ∓s; degenerate σ = τ = 0, k = 1 (and u = 0
+    // for y, so y' = 2ya − y exactly).
+    let mut sig = [T::ZERO; NODE_BLOCK];
+    let mut tau = [T::ZERO; NODE_BLOCK];
+    let mut kf = [T::ONE; NODE_BLOCK];
+    let mut us = [T::ZERO; NODE_BLOCK];
+    for r0 in (0..n).step_by(ROOT_BLOCK) {
+        let lanes = |v: &[T; NODE_BLOCK]| -> [T; ROOT_BLOCK] {
+            v[r0..r0 + ROOT_BLOCK].try_into().expect("ROOT_BLOCK lanes")
+        };
+        let m = ROOT_BLOCK.min(n - r0);
+        let warm = nd.warm.as_deref_mut().map(|w| &mut w[k0 + r0..k0 + r0 + m]);
+        let rt = solve_block(m, &lanes(&sp), &lanes(&sm), &lanes(&cs), &lanes(&ts), warm);
+        for i in 0..m {
+            nd.counts.degenerate += (rt.status[i] == STATUS_DEGENERATE) as u64;
+            nd.counts.not_converged += (rt.status[i] == STATUS_NOT_CONVERGED) as u64;
+        }
+        for i in 0..ROOT_BLOCK {
+            let deg = rt.status[i] == STATUS_DEGENERATE;
+            let pos = rt.positive[i] != 0;
+            let small = rt.s[i] >= half;
+            let u = if pos { rt.ua[i] } else { -rt.ua[i] };
+            let s = rt.s[i];
+            let (sg, ta) = if small {
+                (T::ZERO, u)
+            } else if pos {
+                (T::ONE, -s)
+            } else {
+                (-T::ONE, s)
+            };
+            sig[r0 + i] = if deg { T::ZERO } else { sg };
+            tau[r0 + i] = if deg { T::ZERO } else { ta };
+            kf[r0 + i] = if deg { T::ONE } else { rt.inv_den[i] };
+            us[r0 + i] = if deg { T::ZERO } else { u };
+        }
+    }
+    let mut err = [T::ZERO; NODE_BLOCK];
+    for (le, e) in (e0..e1).enumerate() {
+        let xa = &inp.xa[inp.src[e] as usize * kk + k0..][..n];
+        let wa = inp.wa[e];
+        let xr = &mut nd.x[le * kk + k0..][..n];
+        let wr = &mut nd.w[le * kk + k0..][..n];
+        for i in 0..n {
+            let rx = two * xa[i] - xr[i];
+            let rw = two * wa - wr[i];
+            let xb = ((rx + sig[i] * rw) + tau[i] * rw) * kf[i];
+            let wb = ((rw + sig[i] * rx) + tau[i] * rx) * kf[i];
+            let dx = xb - xa[i];
+            let dw = wb - wa;
+            xr[i] += inp.beta * dx;
+            wr[i] += inp.beta * dw;
+            err[i] += dx * dx + dw * dw;
+        }
+        if let Some(ws) = nd.wsum.as_deref_mut() {
+            ws[le] += lane_sum(wr);
+        }
+    }
+    if inp.mode == MODE_FREE_Y {
+        for i in 0..n {
+            let yb = ry[i] - inp.omega * us[i] / g;
+            let dy = yb - ya[i];
+            nd.y[k0 + i] += inp.beta * dy;
+            err[i] += g * dy * dy;
+        }
+    }
+    if let Some(bm) = inp.bias_mean {
+        let ba = &inp.ba[j * kk + k0..][..n];
+        for i in 0..n {
+            let db = bm[j] - ba[i];
+            nd.b[k0 + i] += inp.beta * db;
+            err[i] += g * db * db;
+        }
+    }
+    nd.total += err[..n].iter().map(|v| v.to_f64()).sum::<f64>();
+}
+
+/// Σ v in [`ROOT_BLOCK`] interleaved partial sums (vectorizes; a single
+/// running sum would be one long dependency chain).
+#[inline(always)]
+fn lane_sum<T: Real>(v: &[T]) -> T {
+    let mut acc = [T::ZERO; ROOT_BLOCK];
+    let mut chunks = v.chunks_exact(ROOT_BLOCK);
+    for c in &mut chunks {
+        for l in 0..ROOT_BLOCK {
+            acc[l] += c[l];
+        }
+    }
+    for (l, &r) in chunks.remainder().iter().enumerate() {
+        acc[l] += r;
+    }
+    acc.iter().copied().sum()
 }

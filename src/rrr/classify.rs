@@ -231,19 +231,29 @@ impl Classifier {
         let p = &self.problem;
         let kk = idx.len();
         let mut s = RrrState::zeros(p, kk);
-        for (k, &item) in idx.iter().enumerate() {
-            let (x, y) = self.forward(m, data.item(item));
-            for e in 0..p.edges() {
-                s.x[e * kk + k] = x[p.src[e] as usize];
-                s.w[e * kk + k] = m.weights[e];
+        // Forward passes first, then the [row][item] arrays row by row
+        // (writing them item by item strides through megabytes).
+        let passes: Vec<(Vec<f64>, Vec<f64>)> = idx
+            .iter()
+            .map(|&item| self.forward(m, data.item(item)))
+            .collect();
+        for e in 0..p.edges() {
+            let src = p.src[e] as usize;
+            for (k, (x, _)) in passes.iter().enumerate() {
+                s.x[e * kk + k] = x[src];
             }
-            for i in 0..p.nodes {
+            s.w[e * kk..(e + 1) * kk].fill(m.weights[e]);
+        }
+        for i in 0..p.nodes {
+            for (k, (x, y)) in passes.iter().enumerate() {
                 s.y[i * kk + k] = y[i];
-                s.b[i * kk + k] = m.biases[i];
                 if i < self.net.data {
                     s.data[i * kk + k] = x[i];
                 }
             }
+            s.b[i * kk..(i + 1) * kk].fill(m.biases[i]);
+        }
+        for (k, &item) in idx.iter().enumerate() {
             s.labels[k] = data.y[item];
         }
         s

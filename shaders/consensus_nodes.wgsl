@@ -50,8 +50,14 @@ fn consensus_nodes(
     }
     let i = idx / kk;
     let k = idx - i * kk;
+    let kind = node_kind[i];
     let e0 = out_ptr[i];
-    let e1 = out_ptr[i + 1u];
+    // Data and fixed nodes take x from the data: skip the mean over their
+    // out-edges (for an image classifier, most of x).
+    var e1 = out_ptr[i + 1u];
+    if (kind == NODE_DATA || kind == NODE_FIXED) {
+        e1 = e0;
+    }
     var sum = real(0.0);
     for (var e = e0; e < e1; e++) {
         sum += x[out_edges[e] * kk + k];
@@ -62,7 +68,6 @@ fn consensus_nodes(
     }
     var yv = y[idx];
     var bv = b[idx];
-    let kind = node_kind[i];
     switch kind {
         case NODE_NONNEG: {
             xbar = max(xbar, 0.0);

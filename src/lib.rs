@@ -11,6 +11,7 @@ pub mod backend;
 pub mod data;
 pub mod error;
 pub mod gpu;
+pub mod hsic;
 pub mod kernels;
 pub mod meter;
 pub mod output;

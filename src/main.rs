@@ -16,7 +16,7 @@ use gradfree::output::{png_grid, write_atomic};
 use gradfree::rrr::classify::{self, Classifier, Saved, Settings};
 use gradfree::rrr::net::Net;
 use gradfree::rrr::nmf::{self, Nmf, OnlineSettings, SolveSettings};
-use gradfree::{Error, Precision};
+use gradfree::{Error, Precision, data, hsic};
 use serde_json::json;
 
 /// Gradient-free neural-network training on GPUs (wgpu) and CPUs.
@@ -45,11 +45,125 @@ enum Command {
     },
     /// Classify data with a trained RRR classifier (model.safetensors).
     Predict(PredictArgs),
+    /// Layer-wise HSIC networks with closed-form weights (W_s solver).
+    Hsic {
+        #[command(subcommand)]
+        task: HsicTask,
+    },
     /// Data generators.
     Data {
         #[command(subcommand)]
         task: DataTask,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum HsicTask {
+    /// k-fold cross-validation on the reference's fold folders
+    /// (DIR/NAME/NAME_k{,_label,_test,_label_test}.csv).
+    Cv(HsicCvArgs),
+    /// Fit on a features CSV and a label CSV; writes model.safetensors.
+    Fit(HsicFitArgs),
+    /// Predict with a fitted model; prints accuracy when labels are given.
+    Predict(HsicPredictArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+struct HsicSolverArgs {
+    /// Solver: ws (closed-form kernel mean embedding). ism is not built yet.
+    #[arg(long, default_value = "ws")]
+    solver: String,
+    /// Smallest σ of the search range (default: the reference's per data set).
+    #[arg(long)]
+    smallest_sigma: Option<f64>,
+    /// Points on the σ range (default: the reference's per data set).
+    #[arg(long)]
+    sigma_steps: Option<usize>,
+    /// Standardize test data with the training statistics instead of their
+    /// own (the reference's choice, kept as the default because it is more
+    /// accurate on the adversarial set; see README).
+    #[arg(long)]
+    train_stats: bool,
+    /// Follow the reference wherever gradfree offers otherwise (overrides
+    /// --train-stats). Kernels are always exact (no random features).
+    #[arg(long)]
+    reference_compat: bool,
+}
+
+impl HsicSolverArgs {
+    fn settings(&self, name: &str, seed: u64) -> Result<hsic::WsSettings> {
+        if self.solver != "ws" {
+            return Err(Error::Input(format!(
+                "--solver {}: only ws is available (the ISM solver W* is not built yet)",
+                self.solver
+            ))
+            .into());
+        }
+        let mut s = hsic::WsSettings::for_dataset(name);
+        if let Some(v) = self.smallest_sigma {
+            s.smallest_sigma = v;
+        }
+        if let Some(v) = self.sigma_steps {
+            s.sigma_steps = v;
+        }
+        if s.smallest_sigma.is_nan() || s.smallest_sigma <= 0.0 || s.sigma_steps == 0 {
+            return Err(
+                Error::Input("--smallest-sigma must be > 0 and --sigma-steps ≥ 1".into()).into(),
+            );
+        }
+        s.test_own_stats = self.reference_compat || !self.train_stats;
+        s.seed = seed;
+        Ok(s)
+    }
+}
+
+#[derive(Args, Debug)]
+struct HsicCvArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    #[command(flatten)]
+    solver: HsicSolverArgs,
+    /// Folder holding NAME/ with the fold files.
+    #[arg(long)]
+    data: PathBuf,
+    /// Data set name.
+    #[arg(long)]
+    name: String,
+    /// Number of folds.
+    #[arg(long, default_value_t = 10)]
+    folds: usize,
+}
+
+#[derive(Args, Debug)]
+struct HsicFitArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    #[command(flatten)]
+    solver: HsicSolverArgs,
+    /// Features CSV (no header).
+    #[arg(long)]
+    data: PathBuf,
+    /// Label CSV (one integer per line).
+    #[arg(long)]
+    labels: PathBuf,
+    /// Data set name (picks the reference's σ range).
+    #[arg(long, default_value = "")]
+    name: String,
+}
+
+#[derive(Args, Debug)]
+struct HsicPredictArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// model.safetensors from `hsic fit`.
+    #[arg(long)]
+    model: PathBuf,
+    /// Features CSV.
+    #[arg(long)]
+    data: PathBuf,
+    /// Label CSV, for the accuracy.
+    #[arg(long)]
+    labels: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -725,6 +839,15 @@ fn run(cli: Cli) -> Result<()> {
             task: RrrTask::Classify(a),
         } => rrr_classify(&a).context("rrr classify"),
         Command::Predict(a) => predict(&a).context("predict"),
+        Command::Hsic {
+            task: HsicTask::Cv(a),
+        } => hsic_cv(&a).context("hsic cv"),
+        Command::Hsic {
+            task: HsicTask::Fit(a),
+        } => hsic_fit(&a).context("hsic fit"),
+        Command::Hsic {
+            task: HsicTask::Predict(a),
+        } => hsic_predict(&a).context("hsic predict"),
         Command::Data {
             task: DataTask::Majority(a),
         } => data_majority(&a),
@@ -1119,6 +1242,209 @@ fn predict(a: &PredictArgs) -> Result<()> {
     }
     if let Some(p) = out.path("summary.json") {
         write_atomic(&p, serde_json::to_string_pretty(&json!({"method": "predict", "items": data.len(), "error": err, "accuracy": 1.0 - err})).expect("json").as_bytes())?;
+    }
+    Ok(())
+}
+
+fn mean_std(v: &[f64]) -> (f64, f64) {
+    let n = v.len().max(1) as f64;
+    let m = v.iter().sum::<f64>() / n;
+    (
+        m,
+        (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / n).sqrt(),
+    )
+}
+
+fn hsic_cv(a: &HsicCvArgs) -> Result<()> {
+    let c = &a.common;
+    let s = a.solver.settings(&a.name, c.seed)?;
+    if a.folds == 0 {
+        return Err(Error::Input("--folds must be at least 1".into()).into());
+    }
+    let (folds, _) = data::folds::load_folds(&a.data, &a.name, a.folds)?;
+    let backend = c.open()?;
+    let mut out = OutDir::new(c.out.as_deref())?;
+    let mut meter = backend.start_meter();
+    if !c.quiet {
+        println!(
+            "HSIC W_s on {} ({} folds), σ range down to {} in {} steps on {} ({}){}",
+            a.name,
+            a.folds,
+            s.smallest_sigma,
+            s.sigma_steps,
+            backend.describe(),
+            c.precision,
+            if s.test_own_stats {
+                ""
+            } else {
+                ", test standardized with training statistics"
+            }
+        );
+    }
+    let (mut layers, mut tr, mut te, mut secs, mut hs) = (vec![], vec![], vec![], vec![], vec![]);
+    for (k, f) in folds.iter().enumerate() {
+        let t0 = std::time::Instant::now();
+        let mut work = hsic::Work::default();
+        let model = hsic::fit_ws(&backend, &f.train, &s, &mut work)?;
+        let fit_s = t0.elapsed().as_secs_f64();
+        let train_acc = hsic::accuracy(
+            &hsic::knn(
+                &model.output.1,
+                &model.y,
+                &model.output.1,
+                model.output.0,
+                model.classes,
+                5,
+            ),
+            &model.y,
+        );
+        let test_acc = hsic::accuracy(&model.predict(&backend, &f.test.x, &mut work)?, &f.test.y);
+        meter.add_gwms(work.gwms());
+        let reports = model.reports();
+        if !c.quiet {
+            println!(
+                "fold {:>2}: {} layers (widths {:?}, σ {:?}), H {:.3}, train {:.3}, test {:.3}, {:.2} s, {:.4} GWMs",
+                k + 1,
+                reports.len(),
+                reports.iter().map(|r| r.width).collect::<Vec<_>>(),
+                reports
+                    .iter()
+                    .map(|r| (r.sigma * 1000.0).round() / 1000.0)
+                    .collect::<Vec<_>>(),
+                model.hsic(),
+                train_acc,
+                test_acc,
+                fit_s,
+                work.gwms()
+            );
+        }
+        out.metric(
+            &json!({"fold": k + 1, "layers": reports, "hsic": model.hsic(),
+            "train_acc": train_acc, "test_acc": test_acc, "seconds": fit_s, "gwms": work.gwms()}),
+        )?;
+        layers.push(reports.len() as f64);
+        tr.push(train_acc);
+        te.push(test_acc);
+        secs.push(fit_s);
+        hs.push(model.hsic());
+    }
+    let m = meter.measure();
+    let f = |v: &[f64]| {
+        let (a, b) = mean_std(v);
+        format!("{a:.3} ± {b:.3}")
+    };
+    println!("| data | solver | layers | train acc | test acc | time/fold s | H* |");
+    println!("|---|---|---|---|---|---|---|");
+    println!(
+        "| {} | W_s | {} | {} | {} | {} | {} |",
+        a.name,
+        f(&layers),
+        f(&tr),
+        f(&te),
+        f(&secs),
+        f(&hs)
+    );
+    println!("{}", m.line());
+    let common = CommonSummary::new(backend.describe(), c.precision, c.seed, &m);
+    out.summary(
+        &common,
+        json!({
+            "method": "hsic cv", "solver": "ws", "data": a.name, "folds": a.folds, "settings": s,
+            "layers": mean_std(&layers), "train_acc": mean_std(&tr), "test_acc": mean_std(&te),
+            "seconds_per_fold": mean_std(&secs), "hsic": mean_std(&hs),
+        }),
+    )?;
+    Ok(())
+}
+
+fn hsic_fit(a: &HsicFitArgs) -> Result<()> {
+    let c = &a.common;
+    let s = a.solver.settings(&a.name, c.seed)?;
+    let raw = data::folds::load_pair(&a.data, &a.labels)?;
+    let values = data::folds::label_values(&[&raw]);
+    let train = data::folds::to_labeled(&raw, &values);
+    let backend = c.open()?;
+    let out = OutDir::new(c.out.as_deref())?;
+    let mut meter = backend.start_meter();
+    let mut work = hsic::Work::default();
+    let model = hsic::fit_ws(&backend, &train, &s, &mut work)?;
+    meter.add_gwms(work.gwms());
+    let acc = hsic::accuracy(
+        &hsic::knn(
+            &model.output.1,
+            &model.y,
+            &model.output.1,
+            model.output.0,
+            model.classes,
+            5,
+        ),
+        &model.y,
+    );
+    for r in model.reports() {
+        if !c.quiet {
+            println!(
+                "layer {}: σ {:.4}, σ_b {:.4}, width {}, HSIC {:.4} ({} σ tried)",
+                r.layer, r.sigma, r.sigma_b, r.width, r.hsic, r.candidates
+            );
+        }
+    }
+    println!(
+        "{} layers, train accuracy {acc:.4}, H {:.4}",
+        model.layers.len(),
+        model.hsic()
+    );
+    let m = meter.measure();
+    println!("{}", m.line());
+    out.file("model.safetensors", &model.to_bytes(&values)?)?;
+    let common = CommonSummary::new(backend.describe(), c.precision, c.seed, &m);
+    out.summary(&common, json!({"method": "hsic fit", "solver": "ws", "layers": model.reports(), "train_acc": acc, "hsic": model.hsic()}))?;
+    Ok(())
+}
+
+fn hsic_predict(a: &HsicPredictArgs) -> Result<()> {
+    let c = &a.common;
+    let bytes = std::fs::read(&a.model)
+        .map_err(|e| Error::Input(format!("cannot read {}: {e}", a.model.display())))?;
+    let (model, values) = hsic::WsModel::from_bytes(&bytes, &a.model.display().to_string())?;
+    let m = data::matrix::load_table(&a.data, data::matrix::TableFormat::Csv)?;
+    if m.ncols() != model.dim {
+        return Err(Error::Input(format!(
+            "{} has {} features, the model {}",
+            a.data.display(),
+            m.ncols(),
+            model.dim
+        ))
+        .into());
+    }
+    let x: Vec<f64> = (0..m.nrows())
+        .flat_map(|r| m.row(r).iter().copied().collect::<Vec<_>>())
+        .collect();
+    if x.iter().any(|v| !v.is_finite()) {
+        return Err(Error::Input(format!("{}: non-finite value", a.data.display())).into());
+    }
+    let backend = c.open()?;
+    let out = OutDir::new(c.out.as_deref())?;
+    let mut work = hsic::Work::default();
+    let pred = model.predict(&backend, &x, &mut work)?;
+    let text: String = pred
+        .iter()
+        .map(|&p| format!("{}\n", values[p as usize]))
+        .collect();
+    out.file("predictions.csv", text.as_bytes())?;
+    if let Some(l) = &a.labels {
+        let raw = data::folds::load_pair(&a.data, l)?;
+        let y: Vec<u32> = raw
+            .labels
+            .iter()
+            .map(|v| values.binary_search(v).map_or(u32::MAX, |i| i as u32))
+            .collect();
+        println!(
+            "accuracy {:.4} on {} items",
+            hsic::accuracy(&pred, &y),
+            y.len()
+        );
+    } else if out.path("predictions.csv").is_none() {
+        print!("{text}");
     }
     Ok(())
 }

@@ -9,8 +9,8 @@ use crate::error::Result;
 use crate::gpu::buffer::Elem;
 use crate::gpu::{BindRef, GpuBuffer, GpuContext, Kernel};
 use crate::kernels::{
-    consensus_nodes, copy, normalize_weights, project_activation, project_bilinear, reduce_rows,
-    rrr_step, rrr_update,
+    consensus_nodes, copy, gauss_kernel, normalize_weights, project_activation, project_bilinear,
+    reduce_rows, rrr_step, rrr_update,
 };
 use crate::real::Precision;
 
@@ -18,6 +18,59 @@ fn run_one(ctx: &GpuContext, d: &crate::gpu::Dispatch) -> Result<()> {
     let mut rec = ctx.recorder();
     rec.dispatch(d);
     rec.submit()
+}
+
+/// Gaussian kernel matrix of the rows of `a` against those of `b` (both
+/// with `d` columns), row-major n × m, computed in row tiles that each fit
+/// one binding (and the output buffer is reused across tiles).
+pub fn gauss_kernel(
+    ctx: &Arc<GpuContext>,
+    prec: Precision,
+    a: &[f64],
+    b: &[f64],
+    d: usize,
+    sigma: f64,
+    zero_diag: bool,
+) -> Result<Vec<f64>> {
+    if d == 0 || a.is_empty() || b.is_empty() {
+        return Ok(vec![]);
+    }
+    let (n, m) = (a.len() / d, b.len() / d);
+    let elem = prec.bytes() as u64;
+    let tile_rows = ((ctx.max_binding_bytes() / elem / m as u64).max(1) as usize).min(n);
+    let scal = ctx.upload_real(&[1.0 / (2.0 * sigma * sigma)], prec)?;
+    let ab = ctx.upload_real(a, prec)?;
+    let bb = ctx.upload_real(b, prec)?;
+    let kb = ctx.alloc(tile_rows * m, Elem::Real(prec))?;
+    let mut out = Vec::with_capacity(n * m);
+    let mut row0 = 0;
+    while row0 < n {
+        let rows = tile_rows.min(n - row0);
+        let params = ctx.uniform(&gauss_kernel::Params {
+            rows: rows as u32,
+            row0: row0 as u32,
+            m: m as u32,
+            d: d as u32,
+            zero_diag: zero_diag as u32,
+            pad: [0; 3],
+        })?;
+        let disp = ctx.prepare(
+            &gauss_kernel::KERNEL,
+            prec,
+            &[
+                (&params).into(),
+                (&scal).into(),
+                (&ab).into(),
+                (&bb).into(),
+                (&kb).into(),
+            ],
+            (rows * m) as u64,
+        )?;
+        run_one(ctx, &disp)?;
+        out.extend(kb.read_real_range(0, rows * m)?);
+        row0 += rows;
+    }
+    Ok(out)
 }
 
 /// Batched bilinear projection.

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use crate::error::Result;
 use crate::gpu::{GpuContext, GpuRequest, context::hardware_adapter_present};
-use crate::kernels::{project_activation, project_bilinear};
+use crate::kernels::{gauss_kernel, project_activation, project_bilinear};
 use crate::real::Precision;
 use crate::rrr::{RrrEngine, RrrProblem};
 
@@ -165,6 +165,63 @@ impl Backend {
         }
     }
 
+    /// Gaussian kernel matrix (row-major n × m) of the rows of `a` against
+    /// those of `b`, both with `d` columns; `zero_diag` sets K[i][i] = 0.
+    pub fn gauss_kernel(
+        &self,
+        a: &[f64],
+        b: &[f64],
+        d: usize,
+        sigma: f64,
+        zero_diag: bool,
+    ) -> Result<Vec<f64>> {
+        let mut k = vec![];
+        self.gauss_kernel_into(a, b, d, sigma, zero_diag, &mut k)?;
+        Ok(k)
+    }
+
+    /// [`Backend::gauss_kernel`] into a reused buffer (large matrices cost
+    /// page faults when allocated afresh for every σ tried).
+    pub fn gauss_kernel_into(
+        &self,
+        a: &[f64],
+        b: &[f64],
+        d: usize,
+        sigma: f64,
+        zero_diag: bool,
+        k: &mut Vec<f64>,
+    ) -> Result<()> {
+        let len = gauss_len(a, b, d);
+        match &self.inner {
+            Inner::Cpu => match self.precision {
+                Precision::F64 => {
+                    k.resize(len, 0.0);
+                    if std::ptr::eq(a, b) {
+                        gauss_kernel::cpu(a, a, d, sigma, zero_diag, k);
+                    } else {
+                        gauss_kernel::cpu(a, b, d, sigma, zero_diag, k);
+                    }
+                }
+                Precision::F32 => {
+                    let c = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
+                    let mut k32 = vec![0.0f32; len];
+                    let ca = c(a);
+                    if std::ptr::eq(a, b) {
+                        gauss_kernel::cpu(&ca, &ca, d, sigma as f32, zero_diag, &mut k32);
+                    } else {
+                        gauss_kernel::cpu(&ca, &c(b), d, sigma as f32, zero_diag, &mut k32);
+                    }
+                    k.clear();
+                    k.extend(k32.into_iter().map(f64::from));
+                }
+            },
+            Inner::Gpu(ctx) => {
+                *k = gpu_ops::gauss_kernel(ctx, self.precision, a, b, d, sigma, zero_diag)?;
+            }
+        }
+        Ok(())
+    }
+
     /// An RRR engine for a problem with batches of `items` items.
     pub fn rrr_engine(&self, problem: &RrrProblem, items: usize) -> Result<Box<dyn RrrEngine>> {
         match &self.inner {
@@ -179,5 +236,12 @@ impl Backend {
                 items,
             )?)),
         }
+    }
+}
+
+fn gauss_len(a: &[f64], b: &[f64], d: usize) -> usize {
+    match (a.len().checked_div(d), b.len().checked_div(d)) {
+        (Some(n), Some(m)) => n * m,
+        _ => 0,
     }
 }

@@ -1,6 +1,8 @@
 //! Data loaders and generators.
 
+pub mod folds;
 pub mod labeled;
 pub mod letters;
 pub mod majority;
 pub mod matrix;
+pub mod spiral;

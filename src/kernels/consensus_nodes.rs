@@ -181,7 +181,22 @@ fn node_row<T: Real>(
     brow: &mut [T],
 ) {
     let kk = inp.items;
-    let (e0, e1) = (inp.out_ptr[i] as usize, inp.out_ptr[i + 1] as usize);
+    let (yin, bin) = (&inp.y[i * kk..(i + 1) * kk], &inp.b[i * kk..(i + 1) * kk]);
+    if inp.kind[i] == NODE_DATA {
+        // x is the data whatever the out-edges hold: skip their mean (for
+        // MNIST that is a pass over 98% of x).
+        xrow.copy_from_slice(&inp.data[i * kk..(i + 1) * kk]);
+        yrow.copy_from_slice(yin);
+        brow.copy_from_slice(bin);
+        return;
+    }
+    // Fixed nodes also take x from the data.
+    let e0 = inp.out_ptr[i] as usize;
+    let e1 = if inp.kind[i] == NODE_FIXED {
+        e0
+    } else {
+        inp.out_ptr[i + 1] as usize
+    };
     xrow.fill(T::ZERO);
     for &e in &inp.out_edges[e0..e1] {
         let src = &inp.x[e as usize * kk..(e as usize + 1) * kk];
@@ -195,7 +210,6 @@ fn node_row<T: Real>(
             *s *= inv;
         }
     }
-    let (yin, bin) = (&inp.y[i * kk..(i + 1) * kk], &inp.b[i * kk..(i + 1) * kk]);
     if inp.kind[i] == NODE_RELU {
         // The bulk of a classifier: a branch-free loop the compiler vectorizes.
         for k in 0..kk {

@@ -11,6 +11,7 @@
 pub mod class_select;
 pub mod consensus_nodes;
 pub mod copy;
+pub mod gauss_kernel;
 pub mod normalize_weights;
 pub mod par;
 pub mod project_activation;
@@ -34,4 +35,5 @@ pub const ALL: &[Kernel] = &[
     rrr_step::KERNEL,
     rrr_update::KERNEL,
     copy::KERNEL,
+    gauss_kernel::KERNEL,
 ];

@@ -102,3 +102,28 @@ pub fn random_classifier_state(
     s.labels = (0..items).map(|_| r.random_range(0..2)).collect();
     s
 }
+
+/// Runs the gradfree binary.
+pub fn run_cli(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_gradfree"))
+        .args(args)
+        .output()
+        .expect("spawn gradfree")
+}
+
+/// stdout and stderr of a run, together.
+pub fn output_text(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// A fresh temporary directory for one test.
+pub fn temp_dir(tag: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("gradfree-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}

@@ -1,0 +1,292 @@
+//! HSIC networks: the Gaussian kernel kernel against its f64 twin on both
+//! backends, the closed-form W_s units, a generated spiral, and bad inputs.
+
+mod common;
+
+use common::*;
+use gradfree::backend::gpu_ops;
+use gradfree::data::labeled::Labeled;
+use gradfree::data::spiral::spiral;
+use gradfree::hsic::{self, Unit, Work, WsLayer, WsSettings};
+use gradfree::kernels::gauss_kernel;
+use gradfree::{Backend, Precision};
+use proptest::prelude::*;
+
+fn close(what: &str, got: &[f64], want: &[f64], tol: f64) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    for (i, (a, b)) in got.iter().zip(want).enumerate() {
+        assert!((a - b).abs() <= tol, "{what}[{i}]: {a} vs {b}");
+    }
+}
+
+#[test]
+fn gauss_kernel_matches_the_twin_on_both_backends() {
+    let mut r = rng(5);
+    for &(n, m, d) in &[(0, 0, 3), (1, 1, 1), (1, 3, 2), (37, 37, 5), (129, 70, 3)] {
+        let a = uniform(&mut r, n * d, -1.0, 1.0);
+        let b = if n == m {
+            a.clone()
+        } else {
+            uniform(&mut r, m * d, -1.0, 1.0)
+        };
+        for zero in [false, true] {
+            let want = gauss_kernel::reference(&a, &b, d, 0.7, zero);
+            assert_eq!(want.len(), n * m);
+            let cpu = Backend::cpu(Precision::F64)
+                .gauss_kernel(&a, &b, d, 0.7, zero)
+                .unwrap();
+            close("cpu f64", &cpu, &want, 1e-14);
+            let cpu32 = Backend::cpu(Precision::F32)
+                .gauss_kernel(&a, &b, d, 0.7, zero)
+                .unwrap();
+            close("cpu f32", &cpu32, &want, 2e-6);
+            for (prec, tol) in [(Precision::F32, 2e-6), (Precision::F64, 1e-13)] {
+                let Some(ctx) = gpu(prec) else { continue };
+                let g = gpu_ops::gauss_kernel(&ctx, prec, &a, &b, d, 0.7, zero).unwrap();
+                close(&format!("gpu {prec} n={n} m={m}"), &g, &want, tol);
+            }
+        }
+    }
+    // More than 65535 workgroups (a 2-D grid), f32.
+    let (n, d) = (2100, 2);
+    let a = uniform(&mut r, n * d, -1.0, 1.0);
+    let want = gauss_kernel::reference(&a, &a, d, 0.5, true);
+    if let Some(ctx) = gpu(Precision::F32) {
+        let g = gpu_ops::gauss_kernel(&ctx, Precision::F32, &a, &a, d, 0.5, true).unwrap();
+        close("gpu big", &g, &want, 2e-6);
+        // Row tiles: a binding of 4 KiB holds 27 rows of 37.
+        let (n, d) = (37, 4);
+        let a = uniform(&mut r, n * d, -1.0, 1.0);
+        let want = gauss_kernel::reference(&a, &a, d, 0.9, false);
+        // SAFETY: no other test of this binary reads the variable.
+        unsafe { std::env::set_var("GRADFREE_MAX_BINDING_BYTES", "4096") };
+        let g = gpu_ops::gauss_kernel(&ctx, Precision::F32, &a, &a, d, 0.9, false);
+        unsafe { std::env::remove_var("GRADFREE_MAX_BINDING_BYTES") };
+        close("gpu tiled", &g.unwrap(), &want, 2e-6);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+    #[test]
+    fn exp_neg_matches_std(x in 0.0f64..750.0, small in 0.0f64..1e-3) {
+        for v in [x, small, 0.0] {
+            let (got, want) = (gauss_kernel::exp_neg(v), (-v).exp());
+            prop_assert!((got - want).abs() <= 4e-16 * want || (v > 708.0 && got == 0.0),
+                "e^-{v}: {got} vs {want}");
+        }
+    }
+
+    #[test]
+    fn kernel_matrices_are_symmetric_with_unit_or_zero_diagonal(
+        n in 1usize..12, d in 1usize..5, sigma in 0.05f64..5.0, seed in 0u64..1000,
+    ) {
+        let a = uniform(&mut rng(seed), n * d, -3.0, 3.0);
+        for zero in [false, true] {
+            let k = Backend::cpu(Precision::F64).gauss_kernel(&a, &a, d, sigma, zero).unwrap();
+            for i in 0..n {
+                prop_assert_eq!(k[i * n + i], if zero { 0.0 } else { 1.0 });
+                for j in 0..n {
+                    prop_assert_eq!(k[i * n + j], k[j * n + i]);
+                    prop_assert!((0.0..=1.0).contains(&k[i * n + j]));
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn ws_units_are_normalized_per_class_sums() {
+    // Two classes on a line; one layer with σ = 1 by hand.
+    let z = vec![0.0, 0.5, 3.0, 3.5];
+    let layer = WsLayer {
+        sigma: 1.0,
+        sigma_b: 1.0,
+        hsic: 0.0,
+        candidates: 1,
+        units: vec![
+            Unit {
+                class: 0,
+                rows: vec![0, 1],
+                norm: 0.0,
+            },
+            Unit {
+                class: 1,
+                rows: vec![2, 3],
+                norm: 0.0,
+            },
+        ],
+    };
+    let k = |a: f64, b: f64| (-(a - b) * (a - b) / 2.0).exp();
+    let norm = |r: &[usize]| {
+        r.iter()
+            .map(|&i| r.iter().map(|&j| k(z[i], z[j])).sum::<f64>())
+            .sum::<f64>()
+            .sqrt()
+    };
+    let mut layer = layer;
+    for u in &mut layer.units {
+        u.norm = norm(&u.rows);
+    }
+    let be = Backend::cpu(Precision::F64);
+    let out = hsic::layer_output(&be, &[0.25, 3.2], &z, 1, &layer, &mut Work::default()).unwrap();
+    for (q, &x) in [0.25, 3.2].iter().enumerate() {
+        for (u, unit) in layer.units.iter().enumerate() {
+            let want = unit.rows.iter().map(|&i| k(x, z[i])).sum::<f64>() / unit.norm;
+            assert!((out[q * 2 + u] - want).abs() < 1e-14);
+        }
+    }
+    // A fitted model's first-layer units: per-class rows, ř = √(1ᵀK1).
+    let data = spiral(30, 2, 0.02, 3);
+    let m = hsic::fit_ws(
+        &be,
+        &data,
+        &WsSettings::for_dataset("spiral"),
+        &mut Work::default(),
+    )
+    .unwrap();
+    let l0 = &m.layers[0];
+    let (w, input) = &m.inputs[0];
+    let kk = gauss_kernel::reference(input, input, *w, l0.sigma, false);
+    let n = data.len();
+    for (j, u) in l0.units.iter().enumerate() {
+        assert_eq!(u.class, j as u32);
+        assert_eq!(
+            u.rows,
+            (0..n)
+                .filter(|&i| data.y[i] == j as u32)
+                .collect::<Vec<_>>()
+        );
+        let s: f64 = u
+            .rows
+            .iter()
+            .map(|&a| u.rows.iter().map(|&b| kk[a * n + b]).sum::<f64>())
+            .sum();
+        assert!((u.norm - s.sqrt()).abs() <= 1e-9 * s.sqrt());
+    }
+}
+
+fn split(d: &Labeled, every: usize) -> (Labeled, Labeled) {
+    let test: Vec<usize> = (0..d.len()).filter(|i| i % every == 0).collect();
+    let train: Vec<usize> = (0..d.len()).filter(|i| i % every != 0).collect();
+    (d.subset(&train), d.subset(&test))
+}
+
+#[test]
+fn spiral_is_classified_on_held_out_points_on_both_backends() {
+    let (train, test) = split(&spiral(100, 3, 0.03, 7), 5);
+    let mut backends = vec![Backend::cpu(Precision::F64)];
+    if let Some(ctx) = gpu(Precision::F32) {
+        backends.push(Backend::gpu(ctx, Precision::F32));
+    }
+    for be in backends {
+        let mut s = WsSettings::for_dataset("spiral");
+        s.seed = 1;
+        let mut work = Work::default();
+        let m = hsic::fit_ws(&be, &train, &s, &mut work).unwrap();
+        let acc = hsic::accuracy(&m.predict(&be, &test.x, &mut work).unwrap(), &test.y);
+        assert!(
+            acc >= 0.95,
+            "{}: held-out accuracy {acc} ({} layers)",
+            be.describe(),
+            m.layers.len()
+        );
+        assert!(m.hsic() > 0.1 && work.gwms() > 0.0);
+    }
+}
+
+#[test]
+fn bad_inputs_exit_2_and_fit_predict_round_trip() {
+    let dir = temp_dir("hsic");
+    let p = |n: &str| dir.join(n);
+    let s = |n: &str| p(n).to_str().unwrap().to_string();
+    let d = spiral(20, 2, 0.02, 1);
+    let feats: String =
+        d.x.chunks(2)
+            .map(|r| format!("{},{}\n", r[0], r[1]))
+            .collect();
+    let labels: String = d.y.iter().map(|c| format!("{}\n", 3 + 2 * c)).collect();
+    std::fs::write(p("x.csv"), &feats).unwrap();
+    std::fs::write(p("y.csv"), &labels).unwrap();
+    std::fs::write(
+        p("short.csv"),
+        labels.lines().skip(1).collect::<Vec<_>>().join("\n"),
+    )
+    .unwrap();
+    std::fs::write(p("one.csv"), "3\n".repeat(d.len())).unwrap();
+    std::fs::write(
+        p("nan.csv"),
+        feats
+            .replacen("\n", "\nnan,1\n", 1)
+            .lines()
+            .take(d.len())
+            .collect::<Vec<_>>()
+            .join("\n"),
+    )
+    .unwrap();
+    for (x, y, what) in [
+        ("x.csv", "short.csv", "labels"),
+        ("x.csv", "one.csv", "two classes"),
+        ("nan.csv", "y.csv", ""),
+    ] {
+        let o = run_cli(&[
+            "hsic",
+            "fit",
+            "--device",
+            "cpu",
+            "--data",
+            &s(x),
+            "--labels",
+            &s(y),
+            "--quiet",
+        ]);
+        assert_eq!(o.status.code(), Some(2), "{x} {y}: {}", output_text(&o));
+        assert!(output_text(&o).contains(what), "{}", output_text(&o));
+    }
+    let o = run_cli(&[
+        "hsic",
+        "fit",
+        "--device",
+        "cpu",
+        "--data",
+        &s("x.csv"),
+        "--labels",
+        &s("y.csv"),
+        "--out",
+        &s("m"),
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", output_text(&o));
+    let o = run_cli(&[
+        "hsic",
+        "predict",
+        "--device",
+        "cpu",
+        "--model",
+        &s("m/model.safetensors"),
+        "--data",
+        &s("x.csv"),
+        "--labels",
+        &s("y.csv"),
+        "--out",
+        &s("p"),
+    ]);
+    assert!(o.status.success(), "{}", output_text(&o));
+    let t = output_text(&o);
+    let acc: f64 = t
+        .split("accuracy ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    // Predictions are written in the original label values (3 and 5).
+    let pred = std::fs::read_to_string(p("p/predictions.csv")).unwrap();
+    let agree = pred
+        .lines()
+        .zip(labels.lines())
+        .filter(|(a, b)| a == b)
+        .count();
+    assert_eq!(agree as f64 / d.len() as f64, acc, "{t}");
+    assert!(acc >= 0.9, "{t}");
+}

@@ -70,7 +70,7 @@ enum HsicTask {
 
 #[derive(Args, Debug, Clone)]
 struct HsicSolverArgs {
-    /// Solver: ws (closed-form kernel mean embedding). ism is not built yet.
+    /// Solver: ws (closed-form kernel mean embedding) or ism (W*, cv only).
     #[arg(long, default_value = "ws")]
     solver: String,
     /// Smallest σ of the search range (default: the reference's per data set).
@@ -91,14 +91,7 @@ struct HsicSolverArgs {
 }
 
 impl HsicSolverArgs {
-    fn settings(&self, name: &str, seed: u64) -> Result<hsic::WsSettings> {
-        if self.solver != "ws" {
-            return Err(Error::Input(format!(
-                "--solver {}: only ws is available (the ISM solver W* is not built yet)",
-                self.solver
-            ))
-            .into());
-        }
+    fn ws(&self, name: &str, seed: u64) -> Result<hsic::WsSettings> {
         let mut s = hsic::WsSettings::for_dataset(name);
         if let Some(v) = self.smallest_sigma {
             s.smallest_sigma = v;
@@ -114,6 +107,26 @@ impl HsicSolverArgs {
         s.test_own_stats = self.reference_compat || !self.train_stats;
         s.seed = seed;
         Ok(s)
+    }
+
+    fn ism(&self, seed: u64) -> hsic::ism::IsmSettings {
+        hsic::ism::IsmSettings {
+            test_own_stats: self.reference_compat || !self.train_stats,
+            seed,
+            ..Default::default()
+        }
+    }
+
+    fn check(&self, saving: bool) -> Result<bool> {
+        match self.solver.as_str() {
+            "ws" => Ok(false),
+            "ism" if !saving => Ok(true),
+            "ism" => Err(Error::Input(
+                "--solver ism: saved models are W_s only so far; use `hsic cv` for W*".into(),
+            )
+            .into()),
+            other => Err(Error::Input(format!("--solver {other}: use ws or ism")).into()),
+        }
     }
 }
 
@@ -1257,7 +1270,9 @@ fn mean_std(v: &[f64]) -> (f64, f64) {
 
 fn hsic_cv(a: &HsicCvArgs) -> Result<()> {
     let c = &a.common;
-    let s = a.solver.settings(&a.name, c.seed)?;
+    let use_ism = a.solver.check(false)?;
+    let s = a.solver.ws(&a.name, c.seed)?;
+    let si = a.solver.ism(c.seed);
     if a.folds == 0 {
         return Err(Error::Input("--folds must be at least 1".into()).into());
     }
@@ -1265,68 +1280,89 @@ fn hsic_cv(a: &HsicCvArgs) -> Result<()> {
     let backend = c.open()?;
     let mut out = OutDir::new(c.out.as_deref())?;
     let mut meter = backend.start_meter();
+    let solver = if use_ism { "W*" } else { "W_s" };
     if !c.quiet {
-        println!(
-            "HSIC W_s on {} ({} folds), σ range down to {} in {} steps on {} ({}){}",
-            a.name,
-            a.folds,
-            s.smallest_sigma,
-            s.sigma_steps,
-            backend.describe(),
-            c.precision,
-            if s.test_own_stats {
-                ""
-            } else {
-                ", test standardized with training statistics"
-            }
-        );
+        if use_ism {
+            println!(
+                "HSIC W* (ISM) on {} ({} folds) on {} ({})",
+                a.name,
+                a.folds,
+                backend.describe(),
+                c.precision
+            );
+        } else {
+            println!(
+                "HSIC W_s on {} ({} folds), σ range down to {} in {} steps on {} ({}){}",
+                a.name,
+                a.folds,
+                s.smallest_sigma,
+                s.sigma_steps,
+                backend.describe(),
+                c.precision,
+                if s.test_own_stats {
+                    ""
+                } else {
+                    ", test standardized with training statistics"
+                }
+            );
+        }
     }
     let (mut layers, mut tr, mut te, mut secs, mut hs) = (vec![], vec![], vec![], vec![], vec![]);
     for (k, f) in folds.iter().enumerate() {
         let t0 = std::time::Instant::now();
         let mut work = hsic::Work::default();
-        let model = hsic::fit_ws(&backend, &f.train, &s, &mut work)?;
-        let fit_s = t0.elapsed().as_secs_f64();
-        let train_acc = hsic::accuracy(
-            &hsic::knn(
-                &model.output.1,
+        let (train_acc, test_acc, h, reports, fit_s) = if use_ism {
+            let model = hsic::ism::fit_ism(&backend, &f.train, &si, &mut work)?;
+            let fit_s = t0.elapsed().as_secs_f64();
+            let test_acc = hsic::accuracy(&model.predict(&f.test.x), &f.test.y);
+            (
+                model.train_acc,
+                test_acc,
+                model.hsic,
+                serde_json::to_value(model.reports()).expect("json"),
+                fit_s,
+            )
+        } else {
+            let model = hsic::fit_ws(&backend, &f.train, &s, &mut work)?;
+            let fit_s = t0.elapsed().as_secs_f64();
+            let train_acc = hsic::accuracy(
+                &hsic::knn(
+                    &model.output.1,
+                    &model.y,
+                    &model.output.1,
+                    model.output.0,
+                    model.classes,
+                    5,
+                ),
                 &model.y,
-                &model.output.1,
-                model.output.0,
-                model.classes,
-                5,
-            ),
-            &model.y,
-        );
-        let test_acc = hsic::accuracy(&model.predict(&backend, &f.test.x, &mut work)?, &f.test.y);
-        meter.add_gwms(work.gwms());
-        let reports = model.reports();
-        if !c.quiet {
-            println!(
-                "fold {:>2}: {} layers (widths {:?}, σ {:?}), H {:.3}, train {:.3}, test {:.3}, {:.2} s, {:.4} GWMs",
-                k + 1,
-                reports.len(),
-                reports.iter().map(|r| r.width).collect::<Vec<_>>(),
-                reports
-                    .iter()
-                    .map(|r| (r.sigma * 1000.0).round() / 1000.0)
-                    .collect::<Vec<_>>(),
-                model.hsic(),
+            );
+            let test_acc =
+                hsic::accuracy(&model.predict(&backend, &f.test.x, &mut work)?, &f.test.y);
+            (
                 train_acc,
                 test_acc,
+                model.hsic(),
+                serde_json::to_value(model.reports()).expect("json"),
                 fit_s,
-                work.gwms()
+            )
+        };
+        meter.add_gwms(work.gwms());
+        let nl = reports.as_array().map_or(0, |v| v.len());
+        if !c.quiet {
+            println!(
+                "fold {:>2}: {nl} layers, H {h:.3}, train {train_acc:.3}, test {test_acc:.3}, {fit_s:.2} s, {:.4} GWMs; {}",
+                k + 1,
+                work.gwms(),
+                reports
             );
         }
-        out.metric(
-            &json!({"fold": k + 1, "layers": reports, "hsic": model.hsic(),
-            "train_acc": train_acc, "test_acc": test_acc, "seconds": fit_s, "gwms": work.gwms()}),
-        )?;
-        layers.push(reports.len() as f64);
+        out.metric(&json!({"fold": k + 1, "layers": reports, "hsic": h,
+            "train_acc": train_acc, "test_acc": test_acc, "seconds": fit_s, "gwms": work.gwms()}))?;
+        layers.push(nl as f64);
         tr.push(train_acc);
         te.push(test_acc);
         secs.push(fit_s);
-        hs.push(model.hsic());
+        hs.push(h);
     }
     let m = meter.measure();
     let f = |v: &[f64]| {
@@ -1336,7 +1372,7 @@ fn hsic_cv(a: &HsicCvArgs) -> Result<()> {
     println!("| data | solver | layers | train acc | test acc | time/fold s | H* |");
     println!("|---|---|---|---|---|---|---|");
     println!(
-        "| {} | W_s | {} | {} | {} | {} | {} |",
+        "| {} | {solver} | {} | {} | {} | {} | {} |",
         a.name,
         f(&layers),
         f(&tr),
@@ -1346,20 +1382,19 @@ fn hsic_cv(a: &HsicCvArgs) -> Result<()> {
     );
     println!("{}", m.line());
     let common = CommonSummary::new(backend.describe(), c.precision, c.seed, &m);
-    out.summary(
-        &common,
-        json!({
-            "method": "hsic cv", "solver": "ws", "data": a.name, "folds": a.folds, "settings": s,
-            "layers": mean_std(&layers), "train_acc": mean_std(&tr), "test_acc": mean_std(&te),
-            "seconds_per_fold": mean_std(&secs), "hsic": mean_std(&hs),
-        }),
-    )?;
+    out.summary(&common, json!({
+        "method": "hsic cv", "solver": solver, "data": a.name, "folds": a.folds,
+        "settings": if use_ism { serde_json::to_value(&si).expect("json") } else { serde_json::to_value(&s).expect("json") },
+        "layers": mean_std(&layers), "train_acc": mean_std(&tr), "test_acc": mean_std(&te),
+        "seconds_per_fold": mean_std(&secs), "hsic": mean_std(&hs),
+    }))?;
     Ok(())
 }
 
 fn hsic_fit(a: &HsicFitArgs) -> Result<()> {
     let c = &a.common;
-    let s = a.solver.settings(&a.name, c.seed)?;
+    a.solver.check(true)?;
+    let s = a.solver.ws(&a.name, c.seed)?;
     let raw = data::folds::load_pair(&a.data, &a.labels)?;
     let values = data::folds::label_values(&[&raw]);
     let train = data::folds::to_labeled(&raw, &values);

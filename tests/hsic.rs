@@ -290,3 +290,72 @@ fn bad_inputs_exit_2_and_fit_predict_round_trip() {
     assert_eq!(agree as f64 / d.len() as f64, acc, "{t}");
     assert!(acc >= 0.9, "{t}");
 }
+
+#[test]
+fn ism_converges_to_a_stationary_point_on_separable_data() {
+    use gradfree::hsic::ism::{IsmSettings, fit_ism};
+    use nalgebra::DMatrix;
+    // Two well-separated blobs in 8-D (so W is a proper subspace).
+    let mut r = rng(11);
+    let n = 40;
+    let d = 8;
+    let mut x = uniform(&mut r, n * d, -0.5, 0.5);
+    let y: Vec<u32> = (0..n).map(|i| (i % 2) as u32).collect();
+    for i in 0..n {
+        x[i * d] += if y[i] == 1 { 3.0 } else { -3.0 };
+    }
+    let data = Labeled {
+        dim: d,
+        classes: 2,
+        x: x.clone(),
+        y: y.clone(),
+    };
+    let s = IsmSettings {
+        tol: 1e-10,
+        max_layers: 1,
+        ..Default::default()
+    };
+    let be = Backend::cpu(Precision::F64);
+    let m = fit_ism(&be, &data, &s, &mut Work::default()).unwrap();
+    let l = &m.layers[0];
+    assert!(
+        l.iterations < s.max_iter,
+        "ISM did not converge in {} iterations",
+        l.iterations
+    );
+    assert_eq!(m.predict(&x), y);
+    // Stationarity: W spans the q-dimensional bottom eigenspace of Φ(W).
+    let z = DMatrix::from_fn(n, d, |i, c| (x[i * d + c] - m.mean[c]) / m.std[c]);
+    assert!(l.w.ncols() < d, "width {}", l.w.ncols());
+    let zw = &z * &l.w;
+    let rows: Vec<f64> = (0..n)
+        .flat_map(|i| zw.row(i).iter().copied().collect::<Vec<_>>())
+        .collect();
+    let k = gauss_kernel::reference(&rows, &rows, l.w.ncols(), l.sigma, true);
+    let p = [0.5, 0.5];
+    let mut psi = DMatrix::from_fn(n, n, |i, j| hsic::gamma(y[i], y[j], &p, 0.5) * k[i * n + j]);
+    for j in 0..n {
+        let s: f64 = psi.column(j).sum();
+        psi[(j, j)] -= s;
+    }
+    let phi = -(z.transpose() * (&psi * &z));
+    let lam = l.w.transpose() * &phi * &l.w;
+    let resid = &phi * &l.w - &l.w * &lam;
+    assert!(
+        resid.norm() <= 1e-6 * phi.norm(),
+        "residual {} of {}",
+        resid.norm(),
+        phi.norm()
+    );
+    let eig = nalgebra::SymmetricEigen::new(phi.clone()).eigenvalues;
+    let mut ev: Vec<f64> = eig.iter().copied().collect();
+    ev.sort_by(|a, b| a.total_cmp(b));
+    let mut got: Vec<f64> = lam.diagonal().iter().copied().collect();
+    got.sort_by(|a, b| a.total_cmp(b));
+    for (g, e) in got.iter().zip(&ev) {
+        assert!(
+            (g - e).abs() <= 1e-6 * phi.norm(),
+            "W's eigenvalues {got:?} are not the smallest {ev:?}"
+        );
+    }
+}

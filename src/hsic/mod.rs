@@ -1,5 +1,6 @@
 //! Layer-wise HSIC networks with closed-form weights (Wu et al., AISTATS
-//! 2022), the W_s solver (kernel mean embedding):
+//! 2022). This module holds the W_s solver (kernel mean embedding) and the
+//! shared pieces; [`ism`] holds the ISM solver W*. W_s:
 //!
 //! ```text
 //! layer l:  z_l[x, u] = Σ_{i ∈ S_u} k_σ(z_{l−1,i}, x) / ř_u,
@@ -24,6 +25,8 @@
 //! subsample and jitter. New data are standardized with their own
 //! statistics as in the reference unless `test_own_stats` is off (see
 //! [`WsSettings::test_own_stats`] for why that is not the default).
+
+pub mod ism;
 
 use crate::Backend;
 use crate::data::labeled::Labeled;
@@ -161,7 +164,7 @@ pub fn check(data: &Labeled, what: &str) -> Result<()> {
     Ok(())
 }
 
-fn standardize_stats(x: &[f64], d: usize) -> (Vec<f64>, Vec<f64>) {
+pub(crate) fn standardize_stats(x: &[f64], d: usize) -> (Vec<f64>, Vec<f64>) {
     let n = x.len() / d;
     let mut mean = vec![0.0; d];
     for r in x.chunks(d) {
@@ -186,7 +189,7 @@ fn standardize_stats(x: &[f64], d: usize) -> (Vec<f64>, Vec<f64>) {
     (mean, std)
 }
 
-fn apply_std(x: &[f64], mean: &[f64], std: &[f64]) -> Vec<f64> {
+pub(crate) fn apply_std(x: &[f64], mean: &[f64], std: &[f64]) -> Vec<f64> {
     let d = mean.len();
     x.iter()
         .enumerate()
@@ -195,7 +198,7 @@ fn apply_std(x: &[f64], mean: &[f64], std: &[f64]) -> Vec<f64> {
 }
 
 /// Class frequencies p.
-fn freqs(y: &[u32], classes: usize) -> Vec<f64> {
+pub(crate) fn freqs(y: &[u32], classes: usize) -> Vec<f64> {
     let mut p = vec![0.0; classes];
     for &c in y {
         p[c as usize] += 1.0;

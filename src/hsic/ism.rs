@@ -1,0 +1,480 @@
+//! The ISM solver W* (Wu et al.; reference `kernelNet`/`ISMLP`, see
+//! HSIC_REFERENCE.md §2b). Per layer, on input Z (n × d):
+//!
+//! ```text
+//! σ       = argmax_σ Σ Γ_ij k_σ(z_i, z_j)            (as for W_s)
+//! q       = #{cumsum(s)/Σs < 1/2} + 1 clamped to [2C, d], s = singular values of Z
+//! W₀      = eigenvectors of the q smallest eigenvalues of Φ₀ = −ZᵀΓZ
+//! repeat  K = k_σ(ZW) with zero diagonal, Ψ = Γ ∘ K,
+//!         Φ = Zᵀ(Diag(1ᵀΨ) − Ψ)Z,  (W, λ) = q smallest eigenpairs of Φ
+//! until   ‖λ_old − λ‖/‖λ_old‖ < 0.01 (at most 200 times)
+//! output  ψ(ZW) = √(2/F) cos(ZWΩ + b), Ω ~ N(0, 1/σ²)^{q×F}, b ~ U[0, 2π)^F, F = 400
+//! ```
+//!
+//! Layers stop when the silhouette s of ZW (Euclidean) passes 0.95, or
+//! passes 0.8 and moved less than 0.001 (the stopping layer is kept). The
+//! final layer projects the last output Φ on the top-C eigenvectors of
+//! ΦᵀΓΦ; prediction is the nearest class mean of the training outputs.
+//! Γ = H Y Yᵀ H is used through its closed form (never stored as more
+//! than the Ψ products need). The kernel matrices come from the backend;
+//! the d × d eigen-solves run on the host in f64 (nalgebra).
+
+use nalgebra::{DMatrix, SymmetricEigen};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use super::{Work, gamma, opt_sigma};
+use crate::Backend;
+use crate::data::labeled::Labeled;
+use crate::error::Result;
+
+/// Random Fourier features per layer output (the reference's 400).
+pub const FEATURES: usize = 400;
+
+/// ISM settings.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct IsmSettings {
+    /// Layer cap.
+    pub max_layers: usize,
+    /// Silhouette exit threshold.
+    pub exit_silhouette: f64,
+    /// Relative eigenvalue change that ends the ISM iteration.
+    pub tol: f64,
+    /// ISM iteration cap per layer.
+    pub max_iter: usize,
+    /// Rows sampled for the σ optimization.
+    pub sigma_rows: usize,
+    /// Standardize new data with their own statistics (as the reference).
+    pub test_own_stats: bool,
+    /// Seed of Ω, b and the σ subsample.
+    pub seed: u64,
+}
+
+impl Default for IsmSettings {
+    fn default() -> Self {
+        IsmSettings {
+            max_layers: 30,
+            exit_silhouette: 0.95,
+            tol: 0.01,
+            max_iter: 200,
+            sigma_rows: 200,
+            test_own_stats: true,
+            seed: 0,
+        }
+    }
+}
+
+/// One ISM layer.
+#[derive(Clone, Debug)]
+pub struct IsmLayer {
+    /// Kernel width.
+    pub sigma: f64,
+    /// W (d × q).
+    pub w: DMatrix<f64>,
+    /// Ω (q × F), already divided by σ.
+    pub omega: DMatrix<f64>,
+    /// b (F).
+    pub b: Vec<f64>,
+    /// ISM iterations.
+    pub iterations: usize,
+    /// Silhouette of ZW.
+    pub silhouette: f64,
+}
+
+/// A fitted W* network.
+#[derive(Clone, Debug)]
+pub struct IsmModel {
+    /// Standardization of the training data.
+    pub mean: Vec<f64>,
+    /// Standard deviations.
+    pub std: Vec<f64>,
+    /// Layers.
+    pub layers: Vec<IsmLayer>,
+    /// Final projection (F × C).
+    pub w_out: DMatrix<f64>,
+    /// Class means of the training outputs (C × C).
+    pub centers: DMatrix<f64>,
+    /// Normalized HSIC (linear kernel) of the final training output.
+    pub hsic: f64,
+    /// Training accuracy.
+    pub train_acc: f64,
+    /// Settings.
+    pub settings: IsmSettings,
+}
+
+fn to_mat(x: &[f64], n: usize, d: usize) -> DMatrix<f64> {
+    DMatrix::from_row_slice(n, d, x)
+}
+
+fn rows_of(m: &DMatrix<f64>) -> Vec<f64> {
+    let mut v = Vec::with_capacity(m.len());
+    for r in 0..m.nrows() {
+        v.extend(m.row(r).iter());
+    }
+    v
+}
+
+/// Eigenvectors of the k smallest (or largest) eigenvalues, and those values.
+fn extreme_eigen(m: &DMatrix<f64>, k: usize, largest: bool) -> (DMatrix<f64>, Vec<f64>) {
+    let sym = (m + m.transpose()) * 0.5;
+    let e = SymmetricEigen::new(sym);
+    let mut idx: Vec<usize> = (0..e.eigenvalues.len()).collect();
+    idx.sort_by(|&a, &b| e.eigenvalues[a].total_cmp(&e.eigenvalues[b]));
+    if largest {
+        idx.reverse();
+    }
+    let pick = &idx[..k.min(idx.len())];
+    let mut w = DMatrix::zeros(m.nrows(), pick.len());
+    for (c, &i) in pick.iter().enumerate() {
+        w.set_column(c, &e.eigenvectors.column(i));
+    }
+    (w, pick.iter().map(|&i| e.eigenvalues[i]).collect())
+}
+
+/// The ISM width rule from Z's singular values `s` (descending): the
+/// count whose running share of Σs stays below 1/2, plus one, clamped to
+/// [2C, d].
+pub fn width(s: &[f64], d: usize, classes: usize) -> usize {
+    let total: f64 = s.iter().sum();
+    let mut acc = 0.0;
+    let mut q = 0;
+    for v in s {
+        acc += v;
+        if acc / total < 0.5 {
+            q += 1;
+        }
+    }
+    (q + 1).max(2 * classes).min(d).min(s.len()).max(1)
+}
+
+/// Φ in the basis of Z's right singular vectors: with Z = A Vᵀ (A = U S,
+/// n × r) and W = V E, returns Aᵀ(Diag(1ᵀΨ) − Ψ)A (r × r), Ψ = Γ ∘ K,
+/// K = k_σ(ZW) = k_σ(AE) with zero diagonal. Φ = V (this) Vᵀ, and the rest
+/// of Φ is zero, so its eigenpairs come from an r × r problem (r ≤ n, where
+/// RFF layers have d = 400 > n on the small sets).
+#[allow(clippy::too_many_arguments)]
+pub fn phi_reduced(
+    be: &Backend,
+    a: &DMatrix<f64>,
+    e: &DMatrix<f64>,
+    y: &[u32],
+    p: &[f64],
+    sigma: f64,
+    work: &mut Work,
+) -> Result<DMatrix<f64>> {
+    let n = a.nrows();
+    let zw = a * e;
+    let q = zw.ncols();
+    let rows = rows_of(&zw);
+    let k = be.gauss_kernel(&rows, &rows, q, sigma, true)?;
+    let p2: f64 = p.iter().map(|v| v * v).sum();
+    let mut psi = DMatrix::zeros(n, n);
+    let mut colsum = vec![0.0; n];
+    for i in 0..n {
+        for j in 0..n {
+            let v = gamma(y[i], y[j], p, p2) * k[i * n + j];
+            psi[(i, j)] = v;
+            colsum[j] += v;
+        }
+    }
+    for (j, c) in colsum.iter().enumerate() {
+        psi[(j, j)] -= c;
+    }
+    let r = a.ncols();
+    work.madds += (n * n * q) as f64 + (n * n * r) as f64 + (n * r * r) as f64 + (n * r * q) as f64;
+    Ok(-(a.transpose() * (&psi * a)))
+}
+
+/// Z = A Vᵀ with A = U S (n × r) and V (d × r) orthonormal, r = rank, and
+/// the singular values (descending), from the eigen-decomposition of the
+/// smaller Gram matrix (ZᵀZ or ZZᵀ): much cheaper than an SVD of a tall
+/// n × 400 matrix, and the basis only has to span Z's row space.
+fn basis(z: &DMatrix<f64>) -> (DMatrix<f64>, DMatrix<f64>, Vec<f64>) {
+    let (n, d) = z.shape();
+    let tall = n >= d;
+    let g = if tall {
+        z.transpose() * z
+    } else {
+        z * z.transpose()
+    };
+    let e = SymmetricEigen::new(g);
+    let mut idx: Vec<usize> = (0..e.eigenvalues.len()).collect();
+    idx.sort_by(|&a, &b| e.eigenvalues[b].total_cmp(&e.eigenvalues[a]));
+    let top = e.eigenvalues[idx[0]].max(0.0);
+    let keep: Vec<usize> = idx
+        .into_iter()
+        .filter(|&i| e.eigenvalues[i] > 1e-12 * top && e.eigenvalues[i] > 0.0)
+        .collect();
+    let sv: Vec<f64> = keep.iter().map(|&i| e.eigenvalues[i].sqrt()).collect();
+    let vecs = DMatrix::from_fn(e.eigenvectors.nrows(), keep.len(), |r, c| {
+        e.eigenvectors[(r, keep[c])]
+    });
+    if tall {
+        (z * &vecs, vecs, sv)
+    } else {
+        let a = DMatrix::from_fn(n, keep.len(), |r, c| vecs[(r, c)] * sv[c]);
+        let v = DMatrix::from_fn(d, keep.len(), |j, c| {
+            (0..n).map(|i| z[(i, j)] * vecs[(i, c)]).sum::<f64>() / sv[c]
+        });
+        (a, v, sv)
+    }
+}
+
+/// Mean silhouette (Euclidean) of the rows of `x` under labels `y`.
+pub fn silhouette(x: &DMatrix<f64>, y: &[u32], classes: usize) -> f64 {
+    let n = x.nrows();
+    let mut count = vec![0usize; classes];
+    for &c in y {
+        count[c as usize] += 1;
+    }
+    let mut total = 0.0;
+    for i in 0..n {
+        let mut sums = vec![0.0; classes];
+        for j in 0..n {
+            if i != j {
+                sums[y[j] as usize] += (x.row(i) - x.row(j)).norm();
+            }
+        }
+        let own = y[i] as usize;
+        if count[own] <= 1 {
+            continue; // scikit-learn: s = 0 for singleton clusters
+        }
+        let a = sums[own] / (count[own] - 1) as f64;
+        let b = (0..classes)
+            .filter(|&c| c != own && count[c] > 0)
+            .map(|c| sums[c] / count[c] as f64)
+            .fold(f64::INFINITY, f64::min);
+        let m = a.max(b);
+        if m > 0.0 && b.is_finite() {
+            total += (b - a) / m;
+        }
+    }
+    total / n as f64
+}
+
+fn rff(zw: &DMatrix<f64>, omega: &DMatrix<f64>, b: &[f64]) -> DMatrix<f64> {
+    let mut out = zw * omega;
+    let scale = (2.0 / FEATURES as f64).sqrt();
+    for r in 0..out.nrows() {
+        for c in 0..out.ncols() {
+            out[(r, c)] = scale * (out[(r, c)] + b[c]).cos();
+        }
+    }
+    out
+}
+
+fn normal(rng: &mut ChaCha8Rng) -> f64 {
+    let u1: f64 = 1.0 - rng.random::<f64>();
+    let u2: f64 = rng.random();
+    (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+}
+
+fn class_means(out: &DMatrix<f64>, y: &[u32], classes: usize) -> DMatrix<f64> {
+    let mut m = DMatrix::zeros(classes, out.ncols());
+    let mut count = vec![0.0; classes];
+    for (i, &c) in y.iter().enumerate() {
+        let mut row = m.row_mut(c as usize);
+        row += out.row(i);
+        count[c as usize] += 1.0;
+    }
+    for (c, &k) in count.iter().enumerate() {
+        if k > 0.0 {
+            let mut row = m.row_mut(c);
+            row /= k;
+        }
+    }
+    m
+}
+
+fn nearest(out: &DMatrix<f64>, centers: &DMatrix<f64>) -> Vec<u32> {
+    (0..out.nrows())
+        .map(|i| {
+            (0..centers.nrows())
+                .map(|c| ((out.row(i) - centers.row(c)).norm_squared(), c))
+                .fold((f64::INFINITY, 0), |b, v| if v.0 < b.0 { v } else { b })
+                .1 as u32
+        })
+        .collect()
+}
+
+/// Per-layer report.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct IsmReport {
+    /// 1-based layer.
+    pub layer: usize,
+    /// σ.
+    pub sigma: f64,
+    /// Width q.
+    pub width: usize,
+    /// ISM iterations.
+    pub iterations: usize,
+    /// Silhouette of ZW.
+    pub silhouette: f64,
+}
+
+/// Fits W* layers and the final projection.
+pub fn fit_ism(
+    be: &Backend,
+    train: &Labeled,
+    s: &IsmSettings,
+    work: &mut Work,
+) -> Result<IsmModel> {
+    super::check(train, "training data")?;
+    let (n, d, c) = (train.len(), train.dim, train.classes);
+    let y = &train.y;
+    let mut rng = ChaCha8Rng::seed_from_u64(s.seed);
+    let (mean, std) = super::standardize_stats(&train.x, d);
+    let mut z = to_mat(&super::apply_std(&train.x, &mean, &std), n, d);
+    let p = super::freqs(y, c);
+    let mut layers = vec![];
+    let mut s_prev = f64::NEG_INFINITY;
+    while layers.len() < s.max_layers {
+        let zd = z.ncols();
+        let zrows = rows_of(&z);
+        let sigma = opt_sigma(&zrows, zd, y, c, s.sigma_rows, 1e-6, &mut rng, work);
+        let (a, v, sv) = basis(&z);
+        let q = width(&sv, zd, c);
+        work.madds += (n * zd * zd.min(n)) as f64;
+        // Φ₀ = −ZᵀΓZ = V(−AᵀΓA)Vᵀ.
+        let phi0 = -(a.transpose() * gamma_times(&a, y, c));
+        let (mut e, mut lam) = extreme_eigen(&phi0, q, false);
+        let mut iterations = 0;
+        for _ in 0..s.max_iter {
+            let ph = phi_reduced(be, &a, &e, y, &p, sigma, work)?;
+            let (e1, l1) = extreme_eigen(&ph, q, false);
+            iterations += 1;
+            let num: f64 = lam
+                .iter()
+                .zip(&l1)
+                .map(|(a, b)| (a - b).powi(2))
+                .sum::<f64>()
+                .sqrt();
+            let den: f64 = lam.iter().map(|a| a * a).sum::<f64>().sqrt();
+            e = e1;
+            lam = l1;
+            if den > 0.0 && num / den < s.tol {
+                break;
+            }
+        }
+        let w = &v * &e;
+        let zw = &z * &w;
+        let sil = silhouette(&zw, y, c);
+        let omega = DMatrix::from_fn(w.ncols(), FEATURES, |_, _| normal(&mut rng) / sigma);
+        let b: Vec<f64> = (0..FEATURES)
+            .map(|_| rng.random::<f64>() * std::f64::consts::TAU)
+            .collect();
+        z = rff(&zw, &omega, &b);
+        work.madds += (n * w.ncols() * FEATURES) as f64;
+        layers.push(IsmLayer {
+            sigma,
+            w,
+            omega,
+            b,
+            iterations,
+            silhouette: sil,
+        });
+        let stop = sil > s.exit_silhouette || ((sil - s_prev).abs() < 0.001 && sil > 0.8);
+        s_prev = sil;
+        if stop {
+            break;
+        }
+    }
+    // Final layer: top-C eigenvectors of ΦᵀΓΦ.
+    // ΦᵀΓΦ = V (AᵀΓA) Vᵀ with Φ = A Vᵀ: an r × r eigenproblem.
+    let f = z.ncols();
+    work.madds += (n * f * f.min(n)) as f64;
+    let (a, v, _) = basis(&z);
+    let (e, _) = extreme_eigen(&(a.transpose() * gamma_times(&a, y, c)), c, true);
+    let w_out = &v * &e;
+    let out = &z * &w_out;
+    let centers = class_means(&out, y, c);
+    let train_acc = super::accuracy(&nearest(&out, &centers), y);
+    // ISM's HSIC of the final output (linear kernel on Φ).
+    let hsic = {
+        let k = &z * z.transpose();
+        let hk = centered(&k);
+        let ky = DMatrix::from_fn(n, n, |i, j| (y[i] == y[j]) as u32 as f64);
+        let hy = centered(&ky);
+        let num: f64 = hk.iter().zip(hy.iter()).map(|(a, b)| a * b).sum();
+        num / (hk.norm() * hy.norm())
+    };
+    Ok(IsmModel {
+        mean,
+        std,
+        layers,
+        w_out,
+        centers,
+        hsic,
+        train_acc,
+        settings: s.clone(),
+    })
+}
+
+/// ΓZ = H Y Yᵀ H Z in O(n d): centre Z's columns, sum them per class,
+/// give each row its class's sum, centre again.
+pub fn gamma_times(z: &DMatrix<f64>, y: &[u32], classes: usize) -> DMatrix<f64> {
+    let n = z.nrows() as f64;
+    let center = |m: &mut DMatrix<f64>| {
+        for mut col in m.column_iter_mut() {
+            let mean = col.sum() / n;
+            col.add_scalar_mut(-mean);
+        }
+    };
+    let mut zc = z.clone();
+    center(&mut zc);
+    let mut sums = DMatrix::zeros(classes, z.ncols());
+    for (i, &c) in y.iter().enumerate() {
+        let mut row = sums.row_mut(c as usize);
+        row += zc.row(i);
+    }
+    let mut out = DMatrix::from_fn(z.nrows(), z.ncols(), |i, j| sums[(y[i] as usize, j)]);
+    center(&mut out);
+    out
+}
+
+/// K − column means.
+fn centered(k: &DMatrix<f64>) -> DMatrix<f64> {
+    let n = k.nrows() as f64;
+    let mut out = k.clone();
+    for j in 0..k.ncols() {
+        let m = k.column(j).sum() / n;
+        for v in out.column_mut(j).iter_mut() {
+            *v -= m;
+        }
+    }
+    out
+}
+
+impl IsmModel {
+    /// Per-layer reports.
+    pub fn reports(&self) -> Vec<IsmReport> {
+        self.layers
+            .iter()
+            .enumerate()
+            .map(|(i, l)| IsmReport {
+                layer: i + 1,
+                sigma: l.sigma,
+                width: l.w.ncols(),
+                iterations: l.iterations,
+                silhouette: l.silhouette,
+            })
+            .collect()
+    }
+
+    /// Predicted classes of new rows (nearest class mean).
+    pub fn predict(&self, x: &[f64]) -> Vec<u32> {
+        let d = self.mean.len();
+        let n = x.len() / d;
+        let xs = if self.settings.test_own_stats {
+            let (m, s) = super::standardize_stats(x, d);
+            super::apply_std(x, &m, &s)
+        } else {
+            super::apply_std(x, &self.mean, &self.std)
+        };
+        let mut z = to_mat(&xs, n, d);
+        for l in &self.layers {
+            z = rff(&(&z * &l.w), &l.omega, &l.b);
+        }
+        nearest(&(&z * &self.w_out), &self.centers)
+    }
+}

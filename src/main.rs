@@ -153,12 +153,13 @@ struct HsicFitArgs {
     common: CommonArgs,
     #[command(flatten)]
     solver: HsicSolverArgs,
-    /// Features CSV (no header).
+    /// Features CSV (no header), or with --labels omitted a CSV whose last
+    /// column is the integer label.
     #[arg(long)]
     data: PathBuf,
     /// Label CSV (one integer per line).
     #[arg(long)]
-    labels: PathBuf,
+    labels: Option<PathBuf>,
     /// Data set name (picks the reference's σ range).
     #[arg(long, default_value = "")]
     name: String,
@@ -1308,19 +1309,22 @@ fn hsic_cv(a: &HsicCvArgs) -> Result<()> {
         }
     }
     let (mut layers, mut tr, mut te, mut secs, mut hs) = (vec![], vec![], vec![], vec![], vec![]);
+    let mut metr: Vec<hsic::metrics::Metrics> = vec![];
     for (k, f) in folds.iter().enumerate() {
         let t0 = std::time::Instant::now();
         let mut work = hsic::Work::default();
-        let (train_acc, test_acc, h, reports, fit_s) = if use_ism {
+        let (train_acc, test_acc, h, reports, fit_s, mt) = if use_ism {
             let model = hsic::ism::fit_ism(&backend, &f.train, &si, &mut work)?;
             let fit_s = t0.elapsed().as_secs_f64();
             let test_acc = hsic::accuracy(&model.predict(&f.test.x), &f.test.y);
+            let mt = model.metrics(&f.train.y, f.train.classes);
             (
                 model.train_acc,
                 test_acc,
                 model.hsic,
                 serde_json::to_value(model.reports()).expect("json"),
                 fit_s,
+                mt,
             )
         } else {
             let model = hsic::fit_ws(&backend, &f.train, &s, &mut work)?;
@@ -1344,20 +1348,29 @@ fn hsic_cv(a: &HsicCvArgs) -> Result<()> {
                 model.hsic(),
                 serde_json::to_value(model.reports()).expect("json"),
                 fit_s,
+                model.metrics(),
             )
         };
         meter.add_gwms(work.gwms());
         let nl = reports.as_array().map_or(0, |v| v.len());
         if !c.quiet {
             println!(
-                "fold {:>2}: {nl} layers, H {h:.3}, train {train_acc:.3}, test {test_acc:.3}, {fit_s:.2} s, {:.4} GWMs; {}",
+                "fold {:>2}: {nl} layers, H {h:.3}, train {train_acc:.3}, test {test_acc:.3}, {fit_s:.2} s, {:.4} GWMs, MSE {:.3}, CE {:.3}, C {:.3}{}; {}",
                 k + 1,
                 work.gwms(),
+                mt.mse,
+                mt.ce,
+                mt.c,
+                mt.t.map_or(String::new(), |t| format!(", T {t:.3}")),
                 reports
             );
         }
-        out.metric(&json!({"fold": k + 1, "layers": reports, "hsic": h,
-            "train_acc": train_acc, "test_acc": test_acc, "seconds": fit_s, "gwms": work.gwms()}))?;
+        out.metric(
+            &json!({"fold": k + 1, "layers": reports, "hsic": h, "mse": mt.mse, "ce": mt.ce,
+            "c": mt.c, "t": mt.t, "train_acc": train_acc, "test_acc": test_acc, "seconds": fit_s,
+            "gwms": work.gwms()}),
+        )?;
+        metr.push(mt);
         layers.push(nl as f64);
         tr.push(train_acc);
         te.push(test_acc);
@@ -1369,10 +1382,22 @@ fn hsic_cv(a: &HsicCvArgs) -> Result<()> {
         let (a, b) = mean_std(v);
         format!("{a:.3} ± {b:.3}")
     };
-    println!("| data | solver | layers | train acc | test acc | time/fold s | H* |");
-    println!("|---|---|---|---|---|---|---|");
+    let col = |g: fn(&hsic::metrics::Metrics) -> Option<f64>| -> String {
+        let v: Vec<f64> = metr.iter().filter_map(g).collect();
+        if v.is_empty() { "-".into() } else { f(&v) }
+    };
+    let (mse, ce, cc, tt) = (
+        col(|m| Some(m.mse)),
+        col(|m| Some(m.ce)),
+        col(|m| Some(m.c)),
+        col(|m| m.t),
+    );
     println!(
-        "| {} | {solver} | {} | {} | {} | {} | {} |",
+        "| data | solver | layers | train acc | test acc | time/fold s | H* | MSE | CE | C | T |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    println!(
+        "| {} | {solver} | {} | {} | {} | {} | {} | {mse} | {ce} | {cc} | {tt} |",
         a.name,
         f(&layers),
         f(&tr),
@@ -1387,6 +1412,10 @@ fn hsic_cv(a: &HsicCvArgs) -> Result<()> {
         "settings": if use_ism { serde_json::to_value(&si).expect("json") } else { serde_json::to_value(&s).expect("json") },
         "layers": mean_std(&layers), "train_acc": mean_std(&tr), "test_acc": mean_std(&te),
         "seconds_per_fold": mean_std(&secs), "hsic": mean_std(&hs),
+        "mse": mean_std(&metr.iter().map(|m| m.mse).collect::<Vec<_>>()),
+        "ce": mean_std(&metr.iter().map(|m| m.ce).collect::<Vec<_>>()),
+        "c": mean_std(&metr.iter().map(|m| m.c).collect::<Vec<_>>()),
+        "t": (!use_ism).then(|| mean_std(&metr.iter().filter_map(|m| m.t).collect::<Vec<_>>())),
     }))?;
     Ok(())
 }
@@ -1395,7 +1424,17 @@ fn hsic_fit(a: &HsicFitArgs) -> Result<()> {
     let c = &a.common;
     a.solver.check(true)?;
     let s = a.solver.ws(&a.name, c.seed)?;
-    let raw = data::folds::load_pair(&a.data, &a.labels)?;
+    let raw = match &a.labels {
+        Some(l) => data::folds::load_pair(&a.data, l)?,
+        None => {
+            let d = labeled::load(&a.data, LabeledFormat::Csv, None)?;
+            data::folds::RawTable {
+                dim: d.dim,
+                x: d.x,
+                labels: d.y.iter().map(|&v| v as i64).collect(),
+            }
+        }
+    };
     let values = data::folds::label_values(&[&raw]);
     let train = data::folds::to_labeled(&raw, &values);
     let backend = c.open()?;

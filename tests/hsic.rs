@@ -257,6 +257,25 @@ fn bad_inputs_exit_2_and_fit_predict_round_trip() {
         "--quiet",
     ]);
     assert!(o.status.success(), "{}", output_text(&o));
+    // The same data as one CSV with the label in the last column.
+    let joined: String = feats
+        .lines()
+        .zip(labels.lines())
+        .map(|(f, l)| format!("{f},{l}\n"))
+        .collect();
+    std::fs::write(p("xy.csv"), joined).unwrap();
+    let o = run_cli(&[
+        "hsic",
+        "fit",
+        "--device",
+        "cpu",
+        "--data",
+        &s("xy.csv"),
+        "--out",
+        &s("m2"),
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", output_text(&o));
     let o = run_cli(&[
         "hsic",
         "predict",
@@ -358,4 +377,28 @@ fn ism_converges_to_a_stationary_point_on_separable_data() {
             "W's eigenvalues {got:?} are not the smallest {ev:?}"
         );
     }
+}
+
+#[test]
+fn metrics_on_hand_made_outputs() {
+    use gradfree::hsic::metrics::{cross_entropy, dot_sim, mse_sq, mse_ws, ratio_c, ratio_t};
+    // Two classes at 0 and 1 on a line, two points each.
+    let x = [0.0, 0.0, 1.0, 1.0];
+    let y = [0, 0, 1, 1];
+    assert_eq!(mse_ws(&x, 1, &y, 2), 0.0);
+    assert_eq!(mse_sq(&x, 1, &y, 2), 0.0);
+    // Same-class distances are 0, different-class ones 1.
+    assert_eq!(ratio_t(&x, 1, &y), 0.0);
+    // ⟨x_i, x_j⟩: between pairs 0; within pairs (1·1 four times of eight).
+    assert_eq!(ratio_c(4, &y, dot_sim(&x, 1)), 0.0);
+    let x2 = [0.0, 2.0, 1.0, 3.0];
+    // Class means 1 and 2: deviations ±1 → √(1⁴) per row; squared → 1.
+    assert_eq!(mse_ws(&x2, 1, &y, 2), 1.0);
+    assert_eq!(mse_sq(&x2, 1, &y, 2), 1.0);
+    // A logistic fit separates far-apart classes; uninformative features give ln 2.
+    let far: Vec<f64> = (0..40).map(|i| if i < 20 { -5.0 } else { 5.0 }).collect();
+    let ys: Vec<u32> = (0..40).map(|i| (i >= 20) as u32).collect();
+    assert!(cross_entropy(&far, 1, &ys, 2) < 0.05);
+    let flat = vec![1.0; 40];
+    assert!((cross_entropy(&flat, 1, &ys, 2) - 2f64.ln()).abs() < 1e-6);
 }

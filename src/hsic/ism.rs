@@ -98,6 +98,10 @@ pub struct IsmModel {
     pub hsic: f64,
     /// Training accuracy.
     pub train_acc: f64,
+    /// The last layer's projection ZW on the training rows.
+    pub train_zw: DMatrix<f64>,
+    /// The last feature map Φ on the training rows (n × F).
+    pub train_phi: DMatrix<f64>,
     /// Settings.
     pub settings: IsmSettings,
 }
@@ -327,6 +331,7 @@ pub fn fit_ism(
     let mut z = to_mat(&super::apply_std(&train.x, &mean, &std), n, d);
     let p = super::freqs(y, c);
     let mut layers = vec![];
+    let mut last_zw = z.clone();
     let mut s_prev = f64::NEG_INFINITY;
     while layers.len() < s.max_layers {
         let zd = z.ncols();
@@ -364,6 +369,7 @@ pub fn fit_ism(
             .map(|_| rng.random::<f64>() * std::f64::consts::TAU)
             .collect();
         z = rff(&zw, &omega, &b);
+        last_zw = zw;
         work.madds += (n * w.ncols() * FEATURES) as f64;
         layers.push(IsmLayer {
             sigma,
@@ -406,6 +412,8 @@ pub fn fit_ism(
         centers,
         hsic,
         train_acc,
+        train_zw: last_zw,
+        train_phi: z,
         settings: s.clone(),
     })
 }
@@ -459,6 +467,19 @@ impl IsmModel {
                 silhouette: l.silhouette,
             })
             .collect()
+    }
+
+    /// The reference's MSE (on ZW), CE and C (on Φ) of the training output.
+    pub fn metrics(&self, y: &[u32], classes: usize) -> super::metrics::Metrics {
+        let zw = rows_of(&self.train_zw);
+        let phi = rows_of(&self.train_phi);
+        let (q, f) = (self.train_zw.ncols(), self.train_phi.ncols());
+        super::metrics::Metrics {
+            mse: super::metrics::mse_sq(&zw, q, y, classes),
+            ce: super::metrics::cross_entropy(&phi, f, y, classes),
+            c: super::metrics::ratio_c(y.len(), y, super::metrics::dot_sim(&phi, f)),
+            t: None,
+        }
     }
 
     /// Predicted classes of new rows (nearest class mean).

@@ -27,6 +27,7 @@
 //! [`WsSettings::test_own_stats`] for why that is not the default).
 
 pub mod ism;
+pub mod metrics;
 
 use crate::Backend;
 use crate::data::labeled::Labeled;
@@ -604,6 +605,18 @@ impl WsModel {
                 candidates: l.candidates,
             })
             .collect()
+    }
+
+    /// The reference's MSE, CE, C and T of the training output.
+    pub fn metrics(&self) -> metrics::Metrics {
+        let (w, x) = (&self.output.0, &self.output.1);
+        let sigma = self.layers.last().map_or(1.0, |l| l.sigma_b);
+        metrics::Metrics {
+            mse: metrics::mse_ws(x, *w, &self.y, self.classes),
+            ce: metrics::cross_entropy(x, *w, &self.y, self.classes),
+            c: metrics::ratio_c(self.y.len(), &self.y, metrics::gauss_sim(x, *w, sigma)),
+            t: Some(metrics::ratio_t(x, *w, &self.y)),
+        }
     }
 
     /// Final H (the training output's score), or 0 without layers.

@@ -70,7 +70,7 @@ enum HsicTask {
 
 #[derive(Args, Debug, Clone)]
 struct HsicSolverArgs {
-    /// Solver: ws (closed-form kernel mean embedding) or ism (W*, cv only).
+    /// Solver: ws (closed-form kernel mean embedding) or ism (W*, the ISM solution).
     #[arg(long, default_value = "ws")]
     solver: String,
     /// Smallest σ of the search range (default: the reference's per data set).
@@ -117,14 +117,10 @@ impl HsicSolverArgs {
         }
     }
 
-    fn check(&self, saving: bool) -> Result<bool> {
+    fn check(&self) -> Result<bool> {
         match self.solver.as_str() {
             "ws" => Ok(false),
-            "ism" if !saving => Ok(true),
-            "ism" => Err(Error::Input(
-                "--solver ism: saved models are W_s only so far; use `hsic cv` for W*".into(),
-            )
-            .into()),
+            "ism" => Ok(true),
             other => Err(Error::Input(format!("--solver {other}: use ws or ism")).into()),
         }
     }
@@ -1271,7 +1267,7 @@ fn mean_std(v: &[f64]) -> (f64, f64) {
 
 fn hsic_cv(a: &HsicCvArgs) -> Result<()> {
     let c = &a.common;
-    let use_ism = a.solver.check(false)?;
+    let use_ism = a.solver.check()?;
     let s = a.solver.ws(&a.name, c.seed)?;
     let si = a.solver.ism(c.seed);
     if a.folds == 0 {
@@ -1422,7 +1418,7 @@ fn hsic_cv(a: &HsicCvArgs) -> Result<()> {
 
 fn hsic_fit(a: &HsicFitArgs) -> Result<()> {
     let c = &a.common;
-    a.solver.check(true)?;
+    let use_ism = a.solver.check()?;
     let s = a.solver.ws(&a.name, c.seed)?;
     let raw = match &a.labels {
         Some(l) => data::folds::load_pair(&a.data, l)?,
@@ -1441,6 +1437,30 @@ fn hsic_fit(a: &HsicFitArgs) -> Result<()> {
     let out = OutDir::new(c.out.as_deref())?;
     let mut meter = backend.start_meter();
     let mut work = hsic::Work::default();
+    if use_ism {
+        let model = hsic::ism::fit_ism(&backend, &train, &a.solver.ism(c.seed), &mut work)?;
+        meter.add_gwms(work.gwms());
+        for r in model.reports() {
+            if !c.quiet {
+                println!(
+                    "layer {}: σ {:.4}, width {}, {} ISM iterations, silhouette {:.4}",
+                    r.layer, r.sigma, r.width, r.iterations, r.silhouette
+                );
+            }
+        }
+        println!(
+            "{} layers, train accuracy {:.4}, HSIC {:.4}",
+            model.layers.len(),
+            model.train_acc,
+            model.hsic
+        );
+        let m = meter.measure();
+        println!("{}", m.line());
+        out.file("model.safetensors", &model.to_bytes(&values)?)?;
+        let common = CommonSummary::new(backend.describe(), c.precision, c.seed, &m);
+        out.summary(&common, json!({"method": "hsic fit", "solver": "ism", "layers": model.reports(), "train_acc": model.train_acc, "hsic": model.hsic}))?;
+        return Ok(());
+    }
     let model = hsic::fit_ws(&backend, &train, &s, &mut work)?;
     meter.add_gwms(work.gwms());
     let acc = hsic::accuracy(
@@ -1479,14 +1499,28 @@ fn hsic_predict(a: &HsicPredictArgs) -> Result<()> {
     let c = &a.common;
     let bytes = std::fs::read(&a.model)
         .map_err(|e| Error::Input(format!("cannot read {}: {e}", a.model.display())))?;
-    let (model, values) = hsic::WsModel::from_bytes(&bytes, &a.model.display().to_string())?;
+    let what = a.model.display().to_string();
+    // A W* model, else a W_s one (whose loader gives the error message).
+    let ism = hsic::ism::IsmModel::from_bytes(&bytes, &what).ok();
+    let (model, values) = match &ism {
+        Some(_) => (None, vec![]),
+        None => {
+            let (m, v) = hsic::WsModel::from_bytes(&bytes, &what)?;
+            (Some(m), v)
+        }
+    };
+    let (dim, values) = match (&model, &ism) {
+        (Some(m), _) => (m.dim, values),
+        (None, Some((m, v))) => (m.mean.len(), v.clone()),
+        _ => unreachable!("one of the two loaded"),
+    };
     let m = data::matrix::load_table(&a.data, data::matrix::TableFormat::Csv)?;
-    if m.ncols() != model.dim {
+    if m.ncols() != dim {
         return Err(Error::Input(format!(
             "{} has {} features, the model {}",
             a.data.display(),
             m.ncols(),
-            model.dim
+            dim
         ))
         .into());
     }
@@ -1499,7 +1533,11 @@ fn hsic_predict(a: &HsicPredictArgs) -> Result<()> {
     let backend = c.open()?;
     let out = OutDir::new(c.out.as_deref())?;
     let mut work = hsic::Work::default();
-    let pred = model.predict(&backend, &x, &mut work)?;
+    let pred = match (&model, &ism) {
+        (Some(m), _) => m.predict(&backend, &x, &mut work)?,
+        (None, Some((m, _))) => m.predict(&x),
+        _ => unreachable!("one of the two loaded"),
+    };
     let text: String = pred
         .iter()
         .map(|&p| format!("{}\n", values[p as usize]))

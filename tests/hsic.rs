@@ -257,6 +257,40 @@ fn bad_inputs_exit_2_and_fit_predict_round_trip() {
         "--quiet",
     ]);
     assert!(o.status.success(), "{}", output_text(&o));
+    // W*: fit, save, predict.
+    let o = run_cli(&[
+        "hsic",
+        "fit",
+        "--solver",
+        "ism",
+        "--device",
+        "cpu",
+        "--data",
+        &s("x.csv"),
+        "--labels",
+        &s("y.csv"),
+        "--out",
+        &s("mi"),
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", output_text(&o));
+    let o = run_cli(&[
+        "hsic",
+        "predict",
+        "--device",
+        "cpu",
+        "--model",
+        &s("mi/model.safetensors"),
+        "--data",
+        &s("x.csv"),
+        "--labels",
+        &s("y.csv"),
+    ]);
+    assert!(
+        o.status.success() && output_text(&o).contains("accuracy"),
+        "{}",
+        output_text(&o)
+    );
     // The same data as one CSV with the label in the last column.
     let joined: String = feats
         .lines()

@@ -499,3 +499,93 @@ impl IsmModel {
         nearest(&(&z * &self.w_out), &self.centers)
     }
 }
+
+impl IsmModel {
+    /// safetensors bytes: W, Ω, b per layer, the final projection and class
+    /// centres as tensors; σ, iterations and settings as metadata.
+    pub fn to_bytes(&self, label_values: &[i64]) -> Result<Vec<u8>> {
+        use crate::output::{NamedTensor, safetensors_bytes};
+        let t = |name: String, m: &DMatrix<f64>| NamedTensor {
+            name,
+            shape: vec![m.nrows(), m.ncols()],
+            data: rows_of(m),
+        };
+        let d = self.mean.len();
+        let mut ts = vec![
+            NamedTensor {
+                name: "mean".into(),
+                shape: vec![d],
+                data: self.mean.clone(),
+            },
+            NamedTensor {
+                name: "std".into(),
+                shape: vec![d],
+                data: self.std.clone(),
+            },
+            t("w_out".into(), &self.w_out),
+            t("centers".into(), &self.centers),
+        ];
+        for (l, layer) in self.layers.iter().enumerate() {
+            ts.push(t(format!("w{l}"), &layer.w));
+            ts.push(t(format!("omega{l}"), &layer.omega));
+            ts.push(NamedTensor {
+                name: format!("b{l}"),
+                shape: vec![layer.b.len()],
+                data: layer.b.clone(),
+            });
+        }
+        let meta = serde_json::json!({
+            "method": "hsic ism", "label_values": label_values, "layers": self.reports(),
+            "hsic": self.hsic, "train_acc": self.train_acc, "settings": self.settings,
+        });
+        safetensors_bytes(&ts, &meta)
+    }
+
+    /// Reads [`IsmModel::to_bytes`] (the training outputs are not stored).
+    pub fn from_bytes(bytes: &[u8], what: &str) -> Result<(IsmModel, Vec<i64>)> {
+        let bad = |m: &str| crate::Error::Input(format!("{what}: not an HSIC W* model ({m})"));
+        let (tensors, meta) = crate::output::read_safetensors(bytes)?;
+        if meta["method"] != "hsic ism" {
+            return Err(bad("method"));
+        }
+        let get = |n: &str| tensors.get(n).ok_or_else(|| bad(n));
+        let mat = |n: &str| -> Result<DMatrix<f64>> {
+            let (shape, data) = get(n)?;
+            if shape.len() != 2 {
+                return Err(bad(n));
+            }
+            Ok(DMatrix::from_row_slice(shape[0], shape[1], data))
+        };
+        let reports = meta["layers"].as_array().ok_or_else(|| bad("layers"))?;
+        let mut layers = vec![];
+        for (l, r) in reports.iter().enumerate() {
+            layers.push(IsmLayer {
+                sigma: r["sigma"].as_f64().ok_or_else(|| bad("sigma"))?,
+                w: mat(&format!("w{l}"))?,
+                omega: mat(&format!("omega{l}"))?,
+                b: get(&format!("b{l}"))?.1.clone(),
+                iterations: r["iterations"].as_u64().unwrap_or(0) as usize,
+                silhouette: r["silhouette"].as_f64().unwrap_or(0.0),
+            });
+        }
+        let settings: IsmSettings =
+            serde_json::from_value(meta["settings"].clone()).map_err(|e| bad(&e.to_string()))?;
+        let values: Vec<i64> = serde_json::from_value(meta["label_values"].clone())
+            .map_err(|e| bad(&e.to_string()))?;
+        Ok((
+            IsmModel {
+                mean: get("mean")?.1.clone(),
+                std: get("std")?.1.clone(),
+                layers,
+                w_out: mat("w_out")?,
+                centers: mat("centers")?,
+                hsic: meta["hsic"].as_f64().unwrap_or(0.0),
+                train_acc: meta["train_acc"].as_f64().unwrap_or(0.0),
+                train_zw: DMatrix::zeros(0, 0),
+                train_phi: DMatrix::zeros(0, 0),
+                settings,
+            },
+            values,
+        ))
+    }
+}

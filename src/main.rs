@@ -1499,21 +1499,8 @@ fn hsic_predict(a: &HsicPredictArgs) -> Result<()> {
     let c = &a.common;
     let bytes = std::fs::read(&a.model)
         .map_err(|e| Error::Input(format!("cannot read {}: {e}", a.model.display())))?;
-    let what = a.model.display().to_string();
-    // A W* model, else a W_s one (whose loader gives the error message).
-    let ism = hsic::ism::IsmModel::from_bytes(&bytes, &what).ok();
-    let (model, values) = match &ism {
-        Some(_) => (None, vec![]),
-        None => {
-            let (m, v) = hsic::WsModel::from_bytes(&bytes, &what)?;
-            (Some(m), v)
-        }
-    };
-    let (dim, values) = match (&model, &ism) {
-        (Some(m), _) => (m.dim, values),
-        (None, Some((m, v))) => (m.mean.len(), v.clone()),
-        _ => unreachable!("one of the two loaded"),
-    };
+    let (model, values) = hsic::SavedModel::from_bytes(&bytes, &a.model.display().to_string())?;
+    let dim = model.dim();
     let m = data::matrix::load_table(&a.data, data::matrix::TableFormat::Csv)?;
     if m.ncols() != dim {
         return Err(Error::Input(format!(
@@ -1524,20 +1511,14 @@ fn hsic_predict(a: &HsicPredictArgs) -> Result<()> {
         ))
         .into());
     }
-    let x: Vec<f64> = (0..m.nrows())
-        .flat_map(|r| m.row(r).iter().copied().collect::<Vec<_>>())
-        .collect();
+    let x = data::matrix::row_major(&m);
     if x.iter().any(|v| !v.is_finite()) {
         return Err(Error::Input(format!("{}: non-finite value", a.data.display())).into());
     }
     let backend = c.open()?;
     let out = OutDir::new(c.out.as_deref())?;
     let mut work = hsic::Work::default();
-    let pred = match (&model, &ism) {
-        (Some(m), _) => m.predict(&backend, &x, &mut work)?,
-        (None, Some((m, _))) => m.predict(&x),
-        _ => unreachable!("one of the two loaded"),
-    };
+    let pred = model.predict(&backend, &x, &mut work)?;
     let text: String = pred
         .iter()
         .map(|&p| format!("{}\n", values[p as usize]))

@@ -54,14 +54,11 @@ fn gauss_kernel_matches_the_twin_on_both_backends() {
     if let Some(ctx) = gpu(Precision::F32) {
         let g = gpu_ops::gauss_kernel(&ctx, Precision::F32, &a, &a, d, 0.5, true).unwrap();
         close("gpu big", &g, &want, 2e-6);
-        // Row tiles: a binding of 4 KiB holds 27 rows of 37.
+        // Row tiles of 27 rows: two tiles, the second partial.
         let (n, d) = (37, 4);
         let a = uniform(&mut r, n * d, -1.0, 1.0);
         let want = gauss_kernel::reference(&a, &a, d, 0.9, false);
-        // SAFETY: no other test of this binary reads the variable.
-        unsafe { std::env::set_var("GRADFREE_MAX_BINDING_BYTES", "4096") };
-        let g = gpu_ops::gauss_kernel(&ctx, Precision::F32, &a, &a, d, 0.9, false);
-        unsafe { std::env::remove_var("GRADFREE_MAX_BINDING_BYTES") };
+        let g = gpu_ops::gauss_kernel_tiled(&ctx, Precision::F32, &a, &a, d, 0.9, false, 27);
         close("gpu tiled", &g.unwrap(), &want, 2e-6);
     }
 }
@@ -224,68 +221,36 @@ fn bad_inputs_exit_2_and_fit_predict_round_trip() {
             .join("\n"),
     )
     .unwrap();
+    // `gradfree hsic TASK --device cpu ARGS…`
+    let hsic =
+        |task: &str, args: &[&str]| run_cli(&[&["hsic", task, "--device", "cpu"], args].concat());
     for (x, y, what) in [
         ("x.csv", "short.csv", "labels"),
         ("x.csv", "one.csv", "two classes"),
         ("nan.csv", "y.csv", ""),
     ] {
-        let o = run_cli(&[
-            "hsic",
-            "fit",
-            "--device",
-            "cpu",
-            "--data",
-            &s(x),
-            "--labels",
-            &s(y),
-            "--quiet",
-        ]);
+        let o = hsic("fit", &["--data", &s(x), "--labels", &s(y), "--quiet"]);
         assert_eq!(o.status.code(), Some(2), "{x} {y}: {}", output_text(&o));
         assert!(output_text(&o).contains(what), "{}", output_text(&o));
     }
-    let o = run_cli(&[
-        "hsic",
-        "fit",
-        "--device",
-        "cpu",
-        "--data",
-        &s("x.csv"),
-        "--labels",
-        &s("y.csv"),
-        "--out",
-        &s("m"),
-        "--quiet",
-    ]);
+    let data = ["--data", &s("x.csv"), "--labels", &s("y.csv")].map(String::from);
+    let data: Vec<&str> = data.iter().map(String::as_str).collect();
+    let o = hsic("fit", &[&data[..], &["--out", &s("m"), "--quiet"]].concat());
     assert!(o.status.success(), "{}", output_text(&o));
     // W*: fit, save, predict.
-    let o = run_cli(&[
-        "hsic",
+    let o = hsic(
         "fit",
-        "--solver",
-        "ism",
-        "--device",
-        "cpu",
-        "--data",
-        &s("x.csv"),
-        "--labels",
-        &s("y.csv"),
-        "--out",
-        &s("mi"),
-        "--quiet",
-    ]);
+        &[
+            &data[..],
+            &["--solver", "ism", "--out", &s("mi"), "--quiet"],
+        ]
+        .concat(),
+    );
     assert!(o.status.success(), "{}", output_text(&o));
-    let o = run_cli(&[
-        "hsic",
+    let o = hsic(
         "predict",
-        "--device",
-        "cpu",
-        "--model",
-        &s("mi/model.safetensors"),
-        "--data",
-        &s("x.csv"),
-        "--labels",
-        &s("y.csv"),
-    ]);
+        &[&data[..], &["--model", &s("mi/model.safetensors")]].concat(),
+    );
     assert!(
         o.status.success() && output_text(&o).contains("accuracy"),
         "{}",
@@ -298,32 +263,19 @@ fn bad_inputs_exit_2_and_fit_predict_round_trip() {
         .map(|(f, l)| format!("{f},{l}\n"))
         .collect();
     std::fs::write(p("xy.csv"), joined).unwrap();
-    let o = run_cli(&[
-        "hsic",
+    let o = hsic(
         "fit",
-        "--device",
-        "cpu",
-        "--data",
-        &s("xy.csv"),
-        "--out",
-        &s("m2"),
-        "--quiet",
-    ]);
+        &["--data", &s("xy.csv"), "--out", &s("m2"), "--quiet"],
+    );
     assert!(o.status.success(), "{}", output_text(&o));
-    let o = run_cli(&[
-        "hsic",
+    let o = hsic(
         "predict",
-        "--device",
-        "cpu",
-        "--model",
-        &s("m/model.safetensors"),
-        "--data",
-        &s("x.csv"),
-        "--labels",
-        &s("y.csv"),
-        "--out",
-        &s("p"),
-    ]);
+        &[
+            &data[..],
+            &["--model", &s("m/model.safetensors"), "--out", &s("p")],
+        ]
+        .concat(),
+    );
     assert!(o.status.success(), "{}", output_text(&o));
     let t = output_text(&o);
     let acc: f64 = t

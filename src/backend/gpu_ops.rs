@@ -35,9 +35,28 @@ pub fn gauss_kernel(
     if d == 0 || a.is_empty() || b.is_empty() {
         return Ok(vec![]);
     }
+    let m = b.len() / d;
+    let rows = (ctx.max_binding_bytes() / prec.bytes() as u64 / m as u64).max(1) as usize;
+    gauss_kernel_tiled(ctx, prec, a, b, d, sigma, zero_diag, rows)
+}
+
+/// [`gauss_kernel`] in tiles of `tile_rows` rows of K.
+#[allow(clippy::too_many_arguments)]
+pub fn gauss_kernel_tiled(
+    ctx: &Arc<GpuContext>,
+    prec: Precision,
+    a: &[f64],
+    b: &[f64],
+    d: usize,
+    sigma: f64,
+    zero_diag: bool,
+    tile_rows: usize,
+) -> Result<Vec<f64>> {
+    if d == 0 || a.is_empty() || b.is_empty() {
+        return Ok(vec![]);
+    }
     let (n, m) = (a.len() / d, b.len() / d);
-    let elem = prec.bytes() as u64;
-    let tile_rows = ((ctx.max_binding_bytes() / elem / m as u64).max(1) as usize).min(n);
+    let tile_rows = tile_rows.clamp(1, n);
     let scal = ctx.upload_real(&[1.0 / (2.0 * sigma * sigma)], prec)?;
     let ab = ctx.upload_real(a, prec)?;
     let bb = ctx.upload_real(b, prec)?;

@@ -196,16 +196,13 @@ impl Backend {
             Inner::Cpu => match self.precision {
                 Precision::F64 => {
                     k.resize(len, 0.0);
-                    if std::ptr::eq(a, b) {
-                        gauss_kernel::cpu(a, a, d, sigma, zero_diag, k);
-                    } else {
-                        gauss_kernel::cpu(a, b, d, sigma, zero_diag, k);
-                    }
+                    gauss_kernel::cpu(a, b, d, sigma, zero_diag, k);
                 }
                 Precision::F32 => {
                     let c = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
                     let mut k32 = vec![0.0f32; len];
                     let ca = c(a);
+                    // The same buffer twice keeps cpu()'s symmetric shortcut.
                     if std::ptr::eq(a, b) {
                         gauss_kernel::cpu(&ca, &ca, d, sigma as f32, zero_diag, &mut k32);
                     } else {

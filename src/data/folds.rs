@@ -53,9 +53,7 @@ pub fn load_pair(features: &Path, labels: &Path) -> Result<RawTable> {
         }
         out.push(v as i64);
     }
-    let x = (0..m.nrows())
-        .flat_map(|r| m.row(r).iter().copied().collect::<Vec<_>>())
-        .collect();
+    let x = super::matrix::row_major(&m);
     Ok(RawTable {
         dim: m.ncols(),
         x,

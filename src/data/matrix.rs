@@ -19,6 +19,11 @@ pub enum TableFormat {
     Nmf,
 }
 
+/// The matrix's entries row by row (nalgebra stores columns).
+pub fn row_major(m: &DMatrix<f64>) -> Vec<f64> {
+    m.transpose().as_slice().to_vec()
+}
+
 /// A parse error at a file's line.
 pub(crate) fn parse_err(path: &Path, line: usize, reason: impl Into<String>) -> Error {
     Error::Parse {

@@ -23,9 +23,10 @@ use nalgebra::{DMatrix, SymmetricEigen};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::{Work, gamma, opt_sigma};
+use super::{Work, gamma, normal, opt_sigma};
 use crate::Backend;
 use crate::data::labeled::Labeled;
+use crate::data::matrix::row_major as rows_of;
 use crate::error::Result;
 
 /// Random Fourier features per layer output (the reference's 400).
@@ -108,14 +109,6 @@ pub struct IsmModel {
 
 fn to_mat(x: &[f64], n: usize, d: usize) -> DMatrix<f64> {
     DMatrix::from_row_slice(n, d, x)
-}
-
-fn rows_of(m: &DMatrix<f64>) -> Vec<f64> {
-    let mut v = Vec::with_capacity(m.len());
-    for r in 0..m.nrows() {
-        v.extend(m.row(r).iter());
-    }
-    v
 }
 
 /// Eigenvectors of the k smallest (or largest) eigenvalues, and those values.
@@ -267,29 +260,6 @@ fn rff(zw: &DMatrix<f64>, omega: &DMatrix<f64>, b: &[f64]) -> DMatrix<f64> {
     out
 }
 
-fn normal(rng: &mut ChaCha8Rng) -> f64 {
-    let u1: f64 = 1.0 - rng.random::<f64>();
-    let u2: f64 = rng.random();
-    (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
-}
-
-fn class_means(out: &DMatrix<f64>, y: &[u32], classes: usize) -> DMatrix<f64> {
-    let mut m = DMatrix::zeros(classes, out.ncols());
-    let mut count = vec![0.0; classes];
-    for (i, &c) in y.iter().enumerate() {
-        let mut row = m.row_mut(c as usize);
-        row += out.row(i);
-        count[c as usize] += 1.0;
-    }
-    for (c, &k) in count.iter().enumerate() {
-        if k > 0.0 {
-            let mut row = m.row_mut(c);
-            row /= k;
-        }
-    }
-    m
-}
-
 fn nearest(out: &DMatrix<f64>, centers: &DMatrix<f64>) -> Vec<u32> {
     (0..out.nrows())
         .map(|i| {
@@ -393,7 +363,11 @@ pub fn fit_ism(
     let (e, _) = extreme_eigen(&(a.transpose() * gamma_times(&a, y, c)), c, true);
     let w_out = &v * &e;
     let out = &z * &w_out;
-    let centers = class_means(&out, y, c);
+    let centers = DMatrix::from_row_slice(
+        c,
+        out.ncols(),
+        &super::metrics::class_means(&rows_of(&out), out.ncols(), y, c),
+    );
     let train_acc = super::accuracy(&nearest(&out, &centers), y);
     // ISM's HSIC of the final output (linear kernel on Φ).
     let hsic = {

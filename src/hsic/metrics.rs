@@ -28,7 +28,8 @@ pub struct Metrics {
     pub t: Option<f64>,
 }
 
-fn class_means(x: &[f64], w: usize, y: &[u32], classes: usize) -> Vec<f64> {
+/// Per-class means of the rows (C × w, row-major); empty classes stay 0.
+pub(crate) fn class_means(x: &[f64], w: usize, y: &[u32], classes: usize) -> Vec<f64> {
     let mut m = vec![0.0; classes * w];
     let mut n = vec![0.0f64; classes];
     for (i, &c) in y.iter().enumerate() {
@@ -45,35 +46,33 @@ fn class_means(x: &[f64], w: usize, y: &[u32], classes: usize) -> Vec<f64> {
     m
 }
 
-/// W_s MSE: √(Σ δ⁴) per row, averaged.
-pub fn mse_ws(x: &[f64], w: usize, y: &[u32], classes: usize) -> f64 {
+/// Mean over rows of `row(δ)`, δ the row's deviations from its class mean.
+fn mean_over_rows(
+    x: &[f64],
+    w: usize,
+    y: &[u32],
+    classes: usize,
+    row: impl Fn(&mut dyn Iterator<Item = f64>) -> f64,
+) -> f64 {
     let m = class_means(x, w, y, classes);
     let s: f64 = y
         .iter()
         .enumerate()
-        .map(|(i, &c)| {
-            (0..w)
-                .map(|k| (x[i * w + k] - m[c as usize * w + k]).powi(4))
-                .sum::<f64>()
-                .sqrt()
-        })
+        .map(|(i, &c)| row(&mut (0..w).map(|k| x[i * w + k] - m[c as usize * w + k])))
         .sum();
     s / y.len() as f64
 }
 
+/// W_s MSE: √(Σ δ⁴) per row, averaged.
+pub fn mse_ws(x: &[f64], w: usize, y: &[u32], classes: usize) -> f64 {
+    mean_over_rows(x, w, y, classes, |d| {
+        d.map(|v| v.powi(4)).sum::<f64>().sqrt()
+    })
+}
+
 /// W* MSE: squared distance to the class mean, averaged.
 pub fn mse_sq(x: &[f64], w: usize, y: &[u32], classes: usize) -> f64 {
-    let m = class_means(x, w, y, classes);
-    let s: f64 = y
-        .iter()
-        .enumerate()
-        .map(|(i, &c)| {
-            (0..w)
-                .map(|k| (x[i * w + k] - m[c as usize * w + k]).powi(2))
-                .sum::<f64>()
-        })
-        .sum();
-    s / y.len() as f64
+    mean_over_rows(x, w, y, classes, |d| d.map(|v| v * v).sum())
 }
 
 /// C from a pair similarity: between-class mean over within-class mean.

@@ -433,7 +433,7 @@ pub fn layer_output(
 }
 
 /// A standard normal draw (Box–Muller).
-fn normal(rng: &mut ChaCha8Rng) -> f64 {
+pub(crate) fn normal(rng: &mut ChaCha8Rng) -> f64 {
     let u1: f64 = 1.0 - rng.random::<f64>();
     let u2: f64 = rng.random();
     (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
@@ -761,5 +761,43 @@ impl WsModel {
             },
             values,
         ))
+    }
+}
+
+/// A saved HSIC network of either solver.
+#[derive(Clone, Debug)]
+pub enum SavedModel {
+    /// W_s.
+    Ws(WsModel),
+    /// W*.
+    Ism(ism::IsmModel),
+}
+
+impl SavedModel {
+    /// Reads a model written by `hsic fit` (either solver); returns it and
+    /// the original label values.
+    pub fn from_bytes(bytes: &[u8], what: &str) -> Result<(SavedModel, Vec<i64>)> {
+        if let Ok((m, v)) = ism::IsmModel::from_bytes(bytes, what) {
+            return Ok((SavedModel::Ism(m), v));
+        }
+        // Not W*: the W_s loader names what is wrong.
+        let (m, v) = WsModel::from_bytes(bytes, what)?;
+        Ok((SavedModel::Ws(m), v))
+    }
+
+    /// Features per row.
+    pub fn dim(&self) -> usize {
+        match self {
+            SavedModel::Ws(m) => m.dim,
+            SavedModel::Ism(m) => m.mean.len(),
+        }
+    }
+
+    /// Predicted classes of new rows.
+    pub fn predict(&self, be: &Backend, x: &[f64], work: &mut Work) -> Result<Vec<u32>> {
+        match self {
+            SavedModel::Ws(m) => m.predict(be, x, work),
+            SavedModel::Ism(m) => Ok(m.predict(x)),
+        }
     }
 }

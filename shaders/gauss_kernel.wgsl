@@ -3,25 +3,6 @@
 // of a tile (so an n × n matrix never needs one binding of n² elements),
 // optionally with zero diagonal (i == j). Mirrors src/kernels/gauss_kernel.rs.
 
-//!entry
-struct GaussParams {
-    rows: u32,
-    row0: u32,
-    m: u32,
-    d: u32,
-    zero_diag: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-}
-
-@group(0) @binding(0) var<uniform> params: GaussParams;
-// scalars[0] = 1 / (2σ²).
-@group(0) @binding(1) var<storage, read> scalars: array<real>;
-@group(0) @binding(2) var<storage, read> a: array<real>;
-@group(0) @binding(3) var<storage, read> b: array<real>;
-@group(0) @binding(4) var<storage, read_write> k: array<real>;
-
 // e^{−x} for x ≥ 0, by hand: Vulkan's exp (GLSL.std.450 Exp) takes only
 // 16/32-bit floats, so the built-in gives garbage in f64. x = k ln2 + r with
 // |r| ≤ ln2/2 (ln2 split in two for f64), Taylor series of e^{−r}, and
@@ -53,6 +34,25 @@ fn exp_neg(x: real) -> real {
     }
     return sum * p;
 }
+
+//!entry
+struct GaussParams {
+    rows: u32,
+    row0: u32,
+    m: u32,
+    d: u32,
+    zero_diag: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+@group(0) @binding(0) var<uniform> params: GaussParams;
+// scalars[0] = 1 / (2σ²).
+@group(0) @binding(1) var<storage, read> scalars: array<real>;
+@group(0) @binding(2) var<storage, read> a: array<real>;
+@group(0) @binding(3) var<storage, read> b: array<real>;
+@group(0) @binding(4) var<storage, read_write> k: array<real>;
 
 @compute @workgroup_size(64)
 fn gauss_kernel(

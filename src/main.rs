@@ -1344,7 +1344,7 @@ fn hsic_cv(a: &HsicCvArgs) -> Result<()> {
                 model.hsic(),
                 serde_json::to_value(model.reports()).expect("json"),
                 fit_s,
-                model.metrics(),
+                model.metrics(&backend)?,
             )
         };
         meter.add_gwms(work.gwms());

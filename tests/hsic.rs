@@ -9,6 +9,7 @@ use gradfree::data::labeled::Labeled;
 use gradfree::data::spiral::spiral;
 use gradfree::hsic::{self, Unit, Work, WsLayer, WsSettings};
 use gradfree::kernels::gauss_kernel;
+use gradfree::kernels::kernel_product::{self, Func, Gamma, Spec};
 use gradfree::{Backend, Precision};
 use proptest::prelude::*;
 
@@ -60,6 +61,79 @@ fn gauss_kernel_matches_the_twin_on_both_backends() {
         let want = gauss_kernel::reference(&a, &a, d, 0.9, false);
         let g = gpu_ops::gauss_kernel_tiled(&ctx, Precision::F32, &a, &a, d, 0.9, false, 27);
         close("gpu tiled", &g.unwrap(), &want, 2e-6);
+    }
+}
+
+#[test]
+fn kernel_product_matches_the_twin_on_both_backends() {
+    let mut r = rng(9);
+    // (rows of A, rows of B, d, columns of M): empty, single, odd, not a
+    // multiple of the 16-row / 64-column workgroup tiles, B == A (the CPU's
+    // symmetric path needs more than 64 rows and at most 16 columns).
+    for &(na, nb, d, cols) in &[
+        (0, 4, 2, 3),
+        (1, 1, 1, 1),
+        (3, 5, 2, 1),
+        (37, 37, 3, 5),
+        (20, 70, 4, 65),
+        (50, 130, 2, 130),
+        (150, 150, 3, 4),
+        (200, 200, 2, 0),
+    ] {
+        let a = uniform(&mut r, na * d, -1.0, 1.0);
+        let b = uniform(&mut r, nb * d, -1.0, 1.0);
+        // The same slice twice when square, as the callers do.
+        let b: &[f64] = if na == nb { &a } else { &b };
+        let m = uniform(&mut r, nb * cols, -1.0, 1.0);
+        let la: Vec<u32> = (0..na).map(|i| (i % 3) as u32).collect();
+        let lb_own: Vec<u32> = (0..nb).map(|j| (j * 7 % 3) as u32).collect();
+        let lb: &[u32] = if na == nb { &la } else { &lb_own };
+        let p = [0.5, 0.3, 0.2];
+        for (func, zero, gamma, squares) in [
+            (Func::Gauss { sigma: 0.7 }, false, false, true),
+            (Func::Gauss { sigma: 0.4 }, true, true, false),
+            (Func::Dist, false, true, true),
+        ] {
+            if cols == 0 && !squares {
+                continue;
+            }
+            let spec = Spec {
+                func,
+                zero_diag: zero,
+                gamma: gamma.then_some(Gamma { la: &la, lb, p: &p }),
+                squares,
+            };
+            let want = kernel_product::reference(&a, b, d, &m, cols, &spec);
+            assert_eq!(want.len(), na * (cols + squares as usize));
+            let what = format!("{func:?} zero={zero} gamma={gamma} sq={squares} {na}x{nb}x{d} r={cols}");
+            let cpu = Backend::cpu(Precision::F64)
+                .kernel_product(&a, b, d, &m, cols, &spec)
+                .unwrap();
+            assert_close(&format!("cpu f64 {what}"), &cpu, &want, 1e-12, 1e-12);
+            let cpu32 = Backend::cpu(Precision::F32)
+                .kernel_product(&a, b, d, &m, cols, &spec)
+                .unwrap();
+            assert_close(&format!("cpu f32 {what}"), &cpu32, &want, 1e-4, 1e-4);
+            for (prec, tol) in [(Precision::F32, 1e-4), (Precision::F64, 1e-12)] {
+                let Some(ctx) = gpu(prec) else { continue };
+                let g = gpu_ops::kernel_product(&ctx, prec, &a, b, d, &m, cols, &spec).unwrap();
+                assert_close(&format!("gpu {prec} {what}"), &g, &want, tol, tol);
+                // Row tiles of 7 rows of A, the last one partial.
+                let g = gpu_ops::kernel_product_tiled(&ctx, prec, &a, b, d, &m, cols, &spec, 7);
+                assert_close(&format!("gpu tiled {prec} {what}"), &g.unwrap(), &want, tol, tol);
+            }
+        }
+    }
+    // More than 65535 workgroups (16 rows each): a 2-D grid, f32.
+    if let Some(ctx) = gpu(Precision::F32) {
+        let (na, nb) = (16 * 65536 + 5, 3);
+        let a = uniform(&mut r, na, -1.0, 1.0);
+        let b = uniform(&mut r, nb, -1.0, 1.0);
+        let m = vec![1.0, 2.0, 3.0];
+        let spec = Spec::dist();
+        let want = kernel_product::reference(&a, &b, 1, &m, 1, &spec);
+        let g = gpu_ops::kernel_product(&ctx, Precision::F32, &a, &b, 1, &m, 1, &spec).unwrap();
+        assert_close("gpu > 65535 workgroups", &g, &want, 1e-5, 1e-5);
     }
 }
 
@@ -366,21 +440,53 @@ fn ism_converges_to_a_stationary_point_on_separable_data() {
 }
 
 #[test]
+fn linear_hsic_matches_the_n_by_n_formula() {
+    let mut r = rng(21);
+    let (n, f) = (23, 5);
+    let phi = nalgebra::DMatrix::from_vec(n, f, uniform(&mut r, n * f, -1.0, 1.0));
+    let y: Vec<u32> = (0..n).map(|i| (i * i % 3) as u32).collect();
+    let k = &phi * phi.transpose();
+    let ky = nalgebra::DMatrix::from_fn(n, n, |i, j| (y[i] == y[j]) as u32 as f64);
+    let centered = |m: &nalgebra::DMatrix<f64>| {
+        let mut o = m.clone();
+        for j in 0..n {
+            let mean = m.column(j).sum() / n as f64;
+            o.column_mut(j).add_scalar_mut(-mean);
+        }
+        o
+    };
+    let (hk, hy) = (centered(&k), centered(&ky));
+    let want = hk.component_mul(&hy).sum() / (hk.norm() * hy.norm());
+    let got = hsic::ism::linear_hsic(&phi, &y, 3);
+    assert!((got - want).abs() < 1e-12, "{got} vs {want}");
+}
+
+#[test]
 fn metrics_on_hand_made_outputs() {
-    use gradfree::hsic::metrics::{cross_entropy, dot_sim, mse_sq, mse_ws, ratio_c, ratio_t};
+    use gradfree::hsic::metrics::{
+        cross_entropy, mse_sq, mse_ws, ratio_c_gauss, ratio_c_linear, ratio_t,
+    };
+    let be = Backend::cpu(Precision::F64);
     // Two classes at 0 and 1 on a line, two points each.
     let x = [0.0, 0.0, 1.0, 1.0];
     let y = [0, 0, 1, 1];
     assert_eq!(mse_ws(&x, 1, &y, 2), 0.0);
     assert_eq!(mse_sq(&x, 1, &y, 2), 0.0);
     // Same-class distances are 0, different-class ones 1.
-    assert_eq!(ratio_t(&x, 1, &y), 0.0);
+    assert_eq!(ratio_t(&be, &x, 1, &y, 2).unwrap(), 0.0);
     // ⟨x_i, x_j⟩: between pairs 0; within pairs (1·1 four times of eight).
-    assert_eq!(ratio_c(4, &y, dot_sim(&x, 1)), 0.0);
+    assert_eq!(ratio_c_linear(&x, 1, &y, 2), 0.0);
+    // Gaussian: within pairs all 1, between pairs e^{−1/2σ²}.
+    let c = ratio_c_gauss(&be, &x, 1, &y, 2, 1.0).unwrap();
+    assert!((c - (-0.5f64).exp()).abs() < 1e-15, "{c}");
     let x2 = [0.0, 2.0, 1.0, 3.0];
     // Class means 1 and 2: deviations ±1 → √(1⁴) per row; squared → 1.
     assert_eq!(mse_ws(&x2, 1, &y, 2), 1.0);
     assert_eq!(mse_sq(&x2, 1, &y, 2), 1.0);
+    // Same-class distances 2+2+2+2 = 8, different-class 2·(1+3+1+1) = 12.
+    assert!((ratio_t(&be, &x2, 1, &y, 2).unwrap() - 8.0 / 12.0).abs() < 1e-15);
+    // Within: (0+2)² + (1+3)² = 20 over 8 pairs; between: 6² − 20 = 16 over 8.
+    assert!((ratio_c_linear(&x2, 1, &y, 2) - 0.8).abs() < 1e-15);
     // A logistic fit separates far-apart classes; uninformative features give ln 2.
     let far: Vec<f64> = (0..40).map(|i| if i < 20 { -5.0 } else { 5.0 }).collect();
     let ys: Vec<u32> = (0..40).map(|i| (i >= 20) as u32).collect();

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use crate::error::Result;
 use crate::gpu::{GpuContext, GpuRequest, context::hardware_adapter_present};
-use crate::kernels::{gauss_kernel, project_activation, project_bilinear};
+use crate::kernels::{gauss_kernel, kernel_product, project_activation, project_bilinear};
 use crate::real::Precision;
 use crate::rrr::{RrrEngine, RrrProblem};
 
@@ -217,6 +217,42 @@ impl Backend {
             }
         }
         Ok(())
+    }
+
+    /// Kernel-matrix product `(w ∘ f(A, B)) M` (m × r row-major, one more
+    /// column with `spec.squares`) without
+    /// forming the m × n matrix; see [`crate::kernels::kernel_product`].
+    pub fn kernel_product(
+        &self,
+        a: &[f64],
+        b: &[f64],
+        d: usize,
+        m: &[f64],
+        r: usize,
+        spec: &kernel_product::Spec,
+    ) -> Result<Vec<f64>> {
+        let (na, _) = kernel_product::shape(a, b, d, m, r, spec);
+        let len = na * spec.width(r);
+        match &self.inner {
+            Inner::Cpu => match self.precision {
+                Precision::F64 => {
+                    let mut out = vec![0.0; len];
+                    kernel_product::cpu(a, b, d, m, r, spec, &mut out);
+                    Ok(out)
+                }
+                Precision::F32 => {
+                    let c = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
+                    let mut out = vec![0.0f32; len];
+                    let ca = c(a);
+                    // The same buffer twice keeps cpu()'s symmetric path.
+                    let cb = if std::ptr::eq(a, b) { None } else { Some(c(b)) };
+                    let cb = cb.as_deref().unwrap_or(&ca);
+                    kernel_product::cpu(&ca, cb, d, &c(m), r, spec, &mut out);
+                    Ok(out.into_iter().map(f64::from).collect())
+                }
+            },
+            Inner::Gpu(ctx) => gpu_ops::kernel_product(ctx, self.precision, a, b, d, m, r, spec),
+        }
     }
 
     /// An RRR engine for a problem with batches of `items` items.

@@ -23,11 +23,12 @@ use nalgebra::{DMatrix, SymmetricEigen};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::{Work, gamma, normal, opt_sigma};
+use super::{Work, normal, opt_sigma};
 use crate::Backend;
 use crate::data::labeled::Labeled;
 use crate::data::matrix::row_major as rows_of;
 use crate::error::Result;
+use crate::kernels::kernel_product::{Func, Gamma, Spec};
 
 /// Random Fourier features per layer output (the reference's 400).
 pub const FEATURES: usize = 400;
@@ -159,27 +160,33 @@ pub fn phi_reduced(
     sigma: f64,
     work: &mut Work,
 ) -> Result<DMatrix<f64>> {
-    let n = a.nrows();
+    let (n, r) = a.shape();
     let zw = a * e;
     let q = zw.ncols();
     let rows = rows_of(&zw);
-    let k = be.gauss_kernel(&rows, &rows, q, sigma, true)?;
-    let p2: f64 = p.iter().map(|v| v * v).sum();
-    let mut psi = DMatrix::zeros(n, n);
-    let mut colsum = vec![0.0; n];
+    // [ΨA | Ψ1] in one kernel product; Ψ is symmetric, so Ψ1 = (1ᵀΨ)ᵀ.
+    let mut m = vec![0.0; n * (r + 1)];
     for i in 0..n {
-        for j in 0..n {
-            let v = gamma(y[i], y[j], p, p2) * k[i * n + j];
-            psi[(i, j)] = v;
-            colsum[j] += v;
+        for c in 0..r {
+            m[i * (r + 1) + c] = a[(i, c)];
         }
+        m[i * (r + 1) + r] = 1.0;
     }
-    for (j, c) in colsum.iter().enumerate() {
-        psi[(j, j)] -= c;
-    }
-    let r = a.ncols();
-    work.madds += (n * n * q) as f64 + (n * n * r) as f64 + (n * r * r) as f64 + (n * r * q) as f64;
-    Ok(-(a.transpose() * (&psi * a)))
+    let spec = Spec {
+        func: Func::Gauss { sigma },
+        zero_diag: true,
+        gamma: Some(Gamma { la: y, lb: y, p }),
+        squares: false,
+    };
+    let psi_a = be.kernel_product(&rows, &rows, q, &m, r + 1, &spec)?;
+    // (Diag(1ᵀΨ) − Ψ) A, then Aᵀ times it.
+    let la = DMatrix::from_fn(n, r, |i, c| {
+        let row = &psi_a[i * (r + 1)..(i + 1) * (r + 1)];
+        row[r] * a[(i, c)] - row[c]
+    });
+    work.madds += (n * n * q) as f64 + (n * n * (r + 1)) as f64 + (n * r * r) as f64 + (n * r * q) as f64;
+    // An explicit transpose: nalgebra's `*` runs a blocked GEMM, `tr_mul` does not.
+    Ok(a.transpose() * &la)
 }
 
 /// Z = A Vᵀ with A = U S (n × r) and V (d × r) orthonormal, r = rank, and
@@ -217,21 +224,19 @@ fn basis(z: &DMatrix<f64>) -> (DMatrix<f64>, DMatrix<f64>, Vec<f64>) {
     }
 }
 
-/// Mean silhouette (Euclidean) of the rows of `x` under labels `y`.
-pub fn silhouette(x: &DMatrix<f64>, y: &[u32], classes: usize) -> f64 {
+/// Mean silhouette (Euclidean) of the rows of `x` under labels `y`; the
+/// per-class distance sums are one kernel product with the one-hot labels.
+pub fn silhouette(be: &Backend, x: &DMatrix<f64>, y: &[u32], classes: usize) -> Result<f64> {
     let n = x.nrows();
     let mut count = vec![0usize; classes];
     for &c in y {
         count[c as usize] += 1;
     }
+    let onehot = super::metrics::one_hot(y, classes);
+    let sums = be.kernel_product(&rows_of(x), &rows_of(x), x.ncols(), &onehot, classes, &Spec::dist())?;
     let mut total = 0.0;
     for i in 0..n {
-        let mut sums = vec![0.0; classes];
-        for j in 0..n {
-            if i != j {
-                sums[y[j] as usize] += (x.row(i) - x.row(j)).norm();
-            }
-        }
+        let sums = &sums[i * classes..(i + 1) * classes];
         let own = y[i] as usize;
         if count[own] <= 1 {
             continue; // scikit-learn: s = 0 for singleton clusters
@@ -246,7 +251,7 @@ pub fn silhouette(x: &DMatrix<f64>, y: &[u32], classes: usize) -> f64 {
             total += (b - a) / m;
         }
     }
-    total / n as f64
+    Ok(total / n as f64)
 }
 
 fn rff(zw: &DMatrix<f64>, omega: &DMatrix<f64>, b: &[f64]) -> DMatrix<f64> {
@@ -333,7 +338,8 @@ pub fn fit_ism(
         }
         let w = &v * &e;
         let zw = &z * &w;
-        let sil = silhouette(&zw, y, c);
+        let sil = silhouette(be, &zw, y, c)?;
+        work.madds += (n * n * (w.ncols() + c)) as f64;
         let omega = DMatrix::from_fn(w.ncols(), FEATURES, |_, _| normal(&mut rng) / sigma);
         let b: Vec<f64> = (0..FEATURES)
             .map(|_| rng.random::<f64>() * std::f64::consts::TAU)
@@ -369,15 +375,8 @@ pub fn fit_ism(
         &super::metrics::class_means(&rows_of(&out), out.ncols(), y, c),
     );
     let train_acc = super::accuracy(&nearest(&out, &centers), y);
-    // ISM's HSIC of the final output (linear kernel on Φ).
-    let hsic = {
-        let k = &z * z.transpose();
-        let hk = centered(&k);
-        let ky = DMatrix::from_fn(n, n, |i, j| (y[i] == y[j]) as u32 as f64);
-        let hy = centered(&ky);
-        let num: f64 = hk.iter().zip(hy.iter()).map(|(a, b)| a * b).sum();
-        num / (hk.norm() * hy.norm())
-    };
+    let hsic = linear_hsic(&z, y, c);
+    work.madds += (n * f * f) as f64;
     Ok(IsmModel {
         mean,
         std,
@@ -414,17 +413,38 @@ pub fn gamma_times(z: &DMatrix<f64>, y: &[u32], classes: usize) -> DMatrix<f64> 
     out
 }
 
-/// K − column means.
-fn centered(k: &DMatrix<f64>) -> DMatrix<f64> {
-    let n = k.nrows() as f64;
-    let mut out = k.clone();
-    for j in 0..k.ncols() {
-        let m = k.column(j).sum() / n;
-        for v in out.column_mut(j).iter_mut() {
-            *v -= m;
-        }
+/// ISM's HSIC of the rows of Φ (linear kernel K = ΦΦᵀ, Y Yᵀ one-hot,
+/// Hₗ = minus column means): Σ (HₗK) ∘ (Hₗ Y Yᵀ) / (‖HₗK‖_F ‖Hₗ Y Yᵀ‖_F), in
+/// O(n F²) without K: with φ̄ the mean row, μ_j = φ_j·φ̄, s_c = Σ_{i∈c} φ_i,
+/// n_c the class sizes and ν_j = n_{y_j}/n,
+///   num = Σ_c ‖s_c‖² − n Σ_j ν_j μ_j,  ‖HₗK‖² = ‖ΦᵀΦ‖_F² − n Σ μ²,
+///   ‖Hₗ Y Yᵀ‖² = Σ_c n_c² − Σ_c n_c³ / n.
+pub fn linear_hsic(phi: &DMatrix<f64>, y: &[u32], classes: usize) -> f64 {
+    let (n, f) = phi.shape();
+    let nf = n as f64;
+    let mut count = vec![0.0f64; classes];
+    y.iter().for_each(|&c| count[c as usize] += 1.0);
+    let mean = phi.row_sum() / nf;
+    let mu = phi * mean.transpose();
+    let mut sums = DMatrix::<f64>::zeros(classes, f);
+    for (i, &c) in y.iter().enumerate() {
+        let mut row = sums.row_mut(c as usize);
+        row += phi.row(i);
     }
-    out
+    let nu_mu: f64 = y
+        .iter()
+        .enumerate()
+        .map(|(j, &c)| count[c as usize] / nf * mu[j])
+        .sum();
+    let num = sums.norm_squared() - nf * nu_mu;
+    let gram = phi.transpose() * phi;
+    let hk = gram.norm_squared() - nf * mu.norm_squared();
+    let hy: f64 = count.iter().map(|v| v * v - v * v * v / nf).sum();
+    if hk > 0.0 && hy > 0.0 {
+        num / (hk.sqrt() * hy.sqrt())
+    } else {
+        0.0
+    }
 }
 
 impl IsmModel {
@@ -445,13 +465,14 @@ impl IsmModel {
 
     /// The reference's MSE (on ZW), CE and C (on Φ) of the training output.
     pub fn metrics(&self, y: &[u32], classes: usize) -> super::metrics::Metrics {
+        // C is the linear-kernel ratio, which has an O(n F) closed form.
         let zw = rows_of(&self.train_zw);
         let phi = rows_of(&self.train_phi);
         let (q, f) = (self.train_zw.ncols(), self.train_phi.ncols());
         super::metrics::Metrics {
             mse: super::metrics::mse_sq(&zw, q, y, classes),
             ce: super::metrics::cross_entropy(&phi, f, y, classes),
-            c: super::metrics::ratio_c(y.len(), y, super::metrics::dot_sim(&phi, f)),
+            c: super::metrics::ratio_c_linear(&phi, f, y, classes),
             t: None,
         }
     }

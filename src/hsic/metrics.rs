@@ -1,5 +1,6 @@
 //! The reference's quality measures of a trained HSIC network's training
-//! output (HSIC_REFERENCE.md §4), all O(n²) host work:
+//! output (HSIC_REFERENCE.md §4); the O(n²) pair sums are kernel products
+//! on the backend:
 //!
 //! ```text
 //! MSE  W_s: Σ_i √(Σ_k (ӯ_ik − μ_{y_i,k})⁴) / n     (its ‖δ²‖₂ per row)
@@ -13,7 +14,9 @@
 //! T    Σ_{same class} ‖ӯ_i − ӯ_j‖ / Σ_{different class} ‖ӯ_i − ӯ_j‖ (W_s)
 //! ```
 
-use crate::kernels::gauss_kernel::exp_neg;
+use crate::Backend;
+use crate::error::Result;
+use crate::kernels::kernel_product::Spec;
 
 /// The four measures (`t` is W_s only).
 #[derive(Clone, Copy, Debug, Default, serde::Serialize)]
@@ -75,59 +78,84 @@ pub fn mse_sq(x: &[f64], w: usize, y: &[u32], classes: usize) -> f64 {
     mean_over_rows(x, w, y, classes, |d| d.map(|v| v * v).sum())
 }
 
-/// C from a pair similarity: between-class mean over within-class mean.
-pub fn ratio_c(n: usize, y: &[u32], sim: impl Fn(usize, usize) -> f64) -> f64 {
-    let (mut bs, mut bn, mut ws, mut wn) = (0.0, 0.0, 0.0, 0.0);
-    for i in 0..n {
-        for j in 0..n {
-            let v = sim(i, j);
-            if y[i] == y[j] {
-                ws += v;
-                wn += 1.0;
-            } else {
-                bs += v;
-                bn += 1.0;
-            }
-        }
+/// One-hot label matrix (n × C, row-major).
+pub(crate) fn one_hot(y: &[u32], classes: usize) -> Vec<f64> {
+    let mut m = vec![0.0; y.len() * classes];
+    for (i, &c) in y.iter().enumerate() {
+        m[i * classes + c as usize] = 1.0;
     }
-    if bn == 0.0 || ws == 0.0 {
+    m
+}
+
+/// Σ f(x_i, x_j) over same-class and over different-class ordered pairs
+/// (self-pairs included), as one kernel product with the one-hot labels.
+pub fn class_pair_sums(
+    be: &Backend,
+    x: &[f64],
+    w: usize,
+    y: &[u32],
+    classes: usize,
+    spec: &Spec,
+) -> Result<(f64, f64)> {
+    let s = be.kernel_product(x, x, w, &one_hot(y, classes), classes, spec)?;
+    let total: f64 = s.iter().sum();
+    let same: f64 = y
+        .iter()
+        .enumerate()
+        .map(|(i, &c)| s[i * classes + c as usize])
+        .sum();
+    Ok((same, total - same))
+}
+
+/// Same-class and different-class ordered pair counts.
+fn pair_counts(y: &[u32], classes: usize) -> (f64, f64) {
+    let mut count = vec![0.0f64; classes];
+    y.iter().for_each(|&c| count[c as usize] += 1.0);
+    let same: f64 = count.iter().map(|v| v * v).sum();
+    (same, (y.len() as f64).powi(2) - same)
+}
+
+fn ratio_of_means(y: &[u32], classes: usize, same: f64, diff: f64) -> f64 {
+    let (ws_n, bs_n) = pair_counts(y, classes);
+    if bs_n == 0.0 || same == 0.0 {
         return 0.0;
     }
-    (bs / bn) / (ws / wn)
+    (diff / bs_n) / (same / ws_n)
 }
 
-/// Gaussian kernel similarity at σ for [`ratio_c`].
-pub fn gauss_sim(x: &[f64], w: usize, sigma: f64) -> impl Fn(usize, usize) -> f64 + '_ {
-    let g = 1.0 / (2.0 * sigma * sigma);
-    move |i, j| {
-        let d: f64 = (0..w).map(|k| (x[i * w + k] - x[j * w + k]).powi(2)).sum();
-        exp_neg(d * g)
+/// C with the Gaussian kernel at σ: between-class mean over within-class mean.
+pub fn ratio_c_gauss(
+    be: &Backend,
+    x: &[f64],
+    w: usize,
+    y: &[u32],
+    classes: usize,
+    sigma: f64,
+) -> Result<f64> {
+    let (same, diff) = class_pair_sums(be, x, w, y, classes, &Spec::gauss(sigma))?;
+    Ok(ratio_of_means(y, classes, same, diff))
+}
+
+/// C with the linear kernel ⟨x_i, x_j⟩, in O(n w): the same-class sum is
+/// Σ_c ‖Σ_{i∈c} x_i‖², the total ‖Σ_i x_i‖².
+pub fn ratio_c_linear(x: &[f64], w: usize, y: &[u32], classes: usize) -> f64 {
+    let mut sums = vec![0.0; classes * w];
+    for (i, &c) in y.iter().enumerate() {
+        for k in 0..w {
+            sums[c as usize * w + k] += x[i * w + k];
+        }
     }
-}
-
-/// Linear similarity ⟨x_i, x_j⟩ for [`ratio_c`].
-pub fn dot_sim(x: &[f64], w: usize) -> impl Fn(usize, usize) -> f64 + '_ {
-    move |i, j| (0..w).map(|k| x[i * w + k] * x[j * w + k]).sum()
+    let same: f64 = sums.iter().map(|v| v * v).sum();
+    let total: f64 = (0..w)
+        .map(|k| (0..classes).map(|c| sums[c * w + k]).sum::<f64>().powi(2))
+        .sum();
+    ratio_of_means(y, classes, same, total - same)
 }
 
 /// T: same-class over different-class sums of distances.
-pub fn ratio_t(x: &[f64], w: usize, y: &[u32]) -> f64 {
-    let n = y.len();
-    let (mut same, mut diff) = (0.0, 0.0);
-    for i in 0..n {
-        for j in 0..n {
-            let d: f64 = (0..w)
-                .map(|k| (x[i * w + k] - x[j * w + k]).powi(2))
-                .sum::<f64>()
-                .sqrt();
-            if y[i] == y[j] {
-                same += d;
-            } else {
-                diff += d;
-            }
-        }
-    }
-    if diff > 0.0 { same / diff } else { 0.0 }
+pub fn ratio_t(be: &Backend, x: &[f64], w: usize, y: &[u32], classes: usize) -> Result<f64> {
+    let (same, diff) = class_pair_sums(be, x, w, y, classes, &Spec::dist())?;
+    Ok(if diff > 0.0 { same / diff } else { 0.0 })
 }
 
 /// Mean −log p(y_i) of the multinomial logistic regression minimizing

@@ -32,6 +32,7 @@ pub mod metrics;
 use crate::Backend;
 use crate::data::labeled::Labeled;
 use crate::error::{Error, Result};
+use crate::kernels::kernel_product::Spec;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -351,7 +352,6 @@ fn sigma_objective<T: crate::Real>(d2: &[T], w: &[T], inv: f64) -> (f64, f64, f6
 }
 
 /// The reference's normalized HSIC of outputs z (width w) at width σ.
-#[allow(clippy::too_many_arguments)]
 pub fn hsic_score(
     be: &Backend,
     z: &[f64],
@@ -359,40 +359,36 @@ pub fn hsic_score(
     y: &[u32],
     classes: usize,
     sigma: f64,
-    k: &mut Vec<f64>,
     work: &mut Work,
 ) -> Result<f64> {
     let n = y.len();
-    be.gauss_kernel_into(z, z, w, sigma, false, k)?;
-    work.madds += (n * n * w) as f64 + 3.0 * (n * n) as f64;
-    let p = freqs(y, classes);
-    // One pass over K (symmetric, so row sums are column sums): with
-    // μ_j the column means and R_i(c) = Σ_{j: y_j = c} K_ij,
+    // With μ_j the column means of K (= row means: K is symmetric) and
+    // R_i(c) = Σ_{j: y_j = c} K_ij (one kernel product with the one-hot labels),
     //   num = Σ_ij (K_ij − μ_j)([y_i = y_j] − p_{y_i})
     //       = Σ_i R_i(y_i) − Σ_i p_{y_i} n μ_i − Σ_j μ_j n p_{y_j} + (Σ μ)(Σ_i p_{y_i})
-    //   ‖K − μ‖² = Σ K² − n Σ μ²,  ‖Y Yᵀ − col. means‖² = Σ_j n p_{y_j}(1 − p_{y_j}).
-    let (mut num, mut sq) = (0.0, 0.0);
-    let mut mu = vec![0.0; n];
-    let mut rc = vec![0.0; classes];
-    for i in 0..n {
-        let row = &k[i * n..(i + 1) * n];
-        rc.fill(0.0);
-        let (mut rs, mut r2) = (0.0, 0.0);
-        for (j, &v) in row.iter().enumerate() {
-            rc[y[j] as usize] += v;
-            rs += v;
-            r2 += v * v;
-        }
-        num += rc[y[i] as usize];
-        mu[i] = rs / n as f64;
-        sq += r2;
-    }
+    //   ‖K − μ‖² = Σ K² − n Σ μ²,  ‖Y Yᵀ − col. means‖² = Σ_j n p_{y_j}(1 − p_{y_j}),
+    // with Σ K² from the product's squares column.
+    let spec = Spec {
+        squares: true,
+        ..Spec::gauss(sigma)
+    };
+    let out = be.kernel_product(z, z, w, &metrics::one_hot(y, classes), classes, &spec)?;
+    work.madds += (n * n * w) as f64 + (n * n * (classes + 1)) as f64;
+    let cw = classes + 1;
+    let sq: f64 = out.chunks(cw).map(|row| row[classes]).sum();
+    let p = freqs(y, classes);
     let nf = n as f64;
+    let mut num = 0.0;
+    let mut mu = vec![0.0; n];
+    for i in 0..n {
+        let row = &out[i * cw..i * cw + classes];
+        num += row[y[i] as usize];
+        mu[i] = row.iter().sum::<f64>() / nf;
+    }
     let sum_mu: f64 = mu.iter().sum();
     let sum_py: f64 = y.iter().map(|&c| p[c as usize]).sum();
     for i in 0..n {
-        let pi = p[y[i] as usize];
-        num -= 2.0 * pi * nf * mu[i];
+        num -= 2.0 * p[y[i] as usize] * nf * mu[i];
     }
     num += sum_mu * sum_py;
     let na = sq - nf * mu.iter().map(|v| v * v).sum::<f64>();
@@ -407,7 +403,20 @@ pub fn hsic_score(
     })
 }
 
-/// Output of a layer on query rows `q` (width `d`) from the training rows `z`.
+/// Unit indicator matrix (n × U, row-major): `scale(u)` on the rows of unit u.
+fn unit_matrix(units: &[(Vec<usize>, f64)], n: usize) -> Vec<f64> {
+    let u = units.len();
+    let mut m = vec![0.0; n * u];
+    for (ui, (rows, scale)) in units.iter().enumerate() {
+        for &i in rows {
+            m[i * u + ui] = *scale;
+        }
+    }
+    m
+}
+
+/// Output of a layer on query rows `q` (width `d`) from the training rows
+/// `z`: one kernel product with the units' 1/ř-scaled indicators.
 pub fn layer_output(
     be: &Backend,
     q: &[f64],
@@ -418,17 +427,14 @@ pub fn layer_output(
 ) -> Result<Vec<f64>> {
     let nq = q.len() / d;
     let n = z.len() / d;
-    let k = be.gauss_kernel(q, z, d, layer.sigma, false)?;
     let u = layer.units.len();
-    work.madds += (nq * n * d) as f64 + (nq * n) as f64;
-    let mut out = vec![0.0; nq * u];
-    for x in 0..nq {
-        let kr = &k[x * n..(x + 1) * n];
-        for (ui, unit) in layer.units.iter().enumerate() {
-            let s: f64 = unit.rows.iter().map(|&i| kr[i]).sum();
-            out[x * u + ui] = s / unit.norm;
-        }
-    }
+    let units: Vec<(Vec<usize>, f64)> = layer
+        .units
+        .iter()
+        .map(|unit| (unit.rows.clone(), 1.0 / unit.norm))
+        .collect();
+    let out = be.kernel_product(q, z, d, &unit_matrix(&units, n), u, &Spec::gauss(layer.sigma))?;
+    work.madds += (nq * n * d) as f64 + (nq * n * u) as f64;
     Ok(out)
 }
 
@@ -488,7 +494,6 @@ pub fn fit_ws(be: &Backend, train: &Labeled, s: &WsSettings, work: &mut Work) ->
     let (mut zw, mut z) = (d, x.clone());
     let mut inputs = vec![];
     let mut layers: Vec<WsLayer> = vec![];
-    let (mut kz, mut kh) = (vec![], vec![]);
     while layers.len() < s.max_layers {
         // Units: per class; from layer 2 on, misclassified rows per class.
         let mut groups: Vec<(u32, Vec<usize>, bool)> = (0..c as u32)
@@ -517,17 +522,22 @@ pub fn fit_ws(be: &Backend, train: &Labeled, s: &WsSettings, work: &mut Work) ->
             }
         }
         let mut accepted = None;
+        let indicator: Vec<(Vec<usize>, f64)> = groups
+            .iter()
+            .map(|(_, rows, _)| (rows.clone(), 1.0))
+            .collect();
+        let indicator = unit_matrix(&indicator, n);
+        let u = groups.len();
         for (ci, &sa) in range.iter().enumerate() {
-            be.gauss_kernel_into(&z, &z, zw, sa, false, &mut kz)?;
-            work.madds += (n * n * zw) as f64;
+            // P = K·S with S the unit indicators: ř_u² = Σ_{i ∈ S_u} P[i][u].
+            let mut out = be.kernel_product(&z, &z, zw, &indicator, u, &Spec::gauss(sa))?;
+            work.madds += (n * n * zw) as f64 + (n * n * u) as f64;
             let units: Vec<Unit> = groups
                 .iter()
-                .map(|(j, rows, normed)| {
+                .enumerate()
+                .map(|(ui, (j, rows, normed))| {
                     let norm = if *normed {
-                        rows.iter()
-                            .map(|&a| rows.iter().map(|&b| kz[a * n + b]).sum::<f64>())
-                            .sum::<f64>()
-                            .sqrt()
+                        rows.iter().map(|&i| out[i * u + ui]).sum::<f64>().sqrt()
                     } else {
                         1.0
                     };
@@ -538,17 +548,13 @@ pub fn fit_ws(be: &Backend, train: &Labeled, s: &WsSettings, work: &mut Work) ->
                     }
                 })
                 .collect();
-            let u = units.len();
-            let mut out = vec![0.0; n * u];
-            for xr in 0..n {
-                for (ui, unit) in units.iter().enumerate() {
-                    out[xr * u + ui] =
-                        unit.rows.iter().map(|&i| kz[xr * n + i]).sum::<f64>() / unit.norm;
+            for row in out.chunks_mut(u) {
+                for (v, unit) in row.iter_mut().zip(&units) {
+                    *v /= unit.norm;
                 }
             }
-            work.madds += (n * n) as f64;
             let sb = opt_sigma(&out, u, y, c, s.sigma_rows, 0.01, &mut rng, work);
-            let h = hsic_score(be, &out, u, y, c, sb, &mut kh, work)?;
+            let h = hsic_score(be, &out, u, y, c, sb, work)?;
             if h > h_prev {
                 accepted = Some((
                     WsLayer {
@@ -608,15 +614,16 @@ impl WsModel {
     }
 
     /// The reference's MSE, CE, C and T of the training output.
-    pub fn metrics(&self) -> metrics::Metrics {
-        let (w, x) = (&self.output.0, &self.output.1);
+    pub fn metrics(&self, be: &Backend) -> Result<metrics::Metrics> {
+        let (w, x) = (self.output.0, &self.output.1);
+        let (y, c) = (&self.y, self.classes);
         let sigma = self.layers.last().map_or(1.0, |l| l.sigma_b);
-        metrics::Metrics {
-            mse: metrics::mse_ws(x, *w, &self.y, self.classes),
-            ce: metrics::cross_entropy(x, *w, &self.y, self.classes),
-            c: metrics::ratio_c(self.y.len(), &self.y, metrics::gauss_sim(x, *w, sigma)),
-            t: Some(metrics::ratio_t(x, *w, &self.y)),
-        }
+        Ok(metrics::Metrics {
+            mse: metrics::mse_ws(x, w, y, c),
+            ce: metrics::cross_entropy(x, w, y, c),
+            c: metrics::ratio_c_gauss(be, x, w, y, c, sigma)?,
+            t: Some(metrics::ratio_t(be, x, w, y, c)?),
+        })
     }
 
     /// Final H (the training output's score), or 0 without layers.

@@ -45,7 +45,7 @@ pub struct Params {
 
 simd_dispatch! {
     /// [`kernel_row`] for a SIMD level.
-    fn kernel_row_at<T>(ai: &[T], bt: &[T], m: usize, g: f64, out: &mut [T], j0: usize) -> () = kernel_row
+    pub(crate) fn kernel_row_at<T>(ai: &[T], bt: &[T], m: usize, g: f64, out: &mut [T], j0: usize) -> () = kernel_row
 }
 
 /// `out[j − j0] = exp(−g ‖ai − b_j‖²)` for j ≥ j0, from B transposed

@@ -12,6 +12,7 @@ pub mod class_select;
 pub mod consensus_nodes;
 pub mod copy;
 pub mod gauss_kernel;
+pub mod kernel_product;
 pub mod normalize_weights;
 pub mod par;
 pub mod project_activation;
@@ -36,4 +37,5 @@ pub const ALL: &[Kernel] = &[
     rrr_update::KERNEL,
     copy::KERNEL,
     gauss_kernel::KERNEL,
+    kernel_product::KERNEL,
 ];

@@ -1,0 +1,579 @@
+//! Kernel-matrix products without the matrix: with A (m × d) and B (n × d)
+//! row-major and M (n × r),
+//!
+//! ```text
+//! out[i][c] = Σ_j w_ij f(‖a_i − b_j‖²) M[j][c]
+//! f(s) = exp(−s / 2σ²)  (Gaussian)   or   √s  (distance)
+//! w_ij = Γ_ij = [y_i = y_j] − p_{y_i} − p_{y_j} + ‖p‖²  (optional; H Y Yᵀ H
+//!        from the class frequencies p, never stored), else 1
+//! f = 0 on i == j when `zero_diag` (the ISM solver's K)
+//! ```
+//!
+//! Every n × n quantity the HSIC solvers need is one of these with a thin
+//! M: per-class kernel sums (M = one-hot labels), W_s unit outputs (M =
+//! unit indicators), ΨZ and 1ᵀΨ of the ISM Φ build (M = [Z, 1]), and the
+//! silhouette's per-class distance sums. Nothing n × n is stored: the GPU
+//! builds K a 16 × 64 tile at a time in workgroup memory, the CPU a block of
+//! rows at a time before a GEMM. Each output row is a sum over all of B's
+//! rows, so row blocks of B give partial sums that add up (the seam for
+//! splitting B across devices). Twin of `shaders/kernel_product.wgsl`.
+
+use super::gauss_kernel::kernel_row_at;
+use super::par::{SimdLevel, parallel_enough, simd_dispatch};
+use crate::gpu::{Bind, Kernel};
+use crate::real::{Precision, Real};
+use rayon::prelude::*;
+
+/// The WGSL kernel.
+pub const KERNEL: Kernel = Kernel {
+    name: "kernel_product",
+    source: include_str!("../../shaders/kernel_product.wgsl"),
+    deps: &[include_str!("../../shaders/gauss_kernel.wgsl")],
+    entry: "kernel_product",
+    binds: &[
+        Bind::Uniform,
+        Bind::Read,
+        Bind::Read,
+        Bind::Read,
+        Bind::Read,
+        Bind::Read,
+        Bind::ReadWrite,
+    ],
+    workgroup: 64,
+};
+
+/// Rows of A per GPU workgroup (`TI` in the shader).
+pub const GPU_ROWS: usize = 16;
+/// Output columns per GPU workgroup (`TC` in the shader).
+pub const GPU_COLS: usize = 64;
+
+/// Uniform parameters (matches `ProductParams`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct Params {
+    /// Rows of A in this tile.
+    pub rows: u32,
+    /// First row of A in this tile.
+    pub row0: u32,
+    /// Rows of B.
+    pub n: u32,
+    /// Features d.
+    pub d: u32,
+    /// Columns of M.
+    pub r: u32,
+    /// 0 = Gaussian, 1 = distance.
+    pub func: u32,
+    /// 1 = no i == j terms.
+    pub zero_diag: u32,
+    /// 1 = weight by Γ.
+    pub use_gamma: u32,
+    /// Offset of B's labels in the label buffer.
+    pub lb_off: u32,
+    /// 1 = append Σ_j f² as column r.
+    pub squares: u32,
+    /// Padding.
+    pub pad: [u32; 2],
+}
+
+/// The pair function f.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Func {
+    /// exp(−‖a − b‖² / 2σ²).
+    Gauss {
+        /// σ.
+        sigma: f64,
+    },
+    /// ‖a − b‖.
+    Dist,
+}
+
+/// Γ weights: labels of A's and B's rows and the class frequencies p.
+#[derive(Clone, Copy, Debug)]
+pub struct Gamma<'a> {
+    /// Labels of A's rows.
+    pub la: &'a [u32],
+    /// Labels of B's rows.
+    pub lb: &'a [u32],
+    /// Class frequencies.
+    pub p: &'a [f64],
+}
+
+/// What to compute besides the matrices.
+#[derive(Clone, Copy, Debug)]
+pub struct Spec<'a> {
+    /// f.
+    pub func: Func,
+    /// Drop the i == j terms.
+    pub zero_diag: bool,
+    /// Weight by Γ.
+    pub gamma: Option<Gamma<'a>>,
+    /// Append a column Σ_j (w_ij f_ij)² to the output (Σ K² for the HSIC
+    /// normalization, at no extra kernel evaluations).
+    pub squares: bool,
+}
+
+impl Spec<'_> {
+    /// The plain Gaussian kernel at σ.
+    pub fn gauss(sigma: f64) -> Spec<'static> {
+        Spec {
+            func: Func::Gauss { sigma },
+            zero_diag: false,
+            gamma: None,
+            squares: false,
+        }
+    }
+
+    /// Pairwise distances.
+    pub fn dist() -> Spec<'static> {
+        Spec {
+            func: Func::Dist,
+            zero_diag: false,
+            gamma: None,
+            squares: false,
+        }
+    }
+
+    /// Output columns for an M of `r` columns.
+    pub fn width(&self, r: usize) -> usize {
+        r + self.squares as usize
+    }
+
+    /// 1/2σ² (0 for distances), the shader's `scalars[0]`.
+    pub fn g(&self) -> f64 {
+        match self.func {
+            Func::Gauss { sigma } => 1.0 / (2.0 * sigma * sigma),
+            Func::Dist => 0.0,
+        }
+    }
+
+    /// The shader's scalars: [g, ‖p‖², p…].
+    pub fn scalars(&self) -> Vec<f64> {
+        let p = self.gamma.map(|g| g.p).unwrap_or(&[]);
+        let mut s = vec![self.g(), p.iter().map(|v| v * v).sum()];
+        s.extend_from_slice(p);
+        s
+    }
+
+    fn weight(&self, i: usize, j: usize) -> f64 {
+        match self.gamma {
+            None => 1.0,
+            Some(g) => {
+                let p2: f64 = g.p.iter().map(|v| v * v).sum();
+                let (yi, yj) = (g.la[i], g.lb[j]);
+                (yi == yj) as u32 as f64 - g.p[yi as usize] - g.p[yj as usize] + p2
+            }
+        }
+    }
+}
+
+/// Rows of A and B, checking the shapes.
+pub fn shape<T>(a: &[T], b: &[T], d: usize, m: &[T], r: usize, spec: &Spec) -> (usize, usize) {
+    if d == 0 {
+        return (0, 0);
+    }
+    assert!(
+        a.len().is_multiple_of(d) && b.len().is_multiple_of(d),
+        "rows of length d"
+    );
+    let (na, nb) = (a.len() / d, b.len() / d);
+    assert_eq!(m.len(), nb * r, "M is n × r");
+    if let Some(g) = spec.gamma {
+        assert_eq!((g.la.len(), g.lb.len()), (na, nb), "one label per row");
+        assert!(
+            g.la.iter().chain(g.lb).all(|&c| (c as usize) < g.p.len()),
+            "labels index p"
+        );
+    }
+    (na, nb)
+}
+
+/// Plain-loop f64 twin.
+pub fn reference(a: &[f64], b: &[f64], d: usize, m: &[f64], r: usize, spec: &Spec) -> Vec<f64> {
+    let (na, nb) = shape(a, b, d, m, r, spec);
+    let w = spec.width(r);
+    let mut out = vec![0.0; na * w];
+    for i in 0..na {
+        for j in 0..nb {
+            if spec.zero_diag && i == j {
+                continue;
+            }
+            let mut s = 0.0;
+            for c in 0..d {
+                let t = a[i * d + c] - b[j * d + c];
+                s += t * t;
+            }
+            let f = match spec.func {
+                Func::Gauss { sigma } => (-s / (2.0 * sigma * sigma)).exp(),
+                Func::Dist => s.sqrt(),
+            } * spec.weight(i, j);
+            for c in 0..r {
+                out[i * w + c] += f * m[j * r + c];
+            }
+            if spec.squares {
+                out[i * w + r] += f * f;
+            }
+        }
+    }
+    out
+}
+
+simd_dispatch! {
+    /// [`dist_row`] for a SIMD level.
+    fn dist_row_at<T>(ai: &[T], bt: &[T], n: usize, out: &mut [T]) -> () = dist_row
+}
+
+/// `out[j] = ‖ai − b_j‖` from B transposed (d × n).
+#[inline(always)]
+fn dist_row<T: Real>(ai: &[T], bt: &[T], n: usize, out: &mut [T]) {
+    out.fill(T::ZERO);
+    for (c, &av) in ai.iter().enumerate() {
+        for (o, &bv) in out.iter_mut().zip(&bt[c * n..(c + 1) * n]) {
+            let t = av - bv;
+            *o += t * t;
+        }
+    }
+    for o in out.iter_mut() {
+        *o = o.sqrt();
+    }
+}
+
+/// Rows (and columns) of K per CPU tile: a 64 × 64 tile stays in cache for
+/// the GEMM that follows.
+const TILE: usize = 64;
+
+/// Above this many columns of M the GEMM dominates and the symmetric path
+/// (half the kernel values, twice the GEMM calls) saves nothing.
+const SYMMETRIC_MAX_COLS: usize = 16;
+
+/// Fixed partial-sum count of the symmetric path: results do not depend on
+/// the thread count, and the partials add in a fixed order.
+const PARTIALS: usize = 8;
+
+/// CPU backend. K is built a tile at a time (kernel values, Γ weights, zero
+/// diagonal), then multiplied into the output with a GEMM. When A and B are
+/// the same rows (and labels) and M is thin, only tiles on or above the
+/// diagonal are built and each also adds its transpose; otherwise row tiles
+/// of A run in parallel over all of B.
+pub fn cpu<T: Real>(a: &[T], b: &[T], d: usize, m: &[T], r: usize, spec: &Spec, out: &mut [T]) {
+    let (na, nb) = shape(a, b, d, m, r, spec);
+    let w = spec.width(r);
+    assert_eq!(out.len(), na * w);
+    out.fill(T::ZERO);
+    if na == 0 || w == 0 || nb == 0 {
+        return;
+    }
+    let tiles = Tiles::new(a, b, d, spec);
+    let same = std::ptr::eq(a, b)
+        && spec
+            .gamma
+            .is_none_or(|g| std::ptr::eq(g.la, g.lb));
+    let work = na * nb * (d + r + 16);
+    if same && r <= SYMMETRIC_MAX_COLS && nb > TILE {
+        symmetric(&tiles, m, r, spec, out, parallel_enough(work >> 7));
+        return;
+    }
+    let row_tile = |(ti, ob): (usize, &mut [T])| {
+        let i0 = ti * TILE;
+        let rows = ob.len() / w;
+        let mut k = vec![T::ZERO; rows * TILE];
+        for j0 in (0..nb).step_by(TILE) {
+            let cols = TILE.min(nb - j0);
+            tiles.fill(i0, rows, j0, cols, &mut k);
+            accumulate(&k, rows, cols, &m[j0 * r..], r, ob, w, false, spec.squares);
+        }
+    };
+    if parallel_enough(work >> 6) {
+        out.par_chunks_mut(TILE * w).enumerate().for_each(row_tile);
+    } else {
+        out.chunks_mut(TILE * w).enumerate().for_each(row_tile);
+    }
+}
+
+/// The symmetric path: tile pairs (I ≤ J) split into [`PARTIALS`] equal
+/// runs, each summed into its own output, then added in order. The partial
+/// outputs are kept transposed (w × n), so that both the row sums (dot
+/// products along j) and the transposed tile's sums (axpys along j)
+/// vectorize for a thin M.
+fn symmetric<T: Real>(t: &Tiles<T>, m: &[T], r: usize, spec: &Spec, out: &mut [T], par: bool) {
+    let n = t.nb;
+    let w = spec.width(r);
+    let nt = n.div_ceil(TILE);
+    let mut mt = vec![T::ZERO; r * n];
+    for j in 0..n {
+        for c in 0..r {
+            mt[c * n + j] = m[j * r + c];
+        }
+    }
+    let pairs: Vec<(usize, usize)> = (0..nt).flat_map(|i| (i..nt).map(move |j| (i, j))).collect();
+    let per = pairs.len().div_ceil(PARTIALS);
+    let run = |chunk: &[(usize, usize)]| {
+        let mut acc = vec![T::ZERO; w * n];
+        let mut k = vec![T::ZERO; TILE * TILE];
+        for &(ti, tj) in chunk {
+            let (i0, j0) = (ti * TILE, tj * TILE);
+            let (rows, cols) = (TILE.min(n - i0), TILE.min(n - j0));
+            t.fill(i0, rows, j0, cols, &mut k);
+            let tile = SymTile { rows, cols, i0, j0, n, r, squares: spec.squares, both: ti != tj };
+            sym_tile_at(t.level, &k, &mt, tile, &mut acc);
+        }
+        acc
+    };
+    let partials: Vec<Vec<T>> = if par {
+        pairs.par_chunks(per).map(run).collect()
+    } else {
+        pairs.chunks(per).map(run).collect()
+    };
+    for p in partials {
+        for c in 0..w {
+            for j in 0..n {
+                out[j * w + c] += p[c * n + j];
+            }
+        }
+    }
+}
+
+/// Where a tile sits and what it adds (see [`sym_tile`]).
+#[derive(Clone, Copy)]
+struct SymTile {
+    rows: usize,
+    cols: usize,
+    i0: usize,
+    j0: usize,
+    n: usize,
+    r: usize,
+    squares: bool,
+    both: bool,
+}
+
+simd_dispatch! {
+    /// [`sym_tile`] for a SIMD level.
+    fn sym_tile_at<T>(k: &[T], mt: &[T], t: SymTile, acc: &mut [T]) -> () = sym_tile
+}
+
+/// Adds a K tile (row stride TILE) to the transposed output `acc` (w × n):
+/// acc[c][i] += Σ_j K_ij Mᵀ[c][j] and, when `both`, acc[c][j] += K_ij Mᵀ[c][i]
+/// (the mirrored tile); the squares row c = r takes K².
+#[inline(always)]
+fn sym_tile<T: Real>(k: &[T], mt: &[T], t: SymTile, acc: &mut [T]) {
+    let n = t.n;
+    for li in 0..t.rows {
+        let i = t.i0 + li;
+        let kr = &k[li * TILE..li * TILE + t.cols];
+        for c in 0..t.r {
+            acc[c * n + i] += dot(kr, &mt[c * n + t.j0..c * n + t.j0 + t.cols]);
+        }
+        if t.squares {
+            acc[t.r * n + i] += dot(kr, kr);
+        }
+        if t.both {
+            for c in 0..t.r {
+                let f = mt[c * n + i];
+                let dst = &mut acc[c * n + t.j0..c * n + t.j0 + t.cols];
+                dst.iter_mut().zip(kr).for_each(|(o, &v)| *o += f * v);
+            }
+            if t.squares {
+                let dst = &mut acc[t.r * n + t.j0..t.r * n + t.j0 + t.cols];
+                dst.iter_mut().zip(kr).for_each(|(o, &v)| *o += v * v);
+            }
+        }
+    }
+}
+
+/// Dot product in 8 interleaved partial sums (a single running sum would
+/// not vectorize).
+#[inline(always)]
+fn dot<T: Real>(a: &[T], b: &[T]) -> T {
+    const L: usize = 8;
+    let mut p = [T::ZERO; L];
+    let body = a.len() / L * L;
+    for (ac, bc) in a[..body].chunks_exact(L).zip(b[..body].chunks_exact(L)) {
+        for l in 0..L {
+            p[l] += ac[l] * bc[l];
+        }
+    }
+    for (l, (&x, &y)) in a[body..].iter().zip(&b[body..]).enumerate() {
+        p[l] += x * y;
+    }
+    ((p[0] + p[4]) + (p[1] + p[5])) + ((p[2] + p[6]) + (p[3] + p[7]))
+}
+
+/// out (rows × w, first r columns) += K · M (or Kᵀ · M when `transposed`,
+/// K being rows × cols and the output then cols × w), and column r += the
+/// row (column) sums of K².
+#[allow(clippy::too_many_arguments)]
+fn accumulate<T: Real>(
+    k: &[T],
+    rows: usize,
+    cols: usize,
+    m: &[T],
+    r: usize,
+    out: &mut [T],
+    w: usize,
+    transposed: bool,
+    squares: bool,
+) {
+    let (orows, inner) = if transposed { (cols, rows) } else { (rows, cols) };
+    // K is stored with row stride TILE.
+    let (rs, cs) = if transposed { (1, TILE) } else { (TILE, 1) };
+    if r > 0 {
+        gemm_acc(orows, inner, r, k, rs, cs, m, r, out, w);
+    }
+    if squares {
+        for o in 0..orows {
+            let mut s = T::ZERO;
+            for i in 0..inner {
+                let v = k[o * rs + i * cs];
+                s += v * v;
+            }
+            out[o * w + r] += s;
+        }
+    }
+}
+
+/// Kernel-tile builder: B's rows re-laid tile by tile, transposed (d × 64
+/// per tile) so that each kernel row vectorizes along j; Γ rows per class.
+struct Tiles<'s, T> {
+    a: &'s [T],
+    bt: Vec<T>,
+    d: usize,
+    nb: usize,
+    g: f64,
+    spec: &'s Spec<'s>,
+    gamma_rows: Vec<Vec<T>>,
+    level: SimdLevel,
+}
+
+impl<'s, T: Real> Tiles<'s, T> {
+    fn new(a: &'s [T], b: &'s [T], d: usize, spec: &'s Spec<'s>) -> Self {
+        let nb = b.len() / d;
+        let mut bt = vec![T::ZERO; nb.div_ceil(TILE) * TILE * d];
+        for j in 0..nb {
+            let (tile, jj) = (j / TILE, j % TILE);
+            for c in 0..d {
+                bt[tile * TILE * d + c * TILE + jj] = b[j * d + c];
+            }
+        }
+        // Γ row for A's class c: w_j = [y_j = c] − p_{y_j} + (‖p‖² − p_c).
+        let gamma_rows = match spec.gamma {
+            None => vec![],
+            Some(g) => {
+                let p2: f64 = g.p.iter().map(|v| v * v).sum();
+                (0..g.p.len())
+                    .map(|c| {
+                        g.lb.iter()
+                            .map(|&yj| {
+                                let same = (yj as usize == c) as u32 as f64;
+                                T::from_f64(same - g.p[yj as usize] + (p2 - g.p[c]))
+                            })
+                            .collect()
+                    })
+                    .collect()
+            }
+        };
+        Tiles {
+            a,
+            bt,
+            d,
+            nb,
+            g: spec.g(),
+            spec,
+            gamma_rows,
+            level: SimdLevel::current(),
+        }
+    }
+
+    /// k[li][lj] (row stride TILE) = w f for A rows i0.. and B rows j0.. (j0
+    /// a multiple of TILE).
+    fn fill(&self, i0: usize, rows: usize, j0: usize, cols: usize, k: &mut [T]) {
+        let d = self.d;
+        let bt = &self.bt[j0 * d..(j0 + TILE) * d];
+        for li in 0..rows {
+            let i = i0 + li;
+            // Whole tile rows (B's last tile is zero-padded); the GEMM reads
+            // only the first `cols`.
+            let kr = &mut k[li * TILE..(li + 1) * TILE];
+            let ai = &self.a[i * d..(i + 1) * d];
+            match self.spec.func {
+                Func::Gauss { .. } => kernel_row_at(self.level, ai, bt, TILE, self.g, kr, 0),
+                Func::Dist => dist_row_at(self.level, ai, bt, TILE, kr),
+            }
+            let kr = &mut kr[..cols];
+            if let Some(g) = self.spec.gamma {
+                let gr = &self.gamma_rows[g.la[i] as usize][j0..j0 + cols];
+                kr.iter_mut().zip(gr).for_each(|(v, &w)| *v *= w);
+            }
+            if self.spec.zero_diag && (j0..j0 + cols).contains(&i) {
+                kr[i - j0] = T::ZERO;
+            }
+        }
+    }
+}
+
+/// C += A · B: A is rows × inner with strides (`rsa`, `csa`), B inner × cols
+/// with row stride `rsb`, C rows × cols with row stride `rsc`.
+#[allow(clippy::too_many_arguments)]
+fn gemm_acc<T: Real>(
+    rows: usize,
+    inner: usize,
+    cols: usize,
+    a: &[T],
+    rsa: usize,
+    csa: usize,
+    b: &[T],
+    rsb: usize,
+    c: &mut [T],
+    rsc: usize,
+) {
+    let last = |r: usize, rs: usize, cc: usize, cs: usize| (r - 1) * rs + (cc - 1) * cs + 1;
+    if rows == 0 || inner == 0 || cols == 0 {
+        return;
+    }
+    assert!(a.len() >= last(rows, rsa, inner, csa));
+    assert!(b.len() >= last(inner, rsb, cols, 1) && c.len() >= last(rows, rsc, cols, 1));
+    // SAFETY: the asserts bound every element the strides reach, and c is a
+    // distinct mutable borrow.
+    unsafe {
+        match T::PRECISION {
+            Precision::F64 => {
+                let (a, b): (&[f64], &[f64]) = (bytemuck::cast_slice(a), bytemuck::cast_slice(b));
+                let c: &mut [f64] = bytemuck::cast_slice_mut(c);
+                matrixmultiply::dgemm(
+                    rows,
+                    inner,
+                    cols,
+                    1.0,
+                    a.as_ptr(),
+                    rsa as isize,
+                    csa as isize,
+                    b.as_ptr(),
+                    rsb as isize,
+                    1,
+                    1.0,
+                    c.as_mut_ptr(),
+                    rsc as isize,
+                    1,
+                );
+            }
+            Precision::F32 => {
+                let (a, b): (&[f32], &[f32]) = (bytemuck::cast_slice(a), bytemuck::cast_slice(b));
+                let c: &mut [f32] = bytemuck::cast_slice_mut(c);
+                matrixmultiply::sgemm(
+                    rows,
+                    inner,
+                    cols,
+                    1.0,
+                    a.as_ptr(),
+                    rsa as isize,
+                    csa as isize,
+                    b.as_ptr(),
+                    rsb as isize,
+                    1,
+                    1.0,
+                    c.as_mut_ptr(),
+                    rsc as isize,
+                    1,
+                );
+            }
+        }
+    }
+}

@@ -17,6 +17,7 @@ pub mod meter;
 pub mod output;
 pub mod real;
 pub mod rrr;
+pub mod starnet;
 
 pub use backend::{Backend, DeviceChoice};
 pub use error::{Error, Result};

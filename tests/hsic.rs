@@ -105,7 +105,8 @@ fn kernel_product_matches_the_twin_on_both_backends() {
             };
             let want = kernel_product::reference(&a, b, d, &m, cols, &spec);
             assert_eq!(want.len(), na * (cols + squares as usize));
-            let what = format!("{func:?} zero={zero} gamma={gamma} sq={squares} {na}x{nb}x{d} r={cols}");
+            let what =
+                format!("{func:?} zero={zero} gamma={gamma} sq={squares} {na}x{nb}x{d} r={cols}");
             let cpu = Backend::cpu(Precision::F64)
                 .kernel_product(&a, b, d, &m, cols, &spec)
                 .unwrap();
@@ -120,7 +121,13 @@ fn kernel_product_matches_the_twin_on_both_backends() {
                 assert_close(&format!("gpu {prec} {what}"), &g, &want, tol, tol);
                 // Row tiles of 7 rows of A, the last one partial.
                 let g = gpu_ops::kernel_product_tiled(&ctx, prec, &a, b, d, &m, cols, &spec, 7);
-                assert_close(&format!("gpu tiled {prec} {what}"), &g.unwrap(), &want, tol, tol);
+                assert_close(
+                    &format!("gpu tiled {prec} {what}"),
+                    &g.unwrap(),
+                    &want,
+                    tol,
+                    tol,
+                );
             }
         }
     }

@@ -9,8 +9,9 @@ use crate::error::Result;
 use crate::gpu::buffer::Elem;
 use crate::gpu::{BindRef, GpuBuffer, GpuContext, Kernel};
 use crate::kernels::{
-    consensus_nodes, copy, gauss_kernel, kernel_product, normalize_weights, project_activation, project_bilinear,
-    reduce_rows, rrr_step, rrr_update,
+    consensus_nodes, copy, dense, gauss_kernel, kernel_product, leaky_relu, normal_eq,
+    normalize_weights, project_activation, project_bilinear, reduce_rows, row_residual, rrr_step,
+    rrr_update,
 };
 use crate::real::Precision;
 
@@ -182,6 +183,192 @@ pub fn kernel_product_tiled(
         row0 += rows;
     }
     Ok(out)
+}
+
+/// Dense product with epilogue `act(A B + bias)` (see [`dense`]), in row
+/// tiles of A whose input and output fit one binding each.
+#[allow(clippy::too_many_arguments)]
+pub fn dense(
+    ctx: &Arc<GpuContext>,
+    prec: Precision,
+    a: &[f64],
+    k: usize,
+    b: &[f64],
+    m: usize,
+    bias: &[f64],
+    act: dense::Act,
+) -> Result<Vec<f64>> {
+    let widest = k.max(m).max(1) as u64;
+    let rows = (ctx.max_binding_bytes() / prec.bytes() as u64 / widest).max(1) as usize;
+    dense_tiled(ctx, prec, a, k, b, m, bias, act, rows)
+}
+
+/// [`dense`] in tiles of `tile_rows` rows.
+#[allow(clippy::too_many_arguments)]
+pub fn dense_tiled(
+    ctx: &Arc<GpuContext>,
+    prec: Precision,
+    a: &[f64],
+    k: usize,
+    b: &[f64],
+    m: usize,
+    bias: &[f64],
+    act: dense::Act,
+    tile_rows: usize,
+) -> Result<Vec<f64>> {
+    let n = dense::shape(a, k, b, m, bias);
+    if n == 0 || m == 0 {
+        return Ok(vec![0.0; n * m]);
+    }
+    let tile_rows = tile_rows.clamp(1, n);
+    let (code, alpha) = act.code();
+    let scal = ctx.upload_real(&[alpha], prec)?;
+    let bb = ctx.upload_real(b, prec)?;
+    let cb = ctx.upload_real(bias, prec)?;
+    let ab = ctx.alloc(tile_rows * k, Elem::Real(prec))?;
+    let ob = ctx.alloc(tile_rows * m, Elem::Real(prec))?;
+    let mut out = Vec::with_capacity(n * m);
+    let mut row0 = 0;
+    while row0 < n {
+        let rows = tile_rows.min(n - row0);
+        ab.write_real_at(0, &a[row0 * k..(row0 + rows) * k]);
+        let params = ctx.uniform(&dense::Params {
+            rows: rows as u32,
+            k: k as u32,
+            m: m as u32,
+            act: code,
+        })?;
+        let groups = rows.div_ceil(dense::GPU_TILE) * m.div_ceil(dense::GPU_TILE);
+        let disp = ctx.prepare(
+            &dense::KERNEL,
+            prec,
+            &[
+                (&params).into(),
+                (&scal).into(),
+                (&ab).into(),
+                (&bb).into(),
+                (&cb).into(),
+                (&ob).into(),
+            ],
+            (groups * dense::KERNEL.workgroup as usize) as u64,
+        )?;
+        run_one(ctx, &disp)?;
+        out.extend(ob.read_real_range(0, rows * m)?);
+        row0 += rows;
+    }
+    Ok(out)
+}
+
+/// Normal equations `C = [H,1]ᵀ[H,1,Z]` ((p+1) × (p+1+q), see
+/// [`normal_eq`]) over item blocks of at most `block` items; each block's
+/// partial C is read back and added in f64 on the host in block order.
+pub fn normal_eq(
+    ctx: &Arc<GpuContext>,
+    prec: Precision,
+    h: &[f64],
+    p: usize,
+    z: &[f64],
+    q: usize,
+    block: usize,
+) -> Result<Vec<f64>> {
+    let n = normal_eq::shape(h, p, z, q);
+    let cols = p + 1 + q;
+    let mut total = vec![0.0; (p + 1) * cols];
+    if n == 0 {
+        return Ok(total);
+    }
+    let widest = p.max(q).max(1) as u64;
+    let fit = (ctx.max_binding_bytes() / prec.bytes() as u64 / widest).max(1) as usize;
+    let block = block.clamp(1, fit).min(n);
+    let hb = ctx.alloc((block * p).max(1), Elem::Real(prec))?;
+    let zb = ctx.alloc((block * q).max(1), Elem::Real(prec))?;
+    let cb = ctx.alloc((p + 1) * cols, Elem::Real(prec))?;
+    let groups = (p + 1).div_ceil(normal_eq::GPU_TILE) * cols.div_ceil(normal_eq::GPU_TILE);
+    let mut i0 = 0;
+    while i0 < n {
+        let items = block.min(n - i0);
+        if p > 0 {
+            hb.write_real_at(0, &h[i0 * p..(i0 + items) * p]);
+        }
+        if q > 0 {
+            zb.write_real_at(0, &z[i0 * q..(i0 + items) * q]);
+        }
+        let params = ctx.uniform(&normal_eq::Params {
+            items: items as u32,
+            p: p as u32,
+            q: q as u32,
+            pad: 0,
+        })?;
+        let disp = ctx.prepare(
+            &normal_eq::KERNEL,
+            prec,
+            &[(&params).into(), (&hb).into(), (&zb).into(), (&cb).into()],
+            (groups * normal_eq::KERNEL.workgroup as usize) as u64,
+        )?;
+        run_one(ctx, &disp)?;
+        let part = cb.read_real()?;
+        total.iter_mut().zip(part).for_each(|(t, v)| *t += v);
+        i0 += items;
+    }
+    Ok(total)
+}
+
+/// Per-row (L1, squared L2) residuals of two n × d matrices.
+pub fn row_residual(
+    ctx: &Arc<GpuContext>,
+    prec: Precision,
+    a: &[f64],
+    b: &[f64],
+    d: usize,
+) -> Result<Vec<f64>> {
+    let n = a.len().checked_div(d).unwrap_or(0);
+    if n == 0 {
+        return Ok(vec![]);
+    }
+    let ab = ctx.upload_real(a, prec)?;
+    let bb = ctx.upload_real(b, prec)?;
+    let ob = ctx.alloc(2 * n, Elem::Real(prec))?;
+    let params = ctx.uniform(&row_residual::Params {
+        rows: n as u32,
+        d: d as u32,
+        pad: [0; 2],
+    })?;
+    let disp = ctx.prepare(
+        &row_residual::KERNEL,
+        prec,
+        &[(&params).into(), (&ab).into(), (&bb).into(), (&ob).into()],
+        n as u64,
+    )?;
+    run_one(ctx, &disp)?;
+    ob.read_real()
+}
+
+/// Leaky ReLU (or its inverse) of every element.
+pub fn leaky_relu(
+    ctx: &Arc<GpuContext>,
+    prec: Precision,
+    x: &[f64],
+    alpha: f64,
+    inverse: bool,
+) -> Result<Vec<f64>> {
+    if x.is_empty() {
+        return Ok(vec![]);
+    }
+    let scal = ctx.upload_real(&[alpha], prec)?;
+    let xb = ctx.upload_real(x, prec)?;
+    let params = ctx.uniform(&leaky_relu::Params {
+        len: x.len() as u32,
+        inverse: inverse as u32,
+        pad: [0; 2],
+    })?;
+    let disp = ctx.prepare(
+        &leaky_relu::KERNEL,
+        prec,
+        &[(&params).into(), (&scal).into(), (&xb).into()],
+        x.len() as u64,
+    )?;
+    run_one(ctx, &disp)?;
+    xb.read_real()
 }
 
 /// Batched bilinear projection.

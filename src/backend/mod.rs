@@ -10,7 +10,10 @@ use std::sync::Arc;
 
 use crate::error::Result;
 use crate::gpu::{GpuContext, GpuRequest, context::hardware_adapter_present};
-use crate::kernels::{gauss_kernel, kernel_product, project_activation, project_bilinear};
+use crate::kernels::{
+    dense, gauss_kernel, kernel_product, leaky_relu, normal_eq, project_activation,
+    project_bilinear, row_residual,
+};
 use crate::real::Precision;
 use crate::rrr::{RrrEngine, RrrProblem};
 
@@ -255,6 +258,78 @@ impl Backend {
         }
     }
 
+    /// Dense product with epilogue `act(A B + bias)`: A is n × k, B k × m,
+    /// both row-major (see [`crate::kernels::dense`]).
+    pub fn dense(
+        &self,
+        a: &[f64],
+        k: usize,
+        b: &[f64],
+        m: usize,
+        bias: &[f64],
+        act: dense::Act,
+    ) -> Result<Vec<f64>> {
+        let n = dense::shape(a, k, b, m, bias);
+        match &self.inner {
+            Inner::Cpu => match self.precision {
+                Precision::F64 => {
+                    let mut out = vec![0.0; n * m];
+                    dense::cpu(a, k, b, m, bias, act, &mut out);
+                    Ok(out)
+                }
+                Precision::F32 => {
+                    let mut out = vec![0.0f32; n * m];
+                    dense::cpu(&to_f32(a), k, &to_f32(b), m, &to_f32(bias), act, &mut out);
+                    Ok(out.into_iter().map(f64::from).collect())
+                }
+            },
+            Inner::Gpu(ctx) => gpu_ops::dense(ctx, self.precision, a, k, b, m, bias, act),
+        }
+    }
+
+    /// Normal equations `[H,1]ᵀ[H,1,Z]` ((p+1) × (p+1+q) row-major) of H
+    /// (N × p) and Z (N × q), summed over item blocks (see
+    /// [`crate::kernels::normal_eq`]).
+    pub fn normal_eq(&self, h: &[f64], p: usize, z: &[f64], q: usize) -> Result<Vec<f64>> {
+        match &self.inner {
+            Inner::Cpu => Ok(match self.precision {
+                Precision::F64 => normal_eq::cpu(h, p, z, q),
+                Precision::F32 => normal_eq::cpu(&to_f32(h), p, &to_f32(z), q),
+            }),
+            Inner::Gpu(ctx) => gpu_ops::normal_eq(ctx, self.precision, h, p, z, q, 8192),
+        }
+    }
+
+    /// Per-row (L1, squared L2) residuals of two n × d matrices.
+    pub fn row_residual(&self, a: &[f64], b: &[f64], d: usize) -> Result<Vec<f64>> {
+        match &self.inner {
+            Inner::Cpu => Ok(match self.precision {
+                Precision::F64 => row_residual::cpu(a, b, d),
+                Precision::F32 => row_residual::cpu(&to_f32(a), &to_f32(b), d),
+            }),
+            Inner::Gpu(ctx) => gpu_ops::row_residual(ctx, self.precision, a, b, d),
+        }
+    }
+
+    /// Leaky ReLU with slope α (or its inverse) of every element.
+    pub fn leaky_relu(&self, x: &[f64], alpha: f64, inverse: bool) -> Result<Vec<f64>> {
+        match &self.inner {
+            Inner::Cpu => Ok(match self.precision {
+                Precision::F64 => {
+                    let mut v = x.to_vec();
+                    leaky_relu::cpu(&mut v, alpha, inverse);
+                    v
+                }
+                Precision::F32 => {
+                    let mut v = to_f32(x);
+                    leaky_relu::cpu(&mut v, alpha, inverse);
+                    v.into_iter().map(f64::from).collect()
+                }
+            }),
+            Inner::Gpu(ctx) => gpu_ops::leaky_relu(ctx, self.precision, x, alpha, inverse),
+        }
+    }
+
     /// An RRR engine for a problem with batches of `items` items.
     pub fn rrr_engine(&self, problem: &RrrProblem, items: usize) -> Result<Box<dyn RrrEngine>> {
         match &self.inner {
@@ -277,4 +352,9 @@ fn gauss_len(a: &[f64], b: &[f64], d: usize) -> usize {
         (Some(n), Some(m)) => n * m,
         _ => 0,
     }
+}
+
+/// f64 values rounded to f32, for the f32 CPU paths.
+fn to_f32(v: &[f64]) -> Vec<f32> {
+    v.iter().map(|&x| x as f32).collect()
 }

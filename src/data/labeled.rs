@@ -231,7 +231,11 @@ pub fn parse_csv(text: &str, path: &Path, classes: Option<usize>) -> Result<Labe
     Ok(out)
 }
 
-fn idx_header(bytes: &[u8], path: &Path, want_dims: usize) -> Result<(Vec<usize>, usize)> {
+pub(crate) fn idx_header(
+    bytes: &[u8],
+    path: &Path,
+    want_dims: usize,
+) -> Result<(Vec<usize>, usize)> {
     if bytes.len() < 4 || bytes[0] != 0 || bytes[1] != 0 || bytes[2] != 0x08 {
         return Err(parse_err(
             path,

@@ -150,6 +150,36 @@ impl GpuBuffer {
         }
     }
 
+    /// Overwrites elements `start..start + data.len()` with floats (queued;
+    /// takes effect before the next submit): the reused input tile of a
+    /// row-tiled product.
+    pub fn write_real_at(&self, start: usize, data: &[f64]) {
+        assert!(
+            start + data.len() <= self.len,
+            "write_real_at: out of range"
+        );
+        if data.is_empty() {
+            return;
+        }
+        let Elem::Real(prec) = self.elem else {
+            panic!("write_real_at on a non-float buffer")
+        };
+        let offset = start as u64 * prec.bytes() as u64;
+        match prec {
+            Precision::F32 => {
+                let v: Vec<f32> = data.iter().map(|&x| x as f32).collect();
+                self.ctx
+                    .queue
+                    .write_buffer(&self.buffer, offset, bytemuck::cast_slice(&v));
+            }
+            Precision::F64 => {
+                self.ctx
+                    .queue
+                    .write_buffer(&self.buffer, offset, bytemuck::cast_slice(data));
+            }
+        }
+    }
+
     /// Overwrites the buffer's contents with unsigned integers.
     pub fn write_u32(&self, data: &[u32]) {
         assert_eq!(self.elem, Elem::U32);

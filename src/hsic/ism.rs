@@ -184,7 +184,8 @@ pub fn phi_reduced(
         let row = &psi_a[i * (r + 1)..(i + 1) * (r + 1)];
         row[r] * a[(i, c)] - row[c]
     });
-    work.madds += (n * n * q) as f64 + (n * n * (r + 1)) as f64 + (n * r * r) as f64 + (n * r * q) as f64;
+    work.madds +=
+        (n * n * q) as f64 + (n * n * (r + 1)) as f64 + (n * r * r) as f64 + (n * r * q) as f64;
     // An explicit transpose: nalgebra's `*` runs a blocked GEMM, `tr_mul` does not.
     Ok(a.transpose() * &la)
 }
@@ -233,7 +234,14 @@ pub fn silhouette(be: &Backend, x: &DMatrix<f64>, y: &[u32], classes: usize) -> 
         count[c as usize] += 1;
     }
     let onehot = super::metrics::one_hot(y, classes);
-    let sums = be.kernel_product(&rows_of(x), &rows_of(x), x.ncols(), &onehot, classes, &Spec::dist())?;
+    let sums = be.kernel_product(
+        &rows_of(x),
+        &rows_of(x),
+        x.ncols(),
+        &onehot,
+        classes,
+        &Spec::dist(),
+    )?;
     let mut total = 0.0;
     for i in 0..n {
         let sums = &sums[i * classes..(i + 1) * classes];

@@ -433,7 +433,14 @@ pub fn layer_output(
         .iter()
         .map(|unit| (unit.rows.clone(), 1.0 / unit.norm))
         .collect();
-    let out = be.kernel_product(q, z, d, &unit_matrix(&units, n), u, &Spec::gauss(layer.sigma))?;
+    let out = be.kernel_product(
+        q,
+        z,
+        d,
+        &unit_matrix(&units, n),
+        u,
+        &Spec::gauss(layer.sigma),
+    )?;
     work.madds += (nq * n * d) as f64 + (nq * n * u) as f64;
     Ok(out)
 }

@@ -18,10 +18,11 @@
 //! rows, so row blocks of B give partial sums that add up (the seam for
 //! splitting B across devices). Twin of `shaders/kernel_product.wgsl`.
 
+use super::dense::gemm_acc;
 use super::gauss_kernel::kernel_row_at;
 use super::par::{SimdLevel, parallel_enough, simd_dispatch};
 use crate::gpu::{Bind, Kernel};
-use crate::real::{Precision, Real};
+use crate::real::Real;
 use rayon::prelude::*;
 
 /// The WGSL kernel.
@@ -263,10 +264,7 @@ pub fn cpu<T: Real>(a: &[T], b: &[T], d: usize, m: &[T], r: usize, spec: &Spec, 
         return;
     }
     let tiles = Tiles::new(a, b, d, spec);
-    let same = std::ptr::eq(a, b)
-        && spec
-            .gamma
-            .is_none_or(|g| std::ptr::eq(g.la, g.lb));
+    let same = std::ptr::eq(a, b) && spec.gamma.is_none_or(|g| std::ptr::eq(g.la, g.lb));
     let work = na * nb * (d + r + 16);
     if same && r <= SYMMETRIC_MAX_COLS && nb > TILE {
         symmetric(&tiles, m, r, spec, out, parallel_enough(work >> 7));
@@ -313,7 +311,16 @@ fn symmetric<T: Real>(t: &Tiles<T>, m: &[T], r: usize, spec: &Spec, out: &mut [T
             let (i0, j0) = (ti * TILE, tj * TILE);
             let (rows, cols) = (TILE.min(n - i0), TILE.min(n - j0));
             t.fill(i0, rows, j0, cols, &mut k);
-            let tile = SymTile { rows, cols, i0, j0, n, r, squares: spec.squares, both: ti != tj };
+            let tile = SymTile {
+                rows,
+                cols,
+                i0,
+                j0,
+                n,
+                r,
+                squares: spec.squares,
+                both: ti != tj,
+            };
             sym_tile_at(t.level, &k, &mt, tile, &mut acc);
         }
         acc
@@ -412,7 +419,11 @@ fn accumulate<T: Real>(
     transposed: bool,
     squares: bool,
 ) {
-    let (orows, inner) = if transposed { (cols, rows) } else { (rows, cols) };
+    let (orows, inner) = if transposed {
+        (cols, rows)
+    } else {
+        (rows, cols)
+    };
     // K is stored with row stride TILE.
     let (rs, cs) = if transposed { (1, TILE) } else { (TILE, 1) };
     if r > 0 {
@@ -504,75 +515,6 @@ impl<'s, T: Real> Tiles<'s, T> {
             }
             if self.spec.zero_diag && (j0..j0 + cols).contains(&i) {
                 kr[i - j0] = T::ZERO;
-            }
-        }
-    }
-}
-
-/// C += A · B: A is rows × inner with strides (`rsa`, `csa`), B inner × cols
-/// with row stride `rsb`, C rows × cols with row stride `rsc`.
-#[allow(clippy::too_many_arguments)]
-fn gemm_acc<T: Real>(
-    rows: usize,
-    inner: usize,
-    cols: usize,
-    a: &[T],
-    rsa: usize,
-    csa: usize,
-    b: &[T],
-    rsb: usize,
-    c: &mut [T],
-    rsc: usize,
-) {
-    let last = |r: usize, rs: usize, cc: usize, cs: usize| (r - 1) * rs + (cc - 1) * cs + 1;
-    if rows == 0 || inner == 0 || cols == 0 {
-        return;
-    }
-    assert!(a.len() >= last(rows, rsa, inner, csa));
-    assert!(b.len() >= last(inner, rsb, cols, 1) && c.len() >= last(rows, rsc, cols, 1));
-    // SAFETY: the asserts bound every element the strides reach, and c is a
-    // distinct mutable borrow.
-    unsafe {
-        match T::PRECISION {
-            Precision::F64 => {
-                let (a, b): (&[f64], &[f64]) = (bytemuck::cast_slice(a), bytemuck::cast_slice(b));
-                let c: &mut [f64] = bytemuck::cast_slice_mut(c);
-                matrixmultiply::dgemm(
-                    rows,
-                    inner,
-                    cols,
-                    1.0,
-                    a.as_ptr(),
-                    rsa as isize,
-                    csa as isize,
-                    b.as_ptr(),
-                    rsb as isize,
-                    1,
-                    1.0,
-                    c.as_mut_ptr(),
-                    rsc as isize,
-                    1,
-                );
-            }
-            Precision::F32 => {
-                let (a, b): (&[f32], &[f32]) = (bytemuck::cast_slice(a), bytemuck::cast_slice(b));
-                let c: &mut [f32] = bytemuck::cast_slice_mut(c);
-                matrixmultiply::sgemm(
-                    rows,
-                    inner,
-                    cols,
-                    1.0,
-                    a.as_ptr(),
-                    rsa as isize,
-                    csa as isize,
-                    b.as_ptr(),
-                    rsb as isize,
-                    1,
-                    1.0,
-                    c.as_mut_ptr(),
-                    rsc as isize,
-                    1,
-                );
             }
         }
     }

@@ -11,13 +11,17 @@
 pub mod class_select;
 pub mod consensus_nodes;
 pub mod copy;
+pub mod dense;
 pub mod gauss_kernel;
 pub mod kernel_product;
+pub mod leaky_relu;
+pub mod normal_eq;
 pub mod normalize_weights;
 pub mod par;
 pub mod project_activation;
 pub mod project_bilinear;
 pub mod reduce_rows;
+pub mod row_residual;
 pub mod rrr_step;
 pub mod rrr_update;
 
@@ -38,4 +42,8 @@ pub const ALL: &[Kernel] = &[
     copy::KERNEL,
     gauss_kernel::KERNEL,
     kernel_product::KERNEL,
+    dense::KERNEL,
+    normal_eq::KERNEL,
+    row_residual::KERNEL,
+    leaky_relu::KERNEL,
 ];

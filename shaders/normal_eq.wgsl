@@ -1,0 +1,90 @@
+// Normal-equation build over a block of items: with X = [H, 1] (items × (p+1))
+// and Y = [H, 1, Z] (items × (p+1+q)),
+//   c[a][b] = Σ_i X[i][a] Y[i][b]   ((p+1) × (p+1+q): the Gram matrix, then the
+//   right-hand side)
+// The ones column is implicit. Each workgroup owns a 16 × 16 tile of c and
+// walks the block's items 16 at a time through workgroup memory. The host
+// adds the blocks' partial sums (the seam for an allreduce across devices).
+// Mirrors src/kernels/normal_eq.rs.
+
+//!entry
+struct NormalParams {
+    items: u32,
+    p: u32,
+    q: u32,
+    _pad: u32,
+}
+
+@group(0) @binding(0) var<uniform> params: NormalParams;
+@group(0) @binding(1) var<storage, read> h: array<real>;
+@group(0) @binding(2) var<storage, read> z: array<real>;
+@group(0) @binding(3) var<storage, read_write> c: array<real>;
+
+const T: u32 = 16u;
+var<workgroup> xs: array<real, 256>;
+var<workgroup> ys: array<real, 256>;
+
+fn x_at(i: u32, a: u32) -> real {
+    if (a < params.p) {
+        return h[i * params.p + a];
+    }
+    return real(1.0);
+}
+
+fn y_at(i: u32, b: u32) -> real {
+    let p = params.p;
+    if (b < p) {
+        return h[i * p + b];
+    }
+    if (b == p) {
+        return real(1.0);
+    }
+    return z[i * params.q + b - p - 1u];
+}
+
+@compute @workgroup_size(256)
+fn normal_eq(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let wg = wid.y * nwg.x + wid.x;
+    let rows = params.p + 1u;
+    let cols = params.p + 1u + params.q;
+    let col_tiles = (cols + T - 1u) / T;
+    let row_tiles = (rows + T - 1u) / T;
+    if (wg >= row_tiles * col_tiles) {
+        return;
+    }
+    let a0 = (wg / col_tiles) * T;
+    let b0 = (wg % col_tiles) * T;
+    let ta = lid / T;
+    let tb = lid % T;
+    var acc = real(0.0);
+    for (var i0 = 0u; i0 < params.items; i0 += T) {
+        // Slab of 16 items: xs[item][a], ys[item][b].
+        let it = i0 + ta;
+        var xv = real(0.0);
+        var yv = real(0.0);
+        if (it < params.items) {
+            if (a0 + tb < rows) {
+                xv = x_at(it, a0 + tb);
+            }
+            if (b0 + tb < cols) {
+                yv = y_at(it, b0 + tb);
+            }
+        }
+        xs[lid] = xv;
+        ys[lid] = yv;
+        workgroupBarrier();
+        for (var l = 0u; l < T; l++) {
+            acc += xs[l * T + ta] * ys[l * T + tb];
+        }
+        workgroupBarrier();
+    }
+    let a = a0 + ta;
+    let b = b0 + tb;
+    if (a < rows && b < cols) {
+        c[a * cols + b] = acc;
+    }
+}

@@ -1,0 +1,207 @@
+//! Dense layer product with an activation epilogue:
+//!
+//! ```text
+//! out[i][j] = act(Σ_l a[i][l] b[l][j] + bias[j]),  act ∈ {id, a_α, a_α⁻¹}
+//! a_α(v) = v (v ≥ 0), α v (v < 0)   (leaky ReLU; a_α⁻¹ divides by α)
+//! ```
+//!
+//! StarNet's batched products: decoding (H Wᵀ + c then a_α), and the latent
+//! solve as one product with the host's pseudo-inverse (Ẑ Pᵀ − P c). Rows
+//! are independent, so the GPU path runs row tiles that fit one binding.
+//! Twin of `shaders/dense.wgsl`.
+
+use super::par::parallel_enough;
+use crate::gpu::{Bind, Kernel};
+use crate::real::{Precision, Real};
+use rayon::prelude::*;
+
+/// The WGSL kernel.
+pub const KERNEL: Kernel = Kernel {
+    name: "dense",
+    source: include_str!("../../shaders/dense.wgsl"),
+    deps: &[],
+    entry: "dense",
+    binds: &[
+        Bind::Uniform,
+        Bind::Read,
+        Bind::Read,
+        Bind::Read,
+        Bind::Read,
+        Bind::ReadWrite,
+    ],
+    workgroup: 256,
+};
+
+/// Output rows and columns per GPU workgroup.
+pub const GPU_TILE: usize = 16;
+
+/// Uniform parameters (matches `DenseParams`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct Params {
+    /// Rows of A in this tile.
+    pub rows: u32,
+    /// Inner dimension.
+    pub k: u32,
+    /// Columns of B.
+    pub m: u32,
+    /// 0 identity, 1 leaky ReLU, 2 its inverse.
+    pub act: u32,
+}
+
+/// The epilogue activation.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Act {
+    /// None.
+    Identity,
+    /// Leaky ReLU with negative slope α.
+    Leaky(f64),
+    /// Its inverse.
+    InvLeaky(f64),
+}
+
+impl Act {
+    /// The shader's code and α.
+    pub fn code(self) -> (u32, f64) {
+        match self {
+            Act::Identity => (0, 1.0),
+            Act::Leaky(a) => (1, a),
+            Act::InvLeaky(a) => (2, a),
+        }
+    }
+
+    /// Applies it to one value.
+    #[inline(always)]
+    pub fn apply<T: Real>(self, v: T) -> T {
+        match self {
+            Act::Identity => v,
+            Act::Leaky(a) if v < T::ZERO => v * T::from_f64(a),
+            Act::InvLeaky(a) if v < T::ZERO => v / T::from_f64(a),
+            _ => v,
+        }
+    }
+}
+
+/// Checks the shapes; returns the rows of A.
+pub fn shape<T>(a: &[T], k: usize, b: &[T], m: usize, bias: &[T]) -> usize {
+    assert_eq!(b.len(), k * m, "B is k × m");
+    assert_eq!(bias.len(), m, "one bias per column");
+    if k == 0 {
+        return 0;
+    }
+    assert!(a.len().is_multiple_of(k), "rows of length k");
+    a.len() / k
+}
+
+/// Plain-loop f64 twin.
+pub fn reference(a: &[f64], k: usize, b: &[f64], m: usize, bias: &[f64], act: Act) -> Vec<f64> {
+    let n = shape(a, k, b, m, bias);
+    let mut out = vec![0.0; n * m];
+    for i in 0..n {
+        for j in 0..m {
+            let mut s = 0.0;
+            for l in 0..k {
+                s += a[i * k + l] * b[l * m + j];
+            }
+            out[i * m + j] = act.apply(s + bias[j]);
+        }
+    }
+    out
+}
+
+/// CPU backend: row blocks (in parallel when large), a GEMM each, then the
+/// bias and activation.
+pub fn cpu<T: Real>(a: &[T], k: usize, b: &[T], m: usize, bias: &[T], act: Act, out: &mut [T]) {
+    let n = shape(a, k, b, m, bias);
+    assert_eq!(out.len(), n * m);
+    const BLOCK: usize = 256;
+    let block = |(bi, ob): (usize, &mut [T])| {
+        let rows = ob.len() / m.max(1);
+        let i0 = bi * BLOCK;
+        ob.fill(T::ZERO);
+        gemm_acc(rows, k, m, &a[i0 * k..], k, 1, b, m, ob, m);
+        for row in ob.chunks_mut(m.max(1)) {
+            for (o, &c) in row.iter_mut().zip(bias) {
+                *o = act.apply(*o + c);
+            }
+        }
+    };
+    if m == 0 {
+        return;
+    }
+    if parallel_enough((n * k * m) >> 4) {
+        out.par_chunks_mut(BLOCK * m).enumerate().for_each(block);
+    } else {
+        out.chunks_mut(BLOCK * m).enumerate().for_each(block);
+    }
+}
+
+/// C += A · B: A is rows × inner with strides (`rsa`, `csa`), B inner × cols
+/// with row stride `rsb`, C rows × cols with row stride `rsc` (matrixmultiply's
+/// blocked GEMM, f32 or f64).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemm_acc<T: Real>(
+    rows: usize,
+    inner: usize,
+    cols: usize,
+    a: &[T],
+    rsa: usize,
+    csa: usize,
+    b: &[T],
+    rsb: usize,
+    c: &mut [T],
+    rsc: usize,
+) {
+    let last = |r: usize, rs: usize, cc: usize, cs: usize| (r - 1) * rs + (cc - 1) * cs + 1;
+    if rows == 0 || inner == 0 || cols == 0 {
+        return;
+    }
+    assert!(a.len() >= last(rows, rsa, inner, csa));
+    assert!(b.len() >= last(inner, rsb, cols, 1) && c.len() >= last(rows, rsc, cols, 1));
+    // SAFETY: the asserts bound every element the strides reach, and c is a
+    // distinct mutable borrow.
+    unsafe {
+        match T::PRECISION {
+            Precision::F64 => {
+                let (a, b): (&[f64], &[f64]) = (bytemuck::cast_slice(a), bytemuck::cast_slice(b));
+                let c: &mut [f64] = bytemuck::cast_slice_mut(c);
+                matrixmultiply::dgemm(
+                    rows,
+                    inner,
+                    cols,
+                    1.0,
+                    a.as_ptr(),
+                    rsa as isize,
+                    csa as isize,
+                    b.as_ptr(),
+                    rsb as isize,
+                    1,
+                    1.0,
+                    c.as_mut_ptr(),
+                    rsc as isize,
+                    1,
+                );
+            }
+            Precision::F32 => {
+                let (a, b): (&[f32], &[f32]) = (bytemuck::cast_slice(a), bytemuck::cast_slice(b));
+                let c: &mut [f32] = bytemuck::cast_slice_mut(c);
+                matrixmultiply::sgemm(
+                    rows,
+                    inner,
+                    cols,
+                    1.0,
+                    a.as_ptr(),
+                    rsa as isize,
+                    csa as isize,
+                    b.as_ptr(),
+                    rsb as isize,
+                    1,
+                    1.0,
+                    c.as_mut_ptr(),
+                    rsc as isize,
+                    1,
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,62 @@
+//! Per-row residuals of two n × d matrices: `out[i] = (Σ_j |a_ij − b_ij|,
+//! Σ_j (a_ij − b_ij)²)`. Twin of `shaders/row_residual.wgsl`.
+
+use crate::gpu::{Bind, Kernel};
+use crate::real::Real;
+
+/// The WGSL kernel.
+pub const KERNEL: Kernel = Kernel {
+    name: "row_residual",
+    source: include_str!("../../shaders/row_residual.wgsl"),
+    deps: &[],
+    entry: "row_residual",
+    binds: &[Bind::Uniform, Bind::Read, Bind::Read, Bind::ReadWrite],
+    workgroup: 64,
+};
+
+/// Uniform parameters (matches `ResidualParams`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct Params {
+    /// Rows.
+    pub rows: u32,
+    /// Columns.
+    pub d: u32,
+    /// Padding.
+    pub pad: [u32; 2],
+}
+
+/// Plain-loop f64 twin: (L1, squared L2) per row, interleaved.
+pub fn reference(a: &[f64], b: &[f64], d: usize) -> Vec<f64> {
+    assert_eq!(a.len(), b.len());
+    let n = a.len().checked_div(d).unwrap_or(0);
+    let mut out = vec![0.0; 2 * n];
+    for i in 0..n {
+        for j in 0..d {
+            let t = a[i * d + j] - b[i * d + j];
+            out[2 * i] += t.abs();
+            out[2 * i + 1] += t * t;
+        }
+    }
+    out
+}
+
+/// CPU backend (any precision, sums in f64).
+pub fn cpu<T: Real>(a: &[T], b: &[T], d: usize) -> Vec<f64> {
+    assert_eq!(a.len(), b.len());
+    if d == 0 {
+        return vec![];
+    }
+    a.chunks(d)
+        .zip(b.chunks(d))
+        .flat_map(|(ra, rb)| {
+            let (mut l1, mut l2) = (0.0, 0.0);
+            for (&x, &y) in ra.iter().zip(rb) {
+                let t = (x - y).to_f64();
+                l1 += t.abs();
+                l2 += t * t;
+            }
+            [l1, l2]
+        })
+        .collect()
+}

@@ -1,0 +1,518 @@
+//! StarNet (Zadeh et al.): decoders trained layer by layer by solving
+//! determined linear systems, no gradients. A decoder of widths
+//! d₀ ≤ d₁ ≤ … ≤ d_L (d_L = data):
+//!
+//! ```text
+//! h_i = a_α(W_i h_{i−1} + c_i),  i = 1..L,   h_0 = free latent code, h_L ≈ x
+//! a_α(v) = v (v ≥ 0), α v (v < 0)            (leaky ReLU, invertible)
+//! ```
+//!
+//! Layer i is trained on a target T_i (T_L = X) with Ẑ = a_α⁻¹(T_i), for
+//! a few epochs of two exact solves:
+//!
+//! ```text
+//! SL  h = (WᵀW)⁻¹Wᵀ(ẑ − c) for every item: H = Ẑ Pᵀ − 1(Pc)ᵀ, P the
+//!     pseudo-inverse (host Cholesky of WᵀW), one batched product
+//! SW  [W c]ᵀ = argmin ‖[H,1][W c]ᵀ − Ẑ‖: ([H,1]ᵀ[H,1]) [W c]ᵀ = [H,1]ᵀẐ,
+//!     the Gram matrix and right-hand side summed over items (or a random
+//!     subset of `weight_sample` items) by the backend, solved on the host
+//! ```
+//!
+//! then T_{i−1} = H (latents solved with the final W), down to layer 1;
+//! T_0 are the training codes. Encoding new data runs the SL solves from the
+//! top (a⁻¹, pseudo-inverse, a⁻¹, …); each item's residual ‖W h + c − ẑ‖ per
+//! layer is its outlier score (lemma 4). A singular Gram matrix (rank
+//! deficient design) gets the smallest ridge λ I, λ = 10⁻¹² · 10^k ·
+//! tr/(p+1), that makes Cholesky succeed, and the run reports λ.
+//!
+//! Work (GWMs) counts the multiply-adds of the batched products: SL
+//! N·d_out·d_in, reconstruction N·d_in·d_out, SW N·(p+1)·(p+1+q).
+
+use nalgebra::{DMatrix, DVector};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::Backend;
+use crate::error::{Error, Result};
+use crate::kernels::dense::Act;
+
+/// One decoder layer `h ↦ a(W h + c)`.
+#[derive(Clone, Debug)]
+pub struct Layer {
+    /// W (d_out × d_in), row-major.
+    pub w: Vec<f64>,
+    /// c (d_out).
+    pub c: Vec<f64>,
+    /// Input width.
+    pub d_in: usize,
+    /// Output width.
+    pub d_out: usize,
+}
+
+/// A trained decoder.
+#[derive(Clone, Debug)]
+pub struct StarNet {
+    /// Widths d₀ … d_L.
+    pub widths: Vec<usize>,
+    /// Leaky-ReLU slope.
+    pub alpha: f64,
+    /// Layers 1..L.
+    pub layers: Vec<Layer>,
+    /// Mean of the training codes.
+    pub code_mean: Vec<f64>,
+    /// Lower Cholesky factor of their covariance (d₀ × d₀, row-major).
+    pub code_chol: Vec<f64>,
+}
+
+/// Training settings.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// SL/SW epochs per layer.
+    pub epochs: usize,
+    /// Leaky-ReLU slope α.
+    pub alpha: f64,
+    /// Items per weight solve (None = all).
+    pub weight_sample: Option<usize>,
+    /// Seed of the initial weights and the weight samples.
+    pub seed: u64,
+}
+
+/// Reconstruction error of one epoch of one layer.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct EpochReport {
+    /// Layer (1-based).
+    pub layer: usize,
+    /// Epoch (1-based).
+    pub epoch: usize,
+    /// rms error of a(H Wᵀ + c) against the layer's target.
+    pub rms: f64,
+    /// Mean elastic error |e|₁ + ‖e‖₂ per item.
+    pub elastic: f64,
+    /// Ridge λ of this epoch's solves, if any was needed.
+    pub ridge: Option<f64>,
+    /// Work so far (GWMs).
+    pub gwms: f64,
+    /// Seconds of this epoch.
+    pub seconds: f64,
+}
+
+/// Checks a width list d₀ … d_L; returns warnings (equal widths).
+pub fn check_widths(widths: &[usize]) -> Result<Vec<String>> {
+    if widths.len() < 2 || widths.contains(&0) {
+        return Err(Error::Input(format!(
+            "StarNet needs a latent width and at least one layer, all positive (got {widths:?})"
+        )));
+    }
+    let mut warn = vec![];
+    for (i, p) in widths.windows(2).enumerate() {
+        if p[0] > p[1] {
+            return Err(Error::Input(format!(
+                "layer {} maps {} → {}: widths must not shrink toward the output, \
+                 or the latents are underdetermined (widths {widths:?})",
+                i + 1,
+                p[0],
+                p[1]
+            )));
+        }
+        if p[0] == p[1] {
+            warn.push(format!(
+                "layer {} maps {} → {}: equal widths make W square, so every target is fit \
+                 exactly and the latents just invert it (degenerate)",
+                i + 1,
+                p[0],
+                p[1]
+            ));
+        }
+    }
+    Ok(warn)
+}
+
+/// Cholesky of a symmetric matrix, adding the smallest ridge λ I (λ =
+/// 10⁻¹²·10^k·tr/n) that makes it succeed; returns the factor and λ.
+fn cholesky_ridge(m: DMatrix<f64>) -> (nalgebra::Cholesky<f64, nalgebra::Dyn>, Option<f64>) {
+    if let Some(c) = m.clone().cholesky() {
+        return (c, None);
+    }
+    let n = m.nrows().max(1);
+    let scale = (m.trace() / n as f64).abs().max(1e-300);
+    let mut lambda = 1e-12 * scale;
+    loop {
+        let mut r = m.clone();
+        for i in 0..m.nrows() {
+            r[(i, i)] += lambda;
+        }
+        if let Some(c) = r.cholesky() {
+            return (c, Some(lambda));
+        }
+        lambda *= 10.0;
+    }
+}
+
+/// Solves the normal equations C = [G | R] ((p+1) × (p+1+q), from
+/// [`Backend::normal_eq`]) for X = [W c]ᵀ ((p+1) × q, row-major); returns
+/// X and the ridge used, if any.
+pub fn solve_normal(c: &[f64], p: usize, q: usize) -> (Vec<f64>, Option<f64>) {
+    let cols = p + 1 + q;
+    let g = DMatrix::from_fn(p + 1, p + 1, |i, j| c[i * cols + j]);
+    let r = DMatrix::from_fn(p + 1, q, |i, j| c[i * cols + p + 1 + j]);
+    let (chol, ridge) = cholesky_ridge(g);
+    let x = chol.solve(&r);
+    let mut out = vec![0.0; (p + 1) * q];
+    for i in 0..=p {
+        for j in 0..q {
+            out[i * q + j] = x[(i, j)];
+        }
+    }
+    (out, ridge)
+}
+
+impl Layer {
+    /// A random layer with full column rank almost surely: W ~ N(0, 1/d_in).
+    pub fn random(d_in: usize, d_out: usize, rng: &mut ChaCha8Rng) -> Layer {
+        let s = 1.0 / (d_in as f64).sqrt();
+        Layer {
+            w: (0..d_in * d_out)
+                .map(|_| crate::hsic::normal(rng) * s)
+                .collect(),
+            c: vec![0.0; d_out],
+            d_in,
+            d_out,
+        }
+    }
+
+    /// Wᵀ (d_in × d_out), row-major: the B of `H Wᵀ`.
+    fn w_t(&self) -> Vec<f64> {
+        let mut t = vec![0.0; self.w.len()];
+        for o in 0..self.d_out {
+            for i in 0..self.d_in {
+                t[i * self.d_out + o] = self.w[o * self.d_in + i];
+            }
+        }
+        t
+    }
+
+    /// Pᵀ = W (WᵀW)⁻¹ (d_out × d_in, row-major), −P c, and the ridge used.
+    fn pinv_t(&self) -> (Vec<f64>, Vec<f64>, Option<f64>) {
+        let w = DMatrix::from_row_slice(self.d_out, self.d_in, &self.w);
+        let (chol, ridge) = cholesky_ridge(w.transpose() * &w);
+        // P = (WᵀW)⁻¹Wᵀ (d_in × d_out).
+        let p = chol.solve(&w.transpose());
+        let pc = &p * DVector::from_column_slice(&self.c);
+        let mut pt = vec![0.0; self.d_in * self.d_out];
+        for o in 0..self.d_out {
+            for i in 0..self.d_in {
+                pt[o * self.d_in + i] = p[(i, o)];
+            }
+        }
+        (pt, pc.iter().map(|v| -v).collect(), ridge)
+    }
+
+    /// Latents of pre-activation targets Ẑ (n × d_out): H (n × d_in).
+    pub fn solve_latents(&self, be: &Backend, zhat: &[f64]) -> Result<(Vec<f64>, Option<f64>)> {
+        let (pt, bias, ridge) = self.pinv_t();
+        let h = be.dense(zhat, self.d_out, &pt, self.d_in, &bias, Act::Identity)?;
+        Ok((h, ridge))
+    }
+
+    /// W H + c for the rows of H (pre-activation), or a(W H + c).
+    pub fn forward(&self, be: &Backend, h: &[f64], alpha: Option<f64>) -> Result<Vec<f64>> {
+        let act = alpha.map_or(Act::Identity, Act::Leaky);
+        be.dense(h, self.d_in, &self.w_t(), self.d_out, &self.c, act)
+    }
+}
+
+fn rows_of(x: &[f64], d: usize, idx: &[usize]) -> Vec<f64> {
+    idx.iter()
+        .flat_map(|&i| x[i * d..(i + 1) * d].iter().copied())
+        .collect()
+}
+
+/// (rms, mean elastic error) of `got` against `want` (n × d).
+pub fn errors(be: &Backend, got: &[f64], want: &[f64], d: usize) -> Result<(f64, f64)> {
+    let r = be.row_residual(got, want, d)?;
+    let n = r.len() / 2;
+    if n == 0 || d == 0 {
+        return Ok((0.0, 0.0));
+    }
+    let sq: f64 = r.chunks(2).map(|p| p[1]).sum();
+    let el: f64 = r.chunks(2).map(|p| p[0] + p[1].sqrt()).sum();
+    Ok(((sq / (n * d) as f64).sqrt(), el / n as f64))
+}
+
+/// Trains a decoder of widths `widths` (d₀ … d_L, d_L = the data width) on
+/// X (n × d_L). `on_epoch` sees every epoch's report; `on_layer` sees each
+/// layer's latents H (n × d_{i−1}) once it is trained.
+pub fn train(
+    be: &Backend,
+    x: &[f64],
+    widths: &[usize],
+    s: &Settings,
+    mut on_epoch: impl FnMut(&EpochReport) -> Result<()>,
+    mut on_layer: impl FnMut(usize, &[Layer], &[f64]) -> Result<()>,
+) -> Result<(StarNet, f64)> {
+    check_widths(widths)?;
+    let dl = *widths.last().expect("widths");
+    if x.is_empty() || !x.len().is_multiple_of(dl) {
+        return Err(Error::Input(format!(
+            "data of {} values is not a whole number of items of width {dl}",
+            x.len()
+        )));
+    }
+    if x.iter().any(|v| !v.is_finite()) {
+        return Err(Error::Input("data contain NaN or infinite values".into()));
+    }
+    if !(s.alpha > 0.0 && s.alpha.is_finite()) {
+        return Err(Error::Input(format!(
+            "--alpha must be positive (got {})",
+            s.alpha
+        )));
+    }
+    let n = x.len() / dl;
+    let mut rng = ChaCha8Rng::seed_from_u64(s.seed);
+    let mut gwms = 0.0;
+    let big_l = widths.len() - 1;
+    let mut layers: Vec<Layer> = Vec::with_capacity(big_l);
+    let mut target = x.to_vec();
+    for li in (1..=big_l).rev() {
+        let (d_in, d_out) = (widths[li - 1], widths[li]);
+        let zhat = be.leaky_relu(&target, s.alpha, true)?;
+        let mut layer = Layer::random(d_in, d_out, &mut rng);
+        // Start the bias at the targets' mean, so SL begins centred.
+        for (j, c) in layer.c.iter_mut().enumerate() {
+            *c = (0..n).map(|i| zhat[i * d_out + j]).sum::<f64>() / n as f64;
+        }
+        for epoch in 1..=s.epochs.max(1) {
+            let t0 = std::time::Instant::now();
+            let (h, r1) = layer.solve_latents(be, &zhat)?;
+            gwms += 1e-9 * (n * d_in * d_out) as f64;
+            let (hs, zs, ns) = match s.weight_sample {
+                Some(k) if k < n => {
+                    let idx = rand::seq::index::sample(&mut rng, n, k).into_vec();
+                    (rows_of(&h, d_in, &idx), rows_of(&zhat, d_out, &idx), k)
+                }
+                _ => (h.clone(), zhat.clone(), n),
+            };
+            let c = be.normal_eq(&hs, d_in, &zs, d_out)?;
+            gwms += 1e-9 * (ns * (d_in + 1) * (d_in + 1 + d_out)) as f64;
+            let (wc, r2) = solve_normal(&c, d_in, d_out);
+            for o in 0..d_out {
+                for i in 0..d_in {
+                    layer.w[o * d_in + i] = wc[i * d_out + o];
+                }
+                layer.c[o] = wc[d_in * d_out + o];
+            }
+            let recon = layer.forward(be, &h, Some(s.alpha))?;
+            gwms += 1e-9 * (n * d_in * d_out) as f64;
+            let (rms, elastic) = errors(be, &recon, &target, d_out)?;
+            on_epoch(&EpochReport {
+                layer: li,
+                epoch,
+                rms,
+                elastic,
+                ridge: r2.or(r1),
+                gwms,
+                seconds: t0.elapsed().as_secs_f64(),
+            })?;
+        }
+        let (h, _) = layer.solve_latents(be, &zhat)?;
+        gwms += 1e-9 * (n * d_in * d_out) as f64;
+        layers.insert(0, layer);
+        on_layer(li, &layers, &h)?;
+        target = h;
+    }
+    let d0 = widths[0];
+    let (code_mean, code_chol) = gaussian_fit(&target, d0);
+    Ok((
+        StarNet {
+            widths: widths.to_vec(),
+            alpha: s.alpha,
+            layers,
+            code_mean,
+            code_chol,
+        },
+        gwms,
+    ))
+}
+
+/// Mean and lower Cholesky factor of the covariance of the rows (ridged if
+/// singular).
+fn gaussian_fit(codes: &[f64], d: usize) -> (Vec<f64>, Vec<f64>) {
+    let n = codes.len() / d;
+    let m = DMatrix::from_row_slice(n, d, codes);
+    let mean: Vec<f64> = (0..d).map(|j| m.column(j).mean()).collect();
+    let centred = DMatrix::from_fn(n, d, |i, j| m[(i, j)] - mean[j]);
+    let cov = centred.transpose() * &centred / (n.max(2) - 1) as f64;
+    let (chol, _) = cholesky_ridge(cov);
+    let l = chol.l();
+    let mut out = vec![0.0; d * d];
+    for i in 0..d {
+        for j in 0..d {
+            out[i * d + j] = l[(i, j)];
+        }
+    }
+    (mean, out)
+}
+
+impl StarNet {
+    /// Data width d_L.
+    pub fn data_width(&self) -> usize {
+        *self.widths.last().expect("widths")
+    }
+
+    /// Decodes codes (n × d₀) through layers `from..` (0-based) to the data.
+    pub fn decode_from(&self, be: &Backend, codes: &[f64], from: usize) -> Result<Vec<f64>> {
+        let mut h = codes.to_vec();
+        for l in &self.layers[from..] {
+            h = l.forward(be, &h, Some(self.alpha))?;
+        }
+        Ok(h)
+    }
+
+    /// Decodes codes (n × d₀).
+    pub fn decode(&self, be: &Backend, codes: &[f64]) -> Result<Vec<f64>> {
+        self.check_width(codes, self.widths[0], "codes")?;
+        self.decode_from(be, codes, 0)
+    }
+
+    fn check_width(&self, x: &[f64], d: usize, what: &str) -> Result<()> {
+        if !x.len().is_multiple_of(d) {
+            return Err(Error::Input(format!(
+                "{what} of {} values are not rows of width {d}",
+                x.len()
+            )));
+        }
+        if x.iter().any(|v| !v.is_finite()) {
+            return Err(Error::Input(format!(
+                "{what} contain NaN or infinite values"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Codes of data rows (n × d_L) by the layer-wise pseudo-inverse from
+    /// the top, and each item's residual norm ‖W h + c − ẑ‖ per layer (n ×
+    /// L, layer 1 first).
+    pub fn encode(&self, be: &Backend, x: &[f64]) -> Result<(Vec<f64>, Vec<f64>)> {
+        let dl = self.data_width();
+        self.check_width(x, dl, "data")?;
+        let n = x.len() / dl;
+        let big_l = self.layers.len();
+        let mut scores = vec![0.0; n * big_l];
+        let mut t = x.to_vec();
+        for (li, l) in self.layers.iter().enumerate().rev() {
+            let zhat = be.leaky_relu(&t, self.alpha, true)?;
+            let (h, _) = l.solve_latents(be, &zhat)?;
+            let fit = l.forward(be, &h, None)?;
+            let r = be.row_residual(&fit, &zhat, l.d_out)?;
+            for i in 0..n {
+                scores[i * big_l + li] = r[2 * i + 1].sqrt();
+            }
+            t = h;
+        }
+        Ok((t, scores))
+    }
+
+    /// `count` codes drawn from the Gaussian fitted to the training codes.
+    pub fn sample_codes(&self, count: usize, seed: u64) -> Vec<f64> {
+        let d = self.widths[0];
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut out = Vec::with_capacity(count * d);
+        for _ in 0..count {
+            let e: Vec<f64> = (0..d).map(|_| crate::hsic::normal(&mut rng)).collect();
+            for i in 0..d {
+                let s: f64 = (0..=i).map(|j| self.code_chol[i * d + j] * e[j]).sum();
+                out.push(self.code_mean[i] + s);
+            }
+        }
+        out
+    }
+
+    /// The model as safetensors bytes.
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        let tensor = |name: String, shape: Vec<usize>, data: Vec<f64>| crate::output::NamedTensor {
+            name,
+            shape,
+            data,
+        };
+        let mut t = vec![];
+        for (i, l) in self.layers.iter().enumerate() {
+            t.push(tensor(
+                format!("w{}", i + 1),
+                vec![l.d_out, l.d_in],
+                l.w.clone(),
+            ));
+            t.push(tensor(format!("c{}", i + 1), vec![l.d_out], l.c.clone()));
+        }
+        let d0 = self.widths[0];
+        t.push(tensor("code_mean".into(), vec![d0], self.code_mean.clone()));
+        t.push(tensor(
+            "code_chol".into(),
+            vec![d0, d0],
+            self.code_chol.clone(),
+        ));
+        crate::output::safetensors_bytes(
+            &t,
+            &serde_json::json!({"model": "starnet", "widths": self.widths, "alpha": self.alpha}),
+        )
+    }
+
+    /// Reads a model written by [`StarNet::to_bytes`].
+    pub fn from_bytes(bytes: &[u8], what: &str) -> Result<StarNet> {
+        let bad = |why: String| Error::Input(format!("{what}: {why}"));
+        let (t, meta) = crate::output::read_safetensors(bytes)?;
+        if meta["model"] != "starnet" {
+            return Err(bad("not a StarNet model".into()));
+        }
+        let widths: Vec<usize> = serde_json::from_value(meta["widths"].clone())
+            .map_err(|e| bad(format!("widths: {e}")))?;
+        check_widths(&widths)?;
+        let alpha = meta["alpha"]
+            .as_f64()
+            .ok_or_else(|| bad("no alpha".into()))?;
+        let get = |name: &str, len: usize| -> Result<Vec<f64>> {
+            match t.get(name) {
+                Some((_, v)) if v.len() == len => Ok(v.clone()),
+                _ => Err(bad(format!("tensor {name} missing or not {len} values"))),
+            }
+        };
+        let mut layers = vec![];
+        for i in 1..widths.len() {
+            let (d_in, d_out) = (widths[i - 1], widths[i]);
+            layers.push(Layer {
+                w: get(&format!("w{i}"), d_in * d_out)?,
+                c: get(&format!("c{i}"), d_out)?,
+                d_in,
+                d_out,
+            });
+        }
+        let d0 = widths[0];
+        Ok(StarNet {
+            code_mean: get("code_mean", d0)?,
+            code_chol: get("code_chol", d0 * d0)?,
+            widths,
+            alpha,
+            layers,
+        })
+    }
+}
+
+/// The linear baseline with the same latent size: rms error of the best
+/// rank-k affine model (PCA, from the eigenvectors of the covariance of up
+/// to `sample` random rows) on up to `eval` rows of X (n × d).
+pub fn pca_rms(x: &[f64], d: usize, k: usize, sample: usize, eval: usize, seed: u64) -> f64 {
+    let n = x.len() / d;
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let idx = rand::seq::index::sample(&mut rng, n, sample.min(n)).into_vec();
+    let s = DMatrix::from_row_slice(idx.len(), d, &rows_of(x, d, &idx));
+    let mean: Vec<f64> = (0..d).map(|j| s.column(j).mean()).collect();
+    let centred = DMatrix::from_fn(s.nrows(), d, |i, j| s[(i, j)] - mean[j]);
+    let eig = nalgebra::SymmetricEigen::new(centred.transpose() * &centred);
+    let mut order: Vec<usize> = (0..d).collect();
+    order.sort_by(|&a, &b| eig.eigenvalues[b].total_cmp(&eig.eigenvalues[a]));
+    let k = k.min(d);
+    let v = DMatrix::from_fn(d, k, |r, c| eig.eigenvectors[(r, order[c])]);
+    let m = eval.min(n);
+    let e = DMatrix::from_fn(m, d, |i, j| x[i * d + j] - mean[j]);
+    let resid = &e - (&e * &v) * v.transpose();
+    (resid.norm_squared() / (m * d) as f64).sqrt()
+}

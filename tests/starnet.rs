@@ -1,0 +1,455 @@
+//! StarNet: the dense, normal-equation, residual and leaky-ReLU kernels
+//! against their f64 twins on both backends; training recovers a random
+//! decoder; normal-equation residuals are orthogonal to the design; encode
+//! then decode is the identity on the decoder's range; bad input exits 2.
+
+mod common;
+
+use common::*;
+use gradfree::backend::gpu_ops;
+use gradfree::kernels::dense::{self, Act};
+use gradfree::kernels::{leaky_relu, normal_eq, row_residual};
+use gradfree::{Backend, Precision};
+use proptest::prelude::*;
+
+fn backends() -> Vec<(String, Backend, f64)> {
+    let mut v = vec![
+        ("cpu f64".to_string(), Backend::cpu(Precision::F64), 1e-11),
+        ("cpu f32".to_string(), Backend::cpu(Precision::F32), 1e-4),
+    ];
+    for (prec, tol) in [(Precision::F32, 1e-4), (Precision::F64, 1e-11)] {
+        if let Some(ctx) = gpu(prec) {
+            v.push((format!("gpu {prec}"), Backend::gpu(ctx, prec), tol));
+        }
+    }
+    v
+}
+
+#[test]
+fn dense_matches_the_twin_on_both_backends() {
+    let mut r = rng(3);
+    for &(n, k, m) in &[(0, 3, 2), (1, 1, 1), (5, 3, 7), (37, 20, 17), (70, 33, 40)] {
+        let a = uniform(&mut r, n * k, -1.0, 1.0);
+        let b = uniform(&mut r, k * m, -1.0, 1.0);
+        let bias = uniform(&mut r, m, -0.5, 0.5);
+        for act in [Act::Identity, Act::Leaky(0.5), Act::InvLeaky(0.3)] {
+            let want = dense::reference(&a, k, &b, m, &bias, act);
+            for (name, be, tol) in backends() {
+                let got = be.dense(&a, k, &b, m, &bias, act).unwrap();
+                assert_close(
+                    &format!("{name} {act:?} {n}x{k}x{m}"),
+                    &got,
+                    &want,
+                    tol,
+                    tol,
+                );
+            }
+            if let Some(ctx) = gpu(Precision::F32) {
+                let got = gpu_ops::dense_tiled(&ctx, Precision::F32, &a, k, &b, m, &bias, act, 7);
+                assert_close("gpu tiled", &got.unwrap(), &want, 1e-4, 1e-4);
+            }
+        }
+    }
+    // More than 65535 workgroups (16 × 16 outputs each): a 2-D grid.
+    if let Some(ctx) = gpu(Precision::F32) {
+        let n = 16 * 65536 + 3;
+        let a = uniform(&mut r, n, -1.0, 1.0);
+        let want = dense::reference(&a, 1, &[2.0], 1, &[0.5], Act::Leaky(0.5));
+        let got = gpu_ops::dense(
+            &ctx,
+            Precision::F32,
+            &a,
+            1,
+            &[2.0],
+            1,
+            &[0.5],
+            Act::Leaky(0.5),
+        );
+        assert_close("gpu > 65535 workgroups", &got.unwrap(), &want, 1e-6, 1e-6);
+    }
+}
+
+#[test]
+fn normal_eq_matches_the_twin_on_both_backends() {
+    let mut r = rng(4);
+    for &(n, p, q) in &[(0, 2, 3), (1, 1, 1), (37, 3, 5), (1100, 17, 20), (5, 0, 4)] {
+        let h = uniform(&mut r, n * p, -1.0, 1.0);
+        let z = uniform(&mut r, n * q, -1.0, 1.0);
+        let want = normal_eq::reference(&h, p, &z, q);
+        for (name, be, tol) in backends() {
+            let got = be.normal_eq(&h, p, &z, q).unwrap();
+            // Sums over up to 1100 items: scale the tolerance.
+            let tol = tol * (n as f64).max(1.0);
+            assert_close(&format!("{name} {n}x{p}x{q}"), &got, &want, tol, tol);
+        }
+        if let Some(ctx) = gpu(Precision::F64) {
+            // Blocks of 10 items: partial sums added on the host.
+            let got = gpu_ops::normal_eq(&ctx, Precision::F64, &h, p, &z, q, 10).unwrap();
+            assert_close("gpu blocks", &got, &want, 1e-11, 1e-11);
+        }
+    }
+    // More than 65535 workgroups: one item, p = 0, q ≈ 2²⁰ (one 16-wide
+    // column tile each).
+    if let Some(ctx) = gpu(Precision::F32) {
+        let q = 16 * 65536 + 5;
+        let z = uniform(&mut r, q, -1.0, 1.0);
+        let want = normal_eq::reference(&[], 0, &z, q);
+        let got = gpu_ops::normal_eq(&ctx, Precision::F32, &[], 0, &z, q, 4).unwrap();
+        assert_close("gpu > 65535 workgroups", &got, &want, 1e-6, 1e-6);
+    }
+}
+
+#[test]
+fn row_residual_and_leaky_relu_match_the_twins() {
+    let mut r = rng(5);
+    for &(n, d) in &[(0, 3), (1, 1), (65, 7), (300, 1)] {
+        let a = uniform(&mut r, n * d, -1.0, 1.0);
+        let b = uniform(&mut r, n * d, -1.0, 1.0);
+        let want = row_residual::reference(&a, &b, d);
+        for (name, be, tol) in backends() {
+            let got = be.row_residual(&a, &b, d).unwrap();
+            assert_close(&format!("{name} residual {n}x{d}"), &got, &want, tol, tol);
+            for inverse in [false, true] {
+                let want = leaky_relu::reference(&a, 0.4, inverse);
+                let got = be.leaky_relu(&a, 0.4, inverse).unwrap();
+                assert_close(&format!("{name} leaky {inverse}"), &got, &want, tol, tol);
+            }
+        }
+    }
+    // More than 65535 workgroups of 64.
+    if let Some(ctx) = gpu(Precision::F32) {
+        let n = 64 * 65536 + 9;
+        let a = uniform(&mut r, n, -1.0, 1.0);
+        let zeros = vec![0.0; n];
+        let got = gpu_ops::row_residual(&ctx, Precision::F32, &a, &zeros, 1).unwrap();
+        assert_close(
+            "gpu residual big",
+            &got,
+            &row_residual::reference(&a, &zeros, 1),
+            1e-6,
+            1e-6,
+        );
+        let got = gpu_ops::leaky_relu(&ctx, Precision::F32, &a, 0.5, false).unwrap();
+        assert_close(
+            "gpu leaky big",
+            &got,
+            &leaky_relu::reference(&a, 0.5, false),
+            1e-6,
+            1e-6,
+        );
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+    /// Solving the normal equations gives a residual orthogonal to the
+    /// design [H, 1]: [H,1]ᵀ(Z − [H,1]X) = 0.
+    #[test]
+    fn normal_equation_residuals_are_orthogonal_to_the_design(
+        n in 8usize..40, p in 1usize..5, q in 1usize..4, seed in 0u64..1000,
+    ) {
+        let mut r = rng(seed);
+        let h = uniform(&mut r, n * p, -1.0, 1.0);
+        let z = uniform(&mut r, n * q, -1.0, 1.0);
+        let be = Backend::cpu(Precision::F64);
+        let (x, _) = gradfree::starnet::solve_normal(&be.normal_eq(&h, p, &z, q).unwrap(), p, q);
+        for a in 0..=p {
+            for c in 0..q {
+                let mut s = 0.0;
+                for i in 0..n {
+                    let xi = |j: usize| if j < p { h[i * p + j] } else { 1.0 };
+                    let fit: f64 = (0..=p).map(|j| xi(j) * x[j * q + c]).sum();
+                    s += xi(a) * (z[i * q + c] - fit);
+                }
+                prop_assert!(s.abs() < 1e-9, "design column {a}, output {c}: {s}");
+            }
+        }
+    }
+}
+
+/// Data from a random decoder of the given widths (codes ~ N(0, 1)).
+fn random_decoder_data(
+    widths: &[usize],
+    n: usize,
+    seed: u64,
+) -> (gradfree::starnet::StarNet, Vec<f64>, Vec<f64>) {
+    use rand::SeedableRng;
+    let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let layers: Vec<_> = widths
+        .windows(2)
+        .map(|p| {
+            let mut l = gradfree::starnet::Layer::random(p[0], p[1], &mut r);
+            l.c = uniform(&mut r, p[1], -0.5, 0.5);
+            l
+        })
+        .collect();
+    let d0 = widths[0];
+    let mut eye = vec![0.0; d0 * d0];
+    (0..d0).for_each(|i| eye[i * d0 + i] = 1.0);
+    let net = gradfree::starnet::StarNet {
+        widths: widths.to_vec(),
+        alpha: 0.5,
+        layers,
+        code_mean: vec![0.0; d0],
+        code_chol: eye,
+    };
+    let codes = uniform(&mut r, n * d0, -2.0, 2.0);
+    let x = net.decode(&Backend::cpu(Precision::F64), &codes).unwrap();
+    (net, codes, x)
+}
+
+#[test]
+fn training_recovers_a_random_one_layer_decoder_on_both_backends() {
+    let (_, _, x) = random_decoder_data(&[4, 12], 300, 7);
+    let s = gradfree::starnet::Settings {
+        epochs: 8,
+        alpha: 0.5,
+        weight_sample: None,
+        seed: 1,
+    };
+    for (name, be, tol) in backends() {
+        let mut last = f64::INFINITY;
+        let (net, _) = gradfree::starnet::train(
+            &be,
+            &x,
+            &[4, 12],
+            &s,
+            |r| {
+                last = r.rms;
+                Ok(())
+            },
+            |_, _, _| Ok(()),
+        )
+        .unwrap();
+        // Exact data of rank 4 through a(·): the fit is exact to rounding.
+        assert!(last < 1e3 * tol, "{name}: final rms {last}");
+        let (codes, scores) = net.encode(&be, &x).unwrap();
+        let back = net.decode(&be, &codes).unwrap();
+        assert_close(
+            &format!("{name} decode∘encode"),
+            &back,
+            &x,
+            1e3 * tol,
+            1e3 * tol,
+        );
+        assert!(scores.iter().all(|&s| s < 1e3 * tol), "{name}: residuals");
+    }
+}
+
+#[test]
+fn encode_then_decode_is_the_identity_on_the_decoders_range() {
+    let (net, codes, x) = random_decoder_data(&[3, 5, 9], 50, 11);
+    for (name, be, tol) in backends() {
+        let (got, scores) = net.encode(&be, &x).unwrap();
+        assert_close(&format!("{name} codes"), &got, &codes, 1e3 * tol, 1e3 * tol);
+        assert!(
+            scores.iter().all(|&s| s < 1e3 * tol),
+            "{name}: residuals on the range"
+        );
+        let back = net.decode(&be, &got).unwrap();
+        assert_close(&format!("{name} data"), &back, &x, 1e3 * tol, 1e3 * tol);
+    }
+    // Off the range, the score is the distance to it: positive.
+    let mut off = x.clone();
+    off[0] += 1.0;
+    let (_, scores) = net.encode(&Backend::cpu(Precision::F64), &off).unwrap();
+    assert!(
+        scores[1] > 1e-3,
+        "top-layer residual of a perturbed item: {}",
+        scores[1]
+    );
+}
+
+#[test]
+fn two_layer_training_reconstructs_well() {
+    let (_, _, x) = random_decoder_data(&[3, 6, 10], 400, 5);
+    let s = gradfree::starnet::Settings {
+        epochs: 5,
+        alpha: 0.5,
+        weight_sample: Some(200),
+        seed: 2,
+    };
+    let be = Backend::cpu(Precision::F64);
+    let (net, _) =
+        gradfree::starnet::train(&be, &x, &[3, 6, 10], &s, |_| Ok(()), |_, _, _| Ok(())).unwrap();
+    let (codes, _) = net.encode(&be, &x).unwrap();
+    let back = net.decode(&be, &codes).unwrap();
+    let (rms, _) = gradfree::starnet::errors(&be, &back, &x, 10).unwrap();
+    let mean = x.iter().sum::<f64>() / x.len() as f64;
+    let spread = (x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / x.len() as f64).sqrt();
+    assert!(rms < 0.2 * spread, "rms {rms} vs data spread {spread}");
+    // Saved and loaded models decode identically.
+    let again = gradfree::starnet::StarNet::from_bytes(&net.to_bytes().unwrap(), "m").unwrap();
+    assert_eq!(again.decode(&be, &codes).unwrap(), back);
+}
+
+#[test]
+fn shrinking_widths_are_rejected() {
+    assert!(gradfree::starnet::check_widths(&[8, 4, 10]).is_err());
+    assert!(gradfree::starnet::check_widths(&[8]).is_err());
+    assert_eq!(
+        gradfree::starnet::check_widths(&[4, 4, 10]).unwrap().len(),
+        1
+    );
+    assert!(
+        gradfree::starnet::check_widths(&[2, 4, 10])
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[test]
+fn cli_trains_encodes_decodes_samples_and_scores() {
+    let dir = temp_dir("starnet_cli");
+    let (_, _, x) = random_decoder_data(&[4, 8, 16], 120, 3);
+    let data = dir.join("x.csv");
+    let csv: String = x
+        .chunks(16)
+        .map(|r| {
+            r.iter()
+                .map(|v| v.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+                + "\n"
+        })
+        .collect();
+    std::fs::write(&data, csv).unwrap();
+    let out = dir.join("run");
+    let (d, o) = (data.to_str().unwrap(), out.to_str().unwrap());
+    let r = run_cli(&[
+        "starnet",
+        "train",
+        "--data",
+        d,
+        "--layers",
+        "4,8",
+        "--epochs",
+        "3",
+        "--device",
+        "cpu",
+        "--precision",
+        "f64",
+        "--out",
+        o,
+        "--quiet",
+    ]);
+    assert!(r.status.success(), "{}", output_text(&r));
+    // 16 values per row: 4x4 images, so PNGs are written.
+    for f in [
+        "model.safetensors",
+        "metrics.jsonl",
+        "summary.json",
+        "layer1.png",
+        "layer2.png",
+        "samples.png",
+    ] {
+        assert!(out.join(f).exists(), "{f} missing");
+    }
+    let model = out.join("model.safetensors");
+    let m = model.to_str().unwrap();
+    let enc = dir.join("enc");
+    let r = run_cli(&[
+        "starnet",
+        "encode",
+        "--model",
+        m,
+        "--data",
+        d,
+        "--device",
+        "cpu",
+        "--out",
+        enc.to_str().unwrap(),
+    ]);
+    assert!(r.status.success(), "{}", output_text(&r));
+    let codes = enc.join("codes.csv");
+    let dec = dir.join("dec");
+    let r = run_cli(&[
+        "starnet",
+        "decode",
+        "--model",
+        m,
+        "--codes",
+        codes.to_str().unwrap(),
+        "--device",
+        "cpu",
+        "--out",
+        dec.to_str().unwrap(),
+    ]);
+    assert!(r.status.success(), "{}", output_text(&r));
+    assert_eq!(
+        std::fs::read_to_string(dec.join("decoded.csv"))
+            .unwrap()
+            .lines()
+            .count(),
+        120
+    );
+    let sc = dir.join("score");
+    let r = run_cli(&[
+        "starnet",
+        "score",
+        "--model",
+        m,
+        "--data",
+        d,
+        "--device",
+        "cpu",
+        "--out",
+        sc.to_str().unwrap(),
+    ]);
+    assert!(r.status.success(), "{}", output_text(&r));
+    let first = std::fs::read_to_string(sc.join("scores.csv")).unwrap();
+    assert_eq!(
+        first.lines().next().unwrap().split(',').count(),
+        2,
+        "one score per layer"
+    );
+    let sa = dir.join("sample");
+    let r = run_cli(&[
+        "starnet",
+        "sample",
+        "--model",
+        m,
+        "--count",
+        "5",
+        "--device",
+        "cpu",
+        "--out",
+        sa.to_str().unwrap(),
+    ]);
+    assert!(r.status.success(), "{}", output_text(&r));
+    // Unsupported architectures and mismatched sizes exit 2.
+    for bad in [
+        vec![
+            "starnet", "train", "--data", d, "--layers", "8,4", "--device", "cpu",
+        ],
+        vec![
+            "starnet", "train", "--data", d, "--layers", "4,32", "--device", "cpu",
+        ],
+        vec![
+            "starnet",
+            "train",
+            "--data",
+            d,
+            "--image-shape",
+            "3x3",
+            "--device",
+            "cpu",
+        ],
+        vec![
+            "starnet",
+            "encode",
+            "--model",
+            m,
+            "--data",
+            codes.to_str().unwrap(),
+            "--device",
+            "cpu",
+        ],
+        vec![
+            "starnet", "decode", "--model", m, "--codes", d, "--device", "cpu",
+        ],
+    ] {
+        let r = run_cli(&bad);
+        assert_eq!(r.status.code(), Some(2), "{bad:?}: {}", output_text(&r));
+    }
+}

@@ -447,6 +447,48 @@ fn ism_converges_to_a_stationary_point_on_separable_data() {
 }
 
 #[test]
+fn extreme_eigenpairs_match_a_full_decomposition() {
+    use gradfree::hsic::eigen::{eigenvalues_desc, extreme_eigenpairs};
+    use nalgebra::DMatrix;
+    let mut r = rng(31);
+    for &n in &[1usize, 2, 3, 17, 60] {
+        let b = DMatrix::from_vec(n, n, uniform(&mut r, n * n, -1.0, 1.0));
+        // Random, and with a 5-fold repeated eigenvalue (a cluster).
+        let q = b.clone().qr().q();
+        let spec: Vec<f64> = (0..n)
+            .map(|i| if i < 5 { 2.0 } else { i as f64 * 0.37 - 3.0 })
+            .collect();
+        let clustered =
+            &q * DMatrix::from_diagonal(&nalgebra::DVector::from_vec(spec)) * q.transpose();
+        for m in [&b + b.transpose(), clustered] {
+            let full = nalgebra::SymmetricEigen::new(m.clone());
+            let mut want: Vec<f64> = full.eigenvalues.iter().copied().collect();
+            want.sort_by(|a, b| a.total_cmp(b));
+            let scale = want.iter().fold(1.0f64, |a, v| a.max(v.abs()));
+            let all = eigenvalues_desc(&m);
+            for (g, w) in all.iter().zip(want.iter().rev()) {
+                assert!((g - w).abs() < 1e-12 * scale, "n={n}: {g} vs {w}");
+            }
+            for largest in [false, true] {
+                let k = n.min(7);
+                let (v, vals) = extreme_eigenpairs(&m, k, largest);
+                for (c, &l) in vals.iter().enumerate() {
+                    let w = if largest { want[n - 1 - c] } else { want[c] };
+                    assert!((l - w).abs() < 1e-12 * scale, "n={n} value {c}: {l} vs {w}");
+                    let res = (&m * v.column(c) - v.column(c) * l).norm();
+                    assert!(res < 1e-10 * scale, "n={n} residual {c}: {res}");
+                }
+                let gram = v.transpose() * &v;
+                assert!(
+                    (gram - DMatrix::identity(k, k)).norm() < 1e-10,
+                    "n={n}: orthonormal"
+                );
+            }
+        }
+    }
+}
+
+#[test]
 fn linear_hsic_matches_the_n_by_n_formula() {
     let mut r = rng(21);
     let (n, f) = (23, 5);

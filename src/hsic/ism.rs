@@ -19,7 +19,7 @@
 //! than the Ψ products need). The kernel matrices come from the backend;
 //! the d × d eigen-solves run on the host in f64 (nalgebra).
 
-use nalgebra::{DMatrix, SymmetricEigen};
+use nalgebra::DMatrix;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -114,19 +114,7 @@ fn to_mat(x: &[f64], n: usize, d: usize) -> DMatrix<f64> {
 
 /// Eigenvectors of the k smallest (or largest) eigenvalues, and those values.
 fn extreme_eigen(m: &DMatrix<f64>, k: usize, largest: bool) -> (DMatrix<f64>, Vec<f64>) {
-    let sym = (m + m.transpose()) * 0.5;
-    let e = SymmetricEigen::new(sym);
-    let mut idx: Vec<usize> = (0..e.eigenvalues.len()).collect();
-    idx.sort_by(|&a, &b| e.eigenvalues[a].total_cmp(&e.eigenvalues[b]));
-    if largest {
-        idx.reverse();
-    }
-    let pick = &idx[..k.min(idx.len())];
-    let mut w = DMatrix::zeros(m.nrows(), pick.len());
-    for (c, &i) in pick.iter().enumerate() {
-        w.set_column(c, &e.eigenvectors.column(i));
-    }
-    (w, pick.iter().map(|&i| e.eigenvalues[i]).collect())
+    super::eigen::extreme_eigenpairs(m, k, largest)
 }
 
 /// The ISM width rule from Z's singular values `s` (descending): the
@@ -202,25 +190,26 @@ fn basis(z: &DMatrix<f64>) -> (DMatrix<f64>, DMatrix<f64>, Vec<f64>) {
     } else {
         z * z.transpose()
     };
-    let e = SymmetricEigen::new(g);
-    let mut idx: Vec<usize> = (0..e.eigenvalues.len()).collect();
-    idx.sort_by(|&a, &b| e.eigenvalues[b].total_cmp(&e.eigenvalues[a]));
-    let top = e.eigenvalues[idx[0]].max(0.0);
-    let keep: Vec<usize> = idx
-        .into_iter()
-        .filter(|&i| e.eigenvalues[i] > 1e-12 * top && e.eigenvalues[i] > 0.0)
-        .collect();
-    let sv: Vec<f64> = keep.iter().map(|&i| e.eigenvalues[i].sqrt()).collect();
-    let vecs = DMatrix::from_fn(e.eigenvectors.nrows(), keep.len(), |r, c| {
-        e.eigenvectors[(r, keep[c])]
-    });
+    let values = super::eigen::eigenvalues_desc(&g);
+    let top = values.first().copied().unwrap_or(0.0).max(0.0);
+    let r = values
+        .iter()
+        .take_while(|&&v| v > 1e-12 * top && v > 0.0)
+        .count();
+    let sv: Vec<f64> = values[..r].iter().map(|v| v.sqrt()).collect();
+    if tall && r == d {
+        // Full column rank: V = I spans the row space; no vectors needed.
+        return (z.clone(), DMatrix::identity(d, d), sv);
+    }
+    let (vecs, _) = super::eigen::extreme_eigenpairs(&g, r, true);
     if tall {
         (z * &vecs, vecs, sv)
     } else {
-        let a = DMatrix::from_fn(n, keep.len(), |r, c| vecs[(r, c)] * sv[c]);
-        let v = DMatrix::from_fn(d, keep.len(), |j, c| {
-            (0..n).map(|i| z[(i, j)] * vecs[(i, c)]).sum::<f64>() / sv[c]
-        });
+        let a = DMatrix::from_fn(n, r, |i, c| vecs[(i, c)] * sv[c]);
+        let mut v = z.transpose() * &vecs;
+        for (c, mut col) in v.column_iter_mut().enumerate() {
+            col /= sv[c];
+        }
         (a, v, sv)
     }
 }

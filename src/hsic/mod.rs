@@ -26,6 +26,7 @@
 //! statistics as in the reference unless `test_own_stats` is off (see
 //! [`WsSettings::test_own_stats`] for why that is not the default).
 
+pub mod eigen;
 pub mod ism;
 pub mod metrics;
 

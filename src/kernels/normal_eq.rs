@@ -45,7 +45,11 @@ pub struct Params {
 
 /// Items, checking the shapes.
 pub fn shape<T>(h: &[T], p: usize, z: &[T], q: usize) -> usize {
-    let n = h.len().checked_div(p).or(z.len().checked_div(q)).unwrap_or(0);
+    let n = h
+        .len()
+        .checked_div(p)
+        .or(z.len().checked_div(q))
+        .unwrap_or(0);
     assert_eq!(h.len(), n * p, "H is N × p");
     assert_eq!(z.len(), n * q, "Z is N × q");
     n

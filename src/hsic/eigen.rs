@@ -1,0 +1,282 @@
+//! A few extreme eigenpairs of a symmetric matrix, as LAPACK's
+//! `dsyevx` gets them: Householder reduction to tridiagonal T = QᵀAQ,
+//! implicit QL for T's eigenvalues, inverse
+//! iteration for T's eigenvectors (re-orthogonalized within clusters), and
+//! the reflectors applied to those vectors only. For the ISM solver's
+//! q ≤ ~30 smallest of an r × r matrix (r ≤ 400) this skips the full
+//! eigenvector matrix a complete decomposition accumulates.
+
+use nalgebra::DMatrix;
+
+/// Tridiagonal form: diagonal, off-diagonal, and the Householder reflectors
+/// (v_j over rows j+1.., τ_j) with A = H₀H₁⋯ T ⋯H₁H₀.
+struct Tridiagonal {
+    d: Vec<f64>,
+    e: Vec<f64>,
+    reflectors: Vec<(Vec<f64>, f64)>,
+}
+
+fn tridiagonalize(m: &DMatrix<f64>, negate: bool) -> Tridiagonal {
+    let n = m.nrows();
+    let sign = if negate { -1.0 } else { 1.0 };
+    // Row-major full symmetric copy (symmetrized).
+    let mut a = vec![0.0; n * n];
+    for i in 0..n {
+        for j in 0..n {
+            a[i * n + j] = sign * 0.5 * (m[(i, j)] + m[(j, i)]);
+        }
+    }
+    let mut d = vec![0.0; n];
+    let mut e = vec![0.0; n.saturating_sub(1)];
+    let mut reflectors = Vec::with_capacity(n.saturating_sub(2));
+    for j in 0..n.saturating_sub(2) {
+        let len = n - j - 1;
+        let x: Vec<f64> = a[j * n + j + 1..(j + 1) * n].to_vec();
+        let norm = x.iter().map(|v| v * v).sum::<f64>().sqrt();
+        d[j] = a[j * n + j];
+        if norm == 0.0 {
+            e[j] = 0.0;
+            reflectors.push((vec![0.0; len], 0.0));
+            continue;
+        }
+        let alpha = if x[0] > 0.0 { -norm } else { norm };
+        let mut v = x;
+        v[0] -= alpha;
+        let tau = 2.0 / v.iter().map(|t| t * t).sum::<f64>();
+        e[j] = alpha;
+        // S ← H S H on the trailing block, H = I − τ v vᵀ:
+        // p = τ S v, w = p − (τ/2)(vᵀp) v, S −= v wᵀ + w vᵀ.
+        let s0 = j + 1;
+        let mut p = vec![0.0; len];
+        for (r, pr) in p.iter_mut().enumerate() {
+            let row = &a[(s0 + r) * n + s0..(s0 + r + 1) * n];
+            *pr = tau * dot(row, &v);
+        }
+        let k = 0.5 * tau * dot(&p, &v);
+        let w: Vec<f64> = p.iter().zip(&v).map(|(pi, vi)| pi - k * vi).collect();
+        for r in 0..len {
+            let (vr, wr) = (v[r], w[r]);
+            let row = &mut a[(s0 + r) * n + s0..(s0 + r + 1) * n];
+            for ((x, &vc), &wc) in row.iter_mut().zip(&v).zip(&w) {
+                *x -= vr * wc + wr * vc;
+            }
+        }
+        reflectors.push((v, tau));
+    }
+    if n >= 2 {
+        d[n - 2] = a[(n - 2) * n + n - 2];
+        e[n - 2] = a[(n - 1) * n + n - 2];
+    }
+    if n >= 1 {
+        d[n - 1] = a[(n - 1) * n + n - 1];
+    }
+    Tridiagonal { d, e, reflectors }
+}
+
+/// Dot product in 8 interleaved partial sums (vectorizes).
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    let mut p = [0.0; 8];
+    let body = a.len() / 8 * 8;
+    for (ac, bc) in a[..body].chunks_exact(8).zip(b[..body].chunks_exact(8)) {
+        for l in 0..8 {
+            p[l] += ac[l] * bc[l];
+        }
+    }
+    let tail: f64 = a[body..].iter().zip(&b[body..]).map(|(x, y)| x * y).sum();
+    p.iter().sum::<f64>() + tail
+}
+
+/// All eigenvalues of T (unsorted) by the implicit QL method with Wilkinson
+/// shifts, without vectors: O(n²), where bisection for all n would be O(n²)
+/// serial divisions per value.
+fn ql_values(t: &Tridiagonal) -> Vec<f64> {
+    let n = t.d.len();
+    let mut d = t.d.clone();
+    let mut e = t.e.clone();
+    e.push(0.0);
+    for l in 0..n {
+        for _ in 0..60 {
+            let mut m = l;
+            while m + 1 < n {
+                let dd = d[m].abs() + d[m + 1].abs();
+                if e[m].abs() <= f64::EPSILON * dd {
+                    break;
+                }
+                m += 1;
+            }
+            if m == l {
+                break;
+            }
+            let mut g = (d[l + 1] - d[l]) / (2.0 * e[l]);
+            let mut r = (g * g + 1.0).sqrt();
+            g = d[m] - d[l] + e[l] / (g + r.copysign(g));
+            let (mut s, mut c, mut p) = (1.0, 1.0, 0.0);
+            let mut underflow = false;
+            for i in (l..m).rev() {
+                let f = s * e[i];
+                let b = c * e[i];
+                r = (f * f + g * g).sqrt();
+                e[i + 1] = r;
+                if r == 0.0 {
+                    d[i + 1] -= p;
+                    e[m] = 0.0;
+                    underflow = true;
+                    break;
+                }
+                s = f / r;
+                c = g / r;
+                g = d[i + 1] - p;
+                r = (d[i] - g) * s + 2.0 * c * b;
+                p = s * r;
+                d[i + 1] = g + p;
+                g = c * r - b;
+            }
+            if underflow {
+                continue;
+            }
+            d[l] -= p;
+            e[l] = g;
+            e[m] = 0.0;
+        }
+    }
+    d
+}
+
+/// Solves (T − λI) y = b by Gaussian elimination with partial pivoting
+/// (LAPACK `dlagtf`/`dlagts` style), zero pivots replaced by `tiny`.
+fn solve_shifted(t: &Tridiagonal, lambda: f64, b: &mut [f64], tiny: f64) {
+    let n = t.d.len();
+    if n == 1 {
+        let p = t.d[0] - lambda;
+        b[0] /= if p.abs() < tiny { tiny } else { p };
+        return;
+    }
+    // Row i of U: u0 (diagonal), u1, u2 (superdiagonals).
+    let (mut u0, mut u1, mut u2) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
+    let mut cur = [t.d[0] - lambda, t.e[0], 0.0];
+    for i in 0..n - 1 {
+        let below = [
+            t.e[i],
+            t.d[i + 1] - lambda,
+            if i + 2 < n { t.e[i + 1] } else { 0.0 },
+        ];
+        let (mut top, mut bot) = (cur, below);
+        if below[0].abs() > cur[0].abs() {
+            std::mem::swap(&mut top, &mut bot);
+            b.swap(i, i + 1);
+        }
+        let piv = if top[0].abs() < tiny {
+            tiny.copysign(top[0])
+        } else {
+            top[0]
+        };
+        let l = bot[0] / piv;
+        u0[i] = piv;
+        u1[i] = top[1];
+        u2[i] = top[2];
+        b[i + 1] -= l * b[i];
+        cur = [bot[1] - l * top[1], bot[2] - l * top[2], 0.0];
+    }
+    u0[n - 1] = if cur[0].abs() < tiny {
+        tiny.copysign(cur[0])
+    } else {
+        cur[0]
+    };
+    for i in (0..n).rev() {
+        let mut s = b[i];
+        if i + 1 < n {
+            s -= u1[i] * b[i + 1];
+        }
+        if i + 2 < n {
+            s -= u2[i] * b[i + 2];
+        }
+        b[i] = s / u0[i];
+    }
+}
+
+/// The k smallest (or, with `largest`, the k largest) eigenpairs of the
+/// symmetric part of `m`: eigenvectors as columns (n × k) and eigenvalues,
+/// ascending (descending for `largest`).
+pub fn extreme_eigenpairs(m: &DMatrix<f64>, k: usize, largest: bool) -> (DMatrix<f64>, Vec<f64>) {
+    let n = m.nrows();
+    let k = k.min(n);
+    if k == 0 {
+        return (DMatrix::zeros(n, 0), vec![]);
+    }
+    // The k largest of A are the k smallest of −A.
+    let t = tridiagonalize(m, largest);
+    let norm =
+        t.d.iter()
+            .enumerate()
+            .map(|(i, d)| {
+                d.abs()
+                    + if i > 0 { t.e[i - 1].abs() } else { 0.0 }
+                    + if i < n - 1 { t.e[i].abs() } else { 0.0 }
+            })
+            .fold(0.0, f64::max)
+            .max(f64::MIN_POSITIVE);
+    let eps = f64::EPSILON;
+    let mut values = ql_values(&t);
+    values.sort_by(|a, b| a.total_cmp(b));
+    values.truncate(k);
+    // Inverse iteration; vectors of eigenvalues closer than 10⁻³‖T‖ (a
+    // cluster) are kept orthogonal to each other by Gram–Schmidt.
+    let ortol = 1e-3 * norm;
+    let tiny = eps * norm;
+    let mut vecs: Vec<Vec<f64>> = Vec::with_capacity(k);
+    let mut cluster_start = 0;
+    for (j, &lambda) in values.iter().enumerate() {
+        if j > 0 && lambda - values[j - 1] > ortol {
+            cluster_start = j;
+        }
+        // A fixed pseudo-random start, different for every j.
+        let mut state = 0x9E37_79B9_7F4A_7C15u64 ^ (j as u64).wrapping_mul(0xD1B5_4A32_D192_ED03);
+        let mut y: Vec<f64> = (0..n)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state >> 11) as f64 / (1u64 << 53) as f64 - 0.5
+            })
+            .collect();
+        for _ in 0..4 {
+            solve_shifted(&t, lambda, &mut y, tiny);
+            for prev in &vecs[cluster_start..j] {
+                let s = dot(&y, prev);
+                y.iter_mut().zip(prev).for_each(|(a, b)| *a -= s * b);
+            }
+            let nrm = dot(&y, &y).sqrt();
+            if nrm > 0.0 {
+                y.iter_mut().for_each(|v| *v /= nrm);
+            }
+        }
+        vecs.push(y);
+    }
+    // Back to A's basis: u = H₀(H₁(⋯ y)).
+    let mut out = DMatrix::zeros(n, k);
+    for (c, mut y) in vecs.into_iter().enumerate() {
+        for (j, (v, tau)) in t.reflectors.iter().enumerate().rev() {
+            let seg = &mut y[j + 1..];
+            let s = tau * dot(v, seg);
+            seg.iter_mut().zip(v).for_each(|(x, vi)| *x -= s * vi);
+        }
+        out.set_column(c, &nalgebra::DVector::from_vec(y));
+    }
+    let values = if largest {
+        values.iter().map(|v| -v).collect()
+    } else {
+        values
+    };
+    (out, values)
+}
+
+/// All eigenvalues of the symmetric part of `m`, descending (QL on the
+/// tridiagonal form; no vectors).
+pub fn eigenvalues_desc(m: &DMatrix<f64>) -> Vec<f64> {
+    if m.nrows() == 0 {
+        return vec![];
+    }
+    let mut v = ql_values(&tridiagonalize(m, false));
+    v.sort_by(|a, b| b.total_cmp(a));
+    v
+}

@@ -313,7 +313,8 @@ pub fn normal_eq(
     Ok(total)
 }
 
-/// Per-row (L1, squared L2) residuals of two n × d matrices.
+/// Per-row (L1, squared L2) residuals of two n × d matrices, in row
+/// chunks that fit one binding.
 pub fn row_residual(
     ctx: &Arc<GpuContext>,
     prec: Precision,
@@ -322,6 +323,23 @@ pub fn row_residual(
     d: usize,
 ) -> Result<Vec<f64>> {
     let n = a.len().checked_div(d).unwrap_or(0);
+    let rows = (ctx.max_binding_bytes() / prec.bytes() as u64 / d.max(1) as u64).max(1) as usize;
+    let mut out = Vec::with_capacity(2 * n);
+    for r0 in (0..n).step_by(rows.max(1)) {
+        let r1 = (r0 + rows).min(n);
+        out.extend(row_residual_chunk(ctx, prec, &a[r0 * d..r1 * d], &b[r0 * d..r1 * d], d)?);
+    }
+    Ok(out)
+}
+
+fn row_residual_chunk(
+    ctx: &Arc<GpuContext>,
+    prec: Precision,
+    a: &[f64],
+    b: &[f64],
+    d: usize,
+) -> Result<Vec<f64>> {
+    let n = a.len() / d;
     if n == 0 {
         return Ok(vec![]);
     }
@@ -343,8 +361,24 @@ pub fn row_residual(
     ob.read_real()
 }
 
-/// Leaky ReLU (or its inverse) of every element.
+/// Leaky ReLU (or its inverse) of every element, in chunks that fit one
+/// binding.
 pub fn leaky_relu(
+    ctx: &Arc<GpuContext>,
+    prec: Precision,
+    x: &[f64],
+    alpha: f64,
+    inverse: bool,
+) -> Result<Vec<f64>> {
+    let chunk = (ctx.max_binding_bytes() / prec.bytes() as u64).max(1) as usize;
+    let mut out = Vec::with_capacity(x.len());
+    for part in x.chunks(chunk) {
+        out.extend(leaky_relu_chunk(ctx, prec, part, alpha, inverse)?);
+    }
+    Ok(out)
+}
+
+fn leaky_relu_chunk(
     ctx: &Arc<GpuContext>,
     prec: Precision,
     x: &[f64],

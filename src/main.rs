@@ -89,6 +89,12 @@ struct StarnetTrainArgs {
     /// appended): 128,256 = 128 → 256 → data. Must not shrink.
     #[arg(long, default_value = "128,256")]
     layers: String,
+    /// Conv-unpool layers instead of --layers, from the latent up, as
+    /// C:KxK:U per layer (input channels, odd kernel side, unpooling), e.g.
+    /// 6:7x7:2,2:7x7:2 for 28×28 images: 6×7×7 latents → 2×14×14 → 1×28×28.
+    /// Needs square one-channel images.
+    #[arg(long)]
+    conv: Option<String>,
     /// SL/SW epochs per layer.
     #[arg(long, default_value_t = 5)]
     epochs: usize,
@@ -1689,16 +1695,36 @@ fn starnet_train(a: &StarnetTrainArgs) -> Result<()> {
     if let Some(n) = a.limit {
         rows.truncate(n);
     }
-    let mut widths: Vec<usize> = a
-        .layers
-        .split(',')
-        .map(|t| {
-            t.trim()
-                .parse::<usize>()
-                .map_err(|_| Error::Input(format!("--layers: '{t}' is not a width")))
-        })
-        .collect::<std::result::Result<_, _>>()?;
-    widths.push(rows.dim);
+    let (widths, conv) = match &a.conv {
+        None => {
+            let mut widths: Vec<usize> = a
+                .layers
+                .split(',')
+                .map(|t| {
+                    t.trim()
+                        .parse::<usize>()
+                        .map_err(|_| Error::Input(format!("--layers: '{t}' is not a width")))
+                })
+                .collect::<std::result::Result<_, _>>()?;
+            widths.push(rows.dim);
+            (widths, vec![])
+        }
+        Some(spec) => {
+            let side = match rows.shape {
+                Some((h, w)) if h == w => h,
+                _ => {
+                    return Err(Error::Input(
+                        "--conv needs square images (IDX, or --image-shape SxS)".into(),
+                    )
+                    .into());
+                }
+            };
+            let shapes = starnet::conv::parse_spec(spec, 1, side)?;
+            let mut widths: Vec<usize> = shapes.iter().map(|c| c.d_in()).collect();
+            widths.push(shapes.last().map_or(0, |c| c.d_out()));
+            (widths, shapes)
+        }
+    };
     for w in starnet::check_widths(&widths)? {
         eprintln!("warning: {w}");
     }
@@ -1708,6 +1734,7 @@ fn starnet_train(a: &StarnetTrainArgs) -> Result<()> {
         alpha: a.alpha,
         weight_sample: a.weight_sample,
         seed: c.seed,
+        conv,
     };
     let backend = c.open()?;
     let mut out = OutDir::new(c.out.as_deref())?;

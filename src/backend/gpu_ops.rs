@@ -327,7 +327,13 @@ pub fn row_residual(
     let mut out = Vec::with_capacity(2 * n);
     for r0 in (0..n).step_by(rows.max(1)) {
         let r1 = (r0 + rows).min(n);
-        out.extend(row_residual_chunk(ctx, prec, &a[r0 * d..r1 * d], &b[r0 * d..r1 * d], d)?);
+        out.extend(row_residual_chunk(
+            ctx,
+            prec,
+            &a[r0 * d..r1 * d],
+            &b[r0 * d..r1 * d],
+            d,
+        )?);
     }
     Ok(out)
 }

@@ -28,6 +28,8 @@
 //! Work (GWMs) counts the multiply-adds of the batched products: SL
 //! N·d_out·d_in, reconstruction N·d_in·d_out, SW N·(p+1)·(p+1+q).
 
+pub mod conv;
+
 use nalgebra::{DMatrix, DVector};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -47,6 +49,9 @@ pub struct Layer {
     pub d_in: usize,
     /// Output width.
     pub d_out: usize,
+    /// For a conv-unpool layer: its shape, kernels (conv channels × c_in·k²)
+    /// and biases (conv channels), of which `w` and `c` are the dense form.
+    pub conv: Option<(conv::ConvShape, Vec<f64>, Vec<f64>)>,
 }
 
 /// A trained decoder.
@@ -75,6 +80,8 @@ pub struct Settings {
     pub weight_sample: Option<usize>,
     /// Seed of the initial weights and the weight samples.
     pub seed: u64,
+    /// Conv-unpool layer shapes from the latent up (empty: feedforward).
+    pub conv: Vec<conv::ConvShape>,
 }
 
 /// Reconstruction error of one epoch of one layer.
@@ -177,6 +184,28 @@ impl Layer {
             c: vec![0.0; d_out],
             d_in,
             d_out,
+            conv: None,
+        }
+    }
+
+    /// A conv-unpool layer with random kernels N(0, 1/(c_in·k²)).
+    pub fn random_conv(shape: conv::ConvShape, rng: &mut ChaCha8Rng) -> Layer {
+        let s = 1.0 / (shape.patch() as f64).sqrt();
+        let kernels: Vec<f64> = (0..shape.conv_channels() * shape.patch())
+            .map(|_| crate::hsic::normal(rng) * s)
+            .collect();
+        Layer::from_conv(shape, kernels, vec![0.0; shape.conv_channels()])
+    }
+
+    /// The dense form of a conv-unpool layer.
+    pub fn from_conv(shape: conv::ConvShape, kernels: Vec<f64>, bias: Vec<f64>) -> Layer {
+        let (w, c) = shape.materialize(&kernels, &bias);
+        Layer {
+            w,
+            c,
+            d_in: shape.d_in(),
+            d_out: shape.d_out(),
+            conv: Some((shape, kernels, bias)),
         }
     }
 
@@ -207,6 +236,43 @@ impl Layer {
         (pt, pc.iter().map(|v| -v).collect(), ridge)
     }
 
+    /// SW: the least-squares W and c for latents H (n × d_in) and
+    /// pre-activation targets Ẑ (n × d_out) — dense normal equations, or
+    /// per conv channel over all positions for a conv-unpool layer. Returns
+    /// the ridge used (if the system was singular) and the work in GWMs.
+    pub fn solve_weights(
+        &mut self,
+        be: &Backend,
+        h: &[f64],
+        zhat: &[f64],
+    ) -> Result<(Option<f64>, f64)> {
+        let (d_in, d_out) = (self.d_in, self.d_out);
+        let n = h.len() / d_in;
+        match self.conv.clone() {
+            None => {
+                let c = be.normal_eq(h, d_in, zhat, d_out)?;
+                let work = 1e-9 * (n * (d_in + 1) * (d_in + 1 + d_out)) as f64;
+                let (wc, ridge) = solve_normal(&c, d_in, d_out);
+                for o in 0..d_out {
+                    for i in 0..d_in {
+                        self.w[o * d_in + i] = wc[i * d_out + o];
+                    }
+                    self.c[o] = wc[d_in * d_out + o];
+                }
+                Ok((ridge, work))
+            }
+            Some((shape, _, _)) => {
+                let (c, work) = conv_normal_eq(be, &shape, h, zhat)?;
+                let (pl, oc) = (shape.patch(), shape.conv_channels());
+                let (kc, ridge) = solve_normal(&c, pl, oc);
+                let kernels: Vec<f64> = (0..oc * pl).map(|j| kc[(j % pl) * oc + j / pl]).collect();
+                let bias: Vec<f64> = (0..oc).map(|o| kc[pl * oc + o]).collect();
+                *self = Layer::from_conv(shape, kernels, bias);
+                Ok((ridge, work))
+            }
+        }
+    }
+
     /// Latents of pre-activation targets Ẑ (n × d_out): H (n × d_in).
     pub fn solve_latents(&self, be: &Backend, zhat: &[f64]) -> Result<(Vec<f64>, Option<f64>)> {
         let (pt, bias, ridge) = self.pinv_t();
@@ -219,6 +285,31 @@ impl Layer {
         let act = alpha.map_or(Act::Identity, Act::Leaky);
         be.dense(h, self.d_in, &self.w_t(), self.d_out, &self.c, act)
     }
+}
+
+/// Normal equations of a conv-unpool layer's weight solve, summed over
+/// blocks of items (each block's patches are built, then reduced); returns
+/// them and the work in GWMs.
+fn conv_normal_eq(
+    be: &Backend,
+    shape: &conv::ConvShape,
+    h: &[f64],
+    zhat: &[f64],
+) -> Result<(Vec<f64>, f64)> {
+    let (d_in, d_out) = (shape.d_in(), shape.d_out());
+    let n = h.len() / d_in;
+    let (pl, oc) = (shape.patch(), shape.conv_channels());
+    let mut total = vec![0.0; (pl + 1) * (pl + 1 + oc)];
+    const ITEMS: usize = 500;
+    let mut work = 0.0;
+    for i0 in (0..n).step_by(ITEMS) {
+        let i1 = (i0 + ITEMS).min(n);
+        let (x, z) = shape.patches(&h[i0 * d_in..i1 * d_in], &zhat[i0 * d_out..i1 * d_out]);
+        let c = be.normal_eq(&x, pl, &z, oc)?;
+        total.iter_mut().zip(c).for_each(|(t, v)| *t += v);
+        work += 1e-9 * ((x.len() / pl.max(1)) * (pl + 1) * (pl + 1 + oc)) as f64;
+    }
+    Ok((total, work))
 }
 
 fn rows_of(x: &[f64], d: usize, idx: &[usize]) -> Vec<f64> {
@@ -267,6 +358,19 @@ pub fn train(
             s.alpha
         )));
     }
+    if !s.conv.is_empty() {
+        let ok = s.conv.len() + 1 == widths.len()
+            && s.conv
+                .iter()
+                .zip(widths.windows(2))
+                .all(|(c, w)| c.d_in() == w[0] && c.d_out() == w[1]);
+        if !ok {
+            return Err(Error::Input(format!(
+                "conv-unpool shapes {:?} do not match the widths {widths:?}",
+                s.conv
+            )));
+        }
+    }
     let n = x.len() / dl;
     let mut rng = ChaCha8Rng::seed_from_u64(s.seed);
     let mut gwms = 0.0;
@@ -276,31 +380,30 @@ pub fn train(
     for li in (1..=big_l).rev() {
         let (d_in, d_out) = (widths[li - 1], widths[li]);
         let zhat = be.leaky_relu(&target, s.alpha, true)?;
-        let mut layer = Layer::random(d_in, d_out, &mut rng);
-        // Start the bias at the targets' mean, so SL begins centred.
-        for (j, c) in layer.c.iter_mut().enumerate() {
-            *c = (0..n).map(|i| zhat[i * d_out + j]).sum::<f64>() / n as f64;
-        }
+        let mut layer = match s.conv.get(li - 1) {
+            Some(&shape) => Layer::random_conv(shape, &mut rng),
+            None => {
+                let mut l = Layer::random(d_in, d_out, &mut rng);
+                // Start the bias at the targets' mean, so SL begins centred.
+                for (j, c) in l.c.iter_mut().enumerate() {
+                    *c = (0..n).map(|i| zhat[i * d_out + j]).sum::<f64>() / n as f64;
+                }
+                l
+            }
+        };
         for epoch in 1..=s.epochs.max(1) {
             let t0 = std::time::Instant::now();
             let (h, r1) = layer.solve_latents(be, &zhat)?;
             gwms += 1e-9 * (n * d_in * d_out) as f64;
-            let (hs, zs, ns) = match s.weight_sample {
+            let (hs, zs) = match s.weight_sample {
                 Some(k) if k < n => {
                     let idx = rand::seq::index::sample(&mut rng, n, k).into_vec();
-                    (rows_of(&h, d_in, &idx), rows_of(&zhat, d_out, &idx), k)
+                    (rows_of(&h, d_in, &idx), rows_of(&zhat, d_out, &idx))
                 }
-                _ => (h.clone(), zhat.clone(), n),
+                _ => (h.clone(), zhat.clone()),
             };
-            let c = be.normal_eq(&hs, d_in, &zs, d_out)?;
-            gwms += 1e-9 * (ns * (d_in + 1) * (d_in + 1 + d_out)) as f64;
-            let (wc, r2) = solve_normal(&c, d_in, d_out);
-            for o in 0..d_out {
-                for i in 0..d_in {
-                    layer.w[o * d_in + i] = wc[i * d_out + o];
-                }
-                layer.c[o] = wc[d_in * d_out + o];
-            }
+            let (r2, work) = layer.solve_weights(be, &hs, &zs)?;
+            gwms += work;
             let recon = layer.forward(be, &h, Some(s.alpha))?;
             gwms += 1e-9 * (n * d_in * d_out) as f64;
             let (rms, elastic) = errors(be, &recon, &target, d_out)?;
@@ -436,12 +539,28 @@ impl StarNet {
         };
         let mut t = vec![];
         for (i, l) in self.layers.iter().enumerate() {
-            t.push(tensor(
-                format!("w{}", i + 1),
-                vec![l.d_out, l.d_in],
-                l.w.clone(),
-            ));
-            t.push(tensor(format!("c{}", i + 1), vec![l.d_out], l.c.clone()));
+            match &l.conv {
+                Some((sh, k, b)) => {
+                    t.push(tensor(
+                        format!("k{}", i + 1),
+                        vec![sh.conv_channels(), sh.patch()],
+                        k.clone(),
+                    ));
+                    t.push(tensor(
+                        format!("b{}", i + 1),
+                        vec![sh.conv_channels()],
+                        b.clone(),
+                    ));
+                }
+                None => {
+                    t.push(tensor(
+                        format!("w{}", i + 1),
+                        vec![l.d_out, l.d_in],
+                        l.w.clone(),
+                    ));
+                    t.push(tensor(format!("c{}", i + 1), vec![l.d_out], l.c.clone()));
+                }
+            }
         }
         let d0 = self.widths[0];
         t.push(tensor("code_mean".into(), vec![d0], self.code_mean.clone()));
@@ -452,7 +571,8 @@ impl StarNet {
         ));
         crate::output::safetensors_bytes(
             &t,
-            &serde_json::json!({"model": "starnet", "widths": self.widths, "alpha": self.alpha}),
+            &serde_json::json!({"model": "starnet", "widths": self.widths, "alpha": self.alpha,
+                "conv": self.layers.iter().map(|l| l.conv.as_ref().map(|c| c.0)).collect::<Vec<_>>()}),
         )
     }
 
@@ -475,14 +595,35 @@ impl StarNet {
                 _ => Err(bad(format!("tensor {name} missing or not {len} values"))),
             }
         };
+        let shapes: Vec<Option<conv::ConvShape>> = match meta.get("conv") {
+            Some(v) if !v.is_null() => {
+                serde_json::from_value(v.clone()).map_err(|e| bad(format!("conv: {e}")))?
+            }
+            _ => vec![None; widths.len() - 1],
+        };
+        if shapes.len() != widths.len() - 1 {
+            return Err(bad("conv shapes do not match the layers".into()));
+        }
         let mut layers = vec![];
         for i in 1..widths.len() {
             let (d_in, d_out) = (widths[i - 1], widths[i]);
-            layers.push(Layer {
-                w: get(&format!("w{i}"), d_in * d_out)?,
-                c: get(&format!("c{i}"), d_out)?,
-                d_in,
-                d_out,
+            layers.push(match shapes[i - 1] {
+                Some(sh) => {
+                    if (sh.d_in(), sh.d_out()) != (d_in, d_out) {
+                        return Err(bad(format!(
+                            "layer {i}: conv shape does not match the widths"
+                        )));
+                    }
+                    let kernels = get(&format!("k{i}"), sh.conv_channels() * sh.patch())?;
+                    Layer::from_conv(sh, kernels, get(&format!("b{i}"), sh.conv_channels())?)
+                }
+                None => Layer {
+                    w: get(&format!("w{i}"), d_in * d_out)?,
+                    c: get(&format!("c{i}"), d_out)?,
+                    d_in,
+                    d_out,
+                    conv: None,
+                },
             });
         }
         let d0 = widths[0];

@@ -3,11 +3,16 @@
 // of a tile (so an n × n matrix never needs one binding of n² elements),
 // optionally with zero diagonal (i == j). Mirrors src/kernels/gauss_kernel.rs.
 
-// e^{−x} for x ≥ 0, by hand: Vulkan's exp (GLSL.std.450 Exp) takes only
+// e^{−x} for x ≥ 0. In f64 by hand: Vulkan's exp (GLSL.std.450 Exp) takes only
 // 16/32-bit floats, so the built-in gives garbage in f64. x = k ln2 + r with
 // |r| ≤ ln2/2 (ln2 split in two for f64), Taylor series of e^{−r}, and
 // 2^{−k} by repeated squaring.
 fn exp_neg(x: real) -> real {
+    // f32: the built-in is exact enough and much faster (the branch is on a
+    // constant, so each precision compiles one path).
+    if (REAL_EPS > real(1e-10)) {
+        return real(exp(-f32(x)));
+    }
     if (x > real(745.2)) {
         return real(0.0);
     }

@@ -34,11 +34,12 @@ struct ProductParams {
 @group(0) @binding(5) var<storage, read> labels: array<u32>;
 @group(0) @binding(6) var<storage, read_write> out: array<real>;
 
-// 64 invocations: 16 rows × 4 column groups of 16; tiles of 64 B rows.
-const TI: u32 = 16u;
-const TJ: u32 = 64u;
+// 64 invocations. Wide outputs (more than 16 columns): 16 rows × 4 column
+// groups of 16, tiles of 64 B rows. Thin outputs (the common case: one-hot
+// labels, unit indicators): 64 rows × 1 group of 16, tiles of 16 B rows,
+// so no invocation idles while accumulating. Either way the kernel tile
+// holds 1024 values. CPT = columns per invocation.
 const CPT: u32 = 16u;
-const TC: u32 = 64u;
 
 var<workgroup> ktile: array<real, 1024>;
 
@@ -82,6 +83,11 @@ fn kernel_product(
     let n = params.n;
     // Output width; the squares column is one more column of the tiles.
     let w = r + params.squares;
+    let thin = w <= CPT;
+    let TI = select(16u, 64u, thin);
+    let TJ = 1024u / TI;
+    let groups = 64u / TI;
+    let TC = groups * CPT;
     let col_tiles = (w + TC - 1u) / TC;
     let row_tiles = (params.rows + TI - 1u) / TI;
     if (wg >= row_tiles * col_tiles) {
@@ -89,9 +95,9 @@ fn kernel_product(
     }
     let rt = wg / col_tiles;
     let ct = wg - rt * col_tiles;
-    let ti = lid / 4u;
+    let ti = lid / groups;
     let il = rt * TI + ti;
-    let c0 = ct * TC + (lid % 4u) * CPT;
+    let c0 = ct * TC + (lid % groups) * CPT;
     var acc: array<real, 16>;
     for (var c = 0u; c < CPT; c++) {
         acc[c] = real(0.0);
@@ -101,8 +107,8 @@ fn kernel_product(
     let mc = min(r, c0 + CPT);
     let sq_slot = params.squares != 0u && r >= c0 && r < c0 + CPT;
     for (var j0 = 0u; j0 < n; j0 += TJ) {
-        // Each invocation fills 16 of the tile's 16 × 64 kernel values.
-        for (var e = lid; e < TI * TJ; e += 64u) {
+        // Each invocation fills 16 of the tile's 1024 kernel values.
+        for (var e = lid; e < 1024u; e += 64u) {
             let ie = rt * TI + e / TJ;
             let je = j0 + e % TJ;
             var v = real(0.0);

@@ -131,9 +131,10 @@ fn kernel_product_matches_the_twin_on_both_backends() {
             }
         }
     }
-    // More than 65535 workgroups (16 rows each): a 2-D grid, f32.
+    // More than 65535 workgroups (64 rows each for a thin output): a 2-D
+    // grid, f32.
     if let Some(ctx) = gpu(Precision::F32) {
-        let (na, nb) = (16 * 65536 + 5, 3);
+        let (na, nb) = (64 * 65536 + 5, 3);
         let a = uniform(&mut r, na, -1.0, 1.0);
         let b = uniform(&mut r, nb, -1.0, 1.0);
         let m = vec![1.0, 2.0, 3.0];

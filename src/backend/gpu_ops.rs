@@ -163,7 +163,8 @@ pub fn kernel_product_tiled(
             squares: spec.squares as u32,
             pad: [0; 2],
         })?;
-        let groups = rows.div_ceil(kernel_product::GPU_ROWS) * w.div_ceil(kernel_product::GPU_COLS);
+        let (ti, tc) = kernel_product::gpu_tile(w);
+        let groups = rows.div_ceil(ti) * w.div_ceil(tc);
         let disp = ctx.prepare(
             &kernel_product::KERNEL,
             prec,

@@ -13,7 +13,8 @@
 //! M: per-class kernel sums (M = one-hot labels), W_s unit outputs (M =
 //! unit indicators), ΨZ and 1ᵀΨ of the ISM Φ build (M = [Z, 1]), and the
 //! silhouette's per-class distance sums. Nothing n × n is stored: the GPU
-//! builds K a 16 × 64 tile at a time in workgroup memory, the CPU a block of
+//! builds K a 1024-value tile at a time in workgroup memory (16 × 64, or
+//! 64 × 16 for outputs at most 16 wide), the CPU a block of
 //! rows at a time before a GEMM. Each output row is a sum over all of B's
 //! rows, so row blocks of B give partial sums that add up (the seam for
 //! splitting B across devices). Twin of `shaders/kernel_product.wgsl`.
@@ -43,10 +44,11 @@ pub const KERNEL: Kernel = Kernel {
     workgroup: 64,
 };
 
-/// Rows of A per GPU workgroup (`TI` in the shader).
-pub const GPU_ROWS: usize = 16;
-/// Output columns per GPU workgroup (`TC` in the shader).
-pub const GPU_COLS: usize = 64;
+/// Rows of A and output columns per GPU workgroup (`TI`, `TC` in the
+/// shader) for an output `w` columns wide: 64 × 16 when thin, else 16 × 64.
+pub fn gpu_tile(w: usize) -> (usize, usize) {
+    if w <= 16 { (64, 16) } else { (16, 64) }
+}
 
 /// Uniform parameters (matches `ProductParams`).
 #[repr(C)]

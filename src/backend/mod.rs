@@ -202,14 +202,13 @@ impl Backend {
                     gauss_kernel::cpu(a, b, d, sigma, zero_diag, k);
                 }
                 Precision::F32 => {
-                    let c = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
                     let mut k32 = vec![0.0f32; len];
-                    let ca = c(a);
+                    let ca = to_f32(a);
                     // The same buffer twice keeps cpu()'s symmetric shortcut.
                     if std::ptr::eq(a, b) {
                         gauss_kernel::cpu(&ca, &ca, d, sigma as f32, zero_diag, &mut k32);
                     } else {
-                        gauss_kernel::cpu(&ca, &c(b), d, sigma as f32, zero_diag, &mut k32);
+                        gauss_kernel::cpu(&ca, &to_f32(b), d, sigma as f32, zero_diag, &mut k32);
                     }
                     k.clear();
                     k.extend(k32.into_iter().map(f64::from));
@@ -244,13 +243,16 @@ impl Backend {
                     Ok(out)
                 }
                 Precision::F32 => {
-                    let c = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
                     let mut out = vec![0.0f32; len];
-                    let ca = c(a);
+                    let ca = to_f32(a);
                     // The same buffer twice keeps cpu()'s symmetric path.
-                    let cb = if std::ptr::eq(a, b) { None } else { Some(c(b)) };
+                    let cb = if std::ptr::eq(a, b) {
+                        None
+                    } else {
+                        Some(to_f32(b))
+                    };
                     let cb = cb.as_deref().unwrap_or(&ca);
-                    kernel_product::cpu(&ca, cb, d, &c(m), r, spec, &mut out);
+                    kernel_product::cpu(&ca, cb, d, &to_f32(m), r, spec, &mut out);
                     Ok(out.into_iter().map(f64::from).collect())
                 }
             },

@@ -73,7 +73,9 @@ fn tridiagonalize(m: &DMatrix<f64>, negate: bool) -> Tridiagonal {
     Tridiagonal { d, e, reflectors }
 }
 
-/// Dot product in 8 interleaved partial sums (vectorizes).
+/// Dot product in 8 interleaved partial sums (vectorizes). Kept apart from
+/// `kernels::par::dot`: its different summation order is what the results
+/// tables were measured with.
 fn dot(a: &[f64], b: &[f64]) -> f64 {
     let mut p = [0.0; 8];
     let body = a.len() / 8 * 8;

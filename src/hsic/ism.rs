@@ -20,6 +20,8 @@
 //! the d × d eigen-solves run on the host in f64 (nalgebra).
 
 use nalgebra::DMatrix;
+
+use super::eigen::extreme_eigenpairs;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -110,11 +112,6 @@ pub struct IsmModel {
 
 fn to_mat(x: &[f64], n: usize, d: usize) -> DMatrix<f64> {
     DMatrix::from_row_slice(n, d, x)
-}
-
-/// Eigenvectors of the k smallest (or largest) eigenvalues, and those values.
-fn extreme_eigen(m: &DMatrix<f64>, k: usize, largest: bool) -> (DMatrix<f64>, Vec<f64>) {
-    super::eigen::extreme_eigenpairs(m, k, largest)
 }
 
 /// The ISM width rule from Z's singular values `s` (descending): the
@@ -314,11 +311,11 @@ pub fn fit_ism(
         work.madds += (n * zd * zd.min(n)) as f64;
         // Φ₀ = −ZᵀΓZ = V(−AᵀΓA)Vᵀ.
         let phi0 = -(a.transpose() * gamma_times(&a, y, c));
-        let (mut e, mut lam) = extreme_eigen(&phi0, q, false);
+        let (mut e, mut lam) = extreme_eigenpairs(&phi0, q, false);
         let mut iterations = 0;
         for _ in 0..s.max_iter {
             let ph = phi_reduced(be, &a, &e, y, &p, sigma, work)?;
-            let (e1, l1) = extreme_eigen(&ph, q, false);
+            let (e1, l1) = extreme_eigenpairs(&ph, q, false);
             iterations += 1;
             let num: f64 = lam
                 .iter()
@@ -363,7 +360,7 @@ pub fn fit_ism(
     let f = z.ncols();
     work.madds += (n * f * f.min(n)) as f64;
     let (a, v, _) = basis(&z);
-    let (e, _) = extreme_eigen(&(a.transpose() * gamma_times(&a, y, c)), c, true);
+    let (e, _) = extreme_eigenpairs(&(a.transpose() * gamma_times(&a, y, c)), c, true);
     let w_out = &v * &e;
     let out = &z * &w_out;
     let centers = DMatrix::from_row_slice(

@@ -21,7 +21,7 @@
 
 use super::dense::gemm_acc;
 use super::gauss_kernel::kernel_row_at;
-use super::par::{SimdLevel, parallel_enough, simd_dispatch};
+use super::par::{SimdLevel, dot, parallel_enough, simd_dispatch};
 use crate::gpu::{Bind, Kernel};
 use crate::real::Real;
 use rayon::prelude::*;
@@ -386,24 +386,6 @@ fn sym_tile<T: Real>(k: &[T], mt: &[T], t: SymTile, acc: &mut [T]) {
             }
         }
     }
-}
-
-/// Dot product in 8 interleaved partial sums (a single running sum would
-/// not vectorize).
-#[inline(always)]
-fn dot<T: Real>(a: &[T], b: &[T]) -> T {
-    const L: usize = 8;
-    let mut p = [T::ZERO; L];
-    let body = a.len() / L * L;
-    for (ac, bc) in a[..body].chunks_exact(L).zip(b[..body].chunks_exact(L)) {
-        for l in 0..L {
-            p[l] += ac[l] * bc[l];
-        }
-    }
-    for (l, (&x, &y)) in a[body..].iter().zip(&b[body..]).enumerate() {
-        p[l] += x * y;
-    }
-    ((p[0] + p[4]) + (p[1] + p[5])) + ((p[2] + p[6]) + (p[3] + p[7]))
 }
 
 /// out (rows × w, first r columns) += K · M (or Kᵀ · M when `transposed`,

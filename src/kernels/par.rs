@@ -196,3 +196,21 @@ macro_rules! simd_dispatch {
     };
 }
 pub(crate) use simd_dispatch;
+
+/// Dot product in 8 interleaved partial sums (a single running sum would
+/// not vectorize), added pairwise in a fixed order.
+#[inline(always)]
+pub fn dot<T: crate::real::Real>(a: &[T], b: &[T]) -> T {
+    const L: usize = 8;
+    let mut p = [T::ZERO; L];
+    let body = a.len() / L * L;
+    for (ac, bc) in a[..body].chunks_exact(L).zip(b[..body].chunks_exact(L)) {
+        for l in 0..L {
+            p[l] += ac[l] * bc[l];
+        }
+    }
+    for (l, (&x, &y)) in a[body..].iter().zip(&b[body..]).enumerate() {
+        p[l] += x * y;
+    }
+    ((p[0] + p[4]) + (p[1] + p[5])) + ((p[2] + p[6]) + (p[3] + p[7]))
+}

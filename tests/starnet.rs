@@ -609,3 +609,173 @@ fn conv_unpool_layers_match_a_direct_convolution_and_their_solves_are_exact() {
     assert!(parse_spec("5:3x3:2", 1, 28).is_err(), "5 > 1·2² channels");
     assert!(parse_spec("2:3x3", 1, 28).is_err(), "syntax");
 }
+
+#[test]
+fn conv_unpool_operators_match_their_twins_on_both_backends() {
+    use gradfree::kernels::conv_unpool::{
+        self, ConvShape, reference_forward, reference_normal_eq, reference_transpose,
+    };
+    let shapes = [
+        ConvShape {
+            c_in: 2,
+            c_out: 3,
+            k: 3,
+            u: 2,
+            side: 5,
+        },
+        ConvShape {
+            c_in: 1,
+            c_out: 1,
+            k: 5,
+            u: 1,
+            side: 3,
+        },
+        ConvShape {
+            c_in: 3,
+            c_out: 1,
+            k: 1,
+            u: 3,
+            side: 2,
+        },
+    ];
+    let mut r = rng(31);
+    for sh in shapes {
+        let kernels = uniform(&mut r, sh.conv_channels() * sh.patch(), -1.0, 1.0);
+        let bias = uniform(&mut r, sh.conv_channels(), -0.5, 0.5);
+        for &n in SIZES.iter().take(3) {
+            let h = uniform(&mut r, n * sh.d_in(), -1.0, 1.0);
+            let z = uniform(&mut r, n * sh.d_out(), -1.0, 1.0);
+            let act = Act::Leaky(0.3);
+            let fwd = reference_forward(&sh, &kernels, &bias, &h, act);
+            let tr = reference_transpose(&sh, &kernels, &z);
+            let ne = reference_normal_eq(&sh, &h, &z);
+            // The transpose is the adjoint: <W h, z> = <h, Wᵀ z>.
+            let lin = reference_forward(&sh, &kernels, &vec![0.0; bias.len()], &h, Act::Identity);
+            let lhs: f64 = lin.iter().zip(&z).map(|(a, b)| a * b).sum();
+            let rhs: f64 = h.iter().zip(&tr).map(|(a, b)| a * b).sum();
+            assert!(
+                (lhs - rhs).abs() <= 1e-9 * (1.0 + lhs.abs()),
+                "{sh:?}: adjoint"
+            );
+            for (name, be, tol) in backends() {
+                let what = format!("{name} {sh:?} n={n}");
+                let got = be.conv_forward(&sh, &kernels, &bias, &h, act).unwrap();
+                assert_close(&format!("{what} forward"), &got, &fwd, tol, tol);
+                let got = be.conv_transpose(&sh, &kernels, &z).unwrap();
+                assert_close(&format!("{what} transpose"), &got, &tr, tol, tol);
+                let got = be.conv_normal_eq(&sh, &h, &z).unwrap();
+                assert_close(
+                    &format!("{what} normal eq"),
+                    &got,
+                    &ne,
+                    10.0 * tol,
+                    10.0 * tol,
+                );
+            }
+            // Chunks of 7 items on the GPU (partial sums added on the host).
+            if let Some(ctx) = gpu(Precision::F32) {
+                let p = Precision::F32;
+                let got = gpu_ops::conv_forward(&ctx, p, &sh, &kernels, &bias, &h, act, 7).unwrap();
+                assert_close("gpu chunked forward", &got, &fwd, 1e-4, 1e-4);
+                let got = gpu_ops::conv_transpose(&ctx, p, &sh, &kernels, &z, 7).unwrap();
+                assert_close("gpu chunked transpose", &got, &tr, 1e-4, 1e-4);
+                let got = gpu_ops::conv_normal_eq(&ctx, p, &sh, &h, &z, 7).unwrap();
+                assert_close("gpu chunked normal eq", &got, &ne, 1e-3, 1e-3);
+            }
+        }
+    }
+    // More than 65535 workgroups: 1100 items of 64² values (forward and
+    // transpose, 64 per workgroup), and 65537 tiles of C (u = 1024).
+    if let Some(ctx) = gpu(Precision::F32) {
+        let p = Precision::F32;
+        let sh = ConvShape {
+            c_in: 1,
+            c_out: 1,
+            k: 1,
+            u: 1,
+            side: 64,
+        };
+        let n = 1100;
+        assert!(n * sh.d_out() > 65_535 * 64);
+        let (kernels, bias) = (vec![0.75], vec![0.25]);
+        let h = uniform(&mut r, n * sh.d_in(), -1.0, 1.0);
+        let got = gpu_ops::conv_forward(&ctx, p, &sh, &kernels, &bias, &h, Act::Identity, n);
+        let want = reference_forward(&sh, &kernels, &bias, &h, Act::Identity);
+        assert_close(
+            "gpu forward > 65535 workgroups",
+            &got.unwrap(),
+            &want,
+            1e-6,
+            1e-6,
+        );
+        let got = gpu_ops::conv_transpose(&ctx, p, &sh, &kernels, &h, n).unwrap();
+        let want = reference_transpose(&sh, &kernels, &h);
+        assert_close("gpu transpose > 65535 workgroups", &got, &want, 1e-6, 1e-6);
+        let sh = ConvShape {
+            c_in: 1,
+            c_out: 1,
+            k: 1,
+            u: 1024,
+            side: 1,
+        };
+        let cols = sh.patch() + 1 + sh.conv_channels();
+        assert!(cols.div_ceil(conv_unpool::GPU_TILE) > 65_535);
+        let h = vec![0.5];
+        let z = uniform(&mut r, sh.d_out(), -1.0, 1.0);
+        let got = gpu_ops::conv_normal_eq(&ctx, p, &sh, &h, &z, 1).unwrap();
+        let want = reference_normal_eq(&sh, &h, &z);
+        assert_close("gpu normal eq > 65535 workgroups", &got, &want, 1e-6, 1e-6);
+    }
+}
+
+#[test]
+fn training_recovers_a_random_conv_unpool_decoder_on_both_backends() {
+    use gradfree::starnet::conv::ConvShape;
+    use gradfree::starnet::{Layer, Settings, train};
+    let sh = ConvShape {
+        c_in: 1,
+        c_out: 1,
+        k: 3,
+        u: 2,
+        side: 4,
+    };
+    let mut r = rng(12);
+    let truth = Layer::from_conv(
+        sh,
+        uniform(&mut r, sh.conv_channels() * sh.patch(), -1.0, 1.0),
+        uniform(&mut r, sh.conv_channels(), -0.3, 0.3),
+    );
+    let n = 200;
+    let h = uniform(&mut r, n * sh.d_in(), -2.0, 2.0);
+    let x = truth
+        .forward(&Backend::cpu(Precision::F64), &h, Some(0.5))
+        .unwrap();
+    let s = Settings {
+        epochs: 40,
+        alpha: 0.5,
+        weight_sample: None,
+        seed: 5,
+        conv: vec![sh],
+    };
+    for (name, be, tol) in backends() {
+        let mut rms = vec![];
+        train(
+            &be,
+            &x,
+            &[sh.d_in(), sh.d_out()],
+            &s,
+            |e| {
+                rms.push(e.rms);
+                Ok(())
+            },
+            |_, _, _| Ok(()),
+        )
+        .unwrap();
+        // Linear convergence (about ×0.8 per epoch here) from rms ≈ 0.7.
+        let last = *rms.last().unwrap();
+        assert!(
+            last < 1e-4_f64.max(1e2 * tol) && last < 1e-3 * rms[0],
+            "{name}: final rms {last} ({rms:?})"
+        );
+    }
+}

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use crate::error::Result;
 use crate::gpu::{GpuContext, GpuRequest, context::hardware_adapter_present};
+use crate::kernels::conv_unpool::{self, ConvShape};
 use crate::kernels::{
     dense, gauss_kernel, kernel_product, leaky_relu, normal_eq, project_activation,
     project_bilinear, row_residual,
@@ -289,6 +290,87 @@ impl Backend {
         }
     }
 
+    /// A conv-unpool layer's act(W h + c) for the rows of h (n × d_in), with
+    /// kernels (conv channels × patch) and biases (conv channels); see
+    /// [`crate::kernels::conv_unpool`].
+    pub fn conv_forward(
+        &self,
+        sh: &ConvShape,
+        kernels: &[f64],
+        bias: &[f64],
+        h: &[f64],
+        act: dense::Act,
+    ) -> Result<Vec<f64>> {
+        conv_check(sh, kernels, bias, h, sh.d_in())?;
+        let n = h.len() / sh.d_in().max(1);
+        match &self.inner {
+            Inner::Cpu => match self.precision {
+                Precision::F64 => {
+                    let mut out = vec![0.0; n * sh.d_out()];
+                    conv_unpool::cpu_forward(sh, kernels, bias, h, act, &mut out);
+                    Ok(out)
+                }
+                Precision::F32 => {
+                    let mut out = vec![0.0f32; n * sh.d_out()];
+                    conv_unpool::cpu_forward(sh, kernels, bias, &to_f32(h), act, &mut out);
+                    Ok(out.into_iter().map(f64::from).collect())
+                }
+            },
+            Inner::Gpu(ctx) => {
+                gpu_ops::conv_forward(ctx, self.precision, sh, kernels, bias, h, act, usize::MAX)
+            }
+        }
+    }
+
+    /// A conv-unpool layer's transposed operator Wᵀ z for the rows of z
+    /// (n × d_out).
+    pub fn conv_transpose(&self, sh: &ConvShape, kernels: &[f64], z: &[f64]) -> Result<Vec<f64>> {
+        conv_check(sh, kernels, &vec![0.0; sh.conv_channels()], z, sh.d_out())?;
+        let n = z.len() / sh.d_out().max(1);
+        match &self.inner {
+            Inner::Cpu => match self.precision {
+                Precision::F64 => {
+                    let mut out = vec![0.0; n * sh.d_in()];
+                    conv_unpool::cpu_transpose(sh, kernels, z, &mut out);
+                    Ok(out)
+                }
+                Precision::F32 => {
+                    let mut out = vec![0.0f32; n * sh.d_in()];
+                    conv_unpool::cpu_transpose(sh, kernels, &to_f32(z), &mut out);
+                    Ok(out.into_iter().map(f64::from).collect())
+                }
+            },
+            Inner::Gpu(ctx) => {
+                gpu_ops::conv_transpose(ctx, self.precision, sh, kernels, z, usize::MAX)
+            }
+        }
+    }
+
+    /// A conv-unpool layer's per-kernel normal equations over every
+    /// position of every item of H (n × d_in) against Ẑ (n × d_out):
+    /// (P+1) × (P+1+oc) row-major, summed over chunks of items.
+    pub fn conv_normal_eq(&self, sh: &ConvShape, h: &[f64], zhat: &[f64]) -> Result<Vec<f64>> {
+        let n = h.len().checked_div(sh.d_in()).unwrap_or(0);
+        if h.len() != n * sh.d_in() || zhat.len() != n * sh.d_out() {
+            return Err(crate::Error::Input(format!(
+                "conv normal equations: {} latent and {} target values do not make items of {} and {}",
+                h.len(),
+                zhat.len(),
+                sh.d_in(),
+                sh.d_out()
+            )));
+        }
+        // Items per chunk: bounds the CPU's gathered patches (items·side²·P).
+        const BLOCK: usize = 500;
+        match &self.inner {
+            Inner::Cpu => Ok(match self.precision {
+                Precision::F64 => conv_unpool::cpu_normal_eq::<f64>(sh, h, zhat, BLOCK),
+                Precision::F32 => conv_unpool::cpu_normal_eq::<f32>(sh, h, zhat, BLOCK),
+            }),
+            Inner::Gpu(ctx) => gpu_ops::conv_normal_eq(ctx, self.precision, sh, h, zhat, 8192),
+        }
+    }
+
     /// Normal equations `[H,1]ᵀ[H,1,Z]` ((p+1) × (p+1+q) row-major) of H
     /// (N × p) and Z (N × q), summed over item blocks (see
     /// [`crate::kernels::normal_eq`]).
@@ -357,6 +439,24 @@ fn gauss_len(a: &[f64], b: &[f64], d: usize) -> usize {
 }
 
 /// f64 values rounded to f32, for the f32 CPU paths.
+/// Shape checks shared by the conv-unpool operators (rows of width `d`).
+fn conv_check(sh: &ConvShape, kernels: &[f64], bias: &[f64], x: &[f64], d: usize) -> Result<()> {
+    let ok = kernels.len() == sh.conv_channels() * sh.patch()
+        && bias.len() == sh.conv_channels()
+        && x.len().checked_rem(d).is_none_or(|r| r == 0)
+        && (d > 0 || x.is_empty());
+    if ok {
+        Ok(())
+    } else {
+        Err(crate::Error::Input(format!(
+            "conv-unpool {sh:?}: {} kernel values, {} biases, {} inputs do not fit",
+            kernels.len(),
+            bias.len(),
+            x.len()
+        )))
+    }
+}
+
 fn to_f32(v: &[f64]) -> Vec<f32> {
     v.iter().map(|&x| x as f32).collect()
 }

@@ -10,6 +10,7 @@
 
 pub mod class_select;
 pub mod consensus_nodes;
+pub mod conv_unpool;
 pub mod copy;
 pub mod dense;
 pub mod gauss_kernel;
@@ -46,4 +47,7 @@ pub const ALL: &[Kernel] = &[
     normal_eq::KERNEL,
     row_residual::KERNEL,
     leaky_relu::KERNEL,
+    conv_unpool::FORWARD,
+    conv_unpool::TRANSPOSE,
+    conv_unpool::NORMAL_EQ,
 ];

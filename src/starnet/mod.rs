@@ -262,8 +262,9 @@ impl Layer {
                 Ok((ridge, work))
             }
             Some((shape, _, _)) => {
-                let (c, work) = conv_normal_eq(be, &shape, h, zhat)?;
+                let c = be.conv_normal_eq(&shape, h, zhat)?;
                 let (pl, oc) = (shape.patch(), shape.conv_channels());
+                let work = 1e-9 * (n * shape.side * shape.side * (pl + 1) * (pl + 1 + oc)) as f64;
                 let (kc, ridge) = solve_normal(&c, pl, oc);
                 let kernels: Vec<f64> = (0..oc * pl).map(|j| kc[(j % pl) * oc + j / pl]).collect();
                 let bias: Vec<f64> = (0..oc).map(|o| kc[pl * oc + o]).collect();
@@ -274,42 +275,39 @@ impl Layer {
     }
 
     /// Latents of pre-activation targets Ẑ (n × d_out): H (n × d_in).
+    /// A conv-unpool layer's Wᵀz runs as the transposed convolution, then one
+    /// product with (WᵀW)⁻¹ (symmetric, so it is its own transpose).
     pub fn solve_latents(&self, be: &Backend, zhat: &[f64]) -> Result<(Vec<f64>, Option<f64>)> {
+        if let Some((shape, kernels, _)) = &self.conv {
+            let (m, shift, ridge) = self.gram_inverse();
+            let g = be.conv_transpose(shape, kernels, zhat)?;
+            let h = be.dense(&g, self.d_in, &m, self.d_in, &shift, Act::Identity)?;
+            return Ok((h, ridge));
+        }
         let (pt, bias, ridge) = self.pinv_t();
         let h = be.dense(zhat, self.d_out, &pt, self.d_in, &bias, Act::Identity)?;
         Ok((h, ridge))
     }
 
-    /// W H + c for the rows of H (pre-activation), or a(W H + c).
+    /// (WᵀW)⁻¹ (d_in × d_in, row-major), −(WᵀW)⁻¹Wᵀc, and the ridge used.
+    fn gram_inverse(&self) -> (Vec<f64>, Vec<f64>, Option<f64>) {
+        let w = DMatrix::from_row_slice(self.d_out, self.d_in, &self.w);
+        let (chol, ridge) = cholesky_ridge(w.transpose() * &w);
+        let m = chol.inverse();
+        let shift = -(&m * (w.transpose() * DVector::from_column_slice(&self.c)));
+        // The column-major slice read row-major is Mᵀ: rows h = g Mᵀ.
+        (m.as_slice().to_vec(), shift.as_slice().to_vec(), ridge)
+    }
+
+    /// W H + c for the rows of H (pre-activation), or a(W H + c); a
+    /// conv-unpool layer runs as the convolution itself.
     pub fn forward(&self, be: &Backend, h: &[f64], alpha: Option<f64>) -> Result<Vec<f64>> {
         let act = alpha.map_or(Act::Identity, Act::Leaky);
+        if let Some((shape, kernels, bias)) = &self.conv {
+            return be.conv_forward(shape, kernels, bias, h, act);
+        }
         be.dense(h, self.d_in, &self.w_t(), self.d_out, &self.c, act)
     }
-}
-
-/// Normal equations of a conv-unpool layer's weight solve, summed over
-/// blocks of items (each block's patches are built, then reduced); returns
-/// them and the work in GWMs.
-fn conv_normal_eq(
-    be: &Backend,
-    shape: &conv::ConvShape,
-    h: &[f64],
-    zhat: &[f64],
-) -> Result<(Vec<f64>, f64)> {
-    let (d_in, d_out) = (shape.d_in(), shape.d_out());
-    let n = h.len() / d_in;
-    let (pl, oc) = (shape.patch(), shape.conv_channels());
-    let mut total = vec![0.0; (pl + 1) * (pl + 1 + oc)];
-    const ITEMS: usize = 500;
-    let mut work = 0.0;
-    for i0 in (0..n).step_by(ITEMS) {
-        let i1 = (i0 + ITEMS).min(n);
-        let (x, z) = shape.patches(&h[i0 * d_in..i1 * d_in], &zhat[i0 * d_out..i1 * d_out]);
-        let c = be.normal_eq(&x, pl, &z, oc)?;
-        total.iter_mut().zip(c).for_each(|(t, v)| *t += v);
-        work += 1e-9 * ((x.len() / pl.max(1)) * (pl + 1) * (pl + 1 + oc)) as f64;
-    }
-    Ok((total, work))
 }
 
 fn rows_of(x: &[f64], d: usize, idx: &[usize]) -> Vec<f64> {

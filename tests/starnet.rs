@@ -471,41 +471,6 @@ fn cli_trains_encodes_decodes_samples_and_scores() {
     }
 }
 
-/// Direct conv-unpool (same padding, then depth-to-space) by plain loops.
-fn conv_unpool_reference(
-    sh: &gradfree::starnet::conv::ConvShape,
-    kernels: &[f64],
-    bias: &[f64],
-    h: &[f64],
-) -> Vec<f64> {
-    let (s, k, u) = (sh.side as isize, sh.k, sh.u);
-    let r = (k / 2) as isize;
-    let so = sh.side * u;
-    let mut out = vec![0.0; sh.d_out()];
-    for o in 0..sh.conv_channels() {
-        for p in 0..s {
-            for q in 0..s {
-                let mut v = bias[o];
-                for ci in 0..sh.c_in {
-                    for a in 0..k {
-                        for b in 0..k {
-                            let (y, x) = (p + a as isize - r, q + b as isize - r);
-                            if y >= 0 && y < s && x >= 0 && x < s {
-                                v += kernels[o * sh.patch() + (ci * k + a) * k + b]
-                                    * h[ci * (s * s) as usize + (y * s + x) as usize];
-                            }
-                        }
-                    }
-                }
-                let (co, st) = (o / (u * u), o % (u * u));
-                let (yy, xx) = (u * p as usize + st / u, u * q as usize + st % u);
-                out[co * so * so + yy * so + xx] = v;
-            }
-        }
-    }
-    out
-}
-
 #[test]
 fn conv_unpool_layers_match_a_direct_convolution_and_their_solves_are_exact() {
     use gradfree::starnet::conv::{ConvShape, parse_spec};
@@ -525,17 +490,16 @@ fn conv_unpool_layers_match_a_direct_convolution_and_their_solves_are_exact() {
     let n = 60;
     let h = uniform(&mut r, n * sh.d_in(), -1.0, 1.0);
     let got = layer.forward(&be, &h, None).unwrap();
-    for i in 0..n {
-        let want =
-            conv_unpool_reference(&sh, &kernels, &bias, &h[i * sh.d_in()..(i + 1) * sh.d_in()]);
-        assert_close(
-            "conv-unpool as W h + c",
-            &got[i * sh.d_out()..(i + 1) * sh.d_out()],
-            &want,
-            1e-12,
-            1e-12,
-        );
-    }
+    let want =
+        gradfree::kernels::conv_unpool::reference_forward(&sh, &kernels, &bias, &h, Act::Identity);
+    assert_close("conv-unpool as W h + c", &got, &want, 1e-12, 1e-12);
+    // And as the dense layer of the materialized W.
+    let dense = Layer {
+        conv: None,
+        ..layer.clone()
+    };
+    let got = dense.forward(&be, &h, None).unwrap();
+    assert_close("materialized W h + c", &got, &want, 1e-12, 1e-12);
     // Each half-step is exact: with the true latents SW returns the true
     // kernels, and with the true kernels SL returns the true latents (both
     // backends). From random kernels the alternation only decreases the

@@ -27,6 +27,7 @@ use super::dense::{self, Act};
 use super::normal_eq;
 use crate::gpu::{Bind, Kernel};
 use crate::real::Real;
+use rayon::prelude::*;
 
 const BINDS: &[Bind] = &[
     Bind::Uniform,
@@ -190,21 +191,22 @@ impl ConvShape {
     }
 
     /// Patches (items·side² × patch) of latents H (items × d_in) and the
-    /// matching targets (items·side² × conv channels) of Ẑ (items × d_out).
-    pub fn patches(&self, h: &[f64], zhat: &[f64]) -> (Vec<f64>, Vec<f64>) {
+    /// matching targets (items·side² × conv channels) of Ẑ (items × d_out),
+    /// in precision T (items in parallel).
+    pub fn patches<T: Real>(&self, h: &[f64], zhat: &[f64]) -> (Vec<T>, Vec<T>) {
         let (d_in, d_out, side, k) = (self.d_in(), self.d_out(), self.side, self.k);
         let n = h.len() / d_in;
         let (pos, pl, oc) = (side * side, self.patch(), self.conv_channels());
         let r = (k / 2) as isize;
-        let mut x = vec![0.0; n * pos * pl];
-        let mut z = vec![0.0; n * pos * oc];
-        for i in 0..n {
+        let mut x = vec![T::ZERO; n * pos * pl];
+        let mut z = vec![T::ZERO; n * pos * oc];
+        let item = |(i, (xi, zo)): (usize, (&mut [T], &mut [T]))| {
             let hi = &h[i * d_in..(i + 1) * d_in];
             let zi = &zhat[i * d_out..(i + 1) * d_out];
             for p in 0..side {
                 for q in 0..side {
-                    let row = i * pos + p * side + q;
-                    let xr = &mut x[row * pl..(row + 1) * pl];
+                    let row = p * side + q;
+                    let xr = &mut xi[row * pl..(row + 1) * pl];
                     for ci in 0..self.c_in {
                         for a in 0..k {
                             let y = p as isize + a as isize - r;
@@ -215,17 +217,24 @@ impl ConvShape {
                                 let xx = q as isize + b as isize - r;
                                 if (0..side as isize).contains(&xx) {
                                     xr[(ci * k + a) * k + b] =
-                                        hi[ci * pos + y as usize * side + xx as usize];
+                                        T::from_f64(hi[ci * pos + y as usize * side + xx as usize]);
                                 }
                             }
                         }
                     }
                     for o in 0..oc {
-                        z[row * oc + o] = zi[self.out_index(o, p, q)];
+                        zo[row * oc + o] = T::from_f64(zi[self.out_index(o, p, q)]);
                     }
                 }
             }
+        };
+        if pl == 0 || oc == 0 || pos == 0 {
+            return (x, z);
         }
+        x.par_chunks_mut(pos * pl)
+            .zip(z.par_chunks_mut(pos * oc))
+            .enumerate()
+            .for_each(item);
         (x, z)
     }
 }
@@ -300,7 +309,7 @@ pub fn reference_transpose(sh: &ConvShape, kernels: &[f64], z: &[f64]) -> Vec<f6
 /// [patch, 1]ᵀ [patch, 1, ẑ_o] ((P+1) × (P+1+oc), row-major).
 pub fn reference_normal_eq(sh: &ConvShape, h: &[f64], zhat: &[f64]) -> Vec<f64> {
     let (pl, oc) = (sh.patch(), sh.conv_channels());
-    let (x, z) = sh.patches(h, zhat);
+    let (x, z) = sh.patches::<f64>(h, zhat);
     let rows = x.len().checked_div(pl).unwrap_or(0);
     let cols = pl + 1 + oc;
     let mut c = vec![0.0; (pl + 1) * cols];
@@ -359,11 +368,7 @@ pub fn cpu_normal_eq<T: Real>(sh: &ConvShape, h: &[f64], zhat: &[f64], block: us
     let mut total = vec![0.0; (pl + 1) * (pl + 1 + oc)];
     for i0 in (0..n).step_by(block.max(1)) {
         let i1 = (i0 + block.max(1)).min(n);
-        let (x, z) = sh.patches(&h[i0 * d_in..i1 * d_in], &zhat[i0 * d_out..i1 * d_out]);
-        let (x, z): (Vec<T>, Vec<T>) = (
-            x.iter().map(|&v| T::from_f64(v)).collect(),
-            z.iter().map(|&v| T::from_f64(v)).collect(),
-        );
+        let (x, z) = sh.patches::<T>(&h[i0 * d_in..i1 * d_in], &zhat[i0 * d_out..i1 * d_out]);
         let c = normal_eq::cpu(&x, pl, &z, oc);
         total.iter_mut().zip(c).for_each(|(t, v)| *t += v);
     }

@@ -544,3 +544,19 @@ fn metrics_on_hand_made_outputs() {
     let flat = vec![1.0; 40];
     assert!((cross_entropy(&flat, 1, &ys, 2) - 2f64.ln()).abs() < 1e-6);
 }
+
+#[test]
+fn the_f32_exponential_is_accurate_to_a_few_ulps() {
+    use gradfree::kernels::gauss_kernel::exp_neg_f32;
+    let mut worst: f64 = 0.0;
+    for i in 0..=200_000 {
+        let x = i as f32 * (86.9 / 200_000.0);
+        let want = (-(x as f64)).exp();
+        let got = exp_neg_f32(x) as f64;
+        worst = worst.max((got - want).abs() / want);
+    }
+    assert!(worst < 4.0 * f32::EPSILON as f64, "worst relative error {worst}");
+    assert_eq!(exp_neg_f32(0.0), 1.0);
+    assert_eq!(exp_neg_f32(87.5), 0.0);
+    assert_eq!(exp_neg_f32(f32::INFINITY), 0.0);
+}

@@ -555,7 +555,10 @@ fn the_f32_exponential_is_accurate_to_a_few_ulps() {
         let got = exp_neg_f32(x) as f64;
         worst = worst.max((got - want).abs() / want);
     }
-    assert!(worst < 4.0 * f32::EPSILON as f64, "worst relative error {worst}");
+    assert!(
+        worst < 4.0 * f32::EPSILON as f64,
+        "worst relative error {worst}"
+    );
     assert_eq!(exp_neg_f32(0.0), 1.0);
     assert_eq!(exp_neg_f32(87.5), 0.0);
     assert_eq!(exp_neg_f32(f32::INFINITY), 0.0);

@@ -36,6 +36,7 @@ use crate::error::{Error, Result};
 use crate::kernels::kernel_product::Spec;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 
 /// W_s settings.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
@@ -242,12 +243,30 @@ pub fn opt_sigma(
     rng: &mut ChaCha8Rng,
     work: &mut Work,
 ) -> f64 {
-    let n = y.len();
-    let idx: Vec<usize> = if n > rows {
+    let idx = sample_rows(rng, y.len(), rows);
+    opt_sigma_on(z, d, y, classes, &idx, min_sigma, work)
+}
+
+/// The rows [`opt_sigma`] optimizes on: all n, or `rows` drawn without
+/// replacement (the only randomness of the σ search).
+pub fn sample_rows(rng: &mut ChaCha8Rng, n: usize, rows: usize) -> Vec<usize> {
+    if n > rows {
         rand::seq::index::sample(rng, n, rows).into_vec()
     } else {
         (0..n).collect()
-    };
+    }
+}
+
+/// [`opt_sigma`] on the given rows.
+pub fn opt_sigma_on(
+    z: &[f64],
+    d: usize,
+    y: &[u32],
+    classes: usize,
+    idx: &[usize],
+    min_sigma: f64,
+    work: &mut Work,
+) -> f64 {
     let zs: Vec<f64> = idx
         .iter()
         .flat_map(|&i| z[i * d..(i + 1) * d].to_vec())
@@ -480,6 +499,69 @@ pub struct LayerReport {
     pub candidates: usize,
 }
 
+/// One σ_a candidate of a W_s layer: unit outputs, σ_b and H.
+struct WsCandidate {
+    out: Vec<f64>,
+    units: Vec<Unit>,
+    sigma_b: f64,
+    h: f64,
+}
+
+/// Evaluates σ_a = `sa` on inputs z (width zw) for the unit groups (class,
+/// rows, normalized); `idx` are the σ_b search's rows. Returns the
+/// candidate and its multiply-adds.
+#[allow(clippy::too_many_arguments)]
+fn ws_candidate(
+    be: &Backend,
+    z: &[f64],
+    zw: usize,
+    groups: &[(u32, Vec<usize>, bool)],
+    indicator: &[f64],
+    y: &[u32],
+    c: usize,
+    sa: f64,
+    idx: &[usize],
+) -> Result<(WsCandidate, f64)> {
+    let n = y.len();
+    let u = groups.len();
+    let mut work = Work::default();
+    // P = K·S with S the unit indicators: ř_u² = Σ_{i ∈ S_u} P[i][u].
+    let mut out = be.kernel_product(z, z, zw, indicator, u, &Spec::gauss(sa))?;
+    work.madds += (n * n * zw) as f64 + (n * n * u) as f64;
+    let units: Vec<Unit> = groups
+        .iter()
+        .enumerate()
+        .map(|(ui, (j, rows, normed))| {
+            let norm = if *normed {
+                rows.iter().map(|&i| out[i * u + ui]).sum::<f64>().sqrt()
+            } else {
+                1.0
+            };
+            Unit {
+                class: *j,
+                rows: rows.clone(),
+                norm: if norm > 0.0 { norm } else { 1.0 },
+            }
+        })
+        .collect();
+    for row in out.chunks_mut(u) {
+        for (v, unit) in row.iter_mut().zip(&units) {
+            *v /= unit.norm;
+        }
+    }
+    let sigma_b = opt_sigma_on(&out, u, y, c, idx, 0.01, &mut work);
+    let h = hsic_score(be, &out, u, y, c, sigma_b, &mut work)?;
+    Ok((
+        WsCandidate {
+            out,
+            units,
+            sigma_b,
+            h,
+        },
+        work.madds,
+    ))
+}
+
 /// Fits W_s layers to training data.
 pub fn fit_ws(be: &Backend, train: &Labeled, s: &WsSettings, work: &mut Work) -> Result<WsModel> {
     check(train, "training data")?;
@@ -529,54 +611,59 @@ pub fn fit_ws(be: &Backend, train: &Labeled, s: &WsSettings, work: &mut Work) ->
                 }
             }
         }
-        let mut accepted = None;
+        let mut accepted: Option<(WsLayer, Vec<f64>, bool)> = None;
         let indicator: Vec<(Vec<usize>, f64)> = groups
             .iter()
             .map(|(_, rows, _)| (rows.clone(), 1.0))
             .collect();
         let indicator = unit_matrix(&indicator, n);
-        let u = groups.len();
-        for (ci, &sa) in range.iter().enumerate() {
-            // P = K·S with S the unit indicators: ř_u² = Σ_{i ∈ S_u} P[i][u].
-            let mut out = be.kernel_product(&z, &z, zw, &indicator, u, &Spec::gauss(sa))?;
-            work.madds += (n * n * zw) as f64 + (n * n * u) as f64;
-            let units: Vec<Unit> = groups
+        // Candidates in order, the first whose H beats the last layer's is
+        // taken. On the CPU backend, where one n² product is too small to
+        // keep both cores busy, candidates run speculatively side by side;
+        // their σ_b row samples are drawn in candidate order and the RNG is
+        // rewound to just after the accepted one's, so results do not depend
+        // on the thread count.
+        let side_by_side = if be.gpu_context().is_none() {
+            rayon::current_num_threads().max(1)
+        } else {
+            1
+        };
+        let mut ci = 0;
+        while ci < range.len() && accepted.is_none() {
+            let batch: Vec<usize> = (ci..(ci + side_by_side).min(range.len())).collect();
+            let draws: Vec<(Vec<usize>, ChaCha8Rng)> = batch
                 .iter()
-                .enumerate()
-                .map(|(ui, (j, rows, normed))| {
-                    let norm = if *normed {
-                        rows.iter().map(|&i| out[i * u + ui]).sum::<f64>().sqrt()
-                    } else {
-                        1.0
-                    };
-                    Unit {
-                        class: *j,
-                        rows: rows.clone(),
-                        norm: if norm > 0.0 { norm } else { 1.0 },
-                    }
-                })
+                .map(|_| (sample_rows(&mut rng, n, s.sigma_rows), rng.clone()))
                 .collect();
-            for row in out.chunks_mut(u) {
-                for (v, unit) in row.iter_mut().zip(&units) {
-                    *v /= unit.norm;
+            let eval = |(&i, (idx, _)): (&usize, &(Vec<usize>, ChaCha8Rng))| {
+                ws_candidate(be, &z, zw, &groups, &indicator, y, c, range[i], idx)
+            };
+            let results: Vec<Result<(WsCandidate, f64)>> = if batch.len() > 1 {
+                batch.par_iter().zip(&draws).map(eval).collect()
+            } else {
+                batch.iter().zip(&draws).map(eval).collect()
+            };
+            for (k, r) in results.into_iter().enumerate() {
+                let (cand, madds) = r?;
+                work.madds += madds;
+                if cand.h > h_prev {
+                    let i = batch[k];
+                    rng = draws[k].1.clone();
+                    accepted = Some((
+                        WsLayer {
+                            sigma: range[i],
+                            sigma_b: cand.sigma_b,
+                            hsic: cand.h,
+                            units: cand.units,
+                            candidates: i + 1,
+                        },
+                        cand.out,
+                        i + 1 == range.len(),
+                    ));
+                    break;
                 }
             }
-            let sb = opt_sigma(&out, u, y, c, s.sigma_rows, 0.01, &mut rng, work);
-            let h = hsic_score(be, &out, u, y, c, sb, work)?;
-            if h > h_prev {
-                accepted = Some((
-                    WsLayer {
-                        sigma: sa,
-                        sigma_b: sb,
-                        hsic: h,
-                        units,
-                        candidates: ci + 1,
-                    },
-                    out,
-                    ci + 1 == range.len(),
-                ));
-                break;
-            }
+            ci += batch.len();
         }
         let Some((layer, out, last)) = accepted else {
             break;

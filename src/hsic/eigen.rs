@@ -29,38 +29,64 @@ fn tridiagonalize(m: &DMatrix<f64>, negate: bool) -> Tridiagonal {
     let mut d = vec![0.0; n];
     let mut e = vec![0.0; n.saturating_sub(1)];
     let mut reflectors = Vec::with_capacity(n.saturating_sub(2));
+    // Step j's reflector and p = τ S v, when the previous step's pass over
+    // the trailing block already computed p (see below).
+    let mut pending: Option<Reflector> = None;
     for j in 0..n.saturating_sub(2) {
         let len = n - j - 1;
-        let x: Vec<f64> = a[j * n + j + 1..(j + 1) * n].to_vec();
-        let norm = x.iter().map(|v| v * v).sum::<f64>().sqrt();
+        let s0 = j + 1;
         d[j] = a[j * n + j];
-        if norm == 0.0 {
+        let Some(Reflector { v, tau, alpha, p }) = pending
+            .take()
+            .or_else(|| reflector(&a[j * n + j + 1..(j + 1) * n]).map(|r| r.with_p(&a, n, s0)))
+        else {
             e[j] = 0.0;
             reflectors.push((vec![0.0; len], 0.0));
             continue;
-        }
-        let alpha = if x[0] > 0.0 { -norm } else { norm };
-        let mut v = x;
-        v[0] -= alpha;
-        let tau = 2.0 / v.iter().map(|t| t * t).sum::<f64>();
+        };
         e[j] = alpha;
         // S ← H S H on the trailing block, H = I − τ v vᵀ:
-        // p = τ S v, w = p − (τ/2)(vᵀp) v, S −= v wᵀ + w vᵀ.
-        let s0 = j + 1;
-        let mut p = vec![0.0; len];
-        for (r, pr) in p.iter_mut().enumerate() {
-            let row = &a[(s0 + r) * n + s0..(s0 + r + 1) * n];
-            *pr = tau * dot(row, &v);
-        }
+        // w = p − (τ/2)(vᵀp) v, S −= v wᵀ + w vᵀ. Row s0 first: its tail is
+        // the next step's column, so the next reflector is known before the
+        // other rows are updated, and each of them is dotted with it (the
+        // next p) right after its update, while it is in cache: one pass over
+        // the block per step instead of two, with the same arithmetic.
         let k = 0.5 * tau * dot(&p, &v);
         let w: Vec<f64> = p.iter().zip(&v).map(|(pi, vi)| pi - k * vi).collect();
-        for r in 0..len {
+        let update = |r: usize, row: &mut [f64]| {
             let (vr, wr) = (v[r], w[r]);
-            let row = &mut a[(s0 + r) * n + s0..(s0 + r + 1) * n];
             for ((x, &vc), &wc) in row.iter_mut().zip(&v).zip(&w) {
                 *x -= vr * wc + wr * vc;
             }
+        };
+        update(0, &mut a[s0 * n + s0..(s0 + 1) * n]);
+        let next = if j + 1 < n - 2 {
+            reflector(&a[s0 * n + s0 + 1..(s0 + 1) * n])
+        } else {
+            None
+        };
+        let rest = &mut a[(s0 + 1) * n..];
+        let mut next_p = vec![0.0; len - 1];
+        let row_pass = |(r, (row, pr)): (usize, (&mut [f64], &mut f64))| {
+            update(r + 1, &mut row[s0..]);
+            if let Some(nx) = &next {
+                *pr = nx.tau * dot(&row[s0 + 1..], &nx.v);
+            }
+        };
+        if len * len >= PARALLEL_BLOCK {
+            use rayon::prelude::*;
+            rest.par_chunks_mut(n)
+                .zip(next_p.par_iter_mut())
+                .enumerate()
+                .with_min_len(16)
+                .for_each(row_pass);
+        } else {
+            rest.chunks_mut(n)
+                .zip(next_p.iter_mut())
+                .enumerate()
+                .for_each(row_pass);
         }
+        pending = next.map(|nx| Reflector { p: next_p, ..nx });
         reflectors.push((v, tau));
     }
     if n >= 2 {
@@ -71,6 +97,47 @@ fn tridiagonalize(m: &DMatrix<f64>, negate: bool) -> Tridiagonal {
         d[n - 1] = a[(n - 1) * n + n - 1];
     }
     Tridiagonal { d, e, reflectors }
+}
+
+/// Trailing blocks of at least this many entries update in parallel rows.
+const PARALLEL_BLOCK: usize = 128 * 128;
+
+/// A Householder reflector H = I − τ v vᵀ taking x to (α, 0, …), and
+/// p = τ S v for the trailing block S it applies to.
+struct Reflector {
+    v: Vec<f64>,
+    tau: f64,
+    alpha: f64,
+    p: Vec<f64>,
+}
+
+/// The reflector of column tail x, or None when x = 0.
+fn reflector(x: &[f64]) -> Option<Reflector> {
+    let norm = x.iter().map(|v| v * v).sum::<f64>().sqrt();
+    if norm == 0.0 {
+        return None;
+    }
+    let alpha = if x[0] > 0.0 { -norm } else { norm };
+    let mut v = x.to_vec();
+    v[0] -= alpha;
+    let tau = 2.0 / v.iter().map(|t| t * t).sum::<f64>();
+    Some(Reflector {
+        v,
+        tau,
+        alpha,
+        p: vec![],
+    })
+}
+
+impl Reflector {
+    /// Sets p = τ S v for the trailing block of `a` (n × n) from row and
+    /// column s0.
+    fn with_p(mut self, a: &[f64], n: usize, s0: usize) -> Self {
+        self.p = (0..self.v.len())
+            .map(|r| self.tau * dot(&a[(s0 + r) * n + s0..(s0 + r + 1) * n], &self.v))
+            .collect();
+        self
+    }
 }
 
 /// Dot product in 8 interleaved partial sums (vectorizes). Kept apart from

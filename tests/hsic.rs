@@ -563,3 +563,17 @@ fn the_f32_exponential_is_accurate_to_a_few_ulps() {
     assert_eq!(exp_neg_f32(87.5), 0.0);
     assert_eq!(exp_neg_f32(f32::INFINITY), 0.0);
 }
+
+#[test]
+fn eigenpairs_of_the_zero_matrix_are_orthonormal() {
+    // An underflowed kernel makes ISM's Φ exactly zero.
+    use gradfree::hsic::eigen::extreme_eigenpairs;
+    use nalgebra::DMatrix;
+    for largest in [false, true] {
+        let (v, l) = extreme_eigenpairs(&DMatrix::zeros(5, 5), 3, largest);
+        assert_eq!(l, vec![0.0; 3]);
+        assert!(v.iter().all(|x| x.is_finite()));
+        let g = v.transpose() * &v;
+        assert!((g - DMatrix::<f64>::identity(3, 3)).abs().max() < 1e-15);
+    }
+}

@@ -282,8 +282,13 @@ pub fn extreme_eigenpairs(m: &DMatrix<f64>, k: usize, largest: bool) -> (DMatrix
                     + if i > 0 { t.e[i - 1].abs() } else { 0.0 }
                     + if i < n - 1 { t.e[i].abs() } else { 0.0 }
             })
-            .fold(0.0, f64::max)
-            .max(f64::MIN_POSITIVE);
+            .fold(0.0, f64::max);
+    if norm == 0.0 {
+        // A = 0 (e.g. a kernel whose width underflows every off-diagonal
+        // value): every vector is an eigenvector, and the shifted solves
+        // below would divide by zero.
+        return (DMatrix::identity(n, k), vec![0.0; k]);
+    }
     let eps = f64::EPSILON;
     let mut values = ql_values(&t);
     values.sort_by(|a, b| a.total_cmp(b));

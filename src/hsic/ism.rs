@@ -171,6 +171,25 @@ pub fn phi_reduced(
     });
     work.madds +=
         (n * n * q) as f64 + (n * n * (r + 1)) as f64 + (n * r * r) as f64 + (n * r * q) as f64;
+    if be.precision() == crate::Precision::F32 {
+        // Ψ came from f32 products: an f32 GEMM loses nothing more and
+        // moves half the bytes at twice the lanes.
+        let at: Vec<f32> = a.as_slice().iter().map(|&v| v as f32).collect();
+        let mut lr = vec![0.0f32; n * r];
+        for (c, col) in la.column_iter().enumerate() {
+            for (i, &v) in col.iter().enumerate() {
+                lr[i * r + c] = v as f32;
+            }
+        }
+        let mut out = vec![0.0f32; r * r];
+        // Aᵀ (r × n) is A's column-major storage read with row stride n.
+        crate::kernels::dense::gemm_acc(r, n, r, &at, n, 1, &lr, r, &mut out, r);
+        return Ok(DMatrix::from_row_iterator(
+            r,
+            r,
+            out.iter().map(|&v| f64::from(v)),
+        ));
+    }
     // An explicit transpose: nalgebra's `*` runs a blocked GEMM, `tr_mul` does not.
     Ok(a.transpose() * &la)
 }

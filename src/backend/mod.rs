@@ -301,7 +301,7 @@ impl Backend {
         h: &[f64],
         act: dense::Act,
     ) -> Result<Vec<f64>> {
-        conv_check(sh, kernels, bias, h, sh.d_in())?;
+        conv_check(sh, kernels, Some(bias), h, sh.d_in())?;
         let n = h.len() / sh.d_in().max(1);
         match &self.inner {
             Inner::Cpu => match self.precision {
@@ -325,7 +325,7 @@ impl Backend {
     /// A conv-unpool layer's transposed operator Wᵀ z for the rows of z
     /// (n × d_out).
     pub fn conv_transpose(&self, sh: &ConvShape, kernels: &[f64], z: &[f64]) -> Result<Vec<f64>> {
-        conv_check(sh, kernels, &vec![0.0; sh.conv_channels()], z, sh.d_out())?;
+        conv_check(sh, kernels, None, z, sh.d_out())?;
         let n = z.len() / sh.d_out().max(1);
         match &self.inner {
             Inner::Cpu => match self.precision {
@@ -438,11 +438,17 @@ fn gauss_len(a: &[f64], b: &[f64], d: usize) -> usize {
     }
 }
 
-/// f64 values rounded to f32, for the f32 CPU paths.
-/// Shape checks shared by the conv-unpool operators (rows of width `d`).
-fn conv_check(sh: &ConvShape, kernels: &[f64], bias: &[f64], x: &[f64], d: usize) -> Result<()> {
+/// Shape checks shared by the conv-unpool operators (rows of width `d`;
+/// no biases for the transposed operator).
+fn conv_check(
+    sh: &ConvShape,
+    kernels: &[f64],
+    bias: Option<&[f64]>,
+    x: &[f64],
+    d: usize,
+) -> Result<()> {
     let ok = kernels.len() == sh.conv_channels() * sh.patch()
-        && bias.len() == sh.conv_channels()
+        && bias.is_none_or(|b| b.len() == sh.conv_channels())
         && x.len().checked_rem(d).is_none_or(|r| r == 0)
         && (d > 0 || x.is_empty());
     if ok {
@@ -451,12 +457,13 @@ fn conv_check(sh: &ConvShape, kernels: &[f64], bias: &[f64], x: &[f64], d: usize
         Err(crate::Error::Input(format!(
             "conv-unpool {sh:?}: {} kernel values, {} biases, {} inputs do not fit",
             kernels.len(),
-            bias.len(),
+            bias.map_or(0, <[f64]>::len),
             x.len()
         )))
     }
 }
 
+/// f64 values rounded to f32, for the f32 CPU paths.
 fn to_f32(v: &[f64]) -> Vec<f32> {
     v.iter().map(|&x| x as f32).collect()
 }

@@ -4,7 +4,7 @@ use crate::error::Result;
 use crate::kernels::consensus_nodes::{self, NodeInputs};
 use crate::kernels::par::FlushDenormals;
 use crate::kernels::project_bilinear::WarmRoot;
-use crate::kernels::rrr_step::{self, StepInputs, StepState};
+use crate::kernels::rrr_step::{self, StepInputs, StepState, WSUM_PARTS};
 use crate::kernels::{class_select, normalize_weights, reduce_rows};
 use crate::real::Real;
 use crate::rrr::{Consensus, IterReport, RrrEngine, RrrProblem, RrrState};
@@ -24,8 +24,11 @@ pub(crate) struct CpuRrr<T> {
     ya: Vec<T>,
     ba: Vec<T>,
     wa: Vec<T>,
+    /// Σ_k w per edge: one part per edge (a separate pass), or
+    /// [`WSUM_PARTS`] when the step summed w (see `wsum_fresh`).
     wsum: Vec<T>,
-    /// `wsum` already holds Σ_k w (the step sums it while updating w).
+    /// `wsum` already holds Σ_k w in [`WSUM_PARTS`] parts per edge (the
+    /// step sums it while updating w).
     wsum_fresh: bool,
     /// Every edge ends at a bilinear node, so the step's sums cover all of w.
     step_sums_w: bool,
@@ -63,7 +66,7 @@ impl<T: Real> CpuRrr<T> {
             ya: vec![T::ZERO; n * items],
             ba: vec![T::ZERO; n * items],
             wa: vec![T::ZERO; e],
-            wsum: vec![T::ZERO; e],
+            wsum: vec![T::ZERO; e * WSUM_PARTS],
             wsum_fresh: false,
             step_sums_w: p
                 .bil
@@ -113,14 +116,18 @@ impl<T: Real> CpuRrr<T> {
             data: &self.data,
         };
         consensus_nodes::cpu(&inp, &mut self.xa, &mut self.ya, &mut self.ba);
-        if !self.wsum_fresh {
-            reduce_rows::cpu_row_sums(&self.w, None, self.items, &mut self.wsum);
-        }
+        let parts = if self.wsum_fresh {
+            WSUM_PARTS
+        } else {
+            let e = self.p.edges();
+            reduce_rows::cpu_row_sums(&self.w, None, self.items, &mut self.wsum[..e]);
+            1
+        };
         normalize_weights::run(
             &self.p.group_ptr,
             &self.p.group_edges,
             &self.wsum,
-            1,
+            parts,
             self.items,
             self.p.clamp_weights,
             T::from_f64(self.p.omega),

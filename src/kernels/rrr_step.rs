@@ -121,12 +121,18 @@ pub struct StepState<'a, T> {
     /// Previous roots [J][K] to warm-start the root finder from (CPU only;
     /// `None` solves every root from scratch like the WGSL kernel).
     pub warm: Option<&'a mut [WarmRoot<T>]>,
-    /// When given (CPU only, length E): receives Σ over items of the
-    /// updated w for every in-edge of a bilinear node, which is the next
-    /// weight consensus's input, summed while w is still in registers
-    /// instead of in another pass over memory. Other entries are untouched.
+    /// When given (CPU only, length E·[`WSUM_PARTS`]): receives Σ over
+    /// items of the updated w for every in-edge of a bilinear node as
+    /// [`WSUM_PARTS`] partial sums per edge (one per vector lane), which
+    /// the next weight consensus adds up. Summed while w is still in
+    /// registers instead of in another pass over memory; leaving the lanes
+    /// apart keeps the hot loop free of horizontal reductions. Other
+    /// entries are untouched.
     pub wsum: Option<&'a mut [T]>,
 }
+
+/// Partial sums per edge in [`StepState::wsum`].
+pub const WSUM_PARTS: usize = ROOT_BLOCK;
 
 /// Counts of exceptional projections in one step.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -245,7 +251,7 @@ pub fn cpu_at<T: Real>(
     assert!(warm_len == 0 || warm_len == inp.bil.len() * kk);
     let warms = st.warm.as_deref_mut().map(SharedMut::new);
     if let Some(ws) = st.wsum.as_deref() {
-        assert_eq!(ws.len(), inp.src.len());
+        assert_eq!(ws.len(), inp.src.len() * WSUM_PARTS);
     }
     let wsums = st.wsum.as_deref_mut().map(SharedMut::new);
     let ctx = NodeCtx {
@@ -310,7 +316,9 @@ fn node_block<T: Real>(ctx: &NodeCtx<'_, '_, T>, jj: usize, j: u32) -> (f64, Ste
     let y = unsafe { ys.slice(j * kk, kk) };
     let b = unsafe { bs.slice(j * kk, kk) };
     let warm = warms.as_ref().map(|ws| unsafe { ws.slice(jj * kk, kk) });
-    let mut wsum = wsums.as_ref().map(|ws| unsafe { ws.slice(e0, e1 - e0) });
+    let mut wsum = wsums
+        .as_ref()
+        .map(|ws| unsafe { ws.slice(e0 * WSUM_PARTS, (e1 - e0) * WSUM_PARTS) });
     if let Some(ws) = wsum.as_deref_mut() {
         ws.fill(T::ZERO);
     }
@@ -326,7 +334,7 @@ fn node_block<T: Real>(ctx: &NodeCtx<'_, '_, T>, jj: usize, j: u32) -> (f64, Ste
         warm,
         wsum,
         counts: StepCounts::default(),
-        total: 0.0,
+        err_lanes: [0.0; ROOT_BLOCK],
     };
     // Full blocks get a constant length, so their loops compile without
     // remainder handling; the last, partial block takes the general path.
@@ -338,7 +346,7 @@ fn node_block<T: Real>(ctx: &NodeCtx<'_, '_, T>, jj: usize, j: u32) -> (f64, Ste
     if k0 < kk {
         item_block(&mut node, k0, kk - k0);
     }
-    (node.total, node.counts)
+    (node.err_lanes.iter().sum(), node.counts)
 }
 
 /// Items per block of the CPU node loop: each in-edge row is read in runs
@@ -358,7 +366,8 @@ struct NodeRows<'r, 'a, T> {
     warm: Option<&'r mut [WarmRoot<T>]>,
     wsum: Option<&'r mut [T]>,
     counts: StepCounts,
-    total: f64,
+    /// Σ err per lane (f64): summed once per node, not once per block.
+    err_lanes: [f64; ROOT_BLOCK],
 }
 
 /// Items `k0..k0 + n` (n ≤ [`NODE_BLOCK`]) of one node: reflect, project
@@ -456,7 +465,7 @@ fn item_block<T: Real>(nd: &mut NodeRows<'_, '_, T>, k0: usize, n: usize) {
             err[i] += dx * dx + dw * dw;
         }
         if let Some(ws) = nd.wsum.as_deref_mut() {
-            ws[le] += lane_sum(wr);
+            lane_acc(wr, &mut ws[le * WSUM_PARTS..(le + 1) * WSUM_PARTS]);
         }
     }
     if inp.mode == MODE_FREE_Y {
@@ -475,22 +484,29 @@ fn item_block<T: Real>(nd: &mut NodeRows<'_, '_, T>, k0: usize, n: usize) {
             err[i] += g * db * db;
         }
     }
-    nd.total += err[..n].iter().map(|v| v.to_f64()).sum::<f64>();
+    // Lanes past n hold zeros; whole lanes keep the sum vectorized.
+    for c in err.chunks_exact(ROOT_BLOCK) {
+        for l in 0..ROOT_BLOCK {
+            nd.err_lanes[l] += c[l].to_f64();
+        }
+    }
 }
 
-/// Σ v in [`ROOT_BLOCK`] interleaved partial sums (vectorizes; a single
-/// running sum would be one long dependency chain).
+/// Adds v into [`WSUM_PARTS`] interleaved partial sums (vertical vector
+/// adds only; a single running sum would be one long dependency chain).
 #[inline(always)]
-fn lane_sum<T: Real>(v: &[T]) -> T {
-    let mut acc = [T::ZERO; ROOT_BLOCK];
-    let mut chunks = v.chunks_exact(ROOT_BLOCK);
+fn lane_acc<T: Real>(v: &[T], out: &mut [T]) {
+    // A local copy: adding into `out` directly compiled to scalar
+    // load-add-store chains (no proof that `out` and `v` do not overlap).
+    let mut acc: [T; WSUM_PARTS] = (&*out).try_into().expect("WSUM_PARTS lanes");
+    let mut chunks = v.chunks_exact(WSUM_PARTS);
     for c in &mut chunks {
-        for l in 0..ROOT_BLOCK {
+        for l in 0..WSUM_PARTS {
             acc[l] += c[l];
         }
     }
     for (l, &r) in chunks.remainder().iter().enumerate() {
         acc[l] += r;
     }
-    acc.iter().copied().sum()
+    out.copy_from_slice(&acc);
 }

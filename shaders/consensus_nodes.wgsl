@@ -12,6 +12,9 @@ const NODE_CLASS: u32 = 4u;
 const NODE_ZIGMOID: u32 = 5u;
 const NODE_STEP: u32 = 6u;
 const NODE_FIXED: u32 = 7u;
+// Fixed for items labelled node_param[i], else zigmoid / step.
+const NODE_FIXED_ZIGMOID: u32 = 8u;
+const NODE_FIXED_STEP: u32 = 9u;
 
 //!entry
 struct NodeParams {
@@ -107,6 +110,24 @@ fn consensus_nodes(
             let o = fixed_proj(xbar, yv, bv, scalars[1]);
             yv = o.x;
             bv = o.y;
+        }
+        case NODE_FIXED_ZIGMOID, NODE_FIXED_STEP: {
+            if (labels[k] == node_param[i]) {
+                xbar = data[idx];
+                let o = fixed_proj(xbar, yv, bv, scalars[1]);
+                yv = o.x;
+                bv = o.y;
+            } else if (kind == NODE_FIXED_ZIGMOID) {
+                let o = zigmoid_proj(xbar, yv, bv, scalars[1]);
+                xbar = o.x;
+                yv = o.y;
+                bv = o.z;
+            } else {
+                let o = step_proj(xbar, yv, bv, scalars[1]);
+                xbar = o.x;
+                yv = o.y;
+                bv = o.z;
+            }
         }
         default: {}
     }

@@ -52,7 +52,7 @@ fn node_inputs_case(
     (p, vec![x, y, b, data], labels)
 }
 
-const ALL_NODE_KINDS: [u32; 9] = [
+const ALL_NODE_KINDS: [u32; 11] = [
     consensus_nodes::NODE_DATA,
     consensus_nodes::NODE_FREE,
     consensus_nodes::NODE_NONNEG,
@@ -61,6 +61,8 @@ const ALL_NODE_KINDS: [u32; 9] = [
     consensus_nodes::NODE_ZIGMOID,
     consensus_nodes::NODE_STEP,
     consensus_nodes::NODE_FIXED,
+    consensus_nodes::NODE_FIXED_ZIGMOID,
+    consensus_nodes::NODE_FIXED_STEP,
     consensus_nodes::NODE_RELU,
 ];
 
@@ -110,8 +112,12 @@ fn check_consensus_nodes(items: usize, kinds: &[u32], precisions: &[Precision]) 
 
 #[test]
 fn consensus_nodes_matches_reference() {
+    // The test graph has 9 nodes: a rotated list covers the last kinds too.
+    let mut rotated = ALL_NODE_KINDS;
+    rotated.rotate_left(5);
     for &k in SIZES {
         check_consensus_nodes(k, &ALL_NODE_KINDS, &[Precision::F32, Precision::F64]);
+        check_consensus_nodes(k, &rotated, &[Precision::F32, Precision::F64]);
     }
     check_consensus_nodes(BIG / 9 + 1, &CONTINUOUS_NODE_KINDS, &[Precision::F32]);
 }
@@ -630,5 +636,62 @@ mod properties {
                 prop_assert!((before - outdeg as f64 * xa[k]).abs() <= 1e-12 * (1.0 + before.abs()));
             }
         }
+    }
+}
+
+/// Autoencoder data/code nodes: x is the data value on items labelled with
+/// the node's parameter (y − b moved onto the matching half-line) and the
+/// activation's projection on the others.
+#[test]
+fn fixed_or_free_nodes_pick_per_item() {
+    let mut p = RrrProblem::from_edges(2, &[(0, 1)], WeightGroups::ByDestination).unwrap();
+    p.kind = vec![consensus_nodes::NODE_FIXED_STEP, consensus_nodes::NODE_FREE];
+    p.param = vec![1, 0];
+    let labels = vec![1, 0];
+    let (x, y, b) = (vec![0.9, 0.9], vec![0.5, 0.5, 0.0, 0.0], vec![0.0; 4]);
+    let data = vec![0.0; 4];
+    let inp = NodeInputs {
+        items: 2,
+        out_ptr: &p.out_ptr,
+        out_edges: &p.out_edges,
+        kind: &p.kind,
+        param: &p.param,
+        labels: &labels,
+        class_margin: 0.0,
+        act_margin: 0.4,
+        x: &x,
+        y: &y,
+        b: &b,
+        data: &data,
+    };
+    for kind in [
+        consensus_nodes::NODE_FIXED_STEP,
+        consensus_nodes::NODE_FIXED_ZIGMOID,
+    ] {
+        let mut p2 = p.clone();
+        p2.kind[0] = kind;
+        let inp = NodeInputs {
+            kind: &p2.kind,
+            ..inp
+        };
+        let (mut xa, mut ya, mut ba) = (vec![0.0; 4], vec![0.0; 4], vec![0.0; 4]);
+        consensus_nodes::reference(&inp, &mut xa, &mut ya, &mut ba);
+        // Item 0 is fixed to 0: y − b moves (equally and oppositely) to −m.
+        assert_eq!(xa[0], 0.0);
+        assert!((ya[0] - ba[0] + 0.4).abs() < 1e-12, "{} {}", ya[0], ba[0]);
+        assert!((ya[0] + ba[0] - 0.5).abs() < 1e-12);
+        // Item 1 is free: (x̄ 0.9, z 0.5) projects onto the upper branch.
+        let expect_x = if kind == consensus_nodes::NODE_FIXED_STEP {
+            1.0
+        } else {
+            // Zigmoid: z = 0.5 ≥ m is on the flat part x = 1 too, but the
+            // joint projection may pull z inside the ramp; check the set.
+            let z = ya[1] - ba[1];
+            if z >= 0.4 { 1.0 } else { (z + 0.4) / 0.8 }
+        };
+        assert!((xa[1] - expect_x).abs() < 1e-12, "kind {kind}: x {}", xa[1]);
+        let (mut cx, mut cy, mut cb) = (vec![0.0; 4], vec![0.0; 4], vec![0.0; 4]);
+        consensus_nodes::cpu(&inp, &mut cx, &mut cy, &mut cb);
+        assert_eq!((cx, cy, cb), (xa, ya, ba));
     }
 }

@@ -26,6 +26,13 @@ pub const NODE_ZIGMOID: u32 = 5;
 pub const NODE_STEP: u32 = 6;
 /// Node with x fixed to the data value; y, b projected.
 pub const NODE_FIXED: u32 = 7;
+/// Zigmoid node whose x is fixed to the data value (as [`NODE_FIXED`]) for
+/// the items labelled `node_param[i]`: an autoencoder's data nodes are
+/// fixed on data items and free on code items, its code nodes the reverse.
+pub const NODE_FIXED_ZIGMOID: u32 = 8;
+/// Gapped-step node fixed for the items labelled `node_param[i]` (see
+/// [`NODE_FIXED_ZIGMOID`]).
+pub const NODE_FIXED_STEP: u32 = 9;
 
 /// The WGSL kernel.
 pub const KERNEL: Kernel = Kernel {
@@ -113,6 +120,13 @@ fn node_op<T: Real>(inp: &NodeInputs<'_, T>, i: usize, k: usize, xbar: T, y: T, 
             let (y, b) = act::fixed(xf, y, b, inp.act_margin);
             (xf, y, b)
         }
+        NODE_FIXED_ZIGMOID | NODE_FIXED_STEP if inp.labels[k] == inp.param[i] => {
+            let xf = inp.data[idx];
+            let (y, b) = act::fixed(xf, y, b, inp.act_margin);
+            (xf, y, b)
+        }
+        NODE_FIXED_ZIGMOID => act::zigmoid(xbar, y, b, inp.act_margin),
+        NODE_FIXED_STEP => act::step(xbar, y, b, inp.act_margin),
         _ => (xbar, y, b),
     }
 }

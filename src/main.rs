@@ -16,7 +16,7 @@ use gradfree::output::{png_grid, write_atomic};
 use gradfree::rrr::classify::{self, Classifier, Saved, Settings};
 use gradfree::rrr::net::Net;
 use gradfree::rrr::nmf::{self, Nmf, OnlineSettings, SolveSettings};
-use gradfree::{Error, Precision, data, hsic, output, starnet};
+use gradfree::{Error, Precision, data, hsic, output, rrr, starnet};
 use serde_json::json;
 
 /// Gradient-free neural-network training on GPUs (wgpu) and CPUs.
@@ -336,6 +336,69 @@ enum RrrTask {
     Nmf(Box<NmfArgs>),
     /// Train a classifier on any acyclic network (exemptions, relabeling, checkpoints).
     Classify(Box<ClassifyArgs>),
+    /// Train a cyclic autoencoder with iDE codes (or the binary-encoding task).
+    Autoencode(Box<AutoencodeArgs>),
+}
+
+#[derive(Args, Debug)]
+struct AutoencodeArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Binary encoding: the 2^N one-hot items and all 2^N codes of N bits
+    /// (net 2^N → N → 2^N unless --encoder/--decoder add layers).
+    #[arg(long, conflicts_with_all = ["data", "net"])]
+    binary: Option<usize>,
+    /// Independent runs of --binary (seeds seed, seed+1, …); prints the success rate.
+    #[arg(long, default_value_t = 1)]
+    runs: usize,
+    /// Data: IDX images (.gz, .zip ok), the reference classifier format, or CSV; values in [0, 1].
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Use only the first N items.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Image shape HxW for PNGs when the data are not IDX.
+    #[arg(long)]
+    image_shape: Option<String>,
+    /// Encoder hidden widths, e.g. 200 or 400,200 (empty: none).
+    #[arg(long, default_value = "")]
+    encoder: String,
+    /// Code nodes.
+    #[arg(long, default_value_t = 10)]
+    code: usize,
+    /// Decoder hidden widths (empty: none).
+    #[arg(long, default_value = "")]
+    decoder: String,
+    /// Net file in the reference autoencoder format (`D encode code decode`, then `node indeg inputs…` for every node).
+    #[arg(long, conflicts_with_all = ["encoder", "decoder"])]
+    net: Option<PathBuf>,
+    /// Activation at every node (default: step for --binary, zigmoid otherwise).
+    #[arg(long, value_enum)]
+    activation: Option<rrr::autoencode::Activation>,
+    /// Activation half-width m.
+    #[arg(long, default_value_t = 0.4)]
+    margin: f64,
+    /// Weight norm Ω per node.
+    #[arg(long, default_value_t = 10.0)]
+    omega: f64,
+    /// RRR β.
+    #[arg(long, default_value_t = 1.0)]
+    beta: f64,
+    /// Data items per batch.
+    #[arg(long, default_value_t = 200)]
+    batch: usize,
+    /// Code items per batch (ignored by --binary, which uses all 2^N).
+    #[arg(long, default_value_t = 20)]
+    codes: usize,
+    /// RRR iterations per batch.
+    #[arg(long, default_value_t = 50)]
+    iters_per_batch: usize,
+    /// Epochs (--binary: at most this many; a run stops once solved).
+    #[arg(long, default_value_t = 40)]
+    epochs: usize,
+    /// Stop a batch once RRR_err < tol (0: never).
+    #[arg(long, default_value_t = 0.0)]
+    tol: f64,
 }
 
 #[derive(Args, Debug)]
@@ -948,6 +1011,9 @@ fn run(cli: Cli) -> Result<()> {
         Command::Rrr {
             task: RrrTask::Classify(a),
         } => rrr_classify(&a).context("rrr classify"),
+        Command::Rrr {
+            task: RrrTask::Autoencode(a),
+        } => rrr_autoencode(&a).context("rrr autoencode"),
         Command::Predict(a) => predict(&a).context("predict"),
         Command::Hsic {
             task: HsicTask::Cv(a),
@@ -1966,4 +2032,277 @@ fn starnet_sample(a: &StarnetSampleArgs) -> Result<()> {
         json!({"method": "starnet sample", "items": a.count}),
     )?;
     Ok(())
+}
+
+fn widths_list(flag: &str, what: &str) -> Result<Vec<usize>> {
+    flag.split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(|t| {
+            t.parse::<usize>().ok().filter(|&w| w > 0).ok_or_else(|| {
+                Error::Input(format!("{what}: '{t}' is not a positive width")).into()
+            })
+        })
+        .collect()
+}
+
+fn rrr_autoencode(a: &AutoencodeArgs) -> Result<()> {
+    use rrr::autoencode::{self as ae, Activation, AeNet, AeSettings, Autoencoder, CodeSource};
+    let c = &a.common;
+    let (encoder, decoder) = (
+        widths_list(&a.encoder, "--encoder")?,
+        widths_list(&a.decoder, "--decoder")?,
+    );
+    // The data (rows) and the net.
+    let (x, dim, shape, net) = match (a.binary, &a.data) {
+        (Some(n), _) => {
+            if !(1..=10).contains(&n) {
+                return Err(Error::Input(format!("--binary takes 1..=10 bits, got {n}")).into());
+            }
+            let d = 1usize << n;
+            (
+                ae::one_hot(n),
+                d,
+                None,
+                AeNet::layered(d, &encoder, n, &decoder)?,
+            )
+        }
+        (None, Some(path)) => {
+            let mut rows = data::images::load_rows(path, image_shape(a.image_shape.as_deref())?)?;
+            if let Some(n) = a.limit {
+                rows.truncate(n);
+            }
+            if let Some(i) = rows.x.iter().position(|v| !(0.0..=1.0).contains(v)) {
+                return Err(Error::Input(format!(
+                    "{}: value {} of row {} is outside [0, 1] (the activations' range)",
+                    path.display(),
+                    rows.x[i],
+                    i / rows.dim + 1
+                ))
+                .into());
+            }
+            let net = match &a.net {
+                Some(f) => AeNet::load(f)?,
+                None => AeNet::layered(rows.dim, &encoder, a.code, &decoder)?,
+            };
+            if net.data != rows.dim {
+                return Err(Error::Input(format!(
+                    "{} has rows of {} values but the net has {} data nodes",
+                    path.display(),
+                    rows.dim,
+                    net.data
+                ))
+                .into());
+            }
+            (rows.x, rows.dim, rows.shape, net)
+        }
+        (None, None) => {
+            return Err(Error::Input("give --data FILE or --binary N".into()).into());
+        }
+    };
+    let activation = a.activation.unwrap_or(if a.binary.is_some() {
+        Activation::Step
+    } else {
+        Activation::Zigmoid
+    });
+    let settings = AeSettings {
+        batch: a.batch,
+        codes: a.codes,
+        epochs: a.epochs,
+        iters_per_batch: a.iters_per_batch,
+        tol: a.tol,
+        beta: a.beta,
+        omega: a.omega,
+        margin: a.margin,
+        activation,
+        seed: c.seed,
+    };
+    settings.check()?;
+    if a.runs == 0 {
+        return Err(Error::Input("--runs must be at least 1".into()).into());
+    }
+    let auto = Autoencoder::new(net, &settings)?;
+    let backend = c.open()?;
+    let mut out = OutDir::new(c.out.as_deref())?;
+    let mut meter = backend.start_meter();
+    let rows = x.len() / dim;
+    if !c.quiet {
+        println!(
+            "RRR autoencoder: {} data, {} encoder, {} code, {} decoder nodes, {} edges; {activation:?} m {}, Ω {}, β {}; on {} ({})",
+            auto.net.data,
+            auto.net.encode,
+            auto.net.code,
+            auto.net.decode,
+            auto.problem.edges(),
+            a.margin,
+            a.omega,
+            a.beta,
+            backend.describe(),
+            c.precision
+        );
+    }
+    let mut solved_epochs: Vec<Option<usize>> = vec![];
+    let mut last = None;
+    let runs = if a.binary.is_some() { a.runs } else { 1 };
+    for run in 0..runs {
+        let s = AeSettings {
+            seed: c.seed + run as u64,
+            ..settings.clone()
+        };
+        let binary_codes = a.binary.map(ae::binary_codes);
+        let source = match &binary_codes {
+            Some(cs) => CodeSource::Fixed(cs),
+            None => CodeSource::Empirical,
+        };
+        let model = auto.random_model(s.seed);
+        let mut solved = None;
+        let mut lines = vec![];
+        let result = ae::train(&backend, &auto, &x, source, &s, model, |st, m| {
+            meter.add_gwms(st.gwms);
+            if !c.quiet {
+                println!(
+                    "{}epoch {}: data_err {:.4}, code_err {:.4}, RRR_err {:.4} → {:.4}, {:.3} GWMs, {:.2} s",
+                    if runs > 1 {
+                        format!("run {}: ", run + 1)
+                    } else {
+                        String::new()
+                    },
+                    st.epoch,
+                    st.data_err,
+                    st.code_err,
+                    st.rrr_err_start,
+                    st.rrr_err_end,
+                    st.gwms,
+                    st.seconds
+                );
+            }
+            let mut v = serde_json::to_value(st).expect("json");
+            v["run"] = json!(run + 1);
+            lines.push(v);
+            if let Some(n) = a.binary
+                && ae::binary_solved(&auto, m, n)
+            {
+                solved = Some(st.epoch);
+                return Ok(false);
+            }
+            Ok(true)
+        });
+        for l in &lines {
+            out.metric(l)?;
+        }
+        let (model, codes) = result?;
+        if a.binary.is_some() {
+            println!(
+                "run {} (seed {}): {}",
+                run + 1,
+                s.seed,
+                solved.map_or("not solved".to_string(), |e| format!("solved in epoch {e}"))
+            );
+        }
+        solved_epochs.push(solved);
+        last = Some((model, codes));
+    }
+    let (model, codes) = last.expect("at least one run");
+    let data_err = auto.data_err(&model, &x);
+    let code_err = auto.code_err(&model, &codes);
+    let mut extra = json!({});
+    if a.binary.is_some() {
+        let ok = solved_epochs.iter().filter(|e| e.is_some()).count();
+        println!(
+            "binary encoding {} → {} → {}: solved {ok} of {runs} runs",
+            dim, auto.net.code, dim
+        );
+        extra = json!({"runs": runs, "solved": ok, "success_rate": ok as f64 / runs as f64,
+                       "solved_epochs": solved_epochs});
+    } else {
+        let linear = starnet::pca_rms(&x, dim, auto.net.code, 2000, 10_000, c.seed);
+        println!(
+            "data_err {data_err:.4}, code_err {code_err:.4}; the best linear model with {} codes (PCA on this data): rms {linear:.4}",
+            auto.net.code
+        );
+        extra["linear_bound"] = json!(linear);
+    }
+    let m = meter.measure();
+    println!("{}", m.line());
+    if let Some(shape) = shape {
+        let k = 16.min(rows);
+        let rec: Vec<f64> = (0..k)
+            .flat_map(|i| ae_reconstruct(&auto, &model, &x[i * dim..(i + 1) * dim]))
+            .collect();
+        out.file(
+            "reconstructions.png",
+            &rows_png(&[&x[..k * dim], &rec], shape, 16)?,
+        )?;
+        let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(c.seed ^ 0x5a);
+        let sample_rows: Vec<&[f64]> = x.chunks(dim).take(2000).collect();
+        let lists = ae::code_lists(&auto, &model, &sample_rows);
+        let samples = ae::sample_codes(&lists, 64, &mut rng);
+        let decoded: Vec<f64> = samples
+            .chunks(auto.net.code)
+            .flat_map(|cde| auto.decode(&model, cde))
+            .collect();
+        out.file("samples.png", &rows_png(&[&decoded], shape, 64)?)?;
+        out.file("codes.png", &histogram_strip(&lists, 32)?)?;
+    }
+    let tensors = vec![
+        NamedTensor {
+            name: "weights".into(),
+            shape: vec![model.weights.len()],
+            data: model.weights.clone(),
+        },
+        NamedTensor {
+            name: "biases".into(),
+            shape: vec![model.biases.len()],
+            data: model.biases.clone(),
+        },
+    ];
+    let meta = json!({"method": "rrr autoencode", "net": auto.net.to_text(),
+                      "settings": settings, "edge_order": "sorted by destination, then source"});
+    out.file("model.safetensors", &safetensors_bytes(&tensors, &meta)?)?;
+    let common = CommonSummary::new(backend.describe(), c.precision, c.seed, &m);
+    let mut own = json!({"method": "rrr autoencode", "items": rows, "data_nodes": auto.net.data,
+                         "code_nodes": auto.net.code, "edges": auto.problem.edges(),
+                         "data_err": data_err, "code_err": code_err, "settings": settings});
+    if let (Some(o), Some(e)) = (own.as_object_mut(), extra.as_object()) {
+        o.extend(e.clone());
+    }
+    out.summary(&common, own)?;
+    Ok(())
+}
+
+/// D(E(d)) of one item.
+fn ae_reconstruct(
+    auto: &rrr::autoencode::Autoencoder,
+    m: &rrr::classify::Model,
+    d: &[f64],
+) -> Vec<f64> {
+    auto.decode(m, &auto.encode(m, d))
+}
+
+/// One histogram per list side by side (the per-code-node distributions,
+/// the paper's figure 20): `bins` bins over each list's range, bar heights
+/// scaled to the tallest bin.
+fn histogram_strip(lists: &[Vec<f64>], bins: usize) -> gradfree::error::Result<Vec<u8>> {
+    let images: Vec<Vec<f64>> = lists
+        .iter()
+        .map(|l| {
+            let lo = l.iter().copied().fold(f64::INFINITY, f64::min);
+            let hi = l.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let mut counts = vec![0usize; bins];
+            for &v in l {
+                let t = if hi > lo { (v - lo) / (hi - lo) } else { 0.5 };
+                counts[((t * bins as f64) as usize).min(bins - 1)] += 1;
+            }
+            let top = counts.iter().copied().max().unwrap_or(1).max(1);
+            let mut img = vec![0.0; bins * bins];
+            for (b, &n) in counts.iter().enumerate() {
+                let h = (n * bins).div_ceil(top);
+                for r in bins - h..bins {
+                    img[r * bins + b] = 1.0;
+                }
+            }
+            img
+        })
+        .collect();
+    output::png_grid(&images, bins, bins, images.len().max(1), false)
 }

@@ -486,8 +486,8 @@ fn item_block<T: Real>(nd: &mut NodeRows<'_, '_, T>, k0: usize, n: usize) {
     }
     // Lanes past n hold zeros; whole lanes keep the sum vectorized.
     for c in err.chunks_exact(ROOT_BLOCK) {
-        for l in 0..ROOT_BLOCK {
-            nd.err_lanes[l] += c[l].to_f64();
+        for (acc, v) in nd.err_lanes.iter_mut().zip(c) {
+            *acc += v.to_f64();
         }
     }
 }

@@ -12,6 +12,7 @@
 //! B holds the bilinear constraints `Σ_i x[k,i→j] w[k,i→j] = Ω y[k,j]` and
 //! the bias consensus. Work is counted as GWMs = 1e-9 × iterations × |K| × |E|.
 
+pub mod autoencode;
 pub mod classify;
 pub mod net;
 pub mod nmf;

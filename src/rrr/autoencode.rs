@@ -1,0 +1,817 @@
+//! RRR autoencoder with iDE codes (paper section 6, SPEC 2.3).
+//!
+//! A cyclic network D → E… → C → R… → D: the data nodes are both input and
+//! output. A batch holds |Kd| data items and |Kc| code items. Every node is
+//! bilinear (metric g = outdeg) with a bias, and every node's activation is
+//! the zigmoid `f(z) = clamp((z + m)/2m, 0, 1)` or the gapped step
+//! (`0` for `z ≤ −m`, `1` for `z ≥ m`), z = y − b:
+//!
+//! ```text
+//! A: x̄ = mean over out-edges; data nodes x̄ = d[k] on data items, code
+//!    nodes x̄ = c[k] on code items (there only y and b move, equally and
+//!    oppositely, onto f(y − b) = x̄); elsewhere (x̄, y, b) → the graph of f;
+//!    w̄ per edge with Σ_i w̄[i→j]² = Ω² per node j
+//! B: Σ_i x[k,i→j] w[k,i→j] = Ω y[k,j] at every node;  b[k,j] = b̄[j]
+//! ```
+//!
+//! Item kinds travel in the engine's labels ([`LABEL_DATA`], [`LABEL_CODE`])
+//! and the fixed-or-free node kinds of `kernels::consensus_nodes`.
+//! Codes of a batch are drawn from the product of the per-code-node
+//! empirical distributions of the previous batch's encodings (invertible,
+//! data-enveloping, disentangled: iDE); binary encoding uses all 2ⁿ codes.
+//! Each batch starts from feed-around passes with the current consensus
+//! weights and biases: data items from the data nodes round to the data
+//! nodes' pre-activations, code items from the code nodes round to theirs.
+//! Errors: `data_err` = rms of D(E(d)) − d, `code_err` = rms of
+//! E(D(c)) − c (feed-around), and RRR_err.
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+
+use super::classify::Model;
+use super::{RrrProblem, RrrState, WeightGroups};
+use crate::backend::Backend;
+use crate::data::matrix::parse_err;
+use crate::error::{Error, Result};
+use crate::kernels::consensus_nodes::{
+    NODE_FIXED_STEP, NODE_FIXED_ZIGMOID, NODE_STEP, NODE_ZIGMOID,
+};
+
+/// Engine label of a data item (x fixed at the data nodes).
+pub const LABEL_DATA: u32 = 0;
+/// Engine label of a code item (x fixed at the code nodes).
+pub const LABEL_CODE: u32 = 1;
+
+/// Activation at every node.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Activation {
+    /// `clamp((z + m)/2m, 0, 1)` (images).
+    Zigmoid,
+    /// 0 below −m, 1 above m (binary data).
+    Step,
+}
+
+impl Activation {
+    /// f(z) for a forward pass (the step thresholds at 0 inside its gap).
+    pub fn apply(self, z: f64, m: f64) -> f64 {
+        match self {
+            Activation::Zigmoid => ((z + m) / (2.0 * m)).clamp(0.0, 1.0),
+            Activation::Step => {
+                if z > 0.0 {
+                    1.0
+                } else {
+                    0.0
+                }
+            }
+        }
+    }
+}
+
+/// The cyclic graph: nodes numbered data, encoder hidden, code, decoder
+/// hidden. Edges into encoder and code nodes come from data or encoder
+/// nodes of lower index, edges into decoder nodes from code or decoder
+/// nodes of lower index, edges into data nodes from code or decoder nodes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AeNet {
+    /// Data nodes D.
+    pub data: usize,
+    /// Encoder hidden nodes.
+    pub encode: usize,
+    /// Code nodes C.
+    pub code: usize,
+    /// Decoder hidden nodes.
+    pub decode: usize,
+    /// Edges (source, destination), sorted by destination then source.
+    pub edges: Vec<(u32, u32)>,
+}
+
+/// Which part of the cycle a node belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Part {
+    Data,
+    Encode,
+    Code,
+    Decode,
+}
+
+impl AeNet {
+    /// Total nodes.
+    pub fn nodes(&self) -> usize {
+        self.data + self.encode + self.code + self.decode
+    }
+
+    /// First code node.
+    pub fn first_code(&self) -> usize {
+        self.data + self.encode
+    }
+
+    fn part(&self, i: usize) -> Part {
+        if i < self.data {
+            Part::Data
+        } else if i < self.first_code() {
+            Part::Encode
+        } else if i < self.first_code() + self.code {
+            Part::Code
+        } else {
+            Part::Decode
+        }
+    }
+
+    /// Layered and fully connected: `data → encoder… → code → decoder… → data`.
+    pub fn layered(data: usize, encoder: &[usize], code: usize, decoder: &[usize]) -> Result<Self> {
+        if data == 0 || code == 0 || encoder.contains(&0) || decoder.contains(&0) {
+            return Err(Error::Input(format!(
+                "autoencoder widths must be positive: data {data}, encoder {encoder:?}, code {code}, decoder {decoder:?}"
+            )));
+        }
+        // Node numbering follows the widths data, encoder…, code, decoder…;
+        // the last layer feeds the data nodes.
+        let mut widths = vec![data];
+        widths.extend_from_slice(encoder);
+        widths.push(code);
+        widths.extend_from_slice(decoder);
+        let mut edges = super::layered_edges(&widths);
+        let total: usize = widths.iter().sum();
+        let last = *widths.last().expect("widths");
+        for i in total - last..total {
+            for j in 0..data {
+                edges.push((i as u32, j as u32));
+            }
+        }
+        edges.sort_by_key(|&(s, d)| (d, s));
+        let net = AeNet {
+            data,
+            encode: encoder.iter().sum(),
+            code,
+            decode: decoder.iter().sum(),
+            edges,
+        };
+        net.check()?;
+        Ok(net)
+    }
+
+    /// Rejects edges that break the cycle's order and nodes without inputs.
+    pub fn check(&self) -> Result<()> {
+        let n = self.nodes();
+        let mut fed = vec![false; n];
+        for &(s, d) in &self.edges {
+            let (s, d) = (s as usize, d as usize);
+            let ok = s < n
+                && d < n
+                && s != d
+                && match (self.part(s), self.part(d)) {
+                    (Part::Data | Part::Encode, Part::Encode | Part::Code) => s < d,
+                    (Part::Code | Part::Decode, Part::Decode) => s < d,
+                    (Part::Code | Part::Decode, Part::Data) => true,
+                    _ => false,
+                };
+            if !ok {
+                return Err(Error::Input(format!(
+                    "edge {s} -> {d} does not fit the autoencoder cycle (D = {}, encode = {}, code = {}, decode = {}): \
+                     encoder and code nodes read data or encoder nodes of lower index, decoder nodes read code or decoder nodes of lower index, data nodes read code or decoder nodes",
+                    self.data, self.encode, self.code, self.decode
+                )));
+            }
+            fed[d] = true;
+        }
+        if let Some(j) = (0..n).find(|&j| !fed[j]) {
+            return Err(Error::Input(format!("node {j} has no inputs")));
+        }
+        Ok(())
+    }
+
+    /// Parses the reference's autoencoder net file: `D encode code decode`,
+    /// then for every node in order `node indeg i_1 … i_indeg`.
+    pub fn parse(text: &str, path: &std::path::Path) -> Result<Self> {
+        let mut toks = text
+            .lines()
+            .enumerate()
+            .flat_map(|(i, l)| l.split_whitespace().map(move |t| (i + 1, t)));
+        let mut int = |what: &str| -> Result<(usize, usize)> {
+            let (line, t) = toks
+                .next()
+                .ok_or_else(|| parse_err(path, 0, format!("file ends before {what}")))?;
+            let v = t.parse::<usize>().map_err(|_| {
+                parse_err(
+                    path,
+                    line,
+                    format!("{what} '{t}' is not a non-negative integer"),
+                )
+            })?;
+            Ok((v, line))
+        };
+        let (data, l) = int("D")?;
+        let (encode, _) = int("the encoder count")?;
+        let (code, _) = int("the code count")?;
+        let (decode, _) = int("the decoder count")?;
+        if data == 0 || code == 0 {
+            return Err(parse_err(path, l, "need D ≥ 1 and at least one code node"));
+        }
+        let n = data + encode + code + decode;
+        let mut edges = vec![];
+        for expect in 0..n {
+            let (node, line) = int(&format!("node {expect}"))?;
+            if node != expect {
+                return Err(parse_err(
+                    path,
+                    line,
+                    format!(
+                        "expected the entry of node {expect}, found node {node} (nodes must be listed in order)"
+                    ),
+                ));
+            }
+            let (indeg, line) = int(&format!("the in-degree of node {node}"))?;
+            if indeg == 0 || indeg >= n {
+                return Err(parse_err(
+                    path,
+                    line,
+                    format!("node {node}: in-degree {indeg} must be in 1..{n}"),
+                ));
+            }
+            for _ in 0..indeg {
+                let (src, line) = int(&format!("an input of node {node}"))?;
+                if src >= n {
+                    return Err(parse_err(
+                        path,
+                        line,
+                        format!("node {node}: input {src} is out of range (0..{n})"),
+                    ));
+                }
+                edges.push((src as u32, node as u32));
+            }
+        }
+        if let Some((line, t)) = toks.next() {
+            return Err(parse_err(
+                path,
+                line,
+                format!("unexpected '{t}' after the last node"),
+            ));
+        }
+        edges.sort_by_key(|&(s, d)| (d, s));
+        if let Some(w) = edges.windows(2).find(|w| w[0] == w[1]) {
+            return Err(parse_err(
+                path,
+                0,
+                format!("node {} reads node {} twice", w[0].1, w[0].0),
+            ));
+        }
+        let net = AeNet {
+            data,
+            encode,
+            code,
+            decode,
+            edges,
+        };
+        net.check().map_err(|e| match e {
+            Error::Input(m) => parse_err(path, 0, m),
+            e => e,
+        })?;
+        Ok(net)
+    }
+
+    /// Reads a net file.
+    pub fn load(path: &std::path::Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::Input(format!("cannot read {}: {e}", path.display())))?;
+        Self::parse(&text, path)
+    }
+
+    /// The reference net-file text (round-trips through [`AeNet::parse`]).
+    pub fn to_text(&self) -> String {
+        let n = self.nodes();
+        let mut ins: Vec<Vec<u32>> = vec![vec![]; n];
+        for &(s, d) in &self.edges {
+            ins[d as usize].push(s);
+        }
+        let mut s = format!(
+            "{} {} {} {}\n\n",
+            self.data, self.encode, self.code, self.decode
+        );
+        for (j, srcs) in ins.iter().enumerate() {
+            let row: Vec<String> = srcs.iter().map(|v| v.to_string()).collect();
+            s.push_str(&format!("{j} {}\n{}\n", srcs.len(), row.join(" ")));
+        }
+        s
+    }
+}
+
+/// Training settings.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AeSettings {
+    /// Data items per batch |Kd|.
+    pub batch: usize,
+    /// Code items per batch |Kc|.
+    pub codes: usize,
+    /// Epochs.
+    pub epochs: usize,
+    /// RRR iterations per batch.
+    pub iters_per_batch: usize,
+    /// Stop a batch once RRR_err < tol (0: never).
+    pub tol: f64,
+    /// β.
+    pub beta: f64,
+    /// Ω.
+    pub omega: f64,
+    /// Activation half-width m.
+    pub margin: f64,
+    /// Activation at every node.
+    pub activation: Activation,
+    /// Seed of the initial weights, shuffles and code samples.
+    pub seed: u64,
+}
+
+impl AeSettings {
+    /// Rejects impossible values.
+    pub fn check(&self) -> Result<()> {
+        if self.batch == 0 || self.epochs == 0 || self.iters_per_batch == 0 {
+            return Err(Error::Input(
+                "--batch, --epochs and --iters-per-batch must be at least 1".into(),
+            ));
+        }
+        for (name, v) in [
+            ("beta", self.beta),
+            ("omega", self.omega),
+            ("margin", self.margin),
+        ] {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(Error::Input(format!("--{name} must be positive, got {v}")));
+            }
+        }
+        if !(self.tol.is_finite() && self.tol >= 0.0) {
+            return Err(Error::Input("--tol must be ≥ 0".into()));
+        }
+        Ok(())
+    }
+}
+
+/// A cyclic net with its RRR problem.
+#[derive(Clone, Debug)]
+pub struct Autoencoder {
+    /// The graph.
+    pub net: AeNet,
+    /// RRR structure (edges sorted by destination).
+    pub problem: RrrProblem,
+    /// Activation and its half-width.
+    pub activation: Activation,
+    /// m.
+    pub margin: f64,
+}
+
+/// Values of one feed-around pass: node outputs x and pre-activations y.
+#[derive(Clone, Debug)]
+pub struct Pass {
+    /// x per node (the fixed values at the starting nodes).
+    pub x: Vec<f64>,
+    /// y per node.
+    pub y: Vec<f64>,
+}
+
+impl Autoencoder {
+    /// Builds the RRR problem (SPEC 2.3): every node bilinear with metric
+    /// outdeg and a bias, data and code nodes fixed on their items.
+    pub fn new(net: AeNet, s: &AeSettings) -> Result<Self> {
+        net.check()?;
+        let n = net.nodes();
+        let mut p = RrrProblem::from_edges(n, &net.edges, WeightGroups::ByDestination)?;
+        let (fixed, free) = match s.activation {
+            Activation::Zigmoid => (NODE_FIXED_ZIGMOID, NODE_ZIGMOID),
+            Activation::Step => (NODE_FIXED_STEP, NODE_STEP),
+        };
+        for i in 0..n {
+            let (kind, param) = match net.part(i) {
+                Part::Data => (fixed, LABEL_DATA),
+                Part::Code => (fixed, LABEL_CODE),
+                _ => (free, 0),
+            };
+            p.kind[i] = kind;
+            p.param[i] = param;
+            p.metric[i] = p.outdeg(i).max(1) as f64;
+        }
+        p.has_bias = true;
+        p.omega = s.omega;
+        p.act_margin = s.margin;
+        Ok(Autoencoder {
+            net,
+            problem: p,
+            activation: s.activation,
+            margin: s.margin,
+        })
+    }
+
+    /// Random first weights: uniform in [−1, 1] per node, mean removed, norm
+    /// Ω (as the classifier's); biases 0.
+    pub fn random_model(&self, seed: u64) -> Model {
+        let p = &self.problem;
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut weights = vec![0.0; p.edges()];
+        for j in 0..p.nodes {
+            let r = p.in_ptr[j] as usize..p.in_ptr[j + 1] as usize;
+            for e in r.clone() {
+                weights[e] = rng.random_range(-1.0..=1.0);
+            }
+            let mean = weights[r.clone()].iter().sum::<f64>() / r.len().max(1) as f64;
+            weights[r.clone()].iter_mut().for_each(|w| *w -= mean);
+            let norm = weights[r.clone()].iter().map(|w| w * w).sum::<f64>().sqrt();
+            let scale = if norm > 0.0 { p.omega / norm } else { 0.0 };
+            weights[r].iter_mut().for_each(|w| *w *= scale);
+        }
+        Model {
+            weights,
+            biases: vec![0.0; p.nodes],
+        }
+    }
+
+    fn eval(&self, m: &Model, j: usize, x: &[f64], y: &mut [f64]) -> f64 {
+        let p = &self.problem;
+        let mut s = 0.0;
+        for e in p.in_ptr[j] as usize..p.in_ptr[j + 1] as usize {
+            s += x[p.src[e] as usize] * m.weights[e];
+        }
+        y[j] = s / p.omega;
+        self.activation.apply(y[j] - m.biases[j], self.margin)
+    }
+
+    /// Feed-around from data `d`: encoder, code, decoder, then the data
+    /// nodes' pre-activations (x at the data nodes stays d).
+    pub fn pass_data(&self, m: &Model, d: &[f64]) -> Pass {
+        let n = self.net.nodes();
+        let (mut x, mut y) = (vec![0.0; n], vec![0.0; n]);
+        x[..self.net.data].copy_from_slice(d);
+        for j in self.net.data..n {
+            x[j] = self.eval(m, j, &x, &mut y);
+        }
+        for j in 0..self.net.data {
+            self.eval(m, j, &x, &mut y);
+        }
+        Pass { x, y }
+    }
+
+    /// Feed-around from code `c`: decoder, data, encoder, then the code
+    /// nodes' pre-activations (x at the code nodes stays c).
+    pub fn pass_code(&self, m: &Model, c: &[f64]) -> Pass {
+        let n = self.net.nodes();
+        let fc = self.net.first_code();
+        let (mut x, mut y) = (vec![0.0; n], vec![0.0; n]);
+        x[fc..fc + self.net.code].copy_from_slice(c);
+        for j in (fc + self.net.code..n).chain(0..self.net.data) {
+            x[j] = self.eval(m, j, &x, &mut y);
+        }
+        for j in self.net.data..fc + self.net.code {
+            let v = self.eval(m, j, &x, &mut y);
+            if j < fc {
+                x[j] = v;
+            }
+        }
+        Pass { x, y }
+    }
+
+    /// E(d): the code of data d.
+    pub fn encode(&self, m: &Model, d: &[f64]) -> Vec<f64> {
+        let fc = self.net.first_code();
+        self.pass_data(m, d).x[fc..fc + self.net.code].to_vec()
+    }
+
+    /// D(c): the data of code c.
+    pub fn decode(&self, m: &Model, c: &[f64]) -> Vec<f64> {
+        let pass = self.pass_code(m, c);
+        pass.x[..self.net.data].to_vec()
+    }
+
+    /// D(E(d)) from a data pass: f(y − b) at the data nodes.
+    fn reconstruction(&self, m: &Model, pass: &Pass) -> Vec<f64> {
+        (0..self.net.data)
+            .map(|j| self.activation.apply(pass.y[j] - m.biases[j], self.margin))
+            .collect()
+    }
+
+    /// E(D(c)) from a code pass: f(y − b) at the code nodes.
+    fn code_return(&self, m: &Model, pass: &Pass) -> Vec<f64> {
+        let fc = self.net.first_code();
+        (fc..fc + self.net.code)
+            .map(|j| self.activation.apply(pass.y[j] - m.biases[j], self.margin))
+            .collect()
+    }
+
+    /// rms of D(E(d)) − d over `data` (rows of width D).
+    pub fn data_err(&self, m: &Model, data: &[f64]) -> f64 {
+        let d = self.net.data;
+        let rows = data.len() / d.max(1);
+        if rows == 0 {
+            return f64::NAN;
+        }
+        let sq: f64 = (0..rows)
+            .into_par_iter()
+            .map(|k| {
+                let row = &data[k * d..(k + 1) * d];
+                let rec = self.reconstruction(m, &self.pass_data(m, row));
+                rec.iter()
+                    .zip(row)
+                    .map(|(a, b)| (a - b).powi(2))
+                    .sum::<f64>()
+            })
+            .sum();
+        (sq / (rows * d) as f64).sqrt()
+    }
+
+    /// rms of E(D(c)) − c over `codes` (rows of width C).
+    pub fn code_err(&self, m: &Model, codes: &[f64]) -> f64 {
+        let c = self.net.code;
+        let rows = codes.len() / c;
+        if rows == 0 {
+            return f64::NAN;
+        }
+        let sq: f64 = (0..rows)
+            .into_par_iter()
+            .map(|k| {
+                let row = &codes[k * c..(k + 1) * c];
+                let back = self.code_return(m, &self.pass_code(m, row));
+                back.iter()
+                    .zip(row)
+                    .map(|(a, b)| (a - b).powi(2))
+                    .sum::<f64>()
+            })
+            .sum();
+        (sq / (rows * c) as f64).sqrt()
+    }
+
+    /// The RRR state of a batch: `data` rows (data items) then `codes` rows
+    /// (code items), every replica set from its feed-around pass.
+    pub fn batch_state(&self, m: &Model, data: &[&[f64]], codes: &[&[f64]]) -> RrrState {
+        let p = &self.problem;
+        let kk = data.len() + codes.len();
+        let fc = self.net.first_code();
+        let mut s = RrrState::zeros(p, kk);
+        let passes: Vec<Pass> = data
+            .iter()
+            .map(|d| self.pass_data(m, d))
+            .chain(codes.iter().map(|c| self.pass_code(m, c)))
+            .collect();
+        for e in 0..p.edges() {
+            let src = p.src[e] as usize;
+            for (k, pass) in passes.iter().enumerate() {
+                s.x[e * kk + k] = pass.x[src];
+            }
+            s.w[e * kk..(e + 1) * kk].fill(m.weights[e]);
+        }
+        for i in 0..p.nodes {
+            for (k, pass) in passes.iter().enumerate() {
+                s.y[i * kk + k] = pass.y[i];
+            }
+            s.b[i * kk..(i + 1) * kk].fill(m.biases[i]);
+        }
+        for (k, d) in data.iter().enumerate() {
+            for (i, &v) in d.iter().enumerate() {
+                s.data[i * kk + k] = v;
+            }
+            s.labels[k] = LABEL_DATA;
+        }
+        for (q, c) in codes.iter().enumerate() {
+            let k = data.len() + q;
+            for (i, &v) in c.iter().enumerate() {
+                s.data[(fc + i) * kk + k] = v;
+            }
+            s.labels[k] = LABEL_CODE;
+        }
+        s
+    }
+}
+
+/// Draws `count` codes, coordinate i uniformly from `lists[i]` (the i-th
+/// code node's empirical values): the product of the per-node empirical
+/// distributions. Rows of width `lists.len()`.
+pub fn sample_codes(lists: &[Vec<f64>], count: usize, rng: &mut impl Rng) -> Vec<f64> {
+    let mut out = Vec::with_capacity(count * lists.len());
+    for _ in 0..count {
+        for l in lists {
+            out.push(if l.is_empty() {
+                0.0
+            } else {
+                l[rng.random_range(0..l.len())]
+            });
+        }
+    }
+    out
+}
+
+/// The 2ⁿ binary codes of n bits (rows, most significant bit first).
+pub fn binary_codes(n: usize) -> Vec<f64> {
+    let mut out = Vec::with_capacity(n << n);
+    for v in 0..1usize << n {
+        for b in (0..n).rev() {
+            out.push(((v >> b) & 1) as f64);
+        }
+    }
+    out
+}
+
+/// The 2ⁿ one-hot vectors of length 2ⁿ (rows).
+pub fn one_hot(n: usize) -> Vec<f64> {
+    let m = 1usize << n;
+    let mut out = vec![0.0; m * m];
+    for k in 0..m {
+        out[k * m + k] = 1.0;
+    }
+    out
+}
+
+/// One epoch's figures.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AeEpochStats {
+    /// 1-based epoch.
+    pub epoch: usize,
+    /// rms of D(E(d)) − d over the training data.
+    pub data_err: f64,
+    /// rms of E(D(c)) − c over the epoch's last code batch (all codes for
+    /// binary encoding).
+    pub code_err: f64,
+    /// Mean RRR_err after each batch's first iteration.
+    pub rrr_err_start: f64,
+    /// Mean RRR_err after each batch's last iteration.
+    pub rrr_err_end: f64,
+    /// Mean iterations per batch.
+    pub iterations: f64,
+    /// GWMs of the epoch.
+    pub gwms: f64,
+    /// Wall seconds of the epoch.
+    pub seconds: f64,
+}
+
+/// Where a batch's codes come from.
+pub enum CodeSource<'a> {
+    /// iDE: sampled from the previous batch's encodings.
+    Empirical,
+    /// A fixed set (binary encoding: all 2ⁿ codes), every batch.
+    Fixed(&'a [f64]),
+}
+
+/// Trains from `model` for epochs `1..=s.epochs` on `data` (rows of width
+/// D), calling `on_epoch` after each; returns the model and the last code
+/// batch (rows). Batches are the shuffled data cut into ⌊n/|Kd|⌋ batches
+/// of |Kd| data items plus |Kc| code items.
+pub fn train(
+    backend: &Backend,
+    ae: &Autoencoder,
+    data: &[f64],
+    codes: CodeSource<'_>,
+    s: &AeSettings,
+    mut model: Model,
+    mut on_epoch: impl FnMut(&AeEpochStats, &Model) -> Result<bool>,
+) -> Result<(Model, Vec<f64>)> {
+    s.check()?;
+    let (d, c) = (ae.net.data, ae.net.code);
+    if data.is_empty() || !data.len().is_multiple_of(d) {
+        return Err(Error::Input(format!(
+            "the data are not rows of the net's {d} data nodes"
+        )));
+    }
+    if data.iter().any(|v| !v.is_finite()) {
+        return Err(Error::Input(
+            "the data contain NaN or infinite values".into(),
+        ));
+    }
+    let rows = data.len() / d;
+    let kd = s.batch.min(rows);
+    let kc = match codes {
+        CodeSource::Fixed(cs) => {
+            if !cs.len().is_multiple_of(c) {
+                return Err(Error::Input(format!(
+                    "codes are not rows of {c} code nodes"
+                )));
+            }
+            cs.len() / c
+        }
+        CodeSource::Empirical => s.codes,
+    };
+    let batches = rows / kd;
+    let p = &ae.problem;
+    let mut engine = backend.rrr_engine(p, kd + kc)?;
+    let check_every = if s.tol > 0.0 { 10 } else { s.iters_per_batch };
+    let mut rng = ChaCha8Rng::seed_from_u64(s.seed ^ 0xc0de);
+    // The first batch's codes come from the first batch's encodings under the
+    // initial model.
+    let mut batch_codes: Vec<f64> = vec![];
+    for epoch in 1..=s.epochs {
+        let t0 = std::time::Instant::now();
+        let order = super::classify::epoch_order(rows, s.seed, epoch);
+        let (mut e_start, mut e_end, mut iters) = (0.0, 0.0, 0usize);
+        for b in 0..batches {
+            let idx = &order[b * kd..(b + 1) * kd];
+            let items: Vec<&[f64]> = idx.iter().map(|&k| &data[k * d..(k + 1) * d]).collect();
+            batch_codes = match codes {
+                CodeSource::Fixed(cs) => cs.to_vec(),
+                CodeSource::Empirical => {
+                    if batch_codes.is_empty() {
+                        let lists = code_lists(ae, &model, &items);
+                        sample_codes(&lists, kc, &mut rng)
+                    } else {
+                        batch_codes
+                    }
+                }
+            };
+            let code_rows: Vec<&[f64]> = batch_codes.chunks(c).collect();
+            engine.load(&ae.batch_state(&model, &items, &code_rows))?;
+            let rep = engine.iterate(s.iters_per_batch, s.beta, s.tol, check_every)?;
+            e_start += rep.errors.first().copied().unwrap_or(f64::NAN);
+            e_end += rep.errors.last().copied().unwrap_or(f64::NAN);
+            iters += rep.iterations;
+            let cons = engine.consensus()?;
+            model.weights = cons.w;
+            model.biases = engine.bias_consensus()?;
+            if model
+                .weights
+                .iter()
+                .chain(&model.biases)
+                .any(|v| !v.is_finite())
+            {
+                return Err(Error::Numeric(format!(
+                    "weights became non-finite in epoch {epoch}, batch {b}"
+                )));
+            }
+            if matches!(codes, CodeSource::Empirical) {
+                // The next batch samples from this batch's encodings.
+                let lists = code_lists(ae, &model, &items);
+                batch_codes = sample_codes(&lists, kc, &mut rng);
+            }
+        }
+        let nb = batches as f64;
+        let stats = AeEpochStats {
+            epoch,
+            data_err: ae.data_err(&model, data),
+            code_err: ae.code_err(&model, &batch_codes),
+            rrr_err_start: e_start / nb,
+            rrr_err_end: e_end / nb,
+            iterations: iters as f64 / nb,
+            gwms: super::gwms(iters as u64, kd + kc, p.edges()),
+            seconds: t0.elapsed().as_secs_f64(),
+        };
+        if !on_epoch(&stats, &model)? {
+            break;
+        }
+    }
+    Ok((model, batch_codes))
+}
+
+/// Per code node, the encodings of `items` (the iDE empirical lists).
+pub fn code_lists(ae: &Autoencoder, m: &Model, items: &[&[f64]]) -> Vec<Vec<f64>> {
+    let codes: Vec<Vec<f64>> = items.par_iter().map(|d| ae.encode(m, d)).collect();
+    (0..ae.net.code)
+        .map(|i| codes.iter().map(|c| c[i]).collect())
+        .collect()
+}
+
+/// Binary encoding solved: every one-hot item round-trips exactly and every
+/// code maps back to itself (D and E are inverse bijections).
+pub fn binary_solved(ae: &Autoencoder, m: &Model, n: usize) -> bool {
+    ae.data_err(m, &one_hot(n)) == 0.0 && ae.code_err(m, &binary_codes(n)) == 0.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sampler_draws_each_coordinate_from_its_own_list() {
+        let lists = vec![vec![1.0, 2.0], vec![10.0], vec![-5.0, -6.0, -7.0]];
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let codes = sample_codes(&lists, 200, &mut rng);
+        assert_eq!(codes.len(), 600);
+        for row in codes.chunks(3) {
+            for (v, l) in row.iter().zip(&lists) {
+                assert!(l.contains(v), "{v} not in {l:?}");
+            }
+        }
+        // Every value of every list is drawn (200 draws of ≤ 3 values).
+        for (i, l) in lists.iter().enumerate() {
+            for v in l {
+                assert!(codes.chunks(3).any(|r| r[i] == *v));
+            }
+        }
+    }
+
+    #[test]
+    fn layered_net_round_trips_and_rejects_bad_edges() {
+        let net = AeNet::layered(8, &[], 3, &[]).unwrap();
+        assert_eq!(net.edges.len(), 48);
+        let text = net.to_text();
+        let back = AeNet::parse(&text, std::path::Path::new("t")).unwrap();
+        assert_eq!(back, net);
+        let bad = AeNet {
+            edges: vec![(0, 1)],
+            ..net.clone()
+        };
+        assert!(bad.check().is_err());
+    }
+
+    #[test]
+    fn binary_codes_and_one_hot() {
+        assert_eq!(
+            binary_codes(2),
+            vec![0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 1.0, 1.0]
+        );
+        assert_eq!(one_hot(1), vec![1.0, 0.0, 0.0, 1.0]);
+    }
+}

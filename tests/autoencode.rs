@@ -1,0 +1,203 @@
+//! RRR autoencoder (SPEC 2.3): binary encoding on both backends, feed-around
+//! passes, net files, and the CLI's bad-input exits.
+
+mod common;
+
+use common::{gpu, output_text, run_cli, temp_dir};
+use gradfree::rrr::autoencode::{
+    Activation, AeNet, AeSettings, Autoencoder, CodeSource, binary_codes, binary_solved, one_hot,
+    train,
+};
+use gradfree::{Backend, Precision};
+
+fn binary_settings(seed: u64) -> AeSettings {
+    AeSettings {
+        batch: 8,
+        codes: 8,
+        epochs: 150,
+        iters_per_batch: 1000,
+        tol: 0.0,
+        beta: 0.5,
+        omega: 100.0,
+        margin: 0.4,
+        activation: Activation::Step,
+        seed,
+    }
+}
+
+/// Trains 8 → 3 → 8 on the 8 one-hot items and the 8 codes; returns the
+/// epoch it was solved in.
+fn solve_838(be: &Backend, seed: u64) -> Option<usize> {
+    let s = binary_settings(seed);
+    let ae = Autoencoder::new(AeNet::layered(8, &[], 3, &[]).unwrap(), &s).unwrap();
+    let codes = binary_codes(3);
+    let mut solved = None;
+    let (model, _) = train(
+        be,
+        &ae,
+        &one_hot(3),
+        CodeSource::Fixed(&codes),
+        &s,
+        ae.random_model(seed),
+        |st, m| {
+            if binary_solved(&ae, m, 3) {
+                solved = Some(st.epoch);
+                return Ok(false);
+            }
+            Ok(true)
+        },
+    )
+    .unwrap();
+    if solved.is_some() {
+        // A solution is a bijection: distinct binary codes that decode back.
+        let mut seen = std::collections::HashSet::new();
+        for d in one_hot(3).chunks(8) {
+            let c = ae.encode(&model, d);
+            assert!(c.iter().all(|&v| v == 0.0 || v == 1.0), "{c:?}");
+            assert!(seen.insert(format!("{c:?}")), "code {c:?} used twice");
+            assert_eq!(ae.decode(&model, &c), d);
+        }
+    }
+    solved
+}
+
+#[test]
+fn binary_encoding_8_3_8_is_solved_on_both_backends() {
+    // Seed 6 solves in 43 (cpu f64) and 54 (lavapipe f32) epochs of 1000
+    // iterations; the C reference solves 6–7 of 10 random starts in 200.
+    let mut backends = vec![("cpu f64", Backend::cpu(Precision::F64))];
+    if let Some(ctx) = gpu(Precision::F32) {
+        backends.push(("gpu f32", Backend::gpu(ctx, Precision::F32)));
+    }
+    for (name, be) in backends {
+        let e = solve_838(&be, 6);
+        assert!(e.is_some(), "{name}: 8→3→8 not solved in 150 epochs");
+        eprintln!("{name}: solved in epoch {}", e.unwrap());
+    }
+}
+
+#[test]
+fn feed_around_passes_fix_their_starting_nodes() {
+    let s = AeSettings {
+        activation: Activation::Zigmoid,
+        ..binary_settings(2)
+    };
+    let net = AeNet::layered(5, &[4], 2, &[3]).unwrap();
+    let ae = Autoencoder::new(net, &s).unwrap();
+    let m = ae.random_model(2);
+    let d = [0.0, 0.2, 0.5, 0.9, 1.0];
+    let pd = ae.pass_data(&m, &d);
+    assert_eq!(&pd.x[..5], &d, "data pass keeps x at the data nodes");
+    let c = [0.3, 0.7];
+    let pc = ae.pass_code(&m, &c);
+    let fc = ae.net.first_code();
+    assert_eq!(&pc.x[fc..fc + 2], &c, "code pass keeps x at the code nodes");
+    // Every other x is the activation of its pre-activation.
+    for (i, (&x, &y)) in pc.x.iter().zip(&pc.y).enumerate() {
+        if !(fc..fc + 2).contains(&i) {
+            let want = Activation::Zigmoid.apply(y - m.biases[i], 0.4);
+            assert!((x - want).abs() < 1e-15, "node {i}");
+        }
+    }
+    // The batch state: labels mark the item kinds, data sit at the fixed nodes.
+    let st = ae.batch_state(&m, &[&d], &[&c]);
+    assert_eq!(st.labels, vec![0, 1]);
+    assert_eq!(st.data[2 * 2], 0.5);
+    assert_eq!(st.data[fc * 2 + 1], 0.3);
+    assert_eq!(st.data[(fc + 1) * 2 + 1], 0.7);
+}
+
+#[test]
+fn autoencoder_net_files_round_trip_and_reject_bad_ones() {
+    let net = AeNet::layered(6, &[4], 2, &[4]).unwrap();
+    let text = net.to_text();
+    let p = std::path::Path::new("net");
+    assert_eq!(AeNet::parse(&text, p).unwrap(), net);
+    for (bad, why) in [
+        ("6 4 2", "file ends"),
+        ("6 4 2 4\n0 1 99", "out of range"),
+        ("6 4 2 4\n1 1 0", "expected the entry of node 0"),
+        ("x 4 2 4", "not a non-negative integer"),
+    ] {
+        let e = AeNet::parse(bad, p).unwrap_err().to_string();
+        assert!(e.contains(why), "{bad:?}: {e}");
+    }
+    // An edge from a data node straight to a decoder node breaks the cycle's order.
+    let mut broken = net.clone();
+    broken.edges.push((0, 13));
+    assert!(broken.check().is_err());
+}
+
+#[test]
+fn cli_binary_encoding_writes_outputs_and_bad_inputs_exit_2() {
+    let dir = temp_dir("ae_cli");
+    let out = run_cli(&[
+        "rrr",
+        "autoencode",
+        "--binary",
+        "2",
+        "--beta",
+        "0.5",
+        "--omega",
+        "100",
+        "--margin",
+        "0.4",
+        "--iters-per-batch",
+        "200",
+        "--epochs",
+        "3",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", output_text(&out));
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["runs"], 1);
+    assert!(summary["data_err"].is_number());
+    assert!(dir.join("model.safetensors").exists());
+    assert!(dir.join("metrics.jsonl").exists());
+    // Data outside [0, 1], a width mismatch with the net file, a bad net file.
+    let csv = dir.join("bad.csv");
+    std::fs::write(&csv, "0.5,2.0\n0.1,0.2\n").unwrap();
+    let o = run_cli(&[
+        "rrr",
+        "autoencode",
+        "--data",
+        csv.to_str().unwrap(),
+        "--device",
+        "cpu",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", output_text(&o));
+    assert!(output_text(&o).contains("outside [0, 1]"));
+    let good = dir.join("good.csv");
+    std::fs::write(&good, "0.5,1.0,0\n0.1,0.2,1\n").unwrap();
+    let net = dir.join("net.txt");
+    std::fs::write(&net, AeNet::layered(2, &[], 1, &[]).unwrap().to_text()).unwrap();
+    let o = run_cli(&[
+        "rrr",
+        "autoencode",
+        "--data",
+        good.to_str().unwrap(),
+        "--net",
+        net.to_str().unwrap(),
+        "--device",
+        "cpu",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", output_text(&o));
+    assert!(output_text(&o).contains("data nodes"));
+    std::fs::write(&net, "2 0 1 0\n0 1 5\n").unwrap();
+    let o = run_cli(&[
+        "rrr",
+        "autoencode",
+        "--data",
+        good.to_str().unwrap(),
+        "--net",
+        net.to_str().unwrap(),
+        "--device",
+        "cpu",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", output_text(&o));
+}

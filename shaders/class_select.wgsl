@@ -5,6 +5,8 @@
 const MODE_NONE: u32 = 0u;
 const MODE_EXEMPT: u32 = 1u;
 const MODE_RELABEL: u32 = 2u;
+// Relabeling of class-0 items (fakes) only.
+const MODE_RELABEL_FAKES: u32 = 3u;
 const LABEL_EXEMPT: u32 = 0xffffffffu;
 
 //!entry
@@ -66,7 +68,9 @@ fn class_keys(
     let dg = dist(k, g);
     var key = dg;
     var best = g;
-    if (params.mode == MODE_RELABEL) {
+    if (params.mode == MODE_RELABEL_FAKES && g != 0u) {
+        key = 0.0;
+    } else if (params.mode == MODE_RELABEL || params.mode == MODE_RELABEL_FAKES) {
         var db = dg;
         for (var label = 0u; label < params.classes; label++) {
             let d = dist(k, label);

@@ -336,8 +336,15 @@ enum RrrTask {
     Nmf(Box<NmfArgs>),
     /// Train a classifier on any acyclic network (exemptions, relabeling, checkpoints).
     Classify(Box<ClassifyArgs>),
-    /// Train a cyclic autoencoder with iDE codes (or the binary-encoding task).
+    /// Train a cyclic autoencoder with iDE codes (or the binary-encoding task),
+    /// optionally with the generative model's genuine/fake classifier.
     Autoencode(Box<AutoencodeArgs>),
+    /// Sample codes, keep those the generator accepts, decode: generated.png.
+    Generate(Box<AeModelArgs>),
+    /// Codes of data rows under a trained autoencoder: codes.csv.
+    Encode(Box<AeModelArgs>),
+    /// Data of codes (CSV rows) under a trained autoencoder: decoded.csv (and decoded.png).
+    Decode(Box<AeModelArgs>),
 }
 
 #[derive(Args, Debug)]
@@ -399,6 +406,50 @@ struct AutoencodeArgs {
     /// Stop a batch once RRR_err < tol (0: never).
     #[arg(long, default_value_t = 0.0)]
     tol: f64,
+    /// Hold out this fraction of the data (the last rows) for held-out errors.
+    #[arg(long)]
+    split: Option<f64>,
+    /// Then train the generative model's genuine/fake classifier with these
+    /// hidden widths (code → hidden… → 2), e.g. 50,50,50.
+    #[arg(long)]
+    generator: Option<String>,
+    /// Generator: false-positive allowance (fraction of the fakes per batch
+    /// that may take the genuine label).
+    #[arg(long, default_value_t = 0.25)]
+    fpa: f64,
+    /// Generator: weight norm Ω.
+    #[arg(long, default_value_t = 5.0)]
+    gen_omega: f64,
+    /// Generator: class margin Δ.
+    #[arg(long, default_value_t = 0.1)]
+    gen_margin: f64,
+    /// Generator: items per batch (genuine and fake mixed).
+    #[arg(long, default_value_t = 200)]
+    gen_batch: usize,
+    /// Generator: epochs.
+    #[arg(long, default_value_t = 20)]
+    gen_epochs: usize,
+    /// Generator: RRR iterations per batch.
+    #[arg(long, default_value_t = 100)]
+    gen_iters: usize,
+}
+
+#[derive(Args, Debug)]
+struct AeModelArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// A model.safetensors written by `rrr autoencode`.
+    #[arg(long)]
+    model: PathBuf,
+    /// generate: codes to sample.
+    #[arg(long, default_value_t = 1000)]
+    count: usize,
+    /// encode: data rows (IDX, reference format or CSV); decode: codes (CSV, one per row).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Image shape HxW for PNGs (else square when the width is a square).
+    #[arg(long)]
+    image_shape: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -1014,6 +1065,15 @@ fn run(cli: Cli) -> Result<()> {
         Command::Rrr {
             task: RrrTask::Autoencode(a),
         } => rrr_autoencode(&a).context("rrr autoencode"),
+        Command::Rrr {
+            task: RrrTask::Generate(a),
+        } => rrr_ae_use(&a, AeUse::Generate).context("rrr generate"),
+        Command::Rrr {
+            task: RrrTask::Encode(a),
+        } => rrr_ae_use(&a, AeUse::Encode).context("rrr encode"),
+        Command::Rrr {
+            task: RrrTask::Decode(a),
+        } => rrr_ae_use(&a, AeUse::Decode).context("rrr decode"),
         Command::Predict(a) => predict(&a).context("predict"),
         Command::Hsic {
             task: HsicTask::Cv(a),
@@ -1188,6 +1248,7 @@ fn rrr_classify(a: &ClassifyArgs) -> Result<()> {
             margin: a.margin,
             exempt: parse_budget("exempt", a.exempt.as_deref(), a.batch)?,
             relabel: parse_budget("relabel", a.relabel.as_deref(), a.batch)?,
+            false_positives: 0,
             seed: c.seed,
         };
         (net, s)
@@ -2121,6 +2182,33 @@ fn rrr_autoencode(a: &AutoencodeArgs) -> Result<()> {
     if a.runs == 0 {
         return Err(Error::Input("--runs must be at least 1".into()).into());
     }
+    // Held-out rows (the last ones) for the generator's held-out rates.
+    let (x, held) = match a.split {
+        None => (x, vec![]),
+        Some(f) if f > 0.0 && f < 1.0 && a.binary.is_none() => {
+            let n = x.len() / dim;
+            let keep = n - ((n as f64 * f).round() as usize).clamp(1, n - 1);
+            let held = x[keep * dim..].to_vec();
+            (x[..keep * dim].to_vec(), held)
+        }
+        Some(f) => {
+            return Err(Error::Input(format!(
+                "--split must be in (0, 1) and needs --data, got {f}"
+            ))
+            .into());
+        }
+    };
+    let gen_widths = a
+        .generator
+        .as_deref()
+        .map(|g| widths_list(g, "--generator"))
+        .transpose()?;
+    if gen_widths.is_some() && a.binary.is_some() {
+        return Err(Error::Input("--generator needs --data".into()).into());
+    }
+    if !(0.0..1.0).contains(&a.fpa) {
+        return Err(Error::Input(format!("--fpa must be in [0, 1), got {}", a.fpa)).into());
+    }
     let auto = Autoencoder::new(net, &settings)?;
     let backend = c.open()?;
     let mut out = OutDir::new(c.out.as_deref())?;
@@ -2222,8 +2310,6 @@ fn rrr_autoencode(a: &AutoencodeArgs) -> Result<()> {
         );
         extra["linear_bound"] = json!(linear);
     }
-    let m = meter.measure();
-    println!("{}", m.line());
     if let Some(shape) = shape {
         let k = 16.min(rows);
         let rec: Vec<f64> = (0..k)
@@ -2244,22 +2330,53 @@ fn rrr_autoencode(a: &AutoencodeArgs) -> Result<()> {
         out.file("samples.png", &rows_png(&[&decoded], shape, 64)?)?;
         out.file("codes.png", &histogram_strip(&lists, 32)?)?;
     }
-    let tensors = vec![
-        NamedTensor {
-            name: "weights".into(),
-            shape: vec![model.weights.len()],
-            data: model.weights.clone(),
-        },
-        NamedTensor {
-            name: "biases".into(),
-            shape: vec![model.biases.len()],
-            data: model.biases.clone(),
-        },
-    ];
-    let meta = json!({"method": "rrr autoencode", "net": auto.net.to_text(),
-                      "settings": settings, "edge_order": "sorted by destination, then source"});
-    out.file("model.safetensors", &safetensors_bytes(&tensors, &meta)?)?;
+    let all_rows: Vec<&[f64]> = x.chunks(dim).collect();
+    let code_lists = ae::code_lists(&auto, &model, &all_rows);
+    let generator = match &gen_widths {
+        None => None,
+        Some(hidden) => {
+            let g = train_generator(
+                a,
+                &backend,
+                &auto,
+                &model,
+                &x,
+                &held,
+                &code_lists,
+                hidden,
+                &mut out,
+            )?;
+            meter.add_gwms(g.1);
+            if let Some(shape) = shape {
+                let (png, rate) =
+                    generated_png(&auto, &model, &g.0, &code_lists, 1000, shape, c.seed)?;
+                out.file("generated.png", &png)?;
+                println!(
+                    "generator: accepts {:.1}% of 1000 fresh samples of Z (decoded in generated.png)",
+                    100.0 * rate
+                );
+                extra["acceptance_rate"] = json!(rate);
+            }
+            extra["generator_fp"] = json!(g.2);
+            extra["generator_genuine_rejected"] = json!(g.3);
+            Some(g.0)
+        }
+    };
+    let bundle = ae::AeModel {
+        net: auto.net.clone(),
+        settings: settings.clone(),
+        model: model.clone(),
+        code_lists,
+        generator,
+    };
+    out.file("model.safetensors", &bundle.to_bytes()?)?;
+    let m = meter.measure();
+    println!("{}", m.line());
     let common = CommonSummary::new(backend.describe(), c.precision, c.seed, &m);
+    if !held.is_empty() {
+        extra["held_out_items"] = json!(held.len() / dim);
+        extra["held_out_data_err"] = json!(auto.data_err(&model, &held));
+    }
     let mut own = json!({"method": "rrr autoencode", "items": rows, "data_nodes": auto.net.data,
                          "code_nodes": auto.net.code, "edges": auto.problem.edges(),
                          "data_err": data_err, "code_err": code_err, "settings": settings});
@@ -2305,4 +2422,251 @@ fn histogram_strip(lists: &[Vec<f64>], bins: usize) -> gradfree::error::Result<V
         })
         .collect();
     output::png_grid(&images, bins, bins, images.len().max(1), false)
+}
+
+/// Trains the genuine/fake classifier on E(train) vs samples of Z (and rates
+/// on E(held) vs fresh samples); returns it, its GWMs and the final
+/// (false-positive, genuine-rejected) rates on held-out (else training) codes.
+#[allow(clippy::too_many_arguments)]
+fn train_generator(
+    a: &AutoencodeArgs,
+    backend: &Backend,
+    auto: &rrr::autoencode::Autoencoder,
+    model: &rrr::classify::Model,
+    x: &[f64],
+    held: &[f64],
+    lists: &[Vec<f64>],
+    hidden: &[usize],
+    out: &mut OutDir,
+) -> Result<(rrr::autoencode::Generator, f64, f64, f64)> {
+    use rrr::autoencode as ae;
+    let c = &a.common;
+    let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(c.seed ^ 0x6e);
+    let train_set = ae::genuine_and_fakes(auto, model, x, lists, &mut rng);
+    let test_set =
+        (!held.is_empty()).then(|| ae::genuine_and_fakes(auto, model, held, lists, &mut rng));
+    let mut widths = vec![auto.net.code];
+    widths.extend_from_slice(hidden);
+    widths.push(2);
+    let net = Net::layered(&widths)?;
+    // Batches mix genuine and fake items about evenly: FPA = fpa × |K|/2.
+    let fp = (a.fpa * a.gen_batch as f64 / 2.0).round() as usize;
+    let s = Settings {
+        batch: a.gen_batch,
+        epochs: a.gen_epochs,
+        iters_per_batch: a.gen_iters,
+        tol: 0.0,
+        beta: 1.0,
+        omega: a.gen_omega,
+        upsilon: 1.0,
+        margin: a.gen_margin,
+        exempt: 0,
+        relabel: 0,
+        false_positives: fp,
+        seed: c.seed,
+    };
+    let clf = Classifier::new(net.clone(), &s)?;
+    let start = clf.random_model(c.seed);
+    let mut gwms = 0.0;
+    let mut last = (f64::NAN, f64::NAN);
+    if !c.quiet {
+        println!(
+            "generator {}: {} genuine + {} fake training codes, FPA {fp} per batch of {}",
+            widths
+                .iter()
+                .map(|w| w.to_string())
+                .collect::<Vec<_>>()
+                .join(" → "),
+            train_set.len() / 2,
+            train_set.len() / 2,
+            a.gen_batch
+        );
+    }
+    let mut lines = vec![];
+    let trained = classify::train(
+        backend,
+        &clf,
+        &train_set,
+        None,
+        &s,
+        start,
+        1,
+        |st, m, sel| {
+            gwms += st.gwms;
+            let (fp_tr, rej_tr) = rrr::autoencode::generator_rates(&clf, m, &train_set);
+            let test = test_set
+                .as_ref()
+                .map(|t| rrr::autoencode::generator_rates(&clf, m, t));
+            last = test.unwrap_or((fp_tr, rej_tr));
+            if !c.quiet {
+                println!(
+                    "generator epoch {}: fp {:.3}, genuine rejected {:.3} (train){}; {} relabeled, {:.3} GWMs, {:.2} s",
+                    st.epoch,
+                    fp_tr,
+                    rej_tr,
+                    test.map_or(String::new(), |(f, r)| format!(
+                        "; fp {f:.3}, genuine rejected {r:.3} (held out)"
+                    )),
+                    sel.relabeled.len(),
+                    st.gwms,
+                    st.seconds
+                );
+            }
+            lines.push(
+                json!({"stage": "generator", "epoch": st.epoch, "train_fp": fp_tr,
+            "train_genuine_rejected": rej_tr, "test_fp": test.map(|t| t.0),
+            "test_genuine_rejected": test.map(|t| t.1), "relabeled": sel.relabeled.len(),
+            "gwms": st.gwms, "seconds": st.seconds}),
+            );
+            Ok(())
+        },
+    )?;
+    for l in &lines {
+        out.metric(l)?;
+    }
+    Ok((
+        rrr::autoencode::Generator {
+            net,
+            settings: s,
+            model: trained,
+        },
+        gwms,
+        last.0,
+        last.1,
+    ))
+}
+
+/// Decodes up to 64 of `count` fresh samples of Z that the generator
+/// accepts; returns the PNG and the acceptance rate.
+fn generated_png(
+    auto: &rrr::autoencode::Autoencoder,
+    model: &rrr::classify::Model,
+    g: &rrr::autoencode::Generator,
+    lists: &[Vec<f64>],
+    count: usize,
+    shape: (usize, usize),
+    seed: u64,
+) -> Result<(Vec<u8>, f64)> {
+    let clf = Classifier::new(g.net.clone(), &g.settings)?;
+    let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(seed ^ 0x9e);
+    let z = rrr::autoencode::sample_codes(lists, count, &mut rng);
+    let accepted: Vec<&[f64]> = z
+        .chunks(auto.net.code)
+        .filter(|c| clf.classify(&g.model, c) == 1)
+        .collect();
+    let rate = accepted.len() as f64 / count.max(1) as f64;
+    let decoded: Vec<f64> = accepted
+        .iter()
+        .take(64)
+        .flat_map(|c| auto.decode(model, c))
+        .collect();
+    Ok((rows_png(&[&decoded], shape, 64)?, rate))
+}
+
+/// What `rrr generate|encode|decode` do with a trained autoencoder.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum AeUse {
+    Generate,
+    Encode,
+    Decode,
+}
+
+fn rrr_ae_use(a: &AeModelArgs, what: AeUse) -> Result<()> {
+    use rrr::autoencode::{AeModel, Autoencoder};
+    let c = &a.common;
+    let bytes = std::fs::read(&a.model)
+        .map_err(|e| Error::Input(format!("cannot read {}: {e}", a.model.display())))?;
+    let bundle = AeModel::from_bytes(&bytes, &a.model.display().to_string())?;
+    let auto = Autoencoder::new(bundle.net.clone(), &bundle.settings)?;
+    let m = &bundle.model;
+    let (d, cw) = (auto.net.data, auto.net.code);
+    let out = OutDir::new(c.out.as_deref())?;
+    let shape = match image_shape(a.image_shape.as_deref())? {
+        Some(s) => Some(s),
+        None => {
+            let side = (d as f64).sqrt().round() as usize;
+            (side * side == d && side >= 4).then_some((side, side))
+        }
+    };
+    let meter = gradfree::meter::Meter::start(gradfree::meter::SensorKind::Cpu);
+    let own = match what {
+        AeUse::Generate => {
+            let Some(g) = &bundle.generator else {
+                return Err(Error::Input(format!(
+                    "{} has no generator: train one with `rrr autoencode --generator …`",
+                    a.model.display()
+                ))
+                .into());
+            };
+            if a.count == 0 {
+                return Err(Error::Input("--count must be at least 1".into()).into());
+            }
+            let clf = Classifier::new(g.net.clone(), &g.settings)?;
+            let mut rng =
+                <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(c.seed ^ 0x9e);
+            let z = rrr::autoencode::sample_codes(&bundle.code_lists, a.count, &mut rng);
+            let accepted: Vec<&[f64]> = z
+                .chunks(cw)
+                .filter(|q| clf.classify(&g.model, q) == 1)
+                .collect();
+            let rate = accepted.len() as f64 / a.count as f64;
+            let decoded: Vec<f64> = accepted.iter().flat_map(|q| auto.decode(m, q)).collect();
+            println!(
+                "accepted {} of {} samples of Z ({:.1}%)",
+                accepted.len(),
+                a.count,
+                100.0 * rate
+            );
+            out.file("generated.csv", rows_csv(&decoded, d).as_bytes())?;
+            if let Some(s) = shape {
+                out.file("generated.png", &rows_png(&[&decoded], s, 256)?)?;
+            }
+            json!({"method": "rrr generate", "count": a.count, "accepted": accepted.len(), "acceptance_rate": rate})
+        }
+        AeUse::Encode | AeUse::Decode => {
+            let Some(path) = &a.data else {
+                return Err(Error::Input("give --data FILE".into()).into());
+            };
+            let rows = data::images::load_rows(path, None)?;
+            let want = if what == AeUse::Encode { d } else { cw };
+            if rows.dim != want {
+                return Err(Error::Input(format!(
+                    "{} has rows of {} values; the model's {} layer has {want} nodes",
+                    path.display(),
+                    rows.dim,
+                    if what == AeUse::Encode {
+                        "data"
+                    } else {
+                        "code"
+                    }
+                ))
+                .into());
+            }
+            let res: Vec<f64> = rows
+                .x
+                .chunks(rows.dim)
+                .flat_map(|r| {
+                    if what == AeUse::Encode {
+                        auto.encode(m, r)
+                    } else {
+                        auto.decode(m, r)
+                    }
+                })
+                .collect();
+            if what == AeUse::Encode {
+                out.file("codes.csv", rows_csv(&res, cw).as_bytes())?;
+            } else {
+                out.file("decoded.csv", rows_csv(&res, d).as_bytes())?;
+                if let Some(s) = shape {
+                    out.file("decoded.png", &rows_png(&[&res], s, 256)?)?;
+                }
+            }
+            println!("{} rows written", rows.len());
+            json!({"method": if what == AeUse::Encode { "rrr encode" } else { "rrr decode" }, "items": rows.len()})
+        }
+    };
+    let ms = meter.measure();
+    let common = CommonSummary::new("cpu (host forward passes)".into(), c.precision, c.seed, &ms);
+    out.summary(&common, own)?;
+    Ok(())
 }

@@ -201,3 +201,228 @@ fn cli_binary_encoding_writes_outputs_and_bad_inputs_exit_2() {
     ]);
     assert_eq!(o.status.code(), Some(2), "{}", output_text(&o));
 }
+
+#[test]
+fn genuine_and_fake_sets_and_model_files_round_trip() {
+    use gradfree::rrr::autoencode::{AeModel, Generator, code_lists, genuine_and_fakes};
+    use gradfree::rrr::classify::{Classifier, Settings};
+    use gradfree::rrr::net::Net;
+    let s = AeSettings {
+        activation: Activation::Zigmoid,
+        ..binary_settings(4)
+    };
+    let ae = Autoencoder::new(AeNet::layered(4, &[3], 2, &[3]).unwrap(), &s).unwrap();
+    let m = ae.random_model(4);
+    let data: Vec<f64> = (0..24).map(|i| (i % 5) as f64 / 4.0).collect();
+    let rows: Vec<&[f64]> = data.chunks(4).collect();
+    let lists = code_lists(&ae, &m, &rows);
+    assert_eq!(lists.len(), 2);
+    assert_eq!(lists[0].len(), 6);
+    let mut rng = common::rng(1);
+    let set = genuine_and_fakes(&ae, &m, &data, &lists, &mut rng);
+    assert_eq!(set.len(), 12);
+    assert_eq!(set.y.iter().filter(|&&y| y == 1).count(), 6);
+    // Genuine items are the encodings; fakes take each coordinate from its list.
+    assert_eq!(set.item(0), ae.encode(&m, rows[0]).as_slice());
+    for k in 6..12 {
+        for (i, v) in set.item(k).iter().enumerate() {
+            assert!(lists[i].contains(v));
+        }
+    }
+    let gs = Settings {
+        batch: 4,
+        epochs: 1,
+        iters_per_batch: 5,
+        tol: 0.0,
+        beta: 1.0,
+        omega: 5.0,
+        upsilon: 1.0,
+        margin: 0.1,
+        exempt: 0,
+        relabel: 0,
+        false_positives: 1,
+        seed: 1,
+    };
+    let gnet = Net::layered(&[2, 3, 2]).unwrap();
+    let clf = Classifier::new(gnet.clone(), &gs).unwrap();
+    let bundle = AeModel {
+        net: ae.net.clone(),
+        settings: s.clone(),
+        model: m.clone(),
+        code_lists: lists.clone(),
+        generator: Some(Generator {
+            net: gnet,
+            settings: gs,
+            model: clf.random_model(2),
+        }),
+    };
+    let back = AeModel::from_bytes(&bundle.to_bytes().unwrap(), "model").unwrap();
+    assert_eq!(back.net, bundle.net);
+    assert_eq!(back.settings, bundle.settings);
+    assert_eq!(back.model, bundle.model);
+    assert_eq!(back.code_lists, bundle.code_lists);
+    let (g, h) = (back.generator.unwrap(), bundle.generator.unwrap());
+    assert_eq!((g.net, g.settings, g.model), (h.net, h.settings, h.model));
+    // A classifier file is not an autoencoder.
+    assert!(AeModel::from_bytes(b"not safetensors", "x").is_err());
+}
+
+#[test]
+fn cli_autoencoder_generator_encode_decode_generate() {
+    let dir = temp_dir("ae_gen");
+    // 60 rows of 16 values in [0, 1] (4x4 images).
+    let mut r = common::rng(9);
+    let rows: Vec<String> = (0..60)
+        .map(|_| {
+            common::uniform(&mut r, 16, 0.0, 1.0)
+                .iter()
+                .map(|v| format!("{v:.3}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .collect();
+    let csv = dir.join("data.csv");
+    std::fs::write(&csv, rows.join("\n")).unwrap();
+    let d = dir.to_str().unwrap();
+    let out = run_cli(&[
+        "rrr",
+        "autoencode",
+        "--data",
+        csv.to_str().unwrap(),
+        "--encoder",
+        "6",
+        "--code",
+        "3",
+        "--decoder",
+        "6",
+        "--batch",
+        "20",
+        "--codes",
+        "5",
+        "--iters-per-batch",
+        "10",
+        "--epochs",
+        "2",
+        "--split",
+        "0.25",
+        "--generator",
+        "4",
+        "--gen-batch",
+        "20",
+        "--gen-epochs",
+        "2",
+        "--gen-iters",
+        "10",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--out",
+        d,
+    ]);
+    assert!(out.status.success(), "{}", output_text(&out));
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["held_out_items"], 15);
+    assert!(summary["generator_fp"].is_number());
+    assert!(summary["linear_bound"].is_number());
+    for png in [
+        "reconstructions.png",
+        "samples.png",
+        "codes.png",
+        "generated.png",
+    ] {
+        assert!(dir.join(png).exists(), "{png}");
+    }
+    let model = dir.join("model.safetensors");
+    let m = model.to_str().unwrap();
+    let g = dir.join("gen");
+    let o = run_cli(&[
+        "rrr",
+        "generate",
+        "--model",
+        m,
+        "--count",
+        "50",
+        "--out",
+        g.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", output_text(&o));
+    assert!(output_text(&o).contains("of 50 samples"));
+    let e = dir.join("enc");
+    let o = run_cli(&[
+        "rrr",
+        "encode",
+        "--model",
+        m,
+        "--data",
+        csv.to_str().unwrap(),
+        "--out",
+        e.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", output_text(&o));
+    let codes = std::fs::read_to_string(e.join("codes.csv")).unwrap();
+    assert_eq!(codes.lines().count(), 60);
+    assert_eq!(codes.lines().next().unwrap().split(',').count(), 3);
+    let dd = dir.join("dec");
+    let o = run_cli(&[
+        "rrr",
+        "decode",
+        "--model",
+        m,
+        "--data",
+        e.join("codes.csv").to_str().unwrap(),
+        "--out",
+        dd.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", output_text(&o));
+    assert_eq!(
+        std::fs::read_to_string(dd.join("decoded.csv"))
+            .unwrap()
+            .lines()
+            .count(),
+        60
+    );
+    // Width mismatch (data given to decode) and a model without a generator exit 2.
+    let o = run_cli(&[
+        "rrr",
+        "decode",
+        "--model",
+        m,
+        "--data",
+        csv.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", output_text(&o));
+    let plain = dir.join("plain");
+    let o = run_cli(&[
+        "rrr",
+        "autoencode",
+        "--data",
+        csv.to_str().unwrap(),
+        "--encoder",
+        "6",
+        "--code",
+        "3",
+        "--decoder",
+        "6",
+        "--batch",
+        "20",
+        "--iters-per-batch",
+        "5",
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--out",
+        plain.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", output_text(&o));
+    let o = run_cli(&[
+        "rrr",
+        "generate",
+        "--model",
+        plain.join("model.safetensors").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", output_text(&o));
+    assert!(output_text(&o).contains("no generator"));
+}

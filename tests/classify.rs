@@ -8,7 +8,7 @@ use common::*;
 use gradfree::data::labeled::{self, Labeled, LabeledFormat};
 use gradfree::data::majority::Circuit;
 use gradfree::kernels::class_select::{
-    self, LABEL_EXEMPT, MODE_EXEMPT, MODE_NONE, MODE_RELABEL, SelectInputs,
+    self, LABEL_EXEMPT, MODE_EXEMPT, MODE_NONE, MODE_RELABEL, MODE_RELABEL_FAKES, SelectInputs,
 };
 use gradfree::rrr::classify::{self, Classifier, Saved, Settings};
 use gradfree::rrr::net::Net;
@@ -78,6 +78,18 @@ fn relabeling_takes_the_largest_positive_excess() {
     assert_eq!(select(&z, &labels, MODE_RELABEL, 3), vec![1, 0, 1, 0]);
 }
 
+#[test]
+fn false_positive_allowance_relabels_only_fakes() {
+    // Items 0 and 2 are fakes (label 0) that fit label 1; item 1 is genuine
+    // (label 1) but fits label 0 better and item 3 is a fake on its label.
+    // Only fakes may be relabeled, largest excess first.
+    let z = [(-1.0, 1.0), (1.0, -1.0), (0.1, 0.3), (1.0, -1.0)];
+    let labels = [0, 1, 0, 0];
+    assert_eq!(select(&z, &labels, MODE_RELABEL, 4), vec![1, 0, 1, 0]);
+    assert_eq!(select(&z, &labels, MODE_RELABEL_FAKES, 4), vec![1, 1, 1, 0]);
+    assert_eq!(select(&z, &labels, MODE_RELABEL_FAKES, 1), vec![1, 1, 0, 0]);
+}
+
 fn select_problem(mode: u32, budget: usize) -> RrrProblem {
     let mut p = RrrProblem::classifier(9, &layered_edges(&[4, 3, 2]), 4, 2, 2.0, 0.3, 1.0).unwrap();
     p.select_mode = mode;
@@ -87,7 +99,12 @@ fn select_problem(mode: u32, budget: usize) -> RrrProblem {
 
 #[test]
 fn class_selection_agrees_across_backends_and_chunks() {
-    for (mode, budget) in [(MODE_EXEMPT, 3), (MODE_RELABEL, 4), (MODE_EXEMPT, 0)] {
+    for (mode, budget) in [
+        (MODE_EXEMPT, 3),
+        (MODE_RELABEL, 4),
+        (MODE_RELABEL_FAKES, 4),
+        (MODE_EXEMPT, 0),
+    ] {
         let p = select_problem(mode, budget);
         for kk in [1, 37, 130] {
             let s = random_classifier_state(&p, kk, 5 + kk as u64);
@@ -171,6 +188,7 @@ fn settings(batch: usize, epochs: usize) -> Settings {
         margin: 0.1,
         exempt: 0,
         relabel: 0,
+        false_positives: 0,
         seed: 3,
     }
 }

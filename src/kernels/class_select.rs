@@ -13,7 +13,9 @@
 //! - exemptions: key = d²(k, c[k]); the `budget` items with the largest
 //!   positive keys are exempted (their class y, b left unchanged);
 //! - relabeling: key = d²(k, c[k]) − min_L d²(k, L); the `budget` items with
-//!   the largest positive keys take the minimizing label.
+//!   the largest positive keys take the minimizing label;
+//! - relabeling fakes: the same, with key 0 (never selected) for items whose
+//!   given label is not 0.
 //!
 //! Ranking is by counting: item k is selected when its key is positive and
 //! fewer than `budget` items rank above it (larger key, or equal key and
@@ -32,6 +34,9 @@ pub const MODE_NONE: u32 = 0;
 pub const MODE_EXEMPT: u32 = 1;
 /// Relabeling (eq. 33).
 pub const MODE_RELABEL: u32 = 2;
+/// Relabeling restricted to items of class 0 (the generative model's fakes,
+/// which may take the genuine label: the false-positive allowance).
+pub const MODE_RELABEL_FAKES: u32 = 3;
 /// Effective label of an exempted item: its class variables are left unchanged.
 pub const LABEL_EXEMPT: u32 = u32::MAX;
 
@@ -125,8 +130,11 @@ pub fn item_key<T: Real>(inp: &SelectInputs<'_, T>, k: usize, mode: u32) -> (T, 
     };
     let given = inp.labels[k] as usize;
     let dg = dist(given);
-    if mode != MODE_RELABEL {
+    if mode != MODE_RELABEL && mode != MODE_RELABEL_FAKES {
         return (dg, inp.labels[k]);
+    }
+    if mode == MODE_RELABEL_FAKES && given != 0 {
+        return (T::ZERO, inp.labels[k]);
     }
     let (mut best, mut db) = (given, dg);
     for label in 0..inp.classes {

@@ -769,6 +769,196 @@ pub fn binary_solved(ae: &Autoencoder, m: &Model, n: usize) -> bool {
     ae.data_err(m, &one_hot(n)) == 0.0 && ae.code_err(m, &binary_codes(n)) == 0.0
 }
 
+/// The generative model's classifier: genuine codes E(X) (class 1) against
+/// samples of the iDE code distribution (class 0).
+#[derive(Clone, Debug)]
+pub struct Generator {
+    /// Its net (code nodes → hidden → 2 class nodes).
+    pub net: super::net::Net,
+    /// Its training settings (with the false-positive allowance).
+    pub settings: super::classify::Settings,
+    /// Consensus weights and biases.
+    pub model: Model,
+}
+
+/// A trained autoencoder as stored in `model.safetensors`: net, settings,
+/// weights, the per-code-node empirical code values (to sample Z from) and,
+/// when trained, the generator's classifier.
+#[derive(Clone, Debug)]
+pub struct AeModel {
+    /// The cyclic net.
+    pub net: AeNet,
+    /// Training settings.
+    pub settings: AeSettings,
+    /// Consensus weights (problem edge order) and biases.
+    pub model: Model,
+    /// Per code node, the encodings of the training data (the iDE lists).
+    pub code_lists: Vec<Vec<f64>>,
+    /// The genuine/fake classifier, if trained.
+    pub generator: Option<Generator>,
+}
+
+impl AeModel {
+    /// safetensors bytes: `weights`, `biases`, `code_values` [C × n] and,
+    /// with a generator, `gen_weights`, `gen_biases`; nets and settings in
+    /// the metadata (net files in the reference formats).
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        use crate::output::{NamedTensor, safetensors_bytes};
+        let n = self.code_lists.first().map_or(0, |l| l.len());
+        let mut tensors = vec![
+            NamedTensor {
+                name: "weights".into(),
+                shape: vec![self.model.weights.len()],
+                data: self.model.weights.clone(),
+            },
+            NamedTensor {
+                name: "biases".into(),
+                shape: vec![self.model.biases.len()],
+                data: self.model.biases.clone(),
+            },
+            NamedTensor {
+                name: "code_values".into(),
+                shape: vec![self.code_lists.len(), n],
+                data: self.code_lists.concat(),
+            },
+        ];
+        let mut meta = serde_json::json!({
+            "method": "rrr autoencode",
+            "net": self.net.to_text(),
+            "settings": self.settings,
+            "edge_order": "sorted by destination, then source",
+        });
+        if let Some(g) = &self.generator {
+            tensors.push(NamedTensor {
+                name: "gen_weights".into(),
+                shape: vec![g.model.weights.len()],
+                data: g.model.weights.clone(),
+            });
+            tensors.push(NamedTensor {
+                name: "gen_biases".into(),
+                shape: vec![g.model.biases.len()],
+                data: g.model.biases.clone(),
+            });
+            meta["generator_net"] = serde_json::json!(g.net.to_text());
+            meta["generator_settings"] = serde_json::to_value(&g.settings).expect("json");
+        }
+        safetensors_bytes(&tensors, &meta)
+    }
+
+    /// Reads what [`AeModel::to_bytes`] wrote (`what` names the file in errors).
+    pub fn from_bytes(bytes: &[u8], what: &str) -> Result<Self> {
+        let bad = |why: String| Error::Input(format!("{what}: {why}"));
+        let (tensors, meta) =
+            crate::output::read_safetensors(bytes).map_err(|e| bad(e.to_string()))?;
+        if meta.get("method").and_then(|v| v.as_str()) != Some("rrr autoencode") {
+            return Err(bad("not a gradfree autoencoder model".into()));
+        }
+        let get = |name: &str| -> Result<(Vec<usize>, Vec<f64>)> {
+            tensors
+                .get(name)
+                .cloned()
+                .ok_or_else(|| bad(format!("no tensor '{name}'")))
+        };
+        let text = |key: &str| -> Result<String> {
+            meta.get(key)
+                .and_then(|v| v.as_str())
+                .map(str::to_string)
+                .ok_or_else(|| bad(format!("metadata lacks '{key}'")))
+        };
+        let path = std::path::Path::new(what);
+        let net = AeNet::parse(&text("net")?, path)?;
+        let settings: AeSettings = serde_json::from_value(meta["settings"].clone())
+            .map_err(|e| bad(format!("settings: {e}")))?;
+        let (weights, biases) = (get("weights")?.1, get("biases")?.1);
+        if weights.len() != net.edges.len() || biases.len() != net.nodes() {
+            return Err(bad("weights or biases do not fit the net".into()));
+        }
+        let (shape, values) = get("code_values")?;
+        if shape.first() != Some(&net.code) {
+            return Err(bad("code values do not fit the code layer".into()));
+        }
+        let per = shape.get(1).copied().unwrap_or(0);
+        let code_lists = values.chunks(per.max(1)).map(<[f64]>::to_vec).collect();
+        let generator = match meta.get("generator_net").and_then(|v| v.as_str()) {
+            None => None,
+            Some(t) => {
+                let gnet = super::net::Net::parse(t, path)?;
+                let gs = serde_json::from_value(meta["generator_settings"].clone())
+                    .map_err(|e| bad(format!("generator settings: {e}")))?;
+                let (gw, gb) = (get("gen_weights")?.1, get("gen_biases")?.1);
+                if gw.len() != gnet.edges.len() || gb.len() != gnet.nodes() {
+                    return Err(bad("generator weights do not fit its net".into()));
+                }
+                Some(Generator {
+                    net: gnet,
+                    settings: gs,
+                    model: Model {
+                        weights: gw,
+                        biases: gb,
+                    },
+                })
+            }
+        };
+        Ok(AeModel {
+            net,
+            settings,
+            model: Model { weights, biases },
+            code_lists,
+            generator,
+        })
+    }
+}
+
+/// Genuine codes E(x) (label 1) of `data` rows and as many samples of the
+/// iDE distribution `lists` (label 0), as a labeled set for the generator.
+pub fn genuine_and_fakes(
+    ae: &Autoencoder,
+    m: &Model,
+    data: &[f64],
+    lists: &[Vec<f64>],
+    rng: &mut impl Rng,
+) -> crate::data::labeled::Labeled {
+    let d = ae.net.data;
+    let rows: Vec<&[f64]> = data.chunks(d).collect();
+    let genuine: Vec<Vec<f64>> = rows.par_iter().map(|r| ae.encode(m, r)).collect();
+    let fakes = sample_codes(lists, rows.len(), rng);
+    let mut x = genuine.concat();
+    x.extend_from_slice(&fakes);
+    let mut y = vec![1u32; rows.len()];
+    y.extend(std::iter::repeat_n(0u32, rows.len()));
+    crate::data::labeled::Labeled {
+        dim: ae.net.code,
+        classes: 2,
+        x,
+        y,
+    }
+}
+
+/// The generator's error rates on a genuine/fake set: fakes accepted as
+/// genuine (false positives) and genuine codes rejected (what the paper
+/// calls tn).
+pub fn generator_rates(
+    clf: &super::classify::Classifier,
+    m: &Model,
+    set: &crate::data::labeled::Labeled,
+) -> (f64, f64) {
+    let pred = clf.predict(m, set);
+    let (mut fp, mut fakes, mut rej, mut genuine) = (0usize, 0usize, 0usize, 0usize);
+    for (&p, &t) in pred.iter().zip(&set.y) {
+        if t == 0 {
+            fakes += 1;
+            fp += (p == 1) as usize;
+        } else {
+            genuine += 1;
+            rej += (p == 0) as usize;
+        }
+    }
+    (
+        fp as f64 / fakes.max(1) as f64,
+        rej as f64 / genuine.max(1) as f64,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -33,7 +33,9 @@ use super::{RrrProblem, RrrState};
 use crate::backend::Backend;
 use crate::data::labeled::Labeled;
 use crate::error::{Error, Result};
-use crate::kernels::class_select::{LABEL_EXEMPT, MODE_EXEMPT, MODE_NONE, MODE_RELABEL};
+use crate::kernels::class_select::{
+    LABEL_EXEMPT, MODE_EXEMPT, MODE_NONE, MODE_RELABEL, MODE_RELABEL_FAKES,
+};
 use crate::output::{NamedTensor, read_safetensors, safetensors_bytes};
 
 /// Training settings.
@@ -59,6 +61,10 @@ pub struct Settings {
     pub exempt: usize,
     /// Relabels per batch (EE of eq. 33).
     pub relabel: usize,
+    /// Items of class 0 (fakes) per batch that may take another label (the
+    /// generative model's false-positive allowance FPA).
+    #[serde(default)]
+    pub false_positives: usize,
     /// Seed of the initial weights and the shuffles.
     pub seed: u64,
 }
@@ -87,9 +93,14 @@ impl Settings {
         {
             return Err(Error::Input("--margin and --tol must be ≥ 0".into()));
         }
-        if self.exempt > 0 && self.relabel > 0 {
+        if [self.exempt, self.relabel, self.false_positives]
+            .iter()
+            .filter(|&&v| v > 0)
+            .count()
+            > 1
+        {
             return Err(Error::Input(
-                "--exempt and --relabel cannot be combined".into(),
+                "--exempt, --relabel and a false-positive allowance cannot be combined".into(),
             ));
         }
         Ok(())
@@ -132,6 +143,8 @@ impl Classifier {
             (MODE_EXEMPT, s.exempt)
         } else if s.relabel > 0 {
             (MODE_RELABEL, s.relabel)
+        } else if s.false_positives > 0 {
+            (MODE_RELABEL_FAKES, s.false_positives)
         } else {
             (MODE_NONE, 0)
         };

@@ -426,3 +426,45 @@ fn cli_autoencoder_generator_encode_decode_generate() {
     assert_eq!(o.status.code(), Some(2), "{}", output_text(&o));
     assert!(output_text(&o).contains("no generator"));
 }
+
+/// Each branch of the zigmoid, step and fixed-value projections on
+/// hand-made points (the reference's RRRauto.c `actproj`/`autoproj`).
+#[test]
+fn activation_projections_are_exact_on_each_branch() {
+    use gradfree::kernels::project_activation::{fixed, step, zigmoid};
+    let close = |a: (f64, f64, f64), b: (f64, f64, f64)| {
+        assert!(
+            (a.0 - b.0).abs() < 1e-15 && (a.1 - b.1).abs() < 1e-15 && (a.2 - b.2).abs() < 1e-15,
+            "{a:?} vs {b:?}"
+        );
+    };
+    // Zigmoid, m = 0.5: flat 0 (z already ≤ −m: only x moves), flat 1, ramp.
+    close(zigmoid(-0.2, -2.0, 0.0, 0.5), (0.0, -2.0, 0.0));
+    close(zigmoid(1.3, 2.0, 0.0, 0.5), (1.0, 2.0, 0.0));
+    // Ramp: s = (x − z/2m − ½)/(1 + ½m⁻²) = −0.1 → (0.6, 0.2, 0.1), f(0.1) = 0.6.
+    close(zigmoid(0.5, 0.3, 0.0, 0.5), (0.6, 0.2, 0.1));
+    // Flat 0 with y and b moved onto z = −m (the ramp's foot is x < 0);
+    // from x = 0 the ramp point (1/6, −1/6, 1/6) is nearer.
+    close(zigmoid(-0.5, 0.0, 0.0, 0.5), (0.0, -0.25, 0.25));
+    close(
+        zigmoid(0.0, 0.0, 0.0, 0.5),
+        (1.0 / 6.0, -1.0 / 6.0, 1.0 / 6.0),
+    );
+    // Step, m = 0.4: nearer to 0 (y, b moved to z = −m), nearer to 1.
+    close(step(0.3, 0.1, 0.0, 0.4), (0.0, -0.15, 0.25));
+    close(step(0.8, 0.1, 0.0, 0.4), (1.0, 0.25, -0.15));
+    close(step(1.0, 3.0, 1.0, 0.4), (1.0, 3.0, 1.0));
+    // Fixed values: 0 and 1 are half-lines, fractions the zigmoid's inverse.
+    let (y, b): (f64, f64) = fixed(0.0, 1.0, 0.0, 0.4);
+    assert!(
+        (y - 0.3).abs() < 1e-15 && (b - 0.7).abs() < 1e-15,
+        "{y} {b}"
+    );
+    assert_eq!(fixed(0.0, -1.0, 0.0, 0.4), (-1.0, 0.0));
+    assert_eq!(fixed(1.0, 1.0, 0.0, 0.4), (1.0, 0.0));
+    let (y, b): (f64, f64) = fixed(0.75, 0.0, 0.0, 0.4);
+    assert!(
+        (y - 0.1).abs() < 1e-15 && (b + 0.1).abs() < 1e-15,
+        "{y} {b}"
+    );
+}

@@ -29,6 +29,9 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Benchmark suite: GWMs, seconds, GWMs/s, energy, peak memory and
+    /// bandwidth per workload and device (bench.json, bench.md).
+    Bench(BenchArgs),
     /// List GPU adapters (backend, type, driver, limits, features) and the CPU backend.
     Devices {
         /// Restrict to one graphics API.
@@ -432,6 +435,32 @@ struct AutoencodeArgs {
     /// Generator: RRR iterations per batch.
     #[arg(long, default_value_t = 100)]
     gen_iters: usize,
+}
+
+#[derive(Args, Debug)]
+struct BenchArgs {
+    /// quick (seconds per workload) or paper (the papers' sizes).
+    #[arg(long, value_enum, default_value_t = gradfree::bench::Suite::Quick)]
+    suite: gradfree::bench::Suite,
+    /// Devices to run on in turn, comma-separated: cpu, gpu (default: cpu,
+    /// plus gpu when an adapter opens).
+    #[arg(long)]
+    devices: Option<String>,
+    /// Working precision of every workload.
+    #[arg(long, default_value = "f32")]
+    precision: Precision,
+    /// Only these workloads (comma-separated names).
+    #[arg(long)]
+    only: Option<String>,
+    /// Output directory: bench.json, bench.md, the suite's data and each run's outputs.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// An earlier bench.json: print GWMs/s ratios against it.
+    #[arg(long)]
+    compare: Option<PathBuf>,
+    /// Only the table on the terminal.
+    #[arg(long)]
+    quiet: bool,
 }
 
 #[derive(Args, Debug)]
@@ -1056,6 +1085,7 @@ fn rrr_nmf_ledm(a: &NmfArgs) -> Result<()> {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Devices { backend, json } => devices(backend, json),
+        Command::Bench(a) => bench(&a).context("bench"),
         Command::Rrr {
             task: RrrTask::Nmf(a),
         } => rrr_nmf(&a).context("rrr nmf"),
@@ -2668,5 +2698,125 @@ fn rrr_ae_use(a: &AeModelArgs, what: AeUse) -> Result<()> {
     let ms = meter.measure();
     let common = CommonSummary::new("cpu (host forward passes)".into(), c.precision, c.seed, &ms);
     out.summary(&common, own)?;
+    Ok(())
+}
+
+fn bench(a: &BenchArgs) -> Result<()> {
+    use gradfree::bench;
+    let old = a.compare.as_deref().map(bench::load).transpose()?;
+    let base = match &a.out {
+        Some(d) => d.clone(),
+        None => std::env::temp_dir().join(format!("gradfree-bench-{}", std::process::id())),
+    };
+    let prec_bytes = if a.precision == Precision::F64 {
+        8.0
+    } else {
+        4.0
+    };
+    let mut workloads = bench::prepare(a.suite, &base.join("data"), prec_bytes)?;
+    if let Some(only) = &a.only {
+        let names: Vec<&str> = only.split(',').map(str::trim).collect();
+        if let Some(n) = names.iter().find(|n| {
+            !workloads.iter().any(|w| w.name == **n) && !bench::NOT_BUILT.iter().any(|b| b.0 == **n)
+        }) {
+            return Err(Error::Input(format!("--only: no workload '{n}'")).into());
+        }
+        workloads.retain(|w| names.contains(&w.name.as_str()));
+    }
+    // Devices and their copy-kernel rooflines.
+    let mut copy_gbs = std::collections::BTreeMap::new();
+    let devices: Vec<String> = match &a.devices {
+        Some(d) => d.split(',').map(|t| t.trim().to_string()).collect(),
+        None => {
+            let mut v = vec!["cpu".to_string()];
+            let req = GpuRequest {
+                allow_software: true,
+                ..Default::default()
+            };
+            if gradfree::gpu::GpuContext::open(&req, Precision::F32).is_ok() {
+                v.push("gpu".into());
+            }
+            v
+        }
+    };
+    for d in &devices {
+        match d.as_str() {
+            "cpu" => {
+                copy_gbs.insert("cpu".to_string(), bench::cpu_copy_gbs());
+            }
+            "gpu" => {
+                let req = GpuRequest {
+                    allow_software: true,
+                    ..Default::default()
+                };
+                let ctx = gradfree::gpu::GpuContext::open(&req, Precision::F32)?;
+                let copy = gradfree::backend::gpu_ops::PreparedCopy::new(&ctx, 64 << 20)?;
+                copy.run(1)?;
+                let mut best = 0.0f64;
+                for _ in 0..3 {
+                    let t = std::time::Instant::now();
+                    copy.run(4)?;
+                    best = best.max(8.0 * copy.bytes as f64 / t.elapsed().as_secs_f64() / 1e9);
+                }
+                copy_gbs.insert("gpu".to_string(), best);
+            }
+            other => {
+                return Err(Error::Input(format!("--devices: '{other}' is not cpu or gpu")).into());
+            }
+        }
+    }
+    let exe = std::env::current_exe().map_err(|e| Error::Input(format!("own executable: {e}")))?;
+    let mut rows = vec![];
+    for d in &devices {
+        for w in &workloads {
+            if !a.quiet {
+                println!("{} on {d}: {}", w.name, w.what);
+            }
+            let row = bench::run_one(
+                &exe,
+                w,
+                d,
+                &a.precision.to_string(),
+                &bench::run_dir(&base, w, d),
+                copy_gbs.get(d).copied(),
+            );
+            if !a.quiet {
+                println!("  {}", row.status);
+            }
+            rows.push(row);
+        }
+        for (name, _) in bench::NOT_BUILT {
+            if a.only
+                .as_deref()
+                .is_none_or(|o| o.split(',').any(|n| n.trim() == *name))
+            {
+                rows.push(bench::not_built(name, d));
+            }
+        }
+    }
+    let report = bench::Report {
+        schema: bench::SCHEMA.into(),
+        suite: format!("{:?}", a.suite).to_lowercase(),
+        precision: a.precision.to_string(),
+        copy_gbs,
+        rows,
+    };
+    let md = bench::markdown(&report);
+    println!("{md}");
+    for (name, what) in bench::NOT_BUILT {
+        println!("not built: {name} ({what})");
+    }
+    if let Some(o) = &old {
+        println!("{}", bench::compare(&report, o));
+    }
+    let json = serde_json::to_string_pretty(&report).expect("json");
+    write_atomic(&base.join("bench.json"), json.as_bytes())?;
+    write_atomic(&base.join("bench.md"), md.as_bytes())?;
+    if a.out.is_none() {
+        println!("wrote {}", base.display());
+    }
+    if report.rows.iter().any(|r| r.status.starts_with("failed")) {
+        return Err(Error::Numeric("some workloads failed (see the table)".into()).into());
+    }
     Ok(())
 }

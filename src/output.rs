@@ -38,6 +38,16 @@ pub struct Common {
     /// gwms, seconds, gwms_per_s, joules, gwms_per_joule, energy_note.
     #[serde(flatten)]
     pub measurement: Measurement,
+    /// Peak resident memory of the process so far (Linux VmHWM), bytes.
+    pub peak_rss_bytes: Option<u64>,
+}
+
+/// The process's peak resident memory (VmHWM of /proc/self/status), bytes.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
 }
 
 impl Common {
@@ -48,6 +58,7 @@ impl Common {
             precision: precision.to_string(),
             seed,
             measurement: m.clone(),
+            peak_rss_bytes: peak_rss_bytes(),
         }
     }
 }

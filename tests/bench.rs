@@ -1,0 +1,156 @@
+//! `gradfree bench`: the quick suite end to end on both backends with a
+//! fake RAPL tree (energy path), bench.json against its schema, --compare.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use common::{gpu, output_text, temp_dir};
+use gradfree::Precision;
+use gradfree::bench::{self, SCHEMA};
+
+/// A powercap tree with one package domain whose counter a thread advances
+/// (10 mJ every 2 ms, written atomically) until `stop` is set.
+fn fake_rapl(root: &std::path::Path, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+    let d = root.join("intel-rapl:0");
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(d.join("energy_uj"), "0\n").unwrap();
+    std::fs::write(d.join("max_energy_range_uj"), "1000000000000\n").unwrap();
+    std::fs::write(d.join("name"), "package-0\n").unwrap();
+    std::thread::spawn(move || {
+        let mut e: u64 = 0;
+        while !stop.load(Ordering::Relaxed) {
+            e += 10_000;
+            let tmp = d.join("energy_uj.tmp");
+            std::fs::write(&tmp, format!("{e}\n")).unwrap();
+            std::fs::rename(&tmp, d.join("energy_uj")).unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+    })
+}
+
+#[test]
+fn quick_suite_runs_on_both_backends_with_energy_from_a_fake_rapl_tree() {
+    let dir = temp_dir("bench");
+    let root = dir.join("powercap");
+    let stop = Arc::new(AtomicBool::new(false));
+    let ticker = fake_rapl(&root, stop.clone());
+    let devices = if gpu(Precision::F32).is_some() {
+        "cpu,gpu"
+    } else {
+        "cpu"
+    };
+    let out = dir.join("out");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_gradfree"))
+        .args([
+            "bench",
+            "--suite",
+            "quick",
+            "--devices",
+            devices,
+            "--quiet",
+            "--out",
+        ])
+        .arg(&out)
+        .env("GRADFREE_POWERCAP_ROOT", &root)
+        .output()
+        .unwrap();
+    stop.store(true, Ordering::Relaxed);
+    ticker.join().unwrap();
+    assert!(o.status.success(), "{}", output_text(&o));
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("bench.json")).unwrap()).unwrap();
+    let report = bench::validate(&v).unwrap();
+    assert_eq!(report.schema, SCHEMA);
+    assert_eq!(report.suite, "quick");
+    let n_dev = devices.split(',').count();
+    for d in devices.split(',') {
+        assert!(report.copy_gbs[d] > 0.0, "{d}: copy bandwidth");
+        let rows: Vec<_> = report.rows.iter().filter(|r| r.device == d).collect();
+        assert!(rows.len() >= 7, "{d}: {} rows", rows.len());
+        for r in rows {
+            if r.workload == "sgd-baseline" {
+                assert_eq!(r.status, "not built");
+                continue;
+            }
+            assert_eq!(r.status, "ok", "{} on {d}", r.workload);
+            assert!(r.gwms.unwrap() > 0.0 && r.seconds.unwrap() > 0.0);
+            // The fake counter advanced while the run was measured.
+            assert!(
+                r.joules.unwrap() > 0.0,
+                "{} on {d}: {}",
+                r.workload,
+                r.energy_note
+            );
+            assert!(r.gwms_per_joule.unwrap() > 0.0);
+            assert!(r.energy_note.contains("RAPL"), "{}", r.energy_note);
+            assert!(r.peak_rss_bytes.unwrap() > 0);
+            if r.workload.starts_with("rrr") {
+                assert!(r.bandwidth_fraction.unwrap() > 0.0);
+            }
+        }
+    }
+    assert_eq!(report.rows.len(), 7 * n_dev);
+    let md = std::fs::read_to_string(out.join("bench.md")).unwrap();
+    assert!(md.starts_with("Suite `quick`"));
+    assert!(md.contains("| rrr-classify-maj13 |"));
+    // --compare against the report just written: ratios of 1-ish, printed.
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_gradfree"))
+        .args([
+            "bench",
+            "--devices",
+            "cpu",
+            "--only",
+            "hsic-ws",
+            "--quiet",
+            "--compare",
+        ])
+        .arg(out.join("bench.json"))
+        .arg("--out")
+        .arg(dir.join("again"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", output_text(&o));
+    assert!(
+        output_text(&o).contains("hsic-ws | cpu |"),
+        "{}",
+        output_text(&o)
+    );
+}
+
+#[test]
+fn bench_json_schema_rejects_malformed_reports() {
+    let good = serde_json::json!({
+        "schema": SCHEMA, "suite": "quick", "precision": "f32", "copy_gbs": {"cpu": 10.0},
+        "rows": [{"workload": "w", "device": "cpu", "device_name": "cpu (2 threads)",
+                  "status": "ok", "gwms": 1.0, "seconds": 2.0, "gwms_per_s": 0.5,
+                  "joules": null, "gwms_per_joule": null, "energy_note": "unavailable",
+                  "peak_rss_bytes": 1000, "bandwidth_gbs": null, "bandwidth_fraction": null}]
+    });
+    bench::validate(&good).unwrap();
+    let mut wrong_tag = good.clone();
+    wrong_tag["schema"] = "other/1".into();
+    assert!(bench::validate(&wrong_tag).is_err());
+    let mut missing = good.clone();
+    missing["rows"][0]["gwms_per_s"] = serde_json::Value::Null;
+    assert!(bench::validate(&missing).is_err());
+    let mut half_energy = good.clone();
+    half_energy["rows"][0]["joules"] = 3.0.into();
+    assert!(bench::validate(&half_energy).is_err());
+    let mut not_a_row = good.clone();
+    not_a_row["rows"][0]["seconds"] = "fast".into();
+    assert!(bench::validate(&not_a_row).is_err());
+    // A bad --compare file is bad input (exit 2).
+    let dir = temp_dir("bench_bad");
+    let f = dir.join("old.json");
+    std::fs::write(&f, "{\"schema\": \"nope\"}").unwrap();
+    let o = common::run_cli(&[
+        "bench",
+        "--compare",
+        f.to_str().unwrap(),
+        "--devices",
+        "cpu",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", output_text(&o));
+}

@@ -43,10 +43,7 @@ pub struct Workload {
 }
 
 /// Workloads without an implementation yet (printed as "not built").
-pub const NOT_BUILT: &[(&str, &str)] = &[(
-    "sgd-baseline",
-    "minibatch SGD on the classifier nets (softmax cross-entropy) for the RRR-vs-SGD comparison",
-)];
+pub const NOT_BUILT: &[(&str, &str)] = &[];
 
 fn s(v: &[&str]) -> Vec<String> {
     v.iter().map(|t| t.to_string()).collect()
@@ -170,6 +167,47 @@ pub fn prepare(suite: Suite, dir: &Path, precision_bytes: f64) -> Result<Vec<Wor
                 "1",
             ]),
             bytes_per_wm: rrr_bytes,
+        },
+        Workload {
+            name: "sgd-maj13".into(),
+            what: format!(
+                "SGD baseline on 13-26-26-2, |K| 128, {} epochs (3 |K| |E| per step)",
+                if quick { 2 } else { 40 }
+            ),
+            args: s(&[
+                "sgd",
+                "--layers",
+                "13,26,26,2",
+                "--train",
+                &p("maj_train"),
+                "--test",
+                &p("maj_test"),
+                "--batch",
+                "128",
+                "--epochs",
+                if quick { "2" } else { "40" },
+                "--lr",
+                "1.0",
+            ]),
+            bytes_per_wm: None,
+        },
+        Workload {
+            name: "sgd-784-20-10".into(),
+            what: format!("SGD baseline on 784-20-10, {cls_images} images, |K| 1000, 1 epoch"),
+            args: s(&[
+                "sgd",
+                "--layers",
+                "784,20,10",
+                "--train",
+                &p("cls-images-idx3-ubyte"),
+                "--batch",
+                "1000",
+                "--epochs",
+                "1",
+                "--lr",
+                "0.5",
+            ]),
+            bytes_per_wm: None,
         },
         Workload {
             name: "starnet-epoch".into(),

@@ -18,6 +18,7 @@ pub mod meter;
 pub mod output;
 pub mod real;
 pub mod rrr;
+pub mod sgd;
 pub mod starnet;
 
 pub use backend::{Backend, DeviceChoice};

@@ -32,6 +32,9 @@ enum Command {
     /// Benchmark suite: GWMs, seconds, GWMs/s, energy, peak memory and
     /// bandwidth per workload and device (bench.json, bench.md).
     Bench(BenchArgs),
+    /// Minibatch SGD baseline (softmax cross-entropy, ReLU) on the classifier
+    /// nets, on the same backends, with work counted in GWMs.
+    Sgd(Box<SgdArgs>),
     /// List GPU adapters (backend, type, driver, limits, features) and the CPU backend.
     Devices {
         /// Restrict to one graphics API.
@@ -435,6 +438,33 @@ struct AutoencodeArgs {
     /// Generator: RRR iterations per batch.
     #[arg(long, default_value_t = 100)]
     gen_iters: usize,
+}
+
+#[derive(Args, Debug)]
+struct SgdArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Layered net, e.g. 784,20,10.
+    #[arg(long)]
+    layers: String,
+    /// Training data (reference classifier format, CSV with the label last, or IDX).
+    #[arg(long)]
+    train: PathBuf,
+    /// Test data.
+    #[arg(long)]
+    test: Option<PathBuf>,
+    /// Hold out this fraction of the training data for testing (as `rrr classify`).
+    #[arg(long)]
+    split: Option<f64>,
+    /// Items per step |K|.
+    #[arg(long, default_value_t = 128)]
+    batch: usize,
+    /// Epochs.
+    #[arg(long, default_value_t = 40)]
+    epochs: usize,
+    /// Learning rate.
+    #[arg(long, default_value_t = 0.1)]
+    lr: f64,
 }
 
 #[derive(Args, Debug)]
@@ -1086,6 +1116,7 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Devices { backend, json } => devices(backend, json),
         Command::Bench(a) => bench(&a).context("bench"),
+        Command::Sgd(a) => sgd(&a).context("sgd"),
         Command::Rrr {
             task: RrrTask::Nmf(a),
         } => rrr_nmf(&a).context("rrr nmf"),
@@ -2818,5 +2849,91 @@ fn bench(a: &BenchArgs) -> Result<()> {
     if report.rows.iter().any(|r| r.status.starts_with("failed")) {
         return Err(Error::Numeric("some workloads failed (see the table)".into()).into());
     }
+    Ok(())
+}
+
+fn sgd(a: &SgdArgs) -> Result<()> {
+    let c = &a.common;
+    let widths = widths_list(&a.layers, "--layers")?;
+    let mut train = load_labeled(&a.train, LabeledFormat::Auto, None)?;
+    let mut test = a
+        .test
+        .as_ref()
+        .map(|p| load_labeled(p, LabeledFormat::Auto, None))
+        .transpose()?;
+    if let Some(f) = a.split {
+        if test.is_some() {
+            return Err(Error::Input("--split and --test exclude each other".into()).into());
+        }
+        if !(f > 0.0 && f < 1.0) {
+            return Err(Error::Input(format!("--split must be in (0, 1), got {f}")).into());
+        }
+        let order = classify::epoch_order(train.len(), c.seed, 0);
+        let held = ((train.len() as f64) * f).round() as usize;
+        test = Some(train.subset(&order[..held]));
+        train = train.subset(&order[held..]);
+    }
+    let mut net = gradfree::sgd::SgdNet::random(&widths, c.seed)?;
+    for (d, what) in std::iter::once((&train, "training")).chain(test.iter().map(|t| (t, "test"))) {
+        if d.dim != widths[0]
+            || d.y
+                .iter()
+                .any(|&y| y as usize >= *widths.last().expect("widths"))
+        {
+            return Err(Error::Input(format!(
+                "the {what} data ({} features, classes up to {}) do not fit the net {widths:?}",
+                d.dim,
+                d.y.iter().max().copied().unwrap_or(0)
+            ))
+            .into());
+        }
+    }
+    let s = gradfree::sgd::SgdSettings {
+        batch: a.batch,
+        epochs: a.epochs,
+        lr: a.lr,
+        seed: c.seed,
+    };
+    let backend = c.open()?;
+    let mut out = OutDir::new(c.out.as_deref())?;
+    let mut meter = backend.start_meter();
+    let mut last = None;
+    let mut lines = vec![];
+    gradfree::sgd::train(&backend, &mut net, &train, test.as_ref(), &s, |e| {
+        meter.add_gwms(e.gwms);
+        if !c.quiet {
+            println!(
+                "epoch {}: loss {:.4}, train_err {:.4}{}, {:.4} GWMs, {:.2} s",
+                e.epoch,
+                e.loss,
+                e.train_err,
+                e.test_err
+                    .map_or(String::new(), |t| format!(", test_err {t:.4}")),
+                e.gwms,
+                e.seconds
+            );
+        }
+        lines.push(serde_json::to_value(e).expect("json"));
+        last = Some((e.train_err, e.test_err));
+        Ok(())
+    })?;
+    for l in &lines {
+        out.metric(l)?;
+    }
+    let (train_err, test_err) = last.unwrap_or((f64::NAN, None));
+    println!(
+        "after {} epochs: train_err {train_err:.4}{}",
+        a.epochs,
+        test_err.map_or(String::new(), |t| format!(", test_err {t:.4}"))
+    );
+    let m = meter.measure();
+    println!("{}", m.line());
+    let common = CommonSummary::new(backend.describe(), c.precision, c.seed, &m);
+    out.summary(
+        &common,
+        json!({"method": "sgd", "widths": widths, "settings": s, "train_err": train_err,
+               "test_err": test_err, "epochs": a.epochs,
+               "work": "3 x |K| x |E| weight-multiplies per step"}),
+    )?;
     Ok(())
 }

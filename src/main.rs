@@ -35,6 +35,9 @@ enum Command {
     /// Minibatch SGD baseline (softmax cross-entropy, ReLU) on the classifier
     /// nets, on the same backends, with work counted in GWMs.
     Sgd(Box<SgdArgs>),
+    /// Curves from runs' metrics.jsonl: a y field against cumulative GWMs
+    /// (or joules), as curves.csv and a PNG (e.g. RRR vs SGD test error).
+    Plot(PlotArgs),
     /// List GPU adapters (backend, type, driver, limits, features) and the CPU backend.
     Devices {
         /// Restrict to one graphics API.
@@ -438,6 +441,26 @@ struct AutoencodeArgs {
     /// Generator: RRR iterations per batch.
     #[arg(long, default_value_t = 100)]
     gen_iters: usize,
+}
+
+#[derive(Args, Debug)]
+struct PlotArgs {
+    /// Series as NAME=RUN_DIR/metrics.jsonl (repeatable), plotted in the
+    /// colours blue, red, green, orange, purple.
+    #[arg(long, required = true)]
+    series: Vec<String>,
+    /// Field per epoch to plot.
+    #[arg(long, default_value = "test_err")]
+    y: String,
+    /// x: cumulative `gwms` or `joules` (per-epoch fields summed).
+    #[arg(long, default_value = "gwms")]
+    x: String,
+    /// Linear x axis instead of log₁₀.
+    #[arg(long)]
+    linear: bool,
+    /// Output PNG (curves.csv is written beside it).
+    #[arg(long)]
+    out: PathBuf,
 }
 
 #[derive(Args, Debug)]
@@ -1117,6 +1140,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Devices { backend, json } => devices(backend, json),
         Command::Bench(a) => bench(&a).context("bench"),
         Command::Sgd(a) => sgd(&a).context("sgd"),
+        Command::Plot(a) => plot(&a).context("plot"),
         Command::Rrr {
             task: RrrTask::Nmf(a),
         } => rrr_nmf(&a).context("rrr nmf"),
@@ -2935,5 +2959,61 @@ fn sgd(a: &SgdArgs) -> Result<()> {
                "test_err": test_err, "epochs": a.epochs,
                "work": "3 x |K| x |E| weight-multiplies per step"}),
     )?;
+    Ok(())
+}
+
+fn plot(a: &PlotArgs) -> Result<()> {
+    let mut series = vec![];
+    let mut csv = format!("series,{},{}\n", a.x, a.y);
+    for spec in &a.series {
+        let (name, path) = spec
+            .split_once('=')
+            .ok_or_else(|| Error::Input(format!("--series '{spec}' is not NAME=FILE")))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::Input(format!("cannot read {path}: {e}")))?;
+        let mut cum = 0.0;
+        let mut pts = vec![];
+        for (i, line) in text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+        {
+            let v: serde_json::Value = serde_json::from_str(line)
+                .map_err(|e| Error::Input(format!("{path} line {}: {e}", i + 1)))?;
+            // Lines without the fields (other stages) are skipped.
+            let (Some(dx), Some(y)) = (
+                v.get(&a.x).and_then(|x| x.as_f64()),
+                v.get(&a.y).and_then(|x| x.as_f64()),
+            ) else {
+                continue;
+            };
+            cum += dx;
+            pts.push((cum, y));
+            csv += &format!("{name},{cum},{y}\n");
+        }
+        if pts.is_empty() {
+            return Err(Error::Input(format!(
+                "{path}: no lines with both '{}' and '{}'",
+                a.x, a.y
+            ))
+            .into());
+        }
+        series.push((name.to_string(), pts));
+    }
+    let png = output::line_plot(&series, !a.linear)?;
+    write_atomic(&a.out, &png)?;
+    write_atomic(&a.out.with_extension("csv"), csv.as_bytes())?;
+    let colours = ["blue", "red", "green", "orange", "purple"];
+    for (k, (name, pts)) in series.iter().enumerate() {
+        let (x, y) = pts[pts.len() - 1];
+        let best = pts.iter().map(|p| p.1).fold(f64::INFINITY, f64::min);
+        println!(
+            "{name} ({}): {} points, last {} {x:.4} → {} {y:.4}, best {best:.4}",
+            colours[k % colours.len()],
+            pts.len(),
+            a.x,
+            a.y
+        );
+    }
     Ok(())
 }

@@ -288,3 +288,109 @@ pub fn read_safetensors(bytes: &[u8]) -> Result<(TensorMap, serde_json::Value)> 
     }
     Ok((out, meta))
 }
+
+/// A line plot PNG (640 × 400) of `series` (name, points (x, y)), x on a
+/// log₁₀ axis when `log_x`; each series in its own colour, with tick marks
+/// at the decades (log) or at 5 even steps and no text (the legend is the
+/// caller's: colours in `PLOT_COLOURS` order).
+pub fn line_plot(series: &[(String, Vec<(f64, f64)>)], log_x: bool) -> Result<Vec<u8>> {
+    let (w, h, m) = (640u32, 400u32, 40i64);
+    let tx = |x: f64| if log_x { x.max(1e-12).log10() } else { x };
+    let pts: Vec<(f64, f64)> = series
+        .iter()
+        .flat_map(|s| s.1.iter().map(|&(x, y)| (tx(x), y)))
+        .filter(|p| p.0.is_finite() && p.1.is_finite())
+        .collect();
+    if pts.is_empty() {
+        return Err(Error::Input("nothing to plot".into()));
+    }
+    let (mut x0, mut x1) = (f64::INFINITY, f64::NEG_INFINITY);
+    let (mut y0, mut y1) = (0.0f64, f64::NEG_INFINITY);
+    for &(x, y) in &pts {
+        x0 = x0.min(x);
+        x1 = x1.max(x);
+        y0 = y0.min(y);
+        y1 = y1.max(y);
+    }
+    if log_x {
+        (x0, x1) = (x0.floor(), x1.ceil());
+    }
+    if x1 <= x0 {
+        x1 = x0 + 1.0;
+    }
+    if y1 <= y0 {
+        y1 = y0 + 1.0;
+    }
+    let mut img = image::RgbImage::from_pixel(w, h, image::Rgb([255, 255, 255]));
+    let px = |x: f64| m as f64 + (x - x0) / (x1 - x0) * (w as i64 - 2 * m) as f64;
+    let py = |y: f64| (h as i64 - m) as f64 - (y - y0) / (y1 - y0) * (h as i64 - 2 * m) as f64;
+    let dot = |img: &mut image::RgbImage, x: i64, y: i64, c: [u8; 3]| {
+        if x >= 0 && y >= 0 && x < w as i64 && y < h as i64 {
+            img.put_pixel(x as u32, y as u32, image::Rgb(c));
+        }
+    };
+    // Axes and ticks.
+    for x in m..=(w as i64 - m) {
+        dot(&mut img, x, h as i64 - m, [0, 0, 0]);
+    }
+    for y in m..=(h as i64 - m) {
+        dot(&mut img, m, y, [0, 0, 0]);
+    }
+    let xt: Vec<f64> = if log_x {
+        (x0 as i64..=x1 as i64).map(|d| d as f64).collect()
+    } else {
+        (0..=5).map(|i| x0 + (x1 - x0) * i as f64 / 5.0).collect()
+    };
+    for t in xt {
+        for d in 0..6 {
+            dot(&mut img, px(t).round() as i64, h as i64 - m + d, [0, 0, 0]);
+        }
+    }
+    for i in 0..=5 {
+        let y = py(y0 + (y1 - y0) * i as f64 / 5.0).round() as i64;
+        for d in 0..6 {
+            dot(&mut img, m - d, y, [0, 0, 0]);
+        }
+        for x in (m..w as i64 - m).step_by(4) {
+            dot(&mut img, x, y, [210, 210, 210]);
+        }
+    }
+    for (k, s) in series.iter().enumerate() {
+        let c = PLOT_COLOURS[k % PLOT_COLOURS.len()];
+        let p: Vec<(f64, f64)> =
+            s.1.iter()
+                .map(|&(x, y)| (px(tx(x)), py(y)))
+                .filter(|p| p.0.is_finite() && p.1.is_finite())
+                .collect();
+        for seg in p.windows(2) {
+            let n = ((seg[1].0 - seg[0].0).abs().max((seg[1].1 - seg[0].1).abs()) as usize).max(1);
+            for i in 0..=n {
+                let t = i as f64 / n as f64;
+                let (x, y) = (
+                    seg[0].0 + t * (seg[1].0 - seg[0].0),
+                    seg[0].1 + t * (seg[1].1 - seg[0].1),
+                );
+                for (dx, dy) in [(0, 0), (1, 0), (0, 1)] {
+                    dot(&mut img, x.round() as i64 + dx, y.round() as i64 + dy, c);
+                }
+            }
+        }
+    }
+    let mut bytes = Vec::new();
+    image::DynamicImage::ImageRgb8(img)
+        .write_to(
+            &mut std::io::Cursor::new(&mut bytes),
+            image::ImageFormat::Png,
+        )
+        .map_err(|e| Error::Input(format!("PNG encoding: {e}")))?;
+    Ok(bytes)
+}
+
+/// Series colours of [`line_plot`], in order: blue, red, green, orange, purple.
+pub const PLOT_COLOURS: [[u8; 3]; 5] = [
+    [31, 119, 180],
+    [214, 39, 40],
+    [44, 160, 44],
+    [255, 127, 14],
+    [148, 103, 189],
+];

@@ -196,3 +196,40 @@ fn sgd_baseline_learns_a_separable_problem_on_both_backends() {
         assert!(last < 0.03, "train error {last}");
     }
 }
+
+#[test]
+fn plot_writes_curves_from_metrics_files() {
+    let dir = temp_dir("plot");
+    let a = dir.join("a.jsonl");
+    let b = dir.join("b.jsonl");
+    std::fs::write(
+        &a,
+        "{\"gwms\":1.0,\"test_err\":0.5}\n{\"gwms\":1.0,\"test_err\":0.3}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        &b,
+        "{\"gwms\":0.5,\"test_err\":0.4}\n{\"stage\":\"other\"}\n{\"gwms\":2.0,\"test_err\":0.2}\n",
+    )
+    .unwrap();
+    let png = dir.join("curves.png");
+    let o = common::run_cli(&[
+        "plot",
+        "--series",
+        &format!("RRR={}", a.display()),
+        "--series",
+        &format!("SGD={}", b.display()),
+        "--out",
+        png.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", output_text(&o));
+    assert!(std::fs::read(&png).unwrap().starts_with(b"\x89PNG"));
+    let csv = std::fs::read_to_string(dir.join("curves.csv")).unwrap();
+    // Cumulative GWMs: 1, 2 for RRR; 0.5, 2.5 for SGD (the line without fields skipped).
+    assert_eq!(
+        csv,
+        "series,gwms,test_err\nRRR,1,0.5\nRRR,2,0.3\nSGD,0.5,0.4\nSGD,2.5,0.2\n"
+    );
+    let o = common::run_cli(&["plot", "--series", "nofile", "--out", png.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", output_text(&o));
+}

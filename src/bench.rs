@@ -303,6 +303,9 @@ pub struct Row {
     pub bandwidth_gbs: Option<f64>,
     /// That as a fraction of the same run's copy-kernel bandwidth.
     pub bandwidth_fraction: Option<f64>,
+    /// Final test error of classifier runs (RRR and SGD).
+    #[serde(default)]
+    pub test_err: Option<f64>,
 }
 
 /// `bench.json`.
@@ -354,6 +357,7 @@ pub fn run_one(
         peak_rss_bytes: None,
         bandwidth_gbs: None,
         bandwidth_fraction: None,
+        test_err: None,
     };
     let res = std::process::Command::new(exe).args(&args).output();
     let o = match res {
@@ -400,6 +404,7 @@ pub fn run_one(
             (Some(b), Some(c)) if c > 0.0 => Some(b / c),
             _ => None,
         },
+        test_err: num("test_err"),
     }
 }
 
@@ -419,7 +424,45 @@ pub fn not_built(name: &str, device: &str) -> Row {
         peak_rss_bytes: None,
         bandwidth_gbs: None,
         bandwidth_fraction: None,
+        test_err: None,
     }
+}
+
+/// Pairs of workloads compared as test error against cumulative GWMs.
+pub const CURVES: &[(&str, &str, &str)] = &[
+    ("maj13", "rrr-classify-maj13", "sgd-maj13"),
+    ("784-20-10", "rrr-classify-784-20-10", "sgd-784-20-10"),
+];
+
+/// (cumulative `x`, `y`) per line of a metrics.jsonl that has both fields.
+pub fn curve(path: &Path, x: &str, y: &str) -> Result<Vec<(f64, f64)>> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::Input(format!("cannot read {}: {e}", path.display())))?;
+    let mut cum = 0.0;
+    let mut pts = vec![];
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let v: serde_json::Value = serde_json::from_str(line)
+            .map_err(|e| Error::Input(format!("{} line {}: {e}", path.display(), i + 1)))?;
+        // Lines without both fields (other stages) are skipped.
+        if let (Some(dx), Some(vy)) = (
+            v.get(x).and_then(|t| t.as_f64()),
+            v.get(y).and_then(|t| t.as_f64()),
+        ) {
+            cum += dx;
+            pts.push((cum, vy));
+        }
+    }
+    if pts.is_empty() {
+        return Err(Error::Input(format!(
+            "{}: no lines with both '{x}' and '{y}'",
+            path.display()
+        )));
+    }
+    Ok(pts)
 }
 
 /// CPU copy bandwidth (GB/s, bytes read + written) over a 64 MiB buffer,
@@ -446,7 +489,7 @@ fn opt(v: Option<f64>, digits: usize) -> String {
 /// The rows as a markdown table (README-ready).
 pub fn markdown(r: &Report) -> String {
     let mut s = format!(
-        "Suite `{}`, {} ({}).\n\n| workload | device | status | GWMs | s | GWMs/s | J | GWMs/J | peak RSS MiB | GB/s (× copy) |\n|---|---|---|---|---|---|---|---|---|---|\n",
+        "Suite `{}`, {} ({}).\n\n| workload | device | status | GWMs | s | GWMs/s | J | GWMs/J | peak RSS MiB | GB/s (× copy) | test err |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
         r.suite,
         r.precision,
         r.copy_gbs
@@ -467,7 +510,7 @@ pub fn markdown(r: &Report) -> String {
             w.device_name.clone()
         };
         s += &format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             w.workload,
             dev,
             w.status,
@@ -478,7 +521,8 @@ pub fn markdown(r: &Report) -> String {
             opt(w.gwms_per_joule, 4),
             w.peak_rss_bytes
                 .map_or("—".into(), |b| format!("{:.0}", b as f64 / 1048576.0)),
-            bw
+            bw,
+            opt(w.test_err, 4)
         );
     }
     let notes: Vec<&str> = r

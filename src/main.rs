@@ -2864,6 +2864,31 @@ fn bench(a: &BenchArgs) -> Result<()> {
     if let Some(o) = &old {
         println!("{}", bench::compare(&report, o));
     }
+    // RRR against SGD: test error against cumulative GWMs, per device.
+    for d in &devices {
+        for (task, rrr_w, sgd_w) in bench::CURVES {
+            let find = |n: &str| workloads.iter().find(|w| w.name == n);
+            let (Some(rw), Some(sw)) = (find(rrr_w), find(sgd_w)) else {
+                continue;
+            };
+            let get = |w: &bench::Workload| {
+                bench::curve(
+                    &bench::run_dir(&base, w, d).join("metrics.jsonl"),
+                    "gwms",
+                    "test_err",
+                )
+            };
+            if let (Ok(r), Ok(s)) = (get(rw), get(sw)) {
+                let last = |c: &[(f64, f64)]| c[c.len() - 1];
+                let ((rg, re), (sg, se)) = (last(&r), last(&s));
+                println!(
+                    "{task} on {d}: RRR test_err {re:.4} after {rg:.3} GWMs, SGD {se:.4} after {sg:.3} GWMs (curves-{task}-{d}.png: RRR blue, SGD red)"
+                );
+                let png = output::line_plot(&[("RRR".into(), r), ("SGD".into(), s)], true)?;
+                write_atomic(&base.join(format!("curves-{task}-{d}.png")), &png)?;
+            }
+        }
+    }
     let json = serde_json::to_string_pretty(&report).expect("json");
     write_atomic(&base.join("bench.json"), json.as_bytes())?;
     write_atomic(&base.join("bench.md"), md.as_bytes())?;
@@ -2969,34 +2994,9 @@ fn plot(a: &PlotArgs) -> Result<()> {
         let (name, path) = spec
             .split_once('=')
             .ok_or_else(|| Error::Input(format!("--series '{spec}' is not NAME=FILE")))?;
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::Input(format!("cannot read {path}: {e}")))?;
-        let mut cum = 0.0;
-        let mut pts = vec![];
-        for (i, line) in text
-            .lines()
-            .enumerate()
-            .filter(|(_, l)| !l.trim().is_empty())
-        {
-            let v: serde_json::Value = serde_json::from_str(line)
-                .map_err(|e| Error::Input(format!("{path} line {}: {e}", i + 1)))?;
-            // Lines without the fields (other stages) are skipped.
-            let (Some(dx), Some(y)) = (
-                v.get(&a.x).and_then(|x| x.as_f64()),
-                v.get(&a.y).and_then(|x| x.as_f64()),
-            ) else {
-                continue;
-            };
-            cum += dx;
-            pts.push((cum, y));
-            csv += &format!("{name},{cum},{y}\n");
-        }
-        if pts.is_empty() {
-            return Err(Error::Input(format!(
-                "{path}: no lines with both '{}' and '{}'",
-                a.x, a.y
-            ))
-            .into());
+        let pts = gradfree::bench::curve(std::path::Path::new(path), &a.x, &a.y)?;
+        for (x, y) in &pts {
+            csv += &format!("{name},{x},{y}\n");
         }
         series.push((name.to_string(), pts));
     }

@@ -85,9 +85,21 @@ fn quick_suite_runs_on_both_backends_with_energy_from_a_fake_rapl_tree() {
             if r.workload.starts_with("rrr") {
                 assert!(r.bandwidth_fraction.unwrap() > 0.0);
             }
+            if r.workload.starts_with("sgd") || r.workload.starts_with("rrr-classify") {
+                assert!(
+                    r.test_err.is_some() || r.workload.contains("784"),
+                    "{}",
+                    r.workload
+                );
+            }
         }
     }
     assert_eq!(report.rows.len(), 8 * n_dev);
+    // RRR against SGD curves per device (the 784-20-10 runs have no test set).
+    for d in devices.split(',') {
+        let png = std::fs::read(out.join(format!("curves-maj13-{d}.png"))).unwrap();
+        assert!(png.starts_with(b"\x89PNG"));
+    }
     let md = std::fs::read_to_string(out.join("bench.md")).unwrap();
     assert!(md.starts_with("Suite `quick`"));
     assert!(md.contains("| rrr-classify-maj13 |"));

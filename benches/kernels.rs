@@ -8,6 +8,8 @@
 //! `project_bilinear/*`: the batched bilinear projection alone (problems of
 //! 8 coordinates; includes upload and readback on the GPU).
 //! `copy/*`: streaming copy, bytes read + written.
+//! `backend_kernels/*`: dense, normal_eq, leaky_relu, row_residual,
+//! gauss_kernel, kernel_product and the conv_unpool operators per backend.
 //!
 //! `cargo bench --bench kernels` measures; `cargo test --benches` (CI) runs
 //! each once. GRADFREE_BENCH_ITEMS sets |K| (default 1000; 64 in test mode).
@@ -143,5 +145,107 @@ fn copy(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, rrr_iteration, project_bilinear, copy);
+/// The dense-algebra kernels behind StarNet, HSIC and the SGD baseline,
+/// through the backend on every device: dense (act(AB + c)), normal_eq,
+/// leaky_relu, row_residual, gauss_kernel, kernel_product (Γ-free Gaussian
+/// product), and the three conv_unpool operators. Throughput elements are
+/// multiply-adds (or elements for the element-wise kernels).
+fn backend_kernels(c: &mut Criterion) {
+    use gradfree::kernels::conv_unpool::ConvShape;
+    use gradfree::kernels::dense::Act;
+    use gradfree::kernels::kernel_product::Spec;
+    let small = test_mode();
+    let mut r = ChaCha8Rng::seed_from_u64(3);
+    let mut uni = |n: usize| -> Vec<f64> { (0..n).map(|_| r.random_range(-1.0..1.0)).collect() };
+    let (n, k, m) = if small {
+        (64, 32, 16)
+    } else {
+        (4096, 256, 128)
+    };
+    let (a, b, bias) = (uni(n * k), uni(k * m), uni(m));
+    let (kn, kd, kr) = if small { (64, 8, 4) } else { (2000, 32, 33) };
+    let (rows, km) = (uni(kn * kd), uni(kn * kr));
+    let sh = ConvShape {
+        c_in: 2,
+        c_out: 1,
+        k: 5,
+        u: 2,
+        side: 7,
+    };
+    let items = if small { 4 } else { 1000 };
+    let kernels = uni(sh.conv_channels() * sh.patch());
+    let cbias = uni(sh.conv_channels());
+    let (h, z) = (uni(items * sh.d_in()), uni(items * sh.d_out()));
+    let conv_madds = (items * sh.d_out() * sh.patch() / (sh.u * sh.u)) as u64;
+    let mut g = c.benchmark_group("backend_kernels");
+    g.sample_size(10);
+    for (name, be) in backends() {
+        let mut one = |label: String, elems: u64, f: &mut dyn FnMut()| {
+            g.throughput(Throughput::Elements(elems));
+            g.bench_function(BenchmarkId::new(label, &name), |bch| bch.iter(&mut *f));
+        };
+        one(
+            format!("dense {n}x{k}x{m}"),
+            (n * k * m) as u64,
+            &mut || {
+                be.dense(&a, k, &b, m, &bias, Act::Leaky(0.0)).unwrap();
+            },
+        );
+        one(
+            format!("normal_eq {n}x({k}+1)"),
+            (n * (k + 1) * (k + 1 + m)) as u64,
+            &mut || {
+                be.normal_eq(&a, k, &a[..n * m], m).unwrap();
+            },
+        );
+        one(format!("leaky_relu {}", n * k), (n * k) as u64, &mut || {
+            be.leaky_relu(&a, 0.5, false).unwrap();
+        });
+        one(format!("row_residual {n}x{k}"), (n * k) as u64, &mut || {
+            be.row_residual(&a, &a, k).unwrap();
+        });
+        one(
+            format!("gauss_kernel {kn}x{kn}x{kd}"),
+            (kn * kn * kd) as u64,
+            &mut || {
+                be.gauss_kernel(&rows, &rows, kd, 1.0, true).unwrap();
+            },
+        );
+        one(
+            format!("kernel_product {kn}x{kn}x{kr}"),
+            (kn * kn * (kd + kr)) as u64,
+            &mut || {
+                be.kernel_product(&rows, &rows, kd, &km, kr, &Spec::gauss(1.0))
+                    .unwrap();
+            },
+        );
+        one(
+            format!("conv_forward 2x7x7->28x28 K={items}"),
+            conv_madds,
+            &mut || {
+                be.conv_forward(&sh, &kernels, &cbias, &h, Act::Identity)
+                    .unwrap();
+            },
+        );
+        one(format!("conv_transpose K={items}"), conv_madds, &mut || {
+            be.conv_transpose(&sh, &kernels, &z).unwrap();
+        });
+        one(
+            format!("conv_normal_eq K={items}"),
+            conv_madds * sh.patch() as u64,
+            &mut || {
+                be.conv_normal_eq(&sh, &h, &z).unwrap();
+            },
+        );
+    }
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    rrr_iteration,
+    project_bilinear,
+    copy,
+    backend_kernels
+);
 criterion_main!(benches);

@@ -42,9 +42,6 @@ pub struct Workload {
     pub bytes_per_wm: Option<f64>,
 }
 
-/// Workloads without an implementation yet (printed as "not built").
-pub const NOT_BUILT: &[(&str, &str)] = &[];
-
 fn s(v: &[&str]) -> Vec<String> {
     v.iter().map(|t| t.to_string()).collect()
 }
@@ -283,7 +280,7 @@ pub struct Row {
     pub device: String,
     /// Device in words (from the run's summary).
     pub device_name: String,
-    /// "ok", "failed: …" or "not built".
+    /// "ok" or "failed: …".
     pub status: String,
     /// Giga-weight-multiplies.
     pub gwms: Option<f64>,
@@ -306,6 +303,28 @@ pub struct Row {
     /// Final test error of classifier runs (RRR and SGD).
     #[serde(default)]
     pub test_err: Option<f64>,
+}
+
+impl Row {
+    /// A row with a status and no measurements.
+    pub fn empty(workload: &str, device: &str, status: String) -> Row {
+        Row {
+            workload: workload.into(),
+            device: device.into(),
+            device_name: String::new(),
+            status,
+            gwms: None,
+            seconds: None,
+            gwms_per_s: None,
+            joules: None,
+            gwms_per_joule: None,
+            energy_note: String::new(),
+            peak_rss_bytes: None,
+            bandwidth_gbs: None,
+            bandwidth_fraction: None,
+            test_err: None,
+        }
+    }
 }
 
 /// `bench.json`.
@@ -343,22 +362,7 @@ pub fn run_one(
         "--out",
     ]));
     args.push(out.display().to_string());
-    let failed = |why: String| Row {
-        workload: w.name.clone(),
-        device: device.into(),
-        device_name: String::new(),
-        status: format!("failed: {why}"),
-        gwms: None,
-        seconds: None,
-        gwms_per_s: None,
-        joules: None,
-        gwms_per_joule: None,
-        energy_note: String::new(),
-        peak_rss_bytes: None,
-        bandwidth_gbs: None,
-        bandwidth_fraction: None,
-        test_err: None,
-    };
+    let failed = |why: String| Row::empty(&w.name, device, format!("failed: {why}"));
     let res = std::process::Command::new(exe).args(&args).output();
     let o = match res {
         Ok(o) => o,
@@ -405,26 +409,6 @@ pub fn run_one(
             _ => None,
         },
         test_err: num("test_err"),
-    }
-}
-
-/// A "not built" row.
-pub fn not_built(name: &str, device: &str) -> Row {
-    Row {
-        workload: name.into(),
-        device: device.into(),
-        device_name: String::new(),
-        status: "not built".into(),
-        gwms: None,
-        seconds: None,
-        gwms_per_s: None,
-        joules: None,
-        gwms_per_joule: None,
-        energy_note: String::new(),
-        peak_rss_bytes: None,
-        bandwidth_gbs: None,
-        bandwidth_fraction: None,
-        test_err: None,
     }
 }
 

@@ -1283,6 +1283,28 @@ fn load_labeled(
     Ok(labeled::load(path, format, labels.map(|p| p.as_path()))?)
 }
 
+/// `--split F`: a seeded held-out fraction of the training data (the same
+/// items for `rrr classify` and `sgd` with the same seed).
+fn split_held_out(
+    train: &Labeled,
+    have_test: bool,
+    f: f64,
+    seed: u64,
+) -> Result<(Labeled, Option<Labeled>)> {
+    if have_test {
+        return Err(Error::Input("--split and --test exclude each other".into()).into());
+    }
+    if !(f > 0.0 && f < 1.0) {
+        return Err(Error::Input(format!("--split must be in (0, 1), got {f}")).into());
+    }
+    let order = classify::epoch_order(train.len(), seed, 0);
+    let held = ((train.len() as f64) * f).round() as usize;
+    Ok((
+        train.subset(&order[held..]),
+        Some(train.subset(&order[..held])),
+    ))
+}
+
 fn rrr_classify(a: &ClassifyArgs) -> Result<()> {
     let c = &a.common;
     let resumed = match &a.resume {
@@ -1340,16 +1362,7 @@ fn rrr_classify(a: &ClassifyArgs) -> Result<()> {
     };
     settings.check()?;
     if let Some(f) = a.split {
-        if test.is_some() {
-            return Err(Error::Input("--split and --test exclude each other".into()).into());
-        }
-        if !(f > 0.0 && f < 1.0) {
-            return Err(Error::Input(format!("--split must be in (0, 1), got {f}")).into());
-        }
-        let order = classify::epoch_order(train.len(), settings.seed, 0);
-        let held = ((train.len() as f64) * f).round() as usize;
-        test = Some(train.subset(&order[..held]));
-        train = train.subset(&order[held..]);
+        (train, test) = split_held_out(&train, test.is_some(), f, settings.seed)?;
     }
     let shape = a.image_shape.as_deref().map(parse_shape).transpose()?;
     if let Some((h, w)) = shape {
@@ -2771,9 +2784,10 @@ fn bench(a: &BenchArgs) -> Result<()> {
     let mut workloads = bench::prepare(a.suite, &base.join("data"), prec_bytes)?;
     if let Some(only) = &a.only {
         let names: Vec<&str> = only.split(',').map(str::trim).collect();
-        if let Some(n) = names.iter().find(|n| {
-            !workloads.iter().any(|w| w.name == **n) && !bench::NOT_BUILT.iter().any(|b| b.0 == **n)
-        }) {
+        if let Some(n) = names
+            .iter()
+            .find(|n| !workloads.iter().any(|w| w.name == **n))
+        {
             return Err(Error::Input(format!("--only: no workload '{n}'")).into());
         }
         workloads.retain(|w| names.contains(&w.name.as_str()));
@@ -2840,14 +2854,6 @@ fn bench(a: &BenchArgs) -> Result<()> {
             }
             rows.push(row);
         }
-        for (name, _) in bench::NOT_BUILT {
-            if a.only
-                .as_deref()
-                .is_none_or(|o| o.split(',').any(|n| n.trim() == *name))
-            {
-                rows.push(bench::not_built(name, d));
-            }
-        }
     }
     let report = bench::Report {
         schema: bench::SCHEMA.into(),
@@ -2858,9 +2864,6 @@ fn bench(a: &BenchArgs) -> Result<()> {
     };
     let md = bench::markdown(&report);
     println!("{md}");
-    for (name, what) in bench::NOT_BUILT {
-        println!("not built: {name} ({what})");
-    }
     if let Some(o) = &old {
         println!("{}", bench::compare(&report, o));
     }
@@ -2911,16 +2914,7 @@ fn sgd(a: &SgdArgs) -> Result<()> {
         .map(|p| load_labeled(p, LabeledFormat::Auto, None))
         .transpose()?;
     if let Some(f) = a.split {
-        if test.is_some() {
-            return Err(Error::Input("--split and --test exclude each other".into()).into());
-        }
-        if !(f > 0.0 && f < 1.0) {
-            return Err(Error::Input(format!("--split must be in (0, 1), got {f}")).into());
-        }
-        let order = classify::epoch_order(train.len(), c.seed, 0);
-        let held = ((train.len() as f64) * f).round() as usize;
-        test = Some(train.subset(&order[..held]));
-        train = train.subset(&order[held..]);
+        (train, test) = split_held_out(&train, test.is_some(), f, c.seed)?;
     }
     let mut net = gradfree::sgd::SgdNet::random(&widths, c.seed)?;
     for (d, what) in std::iter::once((&train, "training")).chain(test.iter().map(|t| (t, "test"))) {

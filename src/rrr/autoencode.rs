@@ -187,23 +187,8 @@ impl AeNet {
     /// Parses the reference's autoencoder net file: `D encode code decode`,
     /// then for every node in order `node indeg i_1 … i_indeg`.
     pub fn parse(text: &str, path: &std::path::Path) -> Result<Self> {
-        let mut toks = text
-            .lines()
-            .enumerate()
-            .flat_map(|(i, l)| l.split_whitespace().map(move |t| (i + 1, t)));
-        let mut int = |what: &str| -> Result<(usize, usize)> {
-            let (line, t) = toks
-                .next()
-                .ok_or_else(|| parse_err(path, 0, format!("file ends before {what}")))?;
-            let v = t.parse::<usize>().map_err(|_| {
-                parse_err(
-                    path,
-                    line,
-                    format!("{what} '{t}' is not a non-negative integer"),
-                )
-            })?;
-            Ok((v, line))
-        };
+        let mut toks = super::net::IntTokens::new(text, path);
+        let mut int = |what: &str| toks.int(what);
         let (data, l) = int("D")?;
         let (encode, _) = int("the encoder count")?;
         let (code, _) = int("the code count")?;
@@ -244,13 +229,7 @@ impl AeNet {
                 edges.push((src as u32, node as u32));
             }
         }
-        if let Some((line, t)) = toks.next() {
-            return Err(parse_err(
-                path,
-                line,
-                format!("unexpected '{t}' after the last node"),
-            ));
-        }
+        toks.end()?;
         edges.sort_by_key(|&(s, d)| (d, s));
         if let Some(w) = edges.windows(2).find(|w| w[0] == w[1]) {
             return Err(parse_err(
@@ -403,26 +382,9 @@ impl Autoencoder {
     }
 
     /// Random first weights: uniform in [−1, 1] per node, mean removed, norm
-    /// Ω (as the classifier's); biases 0.
+    /// Ω (the classifier's rule); biases 0.
     pub fn random_model(&self, seed: u64) -> Model {
-        let p = &self.problem;
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let mut weights = vec![0.0; p.edges()];
-        for j in 0..p.nodes {
-            let r = p.in_ptr[j] as usize..p.in_ptr[j + 1] as usize;
-            for e in r.clone() {
-                weights[e] = rng.random_range(-1.0..=1.0);
-            }
-            let mean = weights[r.clone()].iter().sum::<f64>() / r.len().max(1) as f64;
-            weights[r.clone()].iter_mut().for_each(|w| *w -= mean);
-            let norm = weights[r.clone()].iter().map(|w| w * w).sum::<f64>().sqrt();
-            let scale = if norm > 0.0 { p.omega / norm } else { 0.0 };
-            weights[r].iter_mut().for_each(|w| *w *= scale);
-        }
-        Model {
-            weights,
-            biases: vec![0.0; p.nodes],
-        }
+        super::classify::random_model(&self.problem, seed)
     }
 
     fn eval(&self, m: &Model, j: usize, x: &[f64], y: &mut [f64]) -> f64 {
@@ -498,44 +460,16 @@ impl Autoencoder {
 
     /// rms of D(E(d)) − d over `data` (rows of width D).
     pub fn data_err(&self, m: &Model, data: &[f64]) -> f64 {
-        let d = self.net.data;
-        let rows = data.len() / d.max(1);
-        if rows == 0 {
-            return f64::NAN;
-        }
-        let sq: f64 = (0..rows)
-            .into_par_iter()
-            .map(|k| {
-                let row = &data[k * d..(k + 1) * d];
-                let rec = self.reconstruction(m, &self.pass_data(m, row));
-                rec.iter()
-                    .zip(row)
-                    .map(|(a, b)| (a - b).powi(2))
-                    .sum::<f64>()
-            })
-            .sum();
-        (sq / (rows * d) as f64).sqrt()
+        round_trip_rms(data, self.net.data, |row| {
+            self.reconstruction(m, &self.pass_data(m, row))
+        })
     }
 
     /// rms of E(D(c)) − c over `codes` (rows of width C).
     pub fn code_err(&self, m: &Model, codes: &[f64]) -> f64 {
-        let c = self.net.code;
-        let rows = codes.len() / c;
-        if rows == 0 {
-            return f64::NAN;
-        }
-        let sq: f64 = (0..rows)
-            .into_par_iter()
-            .map(|k| {
-                let row = &codes[k * c..(k + 1) * c];
-                let back = self.code_return(m, &self.pass_code(m, row));
-                back.iter()
-                    .zip(row)
-                    .map(|(a, b)| (a - b).powi(2))
-                    .sum::<f64>()
-            })
-            .sum();
-        (sq / (rows * c) as f64).sqrt()
+        round_trip_rms(codes, self.net.code, |row| {
+            self.code_return(m, &self.pass_code(m, row))
+        })
     }
 
     /// The RRR state of a batch: `data` rows (data items) then `codes` rows
@@ -578,6 +512,25 @@ impl Autoencoder {
         }
         s
     }
+}
+
+/// rms of `back(row) − row` over the rows of width `w` (NaN without rows).
+fn round_trip_rms(rows: &[f64], w: usize, back: impl Fn(&[f64]) -> Vec<f64> + Sync) -> f64 {
+    let n = rows.len() / w.max(1);
+    if n == 0 {
+        return f64::NAN;
+    }
+    let sq: f64 = rows[..n * w]
+        .par_chunks(w)
+        .map(|row| {
+            back(row)
+                .iter()
+                .zip(row)
+                .map(|(a, b)| (a - b).powi(2))
+                .sum::<f64>()
+        })
+        .sum();
+    (sq / (n * w) as f64).sqrt()
 }
 
 /// Draws `count` codes, coordinate i uniformly from `lists[i]` (the i-th

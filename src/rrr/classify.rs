@@ -158,27 +158,7 @@ impl Classifier {
 
     /// Random first weights: uniform in [−1, 1] per node, mean removed, norm Ω.
     pub fn random_model(&self, seed: u64) -> Model {
-        let p = &self.problem;
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let mut weights = vec![0.0; p.edges()];
-        for j in 0..p.nodes {
-            let r = p.in_ptr[j] as usize..p.in_ptr[j + 1] as usize;
-            if r.is_empty() {
-                continue;
-            }
-            for e in r.clone() {
-                weights[e] = rng.random_range(-1.0..=1.0);
-            }
-            let mean = weights[r.clone()].iter().sum::<f64>() / r.len() as f64;
-            weights[r.clone()].iter_mut().for_each(|w| *w -= mean);
-            let norm = weights[r.clone()].iter().map(|w| w * w).sum::<f64>().sqrt();
-            let scale = if norm > 0.0 { p.omega / norm } else { 0.0 };
-            weights[r].iter_mut().for_each(|w| *w *= scale);
-        }
-        Model {
-            weights,
-            biases: vec![0.0; p.nodes],
-        }
+        random_model(&self.problem, seed)
     }
 
     /// Forward pass of one item: node values x and pre-activations y.
@@ -287,6 +267,32 @@ impl Classifier {
             )));
         }
         Ok(())
+    }
+}
+
+/// Random first weights of any RRR net with weights grouped by destination
+/// (classifier, autoencoder): uniform in [−1, 1] per node, mean removed,
+/// norm Ω; biases 0.
+pub fn random_model(p: &RrrProblem, seed: u64) -> Model {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut weights = vec![0.0; p.edges()];
+    for j in 0..p.nodes {
+        let r = p.in_ptr[j] as usize..p.in_ptr[j + 1] as usize;
+        if r.is_empty() {
+            continue;
+        }
+        for e in r.clone() {
+            weights[e] = rng.random_range(-1.0..=1.0);
+        }
+        let mean = weights[r.clone()].iter().sum::<f64>() / r.len() as f64;
+        weights[r.clone()].iter_mut().for_each(|w| *w -= mean);
+        let norm = weights[r.clone()].iter().map(|w| w * w).sum::<f64>().sqrt();
+        let scale = if norm > 0.0 { p.omega / norm } else { 0.0 };
+        weights[r].iter_mut().for_each(|w| *w *= scale);
+    }
+    Model {
+        weights,
+        biases: vec![0.0; p.nodes],
     }
 }
 

@@ -52,23 +52,8 @@ impl Net {
 
     /// Parses the reference net-file format.
     pub fn parse(text: &str, path: &Path) -> Result<Self> {
-        let mut toks = text
-            .lines()
-            .enumerate()
-            .flat_map(|(i, l)| l.split_whitespace().map(move |t| (i + 1, t)));
-        let mut int = |what: &str| -> Result<(usize, usize)> {
-            let (line, t) = toks
-                .next()
-                .ok_or_else(|| parse_err(path, 0, format!("file ends before {what}")))?;
-            let v = t.parse::<usize>().map_err(|_| {
-                parse_err(
-                    path,
-                    line,
-                    format!("{what} '{t}' is not a non-negative integer"),
-                )
-            })?;
-            Ok((v, line))
-        };
+        let mut toks = IntTokens::new(text, path);
+        let mut int = |what: &str| toks.int(what);
         let (data, l) = int("D")?;
         let (hidden, _) = int("H")?;
         let (classes, _) = int("C")?;
@@ -129,13 +114,7 @@ impl Net {
                 edges.push((src as u32, node as u32));
             }
         }
-        if let Some((line, t)) = toks.next() {
-            return Err(parse_err(
-                path,
-                line,
-                format!("unexpected '{t}' after the last node"),
-            ));
-        }
+        toks.end()?;
         edges.sort_by_key(|&(s, d)| (d, s));
         let net = Net {
             data,
@@ -224,5 +203,54 @@ impl Net {
             return Err(Error::Input(format!("node {j} has no inputs")));
         }
         self.topo_order().map(|_| ())
+    }
+}
+
+/// The non-negative integers of a net file, with their line numbers for
+/// error messages (shared by the classifier and autoencoder net files).
+pub(crate) struct IntTokens<'a> {
+    toks: Box<dyn Iterator<Item = (usize, &'a str)> + 'a>,
+    path: &'a Path,
+}
+
+impl<'a> IntTokens<'a> {
+    /// The whitespace-separated tokens of `text`.
+    pub(crate) fn new(text: &'a str, path: &'a Path) -> Self {
+        IntTokens {
+            toks: Box::new(
+                text.lines()
+                    .enumerate()
+                    .flat_map(|(i, l)| l.split_whitespace().map(move |t| (i + 1, t))),
+            ),
+            path,
+        }
+    }
+
+    /// The next token as (value, line); `what` names it in errors.
+    pub(crate) fn int(&mut self, what: &str) -> Result<(usize, usize)> {
+        let (line, t) = self
+            .toks
+            .next()
+            .ok_or_else(|| parse_err(self.path, 0, format!("file ends before {what}")))?;
+        let v = t.parse::<usize>().map_err(|_| {
+            parse_err(
+                self.path,
+                line,
+                format!("{what} '{t}' is not a non-negative integer"),
+            )
+        })?;
+        Ok((v, line))
+    }
+
+    /// Rejects anything after the last node.
+    pub(crate) fn end(&mut self) -> Result<()> {
+        match self.toks.next() {
+            Some((line, t)) => Err(parse_err(
+                self.path,
+                line,
+                format!("unexpected '{t}' after the last node"),
+            )),
+            None => Ok(()),
+        }
     }
 }

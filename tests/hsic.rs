@@ -449,7 +449,7 @@ fn ism_converges_to_a_stationary_point_on_separable_data() {
 
 #[test]
 fn extreme_eigenpairs_match_a_full_decomposition() {
-    use gradfree::hsic::eigen::{eigenvalues_desc, extreme_eigenpairs};
+    use gradfree::hsic::eigen::{eigenvalues_desc, extreme_eigenpairs, top_eigenpairs_by};
     use nalgebra::DMatrix;
     let mut r = rng(31);
     for &n in &[1usize, 2, 3, 17, 60] {
@@ -485,8 +485,20 @@ fn extreme_eigenpairs_match_a_full_decomposition() {
                     "n={n}: orthonormal"
                 );
             }
+            // One reduction for all values and the top vectors: the same
+            // numbers as the two calls it replaces, and the count chosen
+            // from the values it is shown.
+            let (top, values) = top_eigenpairs_by(&m, |v| {
+                assert_eq!(v.len(), n);
+                n.min(4)
+            });
+            assert_eq!(values, all, "n={n}: the values of eigenvalues_desc");
+            let (want_vecs, _) = extreme_eigenpairs(&m, n.min(4), true);
+            assert_eq!(top, want_vecs, "n={n}: the vectors of extreme_eigenpairs");
         }
     }
+    let (none, values) = top_eigenpairs_by(&DMatrix::zeros(0, 0), |v| v.len());
+    assert!(none.is_empty() && values.is_empty());
 }
 
 #[test]

@@ -274,6 +274,50 @@ pub fn extreme_eigenpairs(m: &DMatrix<f64>, k: usize, largest: bool) -> (DMatrix
     }
     // The k largest of A are the k smallest of −A.
     let t = tridiagonalize(m, largest);
+    let mut values = ql_values(&t);
+    values.sort_by(|a, b| a.total_cmp(b));
+    values.truncate(k);
+    let out = smallest_vectors(&t, &values);
+    let values = if largest {
+        values.iter().map(|v| -v).collect()
+    } else {
+        values
+    };
+    (out, values)
+}
+
+/// Every eigenvalue of the symmetric part of `m`, descending, and the
+/// eigenvectors (columns) of the `count(values)` largest, from one
+/// tridiagonal form: what [`eigenvalues_desc`] followed by
+/// [`extreme_eigenpairs`] with `largest` would compute, without reducing
+/// the matrix twice.
+pub fn top_eigenpairs_by(
+    m: &DMatrix<f64>,
+    count: impl FnOnce(&[f64]) -> usize,
+) -> (DMatrix<f64>, Vec<f64>) {
+    let n = m.nrows();
+    if n == 0 {
+        count(&[]);
+        return (DMatrix::zeros(0, 0), vec![]);
+    }
+    let t = tridiagonalize(m, true);
+    let mut smallest_of_negated = ql_values(&t);
+    smallest_of_negated.sort_by(|a, b| a.total_cmp(b));
+    let desc: Vec<f64> = smallest_of_negated.iter().map(|v| -v).collect();
+    let k = count(&desc).min(n);
+    let vectors = if k == 0 {
+        DMatrix::zeros(n, 0)
+    } else {
+        smallest_vectors(&t, &smallest_of_negated[..k])
+    };
+    (vectors, desc)
+}
+
+/// Eigenvectors of the tridiagonalized matrix for its eigenvalues `values`
+/// (ascending, the smallest ones), in the original basis.
+fn smallest_vectors(t: &Tridiagonal, values: &[f64]) -> DMatrix<f64> {
+    let n = t.d.len();
+    let k = values.len();
     let norm =
         t.d.iter()
             .enumerate()
@@ -287,12 +331,9 @@ pub fn extreme_eigenpairs(m: &DMatrix<f64>, k: usize, largest: bool) -> (DMatrix
         // A = 0 (e.g. a kernel whose width underflows every off-diagonal
         // value): every vector is an eigenvector, and the shifted solves
         // below would divide by zero.
-        return (DMatrix::identity(n, k), vec![0.0; k]);
+        return DMatrix::identity(n, k);
     }
     let eps = f64::EPSILON;
-    let mut values = ql_values(&t);
-    values.sort_by(|a, b| a.total_cmp(b));
-    values.truncate(k);
     // Inverse iteration; vectors of eigenvalues closer than 10⁻³‖T‖ (a
     // cluster) are kept orthogonal to each other by Gram–Schmidt.
     let ortol = 1e-3 * norm;
@@ -314,7 +355,7 @@ pub fn extreme_eigenpairs(m: &DMatrix<f64>, k: usize, largest: bool) -> (DMatrix
             })
             .collect();
         for _ in 0..4 {
-            solve_shifted(&t, lambda, &mut y, tiny);
+            solve_shifted(t, lambda, &mut y, tiny);
             for prev in &vecs[cluster_start..j] {
                 let s = dot(&y, prev);
                 y.iter_mut().zip(prev).for_each(|(a, b)| *a -= s * b);
@@ -336,12 +377,7 @@ pub fn extreme_eigenpairs(m: &DMatrix<f64>, k: usize, largest: bool) -> (DMatrix
         }
         out.set_column(c, &nalgebra::DVector::from_vec(y));
     }
-    let values = if largest {
-        values.iter().map(|v| -v).collect()
-    } else {
-        values
-    };
-    (out, values)
+    out
 }
 
 /// All eigenvalues of the symmetric part of `m`, descending (QL on the

@@ -201,23 +201,23 @@ pub fn phi_reduced(
 fn basis(z: &DMatrix<f64>) -> (DMatrix<f64>, DMatrix<f64>, Vec<f64>) {
     let (n, d) = z.shape();
     let tall = n >= d;
-    let g = if tall {
-        z.transpose() * z
-    } else {
-        z * z.transpose()
-    };
-    let values = super::eigen::eigenvalues_desc(&g);
-    let top = values.first().copied().unwrap_or(0.0).max(0.0);
-    let r = values
-        .iter()
-        .take_while(|&&v| v > 1e-12 * top && v > 0.0)
-        .count();
+    let g = if tall { gram(z, true) } else { gram(z, false) };
+    // One tridiagonal form gives the rank (from all eigenvalues) and then
+    // the r top eigenvectors; none when the full column rank makes V = I.
+    let mut r = 0;
+    let (vecs, values) = super::eigen::top_eigenpairs_by(&g, |values| {
+        let top = values.first().copied().unwrap_or(0.0).max(0.0);
+        r = values
+            .iter()
+            .take_while(|&&v| v > 1e-12 * top && v > 0.0)
+            .count();
+        if tall && r == d { 0 } else { r }
+    });
     let sv: Vec<f64> = values[..r].iter().map(|v| v.sqrt()).collect();
     if tall && r == d {
-        // Full column rank: V = I spans the row space; no vectors needed.
+        // Full column rank: V = I spans the row space.
         return (z.clone(), DMatrix::identity(d, d), sv);
     }
-    let (vecs, _) = super::eigen::extreme_eigenpairs(&g, r, true);
     if tall {
         (z * &vecs, vecs, sv)
     } else {
@@ -228,6 +228,63 @@ fn basis(z: &DMatrix<f64>) -> (DMatrix<f64>, DMatrix<f64>, Vec<f64>) {
         }
         (a, v, sv)
     }
+}
+
+/// ZᵀZ (`columns`) or ZZᵀ: only the blocks on and above the diagonal are
+/// multiplied (half the GEMM work of `z.transpose() * z`), in parallel, and
+/// mirrored.
+fn gram(z: &DMatrix<f64>, columns: bool) -> DMatrix<f64> {
+    use rayon::prelude::*;
+    const BLOCK: usize = 64;
+    let (n, d) = z.shape();
+    // X (m × k) with G = X Xᵀ, read from Z's column-major storage.
+    let (m, k, rs, cs) = if columns { (d, n, n, 1) } else { (n, d, 1, n) };
+    let x = z.as_slice();
+    let nb = m.div_ceil(BLOCK);
+    let pairs: Vec<(usize, usize)> = (0..nb).flat_map(|i| (i..nb).map(move |j| (i, j))).collect();
+    let blocks: Vec<Vec<f64>> = pairs
+        .par_iter()
+        .map(|&(bi, bj)| {
+            let (i0, j0) = (bi * BLOCK, bj * BLOCK);
+            let (rows, cols) = (BLOCK.min(m - i0), BLOCK.min(m - j0));
+            let mut out = vec![0.0; rows * cols];
+            if k > 0 {
+                // SAFETY: rows i0.. and j0.. of X lie inside Z's storage at the
+                // given strides, and `out` is a distinct rows × cols buffer.
+                unsafe {
+                    matrixmultiply::dgemm(
+                        rows,
+                        k,
+                        cols,
+                        1.0,
+                        x.as_ptr().add(i0 * rs),
+                        rs as isize,
+                        cs as isize,
+                        x.as_ptr().add(j0 * rs),
+                        cs as isize,
+                        rs as isize,
+                        0.0,
+                        out.as_mut_ptr(),
+                        cols as isize,
+                        1,
+                    );
+                }
+            }
+            out
+        })
+        .collect();
+    let mut g = DMatrix::zeros(m, m);
+    for (&(bi, bj), out) in pairs.iter().zip(&blocks) {
+        let (i0, j0) = (bi * BLOCK, bj * BLOCK);
+        let cols = BLOCK.min(m - j0);
+        for (li, row) in out.chunks(cols).enumerate() {
+            for (lj, &v) in row.iter().enumerate() {
+                g[(i0 + li, j0 + lj)] = v;
+                g[(j0 + lj, i0 + li)] = v;
+            }
+        }
+    }
+    g
 }
 
 /// Mean silhouette (Euclidean) of the rows of `x` under labels `y`; the
@@ -268,13 +325,15 @@ pub fn silhouette(be: &Backend, x: &DMatrix<f64>, y: &[u32], classes: usize) -> 
 }
 
 fn rff(zw: &DMatrix<f64>, omega: &DMatrix<f64>, b: &[f64]) -> DMatrix<f64> {
+    use rayon::prelude::*;
     let mut out = zw * omega;
     let scale = (2.0 / FEATURES as f64).sqrt();
-    for r in 0..out.nrows() {
-        for c in 0..out.ncols() {
-            out[(r, c)] = scale * (out[(r, c)] + b[c]).cos();
-        }
-    }
+    let n = out.nrows().max(1);
+    // Column by column (column-major storage), the columns in parallel.
+    out.as_mut_slice()
+        .par_chunks_mut(n)
+        .zip(b)
+        .for_each(|(col, &bc)| col.iter_mut().for_each(|v| *v = scale * (*v + bc).cos()));
     out
 }
 
@@ -595,5 +654,34 @@ impl IsmModel {
             },
             values,
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gram_matches_the_plain_product_and_is_symmetric() {
+        let mut state = 7u64;
+        let mut next = || {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1);
+            (state >> 11) as f64 / (1u64 << 53) as f64 - 0.5
+        };
+        // Empty, one, odd and more than two blocks (64) in each direction.
+        for &(n, d) in &[(0, 3), (3, 0), (1, 1), (7, 5), (130, 67), (65, 140)] {
+            let z = DMatrix::from_fn(n, d, |_, _| next());
+            for (columns, want) in [(true, z.transpose() * &z), (false, &z * z.transpose())] {
+                let g = gram(&z, columns);
+                assert_eq!(g.shape(), want.shape(), "{n}×{d}");
+                assert!(
+                    (&g - &want).norm() <= 1e-12 * (1.0 + want.norm()),
+                    "{n}×{d}"
+                );
+                assert_eq!(g, g.transpose(), "{n}×{d}: exactly symmetric");
+            }
+        }
     }
 }

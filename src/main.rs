@@ -511,6 +511,11 @@ struct BenchArgs {
     /// An earlier bench.json: print GWMs/s ratios against it.
     #[arg(long)]
     compare: Option<PathBuf>,
+    /// Real images for the 784-20-10 RRR and SGD workloads (IDX, .gz, or the
+    /// reference's mnist_train_10k.zip) instead of generated ones, so their
+    /// held-out test errors and curves mean something.
+    #[arg(long)]
+    mnist: Option<PathBuf>,
     /// Only the table on the terminal.
     #[arg(long)]
     quiet: bool,
@@ -2781,7 +2786,15 @@ fn bench(a: &BenchArgs) -> Result<()> {
     } else {
         4.0
     };
-    let mut workloads = bench::prepare(a.suite, &base.join("data"), prec_bytes)?;
+    if let Some(m) = a.mnist.as_ref().filter(|m| !m.is_file()) {
+        return Err(Error::Input(format!("--mnist: no file {}", m.display())).into());
+    }
+    // The child runs start elsewhere: give them an absolute path.
+    let mnist = a
+        .mnist
+        .as_ref()
+        .map(|m| std::path::absolute(m).unwrap_or(m.clone()));
+    let mut workloads = bench::prepare(a.suite, &base.join("data"), prec_bytes, mnist.as_deref())?;
     if let Some(only) = &a.only {
         let names: Vec<&str> = only.split(',').map(str::trim).collect();
         if let Some(n) = names

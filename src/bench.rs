@@ -78,6 +78,19 @@ pub fn prepare(
         Some(m) => m.display().to_string(),
         None => p("cls-images-idx3-ubyte"),
     };
+    // The 784-20-10 pair's common data, split and schedule.
+    let cls_args = s(&[
+        "--layers",
+        "784,20,10",
+        "--train",
+        &cls_data,
+        "--split",
+        "0.2",
+        "--batch",
+        "1000",
+        "--epochs",
+        "1",
+    ]);
     let cls_what = match mnist {
         Some(m) => format!("the images of {}", m.display()),
         None => format!("{cls_images} MNIST-shaped random images"),
@@ -161,28 +174,21 @@ pub fn prepare(
             what: format!(
                 "784-20-10 on {cls_what} (80%; 20% held out), |K| 1000, {mnist_iters} iterations per batch, 1 epoch"
             ),
-            args: s(&[
-                "rrr",
-                "classify",
-                "--layers",
-                "784,20,10",
-                "--train",
-                &cls_data,
-                "--split",
-                "0.2",
-                "--batch",
-                "1000",
-                "--epochs",
-                "1",
-                "--iters-per-batch",
-                mnist_iters,
-                "--exempt",
-                "0.5%",
-                "--margin",
-                "0.7",
-                "--seed",
-                "1",
-            ]),
+            args: [
+                s(&["rrr", "classify"]),
+                cls_args.clone(),
+                s(&[
+                    "--iters-per-batch",
+                    mnist_iters,
+                    "--exempt",
+                    "0.5%",
+                    "--margin",
+                    "0.7",
+                    "--seed",
+                    "1",
+                ]),
+            ]
+            .concat(),
             bytes_per_wm: rrr_bytes,
         },
         Workload {
@@ -211,21 +217,7 @@ pub fn prepare(
         Workload {
             name: "sgd-784-20-10".into(),
             what: format!("SGD baseline on 784-20-10, {cls_what} (80/20), |K| 1000, 1 epoch"),
-            args: s(&[
-                "sgd",
-                "--layers",
-                "784,20,10",
-                "--train",
-                &cls_data,
-                "--split",
-                "0.2",
-                "--batch",
-                "1000",
-                "--epochs",
-                "1",
-                "--lr",
-                "0.5",
-            ]),
+            args: [s(&["sgd"]), cls_args, s(&["--lr", "0.5"])].concat(),
             bytes_per_wm: None,
         },
         Workload {

@@ -188,28 +188,17 @@ impl AeNet {
     /// then for every node in order `node indeg i_1 … i_indeg`.
     pub fn parse(text: &str, path: &std::path::Path) -> Result<Self> {
         let mut toks = super::net::IntTokens::new(text, path);
-        let mut int = |what: &str| toks.int(what);
-        let (data, l) = int("D")?;
-        let (encode, _) = int("the encoder count")?;
-        let (code, _) = int("the code count")?;
-        let (decode, _) = int("the decoder count")?;
+        let (data, l) = toks.int("D")?;
+        let (encode, _) = toks.int("the encoder count")?;
+        let (code, _) = toks.int("the code count")?;
+        let (decode, _) = toks.int("the decoder count")?;
         if data == 0 || code == 0 {
             return Err(parse_err(path, l, "need D ≥ 1 and at least one code node"));
         }
         let n = data + encode + code + decode;
         let mut edges = vec![];
-        for expect in 0..n {
-            let (node, line) = int(&format!("node {expect}"))?;
-            if node != expect {
-                return Err(parse_err(
-                    path,
-                    line,
-                    format!(
-                        "expected the entry of node {expect}, found node {node} (nodes must be listed in order)"
-                    ),
-                ));
-            }
-            let (indeg, line) = int(&format!("the in-degree of node {node}"))?;
+        for node in 0..n {
+            let (indeg, line) = toks.node_entry(node)?;
             if indeg == 0 || indeg >= n {
                 return Err(parse_err(
                     path,
@@ -218,7 +207,7 @@ impl AeNet {
                 ));
             }
             for _ in 0..indeg {
-                let (src, line) = int(&format!("an input of node {node}"))?;
+                let (src, line) = toks.int(&format!("an input of node {node}"))?;
                 if src >= n {
                     return Err(parse_err(
                         path,
@@ -306,24 +295,17 @@ pub struct AeSettings {
 impl AeSettings {
     /// Rejects impossible values.
     pub fn check(&self) -> Result<()> {
-        if self.batch == 0 || self.epochs == 0 || self.iters_per_batch == 0 {
-            return Err(Error::Input(
-                "--batch, --epochs and --iters-per-batch must be at least 1".into(),
-            ));
-        }
-        for (name, v) in [
-            ("beta", self.beta),
-            ("omega", self.omega),
-            ("margin", self.margin),
-        ] {
-            if !(v.is_finite() && v > 0.0) {
-                return Err(Error::Input(format!("--{name} must be positive, got {v}")));
-            }
-        }
-        if !(self.tol.is_finite() && self.tol >= 0.0) {
-            return Err(Error::Input("--tol must be ≥ 0".into()));
-        }
-        Ok(())
+        super::check_run(
+            self.batch,
+            self.epochs,
+            self.iters_per_batch,
+            &[
+                ("beta", self.beta),
+                ("omega", self.omega),
+                ("margin", self.margin),
+            ],
+            self.tol,
+        )
     }
 }
 

@@ -72,26 +72,19 @@ pub struct Settings {
 impl Settings {
     /// Rejects impossible values.
     pub fn check(&self) -> Result<()> {
-        if self.batch == 0 || self.epochs == 0 || self.iters_per_batch == 0 {
-            return Err(Error::Input(
-                "--batch, --epochs and --iters-per-batch must be at least 1".into(),
-            ));
-        }
-        for (name, v) in [
-            ("beta", self.beta),
-            ("omega", self.omega),
-            ("upsilon", self.upsilon),
-        ] {
-            if !(v.is_finite() && v > 0.0) {
-                return Err(Error::Input(format!("--{name} must be positive, got {v}")));
-            }
-        }
-        if !(self.margin.is_finite()
-            && self.margin >= 0.0
-            && self.tol.is_finite()
-            && self.tol >= 0.0)
-        {
-            return Err(Error::Input("--margin and --tol must be ≥ 0".into()));
+        super::check_run(
+            self.batch,
+            self.epochs,
+            self.iters_per_batch,
+            &[
+                ("beta", self.beta),
+                ("omega", self.omega),
+                ("upsilon", self.upsilon),
+            ],
+            self.tol,
+        )?;
+        if !(self.margin.is_finite() && self.margin >= 0.0) {
+            return Err(Error::Input("--margin must be ≥ 0".into()));
         }
         if [self.exempt, self.relabel, self.false_positives]
             .iter()

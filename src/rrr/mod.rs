@@ -22,6 +22,31 @@ pub use problem::{
     Consensus, IterReport, RrrEngine, RrrProblem, RrrState, WeightGroups, layered_edges,
 };
 
+/// The checks every RRR training run shares: at least one batch item,
+/// epoch and iteration, the named hyperparameters positive and finite,
+/// `tol` finite and ≥ 0.
+pub(crate) fn check_run(
+    batch: usize,
+    epochs: usize,
+    iters_per_batch: usize,
+    positive: &[(&str, f64)],
+    tol: f64,
+) -> crate::error::Result<()> {
+    use crate::error::Error;
+    if batch == 0 || epochs == 0 || iters_per_batch == 0 {
+        return Err(Error::Input(
+            "--batch, --epochs and --iters-per-batch must be at least 1".into(),
+        ));
+    }
+    if let Some((name, v)) = positive.iter().find(|(_, v)| !(v.is_finite() && *v > 0.0)) {
+        return Err(Error::Input(format!("--{name} must be positive, got {v}")));
+    }
+    if !(tol.is_finite() && tol >= 0.0) {
+        return Err(Error::Input("--tol must be ≥ 0".into()));
+    }
+    Ok(())
+}
+
 /// Giga-weight-multiplies of `iterations` RRR iterations (paper eq. 24).
 pub fn gwms(iterations: u64, items: usize, edges: usize) -> f64 {
     1e-9 * iterations as f64 * items as f64 * edges as f64

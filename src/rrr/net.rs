@@ -53,10 +53,9 @@ impl Net {
     /// Parses the reference net-file format.
     pub fn parse(text: &str, path: &Path) -> Result<Self> {
         let mut toks = IntTokens::new(text, path);
-        let mut int = |what: &str| toks.int(what);
-        let (data, l) = int("D")?;
-        let (hidden, _) = int("H")?;
-        let (classes, _) = int("C")?;
+        let (data, l) = toks.int("D")?;
+        let (hidden, _) = toks.int("H")?;
+        let (classes, _) = toks.int("C")?;
         if data == 0 || classes < 2 {
             return Err(parse_err(
                 path,
@@ -66,18 +65,8 @@ impl Net {
         }
         let nodes = data + hidden + classes;
         let mut edges = vec![];
-        for expect in data..nodes {
-            let (node, line) = int(&format!("node {expect}"))?;
-            if node != expect {
-                return Err(parse_err(
-                    path,
-                    line,
-                    format!(
-                        "expected the entry of node {expect}, found node {node} (nodes must be listed in order)"
-                    ),
-                ));
-            }
-            let (indeg, line) = int(&format!("the in-degree of node {node}"))?;
+        for node in data..nodes {
+            let (indeg, line) = toks.node_entry(node)?;
             if indeg == 0 {
                 return Err(parse_err(path, line, format!("node {node} has no inputs")));
             }
@@ -90,7 +79,7 @@ impl Net {
             }
             let mut seen = std::collections::HashSet::new();
             for _ in 0..indeg {
-                let (src, line) = int(&format!("an input of node {node}"))?;
+                let (src, line) = toks.int(&format!("an input of node {node}"))?;
                 if src >= nodes - classes {
                     return Err(parse_err(
                         path,
@@ -240,6 +229,22 @@ impl<'a> IntTokens<'a> {
             )
         })?;
         Ok((v, line))
+    }
+
+    /// The entry head `node indeg` of `node` (nodes are listed in order):
+    /// returns (indeg, its line).
+    pub(crate) fn node_entry(&mut self, node: usize) -> Result<(usize, usize)> {
+        let (found, line) = self.int(&format!("node {node}"))?;
+        if found != node {
+            return Err(parse_err(
+                self.path,
+                line,
+                format!(
+                    "expected the entry of node {node}, found node {found} (nodes must be listed in order)"
+                ),
+            ));
+        }
+        self.int(&format!("the in-degree of node {node}"))
     }
 
     /// Rejects anything after the last node.

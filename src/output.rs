@@ -375,6 +375,14 @@ pub fn line_plot(series: &[(String, Vec<(f64, f64)>)], log_x: bool) -> Result<Ve
                 }
             }
         }
+        // A 5 × 5 marker per point: a one-epoch run is one point, no line.
+        for &(x, y) in &p {
+            for dx in -2..=2 {
+                for dy in -2..=2 {
+                    dot(&mut img, x.round() as i64 + dx, y.round() as i64 + dy, c);
+                }
+            }
+        }
     }
     let mut bytes = Vec::new();
     image::DynamicImage::ImageRgb8(img)

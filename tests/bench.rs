@@ -298,3 +298,21 @@ fn supplied_mnist_images_feed_the_784_20_10_pair() {
     assert_eq!(o.status.code(), Some(2), "{}", output_text(&o));
     assert!(output_text(&o).contains("--mnist"), "{}", output_text(&o));
 }
+
+#[test]
+fn a_one_point_series_is_drawn() {
+    use gradfree::output::{PLOT_COLOURS, line_plot};
+    let png = line_plot(
+        &[
+            ("RRR".into(), vec![(12.7, 0.117)]),
+            ("SGD".into(), vec![(0.38, 0.46), (0.76, 0.30)]),
+        ],
+        true,
+    )
+    .unwrap();
+    let img = image::load_from_memory(&png).unwrap().to_rgb8();
+    let count = |c: [u8; 3]| img.pixels().filter(|p| p.0 == c).count();
+    // The lone RRR point is a 5 × 5 marker; SGD has markers and a line.
+    assert_eq!(count(PLOT_COLOURS[0]), 25);
+    assert!(count(PLOT_COLOURS[1]) > 50);
+}

@@ -82,9 +82,9 @@ fn quick_suite_runs_on_both_backends_with_energy_from_a_fake_rapl_tree() {
             assert!(r.gwms_per_joule.unwrap() > 0.0);
             assert!(r.energy_note.contains("RAPL"), "{}", r.energy_note);
             assert!(r.peak_rss_bytes.unwrap() > 0);
-            if r.workload.starts_with("rrr") {
-                assert!(r.bandwidth_fraction.unwrap() > 0.0);
-            }
+            // Every workload has a traffic model (streaming for RRR, two
+            // operands per multiply-add for the product-bound ones).
+            assert!(r.bandwidth_fraction.unwrap() > 0.0, "{}", r.workload);
             if r.workload.starts_with("sgd") || r.workload.starts_with("rrr-classify") {
                 let e = r
                     .test_err

@@ -201,7 +201,7 @@ pub fn phi_reduced(
 fn basis(z: &DMatrix<f64>) -> (DMatrix<f64>, DMatrix<f64>, Vec<f64>) {
     let (n, d) = z.shape();
     let tall = n >= d;
-    let g = if tall { gram(z, true) } else { gram(z, false) };
+    let g = gram(z, tall);
     // One tridiagonal form gives the rank (from all eigenvalues) and then
     // the r top eigenvectors; none when the full column rank makes V = I.
     let mut r = 0;

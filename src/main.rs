@@ -1215,10 +1215,22 @@ fn quiet_software_adapter() {
 }
 
 fn main() -> ExitCode {
+    gradfree::keep_freed_memory();
     quiet_software_adapter();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = Cli::parse();
-    match run(cli) {
+    // The command runs on a rayon worker: a parallel loop started from a
+    // worker queues on its own deque, where one started from the main thread
+    // wakes the pool through the kernel and sleeps until it is done (an HSIC
+    // fit runs thousands of such small loops; this was ~15% of its time).
+    let pool = rayon::ThreadPoolBuilder::new()
+        .stack_size(16 << 20)
+        .build_global();
+    let outcome = match pool {
+        Ok(()) => rayon::scope(|_| run(cli)),
+        Err(_) => run(cli),
+    };
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");

@@ -485,16 +485,21 @@ fn extreme_eigenpairs_match_a_full_decomposition() {
                     "n={n}: orthonormal"
                 );
             }
-            // One reduction for all values and the top vectors: the same
-            // numbers as the two calls it replaces, and the count chosen
-            // from the values it is shown.
+            // One reduction for all values and the top vectors: the values
+            // of eigenvalues_desc exactly, the vectors of extreme_eigenpairs
+            // (which bisects for a few values instead of QL's all, so they
+            // agree to rounding), and the count chosen from the values it
+            // is shown.
             let (top, values) = top_eigenpairs_by(&m, |v| {
                 assert_eq!(v.len(), n);
                 n.min(4)
             });
             assert_eq!(values, all, "n={n}: the values of eigenvalues_desc");
             let (want_vecs, _) = extreme_eigenpairs(&m, n.min(4), true);
-            assert_eq!(top, want_vecs, "n={n}: the vectors of extreme_eigenpairs");
+            assert!(
+                (top - want_vecs).amax() < 1e-10,
+                "n={n}: the vectors of extreme_eigenpairs"
+            );
         }
     }
     let (none, values) = top_eigenpairs_by(&DMatrix::zeros(0, 0), |v| v.len());

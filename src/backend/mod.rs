@@ -261,6 +261,37 @@ impl Backend {
         }
     }
 
+    /// [`Backend::kernel_product`] with f32 operands and result, for a caller
+    /// that keeps its data in f32 (the ISM Φ build of an f32 fit): an f32
+    /// CPU backend then converts nothing. Other backends widen to f64 and
+    /// call [`Backend::kernel_product`]. Pass the same slice as `a` and `b`
+    /// for K(A, A) (the CPU symmetric path keys on it).
+    pub fn kernel_product_f32(
+        &self,
+        a: &[f32],
+        b: &[f32],
+        d: usize,
+        m: &[f32],
+        r: usize,
+        spec: &kernel_product::Spec,
+    ) -> Result<Vec<f32>> {
+        if let (Inner::Cpu, Precision::F32) = (&self.inner, self.precision) {
+            let (na, _) = kernel_product::shape(a, b, d, m, r, spec);
+            let mut out = vec![0.0f32; na * spec.width(r)];
+            kernel_product::cpu(a, b, d, m, r, spec, &mut out);
+            return Ok(out);
+        }
+        let wide = |v: &[f32]| v.iter().map(|&x| f64::from(x)).collect::<Vec<f64>>();
+        let wa = wide(a);
+        let wb = if std::ptr::eq(a, b) {
+            None
+        } else {
+            Some(wide(b))
+        };
+        let out = self.kernel_product(&wa, wb.as_deref().unwrap_or(&wa), d, &wide(m), r, spec)?;
+        Ok(to_f32(&out))
+    }
+
     /// Dense product with epilogue `act(A B + bias)`: A is n × k, B k × m,
     /// both row-major (see [`crate::kernels::dense`]).
     pub fn dense(

@@ -8,6 +8,9 @@
 
 use nalgebra::DMatrix;
 
+use crate::kernels::par::{SimdLevel, simd_dispatch};
+use crate::real::Real;
+
 /// Tridiagonal form: diagonal, off-diagonal, and the Householder reflectors
 /// (v_j over rows j+1.., τ_j) with A = H₀H₁⋯ T ⋯H₁H₀.
 struct Tridiagonal {
@@ -53,12 +56,8 @@ fn tridiagonalize(m: &DMatrix<f64>, negate: bool) -> Tridiagonal {
         // the block per step instead of two, with the same arithmetic.
         let k = 0.5 * tau * dot(&p, &v);
         let w: Vec<f64> = p.iter().zip(&v).map(|(pi, vi)| pi - k * vi).collect();
-        let update = |r: usize, row: &mut [f64]| {
-            let (vr, wr) = (v[r], w[r]);
-            for ((x, &vc), &wc) in row.iter_mut().zip(&v).zip(&w) {
-                *x -= vr * wc + wr * vc;
-            }
-        };
+        let level = SimdLevel::current();
+        let update = |r: usize, row: &mut [f64]| rank2_update_at(level, row, v[r], w[r], &v, &w);
         update(0, &mut a[s0 * n + s0..(s0 + 1) * n]);
         let next = if j + 1 < n - 2 {
             reflector(&a[s0 * n + s0 + 1..(s0 + 1) * n])
@@ -70,7 +69,7 @@ fn tridiagonalize(m: &DMatrix<f64>, negate: bool) -> Tridiagonal {
         let row_pass = |(r, (row, pr)): (usize, (&mut [f64], &mut f64))| {
             update(r + 1, &mut row[s0..]);
             if let Some(nx) = &next {
-                *pr = nx.tau * dot(&row[s0 + 1..], &nx.v);
+                *pr = nx.tau * dot_at(level, &row[s0 + 1..], &nx.v);
             }
         };
         if len * len >= PARALLEL_BLOCK {
@@ -97,6 +96,57 @@ fn tridiagonalize(m: &DMatrix<f64>, negate: bool) -> Tridiagonal {
         d[n - 1] = a[(n - 1) * n + n - 1];
     }
     Tridiagonal { d, e, reflectors }
+}
+
+simd_dispatch! {
+    /// [`rank2_update`] for a SIMD level (same arithmetic, wider lanes).
+    fn rank2_update_at<T>(row: &mut [T], vr: T, wr: T, v: &[T], w: &[T]) -> () = rank2_update
+}
+
+simd_dispatch! {
+    /// [`dot_lanes`] for a SIMD level.
+    fn dot_at<T>(a: &[T], b: &[T]) -> T = dot_lanes
+}
+
+simd_dispatch! {
+    /// [`reflect`] for a SIMD level.
+    fn reflect_at<T>(x: &mut [T], v: &[T], tau: T) -> () = reflect
+}
+
+/// x ← (I − τ v vᵀ) x.
+#[inline(always)]
+fn reflect<T: Real>(x: &mut [T], v: &[T], tau: T) {
+    let s = tau * dot_lanes(v, x);
+    x.iter_mut().zip(v).for_each(|(xi, &vi)| *xi -= s * vi);
+}
+
+/// row −= vr wᵀ + wr vᵀ: one row of the two-sided reflector update.
+#[inline(always)]
+fn rank2_update<T: Real>(row: &mut [T], vr: T, wr: T, v: &[T], w: &[T]) {
+    for ((x, &vc), &wc) in row.iter_mut().zip(v).zip(w) {
+        *x -= vr * wc + wr * vc;
+    }
+}
+
+/// [`dot`]'s arithmetic (the same summation order) for the dispatch.
+#[inline(always)]
+fn dot_lanes<T: Real>(a: &[T], b: &[T]) -> T {
+    let mut p = [T::ZERO; 8];
+    let body = a.len() / 8 * 8;
+    for (ac, bc) in a[..body].chunks_exact(8).zip(b[..body].chunks_exact(8)) {
+        for l in 0..8 {
+            p[l] += ac[l] * bc[l];
+        }
+    }
+    let mut tail = T::ZERO;
+    for (x, y) in a[body..].iter().zip(&b[body..]) {
+        tail += *x * *y;
+    }
+    let mut sum = T::ZERO;
+    for v in p {
+        sum += v;
+    }
+    sum + tail
 }
 
 /// Trailing blocks of at least this many entries update in parallel rows.
@@ -143,6 +193,7 @@ impl Reflector {
 /// Dot product in 8 interleaved partial sums (vectorizes). Kept apart from
 /// `kernels::par::dot`: its different summation order is what the results
 /// tables were measured with.
+#[inline(always)]
 fn dot(a: &[f64], b: &[f64]) -> f64 {
     let mut p = [0.0; 8];
     let body = a.len() / 8 * 8;
@@ -153,6 +204,89 @@ fn dot(a: &[f64], b: &[f64]) -> f64 {
     }
     let tail: f64 = a[body..].iter().zip(&b[body..]).map(|(x, y)| x * y).sum();
     p.iter().sum::<f64>() + tail
+}
+
+/// The k smallest eigenvalues of T, ascending, by bisection on Sturm
+/// counts: [`LANES`] eigenvalues in lock-step, so the count's division
+/// chain runs in vector lanes (QL finds all n values one rotation at a
+/// time, a serial chain of square roots and divisions, when the ISM solver
+/// wants some 6–20 of up to 400). A fixed 62 halvings of T's Gershgorin
+/// interval (at most 4‖T‖ wide) leave each value within 2⁻⁶⁰‖T‖.
+fn smallest_values(t: &Tridiagonal, k: usize) -> Vec<f64> {
+    let n = t.d.len();
+    let e2: Vec<f64> = t.e.iter().map(|v| v * v).collect();
+    let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+    for i in 0..n {
+        let r =
+            if i > 0 { t.e[i - 1].abs() } else { 0.0 } + if i + 1 < n { t.e[i].abs() } else { 0.0 };
+        lo = lo.min(t.d[i] - r);
+        hi = hi.max(t.d[i] + r);
+    }
+    // A pivot of exactly 0 is replaced by this (LAPACK's pivmin idea).
+    let norm = lo.abs().max(hi.abs());
+    let pivmin = f64::MIN_POSITIVE.max(norm * f64::EPSILON * f64::EPSILON);
+    let level = crate::kernels::par::SimdLevel::current();
+    let mut out = Vec::with_capacity(k);
+    for first in (0..k).step_by(LANES) {
+        let mut l = [lo; LANES];
+        let mut h = [hi; LANES];
+        // Lane j seeks the value with index first + j (0-based, ascending).
+        let mut want = [0.0; LANES];
+        for (j, w) in want.iter_mut().enumerate() {
+            *w = (first + j) as f64 + 0.5;
+        }
+        for _ in 0..62 {
+            let mut mid = [0.0; LANES];
+            for j in 0..LANES {
+                mid[j] = 0.5 * (l[j] + h[j]);
+            }
+            let below = sturm_at::<f64>(level, &t.d, &e2, &mid, pivmin);
+            for j in 0..LANES {
+                // count(mid) > index: the value lies below mid.
+                if below[j] > want[j] {
+                    h[j] = mid[j];
+                } else {
+                    l[j] = mid[j];
+                }
+            }
+        }
+        for j in 0..LANES.min(k - first) {
+            out.push(0.5 * (l[j] + h[j]));
+        }
+    }
+    out
+}
+
+/// Eigenvalues bisected together.
+const LANES: usize = 16;
+
+crate::kernels::par::simd_dispatch! {
+    /// [`sturm`] for a SIMD level.
+    fn sturm_at<T>(d: &[T], e2: &[T], x: &[T; LANES], pivmin: T) -> [T; LANES] = sturm
+}
+
+/// For each lane, the number of T's eigenvalues below x (the negative
+/// pivots of T − x I = L D Lᵀ), as a float.
+#[inline(always)]
+fn sturm<T: Real>(d: &[T], e2: &[T], x: &[T; LANES], pivmin: T) -> [T; LANES] {
+    let mut count = [T::ZERO; LANES];
+    let mut q = [T::ZERO; LANES];
+    for (i, &di) in d.iter().enumerate() {
+        let e = if i > 0 { e2[i - 1] } else { T::ZERO };
+        for j in 0..LANES {
+            let prev = if i > 0 { q[j] } else { T::ONE };
+            let mut v = (di - x[j]) - e / prev;
+            // |v| < pivmin → −pivmin (branch-free, as dstebz).
+            if v.abs() < pivmin {
+                v = T::ZERO - pivmin;
+            }
+            q[j] = v;
+            if v < T::ZERO {
+                count[j] += T::ONE;
+            }
+        }
+    }
+    count
 }
 
 /// All eigenvalues of T (unsorted) by the implicit QL method with Wilkinson
@@ -268,22 +402,54 @@ fn solve_shifted(t: &Tridiagonal, lambda: f64, b: &mut [f64], tiny: f64) {
 /// ascending (descending for `largest`).
 pub fn extreme_eigenpairs(m: &DMatrix<f64>, k: usize, largest: bool) -> (DMatrix<f64>, Vec<f64>) {
     let n = m.nrows();
-    let k = k.min(n);
-    if k == 0 {
+    if k.min(n) == 0 {
         return (DMatrix::zeros(n, 0), vec![]);
     }
+    reduce(m, largest).extreme(k)
+}
+
+/// A symmetric matrix in tridiagonal form, from which [`Reduced::extreme`]
+/// takes the extreme eigenpairs: the O(n³) half of
+/// [`extreme_eigenpairs`], for a caller that learns k only later.
+pub struct Reduced {
+    t: Tridiagonal,
+    largest: bool,
+}
+
+/// Reduces the symmetric part of `m` for its smallest (or `largest`)
+/// eigenpairs.
+pub fn reduce(m: &DMatrix<f64>, largest: bool) -> Reduced {
     // The k largest of A are the k smallest of −A.
-    let t = tridiagonalize(m, largest);
-    let mut values = ql_values(&t);
-    values.sort_by(|a, b| a.total_cmp(b));
-    values.truncate(k);
-    let out = smallest_vectors(&t, &values);
-    let values = if largest {
-        values.iter().map(|v| -v).collect()
-    } else {
-        values
-    };
-    (out, values)
+    Reduced {
+        t: tridiagonalize(m, largest),
+        largest,
+    }
+}
+
+impl Reduced {
+    /// The k extreme eigenpairs, as [`extreme_eigenpairs`] returns them.
+    pub fn extreme(&self, k: usize) -> (DMatrix<f64>, Vec<f64>) {
+        let n = self.t.d.len();
+        let k = k.min(n);
+        if k == 0 {
+            return (DMatrix::zeros(n, 0), vec![]);
+        }
+        let values = if 2 * k < n {
+            smallest_values(&self.t, k)
+        } else {
+            let mut all = ql_values(&self.t);
+            all.sort_by(|a, b| a.total_cmp(b));
+            all.truncate(k);
+            all
+        };
+        let out = smallest_vectors(&self.t, &values);
+        let values = if self.largest {
+            values.iter().map(|v| -v).collect()
+        } else {
+            values
+        };
+        (out, values)
+    }
 }
 
 /// Every eigenvalue of the symmetric part of `m`, descending, and the
@@ -368,12 +534,11 @@ fn smallest_vectors(t: &Tridiagonal, values: &[f64]) -> DMatrix<f64> {
         vecs.push(y);
     }
     // Back to A's basis: u = H₀(H₁(⋯ y)).
+    let level = SimdLevel::current();
     let mut out = DMatrix::zeros(n, k);
     for (c, mut y) in vecs.into_iter().enumerate() {
         for (j, (v, tau)) in t.reflectors.iter().enumerate().rev() {
-            let seg = &mut y[j + 1..];
-            let s = tau * dot(v, seg);
-            seg.iter_mut().zip(v).for_each(|(x, vi)| *x -= s * vi);
+            reflect_at(level, &mut y[j + 1..], v, *tau);
         }
         out.set_column(c, &nalgebra::DVector::from_vec(y));
     }

@@ -21,16 +21,19 @@
 
 use nalgebra::DMatrix;
 
-use super::eigen::extreme_eigenpairs;
+use super::eigen;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::{Work, normal, opt_sigma};
+use super::{Work, normal, opt_sigma_on};
 use crate::Backend;
 use crate::data::labeled::Labeled;
 use crate::data::matrix::row_major as rows_of;
 use crate::error::Result;
+use crate::kernels::dense::symmetric_product;
 use crate::kernels::kernel_product::{Func, Gamma, Spec};
+use crate::kernels::par::{SimdLevel, simd_dispatch};
+use crate::real::Real;
 
 /// Random Fourier features per layer output (the reference's 400).
 pub const FEATURES: usize = 400;
@@ -130,15 +133,19 @@ pub fn width(s: &[f64], d: usize, classes: usize) -> usize {
     (q + 1).max(2 * classes).min(d).min(s.len()).max(1)
 }
 
-/// Φ in the basis of Z's right singular vectors: with Z = A Vᵀ (A = U S,
-/// n × r) and W = V E, returns Aᵀ(Diag(1ᵀΨ) − Ψ)A (r × r), Ψ = Γ ∘ K,
+/// Φ in the basis of Z's row space: with Z = A Vᵀ (n × r, V orthonormal)
+/// and W = V E, returns Aᵀ(Diag(1ᵀΨ) − Ψ)A (r × r), Ψ = Γ ∘ K,
 /// K = k_σ(ZW) = k_σ(AE) with zero diagonal. Φ = V (this) Vᵀ, and the rest
 /// of Φ is zero, so its eigenpairs come from an r × r problem (r ≤ n, where
-/// RFF layers have d = 400 > n on the small sets).
+/// RFF layers have d = 400 > n on the small sets). `am` is [A | 1]
+/// row-major (n × (r + 1), [`with_ones`]), fixed for the layer, and `am32`
+/// the same in f32 (used by an f32 backend; empty otherwise).
 #[allow(clippy::too_many_arguments)]
 pub fn phi_reduced(
     be: &Backend,
     a: &DMatrix<f64>,
+    am: &[f64],
+    am32: &[f32],
     e: &DMatrix<f64>,
     y: &[u32],
     p: &[f64],
@@ -146,145 +153,278 @@ pub fn phi_reduced(
     work: &mut Work,
 ) -> Result<DMatrix<f64>> {
     let (n, r) = a.shape();
+    let w = r + 1;
     let zw = a * e;
     let q = zw.ncols();
     let rows = rows_of(&zw);
-    // [ΨA | Ψ1] in one kernel product; Ψ is symmetric, so Ψ1 = (1ᵀΨ)ᵀ.
-    let mut m = vec![0.0; n * (r + 1)];
-    for i in 0..n {
-        for c in 0..r {
-            m[i * (r + 1) + c] = a[(i, c)];
-        }
-        m[i * (r + 1) + r] = 1.0;
-    }
     let spec = Spec {
         func: Func::Gauss { sigma },
         zero_diag: true,
         gamma: Some(Gamma { la: y, lb: y, p }),
         squares: false,
     };
-    let psi_a = be.kernel_product(&rows, &rows, q, &m, r + 1, &spec)?;
-    // (Diag(1ᵀΨ) − Ψ) A, then Aᵀ times it.
-    let la = DMatrix::from_fn(n, r, |i, c| {
-        let row = &psi_a[i * (r + 1)..(i + 1) * (r + 1)];
-        row[r] * a[(i, c)] - row[c]
-    });
-    work.madds +=
-        (n * n * q) as f64 + (n * n * (r + 1)) as f64 + (n * r * r) as f64 + (n * r * q) as f64;
-    if be.precision() == crate::Precision::F32 {
-        // Ψ came from f32 products: an f32 GEMM loses nothing more and
-        // moves half the bytes at twice the lanes.
-        let at: Vec<f32> = a.as_slice().iter().map(|&v| v as f32).collect();
-        let mut lr = vec![0.0f32; n * r];
-        for (c, col) in la.column_iter().enumerate() {
-            for (i, &v) in col.iter().enumerate() {
-                lr[i * r + c] = v as f32;
-            }
-        }
-        let mut out = vec![0.0f32; r * r];
-        // Aᵀ (r × n) is A's column-major storage read with row stride n.
-        crate::kernels::dense::gemm_acc(r, n, r, &at, n, 1, &lr, r, &mut out, r);
-        return Ok(DMatrix::from_row_iterator(
-            r,
-            r,
-            out.iter().map(|&v| f64::from(v)),
-        ));
-    }
-    // An explicit transpose: nalgebra's `*` runs a blocked GEMM, `tr_mul` does not.
-    Ok(a.transpose() * &la)
+    // [ΨA | Ψ1] in one kernel product; Ψ is symmetric, so Ψ1 = (1ᵀΨ)ᵀ.
+    // Then L = (Diag(1ᵀΨ) − Ψ) A in place of ΨA (row stride r + 1), and
+    // Aᵀ L, Aᵀ read from [A | 1] with strides (1, r + 1); the product is
+    // symmetric (L's operator is).
+    work.madds += (n * n * q) as f64 + (n * n * w) as f64 + (n * r * r) as f64 + (n * r * q) as f64;
+    let phi = if be.precision() == crate::Precision::F32 {
+        // Ψ comes from f32 products: L and the GEMM in f32 lose nothing
+        // more, and move half the bytes at twice the lanes.
+        let rows32: Vec<f32> = rows.iter().map(|&v| v as f32).collect();
+        let mut l = be.kernel_product_f32(&rows32, &rows32, q, am32, w, &spec)?;
+        to_laplacian_times_a(&mut l, am32, r);
+        let out = symmetric_product(r, n, am32, (1, w), &l, (w, 1));
+        out.iter().map(|&v| f64::from(v)).collect()
+    } else {
+        let mut l = be.kernel_product(&rows, &rows, q, am, w, &spec)?;
+        to_laplacian_times_a(&mut l, am, r);
+        symmetric_product(r, n, am, (1, w), &l, (w, 1))
+    };
+    Ok(DMatrix::from_vec(r, r, phi))
 }
 
-/// Z = A Vᵀ with A = U S (n × r) and V (d × r) orthonormal, r = rank, and
-/// the singular values (descending), from the eigen-decomposition of the
-/// smaller Gram matrix (ZᵀZ or ZZᵀ): much cheaper than an SVD of a tall
-/// n × 400 matrix, and the basis only has to span Z's row space.
-fn basis(z: &DMatrix<f64>) -> (DMatrix<f64>, DMatrix<f64>, Vec<f64>) {
+/// [ΨA | Ψ1] → [(Diag(Ψ1) − Ψ) A | Ψ1] in place, row by row (stride r + 1),
+/// with `am` = [A | 1].
+fn to_laplacian_times_a<T: Real>(l: &mut [T], am: &[T], r: usize) {
+    let w = r + 1;
+    for (lr, ar) in l.chunks_exact_mut(w).zip(am.chunks_exact(w)) {
+        let s = lr[r];
+        lr[..r]
+            .iter_mut()
+            .zip(&ar[..r])
+            .for_each(|(v, &av)| *v = s * av - *v);
+    }
+}
+
+/// [A | 1] row-major (n × (r + 1)): the M of the Φ builds.
+pub fn with_ones(a: &DMatrix<f64>) -> Vec<f64> {
+    let (n, r) = a.shape();
+    let mut m = vec![1.0; n * (r + 1)];
+    // Column by column: contiguous reads of A's storage.
+    for (c, col) in a.column_iter().enumerate() {
+        for (i, &v) in col.iter().enumerate() {
+            m[i * (r + 1) + c] = v;
+        }
+    }
+    m
+}
+
+/// Eigenvalues of ZᵀZ (or ZZᵀ) at or below this share of the largest are
+/// Z's numerical null space (singular values below 10⁻⁶ of the largest).
+const RANK_CUTOFF: f64 = 1e-12;
+
+/// The pivoted Cholesky factorization stops when every remaining diagonal
+/// entry is below this share of the largest one: far enough below
+/// [`RANK_CUTOFF`] that no direction the rank rule keeps is lost, far
+/// enough above f64 rounding of the Schur complement (~10⁻¹⁶).
+const PIVOT_CUTOFF: f64 = 1e-14;
+
+/// The basis of an f32 fit keeps the directions whose eigenvalue of ZᵀZ is
+/// above this share of the largest (singular values above 10⁻⁴). Leaving
+/// out a direction of relative eigenvalue ε moves ZW by about ε‖Φ‖/gap
+/// relative, and the f32 kernel values the fit is built on already carry
+/// ~6·10⁻⁸ relative error, which moves ZW by as much: below this cutoff a
+/// direction changes nothing an f32 fit can resolve, and it costs n² per
+/// ISM iteration.
+pub const F32_BASIS_CUTOFF: f64 = 1e-8;
+
+/// The leading values above `share` times the first (and above 0).
+fn count_above(values: &[f64], share: f64) -> usize {
+    let top = values.first().copied().unwrap_or(0.0).max(0.0);
+    values
+        .iter()
+        .take_while(|&&v| v > share * top && v > 0.0)
+        .count()
+}
+
+/// Z ≈ A Vᵀ with V (d × r) orthonormal and A = Z V (n × r; None when it is
+/// Z itself, V = I), Z's singular
+/// values above the rank cutoff (descending; the width rule's input), and
+/// Φ₀ = −AᵀΓA reduced for its smallest eigenpairs. V spans the directions
+/// whose eigenvalue of ZᵀZ is above `keep` times the largest (`keep` ≥
+/// [`RANK_CUTOFF`]: the numerical rank), and at least `min_keep` of them.
+///
+/// The Gram matrix G (ZᵀZ or ZZᵀ, whichever is smaller) is factored by a
+/// pivoted Cholesky G ≈ L Lᵀ (L m × k) that stops at the numerical rank k;
+/// G's nonzero eigenpairs are then those of the small k × k LᵀL (LᵀL u = λu
+/// ⇒ G Lu = λ Lu), so no m × m eigen-solve is needed. The RFF layers' 400
+/// features typically have rank 20–90. Past m/2 pivots G's eigen-solve
+/// decides: if the rank is above m/2 and Z is tall, V = I and A = Z (the
+/// whole row space, as the reference works in, at most twice the reduced
+/// size), and Φ₀ of that case is reduced on the other thread meanwhile.
+fn basis(
+    z: &DMatrix<f64>,
+    y: &[u32],
+    classes: usize,
+    keep: f64,
+    min_keep: usize,
+) -> (Option<DMatrix<f64>>, DMatrix<f64>, Vec<f64>, eigen::Reduced) {
     let (n, d) = z.shape();
     let tall = n >= d;
     let g = gram(z, tall);
-    // One tridiagonal form gives the rank (from all eigenvalues) and then
-    // the r top eigenvectors; none when the full column rank makes V = I.
-    let mut r = 0;
-    let (vecs, values) = super::eigen::top_eigenpairs_by(&g, |values| {
-        let top = values.first().copied().unwrap_or(0.0).max(0.0);
-        r = values
-            .iter()
-            .take_while(|&&v| v > 1e-12 * top && v > 0.0)
-            .count();
-        if tall && r == d { 0 } else { r }
+    let m = g.nrows();
+    let phi0 = |a: &DMatrix<f64>| eigen::reduce(&-gamma_gram(a, y, classes), false);
+    // Directions kept, of the rank r.
+    let kept = |values: &[f64], r: usize| {
+        count_above(values, keep.max(RANK_CUTOFF))
+            .max(min_keep)
+            .min(r)
+    };
+    // The factorization may stop above the rank cutoff when the basis keeps
+    // less (f32): the width rule is then checked against what it leaves out.
+    let pivots = PIVOT_CUTOFF.max(keep * 1e-2);
+    let factored = pivoted_cholesky(&g, pivots).and_then(|(l, rest)| {
+        // Eigenvectors of G: L u for the top eigenpairs (u, λ) of LᵀL.
+        let mut r = 0;
+        let (u, values) = eigen::top_eigenpairs_by(&gram(&l, true), |values| {
+            r = count_above(values, RANK_CUTOFF);
+            kept(values, r)
+        });
+        let sv: Vec<f64> = values[..r].iter().map(|v| v.sqrt()).collect();
+        let exact = pivots <= PIVOT_CUTOFF || width_is_certain(&sv, rest, m - l.ncols(), classes);
+        exact.then(|| (orthonormal(&l * &u), sv))
     });
-    let sv: Vec<f64> = values[..r].iter().map(|v| v.sqrt()).collect();
-    if tall && r == d {
-        // Full column rank: V = I spans the row space.
-        return (z.clone(), DMatrix::identity(d, d), sv);
-    }
-    if tall {
-        (z * &vecs, vecs, sv)
-    } else {
-        let a = DMatrix::from_fn(n, r, |i, c| vecs[(i, c)] * sv[c]);
-        let mut v = z.transpose() * &vecs;
-        for (c, mut col) in v.column_iter_mut().enumerate() {
-            col /= sv[c];
+    let (vecs, sv) = match factored {
+        Some(found) => found,
+        None => {
+            let mut r = 0;
+            let high = |r: usize| tall && r > m / 2;
+            let ((vecs, values), full_phi0) = rayon::join(
+                || {
+                    eigen::top_eigenpairs_by(&g, |values| {
+                        r = count_above(values, RANK_CUTOFF);
+                        if high(r) { 0 } else { kept(values, r) }
+                    })
+                },
+                || tall.then(|| phi0(z)),
+            );
+            let sv: Vec<f64> = values[..r].iter().map(|v| v.sqrt()).collect();
+            if high(r) {
+                let full_phi0 = full_phi0.expect("tall");
+                return (None, DMatrix::identity(d, d), sv, full_phi0);
+            }
+            (vecs, sv)
         }
-        (a, v, sv)
+    };
+    // Tall: `vecs` spans the row space. Wide: it spans the column space,
+    // and Zᵀ maps it onto the row space.
+    let v = if tall {
+        vecs
+    } else {
+        orthonormal(z.transpose() * &vecs)
+    };
+    let a = z * &v;
+    let phi0 = phi0(&a);
+    (Some(a), v, sv, phi0)
+}
+
+/// Whether [`width`] on Z's singular values is sure to be what it is on
+/// `sv`, the square roots of the eigenvalues of L Lᵀ, when G = L Lᵀ + S with
+/// S ⪰ 0 of trace `rest` over `missing` dimensions. G's eigenvalues lie in
+/// [λᵢ(LLᵀ), λᵢ(LLᵀ) + rest] (Weyl), and the left-out singular values sum to
+/// at most √(missing · rest) (Cauchy–Schwarz); the rule's count must then
+/// come out the same at both ends of every partial sum's range.
+fn width_is_certain(sv: &[f64], rest: f64, missing: usize, classes: usize) -> bool {
+    if sv.len() < 2 * classes {
+        return false;
+    }
+    let slack: Vec<f64> = sv.iter().map(|&s| (s * s + rest).sqrt() - s).collect();
+    let total_lo: f64 = sv.iter().sum();
+    let total_hi = total_lo + slack.iter().sum::<f64>() + (missing as f64 * rest).sqrt();
+    let (mut lo, mut hi) = (0.0, 0.0);
+    sv.iter().zip(&slack).all(|(&s, &e)| {
+        lo += s;
+        hi += s + e;
+        // Below half of the total at both ends, or above at both.
+        hi < 0.5 * total_lo || lo >= 0.5 * total_hi
+    })
+}
+
+/// G ≈ L Lᵀ by Cholesky with complete pivoting (largest remaining diagonal
+/// first), stopped when every remaining diagonal entry is at most `rel`
+/// times G's largest; L (m × k) in G's own row order, and the trace of the
+/// remaining Schur complement S = G − L Lᵀ (positive semidefinite). None
+/// when more than m/2 pivots are needed, where the factor saves nothing.
+fn pivoted_cholesky(g: &DMatrix<f64>, rel: f64) -> Option<(DMatrix<f64>, f64)> {
+    let m = g.nrows();
+    let mut resid: Vec<f64> = (0..m).map(|i| g[(i, i)]).collect();
+    let top = resid.iter().copied().fold(0.0, f64::max);
+    let mut cols: Vec<Vec<f64>> = vec![];
+    let mut taken = vec![false; m];
+    let level = SimdLevel::current();
+    // Past m/2 pivots the factor plus its k × k eigen-solve costs about as
+    // much as the m × m one: give up (full rank is the common case then).
+    while cols.len() <= m / 2 {
+        let (p, &dp) = resid
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !taken[*i])
+            .max_by(|a, b| a.1.total_cmp(b.1))?;
+        if dp.is_nan() || dp <= rel * top {
+            break;
+        }
+        // Column p of the Schur complement, scaled by its pivot.
+        let mut col: Vec<f64> = g.column(p).iter().copied().collect();
+        schur_column_at(level, &mut col, &cols, p);
+        let piv = dp.sqrt();
+        for (i, c) in col.iter_mut().enumerate() {
+            *c = if taken[i] { 0.0 } else { *c / piv };
+        }
+        col[p] = piv;
+        taken[p] = true;
+        for (i, c) in col.iter().enumerate() {
+            if !taken[i] {
+                resid[i] -= c * c;
+            }
+        }
+        cols.push(col);
+    }
+    if cols.len() > m / 2 {
+        return None;
+    }
+    let rest: f64 = (0..m)
+        .filter(|&i| !taken[i])
+        .map(|i| resid[i].max(0.0))
+        .sum();
+    Some((DMatrix::from_fn(m, cols.len(), |i, c| cols[c][i]), rest))
+}
+
+simd_dispatch! {
+    /// [`schur_column`] for a SIMD level.
+    fn schur_column_at<T>(col: &mut [T], prev: &[Vec<T>], p: usize) -> () = schur_column
+}
+
+/// col −= Σ_t prev_t[p] prev_t: column p of the Schur complement.
+#[inline(always)]
+fn schur_column<T: Real>(col: &mut [T], prev: &[Vec<T>], p: usize) {
+    for l in prev {
+        let f = l[p];
+        col.iter_mut().zip(l).for_each(|(c, &v)| *c -= f * v);
     }
 }
 
-/// ZᵀZ (`columns`) or ZZᵀ: only the blocks on and above the diagonal are
-/// multiplied (half the GEMM work of `z.transpose() * z`), in parallel, and
-/// mirrored.
-fn gram(z: &DMatrix<f64>, columns: bool) -> DMatrix<f64> {
-    use rayon::prelude::*;
-    const BLOCK: usize = 64;
-    let (n, d) = z.shape();
-    // X (m × k) with G = X Xᵀ, read from Z's column-major storage.
-    let (m, k, rs, cs) = if columns { (d, n, n, 1) } else { (n, d, 1, n) };
-    let x = z.as_slice();
-    let nb = m.div_ceil(BLOCK);
-    let pairs: Vec<(usize, usize)> = (0..nb).flat_map(|i| (i..nb).map(move |j| (i, j))).collect();
-    let blocks: Vec<Vec<f64>> = pairs
-        .par_iter()
-        .map(|&(bi, bj)| {
-            let (i0, j0) = (bi * BLOCK, bj * BLOCK);
-            let (rows, cols) = (BLOCK.min(m - i0), BLOCK.min(m - j0));
-            let mut out = vec![0.0; rows * cols];
-            if k > 0 {
-                // SAFETY: rows i0.. and j0.. of X lie inside Z's storage at the
-                // given strides, and `out` is a distinct rows × cols buffer.
-                unsafe {
-                    matrixmultiply::dgemm(
-                        rows,
-                        k,
-                        cols,
-                        1.0,
-                        x.as_ptr().add(i0 * rs),
-                        rs as isize,
-                        cs as isize,
-                        x.as_ptr().add(j0 * rs),
-                        cs as isize,
-                        rs as isize,
-                        0.0,
-                        out.as_mut_ptr(),
-                        cols as isize,
-                        1,
-                    );
-                }
-            }
-            out
-        })
-        .collect();
-    let mut g = DMatrix::zeros(m, m);
-    for (&(bi, bj), out) in pairs.iter().zip(&blocks) {
-        let (i0, j0) = (bi * BLOCK, bj * BLOCK);
-        let cols = BLOCK.min(m - j0);
-        for (li, row) in out.chunks(cols).enumerate() {
-            for (lj, &v) in row.iter().enumerate() {
-                g[(i0 + li, j0 + lj)] = v;
-                g[(j0 + lj, i0 + li)] = v;
-            }
-        }
+/// An orthonormal basis of the columns of `b` (full column rank): the Q of
+/// its thin QR factorization.
+fn orthonormal(b: DMatrix<f64>) -> DMatrix<f64> {
+    if b.ncols() == 0 {
+        return b;
     }
-    g
+    b.qr().q()
+}
+
+/// ZᵀZ (`columns`) or ZZᵀ, from Z's column-major storage (half the GEMM
+/// work of `z.transpose() * z`, in parallel).
+fn gram(z: &DMatrix<f64>, columns: bool) -> DMatrix<f64> {
+    let (n, d) = z.shape();
+    // X (m × k) with G = X Xᵀ; (row, column) strides into the storage.
+    let (m, k, xs) = if columns {
+        (d, n, (n, 1))
+    } else {
+        (n, d, (1, n))
+    };
+    let g = symmetric_product(m, k, z.as_slice(), xs, z.as_slice(), (xs.1, xs.0));
+    DMatrix::from_vec(m, m, g)
 }
 
 /// Mean silhouette (Euclidean) of the rows of `x` under labels `y`; the
@@ -324,17 +464,100 @@ pub fn silhouette(be: &Backend, x: &DMatrix<f64>, y: &[u32], classes: usize) -> 
     Ok(total / n as f64)
 }
 
+/// ψ(ZW) = √(2/F) cos(ZW Ω + b), feature by feature (columns of the
+/// column-major output) in parallel: each is b_j plus axpys of ZW's q
+/// columns, then the cosines, in vector code.
 fn rff(zw: &DMatrix<f64>, omega: &DMatrix<f64>, b: &[f64]) -> DMatrix<f64> {
     use rayon::prelude::*;
-    let mut out = zw * omega;
+    let (n, q) = zw.shape();
     let scale = (2.0 / FEATURES as f64).sqrt();
-    let n = out.nrows().max(1);
-    // Column by column (column-major storage), the columns in parallel.
+    let level = SimdLevel::current();
+    let mut out = DMatrix::zeros(n, omega.ncols());
     out.as_mut_slice()
-        .par_chunks_mut(n)
+        .par_chunks_mut(n.max(1))
+        .zip(omega.as_slice().par_chunks(q.max(1)))
         .zip(b)
-        .for_each(|(col, &bc)| col.iter_mut().for_each(|v| *v = scale * (*v + bc).cos()));
+        .for_each(|((col, w), &bj)| feature_at(level, col, zw.as_slice(), w, bj, scale));
     out
+}
+
+simd_dispatch! {
+    /// [`feature`] for a SIMD level.
+    fn feature_at<T>(col: &mut [T], zw: &[T], w: &[T], b: T, scale: f64) -> () = feature
+}
+
+/// One RFF column: col = scale · cos(b + Σ_c w_c zw_c), zw column-major.
+#[inline(always)]
+fn feature<T: Real>(col: &mut [T], zw: &[T], w: &[T], b: T, scale: f64) {
+    let n = col.len();
+    col.fill(b);
+    for (c, &wc) in w.iter().enumerate() {
+        col.iter_mut()
+            .zip(&zw[c * n..(c + 1) * n])
+            .for_each(|(v, &x)| *v += wc * x);
+    }
+    scaled_cos(col, scale);
+}
+
+/// v ← s cos(v) over a slice: [`cos_reduced`] (vectorizes) where every
+/// argument is below 2¹⁹·π/2 in magnitude, else std's `cos`.
+#[inline(always)]
+fn scaled_cos<T: Real>(v: &mut [T], s: f64) {
+    const LIMIT: f64 = 8.0e5;
+    for chunk in v.chunks_mut(64) {
+        if chunk.iter().all(|x| x.to_f64().abs() < LIMIT) {
+            chunk
+                .iter_mut()
+                .for_each(|x| *x = T::from_f64(s * cos_reduced(x.to_f64())));
+        } else {
+            chunk
+                .iter_mut()
+                .for_each(|x| *x = T::from_f64(s * x.to_f64().cos()));
+        }
+    }
+}
+
+/// cos x for |x| < 2¹⁹·π/2 in straight-line code: x = kπ/2 + r with the
+/// three-part π/2 of fdlibm (k·π/2 exact to ~10⁻²⁵), then fdlibm's
+/// minimax kernels for sin and cos on |r| ≤ π/4 and the quadrant k mod 4.
+/// Within an ulp or two of std's `cos`, which is a library call per value.
+// fdlibm's constants, digit for digit.
+#[allow(clippy::excessive_precision)]
+#[inline(always)]
+fn cos_reduced(x: f64) -> f64 {
+    const PIO2_1: f64 = 1.570_796_326_734_125_614_17;
+    const PIO2_2: f64 = 6.077_100_506_303_965_976_60e-11;
+    const PIO2_3: f64 = 2.022_266_248_711_166_455_80e-21;
+    // Adding 1.5·2⁵² rounds to an integer held in the low mantissa bits.
+    const SHIFT: f64 = 6_755_399_441_055_744.0;
+    let t = x * std::f64::consts::FRAC_2_PI + SHIFT;
+    let kf = t - SHIFT;
+    let k = t.to_bits().wrapping_sub(SHIFT.to_bits());
+    let r = ((x - kf * PIO2_1) - kf * PIO2_2) - kf * PIO2_3;
+    let z = r * r;
+    let cos_r = {
+        let p = z
+            * (4.166_666_666_666_660_190_37e-2
+                + z * (-1.388_888_888_887_410_957_49e-3
+                    + z * (2.480_158_728_947_672_941_78e-5
+                        + z * (-2.755_731_435_139_066_330_35e-7
+                            + z * (2.087_572_321_298_174_827_90e-9
+                                + z * -1.135_964_755_778_819_482_65e-11)))));
+        let hz = 0.5 * z;
+        let w = 1.0 - hz;
+        w + (((1.0 - w) - hz) + z * p)
+    };
+    let sin_r = {
+        let p = 8.333_333_333_322_489_461_24e-3
+            + z * (-1.984_126_982_985_794_931_34e-4
+                + z * (2.755_731_370_707_006_767_89e-6
+                    + z * (-2.505_076_025_340_686_341_95e-8
+                        + z * 1.589_690_995_211_550_102_21e-10)));
+        r + r * z * (-1.666_666_666_666_663_243_48e-1 + z * p)
+    };
+    // cos(kπ/2 + r) = cos r, −sin r, −cos r, sin r for k mod 4 = 0..3.
+    let v = if k & 1 == 0 { cos_r } else { sin_r };
+    if (k.wrapping_add(1)) & 2 == 0 { v } else { -v }
 }
 
 fn nearest(out: &DMatrix<f64>, centers: &DMatrix<f64>) -> Vec<u32> {
@@ -380,20 +603,45 @@ pub fn fit_ism(
     let mut layers = vec![];
     let mut last_zw = z.clone();
     let mut s_prev = f64::NEG_INFINITY;
+    let keep = match be.precision() {
+        crate::Precision::F32 => F32_BASIS_CUTOFF,
+        crate::Precision::F64 => RANK_CUTOFF,
+    };
     while layers.len() < s.max_layers {
         let zd = z.ncols();
-        let zrows = rows_of(&z);
-        let sigma = opt_sigma(&zrows, zd, y, c, s.sigma_rows, 1e-6, &mut rng, work);
-        let (a, v, sv) = basis(&z);
-        let q = width(&sv, zd, c);
+        // σ is optimized on sampled rows: gather only those from Z.
+        let idx = super::sample_rows(&mut rng, n, s.sigma_rows);
+        let mut zs = vec![0.0; idx.len() * zd];
+        // Column by column: each of Z's columns is contiguous.
+        for (col, zc) in z.column_iter().enumerate() {
+            for (k, &i) in idx.iter().enumerate() {
+                zs[k * zd + col] = zc[i];
+            }
+        }
+        let ys: Vec<u32> = idx.iter().map(|&i| y[i]).collect();
+        let all: Vec<usize> = (0..idx.len()).collect();
+        // σ and the basis both depend on Z only: one runs while the other's
+        // serial parts (the pivoted factorization, the eigen-solve) leave a
+        // thread free.
+        // Φ₀ = −ZᵀΓZ = V(−AᵀΓA)Vᵀ comes with the basis.
+        let (sigma, (a, v, sv, phi0)) = rayon::join(
+            || opt_sigma_on(&zs, zd, &ys, c, &all, 1e-6, work),
+            || basis(&z, y, c, keep, 2 * c),
+        );
+        let a = a.as_ref().unwrap_or(&z);
         work.madds += (n * zd * zd.min(n)) as f64;
-        // Φ₀ = −ZᵀΓZ = V(−AᵀΓA)Vᵀ.
-        let phi0 = -(a.transpose() * gamma_times(&a, y, c));
-        let (mut e, mut lam) = extreme_eigenpairs(&phi0, q, false);
+        let q = width(&sv, zd, c);
+        let am = with_ones(a);
+        let am32: Vec<f32> = match be.precision() {
+            crate::Precision::F32 => am.iter().map(|&v| v as f32).collect(),
+            crate::Precision::F64 => vec![],
+        };
+        let (mut e, mut lam) = phi0.extreme(q);
+
         let mut iterations = 0;
         for _ in 0..s.max_iter {
-            let ph = phi_reduced(be, &a, &e, y, &p, sigma, work)?;
-            let (e1, l1) = extreme_eigenpairs(&ph, q, false);
+            let ph = phi_reduced(be, a, &am, &am32, &e, y, &p, sigma, work)?;
+            let (e1, l1) = eigen::extreme_eigenpairs(&ph, q, false);
             iterations += 1;
             let num: f64 = lam
                 .iter()
@@ -410,13 +658,14 @@ pub fn fit_ism(
         }
         let w = &v * &e;
         let zw = &z * &w;
-        let sil = silhouette(be, &zw, y, c)?;
         work.madds += (n * n * (w.ncols() + c)) as f64;
         let omega = DMatrix::from_fn(w.ncols(), FEATURES, |_, _| normal(&mut rng) / sigma);
         let b: Vec<f64> = (0..FEATURES)
             .map(|_| rng.random::<f64>() * std::f64::consts::TAU)
             .collect();
+        let sil = silhouette(be, &zw, y, c)?;
         z = rff(&zw, &omega, &b);
+
         last_zw = zw;
         work.madds += (n * w.ncols() * FEATURES) as f64;
         layers.push(IsmLayer {
@@ -437,8 +686,9 @@ pub fn fit_ism(
     // ΦᵀΓΦ = V (AᵀΓA) Vᵀ with Φ = A Vᵀ: an r × r eigenproblem.
     let f = z.ncols();
     work.madds += (n * f * f.min(n)) as f64;
-    let (a, v, _) = basis(&z);
-    let (e, _) = extreme_eigenpairs(&(a.transpose() * gamma_times(&a, y, c)), c, true);
+    // ΦᵀΓΦ's top eigenvectors are −AᵀΓA's bottom ones.
+    let (_, v, _, phi0) = basis(&z, y, c, keep, c);
+    let (e, _) = phi0.extreme(c);
     let w_out = &v * &e;
     let out = &z * &w_out;
     let centers = DMatrix::from_row_slice(
@@ -463,26 +713,18 @@ pub fn fit_ism(
     })
 }
 
-/// ΓZ = H Y Yᵀ H Z in O(n d): centre Z's columns, sum them per class,
-/// give each row its class's sum, centre again.
-pub fn gamma_times(z: &DMatrix<f64>, y: &[u32], classes: usize) -> DMatrix<f64> {
-    let n = z.nrows() as f64;
-    let center = |m: &mut DMatrix<f64>| {
-        for mut col in m.column_iter_mut() {
-            let mean = col.sum() / n;
-            col.add_scalar_mut(-mean);
+/// ZᵀΓZ = ZᵀH Y Yᵀ H Z = SᵀS with S = Yᵀ H Z (C × d), the per-class sums
+/// of Z's centred rows: O(n d + C d²), and Γ never formed.
+pub fn gamma_gram(z: &DMatrix<f64>, y: &[u32], classes: usize) -> DMatrix<f64> {
+    let (n, d) = z.shape();
+    let mut s = DMatrix::<f64>::zeros(classes, d);
+    for (j, col) in z.column_iter().enumerate() {
+        let mean = col.sum() / n.max(1) as f64;
+        for (&v, &c) in col.iter().zip(y) {
+            s[(c as usize, j)] += v - mean;
         }
-    };
-    let mut zc = z.clone();
-    center(&mut zc);
-    let mut sums = DMatrix::zeros(classes, z.ncols());
-    for (i, &c) in y.iter().enumerate() {
-        let mut row = sums.row_mut(c as usize);
-        row += zc.row(i);
     }
-    let mut out = DMatrix::from_fn(z.nrows(), z.ncols(), |i, j| sums[(y[i] as usize, j)]);
-    center(&mut out);
-    out
+    s.transpose() * &s
 }
 
 /// ISM's HSIC of the rows of Φ (linear kernel K = ΦΦᵀ, Y Yᵀ one-hot,
@@ -660,6 +902,104 @@ impl IsmModel {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reduced_cosine_matches_std_within_two_ulps() {
+        let mut worst: f64 = 0.0;
+        let mut state = 3u64;
+        for i in 0..200_000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let u = (state >> 11) as f64 / (1u64 << 53) as f64 - 0.5;
+            // Small, medium and near-limit magnitudes, and the quadrant edges.
+            let x = match i % 4 {
+                0 => u * 8.0,
+                1 => u * 2e3,
+                2 => u * 1.5e6,
+                _ => (i / 4) as f64 * std::f64::consts::FRAC_PI_4,
+            };
+            let mut v = [x];
+            scaled_cos::<f64>(&mut v, 1.0);
+            worst = worst.max((v[0] - x.cos()).abs());
+        }
+        assert!(worst <= 4.5e-16, "worst error {worst:e}");
+        let mut special = [f64::NAN, 1e300, -0.0];
+        scaled_cos::<f64>(&mut special, 2.0);
+        assert!(special[0].is_nan());
+        assert_eq!(special[1], 2.0 * 1e300f64.cos());
+        assert_eq!(special[2], 2.0);
+    }
+
+    #[test]
+    fn pivoted_basis_spans_the_rows_of_a_low_rank_matrix() {
+        // Z = U Vᵀ of rank 7 (n = 90, d = 40), and its wide transpose.
+        let mut state = 11u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 11) as f64 / (1u64 << 53) as f64 - 0.5
+        };
+        let u = DMatrix::from_fn(90, 7, |_, _| next());
+        let w = DMatrix::from_fn(40, 7, |_, _| next());
+        for z in [&u * w.transpose(), &w * u.transpose()] {
+            let y = vec![0; z.nrows()];
+            let (a, v, sv, _) = basis(&z, &y, 1, 0.0, 0);
+            let a = a.expect("reduced");
+            assert_eq!((sv.len(), a.ncols(), v.ncols()), (7, 7, 7));
+            assert!((v.transpose() * &v - DMatrix::identity(7, 7)).amax() < 1e-12);
+            assert!((&a * v.transpose() - &z).amax() < 1e-10 * z.amax());
+            // The singular values: those of the full SVD.
+            let full = z.clone().svd(false, false).singular_values;
+            for (s, t) in sv.iter().zip(full.iter()) {
+                assert!((s - t).abs() < 1e-9 * full[0], "{s} vs {t}");
+            }
+        }
+    }
+
+    #[test]
+    fn f32_basis_drops_only_unresolvable_directions_and_keeps_the_width() {
+        // Z = U S Vᵀ (n = 120, d = 30) with singular values 1 … 1e-7: ZᵀZ's
+        // eigenvalue shares 1, 1e-2, 1e-4, 1e-6, 1e-10, 1e-14.
+        let mut state = 5u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 11) as f64 / (1u64 << 53) as f64 - 0.5
+        };
+        let sing = [1.0, 1e-1, 1e-2, 1e-3, 1e-5, 1e-7];
+        let u = DMatrix::from_fn(120, 6, |_, _| next()).qr().q();
+        let w = DMatrix::from_fn(30, 6, |_, _| next()).qr().q();
+        let z =
+            &u * DMatrix::from_diagonal(&nalgebra::DVector::from_row_slice(&sing)) * w.transpose();
+        let y: Vec<u32> = (0..120).map(|i| (i % 2) as u32).collect();
+        let (a, v, sv, _) = basis(&z, &y, 2, F32_BASIS_CUTOFF, 0);
+        let a = a.expect("reduced");
+        // Four directions above 1e-8 of the top eigenvalue.
+        assert_eq!((a.ncols(), v.ncols()), (4, 4));
+        assert!((v.transpose() * &v - DMatrix::identity(4, 4)).amax() < 1e-12);
+        assert!((&a * v.transpose() - &z).amax() < 1e-4);
+        // The width rule sees the same count as on the exact values.
+        let exact: Vec<f64> = sing[..5].to_vec();
+        assert_eq!(width(&sv, 30, 2), width(&exact, 30, 2));
+        // f64 keeps the whole numerical rank.
+        let (a, _, sv, _) = basis(&z, &y, 2, RANK_CUTOFF, 0);
+        let a = a.expect("reduced");
+        assert_eq!((a.ncols(), sv.len()), (5, 5));
+    }
+
+    #[test]
+    fn width_certainty_rejects_a_count_the_left_out_mass_could_change() {
+        // Half of the total is reached clearly after the first value.
+        assert!(width_is_certain(&[10.0, 1.0, 1.0, 1.0], 1e-12, 10, 1));
+        // 5 + 5: the first partial sum sits exactly at half; any left-out
+        // mass moves the count.
+        assert!(!width_is_certain(&[5.0, 5.0], 1e-6, 10, 1));
+        // Fewer values than the 2C floor: not decided here.
+        assert!(!width_is_certain(&[1.0], 0.0, 0, 1));
+    }
 
     #[test]
     fn gram_matches_the_plain_product_and_is_symmetric() {

@@ -217,8 +217,19 @@ pub fn gamma(yi: u32, yj: u32, p: &[f64], p2: f64) -> f64 {
 }
 
 fn sq_dists(z: &[f64], d: usize) -> Vec<f64> {
+    sq_dists_at(crate::kernels::par::SimdLevel::current(), z, d)
+}
+
+crate::kernels::par::simd_dispatch! {
+    /// [`sq_dists_body`] for a SIMD level.
+    fn sq_dists_at<T>(z: &[T], d: usize) -> Vec<T> = sq_dists_body
+}
+
+/// The symmetric matrix of squared distances between the rows of z.
+#[inline(always)]
+fn sq_dists_body<T: crate::Real>(z: &[T], d: usize) -> Vec<T> {
     let n = z.len() / d;
-    let mut out = vec![0.0; n * n];
+    let mut out = vec![T::ZERO; n * n];
     for i in 0..n {
         for j in 0..i {
             let s = sq_dist(&z[i * d..(i + 1) * d], &z[j * d..(j + 1) * d]);
@@ -231,8 +242,9 @@ fn sq_dists(z: &[f64], d: usize) -> Vec<f64> {
 
 /// ‖a − b‖² in 8 interleaved partial sums (vectorizes; the 400-wide
 /// feature layers made the serial sum a third of a small fit).
-fn sq_dist(a: &[f64], b: &[f64]) -> f64 {
-    let mut p = [0.0; 8];
+#[inline(always)]
+fn sq_dist<T: crate::Real>(a: &[T], b: &[T]) -> T {
+    let mut p = [T::ZERO; 8];
     let (mut ca, mut cb) = (a.chunks_exact(8), b.chunks_exact(8));
     for (x, y) in (&mut ca).zip(&mut cb) {
         for l in 0..8 {
@@ -240,13 +252,15 @@ fn sq_dist(a: &[f64], b: &[f64]) -> f64 {
             p[l] += t * t;
         }
     }
-    let tail: f64 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| (x - y) * (x - y))
-        .sum();
-    p.iter().sum::<f64>() + tail
+    let mut tail = T::ZERO;
+    for (&x, &y) in ca.remainder().iter().zip(cb.remainder()) {
+        tail += (x - y) * (x - y);
+    }
+    let mut sum = T::ZERO;
+    for v in p {
+        sum += v;
+    }
+    sum + tail
 }
 
 /// σ maximizing Σ Γ_ij exp(−D_ij²/2σ²) on up to `rows` sampled rows, by a

@@ -152,12 +152,28 @@ pub(crate) fn gemm_acc<T: Real>(
     c: &mut [T],
     rsc: usize,
 ) {
+    gemm_strided(rows, inner, cols, a, (rsa, csa), b, (rsb, 1), c, rsc);
+}
+
+/// [`gemm_acc`] with B's column stride too.
+#[allow(clippy::too_many_arguments)]
+fn gemm_strided<T: Real>(
+    rows: usize,
+    inner: usize,
+    cols: usize,
+    a: &[T],
+    (rsa, csa): (usize, usize),
+    b: &[T],
+    (rsb, csb): (usize, usize),
+    c: &mut [T],
+    rsc: usize,
+) {
     let last = |r: usize, rs: usize, cc: usize, cs: usize| (r - 1) * rs + (cc - 1) * cs + 1;
     if rows == 0 || inner == 0 || cols == 0 {
         return;
     }
     assert!(a.len() >= last(rows, rsa, inner, csa));
-    assert!(b.len() >= last(inner, rsb, cols, 1) && c.len() >= last(rows, rsc, cols, 1));
+    assert!(b.len() >= last(inner, rsb, cols, csb) && c.len() >= last(rows, rsc, cols, 1));
     // SAFETY: the asserts bound every element the strides reach, and c is a
     // distinct mutable borrow.
     unsafe {
@@ -175,7 +191,7 @@ pub(crate) fn gemm_acc<T: Real>(
                     csa as isize,
                     b.as_ptr(),
                     rsb as isize,
-                    1,
+                    csb as isize,
                     1.0,
                     c.as_mut_ptr(),
                     rsc as isize,
@@ -195,7 +211,7 @@ pub(crate) fn gemm_acc<T: Real>(
                     csa as isize,
                     b.as_ptr(),
                     rsb as isize,
-                    1,
+                    csb as isize,
                     1.0,
                     c.as_mut_ptr(),
                     rsc as isize,
@@ -204,4 +220,55 @@ pub(crate) fn gemm_acc<T: Real>(
             }
         }
     }
+}
+
+/// A product X · Y (m × k times k × m, strides as (row, column)) known to
+/// be symmetric, such as ZᵀZ or AᵀLA: only the 64 × 64 blocks on and above
+/// the diagonal are multiplied (half the work), in parallel, and mirrored.
+/// Returns the m × m result row-major (exactly symmetric).
+pub(crate) fn symmetric_product<T: Real>(
+    m: usize,
+    k: usize,
+    x: &[T],
+    xs: (usize, usize),
+    y: &[T],
+    ys: (usize, usize),
+) -> Vec<T> {
+    const BLOCK: usize = 64;
+    let nb = m.div_ceil(BLOCK);
+    let pairs: Vec<(usize, usize)> = (0..nb).flat_map(|i| (i..nb).map(move |j| (i, j))).collect();
+    let block = |&(bi, bj): &(usize, usize)| {
+        let (i0, j0) = (bi * BLOCK, bj * BLOCK);
+        let (rows, cols) = (BLOCK.min(m - i0), BLOCK.min(m - j0));
+        let mut out = vec![T::ZERO; rows * cols];
+        gemm_strided(
+            rows,
+            k,
+            cols,
+            &x[i0 * xs.0..],
+            xs,
+            &y[j0 * ys.1..],
+            ys,
+            &mut out,
+            cols,
+        );
+        out
+    };
+    let blocks: Vec<Vec<T>> = if parallel_enough((m * m * k) >> 5) {
+        pairs.par_iter().map(block).collect()
+    } else {
+        pairs.iter().map(block).collect()
+    };
+    let mut g = vec![T::ZERO; m * m];
+    for (&(bi, bj), out) in pairs.iter().zip(&blocks) {
+        let (i0, j0) = (bi * BLOCK, bj * BLOCK);
+        let cols = BLOCK.min(m - j0);
+        for (li, row) in out.chunks(cols).enumerate() {
+            for (lj, &v) in row.iter().enumerate() {
+                g[(i0 + li) * m + j0 + lj] = v;
+                g[(j0 + lj) * m + i0 + li] = v;
+            }
+        }
+    }
+    g
 }

@@ -163,9 +163,14 @@ pub fn exp_neg_f32(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
+    // Adding 1.5·2²³ rounds to an integer held in the low mantissa bits:
+    // integer arithmetic on the bits vectorizes, where an `as i32` (which
+    // saturates and maps NaN) compiles to a scalar check per lane.
+    const SHIFT: f32 = 12_582_912.0;
     let xc = x.clamp(0.0, 87.0);
-    let k = (xc * LOG2E + 0.5) as i32;
-    let kf = k as f32;
+    let t = xc * LOG2E + SHIFT;
+    let kf = t - SHIFT;
+    let k = t.to_bits().wrapping_sub(SHIFT.to_bits()) as i32;
     let r = -((xc - kf * LN2_HI) - kf * LN2_LO);
     let mut p = 1.0 / 5_040.0;
     for c in [

@@ -20,10 +20,10 @@
 //! splitting B across devices). Twin of `shaders/kernel_product.wgsl`.
 
 use super::dense::gemm_acc;
-use super::gauss_kernel::kernel_row_at;
+use super::gauss_kernel::{exp_neg, exp_neg_f32};
 use super::par::{SimdLevel, dot, parallel_enough, simd_dispatch};
 use crate::gpu::{Bind, Kernel};
-use crate::real::Real;
+use crate::real::{Precision, Real};
 use rayon::prelude::*;
 
 /// The WGSL kernel.
@@ -218,11 +218,6 @@ pub fn reference(a: &[f64], b: &[f64], d: usize, m: &[f64], r: usize, spec: &Spe
         }
     }
     out
-}
-
-simd_dispatch! {
-    /// [`dist_row`] for a SIMD level.
-    fn dist_row_at<T>(ai: &[T], bt: &[T], n: usize, out: &mut [T]) -> () = dist_row
 }
 
 /// `out[j] = ‖ai − b_j‖` from B transposed (d × n).
@@ -480,26 +475,73 @@ impl<'s, T: Real> Tiles<'s, T> {
     /// k[li][lj] (row stride TILE) = w f for A rows i0.. and B rows j0.. (j0
     /// a multiple of TILE).
     fn fill(&self, i0: usize, rows: usize, j0: usize, cols: usize, k: &mut [T]) {
-        let d = self.d;
-        let bt = &self.bt[j0 * d..(j0 + TILE) * d];
-        for li in 0..rows {
-            let i = i0 + li;
-            // Whole tile rows (B's last tile is zero-padded); the GEMM reads
-            // only the first `cols`.
-            let kr = &mut k[li * TILE..(li + 1) * TILE];
-            let ai = &self.a[i * d..(i + 1) * d];
-            match self.spec.func {
-                Func::Gauss { .. } => kernel_row_at(self.level, ai, bt, TILE, self.g, kr, 0),
-                Func::Dist => dist_row_at(self.level, ai, bt, TILE, kr),
+        fill_at(self.level, self, i0, rows, j0, cols, k);
+    }
+}
+
+simd_dispatch! {
+    /// [`fill_tile`] for a SIMD level: one dispatch per tile.
+    fn fill_at<T>(t: &Tiles<'_, T>, i0: usize, rows: usize, j0: usize, cols: usize, k: &mut [T]) -> () = fill_tile
+}
+
+/// [`Tiles::fill`]. Each row's 64 squared distances accumulate in a fixed
+/// array the compiler keeps in vector registers (a slice of unknown length
+/// costs loop set-up per feature, which dominated for the small d of the
+/// ISM layers), then the exponential and the Γ weight go in one pass.
+#[inline(always)]
+fn fill_tile<T: Real>(
+    t: &Tiles<'_, T>,
+    i0: usize,
+    rows: usize,
+    j0: usize,
+    cols: usize,
+    k: &mut [T],
+) {
+    let d = t.d;
+    let bt = &t.bt[j0 * d..(j0 + TILE) * d];
+    for li in 0..rows {
+        let i = i0 + li;
+        // Whole tile rows (B's last tile is zero-padded); the GEMM reads
+        // only the first `cols`.
+        let kr: &mut [T; TILE] = (&mut k[li * TILE..(li + 1) * TILE])
+            .try_into()
+            .expect("tile row");
+        let ai = &t.a[i * d..(i + 1) * d];
+        let mut acc = [T::ZERO; TILE];
+        match t.spec.func {
+            Func::Gauss { .. } => {
+                for (c, &av) in ai.iter().enumerate() {
+                    let col: &[T; TILE] = bt[c * TILE..(c + 1) * TILE].try_into().expect("tile");
+                    for j in 0..TILE {
+                        let v = av - col[j];
+                        acc[j] += v * v;
+                    }
+                }
+                match T::PRECISION {
+                    Precision::F64 => {
+                        for j in 0..TILE {
+                            kr[j] = T::from_f64(exp_neg(acc[j].to_f64() * t.g));
+                        }
+                    }
+                    Precision::F32 => {
+                        let g = t.g as f32;
+                        let acc: &[f32; TILE] = bytemuck::cast_ref(&acc);
+                        let out: &mut [f32; TILE] = bytemuck::cast_mut(kr);
+                        for j in 0..TILE {
+                            out[j] = exp_neg_f32(acc[j] * g);
+                        }
+                    }
+                }
             }
-            let kr = &mut kr[..cols];
-            if let Some(g) = self.spec.gamma {
-                let gr = &self.gamma_rows[g.la[i] as usize][j0..j0 + cols];
-                kr.iter_mut().zip(gr).for_each(|(v, &w)| *v *= w);
-            }
-            if self.spec.zero_diag && (j0..j0 + cols).contains(&i) {
-                kr[i - j0] = T::ZERO;
-            }
+            Func::Dist => dist_row(ai, bt, TILE, kr),
+        }
+        let kr = &mut kr[..cols];
+        if let Some(g) = t.spec.gamma {
+            let gr = &t.gamma_rows[g.la[i] as usize][j0..j0 + cols];
+            kr.iter_mut().zip(gr).for_each(|(v, &w)| *v *= w);
+        }
+        if t.spec.zero_diag && (j0..j0 + cols).contains(&i) {
+            kr[i - j0] = T::ZERO;
         }
     }
 }

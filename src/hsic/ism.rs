@@ -903,15 +903,23 @@ impl IsmModel {
 mod tests {
     use super::*;
 
-    #[test]
-    fn reduced_cosine_matches_std_within_two_ulps() {
-        let mut worst: f64 = 0.0;
-        let mut state = 3u64;
-        for i in 0..200_000 {
+    /// Uniform draws on [−½, ½) from an xorshift generator.
+    fn centered_uniform(seed: u64) -> impl FnMut() -> f64 {
+        let mut state = seed;
+        move || {
             state ^= state << 13;
             state ^= state >> 7;
             state ^= state << 17;
-            let u = (state >> 11) as f64 / (1u64 << 53) as f64 - 0.5;
+            (state >> 11) as f64 / (1u64 << 53) as f64 - 0.5
+        }
+    }
+
+    #[test]
+    fn reduced_cosine_matches_std_within_two_ulps() {
+        let mut worst: f64 = 0.0;
+        let mut next = centered_uniform(3);
+        for i in 0..200_000 {
+            let u = next();
             // Small, medium and near-limit magnitudes, and the quadrant edges.
             let x = match i % 4 {
                 0 => u * 8.0,
@@ -934,13 +942,7 @@ mod tests {
     #[test]
     fn pivoted_basis_spans_the_rows_of_a_low_rank_matrix() {
         // Z = U Vᵀ of rank 7 (n = 90, d = 40), and its wide transpose.
-        let mut state = 11u64;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 11) as f64 / (1u64 << 53) as f64 - 0.5
-        };
+        let mut next = centered_uniform(11);
         let u = DMatrix::from_fn(90, 7, |_, _| next());
         let w = DMatrix::from_fn(40, 7, |_, _| next());
         for z in [&u * w.transpose(), &w * u.transpose()] {
@@ -962,13 +964,7 @@ mod tests {
     fn f32_basis_drops_only_unresolvable_directions_and_keeps_the_width() {
         // Z = U S Vᵀ (n = 120, d = 30) with singular values 1 … 1e-7: ZᵀZ's
         // eigenvalue shares 1, 1e-2, 1e-4, 1e-6, 1e-10, 1e-14.
-        let mut state = 5u64;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 11) as f64 / (1u64 << 53) as f64 - 0.5
-        };
+        let mut next = centered_uniform(5);
         let sing = [1.0, 1e-1, 1e-2, 1e-3, 1e-5, 1e-7];
         let u = DMatrix::from_fn(120, 6, |_, _| next()).qr().q();
         let w = DMatrix::from_fn(30, 6, |_, _| next()).qr().q();

@@ -128,7 +128,7 @@ fn rank2_update<T: Real>(row: &mut [T], vr: T, wr: T, v: &[T], w: &[T]) {
     }
 }
 
-/// [`dot`]'s arithmetic (the same summation order) for the dispatch.
+/// Dot product in 8 interleaved partial sums, added in order, then the tail.
 #[inline(always)]
 fn dot_lanes<T: Real>(a: &[T], b: &[T]) -> T {
     let mut p = [T::ZERO; 8];
@@ -190,20 +190,12 @@ impl Reflector {
     }
 }
 
-/// Dot product in 8 interleaved partial sums (vectorizes). Kept apart from
-/// `kernels::par::dot`: its different summation order is what the results
-/// tables were measured with.
+/// Dot product in 8 interleaved partial sums ([`dot_lanes`] without the
+/// SIMD dispatch). Kept apart from `kernels::par::dot`: its different
+/// summation order is what the results tables were measured with.
 #[inline(always)]
 fn dot(a: &[f64], b: &[f64]) -> f64 {
-    let mut p = [0.0; 8];
-    let body = a.len() / 8 * 8;
-    for (ac, bc) in a[..body].chunks_exact(8).zip(b[..body].chunks_exact(8)) {
-        for l in 0..8 {
-            p[l] += ac[l] * bc[l];
-        }
-    }
-    let tail: f64 = a[body..].iter().zip(&b[body..]).map(|(x, y)| x * y).sum();
-    p.iter().sum::<f64>() + tail
+    dot_lanes(a, b)
 }
 
 /// The k smallest eigenvalues of T, ascending, by bisection on Sturm

@@ -101,6 +101,12 @@ pub trait Real:
     fn min(self, other: Self) -> Self;
     /// True if neither infinite nor NaN.
     fn is_finite(self) -> bool;
+    /// self · a + b with one rounding. One instruction in the AVX2 and
+    /// AVX-512 copies of `simd_dispatch!` kernels (which enable FMA) and on
+    /// aarch64; a library call in code built for baseline x86-64, so only
+    /// those kernels use it (their baseline copies run only on x86-64 CPUs
+    /// without AVX2, and give the same, exactly rounded, results).
+    fn mul_add(self, a: Self, b: Self) -> Self;
 }
 
 macro_rules! impl_real {
@@ -137,6 +143,10 @@ macro_rules! impl_real {
             #[inline(always)]
             fn is_finite(self) -> bool {
                 <$t>::is_finite(self)
+            }
+            #[inline(always)]
+            fn mul_add(self, a: Self, b: Self) -> Self {
+                <$t>::mul_add(self, a, b)
             }
         }
     };

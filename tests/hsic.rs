@@ -69,7 +69,8 @@ fn kernel_product_matches_the_twin_on_both_backends() {
     let mut r = rng(9);
     // (rows of A, rows of B, d, columns of M): empty, single, odd, not a
     // multiple of the 16-row / 64-column workgroup tiles, B == A (the CPU's
-    // symmetric path needs more than 64 rows and at most 16 columns).
+    // symmetric path needs more than 64 rows and an output at most 32
+    // wide: 31 + the squares column is its widest).
     for &(na, nb, d, cols) in &[
         (0, 4, 2, 3),
         (1, 1, 1, 1),
@@ -78,6 +79,7 @@ fn kernel_product_matches_the_twin_on_both_backends() {
         (20, 70, 4, 65),
         (50, 130, 2, 130),
         (150, 150, 3, 4),
+        (130, 130, 2, 31),
         (200, 200, 2, 0),
     ] {
         let a = uniform(&mut r, na * d, -1.0, 1.0);

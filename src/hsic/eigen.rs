@@ -22,11 +22,18 @@ struct Tridiagonal {
 fn tridiagonalize(m: &DMatrix<f64>, negate: bool) -> Tridiagonal {
     let n = m.nrows();
     let sign = if negate { -1.0 } else { 1.0 };
-    // Row-major full symmetric copy (symmetrized).
+    // Row-major full symmetric copy (symmetrized), in 32 × 32 tiles: row i
+    // of the column-major storage is strided, and a tile's lines stay in
+    // cache.
+    let c = m.as_slice();
     let mut a = vec![0.0; n * n];
-    for i in 0..n {
-        for j in 0..n {
-            a[i * n + j] = sign * 0.5 * (m[(i, j)] + m[(j, i)]);
+    for i0 in (0..n).step_by(32) {
+        for j0 in (0..n).step_by(32) {
+            for i in i0..(i0 + 32).min(n) {
+                for j in j0..(j0 + 32).min(n) {
+                    a[i * n + j] = sign * 0.5 * (c[j * n + i] + c[i * n + j]);
+                }
+            }
         }
     }
     let mut d = vec![0.0; n];
@@ -66,11 +73,17 @@ fn tridiagonalize(m: &DMatrix<f64>, negate: bool) -> Tridiagonal {
         };
         let rest = &mut a[(s0 + 1) * n..];
         let mut next_p = vec![0.0; len - 1];
-        let row_pass = |(r, (row, pr)): (usize, (&mut [f64], &mut f64))| {
-            update(r + 1, &mut row[s0..]);
-            if let Some(nx) = &next {
-                *pr = nx.tau * dot_at(level, &row[s0 + 1..], &nx.v);
+        // The next reflector shifted to the updated row's columns (its
+        // column s0 is the one the next step leaves out).
+        let next_v: Vec<f64> = next.as_ref().map_or(vec![], |nx| {
+            std::iter::once(0.0).chain(nx.v.iter().copied()).collect()
+        });
+        let row_pass = |(r, (row, pr)): (usize, (&mut [f64], &mut f64))| match &next {
+            Some(nx) => {
+                *pr = nx.tau
+                    * update_dot_at(level, &mut row[s0..], v[r + 1], w[r + 1], &v, &w, &next_v);
             }
+            None => update(r + 1, &mut row[s0..]),
         };
         if len * len >= PARALLEL_BLOCK {
             use rayon::prelude::*;
@@ -104,8 +117,44 @@ simd_dispatch! {
 }
 
 simd_dispatch! {
-    /// [`dot_lanes`] for a SIMD level.
-    fn dot_at<T>(a: &[T], b: &[T]) -> T = dot_lanes
+    /// [`update_dot`] for a SIMD level.
+    fn update_dot_at<T>(row: &mut [T], vr: T, wr: T, v: &[T], w: &[T], u: &[T]) -> T = update_dot
+}
+
+/// [`rank2_update`] of `row`, then its dot product with `u`, in one pass
+/// ([`LANES_DOT`] partial sums, added by [`sum_lanes`]).
+#[inline(always)]
+fn update_dot<T: Real>(row: &mut [T], vr: T, wr: T, v: &[T], w: &[T], u: &[T]) -> T {
+    let mut p = [T::ZERO; LANES_DOT];
+    let n = row.len().min(v.len()).min(w.len()).min(u.len());
+    let body = n / LANES_DOT * LANES_DOT;
+    let (row, v, w, u) = (&mut row[..n], &v[..n], &w[..n], &u[..n]);
+    for (((x, vc), wc), uc) in row[..body]
+        .chunks_exact_mut(LANES_DOT)
+        .zip(v.chunks_exact(LANES_DOT))
+        .zip(w.chunks_exact(LANES_DOT))
+        .zip(u.chunks_exact(LANES_DOT))
+    {
+        for l in 0..LANES_DOT {
+            x[l] = (-vr).mul_add(wc[l], (-wr).mul_add(vc[l], x[l]));
+            p[l] = x[l].mul_add(uc[l], p[l]);
+        }
+    }
+    // Then blocks of 8 into the first lanes, then single entries.
+    let mid = n / 8 * 8;
+    for c0 in (body..mid).step_by(8) {
+        for (l, pl) in p[..8].iter_mut().enumerate() {
+            let c = c0 + l;
+            row[c] = (-vr).mul_add(w[c], (-wr).mul_add(v[c], row[c]));
+            *pl = row[c].mul_add(u[c], *pl);
+        }
+    }
+    let mut tail = T::ZERO;
+    for c in mid..n {
+        row[c] = (-vr).mul_add(w[c], (-wr).mul_add(v[c], row[c]));
+        tail = row[c].mul_add(u[c], tail);
+    }
+    sum_lanes(p) + tail
 }
 
 simd_dispatch! {
@@ -124,7 +173,7 @@ fn reflect<T: Real>(x: &mut [T], v: &[T], tau: T) {
 #[inline(always)]
 fn rank2_update<T: Real>(row: &mut [T], vr: T, wr: T, v: &[T], w: &[T]) {
     for ((x, &vc), &wc) in row.iter_mut().zip(v).zip(w) {
-        *x -= vr * wc + wr * vc;
+        *x = (-vr).mul_add(wc, (-wr).mul_add(vc, *x));
     }
 }
 
@@ -148,6 +197,28 @@ fn dot_lanes<T: Real>(a: &[T], b: &[T]) -> T {
     }
     sum + tail
 }
+
+/// Partial sums of [`update_dot`]: four vector chains of 8 f64 (one chain
+/// would wait on the add latency).
+const LANES_DOT: usize = 32;
+
+/// The partial sums added as four vectors of 8, then across the 8.
+#[inline(always)]
+fn sum_lanes<T: Real>(p: [T; LANES_DOT]) -> T {
+    let mut q = [T::ZERO; 8];
+    for l in 0..8 {
+        q[l] = (p[l] + p[l + 8]) + (p[l + 16] + p[l + 24]);
+    }
+    let mut sum = T::ZERO;
+    for v in q {
+        sum += v;
+    }
+    sum
+}
+
+/// Back-transforms of at least this many multiply-adds (n² per vector) run
+/// one vector per task.
+const PARALLEL_BACK: usize = 1 << 18;
 
 /// Trailing blocks of at least this many entries update in parallel rows.
 const PARALLEL_BLOCK: usize = 128 * 128;
@@ -218,11 +289,11 @@ fn smallest_values(t: &Tridiagonal, k: usize) -> Vec<f64> {
     let norm = lo.abs().max(hi.abs());
     let pivmin = f64::MIN_POSITIVE.max(norm * f64::EPSILON * f64::EPSILON);
     let level = crate::kernels::par::SimdLevel::current();
-    let mut out = Vec::with_capacity(k);
-    for first in (0..k).step_by(LANES) {
+    // Lane j of a group seeks the value with index first + j (0-based,
+    // ascending).
+    let group = |first: usize| -> Vec<f64> {
         let mut l = [lo; LANES];
         let mut h = [hi; LANES];
-        // Lane j seeks the value with index first + j (0-based, ascending).
         let mut want = [0.0; LANES];
         for (j, w) in want.iter_mut().enumerate() {
             *w = (first + j) as f64 + 0.5;
@@ -242,11 +313,18 @@ fn smallest_values(t: &Tridiagonal, k: usize) -> Vec<f64> {
                 }
             }
         }
-        for j in 0..LANES.min(k - first) {
-            out.push(0.5 * (l[j] + h[j]));
-        }
-    }
-    out
+        (0..LANES.min(k - first))
+            .map(|j| 0.5 * (l[j] + h[j]))
+            .collect()
+    };
+    let firsts: Vec<usize> = (0..k).step_by(LANES).collect();
+    let groups: Vec<Vec<f64>> = if firsts.len() > 1 && n >= 128 {
+        use rayon::prelude::*;
+        firsts.into_par_iter().map(group).collect()
+    } else {
+        firsts.into_iter().map(group).collect()
+    };
+    groups.concat()
 }
 
 /// Eigenvalues bisected together.
@@ -525,14 +603,23 @@ fn smallest_vectors(t: &Tridiagonal, values: &[f64]) -> DMatrix<f64> {
         }
         vecs.push(y);
     }
-    // Back to A's basis: u = H₀(H₁(⋯ y)).
+    // Back to A's basis: u = H₀(H₁(⋯ y)), each vector on its own.
     let level = SimdLevel::current();
     let mut out = DMatrix::zeros(n, k);
-    for (c, mut y) in vecs.into_iter().enumerate() {
+    let back = |(col, y): (&mut [f64], &Vec<f64>)| {
+        col.copy_from_slice(y);
         for (j, (v, tau)) in t.reflectors.iter().enumerate().rev() {
-            reflect_at(level, &mut y[j + 1..], v, *tau);
+            reflect_at(level, &mut col[j + 1..], v, *tau);
         }
-        out.set_column(c, &nalgebra::DVector::from_vec(y));
+    };
+    if n * n * k >= PARALLEL_BACK {
+        use rayon::prelude::*;
+        out.as_mut_slice()
+            .par_chunks_mut(n)
+            .zip(&vecs)
+            .for_each(back);
+    } else {
+        out.as_mut_slice().chunks_mut(n).zip(&vecs).for_each(back);
     }
     out
 }

@@ -138,8 +138,8 @@ pub fn width(s: &[f64], d: usize, classes: usize) -> usize {
 /// K = k_σ(ZW) = k_σ(AE) with zero diagonal. Φ = V (this) Vᵀ, and the rest
 /// of Φ is zero, so its eigenpairs come from an r × r problem (r ≤ n, where
 /// RFF layers have d = 400 > n on the small sets). `am` is [A | 1]
-/// row-major (n × (r + 1), [`with_ones`]), fixed for the layer, and `am32`
-/// the same in f32 (used by an f32 backend; empty otherwise).
+/// row-major (n × (r + 1), [`with_ones`]), fixed for the layer, for an f64
+/// backend, and `am32` the same in f32 for an f32 one; the other is empty.
 #[allow(clippy::too_many_arguments)]
 pub fn phi_reduced(
     be: &Backend,
@@ -198,13 +198,20 @@ fn to_laplacian_times_a<T: Real>(l: &mut [T], am: &[T], r: usize) {
 }
 
 /// [A | 1] row-major (n × (r + 1)): the M of the Φ builds.
-pub fn with_ones(a: &DMatrix<f64>) -> Vec<f64> {
+pub fn with_ones<T: Real>(a: &DMatrix<f64>) -> Vec<T> {
     let (n, r) = a.shape();
-    let mut m = vec![1.0; n * (r + 1)];
-    // Column by column: contiguous reads of A's storage.
-    for (c, col) in a.column_iter().enumerate() {
-        for (i, &v) in col.iter().enumerate() {
-            m[i * (r + 1) + c] = v;
+    let w = r + 1;
+    let mut m = vec![T::ONE; n * w];
+    // A block of rows at a time, column by column within it: contiguous
+    // reads of A's storage, and writes within a block that stays in cache
+    // (a whole column's strided writes touch n lines each).
+    const ROWS: usize = 32;
+    for (b, block) in m.chunks_mut(ROWS * w).enumerate() {
+        let i0 = b * ROWS;
+        for (c, col) in a.column_iter().enumerate() {
+            for (li, &v) in col.as_slice()[i0..i0 + block.len() / w].iter().enumerate() {
+                block[li * w + c] = T::from_f64(v);
+            }
         }
     }
     m
@@ -260,9 +267,22 @@ fn basis(
     keep: f64,
     min_keep: usize,
 ) -> (Option<DMatrix<f64>>, DMatrix<f64>, Vec<f64>, eigen::Reduced) {
+    let g = gram(z, z.nrows() >= z.ncols());
+    basis_from_gram(z, &g, y, classes, keep, min_keep)
+}
+
+/// [`basis`] with Z's Gram matrix `g` ([`gram`] of Z, tall when n ≥ d)
+/// given.
+fn basis_from_gram(
+    z: &DMatrix<f64>,
+    g: &DMatrix<f64>,
+    y: &[u32],
+    classes: usize,
+    keep: f64,
+    min_keep: usize,
+) -> (Option<DMatrix<f64>>, DMatrix<f64>, Vec<f64>, eigen::Reduced) {
     let (n, d) = z.shape();
     let tall = n >= d;
-    let g = gram(z, tall);
     let m = g.nrows();
     let phi0 = |a: &DMatrix<f64>| eigen::reduce(&-gamma_gram(a, y, classes), false);
     // Directions kept, of the rank r.
@@ -274,7 +294,7 @@ fn basis(
     // The factorization may stop above the rank cutoff when the basis keeps
     // less (f32): the width rule is then checked against what it leaves out.
     let pivots = PIVOT_CUTOFF.max(keep * 1e-2);
-    let factored = pivoted_cholesky(&g, pivots).and_then(|(l, rest)| {
+    let factored = pivoted_cholesky(g, pivots).and_then(|(l, rest)| {
         // Eigenvectors of G: L u for the top eigenpairs (u, λ) of LᵀL.
         let mut r = 0;
         let (u, values) = eigen::top_eigenpairs_by(&gram(&l, true), |values| {
@@ -292,7 +312,7 @@ fn basis(
             let high = |r: usize| tall && r > m / 2;
             let ((vecs, values), full_phi0) = rayon::join(
                 || {
-                    eigen::top_eigenpairs_by(&g, |values| {
+                    eigen::top_eigenpairs_by(g, |values| {
                         r = count_above(values, RANK_CUTOFF);
                         if high(r) { 0 } else { kept(values, r) }
                     })
@@ -399,8 +419,10 @@ simd_dispatch! {
 #[inline(always)]
 fn schur_column<T: Real>(col: &mut [T], prev: &[Vec<T>], p: usize) {
     for l in prev {
-        let f = l[p];
-        col.iter_mut().zip(l).for_each(|(c, &v)| *c -= f * v);
+        let f = -l[p];
+        col.iter_mut()
+            .zip(l)
+            .for_each(|(c, &v)| *c = f.mul_add(v, *c));
     }
 }
 
@@ -631,10 +653,9 @@ pub fn fit_ism(
         let a = a.as_ref().unwrap_or(&z);
         work.madds += (n * zd * zd.min(n)) as f64;
         let q = width(&sv, zd, c);
-        let am = with_ones(a);
-        let am32: Vec<f32> = match be.precision() {
-            crate::Precision::F32 => am.iter().map(|&v| v as f32).collect(),
-            crate::Precision::F64 => vec![],
+        let (am, am32): (Vec<f64>, Vec<f32>) = match be.precision() {
+            crate::Precision::F32 => (vec![], with_ones(a)),
+            crate::Precision::F64 => (with_ones(a), vec![]),
         };
         let (mut e, mut lam) = phi0.extreme(q);
 
@@ -686,8 +707,10 @@ pub fn fit_ism(
     // ΦᵀΓΦ = V (AᵀΓA) Vᵀ with Φ = A Vᵀ: an r × r eigenproblem.
     let f = z.ncols();
     work.madds += (n * f * f.min(n)) as f64;
-    // ΦᵀΓΦ's top eigenvectors are −AᵀΓA's bottom ones.
-    let (_, v, _, phi0) = basis(&z, y, c, keep, c);
+    // ΦᵀΓΦ's top eigenvectors are −AᵀΓA's bottom ones. Φ's Gram matrix
+    // serves both the basis and the HSIC of Φ.
+    let g = gram(&z, n >= f);
+    let (_, v, _, phi0) = basis_from_gram(&z, &g, y, c, keep, c);
     let (e, _) = phi0.extreme(c);
     let w_out = &v * &e;
     let out = &z * &w_out;
@@ -697,8 +720,7 @@ pub fn fit_ism(
         &super::metrics::class_means(&rows_of(&out), out.ncols(), y, c),
     );
     let train_acc = super::accuracy(&nearest(&out, &centers), y);
-    let hsic = linear_hsic(&z, y, c);
-    work.madds += (n * f * f) as f64;
+    let hsic = linear_hsic_from_gram(&z, &g, y, c);
     Ok(IsmModel {
         mean,
         std,
@@ -734,6 +756,13 @@ pub fn gamma_gram(z: &DMatrix<f64>, y: &[u32], classes: usize) -> DMatrix<f64> {
 ///   num = Σ_c ‖s_c‖² − n Σ_j ν_j μ_j,  ‖HₗK‖² = ‖ΦᵀΦ‖_F² − n Σ μ²,
 ///   ‖Hₗ Y Yᵀ‖² = Σ_c n_c² − Σ_c n_c³ / n.
 pub fn linear_hsic(phi: &DMatrix<f64>, y: &[u32], classes: usize) -> f64 {
+    let g = gram(phi, phi.nrows() >= phi.ncols());
+    linear_hsic_from_gram(phi, &g, y, classes)
+}
+
+/// [`linear_hsic`] with Φ's Gram matrix `g` (ΦᵀΦ or ΦΦᵀ: only its
+/// Frobenius norm is used, and the two have the same one) given.
+fn linear_hsic_from_gram(phi: &DMatrix<f64>, g: &DMatrix<f64>, y: &[u32], classes: usize) -> f64 {
     let (n, f) = phi.shape();
     let nf = n as f64;
     let mut count = vec![0.0f64; classes];
@@ -751,8 +780,7 @@ pub fn linear_hsic(phi: &DMatrix<f64>, y: &[u32], classes: usize) -> f64 {
         .map(|(j, &c)| count[c as usize] / nf * mu[j])
         .sum();
     let num = sums.norm_squared() - nf * nu_mu;
-    let gram = phi.transpose() * phi;
-    let hk = gram.norm_squared() - nf * mu.norm_squared();
+    let hk = g.norm_squared() - nf * mu.norm_squared();
     let hy: f64 = count.iter().map(|v| v * v - v * v * v / nf).sum();
     if hk > 0.0 && hy > 0.0 {
         num / (hk.sqrt() * hy.sqrt())

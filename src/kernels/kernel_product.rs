@@ -239,19 +239,21 @@ fn dist_row<T: Real>(ai: &[T], bt: &[T], n: usize, out: &mut [T]) {
 /// the GEMM that follows.
 const TILE: usize = 64;
 
-/// Above this many columns of M the GEMM dominates and the symmetric path
-/// (half the kernel values, twice the GEMM calls) saves nothing.
-const SYMMETRIC_MAX_COLS: usize = 16;
+/// Output widths up to this many columns take the symmetric path (half the
+/// kernel values); above it the GEMM dominates, and splitting it into
+/// partial outputs costs more memory traffic than the kernel values save.
+const SYMMETRIC_MAX_COLS: usize = 32;
 
 /// Fixed partial-sum count of the symmetric path: results do not depend on
 /// the thread count, and the partials add in a fixed order.
 const PARTIALS: usize = 8;
 
 /// CPU backend. K is built a tile at a time (kernel values, Γ weights, zero
-/// diagonal), then multiplied into the output with a GEMM. When A and B are
-/// the same rows (and labels) and M is thin, only tiles on or above the
-/// diagonal are built and each also adds its transpose; otherwise row tiles
-/// of A run in parallel over all of B.
+/// diagonal), then multiplied into the output. When A and B are the same
+/// rows (and labels) and the output is at most [`SYMMETRIC_MAX_COLS`] wide,
+/// only tiles on or above the diagonal are built and each also adds its
+/// transpose; otherwise row tiles of A run in parallel over all of B, each
+/// K tile going through a GEMM.
 pub fn cpu<T: Real>(a: &[T], b: &[T], d: usize, m: &[T], r: usize, spec: &Spec, out: &mut [T]) {
     let (na, nb) = shape(a, b, d, m, r, spec);
     let w = spec.width(r);
@@ -263,7 +265,7 @@ pub fn cpu<T: Real>(a: &[T], b: &[T], d: usize, m: &[T], r: usize, spec: &Spec, 
     let tiles = Tiles::new(a, b, d, spec);
     let same = std::ptr::eq(a, b) && spec.gamma.is_none_or(|g| std::ptr::eq(g.la, g.lb));
     let work = na * nb * (d + r + 16);
-    if same && r <= SYMMETRIC_MAX_COLS && nb > TILE {
+    if same && w <= SYMMETRIC_MAX_COLS && nb > TILE {
         symmetric(&tiles, m, r, spec, out, parallel_enough(work >> 7));
         return;
     }
@@ -285,18 +287,23 @@ pub fn cpu<T: Real>(a: &[T], b: &[T], d: usize, m: &[T], r: usize, spec: &Spec, 
 }
 
 /// The symmetric path: tile pairs (I ≤ J) split into [`PARTIALS`] equal
-/// runs, each summed into its own output, then added in order. The partial
-/// outputs are kept transposed (w × n), so that both the row sums (dot
-/// products along j) and the transposed tile's sums (axpys along j)
-/// vectorize for a thin M.
+/// runs, each summed into its own output, then added in order. Up to
+/// [`THIN_COLS`] output columns the partial outputs are kept transposed
+/// (w × n), so that both a tile's row sums (dot products along j) and its
+/// transpose's (axpys along j) vectorize; wider ones take two GEMMs per
+/// tile, K·M_J into rows I and Kᵀ·M_I into rows J (the GEMM work of the
+/// full path, with half the kernel values).
 fn symmetric<T: Real>(t: &Tiles<T>, m: &[T], r: usize, spec: &Spec, out: &mut [T], par: bool) {
     let n = t.nb;
     let w = spec.width(r);
+    let thin = w <= THIN_COLS;
     let nt = n.div_ceil(TILE);
-    let mut mt = vec![T::ZERO; r * n];
-    for j in 0..n {
-        for c in 0..r {
-            mt[c * n + j] = m[j * r + c];
+    let mut mt = vec![T::ZERO; if thin { r * n } else { 0 }];
+    if thin {
+        for j in 0..n {
+            for c in 0..r {
+                mt[c * n + j] = m[j * r + c];
+            }
         }
     }
     let pairs: Vec<(usize, usize)> = (0..nt).flat_map(|i| (i..nt).map(move |j| (i, j))).collect();
@@ -308,17 +315,46 @@ fn symmetric<T: Real>(t: &Tiles<T>, m: &[T], r: usize, spec: &Spec, out: &mut [T
             let (i0, j0) = (ti * TILE, tj * TILE);
             let (rows, cols) = (TILE.min(n - i0), TILE.min(n - j0));
             t.fill(i0, rows, j0, cols, &mut k);
-            let tile = SymTile {
+            let both = ti != tj;
+            if thin {
+                let tile = SymTile {
+                    rows,
+                    cols,
+                    i0,
+                    j0,
+                    n,
+                    r,
+                    squares: spec.squares,
+                    both,
+                };
+                sym_tile_at(t.level, &k, &mt, tile, &mut acc);
+                continue;
+            }
+            let (mi, mj) = (&m[i0 * r..], &m[j0 * r..]);
+            accumulate(
+                &k,
                 rows,
                 cols,
-                i0,
-                j0,
-                n,
+                mj,
                 r,
-                squares: spec.squares,
-                both: ti != tj,
-            };
-            sym_tile_at(t.level, &k, &mt, tile, &mut acc);
+                &mut acc[i0 * w..],
+                w,
+                false,
+                spec.squares,
+            );
+            if both {
+                accumulate(
+                    &k,
+                    rows,
+                    cols,
+                    mi,
+                    r,
+                    &mut acc[j0 * w..],
+                    w,
+                    true,
+                    spec.squares,
+                );
+            }
         }
         acc
     };
@@ -328,13 +364,23 @@ fn symmetric<T: Real>(t: &Tiles<T>, m: &[T], r: usize, spec: &Spec, out: &mut [T
         pairs.chunks(per).map(run).collect()
     };
     for p in partials {
-        for c in 0..w {
-            for j in 0..n {
-                out[j * w + c] += p[c * n + j];
+        if thin {
+            for c in 0..w {
+                for j in 0..n {
+                    out[j * w + c] += p[c * n + j];
+                }
             }
+        } else {
+            out.iter_mut().zip(&p).for_each(|(o, &v)| *o += v);
         }
     }
 }
+
+/// Output widths of the symmetric path's dot-and-axpy tiles; a GEMM per
+/// tile and direction is faster above (W_s on car, one column per class: a
+/// third faster with these tiles; car's first ISM layer, 7 columns: a
+/// quarter slower).
+const THIN_COLS: usize = 5;
 
 /// Where a tile sits and what it adds (see [`sym_tile`]).
 #[derive(Clone, Copy)]
@@ -373,11 +419,15 @@ fn sym_tile<T: Real>(k: &[T], mt: &[T], t: SymTile, acc: &mut [T]) {
             for c in 0..t.r {
                 let f = mt[c * n + i];
                 let dst = &mut acc[c * n + t.j0..c * n + t.j0 + t.cols];
-                dst.iter_mut().zip(kr).for_each(|(o, &v)| *o += f * v);
+                dst.iter_mut()
+                    .zip(kr)
+                    .for_each(|(o, &v)| *o = f.mul_add(v, *o));
             }
             if t.squares {
                 let dst = &mut acc[t.r * n + t.j0..t.r * n + t.j0 + t.cols];
-                dst.iter_mut().zip(kr).for_each(|(o, &v)| *o += v * v);
+                dst.iter_mut()
+                    .zip(kr)
+                    .for_each(|(o, &v)| *o = v.mul_add(v, *o));
             }
         }
     }

@@ -151,7 +151,10 @@ pub fn simd_supported(level: SimdLevel) -> bool {
     match level {
         SimdLevel::Base => true,
         #[cfg(target_arch = "x86_64")]
-        SimdLevel::Avx2 => std::arch::is_x86_feature_detected!("avx2"),
+        SimdLevel::Avx2 => {
+            std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+        }
         #[cfg(target_arch = "x86_64")]
         SimdLevel::Avx512 => std::arch::is_x86_feature_detected!("avx512f"),
         #[cfg(not(target_arch = "x86_64"))]
@@ -173,7 +176,7 @@ macro_rules! simd_dispatch {
             #[cfg(target_arch = "x86_64")]
             {
                 use $crate::kernels::par::{SimdLevel, simd_supported};
-                #[target_feature(enable = "avx2")]
+                #[target_feature(enable = "avx2,fma")]
                 fn avx2<$t: $crate::real::Real>($($arg: $ty),*) -> $ret {
                     $body($($arg),*)
                 }

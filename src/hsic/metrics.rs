@@ -17,6 +17,7 @@
 use crate::Backend;
 use crate::error::Result;
 use crate::kernels::kernel_product::Spec;
+use nalgebra::DMatrix;
 
 /// The four measures (`t` is W_s only).
 #[derive(Clone, Copy, Debug, Default, serde::Serialize)]
@@ -164,37 +165,38 @@ pub fn ratio_t(be: &Backend, x: &[f64], w: usize, y: &[u32], classes: usize) -> 
 pub fn cross_entropy(x: &[f64], w: usize, y: &[u32], classes: usize) -> f64 {
     let n = y.len();
     let np = (w + 1) * classes; // W (w × C) then b (C)
+    // Scores X W and gradient Xᵀ R as matrix products (n × w × C each).
+    let xm = DMatrix::from_row_slice(n, w, &x[..n * w]);
     let loss_grad = |p: &[f64], grad: Option<&mut [f64]>| -> (f64, f64) {
-        let mut loss = 0.0;
+        let wm = DMatrix::from_row_slice(w, classes, &p[..w * classes]);
+        let b = &p[w * classes..];
+        // Z (n × C), then R = softmax(Z) − onehot(y) in place.
+        let mut z = &xm * &wm;
         let mut ce = 0.0;
-        let mut g = vec![0.0; np];
-        let mut z = vec![0.0; classes];
-        for i in 0..n {
-            for (c, zc) in z.iter_mut().enumerate() {
-                *zc = p[w * classes + c]
-                    + (0..w)
-                        .map(|k| x[i * w + k] * p[k * classes + c])
-                        .sum::<f64>();
-            }
-            let zmax = z.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-            let lse = zmax + z.iter().map(|v| (v - zmax).exp()).sum::<f64>().ln();
-            let nll = lse - z[y[i] as usize];
-            loss += nll;
-            ce += nll;
-            for c in 0..classes {
-                let r = (z[c] - lse).exp() - (y[i] as usize == c) as u32 as f64;
-                for k in 0..w {
-                    g[k * classes + c] += r * x[i * w + k];
-                }
-                g[w * classes + c] += r;
+        for (i, &yi) in y.iter().enumerate() {
+            let mut zi: Vec<f64> = (0..classes).map(|c| z[(i, c)] + b[c]).collect();
+            let zmax = zi.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let lse = zmax + zi.iter().map(|v| (v - zmax).exp()).sum::<f64>().ln();
+            ce += lse - zi[yi as usize];
+            for (c, v) in zi.iter_mut().enumerate() {
+                *v = (*v - lse).exp() - (yi as usize == c) as u32 as f64;
+                z[(i, c)] = *v;
             }
         }
-        for k in 0..w * classes {
-            loss += 0.5 * p[k] * p[k];
-            g[k] += p[k];
-        }
+        let mut loss = ce;
         if let Some(out) = grad {
-            out.copy_from_slice(&g);
+            let gw = xm.tr_mul(&z);
+            for k in 0..w {
+                for c in 0..classes {
+                    out[k * classes + c] = gw[(k, c)] + p[k * classes + c];
+                }
+            }
+            for c in 0..classes {
+                out[w * classes + c] = z.column(c).sum();
+            }
+        }
+        for v in &p[..w * classes] {
+            loss += 0.5 * v * v;
         }
         (loss, ce / n as f64)
     };

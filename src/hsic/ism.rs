@@ -252,7 +252,8 @@ fn count_above(values: &[f64], share: f64) -> usize {
 /// whose eigenvalue of ZᵀZ is above `keep` times the largest (`keep` ≥
 /// [`RANK_CUTOFF`]: the numerical rank), and at least `min_keep` of them.
 ///
-/// The Gram matrix G (ZᵀZ or ZZᵀ, whichever is smaller) is factored by a
+/// The Gram matrix `g` = G ([`gram`] of Z: ZᵀZ when n ≥ d, else ZZᵀ; the
+/// final layer also uses it for the HSIC of Φ) is factored by a
 /// pivoted Cholesky G ≈ L Lᵀ (L m × k) that stops at the numerical rank k;
 /// G's nonzero eigenpairs are then those of the small k × k LᵀL (LᵀL u = λu
 /// ⇒ G Lu = λ Lu), so no m × m eigen-solve is needed. The RFF layers' 400
@@ -261,19 +262,6 @@ fn count_above(values: &[f64], share: f64) -> usize {
 /// whole row space, as the reference works in, at most twice the reduced
 /// size), and Φ₀ of that case is reduced on the other thread meanwhile.
 fn basis(
-    z: &DMatrix<f64>,
-    y: &[u32],
-    classes: usize,
-    keep: f64,
-    min_keep: usize,
-) -> (Option<DMatrix<f64>>, DMatrix<f64>, Vec<f64>, eigen::Reduced) {
-    let g = gram(z, z.nrows() >= z.ncols());
-    basis_from_gram(z, &g, y, classes, keep, min_keep)
-}
-
-/// [`basis`] with Z's Gram matrix `g` ([`gram`] of Z, tall when n ≥ d)
-/// given.
-fn basis_from_gram(
     z: &DMatrix<f64>,
     g: &DMatrix<f64>,
     y: &[u32],
@@ -648,7 +636,7 @@ pub fn fit_ism(
         // Φ₀ = −ZᵀΓZ = V(−AᵀΓA)Vᵀ comes with the basis.
         let (sigma, (a, v, sv, phi0)) = rayon::join(
             || opt_sigma_on(&zs, zd, &ys, c, &all, 1e-6, work),
-            || basis(&z, y, c, keep, 2 * c),
+            || basis(&z, &gram(&z, n >= zd), y, c, keep, 2 * c),
         );
         let a = a.as_ref().unwrap_or(&z);
         work.madds += (n * zd * zd.min(n)) as f64;
@@ -710,7 +698,7 @@ pub fn fit_ism(
     // ΦᵀΓΦ's top eigenvectors are −AᵀΓA's bottom ones. Φ's Gram matrix
     // serves both the basis and the HSIC of Φ.
     let g = gram(&z, n >= f);
-    let (_, v, _, phi0) = basis_from_gram(&z, &g, y, c, keep, c);
+    let (_, v, _, phi0) = basis(&z, &g, y, c, keep, c);
     let (e, _) = phi0.extreme(c);
     let w_out = &v * &e;
     let out = &z * &w_out;
@@ -975,7 +963,7 @@ mod tests {
         let w = DMatrix::from_fn(40, 7, |_, _| next());
         for z in [&u * w.transpose(), &w * u.transpose()] {
             let y = vec![0; z.nrows()];
-            let (a, v, sv, _) = basis(&z, &y, 1, 0.0, 0);
+            let (a, v, sv, _) = basis(&z, &gram(&z, z.nrows() >= z.ncols()), &y, 1, 0.0, 0);
             let a = a.expect("reduced");
             assert_eq!((sv.len(), a.ncols(), v.ncols()), (7, 7, 7));
             assert!((v.transpose() * &v - DMatrix::identity(7, 7)).amax() < 1e-12);
@@ -999,7 +987,14 @@ mod tests {
         let z =
             &u * DMatrix::from_diagonal(&nalgebra::DVector::from_row_slice(&sing)) * w.transpose();
         let y: Vec<u32> = (0..120).map(|i| (i % 2) as u32).collect();
-        let (a, v, sv, _) = basis(&z, &y, 2, F32_BASIS_CUTOFF, 0);
+        let (a, v, sv, _) = basis(
+            &z,
+            &gram(&z, z.nrows() >= z.ncols()),
+            &y,
+            2,
+            F32_BASIS_CUTOFF,
+            0,
+        );
         let a = a.expect("reduced");
         // Four directions above 1e-8 of the top eigenvalue.
         assert_eq!((a.ncols(), v.ncols()), (4, 4));
@@ -1009,7 +1004,7 @@ mod tests {
         let exact: Vec<f64> = sing[..5].to_vec();
         assert_eq!(width(&sv, 30, 2), width(&exact, 30, 2));
         // f64 keeps the whole numerical rank.
-        let (a, _, sv, _) = basis(&z, &y, 2, RANK_CUTOFF, 0);
+        let (a, _, sv, _) = basis(&z, &gram(&z, z.nrows() >= z.ncols()), &y, 2, RANK_CUTOFF, 0);
         let a = a.expect("reduced");
         assert_eq!((a.ncols(), sv.len()), (5, 5));
     }

@@ -173,8 +173,11 @@ pub fn cross_entropy(x: &[f64], w: usize, y: &[u32], classes: usize) -> f64 {
         // Z (n × C), then R = softmax(Z) − onehot(y) in place.
         let mut z = &xm * &wm;
         let mut ce = 0.0;
+        let mut zi = vec![0.0; classes];
         for (i, &yi) in y.iter().enumerate() {
-            let mut zi: Vec<f64> = (0..classes).map(|c| z[(i, c)] + b[c]).collect();
+            for (c, v) in zi.iter_mut().enumerate() {
+                *v = z[(i, c)] + b[c];
+            }
             let zmax = zi.iter().copied().fold(f64::NEG_INFINITY, f64::max);
             let lse = zmax + zi.iter().map(|v| (v - zmax).exp()).sum::<f64>().ln();
             ce += lse - zi[yi as usize];

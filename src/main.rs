@@ -441,6 +441,14 @@ struct AutoencodeArgs {
     /// Generator: RRR iterations per batch.
     #[arg(long, default_value_t = 100)]
     gen_iters: usize,
+    /// Stop after the epoch during which this many seconds have passed
+    /// (the run goes on with `--resume`).
+    #[arg(long)]
+    time_limit: Option<f64>,
+    /// Continue a stopped run from DIR/checkpoint.safetensors (same data
+    /// arguments; the net and training settings come from the checkpoint).
+    #[arg(long, conflicts_with_all = ["binary", "net"])]
+    resume: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -2225,6 +2233,18 @@ fn widths_list(flag: &str, what: &str) -> Result<Vec<usize>> {
 fn rrr_autoencode(a: &AutoencodeArgs) -> Result<()> {
     use rrr::autoencode::{self as ae, Activation, AeNet, AeSettings, Autoencoder, CodeSource};
     let c = &a.common;
+    let resumed = match &a.resume {
+        Some(dir) => {
+            let path = dir.join("checkpoint.safetensors");
+            let bytes = std::fs::read(&path)
+                .map_err(|e| Error::Input(format!("cannot read {}: {e}", path.display())))?;
+            Some(ae::AeModel::from_bytes(
+                &bytes,
+                &path.display().to_string(),
+            )?)
+        }
+        None => None,
+    };
     let (encoder, decoder) = (
         widths_list(&a.encoder, "--encoder")?,
         widths_list(&a.decoder, "--decoder")?,
@@ -2257,9 +2277,10 @@ fn rrr_autoencode(a: &AutoencodeArgs) -> Result<()> {
                 ))
                 .into());
             }
-            let net = match &a.net {
-                Some(f) => AeNet::load(f)?,
-                None => AeNet::layered(rows.dim, &encoder, a.code, &decoder)?,
+            let net = match (&resumed, &a.net) {
+                (Some(r), _) => r.net.clone(),
+                (None, Some(f)) => AeNet::load(f)?,
+                (None, None) => AeNet::layered(rows.dim, &encoder, a.code, &decoder)?,
             };
             if net.data != rows.dim {
                 return Err(Error::Input(format!(
@@ -2281,18 +2302,22 @@ fn rrr_autoencode(a: &AutoencodeArgs) -> Result<()> {
     } else {
         Activation::Zigmoid
     });
-    let settings = AeSettings {
-        batch: a.batch,
-        codes: a.codes,
-        epochs: a.epochs,
-        iters_per_batch: a.iters_per_batch,
-        tol: a.tol,
-        beta: a.beta,
-        omega: a.omega,
-        margin: a.margin,
-        activation,
-        seed: c.seed,
+    let settings = match &resumed {
+        Some(r) => r.settings.clone(),
+        None => AeSettings {
+            batch: a.batch,
+            codes: a.codes,
+            epochs: a.epochs,
+            iters_per_batch: a.iters_per_batch,
+            tol: a.tol,
+            beta: a.beta,
+            omega: a.omega,
+            margin: a.margin,
+            activation,
+            seed: c.seed,
+        },
     };
+    let activation = settings.activation;
     settings.check()?;
     if a.runs == 0 {
         return Err(Error::Input("--runs must be at least 1".into()).into());
@@ -2326,9 +2351,29 @@ fn rrr_autoencode(a: &AutoencodeArgs) -> Result<()> {
     }
     let auto = Autoencoder::new(net, &settings)?;
     let backend = c.open()?;
-    let mut out = OutDir::new(c.out.as_deref())?;
+    let out_dir = c.out.clone().or_else(|| a.resume.clone());
+    let mut out = OutDir::new(out_dir.as_deref())?;
     let mut meter = backend.start_meter();
     let rows = x.len() / dim;
+    let (start, mut history, start_model) = match resumed {
+        Some(r) => {
+            for st in &r.history {
+                let mut v = serde_json::to_value(st).expect("json");
+                v["run"] = json!(1);
+                out.metric(&v)?;
+            }
+            (r.progress, r.history, Some(r.model))
+        }
+        None => (ae::AeProgress::default(), vec![], None),
+    };
+    let first_epoch = start.epoch + 1;
+    if first_epoch > settings.epochs {
+        return Err(Error::Input(format!(
+            "the checkpoint has trained all {} epochs",
+            settings.epochs
+        ))
+        .into());
+    }
     if !c.quiet {
         println!(
             "RRR autoencoder: {} data, {} encoder, {} code, {} decoder nodes, {} edges; {activation:?} m {}, Ω {}, β {}; on {} ({})",
@@ -2337,14 +2382,23 @@ fn rrr_autoencode(a: &AutoencodeArgs) -> Result<()> {
             auto.net.code,
             auto.net.decode,
             auto.problem.edges(),
-            a.margin,
-            a.omega,
-            a.beta,
+            settings.margin,
+            settings.omega,
+            settings.beta,
             backend.describe(),
             c.precision
         );
+        if first_epoch > 1 {
+            println!(
+                "resuming after epoch {} of {}",
+                first_epoch - 1,
+                settings.epochs
+            );
+        }
     }
     let mut solved_epochs: Vec<Option<usize>> = vec![];
+    let mut stopped_at = None;
+    let mut last_progress = None;
     let mut last = None;
     let runs = if a.binary.is_some() { a.runs } else { 1 };
     for run in 0..runs {
@@ -2357,42 +2411,73 @@ fn rrr_autoencode(a: &AutoencodeArgs) -> Result<()> {
             Some(cs) => CodeSource::Fixed(cs),
             None => CodeSource::Empirical,
         };
-        let model = auto.random_model(s.seed);
+        let model = match &start_model {
+            Some(m) => m.clone(),
+            None => auto.random_model(s.seed),
+        };
         let mut solved = None;
-        let mut lines = vec![];
-        let result = ae::train(&backend, &auto, &x, source, &s, model, |st, m| {
-            meter.add_gwms(st.gwms);
-            if !c.quiet {
-                println!(
-                    "{}epoch {}: data_err {:.4}, code_err {:.4}, RRR_err {:.4} → {:.4}, {:.3} GWMs, {:.2} s",
-                    if runs > 1 {
-                        format!("run {}: ", run + 1)
-                    } else {
-                        String::new()
-                    },
-                    st.epoch,
-                    st.data_err,
-                    st.code_err,
-                    st.rrr_err_start,
-                    st.rrr_err_end,
-                    st.gwms,
-                    st.seconds
-                );
-            }
-            let mut v = serde_json::to_value(st).expect("json");
-            v["run"] = json!(run + 1);
-            lines.push(v);
-            if let Some(n) = a.binary
-                && ae::binary_solved(&auto, m, n)
-            {
-                solved = Some(st.epoch);
-                return Ok(false);
-            }
-            Ok(true)
-        });
-        for l in &lines {
-            out.metric(l)?;
-        }
+        let t0 = std::time::Instant::now();
+        let result = ae::train(
+            &backend,
+            &auto,
+            &x,
+            source,
+            &s,
+            model,
+            start.clone(),
+            |st, m, progress| {
+                meter.add_gwms(st.gwms);
+                if !c.quiet {
+                    println!(
+                        "{}epoch {}: data_err {:.4}, code_err {:.4}, RRR_err {:.4} → {:.4}, {:.3} GWMs, {:.2} s",
+                        if runs > 1 {
+                            format!("run {}: ", run + 1)
+                        } else {
+                            String::new()
+                        },
+                        st.epoch,
+                        st.data_err,
+                        st.code_err,
+                        st.rrr_err_start,
+                        st.rrr_err_end,
+                        st.gwms,
+                        st.seconds
+                    );
+                }
+                let mut v = serde_json::to_value(st).expect("json");
+                v["run"] = json!(run + 1);
+                out.metric(&v)?;
+                if let Some(n) = a.binary {
+                    if ae::binary_solved(&auto, m, n) {
+                        solved = Some(st.epoch);
+                        return Ok(false);
+                    }
+                    return Ok(true);
+                }
+                // A checkpoint per epoch: a long run stopped by --time-limit, or
+                // killed, goes on with --resume.
+                history.push(st.clone());
+                last_progress = Some(progress.clone());
+                let checkpoint = ae::AeModel {
+                    net: auto.net.clone(),
+                    settings: s.clone(),
+                    model: m.clone(),
+                    code_lists: vec![],
+                    generator: None,
+                    progress: progress.clone(),
+                    history: history.clone(),
+                };
+                out.file("checkpoint.safetensors", &checkpoint.to_bytes()?)?;
+                if a.time_limit
+                    .is_some_and(|t| t0.elapsed().as_secs_f64() >= t)
+                    && st.epoch < s.epochs
+                {
+                    stopped_at = Some(st.epoch);
+                    return Ok(false);
+                }
+                Ok(true)
+            },
+        );
         let (model, codes) = result?;
         if a.binary.is_some() {
             println!(
@@ -2447,8 +2532,20 @@ fn rrr_autoencode(a: &AutoencodeArgs) -> Result<()> {
     }
     let all_rows: Vec<&[f64]> = x.chunks(dim).collect();
     let code_lists = ae::code_lists(&auto, &model, &all_rows);
+    if let Some(e) = stopped_at {
+        println!(
+            "stopped after epoch {e} of {} (--time-limit); go on with --resume {}",
+            settings.epochs,
+            out_dir
+                .as_deref()
+                .map_or("DIR".into(), |d| d.display().to_string())
+        );
+        extra["time_limited"] = json!(true);
+    }
     let generator = match &gen_widths {
         None => None,
+        // The generator needs the finished autoencoder's codes.
+        Some(_) if stopped_at.is_some() => None,
         Some(hidden) => {
             let g = train_generator(
                 a,
@@ -2483,6 +2580,11 @@ fn rrr_autoencode(a: &AutoencodeArgs) -> Result<()> {
         model: model.clone(),
         code_lists,
         generator,
+        progress: last_progress.unwrap_or(ae::AeProgress {
+            epoch: settings.epochs,
+            ..Default::default()
+        }),
+        history,
     };
     out.file("model.safetensors", &bundle.to_bytes()?)?;
     let m = meter.measure();

@@ -39,7 +39,8 @@ fn solve_838(be: &Backend, seed: u64) -> Option<usize> {
         CodeSource::Fixed(&codes),
         &s,
         ae.random_model(seed),
-        |st, m| {
+        Default::default(),
+        |st, m, _| {
             if binary_solved(&ae, m, 3) {
                 solved = Some(st.epoch);
                 return Ok(false);
@@ -204,7 +205,9 @@ fn cli_binary_encoding_writes_outputs_and_bad_inputs_exit_2() {
 
 #[test]
 fn genuine_and_fake_sets_and_model_files_round_trip() {
-    use gradfree::rrr::autoencode::{AeModel, Generator, code_lists, genuine_and_fakes};
+    use gradfree::rrr::autoencode::{
+        AeEpochStats, AeModel, AeProgress, Generator, code_lists, genuine_and_fakes,
+    };
     use gradfree::rrr::classify::{Classifier, Settings};
     use gradfree::rrr::net::Net;
     let s = AeSettings {
@@ -255,8 +258,25 @@ fn genuine_and_fake_sets_and_model_files_round_trip() {
             settings: gs,
             model: clf.random_model(2),
         }),
+        progress: AeProgress {
+            epoch: 3,
+            next_codes: vec![0.5; 6],
+            sampler_pos: 1 << 70,
+        },
+        history: vec![AeEpochStats {
+            epoch: 3,
+            data_err: 0.25,
+            code_err: 0.125,
+            rrr_err_start: 2.0,
+            rrr_err_end: 1.0,
+            iterations: 50.0,
+            gwms: 0.5,
+            seconds: 1.5,
+        }],
     };
     let back = AeModel::from_bytes(&bundle.to_bytes().unwrap(), "model").unwrap();
+    assert_eq!(back.progress, bundle.progress);
+    assert_eq!(back.history, bundle.history);
     assert_eq!(back.net, bundle.net);
     assert_eq!(back.settings, bundle.settings);
     assert_eq!(back.model, bundle.model);
@@ -467,4 +487,120 @@ fn activation_projections_are_exact_on_each_branch() {
         (y - 0.1).abs() < 1e-15 && (b + 0.1).abs() < 1e-15,
         "{y} {b}"
     );
+}
+
+/// Rows of `metrics.jsonl` as (epoch, data_err, code_err).
+fn epoch_errors(dir: &std::path::Path) -> Vec<(u64, f64, f64)> {
+    std::fs::read_to_string(dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (
+                v["epoch"].as_u64().unwrap(),
+                v["data_err"].as_f64().unwrap(),
+                v["code_err"].as_f64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn cli_autoencoder_stopped_by_time_limit_resumes_as_if_uninterrupted() {
+    use gradfree::rrr::autoencode::AeModel;
+    let dir = temp_dir("ae_resume");
+    let mut r = common::rng(11);
+    let rows: Vec<String> = (0..40)
+        .map(|_| {
+            common::uniform(&mut r, 9, 0.0, 1.0)
+                .iter()
+                .map(|v| format!("{v:.3}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .collect();
+    let csv = dir.join("data.csv");
+    std::fs::write(&csv, rows.join("\n")).unwrap();
+    let csv = csv.to_str().unwrap();
+    let whole = dir.join("whole");
+    let parts = dir.join("parts");
+    let args = |out: &std::path::Path, extra: &[&str]| -> std::process::Output {
+        let mut a = vec![
+            "rrr",
+            "autoencode",
+            "--data",
+            csv,
+            "--encoder",
+            "5",
+            "--code",
+            "2",
+            "--decoder",
+            "5",
+            "--batch",
+            "10",
+            "--codes",
+            "4",
+            "--iters-per-batch",
+            "5",
+            "--epochs",
+            "3",
+            "--device",
+            "cpu",
+            "--quiet",
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        a.extend_from_slice(extra);
+        run_cli(&a)
+    };
+    let o = args(&whole, &[]);
+    assert!(o.status.success(), "{}", output_text(&o));
+    // --time-limit 0 stops after the first epoch, with a checkpoint.
+    let o = args(&parts, &["--time-limit", "0"]);
+    assert!(o.status.success(), "{}", output_text(&o));
+    assert_eq!(epoch_errors(&parts).len(), 1);
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(parts.join("summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(summary["time_limited"], true);
+    let o = run_cli(&[
+        "rrr",
+        "autoencode",
+        "--data",
+        csv,
+        "--resume",
+        parts.to_str().unwrap(),
+        "--device",
+        "cpu",
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", output_text(&o));
+    // Epochs 2 and 3 continue the shuffles and the code sampler exactly.
+    assert_eq!(epoch_errors(&parts), epoch_errors(&whole));
+    let read = |d: &std::path::Path| {
+        AeModel::from_bytes(
+            &std::fs::read(d.join("model.safetensors")).unwrap(),
+            "model",
+        )
+        .unwrap()
+    };
+    let (a, b) = (read(&whole), read(&parts));
+    assert_eq!(a.model, b.model);
+    assert_eq!(b.progress.epoch, 3);
+    assert_eq!(b.history.len(), 3);
+    // A finished checkpoint, or none, is bad input.
+    for bad in [parts.as_path(), dir.join("none").as_path()] {
+        let o = run_cli(&[
+            "rrr",
+            "autoencode",
+            "--data",
+            csv,
+            "--resume",
+            bad.to_str().unwrap(),
+            "--device",
+            "cpu",
+            "--quiet",
+        ]);
+        assert_eq!(o.status.code(), Some(2), "{}", output_text(&o));
+    }
 }

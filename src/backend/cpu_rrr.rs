@@ -1,5 +1,7 @@
 //! RRR iterations on the CPU backend, generic over precision.
 
+use rayon::prelude::*;
+
 use crate::error::Result;
 use crate::kernels::consensus_nodes::{self, NodeInputs};
 use crate::kernels::par::FlushDenormals;
@@ -40,6 +42,20 @@ pub(crate) struct CpuRrr<T> {
 
 fn conv<T: Real>(v: &[f64]) -> Vec<T> {
     v.iter().map(|&x| T::from_f64(x)).collect()
+}
+
+/// `conv` into an existing buffer, in parallel chunks: a batch's replicas
+/// are hundreds of megabytes, reloaded every batch.
+fn conv_into<T: Real>(dst: &mut Vec<T>, src: &[f64]) {
+    const CHUNK: usize = 1 << 16;
+    dst.resize(src.len(), T::ZERO);
+    dst.par_chunks_mut(CHUNK)
+        .zip(src.par_chunks(CHUNK))
+        .for_each(|(d, s)| {
+            for (a, &b) in d.iter_mut().zip(s) {
+                *a = T::from_f64(b);
+            }
+        });
 }
 
 fn back<T: Real>(v: &[T]) -> Vec<f64> {
@@ -145,13 +161,13 @@ impl<T: Real> RrrEngine for CpuRrr<T> {
             )));
         }
         s.validate(&self.p)?;
-        self.x = conv(&s.x);
-        self.w = conv(&s.w);
-        self.y = conv(&s.y);
-        self.b = conv(&s.b);
-        self.data = conv(&s.data);
-        self.labels = s.labels.clone();
-        self.eff = s.labels.clone();
+        conv_into(&mut self.x, &s.x);
+        conv_into(&mut self.w, &s.w);
+        conv_into(&mut self.y, &s.y);
+        conv_into(&mut self.b, &s.b);
+        conv_into(&mut self.data, &s.data);
+        self.labels.clone_from(&s.labels);
+        self.eff.clone_from(&s.labels);
         self.warm.fill(WarmRoot::NONE);
         self.wsum_fresh = false;
         Ok(())

@@ -457,28 +457,30 @@ impl Autoencoder {
     /// The RRR state of a batch: `data` rows (data items) then `codes` rows
     /// (code items), every replica set from its feed-around pass.
     pub fn batch_state(&self, m: &Model, data: &[&[f64]], codes: &[&[f64]]) -> RrrState {
+        let mut s = RrrState::zeros(&self.problem, data.len() + codes.len());
+        self.fill_batch_state(m, data, codes, &mut s);
+        s
+    }
+
+    /// [`Self::batch_state`] into a state of the right shapes, reused
+    /// across batches of the same sizes: a fresh one is ≈ 1 GB of new pages
+    /// per batch on MNIST.
+    pub fn fill_batch_state(&self, m: &Model, data: &[&[f64]], codes: &[&[f64]], s: &mut RrrState) {
         let p = &self.problem;
         let kk = data.len() + codes.len();
+        debug_assert_eq!(s.items, kk);
         let fc = self.net.first_code();
-        let mut s = RrrState::zeros(p, kk);
         let passes: Vec<Pass> = data
-            .iter()
+            .par_iter()
             .map(|d| self.pass_data(m, d))
-            .chain(codes.iter().map(|c| self.pass_code(m, c)))
+            .chain(codes.par_iter().map(|c| self.pass_code(m, c)))
             .collect();
-        for e in 0..p.edges() {
-            let src = p.src[e] as usize;
-            for (k, pass) in passes.iter().enumerate() {
-                s.x[e * kk + k] = pass.x[src];
-            }
-            s.w[e * kk..(e + 1) * kk].fill(m.weights[e]);
-        }
-        for i in 0..p.nodes {
-            for (k, pass) in passes.iter().enumerate() {
-                s.y[i * kk + k] = pass.y[i];
-            }
-            s.b[i * kk..(i + 1) * kk].fill(m.biases[i]);
-        }
+        let views: Vec<(&[f64], &[f64])> = passes
+            .iter()
+            .map(|q| (q.x.as_slice(), q.y.as_slice()))
+            .collect();
+        s.set_replicas(p, &views, &m.weights, &m.biases);
+        s.data.fill(0.0);
         for (k, d) in data.iter().enumerate() {
             for (i, &v) in d.iter().enumerate() {
                 s.data[i * kk + k] = v;
@@ -492,7 +494,6 @@ impl Autoencoder {
             }
             s.labels[k] = LABEL_CODE;
         }
-        s
     }
 }
 
@@ -583,10 +584,25 @@ pub enum CodeSource<'a> {
     Fixed(&'a [f64]),
 }
 
-/// Trains from `model` for epochs `1..=s.epochs` on `data` (rows of width
+/// Where training stands after an epoch: what a resumed run needs to go
+/// on exactly as an uninterrupted one would.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AeProgress {
+    /// Epochs completed (0: a fresh start).
+    pub epoch: usize,
+    /// The next batch's code items (iDE samples, rows of width C; empty:
+    /// drawn from the first batch's encodings).
+    pub next_codes: Vec<f64>,
+    /// Word position of the code sampler's random stream.
+    pub sampler_pos: u128,
+}
+
+/// Trains from `model` and `from` (a fresh start or a checkpoint's
+/// progress) for epochs `from.epoch + 1..=s.epochs` on `data` (rows of width
 /// D), calling `on_epoch` after each; returns the model and the last code
 /// batch (rows). Batches are the shuffled data cut into ⌊n/|Kd|⌋ batches
 /// of |Kd| data items plus |Kc| code items.
+#[allow(clippy::too_many_arguments)]
 pub fn train(
     backend: &Backend,
     ae: &Autoencoder,
@@ -594,7 +610,8 @@ pub fn train(
     codes: CodeSource<'_>,
     s: &AeSettings,
     mut model: Model,
-    mut on_epoch: impl FnMut(&AeEpochStats, &Model) -> Result<bool>,
+    from: AeProgress,
+    mut on_epoch: impl FnMut(&AeEpochStats, &Model, &AeProgress) -> Result<bool>,
 ) -> Result<(Model, Vec<f64>)> {
     s.check()?;
     let (d, c) = (ae.net.data, ae.net.code);
@@ -624,12 +641,19 @@ pub fn train(
     let batches = rows / kd;
     let p = &ae.problem;
     let mut engine = backend.rrr_engine(p, kd + kc)?;
+    let mut state = RrrState::zeros(p, kd + kc);
     let check_every = if s.tol > 0.0 { 10 } else { s.iters_per_batch };
     let mut rng = ChaCha8Rng::seed_from_u64(s.seed ^ 0xc0de);
+    rng.set_word_pos(from.sampler_pos);
     // The first batch's codes come from the first batch's encodings under the
     // initial model.
-    let mut batch_codes: Vec<f64> = vec![];
-    for epoch in 1..=s.epochs {
+    let mut batch_codes = from.next_codes;
+    if !batch_codes.is_empty() && batch_codes.len() != kc * c {
+        return Err(Error::Input(format!(
+            "the saved next codes are not {kc} rows of {c}"
+        )));
+    }
+    for epoch in from.epoch + 1..=s.epochs {
         let t0 = std::time::Instant::now();
         let order = super::classify::epoch_order(rows, s.seed, epoch);
         let (mut e_start, mut e_end, mut iters) = (0.0, 0.0, 0usize);
@@ -648,7 +672,8 @@ pub fn train(
                 }
             };
             let code_rows: Vec<&[f64]> = batch_codes.chunks(c).collect();
-            engine.load(&ae.batch_state(&model, &items, &code_rows))?;
+            ae.fill_batch_state(&model, &items, &code_rows, &mut state);
+            engine.load(&state)?;
             let rep = engine.iterate(s.iters_per_batch, s.beta, s.tol, check_every)?;
             e_start += rep.errors.first().copied().unwrap_or(f64::NAN);
             e_end += rep.errors.last().copied().unwrap_or(f64::NAN);
@@ -683,7 +708,12 @@ pub fn train(
             gwms: super::gwms(iters as u64, kd + kc, p.edges()),
             seconds: t0.elapsed().as_secs_f64(),
         };
-        if !on_epoch(&stats, &model)? {
+        let progress = AeProgress {
+            epoch,
+            next_codes: batch_codes.clone(),
+            sampler_pos: rng.get_word_pos(),
+        };
+        if !on_epoch(&stats, &model, &progress)? {
             break;
         }
     }
@@ -731,6 +761,10 @@ pub struct AeModel {
     pub code_lists: Vec<Vec<f64>>,
     /// The genuine/fake classifier, if trained.
     pub generator: Option<Generator>,
+    /// Epochs trained and the code sampler's state after them.
+    pub progress: AeProgress,
+    /// Metrics of the trained epochs (a checkpoint's, for resuming).
+    pub history: Vec<AeEpochStats>,
 }
 
 impl AeModel {
@@ -762,7 +796,21 @@ impl AeModel {
             "net": self.net.to_text(),
             "settings": self.settings,
             "edge_order": "sorted by destination, then source",
+            "epoch": self.progress.epoch,
+            // u128 does not fit a JSON number.
+            "sampler_pos": self.progress.sampler_pos.to_string(),
+            "history": self.history,
         });
+        if !self.progress.next_codes.is_empty() {
+            tensors.push(NamedTensor {
+                name: "next_codes".into(),
+                shape: vec![
+                    self.progress.next_codes.len() / self.net.code.max(1),
+                    self.net.code,
+                ],
+                data: self.progress.next_codes.clone(),
+            });
+        }
         if let Some(g) = &self.generator {
             tensors.push(NamedTensor {
                 name: "gen_weights".into(),
@@ -809,7 +857,8 @@ impl AeModel {
             return Err(bad("weights or biases do not fit the net".into()));
         }
         let (shape, values) = get("code_values")?;
-        if shape.first() != Some(&net.code) {
+        // A checkpoint carries no code values.
+        if !values.is_empty() && shape.first() != Some(&net.code) {
             return Err(bad("code values do not fit the code layer".into()));
         }
         let per = shape.get(1).copied().unwrap_or(0);
@@ -834,12 +883,40 @@ impl AeModel {
                 })
             }
         };
+        // Files from before checkpoints lack the progress and history.
+        let epoch = meta
+            .get("epoch")
+            .and_then(|v| v.as_u64())
+            .map_or(settings.epochs, |e| e as usize);
+        let sampler_pos = match meta.get("sampler_pos").and_then(|v| v.as_str()) {
+            None => 0,
+            Some(t) => t
+                .parse::<u128>()
+                .map_err(|_| bad(format!("sampler_pos '{t}' is not a number")))?,
+        };
+        let next_codes = match tensors.get("next_codes") {
+            None => vec![],
+            Some((shape, v)) if shape.get(1) == Some(&net.code) => v.clone(),
+            Some(_) => return Err(bad("next_codes do not fit the code layer".into())),
+        };
+        let history = match meta.get("history") {
+            None => vec![],
+            Some(h) => {
+                serde_json::from_value(h.clone()).map_err(|e| bad(format!("history: {e}")))?
+            }
+        };
         Ok(AeModel {
             net,
             settings,
             model: Model { weights, biases },
             code_lists,
             generator,
+            progress: AeProgress {
+                epoch,
+                next_codes,
+                sampler_pos,
+            },
+            history,
         })
     }
 }

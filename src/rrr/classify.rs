@@ -217,27 +217,19 @@ impl Classifier {
         let p = &self.problem;
         let kk = idx.len();
         let mut s = RrrState::zeros(p, kk);
-        // Forward passes first, then the [row][item] arrays row by row
-        // (writing them item by item strides through megabytes).
         let passes: Vec<(Vec<f64>, Vec<f64>)> = idx
-            .iter()
+            .par_iter()
             .map(|&item| self.forward(m, data.item(item)))
             .collect();
-        for e in 0..p.edges() {
-            let src = p.src[e] as usize;
-            for (k, (x, _)) in passes.iter().enumerate() {
-                s.x[e * kk + k] = x[src];
+        let views: Vec<(&[f64], &[f64])> = passes
+            .iter()
+            .map(|(x, y)| (x.as_slice(), y.as_slice()))
+            .collect();
+        s.set_replicas(p, &views, &m.weights, &m.biases);
+        for (k, (x, _)) in passes.iter().enumerate() {
+            for (i, &v) in x[..self.net.data].iter().enumerate() {
+                s.data[i * kk + k] = v;
             }
-            s.w[e * kk..(e + 1) * kk].fill(m.weights[e]);
-        }
-        for i in 0..p.nodes {
-            for (k, (x, y)) in passes.iter().enumerate() {
-                s.y[i * kk + k] = y[i];
-                if i < self.net.data {
-                    s.data[i * kk + k] = x[i];
-                }
-            }
-            s.b[i * kk..(i + 1) * kk].fill(m.biases[i]);
         }
         for (k, &item) in idx.iter().enumerate() {
             s.labels[k] = data.y[item];

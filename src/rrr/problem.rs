@@ -2,6 +2,8 @@
 //! edges sorted by destination, per-node side constraints, weight groups,
 //! and the replicated variables of one batch.
 
+use rayon::prelude::*;
+
 use crate::error::{Error, Result};
 use crate::kernels::consensus_nodes::NODE_FREE;
 
@@ -251,6 +253,44 @@ impl RrrState {
         }
     }
 
+    /// Sets every replica from one feed pass per item: x[e][k] is the
+    /// pass's value at edge e's source, y[i][k] its pre-activation at node
+    /// i, and w, b the model's weights and biases on every item. Rows are
+    /// filled in parallel, each contiguous (item by item would stride
+    /// through the whole [row][item] arrays); `data` and `labels` are left
+    /// to the caller.
+    pub fn set_replicas(
+        &mut self,
+        p: &RrrProblem,
+        passes: &[(&[f64], &[f64])],
+        weights: &[f64],
+        biases: &[f64],
+    ) {
+        let kk = self.items;
+        debug_assert_eq!(passes.len(), kk);
+        self.x
+            .par_chunks_mut(kk.max(1))
+            .zip(self.w.par_chunks_mut(kk.max(1)))
+            .enumerate()
+            .for_each(|(e, (xr, wr))| {
+                let src = p.src[e] as usize;
+                for (v, (x, _)) in xr.iter_mut().zip(passes) {
+                    *v = x[src];
+                }
+                wr.fill(weights[e]);
+            });
+        self.y
+            .par_chunks_mut(kk.max(1))
+            .zip(self.b.par_chunks_mut(kk.max(1)))
+            .enumerate()
+            .for_each(|(i, (yr, br))| {
+                for (v, (_, y)) in yr.iter_mut().zip(passes) {
+                    *v = y[i];
+                }
+                br.fill(biases[i]);
+            });
+    }
+
     /// Checks shapes and finiteness against a problem.
     pub fn validate(&self, p: &RrrProblem) -> Result<()> {
         self.validate_shape(p.edges(), p.nodes)
@@ -272,7 +312,7 @@ impl RrrState {
         }
         let finite = [&self.x, &self.w, &self.y, &self.b, &self.data]
             .iter()
-            .all(|v| v.iter().all(|x| x.is_finite()));
+            .all(|v| v.par_iter().all(|x| x.is_finite()));
         if !finite {
             return Err(Error::Input("RRR state holds NaN or infinity".into()));
         }

@@ -1330,14 +1330,21 @@ fn split_held_out(
     ))
 }
 
+/// The bytes of DIR/checkpoint.safetensors and its name for messages
+/// (`--resume DIR`).
+fn read_checkpoint(dir: &std::path::Path) -> Result<(Vec<u8>, String)> {
+    let path = dir.join("checkpoint.safetensors");
+    let bytes = std::fs::read(&path)
+        .map_err(|e| Error::Input(format!("cannot read {}: {e}", path.display())))?;
+    Ok((bytes, path.display().to_string()))
+}
+
 fn rrr_classify(a: &ClassifyArgs) -> Result<()> {
     let c = &a.common;
     let resumed = match &a.resume {
         Some(dir) => {
-            let path = dir.join("checkpoint.safetensors");
-            let bytes = std::fs::read(&path)
-                .map_err(|e| Error::Input(format!("cannot read {}: {e}", path.display())))?;
-            Some(Saved::from_bytes(&bytes, &path.display().to_string())?)
+            let (bytes, what) = read_checkpoint(dir)?;
+            Some(Saved::from_bytes(&bytes, &what)?)
         }
         None => None,
     };
@@ -2235,13 +2242,8 @@ fn rrr_autoencode(a: &AutoencodeArgs) -> Result<()> {
     let c = &a.common;
     let resumed = match &a.resume {
         Some(dir) => {
-            let path = dir.join("checkpoint.safetensors");
-            let bytes = std::fs::read(&path)
-                .map_err(|e| Error::Input(format!("cannot read {}: {e}", path.display())))?;
-            Some(ae::AeModel::from_bytes(
-                &bytes,
-                &path.display().to_string(),
-            )?)
+            let (bytes, what) = read_checkpoint(dir)?;
+            Some(ae::AeModel::from_bytes(&bytes, &what)?)
         }
         None => None,
     };

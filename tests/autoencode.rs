@@ -287,14 +287,12 @@ fn genuine_and_fake_sets_and_model_files_round_trip() {
     assert!(AeModel::from_bytes(b"not safetensors", "x").is_err());
 }
 
-#[test]
-fn cli_autoencoder_generator_encode_decode_generate() {
-    let dir = temp_dir("ae_gen");
-    // 60 rows of 16 values in [0, 1] (4x4 images).
-    let mut r = common::rng(9);
-    let rows: Vec<String> = (0..60)
+/// DIR/data.csv: `rows` rows of `cols` uniform values in [0, 1] (3 decimals).
+fn random_csv(dir: &std::path::Path, seed: u64, rows: usize, cols: usize) -> std::path::PathBuf {
+    let mut r = common::rng(seed);
+    let lines: Vec<String> = (0..rows)
         .map(|_| {
-            common::uniform(&mut r, 16, 0.0, 1.0)
+            common::uniform(&mut r, cols, 0.0, 1.0)
                 .iter()
                 .map(|v| format!("{v:.3}"))
                 .collect::<Vec<_>>()
@@ -302,7 +300,15 @@ fn cli_autoencoder_generator_encode_decode_generate() {
         })
         .collect();
     let csv = dir.join("data.csv");
-    std::fs::write(&csv, rows.join("\n")).unwrap();
+    std::fs::write(&csv, lines.join("\n")).unwrap();
+    csv
+}
+
+#[test]
+fn cli_autoencoder_generator_encode_decode_generate() {
+    let dir = temp_dir("ae_gen");
+    // 60 rows of 16 values in [0, 1] (4x4 images).
+    let csv = random_csv(&dir, 9, 60, 16);
     let d = dir.to_str().unwrap();
     let out = run_cli(&[
         "rrr",
@@ -509,18 +515,7 @@ fn epoch_errors(dir: &std::path::Path) -> Vec<(u64, f64, f64)> {
 fn cli_autoencoder_stopped_by_time_limit_resumes_as_if_uninterrupted() {
     use gradfree::rrr::autoencode::AeModel;
     let dir = temp_dir("ae_resume");
-    let mut r = common::rng(11);
-    let rows: Vec<String> = (0..40)
-        .map(|_| {
-            common::uniform(&mut r, 9, 0.0, 1.0)
-                .iter()
-                .map(|v| format!("{v:.3}"))
-                .collect::<Vec<_>>()
-                .join(",")
-        })
-        .collect();
-    let csv = dir.join("data.csv");
-    std::fs::write(&csv, rows.join("\n")).unwrap();
+    let csv = random_csv(&dir, 11, 40, 9);
     let csv = csv.to_str().unwrap();
     let whole = dir.join("whole");
     let parts = dir.join("parts");

@@ -8,11 +8,11 @@ mod common;
 
 use common::*;
 use gradfree::backend::gpu_ops;
-use gradfree::kernels::consensus_nodes::{self, NodeInputs};
+use gradfree::kernels::consensus_nodes::{self, NodeInputs, XSumRows};
 use gradfree::kernels::par::SimdLevel;
 use gradfree::kernels::project_activation as act;
 use gradfree::kernels::project_bilinear::WarmRoot;
-use gradfree::kernels::rrr_step::{self, StepInputs, StepState};
+use gradfree::kernels::rrr_step::{self, StepInputs, StepState, XSumLayout, XSums};
 use gradfree::kernels::{normalize_weights, reduce_rows, rrr_update};
 use gradfree::rrr::{RrrProblem, WeightGroups, layered_edges};
 use gradfree::{Precision, Real};
@@ -90,6 +90,7 @@ fn check_consensus_nodes(items: usize, kinds: &[u32], precisions: &[Precision]) 
         y: &v[1],
         b: &v[2],
         data: &v[3],
+        xsum: None,
     };
     let n = p.nodes * items;
     let (mut xa, mut ya, mut ba) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
@@ -140,6 +141,7 @@ fn consensus_preserves_the_mean_of_free_nodes() {
         y: &v[1],
         b: &v[2],
         data: &v[3],
+        xsum: None,
     };
     let n = p.nodes * 5;
     let (mut xa, mut ya, mut ba) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
@@ -350,6 +352,7 @@ fn check_step(c: &StepCase, items: usize, precisions: &[Precision]) {
             b: &mut b,
             warm: None,
             wsum: None,
+            xsum: None,
         },
         &mut err,
     );
@@ -366,6 +369,7 @@ fn check_step(c: &StepCase, items: usize, precisions: &[Precision]) {
             b: &mut cb,
             warm: None,
             wsum: None,
+            xsum: None,
         },
         &mut node_err,
     );
@@ -381,6 +385,7 @@ fn check_step(c: &StepCase, items: usize, precisions: &[Precision]) {
     assert_close("cpu b", &cb, &b, 1e-13, 1e-13);
     let total: f64 = err.iter().sum();
     assert!((cerr - total).abs() <= 1e-12 * (1.0 + total));
+    check_step_xsums(&inp, c, (&cx, &cw, &cy, &cb));
     simd_levels_agree::<f64>(&inp, v);
     simd_levels_agree::<f32>(&inp, v);
     for &prec in precisions {
@@ -396,6 +401,87 @@ fn check_step(c: &StepCase, items: usize, precisions: &[Precision]) {
         assert_close(&format!("{what} err"), &got.err, &err, rt * 10.0, at * 10.0);
         assert_eq!(got.counters, vec![counts.degenerate as u32, 0]);
     }
+}
+
+/// The CPU step summing x as it goes: the same update bit for bit, and each
+/// node's rows of partial sums add up to Σ of the updated x over its
+/// out-edges (what the next node consensus needs).
+fn check_step_xsums(
+    inp: &StepInputs<'_, f64>,
+    c: &StepCase,
+    want: (&[f64], &[f64], &[f64], &[f64]),
+) {
+    let (p, v, items) = (&c.p, &c.v, inp.items);
+    let layout = XSumLayout::new(p.nodes, &p.bil, &p.in_ptr, &p.src);
+    assert!(layout.groups() <= rrr_step::XSUM_GROUPS.min(p.bil.len()));
+    assert!(layout.groups() >= 1);
+    // NaN first: the step must clear its rows itself.
+    let mut sums = vec![f64::NAN; layout.rows() * items];
+    let (mut x, mut w, mut y, mut b) = (v[2].clone(), v[3].clone(), v[5].clone(), v[7].clone());
+    let mut node_err = vec![0.0; p.bil.len()];
+    rrr_step::cpu(
+        inp,
+        &mut StepState {
+            x: &mut x,
+            w: &mut w,
+            y: &mut y,
+            b: &mut b,
+            warm: None,
+            wsum: None,
+            xsum: Some(XSums {
+                layout: &layout,
+                sums: &mut sums,
+            }),
+        },
+        &mut node_err,
+    );
+    let bits = |z: &[f64]| z.iter().map(|a| a.to_bits()).collect::<Vec<_>>();
+    assert!(bits(&x) == bits(want.0) && bits(&w) == bits(want.1));
+    assert!(bits(&y) == bits(want.2) && bits(&b) == bits(want.3));
+    for i in 0..p.nodes {
+        let rows = &layout.node_rows[layout.node_ptr[i] as usize..layout.node_ptr[i + 1] as usize];
+        for k in 0..items {
+            let got: f64 = rows.iter().map(|&r| sums[r as usize * items + k]).sum();
+            let out = &p.out_edges[p.out_ptr[i] as usize..p.out_ptr[i + 1] as usize];
+            let direct: f64 = out.iter().map(|&e| x[e as usize * items + k]).sum();
+            assert!(
+                (got - direct).abs() <= 1e-12 * (1.0 + direct.abs()),
+                "node {i} item {k}: rows {got}, out-edges {direct}"
+            );
+        }
+    }
+    // The consensus from the sums equals the one reading every replica.
+    let labels = vec![0; items];
+    let kind = vec![consensus_nodes::NODE_FREE; p.nodes];
+    let node_inp = NodeInputs {
+        items,
+        out_ptr: &p.out_ptr,
+        out_edges: &p.out_edges,
+        kind: &kind,
+        param: &p.param,
+        labels: &labels,
+        class_margin: 0.0,
+        act_margin: 0.0,
+        x: &x,
+        y: &y,
+        b: &b,
+        data: &y,
+        xsum: None,
+    };
+    let n = p.nodes * items;
+    let (mut xa, mut ya, mut ba) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
+    consensus_nodes::cpu(&node_inp, &mut xa, &mut ya, &mut ba);
+    let with_sums = NodeInputs {
+        xsum: Some(XSumRows {
+            node_ptr: &layout.node_ptr,
+            node_rows: &layout.node_rows,
+            sums: &sums,
+        }),
+        ..node_inp
+    };
+    let (mut sxa, mut sya, mut sba) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
+    consensus_nodes::cpu(&with_sums, &mut sxa, &mut sya, &mut sba);
+    assert_close("consensus from x sums", &sxa, &xa, 1e-12, 1e-12);
 }
 
 /// Every SIMD level of the CPU step gives the same bits (two steps, so the
@@ -425,8 +511,10 @@ fn simd_levels_agree<T: Real>(inp64: &StepInputs<'_, f64>, v: &[Vec<f64>]) {
         ba: &ba,
         bias_mean: Some(&bm),
     };
+    let layout = XSumLayout::new(inp.metric.len(), inp.bil, inp.in_ptr, inp.src);
     let run = |level: SimdLevel| {
         let (mut x, mut w, mut y, mut b) = (cv(&v[2]), cv(&v[3]), cv(&v[5]), cv(&v[7]));
+        let mut sums = vec![T::ZERO; layout.rows() * inp.items];
         let mut warm = vec![WarmRoot::NONE; inp.bil.len() * inp.items];
         let mut node_err = vec![0.0; inp.bil.len()];
         let mut out = vec![];
@@ -438,12 +526,16 @@ fn simd_levels_agree<T: Real>(inp64: &StepInputs<'_, f64>, v: &[Vec<f64>]) {
                 b: &mut b,
                 warm: Some(&mut warm),
                 wsum: None,
+                xsum: Some(XSums {
+                    layout: &layout,
+                    sums: &mut sums,
+                }),
             };
             let (e, c) = rrr_step::cpu_at(level, &inp, &mut st, &mut node_err);
             out.push((e.to_bits(), c.degenerate, c.not_converged));
         }
         let bits = |z: &[T]| z.iter().map(|a| a.to_f64().to_bits()).collect::<Vec<_>>();
-        (bits(&x), bits(&w), bits(&y), bits(&b), out)
+        (bits(&x), bits(&w), bits(&y), bits(&b), bits(&sums), out)
     };
     let base = run(SimdLevel::Base);
     for level in SimdLevel::available() {
@@ -474,6 +566,14 @@ fn rrr_step_matches_reference() {
     let k = BIG / 2 + 1;
     let c = step_case(p, k, rrr_step::MODE_FREE_Y, 99);
     check_step(&c, k, &[Precision::F32]);
+    // More bilinear nodes than x-sum groups, of unequal in-degree, with a
+    // skip layer: groups hold several nodes and sources feed several groups.
+    let mut edges = layered_edges(&[9, 40, 7, 30]);
+    edges.extend((0..9).map(|i| (i, 9 + 40 + 7 + (i % 30))));
+    let p = RrrProblem::from_edges(9 + 40 + 7 + 30, &edges, WeightGroups::ByDestination).unwrap();
+    assert!(p.bil.len() > rrr_step::XSUM_GROUPS);
+    let c = step_case(p, 37, rrr_step::MODE_FREE_Y, 7);
+    check_step(&c, 37, &[Precision::F32]);
 }
 
 fn check_update(n: usize, precisions: &[Precision]) {
@@ -627,6 +727,7 @@ mod properties {
                 y: &zeros,
                 b: &zeros,
                 data: &zeros,
+                xsum: None,
             };
             let (mut xa, mut ya, mut ba) = (zeros.clone(), zeros.clone(), zeros.clone());
             consensus_nodes::cpu(&inp, &mut xa, &mut ya, &mut ba);
@@ -663,6 +764,7 @@ fn fixed_or_free_nodes_pick_per_item() {
         y: &y,
         b: &b,
         data: &data,
+        xsum: None,
     };
     for kind in [
         consensus_nodes::NODE_FIXED_STEP,

@@ -3,10 +3,10 @@
 use rayon::prelude::*;
 
 use crate::error::Result;
-use crate::kernels::consensus_nodes::{self, NodeInputs};
+use crate::kernels::consensus_nodes::{self, NodeInputs, XSumRows};
 use crate::kernels::par::FlushDenormals;
 use crate::kernels::project_bilinear::WarmRoot;
-use crate::kernels::rrr_step::{self, StepInputs, StepState, WSUM_PARTS};
+use crate::kernels::rrr_step::{self, StepInputs, StepState, WSUM_PARTS, XSumLayout, XSums};
 use crate::kernels::{class_select, normalize_weights, reduce_rows};
 use crate::real::Real;
 use crate::rrr::{Consensus, IterReport, RrrEngine, RrrProblem, RrrState};
@@ -34,6 +34,12 @@ pub(crate) struct CpuRrr<T> {
     wsum_fresh: bool,
     /// Every edge ends at a bilinear node, so the step's sums cover all of w.
     step_sums_w: bool,
+    /// How the step sums x for the node consensus (when it updates every edge).
+    xlayout: Option<XSumLayout>,
+    /// The step's partial sums of x ([`XSumLayout::rows`] × K).
+    xsums: Vec<T>,
+    /// `xsums` holds the sums of the current x.
+    xsum_fresh: bool,
     bsum: Vec<T>,
     node_err: Vec<f64>,
     group_sums: Vec<f64>,
@@ -67,6 +73,14 @@ impl<T: Real> CpuRrr<T> {
         p.check_groups()?;
         let s = RrrState::zeros(p, items);
         let (e, n) = (p.edges(), p.nodes);
+        let step_sums_w = p
+            .bil
+            .iter()
+            .map(|&j| (p.in_ptr[j as usize + 1] - p.in_ptr[j as usize]) as usize)
+            .sum::<usize>()
+            == e;
+        let xlayout = step_sums_w.then(|| XSumLayout::new(n, &p.bil, &p.in_ptr, &p.src));
+        let xrows = xlayout.as_ref().map_or(0, |l| l.rows());
         Ok(CpuRrr {
             p: p.clone(),
             items,
@@ -84,12 +98,10 @@ impl<T: Real> CpuRrr<T> {
             wa: vec![T::ZERO; e],
             wsum: vec![T::ZERO; e * WSUM_PARTS],
             wsum_fresh: false,
-            step_sums_w: p
-                .bil
-                .iter()
-                .map(|&j| (p.in_ptr[j as usize + 1] - p.in_ptr[j as usize]) as usize)
-                .sum::<usize>()
-                == e,
+            step_sums_w,
+            xlayout,
+            xsums: vec![T::ZERO; xrows * items],
+            xsum_fresh: false,
             bsum: vec![T::ZERO; n],
             node_err: vec![0.0; p.bil.len()],
             group_sums: vec![0.0; p.err_groups.max(1)],
@@ -130,6 +142,14 @@ impl<T: Real> CpuRrr<T> {
             y: &self.y,
             b: &self.b,
             data: &self.data,
+            xsum: match &self.xlayout {
+                Some(l) if self.xsum_fresh => Some(XSumRows {
+                    node_ptr: &l.node_ptr,
+                    node_rows: &l.node_rows,
+                    sums: &self.xsums,
+                }),
+                _ => None,
+            },
         };
         consensus_nodes::cpu(&inp, &mut self.xa, &mut self.ya, &mut self.ba);
         let parts = if self.wsum_fresh {
@@ -170,6 +190,7 @@ impl<T: Real> RrrEngine for CpuRrr<T> {
         self.eff.clone_from(&s.labels);
         self.warm.fill(WarmRoot::NONE);
         self.wsum_fresh = false;
+        self.xsum_fresh = false;
         Ok(())
     }
 
@@ -217,9 +238,14 @@ impl<T: Real> RrrEngine for CpuRrr<T> {
                 b: &mut self.b,
                 warm: Some(&mut self.warm),
                 wsum: self.step_sums_w.then_some(&mut self.wsum[..]),
+                xsum: self.xlayout.as_ref().map(|layout| XSums {
+                    layout,
+                    sums: &mut self.xsums[..],
+                }),
             };
             let (_, counts) = rrr_step::cpu(&inp, &mut st, &mut self.node_err);
             self.wsum_fresh = self.step_sums_w;
+            self.xsum_fresh = self.xlayout.is_some();
             rep.iterations += 1;
             rep.degenerate += counts.degenerate;
             rep.not_converged += counts.not_converged;

@@ -98,6 +98,22 @@ pub struct NodeInputs<'a, T> {
     pub b: &'a [T],
     /// Data values [N][K] (used at data/fixed nodes).
     pub data: &'a [T],
+    /// When given (CPU only): Σ x over each node's out-edges as rows of
+    /// partial sums, used instead of reading `x`.
+    pub xsum: Option<XSumRows<'a, T>>,
+}
+
+/// Partial sums of x per node, as written by `rrr_step::cpu` (see
+/// `rrr_step::XSumLayout`): node i's Σ over its out-edges of x is the sum of
+/// rows `node_rows[node_ptr[i]..node_ptr[i + 1]]` of `sums`, in that order.
+#[derive(Clone, Copy, Debug)]
+pub struct XSumRows<'a, T> {
+    /// CSR per node (N+1).
+    pub node_ptr: &'a [u32],
+    /// Row numbers.
+    pub node_rows: &'a [u32],
+    /// Rows [row][K].
+    pub sums: &'a [T],
 }
 
 #[inline(always)]
@@ -212,10 +228,23 @@ fn node_row<T: Real>(
         inp.out_ptr[i + 1] as usize
     };
     xrow.fill(T::ZERO);
-    for &e in &inp.out_edges[e0..e1] {
-        let src = &inp.x[e as usize * kk..(e as usize + 1) * kk];
-        for (s, &v) in xrow.iter_mut().zip(src) {
-            *s += v;
+    match inp.xsum {
+        Some(xs) if e1 > e0 => {
+            let rows = &xs.node_rows[xs.node_ptr[i] as usize..xs.node_ptr[i + 1] as usize];
+            for &r in rows {
+                let src = &xs.sums[r as usize * kk..(r as usize + 1) * kk];
+                for (s, &v) in xrow.iter_mut().zip(src) {
+                    *s += v;
+                }
+            }
+        }
+        _ => {
+            for &e in &inp.out_edges[e0..e1] {
+                let src = &inp.x[e as usize * kk..(e as usize + 1) * kk];
+                for (s, &v) in xrow.iter_mut().zip(src) {
+                    *s += v;
+                }
+            }
         }
     }
     if e1 > e0 {

@@ -129,6 +129,118 @@ pub struct StepState<'a, T> {
     /// apart keeps the hot loop free of horizontal reductions. Other
     /// entries are untouched.
     pub wsum: Option<&'a mut [T]>,
+    /// When given (CPU only): receives Σ of the updated x over each
+    /// group's in-edges from each source (see [`XSumLayout`]), which the
+    /// next node consensus adds up instead of re-reading every replica.
+    pub xsum: Option<XSums<'a, T>>,
+}
+
+/// Partial sums of x written by [`cpu`]: `sums` holds `layout.rows()`
+/// rows of K items.
+#[derive(Debug)]
+pub struct XSums<'a, T> {
+    /// Which rows belong to which group and source.
+    pub layout: &'a XSumLayout,
+    /// The rows, [row][K].
+    pub sums: &'a mut [T],
+}
+
+/// Bilinear-node groups in [`XSumLayout::new`]. A constant, so that the
+/// order in which the partial sums are added, hence every bit of the
+/// consensus, does not depend on the number of threads.
+pub const XSUM_GROUPS: usize = 32;
+
+/// The bilinear nodes cut into at most [`XSUM_GROUPS`] runs of about equal
+/// work; [`cpu`] runs each group as one task, its nodes in order, summing
+/// the updated x of its in-edges per source node into rows of its own. A
+/// node's x̄ is then the sum of its rows (one per group it feeds) instead
+/// of a pass over all its out-edges' replicas: the node consensus reads
+/// a few rows per node rather than E × K values.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct XSumLayout {
+    /// Group g is bilinear-node positions `group_ptr[g]..group_ptr[g + 1]`.
+    pub group_ptr: Vec<u32>,
+    /// Group g owns rows `row_ptr[g]..row_ptr[g + 1]`.
+    pub row_ptr: Vec<u32>,
+    /// Per edge: the row its x is added to (its source's row in its
+    /// destination's group).
+    pub edge_row: Vec<u32>,
+    /// Node i's rows are `node_rows[node_ptr[i]..node_ptr[i + 1]]`, in group order.
+    pub node_ptr: Vec<u32>,
+    /// See `node_ptr`.
+    pub node_rows: Vec<u32>,
+}
+
+impl XSumLayout {
+    /// The layout for `nodes` nodes whose bilinear nodes `bil` have the
+    /// in-edges `in_ptr` (edges sorted by destination) with sources `src`.
+    pub fn new(nodes: usize, bil: &[u32], in_ptr: &[u32], src: &[u32]) -> Self {
+        // A node costs its in-edges plus a root solve per item (worth a few edges).
+        let cost: Vec<usize> = bil
+            .iter()
+            .map(|&j| (in_ptr[j as usize + 1] - in_ptr[j as usize]) as usize + 8)
+            .collect();
+        let total: usize = cost.iter().sum();
+        let groups = XSUM_GROUPS.min(bil.len());
+        let mut group_ptr = vec![0u32];
+        let mut acc = 0;
+        for (jj, c) in cost.iter().enumerate() {
+            acc += c;
+            let closed = group_ptr.len() - 1;
+            if jj + 1 < bil.len() && acc * groups >= (closed + 1) * total {
+                group_ptr.push(jj as u32 + 1);
+            }
+        }
+        if !bil.is_empty() {
+            group_ptr.push(bil.len() as u32);
+        }
+        let mut row_ptr = vec![0u32];
+        let mut row_src: Vec<u32> = Vec::new();
+        let mut edge_row = vec![0u32; src.len()];
+        let (mut stamp, mut row_of) = (vec![usize::MAX; nodes], vec![0u32; nodes]);
+        for g in 0..group_ptr.len() - 1 {
+            for &j in &bil[group_ptr[g] as usize..group_ptr[g + 1] as usize] {
+                for e in in_ptr[j as usize] as usize..in_ptr[j as usize + 1] as usize {
+                    let s = src[e] as usize;
+                    if stamp[s] != g {
+                        stamp[s] = g;
+                        row_of[s] = row_src.len() as u32;
+                        row_src.push(s as u32);
+                    }
+                    edge_row[e] = row_of[s];
+                }
+            }
+            row_ptr.push(row_src.len() as u32);
+        }
+        // Rows by source node; rows were numbered group by group, so a
+        // stable sort keeps each node's rows in group order.
+        let mut node_ptr = vec![0u32; nodes + 1];
+        for &s in &row_src {
+            node_ptr[s as usize + 1] += 1;
+        }
+        for i in 0..nodes {
+            node_ptr[i + 1] += node_ptr[i];
+        }
+        let mut node_rows: Vec<u32> = (0..row_src.len() as u32).collect();
+        node_rows.sort_by_key(|&r| row_src[r as usize]);
+        XSumLayout {
+            group_ptr,
+            row_ptr,
+            edge_row,
+            node_ptr,
+            node_rows,
+        }
+    }
+
+    /// Number of groups.
+    pub fn groups(&self) -> usize {
+        self.group_ptr.len().saturating_sub(1)
+    }
+
+    /// Number of rows of partial sums.
+    pub fn rows(&self) -> usize {
+        *self.row_ptr.last().unwrap_or(&0) as usize
+    }
 }
 
 /// Partial sums per edge in [`StepState::wsum`].
@@ -254,6 +366,16 @@ pub fn cpu_at<T: Real>(
         assert_eq!(ws.len(), inp.src.len() * WSUM_PARTS);
     }
     let wsums = st.wsum.as_deref_mut().map(SharedMut::new);
+    let layout = st.xsum.as_ref().map(|xs| xs.layout);
+    if let Some(xs) = &st.xsum {
+        assert_eq!(xs.sums.len(), xs.layout.rows() * kk);
+        assert_eq!(xs.layout.edge_row.len(), inp.src.len());
+        assert_eq!(
+            xs.layout.group_ptr.last().copied(),
+            Some(inp.bil.len() as u32)
+        );
+    }
+    let xsums = st.xsum.as_mut().map(|xs| SharedMut::new(&mut *xs.sums));
     let ctx = NodeCtx {
         inp,
         xs: &xs,
@@ -262,13 +384,35 @@ pub fn cpu_at<T: Real>(
         bs: &bs,
         warms: warms.as_ref(),
         wsums: wsums.as_ref(),
+        edge_row: layout.map_or(&[], |l| &l.edge_row[..]),
     };
-    let node = |(jj, &j): (usize, &u32)| node_at(level, &ctx, jj, j);
     let work = (inp.in_ptr[inp.in_ptr.len() - 1] as usize) * kk;
-    let per_node: Vec<(f64, StepCounts)> = if parallel_enough(work) {
-        inp.bil.par_iter().enumerate().map(node).collect()
-    } else {
-        inp.bil.iter().enumerate().map(node).collect()
+    let per_node: Vec<(f64, StepCounts)> = match (layout, xsums.as_ref()) {
+        (Some(l), Some(sums)) => {
+            let group = |g: usize| -> Vec<(f64, StepCounts)> {
+                let (r0, r1) = (l.row_ptr[g] as usize, l.row_ptr[g + 1] as usize);
+                // SAFETY: group g alone owns rows r0..r1.
+                let rows = unsafe { sums.slice(r0 * kk, (r1 - r0) * kk) };
+                rows.fill(T::ZERO);
+                (l.group_ptr[g] as usize..l.group_ptr[g + 1] as usize)
+                    .map(|jj| node_at(level, &ctx, jj, inp.bil[jj], Some((&mut *rows, r0))))
+                    .collect()
+            };
+            let per_group: Vec<Vec<(f64, StepCounts)>> = if parallel_enough(work) {
+                (0..l.groups()).into_par_iter().map(group).collect()
+            } else {
+                (0..l.groups()).map(group).collect()
+            };
+            per_group.concat()
+        }
+        _ => {
+            let node = |(jj, &j): (usize, &u32)| node_at(level, &ctx, jj, j, None);
+            if parallel_enough(work) {
+                inp.bil.par_iter().enumerate().map(node).collect()
+            } else {
+                inp.bil.iter().enumerate().map(node).collect()
+            }
+        }
     };
     let mut counts = StepCounts::default();
     for (jj, (e, c)) in per_node.iter().enumerate() {
@@ -287,16 +431,29 @@ struct NodeCtx<'c, 'a, T> {
     bs: &'c SharedMut<T>,
     warms: Option<&'c SharedMut<WarmRoot<T>>>,
     wsums: Option<&'c SharedMut<T>>,
+    /// [`XSumLayout::edge_row`] when x is summed (else empty).
+    edge_row: &'c [u32],
 }
 
 simd_dispatch! {
     /// [`node_block`] for a SIMD level.
-    fn node_at<T>(ctx: &NodeCtx<'_, '_, T>, jj: usize, j: u32) -> (f64, StepCounts) = node_block
+    fn node_at<T>(
+        ctx: &NodeCtx<'_, '_, T>,
+        jj: usize,
+        j: u32,
+        xsum: Option<(&mut [T], usize)>,
+    ) -> (f64, StepCounts) = node_block
 }
 
 /// One bilinear node over all items: inlined into each SIMD level's copy.
+/// `xsum`: its group's rows of x sums and the first row's number.
 #[inline(always)]
-fn node_block<T: Real>(ctx: &NodeCtx<'_, '_, T>, jj: usize, j: u32) -> (f64, StepCounts) {
+fn node_block<T: Real>(
+    ctx: &NodeCtx<'_, '_, T>,
+    jj: usize,
+    j: u32,
+    xsum: Option<(&mut [T], usize)>,
+) -> (f64, StepCounts) {
     let NodeCtx {
         inp,
         xs,
@@ -305,7 +462,12 @@ fn node_block<T: Real>(ctx: &NodeCtx<'_, '_, T>, jj: usize, j: u32) -> (f64, Ste
         bs,
         warms,
         wsums,
+        edge_row,
     } = *ctx;
+    let (xsum, row0) = match xsum {
+        Some((rows, r0)) => (Some(rows), r0),
+        None => (None, 0),
+    };
     let kk = inp.items;
     let _ftz = FlushDenormals::new();
     let j = j as usize;
@@ -333,6 +495,9 @@ fn node_block<T: Real>(ctx: &NodeCtx<'_, '_, T>, jj: usize, j: u32) -> (f64, Ste
         b,
         warm,
         wsum,
+        xsum,
+        row0,
+        edge_row,
         counts: StepCounts::default(),
         err_lanes: [0.0; ROOT_BLOCK],
     };
@@ -365,6 +530,10 @@ struct NodeRows<'r, 'a, T> {
     b: &'r mut [T],
     warm: Option<&'r mut [WarmRoot<T>]>,
     wsum: Option<&'r mut [T]>,
+    /// The group's rows of x sums (see [`XSumLayout`]), from row `row0`.
+    xsum: Option<&'r mut [T]>,
+    row0: usize,
+    edge_row: &'r [u32],
     counts: StepCounts,
     /// Σ err per lane (f64): summed once per node, not once per block.
     err_lanes: [f64; ROOT_BLOCK],
@@ -466,6 +635,12 @@ fn item_block<T: Real>(nd: &mut NodeRows<'_, '_, T>, k0: usize, n: usize) {
         }
         if let Some(ws) = nd.wsum.as_deref_mut() {
             lane_acc(wr, &mut ws[le * WSUM_PARTS..(le + 1) * WSUM_PARTS]);
+        }
+        if let Some(rows) = nd.xsum.as_deref_mut() {
+            let row = nd.edge_row[e] as usize - nd.row0;
+            for (s, &v) in rows[row * kk + k0..][..n].iter_mut().zip(xr.iter()) {
+                *s += v;
+            }
         }
     }
     if inp.mode == MODE_FREE_Y {

@@ -441,6 +441,10 @@ struct AutoencodeArgs {
     /// Generator: RRR iterations per batch.
     #[arg(long, default_value_t = 100)]
     gen_iters: usize,
+    /// Generator: fake codes (samples of Z) per genuine code, in the
+    /// training and the held-out sets (the paper: 2).
+    #[arg(long, default_value_t = 1)]
+    gen_fakes: usize,
     /// Stop after the epoch during which this many seconds have passed
     /// (the run goes on with `--resume`).
     #[arg(long)]
@@ -2369,12 +2373,17 @@ fn rrr_autoencode(a: &AutoencodeArgs) -> Result<()> {
         None => (ae::AeProgress::default(), vec![], None),
     };
     let first_epoch = start.epoch + 1;
-    if first_epoch > settings.epochs {
+    // A finished checkpoint is only good for (re)training the generator.
+    let finished = first_epoch > settings.epochs;
+    if finished && gen_widths.is_none() {
         return Err(Error::Input(format!(
-            "the checkpoint has trained all {} epochs",
+            "the checkpoint has trained all {} epochs (add --generator to train only the generator)",
             settings.epochs
         ))
         .into());
+    }
+    if gen_widths.is_some() && a.gen_fakes == 0 {
+        return Err(Error::Input("--gen-fakes must be at least 1".into()).into());
     }
     if !c.quiet {
         println!(
@@ -2390,7 +2399,12 @@ fn rrr_autoencode(a: &AutoencodeArgs) -> Result<()> {
             backend.describe(),
             c.precision
         );
-        if first_epoch > 1 {
+        if finished {
+            println!(
+                "the checkpoint has trained all {} epochs: training the generator only",
+                settings.epochs
+            );
+        } else if first_epoch > 1 {
             println!(
                 "resuming after epoch {} of {}",
                 first_epoch - 1,
@@ -2419,67 +2433,71 @@ fn rrr_autoencode(a: &AutoencodeArgs) -> Result<()> {
         };
         let mut solved = None;
         let t0 = std::time::Instant::now();
-        let result = ae::train(
-            &backend,
-            &auto,
-            &x,
-            source,
-            &s,
-            model,
-            start.clone(),
-            |st, m, progress| {
-                meter.add_gwms(st.gwms);
-                if !c.quiet {
-                    println!(
-                        "{}epoch {}: data_err {:.4}, code_err {:.4}, RRR_err {:.4} → {:.4}, {:.3} GWMs, {:.2} s",
-                        if runs > 1 {
-                            format!("run {}: ", run + 1)
-                        } else {
-                            String::new()
-                        },
-                        st.epoch,
-                        st.data_err,
-                        st.code_err,
-                        st.rrr_err_start,
-                        st.rrr_err_end,
-                        st.gwms,
-                        st.seconds
-                    );
-                }
-                let mut v = serde_json::to_value(st).expect("json");
-                v["run"] = json!(run + 1);
-                out.metric(&v)?;
-                if let Some(n) = a.binary {
-                    if ae::binary_solved(&auto, m, n) {
-                        solved = Some(st.epoch);
+        let result = if finished {
+            Ok((model, start.next_codes.clone()))
+        } else {
+            ae::train(
+                &backend,
+                &auto,
+                &x,
+                source,
+                &s,
+                model,
+                start.clone(),
+                |st, m, progress| {
+                    meter.add_gwms(st.gwms);
+                    if !c.quiet {
+                        println!(
+                            "{}epoch {}: data_err {:.4}, code_err {:.4}, RRR_err {:.4} → {:.4}, {:.3} GWMs, {:.2} s",
+                            if runs > 1 {
+                                format!("run {}: ", run + 1)
+                            } else {
+                                String::new()
+                            },
+                            st.epoch,
+                            st.data_err,
+                            st.code_err,
+                            st.rrr_err_start,
+                            st.rrr_err_end,
+                            st.gwms,
+                            st.seconds
+                        );
+                    }
+                    let mut v = serde_json::to_value(st).expect("json");
+                    v["run"] = json!(run + 1);
+                    out.metric(&v)?;
+                    if let Some(n) = a.binary {
+                        if ae::binary_solved(&auto, m, n) {
+                            solved = Some(st.epoch);
+                            return Ok(false);
+                        }
+                        return Ok(true);
+                    }
+                    // A checkpoint per epoch: a long run stopped by --time-limit, or
+                    // killed, goes on with --resume.
+                    history.push(st.clone());
+                    last_progress = Some(progress.clone());
+                    let checkpoint = ae::AeModel {
+                        net: auto.net.clone(),
+                        settings: s.clone(),
+                        model: m.clone(),
+                        code_lists: vec![],
+                        generator: None,
+                        progress: progress.clone(),
+                        history: history.clone(),
+                    };
+                    out.file("checkpoint.safetensors", &checkpoint.to_bytes()?)?;
+                    if a.time_limit
+                        .is_some_and(|t| t0.elapsed().as_secs_f64() >= t)
+                        && st.epoch < s.epochs
+                    {
+                        stopped_at = Some(st.epoch);
                         return Ok(false);
                     }
-                    return Ok(true);
-                }
-                // A checkpoint per epoch: a long run stopped by --time-limit, or
-                // killed, goes on with --resume.
-                history.push(st.clone());
-                last_progress = Some(progress.clone());
-                let checkpoint = ae::AeModel {
-                    net: auto.net.clone(),
-                    settings: s.clone(),
-                    model: m.clone(),
-                    code_lists: vec![],
-                    generator: None,
-                    progress: progress.clone(),
-                    history: history.clone(),
-                };
-                out.file("checkpoint.safetensors", &checkpoint.to_bytes()?)?;
-                if a.time_limit
-                    .is_some_and(|t| t0.elapsed().as_secs_f64() >= t)
-                    && st.epoch < s.epochs
-                {
-                    stopped_at = Some(st.epoch);
-                    return Ok(false);
-                }
-                Ok(true)
-            },
-        );
+                    Ok(true)
+                },
+            )
+        };
         let (model, codes) = result?;
         if a.binary.is_some() {
             println!(
@@ -2494,7 +2512,11 @@ fn rrr_autoencode(a: &AutoencodeArgs) -> Result<()> {
     }
     let (model, codes) = last.expect("at least one run");
     let data_err = auto.data_err(&model, &x);
-    let code_err = auto.code_err(&model, &codes);
+    // Untrained now: the last epoch's figure, not one on the next code batch.
+    let code_err = match history.last() {
+        Some(h) if finished => h.code_err,
+        _ => auto.code_err(&model, &codes),
+    };
     let mut extra = json!({});
     if a.binary.is_some() {
         let ok = solved_epochs.iter().filter(|e| e.is_some()).count();
@@ -2582,9 +2604,15 @@ fn rrr_autoencode(a: &AutoencodeArgs) -> Result<()> {
         model: model.clone(),
         code_lists,
         generator,
-        progress: last_progress.unwrap_or(ae::AeProgress {
-            epoch: settings.epochs,
-            ..Default::default()
+        progress: last_progress.unwrap_or_else(|| {
+            if finished {
+                start.clone()
+            } else {
+                ae::AeProgress {
+                    epoch: settings.epochs,
+                    ..Default::default()
+                }
+            }
         }),
         history,
     };
@@ -2661,15 +2689,17 @@ fn train_generator(
     use rrr::autoencode as ae;
     let c = &a.common;
     let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(c.seed ^ 0x6e);
-    let train_set = ae::genuine_and_fakes(auto, model, x, lists, &mut rng);
-    let test_set =
-        (!held.is_empty()).then(|| ae::genuine_and_fakes(auto, model, held, lists, &mut rng));
+    let fakes = a.gen_fakes;
+    let train_set = ae::genuine_and_fakes(auto, model, x, lists, fakes, &mut rng);
+    let test_set = (!held.is_empty())
+        .then(|| ae::genuine_and_fakes(auto, model, held, lists, fakes, &mut rng));
     let mut widths = vec![auto.net.code];
     widths.extend_from_slice(hidden);
     widths.push(2);
     let net = Net::layered(&widths)?;
-    // Batches mix genuine and fake items about evenly: FPA = fpa × |K|/2.
-    let fp = (a.fpa * a.gen_batch as f64 / 2.0).round() as usize;
+    // A batch holds about |K| f/(1 + f) fakes for f fakes per genuine code:
+    // FPA = fpa × that (the paper's fpa × |K⁽⁰⁾|).
+    let fp = (a.fpa * a.gen_batch as f64 * fakes as f64 / (1 + fakes) as f64).round() as usize;
     let s = Settings {
         batch: a.gen_batch,
         epochs: a.gen_epochs,
@@ -2696,8 +2726,8 @@ fn train_generator(
                 .map(|w| w.to_string())
                 .collect::<Vec<_>>()
                 .join(" → "),
-            train_set.len() / 2,
-            train_set.len() / 2,
+            train_set.len() / (1 + fakes),
+            train_set.len() / (1 + fakes) * fakes,
             a.gen_batch
         );
     }

@@ -222,7 +222,10 @@ fn genuine_and_fake_sets_and_model_files_round_trip() {
     assert_eq!(lists.len(), 2);
     assert_eq!(lists[0].len(), 6);
     let mut rng = common::rng(1);
-    let set = genuine_and_fakes(&ae, &m, &data, &lists, &mut rng);
+    let twice = genuine_and_fakes(&ae, &m, &data, &lists, 2, &mut rng);
+    assert_eq!(twice.len(), 18);
+    assert_eq!(twice.y.iter().filter(|&&y| y == 0).count(), 12);
+    let set = genuine_and_fakes(&ae, &m, &data, &lists, 1, &mut rng);
     assert_eq!(set.len(), 12);
     assert_eq!(set.y.iter().filter(|&&y| y == 1).count(), 6);
     // Genuine items are the encodings; fakes take each coordinate from its list.
@@ -500,8 +503,10 @@ fn epoch_errors(dir: &std::path::Path) -> Vec<(u64, f64, f64)> {
     std::fs::read_to_string(dir.join("metrics.jsonl"))
         .unwrap()
         .lines()
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        // The autoencoder's epochs (not the generator's).
+        .filter(|v| v.get("stage").is_none())
+        .map(|v| {
             (
                 v["epoch"].as_u64().unwrap(),
                 v["data_err"].as_f64().unwrap(),
@@ -598,4 +603,38 @@ fn cli_autoencoder_stopped_by_time_limit_resumes_as_if_uninterrupted() {
         ]);
         assert_eq!(o.status.code(), Some(2), "{}", output_text(&o));
     }
+    // With --generator, a finished checkpoint trains only the generator:
+    // the autoencoder stays as it was.
+    let gen_dir = dir.join("gen");
+    let o = run_cli(&[
+        "rrr",
+        "autoencode",
+        "--data",
+        csv,
+        "--resume",
+        parts.to_str().unwrap(),
+        "--generator",
+        "4",
+        "--gen-epochs",
+        "1",
+        "--gen-batch",
+        "12",
+        "--gen-iters",
+        "5",
+        "--gen-fakes",
+        "2",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--out",
+        gen_dir.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", output_text(&o));
+    let g = read(&gen_dir);
+    assert_eq!(g.model, b.model);
+    assert_eq!(g.history.len(), 3);
+    let trained = g.generator.expect("a trained generator");
+    // 12 items per batch, 8 of them fakes: FPA = 25% of 8.
+    assert_eq!(trained.settings.false_positives, 2);
+    assert_eq!(epoch_errors(&gen_dir), epoch_errors(&whole));
 }

@@ -921,23 +921,25 @@ impl AeModel {
     }
 }
 
-/// Genuine codes E(x) (label 1) of `data` rows and as many samples of the
-/// iDE distribution `lists` (label 0), as a labeled set for the generator.
+/// Genuine codes E(x) (label 1) of `data` rows and `fakes_per` times as
+/// many samples of the iDE distribution `lists` (label 0), as a labeled set
+/// for the generator (the paper trains on 10⁴ genuine codes and 2 × 10⁴ fakes).
 pub fn genuine_and_fakes(
     ae: &Autoencoder,
     m: &Model,
     data: &[f64],
     lists: &[Vec<f64>],
+    fakes_per: usize,
     rng: &mut impl Rng,
 ) -> crate::data::labeled::Labeled {
     let d = ae.net.data;
     let rows: Vec<&[f64]> = data.chunks(d).collect();
     let genuine: Vec<Vec<f64>> = rows.par_iter().map(|r| ae.encode(m, r)).collect();
-    let fakes = sample_codes(lists, rows.len(), rng);
+    let fakes = sample_codes(lists, rows.len() * fakes_per, rng);
     let mut x = genuine.concat();
     x.extend_from_slice(&fakes);
     let mut y = vec![1u32; rows.len()];
-    y.extend(std::iter::repeat_n(0u32, rows.len()));
+    y.extend(std::iter::repeat_n(0u32, rows.len() * fakes_per));
     crate::data::labeled::Labeled {
         dim: ae.net.code,
         classes: 2,

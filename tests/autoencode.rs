@@ -563,17 +563,23 @@ fn cli_autoencoder_stopped_by_time_limit_resumes_as_if_uninterrupted() {
         serde_json::from_str(&std::fs::read_to_string(parts.join("summary.json")).unwrap())
             .unwrap();
     assert_eq!(summary["time_limited"], true);
-    let o = run_cli(&[
-        "rrr",
-        "autoencode",
-        "--data",
-        csv,
-        "--resume",
-        parts.to_str().unwrap(),
-        "--device",
-        "cpu",
-        "--quiet",
-    ]);
+    // --resume FROM with the same data, plus `extra`.
+    let resume = |from: &std::path::Path, extra: &[&str]| -> std::process::Output {
+        let mut a = vec![
+            "rrr",
+            "autoencode",
+            "--data",
+            csv,
+            "--resume",
+            from.to_str().unwrap(),
+            "--device",
+            "cpu",
+            "--quiet",
+        ];
+        a.extend_from_slice(extra);
+        run_cli(&a)
+    };
+    let o = resume(&parts, &[]);
     assert!(o.status.success(), "{}", output_text(&o));
     // Epochs 2 and 3 continue the shuffles and the code sampler exactly.
     assert_eq!(epoch_errors(&parts), epoch_errors(&whole));
@@ -590,45 +596,29 @@ fn cli_autoencoder_stopped_by_time_limit_resumes_as_if_uninterrupted() {
     assert_eq!(b.history.len(), 3);
     // A finished checkpoint, or none, is bad input.
     for bad in [parts.as_path(), dir.join("none").as_path()] {
-        let o = run_cli(&[
-            "rrr",
-            "autoencode",
-            "--data",
-            csv,
-            "--resume",
-            bad.to_str().unwrap(),
-            "--device",
-            "cpu",
-            "--quiet",
-        ]);
+        let o = resume(bad, &[]);
         assert_eq!(o.status.code(), Some(2), "{}", output_text(&o));
     }
     // With --generator, a finished checkpoint trains only the generator:
     // the autoencoder stays as it was.
     let gen_dir = dir.join("gen");
-    let o = run_cli(&[
-        "rrr",
-        "autoencode",
-        "--data",
-        csv,
-        "--resume",
-        parts.to_str().unwrap(),
-        "--generator",
-        "4",
-        "--gen-epochs",
-        "1",
-        "--gen-batch",
-        "12",
-        "--gen-iters",
-        "5",
-        "--gen-fakes",
-        "2",
-        "--device",
-        "cpu",
-        "--quiet",
-        "--out",
-        gen_dir.to_str().unwrap(),
-    ]);
+    let o = resume(
+        &parts,
+        &[
+            "--generator",
+            "4",
+            "--gen-epochs",
+            "1",
+            "--gen-batch",
+            "12",
+            "--gen-iters",
+            "5",
+            "--gen-fakes",
+            "2",
+            "--out",
+            gen_dir.to_str().unwrap(),
+        ],
+    );
     assert!(o.status.success(), "{}", output_text(&o));
     let g = read(&gen_dir);
     assert_eq!(g.model, b.model);

@@ -171,6 +171,19 @@ pub struct XSumLayout {
     pub node_rows: Vec<u32>,
 }
 
+/// CSR offsets (`nodes` + 1) of items keyed by node: entries with key i
+/// are `ptr[i]..ptr[i + 1]` once sorted by key.
+pub fn csr_ptr(nodes: usize, key: &[u32]) -> Vec<u32> {
+    let mut ptr = vec![0u32; nodes + 1];
+    for &k in key {
+        ptr[k as usize + 1] += 1;
+    }
+    for i in 0..nodes {
+        ptr[i + 1] += ptr[i];
+    }
+    ptr
+}
+
 impl XSumLayout {
     /// The layout for `nodes` nodes whose bilinear nodes `bil` have the
     /// in-edges `in_ptr` (edges sorted by destination) with sources `src`.
@@ -214,13 +227,7 @@ impl XSumLayout {
         }
         // Rows by source node; rows were numbered group by group, so a
         // stable sort keeps each node's rows in group order.
-        let mut node_ptr = vec![0u32; nodes + 1];
-        for &s in &row_src {
-            node_ptr[s as usize + 1] += 1;
-        }
-        for i in 0..nodes {
-            node_ptr[i + 1] += node_ptr[i];
-        }
+        let node_ptr = csr_ptr(nodes, &row_src);
         let mut node_rows: Vec<u32> = (0..row_src.len() as u32).collect();
         node_rows.sort_by_key(|&r| row_src[r as usize]);
         XSumLayout {
@@ -387,38 +394,45 @@ pub fn cpu_at<T: Real>(
         edge_row: layout.map_or(&[], |l| &l.edge_row[..]),
     };
     let work = (inp.in_ptr[inp.in_ptr.len() - 1] as usize) * kk;
-    let per_node: Vec<(f64, StepCounts)> = match (layout, xsums.as_ref()) {
-        (Some(l), Some(sums)) => {
-            let group = |g: usize| -> Vec<(f64, StepCounts)> {
+    // One task per group of consecutive bilinear nodes: the x-sum layout's
+    // groups, else one node each.
+    let groups = layout.map_or(inp.bil.len(), |l| l.groups());
+    let errs = SharedMut::new(node_err);
+    let group = |g: usize| -> StepCounts {
+        let (jj0, jj1, mut rows) = match (layout, xsums.as_ref()) {
+            (Some(l), Some(sums)) => {
                 let (r0, r1) = (l.row_ptr[g] as usize, l.row_ptr[g + 1] as usize);
                 // SAFETY: group g alone owns rows r0..r1.
                 let rows = unsafe { sums.slice(r0 * kk, (r1 - r0) * kk) };
                 rows.fill(T::ZERO);
-                (l.group_ptr[g] as usize..l.group_ptr[g + 1] as usize)
-                    .map(|jj| node_at(level, &ctx, jj, inp.bil[jj], Some((&mut *rows, r0))))
-                    .collect()
-            };
-            let per_group: Vec<Vec<(f64, StepCounts)>> = if parallel_enough(work) {
-                (0..l.groups()).into_par_iter().map(group).collect()
-            } else {
-                (0..l.groups()).map(group).collect()
-            };
-            per_group.concat()
-        }
-        _ => {
-            let node = |(jj, &j): (usize, &u32)| node_at(level, &ctx, jj, j, None);
-            if parallel_enough(work) {
-                inp.bil.par_iter().enumerate().map(node).collect()
-            } else {
-                inp.bil.iter().enumerate().map(node).collect()
+                let nodes = l.group_ptr[g] as usize..l.group_ptr[g + 1] as usize;
+                (nodes.start, nodes.end, Some((rows, r0)))
             }
+            _ => (g, g + 1, None),
+        };
+        // SAFETY: group g alone owns its nodes' entries.
+        let errs = unsafe { errs.slice(jj0, jj1 - jj0) };
+        let mut counts = StepCounts::default();
+        for jj in jj0..jj1 {
+            let rows = rows.as_mut().map(|(r, r0)| (&mut **r, *r0));
+            let (e, c) = node_at(level, &ctx, jj, inp.bil[jj], rows);
+            errs[jj - jj0] = e;
+            counts += c;
         }
+        counts
     };
-    let mut counts = StepCounts::default();
-    for (jj, (e, c)) in per_node.iter().enumerate() {
-        node_err[jj] = *e;
-        counts += *c;
-    }
+    let add = |mut a: StepCounts, b: StepCounts| {
+        a += b;
+        a
+    };
+    let counts = if parallel_enough(work) {
+        (0..groups)
+            .into_par_iter()
+            .map(group)
+            .reduce(StepCounts::default, add)
+    } else {
+        (0..groups).map(group).fold(StepCounts::default(), add)
+    };
     (node_err.iter().sum(), counts)
 }
 

@@ -6,6 +6,7 @@ use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::kernels::consensus_nodes::NODE_FREE;
+use crate::kernels::rrr_step::csr_ptr;
 
 /// Structure and constants of an RRR model, independent of the batch.
 #[derive(Clone, Debug)]
@@ -207,17 +208,6 @@ pub fn layered_edges(widths: &[usize]) -> Vec<(u32, u32)> {
         start = next;
     }
     edges
-}
-
-fn csr_ptr(nodes: usize, key: &[u32]) -> Vec<u32> {
-    let mut ptr = vec![0u32; nodes + 1];
-    for &k in key {
-        ptr[k as usize + 1] += 1;
-    }
-    for i in 0..nodes {
-        ptr[i + 1] += ptr[i];
-    }
-    ptr
 }
 
 /// The replicated variables z of one batch of K items, plus its data.

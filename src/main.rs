@@ -2433,71 +2433,68 @@ fn rrr_autoencode(a: &AutoencodeArgs) -> Result<()> {
         };
         let mut solved = None;
         let t0 = std::time::Instant::now();
-        let result = if finished {
-            Ok((model, start.next_codes.clone()))
-        } else {
-            ae::train(
-                &backend,
-                &auto,
-                &x,
-                source,
-                &s,
-                model,
-                start.clone(),
-                |st, m, progress| {
-                    meter.add_gwms(st.gwms);
-                    if !c.quiet {
-                        println!(
-                            "{}epoch {}: data_err {:.4}, code_err {:.4}, RRR_err {:.4} → {:.4}, {:.3} GWMs, {:.2} s",
-                            if runs > 1 {
-                                format!("run {}: ", run + 1)
-                            } else {
-                                String::new()
-                            },
-                            st.epoch,
-                            st.data_err,
-                            st.code_err,
-                            st.rrr_err_start,
-                            st.rrr_err_end,
-                            st.gwms,
-                            st.seconds
-                        );
-                    }
-                    let mut v = serde_json::to_value(st).expect("json");
-                    v["run"] = json!(run + 1);
-                    out.metric(&v)?;
-                    if let Some(n) = a.binary {
-                        if ae::binary_solved(&auto, m, n) {
-                            solved = Some(st.epoch);
-                            return Ok(false);
-                        }
-                        return Ok(true);
-                    }
-                    // A checkpoint per epoch: a long run stopped by --time-limit, or
-                    // killed, goes on with --resume.
-                    history.push(st.clone());
-                    last_progress = Some(progress.clone());
-                    let checkpoint = ae::AeModel {
-                        net: auto.net.clone(),
-                        settings: s.clone(),
-                        model: m.clone(),
-                        code_lists: vec![],
-                        generator: None,
-                        progress: progress.clone(),
-                        history: history.clone(),
-                    };
-                    out.file("checkpoint.safetensors", &checkpoint.to_bytes()?)?;
-                    if a.time_limit
-                        .is_some_and(|t| t0.elapsed().as_secs_f64() >= t)
-                        && st.epoch < s.epochs
-                    {
-                        stopped_at = Some(st.epoch);
+        // A finished checkpoint trains no epochs here (only the generator).
+        let result = ae::train(
+            &backend,
+            &auto,
+            &x,
+            source,
+            &s,
+            model,
+            start.clone(),
+            |st, m, progress| {
+                meter.add_gwms(st.gwms);
+                if !c.quiet {
+                    println!(
+                        "{}epoch {}: data_err {:.4}, code_err {:.4}, RRR_err {:.4} → {:.4}, {:.3} GWMs, {:.2} s",
+                        if runs > 1 {
+                            format!("run {}: ", run + 1)
+                        } else {
+                            String::new()
+                        },
+                        st.epoch,
+                        st.data_err,
+                        st.code_err,
+                        st.rrr_err_start,
+                        st.rrr_err_end,
+                        st.gwms,
+                        st.seconds
+                    );
+                }
+                let mut v = serde_json::to_value(st).expect("json");
+                v["run"] = json!(run + 1);
+                out.metric(&v)?;
+                if let Some(n) = a.binary {
+                    if ae::binary_solved(&auto, m, n) {
+                        solved = Some(st.epoch);
                         return Ok(false);
                     }
-                    Ok(true)
-                },
-            )
-        };
+                    return Ok(true);
+                }
+                // A checkpoint per epoch: a long run stopped by --time-limit, or
+                // killed, goes on with --resume.
+                history.push(st.clone());
+                last_progress = Some(progress.clone());
+                let checkpoint = ae::AeModel {
+                    net: auto.net.clone(),
+                    settings: s.clone(),
+                    model: m.clone(),
+                    code_lists: vec![],
+                    generator: None,
+                    progress: progress.clone(),
+                    history: history.clone(),
+                };
+                out.file("checkpoint.safetensors", &checkpoint.to_bytes()?)?;
+                if a.time_limit
+                    .is_some_and(|t| t0.elapsed().as_secs_f64() >= t)
+                    && st.epoch < s.epochs
+                {
+                    stopped_at = Some(st.epoch);
+                    return Ok(false);
+                }
+                Ok(true)
+            },
+        );
         let (model, codes) = result?;
         if a.binary.is_some() {
             println!(

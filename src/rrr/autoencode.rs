@@ -639,6 +639,10 @@ pub fn train(
         CodeSource::Empirical => s.codes,
     };
     let batches = rows / kd;
+    if from.epoch >= s.epochs {
+        // Nothing left to train: skip building the batch engine.
+        return Ok((model, from.next_codes));
+    }
     let p = &ae.problem;
     let mut engine = backend.rrr_engine(p, kd + kc)?;
     let mut state = RrrState::zeros(p, kd + kc);

@@ -3,25 +3,42 @@
 //! Three published methods on one engine: RRR constraint satisfaction
 //! ("Learning without loss", Elser), StarNet layer-wise least squares
 //! (Zadeh et al.) and layer-wise HSIC networks with closed-form weights
-//! (Wu et al.). Data flows one way: methods ([`rrr`]) → [`backend`]
-//! (CPU or GPU) → [`kernels`] → [`gpu`] (the only module that calls wgpu).
+//! (Wu et al.).
+//!
+//! Imports point one way, down this list (the command line sits on top,
+//! in the binary):
+//!
+//! ```text
+//! bench                   suites of method runs, measured
+//! methods                 rrr (classify, nmf, autoencode, generator), starnet, hsic, sgd;
+//!                         no method imports another
+//! train                   the one epoch/batch loop: shuffles, time limit, checkpoints
+//!                         and exact resume, metrics.jsonl, summary.json, progress, meter
+//! engine                  Backend (cpu | gpu Ops), the RRR engines, the Collective
+//!                         that every sum over items goes through
+//! problem                 the RRR graph, node and selection kinds, state layout
+//! kernels                 <name>.rs ↔ shaders/<name>.wgsl, each with its f64 twin
+//! gpu                     the only module that calls wgpu
+//! data, io, random, real, error   the ground floor: datasets, our files, seeded draws
+//! ```
+//!
+//! `tests/suite/layers.rs` fails on an import that points up this list.
 #![warn(missing_docs)]
 
-pub mod backend;
 pub mod bench;
 pub mod data;
+pub mod engine;
 pub mod error;
 pub mod gpu;
-pub mod hsic;
+pub mod io;
 pub mod kernels;
-pub mod meter;
-pub mod output;
+pub mod methods;
+pub mod problem;
+pub mod random;
 pub mod real;
-pub mod rrr;
-pub mod sgd;
-pub mod starnet;
+pub mod train;
 
-pub use backend::{Backend, DeviceChoice};
+pub use engine::{Backend, DeviceChoice};
 pub use error::{Error, Result};
 pub use real::{Precision, Real};
 

@@ -5,18 +5,20 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
-use gradfree::backend::{Backend, DeviceChoice};
 use gradfree::data::labeled::{self, Labeled, LabeledFormat};
 use gradfree::data::letters;
 use gradfree::data::majority::Circuit;
 use gradfree::data::matrix::{TableFormat, load_table, require_nonnegative, to_csv};
+use gradfree::engine::{Backend, DeviceChoice};
 use gradfree::gpu::{BackendChoice, GpuRequest, list_adapters};
-use gradfree::output::{Common as CommonSummary, NamedTensor, OutDir, Progress, safetensors_bytes};
-use gradfree::output::{png_grid, write_atomic};
-use gradfree::rrr::classify::{self, Classifier, Saved, Settings};
-use gradfree::rrr::net::Net;
-use gradfree::rrr::nmf::{self, Nmf, OnlineSettings, SolveSettings};
-use gradfree::{Error, Precision, data, hsic, output, rrr, starnet};
+use gradfree::io::{NamedTensor, png_grid, safetensors_bytes, write_atomic};
+use gradfree::train::meter::Meter;
+use gradfree::train::report::{Common as CommonSummary, OutDir, Progress};
+use gradfree::methods::rrr::classify::{self, Classifier, Saved, Settings};
+use gradfree::methods::rrr::net::Net;
+use gradfree::methods::rrr::nmf::{self, Nmf, OnlineSettings, SolveSettings};
+use gradfree::methods::{hsic, rrr, starnet};
+use gradfree::{Error, Precision, data, io as output};
 use serde_json::json;
 
 /// Gradient-free neural-network training on GPUs (wgpu) and CPUs.
@@ -875,7 +877,7 @@ fn rrr_nmf_data(a: &NmfArgs, path: &std::path::Path) -> Result<()> {
             c.precision
         );
     }
-    let mut meter = backend.start_meter();
+    let mut meter = Meter::for_backend(&backend);
     let mut bar = Progress::new(s.epochs as u64, c.quiet, "epochs");
     let (w, stats) = nmf::train_online(&backend, &problem, &y, &s, |e| {
         meter.add_gwms(e.gwms);
@@ -1040,7 +1042,7 @@ fn rrr_nmf_ledm(a: &NmfArgs) -> Result<()> {
             c.precision
         );
     }
-    let mut meter = backend.start_meter();
+    let mut meter = Meter::for_backend(&backend);
     let mut results = vec![];
     let mut best = None;
     let per_batch = match a.parallel_runs {
@@ -1326,7 +1328,7 @@ fn split_held_out(
     if !(f > 0.0 && f < 1.0) {
         return Err(Error::Input(format!("--split must be in (0, 1), got {f}")).into());
     }
-    let order = classify::epoch_order(train.len(), seed, 0);
+    let order = gradfree::train::epoch_order(train.len(), seed, 0);
     let held = ((train.len() as f64) * f).round() as usize;
     Ok((
         train.subset(&order[held..]),
@@ -1461,10 +1463,10 @@ fn rrr_classify(a: &ClassifyArgs) -> Result<()> {
         }
     }
     out.file("net.txt", net.to_text().as_bytes())?;
-    let mut meter = backend.start_meter();
+    let mut meter = Meter::for_backend(&backend);
     let mut bar = Progress::new(s.epochs as u64, c.quiet, "epochs");
     let t0 = std::time::Instant::now();
-    let mut last_sel = classify::Selection::default();
+    let mut last_sel = classify::SelectedItems::default();
     let mut stop = false;
     let result = classify::train(
         &backend,
@@ -1644,7 +1646,7 @@ fn hsic_cv(a: &HsicCvArgs) -> Result<()> {
     let (folds, _) = data::folds::load_folds(&a.data, &a.name, a.folds)?;
     let backend = c.open()?;
     let mut out = OutDir::new(c.out.as_deref())?;
-    let mut meter = backend.start_meter();
+    let mut meter = Meter::for_backend(&backend);
     let solver = if use_ism { "W*" } else { "W_s" };
     if !c.quiet {
         if use_ism {
@@ -1803,7 +1805,7 @@ fn hsic_fit(a: &HsicFitArgs) -> Result<()> {
     let train = data::folds::to_labeled(&raw, &values);
     let backend = c.open()?;
     let out = OutDir::new(c.out.as_deref())?;
-    let mut meter = backend.start_meter();
+    let mut meter = Meter::for_backend(&backend);
     let mut work = hsic::Work::default();
     if use_ism {
         let model = hsic::ism::fit_ism(&backend, &train, &a.solver.ism(c.seed), &mut work)?;
@@ -1999,7 +2001,7 @@ fn starnet_train(a: &StarnetTrainArgs) -> Result<()> {
     };
     let backend = c.open()?;
     let mut out = OutDir::new(c.out.as_deref())?;
-    let mut meter = backend.start_meter();
+    let mut meter = Meter::for_backend(&backend);
     let n = rows.len();
     if !c.quiet {
         println!(
@@ -2123,7 +2125,7 @@ fn starnet_encode(a: &StarnetDataArgs, score: bool) -> Result<()> {
     }
     let backend = c.open()?;
     let out = OutDir::new(c.out.as_deref())?;
-    let mut meter = backend.start_meter();
+    let mut meter = Meter::for_backend(&backend);
     let (codes, scores) = net.encode(&backend, &rows.x)?;
     let n = rows.len();
     let gwms: f64 = net
@@ -2172,7 +2174,7 @@ fn starnet_decode(a: &StarnetDecodeArgs) -> Result<()> {
     }
     let backend = c.open()?;
     let out = OutDir::new(c.out.as_deref())?;
-    let mut meter = backend.start_meter();
+    let mut meter = Meter::for_backend(&backend);
     let x = net.decode(&backend, &data::matrix::row_major(&codes))?;
     meter.add_gwms(
         net.layers
@@ -2206,7 +2208,7 @@ fn starnet_sample(a: &StarnetSampleArgs) -> Result<()> {
     let net = load_model(&a.model)?;
     let backend = c.open()?;
     let out = OutDir::new(c.out.as_deref())?;
-    let mut meter = backend.start_meter();
+    let mut meter = Meter::for_backend(&backend);
     let x = net.decode(&backend, &net.sample_codes(a.count, c.seed))?;
     meter.add_gwms(
         net.layers
@@ -2359,7 +2361,7 @@ fn rrr_autoencode(a: &AutoencodeArgs) -> Result<()> {
     let backend = c.open()?;
     let out_dir = c.out.clone().or_else(|| a.resume.clone());
     let mut out = OutDir::new(out_dir.as_deref())?;
-    let mut meter = backend.start_meter();
+    let mut meter = Meter::for_backend(&backend);
     let rows = x.len() / dim;
     let (start, mut history, start_model) = match resumed {
         Some(r) => {
@@ -2634,7 +2636,7 @@ fn rrr_autoencode(a: &AutoencodeArgs) -> Result<()> {
 /// D(E(d)) of one item.
 fn ae_reconstruct(
     auto: &rrr::autoencode::Autoencoder,
-    m: &rrr::classify::Model,
+    m: &rrr::Model,
     d: &[f64],
 ) -> Vec<f64> {
     auto.decode(m, &auto.encode(m, d))
@@ -2676,7 +2678,7 @@ fn train_generator(
     a: &AutoencodeArgs,
     backend: &Backend,
     auto: &rrr::autoencode::Autoencoder,
-    model: &rrr::classify::Model,
+    model: &rrr::Model,
     x: &[f64],
     held: &[f64],
     lists: &[Vec<f64>],
@@ -2786,7 +2788,7 @@ fn train_generator(
 /// accepts; returns the PNG and the acceptance rate.
 fn generated_png(
     auto: &rrr::autoencode::Autoencoder,
-    model: &rrr::classify::Model,
+    model: &rrr::Model,
     g: &rrr::autoencode::Generator,
     lists: &[Vec<f64>],
     count: usize,
@@ -2834,7 +2836,7 @@ fn rrr_ae_use(a: &AeModelArgs, what: AeUse) -> Result<()> {
             (side * side == d && side >= 4).then_some((side, side))
         }
     };
-    let meter = gradfree::meter::Meter::start(gradfree::meter::SensorKind::Cpu);
+    let meter = gradfree::train::meter::Meter::start(gradfree::train::meter::SensorKind::Cpu);
     let own = match what {
         AeUse::Generate => {
             let Some(g) = &bundle.generator else {
@@ -2975,7 +2977,7 @@ fn bench(a: &BenchArgs) -> Result<()> {
                     ..Default::default()
                 };
                 let ctx = gradfree::gpu::GpuContext::open(&req, Precision::F32)?;
-                let copy = gradfree::backend::gpu_ops::PreparedCopy::new(&ctx, 64 << 20)?;
+                let copy = gradfree::kernels::copy::PreparedCopy::new(&ctx, 64 << 20)?;
                 copy.run(1)?;
                 let mut best = 0.0f64;
                 for _ in 0..3 {
@@ -3072,7 +3074,7 @@ fn sgd(a: &SgdArgs) -> Result<()> {
     if let Some(f) = a.split {
         (train, test) = split_held_out(&train, test.is_some(), f, c.seed)?;
     }
-    let mut net = gradfree::sgd::SgdNet::random(&widths, c.seed)?;
+    let mut net = gradfree::methods::sgd::SgdNet::random(&widths, c.seed)?;
     for (d, what) in std::iter::once((&train, "training")).chain(test.iter().map(|t| (t, "test"))) {
         if d.dim != widths[0]
             || d.y
@@ -3087,7 +3089,7 @@ fn sgd(a: &SgdArgs) -> Result<()> {
             .into());
         }
     }
-    let s = gradfree::sgd::SgdSettings {
+    let s = gradfree::methods::sgd::SgdSettings {
         batch: a.batch,
         epochs: a.epochs,
         lr: a.lr,
@@ -3095,10 +3097,10 @@ fn sgd(a: &SgdArgs) -> Result<()> {
     };
     let backend = c.open()?;
     let mut out = OutDir::new(c.out.as_deref())?;
-    let mut meter = backend.start_meter();
+    let mut meter = Meter::for_backend(&backend);
     let mut last = None;
     let mut lines = vec![];
-    gradfree::sgd::train(&backend, &mut net, &train, test.as_ref(), &s, |e| {
+    gradfree::methods::sgd::train(&backend, &mut net, &train, test.as_ref(), &s, |e| {
         meter.add_gwms(e.gwms);
         if !c.quiet {
             println!(

@@ -1,6 +1,7 @@
 //! Floating-point precision: the [`Real`] trait over f32 and f64, and the
 //! run-time [`Precision`] choice shared by both backends.
 
+use std::borrow::Cow;
 use std::fmt::{Debug, Display};
 use std::iter::Sum;
 use std::ops::{Add, AddAssign, Div, Mul, MulAssign, Neg, Sub, SubAssign};
@@ -107,11 +108,23 @@ pub trait Real:
     /// those kernels use it (their baseline copies run only on x86-64 CPUs
     /// without AVX2, and give the same, exactly rounded, results).
     fn mul_add(self, a: Self, b: Self) -> Self;
+    /// f64 values in this precision: borrowed for f64, rounded copies for f32.
+    fn from_f64s(v: &[f64]) -> Cow<'_, [Self]>;
+    /// f32 values in this precision: borrowed for f32, widened copies for f64.
+    fn from_f32s(v: &[f32]) -> Cow<'_, [Self]>;
+    /// The values as f64 (moved, without a copy, for f64).
+    fn into_f64s(v: Vec<Self>) -> Vec<f64>;
+    /// The values as f32 (moved, without a copy, for f32).
+    fn into_f32s(v: Vec<Self>) -> Vec<f32>;
+    /// Runs `fill` on `len` values of this precision that end up in `out`
+    /// (f64 fills `out` itself, so a reused buffer costs no new pages).
+    fn fill_f64s(out: &mut Vec<f64>, len: usize, fill: impl FnOnce(&mut [Self]));
 }
 
 macro_rules! impl_real {
-    ($t:ty, $p:expr) => {
+    ($t:ty, $p:expr, { $($slices:item)* }) => {
         impl Real for $t {
+            $($slices)*
             const PRECISION: Precision = $p;
             const EPSILON: Self = <$t>::EPSILON;
             const ZERO: Self = 0.0;
@@ -151,5 +164,41 @@ macro_rules! impl_real {
         }
     };
 }
-impl_real!(f32, Precision::F32);
-impl_real!(f64, Precision::F64);
+impl_real!(f32, Precision::F32, {
+    fn from_f64s(v: &[f64]) -> Cow<'_, [f32]> {
+        Cow::Owned(v.iter().map(|&x| x as f32).collect())
+    }
+    fn from_f32s(v: &[f32]) -> Cow<'_, [f32]> {
+        Cow::Borrowed(v)
+    }
+    fn into_f64s(v: Vec<f32>) -> Vec<f64> {
+        v.into_iter().map(f64::from).collect()
+    }
+    fn into_f32s(v: Vec<f32>) -> Vec<f32> {
+        v
+    }
+    fn fill_f64s(out: &mut Vec<f64>, len: usize, fill: impl FnOnce(&mut [f32])) {
+        let mut tmp = vec![0.0f32; len];
+        fill(&mut tmp);
+        out.clear();
+        out.extend(tmp.into_iter().map(f64::from));
+    }
+});
+impl_real!(f64, Precision::F64, {
+    fn from_f64s(v: &[f64]) -> Cow<'_, [f64]> {
+        Cow::Borrowed(v)
+    }
+    fn from_f32s(v: &[f32]) -> Cow<'_, [f64]> {
+        Cow::Owned(v.iter().map(|&x| f64::from(x)).collect())
+    }
+    fn into_f64s(v: Vec<f64>) -> Vec<f64> {
+        v
+    }
+    fn into_f32s(v: Vec<f64>) -> Vec<f32> {
+        v.into_iter().map(|x| x as f32).collect()
+    }
+    fn fill_f64s(out: &mut Vec<f64>, len: usize, fill: impl FnOnce(&mut [f64])) {
+        out.resize(len, 0.0);
+        fill(out);
+    }
+});

@@ -258,6 +258,13 @@ impl GpuContext {
         })
     }
 
+    /// Runs one prepared dispatch in its own submit.
+    pub fn run_one(&self, d: &Dispatch) -> Result<()> {
+        let mut rec = self.recorder();
+        rec.dispatch(d);
+        rec.submit()
+    }
+
     /// Starts recording a batch of work for one submit.
     pub fn recorder(&self) -> Recorder<'_> {
         Recorder {

@@ -166,29 +166,56 @@ pub fn reference(inp: &SelectInputs<'_, f64>, mode: u32, budget: usize, eff: &mu
 
 /// CPU backend: keys, then a sort instead of counting (same selection).
 pub fn cpu<T: Real>(inp: &SelectInputs<'_, T>, mode: u32, budget: usize, eff: &mut [u32]) {
-    let kk = inp.items;
-    eff[..kk].copy_from_slice(&inp.labels[..kk]);
+    let (keys, best) = cpu_keys(inp, mode);
+    cpu_select(&keys, 0, &best, inp.labels, mode, budget, eff);
+}
+
+/// Every item's key and best label (the first half of [`cpu`]): the keys
+/// are what a data-parallel run gathers across processes.
+pub fn cpu_keys<T: Real>(inp: &SelectInputs<'_, T>, mode: u32) -> (Vec<T>, Vec<u32>) {
+    if mode == MODE_NONE {
+        return (Vec::new(), Vec::new());
+    }
+    (0..inp.items).map(|k| item_key(inp, k, mode)).unzip()
+}
+
+/// The effective labels of the items `offset..offset + labels.len()` of a
+/// batch whose keys (all of the batch's items, in batch order) are
+/// `all_keys`: the `budget` items with the largest positive keys (ties by
+/// smaller batch index, the counting rule's order) are exempted or take
+/// their `best` label; the others keep theirs.
+pub fn cpu_select<T: Real>(
+    all_keys: &[T],
+    offset: usize,
+    best: &[u32],
+    labels: &[u32],
+    mode: u32,
+    budget: usize,
+    eff: &mut [u32],
+) {
+    let kk = labels.len();
+    eff[..kk].copy_from_slice(labels);
     if mode == MODE_NONE || budget == 0 {
         return;
     }
-    let mut keyed: Vec<(T, u32, usize)> = (0..kk)
-        .map(|k| {
-            let (key, best) = item_key(inp, k, mode);
-            (key, best, k)
-        })
-        .filter(|e| e.0 > T::ZERO)
+    let mut keyed: Vec<(T, usize)> = all_keys
+        .iter()
+        .enumerate()
+        .filter(|e| *e.1 > T::ZERO)
+        .map(|(k, &key)| (key, k))
         .collect();
-    // Largest key first, ties by smaller index: the counting rule's order.
     keyed.sort_by(|a, b| {
         b.0.partial_cmp(&a.0)
             .unwrap_or(std::cmp::Ordering::Equal)
-            .then(a.2.cmp(&b.2))
+            .then(a.1.cmp(&b.1))
     });
-    for &(_, best, k) in keyed.iter().take(budget) {
-        eff[k] = if mode == MODE_EXEMPT {
-            LABEL_EXEMPT
-        } else {
-            best
-        };
+    for &(_, k) in keyed.iter().take(budget) {
+        if let Some(local) = k.checked_sub(offset).filter(|&l| l < kk) {
+            eff[local] = if mode == MODE_EXEMPT {
+                LABEL_EXEMPT
+            } else {
+                best[local]
+            };
+        }
     }
 }

@@ -6,9 +6,14 @@
 use super::class_select::LABEL_EXEMPT;
 use super::par::{SharedMut, SimdLevel, parallel_enough, simd_dispatch};
 use super::project_activation as act;
+use crate::error::Result;
+use crate::gpu::buffer::Elem;
 use crate::gpu::{Bind, Kernel};
+use crate::gpu::{BindRef, GpuContext};
+use crate::real::Precision;
 use crate::real::Real;
 use rayon::prelude::*;
+use std::sync::Arc;
 
 /// x̄ only.
 pub const NODE_FREE: u32 = 0;
@@ -266,4 +271,42 @@ fn node_row<T: Real>(
         yrow[k] = b;
         brow[k] = c;
     }
+}
+
+/// Node consensus; returns (xa, ya, ba).
+pub fn gpu(
+    ctx: &Arc<GpuContext>,
+    prec: Precision,
+    inp: &NodeInputs<'_, f64>,
+) -> Result<(Vec<f64>, Vec<f64>, Vec<f64>)> {
+    let n = inp.kind.len();
+    let kk = inp.items;
+    let params = ctx.uniform(&Params {
+        items: kk as u32,
+        nodes: n as u32,
+        pad: [0; 2],
+    })?;
+    let sc = ctx.upload_real(&[inp.class_margin, inp.act_margin], prec)?;
+    let bufs_u = [inp.out_ptr, inp.out_edges, inp.kind, inp.param, inp.labels]
+        .iter()
+        .map(|v| ctx.upload_u32(v))
+        .collect::<Result<Vec<_>>>()?;
+    let bufs_r = [inp.x, inp.y, inp.b, inp.data]
+        .iter()
+        .map(|v| ctx.upload_real(v, prec))
+        .collect::<Result<Vec<_>>>()?;
+    let outs = (0..3)
+        .map(|_| ctx.alloc(n * kk, Elem::Real(prec)))
+        .collect::<Result<Vec<_>>>()?;
+    let mut binds: Vec<BindRef<'_>> = vec![(&params).into(), (&sc).into()];
+    binds.extend(bufs_u.iter().map(BindRef::from));
+    binds.extend(bufs_r.iter().map(BindRef::from));
+    binds.extend(outs.iter().map(BindRef::from));
+    let d = ctx.prepare(&KERNEL, prec, &binds, (n * kk) as u64)?;
+    ctx.run_one(&d)?;
+    Ok((
+        outs[0].read_real()?,
+        outs[1].read_real()?,
+        outs[2].read_real()?,
+    ))
 }

@@ -25,9 +25,14 @@
 
 use super::dense::{self, Act};
 use super::normal_eq;
+use crate::error::Result;
+use crate::gpu::GpuContext;
+use crate::gpu::buffer::Elem;
 use crate::gpu::{Bind, Kernel};
+use crate::real::Precision;
 use crate::real::Real;
 use rayon::prelude::*;
+use std::sync::Arc;
 
 const BINDS: &[Bind] = &[
     Bind::Uniform,
@@ -373,4 +378,153 @@ pub fn cpu_normal_eq<T: Real>(sh: &ConvShape, h: &[f64], zhat: &[f64], block: us
         total.iter_mut().zip(c).for_each(|(t, v)| *t += v);
     }
     total
+}
+
+/// Items per chunk of a conv-unpool operator: at most `limit`, and few
+/// enough that `width` values per item fit one binding.
+fn gpu_chunk(ctx: &GpuContext, prec: Precision, width: usize, n: usize, limit: usize) -> usize {
+    let fit = (ctx.max_binding_bytes() / prec.bytes() as u64 / width.max(1) as u64).max(1);
+    (fit as usize).min(limit).clamp(1, n.max(1))
+}
+
+/// Runs a per-item conv-unpool operator (forward or transpose) over chunks
+/// of items: `src0` rows of `d_src`, results rows of `d_dst`, one
+/// invocation per result value.
+#[allow(clippy::too_many_arguments)]
+fn gpu_rows(
+    ctx: &Arc<GpuContext>,
+    prec: Precision,
+    kernel: &Kernel,
+    sh: &ConvShape,
+    kernels: &[f64],
+    bias: &[f64],
+    src: &[f64],
+    (d_src, d_dst): (usize, usize),
+    act: dense::Act,
+    limit: usize,
+) -> Result<Vec<f64>> {
+    let n = src.len().checked_div(d_src).unwrap_or(0);
+    if n == 0 || d_dst == 0 {
+        return Ok(vec![0.0; n * d_dst]);
+    }
+    let chunk = gpu_chunk(ctx, prec, d_src.max(d_dst), n, limit);
+    let (code, alpha) = act.code();
+    let scal = ctx.upload_real(&[alpha], prec)?;
+    let kb = ctx.upload_real(kernels, prec)?;
+    let bb = ctx.upload_real(bias, prec)?;
+    let sb = ctx.alloc(chunk * d_src, Elem::Real(prec))?;
+    let ob = ctx.alloc(chunk * d_dst, Elem::Real(prec))?;
+    let mut out = Vec::with_capacity(n * d_dst);
+    for i0 in (0..n).step_by(chunk) {
+        let items = chunk.min(n - i0);
+        sb.write_real_at(0, &src[i0 * d_src..(i0 + items) * d_src]);
+        let params = ctx.uniform(&Params::new(sh, items, code))?;
+        let disp = ctx.prepare(
+            kernel,
+            prec,
+            &[
+                (&params).into(),
+                (&scal).into(),
+                (&sb).into(),
+                (&kb).into(),
+                (&bb).into(),
+                (&ob).into(),
+            ],
+            (items * d_dst) as u64,
+        )?;
+        ctx.run_one(&disp)?;
+        out.extend(ob.read_real_range(0, items * d_dst)?);
+    }
+    Ok(out)
+}
+
+/// A conv-unpool layer's act(W h + c) (see the module doc), in chunks of
+/// at most `limit` items that fit one binding.
+#[allow(clippy::too_many_arguments)]
+pub fn gpu_forward(
+    ctx: &Arc<GpuContext>,
+    prec: Precision,
+    sh: &ConvShape,
+    kernels: &[f64],
+    bias: &[f64],
+    h: &[f64],
+    act: dense::Act,
+    limit: usize,
+) -> Result<Vec<f64>> {
+    let dims = (sh.d_in(), sh.d_out());
+    gpu_rows(ctx, prec, &FORWARD, sh, kernels, bias, h, dims, act, limit)
+}
+
+/// A conv-unpool layer's Wᵀ z, in chunks of at most `limit` items.
+pub fn gpu_transpose(
+    ctx: &Arc<GpuContext>,
+    prec: Precision,
+    sh: &ConvShape,
+    kernels: &[f64],
+    z: &[f64],
+    limit: usize,
+) -> Result<Vec<f64>> {
+    let bias = vec![0.0; sh.conv_channels()];
+    let dims = (sh.d_out(), sh.d_in());
+    gpu_rows(
+        ctx,
+        prec,
+        &TRANSPOSE,
+        sh,
+        kernels,
+        &bias,
+        z,
+        dims,
+        dense::Act::Identity,
+        limit,
+    )
+}
+
+/// A conv-unpool layer's per-kernel normal equations over chunks of at
+/// most `limit` items; each chunk's partial sums are read back and added
+/// in f64 on the host in chunk order (the allreduce seam).
+pub fn gpu_normal_eq(
+    ctx: &Arc<GpuContext>,
+    prec: Precision,
+    sh: &ConvShape,
+    h: &[f64],
+    zhat: &[f64],
+    limit: usize,
+) -> Result<Vec<f64>> {
+    let (d_in, d_out, pl, oc) = (sh.d_in(), sh.d_out(), sh.patch(), sh.conv_channels());
+    let cols = pl + 1 + oc;
+    let mut total = vec![0.0; (pl + 1) * cols];
+    let n = h.len().checked_div(d_in).unwrap_or(0);
+    if n == 0 {
+        return Ok(total);
+    }
+    let chunk = gpu_chunk(ctx, prec, d_in.max(d_out), n, limit);
+    let hb = ctx.alloc(chunk * d_in, Elem::Real(prec))?;
+    let zb = ctx.alloc((chunk * d_out).max(1), Elem::Real(prec))?;
+    let scal = ctx.upload_real(&[1.0], prec)?;
+    let cb = ctx.alloc((pl + 1) * cols, Elem::Real(prec))?;
+    let groups = (pl + 1).div_ceil(GPU_TILE) * cols.div_ceil(GPU_TILE);
+    for i0 in (0..n).step_by(chunk) {
+        let items = chunk.min(n - i0);
+        hb.write_real_at(0, &h[i0 * d_in..(i0 + items) * d_in]);
+        zb.write_real_at(0, &zhat[i0 * d_out..(i0 + items) * d_out]);
+        let params = ctx.uniform(&Params::new(sh, items, 0))?;
+        let disp = ctx.prepare(
+            &NORMAL_EQ,
+            prec,
+            &[
+                (&params).into(),
+                (&scal).into(),
+                (&hb).into(),
+                (&zb).into(),
+                (&scal).into(),
+                (&cb).into(),
+            ],
+            (groups * NORMAL_EQ.workgroup as usize) as u64,
+        )?;
+        ctx.run_one(&disp)?;
+        let part = cb.read_real()?;
+        total.iter_mut().zip(part).for_each(|(t, v)| *t += v);
+    }
+    Ok(total)
 }

@@ -11,9 +11,13 @@
 //! Twin of `shaders/dense.wgsl`.
 
 use super::par::parallel_enough;
+use crate::error::Result;
+use crate::gpu::GpuContext;
+use crate::gpu::buffer::Elem;
 use crate::gpu::{Bind, Kernel};
 use crate::real::{Precision, Real};
 use rayon::prelude::*;
+use std::sync::Arc;
 
 /// The WGSL kernel.
 pub const KERNEL: Kernel = Kernel {
@@ -271,4 +275,78 @@ pub(crate) fn symmetric_product<T: Real>(
         }
     }
     g
+}
+
+/// Dense product with epilogue `act(A B + bias)` (see the module doc), in row
+/// tiles of A whose input and output fit one binding each.
+#[allow(clippy::too_many_arguments)]
+pub fn gpu(
+    ctx: &Arc<GpuContext>,
+    prec: Precision,
+    a: &[f64],
+    k: usize,
+    b: &[f64],
+    m: usize,
+    bias: &[f64],
+    act: Act,
+) -> Result<Vec<f64>> {
+    let widest = k.max(m).max(1) as u64;
+    let rows = (ctx.max_binding_bytes() / prec.bytes() as u64 / widest).max(1) as usize;
+    gpu_tiled(ctx, prec, a, k, b, m, bias, act, rows)
+}
+
+/// the module doc in tiles of `tile_rows` rows.
+#[allow(clippy::too_many_arguments)]
+pub fn gpu_tiled(
+    ctx: &Arc<GpuContext>,
+    prec: Precision,
+    a: &[f64],
+    k: usize,
+    b: &[f64],
+    m: usize,
+    bias: &[f64],
+    act: Act,
+    tile_rows: usize,
+) -> Result<Vec<f64>> {
+    let n = shape(a, k, b, m, bias);
+    if n == 0 || m == 0 {
+        return Ok(vec![0.0; n * m]);
+    }
+    let tile_rows = tile_rows.clamp(1, n);
+    let (code, alpha) = act.code();
+    let scal = ctx.upload_real(&[alpha], prec)?;
+    let bb = ctx.upload_real(b, prec)?;
+    let cb = ctx.upload_real(bias, prec)?;
+    let ab = ctx.alloc(tile_rows * k, Elem::Real(prec))?;
+    let ob = ctx.alloc(tile_rows * m, Elem::Real(prec))?;
+    let mut out = Vec::with_capacity(n * m);
+    let mut row0 = 0;
+    while row0 < n {
+        let rows = tile_rows.min(n - row0);
+        ab.write_real_at(0, &a[row0 * k..(row0 + rows) * k]);
+        let params = ctx.uniform(&Params {
+            rows: rows as u32,
+            k: k as u32,
+            m: m as u32,
+            act: code,
+        })?;
+        let groups = rows.div_ceil(GPU_TILE) * m.div_ceil(GPU_TILE);
+        let disp = ctx.prepare(
+            &KERNEL,
+            prec,
+            &[
+                (&params).into(),
+                (&scal).into(),
+                (&ab).into(),
+                (&bb).into(),
+                (&cb).into(),
+                (&ob).into(),
+            ],
+            (groups * KERNEL.workgroup as usize) as u64,
+        )?;
+        ctx.run_one(&disp)?;
+        out.extend(ob.read_real_range(0, rows * m)?);
+        row0 += rows;
+    }
+    Ok(out)
 }

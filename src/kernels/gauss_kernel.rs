@@ -5,9 +5,13 @@
 //! large. Twin of `shaders/gauss_kernel.wgsl`.
 
 use super::par::{SimdLevel, parallel_enough, simd_dispatch};
+use crate::error::Result;
+use crate::gpu::GpuContext;
+use crate::gpu::buffer::Elem;
 use crate::gpu::{Bind, Kernel};
 use crate::real::{Precision, Real};
 use rayon::prelude::*;
+use std::sync::Arc;
 
 /// The WGSL kernel.
 pub const KERNEL: Kernel = Kernel {
@@ -223,4 +227,76 @@ pub fn exp_neg(x: f64) -> f64 {
     }
     let scale = f64::from_bits(((1023 - k as i64) as u64) << 52);
     if x < 708.0 { p * scale } else { 0.0 }
+}
+
+/// Gaussian kernel matrix of the rows of `a` against those of `b` (both
+/// with `d` columns), row-major n × m, computed in row tiles that each fit
+/// one binding (and the output buffer is reused across tiles).
+pub fn gpu(
+    ctx: &Arc<GpuContext>,
+    prec: Precision,
+    a: &[f64],
+    b: &[f64],
+    d: usize,
+    sigma: f64,
+    zero_diag: bool,
+) -> Result<Vec<f64>> {
+    if d == 0 || a.is_empty() || b.is_empty() {
+        return Ok(vec![]);
+    }
+    let m = b.len() / d;
+    let rows = (ctx.max_binding_bytes() / prec.bytes() as u64 / m as u64).max(1) as usize;
+    gpu_tiled(ctx, prec, a, b, d, sigma, zero_diag, rows)
+}
+
+/// the module doc in tiles of `tile_rows` rows of K.
+#[allow(clippy::too_many_arguments)]
+pub fn gpu_tiled(
+    ctx: &Arc<GpuContext>,
+    prec: Precision,
+    a: &[f64],
+    b: &[f64],
+    d: usize,
+    sigma: f64,
+    zero_diag: bool,
+    tile_rows: usize,
+) -> Result<Vec<f64>> {
+    if d == 0 || a.is_empty() || b.is_empty() {
+        return Ok(vec![]);
+    }
+    let (n, m) = (a.len() / d, b.len() / d);
+    let tile_rows = tile_rows.clamp(1, n);
+    let scal = ctx.upload_real(&[1.0 / (2.0 * sigma * sigma)], prec)?;
+    let ab = ctx.upload_real(a, prec)?;
+    let bb = ctx.upload_real(b, prec)?;
+    let kb = ctx.alloc(tile_rows * m, Elem::Real(prec))?;
+    let mut out = Vec::with_capacity(n * m);
+    let mut row0 = 0;
+    while row0 < n {
+        let rows = tile_rows.min(n - row0);
+        let params = ctx.uniform(&Params {
+            rows: rows as u32,
+            row0: row0 as u32,
+            m: m as u32,
+            d: d as u32,
+            zero_diag: zero_diag as u32,
+            pad: [0; 3],
+        })?;
+        let disp = ctx.prepare(
+            &KERNEL,
+            prec,
+            &[
+                (&params).into(),
+                (&scal).into(),
+                (&ab).into(),
+                (&bb).into(),
+                (&kb).into(),
+            ],
+            (rows * m) as u64,
+        )?;
+        ctx.run_one(&disp)?;
+        out.extend(kb.read_real_range(0, rows * m)?);
+        row0 += rows;
+    }
+    Ok(out)
 }

@@ -22,9 +22,13 @@
 use super::dense::gemm_acc;
 use super::gauss_kernel::{exp_neg, exp_neg_f32};
 use super::par::{SimdLevel, dot, parallel_enough, simd_dispatch};
+use crate::error::Result;
+use crate::gpu::GpuContext;
+use crate::gpu::buffer::Elem;
 use crate::gpu::{Bind, Kernel};
 use crate::real::{Precision, Real};
 use rayon::prelude::*;
+use std::sync::Arc;
 
 /// The WGSL kernel.
 pub const KERNEL: Kernel = Kernel {
@@ -594,4 +598,97 @@ fn fill_tile<T: Real>(
             kr[i - j0] = T::ZERO;
         }
     }
+}
+
+/// Kernel-matrix product `out = (w ∘ f(A, B)) M` (see
+/// the module doc), m × r row-major, in row tiles of A whose output
+/// fits one binding.
+#[allow(clippy::too_many_arguments)]
+pub fn gpu(
+    ctx: &Arc<GpuContext>,
+    prec: Precision,
+    a: &[f64],
+    b: &[f64],
+    d: usize,
+    m: &[f64],
+    r: usize,
+    spec: &Spec,
+) -> Result<Vec<f64>> {
+    let w = spec.width(r).max(1) as u64;
+    let rows = (ctx.max_binding_bytes() / prec.bytes() as u64 / w).max(1) as usize;
+    gpu_tiled(ctx, prec, a, b, d, m, r, spec, rows)
+}
+
+/// the module doc in tiles of `tile_rows` rows of A.
+#[allow(clippy::too_many_arguments)]
+pub fn gpu_tiled(
+    ctx: &Arc<GpuContext>,
+    prec: Precision,
+    a: &[f64],
+    b: &[f64],
+    d: usize,
+    m: &[f64],
+    r: usize,
+    spec: &Spec,
+    tile_rows: usize,
+) -> Result<Vec<f64>> {
+    let (na, nb) = shape(a, b, d, m, r, spec);
+    let w = spec.width(r);
+    if na == 0 || w == 0 {
+        return Ok(vec![]);
+    }
+    if nb == 0 {
+        return Ok(vec![0.0; na * w]);
+    }
+    let tile_rows = tile_rows.clamp(1, na);
+    let scal = ctx.upload_real(&spec.scalars(), prec)?;
+    let ab = ctx.upload_real(a, prec)?;
+    let bb = ctx.upload_real(b, prec)?;
+    // An empty M still needs a binding.
+    let mb = ctx.upload_real(if m.is_empty() { &[0.0] } else { m }, prec)?;
+    let labels: Vec<u32> = match spec.gamma {
+        Some(g) => g.la.iter().chain(g.lb).copied().collect(),
+        None => vec![0],
+    };
+    let lb = ctx.upload_u32(&labels)?;
+    let ob = ctx.alloc(tile_rows * w, Elem::Real(prec))?;
+    let mut out = Vec::with_capacity(na * r);
+    let mut row0 = 0;
+    // One dispatch and readback per tile; the kernel tiles are built on the fly.
+    while row0 < na {
+        let rows = tile_rows.min(na - row0);
+        let params = ctx.uniform(&Params {
+            rows: rows as u32,
+            row0: row0 as u32,
+            n: nb as u32,
+            d: d as u32,
+            r: r as u32,
+            func: matches!(spec.func, Func::Dist) as u32,
+            zero_diag: spec.zero_diag as u32,
+            use_gamma: spec.gamma.is_some() as u32,
+            lb_off: na as u32,
+            squares: spec.squares as u32,
+            pad: [0; 2],
+        })?;
+        let (ti, tc) = gpu_tile(w);
+        let groups = rows.div_ceil(ti) * w.div_ceil(tc);
+        let disp = ctx.prepare(
+            &KERNEL,
+            prec,
+            &[
+                (&params).into(),
+                (&scal).into(),
+                (&ab).into(),
+                (&bb).into(),
+                (&mb).into(),
+                (&lb).into(),
+                (&ob).into(),
+            ],
+            (groups * KERNEL.workgroup as usize) as u64,
+        )?;
+        ctx.run_one(&disp)?;
+        out.extend(ob.read_real_range(0, rows * w)?);
+        row0 += rows;
+    }
+    Ok(out)
 }

@@ -3,8 +3,12 @@
 //! Twin of `shaders/leaky_relu.wgsl`.
 
 use super::dense::Act;
+use crate::error::Result;
+use crate::gpu::GpuContext;
 use crate::gpu::{Bind, Kernel};
+use crate::real::Precision;
 use crate::real::Real;
+use std::sync::Arc;
 
 /// The WGSL kernel.
 pub const KERNEL: Kernel = Kernel {
@@ -51,4 +55,48 @@ pub fn cpu<T: Real>(x: &mut [T], alpha: f64, inverse: bool) {
         Act::Leaky(alpha)
     };
     x.iter_mut().for_each(|v| *v = act.apply(*v));
+}
+
+/// Leaky ReLU (or its inverse) of every element, in chunks that fit one
+/// binding.
+pub fn gpu(
+    ctx: &Arc<GpuContext>,
+    prec: Precision,
+    x: &[f64],
+    alpha: f64,
+    inverse: bool,
+) -> Result<Vec<f64>> {
+    let chunk = (ctx.max_binding_bytes() / prec.bytes() as u64).max(1) as usize;
+    let mut out = Vec::with_capacity(x.len());
+    for part in x.chunks(chunk) {
+        out.extend(gpu_chunk(ctx, prec, part, alpha, inverse)?);
+    }
+    Ok(out)
+}
+
+fn gpu_chunk(
+    ctx: &Arc<GpuContext>,
+    prec: Precision,
+    x: &[f64],
+    alpha: f64,
+    inverse: bool,
+) -> Result<Vec<f64>> {
+    if x.is_empty() {
+        return Ok(vec![]);
+    }
+    let scal = ctx.upload_real(&[alpha], prec)?;
+    let xb = ctx.upload_real(x, prec)?;
+    let params = ctx.uniform(&Params {
+        len: x.len() as u32,
+        inverse: inverse as u32,
+        pad: [0; 2],
+    })?;
+    let disp = ctx.prepare(
+        &KERNEL,
+        prec,
+        &[(&params).into(), (&scal).into(), (&xb).into()],
+        x.len() as u64,
+    )?;
+    ctx.run_one(&disp)?;
+    xb.read_real()
 }

@@ -12,9 +12,14 @@
 
 use super::dense::gemm_acc;
 use super::par::parallel_enough;
+use crate::error::Result;
+use crate::gpu::GpuContext;
+use crate::gpu::buffer::Elem;
 use crate::gpu::{Bind, Kernel};
+use crate::real::Precision;
 use crate::real::Real;
 use rayon::prelude::*;
+use std::sync::Arc;
 
 /// The WGSL kernel.
 pub const KERNEL: Kernel = Kernel {
@@ -114,4 +119,58 @@ pub fn cpu<T: Real>(h: &[T], p: usize, z: &[T], q: usize) -> Vec<f64> {
         out.iter_mut().zip(part).for_each(|(o, v)| *o += v.to_f64());
     }
     out
+}
+
+/// Normal equations `C = [H,1]ᵀ[H,1,Z]` ((p+1) × (p+1+q), see
+/// the module doc) over item blocks of at most `block` items; each block's
+/// partial C is read back and added in f64 on the host in block order.
+pub fn gpu(
+    ctx: &Arc<GpuContext>,
+    prec: Precision,
+    h: &[f64],
+    p: usize,
+    z: &[f64],
+    q: usize,
+    block: usize,
+) -> Result<Vec<f64>> {
+    let n = shape(h, p, z, q);
+    let cols = p + 1 + q;
+    let mut total = vec![0.0; (p + 1) * cols];
+    if n == 0 {
+        return Ok(total);
+    }
+    let widest = p.max(q).max(1) as u64;
+    let fit = (ctx.max_binding_bytes() / prec.bytes() as u64 / widest).max(1) as usize;
+    let block = block.clamp(1, fit).min(n);
+    let hb = ctx.alloc((block * p).max(1), Elem::Real(prec))?;
+    let zb = ctx.alloc((block * q).max(1), Elem::Real(prec))?;
+    let cb = ctx.alloc((p + 1) * cols, Elem::Real(prec))?;
+    let groups = (p + 1).div_ceil(GPU_TILE) * cols.div_ceil(GPU_TILE);
+    let mut i0 = 0;
+    while i0 < n {
+        let items = block.min(n - i0);
+        if p > 0 {
+            hb.write_real_at(0, &h[i0 * p..(i0 + items) * p]);
+        }
+        if q > 0 {
+            zb.write_real_at(0, &z[i0 * q..(i0 + items) * q]);
+        }
+        let params = ctx.uniform(&Params {
+            items: items as u32,
+            p: p as u32,
+            q: q as u32,
+            pad: 0,
+        })?;
+        let disp = ctx.prepare(
+            &KERNEL,
+            prec,
+            &[(&params).into(), (&hb).into(), (&zb).into(), (&cb).into()],
+            (groups * KERNEL.workgroup as usize) as u64,
+        )?;
+        ctx.run_one(&disp)?;
+        let part = cb.read_real()?;
+        total.iter_mut().zip(part).for_each(|(t, v)| *t += v);
+        i0 += items;
+    }
+    Ok(total)
 }

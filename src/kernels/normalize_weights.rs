@@ -5,8 +5,13 @@
 //! the group's norm is 0) the first largest unclamped mean gets Ω and the
 //! rest 0, as the reference C code does. Twin of `shaders/normalize_weights.wgsl`.
 
+use crate::error::Result;
+use crate::gpu::GpuContext;
+use crate::gpu::buffer::Elem;
 use crate::gpu::{Bind, Kernel};
+use crate::real::Precision;
 use crate::real::Real;
+use std::sync::Arc;
 
 /// The WGSL kernel.
 pub const KERNEL: Kernel = Kernel {
@@ -98,4 +103,47 @@ pub fn run<T: Real>(
             wa[e as usize] = x;
         }
     }
+}
+
+/// Weight normalization from partial sums.
+#[allow(clippy::too_many_arguments)]
+pub fn gpu(
+    ctx: &Arc<GpuContext>,
+    prec: Precision,
+    group_ptr: &[u32],
+    group_edges: &[u32],
+    partial: &[f64],
+    parts_total: usize,
+    items_total: usize,
+    clamp: bool,
+    omega: f64,
+    edges: usize,
+) -> Result<Vec<f64>> {
+    let groups = group_ptr.len().saturating_sub(1);
+    let params = ctx.uniform(&Params {
+        groups: groups as u32,
+        items_total: items_total as u32,
+        parts_total: parts_total as u32,
+        clamp: clamp as u32,
+    })?;
+    let sc = ctx.upload_real(&[omega], prec)?;
+    let gp = ctx.upload_u32(group_ptr)?;
+    let ge = ctx.upload_u32(group_edges)?;
+    let pb = ctx.upload_real(partial, prec)?;
+    let wa = ctx.alloc(edges, Elem::Real(prec))?;
+    let d = ctx.prepare(
+        &KERNEL,
+        prec,
+        &[
+            (&params).into(),
+            (&sc).into(),
+            (&gp).into(),
+            (&ge).into(),
+            (&pb).into(),
+            (&wa).into(),
+        ],
+        groups as u64,
+    )?;
+    ctx.run_one(&d)?;
+    wa.read_real()
 }

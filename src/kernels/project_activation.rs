@@ -12,8 +12,12 @@
 //! Ties break as the reference C code (see ../shared/golden/README.md).
 //! Twin of `shaders/project_activation.wgsl`.
 
+use crate::error::Result;
+use crate::gpu::GpuContext;
 use crate::gpu::{Bind, Kernel};
+use crate::real::Precision;
 use crate::real::Real;
+use std::sync::Arc;
 
 /// ReLU hidden node.
 pub const ACT_RELU: u32 = 0;
@@ -178,4 +182,43 @@ pub fn reference(kinds: &[u32], margins: &[f64], x: &mut [f64], y: &mut [f64], b
         y[i] = yo;
         b[i] = bo;
     }
+}
+
+/// Element-wise activation/class projection, in place.
+pub fn gpu(
+    ctx: &Arc<GpuContext>,
+    prec: Precision,
+    kinds: &[u32],
+    margins: &[f64],
+    x: &mut [f64],
+    y: &mut [f64],
+    b: &mut [f64],
+) -> Result<()> {
+    let params = ctx.uniform(&super::rrr_update::Params {
+        n: kinds.len() as u32,
+        pad: [0; 3],
+    })?;
+    let kb = ctx.upload_u32(kinds)?;
+    let mb = ctx.upload_real(margins, prec)?;
+    let xb = ctx.upload_real(x, prec)?;
+    let yb = ctx.upload_real(y, prec)?;
+    let bb = ctx.upload_real(b, prec)?;
+    let d = ctx.prepare(
+        &KERNEL,
+        prec,
+        &[
+            (&params).into(),
+            (&kb).into(),
+            (&mb).into(),
+            (&xb).into(),
+            (&yb).into(),
+            (&bb).into(),
+        ],
+        kinds.len() as u64,
+    )?;
+    ctx.run_one(&d)?;
+    x.copy_from_slice(&xb.read_real()?);
+    y.copy_from_slice(&yb.read_real()?);
+    b.copy_from_slice(&bb.read_real()?);
+    Ok(())
 }

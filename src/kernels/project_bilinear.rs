@@ -26,8 +26,13 @@
 //! Outputs use `x + u w` when `|u| ≤ 1/2` and `(x ± w) − s w` when `|u| > 1/2`
 //! so that neither regime loses digits.
 
+use crate::error::Result;
+use crate::gpu::GpuContext;
+use crate::gpu::buffer::Elem;
 use crate::gpu::{Bind, Kernel};
+use crate::real::Precision;
 use crate::real::Real;
+use std::sync::Arc;
 
 /// The WGSL kernel: one invocation per problem of a [`BilinearBatch`].
 pub const KERNEL: Kernel = Kernel {
@@ -757,4 +762,51 @@ mod tests {
         let r = project(&[0.0f64], &[0.0], 1.0, 1.0, None);
         assert_eq!(r.status, STATUS_DEGENERATE);
     }
+}
+
+/// Batched bilinear projection.
+pub fn gpu(ctx: &Arc<GpuContext>, prec: Precision, batch: &BilinearBatch) -> Result<BilinearOut> {
+    let np = batch.problems();
+    let params = ctx.uniform(&Params {
+        problems: np as u32,
+        pad: [0; 3],
+    })?;
+    let ptr = ctx.upload_u32(&batch.ptr)?;
+    let x = ctx.upload_real(&batch.x, prec)?;
+    let w = ctx.upload_real(&batch.w, prec)?;
+    let y = ctx.upload_real(&batch.y, prec)?;
+    let om = ctx.upload_real(&batch.omega, prec)?;
+    let g = ctx.upload_real(&batch.g, prec)?;
+    let xo = ctx.alloc(batch.x.len(), Elem::Real(prec))?;
+    let wo = ctx.alloc(batch.w.len(), Elem::Real(prec))?;
+    let yo = ctx.alloc(np, Elem::Real(prec))?;
+    let uo = ctx.alloc(np, Elem::Real(prec))?;
+    let so = ctx.alloc(np, Elem::U32)?;
+    let d = ctx.prepare(
+        &KERNEL,
+        prec,
+        &[
+            (&params).into(),
+            (&ptr).into(),
+            (&x).into(),
+            (&w).into(),
+            (&y).into(),
+            (&om).into(),
+            (&g).into(),
+            (&xo).into(),
+            (&wo).into(),
+            (&yo).into(),
+            (&uo).into(),
+            (&so).into(),
+        ],
+        np as u64,
+    )?;
+    ctx.run_one(&d)?;
+    Ok(BilinearOut {
+        x: xo.read_real()?,
+        w: wo.read_real()?,
+        y: yo.read_real()?,
+        u: uo.read_real()?,
+        status: so.read_u32()?,
+    })
 }

@@ -5,9 +5,14 @@
 //! sums are the seam for a multi-device allreduce. Twin of `shaders/reduce_rows.wgsl`.
 
 use super::par::{SimdLevel, parallel_enough, simd_dispatch};
+use crate::error::Result;
+use crate::gpu::GpuContext;
+use crate::gpu::buffer::Elem;
 use crate::gpu::{Bind, Kernel};
+use crate::real::Precision;
 use crate::real::Real;
 use rayon::prelude::*;
+use std::sync::Arc;
 
 /// Items per partial sum (one workgroup of 256 invocations, 4 items each).
 pub const CHUNK: usize = 1024;
@@ -159,3 +164,54 @@ fn row_sum<T: Real>(z: &[T], a: Option<&[T]>) -> T {
 
 /// Partial sums per row on the CPU.
 const LANES: usize = 16;
+
+/// Partial row sums with `parts_total = parts(items)` and offset 0, by the
+/// kernel the engines pick for this row length.
+pub fn gpu(
+    ctx: &Arc<GpuContext>,
+    prec: Precision,
+    z: &[f64],
+    a: &[f64],
+    rows: usize,
+    items: usize,
+    mode: u32,
+) -> Result<Vec<f64>> {
+    let (kernel, _) = kernel_for(items);
+    gpu_with(ctx, prec, kernel, z, a, rows, items, mode)
+}
+
+/// Partial row sums by a given variant (`KERNEL` or `SERIAL`).
+#[allow(clippy::too_many_arguments)]
+pub fn gpu_with(
+    ctx: &Arc<GpuContext>,
+    prec: Precision,
+    kernel: &Kernel,
+    z: &[f64],
+    a: &[f64],
+    rows: usize,
+    items: usize,
+    mode: u32,
+) -> Result<Vec<f64>> {
+    let per_part = if kernel.entry == SERIAL.entry { 1 } else { 256 };
+    let parts = parts(items);
+    let params = ctx.uniform(&Params {
+        rows: rows as u32,
+        items: items as u32,
+        parts: parts as u32,
+        mode,
+        parts_total: parts as u32,
+        parts_offset: 0,
+        pad: [0; 2],
+    })?;
+    let zb = ctx.upload_real(z, prec)?;
+    let ab = ctx.upload_real(a, prec)?;
+    let out = ctx.alloc(rows * parts, Elem::Real(prec))?;
+    let d = ctx.prepare(
+        kernel,
+        prec,
+        &[(&params).into(), (&zb).into(), (&ab).into(), (&out).into()],
+        (rows * parts) as u64 * per_part,
+    )?;
+    ctx.run_one(&d)?;
+    out.read_real()
+}

@@ -19,9 +19,14 @@ use super::project_bilinear::{
     ROOT_BLOCK, STATUS_DEGENERATE, STATUS_NOT_CONVERGED, WarmRoot, apply_root, solve_block,
     solve_root,
 };
+use crate::error::Result;
+use crate::gpu::buffer::Elem;
 use crate::gpu::{Bind, Kernel};
+use crate::gpu::{GpuBuffer, GpuContext};
+use crate::real::Precision;
 use crate::real::Real;
 use rayon::prelude::*;
+use std::sync::Arc;
 
 /// y fixed by data (NMF).
 pub const MODE_NMF: u32 = 0;
@@ -698,4 +703,76 @@ fn lane_acc<T: Real>(v: &[T], out: &mut [T]) {
         acc[l] += r;
     }
     out.copy_from_slice(&acc);
+}
+
+/// Outputs of one fused RRR step.
+#[derive(Clone, Debug)]
+pub struct StepOut {
+    /// Updated x.
+    pub x: Vec<f64>,
+    /// Updated w.
+    pub w: Vec<f64>,
+    /// Updated y.
+    pub y: Vec<f64>,
+    /// Updated b.
+    pub b: Vec<f64>,
+    /// err [J][K].
+    pub err: Vec<f64>,
+    /// [degenerate, not converged].
+    pub counters: Vec<u32>,
+}
+
+/// One fused RRR step (bias consensus given as a per-node mean).
+pub fn gpu(
+    ctx: &Arc<GpuContext>,
+    prec: Precision,
+    inp: &StepInputs<'_, f64>,
+    x: &[f64],
+    w: &[f64],
+    y: &[f64],
+    b: &[f64],
+) -> Result<StepOut> {
+    let kk = inp.items;
+    let j = inp.bil.len();
+    let n = inp.metric.len();
+    // Feed the bias mean as a single partial per node with items_total = 1.
+    let (has_bias, bmean) = match inp.bias_mean {
+        Some(m) => (1, m.to_vec()),
+        None => (0, vec![0.0; n]),
+    };
+    let params = ctx.uniform(&Params {
+        items: kk as u32,
+        bil_nodes: j as u32,
+        parts_total: 1,
+        mode: inp.mode,
+        has_bias,
+        items_total: 1,
+        pad: [0; 2],
+    })?;
+    let up = |v: &[f64]| ctx.upload_real(v, prec);
+    let sc = up(&[inp.beta, inp.omega])?;
+    let bil = ctx.upload_u32(inp.bil)?;
+    let in_ptr = ctx.upload_u32(inp.in_ptr)?;
+    let src = ctx.upload_u32(inp.src)?;
+    let metric = up(inp.metric)?;
+    let (xb, wb, yb, bb) = (up(x)?, up(w)?, up(y)?, up(b)?);
+    let (xa, wa, ya, ba) = (up(inp.xa)?, up(inp.wa)?, up(inp.ya)?, up(inp.ba)?);
+    let bpart = up(&bmean)?;
+    let err = ctx.alloc(j * kk, Elem::Real(prec))?;
+    let counters = ctx.upload_u32(&[0, 0])?;
+    let bufs: [&GpuBuffer; 17] = [
+        &params, &sc, &bil, &in_ptr, &src, &metric, &xb, &wb, &xa, &wa, &yb, &ya, &bb, &ba, &bpart,
+        &err, &counters,
+    ];
+    let binds: Vec<_> = bufs.iter().map(|&b| b.into()).collect();
+    let d = ctx.prepare(&KERNEL, prec, &binds, (j * kk) as u64)?;
+    ctx.run_one(&d)?;
+    Ok(StepOut {
+        x: xb.read_real()?,
+        w: wb.read_real()?,
+        y: yb.read_real()?,
+        b: bb.read_real()?,
+        err: err.read_real()?,
+        counters: counters.read_u32()?,
+    })
 }

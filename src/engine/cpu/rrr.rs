@@ -1,19 +1,37 @@
 //! RRR iterations on the CPU backend, generic over precision.
+//!
+//! Every sum over items is a local partial sum handed to the collective:
+//! the weight consensus Σ_k w (in [`WSUM_PARTS`] fixed parts per edge), the
+//! bias consensus Σ_k (2b_A − b), the error sums per error group, and the
+//! selection keys (gathered, so every process ranks the whole batch).
+
+use std::sync::Arc;
 
 use rayon::prelude::*;
 
+use crate::engine::{Collective, Consensus, IterReport, RrrEngine, Share};
 use crate::error::Result;
 use crate::kernels::consensus_nodes::{self, NodeInputs, XSumRows};
 use crate::kernels::par::FlushDenormals;
 use crate::kernels::project_bilinear::WarmRoot;
 use crate::kernels::rrr_step::{self, StepInputs, StepState, WSUM_PARTS, XSumLayout, XSums};
 use crate::kernels::{class_select, normalize_weights, reduce_rows};
+use crate::problem::{RrrProblem, RrrState};
 use crate::real::Real;
-use crate::rrr::{Consensus, IterReport, RrrEngine, RrrProblem, RrrState};
 
 pub(crate) struct CpuRrr<T> {
     p: RrrProblem,
+    /// Items of this process (the row stride of every [rows][K] array).
     items: usize,
+    /// This process's share of the batch.
+    share: Share,
+    collective: Arc<dyn Collective>,
+    /// Kernel codes of the node kinds, their parameters, the step mode and
+    /// the selection (mode, budget).
+    kind: Vec<u32>,
+    param: Vec<u32>,
+    mode: u32,
+    select: (u32, usize),
     metric: Vec<T>,
     x: Vec<T>,
     w: Vec<T>,
@@ -69,8 +87,14 @@ fn back<T: Real>(v: &[T]) -> Vec<f64> {
 }
 
 impl<T: Real> CpuRrr<T> {
-    pub(crate) fn new(p: &RrrProblem, items: usize) -> Result<Self> {
+    pub(crate) fn new(
+        p: &RrrProblem,
+        items: usize,
+        collective: Arc<dyn Collective>,
+    ) -> Result<Self> {
         p.check_groups()?;
+        let share = collective.share_of(items)?;
+        let (kind, param) = p.node_codes();
         let s = RrrState::zeros(p, items);
         let (e, n) = (p.edges(), p.nodes);
         let step_sums_w = p
@@ -84,6 +108,12 @@ impl<T: Real> CpuRrr<T> {
         Ok(CpuRrr {
             p: p.clone(),
             items,
+            share,
+            collective,
+            kind,
+            param,
+            mode: p.mode.code(),
+            select: p.selection.code(),
             metric: conv(&p.metric),
             x: conv(&s.x),
             w: conv(&s.w),
@@ -110,8 +140,9 @@ impl<T: Real> CpuRrr<T> {
     }
 
     /// PA(z): node consensus and weight consensus.
-    fn project_a(&mut self) {
-        if self.p.select_mode != class_select::MODE_NONE {
+    fn project_a(&mut self) -> Result<()> {
+        let (select_mode, budget) = self.select;
+        if select_mode != class_select::MODE_NONE {
             let sel = class_select::SelectInputs {
                 items: self.items,
                 first_class: self.p.first_class,
@@ -122,10 +153,15 @@ impl<T: Real> CpuRrr<T> {
                 b: &self.b,
                 labels: &self.labels,
             };
-            class_select::cpu(
-                &sel,
-                self.p.select_mode,
-                self.p.select_budget,
+            let (keys, best) = class_select::cpu_keys(&sel, select_mode);
+            let all = self.collective.all_gather(&keys)?;
+            class_select::cpu_select(
+                &all,
+                self.share.offset,
+                &best,
+                &self.labels,
+                select_mode,
+                budget,
                 &mut self.eff,
             );
         }
@@ -133,8 +169,8 @@ impl<T: Real> CpuRrr<T> {
             items: self.items,
             out_ptr: &self.p.out_ptr,
             out_edges: &self.p.out_edges,
-            kind: &self.p.kind,
-            param: &self.p.param,
+            kind: &self.kind,
+            param: &self.param,
             labels: &self.eff,
             class_margin: T::from_f64(self.p.class_margin),
             act_margin: T::from_f64(self.p.act_margin),
@@ -152,30 +188,32 @@ impl<T: Real> CpuRrr<T> {
             },
         };
         consensus_nodes::cpu(&inp, &mut self.xa, &mut self.ya, &mut self.ba);
+        let e = self.p.edges();
         let parts = if self.wsum_fresh {
             WSUM_PARTS
         } else {
-            let e = self.p.edges();
             reduce_rows::cpu_row_sums(&self.w, None, self.items, &mut self.wsum[..e]);
             1
         };
+        self.collective.allreduce_sum(&mut self.wsum[..e * parts])?;
         normalize_weights::run(
             &self.p.group_ptr,
             &self.p.group_edges,
             &self.wsum,
             parts,
-            self.items,
+            self.share.total,
             self.p.clamp_weights,
             T::from_f64(self.p.omega),
             &mut self.wa,
         );
+        Ok(())
     }
 }
 
 impl<T: Real> RrrEngine for CpuRrr<T> {
     fn load(&mut self, s: &RrrState) -> Result<()> {
         if s.items != self.items {
-            return Err(crate::Error::Input(format!(
+            return Err(crate::error::Error::Input(format!(
                 "engine built for {} items, state has {}",
                 self.items, s.items
             )));
@@ -205,10 +243,11 @@ impl<T: Real> RrrEngine for CpuRrr<T> {
         let mut rep = IterReport::default();
         let kk = self.items;
         for _ in 0..iters {
-            self.project_a();
+            self.project_a()?;
             let bias_mean = if self.p.has_bias {
                 reduce_rows::cpu_row_sums(&self.b, Some(&self.ba), kk, &mut self.bsum);
-                let inv = T::ONE / T::from_f64(kk as f64);
+                self.collective.allreduce_sum(&mut self.bsum)?;
+                let inv = T::ONE / T::from_f64(self.share.total as f64);
                 for v in self.bsum.iter_mut() {
                     *v *= inv;
                 }
@@ -218,7 +257,7 @@ impl<T: Real> RrrEngine for CpuRrr<T> {
             };
             let inp = StepInputs {
                 items: kk,
-                mode: self.p.mode,
+                mode: self.mode,
                 beta: T::from_f64(beta),
                 omega: T::from_f64(self.p.omega),
                 bil: &self.p.bil,
@@ -253,7 +292,8 @@ impl<T: Real> RrrEngine for CpuRrr<T> {
             for (g, s) in self.group_sums.iter_mut().enumerate() {
                 *s = self.node_err[g * per..(g + 1) * per].iter().sum();
             }
-            rep.push_group_sums(&self.group_sums, kk);
+            self.collective.allreduce_sum_f64(&mut self.group_sums)?;
+            rep.push_group_sums(&self.group_sums, self.share.total);
             if tol > 0.0 && rep.below(tol) {
                 rep.converged = true;
                 break;
@@ -283,7 +323,7 @@ impl<T: Real> RrrEngine for CpuRrr<T> {
     }
 
     fn consensus(&mut self) -> Result<Consensus> {
-        self.project_a();
+        self.project_a()?;
         Ok(Consensus {
             x: back(&self.xa),
             w: back(&self.wa),

@@ -68,8 +68,8 @@ pub fn prepare(
     // Majority gates, depth 3 (the paper's maj13 task).
     let circuit = Circuit::random(13, 3, 3, 13, 1)?;
     let (train, test) = circuit.split(1);
-    crate::output::write_atomic(&dir.join("maj_train"), train.to_lwl().as_bytes())?;
-    crate::output::write_atomic(&dir.join("maj_test"), test.to_lwl().as_bytes())?;
+    crate::io::write_atomic(&dir.join("maj_train"), train.to_lwl().as_bytes())?;
+    crate::io::write_atomic(&dir.join("maj_test"), test.to_lwl().as_bytes())?;
     // MNIST-shaped random images with labels (IDX): 784-20-10 and StarNet.
     let (cls_images, images) = if quick {
         (1000, 1000)
@@ -107,7 +107,7 @@ pub fn prepare(
         let row: Vec<String> = sp.item(k).iter().map(|v| format!("{v}")).collect();
         csv += &format!("{},{}\n", row.join(","), sp.y[k]);
     }
-    crate::output::write_atomic(&dir.join("spiral.csv"), csv.as_bytes())?;
+    crate::io::write_atomic(&dir.join("spiral.csv"), csv.as_bytes())?;
     let rrr_bytes = Some(10.0 * precision_bytes);
     let product_bytes = Some(2.0 * precision_bytes);
     let (nmf_runs, nmf_iter) = if quick {
@@ -285,8 +285,8 @@ fn write_idx_images(dir: &Path, name: &str, n: usize, side: usize, seed: u64) ->
     let mut lab = vec![0u8, 0, 8, 1];
     lab.extend_from_slice(&(n as u32).to_be_bytes());
     lab.extend((0..n).map(|_| rng.random_range(0..10u8)));
-    crate::output::write_atomic(&dir.join(format!("{name}-images-idx3-ubyte")), &img)?;
-    crate::output::write_atomic(&dir.join(format!("{name}-labels-idx1-ubyte")), &lab)
+    crate::io::write_atomic(&dir.join(format!("{name}-images-idx3-ubyte")), &img)?;
+    crate::io::write_atomic(&dir.join(format!("{name}-labels-idx1-ubyte")), &lab)
 }
 
 /// One (workload, device) result.

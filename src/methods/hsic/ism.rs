@@ -25,7 +25,7 @@ use super::eigen;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::{Work, normal, opt_sigma_on};
+use super::{Work, opt_sigma_on};
 use crate::Backend;
 use crate::data::labeled::Labeled;
 use crate::data::matrix::row_major as rows_of;
@@ -33,6 +33,7 @@ use crate::error::Result;
 use crate::kernels::dense::symmetric_product;
 use crate::kernels::kernel_product::{Func, Gamma, Spec};
 use crate::kernels::par::{SimdLevel, simd_dispatch};
+use crate::random::normal;
 use crate::real::Real;
 
 /// Random Fourier features per layer output (the reference's 400).
@@ -829,7 +830,7 @@ impl IsmModel {
     /// safetensors bytes: W, Ω, b per layer, the final projection and class
     /// centres as tensors; σ, iterations and settings as metadata.
     pub fn to_bytes(&self, label_values: &[i64]) -> Result<Vec<u8>> {
-        use crate::output::{NamedTensor, safetensors_bytes};
+        use crate::io::{NamedTensor, safetensors_bytes};
         let t = |name: String, m: &DMatrix<f64>| NamedTensor {
             name,
             shape: vec![m.nrows(), m.ncols()],
@@ -869,7 +870,7 @@ impl IsmModel {
     /// Reads [`IsmModel::to_bytes`] (the training outputs are not stored).
     pub fn from_bytes(bytes: &[u8], what: &str) -> Result<(IsmModel, Vec<i64>)> {
         let bad = |m: &str| crate::Error::Input(format!("{what}: not an HSIC W* model ({m})"));
-        let (tensors, meta) = crate::output::read_safetensors(bytes)?;
+        let (tensors, meta) = crate::io::read_safetensors(bytes)?;
         if meta["method"] != "hsic ism" {
             return Err(bad("method"));
         }

@@ -43,7 +43,7 @@ impl Net {
             data: widths[0],
             hidden: widths[1..widths.len() - 1].iter().sum(),
             classes: *widths.last().unwrap(),
-            edges: crate::rrr::layered_edges(widths),
+            edges: crate::problem::layered_edges(widths),
         };
         net.edges.sort_by_key(|&(s, d)| (d, s));
         net.check()?;

@@ -23,20 +23,17 @@
 //! through `kernels::class_select`. Shuffles are seeded per epoch, so a run
 //! resumed from an end-of-epoch checkpoint retraces the uninterrupted one.
 
-use rand::seq::SliceRandom;
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
 use super::net::Net;
-use super::{RrrProblem, RrrState};
-use crate::backend::Backend;
+use super::{Model, random_model};
 use crate::data::labeled::Labeled;
+use crate::engine::Backend;
 use crate::error::{Error, Result};
-use crate::kernels::class_select::{
-    LABEL_EXEMPT, MODE_EXEMPT, MODE_NONE, MODE_RELABEL, MODE_RELABEL_FAKES,
-};
-use crate::output::{NamedTensor, read_safetensors, safetensors_bytes};
+use crate::io::{NamedTensor, read_safetensors, safetensors_bytes};
+use crate::kernels::class_select::LABEL_EXEMPT;
+use crate::problem::{RrrProblem, RrrState, Selection};
+use crate::train::epoch_order;
 
 /// Training settings.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize, PartialEq)]
@@ -110,15 +107,6 @@ pub struct Classifier {
     order: Vec<usize>,
 }
 
-/// Consensus weights (in the problem's edge order) and biases per node.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Model {
-    /// w̄ per edge.
-    pub weights: Vec<f64>,
-    /// b̄ per node (0 at data nodes).
-    pub biases: Vec<f64>,
-}
-
 impl Classifier {
     /// Builds the RRR problem of a net with Ω, Δ, Υ and the class selection.
     pub fn new(net: Net, s: &Settings) -> Result<Self> {
@@ -132,14 +120,14 @@ impl Classifier {
             s.margin,
             s.upsilon,
         )?;
-        (problem.select_mode, problem.select_budget) = if s.exempt > 0 {
-            (MODE_EXEMPT, s.exempt)
+        problem.selection = if s.exempt > 0 {
+            Selection::Exempt(s.exempt)
         } else if s.relabel > 0 {
-            (MODE_RELABEL, s.relabel)
+            Selection::Relabel(s.relabel)
         } else if s.false_positives > 0 {
-            (MODE_RELABEL_FAKES, s.false_positives)
+            Selection::RelabelFakes(s.false_positives)
         } else {
-            (MODE_NONE, 0)
+            Selection::None
         };
         let order = net.topo_order()?;
         Ok(Classifier {
@@ -255,32 +243,6 @@ impl Classifier {
     }
 }
 
-/// Random first weights of any RRR net with weights grouped by destination
-/// (classifier, autoencoder): uniform in [−1, 1] per node, mean removed,
-/// norm Ω; biases 0.
-pub fn random_model(p: &RrrProblem, seed: u64) -> Model {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut weights = vec![0.0; p.edges()];
-    for j in 0..p.nodes {
-        let r = p.in_ptr[j] as usize..p.in_ptr[j + 1] as usize;
-        if r.is_empty() {
-            continue;
-        }
-        for e in r.clone() {
-            weights[e] = rng.random_range(-1.0..=1.0);
-        }
-        let mean = weights[r.clone()].iter().sum::<f64>() / r.len() as f64;
-        weights[r.clone()].iter_mut().for_each(|w| *w -= mean);
-        let norm = weights[r.clone()].iter().map(|w| w * w).sum::<f64>().sqrt();
-        let scale = if norm > 0.0 { p.omega / norm } else { 0.0 };
-        weights[r].iter_mut().for_each(|w| *w *= scale);
-    }
-    Model {
-        weights,
-        biases: vec![0.0; p.nodes],
-    }
-}
-
 /// One epoch's figures.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize, PartialEq)]
 pub struct EpochStats {
@@ -310,19 +272,11 @@ pub struct EpochStats {
 
 /// Which items the selection touched in one epoch (indices into the training set).
 #[derive(Clone, Debug, Default)]
-pub struct Selection {
+pub struct SelectedItems {
     /// Exempted items.
     pub exempted: Vec<usize>,
     /// Relabeled items and the labels they took.
     pub relabeled: Vec<(usize, u32)>,
-}
-
-/// Shuffled item order of an epoch (depends only on the seed and the epoch).
-pub fn epoch_order(items: usize, seed: u64, epoch: usize) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..items).collect();
-    let mix = seed ^ (epoch as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    order.shuffle(&mut ChaCha8Rng::seed_from_u64(mix));
-    order
 }
 
 /// Trains from `model` for epochs `first_epoch..=s.epochs` (1-based), calling
@@ -338,7 +292,7 @@ pub fn train(
     s: &Settings,
     mut model: Model,
     first_epoch: usize,
-    mut on_epoch: impl FnMut(&EpochStats, &Model, &Selection) -> Result<()>,
+    mut on_epoch: impl FnMut(&EpochStats, &Model, &SelectedItems) -> Result<()>,
 ) -> Result<Model> {
     s.check()?;
     clf.check_data(train, "the training data")?;
@@ -353,12 +307,12 @@ pub fn train(
     let p = &clf.problem;
     let mut engine = backend.rrr_engine(p, kk)?;
     let check_every = if s.tol > 0.0 { 10 } else { s.iters_per_batch };
-    let selecting = p.select_mode != MODE_NONE;
+    let selecting = p.selection.is_active();
     for epoch in first_epoch..=s.epochs {
         let t0 = std::time::Instant::now();
         let order = epoch_order(train.len(), s.seed, epoch);
         let (mut e_start, mut e_end, mut iters, mut batch_err) = (0.0, 0.0, 0usize, 0.0);
-        let mut sel = Selection::default();
+        let mut sel = SelectedItems::default();
         for b in 0..batches {
             let idx = &order[b * kk..(b + 1) * kk];
             engine.load(&clf.batch_state(&model, train, idx))?;

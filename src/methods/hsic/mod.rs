@@ -34,7 +34,7 @@ use crate::Backend;
 use crate::data::labeled::Labeled;
 use crate::error::{Error, Result};
 use crate::kernels::kernel_product::Spec;
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
@@ -499,13 +499,6 @@ pub fn layer_output(
     Ok(out)
 }
 
-/// A standard normal draw (Box–Muller).
-pub(crate) fn normal(rng: &mut ChaCha8Rng) -> f64 {
-    let u1: f64 = 1.0 - rng.random::<f64>();
-    let u2: f64 = rng.random();
-    (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
-}
-
 fn logspace(from: f64, to: f64, steps: usize) -> Vec<f64> {
     if steps <= 1 {
         return vec![from];
@@ -606,7 +599,7 @@ pub fn fit_ws(be: &Backend, train: &Labeled, s: &WsSettings, work: &mut Work) ->
     let mut x = train.x.clone();
     if s.jitter > 0.0 {
         for v in x.iter_mut() {
-            *v += s.jitter * normal(&mut rng);
+            *v += s.jitter * crate::random::normal(&mut rng);
         }
     }
     let (mean, std) = standardize_stats(&x, d);
@@ -826,7 +819,7 @@ pub fn accuracy(pred: &[u32], y: &[u32]) -> f64 {
 impl WsModel {
     /// safetensors bytes: arrays as tensors, layers and settings as metadata.
     pub fn to_bytes(&self, label_values: &[i64]) -> Result<Vec<u8>> {
-        use crate::output::{NamedTensor, safetensors_bytes};
+        use crate::io::{NamedTensor, safetensors_bytes};
         let mut t = vec![
             NamedTensor {
                 name: "mean".into(),
@@ -866,7 +859,7 @@ impl WsModel {
     /// Reads [`WsModel::to_bytes`]; returns the model and the label values.
     pub fn from_bytes(bytes: &[u8], what: &str) -> Result<(WsModel, Vec<i64>)> {
         let bad = |m: &str| Error::Input(format!("{what}: not an HSIC W_s model ({m})"));
-        let (tensors, meta) = crate::output::read_safetensors(bytes)?;
+        let (tensors, meta) = crate::io::read_safetensors(bytes)?;
         if meta["method"] != "hsic ws" {
             return Err(bad("method"));
         }

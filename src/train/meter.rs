@@ -194,6 +194,15 @@ impl Meter {
         }
     }
 
+    /// Starts timing with the sensor for a backend's device (NVML for a
+    /// GPU, else RAPL).
+    pub fn for_backend(backend: &crate::engine::Backend) -> Self {
+        Self::start(match backend.kind() {
+            crate::engine::DeviceKind::Gpu => SensorKind::Gpu,
+            crate::engine::DeviceKind::Cpu => SensorKind::Cpu,
+        })
+    }
+
     /// Adds work done.
     pub fn add_gwms(&mut self, g: f64) {
         self.gwms += g;

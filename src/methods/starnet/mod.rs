@@ -179,7 +179,7 @@ impl Layer {
         let s = 1.0 / (d_in as f64).sqrt();
         Layer {
             w: (0..d_in * d_out)
-                .map(|_| crate::hsic::normal(rng) * s)
+                .map(|_| crate::random::normal(rng) * s)
                 .collect(),
             c: vec![0.0; d_out],
             d_in,
@@ -192,7 +192,7 @@ impl Layer {
     pub fn random_conv(shape: conv::ConvShape, rng: &mut ChaCha8Rng) -> Layer {
         let s = 1.0 / (shape.patch() as f64).sqrt();
         let kernels: Vec<f64> = (0..shape.conv_channels() * shape.patch())
-            .map(|_| crate::hsic::normal(rng) * s)
+            .map(|_| crate::random::normal(rng) * s)
             .collect();
         Layer::from_conv(shape, kernels, vec![0.0; shape.conv_channels()])
     }
@@ -519,7 +519,7 @@ impl StarNet {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let mut out = Vec::with_capacity(count * d);
         for _ in 0..count {
-            let e: Vec<f64> = (0..d).map(|_| crate::hsic::normal(&mut rng)).collect();
+            let e: Vec<f64> = (0..d).map(|_| crate::random::normal(&mut rng)).collect();
             for i in 0..d {
                 let s: f64 = (0..=i).map(|j| self.code_chol[i * d + j] * e[j]).sum();
                 out.push(self.code_mean[i] + s);
@@ -530,7 +530,7 @@ impl StarNet {
 
     /// The model as safetensors bytes.
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
-        let tensor = |name: String, shape: Vec<usize>, data: Vec<f64>| crate::output::NamedTensor {
+        let tensor = |name: String, shape: Vec<usize>, data: Vec<f64>| crate::io::NamedTensor {
             name,
             shape,
             data,
@@ -567,7 +567,7 @@ impl StarNet {
             vec![d0, d0],
             self.code_chol.clone(),
         ));
-        crate::output::safetensors_bytes(
+        crate::io::safetensors_bytes(
             &t,
             &serde_json::json!({"model": "starnet", "widths": self.widths, "alpha": self.alpha,
                 "conv": self.layers.iter().map(|l| l.conv.as_ref().map(|c| c.0)).collect::<Vec<_>>()}),
@@ -577,7 +577,7 @@ impl StarNet {
     /// Reads a model written by [`StarNet::to_bytes`].
     pub fn from_bytes(bytes: &[u8], what: &str) -> Result<StarNet> {
         let bad = |why: String| Error::Input(format!("{what}: {why}"));
-        let (t, meta) = crate::output::read_safetensors(bytes)?;
+        let (t, meta) = crate::io::read_safetensors(bytes)?;
         if meta["model"] != "starnet" {
             return Err(bad("not a StarNet model".into()));
         }

@@ -17,12 +17,11 @@ use nalgebra::DMatrix;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::{Consensus, IterReport, RrrEngine, RrrProblem, RrrState, WeightGroups};
 use crate::Backend;
+use crate::engine::{Consensus, IterReport, RrrEngine};
 use crate::error::{Error, Result};
-use crate::kernels::consensus_nodes::NODE_NONNEG;
 use crate::kernels::normalize_weights::normalize_group;
-use crate::kernels::rrr_step::MODE_NMF;
+use crate::problem::{NodeKind, RrrProblem, RrrState, StepMode, WeightGroups};
 
 /// The linear Euclidean distance matrix `Y[i,k] = ((i − k)/(m − 1))²`.
 pub fn ledm(m: usize) -> DMatrix<f64> {
@@ -59,10 +58,10 @@ impl Nmf {
             .collect();
         let mut p = RrrProblem::from_edges(rank + dim, &edges, WeightGroups::BySource)?;
         for i in 0..rank {
-            p.kind[i] = NODE_NONNEG;
+            p.kind[i] = NodeKind::Nonneg;
         }
         p.clamp_weights = true;
-        p.mode = MODE_NMF;
+        p.mode = StepMode::Nmf;
         p.omega = omega;
         Ok(Nmf {
             problem: p,
@@ -387,11 +386,11 @@ pub fn solve_batched(
     let mut p = RrrProblem::from_edges(runs * per_nodes, &edges, WeightGroups::BySource)?;
     for a in 0..runs {
         for i in 0..rank {
-            p.kind[a * per_nodes + i] = NODE_NONNEG;
+            p.kind[a * per_nodes + i] = NodeKind::Nonneg;
         }
     }
     p.clamp_weights = true;
-    p.mode = MODE_NMF;
+    p.mode = StepMode::Nmf;
     p.omega = omega;
     p.err_groups = runs;
     // Runs are contiguous blocks of edges (sorted by destination) and of node rows.

@@ -15,11 +15,11 @@
 //! plus two backward products), the RRR classifier's unit (|K| × |E| per
 //! iteration), so test error can be compared against GWMs.
 
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::backend::Backend;
 use crate::data::labeled::Labeled;
+use crate::engine::Backend;
 use crate::error::{Error, Result};
 use crate::kernels::dense::Act;
 
@@ -60,7 +60,11 @@ impl SgdNet {
         let mut c = vec![];
         for p in widths.windows(2) {
             let scale = (2.0 / p[0] as f64).sqrt();
-            w.push((0..p[0] * p[1]).map(|_| scale * normal(&mut rng)).collect());
+            w.push(
+                (0..p[0] * p[1])
+                    .map(|_| scale * crate::random::normal_clamped(&mut rng))
+                    .collect(),
+            );
             c.push(vec![0.0; p[1]]);
         }
         Ok(SgdNet {
@@ -182,13 +186,6 @@ fn transpose(a: &[f64], rows: usize, cols: usize) -> Vec<f64> {
     t
 }
 
-fn normal(rng: &mut ChaCha8Rng) -> f64 {
-    // Box–Muller.
-    let u1: f64 = rng.random::<f64>().max(f64::MIN_POSITIVE);
-    let u2: f64 = rng.random();
-    (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
-}
-
 /// One epoch's figures.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct SgdEpoch {
@@ -234,7 +231,7 @@ pub fn train(
     let d = train.dim;
     for epoch in 1..=s.epochs {
         let t0 = std::time::Instant::now();
-        let order = crate::rrr::classify::epoch_order(train.len(), s.seed, epoch);
+        let order = crate::train::epoch_order(train.len(), s.seed, epoch);
         let steps = train.len() / kk;
         let mut loss = 0.0;
         for b in 0..steps {

@@ -1,12 +1,120 @@
-//! The RRR problem as the backends see it: a directed graph of neurons with
-//! edges sorted by destination, per-node side constraints, weight groups,
-//! and the replicated variables of one batch.
+//! The RRR problem as the engines see it: a directed graph of neurons with
+//! edges sorted by destination, per-node side constraints ([`NodeKind`]),
+//! weight groups, the class selection ([`Selection`]), and the layout of
+//! the replicated variables of one batch ([`RrrState`]). The kinds are Rust
+//! enums here; their `u32` codes exist only at the kernel boundary
+//! ([`RrrProblem::node_codes`], [`StepMode::code`], [`Selection::code`]).
 
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::kernels::consensus_nodes::NODE_FREE;
 use crate::kernels::rrr_step::csr_ptr;
+use crate::kernels::{class_select, consensus_nodes as nodes, rrr_step};
+
+/// A node's side constraint in the A-projection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NodeKind {
+    /// x̄ only (the mean of the x replicas).
+    Free,
+    /// x̄ clamped at 0 (NMF code node).
+    Nonneg,
+    /// x = the data value (classifier input node).
+    Data,
+    /// ReLU hidden node.
+    Relu,
+    /// Class node of class `index`.
+    Class {
+        /// Its class.
+        index: u32,
+    },
+    /// Zigmoid node.
+    Zigmoid,
+    /// Gapped-step node.
+    Step,
+    /// x fixed to the data value; y and b projected.
+    Fixed,
+    /// Zigmoid node whose x is fixed to the data value on the items
+    /// labelled `on` (an autoencoder's data nodes on data items, its code
+    /// nodes on code items) and free on the others.
+    FixedZigmoid {
+        /// The item label on which x is fixed.
+        on: u32,
+    },
+    /// Gapped-step node fixed on the items labelled `on`.
+    FixedStep {
+        /// The item label on which x is fixed.
+        on: u32,
+    },
+}
+
+impl NodeKind {
+    /// The kernel's (kind, parameter) codes (`consensus_nodes::NODE_*`).
+    pub fn code(self) -> (u32, u32) {
+        match self {
+            NodeKind::Free => (nodes::NODE_FREE, 0),
+            NodeKind::Nonneg => (nodes::NODE_NONNEG, 0),
+            NodeKind::Data => (nodes::NODE_DATA, 0),
+            NodeKind::Relu => (nodes::NODE_RELU, 0),
+            NodeKind::Class { index } => (nodes::NODE_CLASS, index),
+            NodeKind::Zigmoid => (nodes::NODE_ZIGMOID, 0),
+            NodeKind::Step => (nodes::NODE_STEP, 0),
+            NodeKind::Fixed => (nodes::NODE_FIXED, 0),
+            NodeKind::FixedZigmoid { on } => (nodes::NODE_FIXED_ZIGMOID, on),
+            NodeKind::FixedStep { on } => (nodes::NODE_FIXED_STEP, on),
+        }
+    }
+}
+
+/// What the B-projection does with y at bilinear nodes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StepMode {
+    /// y fixed to the data (NMF: Σ_i x w = Y).
+    Nmf,
+    /// y free, with metric g (classifier, autoencoder).
+    FreeY,
+}
+
+impl StepMode {
+    /// The kernel's code (`rrr_step::MODE_*`).
+    pub fn code(self) -> u32 {
+        match self {
+            StepMode::Nmf => rrr_step::MODE_NMF,
+            StepMode::FreeY => rrr_step::MODE_FREE_Y,
+        }
+    }
+}
+
+/// Class-constraint selection inside the A-projection, with its budget of
+/// items per batch (EE).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Selection {
+    /// Every item keeps its label.
+    #[default]
+    None,
+    /// Eccentric exemptions (paper eq. 32).
+    Exempt(usize),
+    /// Relabeling (eq. 33).
+    Relabel(usize),
+    /// Relabeling of class-0 items only (the generator's false-positive allowance).
+    RelabelFakes(usize),
+}
+
+impl Selection {
+    /// The kernel's (mode, budget) codes (`class_select::MODE_*`).
+    pub fn code(self) -> (u32, usize) {
+        match self {
+            Selection::None => (class_select::MODE_NONE, 0),
+            Selection::Exempt(n) => (class_select::MODE_EXEMPT, n),
+            Selection::Relabel(n) => (class_select::MODE_RELABEL, n),
+            Selection::RelabelFakes(n) => (class_select::MODE_RELABEL_FAKES, n),
+        }
+    }
+
+    /// True when items may be exempted or relabeled.
+    pub fn is_active(self) -> bool {
+        self != Selection::None
+    }
+}
 
 /// Structure and constants of an RRR model, independent of the batch.
 #[derive(Clone, Debug)]
@@ -23,10 +131,8 @@ pub struct RrrProblem {
     pub out_ptr: Vec<u32>,
     /// Out-edge ids, grouped by source.
     pub out_edges: Vec<u32>,
-    /// Side constraint per node (consensus_nodes::NODE_*).
-    pub kind: Vec<u32>,
-    /// Per-node parameter (class index of class nodes).
-    pub param: Vec<u32>,
+    /// Side constraint per node.
+    pub kind: Vec<NodeKind>,
     /// Metric weight g per node (outdeg for hidden, Υ for class nodes).
     pub metric: Vec<f64>,
     /// Nodes with a bilinear constraint (those with in-edges).
@@ -37,8 +143,8 @@ pub struct RrrProblem {
     pub group_edges: Vec<u32>,
     /// Clamp consensus weights at 0 (NMF).
     pub clamp_weights: bool,
-    /// rrr_step::MODE_*.
-    pub mode: u32,
+    /// What the B-projection does with y.
+    pub mode: StepMode,
     /// Nodes carry bias replicas.
     pub has_bias: bool,
     /// Ω.
@@ -51,10 +157,8 @@ pub struct RrrProblem {
     /// into this many equal contiguous ranges (independent runs batched as
     /// a disjoint union of graphs). 1 = one total.
     pub err_groups: usize,
-    /// Class-constraint selection (`class_select::MODE_*`): exemptions or relabeling.
-    pub select_mode: u32,
-    /// Items per batch that the selection may exempt or relabel (EE).
-    pub select_budget: usize,
+    /// Class-constraint selection: exemptions or relabeling, with its budget per batch.
+    pub selection: Selection,
     /// First class node (class nodes are the contiguous range after it).
     pub first_class: usize,
     /// Number of class nodes.
@@ -110,21 +214,19 @@ impl RrrProblem {
             in_ptr,
             out_ptr,
             out_edges,
-            kind: vec![NODE_FREE; nodes],
-            param: vec![0; nodes],
+            kind: vec![NodeKind::Free; nodes],
             metric: vec![1.0; nodes],
             bil,
             group_ptr,
             group_edges,
             clamp_weights: false,
-            mode: crate::kernels::rrr_step::MODE_FREE_Y,
+            mode: StepMode::FreeY,
             has_bias: false,
             omega: 1.0,
             class_margin: 0.0,
             act_margin: 0.0,
             err_groups: 1,
-            select_mode: crate::kernels::class_select::MODE_NONE,
-            select_budget: 0,
+            selection: Selection::None,
             first_class: nodes,
             classes: 0,
         })
@@ -143,7 +245,6 @@ impl RrrProblem {
         margin: f64,
         upsilon: f64,
     ) -> Result<Self> {
-        use crate::kernels::consensus_nodes::{NODE_CLASS, NODE_DATA, NODE_RELU};
         if data + classes > nodes {
             return Err(Error::Input(format!(
                 "{data} data and {classes} class nodes do not fit in {nodes} nodes"
@@ -153,15 +254,15 @@ impl RrrProblem {
         let first_class = nodes - classes;
         for i in 0..nodes {
             let (kind, g) = if i < data {
-                (NODE_DATA, 1.0)
+                (NodeKind::Data, 1.0)
             } else if i < first_class {
-                (NODE_RELU, p.outdeg(i).max(1) as f64)
+                (NodeKind::Relu, p.outdeg(i).max(1) as f64)
             } else {
-                (NODE_CLASS, upsilon)
+                let index = (i - first_class) as u32;
+                (NodeKind::Class { index }, upsilon)
             };
             p.kind[i] = kind;
             p.metric[i] = g;
-            p.param[i] = i.saturating_sub(first_class) as u32;
         }
         p.has_bias = true;
         p.omega = omega;
@@ -186,6 +287,11 @@ impl RrrProblem {
     /// Number of edges E.
     pub fn edges(&self) -> usize {
         self.src.len()
+    }
+
+    /// The kernels' per-node (kind, parameter) codes.
+    pub fn node_codes(&self) -> (Vec<u32>, Vec<u32>) {
+        self.kind.iter().map(|k| k.code()).unzip()
     }
 
     /// Out-degree of a node.
@@ -308,85 +414,4 @@ impl RrrState {
         }
         Ok(())
     }
-}
-
-/// The A-projection of the current state: consensus values.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Consensus {
-    /// Node values xa [N][K].
-    pub x: Vec<f64>,
-    /// Consensus weights [E].
-    pub w: Vec<f64>,
-    /// ya [N][K].
-    pub y: Vec<f64>,
-    /// ba [N][K].
-    pub b: Vec<f64>,
-}
-
-/// What a run of iterations did.
-#[derive(Clone, Debug, Default)]
-pub struct IterReport {
-    /// Iterations performed.
-    pub iterations: usize,
-    /// RRR_err after each iteration.
-    pub errors: Vec<f64>,
-    /// Bilinear projections with no root in (−1, 1).
-    pub degenerate: u64,
-    /// Bilinear projections that hit the iteration cap.
-    pub not_converged: u64,
-    /// True when RRR_err fell below tol (every group's, with several groups).
-    pub converged: bool,
-    /// With `err_groups > 1`: RRR_err of each group after each iteration.
-    pub group_errors: Vec<Vec<f64>>,
-}
-
-impl IterReport {
-    /// Appends iteration errors from per-group error sums (Σ over the
-    /// group's bilinear nodes and items of |b − a|²): total and per group.
-    pub fn push_group_sums(&mut self, sums: &[f64], items: usize) {
-        let inv_k = 1.0 / items.max(1) as f64;
-        let total: f64 = sums.iter().sum();
-        self.errors.push((total * inv_k).max(0.0).sqrt());
-        if sums.len() > 1 {
-            self.group_errors.resize(sums.len(), Vec::new());
-            for (g, &s) in sums.iter().enumerate() {
-                self.group_errors[g].push((s * inv_k).max(0.0).sqrt());
-            }
-        }
-    }
-
-    /// True when the latest errors are all below `tol` (per group when grouped).
-    pub fn below(&self, tol: f64) -> bool {
-        if self.group_errors.is_empty() {
-            self.errors.last().is_some_and(|&e| e < tol)
-        } else {
-            self.group_errors.iter().all(|g| g.iter().any(|&e| e < tol))
-        }
-    }
-}
-
-/// A backend's implementation of RRR iterations on one problem.
-pub trait RrrEngine: Send {
-    /// Replaces the state z (and data, labels) of the batch.
-    fn load(&mut self, state: &RrrState) -> Result<()>;
-    /// Runs up to `iters` iterations of z ← z + β(PB(2PA(z) − z) − PA(z)),
-    /// stopping once RRR_err < tol (checked every `check_every` iterations).
-    fn iterate(
-        &mut self,
-        iters: usize,
-        beta: f64,
-        tol: f64,
-        check_every: usize,
-    ) -> Result<IterReport>;
-    /// Reads the state z back.
-    fn state(&mut self) -> Result<RrrState>;
-    /// The A-projection PA(z) of the current state.
-    fn consensus(&mut self) -> Result<Consensus>;
-    /// The B-side bias consensus of the latest iteration: per node, the
-    /// batch mean of 2b_A − b (zeros before any iteration or without biases).
-    fn bias_consensus(&mut self) -> Result<Vec<f64>>;
-    /// Effective labels of the latest A-projection: the given labels, with
-    /// `class_select::LABEL_EXEMPT` for exempted items and the new label for
-    /// relabeled ones.
-    fn labels_used(&mut self) -> Result<Vec<u32>>;
 }

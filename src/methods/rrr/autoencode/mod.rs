@@ -29,14 +29,11 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
-use super::classify::Model;
-use super::{RrrProblem, RrrState, WeightGroups};
-use crate::backend::Backend;
+use super::Model;
 use crate::data::matrix::parse_err;
+use crate::engine::Backend;
 use crate::error::{Error, Result};
-use crate::kernels::consensus_nodes::{
-    NODE_FIXED_STEP, NODE_FIXED_ZIGMOID, NODE_STEP, NODE_ZIGMOID,
-};
+use crate::problem::{NodeKind, RrrProblem, RrrState, WeightGroups};
 
 /// Engine label of a data item (x fixed at the data nodes).
 pub const LABEL_DATA: u32 = 0;
@@ -134,7 +131,7 @@ impl AeNet {
         widths.extend_from_slice(encoder);
         widths.push(code);
         widths.extend_from_slice(decoder);
-        let mut edges = super::layered_edges(&widths);
+        let mut edges = crate::problem::layered_edges(&widths);
         let total: usize = widths.iter().sum();
         let last = *widths.last().expect("widths");
         for i in total - last..total {
@@ -338,18 +335,16 @@ impl Autoencoder {
         net.check()?;
         let n = net.nodes();
         let mut p = RrrProblem::from_edges(n, &net.edges, WeightGroups::ByDestination)?;
-        let (fixed, free) = match s.activation {
-            Activation::Zigmoid => (NODE_FIXED_ZIGMOID, NODE_ZIGMOID),
-            Activation::Step => (NODE_FIXED_STEP, NODE_STEP),
+        let (fixed, free): (fn(u32) -> NodeKind, NodeKind) = match s.activation {
+            Activation::Zigmoid => (|on| NodeKind::FixedZigmoid { on }, NodeKind::Zigmoid),
+            Activation::Step => (|on| NodeKind::FixedStep { on }, NodeKind::Step),
         };
         for i in 0..n {
-            let (kind, param) = match net.part(i) {
-                Part::Data => (fixed, LABEL_DATA),
-                Part::Code => (fixed, LABEL_CODE),
-                _ => (free, 0),
+            p.kind[i] = match net.part(i) {
+                Part::Data => fixed(LABEL_DATA),
+                Part::Code => fixed(LABEL_CODE),
+                _ => free,
             };
-            p.kind[i] = kind;
-            p.param[i] = param;
             p.metric[i] = p.outdeg(i).max(1) as f64;
         }
         p.has_bias = true;
@@ -366,7 +361,7 @@ impl Autoencoder {
     /// Random first weights: uniform in [−1, 1] per node, mean removed, norm
     /// Ω (the classifier's rule); biases 0.
     pub fn random_model(&self, seed: u64) -> Model {
-        super::classify::random_model(&self.problem, seed)
+        super::random_model(&self.problem, seed)
     }
 
     fn eval(&self, m: &Model, j: usize, x: &[f64], y: &mut [f64]) -> f64 {
@@ -659,7 +654,7 @@ pub fn train(
     }
     for epoch in from.epoch + 1..=s.epochs {
         let t0 = std::time::Instant::now();
-        let order = super::classify::epoch_order(rows, s.seed, epoch);
+        let order = crate::train::epoch_order(rows, s.seed, epoch);
         let (mut e_start, mut e_end, mut iters) = (0.0, 0.0, 0usize);
         for b in 0..batches {
             let idx = &order[b * kd..(b + 1) * kd];
@@ -776,7 +771,7 @@ impl AeModel {
     /// with a generator, `gen_weights`, `gen_biases`; nets and settings in
     /// the metadata (net files in the reference formats).
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
-        use crate::output::{NamedTensor, safetensors_bytes};
+        use crate::io::{NamedTensor, safetensors_bytes};
         let n = self.code_lists.first().map_or(0, |l| l.len());
         let mut tensors = vec![
             NamedTensor {
@@ -835,8 +830,7 @@ impl AeModel {
     /// Reads what [`AeModel::to_bytes`] wrote (`what` names the file in errors).
     pub fn from_bytes(bytes: &[u8], what: &str) -> Result<Self> {
         let bad = |why: String| Error::Input(format!("{what}: {why}"));
-        let (tensors, meta) =
-            crate::output::read_safetensors(bytes).map_err(|e| bad(e.to_string()))?;
+        let (tensors, meta) = crate::io::read_safetensors(bytes).map_err(|e| bad(e.to_string()))?;
         if meta.get("method").and_then(|v| v.as_str()) != Some("rrr autoencode") {
             return Err(bad("not a gradfree autoencoder model".into()));
         }

@@ -16,12 +16,13 @@
 
 use std::sync::Arc;
 
+use crate::engine::{Collective, Consensus, IterReport, RrrEngine};
 use crate::error::{Error, Result};
 use crate::gpu::buffer::Elem;
 use crate::gpu::{BindRef, Dispatch, GpuBuffer, GpuContext};
 use crate::kernels::{class_select, consensus_nodes, normalize_weights, reduce_rows, rrr_step};
+use crate::problem::{RrrProblem, RrrState};
 use crate::real::Precision;
-use crate::rrr::{Consensus, IterReport, RrrEngine, RrrProblem, RrrState};
 
 /// Iterations whose RRR_err the device keeps before a readback is forced.
 const HISTORY: usize = 256;
@@ -102,8 +103,20 @@ impl GpuRrr {
         precision: Precision,
         p: &RrrProblem,
         items: usize,
+        collective: Arc<dyn Collective>,
     ) -> Result<Self> {
+        // The device-side sums below are the whole batch's only in a world
+        // of one process; several processes would need a host allreduce of
+        // the partial-sum arrays between the kernels of every iteration.
+        if collective.world() > 1 {
+            return Err(Error::Input(format!(
+                "the GPU RRR engine sums over items on the device, in one process; this run has {} processes (use the CPU engine)",
+                collective.world()
+            )));
+        }
         let (e, n, kk) = (p.edges(), p.nodes, items);
+        let (kind_codes, param_codes) = p.node_codes();
+        let (select_mode, select_budget) = p.selection.code();
         let j = p.bil.len();
         p.check_groups()?;
         let groups = p.err_groups;
@@ -142,8 +155,8 @@ impl GpuRrr {
         let u32buf = |v: &[u32]| ctx.upload_u32(v);
         let out_ptr = u32buf(&p.out_ptr)?;
         let out_edges = u32buf(&p.out_edges)?;
-        let kind = u32buf(&p.kind)?;
-        let param = u32buf(&p.param)?;
+        let kind = u32buf(&kind_codes)?;
+        let param = u32buf(&param_codes)?;
         let in_ptr = u32buf(&p.in_ptr)?;
         let src = u32buf(&p.src)?;
         let bil = u32buf(&p.bil)?;
@@ -163,7 +176,7 @@ impl GpuRrr {
         let hist_parts = reduce_rows::parts(group_items);
         let hist = ctx.alloc(HISTORY * groups * hist_parts, real)?;
         let counters = ctx.upload_u32(&[0, 0])?;
-        let selecting = p.select_mode != class_select::MODE_NONE;
+        let selecting = select_mode != class_select::MODE_NONE;
         let keys = ctx.alloc(kk.max(1), real)?;
         let select_scalars = ctx.upload_real(&[p.class_margin], precision)?;
 
@@ -210,8 +223,8 @@ impl GpuRrr {
                 items_total: kk as u32,
                 first_class: p.first_class as u32,
                 classes: p.classes as u32,
-                mode: p.select_mode,
-                budget: p.select_budget as u32,
+                mode: select_mode,
+                budget: select_budget as u32,
                 pad: 0,
             })?;
             let xa = ctx.alloc(n * ck, real)?;
@@ -275,7 +288,7 @@ impl GpuRrr {
                 items: ck as u32,
                 bil_nodes: j as u32,
                 parts_total: parts_total as u32,
-                mode: p.mode,
+                mode: p.mode.code(),
                 has_bias: p.has_bias as u32,
                 items_total: kk as u32,
                 pad: [0; 2],

@@ -16,11 +16,47 @@ pub mod autoencode;
 pub mod classify;
 pub mod net;
 pub mod nmf;
-pub mod problem;
 
-pub use problem::{
-    Consensus, IterReport, RrrEngine, RrrProblem, RrrState, WeightGroups, layered_edges,
-};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::problem::RrrProblem;
+
+/// Consensus weights (in the problem's edge order) and biases per node:
+/// what a classifier, an autoencoder or a generator has learned.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Model {
+    /// w̄ per edge.
+    pub weights: Vec<f64>,
+    /// b̄ per node (0 at data nodes).
+    pub biases: Vec<f64>,
+}
+
+/// Random first weights of any RRR net with weights grouped by destination
+/// (classifier, autoencoder): uniform in [−1, 1] per node, mean removed,
+/// norm Ω; biases 0.
+pub fn random_model(p: &RrrProblem, seed: u64) -> Model {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut weights = vec![0.0; p.edges()];
+    for j in 0..p.nodes {
+        let r = p.in_ptr[j] as usize..p.in_ptr[j + 1] as usize;
+        if r.is_empty() {
+            continue;
+        }
+        for e in r.clone() {
+            weights[e] = rng.random_range(-1.0..=1.0);
+        }
+        let mean = weights[r.clone()].iter().sum::<f64>() / r.len() as f64;
+        weights[r.clone()].iter_mut().for_each(|w| *w -= mean);
+        let norm = weights[r.clone()].iter().map(|w| w * w).sum::<f64>().sqrt();
+        let scale = if norm > 0.0 { p.omega / norm } else { 0.0 };
+        weights[r].iter_mut().for_each(|w| *w *= scale);
+    }
+    Model {
+        weights,
+        biases: vec![0.0; p.nodes],
+    }
+}
 
 /// The checks every RRR training run shares: at least one batch item,
 /// epoch and iteration, the named hyperparameters positive and finite,

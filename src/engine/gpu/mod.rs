@@ -1,0 +1,188 @@
+//! The wgpu device: each operation is its kernel's GPU launch
+//! (`crate::kernels::<name>::gpu`), sized against the adapter's limits.
+
+mod rrr;
+
+use std::sync::Arc;
+
+use super::{Collective, DeviceKind, Ops, RrrEngine};
+use crate::error::Result;
+use crate::gpu::GpuContext;
+use crate::kernels::conv_unpool::{self, ConvShape};
+use crate::kernels::{
+    dense, gauss_kernel, kernel_product, leaky_relu, normal_eq, project_activation,
+    project_bilinear, row_residual,
+};
+use crate::problem::RrrProblem;
+use crate::real::Precision;
+
+/// Items per block of the normal equations (each block's partial sums are
+/// read back and added on the host in block order).
+const NORMAL_EQ_BLOCK: usize = 8192;
+
+/// A GPU device at a fixed precision.
+#[derive(Debug)]
+pub struct GpuOps {
+    ctx: Arc<GpuContext>,
+    precision: Precision,
+}
+
+impl GpuOps {
+    /// The device of an opened context.
+    pub fn new(ctx: Arc<GpuContext>, precision: Precision) -> Self {
+        GpuOps { ctx, precision }
+    }
+}
+
+impl Ops for GpuOps {
+    fn kind(&self) -> DeviceKind {
+        DeviceKind::Gpu
+    }
+
+    fn describe(&self) -> String {
+        let s = self.ctx.summary();
+        format!("gpu: {} ({}, {})", s.name, s.backend, s.device_type)
+    }
+
+    fn gpu_context(&self) -> Option<&Arc<GpuContext>> {
+        Some(&self.ctx)
+    }
+
+    fn project_bilinear(
+        &self,
+        batch: &project_bilinear::BilinearBatch,
+    ) -> Result<project_bilinear::BilinearOut> {
+        project_bilinear::gpu(&self.ctx, self.precision, batch)
+    }
+
+    fn project_activation(
+        &self,
+        kinds: &[u32],
+        margins: &[f64],
+        x: &mut [f64],
+        y: &mut [f64],
+        b: &mut [f64],
+    ) -> Result<()> {
+        project_activation::gpu(&self.ctx, self.precision, kinds, margins, x, y, b)
+    }
+
+    fn gauss_kernel_into(
+        &self,
+        a: &[f64],
+        b: &[f64],
+        d: usize,
+        sigma: f64,
+        zero_diag: bool,
+        _len: usize,
+        k: &mut Vec<f64>,
+    ) -> Result<()> {
+        *k = gauss_kernel::gpu(&self.ctx, self.precision, a, b, d, sigma, zero_diag)?;
+        Ok(())
+    }
+
+    fn kernel_product(
+        &self,
+        a: &[f64],
+        b: &[f64],
+        d: usize,
+        m: &[f64],
+        r: usize,
+        spec: &kernel_product::Spec,
+        _len: usize,
+    ) -> Result<Vec<f64>> {
+        kernel_product::gpu(&self.ctx, self.precision, a, b, d, m, r, spec)
+    }
+
+    fn kernel_product_f32(
+        &self,
+        a: &[f32],
+        b: &[f32],
+        d: usize,
+        m: &[f32],
+        r: usize,
+        spec: &kernel_product::Spec,
+        len: usize,
+    ) -> Result<Vec<f32>> {
+        let wide = |v: &[f32]| v.iter().map(|&x| f64::from(x)).collect::<Vec<f64>>();
+        let wa = wide(a);
+        let wb = (!std::ptr::eq(a, b)).then(|| wide(b));
+        let wb = wb.as_deref().unwrap_or(&wa);
+        let out = self.kernel_product(&wa, wb, d, &wide(m), r, spec, len)?;
+        Ok(out.into_iter().map(|x| x as f32).collect())
+    }
+
+    fn dense(
+        &self,
+        a: &[f64],
+        k: usize,
+        b: &[f64],
+        m: usize,
+        bias: &[f64],
+        act: dense::Act,
+        _n: usize,
+    ) -> Result<Vec<f64>> {
+        dense::gpu(&self.ctx, self.precision, a, k, b, m, bias, act)
+    }
+
+    fn conv_forward(
+        &self,
+        sh: &ConvShape,
+        kernels: &[f64],
+        bias: &[f64],
+        h: &[f64],
+        act: dense::Act,
+        _n: usize,
+    ) -> Result<Vec<f64>> {
+        conv_unpool::gpu_forward(
+            &self.ctx,
+            self.precision,
+            sh,
+            kernels,
+            bias,
+            h,
+            act,
+            usize::MAX,
+        )
+    }
+
+    fn conv_transpose(
+        &self,
+        sh: &ConvShape,
+        kernels: &[f64],
+        z: &[f64],
+        _n: usize,
+    ) -> Result<Vec<f64>> {
+        conv_unpool::gpu_transpose(&self.ctx, self.precision, sh, kernels, z, usize::MAX)
+    }
+
+    fn conv_normal_eq(&self, sh: &ConvShape, h: &[f64], zhat: &[f64]) -> Result<Vec<f64>> {
+        conv_unpool::gpu_normal_eq(&self.ctx, self.precision, sh, h, zhat, NORMAL_EQ_BLOCK)
+    }
+
+    fn normal_eq(&self, h: &[f64], p: usize, z: &[f64], q: usize) -> Result<Vec<f64>> {
+        normal_eq::gpu(&self.ctx, self.precision, h, p, z, q, NORMAL_EQ_BLOCK)
+    }
+
+    fn row_residual(&self, a: &[f64], b: &[f64], d: usize) -> Result<Vec<f64>> {
+        row_residual::gpu(&self.ctx, self.precision, a, b, d)
+    }
+
+    fn leaky_relu(&self, x: &[f64], alpha: f64, inverse: bool) -> Result<Vec<f64>> {
+        leaky_relu::gpu(&self.ctx, self.precision, x, alpha, inverse)
+    }
+
+    fn rrr_engine(
+        &self,
+        problem: &RrrProblem,
+        items: usize,
+        collective: Arc<dyn Collective>,
+    ) -> Result<Box<dyn RrrEngine>> {
+        Ok(Box::new(rrr::GpuRrr::new(
+            &self.ctx,
+            self.precision,
+            problem,
+            items,
+            collective,
+        )?))
+    }
+}

@@ -1,0 +1,446 @@
+//! The engine layer: methods are written once against [`Backend`], which
+//! runs the kernels natively ([`cpu`]: Rust + rayon, f32 or f64) or on a
+//! wgpu adapter ([`gpu`]: the WGSL kernels in `shaders/`), and sums over
+//! data items through its [`Collective`].
+//!
+//! [`Backend`] is a thin handle: every operation is one line delegating to
+//! the [`Ops`] of the device it was opened on, after the shape checks both
+//! devices share. Adding a device means implementing [`Ops`] (and an
+//! [`RrrEngine`]); the methods do not change.
+
+pub mod collective;
+pub mod cpu;
+pub mod gpu;
+pub mod rrr;
+
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::gpu::{GpuContext, GpuRequest, context::hardware_adapter_present};
+use crate::kernels::conv_unpool::ConvShape;
+use crate::kernels::{dense, kernel_product, project_bilinear};
+use crate::problem::RrrProblem;
+use crate::real::Precision;
+
+pub use collective::{Collective, Local, Share};
+pub use rrr::{Consensus, IterReport, RrrEngine};
+
+/// Which device to run on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceChoice {
+    /// A hardware GPU when present, else the CPU backend (software
+    /// adapters such as lavapipe are slower than native CPU code).
+    Auto,
+    /// A wgpu adapter (hardware preferred, software accepted).
+    Gpu,
+    /// The native CPU backend.
+    Cpu,
+}
+
+/// The kind of device a backend runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceKind {
+    /// The native CPU backend.
+    Cpu,
+    /// A wgpu adapter.
+    Gpu,
+}
+
+/// The operations a device implements, in f64 at the interface (each
+/// device computes in its working precision).
+pub trait Ops: Send + Sync + std::fmt::Debug {
+    /// CPU or GPU.
+    fn kind(&self) -> DeviceKind;
+    /// The device in words.
+    fn describe(&self) -> String;
+    /// The GPU context, for a GPU device.
+    fn gpu_context(&self) -> Option<&Arc<GpuContext>> {
+        None
+    }
+    /// Projects a batch of bilinear problems.
+    fn project_bilinear(
+        &self,
+        batch: &project_bilinear::BilinearBatch,
+    ) -> Result<project_bilinear::BilinearOut>;
+    /// Projects (x, y, b) element-wise onto each element's activation/class set.
+    fn project_activation(
+        &self,
+        kinds: &[u32],
+        margins: &[f64],
+        x: &mut [f64],
+        y: &mut [f64],
+        b: &mut [f64],
+    ) -> Result<()>;
+    /// Gaussian kernel matrix into `k` (see [`Backend::gauss_kernel`]).
+    #[allow(clippy::too_many_arguments)]
+    fn gauss_kernel_into(
+        &self,
+        a: &[f64],
+        b: &[f64],
+        d: usize,
+        sigma: f64,
+        zero_diag: bool,
+        len: usize,
+        k: &mut Vec<f64>,
+    ) -> Result<()>;
+    /// Kernel-matrix product (see [`Backend::kernel_product`]).
+    #[allow(clippy::too_many_arguments)]
+    fn kernel_product(
+        &self,
+        a: &[f64],
+        b: &[f64],
+        d: usize,
+        m: &[f64],
+        r: usize,
+        spec: &kernel_product::Spec,
+        len: usize,
+    ) -> Result<Vec<f64>>;
+    /// [`Ops::kernel_product`] with f32 operands and result.
+    #[allow(clippy::too_many_arguments)]
+    fn kernel_product_f32(
+        &self,
+        a: &[f32],
+        b: &[f32],
+        d: usize,
+        m: &[f32],
+        r: usize,
+        spec: &kernel_product::Spec,
+        len: usize,
+    ) -> Result<Vec<f32>>;
+    /// Dense product with epilogue `act(A B + bias)`.
+    #[allow(clippy::too_many_arguments)]
+    fn dense(
+        &self,
+        a: &[f64],
+        k: usize,
+        b: &[f64],
+        m: usize,
+        bias: &[f64],
+        act: dense::Act,
+        n: usize,
+    ) -> Result<Vec<f64>>;
+    /// A conv-unpool layer's act(W h + c) for `n` items.
+    fn conv_forward(
+        &self,
+        sh: &ConvShape,
+        kernels: &[f64],
+        bias: &[f64],
+        h: &[f64],
+        act: dense::Act,
+        n: usize,
+    ) -> Result<Vec<f64>>;
+    /// A conv-unpool layer's Wᵀ z for `n` items.
+    fn conv_transpose(
+        &self,
+        sh: &ConvShape,
+        kernels: &[f64],
+        z: &[f64],
+        n: usize,
+    ) -> Result<Vec<f64>>;
+    /// A conv-unpool layer's per-kernel normal equations.
+    fn conv_normal_eq(&self, sh: &ConvShape, h: &[f64], zhat: &[f64]) -> Result<Vec<f64>>;
+    /// Normal equations `[H,1]ᵀ[H,1,Z]`.
+    fn normal_eq(&self, h: &[f64], p: usize, z: &[f64], q: usize) -> Result<Vec<f64>>;
+    /// Per-row (L1, squared L2) residuals.
+    fn row_residual(&self, a: &[f64], b: &[f64], d: usize) -> Result<Vec<f64>>;
+    /// Leaky ReLU (or its inverse) of every element.
+    fn leaky_relu(&self, x: &[f64], alpha: f64, inverse: bool) -> Result<Vec<f64>>;
+    /// An RRR engine for batches of `items` items whose sums over items go
+    /// through `collective`.
+    fn rrr_engine(
+        &self,
+        problem: &RrrProblem,
+        items: usize,
+        collective: Arc<dyn Collective>,
+    ) -> Result<Box<dyn RrrEngine>>;
+}
+
+/// An opened device at a fixed precision, with the collective its sums
+/// over items go through.
+#[derive(Clone, Debug)]
+pub struct Backend {
+    ops: Arc<dyn Ops>,
+    precision: Precision,
+    collective: Arc<dyn Collective>,
+}
+
+impl Backend {
+    /// Opens the backend the user asked for.
+    pub fn open(choice: DeviceChoice, precision: Precision, req: &GpuRequest) -> Result<Self> {
+        match choice {
+            DeviceChoice::Cpu => Ok(Self::cpu(precision)),
+            DeviceChoice::Gpu => {
+                let req = GpuRequest {
+                    allow_software: true,
+                    ..req.clone()
+                };
+                Ok(Self::gpu(GpuContext::open(&req, precision)?, precision))
+            }
+            DeviceChoice::Auto => {
+                let hw = GpuRequest {
+                    allow_software: false,
+                    ..req.clone()
+                };
+                if hardware_adapter_present(&hw) {
+                    match GpuContext::open(&hw, precision) {
+                        Ok(ctx) => return Ok(Self::gpu(ctx, precision)),
+                        Err(e) => log::warn!("hardware GPU unusable ({e}); using the CPU backend"),
+                    }
+                }
+                Ok(Self::cpu(precision))
+            }
+        }
+    }
+
+    /// The native CPU backend.
+    pub fn cpu(precision: Precision) -> Self {
+        let ops: Arc<dyn Ops> = match precision {
+            Precision::F32 => Arc::new(cpu::CpuOps::<f32>::new()),
+            Precision::F64 => Arc::new(cpu::CpuOps::<f64>::new()),
+        };
+        Backend {
+            ops,
+            precision,
+            collective: Arc::new(Local),
+        }
+    }
+
+    /// A GPU backend on an opened context.
+    pub fn gpu(ctx: Arc<GpuContext>, precision: Precision) -> Self {
+        Backend {
+            ops: Arc::new(gpu::GpuOps::new(ctx, precision)),
+            precision,
+            collective: Arc::new(Local),
+        }
+    }
+
+    /// The same device with sums over items going through `collective`.
+    pub fn with_collective(mut self, collective: Arc<dyn Collective>) -> Self {
+        self.collective = collective;
+        self
+    }
+
+    /// Working precision.
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+
+    /// CPU or GPU.
+    pub fn kind(&self) -> DeviceKind {
+        self.ops.kind()
+    }
+
+    /// The collective that sums over the items of all processes.
+    pub fn collective(&self) -> &dyn Collective {
+        self.collective.as_ref()
+    }
+
+    /// The GPU context, if this is a GPU backend.
+    pub fn gpu_context(&self) -> Option<&Arc<GpuContext>> {
+        self.ops.gpu_context()
+    }
+
+    /// Human-readable device description.
+    pub fn describe(&self) -> String {
+        self.ops.describe()
+    }
+
+    /// Projects a batch of bilinear problems.
+    pub fn project_bilinear(
+        &self,
+        batch: &project_bilinear::BilinearBatch,
+    ) -> Result<project_bilinear::BilinearOut> {
+        self.ops.project_bilinear(batch)
+    }
+
+    /// Projects (x, y, b) element-wise onto each element's activation/class set.
+    pub fn project_activation(
+        &self,
+        kinds: &[u32],
+        margins: &[f64],
+        x: &mut [f64],
+        y: &mut [f64],
+        b: &mut [f64],
+    ) -> Result<()> {
+        self.ops.project_activation(kinds, margins, x, y, b)
+    }
+
+    /// Gaussian kernel matrix (row-major n × m) of the rows of `a` against
+    /// those of `b`, both with `d` columns; `zero_diag` sets K[i][i] = 0.
+    pub fn gauss_kernel(
+        &self,
+        a: &[f64],
+        b: &[f64],
+        d: usize,
+        sigma: f64,
+        zero_diag: bool,
+    ) -> Result<Vec<f64>> {
+        let mut k = vec![];
+        self.gauss_kernel_into(a, b, d, sigma, zero_diag, &mut k)?;
+        Ok(k)
+    }
+
+    /// [`Backend::gauss_kernel`] into a reused buffer (large matrices cost
+    /// page faults when allocated afresh for every σ tried). Pass the same
+    /// slice as `a` and `b` for K(A, A) (the CPU symmetric path keys on it).
+    pub fn gauss_kernel_into(
+        &self,
+        a: &[f64],
+        b: &[f64],
+        d: usize,
+        sigma: f64,
+        zero_diag: bool,
+        k: &mut Vec<f64>,
+    ) -> Result<()> {
+        let len = match (a.len().checked_div(d), b.len().checked_div(d)) {
+            (Some(n), Some(m)) => n * m,
+            _ => 0,
+        };
+        self.ops
+            .gauss_kernel_into(a, b, d, sigma, zero_diag, len, k)
+    }
+
+    /// Kernel-matrix product `(w ∘ f(A, B)) M` (m × r row-major, one more
+    /// column with `spec.squares`) without forming the m × n matrix; see
+    /// [`crate::kernels::kernel_product`]. Pass the same slice as `a` and
+    /// `b` for K(A, A) (the CPU symmetric path keys on it).
+    pub fn kernel_product(
+        &self,
+        a: &[f64],
+        b: &[f64],
+        d: usize,
+        m: &[f64],
+        r: usize,
+        spec: &kernel_product::Spec,
+    ) -> Result<Vec<f64>> {
+        let (na, _) = kernel_product::shape(a, b, d, m, r, spec);
+        self.ops
+            .kernel_product(a, b, d, m, r, spec, na * spec.width(r))
+    }
+
+    /// [`Backend::kernel_product`] with f32 operands and result, for a caller
+    /// that keeps its data in f32 (the ISM Φ build of an f32 fit): an f32
+    /// CPU backend then converts nothing; other backends widen to f64.
+    pub fn kernel_product_f32(
+        &self,
+        a: &[f32],
+        b: &[f32],
+        d: usize,
+        m: &[f32],
+        r: usize,
+        spec: &kernel_product::Spec,
+    ) -> Result<Vec<f32>> {
+        let (na, _) = kernel_product::shape(a, b, d, m, r, spec);
+        self.ops
+            .kernel_product_f32(a, b, d, m, r, spec, na * spec.width(r))
+    }
+
+    /// Dense product with epilogue `act(A B + bias)`: A is n × k, B k × m,
+    /// both row-major (see [`crate::kernels::dense`]).
+    pub fn dense(
+        &self,
+        a: &[f64],
+        k: usize,
+        b: &[f64],
+        m: usize,
+        bias: &[f64],
+        act: dense::Act,
+    ) -> Result<Vec<f64>> {
+        let n = dense::shape(a, k, b, m, bias);
+        self.ops.dense(a, k, b, m, bias, act, n)
+    }
+
+    /// A conv-unpool layer's act(W h + c) for the rows of h (n × d_in), with
+    /// kernels (conv channels × patch) and biases (conv channels); see
+    /// [`crate::kernels::conv_unpool`].
+    pub fn conv_forward(
+        &self,
+        sh: &ConvShape,
+        kernels: &[f64],
+        bias: &[f64],
+        h: &[f64],
+        act: dense::Act,
+    ) -> Result<Vec<f64>> {
+        conv_check(sh, kernels, Some(bias), h, sh.d_in())?;
+        let n = h.len() / sh.d_in().max(1);
+        self.ops.conv_forward(sh, kernels, bias, h, act, n)
+    }
+
+    /// A conv-unpool layer's transposed operator Wᵀ z for the rows of z
+    /// (n × d_out).
+    pub fn conv_transpose(&self, sh: &ConvShape, kernels: &[f64], z: &[f64]) -> Result<Vec<f64>> {
+        conv_check(sh, kernels, None, z, sh.d_out())?;
+        let n = z.len() / sh.d_out().max(1);
+        self.ops.conv_transpose(sh, kernels, z, n)
+    }
+
+    /// A conv-unpool layer's per-kernel normal equations over every
+    /// position of every item of H (n × d_in) against Ẑ (n × d_out):
+    /// (P+1) × (P+1+oc) row-major, summed over the items of every process.
+    pub fn conv_normal_eq(&self, sh: &ConvShape, h: &[f64], zhat: &[f64]) -> Result<Vec<f64>> {
+        let n = h.len().checked_div(sh.d_in()).unwrap_or(0);
+        if h.len() != n * sh.d_in() || zhat.len() != n * sh.d_out() {
+            return Err(Error::Input(format!(
+                "conv normal equations: {} latent and {} target values do not make items of {} and {}",
+                h.len(),
+                zhat.len(),
+                sh.d_in(),
+                sh.d_out()
+            )));
+        }
+        let mut c = self.ops.conv_normal_eq(sh, h, zhat)?;
+        self.collective.allreduce_sum_f64(&mut c)?;
+        Ok(c)
+    }
+
+    /// Normal equations `[H,1]ᵀ[H,1,Z]` ((p+1) × (p+1+q) row-major) of H
+    /// (N × p) and Z (N × q), summed over item blocks and over the items of
+    /// every process (see [`crate::kernels::normal_eq`]).
+    pub fn normal_eq(&self, h: &[f64], p: usize, z: &[f64], q: usize) -> Result<Vec<f64>> {
+        let mut c = self.ops.normal_eq(h, p, z, q)?;
+        self.collective.allreduce_sum_f64(&mut c)?;
+        Ok(c)
+    }
+
+    /// Per-row (L1, squared L2) residuals of two n × d matrices.
+    pub fn row_residual(&self, a: &[f64], b: &[f64], d: usize) -> Result<Vec<f64>> {
+        self.ops.row_residual(a, b, d)
+    }
+
+    /// Leaky ReLU with slope α (or its inverse) of every element.
+    pub fn leaky_relu(&self, x: &[f64], alpha: f64, inverse: bool) -> Result<Vec<f64>> {
+        self.ops.leaky_relu(x, alpha, inverse)
+    }
+
+    /// An RRR engine for a problem with batches of `items` items (this
+    /// process's share), summing over the items of every process.
+    pub fn rrr_engine(&self, problem: &RrrProblem, items: usize) -> Result<Box<dyn RrrEngine>> {
+        self.ops.rrr_engine(problem, items, self.collective.clone())
+    }
+}
+
+/// Shape checks shared by the conv-unpool operators (rows of width `d`;
+/// no biases for the transposed operator).
+fn conv_check(
+    sh: &ConvShape,
+    kernels: &[f64],
+    bias: Option<&[f64]>,
+    x: &[f64],
+    d: usize,
+) -> Result<()> {
+    let ok = kernels.len() == sh.conv_channels() * sh.patch()
+        && bias.is_none_or(|b| b.len() == sh.conv_channels())
+        && x.len().checked_rem(d).is_none_or(|r| r == 0)
+        && (d > 0 || x.is_empty());
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Input(format!(
+            "conv-unpool {sh:?}: {} kernel values, {} biases, {} inputs do not fit",
+            kernels.len(),
+            bias.map_or(0, <[f64]>::len),
+            x.len()
+        )))
+    }
+}

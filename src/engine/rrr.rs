@@ -1,0 +1,89 @@
+//! The RRR engine interface: what a backend does with one batch of an
+//! [`crate::problem::RrrProblem`] (load the replicas, iterate z ← z + β(PB(2PA(z) − z) −
+//! PA(z)), read the consensus back). The CPU engine is in [`super::cpu`],
+//! the WGSL one in [`super::gpu`]; both take every sum over items through
+//! the backend's [`super::collective::Collective`].
+
+use crate::error::Result;
+use crate::problem::RrrState;
+
+/// The A-projection of the current state: consensus values.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Consensus {
+    /// Node values xa [N][K].
+    pub x: Vec<f64>,
+    /// Consensus weights [E].
+    pub w: Vec<f64>,
+    /// ya [N][K].
+    pub y: Vec<f64>,
+    /// ba [N][K].
+    pub b: Vec<f64>,
+}
+
+/// What a run of iterations did.
+#[derive(Clone, Debug, Default)]
+pub struct IterReport {
+    /// Iterations performed.
+    pub iterations: usize,
+    /// RRR_err after each iteration.
+    pub errors: Vec<f64>,
+    /// Bilinear projections with no root in (−1, 1).
+    pub degenerate: u64,
+    /// Bilinear projections that hit the iteration cap.
+    pub not_converged: u64,
+    /// True when RRR_err fell below tol (every group's, with several groups).
+    pub converged: bool,
+    /// With `err_groups > 1`: RRR_err of each group after each iteration.
+    pub group_errors: Vec<Vec<f64>>,
+}
+
+impl IterReport {
+    /// Appends iteration errors from per-group error sums (Σ over the
+    /// group's bilinear nodes and items of |b − a|²): total and per group.
+    pub fn push_group_sums(&mut self, sums: &[f64], items: usize) {
+        let inv_k = 1.0 / items.max(1) as f64;
+        let total: f64 = sums.iter().sum();
+        self.errors.push((total * inv_k).max(0.0).sqrt());
+        if sums.len() > 1 {
+            self.group_errors.resize(sums.len(), Vec::new());
+            for (g, &s) in sums.iter().enumerate() {
+                self.group_errors[g].push((s * inv_k).max(0.0).sqrt());
+            }
+        }
+    }
+
+    /// True when the latest errors are all below `tol` (per group when grouped).
+    pub fn below(&self, tol: f64) -> bool {
+        if self.group_errors.is_empty() {
+            self.errors.last().is_some_and(|&e| e < tol)
+        } else {
+            self.group_errors.iter().all(|g| g.iter().any(|&e| e < tol))
+        }
+    }
+}
+
+/// A backend's implementation of RRR iterations on one problem.
+pub trait RrrEngine: Send {
+    /// Replaces the state z (and data, labels) of the batch.
+    fn load(&mut self, state: &RrrState) -> Result<()>;
+    /// Runs up to `iters` iterations of z ← z + β(PB(2PA(z) − z) − PA(z)),
+    /// stopping once RRR_err < tol (checked every `check_every` iterations).
+    fn iterate(
+        &mut self,
+        iters: usize,
+        beta: f64,
+        tol: f64,
+        check_every: usize,
+    ) -> Result<IterReport>;
+    /// Reads the state z back.
+    fn state(&mut self) -> Result<RrrState>;
+    /// The A-projection PA(z) of the current state.
+    fn consensus(&mut self) -> Result<Consensus>;
+    /// The B-side bias consensus of the latest iteration: per node, the
+    /// batch mean of 2b_A − b (zeros before any iteration or without biases).
+    fn bias_consensus(&mut self) -> Result<Vec<f64>>;
+    /// Effective labels of the latest A-projection: the given labels, with
+    /// `class_select::LABEL_EXEMPT` for exempted items and the new label for
+    /// relabeled ones.
+    fn labels_used(&mut self) -> Result<Vec<u32>>;
+}

@@ -1,0 +1,158 @@
+//! What a run reports: `metrics.jsonl` and `summary.json` in its output
+//! directory (rank 0 writes; [`OutDir`] is the one place that decides),
+//! the common summary keys, and the progress bar.
+
+use std::path::{Path, PathBuf};
+
+use super::meter::Measurement;
+use crate::error::{Error, Result};
+use crate::io::write_atomic;
+
+/// The common fields of every summary.json.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Common {
+    /// Device description.
+    pub device: String,
+    /// f32 or f64.
+    pub precision: String,
+    /// Seed of the run.
+    pub seed: u64,
+    /// gwms, seconds, gwms_per_s, joules, gwms_per_joule, energy_note.
+    #[serde(flatten)]
+    pub measurement: Measurement,
+    /// Peak resident memory of the process so far (Linux VmHWM), bytes.
+    pub peak_rss_bytes: Option<u64>,
+}
+
+/// The process's peak resident memory (VmHWM of /proc/self/status), bytes.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+impl Common {
+    /// From a measurement.
+    pub fn new(device: String, precision: crate::Precision, seed: u64, m: &Measurement) -> Self {
+        Common {
+            device,
+            precision: precision.to_string(),
+            seed,
+            measurement: m.clone(),
+            peak_rss_bytes: peak_rss_bytes(),
+        }
+    }
+}
+
+/// An output directory (or none: nothing is written).
+#[derive(Debug)]
+pub struct OutDir {
+    dir: Option<PathBuf>,
+    metrics: Vec<u8>,
+}
+
+impl OutDir {
+    /// Creates the directory if given.
+    pub fn new(dir: Option<&Path>) -> Result<Self> {
+        if let Some(d) = dir {
+            std::fs::create_dir_all(d).map_err(|e| Error::io(d, e))?;
+        }
+        Ok(OutDir {
+            dir: dir.map(Path::to_path_buf),
+            metrics: Vec::new(),
+        })
+    }
+
+    /// Path of a file in the directory.
+    pub fn path(&self, name: &str) -> Option<PathBuf> {
+        self.dir.as_ref().map(|d| d.join(name))
+    }
+
+    /// Appends one JSON line to metrics.jsonl (rewritten atomically each time).
+    pub fn metric(&mut self, value: &serde_json::Value) -> Result<()> {
+        let Some(p) = self.path("metrics.jsonl") else {
+            return Ok(());
+        };
+        serde_json::to_writer(&mut self.metrics, value).expect("JSON to memory");
+        self.metrics.push(b'\n');
+        write_atomic(&p, &self.metrics)
+    }
+
+    /// Writes summary.json: the common fields merged with the method's own.
+    pub fn summary(&self, common: &Common, own: serde_json::Value) -> Result<()> {
+        let Some(p) = self.path("summary.json") else {
+            return Ok(());
+        };
+        let mut v = serde_json::to_value(common).expect("serializable");
+        if let (Some(m), serde_json::Value::Object(o)) = (v.as_object_mut(), own) {
+            m.extend(o);
+        }
+        write_atomic(
+            &p,
+            serde_json::to_string_pretty(&v).expect("JSON").as_bytes(),
+        )
+    }
+
+    /// Writes any file atomically.
+    pub fn file(&self, name: &str, bytes: &[u8]) -> Result<()> {
+        match self.path(name) {
+            Some(p) => write_atomic(&p, bytes),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A progress bar that appears only once the work has run for a second,
+/// and never when stderr is not a terminal or with --quiet.
+pub struct Progress {
+    bar: indicatif::ProgressBar,
+    start: std::time::Instant,
+    enabled: bool,
+    shown: bool,
+}
+
+impl Progress {
+    /// A bar of `len` steps labelled `what`.
+    pub fn new(len: u64, quiet: bool, what: &str) -> Self {
+        use std::io::IsTerminal;
+        let bar = indicatif::ProgressBar::with_draw_target(
+            Some(len),
+            indicatif::ProgressDrawTarget::hidden(),
+        );
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{msg} [{bar:30}] {pos}/{len} {elapsed_precise} eta {eta}",
+            )
+            .expect("template")
+            .progress_chars("=> "),
+        );
+        bar.set_message(what.to_string());
+        Progress {
+            bar,
+            start: std::time::Instant::now(),
+            enabled: !quiet && std::io::stderr().is_terminal(),
+            shown: false,
+        }
+    }
+
+    /// Moves the bar to `pos`.
+    pub fn set(&mut self, pos: u64) {
+        if self.enabled && !self.shown && self.start.elapsed().as_secs_f64() >= 1.0 {
+            self.bar
+                .set_draw_target(indicatif::ProgressDrawTarget::stderr());
+            self.shown = true;
+        }
+        self.bar.set_position(pos);
+    }
+
+    /// Runs `f` (which prints) with the bar hidden.
+    pub fn suspend<R>(&self, f: impl FnOnce() -> R) -> R {
+        self.bar.suspend(f)
+    }
+
+    /// Removes the bar.
+    pub fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}

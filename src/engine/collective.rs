@@ -48,7 +48,7 @@ pub trait Collective: Send + Sync + Debug {
     fn broadcast_bytes(&self, buf: &mut Vec<u8>, root: usize) -> Result<()>;
 }
 
-impl dyn Collective {
+impl dyn Collective + '_ {
     /// True on the rank that writes the run's outputs.
     pub fn is_root(&self) -> bool {
         self.rank() == 0

@@ -22,6 +22,7 @@ use crate::data::labeled::Labeled;
 use crate::engine::Backend;
 use crate::error::{Error, Result};
 use crate::kernels::dense::Act;
+use crate::train::{self, Batches, EpochEnd, Method, Plan, Session, Start, epoch_order};
 
 /// SGD settings.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -110,9 +111,13 @@ impl SgdNet {
         Ok(wrong as f64 / data.len() as f64)
     }
 
-    /// One SGD step on the rows `x` with labels `y`; returns the mean loss.
+    /// One SGD step on the rows `x` with labels `y` (this process's share
+    /// of the batch); returns the mean loss over the whole batch. The
+    /// gradients and the loss are sums over items, taken through the
+    /// backend's collective.
     pub fn step(&mut self, be: &Backend, x: &[f64], y: &[u32], lr: f64) -> Result<f64> {
         let kk = y.len();
+        let total = be.collective().sum_count(kk)?;
         let classes = *self.widths.last().expect("widths");
         let hs = self.forward(be, x)?;
         // δ_L = (softmax(Z) − onehot)/|K| and the loss, on the host.
@@ -124,7 +129,7 @@ impl SgdNet {
             loss += m + sum.ln() - row[label as usize];
             for (j, v) in row.iter_mut().enumerate() {
                 let p = (*v - m).exp() / sum;
-                *v = (p - (j == label as usize) as u32 as f64) / kk as f64;
+                *v = (p - (j == label as usize) as u32 as f64) / total as f64;
             }
         }
         for l in (0..self.w.len()).rev() {
@@ -132,13 +137,15 @@ impl SgdNet {
             let h = &hs[l];
             // ∇W = Hᵀ δ (din × K times K × dout), ∇c = 1ᵀ δ.
             let ht = transpose(h, kk, din);
-            let gw = be.dense(&ht, kk, &delta, dout, &vec![0.0; dout], Act::Identity)?;
+            let mut gw = be.dense(&ht, kk, &delta, dout, &vec![0.0; dout], Act::Identity)?;
             let mut gc = vec![0.0; dout];
             for row in delta.chunks(dout) {
                 for (g, d) in gc.iter_mut().zip(row) {
                     *g += d;
                 }
             }
+            be.collective().allreduce_sum_f64(&mut gw)?;
+            be.collective().allreduce_sum_f64(&mut gc)?;
             // δ for the layer below (before this layer's update): (δ Wᵀ) ∘ [H > 0].
             let next = if l > 0 {
                 let wt = transpose(&self.w[l], din, dout);
@@ -162,7 +169,9 @@ impl SgdNet {
                 delta = d;
             }
         }
-        Ok(loss / kk as f64)
+        let mut loss = [loss];
+        be.collective().allreduce_sum_f64(&mut loss)?;
+        Ok(loss[0] / total as f64)
     }
 }
 
@@ -203,61 +212,159 @@ pub struct SgdEpoch {
     pub seconds: f64,
 }
 
-/// Trains with shuffled batches of |K| (⌊n/|K|⌋ per epoch, as the RRR
-/// classifier), calling `on_epoch` after each epoch.
-pub fn train(
+/// SGD as a [`Method`] of the training loop: shuffled batches of |K|
+/// (⌊n/|K|⌋ per epoch, as the RRR classifier).
+pub struct Sgd<'a> {
+    be: &'a Backend,
+    /// The net being trained.
+    pub net: SgdNet,
+    train: &'a Labeled,
+    test: Option<&'a Labeled>,
+    s: &'a SgdSettings,
+    kk: usize,
+    loss: f64,
+    steps: usize,
+    seconds: f64,
+}
+
+impl<'a> Sgd<'a> {
+    /// Checks the settings and data against the net.
+    pub fn new(
+        be: &'a Backend,
+        net: SgdNet,
+        train: &'a Labeled,
+        test: Option<&'a Labeled>,
+        s: &'a SgdSettings,
+    ) -> Result<Self> {
+        if s.batch == 0 || s.epochs == 0 || !(s.lr.is_finite() && s.lr > 0.0) {
+            return Err(Error::Input(
+                "SGD needs a batch and epochs of at least 1 and a positive learning rate".into(),
+            ));
+        }
+        if train.dim != net.widths[0] {
+            return Err(Error::Input(format!(
+                "the data have {} features but the net has {} inputs",
+                train.dim, net.widths[0]
+            )));
+        }
+        let kk = s.batch.min(train.len());
+        if kk == 0 {
+            return Err(Error::Input("no training items".into()));
+        }
+        Ok(Sgd {
+            be,
+            net,
+            train,
+            test,
+            s,
+            kk,
+            loss: 0.0,
+            steps: 0,
+            seconds: 0.0,
+        })
+    }
+}
+
+impl Method for Sgd<'_> {
+    type Record = SgdEpoch;
+
+    fn plan(&self) -> Plan {
+        Plan {
+            items: self.train.len(),
+            batches: Batches::Whole(self.kk),
+            epochs: self.s.epochs,
+            time_limit: None,
+        }
+    }
+
+    fn order(&mut self, epoch: usize) -> Vec<usize> {
+        (self.loss, self.steps) = (0.0, 0);
+        epoch_order(self.train.len(), self.s.seed, epoch)
+    }
+
+    fn batch(&mut self, epoch: usize, _index: usize, idx: &[usize]) -> Result<()> {
+        let t0 = std::time::Instant::now();
+        let d = self.train.dim;
+        let mut x = Vec::with_capacity(idx.len() * d);
+        for &k in idx {
+            x.extend_from_slice(self.train.item(k));
+        }
+        let y: Vec<u32> = idx.iter().map(|&k| self.train.y[k]).collect();
+        self.loss += self.net.step(self.be, &x, &y, self.s.lr)?;
+        self.steps += 1;
+        if !self.loss.is_finite() {
+            return Err(Error::Numeric(format!(
+                "SGD diverged in epoch {epoch} (try a smaller learning rate)"
+            )));
+        }
+        self.seconds += t0.elapsed().as_secs_f64();
+        Ok(())
+    }
+
+    fn end_epoch(&mut self, epoch: usize, _seconds: f64) -> Result<EpochEnd<SgdEpoch>> {
+        let seconds = std::mem::take(&mut self.seconds);
+        let gwms = 3e-9 * (self.steps * self.kk * self.net.edges()) as f64;
+        let record = SgdEpoch {
+            epoch,
+            loss: self.loss / self.steps as f64,
+            train_err: self.net.error(self.be, self.train)?,
+            test_err: self.test.map(|t| self.net.error(self.be, t)).transpose()?,
+            gwms,
+            seconds,
+        };
+        Ok(EpochEnd::next(record, gwms))
+    }
+
+    fn line(&self, e: &SgdEpoch) -> String {
+        format!(
+            "epoch {}: loss {:.4}, train_err {:.4}{}, {:.4} GWMs, {:.2} s",
+            e.epoch,
+            e.loss,
+            e.train_err,
+            e.test_err
+                .map_or(String::new(), |t| format!(", test_err {t:.4}")),
+            e.gwms,
+            e.seconds
+        )
+    }
+}
+
+/// The `sgd` command as a library run: trains a net of `widths` from its
+/// seeded initialization, reports every epoch, and returns the summary's
+/// own fields.
+pub fn run(
     be: &Backend,
-    net: &mut SgdNet,
+    session: &mut Session,
+    widths: &[usize],
     train: &Labeled,
     test: Option<&Labeled>,
     s: &SgdSettings,
-    mut on_epoch: impl FnMut(&SgdEpoch) -> Result<()>,
-) -> Result<()> {
-    if s.batch == 0 || s.epochs == 0 || !(s.lr.is_finite() && s.lr > 0.0) {
-        return Err(Error::Input(
-            "SGD needs --batch, --epochs ≥ 1 and a positive --lr".into(),
-        ));
-    }
-    if train.dim != net.widths[0] {
-        return Err(Error::Input(format!(
-            "the data have {} features but the net has {} inputs",
-            train.dim, net.widths[0]
-        )));
-    }
-    let kk = s.batch.min(train.len());
-    if kk == 0 {
-        return Err(Error::Input("no training items".into()));
-    }
-    let d = train.dim;
-    for epoch in 1..=s.epochs {
-        let t0 = std::time::Instant::now();
-        let order = crate::train::epoch_order(train.len(), s.seed, epoch);
-        let steps = train.len() / kk;
-        let mut loss = 0.0;
-        for b in 0..steps {
-            let idx = &order[b * kk..(b + 1) * kk];
-            let mut x = Vec::with_capacity(kk * d);
-            for &k in idx {
-                x.extend_from_slice(train.item(k));
-            }
-            let y: Vec<u32> = idx.iter().map(|&k| train.y[k]).collect();
-            loss += net.step(be, &x, &y, s.lr)?;
-            if !loss.is_finite() {
-                return Err(Error::Numeric(format!(
-                    "SGD diverged in epoch {epoch} (try a smaller --lr)"
-                )));
-            }
+) -> Result<serde_json::Value> {
+    let net = SgdNet::random(widths, s.seed)?;
+    for (d, what) in std::iter::once((train, "training")).chain(test.map(|t| (t, "test"))) {
+        let classes = *widths.last().expect("widths");
+        if d.dim != widths[0] || d.y.iter().any(|&y| y as usize >= classes) {
+            return Err(Error::Input(format!(
+                "the {what} data ({} features, classes up to {}) do not fit the net {widths:?}",
+                d.dim,
+                d.y.iter().max().copied().unwrap_or(0)
+            )));
         }
-        let seconds = t0.elapsed().as_secs_f64();
-        let stats = SgdEpoch {
-            epoch,
-            loss: loss / steps as f64,
-            train_err: net.error(be, train)?,
-            test_err: test.map(|t| net.error(be, t)).transpose()?,
-            gwms: 3e-9 * (steps * kk * net.edges()) as f64,
-            seconds,
-        };
-        on_epoch(&stats)?;
     }
-    Ok(())
+    let mut sgd = Sgd::new(be, net, train, test, s)?;
+    let fin = train::run(session, &mut sgd, Start::fresh())?;
+    let (train_err, test_err) = fin
+        .history
+        .last()
+        .map_or((f64::NAN, None), |e| (e.train_err, e.test_err));
+    session.tell(&format!(
+        "after {} epochs: train_err {train_err:.4}{}",
+        s.epochs,
+        test_err.map_or(String::new(), |t| format!(", test_err {t:.4}"))
+    ));
+    Ok(
+        serde_json::json!({"method": "sgd", "widths": widths, "settings": s, "train_err": train_err,
+           "test_err": test_err, "epochs": s.epochs,
+           "work": "3 x |K| x |E| weight-multiplies per step"}),
+    )
 }

@@ -1,11 +1,29 @@
 //! The training loop every iterative method runs on, and what a run reports.
+//!
+//! A method supplies its batch step and its epoch figures ([`Method`]); the
+//! loop ([`run`]) owns the rest: the epoch's item order (shuffled, seeded
+//! per epoch, so a resumed run retraces the uninterrupted one), cutting it
+//! into batches, the time limit, one stop contract ([`Control`]), one
+//! `metrics.jsonl` line and one terminal line per epoch, the progress bar,
+//! an atomic checkpoint after every epoch, history replay on resume, and the
+//! work meter. The run's plumbing (output directory, meter, terminal) is
+//! the [`Session`], shared by every stage of one command.
 
 pub mod meter;
 pub mod report;
 
+use std::path::Path;
+use std::time::Instant;
+
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
+
+use crate::engine::Backend;
+use crate::error::Result;
+use crate::real::Precision;
+use meter::{Measurement, Meter};
+use report::{Common, OutDir, Progress};
 
 /// Shuffled item order of an epoch (depends only on the seed and the epoch,
 /// so a run resumed after an epoch retraces the uninterrupted one).
@@ -14,4 +32,303 @@ pub fn epoch_order(items: usize, seed: u64, epoch: usize) -> Vec<usize> {
     let mix = seed ^ (epoch as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     order.shuffle(&mut ChaCha8Rng::seed_from_u64(mix));
     order
+}
+
+/// How an epoch's order is cut into batches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Batches {
+    /// ⌊n/|K|⌋ batches of |K| items (as the reference programs do; every
+    /// item is drawn across epochs).
+    Whole(usize),
+    /// Batches of |K| items and a last, smaller one with the rest.
+    WithRemainder(usize),
+}
+
+/// The shape of a run.
+#[derive(Clone, Copy, Debug)]
+pub struct Plan {
+    /// Training items.
+    pub items: usize,
+    /// How each epoch's order is cut.
+    pub batches: Batches,
+    /// The last epoch (1-based).
+    pub epochs: usize,
+    /// Stop after the epoch during which this many seconds have passed.
+    pub time_limit: Option<f64>,
+}
+
+/// Whether the run goes on after an epoch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Control {
+    /// Train the next epoch.
+    Continue,
+    /// The method is done (e.g. a binary code is solved).
+    Stop,
+}
+
+/// The end of one epoch, as the method reports it.
+#[derive(Clone, Debug)]
+pub struct EpochEnd<E> {
+    /// The epoch's figures (its metrics.jsonl line and history entry).
+    pub record: E,
+    /// Work of the epoch (GWMs) for the meter.
+    pub gwms: f64,
+    /// Go on or stop.
+    pub control: Control,
+}
+
+impl<E> EpochEnd<E> {
+    /// An epoch after which training goes on.
+    pub fn next(record: E, gwms: f64) -> Self {
+        EpochEnd {
+            record,
+            gwms,
+            control: Control::Continue,
+        }
+    }
+}
+
+/// What an iterative method supplies to the loop.
+pub trait Method {
+    /// One epoch's figures.
+    type Record: Clone + serde::Serialize;
+
+    /// The run's shape.
+    fn plan(&self) -> Plan;
+
+    /// The order of epoch `epoch`'s items (default: [`epoch_order`] with the
+    /// method's seed).
+    fn order(&mut self, epoch: usize) -> Vec<usize>;
+
+    /// Trains on one batch (indices into the training items).
+    fn batch(&mut self, epoch: usize, index: usize, items: &[usize]) -> Result<()>;
+
+    /// The epoch's figures, after its batches; `seconds` is the wall time
+    /// since the epoch began.
+    fn end_epoch(&mut self, epoch: usize, seconds: f64) -> Result<EpochEnd<Self::Record>>;
+
+    /// The checkpoint after an epoch, holding `history` (every epoch's
+    /// record so far); `None` when the method keeps no checkpoints.
+    fn checkpoint(&self, _history: &[Self::Record]) -> Result<Option<Vec<u8>>> {
+        Ok(None)
+    }
+
+    /// The record's metrics.jsonl line.
+    fn metric(&self, record: &Self::Record) -> serde_json::Value {
+        serde_json::to_value(record).expect("records serialize")
+    }
+
+    /// The record's terminal line (not printed with `quiet`).
+    fn line(&self, record: &Self::Record) -> String;
+}
+
+/// Where a run starts: fresh, or after the epochs of a checkpoint.
+#[derive(Clone, Debug)]
+pub struct Start<R> {
+    /// Epochs already trained.
+    pub epoch: usize,
+    /// Their records (replayed into metrics.jsonl).
+    pub history: Vec<R>,
+}
+
+impl<R> Start<R> {
+    /// A fresh run.
+    pub fn fresh() -> Self {
+        Start {
+            epoch: 0,
+            history: Vec::new(),
+        }
+    }
+}
+
+/// Why a run stopped before its last epoch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stopped {
+    /// The time limit passed.
+    TimeLimit,
+    /// The method said so.
+    Method,
+}
+
+/// How a run ended.
+#[derive(Clone, Debug)]
+pub struct Finish<R> {
+    /// Every epoch's record, the resumed history first.
+    pub history: Vec<R>,
+    /// The last epoch trained (0 when none).
+    pub epoch: usize,
+    /// Set when the run stopped before its last epoch.
+    pub stopped: Option<Stopped>,
+}
+
+/// The file a checkpoint is written to in the output directory.
+pub const CHECKPOINT: &str = "checkpoint.safetensors";
+
+/// Trains `method` from `start` to the plan's last epoch, or until the
+/// method stops or the time limit passes.
+pub fn run<M: Method>(
+    session: &mut Session,
+    method: &mut M,
+    start: Start<M::Record>,
+) -> Result<Finish<M::Record>> {
+    let plan = method.plan();
+    let t0 = Instant::now();
+    for record in &start.history {
+        session.metric(&method.metric(record))?;
+    }
+    let mut history = start.history;
+    let mut last = start.epoch;
+    let mut stopped = None;
+    let mut bar = Progress::new(plan.epochs as u64, session.quiet, "epochs");
+    for epoch in start.epoch + 1..=plan.epochs {
+        let te = Instant::now();
+        let order = method.order(epoch);
+        let size = match plan.batches {
+            Batches::Whole(k) | Batches::WithRemainder(k) => k.max(1),
+        };
+        let count = match plan.batches {
+            Batches::Whole(_) => order.len() / size,
+            Batches::WithRemainder(_) => order.len().div_ceil(size),
+        };
+        for (b, items) in order.chunks(size).take(count).enumerate() {
+            method.batch(epoch, b, items)?;
+        }
+        let end = method.end_epoch(epoch, te.elapsed().as_secs_f64())?;
+        session.add_gwms(end.gwms);
+        bar.set(epoch as u64);
+        if !session.quiet {
+            let line = method.line(&end.record);
+            bar.suspend(|| session.say(&line));
+        }
+        session.metric(&method.metric(&end.record))?;
+        history.push(end.record);
+        last = epoch;
+        if let Some(bytes) = method.checkpoint(&history)? {
+            session.file(CHECKPOINT, &bytes)?;
+        }
+        if end.control == Control::Stop {
+            stopped = (epoch < plan.epochs).then_some(Stopped::Method);
+            break;
+        }
+        if plan
+            .time_limit
+            .is_some_and(|t| t0.elapsed().as_secs_f64() >= t)
+            && epoch < plan.epochs
+        {
+            stopped = Some(Stopped::TimeLimit);
+            break;
+        }
+    }
+    bar.finish();
+    Ok(Finish {
+        history,
+        epoch: last,
+        stopped,
+    })
+}
+
+/// How a session talks to the terminal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Voice {
+    /// Everything: headers, one line per epoch, results.
+    Verbose,
+    /// Results only (no progress bar, no per-epoch lines).
+    Quiet,
+    /// Nothing (the library called from another program).
+    Silent,
+}
+
+/// The plumbing of one command's run: its output directory (written by
+/// rank 0 only), work and energy meter, terminal, and the common summary
+/// fields.
+pub struct Session {
+    out: OutDir,
+    meter: Meter,
+    quiet: bool,
+    voice: Voice,
+    device: String,
+    precision: Precision,
+}
+
+impl Session {
+    /// A session for a run on `backend`, writing into `out` (nothing when
+    /// `None`, or on ranks other than 0).
+    pub fn new(backend: &Backend, out: Option<&Path>, voice: Voice) -> Result<Self> {
+        let root = backend.collective().is_root();
+        Ok(Session {
+            out: OutDir::new(out.filter(|_| root))?,
+            meter: Meter::for_backend(backend),
+            quiet: voice != Voice::Verbose,
+            voice: if root { voice } else { Voice::Silent },
+            device: backend.describe(),
+            precision: backend.precision(),
+        })
+    }
+
+    /// True when per-epoch lines and headers are not printed.
+    pub fn quiet(&self) -> bool {
+        self.quiet
+    }
+
+    /// Prints an informative line (not with `quiet`).
+    pub fn say(&self, line: &str) {
+        if self.voice == Voice::Verbose {
+            println!("{line}");
+        }
+    }
+
+    /// Prints a result line (also with `quiet`).
+    pub fn tell(&self, line: &str) {
+        if self.voice != Voice::Silent {
+            println!("{line}");
+        }
+    }
+
+    /// Prints a warning on stderr.
+    pub fn warn(&self, line: &str) {
+        if self.voice != Voice::Silent {
+            eprintln!("warning: {line}");
+        }
+    }
+
+    /// The output directory.
+    pub fn out(&self) -> &OutDir {
+        &self.out
+    }
+
+    /// Appends a line to metrics.jsonl.
+    pub fn metric(&mut self, value: &serde_json::Value) -> Result<()> {
+        self.out.metric(value)
+    }
+
+    /// Writes a file into the output directory atomically.
+    pub fn file(&self, name: &str, bytes: &[u8]) -> Result<()> {
+        self.out.file(name, bytes)
+    }
+
+    /// Adds work done (GWMs).
+    pub fn add_gwms(&mut self, gwms: f64) {
+        self.meter.add_gwms(gwms);
+    }
+
+    /// Work, time and energy so far.
+    pub fn measure(&self) -> Measurement {
+        self.meter.measure()
+    }
+
+    /// Prints the measurement line and writes summary.json: the common
+    /// keys (device, precision, `seed`, the measurement) merged with the
+    /// method's own `fields`.
+    pub fn finish(&self, seed: u64, fields: serde_json::Value) -> Result<Measurement> {
+        let m = self.meter.measure();
+        self.tell(&m.line());
+        self.summary(&m, seed, fields)?;
+        Ok(m)
+    }
+
+    /// Writes summary.json from a measurement taken earlier.
+    pub fn summary(&self, m: &Measurement, seed: u64, fields: serde_json::Value) -> Result<()> {
+        let common = Common::new(self.device.clone(), self.precision, seed, m);
+        self.out.summary(&common, fields)
+    }
 }

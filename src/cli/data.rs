@@ -1,0 +1,132 @@
+//! `gradfree data`: generated data sets.
+
+#[allow(unused_imports)]
+use super::common::*;
+#[allow(unused_imports)]
+use super::*;
+use anyhow::Result;
+use clap::{Args, Subcommand};
+use gradfree::Error;
+use gradfree::data::letters;
+use gradfree::data::majority::Circuit;
+use gradfree::data::matrix::to_csv;
+use gradfree::io::{png_grid, write_atomic};
+use std::path::PathBuf;
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum DataTask {
+    /// Letter montages (40×40: w, x, y, z in a 2×2 montage, plain top / slanted bottom; exact NMF rank 16).
+    Letters {
+        /// Output file (CSV, or the reference NMF format with --format nmf).
+        #[arg(long)]
+        out: PathBuf,
+        /// Number of images.
+        #[arg(long, default_value_t = 2000)]
+        count: usize,
+        /// Seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// File format.
+        #[arg(long, value_enum, default_value_t = LettersFormat::Csv)]
+        format: LettersFormat,
+        /// Also write a PNG grid of the first 64 images here.
+        #[arg(long)]
+        preview: Option<PathBuf>,
+    },
+    /// Majority-gate circuit data: all 2^inputs vectors, split in equal train/test halves.
+    Majority(MajorityArgs),
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct MajorityArgs {
+    /// Output prefix: writes PREFIX_train and PREFIX_test (reference classifier format).
+    #[arg(long)]
+    pub(crate) out: PathBuf,
+    /// Boolean inputs (all 2^inputs vectors are generated).
+    #[arg(long, default_value_t = 13)]
+    pub(crate) inputs: usize,
+    /// Circuit depth (layers of gates; the top layer is one gate).
+    #[arg(long, default_value_t = 3)]
+    pub(crate) depth: usize,
+    /// Inputs per gate (odd).
+    #[arg(long, default_value_t = 3)]
+    pub(crate) fanin: usize,
+    /// Gates per layer below the top (default: --inputs).
+    #[arg(long)]
+    pub(crate) width: Option<usize>,
+    /// Seed.
+    #[arg(long, default_value_t = 1)]
+    pub(crate) seed: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum LettersFormat {
+    /// One image per row, comma-separated.
+    Csv,
+    /// The reference C program's NMF format (row length, then rows).
+    Nmf,
+}
+
+pub(crate) fn data_letters(
+    out: &std::path::Path,
+    count: usize,
+    seed: u64,
+    format: LettersFormat,
+    preview: Option<&std::path::Path>,
+) -> Result<()> {
+    if count == 0 {
+        return Err(Error::Input("--count must be at least 1".into()).into());
+    }
+    let (d, _) = letters::generate(count, seed);
+    let text = match format {
+        LettersFormat::Csv => to_csv(&d),
+        LettersFormat::Nmf => {
+            let mut s = format!("{}\n", d.ncols());
+            s += &to_csv(&d).replace(',', " ");
+            s
+        }
+    };
+    write_atomic(out, text.as_bytes())?;
+    if let Some(p) = preview {
+        let imgs: Vec<Vec<f64>> = (0..count.min(64))
+            .map(|k| d.row(k).iter().copied().collect())
+            .collect();
+        write_atomic(p, &png_grid(&imgs, letters::SIDE, letters::SIDE, 8, false)?)?;
+    }
+    println!(
+        "wrote {count} letter montages ({}×{} px) to {}",
+        letters::SIDE,
+        letters::SIDE,
+        out.display()
+    );
+    Ok(())
+}
+
+pub(crate) fn data_majority(a: &MajorityArgs) -> Result<()> {
+    let circuit = Circuit::random(
+        a.inputs,
+        a.depth,
+        a.fanin,
+        a.width.unwrap_or(a.inputs),
+        a.seed,
+    )?;
+    let (train, test) = circuit.split(a.seed);
+    let name = |suffix: &str| {
+        let mut p = a.out.clone().into_os_string();
+        p.push(suffix);
+        PathBuf::from(p)
+    };
+    for (d, suffix) in [(&train, "_train"), (&test, "_test")] {
+        write_atomic(&name(suffix), d.to_lwl().as_bytes())?;
+    }
+    let ones = train.y.iter().chain(&test.y).filter(|&&c| c == 1).count();
+    println!(
+        "wrote {} and {} ({} + {} items, class 1 in {:.1}%)",
+        name("_train").display(),
+        name("_test").display(),
+        train.len(),
+        test.len(),
+        100.0 * ones as f64 / (train.len() + test.len()) as f64
+    );
+    Ok(())
+}

@@ -1,0 +1,218 @@
+//! The `gradfree` command line: one module per command group, each parsing its arguments into the library's configuration, calling the library's run and printing. No training happens here.
+
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use gradfree::Error;
+use gradfree::gpu::BackendChoice;
+
+mod autoencode;
+mod bench;
+mod classify;
+mod common;
+mod data;
+mod devices;
+mod hsic;
+mod nmf;
+mod plot;
+mod sgd;
+mod starnet;
+
+#[allow(unused_imports)]
+pub(crate) use autoencode::*;
+#[allow(unused_imports)]
+pub(crate) use bench::*;
+#[allow(unused_imports)]
+pub(crate) use classify::*;
+#[allow(unused_imports)]
+pub(crate) use common::*;
+#[allow(unused_imports)]
+pub(crate) use data::*;
+#[allow(unused_imports)]
+pub(crate) use devices::*;
+#[allow(unused_imports)]
+pub(crate) use hsic::*;
+#[allow(unused_imports)]
+pub(crate) use nmf::*;
+#[allow(unused_imports)]
+pub(crate) use plot::*;
+#[allow(unused_imports)]
+pub(crate) use sgd::*;
+#[allow(unused_imports)]
+pub(crate) use starnet::*;
+
+/// Gradient-free neural-network training on GPUs (wgpu) and CPUs.
+#[derive(Parser, Debug)]
+#[command(name = "gradfree", version, about, propagate_version = true)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum Command {
+    /// Benchmark suite: GWMs, seconds, GWMs/s, energy, peak memory and
+    /// bandwidth per workload and device (bench.json, bench.md).
+    Bench(BenchArgs),
+    /// Minibatch SGD baseline (softmax cross-entropy, ReLU) on the classifier
+    /// nets, on the same backends, with work counted in GWMs.
+    Sgd(Box<SgdArgs>),
+    /// Curves from runs' metrics.jsonl: a y field against cumulative GWMs
+    /// (or joules), as curves.csv and a PNG (e.g. RRR vs SGD test error).
+    Plot(PlotArgs),
+    /// List GPU adapters (backend, type, driver, limits, features) and the CPU backend.
+    Devices {
+        /// Restrict to one graphics API.
+        #[arg(long, value_enum)]
+        backend: Option<BackendChoice>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// RRR ("Learning without loss"): training as constraint satisfaction.
+    Rrr {
+        #[command(subcommand)]
+        task: RrrTask,
+    },
+    /// Classify data with a trained RRR classifier (model.safetensors).
+    Predict(PredictArgs),
+    /// Layer-wise HSIC networks with closed-form weights (W_s solver).
+    Hsic {
+        #[command(subcommand)]
+        task: HsicTask,
+    },
+    /// StarNet: decoders trained layer by layer with exact least-squares
+    /// solves (feedforward layers).
+    Starnet {
+        #[command(subcommand)]
+        task: StarnetTask,
+    },
+    /// Data generators.
+    Data {
+        #[command(subcommand)]
+        task: DataTask,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum RrrTask {
+    /// Exact non-negative matrix factorization by RRR.
+    Nmf(Box<NmfArgs>),
+    /// Train a classifier on any acyclic network (exemptions, relabeling, checkpoints).
+    Classify(Box<ClassifyArgs>),
+    /// Train a cyclic autoencoder with iDE codes (or the binary-encoding task),
+    /// optionally with the generative model's genuine/fake classifier.
+    Autoencode(Box<AutoencodeArgs>),
+    /// Sample codes, keep those the generator accepts, decode: generated.png.
+    Generate(Box<AeModelArgs>),
+    /// Codes of data rows under a trained autoencoder: codes.csv.
+    Encode(Box<AeModelArgs>),
+    /// Data of codes (CSV rows) under a trained autoencoder: decoded.csv (and decoded.png).
+    Decode(Box<AeModelArgs>),
+}
+
+pub(crate) fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Devices { backend, json } => devices(backend, json),
+        Command::Bench(a) => bench(&a).context("bench"),
+        Command::Sgd(a) => sgd(&a).context("sgd"),
+        Command::Plot(a) => plot(&a).context("plot"),
+        Command::Rrr {
+            task: RrrTask::Nmf(a),
+        } => rrr_nmf(&a).context("rrr nmf"),
+        Command::Rrr {
+            task: RrrTask::Classify(a),
+        } => rrr_classify(&a).context("rrr classify"),
+        Command::Rrr {
+            task: RrrTask::Autoencode(a),
+        } => rrr_autoencode(&a).context("rrr autoencode"),
+        Command::Rrr {
+            task: RrrTask::Generate(a),
+        } => rrr_ae_use(&a, AeUse::Generate).context("rrr generate"),
+        Command::Rrr {
+            task: RrrTask::Encode(a),
+        } => rrr_ae_use(&a, AeUse::Encode).context("rrr encode"),
+        Command::Rrr {
+            task: RrrTask::Decode(a),
+        } => rrr_ae_use(&a, AeUse::Decode).context("rrr decode"),
+        Command::Predict(a) => predict(&a).context("predict"),
+        Command::Hsic {
+            task: HsicTask::Cv(a),
+        } => hsic_cv(&a).context("hsic cv"),
+        Command::Hsic {
+            task: HsicTask::Fit(a),
+        } => hsic_fit(&a).context("hsic fit"),
+        Command::Hsic {
+            task: HsicTask::Predict(a),
+        } => hsic_predict(&a).context("hsic predict"),
+        Command::Starnet { task } => match task {
+            StarnetTask::Train(a) => starnet_train(&a).context("starnet train"),
+            StarnetTask::Encode(a) => starnet_encode(&a, false).context("starnet encode"),
+            StarnetTask::Score(a) => starnet_encode(&a, true).context("starnet score"),
+            StarnetTask::Decode(a) => starnet_decode(&a).context("starnet decode"),
+            StarnetTask::Sample(a) => starnet_sample(&a).context("starnet sample"),
+        },
+        Command::Data {
+            task: DataTask::Majority(a),
+        } => data_majority(&a),
+        Command::Data {
+            task:
+                DataTask::Letters {
+                    out,
+                    count,
+                    seed,
+                    format,
+                    preview,
+                },
+        } => data_letters(&out, count, seed, format, preview.as_deref()),
+    }
+}
+
+/// lavapipe prints an error line per adapter probe when XDG_RUNTIME_DIR is
+/// unset; point it at a private directory before any thread starts.
+pub(crate) fn quiet_software_adapter() {
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
+        let dir = std::env::temp_dir().join(format!("gradfree-xdg-{}", std::process::id()));
+        if std::fs::create_dir_all(&dir).is_ok() {
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700));
+            }
+            // SAFETY: called first thing in main, before any other thread exists.
+            unsafe { std::env::set_var("XDG_RUNTIME_DIR", &dir) };
+        }
+    }
+}
+
+/// Parses the command line, runs the command on a rayon worker, and maps
+/// errors to exit codes (2: bad input, 1: runtime failure).
+pub(crate) fn main() -> ExitCode {
+    gradfree::keep_freed_memory();
+    quiet_software_adapter();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let cli = Cli::parse();
+    // The command runs on a rayon worker: a parallel loop started from a
+    // worker queues on its own deque, where one started from the main thread
+    // wakes the pool through the kernel and sleeps until it is done (an HSIC
+    // fit runs thousands of such small loops; this was ~15% of its time).
+    let pool = rayon::ThreadPoolBuilder::new()
+        .stack_size(16 << 20)
+        .build_global();
+    let outcome = match pool {
+        Ok(()) => rayon::scope(|_| run(cli)),
+        Err(_) => run(cli),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            let code = e
+                .chain()
+                .find_map(|c| c.downcast_ref::<Error>())
+                .map_or(1, Error::exit_code);
+            ExitCode::from(code as u8)
+        }
+    }
+}

@@ -1,0 +1,390 @@
+//! `gradfree starnet train|encode|decode|sample|score`.
+
+#[allow(unused_imports)]
+use super::common::*;
+#[allow(unused_imports)]
+use super::*;
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand};
+use gradfree::methods::starnet;
+use gradfree::train::meter::Meter;
+use gradfree::train::report::{Common as CommonSummary, OutDir};
+use gradfree::{Error, data};
+use serde_json::json;
+use std::path::PathBuf;
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum StarnetTask {
+    /// Train a decoder on data (IDX images, the reference classifier format,
+    /// or CSV); writes model.safetensors, per-layer PNGs and samples.png.
+    Train(StarnetTrainArgs),
+    /// Codes of new data (layer-wise pseudo-inverse from the top): codes.csv.
+    Encode(StarnetDataArgs),
+    /// Decode codes (a CSV, one code per row): decoded.csv (and decoded.png).
+    Decode(StarnetDecodeArgs),
+    /// Decode codes drawn from a Gaussian fitted to the training codes.
+    Sample(StarnetSampleArgs),
+    /// Per-item residual norm per layer (outlier score, lemma 4): scores.csv.
+    Score(StarnetDataArgs),
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct StarnetTrainArgs {
+    #[command(flatten)]
+    pub(crate) common: CommonArgs,
+    /// Training data: IDX images (.gz ok), reference classifier format, or CSV.
+    #[arg(long)]
+    pub(crate) data: PathBuf,
+    /// Widths from the latent code up, without the data width (which is
+    /// appended): 128,256 = 128 → 256 → data. Must not shrink.
+    #[arg(long, default_value = "128,256")]
+    pub(crate) layers: String,
+    /// Conv-unpool layers instead of --layers, from the latent up, as
+    /// C:KxK:U per layer (input channels, odd kernel side, unpooling), e.g.
+    /// 6:7x7:2,2:7x7:2 for 28×28 images: 6×7×7 latents → 2×14×14 → 1×28×28.
+    /// Needs square one-channel images.
+    #[arg(long)]
+    pub(crate) conv: Option<String>,
+    /// SL/SW epochs per layer.
+    #[arg(long, default_value_t = 5)]
+    pub(crate) epochs: usize,
+    /// Leaky-ReLU negative slope α.
+    #[arg(long, default_value_t = 0.5)]
+    pub(crate) alpha: f64,
+    /// Items per weight solve, drawn at random every epoch (default all).
+    #[arg(long)]
+    pub(crate) weight_sample: Option<usize>,
+    /// Use only the first N items.
+    #[arg(long)]
+    pub(crate) limit: Option<usize>,
+    /// Items are images of this shape (HxW), for the PNGs.
+    #[arg(long)]
+    pub(crate) image_shape: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct StarnetDataArgs {
+    #[command(flatten)]
+    pub(crate) common: CommonArgs,
+    /// A model written by `starnet train`.
+    #[arg(long)]
+    pub(crate) model: PathBuf,
+    /// Data rows (same formats as for training).
+    #[arg(long)]
+    pub(crate) data: PathBuf,
+    /// Use only the first N items.
+    #[arg(long)]
+    pub(crate) limit: Option<usize>,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct StarnetDecodeArgs {
+    #[command(flatten)]
+    pub(crate) common: CommonArgs,
+    /// A model written by `starnet train`.
+    #[arg(long)]
+    pub(crate) model: PathBuf,
+    /// Codes, one per row (CSV).
+    #[arg(long)]
+    pub(crate) codes: PathBuf,
+    /// Decoded rows are images of this shape (HxW), for decoded.png.
+    #[arg(long)]
+    pub(crate) image_shape: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct StarnetSampleArgs {
+    #[command(flatten)]
+    pub(crate) common: CommonArgs,
+    /// A model written by `starnet train`.
+    #[arg(long)]
+    pub(crate) model: PathBuf,
+    /// Samples to draw.
+    #[arg(long, default_value_t = 64)]
+    pub(crate) count: usize,
+    /// Samples are images of this shape (HxW), for samples.png.
+    #[arg(long)]
+    pub(crate) image_shape: Option<String>,
+}
+
+pub(crate) fn starnet_train(a: &StarnetTrainArgs) -> Result<()> {
+    let c = &a.common;
+    let mut rows = data::images::load_rows(&a.data, image_shape(a.image_shape.as_deref())?)?;
+    if let Some(n) = a.limit {
+        rows.truncate(n);
+    }
+    let (widths, conv) = match &a.conv {
+        None => {
+            let mut widths: Vec<usize> = a
+                .layers
+                .split(',')
+                .map(|t| {
+                    t.trim()
+                        .parse::<usize>()
+                        .map_err(|_| Error::Input(format!("--layers: '{t}' is not a width")))
+                })
+                .collect::<std::result::Result<_, _>>()?;
+            widths.push(rows.dim);
+            (widths, vec![])
+        }
+        Some(spec) => {
+            let side = match rows.shape {
+                Some((h, w)) if h == w => h,
+                _ => {
+                    return Err(Error::Input(
+                        "--conv needs square images (IDX, or --image-shape SxS)".into(),
+                    )
+                    .into());
+                }
+            };
+            let shapes = starnet::conv::parse_spec(spec, 1, side)?;
+            let mut widths: Vec<usize> = shapes.iter().map(|c| c.d_in()).collect();
+            widths.push(shapes.last().map_or(0, |c| c.d_out()));
+            (widths, shapes)
+        }
+    };
+    for w in starnet::check_widths(&widths)? {
+        eprintln!("warning: {w}");
+    }
+    check_positive("--alpha", a.alpha)?;
+    let settings = starnet::Settings {
+        epochs: a.epochs,
+        alpha: a.alpha,
+        weight_sample: a.weight_sample,
+        seed: c.seed,
+        conv,
+    };
+    let backend = c.open()?;
+    let mut out = OutDir::new(c.out.as_deref())?;
+    let mut meter = Meter::for_backend(&backend);
+    let n = rows.len();
+    if !c.quiet {
+        println!(
+            "StarNet {} on {n} items of {} values, α {}, {} epochs per layer{}, on {} ({})",
+            widths
+                .iter()
+                .map(|w| w.to_string())
+                .collect::<Vec<_>>()
+                .join(" → "),
+            rows.dim,
+            a.alpha,
+            a.epochs,
+            a.weight_sample
+                .map_or(String::new(), |k| format!(", weights from {k} items")),
+            backend.describe(),
+            c.precision
+        );
+    }
+    let x = &rows.x;
+    let mut pngs: Vec<(String, Vec<u8>)> = vec![];
+    let (net, gwms) = {
+        let mut metric_lines = vec![];
+        let result = starnet::train(
+            &backend,
+            x,
+            &widths,
+            &settings,
+            |r| {
+                if !c.quiet {
+                    println!(
+                        "layer {} epoch {}: rms {:.5}, elastic {:.3}, {:.3} GWMs, {:.2} s{}",
+                        r.layer,
+                        r.epoch,
+                        r.rms,
+                        r.elastic,
+                        r.gwms,
+                        r.seconds,
+                        r.ridge.map_or(String::new(), |l| format!(
+                            ", ridge λ {l:.2e} (rank-deficient system)"
+                        ))
+                    );
+                }
+                metric_lines.push(serde_json::to_value(r).expect("json"));
+                Ok(())
+            },
+            |li, trained, h| {
+                // Targets vs the reconstruction of the data from this layer's latents.
+                if let Some(shape) = rows.shape {
+                    let k = 16.min(n);
+                    let d0 = trained[0].d_in;
+                    let mut rec = h[..k * d0].to_vec();
+                    for l in trained {
+                        rec = l.forward(&backend, &rec, Some(a.alpha))?;
+                    }
+                    pngs.push((
+                        format!("layer{li}.png"),
+                        rows_png(&[&x[..k * rows.dim], &rec], shape, 16)?,
+                    ));
+                }
+                Ok(())
+            },
+        );
+        for m in &metric_lines {
+            out.metric(m)?;
+        }
+        result?
+    };
+    meter.add_gwms(gwms);
+    let (codes, scores) = net.encode(&backend, x)?;
+    let recon = net.decode(&backend, &codes)?;
+    let (rms, elastic) = starnet::errors(&backend, &recon, x, rows.dim)?;
+    let pca = starnet::pca_rms(x, rows.dim, widths[0], 2000, 10_000, c.seed);
+    let big_l = net.layers.len();
+    let mean_score: Vec<f64> = (0..big_l)
+        .map(|l| (0..n).map(|i| scores[i * big_l + l]).sum::<f64>() / n as f64)
+        .collect();
+    println!(
+        "encode → decode of the training data: rms {rms:.5}, elastic {elastic:.3}; PCA with {} components (linear baseline): rms {pca:.5}",
+        widths[0]
+    );
+    if let Some(shape) = rows.shape {
+        let k = 16.min(n);
+        pngs.push((
+            "reconstructions.png".into(),
+            rows_png(&[&x[..k * rows.dim], &recon[..k * rows.dim]], shape, 16)?,
+        ));
+        let samples = net.decode(&backend, &net.sample_codes(64, c.seed))?;
+        pngs.push(("samples.png".into(), rows_png(&[&samples], shape, 64)?));
+    }
+    let m = meter.measure();
+    println!("{}", m.line());
+    for (name, bytes) in &pngs {
+        out.file(name, bytes)?;
+    }
+    out.file("model.safetensors", &net.to_bytes()?)?;
+    let common = CommonSummary::new(backend.describe(), c.precision, c.seed, &m);
+    out.summary(
+        &common,
+        json!({"method": "starnet train", "widths": widths, "alpha": a.alpha, "epochs": a.epochs,
+               "weight_sample": a.weight_sample, "items": n, "rms": rms, "elastic": elastic,
+               "pca_rms": pca, "mean_residual_per_layer": mean_score}),
+    )?;
+    Ok(())
+}
+
+pub(crate) fn starnet_encode(a: &StarnetDataArgs, score: bool) -> Result<()> {
+    let c = &a.common;
+    let net = load_model(&a.model)?;
+    let mut rows = data::images::load_rows(&a.data, None)?;
+    if let Some(n) = a.limit {
+        rows.truncate(n);
+    }
+    if rows.dim != net.data_width() {
+        return Err(Error::Input(format!(
+            "{} has rows of {} values; the model decodes to {}",
+            a.data.display(),
+            rows.dim,
+            net.data_width()
+        ))
+        .into());
+    }
+    let backend = c.open()?;
+    let out = OutDir::new(c.out.as_deref())?;
+    let mut meter = Meter::for_backend(&backend);
+    let (codes, scores) = net.encode(&backend, &rows.x)?;
+    let n = rows.len();
+    let gwms: f64 = net
+        .layers
+        .iter()
+        .map(|l| 2e-9 * (n * l.d_in * l.d_out) as f64)
+        .sum();
+    meter.add_gwms(gwms);
+    let big_l = net.layers.len();
+    for l in 0..big_l {
+        let col: Vec<f64> = (0..n).map(|i| scores[i * big_l + l]).collect();
+        let mean = col.iter().sum::<f64>() / n as f64;
+        let max = col.iter().copied().fold(0.0, f64::max);
+        println!(
+            "layer {}: residual norm mean {mean:.5}, max {max:.5}",
+            l + 1
+        );
+    }
+    let m = meter.measure();
+    println!("{}", m.line());
+    if score {
+        out.file("scores.csv", rows_csv(&scores, big_l).as_bytes())?;
+    } else {
+        out.file("codes.csv", rows_csv(&codes, net.widths[0]).as_bytes())?;
+    }
+    let common = CommonSummary::new(backend.describe(), c.precision, c.seed, &m);
+    out.summary(
+        &common,
+        json!({"method": if score { "starnet score" } else { "starnet encode" }, "items": n}),
+    )?;
+    Ok(())
+}
+
+pub(crate) fn starnet_decode(a: &StarnetDecodeArgs) -> Result<()> {
+    let c = &a.common;
+    let net = load_model(&a.model)?;
+    let codes = data::matrix::load_table(&a.codes, data::matrix::TableFormat::Csv)?;
+    if codes.ncols() != net.widths[0] {
+        return Err(Error::Input(format!(
+            "{} has codes of {} values; the model's codes have {}",
+            a.codes.display(),
+            codes.ncols(),
+            net.widths[0]
+        ))
+        .into());
+    }
+    let backend = c.open()?;
+    let out = OutDir::new(c.out.as_deref())?;
+    let mut meter = Meter::for_backend(&backend);
+    let x = net.decode(&backend, &data::matrix::row_major(&codes))?;
+    meter.add_gwms(
+        net.layers
+            .iter()
+            .map(|l| 1e-9 * (codes.nrows() * l.d_in * l.d_out) as f64)
+            .sum(),
+    );
+    let m = meter.measure();
+    println!("decoded {} codes; {}", codes.nrows(), m.line());
+    out.file("decoded.csv", rows_csv(&x, net.data_width()).as_bytes())?;
+    if let Some(shape) = image_shape(a.image_shape.as_deref())?.or_else(|| square(net.data_width()))
+    {
+        out.file("decoded.png", &rows_png(&[&x], shape, 256)?)?;
+    }
+    let common = CommonSummary::new(backend.describe(), c.precision, c.seed, &m);
+    out.summary(
+        &common,
+        json!({"method": "starnet decode", "items": codes.nrows()}),
+    )?;
+    Ok(())
+}
+
+pub(crate) fn starnet_sample(a: &StarnetSampleArgs) -> Result<()> {
+    let c = &a.common;
+    let net = load_model(&a.model)?;
+    let backend = c.open()?;
+    let out = OutDir::new(c.out.as_deref())?;
+    let mut meter = Meter::for_backend(&backend);
+    let x = net.decode(&backend, &net.sample_codes(a.count, c.seed))?;
+    meter.add_gwms(
+        net.layers
+            .iter()
+            .map(|l| 1e-9 * (a.count * l.d_in * l.d_out) as f64)
+            .sum(),
+    );
+    let m = meter.measure();
+    println!("{} samples; {}", a.count, m.line());
+    out.file("samples.csv", rows_csv(&x, net.data_width()).as_bytes())?;
+    if let Some(shape) = image_shape(a.image_shape.as_deref())?.or_else(|| square(net.data_width()))
+    {
+        out.file("samples.png", &rows_png(&[&x], shape, 256)?)?;
+    }
+    let common = CommonSummary::new(backend.describe(), c.precision, c.seed, &m);
+    out.summary(
+        &common,
+        json!({"method": "starnet sample", "items": a.count}),
+    )?;
+    Ok(())
+}
+
+pub(crate) fn load_model(path: &std::path::Path) -> Result<starnet::StarNet> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| Error::Input(format!("cannot read {}: {e}", path.display())))?;
+    Ok(starnet::StarNet::from_bytes(
+        &bytes,
+        &path.display().to_string(),
+    )?)
+}

@@ -8,11 +8,10 @@ use anyhow::Result;
 use clap::{Args, Parser};
 use gradfree::Error;
 use gradfree::data::labeled::LabeledFormat;
-use gradfree::io::{png_grid, write_atomic};
+use gradfree::io::write_atomic;
 use gradfree::methods::rrr::classify::{self, Classifier, Saved, Settings};
 use gradfree::methods::rrr::net::Net;
-use gradfree::train::meter::Meter;
-use gradfree::train::report::{Common as CommonSummary, OutDir, Progress};
+use gradfree::train::report::OutDir;
 use serde_json::json;
 use std::path::PathBuf;
 
@@ -87,7 +86,7 @@ pub(crate) struct ClassifyArgs {
 
 pub(crate) fn rrr_classify(a: &ClassifyArgs) -> Result<()> {
     let c = &a.common;
-    let resumed = match &a.resume {
+    let resume = match &a.resume {
         Some(dir) => {
             let (bytes, what) = read_checkpoint(dir)?;
             Some(Saved::from_bytes(&bytes, &what)?)
@@ -103,47 +102,16 @@ pub(crate) fn rrr_classify(a: &ClassifyArgs) -> Result<()> {
         Some(p) => Some(load_labeled(p, a.format, a.test_labels.as_ref())?),
         None => None,
     };
-    let (net, settings) = if let Some(r) = &resumed {
-        (r.net.clone(), r.settings.clone())
-    } else {
-        let net = match (&a.layers, &a.net) {
-            (Some(l), None) => {
-                let widths: Vec<usize> = l
-                    .split(',')
-                    .map(|t| t.trim().parse::<usize>())
-                    .collect::<std::result::Result<_, _>>()
-                    .map_err(|_| {
-                        Error::Input(format!(
-                            "--layers '{l}' is not a comma-separated list of widths"
-                        ))
-                    })?;
-                Net::layered(&widths)?
-            }
-            (None, Some(p)) => Net::load(p)?,
-            _ => return Err(Error::Input("give the network with --layers or --net".into()).into()),
-        };
-        let s = Settings {
-            batch: a.batch,
-            epochs: a.epochs,
-            iters_per_batch: a.iters_per_batch,
-            tol: a.tol,
-            beta: a.beta,
-            omega: a.omega,
-            upsilon: a.upsilon,
-            margin: a.margin,
-            exempt: parse_budget("exempt", a.exempt.as_deref(), a.batch)?,
-            relabel: parse_budget("relabel", a.relabel.as_deref(), a.batch)?,
-            false_positives: 0,
-            seed: c.seed,
-        };
-        (net, s)
+    let (net, settings) = match &resume {
+        Some(r) => (r.net.clone(), r.settings.clone()),
+        None => (classify_net(a)?, classify_settings(a)?),
     };
     settings.check()?;
     if let Some(f) = a.split {
         (train, test) = split_held_out(&train, test.is_some(), f, settings.seed)?;
     }
-    let shape = a.image_shape.as_deref().map(parse_shape).transpose()?;
-    if let Some((h, w)) = shape {
+    let image_shape = a.image_shape.as_deref().map(parse_shape).transpose()?;
+    if let Some((h, w)) = image_shape {
         if h * w != train.dim {
             return Err(Error::Input(format!(
                 "--image-shape {h}x{w} does not match {} features",
@@ -152,179 +120,60 @@ pub(crate) fn rrr_classify(a: &ClassifyArgs) -> Result<()> {
             .into());
         }
     }
-    let clf = Classifier::new(net.clone(), &settings)?;
-    clf.check_data(&train, "the training data")?;
-    if let Some(t) = &test {
-        clf.check_data(t, "the test data")?;
-    }
     let backend = c.open()?;
-    let out_dir = c.out.clone().or_else(|| a.resume.clone());
-    let mut out = OutDir::new(out_dir.as_deref())?;
-    let (model, first_epoch, mut history) = match resumed {
-        Some(r) => {
-            for e in &r.history {
-                out.metric(&serde_json::to_value(e).expect("serializable"))?;
-            }
-            (r.model, r.epoch + 1, r.history)
-        }
-        None => (clf.random_model(settings.seed), 1, vec![]),
+    let out = c.out.clone().or_else(|| a.resume.clone());
+    let mut session = c.session_in(&backend, out.as_deref())?;
+    let seed = settings.seed;
+    let run = classify::Run {
+        net,
+        settings,
+        train,
+        test,
+        image_shape,
+        time_limit: a.time_limit,
+        resume,
     };
-    let s = &settings;
-    if !c.quiet {
-        println!(
-            "RRR classifier: {} data, {} hidden, {} class nodes, {} edges; {} train / {} test items; |K| = {}, {} iterations per batch, β={}, Ω={}, Υ={}, Δ={}{}{} on {} ({})",
-            net.data,
-            net.hidden,
-            net.classes,
-            net.edges.len(),
-            train.len(),
-            test.as_ref().map_or(0, |t| t.len()),
-            s.batch.min(train.len()),
-            s.iters_per_batch,
-            s.beta,
-            s.omega,
-            s.upsilon,
-            s.margin,
-            if s.exempt > 0 {
-                format!(", EE = {} exempted", s.exempt)
-            } else {
-                String::new()
-            },
-            if s.relabel > 0 {
-                format!(", up to {} relabeled", s.relabel)
-            } else {
-                String::new()
-            },
-            backend.describe(),
-            c.precision
-        );
-        if first_epoch > 1 {
-            println!("resuming after epoch {}", first_epoch - 1);
-        }
-    }
-    out.file("net.txt", net.to_text().as_bytes())?;
-    let mut meter = Meter::for_backend(&backend);
-    let mut bar = Progress::new(s.epochs as u64, c.quiet, "epochs");
-    let t0 = std::time::Instant::now();
-    let mut last_sel = classify::SelectedItems::default();
-    let mut stop = false;
-    let result = classify::train(
-        &backend,
-        &clf,
-        &train,
-        test.as_ref(),
-        s,
-        model,
-        first_epoch,
-        |e, m, sel| {
-            meter.add_gwms(e.gwms);
-            bar.set(e.epoch as u64);
-            if !c.quiet {
-                bar.suspend(|| {
-                println!(
-                    "epoch {:>3}/{}: batch_err {:.4}, train_err {:.4}, test_err {}, RRR_err {:.3e} → {:.3e}{}{}, {:.3} GWMs, {:.2} s",
-                    e.epoch, s.epochs, e.batch_err, e.train_err,
-                    e.test_err.map_or("-".into(), |t| format!("{t:.4}")),
-                    e.rrr_err_start, e.rrr_err_end,
-                    if s.exempt > 0 { format!(", {} exempted", e.exempted) } else { String::new() },
-                    if s.relabel > 0 { format!(", {} relabeled", e.relabeled) } else { String::new() },
-                    e.gwms, e.seconds
-                )
-            });
-            }
-            out.metric(&serde_json::to_value(e).expect("serializable"))?;
-            history.push(e.clone());
-            let saved = Saved {
-                net: net.clone(),
-                settings: s.clone(),
-                model: m.clone(),
-                epoch: e.epoch,
-                history: history.clone(),
-            };
-            out.file("checkpoint.safetensors", &saved.to_bytes(&clf)?)?;
-            last_sel = sel.clone();
-            if a.time_limit
-                .is_some_and(|t| t0.elapsed().as_secs_f64() >= t)
-                && e.epoch < s.epochs
-            {
-                stop = true;
-                return Err(gradfree::Error::Input("time limit".into()));
-            }
-            Ok(())
-        },
-    );
-    let model = match result {
-        Ok(m) => m,
-        Err(_) if stop => {
-            Saved::from_bytes(
-                &std::fs::read(out.path("checkpoint.safetensors").expect("out dir"))?,
-                "checkpoint",
-            )?
-            .model
-        }
-        Err(e) => return Err(e.into()),
-    };
-    bar.finish();
-    let m_ = meter.measure();
-    let last = history.last().cloned();
-    if let Some(e) = &last {
-        println!(
-            "after {} epochs: train_err {:.4}, test_err {}, batch_err {:.4}{}",
-            e.epoch,
-            e.train_err,
-            e.test_err.map_or("-".into(), |t| format!("{t:.4}")),
-            e.batch_err,
-            if stop { " (time limit)" } else { "" }
-        );
-    }
-    println!("{}", m_.line());
-    let epochs_done = last.as_ref().map_or(0, |e| e.epoch);
-    let saved = Saved {
-        net: net.clone(),
-        settings: s.clone(),
-        model,
-        epoch: epochs_done,
-        history: history.clone(),
-    };
-    out.file("model.safetensors", &saved.to_bytes(&clf)?)?;
-    if s.exempt > 0 {
-        let mut ex = last_sel.exempted.clone();
-        ex.sort_unstable();
-        let text: String = ex.iter().map(|k| format!("{k}\n")).collect();
-        out.file("exempted.txt", text.as_bytes())?;
-        if let Some((h, w)) = shape {
-            if !ex.is_empty() {
-                let imgs: Vec<Vec<f64>> = ex.iter().map(|&k| train.item(k).to_vec()).collect();
-                out.file("exempted.png", &png_grid(&imgs, h, w, 10, false)?)?;
-            }
-        }
-    }
-    if s.relabel > 0 {
-        let text: String = last_sel
-            .relabeled
-            .iter()
-            .map(|(k, l)| format!("{k},{},{l}\n", train.y[*k]))
-            .collect();
-        out.file(
-            "relabeled.csv",
-            format!("item,label,new_label\n{text}").as_bytes(),
-        )?;
-    }
-    let common = CommonSummary::new(backend.describe(), c.precision, s.seed, &m_);
-    out.summary(
-        &common,
-        json!({
-            "method": "rrr classify", "data_nodes": net.data, "hidden_nodes": net.hidden,
-            "class_nodes": net.classes, "edges": net.edges.len(), "train_items": train.len(),
-            "test_items": test.as_ref().map_or(0, |t| t.len()), "settings": s,
-            "epochs": epochs_done, "train_err": last.as_ref().map(|e| e.train_err),
-            "test_err": last.as_ref().and_then(|e| e.test_err), "batch_err": last.as_ref().map(|e| e.batch_err),
-            "best_test_err": history.iter().filter_map(|e| e.test_err).reduce(f64::min),
-            "exempted_final_epoch": last_sel.exempted.len(), "relabeled_final_epoch": last_sel.relabeled.len(),
-            "time_limited": stop,
-        }),
-    )?;
+    let own = classify::run(&backend, &mut session, &run)?;
+    session.finish(seed, own)?;
     Ok(())
+}
+
+/// The net of `--layers` or `--net`.
+fn classify_net(a: &ClassifyArgs) -> Result<Net> {
+    Ok(match (&a.layers, &a.net) {
+        (Some(l), None) => {
+            let widths: Vec<usize> = l
+                .split(',')
+                .map(|t| t.trim().parse::<usize>())
+                .collect::<std::result::Result<_, _>>()
+                .map_err(|_| {
+                    Error::Input(format!(
+                        "--layers '{l}' is not a comma-separated list of widths"
+                    ))
+                })?;
+            Net::layered(&widths)?
+        }
+        (None, Some(p)) => Net::load(p)?,
+        _ => return Err(Error::Input("give the network with --layers or --net".into()).into()),
+    })
+}
+
+/// The training settings of the flags.
+fn classify_settings(a: &ClassifyArgs) -> Result<Settings> {
+    Ok(Settings {
+        batch: a.batch,
+        epochs: a.epochs,
+        iters_per_batch: a.iters_per_batch,
+        tol: a.tol,
+        beta: a.beta,
+        omega: a.omega,
+        upsilon: a.upsilon,
+        margin: a.margin,
+        exempt: parse_budget("exempt", a.exempt.as_deref(), a.batch)?,
+        relabel: parse_budget("relabel", a.relabel.as_deref(), a.batch)?,
+        false_positives: 0,
+        seed: a.common.seed,
+    })
 }
 
 #[derive(Args, Debug)]

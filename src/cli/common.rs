@@ -8,7 +8,7 @@ use gradfree::data::labeled::{self, Labeled, LabeledFormat};
 use gradfree::engine::{Backend, DeviceChoice};
 use gradfree::gpu::{BackendChoice, GpuRequest};
 use gradfree::train::{Session, Voice};
-use gradfree::{Error, Precision, io as output};
+use gradfree::{Error, Precision};
 use std::path::PathBuf;
 
 /// Options every command that runs work takes.
@@ -184,37 +184,4 @@ pub(crate) fn mean_std(v: &[f64]) -> (f64, f64) {
         m,
         (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / n).sqrt(),
     )
-}
-
-/// A grid PNG, 16 images per grid row, of the first `take` rows of each
-/// block (so blocks of 16 line up: targets above reconstructions).
-pub(crate) fn rows_png(
-    blocks: &[&[f64]],
-    shape: (usize, usize),
-    take: usize,
-) -> gradfree::error::Result<Vec<u8>> {
-    let d = shape.0 * shape.1;
-    let mut images = vec![];
-    for b in blocks {
-        for i in 0..take.min(b.len() / d) {
-            images.push(b[i * d..(i + 1) * d].to_vec());
-        }
-    }
-    output::png_grid(&images, shape.0, shape.1, 16, false)
-}
-
-pub(crate) fn rows_csv(x: &[f64], d: usize) -> String {
-    let mut s = String::new();
-    for row in x.chunks(d.max(1)) {
-        let cells: Vec<String> = row.iter().map(|v| format!("{v}")).collect();
-        s += &cells.join(",");
-        s.push('\n');
-    }
-    s
-}
-
-/// A square image shape for widths that are perfect squares ≥ 16.
-pub(crate) fn square(d: usize) -> Option<(usize, usize)> {
-    let s = (d as f64).sqrt().round() as usize;
-    (d >= 16 && s * s == d).then_some((s, s))
 }

@@ -213,7 +213,7 @@ pub(crate) fn starnet_train(a: &StarnetTrainArgs) -> Result<()> {
                     }
                     pngs.push((
                         format!("layer{li}.png"),
-                        rows_png(&[&x[..k * rows.dim], &rec], shape, 16)?,
+                        gradfree::io::rows_png(&[&x[..k * rows.dim], &rec], shape, 16)?,
                     ));
                 }
                 Ok(())
@@ -228,7 +228,7 @@ pub(crate) fn starnet_train(a: &StarnetTrainArgs) -> Result<()> {
     let (codes, scores) = net.encode(&backend, x)?;
     let recon = net.decode(&backend, &codes)?;
     let (rms, elastic) = starnet::errors(&backend, &recon, x, rows.dim)?;
-    let pca = starnet::pca_rms(x, rows.dim, widths[0], 2000, 10_000, c.seed);
+    let pca = data::pca::pca_rms(x, rows.dim, widths[0], 2000, 10_000, c.seed);
     let big_l = net.layers.len();
     let mean_score: Vec<f64> = (0..big_l)
         .map(|l| (0..n).map(|i| scores[i * big_l + l]).sum::<f64>() / n as f64)
@@ -241,10 +241,13 @@ pub(crate) fn starnet_train(a: &StarnetTrainArgs) -> Result<()> {
         let k = 16.min(n);
         pngs.push((
             "reconstructions.png".into(),
-            rows_png(&[&x[..k * rows.dim], &recon[..k * rows.dim]], shape, 16)?,
+            gradfree::io::rows_png(&[&x[..k * rows.dim], &recon[..k * rows.dim]], shape, 16)?,
         ));
         let samples = net.decode(&backend, &net.sample_codes(64, c.seed))?;
-        pngs.push(("samples.png".into(), rows_png(&[&samples], shape, 64)?));
+        pngs.push((
+            "samples.png".into(),
+            gradfree::io::rows_png(&[&samples], shape, 64)?,
+        ));
     }
     let m = meter.measure();
     println!("{}", m.line());
@@ -302,9 +305,15 @@ pub(crate) fn starnet_encode(a: &StarnetDataArgs, score: bool) -> Result<()> {
     let m = meter.measure();
     println!("{}", m.line());
     if score {
-        out.file("scores.csv", rows_csv(&scores, big_l).as_bytes())?;
+        out.file(
+            "scores.csv",
+            gradfree::io::rows_csv(&scores, big_l).as_bytes(),
+        )?;
     } else {
-        out.file("codes.csv", rows_csv(&codes, net.widths[0]).as_bytes())?;
+        out.file(
+            "codes.csv",
+            gradfree::io::rows_csv(&codes, net.widths[0]).as_bytes(),
+        )?;
     }
     let common = CommonSummary::new(backend.describe(), c.precision, c.seed, &m);
     out.summary(
@@ -339,10 +348,14 @@ pub(crate) fn starnet_decode(a: &StarnetDecodeArgs) -> Result<()> {
     );
     let m = meter.measure();
     println!("decoded {} codes; {}", codes.nrows(), m.line());
-    out.file("decoded.csv", rows_csv(&x, net.data_width()).as_bytes())?;
-    if let Some(shape) = image_shape(a.image_shape.as_deref())?.or_else(|| square(net.data_width()))
+    out.file(
+        "decoded.csv",
+        gradfree::io::rows_csv(&x, net.data_width()).as_bytes(),
+    )?;
+    if let Some(shape) = image_shape(a.image_shape.as_deref())?
+        .or_else(|| gradfree::io::square_shape(net.data_width()))
     {
-        out.file("decoded.png", &rows_png(&[&x], shape, 256)?)?;
+        out.file("decoded.png", &gradfree::io::rows_png(&[&x], shape, 256)?)?;
     }
     let common = CommonSummary::new(backend.describe(), c.precision, c.seed, &m);
     out.summary(
@@ -367,10 +380,14 @@ pub(crate) fn starnet_sample(a: &StarnetSampleArgs) -> Result<()> {
     );
     let m = meter.measure();
     println!("{} samples; {}", a.count, m.line());
-    out.file("samples.csv", rows_csv(&x, net.data_width()).as_bytes())?;
-    if let Some(shape) = image_shape(a.image_shape.as_deref())?.or_else(|| square(net.data_width()))
+    out.file(
+        "samples.csv",
+        gradfree::io::rows_csv(&x, net.data_width()).as_bytes(),
+    )?;
+    if let Some(shape) = image_shape(a.image_shape.as_deref())?
+        .or_else(|| gradfree::io::square_shape(net.data_width()))
     {
-        out.file("samples.png", &rows_png(&[&x], shape, 256)?)?;
+        out.file("samples.png", &gradfree::io::rows_png(&[&x], shape, 256)?)?;
     }
     let common = CommonSummary::new(backend.describe(), c.precision, c.seed, &m);
     out.summary(

@@ -1,4 +1,5 @@
-//! Data loaders and generators.
+//! Data sets: loaders of the reference formats, CSV and IDX, generators
+//! (majority gates, letters, spirals), and the PCA baseline.
 
 pub mod folds;
 pub mod images;
@@ -6,4 +7,5 @@ pub mod labeled;
 pub mod letters;
 pub mod majority;
 pub mod matrix;
+pub mod pca;
 pub mod spiral;

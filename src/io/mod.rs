@@ -252,3 +252,60 @@ pub const PLOT_COLOURS: [[u8; 3]; 5] = [
     [255, 127, 14],
     [148, 103, 189],
 ];
+
+/// A grid PNG, 16 images per grid row, of the first `take` rows of each
+/// block (so blocks of 16 line up: targets above reconstructions).
+pub fn rows_png(blocks: &[&[f64]], shape: (usize, usize), take: usize) -> Result<Vec<u8>> {
+    let d = shape.0 * shape.1;
+    let mut images = vec![];
+    for b in blocks {
+        for i in 0..take.min(b.len() / d) {
+            images.push(b[i * d..(i + 1) * d].to_vec());
+        }
+    }
+    png_grid(&images, shape.0, shape.1, 16, false)
+}
+
+pub fn rows_csv(x: &[f64], d: usize) -> String {
+    let mut s = String::new();
+    for row in x.chunks(d.max(1)) {
+        let cells: Vec<String> = row.iter().map(|v| format!("{v}")).collect();
+        s += &cells.join(",");
+        s.push('\n');
+    }
+    s
+}
+
+/// A square image shape for widths that are perfect squares ≥ 16.
+pub fn square_shape(d: usize) -> Option<(usize, usize)> {
+    let s = (d as f64).sqrt().round() as usize;
+    (d >= 16 && s * s == d).then_some((s, s))
+}
+
+/// One histogram per list side by side (the per-code-node distributions,
+/// the paper's figure 20): `bins` bins over each list's range, bar heights
+/// scaled to the tallest bin.
+pub fn histogram_strip(lists: &[Vec<f64>], bins: usize) -> Result<Vec<u8>> {
+    let images: Vec<Vec<f64>> = lists
+        .iter()
+        .map(|l| {
+            let lo = l.iter().copied().fold(f64::INFINITY, f64::min);
+            let hi = l.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let mut counts = vec![0usize; bins];
+            for &v in l {
+                let t = if hi > lo { (v - lo) / (hi - lo) } else { 0.5 };
+                counts[((t * bins as f64) as usize).min(bins - 1)] += 1;
+            }
+            let top = counts.iter().copied().max().unwrap_or(1).max(1);
+            let mut img = vec![0.0; bins * bins];
+            for (b, &n) in counts.iter().enumerate() {
+                let h = (n * bins).div_ceil(top);
+                for r in bins - h..bins {
+                    img[r * bins + b] = 1.0;
+                }
+            }
+            img
+        })
+        .collect();
+    png_grid(&images, bins, bins, images.len().max(1), false)
+}

@@ -265,6 +265,24 @@ impl Session {
         })
     }
 
+    /// A session for work the host does without a backend (forward passes
+    /// of a trained model), described as `device` in the summary.
+    pub fn host(
+        device: &str,
+        precision: Precision,
+        out: Option<&Path>,
+        voice: Voice,
+    ) -> Result<Self> {
+        Ok(Session {
+            out: OutDir::new(out)?,
+            meter: Meter::start(meter::SensorKind::Cpu),
+            quiet: voice != Voice::Verbose,
+            voice,
+            device: device.into(),
+            precision,
+        })
+    }
+
     /// True when per-epoch lines and headers are not printed.
     pub fn quiet(&self) -> bool {
         self.quiet

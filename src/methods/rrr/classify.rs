@@ -29,11 +29,13 @@ use super::net::Net;
 use super::{Model, random_model};
 use crate::data::labeled::Labeled;
 use crate::engine::Backend;
+use crate::engine::RrrEngine;
 use crate::error::{Error, Result};
+use crate::io::png_grid;
 use crate::io::{NamedTensor, read_safetensors, safetensors_bytes};
 use crate::kernels::class_select::LABEL_EXEMPT;
 use crate::problem::{RrrProblem, RrrState, Selection};
-use crate::train::epoch_order;
+use crate::train::{self, Batches, EpochEnd, Method, Plan, Session, Start, Stopped, epoch_order};
 
 /// Training settings.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize, PartialEq)]
@@ -279,96 +281,330 @@ pub struct SelectedItems {
     pub relabeled: Vec<(usize, u32)>,
 }
 
-/// Trains from `model` for epochs `first_epoch..=s.epochs` (1-based), calling
-/// `on_epoch` after each (for metrics and checkpoints). Batches are the
+/// The classifier's training as a [`Method`] of the loop: batches are the
 /// shuffled training set cut into ⌊n/|K|⌋ batches of |K| (as the reference
 /// does; every item is drawn across epochs).
-#[allow(clippy::too_many_arguments)]
-pub fn train(
-    backend: &Backend,
-    clf: &Classifier,
-    train: &Labeled,
-    test: Option<&Labeled>,
-    s: &Settings,
-    mut model: Model,
-    first_epoch: usize,
-    mut on_epoch: impl FnMut(&EpochStats, &Model, &SelectedItems) -> Result<()>,
-) -> Result<Model> {
-    s.check()?;
-    clf.check_data(train, "the training data")?;
-    if let Some(t) = test {
+pub struct Training<'a> {
+    clf: &'a Classifier,
+    train: &'a Labeled,
+    test: Option<&'a Labeled>,
+    s: &'a Settings,
+    time_limit: Option<f64>,
+    engine: Box<dyn RrrEngine>,
+    kk: usize,
+    /// The model after the latest batch.
+    pub model: Model,
+    /// The items the selection touched in the latest epoch.
+    pub selected: SelectedItems,
+    epoch: EpochSums,
+    /// Lines to print per epoch.
+    line: fn(&Settings, &EpochStats) -> String,
+}
+
+/// Sums over an epoch's batches.
+#[derive(Default)]
+struct EpochSums {
+    rrr_start: f64,
+    rrr_end: f64,
+    iterations: usize,
+    batch_err: f64,
+    batches: usize,
+}
+
+impl<'a> Training<'a> {
+    /// Checks the settings and data and builds the batch engine.
+    pub fn new(
+        backend: &Backend,
+        clf: &'a Classifier,
+        train: &'a Labeled,
+        test: Option<&'a Labeled>,
+        s: &'a Settings,
+        model: Model,
+    ) -> Result<Self> {
+        s.check()?;
+        clf.check_data(train, "the training data")?;
+        if let Some(t) = test {
+            clf.check_data(t, "the test data")?;
+        }
+        let kk = s.batch.min(train.len());
+        if kk == 0 {
+            return Err(Error::Input("no training items".into()));
+        }
+        Ok(Training {
+            clf,
+            train,
+            test,
+            s,
+            time_limit: None,
+            engine: backend.rrr_engine(&clf.problem, kk)?,
+            kk,
+            model,
+            selected: SelectedItems::default(),
+            epoch: EpochSums::default(),
+            line: epoch_line,
+        })
+    }
+
+    /// Stops after the epoch during which `seconds` have passed.
+    pub fn with_time_limit(mut self, seconds: Option<f64>) -> Self {
+        self.time_limit = seconds;
+        self
+    }
+
+    /// Prints each epoch with `line` instead of the classifier's line.
+    pub fn with_line(mut self, line: fn(&Settings, &EpochStats) -> String) -> Self {
+        self.line = line;
+        self
+    }
+}
+
+/// The classifier's epoch line.
+fn epoch_line(s: &Settings, e: &EpochStats) -> String {
+    format!(
+        "epoch {:>3}/{}: batch_err {:.4}, train_err {:.4}, test_err {}, RRR_err {:.3e} → {:.3e}{}{}, {:.3} GWMs, {:.2} s",
+        e.epoch,
+        s.epochs,
+        e.batch_err,
+        e.train_err,
+        e.test_err.map_or("-".into(), |t| format!("{t:.4}")),
+        e.rrr_err_start,
+        e.rrr_err_end,
+        if s.exempt > 0 {
+            format!(", {} exempted", e.exempted)
+        } else {
+            String::new()
+        },
+        if s.relabel > 0 {
+            format!(", {} relabeled", e.relabeled)
+        } else {
+            String::new()
+        },
+        e.gwms,
+        e.seconds
+    )
+}
+
+impl Method for Training<'_> {
+    type Record = EpochStats;
+
+    fn plan(&self) -> Plan {
+        Plan {
+            items: self.train.len(),
+            batches: Batches::Whole(self.kk),
+            epochs: self.s.epochs,
+            time_limit: self.time_limit,
+        }
+    }
+
+    fn order(&mut self, epoch: usize) -> Vec<usize> {
+        self.epoch = EpochSums::default();
+        self.selected = SelectedItems::default();
+        epoch_order(self.train.len(), self.s.seed, epoch)
+    }
+
+    fn batch(&mut self, epoch: usize, b: usize, idx: &[usize]) -> Result<()> {
+        let (clf, s, train) = (self.clf, self.s, self.train);
+        let state = clf.batch_state(&self.model, train, idx);
+        let rep = super::solve_batch(
+            self.engine.as_mut(),
+            &state,
+            s.iters_per_batch,
+            s.beta,
+            s.tol,
+            &mut self.model,
+            clf.net.data,
+            (epoch, b),
+        )?;
+        let e = &mut self.epoch;
+        e.rrr_start += rep.errors.first().copied().unwrap_or(f64::NAN);
+        e.rrr_end += rep.errors.last().copied().unwrap_or(f64::NAN);
+        e.iterations += rep.iterations;
+        let used = if clf.problem.selection.is_active() {
+            self.engine.labels_used()?
+        } else {
+            Vec::new()
+        };
+        let mut wrong = 0;
+        let mut counted = 0;
+        for (k, &item) in idx.iter().enumerate() {
+            match used.get(k) {
+                Some(&LABEL_EXEMPT) => {
+                    self.selected.exempted.push(item);
+                    continue;
+                }
+                Some(&l) if l != train.y[item] => self.selected.relabeled.push((item, l)),
+                _ => {}
+            }
+            counted += 1;
+            wrong += (clf.classify(&self.model, train.item(item)) != train.y[item]) as usize;
+        }
+        e.batch_err += wrong as f64 / counted.max(1) as f64;
+        e.batches += 1;
+        Ok(())
+    }
+
+    fn end_epoch(&mut self, epoch: usize, seconds: f64) -> Result<EpochEnd<EpochStats>> {
+        let e = &self.epoch;
+        let nb = e.batches as f64;
+        let gwms = super::gwms(e.iterations as u64, self.kk, self.clf.problem.edges());
+        let record = EpochStats {
+            epoch,
+            batch_err: e.batch_err / nb,
+            train_err: self.clf.error(&self.model, self.train),
+            test_err: self.test.map(|t| self.clf.error(&self.model, t)),
+            rrr_err_start: e.rrr_start / nb,
+            rrr_err_end: e.rrr_end / nb,
+            iterations: e.iterations as f64 / nb,
+            exempted: self.selected.exempted.len(),
+            relabeled: self.selected.relabeled.len(),
+            gwms,
+            seconds,
+        };
+        Ok(EpochEnd::next(record, gwms))
+    }
+
+    fn checkpoint(&self, history: &[EpochStats]) -> Result<Option<Vec<u8>>> {
+        let saved = Saved {
+            net: self.clf.net.clone(),
+            settings: self.s.clone(),
+            model: self.model.clone(),
+            epoch: history.last().map_or(0, |e| e.epoch),
+            history: history.to_vec(),
+        };
+        saved.to_bytes(self.clf).map(Some)
+    }
+
+    fn line(&self, e: &EpochStats) -> String {
+        (self.line)(self.s, e)
+    }
+}
+
+/// What `rrr classify` trains on.
+pub struct Run {
+    /// The net.
+    pub net: Net,
+    /// Training settings.
+    pub settings: Settings,
+    /// Training data.
+    pub train: Labeled,
+    /// Test data.
+    pub test: Option<Labeled>,
+    /// Items are images of this shape (for `exempted.png`).
+    pub image_shape: Option<(usize, usize)>,
+    /// Stop after the epoch during which this many seconds have passed.
+    pub time_limit: Option<f64>,
+    /// Go on from this checkpoint (its net and settings are the run's).
+    pub resume: Option<Saved>,
+}
+
+/// `rrr classify` as a library run: trains (or resumes), writes
+/// `net.txt`, a checkpoint per epoch, `model.safetensors`, `exempted.txt`
+/// (`exempted.png`), `relabeled.csv`, and returns the summary's own fields.
+pub fn run(backend: &Backend, session: &mut Session, r: &Run) -> Result<serde_json::Value> {
+    let (net, s) = (&r.net, &r.settings);
+    let clf = Classifier::new(net.clone(), s)?;
+    clf.check_data(&r.train, "the training data")?;
+    if let Some(t) = &r.test {
         clf.check_data(t, "the test data")?;
     }
-    let kk = s.batch.min(train.len());
-    if kk == 0 {
-        return Err(Error::Input("no training items".into()));
+    let (model, start) = match &r.resume {
+        Some(saved) => (
+            saved.model.clone(),
+            Start {
+                epoch: saved.epoch,
+                history: saved.history.clone(),
+            },
+        ),
+        None => (clf.random_model(s.seed), Start::fresh()),
+    };
+    let (train, test) = (&r.train, r.test.as_ref());
+    session.say(&format!(
+        "RRR classifier: {} data, {} hidden, {} class nodes, {} edges; {} train / {} test items; |K| = {}, {} iterations per batch, β={}, Ω={}, Υ={}, Δ={}{}{} on {} ({})",
+        net.data,
+        net.hidden,
+        net.classes,
+        net.edges.len(),
+        train.len(),
+        test.map_or(0, |t| t.len()),
+        s.batch.min(train.len()),
+        s.iters_per_batch,
+        s.beta,
+        s.omega,
+        s.upsilon,
+        s.margin,
+        if s.exempt > 0 {
+            format!(", EE = {} exempted", s.exempt)
+        } else {
+            String::new()
+        },
+        if s.relabel > 0 {
+            format!(", up to {} relabeled", s.relabel)
+        } else {
+            String::new()
+        },
+        backend.describe(),
+        backend.precision()
+    ));
+    if start.epoch > 0 {
+        session.say(&format!("resuming after epoch {}", start.epoch));
     }
-    let batches = train.len() / kk;
-    let p = &clf.problem;
-    let mut engine = backend.rrr_engine(p, kk)?;
-    let check_every = if s.tol > 0.0 { 10 } else { s.iters_per_batch };
-    let selecting = p.selection.is_active();
-    for epoch in first_epoch..=s.epochs {
-        let t0 = std::time::Instant::now();
-        let order = epoch_order(train.len(), s.seed, epoch);
-        let (mut e_start, mut e_end, mut iters, mut batch_err) = (0.0, 0.0, 0usize, 0.0);
-        let mut sel = SelectedItems::default();
-        for b in 0..batches {
-            let idx = &order[b * kk..(b + 1) * kk];
-            engine.load(&clf.batch_state(&model, train, idx))?;
-            let rep = engine.iterate(s.iters_per_batch, s.beta, s.tol, check_every)?;
-            e_start += rep.errors.first().copied().unwrap_or(f64::NAN);
-            e_end += rep.errors.last().copied().unwrap_or(f64::NAN);
-            iters += rep.iterations;
-            let c = engine.consensus()?;
-            model.weights = c.w;
-            // Biases as the reference takes them: the B consensus, the batch
-            // mean of 2b_A − b from the last iteration.
-            let bb = engine.bias_consensus()?;
-            model.biases[clf.net.data..].copy_from_slice(&bb[clf.net.data..]);
-            if model.weights.iter().any(|v| !v.is_finite()) {
-                return Err(Error::Numeric(format!(
-                    "weights became non-finite in epoch {epoch}, batch {b}"
-                )));
-            }
-            let used = if selecting {
-                engine.labels_used()?
-            } else {
-                Vec::new()
-            };
-            let mut wrong = 0;
-            let mut counted = 0;
-            for (k, &item) in idx.iter().enumerate() {
-                match used.get(k) {
-                    Some(&LABEL_EXEMPT) => {
-                        sel.exempted.push(item);
-                        continue;
-                    }
-                    Some(&l) if l != train.y[item] => sel.relabeled.push((item, l)),
-                    _ => {}
-                }
-                counted += 1;
-                wrong += (clf.classify(&model, train.item(item)) != train.y[item]) as usize;
-            }
-            batch_err += wrong as f64 / counted.max(1) as f64;
+    session.file("net.txt", net.to_text().as_bytes())?;
+    let mut training =
+        Training::new(backend, &clf, train, test, s, model)?.with_time_limit(r.time_limit);
+    let fin = train::run(session, &mut training, start)?;
+    let time_limited = fin.stopped == Some(Stopped::TimeLimit);
+    let last = fin.history.last();
+    if let Some(e) = last {
+        session.tell(&format!(
+            "after {} epochs: train_err {:.4}, test_err {}, batch_err {:.4}{}",
+            e.epoch,
+            e.train_err,
+            e.test_err.map_or("-".into(), |t| format!("{t:.4}")),
+            e.batch_err,
+            if time_limited { " (time limit)" } else { "" }
+        ));
+    }
+    let saved = Saved {
+        net: net.clone(),
+        settings: s.clone(),
+        model: training.model.clone(),
+        epoch: fin.epoch,
+        history: fin.history.clone(),
+    };
+    session.file("model.safetensors", &saved.to_bytes(&clf)?)?;
+    let sel = &training.selected;
+    if s.exempt > 0 {
+        let mut ex = sel.exempted.clone();
+        ex.sort_unstable();
+        let text: String = ex.iter().map(|k| format!("{k}\n")).collect();
+        session.file("exempted.txt", text.as_bytes())?;
+        if let (Some((h, w)), false) = (r.image_shape, ex.is_empty()) {
+            let imgs: Vec<Vec<f64>> = ex.iter().map(|&k| train.item(k).to_vec()).collect();
+            session.file("exempted.png", &png_grid(&imgs, h, w, 10, false)?)?;
         }
-        let nb = batches as f64;
-        let stats = EpochStats {
-            epoch,
-            batch_err: batch_err / nb,
-            train_err: clf.error(&model, train),
-            test_err: test.map(|t| clf.error(&model, t)),
-            rrr_err_start: e_start / nb,
-            rrr_err_end: e_end / nb,
-            iterations: iters as f64 / nb,
-            exempted: sel.exempted.len(),
-            relabeled: sel.relabeled.len(),
-            gwms: super::gwms(iters as u64, kk, p.edges()),
-            seconds: t0.elapsed().as_secs_f64(),
-        };
-        on_epoch(&stats, &model, &sel)?;
     }
-    Ok(model)
+    if s.relabel > 0 {
+        let text: String = sel
+            .relabeled
+            .iter()
+            .map(|(k, l)| format!("{k},{},{l}\n", train.y[*k]))
+            .collect();
+        session.file(
+            "relabeled.csv",
+            format!("item,label,new_label\n{text}").as_bytes(),
+        )?;
+    }
+    let history = &fin.history;
+    Ok(serde_json::json!({
+        "method": "rrr classify", "data_nodes": net.data, "hidden_nodes": net.hidden,
+        "class_nodes": net.classes, "edges": net.edges.len(), "train_items": train.len(),
+        "test_items": test.map_or(0, |t| t.len()), "settings": s,
+        "epochs": fin.epoch, "train_err": last.map(|e| e.train_err),
+        "test_err": last.and_then(|e| e.test_err), "batch_err": last.map(|e| e.batch_err),
+        "best_test_err": history.iter().filter_map(|e| e.test_err).reduce(f64::min),
+        "exempted_final_epoch": sel.exempted.len(), "relabeled_final_epoch": sel.relabeled.len(),
+        "time_limited": time_limited,
+    }))
 }
 
 /// A trained classifier as stored in `model.safetensors` and checkpoints.

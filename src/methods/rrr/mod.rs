@@ -20,7 +20,9 @@ pub mod nmf;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::problem::RrrProblem;
+use crate::engine::{IterReport, RrrEngine};
+use crate::error::{Error, Result};
+use crate::problem::{RrrProblem, RrrState};
 
 /// Consensus weights (in the problem's edge order) and biases per node:
 /// what a classifier, an autoencoder or a generator has learned.
@@ -58,6 +60,41 @@ pub fn random_model(p: &RrrProblem, seed: u64) -> Model {
     }
 }
 
+/// One batch of RRR training, as classify, autoencode and the generator
+/// do it: load the batch's replicas, run the iterations, and take the
+/// A-consensus weights w̄ and the B bias consensus b̄ (the batch mean of
+/// 2b_A − b of the last iteration, as the reference code does) of nodes
+/// `first_biased..` as the new model.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn solve_batch(
+    engine: &mut dyn RrrEngine,
+    state: &RrrState,
+    iterations: usize,
+    beta: f64,
+    tol: f64,
+    model: &mut Model,
+    first_biased: usize,
+    (epoch, batch): (usize, usize),
+) -> Result<IterReport> {
+    engine.load(state)?;
+    let check_every = if tol > 0.0 { 10 } else { iterations };
+    let rep = engine.iterate(iterations, beta, tol, check_every)?;
+    model.weights = engine.consensus()?.w;
+    let bb = engine.bias_consensus()?;
+    model.biases[first_biased..].copy_from_slice(&bb[first_biased..]);
+    if model
+        .weights
+        .iter()
+        .chain(&model.biases)
+        .any(|v| !v.is_finite())
+    {
+        return Err(Error::Numeric(format!(
+            "weights became non-finite in epoch {epoch}, batch {batch}"
+        )));
+    }
+    Ok(rep)
+}
+
 /// The checks every RRR training run shares: at least one batch item,
 /// epoch and iteration, the named hyperparameters positive and finite,
 /// `tol` finite and ≥ 0.
@@ -67,8 +104,7 @@ pub(crate) fn check_run(
     iters_per_batch: usize,
     positive: &[(&str, f64)],
     tol: f64,
-) -> crate::error::Result<()> {
-    use crate::error::Error;
+) -> Result<()> {
     if batch == 0 || epochs == 0 || iters_per_batch == 0 {
         return Err(Error::Input(
             "--batch, --epochs and --iters-per-batch must be at least 1".into(),

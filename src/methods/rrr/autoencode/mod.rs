@@ -26,12 +26,20 @@
 //! E(D(c)) − c (feed-around), and RRR_err.
 
 use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
+
+mod generator;
+mod persist;
+mod run;
+mod train;
+
+pub use generator::*;
+pub use persist::*;
+pub use run::*;
+pub use train::*;
 
 use super::Model;
 use crate::data::matrix::parse_err;
-use crate::engine::Backend;
 use crate::error::{Error, Result};
 use crate::problem::{NodeKind, RrrProblem, RrrState, WeightGroups};
 
@@ -420,6 +428,11 @@ impl Autoencoder {
         pass.x[..self.net.data].to_vec()
     }
 
+    /// D(E(d)): the round trip of one item through code space.
+    pub fn round_trip(&self, m: &Model, d: &[f64]) -> Vec<f64> {
+        self.decode(m, &self.encode(m, d))
+    }
+
     /// D(E(d)) from a data pass: f(y − b) at the data nodes.
     fn reconstruction(&self, m: &Model, pass: &Pass) -> Vec<f64> {
         (0..self.net.data)
@@ -498,7 +511,9 @@ fn round_trip_rms(rows: &[f64], w: usize, back: impl Fn(&[f64]) -> Vec<f64> + Sy
     if n == 0 {
         return f64::NAN;
     }
-    let sq: f64 = rows[..n * w]
+    // Per-row sums in parallel, added in row order: the same bits whatever
+    // the thread count or work stealing.
+    let per_row: Vec<f64> = rows[..n * w]
         .par_chunks(w)
         .map(|row| {
             back(row)
@@ -507,7 +522,8 @@ fn round_trip_rms(rows: &[f64], w: usize, back: impl Fn(&[f64]) -> Vec<f64> + Sy
                 .map(|(a, b)| (a - b).powi(2))
                 .sum::<f64>()
         })
-        .sum();
+        .collect();
+    let sq: f64 = per_row.iter().sum();
     (sq / (n * w) as f64).sqrt()
 }
 
@@ -549,176 +565,6 @@ pub fn one_hot(n: usize) -> Vec<f64> {
     out
 }
 
-/// One epoch's figures.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct AeEpochStats {
-    /// 1-based epoch.
-    pub epoch: usize,
-    /// rms of D(E(d)) − d over the training data.
-    pub data_err: f64,
-    /// rms of E(D(c)) − c over the epoch's last code batch (all codes for
-    /// binary encoding).
-    pub code_err: f64,
-    /// Mean RRR_err after each batch's first iteration.
-    pub rrr_err_start: f64,
-    /// Mean RRR_err after each batch's last iteration.
-    pub rrr_err_end: f64,
-    /// Mean iterations per batch.
-    pub iterations: f64,
-    /// GWMs of the epoch.
-    pub gwms: f64,
-    /// Wall seconds of the epoch.
-    pub seconds: f64,
-}
-
-/// Where a batch's codes come from.
-pub enum CodeSource<'a> {
-    /// iDE: sampled from the previous batch's encodings.
-    Empirical,
-    /// A fixed set (binary encoding: all 2ⁿ codes), every batch.
-    Fixed(&'a [f64]),
-}
-
-/// Where training stands after an epoch: what a resumed run needs to go
-/// on exactly as an uninterrupted one would.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct AeProgress {
-    /// Epochs completed (0: a fresh start).
-    pub epoch: usize,
-    /// The next batch's code items (iDE samples, rows of width C; empty:
-    /// drawn from the first batch's encodings).
-    pub next_codes: Vec<f64>,
-    /// Word position of the code sampler's random stream.
-    pub sampler_pos: u128,
-}
-
-/// Trains from `model` and `from` (a fresh start or a checkpoint's
-/// progress) for epochs `from.epoch + 1..=s.epochs` on `data` (rows of width
-/// D), calling `on_epoch` after each; returns the model and the last code
-/// batch (rows). Batches are the shuffled data cut into ⌊n/|Kd|⌋ batches
-/// of |Kd| data items plus |Kc| code items.
-#[allow(clippy::too_many_arguments)]
-pub fn train(
-    backend: &Backend,
-    ae: &Autoencoder,
-    data: &[f64],
-    codes: CodeSource<'_>,
-    s: &AeSettings,
-    mut model: Model,
-    from: AeProgress,
-    mut on_epoch: impl FnMut(&AeEpochStats, &Model, &AeProgress) -> Result<bool>,
-) -> Result<(Model, Vec<f64>)> {
-    s.check()?;
-    let (d, c) = (ae.net.data, ae.net.code);
-    if data.is_empty() || !data.len().is_multiple_of(d) {
-        return Err(Error::Input(format!(
-            "the data are not rows of the net's {d} data nodes"
-        )));
-    }
-    if data.iter().any(|v| !v.is_finite()) {
-        return Err(Error::Input(
-            "the data contain NaN or infinite values".into(),
-        ));
-    }
-    let rows = data.len() / d;
-    let kd = s.batch.min(rows);
-    let kc = match codes {
-        CodeSource::Fixed(cs) => {
-            if !cs.len().is_multiple_of(c) {
-                return Err(Error::Input(format!(
-                    "codes are not rows of {c} code nodes"
-                )));
-            }
-            cs.len() / c
-        }
-        CodeSource::Empirical => s.codes,
-    };
-    let batches = rows / kd;
-    if from.epoch >= s.epochs {
-        // Nothing left to train: skip building the batch engine.
-        return Ok((model, from.next_codes));
-    }
-    let p = &ae.problem;
-    let mut engine = backend.rrr_engine(p, kd + kc)?;
-    let mut state = RrrState::zeros(p, kd + kc);
-    let check_every = if s.tol > 0.0 { 10 } else { s.iters_per_batch };
-    let mut rng = ChaCha8Rng::seed_from_u64(s.seed ^ 0xc0de);
-    rng.set_word_pos(from.sampler_pos);
-    // The first batch's codes come from the first batch's encodings under the
-    // initial model.
-    let mut batch_codes = from.next_codes;
-    if !batch_codes.is_empty() && batch_codes.len() != kc * c {
-        return Err(Error::Input(format!(
-            "the saved next codes are not {kc} rows of {c}"
-        )));
-    }
-    for epoch in from.epoch + 1..=s.epochs {
-        let t0 = std::time::Instant::now();
-        let order = crate::train::epoch_order(rows, s.seed, epoch);
-        let (mut e_start, mut e_end, mut iters) = (0.0, 0.0, 0usize);
-        for b in 0..batches {
-            let idx = &order[b * kd..(b + 1) * kd];
-            let items: Vec<&[f64]> = idx.iter().map(|&k| &data[k * d..(k + 1) * d]).collect();
-            batch_codes = match codes {
-                CodeSource::Fixed(cs) => cs.to_vec(),
-                CodeSource::Empirical => {
-                    if batch_codes.is_empty() {
-                        let lists = code_lists(ae, &model, &items);
-                        sample_codes(&lists, kc, &mut rng)
-                    } else {
-                        batch_codes
-                    }
-                }
-            };
-            let code_rows: Vec<&[f64]> = batch_codes.chunks(c).collect();
-            ae.fill_batch_state(&model, &items, &code_rows, &mut state);
-            engine.load(&state)?;
-            let rep = engine.iterate(s.iters_per_batch, s.beta, s.tol, check_every)?;
-            e_start += rep.errors.first().copied().unwrap_or(f64::NAN);
-            e_end += rep.errors.last().copied().unwrap_or(f64::NAN);
-            iters += rep.iterations;
-            let cons = engine.consensus()?;
-            model.weights = cons.w;
-            model.biases = engine.bias_consensus()?;
-            if model
-                .weights
-                .iter()
-                .chain(&model.biases)
-                .any(|v| !v.is_finite())
-            {
-                return Err(Error::Numeric(format!(
-                    "weights became non-finite in epoch {epoch}, batch {b}"
-                )));
-            }
-            if matches!(codes, CodeSource::Empirical) {
-                // The next batch samples from this batch's encodings.
-                let lists = code_lists(ae, &model, &items);
-                batch_codes = sample_codes(&lists, kc, &mut rng);
-            }
-        }
-        let nb = batches as f64;
-        let stats = AeEpochStats {
-            epoch,
-            data_err: ae.data_err(&model, data),
-            code_err: ae.code_err(&model, &batch_codes),
-            rrr_err_start: e_start / nb,
-            rrr_err_end: e_end / nb,
-            iterations: iters as f64 / nb,
-            gwms: super::gwms(iters as u64, kd + kc, p.edges()),
-            seconds: t0.elapsed().as_secs_f64(),
-        };
-        let progress = AeProgress {
-            epoch,
-            next_codes: batch_codes.clone(),
-            sampler_pos: rng.get_word_pos(),
-        };
-        if !on_epoch(&stats, &model, &progress)? {
-            break;
-        }
-    }
-    Ok((model, batch_codes))
-}
-
 /// Per code node, the encodings of `items` (the iDE empirical lists).
 pub fn code_lists(ae: &Autoencoder, m: &Model, items: &[&[f64]]) -> Vec<Vec<f64>> {
     let codes: Vec<Vec<f64>> = items.par_iter().map(|d| ae.encode(m, d)).collect();
@@ -731,244 +577,6 @@ pub fn code_lists(ae: &Autoencoder, m: &Model, items: &[&[f64]]) -> Vec<Vec<f64>
 /// code maps back to itself (D and E are inverse bijections).
 pub fn binary_solved(ae: &Autoencoder, m: &Model, n: usize) -> bool {
     ae.data_err(m, &one_hot(n)) == 0.0 && ae.code_err(m, &binary_codes(n)) == 0.0
-}
-
-/// The generative model's classifier: genuine codes E(X) (class 1) against
-/// samples of the iDE code distribution (class 0).
-#[derive(Clone, Debug)]
-pub struct Generator {
-    /// Its net (code nodes → hidden → 2 class nodes).
-    pub net: super::net::Net,
-    /// Its training settings (with the false-positive allowance).
-    pub settings: super::classify::Settings,
-    /// Consensus weights and biases.
-    pub model: Model,
-}
-
-/// A trained autoencoder as stored in `model.safetensors`: net, settings,
-/// weights, the per-code-node empirical code values (to sample Z from) and,
-/// when trained, the generator's classifier.
-#[derive(Clone, Debug)]
-pub struct AeModel {
-    /// The cyclic net.
-    pub net: AeNet,
-    /// Training settings.
-    pub settings: AeSettings,
-    /// Consensus weights (problem edge order) and biases.
-    pub model: Model,
-    /// Per code node, the encodings of the training data (the iDE lists).
-    pub code_lists: Vec<Vec<f64>>,
-    /// The genuine/fake classifier, if trained.
-    pub generator: Option<Generator>,
-    /// Epochs trained and the code sampler's state after them.
-    pub progress: AeProgress,
-    /// Metrics of the trained epochs (a checkpoint's, for resuming).
-    pub history: Vec<AeEpochStats>,
-}
-
-impl AeModel {
-    /// safetensors bytes: `weights`, `biases`, `code_values` [C × n] and,
-    /// with a generator, `gen_weights`, `gen_biases`; nets and settings in
-    /// the metadata (net files in the reference formats).
-    pub fn to_bytes(&self) -> Result<Vec<u8>> {
-        use crate::io::{NamedTensor, safetensors_bytes};
-        let n = self.code_lists.first().map_or(0, |l| l.len());
-        let mut tensors = vec![
-            NamedTensor {
-                name: "weights".into(),
-                shape: vec![self.model.weights.len()],
-                data: self.model.weights.clone(),
-            },
-            NamedTensor {
-                name: "biases".into(),
-                shape: vec![self.model.biases.len()],
-                data: self.model.biases.clone(),
-            },
-            NamedTensor {
-                name: "code_values".into(),
-                shape: vec![self.code_lists.len(), n],
-                data: self.code_lists.concat(),
-            },
-        ];
-        let mut meta = serde_json::json!({
-            "method": "rrr autoencode",
-            "net": self.net.to_text(),
-            "settings": self.settings,
-            "edge_order": "sorted by destination, then source",
-            "epoch": self.progress.epoch,
-            // u128 does not fit a JSON number.
-            "sampler_pos": self.progress.sampler_pos.to_string(),
-            "history": self.history,
-        });
-        if !self.progress.next_codes.is_empty() {
-            tensors.push(NamedTensor {
-                name: "next_codes".into(),
-                shape: vec![
-                    self.progress.next_codes.len() / self.net.code.max(1),
-                    self.net.code,
-                ],
-                data: self.progress.next_codes.clone(),
-            });
-        }
-        if let Some(g) = &self.generator {
-            tensors.push(NamedTensor {
-                name: "gen_weights".into(),
-                shape: vec![g.model.weights.len()],
-                data: g.model.weights.clone(),
-            });
-            tensors.push(NamedTensor {
-                name: "gen_biases".into(),
-                shape: vec![g.model.biases.len()],
-                data: g.model.biases.clone(),
-            });
-            meta["generator_net"] = serde_json::json!(g.net.to_text());
-            meta["generator_settings"] = serde_json::to_value(&g.settings).expect("json");
-        }
-        safetensors_bytes(&tensors, &meta)
-    }
-
-    /// Reads what [`AeModel::to_bytes`] wrote (`what` names the file in errors).
-    pub fn from_bytes(bytes: &[u8], what: &str) -> Result<Self> {
-        let bad = |why: String| Error::Input(format!("{what}: {why}"));
-        let (tensors, meta) = crate::io::read_safetensors(bytes).map_err(|e| bad(e.to_string()))?;
-        if meta.get("method").and_then(|v| v.as_str()) != Some("rrr autoencode") {
-            return Err(bad("not a gradfree autoencoder model".into()));
-        }
-        let get = |name: &str| -> Result<(Vec<usize>, Vec<f64>)> {
-            tensors
-                .get(name)
-                .cloned()
-                .ok_or_else(|| bad(format!("no tensor '{name}'")))
-        };
-        let text = |key: &str| -> Result<String> {
-            meta.get(key)
-                .and_then(|v| v.as_str())
-                .map(str::to_string)
-                .ok_or_else(|| bad(format!("metadata lacks '{key}'")))
-        };
-        let path = std::path::Path::new(what);
-        let net = AeNet::parse(&text("net")?, path)?;
-        let settings: AeSettings = serde_json::from_value(meta["settings"].clone())
-            .map_err(|e| bad(format!("settings: {e}")))?;
-        let (weights, biases) = (get("weights")?.1, get("biases")?.1);
-        if weights.len() != net.edges.len() || biases.len() != net.nodes() {
-            return Err(bad("weights or biases do not fit the net".into()));
-        }
-        let (shape, values) = get("code_values")?;
-        // A checkpoint carries no code values.
-        if !values.is_empty() && shape.first() != Some(&net.code) {
-            return Err(bad("code values do not fit the code layer".into()));
-        }
-        let per = shape.get(1).copied().unwrap_or(0);
-        let code_lists = values.chunks(per.max(1)).map(<[f64]>::to_vec).collect();
-        let generator = match meta.get("generator_net").and_then(|v| v.as_str()) {
-            None => None,
-            Some(t) => {
-                let gnet = super::net::Net::parse(t, path)?;
-                let gs = serde_json::from_value(meta["generator_settings"].clone())
-                    .map_err(|e| bad(format!("generator settings: {e}")))?;
-                let (gw, gb) = (get("gen_weights")?.1, get("gen_biases")?.1);
-                if gw.len() != gnet.edges.len() || gb.len() != gnet.nodes() {
-                    return Err(bad("generator weights do not fit its net".into()));
-                }
-                Some(Generator {
-                    net: gnet,
-                    settings: gs,
-                    model: Model {
-                        weights: gw,
-                        biases: gb,
-                    },
-                })
-            }
-        };
-        // Files from before checkpoints lack the progress and history.
-        let epoch = meta
-            .get("epoch")
-            .and_then(|v| v.as_u64())
-            .map_or(settings.epochs, |e| e as usize);
-        let sampler_pos = match meta.get("sampler_pos").and_then(|v| v.as_str()) {
-            None => 0,
-            Some(t) => t
-                .parse::<u128>()
-                .map_err(|_| bad(format!("sampler_pos '{t}' is not a number")))?,
-        };
-        let next_codes = match tensors.get("next_codes") {
-            None => vec![],
-            Some((shape, v)) if shape.get(1) == Some(&net.code) => v.clone(),
-            Some(_) => return Err(bad("next_codes do not fit the code layer".into())),
-        };
-        let history = match meta.get("history") {
-            None => vec![],
-            Some(h) => {
-                serde_json::from_value(h.clone()).map_err(|e| bad(format!("history: {e}")))?
-            }
-        };
-        Ok(AeModel {
-            net,
-            settings,
-            model: Model { weights, biases },
-            code_lists,
-            generator,
-            progress: AeProgress {
-                epoch,
-                next_codes,
-                sampler_pos,
-            },
-            history,
-        })
-    }
-}
-
-/// Genuine codes E(x) (label 1) of `data` rows and `fakes_per` times as
-/// many samples of the iDE distribution `lists` (label 0), as a labeled set
-/// for the generator (the paper trains on 10⁴ genuine codes and 2 × 10⁴ fakes).
-pub fn genuine_and_fakes(
-    ae: &Autoencoder,
-    m: &Model,
-    data: &[f64],
-    lists: &[Vec<f64>],
-    fakes_per: usize,
-    rng: &mut impl Rng,
-) -> crate::data::labeled::Labeled {
-    let d = ae.net.data;
-    let rows: Vec<&[f64]> = data.chunks(d).collect();
-    let genuine: Vec<Vec<f64>> = rows.par_iter().map(|r| ae.encode(m, r)).collect();
-    let fakes = sample_codes(lists, rows.len() * fakes_per, rng);
-    let mut x = genuine.concat();
-    x.extend_from_slice(&fakes);
-    let mut y = vec![1u32; rows.len()];
-    y.extend(std::iter::repeat_n(0u32, rows.len() * fakes_per));
-    crate::data::labeled::Labeled {
-        dim: ae.net.code,
-        classes: 2,
-        x,
-        y,
-    }
-}
-
-/// The generator's error rates on a genuine/fake set: fakes accepted as
-/// genuine (false positives) and genuine codes rejected (what the paper
-/// calls tn).
-pub fn generator_rates(
-    clf: &super::classify::Classifier,
-    m: &Model,
-    set: &crate::data::labeled::Labeled,
-) -> (f64, f64) {
-    let pred = clf.predict(m, set);
-    let (mut fp, mut fakes, mut rej, mut genuine) = (0usize, 0usize, 0usize, 0usize);
-    for (&p, &t) in pred.iter().zip(&set.y) {
-        if t == 0 {
-            fakes += 1;
-            fp += (p == 1) as usize;
-        } else {
-            genuine += 1;
-            rej += (p == 0) as usize;
-        }
-    }
-    (
-        fp as f64 / fakes.max(1) as f64,
-        rej as f64 / genuine.max(1) as f64,
-    )
 }
 
 #[cfg(test)]

@@ -72,7 +72,7 @@ pub(crate) fn rrr_nmf(a: &NmfArgs) -> Result<()> {
     }
 }
 
-pub(crate) fn rrr_nmf_data(a: &NmfArgs, path: &std::path::Path) -> Result<()> {
+fn rrr_nmf_data(a: &NmfArgs, path: &std::path::Path) -> Result<()> {
     let c = &a.common;
     let y = load_table(path, a.format)?;
     require_nonnegative(&y, path)?;
@@ -101,8 +101,7 @@ pub(crate) fn rrr_nmf_data(a: &NmfArgs, path: &std::path::Path) -> Result<()> {
         }
     }
     let backend = c.open()?;
-    let mut out = OutDir::new(c.out.as_deref())?;
-    let problem = Nmf::new(rank, d, omega)?;
+    let mut session = c.session(&backend)?;
     let s = OnlineSettings {
         batch: a.batch,
         epochs: a.epochs,
@@ -110,116 +109,26 @@ pub(crate) fn rrr_nmf_data(a: &NmfArgs, path: &std::path::Path) -> Result<()> {
         beta,
         seed: c.seed,
     };
-    if !c.quiet {
-        println!(
-            "RRR NMF of {} ({n} items × {d}), rank {rank}, β={beta}, Ω={omega}, batches of {}, {} iterations per batch, {} epochs on {} ({})",
-            path.display(),
-            s.batch.min(n),
-            s.iters_per_batch,
-            s.epochs,
-            backend.describe(),
-            c.precision
-        );
-    }
-    let mut meter = Meter::for_backend(&backend);
-    let mut bar = Progress::new(s.epochs as u64, c.quiet, "epochs");
-    let (w, stats) = nmf::train_online(&backend, &problem, &y, &s, |e| {
-        meter.add_gwms(e.gwms);
-        bar.set(e.epoch as u64);
-        if !c.quiet {
-            bar.suspend(|| {
-                println!(
-                    "epoch {:>3}/{}: recon_err {:.5}, RRR_err {:.4} → {:.4}, {:.4} GWMs, {:.2} s",
-                    e.epoch,
-                    s.epochs,
-                    e.recon_err,
-                    e.rrr_err_start,
-                    e.rrr_err_end,
-                    e.gwms,
-                    e.seconds
-                )
-            });
-        }
-        out.metric(&serde_json::to_value(e).expect("epoch stats serialize"))
-    })?;
-    bar.finish();
-    let codes = nmf::nnls_codes(&problem, &w, &y, 200)?;
-    let m_ = meter.measure();
-    let last = stats.last().map(|e| e.recon_err).unwrap_or(f64::NAN);
-    println!("recon_err {last:.5} after {} epochs", stats.len());
-    println!("{}", m_.line());
-    let common = CommonSummary::new(backend.describe(), c.precision, c.seed, &m_);
-    out.summary(
-        &common,
-        json!({
-            "method": "rrr nmf online", "data": path.display().to_string(), "items": n, "dim": d,
-            "rank": rank, "beta": beta, "omega": omega, "batch": s.batch.min(n), "epochs": stats.len(),
-            "iters_per_batch": s.iters_per_batch, "recon_err": last,
-        }),
-    )?;
-    let tensors = [
-        NamedTensor {
-            name: "codes".into(),
-            shape: vec![n, rank],
-            data: codes.transpose().iter().copied().collect(),
-        },
-        NamedTensor {
-            name: "weights".into(),
-            shape: vec![rank, d],
-            data: w.transpose().iter().copied().collect(),
-        },
-    ];
-    let meta = json!({
-        "method": "rrr nmf online", "rank": rank, "beta": beta, "omega": omega, "seed": c.seed,
-        "layout": "data[k][j] = sum_i codes[k][i] * weights[i][j]",
-    });
-    out.file("model.safetensors", &safetensors_bytes(&tensors, &meta)?)?;
-    out.file("weights.csv", to_csv(&w).as_bytes())?;
-    out.file("codes.csv", to_csv(&codes).as_bytes())?;
-    if let Some((h, wd)) = shape {
-        let features: Vec<Vec<f64>> = (0..rank)
-            .map(|i| w.row(i).iter().copied().collect())
-            .collect();
-        out.file("features.png", &png_grid(&features, h, wd, 8, true)?)?;
-        let recon = &codes * &w;
-        let sample = n.min(16);
-        let mut imgs: Vec<Vec<f64>> = (0..sample)
-            .map(|k| y.row(k).iter().copied().collect())
-            .collect();
-        imgs.extend((0..sample).map(|k| recon.row(k).iter().copied().collect::<Vec<_>>()));
-        let top = y.max().max(1e-300);
-        let imgs: Vec<Vec<f64>> = imgs
-            .into_iter()
-            .map(|v| v.iter().map(|x| x / top).collect())
-            .collect();
-        out.file(
-            "reconstructions.png",
-            &png_grid(&imgs, h, wd, sample, false)?,
-        )?;
-    }
+    let what = path.display().to_string();
+    let own = nmf::run_online(&backend, &mut session, &y, &what, rank, omega, &s, shape)?;
+    session.finish(c.seed, own)?;
     Ok(())
 }
 
-pub(crate) fn rrr_nmf_ledm(a: &NmfArgs) -> Result<()> {
+fn rrr_nmf_ledm(a: &NmfArgs) -> Result<()> {
     let m = a.ledm;
     if m < 2 {
         return Err(Error::Input(format!("--ledm must be at least 2, got {m}")).into());
     }
-    let known = |m: usize| match m {
-        6 => Some((5, 0.6)),
-        8 => Some((6, 0.7)),
-        12 => Some((7, 0.8)),
-        16 => Some((8, 0.9)),
-        _ => None,
-    };
+    let known = nmf::ledm_defaults(m);
     let rank = a
         .rank
-        .or(known(m).map(|k| k.0))
+        .or(known.map(|k| k.0))
         .ok_or_else(|| Error::Input(format!("--rank is required for --ledm {m}")))?;
     if rank > m {
         return Err(Error::Input(format!("--rank {rank} exceeds the matrix dimension {m}")).into());
     }
-    let omega = a.omega.or(known(m).map(|k| k.1)).unwrap_or(1.0);
+    let omega = a.omega.or(known.map(|k| k.1)).unwrap_or(1.0);
     let beta = a.beta.unwrap_or(0.3);
     check_positive("beta", beta)?;
     check_positive("omega", omega)?;
@@ -232,133 +141,23 @@ pub(crate) fn rrr_nmf_ledm(a: &NmfArgs) -> Result<()> {
         Precision::F32 => 1e-5,
     });
     let backend = c.open()?;
-    let mut out = OutDir::new(c.out.as_deref())?;
-    let y = nmf::ledm(m);
-    let problem = Nmf::new(rank, m, omega)?;
-    let settings = SolveSettings {
-        beta,
-        max_iter: a.max_iter,
-        tol,
-        check_every: 64,
-        chunk: 10_000,
-    };
-    if !c.quiet {
-        println!(
-            "RRR NMF of LEDM m={m}, rank {rank}, β={}, Ω={omega}, tol {tol:e}, {} runs on {} ({})",
+    let mut session = c.session(&backend)?;
+    let run = nmf::LedmRun {
+        m,
+        rank,
+        omega,
+        runs: a.runs,
+        parallel_runs: a.parallel_runs,
+        seed: c.seed,
+        solve: SolveSettings {
             beta,
-            a.runs,
-            backend.describe(),
-            c.precision
-        );
-    }
-    let mut meter = Meter::for_backend(&backend);
-    let mut results = vec![];
-    let mut best = None;
-    let per_batch = match a.parallel_runs {
-        0 if backend.gpu_context().is_some() => a.runs,
-        0 => 1,
-        n => n.min(a.runs),
+            max_iter: a.max_iter,
+            tol,
+            check_every: 64,
+            chunk: 10_000,
+        },
     };
-    let seeds: Vec<u64> = (0..a.runs as u64).map(|r| c.seed + r).collect();
-    let mut batch_results = vec![];
-    for group in seeds.chunks(per_batch) {
-        let mut bar = Progress::new(
-            a.max_iter as u64,
-            c.quiet,
-            &format!("starts {}..", group[0]),
-        );
-        let rs = if group.len() == 1 {
-            vec![nmf::solve(
-                &backend,
-                &problem,
-                &y,
-                group[0],
-                &settings,
-                |i| bar.set(i as u64),
-            )?]
-        } else {
-            nmf::solve_batched(&backend, rank, omega, &y, group, &settings, |i| {
-                bar.set(i as u64)
-            })?
-        };
-        bar.finish();
-        batch_results.extend(rs);
-    }
-    for (run, r) in batch_results.into_iter().enumerate() {
-        let seed = r.seed;
-        meter.add_gwms(r.gwms);
-        if !c.quiet {
-            println!(
-                "run {:>3} (seed {seed}): {} after {} iterations, RRR_err {:.3e}, recon_err {:.3e}, {:.4} GWMs, {:.3} s{}",
-                run + 1,
-                if r.solved { "solved" } else { "NOT solved" },
-                r.iterations,
-                r.rrr_err,
-                r.recon_err,
-                r.gwms,
-                r.seconds,
-                if r.degenerate > 0 {
-                    format!(", {} degenerate projections", r.degenerate)
-                } else {
-                    String::new()
-                }
-            );
-        }
-        let stride = (r.series.len() / 1000).max(1);
-        let series: Vec<f64> = r.series.iter().step_by(stride).copied().collect();
-        out.metric(&json!({
-            "run": run + 1, "seed": seed, "solved": r.solved, "iterations": r.iterations,
-            "rrr_err": r.rrr_err, "recon_err": r.recon_err, "gwms": r.gwms, "seconds": r.seconds,
-            "degenerate": r.degenerate, "rrr_err_series_stride": stride, "rrr_err_series": series,
-        }))?;
-        if r.solved || results.iter().all(|p: &nmf::RunResult| !p.solved) {
-            best = Some((r.x.clone(), r.w.clone(), seed));
-        }
-        results.push(r);
-    }
-    let m_ = meter.measure();
-    let solved: Vec<_> = results.iter().filter(|r| r.solved).collect();
-    let mut its: Vec<usize> = solved.iter().map(|r| r.iterations).collect();
-    let mean = (!its.is_empty()).then(|| its.iter().sum::<usize>() as f64 / its.len() as f64);
-    let med = median(&mut its);
-    println!(
-        "solved {}/{} ({:.0}%); iterations of solved runs: median {}, mean {}",
-        solved.len(),
-        results.len(),
-        100.0 * solved.len() as f64 / results.len() as f64,
-        med.map_or("-".into(), |v| format!("{v:.0}")),
-        mean.map_or("-".into(), |v| format!("{v:.0}"))
-    );
-    println!("{}", m_.line());
-    let common = CommonSummary::new(backend.describe(), c.precision, c.seed, &m_);
-    out.summary(
-        &common,
-        json!({
-            "method": "rrr nmf", "ledm": m, "rank": rank, "beta": beta, "omega": omega, "tol": tol,
-            "max_iter": a.max_iter, "runs": results.len(), "solved": solved.len(),
-            "success_rate": solved.len() as f64 / results.len() as f64,
-            "median_iterations": med, "mean_iterations": mean,
-        }),
-    )?;
-    if let Some((x, w, seed)) = best {
-        // The factors of the last solved run (or of the last run when none solved).
-        let tensors = [
-            NamedTensor {
-                name: "codes".into(),
-                shape: vec![x.nrows(), x.ncols()],
-                data: x.transpose().iter().copied().collect(),
-            },
-            NamedTensor {
-                name: "weights".into(),
-                shape: vec![w.nrows(), w.ncols()],
-                data: w.transpose().iter().copied().collect(),
-            },
-        ];
-        let meta = json!({
-            "method": "rrr nmf", "ledm": m, "rank": rank, "beta": beta, "omega": omega,
-            "seed": seed, "layout": "data[k][j] = sum_i codes[k][i] * weights[i][j]",
-        });
-        out.file("model.safetensors", &safetensors_bytes(&tensors, &meta)?)?;
-    }
+    let own = nmf::run_ledm(&backend, &mut session, &run)?;
+    session.finish(c.seed, own)?;
     Ok(())
 }

@@ -143,9 +143,6 @@ pub(crate) fn starnet_train(a: &StarnetTrainArgs) -> Result<()> {
             (widths, shapes)
         }
     };
-    for w in starnet::check_widths(&widths)? {
-        eprintln!("warning: {w}");
-    }
     check_positive("--alpha", a.alpha)?;
     let settings = starnet::Settings {
         epochs: a.epochs,
@@ -155,113 +152,16 @@ pub(crate) fn starnet_train(a: &StarnetTrainArgs) -> Result<()> {
         conv,
     };
     let backend = c.open()?;
-    let mut out = OutDir::new(c.out.as_deref())?;
-    let mut meter = Meter::for_backend(&backend);
-    let n = rows.len();
-    if !c.quiet {
-        println!(
-            "StarNet {} on {n} items of {} values, α {}, {} epochs per layer{}, on {} ({})",
-            widths
-                .iter()
-                .map(|w| w.to_string())
-                .collect::<Vec<_>>()
-                .join(" → "),
-            rows.dim,
-            a.alpha,
-            a.epochs,
-            a.weight_sample
-                .map_or(String::new(), |k| format!(", weights from {k} items")),
-            backend.describe(),
-            c.precision
-        );
-    }
-    let x = &rows.x;
-    let mut pngs: Vec<(String, Vec<u8>)> = vec![];
-    let (net, gwms) = {
-        let mut metric_lines = vec![];
-        let result = starnet::train(
-            &backend,
-            x,
-            &widths,
-            &settings,
-            |r| {
-                if !c.quiet {
-                    println!(
-                        "layer {} epoch {}: rms {:.5}, elastic {:.3}, {:.3} GWMs, {:.2} s{}",
-                        r.layer,
-                        r.epoch,
-                        r.rms,
-                        r.elastic,
-                        r.gwms,
-                        r.seconds,
-                        r.ridge.map_or(String::new(), |l| format!(
-                            ", ridge λ {l:.2e} (rank-deficient system)"
-                        ))
-                    );
-                }
-                metric_lines.push(serde_json::to_value(r).expect("json"));
-                Ok(())
-            },
-            |li, trained, h| {
-                // Targets vs the reconstruction of the data from this layer's latents.
-                if let Some(shape) = rows.shape {
-                    let k = 16.min(n);
-                    let d0 = trained[0].d_in;
-                    let mut rec = h[..k * d0].to_vec();
-                    for l in trained {
-                        rec = l.forward(&backend, &rec, Some(a.alpha))?;
-                    }
-                    pngs.push((
-                        format!("layer{li}.png"),
-                        gradfree::io::rows_png(&[&x[..k * rows.dim], &rec], shape, 16)?,
-                    ));
-                }
-                Ok(())
-            },
-        );
-        for m in &metric_lines {
-            out.metric(m)?;
-        }
-        result?
-    };
-    meter.add_gwms(gwms);
-    let (codes, scores) = net.encode(&backend, x)?;
-    let recon = net.decode(&backend, &codes)?;
-    let (rms, elastic) = starnet::errors(&backend, &recon, x, rows.dim)?;
-    let pca = data::pca::pca_rms(x, rows.dim, widths[0], 2000, 10_000, c.seed);
-    let big_l = net.layers.len();
-    let mean_score: Vec<f64> = (0..big_l)
-        .map(|l| (0..n).map(|i| scores[i * big_l + l]).sum::<f64>() / n as f64)
-        .collect();
-    println!(
-        "encode → decode of the training data: rms {rms:.5}, elastic {elastic:.3}; PCA with {} components (linear baseline): rms {pca:.5}",
-        widths[0]
-    );
-    if let Some(shape) = rows.shape {
-        let k = 16.min(n);
-        pngs.push((
-            "reconstructions.png".into(),
-            gradfree::io::rows_png(&[&x[..k * rows.dim], &recon[..k * rows.dim]], shape, 16)?,
-        ));
-        let samples = net.decode(&backend, &net.sample_codes(64, c.seed))?;
-        pngs.push((
-            "samples.png".into(),
-            gradfree::io::rows_png(&[&samples], shape, 64)?,
-        ));
-    }
-    let m = meter.measure();
-    println!("{}", m.line());
-    for (name, bytes) in &pngs {
-        out.file(name, bytes)?;
-    }
-    out.file("model.safetensors", &net.to_bytes()?)?;
-    let common = CommonSummary::new(backend.describe(), c.precision, c.seed, &m);
-    out.summary(
-        &common,
-        json!({"method": "starnet train", "widths": widths, "alpha": a.alpha, "epochs": a.epochs,
-               "weight_sample": a.weight_sample, "items": n, "rms": rms, "elastic": elastic,
-               "pca_rms": pca, "mean_residual_per_layer": mean_score}),
+    let mut session = c.session(&backend)?;
+    let own = starnet::run(
+        &backend,
+        &mut session,
+        &rows.x,
+        &widths,
+        &settings,
+        rows.shape,
     )?;
+    session.finish(c.seed, own)?;
     Ok(())
 }
 

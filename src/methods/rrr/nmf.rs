@@ -18,6 +18,11 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::Backend;
+use crate::data::matrix::to_csv;
+use crate::engine::DeviceKind;
+use crate::io::{NamedTensor, png_grid, safetensors_bytes};
+use crate::train::report::Progress;
+use crate::train::{self, Batches, EpochEnd, Method, Plan, Session, Start};
 use crate::engine::{Consensus, IterReport, RrrEngine};
 use crate::error::{Error, Result};
 use crate::kernels::normalize_weights::normalize_group;
@@ -282,72 +287,366 @@ pub struct EpochStats {
     pub seconds: f64,
 }
 
-/// Online RRR NMF: batches warm-start from the last consensus weights; the
-/// codes of each batch start from the pseudo-inverse encoder. Returns the
-/// final weights (rank × D) and the per-epoch figures.
+/// Online RRR NMF as a [`Method`] of the loop: batches warm-start from the
+/// last consensus weights; the codes of each batch start from the
+/// pseudo-inverse encoder. Each epoch reshuffles the previous order with
+/// one seeded stream (which also drew the first weights), and keeps the
+/// last, smaller batch.
+pub struct Online<'a> {
+    backend: &'a Backend,
+    nmf: &'a Nmf,
+    y: &'a DMatrix<f64>,
+    s: &'a OnlineSettings,
+    rng: ChaCha8Rng,
+    /// The consensus weights (rank × D) after the latest batch.
+    pub w: DMatrix<f64>,
+    /// One engine per distinct batch size (full batches, and the remainder).
+    engines: Vec<(usize, Box<dyn RrrEngine>)>,
+    order: Vec<usize>,
+    sums: (f64, f64, usize, f64),
+}
+
+impl<'a> Online<'a> {
+    /// Checks the settings and draws the first weights.
+    pub fn new(
+        backend: &'a Backend,
+        nmf: &'a Nmf,
+        y: &'a DMatrix<f64>,
+        s: &'a OnlineSettings,
+    ) -> Result<Self> {
+        if s.batch == 0 || s.epochs == 0 || s.iters_per_batch == 0 {
+            return Err(Error::Input(
+                "the batch, the epochs and the iterations per batch must be at least 1".into(),
+            ));
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(s.seed);
+        let w = nmf.random_weights(&mut rng);
+        Ok(Online {
+            backend,
+            nmf,
+            y,
+            s,
+            rng,
+            w,
+            engines: vec![],
+            order: (0..y.nrows()).collect(),
+            sums: (0.0, 0.0, 0, 0.0),
+        })
+    }
+}
+
+impl Method for Online<'_> {
+    type Record = EpochStats;
+
+    fn plan(&self) -> Plan {
+        Plan {
+            items: self.y.nrows(),
+            batches: Batches::WithRemainder(self.s.batch.min(self.y.nrows())),
+            epochs: self.s.epochs,
+            time_limit: None,
+        }
+    }
+
+    fn order(&mut self, _epoch: usize) -> Vec<usize> {
+        self.sums = (0.0, 0.0, 0, 0.0);
+        for i in (1..self.order.len()).rev() {
+            self.order.swap(i, self.rng.random_range(0..=i));
+        }
+        self.order.clone()
+    }
+
+    fn batch(&mut self, _epoch: usize, _index: usize, chunk: &[usize]) -> Result<()> {
+        let (nmf, y) = (self.nmf, self.y);
+        let kk = chunk.len();
+        let yb = DMatrix::from_fn(kk, y.ncols(), |k, j| y[(chunk[k], j)]);
+        let x0 = nmf.encode(&self.w, &yb)?;
+        let pos = match self.engines.iter().position(|(size, _)| *size == kk) {
+            Some(p) => p,
+            None => {
+                let engine = self.backend.rrr_engine(&nmf.problem, kk)?;
+                self.engines.push((kk, engine));
+                self.engines.len() - 1
+            }
+        };
+        let engine = &mut self.engines[pos].1;
+        engine.load(&nmf.state(&x0, &self.w, &yb))?;
+        let n = self.s.iters_per_batch;
+        let rep = engine.iterate(n, self.s.beta, 0.0, n)?;
+        self.sums.0 += rep.errors.first().copied().unwrap_or(0.0);
+        self.sums.1 += rep.errors.last().copied().unwrap_or(0.0);
+        self.sums.2 += 1;
+        self.sums.3 += super::gwms(rep.iterations as u64, kk, nmf.problem.edges());
+        let c = engine.consensus()?;
+        self.w = nmf.factors(&c, kk).1;
+        Ok(())
+    }
+
+    fn end_epoch(&mut self, epoch: usize, seconds: f64) -> Result<EpochEnd<EpochStats>> {
+        let (start, end, batches, gwms) = self.sums;
+        let x = nnls_codes(self.nmf, &self.w, self.y, 200)?;
+        let record = EpochStats {
+            epoch,
+            recon_err: recon_err(self.y, &x, &self.w),
+            rrr_err_start: start / batches as f64,
+            rrr_err_end: end / batches as f64,
+            gwms,
+            seconds,
+        };
+        Ok(EpochEnd::next(record, gwms))
+    }
+
+    fn line(&self, e: &EpochStats) -> String {
+        format!(
+            "epoch {:>3}/{}: recon_err {:.5}, RRR_err {:.4} → {:.4}, {:.4} GWMs, {:.2} s",
+            e.epoch, self.s.epochs, e.recon_err, e.rrr_err_start, e.rrr_err_end, e.gwms, e.seconds
+        )
+    }
+}
+
+/// Online RRR NMF of `y` (K × D) in `session`; returns the final weights
+/// (rank × D) and the per-epoch figures.
 pub fn train_online(
     backend: &Backend,
+    session: &mut Session,
     nmf: &Nmf,
     y: &DMatrix<f64>,
     s: &OnlineSettings,
-    mut on_epoch: impl FnMut(&EpochStats) -> Result<()>,
 ) -> Result<(DMatrix<f64>, Vec<EpochStats>)> {
-    let n = y.nrows();
-    if s.batch == 0 || s.epochs == 0 || s.iters_per_batch == 0 {
-        return Err(Error::Input(
-            "--batch, --epochs and --iters-per-batch must be at least 1".into(),
-        ));
+    let mut online = Online::new(backend, nmf, y, s)?;
+    let fin = train::run(session, &mut online, Start::fresh())?;
+    Ok((online.w, fin.history))
+}
+
+/// `rrr nmf --data` as a library run: online NMF of the rows of `y`
+/// (named `what` in messages), then NNLS codes of every item;
+/// writes `model.safetensors`, `weights.csv`, `codes.csv` and, for images,
+/// `features.png` and `reconstructions.png`; returns the summary's fields.
+#[allow(clippy::too_many_arguments)]
+pub fn run_online(
+    backend: &Backend,
+    session: &mut Session,
+    y: &DMatrix<f64>,
+    what: &str,
+    rank: usize,
+    omega: f64,
+    s: &OnlineSettings,
+    image_shape: Option<(usize, usize)>,
+) -> Result<serde_json::Value> {
+    let (n, d) = y.shape();
+    let problem = Nmf::new(rank, d, omega)?;
+    session.say(&format!(
+        "RRR NMF of {what} ({n} items × {d}), rank {rank}, β={}, Ω={omega}, batches of {}, {} iterations per batch, {} epochs on {} ({})",
+        s.beta,
+        s.batch.min(n),
+        s.iters_per_batch,
+        s.epochs,
+        backend.describe(),
+        backend.precision()
+    ));
+    let (w, stats) = train_online(backend, session, &problem, y, s)?;
+    let codes = nnls_codes(&problem, &w, y, 200)?;
+    let last = stats.last().map(|e| e.recon_err).unwrap_or(f64::NAN);
+    session.tell(&format!("recon_err {last:.5} after {} epochs", stats.len()));
+    let tensors = [
+        NamedTensor {
+            name: "codes".into(),
+            shape: vec![n, rank],
+            data: codes.transpose().iter().copied().collect(),
+        },
+        NamedTensor {
+            name: "weights".into(),
+            shape: vec![rank, d],
+            data: w.transpose().iter().copied().collect(),
+        },
+    ];
+    let meta = serde_json::json!({
+        "method": "rrr nmf online", "rank": rank, "beta": s.beta, "omega": omega, "seed": s.seed,
+        "layout": "data[k][j] = sum_i codes[k][i] * weights[i][j]",
+    });
+    session.file("model.safetensors", &safetensors_bytes(&tensors, &meta)?)?;
+    session.file("weights.csv", to_csv(&w).as_bytes())?;
+    session.file("codes.csv", to_csv(&codes).as_bytes())?;
+    if let Some((h, wd)) = image_shape {
+        let features: Vec<Vec<f64>> = (0..rank)
+            .map(|i| w.row(i).iter().copied().collect())
+            .collect();
+        session.file("features.png", &png_grid(&features, h, wd, 8, true)?)?;
+        let recon = &codes * &w;
+        let sample = n.min(16);
+        let mut imgs: Vec<Vec<f64>> = (0..sample)
+            .map(|k| y.row(k).iter().copied().collect())
+            .collect();
+        imgs.extend((0..sample).map(|k| recon.row(k).iter().copied().collect::<Vec<_>>()));
+        let top = y.max().max(1e-300);
+        let imgs: Vec<Vec<f64>> = imgs
+            .into_iter()
+            .map(|v| v.iter().map(|x| x / top).collect())
+            .collect();
+        session.file(
+            "reconstructions.png",
+            &png_grid(&imgs, h, wd, sample, false)?,
+        )?;
     }
-    let batch = s.batch.min(n);
-    let mut rng = ChaCha8Rng::seed_from_u64(s.seed);
-    let mut w = nmf.random_weights(&mut rng);
-    // One engine per distinct batch size (full batches, and the remainder).
-    let mut engines: Vec<(usize, Box<dyn RrrEngine>)> = vec![];
-    let mut stats = vec![];
-    let mut order: Vec<usize> = (0..n).collect();
-    for epoch in 1..=s.epochs {
-        let t0 = std::time::Instant::now();
-        for i in (1..n).rev() {
-            order.swap(i, rng.random_range(0..=i));
-        }
-        let (mut start_sum, mut end_sum, mut batches, mut iters) = (0.0, 0.0, 0usize, 0u64);
-        let mut gwms = 0.0;
-        for chunk in order.chunks(batch) {
-            let kk = chunk.len();
-            let yb = DMatrix::from_fn(kk, y.ncols(), |k, j| y[(chunk[k], j)]);
-            let x0 = nmf.encode(&w, &yb)?;
-            let pos = match engines.iter().position(|(size, _)| *size == kk) {
-                Some(p) => p,
-                None => {
-                    engines.push((kk, backend.rrr_engine(&nmf.problem, kk)?));
-                    engines.len() - 1
-                }
-            };
-            let engine = &mut engines[pos].1;
-            engine.load(&nmf.state(&x0, &w, &yb))?;
-            let rep = engine.iterate(s.iters_per_batch, s.beta, 0.0, s.iters_per_batch)?;
-            start_sum += rep.errors.first().copied().unwrap_or(0.0);
-            end_sum += rep.errors.last().copied().unwrap_or(0.0);
-            batches += 1;
-            iters += rep.iterations as u64;
-            gwms += super::gwms(rep.iterations as u64, kk, nmf.problem.edges());
-            let c = engine.consensus()?;
-            w = nmf.factors(&c, kk).1;
-        }
-        let _ = iters;
-        let x = nnls_codes(nmf, &w, y, 200)?;
-        let st = EpochStats {
-            epoch,
-            recon_err: recon_err(y, &x, &w),
-            rrr_err_start: start_sum / batches as f64,
-            rrr_err_end: end_sum / batches as f64,
-            gwms,
-            seconds: t0.elapsed().as_secs_f64(),
+    Ok(serde_json::json!({
+        "method": "rrr nmf online", "data": what, "items": n, "dim": d,
+        "rank": rank, "beta": s.beta, "omega": omega, "batch": s.batch.min(n), "epochs": stats.len(),
+        "iters_per_batch": s.iters_per_batch, "recon_err": last,
+    }))
+}
+
+/// The known nonnegative rank and a working Ω of the LEDM for m = 6, 8,
+/// 12, 16 (SPEC 2.1, the paper's table).
+pub fn ledm_defaults(m: usize) -> Option<(usize, f64)> {
+    match m {
+        6 => Some((5, 0.6)),
+        8 => Some((6, 0.7)),
+        12 => Some((7, 0.8)),
+        16 => Some((8, 0.9)),
+        _ => None,
+    }
+}
+
+/// What `rrr nmf --ledm` solves.
+#[derive(Clone, Debug)]
+pub struct LedmRun {
+    /// The matrix size m.
+    pub m: usize,
+    /// Number of codes.
+    pub rank: usize,
+    /// Ω.
+    pub omega: f64,
+    /// Random starts (seeds `seed`, `seed + 1`, …).
+    pub runs: usize,
+    /// Starts solved together as one batched problem (0: all of them on a
+    /// GPU, one at a time on the CPU).
+    pub parallel_runs: usize,
+    /// Seed of the first start.
+    pub seed: u64,
+    /// β, the iteration cap and the tolerance.
+    pub solve: SolveSettings,
+}
+
+/// `rrr nmf --ledm` as a library run: independent random starts of exact
+/// NMF of the LEDM, one metrics line per start, `model.safetensors` with
+/// the factors of the last solved start (or the last start when none
+/// solved); returns the summary's own fields.
+pub fn run_ledm(backend: &Backend, session: &mut Session, r: &LedmRun) -> Result<serde_json::Value> {
+    let (m, rank, omega, s) = (r.m, r.rank, r.omega, &r.solve);
+    let y = ledm(m);
+    let problem = Nmf::new(rank, m, omega)?;
+    session.say(&format!(
+        "RRR NMF of LEDM m={m}, rank {rank}, β={}, Ω={omega}, tol {:e}, {} runs on {} ({})",
+        s.beta,
+        s.tol,
+        r.runs,
+        backend.describe(),
+        backend.precision()
+    ));
+    let per_batch = match r.parallel_runs {
+        0 if backend.kind() == DeviceKind::Gpu => r.runs,
+        0 => 1,
+        n => n.min(r.runs),
+    };
+    let seeds: Vec<u64> = (0..r.runs as u64).map(|k| r.seed + k).collect();
+    let mut results = vec![];
+    for group in seeds.chunks(per_batch) {
+        let mut bar = Progress::new(
+            s.max_iter as u64,
+            session.quiet(),
+            &format!("starts {}..", group[0]),
+        );
+        let rs = if group.len() == 1 {
+            vec![solve(backend, &problem, &y, group[0], s, |i| {
+                bar.set(i as u64)
+            })?]
+        } else {
+            solve_batched(backend, rank, omega, &y, group, s, |i| bar.set(i as u64))?
         };
-        on_epoch(&st)?;
-        stats.push(st);
+        bar.finish();
+        results.extend(rs);
     }
-    Ok((w, stats))
+    let mut best = None;
+    for (run, res) in results.iter().enumerate() {
+        session.add_gwms(res.gwms);
+        session.say(&format!(
+            "run {:>3} (seed {}): {} after {} iterations, RRR_err {:.3e}, recon_err {:.3e}, {:.4} GWMs, {:.3} s{}",
+            run + 1,
+            res.seed,
+            if res.solved { "solved" } else { "NOT solved" },
+            res.iterations,
+            res.rrr_err,
+            res.recon_err,
+            res.gwms,
+            res.seconds,
+            if res.degenerate > 0 {
+                format!(", {} degenerate projections", res.degenerate)
+            } else {
+                String::new()
+            }
+        ));
+        let stride = (res.series.len() / 1000).max(1);
+        let series: Vec<f64> = res.series.iter().step_by(stride).copied().collect();
+        session.metric(&serde_json::json!({
+            "run": run + 1, "seed": res.seed, "solved": res.solved, "iterations": res.iterations,
+            "rrr_err": res.rrr_err, "recon_err": res.recon_err, "gwms": res.gwms, "seconds": res.seconds,
+            "degenerate": res.degenerate, "rrr_err_series_stride": stride, "rrr_err_series": series,
+        }))?;
+        if res.solved || results[..run].iter().all(|p| !p.solved) {
+            best = Some(res);
+        }
+    }
+    let solved: Vec<&RunResult> = results.iter().filter(|r| r.solved).collect();
+    let mut its: Vec<usize> = solved.iter().map(|r| r.iterations).collect();
+    let mean = (!its.is_empty()).then(|| its.iter().sum::<usize>() as f64 / its.len() as f64);
+    let med = median(&mut its);
+    session.tell(&format!(
+        "solved {}/{} ({:.0}%); iterations of solved runs: median {}, mean {}",
+        solved.len(),
+        results.len(),
+        100.0 * solved.len() as f64 / results.len() as f64,
+        med.map_or("-".into(), |v| format!("{v:.0}")),
+        mean.map_or("-".into(), |v| format!("{v:.0}"))
+    ));
+    if let Some(b) = best {
+        // The factors of the last solved run (or of the last run when none solved).
+        let tensors = [
+            NamedTensor {
+                name: "codes".into(),
+                shape: vec![b.x.nrows(), b.x.ncols()],
+                data: b.x.transpose().iter().copied().collect(),
+            },
+            NamedTensor {
+                name: "weights".into(),
+                shape: vec![b.w.nrows(), b.w.ncols()],
+                data: b.w.transpose().iter().copied().collect(),
+            },
+        ];
+        let meta = serde_json::json!({
+            "method": "rrr nmf", "ledm": m, "rank": rank, "beta": s.beta, "omega": omega,
+            "seed": b.seed, "layout": "data[k][j] = sum_i codes[k][i] * weights[i][j]",
+        });
+        session.file("model.safetensors", &safetensors_bytes(&tensors, &meta)?)?;
+    }
+    Ok(serde_json::json!({
+        "method": "rrr nmf", "ledm": m, "rank": rank, "beta": s.beta, "omega": omega, "tol": s.tol,
+        "max_iter": s.max_iter, "runs": results.len(), "solved": solved.len(),
+        "success_rate": solved.len() as f64 / results.len() as f64,
+        "median_iterations": med, "mean_iterations": mean,
+    }))
+}
+
+/// The median of counts (None when empty).
+fn median(v: &mut [usize]) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_unstable();
+    let n = v.len();
+    Some(if n % 2 == 1 {
+        v[n / 2] as f64
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) as f64 / 2.0
+    })
 }
 
 /// Several random starts of exact NMF of `y` solved together as one RRR

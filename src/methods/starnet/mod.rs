@@ -36,7 +36,9 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::Backend;
 use crate::error::{Error, Result};
+use crate::io::rows_png;
 use crate::kernels::dense::Act;
+use crate::train::{self, Batches, EpochEnd, Method, Plan, Session, Start};
 
 /// One decoder layer `h ↦ a(W h + c)`.
 #[derive(Clone, Debug)]
@@ -319,26 +321,21 @@ fn rows_of(x: &[f64], d: usize, idx: &[usize]) -> Vec<f64> {
 /// (rms, mean elastic error) of `got` against `want` (n × d).
 pub fn errors(be: &Backend, got: &[f64], want: &[f64], d: usize) -> Result<(f64, f64)> {
     let r = be.row_residual(got, want, d)?;
-    let n = r.len() / 2;
+    let col = be.collective();
+    let n = col.sum_count(r.len() / 2)?;
     if n == 0 || d == 0 {
         return Ok((0.0, 0.0));
     }
-    let sq: f64 = r.chunks(2).map(|p| p[1]).sum();
-    let el: f64 = r.chunks(2).map(|p| p[0] + p[1].sqrt()).sum();
-    Ok(((sq / (n * d) as f64).sqrt(), el / n as f64))
+    let mut sums = [
+        r.chunks(2).map(|p| p[1]).sum::<f64>(),
+        r.chunks(2).map(|p| p[0] + p[1].sqrt()).sum::<f64>(),
+    ];
+    col.allreduce_sum_f64(&mut sums)?;
+    Ok(((sums[0] / (n * d) as f64).sqrt(), sums[1] / n as f64))
 }
 
-/// Trains a decoder of widths `widths` (d₀ … d_L, d_L = the data width) on
-/// X (n × d_L). `on_epoch` sees every epoch's report; `on_layer` sees each
-/// layer's latents H (n × d_{i−1}) once it is trained.
-pub fn train(
-    be: &Backend,
-    x: &[f64],
-    widths: &[usize],
-    s: &Settings,
-    mut on_epoch: impl FnMut(&EpochReport) -> Result<()>,
-    mut on_layer: impl FnMut(usize, &[Layer], &[f64]) -> Result<()>,
-) -> Result<(StarNet, f64)> {
+/// The checks a training run makes before it starts.
+fn check_training(x: &[f64], widths: &[usize], s: &Settings) -> Result<()> {
     check_widths(widths)?;
     let dl = *widths.last().expect("widths");
     if x.is_empty() || !x.len().is_multiple_of(dl) {
@@ -352,7 +349,7 @@ pub fn train(
     }
     if !(s.alpha > 0.0 && s.alpha.is_finite()) {
         return Err(Error::Input(format!(
-            "--alpha must be positive (got {})",
+            "the leaky-ReLU slope α must be positive (got {})",
             s.alpha
         )));
     }
@@ -369,70 +366,305 @@ pub fn train(
             )));
         }
     }
-    let n = x.len() / dl;
-    let mut rng = ChaCha8Rng::seed_from_u64(s.seed);
-    let mut gwms = 0.0;
-    let big_l = widths.len() - 1;
-    let mut layers: Vec<Layer> = Vec::with_capacity(big_l);
-    let mut target = x.to_vec();
-    for li in (1..=big_l).rev() {
-        let (d_in, d_out) = (widths[li - 1], widths[li]);
-        let zhat = be.leaky_relu(&target, s.alpha, true)?;
-        let mut layer = match s.conv.get(li - 1) {
-            Some(&shape) => Layer::random_conv(shape, &mut rng),
+    Ok(())
+}
+
+/// Training a decoder of widths d₀ … d_L on X (n × d_L) as a [`Method`]
+/// of the loop: the loop's epochs are the (layer, epoch) steps from the
+/// top layer down, `epochs` per layer, each one SL + SW solve on all
+/// items (one batch). After a layer's last epoch its latents become the
+/// next layer's targets.
+pub struct Training<'a> {
+    be: &'a Backend,
+    x: &'a [f64],
+    widths: &'a [usize],
+    s: &'a Settings,
+    n: usize,
+    rng: ChaCha8Rng,
+    /// Work so far (GWMs).
+    gwms: f64,
+    /// Work of the current step.
+    step_gwms: f64,
+    /// Trained layers, the lowest first.
+    layers: Vec<Layer>,
+    /// The current layer's targets T and pre-activation targets Ẑ.
+    target: Vec<f64>,
+    zhat: Vec<f64>,
+    layer: Option<Layer>,
+    report: Option<EpochReport>,
+    image_shape: Option<(usize, usize)>,
+    /// `layerN.png` of every trained layer (with an image shape).
+    pub pngs: Vec<(String, Vec<u8>)>,
+}
+
+impl<'a> Training<'a> {
+    /// Checks the data and settings.
+    pub fn new(
+        be: &'a Backend,
+        x: &'a [f64],
+        widths: &'a [usize],
+        s: &'a Settings,
+        image_shape: Option<(usize, usize)>,
+    ) -> Result<Self> {
+        check_training(x, widths, s)?;
+        let n = x.len() / widths[widths.len() - 1];
+        Ok(Training {
+            be,
+            x,
+            widths,
+            s,
+            n,
+            rng: ChaCha8Rng::seed_from_u64(s.seed),
+            gwms: 0.0,
+            step_gwms: 0.0,
+            layers: Vec::with_capacity(widths.len() - 1),
+            target: x.to_vec(),
+            zhat: vec![],
+            layer: None,
+            report: None,
+            image_shape,
+            pngs: vec![],
+        })
+    }
+
+    /// Epochs per layer.
+    fn per_layer(&self) -> usize {
+        self.s.epochs.max(1)
+    }
+
+    /// (layer, epoch within the layer) of loop epoch `g` (1-based).
+    fn step(&self, g: usize) -> (usize, usize) {
+        let e = self.per_layer();
+        (self.widths.len() - 1 - (g - 1) / e, (g - 1) % e + 1)
+    }
+
+    fn work(&mut self, g: f64) {
+        self.gwms += g;
+        self.step_gwms += g;
+    }
+
+    /// A new layer `li` with its targets' pre-activations Ẑ.
+    fn begin_layer(&mut self, li: usize) -> Result<()> {
+        let (d_in, d_out) = (self.widths[li - 1], self.widths[li]);
+        self.zhat = self.be.leaky_relu(&self.target, self.s.alpha, true)?;
+        let layer = match self.s.conv.get(li - 1) {
+            Some(&shape) => Layer::random_conv(shape, &mut self.rng),
             None => {
-                let mut l = Layer::random(d_in, d_out, &mut rng);
+                let mut l = Layer::random(d_in, d_out, &mut self.rng);
                 // Start the bias at the targets' mean, so SL begins centred.
-                for (j, c) in l.c.iter_mut().enumerate() {
-                    *c = (0..n).map(|i| zhat[i * d_out + j]).sum::<f64>() / n as f64;
+                let n = self.n;
+                let mut sums: Vec<f64> = (0..d_out)
+                    .map(|j| (0..n).map(|i| self.zhat[i * d_out + j]).sum::<f64>())
+                    .collect();
+                let col = self.be.collective();
+                col.allreduce_sum_f64(&mut sums)?;
+                let total = col.sum_count(n)?;
+                for (c, sum) in l.c.iter_mut().zip(sums) {
+                    *c = sum / total as f64;
                 }
                 l
             }
         };
-        for epoch in 1..=s.epochs.max(1) {
-            let t0 = std::time::Instant::now();
-            let (h, r1) = layer.solve_latents(be, &zhat)?;
-            gwms += 1e-9 * (n * d_in * d_out) as f64;
-            let (hs, zs) = match s.weight_sample {
-                Some(k) if k < n => {
-                    let idx = rand::seq::index::sample(&mut rng, n, k).into_vec();
-                    (rows_of(&h, d_in, &idx), rows_of(&zhat, d_out, &idx))
-                }
-                _ => (h.clone(), zhat.clone()),
-            };
-            let (r2, work) = layer.solve_weights(be, &hs, &zs)?;
-            gwms += work;
-            let recon = layer.forward(be, &h, Some(s.alpha))?;
-            gwms += 1e-9 * (n * d_in * d_out) as f64;
-            let (rms, elastic) = errors(be, &recon, &target, d_out)?;
-            on_epoch(&EpochReport {
-                layer: li,
-                epoch,
-                rms,
-                elastic,
-                ridge: r2.or(r1),
-                gwms,
-                seconds: t0.elapsed().as_secs_f64(),
-            })?;
-        }
-        let (h, _) = layer.solve_latents(be, &zhat)?;
-        gwms += 1e-9 * (n * d_in * d_out) as f64;
-        layers.insert(0, layer);
-        on_layer(li, &layers, &h)?;
-        target = h;
+        self.layer = Some(layer);
+        Ok(())
     }
-    let d0 = widths[0];
-    let (code_mean, code_chol) = gaussian_fit(&target, d0);
-    Ok((
-        StarNet {
-            widths: widths.to_vec(),
-            alpha: s.alpha,
-            layers,
-            code_mean,
-            code_chol,
-        },
-        gwms,
-    ))
+
+    /// The layer's final latents become the next targets.
+    fn end_layer(&mut self, li: usize) -> Result<()> {
+        let layer = self.layer.take().expect("a layer in training");
+        let (d_in, d_out) = (layer.d_in, layer.d_out);
+        let (h, _) = layer.solve_latents(self.be, &self.zhat)?;
+        self.work(1e-9 * (self.n * d_in * d_out) as f64);
+        self.layers.insert(0, layer);
+        if let Some(shape) = self.image_shape {
+            // Targets vs the reconstruction of the data from this layer's latents.
+            let k = 16.min(self.n);
+            let mut rec = h[..k * d_in].to_vec();
+            for l in &self.layers {
+                rec = l.forward(self.be, &rec, Some(self.s.alpha))?;
+            }
+            let dl = self.widths[self.widths.len() - 1];
+            self.pngs.push((
+                format!("layer{li}.png"),
+                rows_png(&[&self.x[..k * dl], &rec], shape, 16)?,
+            ));
+        }
+        self.target = h;
+        Ok(())
+    }
+
+    /// The trained decoder (after the last step) and the work in GWMs.
+    pub fn into_net(self) -> (StarNet, f64) {
+        let d0 = self.widths[0];
+        let (code_mean, code_chol) = gaussian_fit(&self.target, d0);
+        (
+            StarNet {
+                widths: self.widths.to_vec(),
+                alpha: self.s.alpha,
+                layers: self.layers,
+                code_mean,
+                code_chol,
+            },
+            self.gwms,
+        )
+    }
+}
+
+impl Method for Training<'_> {
+    type Record = EpochReport;
+
+    fn plan(&self) -> Plan {
+        Plan {
+            items: self.n,
+            batches: Batches::Whole(self.n),
+            epochs: (self.widths.len() - 1) * self.per_layer(),
+            time_limit: None,
+        }
+    }
+
+    fn order(&mut self, _epoch: usize) -> Vec<usize> {
+        (0..self.n).collect()
+    }
+
+    fn batch(&mut self, g: usize, _index: usize, _items: &[usize]) -> Result<()> {
+        let t0 = std::time::Instant::now();
+        let (li, epoch) = self.step(g);
+        self.step_gwms = 0.0;
+        if epoch == 1 {
+            self.begin_layer(li)?;
+        }
+        let (be, n) = (self.be, self.n);
+        let (d_in, d_out) = (self.widths[li - 1], self.widths[li]);
+        let mut layer = self.layer.take().expect("begun");
+        let (h, r1) = layer.solve_latents(be, &self.zhat)?;
+        self.work(1e-9 * (n * d_in * d_out) as f64);
+        let (hs, zs) = match self.s.weight_sample {
+            Some(k) if k < n => {
+                let idx = rand::seq::index::sample(&mut self.rng, n, k).into_vec();
+                (rows_of(&h, d_in, &idx), rows_of(&self.zhat, d_out, &idx))
+            }
+            _ => (h.clone(), self.zhat.clone()),
+        };
+        let (r2, work) = layer.solve_weights(be, &hs, &zs)?;
+        self.work(work);
+        let recon = layer.forward(be, &h, Some(self.s.alpha))?;
+        self.work(1e-9 * (n * d_in * d_out) as f64);
+        let (rms, elastic) = errors(be, &recon, &self.target, d_out)?;
+        self.layer = Some(layer);
+        self.report = Some(EpochReport {
+            layer: li,
+            epoch,
+            rms,
+            elastic,
+            ridge: r2.or(r1),
+            gwms: self.gwms,
+            seconds: t0.elapsed().as_secs_f64(),
+        });
+        Ok(())
+    }
+
+    fn end_epoch(&mut self, g: usize, _seconds: f64) -> Result<EpochEnd<EpochReport>> {
+        let record = self.report.take().expect("one batch per step");
+        let (li, epoch) = self.step(g);
+        if epoch == self.per_layer() {
+            self.end_layer(li)?;
+        }
+        Ok(EpochEnd::next(record, self.step_gwms))
+    }
+
+    fn line(&self, r: &EpochReport) -> String {
+        format!(
+            "layer {} epoch {}: rms {:.5}, elastic {:.3}, {:.3} GWMs, {:.2} s{}",
+            r.layer,
+            r.epoch,
+            r.rms,
+            r.elastic,
+            r.gwms,
+            r.seconds,
+            r.ridge.map_or(String::new(), |l| format!(
+                ", ridge λ {l:.2e} (rank-deficient system)"
+            ))
+        )
+    }
+}
+
+/// Trains a decoder of widths `widths` (d₀ … d_L, d_L = the data width) on
+/// X (n × d_L) in `session`; returns it and the work in GWMs.
+pub fn train(
+    be: &Backend,
+    session: &mut Session,
+    x: &[f64],
+    widths: &[usize],
+    s: &Settings,
+) -> Result<(StarNet, f64)> {
+    let mut t = Training::new(be, x, widths, s, None)?;
+    train::run(session, &mut t, Start::fresh())?;
+    Ok(t.into_net())
+}
+
+/// `starnet train` as a library run: trains from the top layer down,
+/// encodes and decodes the training data beside the PCA baseline, writes
+/// `layerN.png`, `reconstructions.png`, `samples.png` (for images) and
+/// `model.safetensors`; returns the summary's own fields.
+pub fn run(
+    be: &Backend,
+    session: &mut Session,
+    x: &[f64],
+    widths: &[usize],
+    s: &Settings,
+    image_shape: Option<(usize, usize)>,
+) -> Result<serde_json::Value> {
+    for w in check_widths(widths)? {
+        session.warn(&w);
+    }
+    let dim = *widths.last().expect("widths");
+    let n = x.len() / dim.max(1);
+    session.say(&format!(
+        "StarNet {} on {n} items of {dim} values, α {}, {} epochs per layer{}, on {} ({})",
+        widths
+            .iter()
+            .map(|w| w.to_string())
+            .collect::<Vec<_>>()
+            .join(" → "),
+        s.alpha,
+        s.epochs,
+        s.weight_sample
+            .map_or(String::new(), |k| format!(", weights from {k} items")),
+        be.describe(),
+        be.precision()
+    ));
+    let mut t = Training::new(be, x, widths, s, image_shape)?;
+    train::run(session, &mut t, Start::fresh())?;
+    let mut pngs = std::mem::take(&mut t.pngs);
+    let (net, _) = t.into_net();
+    let (codes, scores) = net.encode(be, x)?;
+    let recon = net.decode(be, &codes)?;
+    let (rms, elastic) = errors(be, &recon, x, dim)?;
+    let pca = crate::data::pca::pca_rms(x, dim, widths[0], 2000, 10_000, s.seed);
+    let big_l = net.layers.len();
+    let mean_score: Vec<f64> = (0..big_l)
+        .map(|l| (0..n).map(|i| scores[i * big_l + l]).sum::<f64>() / n as f64)
+        .collect();
+    session.tell(&format!(
+        "encode → decode of the training data: rms {rms:.5}, elastic {elastic:.3}; PCA with {} components (linear baseline): rms {pca:.5}",
+        widths[0]
+    ));
+    if let Some(shape) = image_shape {
+        let k = 16.min(n);
+        pngs.push((
+            "reconstructions.png".into(),
+            rows_png(&[&x[..k * dim], &recon[..k * dim]], shape, 16)?,
+        ));
+        let samples = net.decode(be, &net.sample_codes(64, s.seed))?;
+        pngs.push(("samples.png".into(), rows_png(&[&samples], shape, 64)?));
+    }
+    for (name, bytes) in &pngs {
+        session.file(name, bytes)?;
+    }
+    session.file("model.safetensors", &net.to_bytes()?)?;
+    Ok(serde_json::json!({"method": "starnet train", "widths": widths, "alpha": s.alpha,
+        "epochs": s.epochs, "weight_sample": s.weight_sample, "items": n, "rms": rms,
+        "elastic": elastic, "pca_rms": pca, "mean_residual_per_layer": mean_score}))
 }
 
 /// Mean and lower Cholesky factor of the covariance of the rows (ridged if

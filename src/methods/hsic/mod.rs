@@ -29,6 +29,9 @@
 pub mod eigen;
 pub mod ism;
 pub mod metrics;
+mod run;
+
+pub use run::{Fitted, Solver, fit, run_cv, run_fit, run_predict};
 
 use crate::Backend;
 use crate::data::labeled::Labeled;

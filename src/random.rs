@@ -1,8 +1,19 @@
 //! Seeded random draws shared by the methods (every random choice of a run
 //! follows from its `--seed`).
 
-use rand::Rng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+
+/// Shuffled item order of an epoch (depends only on the seed and the epoch,
+/// so a run resumed after an epoch retraces the uninterrupted one; epoch 0
+/// is the held-out split's order).
+pub fn epoch_order(items: usize, seed: u64, epoch: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..items).collect();
+    let mix = seed ^ (epoch as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    order.shuffle(&mut ChaCha8Rng::seed_from_u64(mix));
+    order
+}
 
 fn box_muller(u1: f64, u2: f64) -> f64 {
     (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()

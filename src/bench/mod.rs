@@ -1,5 +1,6 @@
-//! `gradfree bench`: a fixed, seeded suite of workloads, run on every
-//! selected device in turn, each as a child `gradfree` process (so every
+//! `gradfree bench`: a fixed, seeded suite of workloads ([`Workload`]: a
+//! typed [`Job`] for one of the methods' library runs), run on every
+//! selected device in turn, each in a child `gradfree` process (so every
 //! workload is measured exactly as its own command measures itself: GWMs,
 //! wall seconds, energy where a sensor is readable, peak resident memory).
 //!
@@ -9,9 +10,14 @@
 //! one row per (workload, device); [`markdown`] renders it for the README
 //! and [`compare`] prints ratios against an earlier `bench.json`.
 
+mod suite;
+
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::real::Precision;
+
+pub use suite::{Job, WorkerSpec, Workload, execute, workloads, write_data};
 
 /// `bench.json`'s schema tag.
 pub const SCHEMA: &str = "gradfree-bench/1";
@@ -24,269 +30,6 @@ pub enum Suite {
     Quick,
     /// The papers' sizes (minutes per workload on a CPU).
     Paper,
-}
-
-/// One workload: a `gradfree` command line (without device, precision,
-/// output and quiet flags, which the runner adds).
-#[derive(Clone, Debug)]
-pub struct Workload {
-    /// Row name.
-    pub name: String,
-    /// What it runs, in words.
-    pub what: String,
-    /// Arguments after `gradfree`.
-    pub args: Vec<String>,
-    /// Modelled bytes moved per weight-multiply, for the bandwidth column:
-    /// RRR streams 10 elements per (item, edge) and iteration; the
-    /// product-bound rows (SGD, StarNet, HSIC) are modelled as reading both
-    /// operands of every multiply-add once (2 elements, no reuse), so a
-    /// fraction of the copy bandwidth above 1 says how much they reuse
-    /// caches, i.e. that they are compute-bound.
-    pub bytes_per_wm: Option<f64>,
-}
-
-fn s(v: &[&str]) -> Vec<String> {
-    v.iter().map(|t| t.to_string()).collect()
-}
-
-/// Writes the suite's data under `dir` and returns its workloads. `mnist`
-/// (any image file the classifier reads, e.g. the reference's 10k zip)
-/// replaces the generated images of the 784-20-10 pair, whose RRR and SGD
-/// runs both hold out 20% for a test error either way (on the generated
-/// images, whose labels are random, that error is chance: it shows the
-/// path, not a result).
-pub fn prepare(
-    suite: Suite,
-    dir: &Path,
-    precision_bytes: f64,
-    mnist: Option<&Path>,
-) -> Result<Vec<Workload>> {
-    use crate::data::majority::Circuit;
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let quick = suite == Suite::Quick;
-    let p = |name: &str| -> String { dir.join(name).display().to_string() };
-    // Majority gates, depth 3 (the paper's maj13 task).
-    let circuit = Circuit::random(13, 3, 3, 13, 1)?;
-    let (train, test) = circuit.split(1);
-    crate::io::write_atomic(&dir.join("maj_train"), train.to_lwl().as_bytes())?;
-    crate::io::write_atomic(&dir.join("maj_test"), test.to_lwl().as_bytes())?;
-    // MNIST-shaped random images with labels (IDX): 784-20-10 and StarNet.
-    let (cls_images, images) = if quick {
-        (1000, 1000)
-    } else {
-        (10_000, 60_000)
-    };
-    write_idx_images(dir, "cls", cls_images, 28, 7)?;
-    let cls_data = match mnist {
-        Some(m) => m.display().to_string(),
-        None => p("cls-images-idx3-ubyte"),
-    };
-    // The 784-20-10 pair's common data, split and schedule.
-    let cls_args = s(&[
-        "--layers",
-        "784,20,10",
-        "--train",
-        &cls_data,
-        "--split",
-        "0.2",
-        "--batch",
-        "1000",
-        "--epochs",
-        "1",
-    ]);
-    let cls_what = match mnist {
-        Some(m) => format!("the images of {}", m.display()),
-        None => format!("{cls_images} MNIST-shaped random images"),
-    };
-    write_idx_images(dir, "star", images, 28, 8)?;
-    // Spirals for HSIC.
-    let per_class = if quick { 100 } else { 500 };
-    let sp = crate::data::spiral::spiral(per_class, 3, 0.05, 3);
-    let mut csv = String::new();
-    for k in 0..sp.len() {
-        let row: Vec<String> = sp.item(k).iter().map(|v| format!("{v}")).collect();
-        csv += &format!("{},{}\n", row.join(","), sp.y[k]);
-    }
-    crate::io::write_atomic(&dir.join("spiral.csv"), csv.as_bytes())?;
-    let rrr_bytes = Some(10.0 * precision_bytes);
-    let product_bytes = Some(2.0 * precision_bytes);
-    let (nmf_runs, nmf_iter) = if quick {
-        ("4", "3000")
-    } else {
-        ("20", "200000")
-    };
-    let maj_iters = if quick { "10" } else { "100" };
-    let mnist_iters = if quick { "3" } else { "100" };
-    let star_layers = if quick { "32" } else { "128,256" };
-    Ok(vec![
-        Workload {
-            name: "rrr-nmf-ledm6".into(),
-            what: format!("LEDM m=6 rank 5, {nmf_runs} starts, ≤{nmf_iter} iterations"),
-            args: s(&[
-                "rrr",
-                "nmf",
-                "--ledm",
-                "6",
-                "--rank",
-                "5",
-                "--beta",
-                "0.3",
-                "--omega",
-                "0.6",
-                "--runs",
-                nmf_runs,
-                "--max-iter",
-                nmf_iter,
-            ]),
-            bytes_per_wm: rrr_bytes,
-        },
-        Workload {
-            name: "rrr-classify-maj13".into(),
-            what: format!(
-                "13-26-26-2 on the 4096 majority training items, |K| 128, {maj_iters} iterations per batch, 1 epoch"
-            ),
-            args: s(&[
-                "rrr",
-                "classify",
-                "--layers",
-                "13,26,26,2",
-                "--train",
-                &p("maj_train"),
-                "--test",
-                &p("maj_test"),
-                "--batch",
-                "128",
-                "--epochs",
-                "1",
-                "--iters-per-batch",
-                maj_iters,
-                "--beta",
-                "1",
-                "--omega",
-                "2",
-                "--upsilon",
-                "1",
-                "--margin",
-                "0.1",
-                "--seed",
-                "1",
-            ]),
-            bytes_per_wm: rrr_bytes,
-        },
-        Workload {
-            name: "rrr-classify-784-20-10".into(),
-            what: format!(
-                "784-20-10 on {cls_what} (80%; 20% held out), |K| 1000, {mnist_iters} iterations per batch, 1 epoch"
-            ),
-            args: [
-                s(&["rrr", "classify"]),
-                cls_args.clone(),
-                s(&[
-                    "--iters-per-batch",
-                    mnist_iters,
-                    "--exempt",
-                    "0.5%",
-                    "--margin",
-                    "0.7",
-                    "--seed",
-                    "1",
-                ]),
-            ]
-            .concat(),
-            bytes_per_wm: rrr_bytes,
-        },
-        Workload {
-            name: "sgd-maj13".into(),
-            what: format!(
-                "SGD baseline on 13-26-26-2, |K| 128, {} epochs (3 |K| |E| per step)",
-                if quick { 2 } else { 40 }
-            ),
-            args: s(&[
-                "sgd",
-                "--layers",
-                "13,26,26,2",
-                "--train",
-                &p("maj_train"),
-                "--test",
-                &p("maj_test"),
-                "--batch",
-                "128",
-                "--epochs",
-                if quick { "2" } else { "40" },
-                "--lr",
-                "1.0",
-            ]),
-            bytes_per_wm: product_bytes,
-        },
-        Workload {
-            name: "sgd-784-20-10".into(),
-            what: format!("SGD baseline on 784-20-10, {cls_what} (80/20), |K| 1000, 1 epoch"),
-            args: [s(&["sgd"]), cls_args, s(&["--lr", "0.5"])].concat(),
-            bytes_per_wm: product_bytes,
-        },
-        Workload {
-            name: "starnet-epoch".into(),
-            what: format!("one SL+SW epoch per layer, {images} × 784, latents {star_layers}"),
-            args: s(&[
-                "starnet",
-                "train",
-                "--data",
-                &p("star-images-idx3-ubyte"),
-                "--layers",
-                star_layers,
-                "--epochs",
-                "1",
-            ]),
-            bytes_per_wm: product_bytes,
-        },
-        Workload {
-            name: "hsic-ws".into(),
-            what: format!("W_s fit on {} spiral points", 3 * per_class),
-            args: s(&[
-                "hsic",
-                "fit",
-                "--data",
-                &p("spiral.csv"),
-                "--name",
-                "spiral",
-                "--solver",
-                "ws",
-            ]),
-            bytes_per_wm: product_bytes,
-        },
-        Workload {
-            name: "hsic-ism".into(),
-            what: format!("W* (ISM) fit on {} spiral points", 3 * per_class),
-            args: s(&[
-                "hsic",
-                "fit",
-                "--data",
-                &p("spiral.csv"),
-                "--name",
-                "spiral",
-                "--solver",
-                "ism",
-            ]),
-            bytes_per_wm: product_bytes,
-        },
-    ])
-}
-
-/// Writes `DIR/NAME-images-idx3-ubyte` (n random side × side images, pixels
-/// 0–255) and the matching labels (10 classes).
-fn write_idx_images(dir: &Path, name: &str, n: usize, side: usize, seed: u64) -> Result<()> {
-    use rand::{Rng, SeedableRng};
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-    let mut img = vec![0u8, 0, 8, 3];
-    for d in [n, side, side] {
-        img.extend_from_slice(&(d as u32).to_be_bytes());
-    }
-    img.extend((0..n * side * side).map(|_| rng.random::<u8>()));
-    let mut lab = vec![0u8, 0, 8, 1];
-    lab.extend_from_slice(&(n as u32).to_be_bytes());
-    lab.extend((0..n).map(|_| rng.random_range(0..10u8)));
-    crate::io::write_atomic(&dir.join(format!("{name}-images-idx3-ubyte")), &img)?;
-    crate::io::write_atomic(&dir.join(format!("{name}-labels-idx1-ubyte")), &lab)
 }
 
 /// One (workload, device) result.
@@ -360,26 +103,30 @@ pub struct Report {
     pub rows: Vec<Row>,
 }
 
-/// Runs one workload on `device` with the `gradfree` executable `exe`;
-/// the run's outputs go to `out`.
-pub fn run_one(
-    exe: &Path,
-    w: &Workload,
-    device: &str,
-    precision: &str,
-    out: &Path,
-    copy_gbs: Option<f64>,
-) -> Row {
-    let mut args = w.args.clone();
-    args.extend(s(&[
-        "--device",
-        device,
-        "--precision",
-        precision,
-        "--quiet",
-        "--out",
-    ]));
-    args.push(out.display().to_string());
+/// Runs one workload on `device` as a child process of the `gradfree`
+/// executable `exe` (its hidden `bench-worker` command, which runs the
+/// workload's library run in-process), so that its wall time, energy and
+/// peak memory are its own; the run's outputs go to `out`.
+pub fn run_one(exe: &Path, w: &Workload, spec: &WorkerSpec, device: &str, out: &Path, copy_gbs: Option<f64>) -> Row {
+    let mut args: Vec<String> = vec![
+        "bench-worker".into(),
+        "--suite".into(),
+        format!("{:?}", spec.suite).to_lowercase(),
+        "--data".into(),
+        spec.data.display().to_string(),
+        "--workload".into(),
+        w.name.clone(),
+        "--device".into(),
+        device.into(),
+        "--precision".into(),
+        spec.precision.to_string(),
+        "--out".into(),
+        out.display().to_string(),
+    ];
+    if let Some(m) = &spec.mnist {
+        args.push("--mnist".into());
+        args.push(m.display().to_string());
+    }
     let failed = |why: String| Row::empty(&w.name, device, format!("failed: {why}"));
     let res = std::process::Command::new(exe).args(&args).output();
     let o = match res {
@@ -604,4 +351,135 @@ pub fn load(path: &Path) -> Result<Report> {
 /// The work directory's path for one run's outputs.
 pub fn run_dir(base: &Path, w: &Workload, device: &str) -> PathBuf {
     base.join("runs").join(format!("{}-{device}", w.name))
+}
+
+/// What `gradfree bench` runs.
+#[derive(Clone, Debug)]
+pub struct BenchRun {
+    /// Suite size.
+    pub suite: Suite,
+    /// Devices in turn: `cpu`, `gpu`.
+    pub devices: Vec<String>,
+    /// Working precision of every workload.
+    pub precision: Precision,
+    /// Only the workloads of these names (all when empty).
+    pub only: Vec<String>,
+    /// The work directory: bench.json, bench.md, data and each run's outputs.
+    pub base: PathBuf,
+    /// Real images for the 784-20-10 pair (an absolute path).
+    pub mnist: Option<PathBuf>,
+    /// The `gradfree` executable that runs each workload.
+    pub exe: PathBuf,
+    /// Only the table on the terminal.
+    pub quiet: bool,
+}
+
+/// The devices' copy-kernel bandwidths (GB/s, read + write): the
+/// rooflines of the bandwidth column.
+pub fn copy_rooflines(devices: &[String]) -> Result<std::collections::BTreeMap<String, f64>> {
+    let mut copy_gbs = std::collections::BTreeMap::new();
+    for d in devices {
+        let gbs = match d.as_str() {
+            "cpu" => cpu_copy_gbs(),
+            "gpu" => {
+                let req = crate::gpu::GpuRequest {
+                    allow_software: true,
+                    ..Default::default()
+                };
+                let ctx = crate::gpu::GpuContext::open(&req, Precision::F32)?;
+                let copy = crate::kernels::copy::PreparedCopy::new(&ctx, 64 << 20)?;
+                copy.run(1)?;
+                let mut best = 0.0f64;
+                for _ in 0..3 {
+                    let t = std::time::Instant::now();
+                    copy.run(4)?;
+                    best = best.max(8.0 * copy.bytes as f64 / t.elapsed().as_secs_f64() / 1e9);
+                }
+                best
+            }
+            other => {
+                return Err(Error::Input(format!(
+                    "device '{other}' is not cpu or gpu"
+                )));
+            }
+        };
+        copy_gbs.insert(d.clone(), gbs);
+    }
+    Ok(copy_gbs)
+}
+
+/// Runs the suite: writes its data, runs every workload on every device
+/// (each in a child process), writes `bench.json`, `bench.md` and the RRR
+/// against SGD curves; prints the table. Returns the report.
+pub fn run(b: &BenchRun) -> Result<Report> {
+    let say = |line: &str| {
+        if !b.quiet {
+            println!("{line}");
+        }
+    };
+    let data = b.base.join("data");
+    write_data(b.suite, &data)?;
+    let prec_bytes = b.precision.bytes() as f64;
+    let mut all = workloads(b.suite, &data, prec_bytes, b.mnist.as_deref());
+    if !b.only.is_empty() {
+        all.retain(|w| b.only.contains(&w.name));
+    }
+    let copy_gbs = copy_rooflines(&b.devices)?;
+    let spec = WorkerSpec {
+        suite: b.suite,
+        data,
+        mnist: b.mnist.clone(),
+        precision: b.precision,
+    };
+    let mut rows = vec![];
+    for d in &b.devices {
+        for w in &all {
+            say(&format!("{} on {d}: {}", w.name, w.what));
+            let out = run_dir(&b.base, w, d);
+            let row = run_one(&b.exe, w, &spec, d, &out, copy_gbs.get(d).copied());
+            say(&format!("  {}", row.status));
+            rows.push(row);
+        }
+    }
+    let report = Report {
+        schema: SCHEMA.into(),
+        suite: format!("{:?}", b.suite).to_lowercase(),
+        precision: b.precision.to_string(),
+        copy_gbs,
+        rows,
+    };
+    Ok(report)
+}
+
+/// RRR against SGD, test error against cumulative GWMs, for every device
+/// and pair of [`CURVES`] that both ran: `curves-<task>-<device>.png` in
+/// the work directory; returns a line per pair.
+pub fn curves(b: &BenchRun) -> Result<Vec<String>> {
+    let all = workloads(b.suite, &b.base.join("data"), 4.0, b.mnist.as_deref());
+    let mut lines = vec![];
+    for d in &b.devices {
+        for (task, rrr_w, sgd_w) in CURVES {
+            let find = |n: &str| all.iter().find(|w| w.name == n);
+            let (Some(rw), Some(sw)) = (find(rrr_w), find(sgd_w)) else {
+                continue;
+            };
+            let get = |w: &Workload| {
+                curve(
+                    &run_dir(&b.base, w, d).join("metrics.jsonl"),
+                    "gwms",
+                    "test_err",
+                )
+            };
+            if let (Ok(r), Ok(s)) = (get(rw), get(sw)) {
+                let last = |c: &[(f64, f64)]| c[c.len() - 1];
+                let ((rg, re), (sg, se)) = (last(&r), last(&s));
+                lines.push(format!(
+                    "{task} on {d}: RRR test_err {re:.4} after {rg:.3} GWMs, SGD {se:.4} after {sg:.3} GWMs (curves-{task}-{d}.png: RRR blue, SGD red)"
+                ));
+                let png = crate::io::line_plot(&[("RRR".into(), r), ("SGD".into(), s)], true)?;
+                crate::io::write_atomic(&b.base.join(format!("curves-{task}-{d}.png")), &png)?;
+            }
+        }
+    }
+    Ok(lines)
 }

@@ -1,15 +1,15 @@
 //! `gradfree bench`.
 
-#[allow(unused_imports)]
-use super::common::*;
-#[allow(unused_imports)]
-use super::*;
+use std::path::PathBuf;
+
 use anyhow::Result;
 use clap::Args;
+use gradfree::bench;
+use gradfree::engine::{Backend, DeviceChoice};
 use gradfree::gpu::GpuRequest;
 use gradfree::io::write_atomic;
-use gradfree::{Error, Precision, io as output};
-use std::path::PathBuf;
+use gradfree::train::{Session, Voice};
+use gradfree::{Error, Precision};
 
 #[derive(Args, Debug)]
 pub(crate) struct BenchArgs {
@@ -43,144 +43,106 @@ pub(crate) struct BenchArgs {
 }
 
 pub(crate) fn bench(a: &BenchArgs) -> Result<()> {
-    use gradfree::bench;
     let old = a.compare.as_deref().map(bench::load).transpose()?;
     let base = match &a.out {
         Some(d) => d.clone(),
         None => std::env::temp_dir().join(format!("gradfree-bench-{}", std::process::id())),
     };
-    let prec_bytes = if a.precision == Precision::F64 {
-        8.0
-    } else {
-        4.0
-    };
     if let Some(m) = a.mnist.as_ref().filter(|m| !m.is_file()) {
         return Err(Error::Input(format!("--mnist: no file {}", m.display())).into());
     }
-    // The child runs start elsewhere: give them an absolute path.
-    let mnist = a
-        .mnist
-        .as_ref()
-        .map(|m| std::path::absolute(m).unwrap_or(m.clone()));
-    let mut workloads = bench::prepare(a.suite, &base.join("data"), prec_bytes, mnist.as_deref())?;
-    if let Some(only) = &a.only {
-        let names: Vec<&str> = only.split(',').map(str::trim).collect();
-        if let Some(n) = names
-            .iter()
-            .find(|n| !workloads.iter().any(|w| w.name == **n))
-        {
-            return Err(Error::Input(format!("--only: no workload '{n}'")).into());
-        }
-        workloads.retain(|w| names.contains(&w.name.as_str()));
+    let only: Vec<String> = a
+        .only
+        .iter()
+        .flat_map(|o| o.split(',').map(|n| n.trim().to_string()))
+        .collect();
+    let names = bench::workloads(a.suite, &base, 4.0, None);
+    if let Some(n) = only.iter().find(|n| !names.iter().any(|w| &w.name == *n)) {
+        return Err(Error::Input(format!("--only: no workload '{n}'")).into());
     }
-    // Devices and their copy-kernel rooflines.
-    let mut copy_gbs = std::collections::BTreeMap::new();
     let devices: Vec<String> = match &a.devices {
         Some(d) => d.split(',').map(|t| t.trim().to_string()).collect(),
         None => {
-            let mut v = vec!["cpu".to_string()];
             let req = GpuRequest {
                 allow_software: true,
                 ..Default::default()
             };
-            if gradfree::gpu::GpuContext::open(&req, Precision::F32).is_ok() {
-                v.push("gpu".into());
-            }
-            v
+            let gpu = gradfree::gpu::GpuContext::open(&req, Precision::F32).is_ok();
+            ["cpu", "gpu"][..1 + gpu as usize].iter().map(|d| d.to_string()).collect()
         }
     };
-    for d in &devices {
-        match d.as_str() {
-            "cpu" => {
-                copy_gbs.insert("cpu".to_string(), bench::cpu_copy_gbs());
-            }
-            "gpu" => {
-                let req = GpuRequest {
-                    allow_software: true,
-                    ..Default::default()
-                };
-                let ctx = gradfree::gpu::GpuContext::open(&req, Precision::F32)?;
-                let copy = gradfree::kernels::copy::PreparedCopy::new(&ctx, 64 << 20)?;
-                copy.run(1)?;
-                let mut best = 0.0f64;
-                for _ in 0..3 {
-                    let t = std::time::Instant::now();
-                    copy.run(4)?;
-                    best = best.max(8.0 * copy.bytes as f64 / t.elapsed().as_secs_f64() / 1e9);
-                }
-                copy_gbs.insert("gpu".to_string(), best);
-            }
-            other => {
-                return Err(Error::Input(format!("--devices: '{other}' is not cpu or gpu")).into());
-            }
-        }
+    if let Some(d) = devices.iter().find(|d| !["cpu", "gpu"].contains(&d.as_str())) {
+        return Err(Error::Input(format!("--devices: '{d}' is not cpu or gpu")).into());
     }
-    let exe = std::env::current_exe().map_err(|e| Error::Input(format!("own executable: {e}")))?;
-    let mut rows = vec![];
-    for d in &devices {
-        for w in &workloads {
-            if !a.quiet {
-                println!("{} on {d}: {}", w.name, w.what);
-            }
-            let row = bench::run_one(
-                &exe,
-                w,
-                d,
-                &a.precision.to_string(),
-                &bench::run_dir(&base, w, d),
-                copy_gbs.get(d).copied(),
-            );
-            if !a.quiet {
-                println!("  {}", row.status);
-            }
-            rows.push(row);
-        }
-    }
-    let report = bench::Report {
-        schema: bench::SCHEMA.into(),
-        suite: format!("{:?}", a.suite).to_lowercase(),
-        precision: a.precision.to_string(),
-        copy_gbs,
-        rows,
+    let run = bench::BenchRun {
+        suite: a.suite,
+        devices,
+        precision: a.precision,
+        only,
+        // The child runs start elsewhere: give them an absolute path.
+        mnist: a.mnist.as_ref().map(|m| std::path::absolute(m).unwrap_or(m.clone())),
+        base,
+        exe: std::env::current_exe().map_err(|e| Error::Input(format!("own executable: {e}")))?,
+        quiet: a.quiet,
     };
+    let report = bench::run(&run)?;
     let md = bench::markdown(&report);
     println!("{md}");
     if let Some(o) = &old {
         println!("{}", bench::compare(&report, o));
     }
-    // RRR against SGD: test error against cumulative GWMs, per device.
-    for d in &devices {
-        for (task, rrr_w, sgd_w) in bench::CURVES {
-            let find = |n: &str| workloads.iter().find(|w| w.name == n);
-            let (Some(rw), Some(sw)) = (find(rrr_w), find(sgd_w)) else {
-                continue;
-            };
-            let get = |w: &bench::Workload| {
-                bench::curve(
-                    &bench::run_dir(&base, w, d).join("metrics.jsonl"),
-                    "gwms",
-                    "test_err",
-                )
-            };
-            if let (Ok(r), Ok(s)) = (get(rw), get(sw)) {
-                let last = |c: &[(f64, f64)]| c[c.len() - 1];
-                let ((rg, re), (sg, se)) = (last(&r), last(&s));
-                println!(
-                    "{task} on {d}: RRR test_err {re:.4} after {rg:.3} GWMs, SGD {se:.4} after {sg:.3} GWMs (curves-{task}-{d}.png: RRR blue, SGD red)"
-                );
-                let png = output::line_plot(&[("RRR".into(), r), ("SGD".into(), s)], true)?;
-                write_atomic(&base.join(format!("curves-{task}-{d}.png")), &png)?;
-            }
-        }
+    for line in bench::curves(&run)? {
+        println!("{line}");
     }
     let json = serde_json::to_string_pretty(&report).expect("json");
-    write_atomic(&base.join("bench.json"), json.as_bytes())?;
-    write_atomic(&base.join("bench.md"), md.as_bytes())?;
+    write_atomic(&run.base.join("bench.json"), json.as_bytes())?;
+    write_atomic(&run.base.join("bench.md"), md.as_bytes())?;
     if a.out.is_none() {
-        println!("wrote {}", base.display());
+        println!("wrote {}", run.base.display());
     }
     if report.rows.iter().any(|r| r.status.starts_with("failed")) {
         return Err(Error::Numeric("some workloads failed (see the table)".into()).into());
     }
+    Ok(())
+}
+
+/// One workload of `gradfree bench`, run in this process (the bench's
+/// child process: its peak memory and energy are the workload's own).
+#[derive(Args, Debug)]
+pub(crate) struct BenchWorkerArgs {
+    /// Suite size.
+    #[arg(long, value_enum)]
+    pub(crate) suite: bench::Suite,
+    /// The suite's data directory.
+    #[arg(long)]
+    pub(crate) data: PathBuf,
+    /// Real images for the 784-20-10 pair.
+    #[arg(long)]
+    pub(crate) mnist: Option<PathBuf>,
+    /// The workload's name.
+    #[arg(long)]
+    pub(crate) workload: String,
+    /// cpu or gpu.
+    #[arg(long, value_enum)]
+    pub(crate) device: DeviceChoice,
+    /// Working precision.
+    #[arg(long)]
+    pub(crate) precision: Precision,
+    /// The run's output directory.
+    #[arg(long)]
+    pub(crate) out: PathBuf,
+}
+
+pub(crate) fn bench_worker(a: &BenchWorkerArgs) -> Result<()> {
+    let prec_bytes = a.precision.bytes() as f64;
+    let all = bench::workloads(a.suite, &a.data, prec_bytes, a.mnist.as_deref());
+    let w = all
+        .iter()
+        .find(|w| w.name == a.workload)
+        .ok_or_else(|| Error::Input(format!("no workload '{}'", a.workload)))?;
+    let backend = Backend::open(a.device, a.precision, &GpuRequest::default())?;
+    let mut session = Session::new(&backend, Some(&a.out), Voice::Quiet)?;
+    let (seed, own) = bench::execute(&w.job, &backend, &mut session)?;
+    session.finish(seed, own)?;
     Ok(())
 }

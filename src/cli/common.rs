@@ -147,12 +147,8 @@ pub(crate) fn split_held_out(
     if !(f > 0.0 && f < 1.0) {
         return Err(Error::Input(format!("--split must be in (0, 1), got {f}")).into());
     }
-    let order = gradfree::train::epoch_order(train.len(), seed, 0);
-    let held = ((train.len() as f64) * f).round() as usize;
-    Ok((
-        train.subset(&order[held..]),
-        Some(train.subset(&order[..held])),
-    ))
+    let (rest, held) = train.hold_out(f, seed);
+    Ok((rest, Some(held)))
 }
 
 /// The bytes of DIR/checkpoint.safetensors and its name for messages

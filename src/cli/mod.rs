@@ -55,6 +55,9 @@ pub(crate) enum Command {
     /// Benchmark suite: GWMs, seconds, GWMs/s, energy, peak memory and
     /// bandwidth per workload and device (bench.json, bench.md).
     Bench(BenchArgs),
+    /// One bench workload in this process (run by `bench`).
+    #[command(hide = true)]
+    BenchWorker(BenchWorkerArgs),
     /// Minibatch SGD baseline (softmax cross-entropy, ReLU) on the classifier
     /// nets, on the same backends, with work counted in GWMs.
     Sgd(Box<SgdArgs>),
@@ -116,6 +119,7 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Devices { backend, json } => devices(backend, json),
         Command::Bench(a) => bench(&a).context("bench"),
+        Command::BenchWorker(a) => bench_worker(&a).context("bench worker"),
         Command::Sgd(a) => sgd(&a).context("sgd"),
         Command::Plot(a) => plot(&a).context("plot"),
         Command::Rrr {

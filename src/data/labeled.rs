@@ -67,6 +67,14 @@ impl Labeled {
         }
     }
 
+    /// A seeded held-out split: (the rest, the held-out `fraction`), the
+    /// same items for every method given the same seed.
+    pub fn hold_out(&self, fraction: f64, seed: u64) -> (Labeled, Labeled) {
+        let order = crate::random::epoch_order(self.len(), seed, 0);
+        let held = ((self.len() as f64) * fraction).round() as usize;
+        (self.subset(&order[held..]), self.subset(&order[..held]))
+    }
+
     /// Checks labels against the class count and features for finiteness.
     pub fn validate(&self, path: &Path) -> Result<()> {
         if self.is_empty() {

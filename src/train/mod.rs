@@ -15,24 +15,13 @@ pub mod report;
 use std::path::Path;
 use std::time::Instant;
 
-use rand::SeedableRng;
-use rand::seq::SliceRandom;
-use rand_chacha::ChaCha8Rng;
-
 use crate::engine::Backend;
 use crate::error::Result;
 use crate::real::Precision;
 use meter::{Measurement, Meter};
 use report::{Common, OutDir, Progress};
 
-/// Shuffled item order of an epoch (depends only on the seed and the epoch,
-/// so a run resumed after an epoch retraces the uninterrupted one).
-pub fn epoch_order(items: usize, seed: u64, epoch: usize) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..items).collect();
-    let mix = seed ^ (epoch as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    order.shuffle(&mut ChaCha8Rng::seed_from_u64(mix));
-    order
-}
+pub use crate::random::epoch_order;
 
 /// How an epoch's order is cut into batches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -107,7 +107,14 @@ pub struct Report {
 /// executable `exe` (its hidden `bench-worker` command, which runs the
 /// workload's library run in-process), so that its wall time, energy and
 /// peak memory are its own; the run's outputs go to `out`.
-pub fn run_one(exe: &Path, w: &Workload, spec: &WorkerSpec, device: &str, out: &Path, copy_gbs: Option<f64>) -> Row {
+pub fn run_one(
+    exe: &Path,
+    w: &Workload,
+    spec: &WorkerSpec,
+    device: &str,
+    out: &Path,
+    copy_gbs: Option<f64>,
+) -> Row {
     let mut args: Vec<String> = vec![
         "bench-worker".into(),
         "--suite".into(),
@@ -398,9 +405,7 @@ pub fn copy_rooflines(devices: &[String]) -> Result<std::collections::BTreeMap<S
                 best
             }
             other => {
-                return Err(Error::Input(format!(
-                    "device '{other}' is not cpu or gpu"
-                )));
+                return Err(Error::Input(format!("device '{other}' is not cpu or gpu")));
             }
         };
         copy_gbs.insert(d.clone(), gbs);

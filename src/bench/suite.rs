@@ -109,7 +109,11 @@ pub fn write_data(suite: Suite, dir: &Path) -> Result<()> {
     let (train, test) = circuit.split(1);
     write_atomic(&dir.join("maj_train"), train.to_lwl().as_bytes())?;
     write_atomic(&dir.join("maj_test"), test.to_lwl().as_bytes())?;
-    let (cls_images, images) = if quick { (1000, 1000) } else { (10_000, 60_000) };
+    let (cls_images, images) = if quick {
+        (1000, 1000)
+    } else {
+        (10_000, 60_000)
+    };
     write_idx_images(dir, "cls", cls_images, 28, 7)?;
     write_idx_images(dir, "star", images, 28, 8)?;
     let per_class = if quick { 100 } else { 500 };
@@ -136,7 +140,11 @@ pub fn workloads(
 ) -> Vec<Workload> {
     let quick = suite == Suite::Quick;
     let p = |name: &str| dir.join(name);
-    let (cls_images, images) = if quick { (1000, 1000) } else { (10_000, 60_000) };
+    let (cls_images, images) = if quick {
+        (1000, 1000)
+    } else {
+        (10_000, 60_000)
+    };
     let cls_data = mnist.map_or(p("cls-images-idx3-ubyte"), Path::to_path_buf);
     let cls_what = match mnist {
         Some(m) => format!("the images of {}", m.display()),
@@ -342,7 +350,11 @@ fn train_test(
 
 /// Runs one job on `backend` in `session`; returns the seed and the
 /// summary's own fields.
-pub fn execute(job: &Job, backend: &Backend, session: &mut Session) -> Result<(u64, serde_json::Value)> {
+pub fn execute(
+    job: &Job,
+    backend: &Backend,
+    session: &mut Session,
+) -> Result<(u64, serde_json::Value)> {
     match job {
         Job::Ledm(r) => {
             let mut r = r.clone();
@@ -406,7 +418,10 @@ pub fn execute(job: &Job, backend: &Backend, session: &mut Session) -> Result<(u
                 hsic::Solver::Ws(s) => s.seed,
                 hsic::Solver::Ism(s) => s.seed,
             };
-            Ok((seed, hsic::run_fit(backend, session, &train, &values, solver)?))
+            Ok((
+                seed,
+                hsic::run_fit(backend, session, &train, &values, solver)?,
+            ))
         }
     }
 }

@@ -1,9 +1,6 @@
 //! `gradfree rrr autoencode` (with the generator) and `rrr generate|encode|decode`.
 
-#[allow(unused_imports)]
-use super::common::*;
-#[allow(unused_imports)]
-use super::*;
+use super::common::{CommonArgs, image_shape, read_checkpoint, widths_list};
 use anyhow::Result;
 use clap::Args;
 use gradfree::methods::rrr;
@@ -170,12 +167,12 @@ pub(crate) fn rrr_autoencode(a: &AutoencodeArgs) -> Result<()> {
     Ok(())
 }
 
+/// Rows to train on, their image shape, and the net.
+type AeData = (Vec<f64>, Option<(usize, usize)>, ae::AeNet);
+
 /// The rows to train on (the one-hot items of `--binary`, or `--data`),
 /// their image shape, and the net.
-fn ae_data(
-    a: &AutoencodeArgs,
-    resume: Option<&ae::AeModel>,
-) -> Result<(Vec<f64>, Option<(usize, usize)>, ae::AeNet)> {
+fn ae_data(a: &AutoencodeArgs, resume: Option<&ae::AeModel>) -> Result<AeData> {
     let (encoder, decoder) = (
         widths_list(&a.encoder, "--encoder")?,
         widths_list(&a.decoder, "--decoder")?,

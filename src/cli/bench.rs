@@ -68,10 +68,16 @@ pub(crate) fn bench(a: &BenchArgs) -> Result<()> {
                 ..Default::default()
             };
             let gpu = gradfree::gpu::GpuContext::open(&req, Precision::F32).is_ok();
-            ["cpu", "gpu"][..1 + gpu as usize].iter().map(|d| d.to_string()).collect()
+            ["cpu", "gpu"][..1 + gpu as usize]
+                .iter()
+                .map(|d| d.to_string())
+                .collect()
         }
     };
-    if let Some(d) = devices.iter().find(|d| !["cpu", "gpu"].contains(&d.as_str())) {
+    if let Some(d) = devices
+        .iter()
+        .find(|d| !["cpu", "gpu"].contains(&d.as_str()))
+    {
         return Err(Error::Input(format!("--devices: '{d}' is not cpu or gpu")).into());
     }
     let run = bench::BenchRun {
@@ -80,7 +86,10 @@ pub(crate) fn bench(a: &BenchArgs) -> Result<()> {
         precision: a.precision,
         only,
         // The child runs start elsewhere: give them an absolute path.
-        mnist: a.mnist.as_ref().map(|m| std::path::absolute(m).unwrap_or(m.clone())),
+        mnist: a
+            .mnist
+            .as_ref()
+            .map(|m| std::path::absolute(m).unwrap_or(m.clone())),
         base,
         exe: std::env::current_exe().map_err(|e| Error::Input(format!("own executable: {e}")))?,
         quiet: a.quiet,

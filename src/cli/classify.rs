@@ -1,18 +1,16 @@
 //! `gradfree rrr classify` and `gradfree predict`.
 
-#[allow(unused_imports)]
-use super::common::*;
-#[allow(unused_imports)]
-use super::*;
+use super::common::{
+    CommonArgs, load_labeled, parse_budget, parse_shape, read_checkpoint, split_held_out,
+};
 use anyhow::Result;
-use clap::{Args, Parser};
+use clap::Args;
 use gradfree::Error;
+use gradfree::Precision as Prec;
 use gradfree::data::labeled::LabeledFormat;
-use gradfree::io::write_atomic;
-use gradfree::methods::rrr::classify::{self, Classifier, Saved, Settings};
+use gradfree::methods::rrr::classify::{self, Saved, Settings};
 use gradfree::methods::rrr::net::Net;
-use gradfree::train::report::OutDir;
-use serde_json::json;
+use gradfree::train::{Session, Voice};
 use std::path::PathBuf;
 
 #[derive(Args, Debug)]
@@ -202,37 +200,18 @@ pub(crate) fn predict(a: &PredictArgs) -> Result<()> {
     let bytes = std::fs::read(&a.model)
         .map_err(|e| Error::Input(format!("cannot read {}: {e}", a.model.display())))?;
     let saved = Saved::from_bytes(&bytes, &a.model.display().to_string())?;
-    let clf = Classifier::new(saved.net.clone(), &saved.settings)?;
     let data = load_labeled(&a.data, a.format, a.labels.as_ref())?;
-    clf.check_data(&data, &a.data.display().to_string())?;
-    let pred = clf.predict(&saved.model, &data);
-    let wrong = pred.iter().zip(&data.y).filter(|(p, y)| p != y).count();
-    let err = wrong as f64 / data.len() as f64;
-    println!(
-        "{} items: accuracy {:.4} (error {:.4}, {} wrong)",
-        data.len(),
-        1.0 - err,
-        err,
-        wrong
-    );
-    let out = OutDir::new(a.out.as_deref())?;
-    let text: String = pred
-        .iter()
-        .zip(&data.y)
-        .enumerate()
-        .map(|(k, (p, y))| format!("{k},{p},{y}\n"))
-        .collect();
-    out.file(
-        "predictions.csv",
-        format!("item,predicted,label\n{text}").as_bytes(),
+    let voice = if a.quiet {
+        Voice::Quiet
+    } else {
+        Voice::Verbose
+    };
+    let session = Session::host(
+        "cpu (host forward passes)",
+        Prec::F64,
+        a.out.as_deref(),
+        voice,
     )?;
-    if !a.quiet && a.out.is_none() && data.len() <= 20 {
-        for (k, p) in pred.iter().enumerate() {
-            println!("{k}: {p}");
-        }
-    }
-    if let Some(p) = out.path("summary.json") {
-        write_atomic(&p, serde_json::to_string_pretty(&json!({"method": "predict", "items": data.len(), "error": err, "accuracy": 1.0 - err})).expect("json").as_bytes())?;
-    }
+    classify::run_predict(&session, &saved, &data, &a.data.display().to_string())?;
     Ok(())
 }

@@ -1,9 +1,7 @@
 //! Options and parsing shared by the commands.
 
-#[allow(unused_imports)]
-use super::*;
 use anyhow::Result;
-use clap::{Args, Parser};
+use clap::Args;
 use gradfree::data::labeled::{self, Labeled, LabeledFormat};
 use gradfree::engine::{Backend, DeviceChoice};
 use gradfree::gpu::{BackendChoice, GpuRequest};
@@ -158,26 +156,4 @@ pub(crate) fn read_checkpoint(dir: &std::path::Path) -> Result<(Vec<u8>, String)
     let bytes = std::fs::read(&path)
         .map_err(|e| Error::Input(format!("cannot read {}: {e}", path.display())))?;
     Ok((bytes, path.display().to_string()))
-}
-
-pub(crate) fn median(v: &mut [usize]) -> Option<f64> {
-    if v.is_empty() {
-        return None;
-    }
-    v.sort_unstable();
-    let n = v.len();
-    Some(if n % 2 == 1 {
-        v[n / 2] as f64
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) as f64 / 2.0
-    })
-}
-
-pub(crate) fn mean_std(v: &[f64]) -> (f64, f64) {
-    let n = v.len().max(1) as f64;
-    let m = v.iter().sum::<f64>() / n;
-    (
-        m,
-        (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / n).sqrt(),
-    )
 }

@@ -1,9 +1,5 @@
 //! `gradfree data`: generated data sets.
 
-#[allow(unused_imports)]
-use super::common::*;
-#[allow(unused_imports)]
-use super::*;
 use anyhow::Result;
 use clap::{Args, Subcommand};
 use gradfree::Error;
@@ -129,4 +125,18 @@ pub(crate) fn data_majority(a: &MajorityArgs) -> Result<()> {
         100.0 * ones as f64 / (train.len() + test.len()) as f64
     );
     Ok(())
+}
+
+/// Runs a `data` task.
+pub(crate) fn exec(task: DataTask) -> Result<()> {
+    match task {
+        DataTask::Majority(a) => data_majority(&a),
+        DataTask::Letters {
+            out,
+            count,
+            seed,
+            format,
+            preview,
+        } => data_letters(&out, count, seed, format, preview.as_deref()),
+    }
 }

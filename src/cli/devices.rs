@@ -1,9 +1,5 @@
 //! `gradfree devices`: the GPU adapters and the CPU backend.
 
-#[allow(unused_imports)]
-use super::common::*;
-#[allow(unused_imports)]
-use super::*;
 use anyhow::Result;
 use gradfree::gpu::{BackendChoice, list_adapters};
 use serde_json::json;

@@ -1,17 +1,11 @@
 //! `gradfree hsic fit|predict|cv`.
 
-#[allow(unused_imports)]
-use super::common::*;
-#[allow(unused_imports)]
-use super::*;
+use super::common::CommonArgs;
 use anyhow::Result;
 use clap::{Args, Subcommand};
 use gradfree::data::labeled::{self, LabeledFormat};
 use gradfree::methods::hsic;
-use gradfree::train::meter::Meter;
-use gradfree::train::report::{Common as CommonSummary, OutDir};
 use gradfree::{Error, data};
-use serde_json::json;
 use std::path::PathBuf;
 
 #[derive(Subcommand, Debug)]
@@ -195,4 +189,14 @@ pub(crate) fn hsic_predict(a: &HsicPredictArgs) -> Result<()> {
     let session = c.session(&backend)?;
     hsic::run_predict(&backend, &session, &model, &values, &x, labels.as_deref())?;
     Ok(())
+}
+
+/// Runs an `hsic` task.
+pub(crate) fn exec(task: HsicTask) -> Result<()> {
+    use anyhow::Context;
+    match task {
+        HsicTask::Cv(a) => hsic_cv(&a).context("hsic cv"),
+        HsicTask::Fit(a) => hsic_fit(&a).context("hsic fit"),
+        HsicTask::Predict(a) => hsic_predict(&a).context("hsic predict"),
+    }
 }

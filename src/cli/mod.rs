@@ -19,51 +19,28 @@ mod plot;
 mod sgd;
 mod starnet;
 
-#[allow(unused_imports)]
-pub(crate) use autoencode::*;
-#[allow(unused_imports)]
-pub(crate) use bench::*;
-#[allow(unused_imports)]
-pub(crate) use classify::*;
-#[allow(unused_imports)]
-pub(crate) use common::*;
-#[allow(unused_imports)]
-pub(crate) use data::*;
-#[allow(unused_imports)]
-pub(crate) use devices::*;
-#[allow(unused_imports)]
-pub(crate) use hsic::*;
-#[allow(unused_imports)]
-pub(crate) use nmf::*;
-#[allow(unused_imports)]
-pub(crate) use plot::*;
-#[allow(unused_imports)]
-pub(crate) use sgd::*;
-#[allow(unused_imports)]
-pub(crate) use starnet::*;
-
 /// Gradient-free neural-network training on GPUs (wgpu) and CPUs.
 #[derive(Parser, Debug)]
 #[command(name = "gradfree", version, about, propagate_version = true)]
-pub(crate) struct Cli {
+struct Cli {
     #[command(subcommand)]
-    pub(crate) command: Command,
+    command: Command,
 }
 
 #[derive(Subcommand, Debug)]
-pub(crate) enum Command {
+enum Command {
     /// Benchmark suite: GWMs, seconds, GWMs/s, energy, peak memory and
     /// bandwidth per workload and device (bench.json, bench.md).
-    Bench(BenchArgs),
+    Bench(bench::BenchArgs),
     /// One bench workload in this process (run by `bench`).
     #[command(hide = true)]
-    BenchWorker(BenchWorkerArgs),
+    BenchWorker(bench::BenchWorkerArgs),
     /// Minibatch SGD baseline (softmax cross-entropy, ReLU) on the classifier
     /// nets, on the same backends, with work counted in GWMs.
-    Sgd(Box<SgdArgs>),
+    Sgd(Box<sgd::SgdArgs>),
     /// Curves from runs' metrics.jsonl: a y field against cumulative GWMs
     /// (or joules), as curves.csv and a PNG (e.g. RRR vs SGD test error).
-    Plot(PlotArgs),
+    Plot(plot::PlotArgs),
     /// List GPU adapters (backend, type, driver, limits, features) and the CPU backend.
     Devices {
         /// Restrict to one graphics API.
@@ -79,103 +56,72 @@ pub(crate) enum Command {
         task: RrrTask,
     },
     /// Classify data with a trained RRR classifier (model.safetensors).
-    Predict(PredictArgs),
-    /// Layer-wise HSIC networks with closed-form weights (W_s solver).
+    Predict(classify::PredictArgs),
+    /// Layer-wise HSIC networks with closed-form weights: W_s (kernel mean
+    /// embedding) or W* (the ISM solution).
     Hsic {
         #[command(subcommand)]
-        task: HsicTask,
+        task: hsic::HsicTask,
     },
     /// StarNet: decoders trained layer by layer with exact least-squares
-    /// solves (feedforward layers).
+    /// solves (feedforward or conv-unpool layers).
     Starnet {
         #[command(subcommand)]
-        task: StarnetTask,
+        task: starnet::StarnetTask,
     },
     /// Data generators.
     Data {
         #[command(subcommand)]
-        task: DataTask,
+        task: data::DataTask,
     },
 }
 
 #[derive(Subcommand, Debug)]
-pub(crate) enum RrrTask {
+enum RrrTask {
     /// Exact non-negative matrix factorization by RRR.
-    Nmf(Box<NmfArgs>),
+    Nmf(Box<nmf::NmfArgs>),
     /// Train a classifier on any acyclic network (exemptions, relabeling, checkpoints).
-    Classify(Box<ClassifyArgs>),
+    Classify(Box<classify::ClassifyArgs>),
     /// Train a cyclic autoencoder with iDE codes (or the binary-encoding task),
     /// optionally with the generative model's genuine/fake classifier.
-    Autoencode(Box<AutoencodeArgs>),
+    Autoencode(Box<autoencode::AutoencodeArgs>),
     /// Sample codes, keep those the generator accepts, decode: generated.png.
-    Generate(Box<AeModelArgs>),
+    Generate(Box<autoencode::AeModelArgs>),
     /// Codes of data rows under a trained autoencoder: codes.csv.
-    Encode(Box<AeModelArgs>),
+    Encode(Box<autoencode::AeModelArgs>),
     /// Data of codes (CSV rows) under a trained autoencoder: decoded.csv (and decoded.png).
-    Decode(Box<AeModelArgs>),
+    Decode(Box<autoencode::AeModelArgs>),
 }
 
-pub(crate) fn run(cli: Cli) -> Result<()> {
+/// Runs one command.
+fn run(cli: Cli) -> Result<()> {
+    use autoencode::AeUse;
     match cli.command {
-        Command::Devices { backend, json } => devices(backend, json),
-        Command::Bench(a) => bench(&a).context("bench"),
-        Command::BenchWorker(a) => bench_worker(&a).context("bench worker"),
-        Command::Sgd(a) => sgd(&a).context("sgd"),
-        Command::Plot(a) => plot(&a).context("plot"),
-        Command::Rrr {
-            task: RrrTask::Nmf(a),
-        } => rrr_nmf(&a).context("rrr nmf"),
-        Command::Rrr {
-            task: RrrTask::Classify(a),
-        } => rrr_classify(&a).context("rrr classify"),
-        Command::Rrr {
-            task: RrrTask::Autoencode(a),
-        } => rrr_autoencode(&a).context("rrr autoencode"),
-        Command::Rrr {
-            task: RrrTask::Generate(a),
-        } => rrr_ae_use(&a, AeUse::Generate).context("rrr generate"),
-        Command::Rrr {
-            task: RrrTask::Encode(a),
-        } => rrr_ae_use(&a, AeUse::Encode).context("rrr encode"),
-        Command::Rrr {
-            task: RrrTask::Decode(a),
-        } => rrr_ae_use(&a, AeUse::Decode).context("rrr decode"),
-        Command::Predict(a) => predict(&a).context("predict"),
-        Command::Hsic {
-            task: HsicTask::Cv(a),
-        } => hsic_cv(&a).context("hsic cv"),
-        Command::Hsic {
-            task: HsicTask::Fit(a),
-        } => hsic_fit(&a).context("hsic fit"),
-        Command::Hsic {
-            task: HsicTask::Predict(a),
-        } => hsic_predict(&a).context("hsic predict"),
-        Command::Starnet { task } => match task {
-            StarnetTask::Train(a) => starnet_train(&a).context("starnet train"),
-            StarnetTask::Encode(a) => starnet_encode(&a, false).context("starnet encode"),
-            StarnetTask::Score(a) => starnet_encode(&a, true).context("starnet score"),
-            StarnetTask::Decode(a) => starnet_decode(&a).context("starnet decode"),
-            StarnetTask::Sample(a) => starnet_sample(&a).context("starnet sample"),
+        Command::Devices { backend, json } => devices::devices(backend, json),
+        Command::Bench(a) => bench::bench(&a).context("bench"),
+        Command::BenchWorker(a) => bench::bench_worker(&a).context("bench worker"),
+        Command::Sgd(a) => sgd::sgd(&a).context("sgd"),
+        Command::Plot(a) => plot::plot(&a).context("plot"),
+        Command::Predict(a) => classify::predict(&a).context("predict"),
+        Command::Rrr { task } => match task {
+            RrrTask::Nmf(a) => nmf::rrr_nmf(&a).context("rrr nmf"),
+            RrrTask::Classify(a) => classify::rrr_classify(&a).context("rrr classify"),
+            RrrTask::Autoencode(a) => autoencode::rrr_autoencode(&a).context("rrr autoencode"),
+            RrrTask::Generate(a) => {
+                autoencode::rrr_ae_use(&a, AeUse::Generate).context("rrr generate")
+            }
+            RrrTask::Encode(a) => autoencode::rrr_ae_use(&a, AeUse::Encode).context("rrr encode"),
+            RrrTask::Decode(a) => autoencode::rrr_ae_use(&a, AeUse::Decode).context("rrr decode"),
         },
-        Command::Data {
-            task: DataTask::Majority(a),
-        } => data_majority(&a),
-        Command::Data {
-            task:
-                DataTask::Letters {
-                    out,
-                    count,
-                    seed,
-                    format,
-                    preview,
-                },
-        } => data_letters(&out, count, seed, format, preview.as_deref()),
+        Command::Hsic { task } => hsic::exec(task),
+        Command::Starnet { task } => starnet::exec(task),
+        Command::Data { task } => data::exec(task),
     }
 }
 
 /// lavapipe prints an error line per adapter probe when XDG_RUNTIME_DIR is
 /// unset; point it at a private directory before any thread starts.
-pub(crate) fn quiet_software_adapter() {
+fn quiet_software_adapter() {
     if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
         let dir = std::env::temp_dir().join(format!("gradfree-xdg-{}", std::process::id()));
         if std::fs::create_dir_all(&dir).is_ok() {

@@ -1,18 +1,11 @@
 //! `gradfree rrr nmf`: exact NMF of the LEDM and online NMF of data.
 
-#[allow(unused_imports)]
-use super::common::*;
-#[allow(unused_imports)]
-use super::*;
+use super::common::{CommonArgs, check_positive, parse_shape};
 use anyhow::Result;
 use clap::Args;
-use gradfree::data::matrix::{TableFormat, load_table, require_nonnegative, to_csv};
-use gradfree::io::{NamedTensor, png_grid, safetensors_bytes};
-use gradfree::methods::rrr::nmf::{self, Nmf, OnlineSettings, SolveSettings};
-use gradfree::train::meter::Meter;
-use gradfree::train::report::{Common as CommonSummary, OutDir, Progress};
+use gradfree::data::matrix::{TableFormat, load_table, require_nonnegative};
+use gradfree::methods::rrr::nmf::{self, OnlineSettings, SolveSettings};
 use gradfree::{Error, Precision};
-use serde_json::json;
 use std::path::PathBuf;
 
 #[derive(Args, Debug)]

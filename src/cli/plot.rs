@@ -1,9 +1,5 @@
 //! `gradfree plot`.
 
-#[allow(unused_imports)]
-use super::common::*;
-#[allow(unused_imports)]
-use super::*;
 use anyhow::Result;
 use clap::Args;
 use gradfree::io::write_atomic;

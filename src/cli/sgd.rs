@@ -1,9 +1,6 @@
 //! `gradfree sgd`: the SGD baseline.
 
-#[allow(unused_imports)]
-use super::common::*;
-#[allow(unused_imports)]
-use super::*;
+use super::common::{CommonArgs, load_labeled, split_held_out, widths_list};
 use anyhow::Result;
 use clap::Args;
 use gradfree::data::labeled::LabeledFormat;

@@ -1,14 +1,9 @@
 //! `gradfree starnet train|encode|decode|sample|score`.
 
-#[allow(unused_imports)]
-use super::common::*;
-#[allow(unused_imports)]
-use super::*;
+use super::common::{CommonArgs, check_positive, image_shape};
 use anyhow::Result;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Subcommand};
 use gradfree::methods::starnet;
-use gradfree::train::meter::Meter;
-use gradfree::train::report::{Common as CommonSummary, OutDir};
 use gradfree::{Error, data};
 use serde_json::json;
 use std::path::PathBuf;
@@ -182,44 +177,9 @@ pub(crate) fn starnet_encode(a: &StarnetDataArgs, score: bool) -> Result<()> {
         .into());
     }
     let backend = c.open()?;
-    let out = OutDir::new(c.out.as_deref())?;
-    let mut meter = Meter::for_backend(&backend);
-    let (codes, scores) = net.encode(&backend, &rows.x)?;
-    let n = rows.len();
-    let gwms: f64 = net
-        .layers
-        .iter()
-        .map(|l| 2e-9 * (n * l.d_in * l.d_out) as f64)
-        .sum();
-    meter.add_gwms(gwms);
-    let big_l = net.layers.len();
-    for l in 0..big_l {
-        let col: Vec<f64> = (0..n).map(|i| scores[i * big_l + l]).collect();
-        let mean = col.iter().sum::<f64>() / n as f64;
-        let max = col.iter().copied().fold(0.0, f64::max);
-        println!(
-            "layer {}: residual norm mean {mean:.5}, max {max:.5}",
-            l + 1
-        );
-    }
-    let m = meter.measure();
-    println!("{}", m.line());
-    if score {
-        out.file(
-            "scores.csv",
-            gradfree::io::rows_csv(&scores, big_l).as_bytes(),
-        )?;
-    } else {
-        out.file(
-            "codes.csv",
-            gradfree::io::rows_csv(&codes, net.widths[0]).as_bytes(),
-        )?;
-    }
-    let common = CommonSummary::new(backend.describe(), c.precision, c.seed, &m);
-    out.summary(
-        &common,
-        json!({"method": if score { "starnet score" } else { "starnet encode" }, "items": n}),
-    )?;
+    let mut session = c.session(&backend)?;
+    let own = starnet::run_encode(&backend, &mut session, &net, &rows.x, score)?;
+    session.finish(c.seed, own)?;
     Ok(())
 }
 
@@ -236,64 +196,28 @@ pub(crate) fn starnet_decode(a: &StarnetDecodeArgs) -> Result<()> {
         ))
         .into());
     }
+    let shape = image_shape(a.image_shape.as_deref())?;
     let backend = c.open()?;
-    let out = OutDir::new(c.out.as_deref())?;
-    let mut meter = Meter::for_backend(&backend);
-    let x = net.decode(&backend, &data::matrix::row_major(&codes))?;
-    meter.add_gwms(
-        net.layers
-            .iter()
-            .map(|l| 1e-9 * (codes.nrows() * l.d_in * l.d_out) as f64)
-            .sum(),
-    );
-    let m = meter.measure();
-    println!("decoded {} codes; {}", codes.nrows(), m.line());
-    out.file(
-        "decoded.csv",
-        gradfree::io::rows_csv(&x, net.data_width()).as_bytes(),
-    )?;
-    if let Some(shape) = image_shape(a.image_shape.as_deref())?
-        .or_else(|| gradfree::io::square_shape(net.data_width()))
-    {
-        out.file("decoded.png", &gradfree::io::rows_png(&[&x], shape, 256)?)?;
-    }
-    let common = CommonSummary::new(backend.describe(), c.precision, c.seed, &m);
-    out.summary(
-        &common,
-        json!({"method": "starnet decode", "items": codes.nrows()}),
-    )?;
+    let mut session = c.session(&backend)?;
+    let rows = data::matrix::row_major(&codes);
+    let n = starnet::run_decode(&backend, &mut session, &net, &rows, "decoded", shape)?;
+    let m = session.measure();
+    session.tell(&format!("decoded {n} codes; {}", m.line()));
+    session.summary(&m, c.seed, json!({"method": "starnet decode", "items": n}))?;
     Ok(())
 }
 
 pub(crate) fn starnet_sample(a: &StarnetSampleArgs) -> Result<()> {
     let c = &a.common;
     let net = load_model(&a.model)?;
+    let shape = image_shape(a.image_shape.as_deref())?;
     let backend = c.open()?;
-    let out = OutDir::new(c.out.as_deref())?;
-    let mut meter = Meter::for_backend(&backend);
-    let x = net.decode(&backend, &net.sample_codes(a.count, c.seed))?;
-    meter.add_gwms(
-        net.layers
-            .iter()
-            .map(|l| 1e-9 * (a.count * l.d_in * l.d_out) as f64)
-            .sum(),
-    );
-    let m = meter.measure();
-    println!("{} samples; {}", a.count, m.line());
-    out.file(
-        "samples.csv",
-        gradfree::io::rows_csv(&x, net.data_width()).as_bytes(),
-    )?;
-    if let Some(shape) = image_shape(a.image_shape.as_deref())?
-        .or_else(|| gradfree::io::square_shape(net.data_width()))
-    {
-        out.file("samples.png", &gradfree::io::rows_png(&[&x], shape, 256)?)?;
-    }
-    let common = CommonSummary::new(backend.describe(), c.precision, c.seed, &m);
-    out.summary(
-        &common,
-        json!({"method": "starnet sample", "items": a.count}),
-    )?;
+    let mut session = c.session(&backend)?;
+    let codes = net.sample_codes(a.count, c.seed);
+    let n = starnet::run_decode(&backend, &mut session, &net, &codes, "samples", shape)?;
+    let m = session.measure();
+    session.tell(&format!("{n} samples; {}", m.line()));
+    session.summary(&m, c.seed, json!({"method": "starnet sample", "items": n}))?;
     Ok(())
 }
 
@@ -304,4 +228,16 @@ pub(crate) fn load_model(path: &std::path::Path) -> Result<starnet::StarNet> {
         &bytes,
         &path.display().to_string(),
     )?)
+}
+
+/// Runs a `starnet` task.
+pub(crate) fn exec(task: StarnetTask) -> Result<()> {
+    use anyhow::Context;
+    match task {
+        StarnetTask::Train(a) => starnet_train(&a).context("starnet train"),
+        StarnetTask::Encode(a) => starnet_encode(&a, false).context("starnet encode"),
+        StarnetTask::Score(a) => starnet_encode(&a, true).context("starnet score"),
+        StarnetTask::Decode(a) => starnet_decode(&a).context("starnet decode"),
+        StarnetTask::Sample(a) => starnet_sample(&a).context("starnet sample"),
+    }
 }

@@ -266,6 +266,7 @@ pub fn rows_png(blocks: &[&[f64]], shape: (usize, usize), take: usize) -> Result
     png_grid(&images, shape.0, shape.1, 16, false)
 }
 
+/// Rows of width `d` as CSV lines.
 pub fn rows_csv(x: &[f64], d: usize) -> String {
     let mut s = String::new();
     for row in x.chunks(d.max(1)) {

@@ -77,10 +77,7 @@ pub fn fit(be: &Backend, train: &Labeled, solver: &Solver, work: &mut Work) -> R
 /// 5-NN accuracy of a W_s model on its own training outputs.
 fn ws_train_accuracy(model: &WsModel) -> f64 {
     let (w, out) = (&model.output.0, &model.output.1);
-    accuracy(
-        &knn(out, &model.y, out, *w, model.classes, 5),
-        &model.y,
-    )
+    accuracy(&knn(out, &model.y, out, *w, model.classes, 5), &model.y)
 }
 
 /// The reference's metrics of a fitted model's training output.
@@ -154,9 +151,11 @@ pub fn run_cv(
             mt.t.map_or(String::new(), |t| format!(", T {t:.3}")),
             reports
         ));
-        session.metric(&serde_json::json!({"fold": k + 1, "layers": reports, "hsic": h,
+        session.metric(
+            &serde_json::json!({"fold": k + 1, "layers": reports, "hsic": h,
             "mse": mt.mse, "ce": mt.ce, "c": mt.c, "t": mt.t, "train_acc": train_acc,
-            "test_acc": test_acc, "seconds": fit_s, "gwms": work.gwms()}))?;
+            "test_acc": test_acc, "seconds": fit_s, "gwms": work.gwms()}),
+        )?;
         metr.push(mt);
         layers.push(nl as f64);
         tr.push(train_acc);
@@ -249,8 +248,10 @@ pub fn run_fit(
         SavedModel::Ws(m) => ("ws", m.to_bytes(values)?),
     };
     session.file("model.safetensors", &bytes)?;
-    Ok(serde_json::json!({"method": "hsic fit", "solver": solver_name,
-        "layers": fitted.reports, "train_acc": acc, "hsic": fitted.hsic}))
+    Ok(
+        serde_json::json!({"method": "hsic fit", "solver": solver_name,
+        "layers": fitted.reports, "train_acc": acc, "hsic": fitted.hsic}),
+    )
 }
 
 /// `hsic predict` as a library run: the predicted labels (original label
@@ -290,4 +291,3 @@ pub fn run_predict(
     }
     Ok(out)
 }
-

@@ -712,3 +712,50 @@ impl Saved {
         })
     }
 }
+
+/// `predict` as a library run: classifies `data` with a trained model,
+/// prints the accuracy, writes `predictions.csv` (item, predicted, label)
+/// and a `summary.json` of the accuracy; returns the predictions.
+pub fn run_predict(
+    session: &Session,
+    saved: &Saved,
+    data: &Labeled,
+    what: &str,
+) -> Result<Vec<u32>> {
+    let clf = Classifier::new(saved.net.clone(), &saved.settings)?;
+    clf.check_data(data, what)?;
+    let pred = clf.predict(&saved.model, data);
+    let wrong = pred.iter().zip(&data.y).filter(|(p, y)| p != y).count();
+    let err = wrong as f64 / data.len() as f64;
+    session.tell(&format!(
+        "{} items: accuracy {:.4} (error {:.4}, {} wrong)",
+        data.len(),
+        1.0 - err,
+        err,
+        wrong
+    ));
+    let text: String = pred
+        .iter()
+        .zip(&data.y)
+        .enumerate()
+        .map(|(k, (p, y))| format!("{k},{p},{y}\n"))
+        .collect();
+    session.file(
+        "predictions.csv",
+        format!("item,predicted,label\n{text}").as_bytes(),
+    )?;
+    if session.out().path("predictions.csv").is_none() && data.len() <= 20 {
+        for (k, p) in pred.iter().enumerate() {
+            session.say(&format!("{k}: {p}"));
+        }
+    }
+    let summary = serde_json::json!({"method": "predict", "items": data.len(),
+        "error": err, "accuracy": 1.0 - err});
+    session.file(
+        "summary.json",
+        serde_json::to_string_pretty(&summary)
+            .expect("json")
+            .as_bytes(),
+    )?;
+    Ok(pred)
+}

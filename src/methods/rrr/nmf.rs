@@ -20,13 +20,13 @@ use rand_chacha::ChaCha8Rng;
 use crate::Backend;
 use crate::data::matrix::to_csv;
 use crate::engine::DeviceKind;
-use crate::io::{NamedTensor, png_grid, safetensors_bytes};
-use crate::train::report::Progress;
-use crate::train::{self, Batches, EpochEnd, Method, Plan, Session, Start};
 use crate::engine::{Consensus, IterReport, RrrEngine};
 use crate::error::{Error, Result};
+use crate::io::{NamedTensor, png_grid, safetensors_bytes};
 use crate::kernels::normalize_weights::normalize_group;
 use crate::problem::{NodeKind, RrrProblem, RrrState, StepMode, WeightGroups};
+use crate::train::report::Progress;
+use crate::train::{self, Batches, EpochEnd, Method, Plan, Session, Start};
 
 /// The linear Euclidean distance matrix `Y[i,k] = ((i − k)/(m − 1))²`.
 pub fn ledm(m: usize) -> DMatrix<f64> {
@@ -530,7 +530,11 @@ pub struct LedmRun {
 /// NMF of the LEDM, one metrics line per start, `model.safetensors` with
 /// the factors of the last solved start (or the last start when none
 /// solved); returns the summary's own fields.
-pub fn run_ledm(backend: &Backend, session: &mut Session, r: &LedmRun) -> Result<serde_json::Value> {
+pub fn run_ledm(
+    backend: &Backend,
+    session: &mut Session,
+    r: &LedmRun,
+) -> Result<serde_json::Value> {
     let (m, rank, omega, s) = (r.m, r.rank, r.omega, &r.solve);
     let y = ledm(m);
     let problem = Nmf::new(rank, m, omega)?;

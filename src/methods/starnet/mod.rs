@@ -36,7 +36,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::Backend;
 use crate::error::{Error, Result};
-use crate::io::rows_png;
+use crate::io::{rows_csv, rows_png};
 use crate::kernels::dense::Act;
 use crate::train::{self, Batches, EpochEnd, Method, Plan, Session, Start};
 
@@ -662,9 +662,11 @@ pub fn run(
         session.file(name, bytes)?;
     }
     session.file("model.safetensors", &net.to_bytes()?)?;
-    Ok(serde_json::json!({"method": "starnet train", "widths": widths, "alpha": s.alpha,
+    Ok(
+        serde_json::json!({"method": "starnet train", "widths": widths, "alpha": s.alpha,
         "epochs": s.epochs, "weight_sample": s.weight_sample, "items": n, "rms": rms,
-        "elastic": elastic, "pca_rms": pca, "mean_residual_per_layer": mean_score}))
+        "elastic": elastic, "pca_rms": pca, "mean_residual_per_layer": mean_score}),
+    )
 }
 
 /// Mean and lower Cholesky factor of the covariance of the rows (ridged if
@@ -865,4 +867,72 @@ impl StarNet {
             layers,
         })
     }
+}
+
+/// `starnet encode` (`score` false: codes.csv) or `starnet score`
+/// (scores.csv, the residual norm per item and layer) of the rows `x`:
+/// prints each layer's mean and largest residual; returns the summary's
+/// own fields.
+pub fn run_encode(
+    be: &Backend,
+    session: &mut Session,
+    net: &StarNet,
+    x: &[f64],
+    score: bool,
+) -> Result<serde_json::Value> {
+    let (codes, scores) = net.encode(be, x)?;
+    let n = x.len() / net.data_width().max(1);
+    session.add_gwms(
+        net.layers
+            .iter()
+            .map(|l| 2e-9 * (n * l.d_in * l.d_out) as f64)
+            .sum(),
+    );
+    let big_l = net.layers.len();
+    for l in 0..big_l {
+        let col: Vec<f64> = (0..n).map(|i| scores[i * big_l + l]).collect();
+        let mean = col.iter().sum::<f64>() / n as f64;
+        let max = col.iter().copied().fold(0.0, f64::max);
+        session.tell(&format!(
+            "layer {}: residual norm mean {mean:.5}, max {max:.5}",
+            l + 1
+        ));
+    }
+    if score {
+        session.file("scores.csv", rows_csv(&scores, big_l).as_bytes())?;
+    } else {
+        session.file("codes.csv", rows_csv(&codes, net.widths[0]).as_bytes())?;
+    }
+    Ok(
+        serde_json::json!({"method": if score { "starnet score" } else { "starnet encode" }, "items": n}),
+    )
+}
+
+/// Decodes `codes` (rows of width d₀) into `NAME.csv` and, with an image
+/// shape, `NAME.png` (`decoded` for `starnet decode`, `samples` for
+/// `starnet sample`); returns the number of rows.
+pub fn run_decode(
+    be: &Backend,
+    session: &mut Session,
+    net: &StarNet,
+    codes: &[f64],
+    name: &str,
+    image_shape: Option<(usize, usize)>,
+) -> Result<usize> {
+    let n = codes.len() / net.widths[0].max(1);
+    let x = net.decode(be, codes)?;
+    session.add_gwms(
+        net.layers
+            .iter()
+            .map(|l| 1e-9 * (n * l.d_in * l.d_out) as f64)
+            .sum(),
+    );
+    session.file(
+        &format!("{name}.csv"),
+        rows_csv(&x, net.data_width()).as_bytes(),
+    )?;
+    if let Some(shape) = image_shape.or_else(|| crate::io::square_shape(net.data_width())) {
+        session.file(&format!("{name}.png"), &rows_png(&[&x], shape, 256)?)?;
+    }
+    Ok(n)
 }

@@ -25,7 +25,7 @@
 //! Errors: `data_err` = rms of D(E(d)) − d, `code_err` = rms of
 //! E(D(c)) − c (feed-around), and RRR_err.
 
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 use rayon::prelude::*;
 
 mod generator;
@@ -582,6 +582,8 @@ pub fn binary_solved(ae: &Autoencoder, m: &Model, n: usize) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
 
     #[test]
     fn sampler_draws_each_coordinate_from_its_own_list() {

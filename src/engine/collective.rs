@@ -8,9 +8,8 @@
 //! | method | summed over items (allreduce) | gathered per item |
 //! |---|---|---|
 //! | RRR engines (classify, autoencode, generator, NMF) | weight consensus Σ_k w, bias consensus Σ_k (2b_A − b), RRR_err per error group, the batch size | exemption / relabel selection keys |
-//! | RRR classify, autoencode | misclassified and round-trip error counts of each epoch | |
-//! | StarNet | normal equations [H,1]ᵀ[H,1,Ẑ], target means, reconstruction residuals | |
-//! | HSIC | Gram and kernel-product partial sums (Φ, class sums, σ objectives) | |
+//! | StarNet | normal equations [H,1]ᵀ[H,1,Ẑ], target means, reconstruction residuals, the training codes' mean and covariance | |
+//! | HSIC (W_s and W*) | every kernel product Σ_j f(a_i, b_j) M_j over the items j of B (H and σ scores, unit normalizers, layer outputs, Φ = Zᵀ(Diag(1ᵀΨ) − Ψ)Z, silhouettes) | |
 //! | SGD | gradients ∇W, ∇c and the loss | |
 //!
 //! The local engine never knows about ranks: it produces its partial sums

@@ -303,8 +303,11 @@ impl Backend {
 
     /// Kernel-matrix product `(w ∘ f(A, B)) M` (m × r row-major, one more
     /// column with `spec.squares`) without forming the m × n matrix; see
-    /// [`crate::kernels::kernel_product`]. Pass the same slice as `a` and
-    /// `b` for K(A, A) (the CPU symmetric path keys on it).
+    /// [`crate::kernels::kernel_product`]. The rows of B (with M's) are
+    /// items: each process holds a share, and the sums over them are
+    /// combined by the collective; the rows of A are the queries, the same
+    /// on every process. Pass the same slice as `a` and `b` for K(A, A)
+    /// (the CPU symmetric path keys on it).
     pub fn kernel_product(
         &self,
         a: &[f64],
@@ -315,8 +318,11 @@ impl Backend {
         spec: &kernel_product::Spec,
     ) -> Result<Vec<f64>> {
         let (na, _) = kernel_product::shape(a, b, d, m, r, spec);
-        self.ops
-            .kernel_product(a, b, d, m, r, spec, na * spec.width(r))
+        let mut out = self
+            .ops
+            .kernel_product(a, b, d, m, r, spec, na * spec.width(r))?;
+        self.collective.allreduce_sum_f64(&mut out)?;
+        Ok(out)
     }
 
     /// [`Backend::kernel_product`] with f32 operands and result, for a caller
@@ -332,8 +338,11 @@ impl Backend {
         spec: &kernel_product::Spec,
     ) -> Result<Vec<f32>> {
         let (na, _) = kernel_product::shape(a, b, d, m, r, spec);
-        self.ops
-            .kernel_product_f32(a, b, d, m, r, spec, na * spec.width(r))
+        let mut out = self
+            .ops
+            .kernel_product_f32(a, b, d, m, r, spec, na * spec.width(r))?;
+        self.collective.allreduce_sum_f32(&mut out)?;
+        Ok(out)
     }
 
     /// Dense product with epilogue `act(A B + bias)`: A is n × k, B k × m,

@@ -35,6 +35,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::Backend;
+use crate::engine::Collective;
 use crate::error::{Error, Result};
 use crate::io::{rows_csv, rows_png};
 use crate::kernels::dense::Act;
@@ -494,10 +495,10 @@ impl<'a> Training<'a> {
     }
 
     /// The trained decoder (after the last step) and the work in GWMs.
-    pub fn into_net(self) -> (StarNet, f64) {
+    pub fn into_net(self) -> Result<(StarNet, f64)> {
         let d0 = self.widths[0];
-        let (code_mean, code_chol) = gaussian_fit(&self.target, d0);
-        (
+        let (code_mean, code_chol) = gaussian_fit(&self.target, d0, self.be.collective())?;
+        Ok((
             StarNet {
                 widths: self.widths.to_vec(),
                 alpha: self.s.alpha,
@@ -506,7 +507,7 @@ impl<'a> Training<'a> {
                 code_chol,
             },
             self.gwms,
-        )
+        ))
     }
 }
 
@@ -599,7 +600,7 @@ pub fn train(
 ) -> Result<(StarNet, f64)> {
     let mut t = Training::new(be, x, widths, s, None)?;
     train::run(session, &mut t, Start::fresh())?;
-    Ok(t.into_net())
+    t.into_net()
 }
 
 /// `starnet train` as a library run: trains from the top layer down,
@@ -636,7 +637,7 @@ pub fn run(
     let mut t = Training::new(be, x, widths, s, image_shape)?;
     train::run(session, &mut t, Start::fresh())?;
     let mut pngs = std::mem::take(&mut t.pngs);
-    let (net, _) = t.into_net();
+    let (net, _) = t.into_net()?;
     let (codes, scores) = net.encode(be, x)?;
     let recon = net.decode(be, &codes)?;
     let (rms, elastic) = errors(be, &recon, x, dim)?;
@@ -670,13 +671,18 @@ pub fn run(
 }
 
 /// Mean and lower Cholesky factor of the covariance of the rows (ridged if
-/// singular).
-fn gaussian_fit(codes: &[f64], d: usize) -> (Vec<f64>, Vec<f64>) {
-    let n = codes.len() / d;
-    let m = DMatrix::from_row_slice(n, d, codes);
-    let mean: Vec<f64> = (0..d).map(|j| m.column(j).mean()).collect();
-    let centred = DMatrix::from_fn(n, d, |i, j| m[(i, j)] - mean[j]);
-    let cov = centred.transpose() * &centred / (n.max(2) - 1) as f64;
+/// singular), summed over the items of every process.
+fn gaussian_fit(codes: &[f64], d: usize, col: &dyn Collective) -> Result<(Vec<f64>, Vec<f64>)> {
+    let local = codes.len() / d;
+    let n = col.sum_count(local)?;
+    let m = DMatrix::from_row_slice(local, d, codes);
+    let mut mean: Vec<f64> = (0..d).map(|j| m.column(j).sum()).collect();
+    col.allreduce_sum_f64(&mut mean)?;
+    mean.iter_mut().for_each(|v| *v /= n as f64);
+    let centred = DMatrix::from_fn(local, d, |i, j| m[(i, j)] - mean[j]);
+    let mut cross = centred.transpose() * &centred;
+    col.allreduce_sum_f64(cross.as_mut_slice())?;
+    let cov = cross / (n.max(2) - 1) as f64;
     let (chol, _) = cholesky_ridge(cov);
     let l = chol.l();
     let mut out = vec![0.0; d * d];
@@ -685,7 +691,7 @@ fn gaussian_fit(codes: &[f64], d: usize) -> (Vec<f64>, Vec<f64>) {
             out[i * d + j] = l[(i, j)];
         }
     }
-    (mean, out)
+    Ok((mean, out))
 }
 
 impl StarNet {

@@ -26,7 +26,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::{Work, opt_sigma_on};
-use crate::Backend;
+use crate::engine::Backend;
 use crate::data::labeled::Labeled;
 use crate::data::matrix::row_major as rows_of;
 use crate::error::Result;
@@ -169,7 +169,7 @@ pub fn phi_reduced(
     // Aᵀ L, Aᵀ read from [A | 1] with strides (1, r + 1); the product is
     // symmetric (L's operator is).
     work.madds += (n * n * q) as f64 + (n * n * w) as f64 + (n * r * r) as f64 + (n * r * q) as f64;
-    let phi = if be.precision() == crate::Precision::F32 {
+    let phi = if be.precision() == crate::real::Precision::F32 {
         // Ψ comes from f32 products: L and the GEMM in f32 lose nothing
         // more, and move half the bytes at twice the lanes.
         let rows32: Vec<f32> = rows.iter().map(|&v| v as f32).collect();
@@ -615,8 +615,8 @@ pub fn fit_ism(
     let mut last_zw = z.clone();
     let mut s_prev = f64::NEG_INFINITY;
     let keep = match be.precision() {
-        crate::Precision::F32 => F32_BASIS_CUTOFF,
-        crate::Precision::F64 => RANK_CUTOFF,
+        crate::real::Precision::F32 => F32_BASIS_CUTOFF,
+        crate::real::Precision::F64 => RANK_CUTOFF,
     };
     while layers.len() < s.max_layers {
         let zd = z.ncols();
@@ -643,8 +643,8 @@ pub fn fit_ism(
         work.madds += (n * zd * zd.min(n)) as f64;
         let q = width(&sv, zd, c);
         let (am, am32): (Vec<f64>, Vec<f32>) = match be.precision() {
-            crate::Precision::F32 => (vec![], with_ones(a)),
-            crate::Precision::F64 => (with_ones(a), vec![]),
+            crate::real::Precision::F32 => (vec![], with_ones(a)),
+            crate::real::Precision::F64 => (with_ones(a), vec![]),
         };
         let (mut e, mut lam) = phi0.extreme(q);
 
@@ -869,7 +869,7 @@ impl IsmModel {
 
     /// Reads [`IsmModel::to_bytes`] (the training outputs are not stored).
     pub fn from_bytes(bytes: &[u8], what: &str) -> Result<(IsmModel, Vec<i64>)> {
-        let bad = |m: &str| crate::Error::Input(format!("{what}: not an HSIC W* model ({m})"));
+        let bad = |m: &str| crate::error::Error::Input(format!("{what}: not an HSIC W* model ({m})"));
         let (tensors, meta) = crate::io::read_safetensors(bytes)?;
         if meta["method"] != "hsic ism" {
             return Err(bad("method"));

@@ -14,7 +14,7 @@
 //! T    Σ_{same class} ‖ӯ_i − ӯ_j‖ / Σ_{different class} ‖ӯ_i − ӯ_j‖ (W_s)
 //! ```
 
-use crate::Backend;
+use crate::engine::Backend;
 use crate::error::Result;
 use crate::kernels::kernel_product::Spec;
 use nalgebra::DMatrix;

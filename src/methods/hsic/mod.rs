@@ -33,7 +33,7 @@ mod run;
 
 pub use run::{Fitted, Solver, fit, run_cv, run_fit, run_predict};
 
-use crate::Backend;
+use crate::engine::Backend;
 use crate::data::labeled::Labeled;
 use crate::error::{Error, Result};
 use crate::kernels::kernel_product::Spec;
@@ -230,7 +230,7 @@ crate::kernels::par::simd_dispatch! {
 
 /// The symmetric matrix of squared distances between the rows of z.
 #[inline(always)]
-fn sq_dists_body<T: crate::Real>(z: &[T], d: usize) -> Vec<T> {
+fn sq_dists_body<T: crate::real::Real>(z: &[T], d: usize) -> Vec<T> {
     let n = z.len() / d;
     let mut out = vec![T::ZERO; n * n];
     for i in 0..n {
@@ -246,7 +246,7 @@ fn sq_dists_body<T: crate::Real>(z: &[T], d: usize) -> Vec<T> {
 /// ‖a − b‖² in 8 interleaved partial sums (vectorizes; the 400-wide
 /// feature layers made the serial sum a third of a small fit).
 #[inline(always)]
-fn sq_dist<T: crate::Real>(a: &[T], b: &[T]) -> T {
+fn sq_dist<T: crate::real::Real>(a: &[T], b: &[T]) -> T {
     let mut p = [T::ZERO; 8];
     let (mut ca, mut cb) = (a.chunks_exact(8), b.chunks_exact(8));
     for (x, y) in (&mut ca).zip(&mut cb) {
@@ -385,7 +385,7 @@ crate::kernels::par::simd_dispatch! {
 /// f, f', f'' of Σ w e^{−a} in ln σ, a = d2 · inv (inv = 1/2σ²), in
 /// interleaved partial sums so the loop vectorizes.
 #[inline(always)]
-fn sigma_objective<T: crate::Real>(d2: &[T], w: &[T], inv: f64) -> (f64, f64, f64) {
+fn sigma_objective<T: crate::real::Real>(d2: &[T], w: &[T], inv: f64) -> (f64, f64, f64) {
     const L: usize = 8;
     let (mut f, mut g, mut h) = ([0.0; L], [0.0; L], [0.0; L]);
     let body = d2.len() / L * L;

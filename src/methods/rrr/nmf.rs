@@ -17,7 +17,7 @@ use nalgebra::DMatrix;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::Backend;
+use crate::engine::Backend;
 use crate::data::matrix::to_csv;
 use crate::engine::DeviceKind;
 use crate::engine::{Consensus, IterReport, RrrEngine};

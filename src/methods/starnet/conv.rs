@@ -9,14 +9,14 @@
 //!
 //! The layer is linear in h: the dense layer `W h + c` of a structured W
 //! (d_out × d_in, d = channels · side²). Decoding runs the convolution
-//! itself ([`crate::Backend::conv_forward`]); the latent solve is
+//! itself ([`crate::engine::Backend::conv_forward`]); the latent solve is
 //! H = (Ẑ − c) W (WᵀW)⁻¹, the transposed operator
-//! ([`crate::Backend::conv_transpose`]) then one product with the host's
+//! ([`crate::engine::Backend::conv_transpose`]) then one product with the host's
 //! (WᵀW)⁻¹ (W is small for image decoders: 784 × 392 for MNIST's top
 //! layer). Latents are determined when c_in ≤ c_out·u² (d_in ≤ d_out). The
 //! weight solve is per output channel o: the normal equations of the
 //! patches (c_in·k² + 1 unknowns) against ẑ_o over every position of every
-//! (sampled) item, shared by all o ([`crate::Backend::conv_normal_eq`]).
+//! (sampled) item, shared by all o ([`crate::engine::Backend::conv_normal_eq`]).
 //! The operators and their geometry live in [`crate::kernels::conv_unpool`].
 //!
 //! "Same" padding, not the paper's "full": with full convolutions a side

@@ -34,7 +34,7 @@ use nalgebra::{DMatrix, DVector};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::Backend;
+use crate::engine::Backend;
 use crate::engine::Collective;
 use crate::error::{Error, Result};
 use crate::io::{rows_csv, rows_png};

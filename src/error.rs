@@ -8,7 +8,7 @@ use std::path::PathBuf;
 pub enum Error {
     /// No GPU adapter matched the request.
     #[error(
-        "no GPU adapter found{detail}. Install a Vulkan driver (on Debian: `apt-get install -y mesa-vulkan-drivers libvulkan1` gives the lavapipe software adapter), or run with --device cpu"
+        "no GPU adapter found{detail}. Install a Vulkan driver (on Debian: `apt-get install -y mesa-vulkan-drivers libvulkan1` gives the lavapipe software adapter), or use the CPU backend"
     )]
     NoAdapter {
         /// What was asked for (backend, name filter).
@@ -24,7 +24,7 @@ pub enum Error {
     },
     /// f64 was asked for on an adapter without SHADER_F64.
     #[error(
-        "adapter '{adapter}' has no f64 shader support (SHADER_F64); use --precision f32 or --device cpu"
+        "adapter '{adapter}' has no f64 shader support (SHADER_F64); use f32 precision or the CPU backend"
     )]
     NoF64 {
         /// Adapter name.

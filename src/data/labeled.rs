@@ -377,7 +377,7 @@ pub fn load(path: &Path, format: LabeledFormat, labels: Option<&Path>) -> Result
             Some(l) => l.to_path_buf(),
             None => idx_labels_path(path).ok_or_else(|| {
                 Error::Input(format!(
-                    "{}: cannot guess the IDX labels file; pass it with --train-labels/--test-labels",
+                    "{}: cannot guess the IDX labels file (no *-labels-idx1-* file beside it); name the labels file",
                     path.display()
                 ))
             })?,

@@ -32,7 +32,7 @@ impl Circuit {
     ) -> Result<Self> {
         if inputs == 0 || inputs > 24 {
             return Err(Error::Input(format!(
-                "--inputs must be in 1..=24 (all 2^inputs vectors are generated), got {inputs}"
+                "the number of inputs must be in 1..=24 (all 2^inputs vectors are generated), got {inputs}"
             )));
         }
         if depth == 0 || fanin == 0 || fanin.is_multiple_of(2) {

@@ -83,7 +83,7 @@ impl Settings {
             self.tol,
         )?;
         if !(self.margin.is_finite() && self.margin >= 0.0) {
-            return Err(Error::Input("--margin must be ≥ 0".into()));
+            return Err(Error::Input("the class margin Δ must be ≥ 0".into()));
         }
         if [self.exempt, self.relabel, self.false_positives]
             .iter()
@@ -92,7 +92,7 @@ impl Settings {
             > 1
         {
             return Err(Error::Input(
-                "--exempt, --relabel and a false-positive allowance cannot be combined".into(),
+                "exemptions, relabeling and a false-positive allowance cannot be combined".into(),
             ));
         }
         Ok(())

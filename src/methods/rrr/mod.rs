@@ -107,14 +107,14 @@ pub(crate) fn check_run(
 ) -> Result<()> {
     if batch == 0 || epochs == 0 || iters_per_batch == 0 {
         return Err(Error::Input(
-            "--batch, --epochs and --iters-per-batch must be at least 1".into(),
+            "the batch size, the epochs and the iterations per batch must be at least 1".into(),
         ));
     }
     if let Some((name, v)) = positive.iter().find(|(_, v)| !(v.is_finite() && *v > 0.0)) {
-        return Err(Error::Input(format!("--{name} must be positive, got {v}")));
+        return Err(Error::Input(format!("{name} must be positive, got {v}")));
     }
     if !(tol.is_finite() && tol >= 0.0) {
-        return Err(Error::Input("--tol must be ≥ 0".into()));
+        return Err(Error::Input("the tolerance must be ≥ 0".into()));
     }
     Ok(())
 }

@@ -31,7 +31,7 @@ impl Net {
     pub fn layered(widths: &[usize]) -> Result<Self> {
         if widths.len() < 2 || widths.contains(&0) {
             return Err(Error::Input(format!(
-                "--layers needs at least two positive widths (input, …, classes), got {widths:?}"
+                "a layered net needs at least two positive widths (input, …, classes), got {widths:?}"
             )));
         }
         if *widths.last().unwrap() < 2 {

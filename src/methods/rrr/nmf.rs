@@ -55,7 +55,7 @@ impl Nmf {
         }
         if !(omega > 0.0 && omega.is_finite()) {
             return Err(Error::Input(format!(
-                "--omega must be positive, got {omega}"
+                "the weight norm Ω must be positive, got {omega}"
             )));
         }
         let edges: Vec<(u32, u32)> = (0..rank as u32)

@@ -30,7 +30,7 @@ pub use crate::kernels::conv_unpool::ConvShape;
 /// Parses `C:KxK:U,C:KxK:U,…` (from the latent up: input channels, kernel,
 /// unpooling) for data of `channels` × `side`²; returns the layer shapes.
 pub fn parse_spec(spec: &str, channels: usize, side: usize) -> Result<Vec<ConvShape>> {
-    let bad = |why: String| Error::Input(format!("--conv {spec}: {why}"));
+    let bad = |why: String| Error::Input(format!("conv-unpool layers '{spec}': {why}"));
     let mut parts = vec![];
     for item in spec.split(',') {
         let f: Vec<&str> = item.trim().split(':').collect();

@@ -3,9 +3,7 @@
 //! NMF; LEDM m = 6 is solved from a fixed seed within a bounded number of
 //! iterations on the CPU backend.
 
-mod common;
-
-use common::*;
+use crate::support::*;
 use gradfree::rrr::nmf::{self, Nmf, SolveSettings};
 use gradfree::rrr::{RrrProblem, RrrState, layered_edges};
 use gradfree::{Backend, Precision};
@@ -20,7 +18,7 @@ fn classifier() -> (RrrProblem, RrrState) {
     (p, s)
 }
 
-fn run(be: &Backend, p: &RrrProblem, s: &RrrState, iters: usize) -> (RrrState, Vec<f64>) {
+fn run_engine(be: &Backend, p: &RrrProblem, s: &RrrState, iters: usize) -> (RrrState, Vec<f64>) {
     let mut e = be.rrr_engine(p, s.items).unwrap();
     e.load(s).unwrap();
     let rep = e.iterate(iters, 0.8, 0.0, 4).unwrap();
@@ -30,19 +28,15 @@ fn run(be: &Backend, p: &RrrProblem, s: &RrrState, iters: usize) -> (RrrState, V
 }
 
 fn agree(p: &RrrProblem, s: &RrrState, iters: usize) {
-    let (want, werr) = run(&Backend::cpu(Precision::F64), p, s, iters);
+    let (want, werr) = run_engine(&Backend::cpu(Precision::F64), p, s, iters);
     assert!(werr.iter().all(|e| e.is_finite()));
     for prec in [Precision::F64, Precision::F32] {
         let (rt, at) = match prec {
             Precision::F64 => (1e-9, 1e-10),
             Precision::F32 => (2e-3, 2e-4),
         };
-        let mut bes = vec![(format!("cpu {prec}"), Backend::cpu(prec))];
-        if let Some(c) = gpu(prec) {
-            bes.push((format!("gpu {prec}"), Backend::gpu(c, prec)));
-        }
-        for (name, be) in bes {
-            let (got, gerr) = run(&be, p, s, iters);
+        for (name, be) in backends_of(&[prec], &[prec]) {
+            let (got, gerr) = run_engine(&be, p, s, iters);
             assert_close(&format!("{name} x"), &got.x, &want.x, rt, at);
             assert_close(&format!("{name} w"), &got.w, &want.w, rt, at);
             assert_close(&format!("{name} y"), &got.y, &want.y, rt, at);
@@ -75,10 +69,7 @@ fn consensus_weights_have_norm_omega() {
     let mut r = rng(4);
     let w = n.random_weights(&mut r);
     let x = n.encode(&w, &y).unwrap();
-    for be in [Backend::cpu(Precision::F64)]
-        .into_iter()
-        .chain(gpu(Precision::F64).map(|c| Backend::gpu(c, Precision::F64)))
-    {
+    for (_, be) in backends_of(&[Precision::F64], &[Precision::F64]) {
         let mut e = be.rrr_engine(&n.problem, 6).unwrap();
         e.load(&n.state(&x, &w, &y)).unwrap();
         e.iterate(25, 0.3, 0.0, 8).unwrap();

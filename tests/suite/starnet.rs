@@ -3,27 +3,12 @@
 //! decoder; normal-equation residuals are orthogonal to the design; encode
 //! then decode is the identity on the decoder's range; bad input exits 2.
 
-mod common;
-
-use common::*;
+use crate::support::*;
 use gradfree::backend::gpu_ops;
 use gradfree::kernels::dense::{self, Act};
 use gradfree::kernels::{leaky_relu, normal_eq, row_residual};
 use gradfree::{Backend, Precision};
 use proptest::prelude::*;
-
-fn backends() -> Vec<(String, Backend, f64)> {
-    let mut v = vec![
-        ("cpu f64".to_string(), Backend::cpu(Precision::F64), 1e-11),
-        ("cpu f32".to_string(), Backend::cpu(Precision::F32), 1e-4),
-    ];
-    for (prec, tol) in [(Precision::F32, 1e-4), (Precision::F64, 1e-11)] {
-        if let Some(ctx) = gpu(prec) {
-            v.push((format!("gpu {prec}"), Backend::gpu(ctx, prec), tol));
-        }
-    }
-    v
-}
 
 #[test]
 fn dense_matches_the_twin_on_both_backends() {
@@ -34,7 +19,8 @@ fn dense_matches_the_twin_on_both_backends() {
         let bias = uniform(&mut r, m, -0.5, 0.5);
         for act in [Act::Identity, Act::Leaky(0.5), Act::InvLeaky(0.3)] {
             let want = dense::reference(&a, k, &b, m, &bias, act);
-            for (name, be, tol) in backends() {
+            for (name, be) in backends() {
+                let tol = twin_tol(be.precision());
                 let got = be.dense(&a, k, &b, m, &bias, act).unwrap();
                 assert_close(
                     &format!("{name} {act:?} {n}x{k}x{m}"),
@@ -76,7 +62,8 @@ fn normal_eq_matches_the_twin_on_both_backends() {
         let h = uniform(&mut r, n * p, -1.0, 1.0);
         let z = uniform(&mut r, n * q, -1.0, 1.0);
         let want = normal_eq::reference(&h, p, &z, q);
-        for (name, be, tol) in backends() {
+        for (name, be) in backends() {
+            let tol = twin_tol(be.precision());
             let got = be.normal_eq(&h, p, &z, q).unwrap();
             // Sums over up to 1100 items: scale the tolerance.
             let tol = tol * (n as f64).max(1.0);
@@ -106,7 +93,8 @@ fn row_residual_and_leaky_relu_match_the_twins() {
         let a = uniform(&mut r, n * d, -1.0, 1.0);
         let b = uniform(&mut r, n * d, -1.0, 1.0);
         let want = row_residual::reference(&a, &b, d);
-        for (name, be, tol) in backends() {
+        for (name, be) in backends() {
+            let tol = twin_tol(be.precision());
             let got = be.row_residual(&a, &b, d).unwrap();
             assert_close(&format!("{name} residual {n}x{d}"), &got, &want, tol, tol);
             for inverse in [false, true] {
@@ -208,7 +196,8 @@ fn training_recovers_a_random_one_layer_decoder_on_both_backends() {
         seed: 1,
         conv: vec![],
     };
-    for (name, be, tol) in backends() {
+    for (name, be) in backends() {
+        let tol = twin_tol(be.precision());
         let mut last = f64::INFINITY;
         let (net, _) = gradfree::starnet::train(
             &be,
@@ -240,7 +229,8 @@ fn training_recovers_a_random_one_layer_decoder_on_both_backends() {
 #[test]
 fn encode_then_decode_is_the_identity_on_the_decoders_range() {
     let (net, codes, x) = random_decoder_data(&[3, 5, 9], 50, 11);
-    for (name, be, tol) in backends() {
+    for (name, be) in backends() {
+        let tol = twin_tol(be.precision());
         let (got, scores) = net.encode(&be, &x).unwrap();
         assert_close(&format!("{name} codes"), &got, &codes, 1e3 * tol, 1e3 * tol);
         assert!(
@@ -505,7 +495,8 @@ fn conv_unpool_layers_match_a_direct_convolution_and_their_solves_are_exact() {
     // backends). From random kernels the alternation only decreases the
     // error (slowly: 76 kernel parameters against 50 latents per item).
     let zhat = layer.forward(&be, &h, None).unwrap();
-    for (name, be, tol) in backends() {
+    for (name, be) in backends() {
+        let tol = twin_tol(be.precision());
         let mut fresh = Layer::random_conv(sh, &mut r);
         fresh.solve_weights(&be, &h, &zhat).unwrap();
         let (_, k, b) = fresh.conv.clone().unwrap();
@@ -621,7 +612,8 @@ fn conv_unpool_operators_match_their_twins_on_both_backends() {
                 (lhs - rhs).abs() <= 1e-9 * (1.0 + lhs.abs()),
                 "{sh:?}: adjoint"
             );
-            for (name, be, tol) in backends() {
+            for (name, be) in backends() {
+                let tol = twin_tol(be.precision());
                 let what = format!("{name} {sh:?} n={n}");
                 let got = be.conv_forward(&sh, &kernels, &bias, &h, act).unwrap();
                 assert_close(&format!("{what} forward"), &got, &fwd, tol, tol);
@@ -721,7 +713,8 @@ fn training_recovers_a_random_conv_unpool_decoder_on_both_backends() {
         seed: 5,
         conv: vec![sh],
     };
-    for (name, be, tol) in backends() {
+    for (name, be) in backends() {
+        let tol = twin_tol(be.precision());
         let mut rms = vec![];
         train(
             &be,

@@ -2,31 +2,7 @@
 //! failure, 2 bad usage or input), the devices listing, and the outputs of a
 //! run (summary.json common fields, metrics.jsonl, energy from a fake RAPL tree).
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
-
-fn bin() -> Command {
-    // The environment is kept: CI pins the lavapipe adapter with it.
-    Command::new(env!("CARGO_BIN_EXE_gradfree"))
-}
-
-fn run(args: &[&str]) -> Output {
-    bin().args(args).output().expect("spawn gradfree")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn tmp(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("gradfree-cli-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
-}
+use crate::support::{cli, output_text, run_cli, skip_gpu_tests, temp_path};
 
 #[test]
 fn help_and_version() {
@@ -36,13 +12,13 @@ fn help_and_version() {
         &["rrr", "--help"],
         &["rrr", "nmf", "--help"],
     ] {
-        let o = run(args);
-        assert!(o.status.success(), "{args:?}: {}", text(&o));
-        assert!(text(&o).contains("Usage"), "{args:?}");
+        let o = run_cli(args);
+        assert!(o.status.success(), "{args:?}: {}", output_text(&o));
+        assert!(output_text(&o).contains("Usage"), "{args:?}");
     }
-    let o = run(&["--version"]);
+    let o = run_cli(&["--version"]);
     assert!(o.status.success());
-    assert!(text(&o).contains(env!("CARGO_PKG_VERSION")));
+    assert!(output_text(&o).contains(env!("CARGO_PKG_VERSION")));
 }
 
 #[test]
@@ -59,16 +35,16 @@ fn bad_usage_and_bad_input_exit_2() {
         &["rrr", "nmf", "--omega", "-1", "--device", "cpu"],
         &["rrr", "nmf", "--beta", "NaN", "--device", "cpu"],
     ] {
-        let o = run(args);
-        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", text(&o));
-        assert!(!text(&o).contains("panicked"), "{args:?}");
+        let o = run_cli(args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", output_text(&o));
+        assert!(!output_text(&o).contains("panicked"), "{args:?}");
     }
 }
 
 #[test]
 fn missing_adapter_is_a_clean_runtime_failure() {
     // No Metal on Linux: no adapter can match.
-    let o = bin()
+    let o = cli()
         .args([
             "rrr",
             "nmf",
@@ -83,14 +59,14 @@ fn missing_adapter_is_a_clean_runtime_failure() {
         ])
         .output()
         .unwrap();
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    let t = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{}", output_text(&o));
+    let t = output_text(&o);
     assert!(
         t.contains("no GPU adapter") && t.contains("mesa-vulkan-drivers"),
         "{t}"
     );
     assert!(!t.contains("panicked"));
-    let o = bin()
+    let o = cli()
         .args([
             "rrr",
             "nmf",
@@ -103,21 +79,21 @@ fn missing_adapter_is_a_clean_runtime_failure() {
         ])
         .output()
         .unwrap();
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    assert!(text(&o).contains("no-such-adapter-xyz"));
+    assert_eq!(o.status.code(), Some(1), "{}", output_text(&o));
+    assert!(output_text(&o).contains("no-such-adapter-xyz"));
 }
 
 #[test]
 fn devices_lists_the_cpu_backend_and_valid_json() {
-    let o = run(&["devices"]);
-    assert!(o.status.success(), "{}", text(&o));
-    assert!(text(&o).contains("cpu: gradfree CPU backend"));
-    let o = run(&["devices", "--json"]);
+    let o = run_cli(&["devices"]);
+    assert!(o.status.success(), "{}", output_text(&o));
+    assert!(output_text(&o).contains("cpu: gradfree CPU backend"));
+    let o = run_cli(&["devices", "--json"]);
     assert!(o.status.success());
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert!(v["cpu"]["threads"].as_u64().unwrap() >= 1);
     assert!(v["gpu"].is_array());
-    if std::env::var("GRADFREE_SKIP_GPU_TESTS").as_deref() != Ok("1") {
+    if !skip_gpu_tests() {
         // CI installs lavapipe: it must be listed, marked as software.
         let gpus = v["gpu"].as_array().unwrap();
         assert!(
@@ -129,13 +105,13 @@ fn devices_lists_the_cpu_backend_and_valid_json() {
 
 #[test]
 fn nmf_run_writes_summary_and_metrics_with_energy_from_rapl() {
-    let out = tmp("nmf");
-    let rapl = tmp("rapl");
+    let out = temp_path("cli-nmf");
+    let rapl = temp_path("cli-rapl");
     let dom = rapl.join("intel-rapl:0");
     std::fs::create_dir_all(&dom).unwrap();
     std::fs::write(dom.join("energy_uj"), "1000").unwrap();
     std::fs::write(dom.join("max_energy_range_uj"), "1000000000").unwrap();
-    let o = bin()
+    let o = cli()
         .env("GRADFREE_POWERCAP_ROOT", &rapl)
         .args([
             "rrr",
@@ -153,7 +129,7 @@ fn nmf_run_writes_summary_and_metrics_with_energy_from_rapl() {
         .arg(&out)
         .output()
         .unwrap();
-    assert!(o.status.success(), "{}", text(&o));
+    assert!(o.status.success(), "{}", output_text(&o));
     let s: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
     for key in [
@@ -220,7 +196,7 @@ fn nmf_run_writes_summary_and_metrics_with_energy_from_rapl() {
 
 #[test]
 fn energy_unavailable_says_why() {
-    let o = bin()
+    let o = cli()
         .env("GRADFREE_POWERCAP_ROOT", "/nonexistent-powercap")
         .args([
             "rrr",
@@ -235,20 +211,20 @@ fn energy_unavailable_says_why() {
         ])
         .output()
         .unwrap();
-    assert!(o.status.success(), "{}", text(&o));
+    assert!(o.status.success(), "{}", output_text(&o));
     assert!(
-        text(&o).contains("energy: unavailable (no RAPL powercap"),
+        output_text(&o).contains("energy: unavailable (no RAPL powercap"),
         "{}",
-        text(&o)
+        output_text(&o)
     );
 }
 
 #[test]
 fn nmf_runs_on_the_gpu_backend() {
-    if std::env::var("GRADFREE_SKIP_GPU_TESTS").as_deref() == Ok("1") {
+    if skip_gpu_tests() {
         return;
     }
-    let o = run(&[
+    let o = run_cli(&[
         "rrr",
         "nmf",
         "--device",
@@ -259,28 +235,28 @@ fn nmf_runs_on_the_gpu_backend() {
         "300",
         "--quiet",
     ]);
-    assert!(o.status.success(), "{}", text(&o));
-    assert!(text(&o).contains("GWMs/s"));
+    assert!(o.status.success(), "{}", output_text(&o));
+    assert!(output_text(&o).contains("GWMs/s"));
 }
 
 #[test]
 fn letters_generator_and_online_nmf_outputs() {
-    let dir = tmp("letters");
+    let dir = temp_path("cli-letters");
     std::fs::create_dir_all(&dir).unwrap();
     let data = dir.join("letters.csv");
-    let o = bin()
+    let o = cli()
         .args(["data", "letters", "--count", "60", "--seed", "2", "--out"])
         .arg(&data)
         .arg("--preview")
         .arg(dir.join("preview.png"))
         .output()
         .unwrap();
-    assert!(o.status.success(), "{}", text(&o));
+    assert!(o.status.success(), "{}", output_text(&o));
     let rows = std::fs::read_to_string(&data).unwrap();
     assert_eq!(rows.lines().count(), 60);
     assert_eq!(rows.lines().next().unwrap().split(',').count(), 1600);
     let out = dir.join("run");
-    let o = bin()
+    let o = cli()
         .args([
             "rrr", "nmf", "--device", "cpu", "--rank", "16", "--batch", "30", "--epochs", "2",
         ])
@@ -290,7 +266,7 @@ fn letters_generator_and_online_nmf_outputs() {
         .arg(&out)
         .output()
         .unwrap();
-    assert!(o.status.success(), "{}", text(&o));
+    assert!(o.status.success(), "{}", output_text(&o));
     for f in [
         "summary.json",
         "metrics.jsonl",
@@ -313,7 +289,7 @@ fn letters_generator_and_online_nmf_outputs() {
 
 #[test]
 fn bad_nmf_data_exits_2() {
-    let dir = tmp("baddata");
+    let dir = temp_path("cli-baddata");
     std::fs::create_dir_all(&dir).unwrap();
     let cases = [
         ("negative.csv", "1,2\n3,-4\n", vec!["--rank", "1"]),
@@ -332,16 +308,16 @@ fn bad_nmf_data_exits_2() {
     for (name, body, extra) in cases {
         let p = dir.join(name);
         std::fs::write(&p, body).unwrap();
-        let o = bin()
+        let o = cli()
             .args(["rrr", "nmf", "--device", "cpu", "--epochs", "1", "--data"])
             .arg(&p)
             .args(&extra)
             .output()
             .unwrap();
-        assert_eq!(o.status.code(), Some(2), "{name}: {}", text(&o));
-        assert!(!text(&o).contains("panicked"), "{name}");
+        assert_eq!(o.status.code(), Some(2), "{name}: {}", output_text(&o));
+        assert!(!output_text(&o).contains("panicked"), "{name}");
     }
-    let o = bin()
+    let o = cli()
         .args([
             "rrr",
             "nmf",
@@ -352,6 +328,6 @@ fn bad_nmf_data_exits_2() {
         ])
         .output()
         .unwrap();
-    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(2), "{}", output_text(&o));
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,12 +1,10 @@
 //! `gradfree bench`: the quick suite end to end on both backends with a
 //! fake RAPL tree (energy path), bench.json against its schema, --compare.
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use common::{gpu, output_text, temp_dir};
+use crate::support::{self, cli, gpu, output_text, temp_dir};
 use gradfree::Precision;
 use gradfree::bench::{self, SCHEMA};
 
@@ -42,7 +40,7 @@ fn quick_suite_runs_on_both_backends_with_energy_from_a_fake_rapl_tree() {
         "cpu"
     };
     let out = dir.join("out");
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_gradfree"))
+    let o = cli()
         .args([
             "bench",
             "--suite",
@@ -105,7 +103,7 @@ fn quick_suite_runs_on_both_backends_with_energy_from_a_fake_rapl_tree() {
     assert!(md.starts_with("Suite `quick`"));
     assert!(md.contains("| rrr-classify-maj13 |"));
     // --compare against the report just written: ratios of 1-ish, printed.
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_gradfree"))
+    let o = cli()
         .args([
             "bench",
             "--devices",
@@ -154,7 +152,7 @@ fn bench_json_schema_rejects_malformed_reports() {
     let dir = temp_dir("bench_bad");
     let f = dir.join("old.json");
     std::fs::write(&f, "{\"schema\": \"nope\"}").unwrap();
-    let o = common::run_cli(&[
+    let o = support::run_cli(&[
         "bench",
         "--compare",
         f.to_str().unwrap(),
@@ -168,12 +166,11 @@ fn bench_json_schema_rejects_malformed_reports() {
 /// learned on both backends.
 #[test]
 fn sgd_baseline_learns_a_separable_problem_on_both_backends() {
-    use gradfree::Backend;
     use gradfree::data::labeled::Labeled;
     use gradfree::sgd::{SgdNet, SgdSettings, train};
     // Two Gaussian-free clusters: class = [x0 + x1 > 1].
-    let mut r = common::rng(4);
-    let x = common::uniform(&mut r, 2 * 256, 0.0, 1.0);
+    let mut r = support::rng(4);
+    let x = support::uniform(&mut r, 2 * 256, 0.0, 1.0);
     let y: Vec<u32> = x.chunks(2).map(|p| (p[0] + p[1] > 1.0) as u32).collect();
     let data = Labeled {
         dim: 2,
@@ -181,11 +178,7 @@ fn sgd_baseline_learns_a_separable_problem_on_both_backends() {
         x,
         y,
     };
-    let mut backends = vec![Backend::cpu(Precision::F64)];
-    if let Some(ctx) = gpu(Precision::F32) {
-        backends.push(Backend::gpu(ctx, Precision::F32));
-    }
-    for be in backends {
+    for (_, be) in support::backends_of(&[Precision::F64], &[Precision::F32]) {
         let mut net = SgdNet::random(&[2, 8, 2], 3).unwrap();
         let xb = &data.x[..64];
         let yb = &data.y[..32];
@@ -226,7 +219,7 @@ fn plot_writes_curves_from_metrics_files() {
     )
     .unwrap();
     let png = dir.join("curves.png");
-    let o = common::run_cli(&[
+    let o = support::run_cli(&[
         "plot",
         "--series",
         &format!("RRR={}", a.display()),
@@ -243,7 +236,7 @@ fn plot_writes_curves_from_metrics_files() {
         csv,
         "series,gwms,test_err\nRRR,1,0.5\nRRR,2,0.3\nSGD,0.5,0.4\nSGD,2.5,0.2\n"
     );
-    let o = common::run_cli(&["plot", "--series", "nofile", "--out", png.to_str().unwrap()]);
+    let o = support::run_cli(&["plot", "--series", "nofile", "--out", png.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2), "{}", output_text(&o));
 }
 
@@ -263,7 +256,7 @@ fn supplied_mnist_images_feed_the_784_20_10_pair() {
     std::fs::write(dir.join("tiny-images-idx3-ubyte"), img).unwrap();
     std::fs::write(dir.join("tiny-labels-idx1-ubyte"), lab).unwrap();
     let run = |mnist: &std::path::Path, out: &str| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_gradfree"))
+        cli()
             .args(["bench", "--devices", "cpu", "--quiet", "--only"])
             .arg("rrr-classify-784-20-10,sgd-784-20-10")
             .arg("--mnist")

@@ -2,9 +2,7 @@
 //! cases and across backends, training to zero error on a separable
 //! problem, loaders that round-trip, and the majority generator.
 
-mod common;
-
-use common::*;
+use crate::support::*;
 use gradfree::data::labeled::{self, Labeled, LabeledFormat};
 use gradfree::data::majority::Circuit;
 use gradfree::kernels::class_select::{
@@ -133,6 +131,13 @@ fn class_selection_agrees_across_backends_and_chunks() {
 
 #[test]
 fn gpu_selection_ranks_across_item_chunks() {
+    // Force several chunks: 9 nodes × 8 bytes × 64 items per binding. The
+    // override is process-wide: this test runs in a process of its own. (The
+    // CPU backend never reads it, so the CPU reference below is unaffected.)
+    let name = "classify::gpu_selection_ranks_across_item_chunks";
+    if !in_own_process(name, &[("GRADFREE_MAX_BINDING_BYTES", "4608")]) {
+        return;
+    }
     let Some(ctx) = gpu(Precision::F64) else {
         return;
     };
@@ -147,11 +152,7 @@ fn gpu_selection_ranks_across_item_chunks() {
         e.labels_used().unwrap()
     };
     let want = run(&Backend::cpu(Precision::F64));
-    // Force several chunks: 9 nodes × 8 bytes × 64 items per binding.
-    // SAFETY: tests in this binary that read it run after; the value only shrinks chunks.
-    unsafe { std::env::set_var("GRADFREE_MAX_BINDING_BYTES", "4608") };
     let got = run(&Backend::gpu(ctx, Precision::F64));
-    unsafe { std::env::remove_var("GRADFREE_MAX_BINDING_BYTES") };
     assert_eq!(got, want);
     assert_eq!(got.iter().filter(|&&l| l == LABEL_EXEMPT).count(), 5);
 }
@@ -198,11 +199,7 @@ fn separable_problem_reaches_zero_training_error_on_both_backends() {
     let data = separable(64, 1);
     let s = settings(32, 15);
     let clf = Classifier::new(Net::layered(&[2, 6, 2]).unwrap(), &s).unwrap();
-    let mut bes = vec![Backend::cpu(Precision::F64), Backend::cpu(Precision::F32)];
-    if let Some(c) = gpu(Precision::F32) {
-        bes.push(Backend::gpu(c, Precision::F32));
-    }
-    for be in bes {
+    for (_, be) in backends_of(&[Precision::F64, Precision::F32], &[Precision::F32]) {
         let mut errs = vec![];
         let m = classify::train(
             &be,
@@ -323,8 +320,7 @@ fn data_files_round_trip_through_every_loader() {
     let mut img = vec![0, 0, 8, 3, 0, 0, 0, 3, 0, 0, 0, 2, 0, 0, 0, 2];
     img.extend([0, 255, 51, 102, 1, 2, 3, 4, 255, 255, 0, 0]);
     let lab = vec![0, 0, 8, 1, 0, 0, 0, 3, 7, 0, 9];
-    let dir = std::env::temp_dir().join(format!("gradfree-idx-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = temp_dir("idx");
     let gz = |b: &[u8]| {
         use std::io::Write;
         let mut e = flate2::write::GzEncoder::new(vec![], flate2::Compression::default());

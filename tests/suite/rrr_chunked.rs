@@ -1,18 +1,18 @@
 //! The GPU engine split into item chunks (forced by a tiny binding limit)
 //! gives the same iterations as the CPU engine: the partial-sum seam
-//! combines chunks exactly as one batch. Its own test binary because the
-//! override is process-wide.
+//! combines chunks exactly as one batch. Runs in a process of its own
+//! because the override (GRADFREE_MAX_BINDING_BYTES) is process-wide.
 
-mod common;
-
-use common::*;
+use crate::support::*;
 use gradfree::rrr::{RrrProblem, layered_edges};
 use gradfree::{Backend, Precision};
 
 #[test]
 fn chunked_gpu_engine_matches_cpu() {
-    // SAFETY: set before any thread of this binary reads the environment.
-    unsafe { std::env::set_var("GRADFREE_MAX_BINDING_BYTES", "2048") };
+    let name = "rrr_chunked::chunked_gpu_engine_matches_cpu";
+    if !in_own_process(name, &[("GRADFREE_MAX_BINDING_BYTES", "2048")]) {
+        return;
+    }
     let edges = layered_edges(&[5, 4, 2]);
     let p = RrrProblem::classifier(11, &edges, 5, 2, 2.0, 0.1, 1.0).unwrap();
     // 28 edges x 8 bytes = 224 bytes per item: 9 items per chunk, 7 chunks.

@@ -1,9 +1,7 @@
 //! HSIC networks: the Gaussian kernel kernel against its f64 twin on both
 //! backends, the closed-form W_s units, a generated spiral, and bad inputs.
 
-mod common;
-
-use common::*;
+use crate::support::*;
 use gradfree::backend::gpu_ops;
 use gradfree::data::labeled::Labeled;
 use gradfree::data::spiral::spiral;
@@ -256,11 +254,7 @@ fn split(d: &Labeled, every: usize) -> (Labeled, Labeled) {
 #[test]
 fn spiral_is_classified_on_held_out_points_on_both_backends() {
     let (train, test) = split(&spiral(100, 3, 0.03, 7), 5);
-    let mut backends = vec![Backend::cpu(Precision::F64)];
-    if let Some(ctx) = gpu(Precision::F32) {
-        backends.push(Backend::gpu(ctx, Precision::F32));
-    }
-    for be in backends {
+    for (_, be) in backends_of(&[Precision::F64], &[Precision::F32]) {
         let mut s = WsSettings::for_dataset("spiral");
         s.seed = 1;
         let mut work = Work::default();

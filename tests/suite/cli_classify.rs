@@ -4,29 +4,9 @@
 //! naming the offending line.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
-fn run(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_gradfree"))
-        .args(args)
-        .output()
-        .expect("spawn gradfree")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn tmp(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("gradfree-cls-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
+use crate::support::{output_text, run_cli, temp_dir};
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
@@ -34,7 +14,7 @@ fn s(p: &Path) -> &str {
 
 fn majority(dir: &Path) -> (PathBuf, PathBuf) {
     let prefix = dir.join("maj");
-    let o = run(&[
+    let o = run_cli(&[
         "data",
         "majority",
         "--inputs",
@@ -46,7 +26,7 @@ fn majority(dir: &Path) -> (PathBuf, PathBuf) {
         "--out",
         s(&prefix),
     ]);
-    assert!(o.status.success(), "{}", text(&o));
+    assert!(o.status.success(), "{}", output_text(&o));
     (dir.join("maj_train"), dir.join("maj_test"))
 }
 
@@ -77,7 +57,7 @@ fn classify(train: &Path, test: &Path, out: &Path, extra: &[&str]) -> Output {
         s(out),
     ];
     args.extend(extra);
-    run(&args)
+    run_cli(&args)
 }
 
 fn weights(path: &Path) -> Vec<u8> {
@@ -93,18 +73,18 @@ fn weights(path: &Path) -> Vec<u8> {
 
 #[test]
 fn resumed_run_ends_with_the_uninterrupted_model() {
-    let dir = tmp("resume");
+    let dir = temp_dir("cls-resume");
     let (train, test) = majority(&dir);
     let full = dir.join("full");
     let o = classify(&train, &test, &full, &[]);
-    assert!(o.status.success(), "{}", text(&o));
+    assert!(o.status.success(), "{}", output_text(&o));
     let part = dir.join("part");
     let o = classify(&train, &test, &part, &["--time-limit", "0"]);
-    assert!(o.status.success(), "{}", text(&o));
+    assert!(o.status.success(), "{}", output_text(&o));
     let summary: serde_json::Value =
         serde_json::from_slice(&std::fs::read(part.join("summary.json")).unwrap()).unwrap();
     assert_eq!(summary["epochs"], 1, "stopped after the first epoch");
-    let o = run(&[
+    let o = run_cli(&[
         "rrr",
         "classify",
         "--device",
@@ -119,7 +99,7 @@ fn resumed_run_ends_with_the_uninterrupted_model() {
         s(&part),
         "--quiet",
     ]);
-    assert!(o.status.success(), "{}", text(&o));
+    assert!(o.status.success(), "{}", output_text(&o));
     assert_eq!(
         weights(&part.join("model.safetensors")),
         weights(&full.join("model.safetensors"))
@@ -153,7 +133,7 @@ fn resumed_run_ends_with_the_uninterrupted_model() {
         assert!(summary.get(k).is_some(), "summary lacks {k}");
     }
     // predict reproduces the reported test error.
-    let o = run(&[
+    let o = run_cli(&[
         "predict",
         "--model",
         s(&full.join("model.safetensors")),
@@ -162,7 +142,7 @@ fn resumed_run_ends_with_the_uninterrupted_model() {
         "--out",
         s(&dir.join("pred")),
     ]);
-    assert!(o.status.success(), "{}", text(&o));
+    assert!(o.status.success(), "{}", output_text(&o));
     let p: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("pred/summary.json")).unwrap()).unwrap();
     assert_eq!(p["error"], summary["test_err"]);
@@ -178,7 +158,7 @@ fn resumed_run_ends_with_the_uninterrupted_model() {
 
 #[test]
 fn malformed_inputs_exit_2_with_the_line() {
-    let dir = tmp("bad");
+    let dir = temp_dir("cls-bad");
     let (train, test) = majority(&dir);
     let write = |name: &str, body: &str| {
         let p = dir.join(name);
@@ -225,11 +205,15 @@ fn malformed_inputs_exit_2_with_the_line() {
             s(&out),
         ];
         a.extend(args.iter().copied());
-        let o = run(&a);
-        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", text(&o));
-        assert!(text(&o).contains(needle), "{args:?}: {}", text(&o));
+        let o = run_cli(&a);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", output_text(&o));
+        assert!(
+            output_text(&o).contains(needle),
+            "{args:?}: {}",
+            output_text(&o)
+        );
     }
-    let o = run(&["predict", "--model", s(&train), "--data", s(&test)]);
-    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let o = run_cli(&["predict", "--model", s(&train), "--data", s(&test)]);
+    assert_eq!(o.status.code(), Some(2), "{}", output_text(&o));
     std::fs::remove_dir_all(&dir).unwrap();
 }

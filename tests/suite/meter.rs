@@ -1,6 +1,7 @@
 //! The energy meter's RAPL reader on a fake powercap tree (this machine has
 //! no sensor): package domains only, deltas in joules, wraparound handled.
 
+use crate::support::temp_dir;
 use gradfree::meter::Rapl;
 use std::fs;
 use std::path::Path;
@@ -13,16 +14,9 @@ fn domain(root: &Path, name: &str, energy: u64, range: u64) {
     fs::write(d.join("name"), "package-0\n").unwrap();
 }
 
-fn tmpdir(tag: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("gradfree-rapl-{tag}-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&d);
-    fs::create_dir_all(&d).unwrap();
-    d
-}
-
 #[test]
 fn rapl_sums_package_domains_and_handles_wraparound() {
-    let root = tmpdir("wrap");
+    let root = temp_dir("rapl-wrap");
     domain(&root, "intel-rapl:0", 1_000_000, 10_000_000);
     domain(&root, "intel-rapl:1", 9_500_000, 10_000_000);
     // A sub-zone (core) must not be double counted.
@@ -39,7 +33,7 @@ fn rapl_sums_package_domains_and_handles_wraparound() {
 
 #[test]
 fn rapl_without_domains_says_why() {
-    let root = tmpdir("empty");
+    let root = temp_dir("rapl-empty");
     let e = Rapl::open(&root).unwrap_err();
     assert!(e.contains("no RAPL package domain"), "{e}");
     let e = Rapl::open(&root.join("missing")).unwrap_err();

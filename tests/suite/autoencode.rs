@@ -1,9 +1,7 @@
 //! RRR autoencoder (SPEC 2.3): binary encoding on both backends, feed-around
 //! passes, net files, and the CLI's bad-input exits.
 
-mod common;
-
-use common::{gpu, output_text, run_cli, temp_dir};
+use crate::support::{self, output_text, run_cli, temp_dir};
 use gradfree::rrr::autoencode::{
     Activation, AeNet, AeSettings, Autoencoder, CodeSource, binary_codes, binary_solved, one_hot,
     train,
@@ -66,11 +64,7 @@ fn solve_838(be: &Backend, seed: u64) -> Option<usize> {
 fn binary_encoding_8_3_8_is_solved_on_both_backends() {
     // Seed 6 solves in 43 (cpu f64) and 54 (lavapipe f32) epochs of 1000
     // iterations; the C reference solves 6–7 of 10 random starts in 200.
-    let mut backends = vec![("cpu f64", Backend::cpu(Precision::F64))];
-    if let Some(ctx) = gpu(Precision::F32) {
-        backends.push(("gpu f32", Backend::gpu(ctx, Precision::F32)));
-    }
-    for (name, be) in backends {
+    for (name, be) in support::backends_of(&[Precision::F64], &[Precision::F32]) {
         let e = solve_838(&be, 6);
         assert!(e.is_some(), "{name}: 8→3→8 not solved in 150 epochs");
         eprintln!("{name}: solved in epoch {}", e.unwrap());
@@ -221,7 +215,7 @@ fn genuine_and_fake_sets_and_model_files_round_trip() {
     let lists = code_lists(&ae, &m, &rows);
     assert_eq!(lists.len(), 2);
     assert_eq!(lists[0].len(), 6);
-    let mut rng = common::rng(1);
+    let mut rng = support::rng(1);
     let twice = genuine_and_fakes(&ae, &m, &data, &lists, 2, &mut rng);
     assert_eq!(twice.len(), 18);
     assert_eq!(twice.y.iter().filter(|&&y| y == 0).count(), 12);
@@ -292,10 +286,10 @@ fn genuine_and_fake_sets_and_model_files_round_trip() {
 
 /// DIR/data.csv: `rows` rows of `cols` uniform values in [0, 1] (3 decimals).
 fn random_csv(dir: &std::path::Path, seed: u64, rows: usize, cols: usize) -> std::path::PathBuf {
-    let mut r = common::rng(seed);
+    let mut r = support::rng(seed);
     let lines: Vec<String> = (0..rows)
         .map(|_| {
-            common::uniform(&mut r, cols, 0.0, 1.0)
+            support::uniform(&mut r, cols, 0.0, 1.0)
                 .iter()
                 .map(|v| format!("{v:.3}"))
                 .collect::<Vec<_>>()

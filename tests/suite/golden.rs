@@ -10,13 +10,11 @@
 //! relative. Degenerate cases (no root in (−1, 1)) must be reported as
 //! STATUS_DEGENERATE; the reference's numbers there are noise and are not compared.
 
-mod common;
-
-use common::*;
+use crate::support::*;
+use gradfree::Precision;
 use gradfree::kernels::normalize_weights::normalize_group;
 use gradfree::kernels::project_activation::{self as act, *};
 use gradfree::kernels::project_bilinear::*;
-use gradfree::{Backend, Precision};
 use serde_json::Value;
 
 fn golden() -> Option<Value> {
@@ -41,17 +39,6 @@ fn f(v: &Value) -> f64 {
 
 fn fv(v: &Value) -> Vec<f64> {
     v.as_array().expect("array").iter().map(f).collect()
-}
-
-fn backends() -> Vec<(String, Backend)> {
-    let mut v = vec![];
-    for p in [Precision::F64, Precision::F32] {
-        v.push((format!("cpu {p}"), Backend::cpu(p)));
-        if let Some(c) = gpu(p) {
-            v.push((format!("gpu {p}"), Backend::gpu(c, p)));
-        }
-    }
-    v
 }
 
 struct Case {

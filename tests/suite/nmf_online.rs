@@ -1,21 +1,11 @@
 //! Online RRR NMF reduces recon_err on a small generated montage set, on
 //! both backends; the first iterations of a batch agree across backends.
 
-mod common;
-
-use common::*;
+use crate::support::*;
+use gradfree::Precision;
 use gradfree::data::letters;
 use gradfree::rrr::nmf::{self, Nmf, OnlineSettings};
-use gradfree::{Backend, Precision};
 use rand::SeedableRng;
-
-fn backends() -> Vec<(String, Backend)> {
-    let mut v = vec![("cpu f32".to_string(), Backend::cpu(Precision::F32))];
-    if let Some(c) = gpu(Precision::F32) {
-        v.push(("gpu f32".to_string(), Backend::gpu(c, Precision::F32)));
-    }
-    v
-}
 
 #[test]
 fn online_nmf_reduces_recon_err_on_montages() {
@@ -32,7 +22,7 @@ fn online_nmf_reduces_recon_err_on_montages() {
     let w0 = n.random_weights(&mut rand_chacha::ChaCha8Rng::seed_from_u64(9));
     let x0 = nmf::nnls_codes(&n, &w0, &y, 200).unwrap();
     let initial = nmf::recon_err(&y, &x0, &w0);
-    for (name, be) in backends() {
+    for (name, be) in backends_of(&[Precision::F32], &[Precision::F32]) {
         let (w, stats) = nmf::train_online(&be, &n, &y, &s, |_| Ok(())).unwrap();
         assert_eq!(stats.len(), 3);
         let (first, last) = (stats[0].recon_err, stats[2].recon_err);

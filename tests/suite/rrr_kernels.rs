@@ -2,11 +2,9 @@
 //! `rrr_step`, `rrr_update`, `project_activation`, `copy`) on the GPU, in f32
 //! and f64, against its plain-loop f64 twin; the CPU backend's fast versions
 //! against the same twins. Sizes: 0, 1, odd, not a multiple of the workgroup,
-//! and (f32) more than 65535 workgroups. Tolerances: `common::tol`.
+//! and (f32) more than 65535 workgroups. Tolerances: `support::tol`.
 
-mod common;
-
-use common::*;
+use crate::support::*;
 use gradfree::backend::gpu_ops;
 use gradfree::kernels::consensus_nodes::{self, NodeInputs, XSumRows};
 use gradfree::kernels::par::SimdLevel;

@@ -15,10 +15,9 @@
 //! each once. GRADFREE_BENCH_ITEMS sets |K| (default 1000; 64 in test mode).
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use gradfree::backend::gpu_ops;
 use gradfree::gpu::{GpuContext, GpuRequest};
 use gradfree::kernels::project_bilinear::BilinearBatch;
-use gradfree::rrr::{RrrProblem, RrrState, layered_edges};
+use gradfree::problem::{RrrProblem, RrrState, layered_edges};
 use gradfree::{Backend, Precision};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -135,7 +134,7 @@ fn copy(c: &mut Criterion) {
         ..Default::default()
     };
     if let Ok(ctx) = GpuContext::open(&req, Precision::F32) {
-        let k = gpu_ops::PreparedCopy::new(&ctx, bytes).unwrap();
+        let k = gradfree::kernels::copy::PreparedCopy::new(&ctx, bytes).unwrap();
         g.throughput(Throughput::Bytes(2 * k.bytes as u64));
         g.bench_function(
             BenchmarkId::new(format!("{} MiB", bytes >> 20), "gpu"),

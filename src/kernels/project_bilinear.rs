@@ -743,27 +743,6 @@ pub fn project_batch_reference<T: Real>(batch: &BilinearBatch) -> BilinearOut {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn zero_multiplier_when_already_on_the_set() {
-        let r = project(&[1.0f64, 2.0], &[3.0, 4.0], 11.0, 1.0, None);
-        assert_eq!(r.u, 0.0);
-        assert_eq!(r.x, vec![1.0, 2.0]);
-    }
-
-    #[test]
-    fn degenerate_is_reported() {
-        // x == w and a target below |x|²/4 ... with y fixed: no root.
-        let r = project(&[1.0f64], &[1.0], -1.0, 1.0, None);
-        assert_eq!(r.status, STATUS_DEGENERATE);
-        let r = project(&[0.0f64], &[0.0], 1.0, 1.0, None);
-        assert_eq!(r.status, STATUS_DEGENERATE);
-    }
-}
-
 /// Batched bilinear projection.
 pub fn gpu(ctx: &Arc<GpuContext>, prec: Precision, batch: &BilinearBatch) -> Result<BilinearOut> {
     let np = batch.problems();
@@ -809,4 +788,25 @@ pub fn gpu(ctx: &Arc<GpuContext>, prec: Precision, batch: &BilinearBatch) -> Res
         u: uo.read_real()?,
         status: so.read_u32()?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zero_multiplier_when_already_on_the_set() {
+        let r = project(&[1.0f64, 2.0], &[3.0, 4.0], 11.0, 1.0, None);
+        assert_eq!(r.u, 0.0);
+        assert_eq!(r.x, vec![1.0, 2.0]);
+    }
+
+    #[test]
+    fn degenerate_is_reported() {
+        // x == w and a target below |x|²/4 ... with y fixed: no root.
+        let r = project(&[1.0f64], &[1.0], -1.0, 1.0, None);
+        assert_eq!(r.status, STATUS_DEGENERATE);
+        let r = project(&[0.0f64], &[0.0], 1.0, 1.0, None);
+        assert_eq!(r.status, STATUS_DEGENERATE);
+    }
 }

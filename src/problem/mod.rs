@@ -48,6 +48,24 @@ pub enum NodeKind {
 }
 
 impl NodeKind {
+    /// The kind of the kernel's (kind, parameter) codes; `None` for an
+    /// unknown kind code.
+    pub fn from_code(kind: u32, param: u32) -> Option<Self> {
+        Some(match kind {
+            nodes::NODE_FREE => NodeKind::Free,
+            nodes::NODE_NONNEG => NodeKind::Nonneg,
+            nodes::NODE_DATA => NodeKind::Data,
+            nodes::NODE_RELU => NodeKind::Relu,
+            nodes::NODE_CLASS => NodeKind::Class { index: param },
+            nodes::NODE_ZIGMOID => NodeKind::Zigmoid,
+            nodes::NODE_STEP => NodeKind::Step,
+            nodes::NODE_FIXED => NodeKind::Fixed,
+            nodes::NODE_FIXED_ZIGMOID => NodeKind::FixedZigmoid { on: param },
+            nodes::NODE_FIXED_STEP => NodeKind::FixedStep { on: param },
+            _ => return None,
+        })
+    }
+
     /// The kernel's (kind, parameter) codes (`consensus_nodes::NODE_*`).
     pub fn code(self) -> (u32, u32) {
         match self {

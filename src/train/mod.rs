@@ -254,6 +254,11 @@ impl Session {
         })
     }
 
+    /// A session that writes and prints nothing (a library caller's).
+    pub fn silent(backend: &Backend) -> Result<Self> {
+        Self::new(backend, None, Voice::Silent)
+    }
+
     /// A session for work the host does without a backend (forward passes
     /// of a trained model), described as `device` in the summary.
     pub fn host(

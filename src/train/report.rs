@@ -34,7 +34,12 @@ pub fn peak_rss_bytes() -> Option<u64> {
 
 impl Common {
     /// From a measurement.
-    pub fn new(device: String, precision: crate::real::Precision, seed: u64, m: &Measurement) -> Self {
+    pub fn new(
+        device: String,
+        precision: crate::real::Precision,
+        seed: u64,
+        m: &Measurement,
+    ) -> Self {
         Common {
             device,
             precision: precision.to_string(),

@@ -2,10 +2,10 @@
 //! passes, net files, and the CLI's bad-input exits.
 
 use crate::support::{self, output_text, run_cli, temp_dir};
-use gradfree::rrr::autoencode::{
-    Activation, AeNet, AeSettings, Autoencoder, CodeSource, binary_codes, binary_solved, one_hot,
-    train,
+use gradfree::methods::rrr::autoencode::{
+    Activation, AeNet, AeSettings, AeTraining, Autoencoder, CodeSource, binary_codes, one_hot,
 };
+use gradfree::train::{self, Session, Start};
 use gradfree::{Backend, Precision};
 
 fn binary_settings(seed: u64) -> AeSettings {
@@ -29,24 +29,21 @@ fn solve_838(be: &Backend, seed: u64) -> Option<usize> {
     let s = binary_settings(seed);
     let ae = Autoencoder::new(AeNet::layered(8, &[], 3, &[]).unwrap(), &s).unwrap();
     let codes = binary_codes(3);
-    let mut solved = None;
-    let (model, _) = train(
+    let data = one_hot(3);
+    let mut training = AeTraining::new(
         be,
         &ae,
-        &one_hot(3),
+        &data,
         CodeSource::Fixed(&codes),
         &s,
         ae.random_model(seed),
         Default::default(),
-        |st, m, _| {
-            if binary_solved(&ae, m, 3) {
-                solved = Some(st.epoch);
-                return Ok(false);
-            }
-            Ok(true)
-        },
     )
-    .unwrap();
+    .unwrap()
+    .binary(3);
+    let mut session = Session::silent(be).unwrap();
+    train::run(&mut session, &mut training, Start::fresh()).unwrap();
+    let (model, solved) = (training.model, training.solved);
     if solved.is_some() {
         // A solution is a bijection: distinct binary codes that decode back.
         let mut seen = std::collections::HashSet::new();
@@ -199,11 +196,11 @@ fn cli_binary_encoding_writes_outputs_and_bad_inputs_exit_2() {
 
 #[test]
 fn genuine_and_fake_sets_and_model_files_round_trip() {
-    use gradfree::rrr::autoencode::{
+    use gradfree::methods::rrr::autoencode::{
         AeEpochStats, AeModel, AeProgress, Generator, code_lists, genuine_and_fakes,
     };
-    use gradfree::rrr::classify::{Classifier, Settings};
-    use gradfree::rrr::net::Net;
+    use gradfree::methods::rrr::classify::{Classifier, Settings};
+    use gradfree::methods::rrr::net::Net;
     let s = AeSettings {
         activation: Activation::Zigmoid,
         ..binary_settings(4)
@@ -512,7 +509,7 @@ fn epoch_errors(dir: &std::path::Path) -> Vec<(u64, f64, f64)> {
 
 #[test]
 fn cli_autoencoder_stopped_by_time_limit_resumes_as_if_uninterrupted() {
-    use gradfree::rrr::autoencode::AeModel;
+    use gradfree::methods::rrr::autoencode::AeModel;
     let dir = temp_dir("ae_resume");
     let csv = random_csv(&dir, 11, 40, 9);
     let csv = csv.to_str().unwrap();

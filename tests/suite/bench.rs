@@ -167,7 +167,8 @@ fn bench_json_schema_rejects_malformed_reports() {
 #[test]
 fn sgd_baseline_learns_a_separable_problem_on_both_backends() {
     use gradfree::data::labeled::Labeled;
-    use gradfree::sgd::{SgdNet, SgdSettings, train};
+    use gradfree::methods::sgd::{Sgd, SgdNet, SgdSettings};
+    use gradfree::train::{self, Session, Start};
     // Two Gaussian-free clusters: class = [x0 + x1 > 1].
     let mut r = support::rng(4);
     let x = support::uniform(&mut r, 2 * 256, 0.0, 1.0);
@@ -192,13 +193,11 @@ fn sgd_baseline_learns_a_separable_problem_on_both_backends() {
             lr: 0.5,
             seed: 1,
         };
-        let mut last = 1.0;
-        train(&be, &mut net, &data, None, &s, |e| {
-            assert!(e.gwms > 0.0);
-            last = e.train_err;
-            Ok(())
-        })
-        .unwrap();
+        let mut sgd = Sgd::new(&be, net, &data, None, &s).unwrap();
+        let mut session = Session::silent(&be).unwrap();
+        let fin = train::run(&mut session, &mut sgd, Start::fresh()).unwrap();
+        assert!(fin.history.iter().all(|e| e.gwms > 0.0));
+        let last = fin.history.last().unwrap().train_err;
         assert!(last < 0.03, "train error {last}");
     }
 }
@@ -294,7 +293,7 @@ fn supplied_mnist_images_feed_the_784_20_10_pair() {
 
 #[test]
 fn a_one_point_series_is_drawn() {
-    use gradfree::output::{PLOT_COLOURS, line_plot};
+    use gradfree::io::{PLOT_COLOURS, line_plot};
     let png = line_plot(
         &[
             ("RRR".into(), vec![(12.7, 0.117)]),

@@ -8,9 +8,10 @@ use gradfree::data::majority::Circuit;
 use gradfree::kernels::class_select::{
     self, LABEL_EXEMPT, MODE_EXEMPT, MODE_NONE, MODE_RELABEL, MODE_RELABEL_FAKES, SelectInputs,
 };
-use gradfree::rrr::classify::{self, Classifier, Saved, Settings};
-use gradfree::rrr::net::Net;
-use gradfree::rrr::{RrrProblem, layered_edges};
+use gradfree::methods::rrr::classify::{self, Classifier, Saved, Settings};
+use gradfree::methods::rrr::net::Net;
+use gradfree::problem::{RrrProblem, Selection, layered_edges};
+use gradfree::train::{Session, Start};
 use gradfree::{Backend, Precision};
 use std::path::Path;
 
@@ -90,8 +91,12 @@ fn false_positive_allowance_relabels_only_fakes() {
 
 fn select_problem(mode: u32, budget: usize) -> RrrProblem {
     let mut p = RrrProblem::classifier(9, &layered_edges(&[4, 3, 2]), 4, 2, 2.0, 0.3, 1.0).unwrap();
-    p.select_mode = mode;
-    p.select_budget = budget;
+    p.selection = match mode {
+        MODE_EXEMPT => Selection::Exempt(budget),
+        MODE_RELABEL => Selection::Relabel(budget),
+        MODE_RELABEL_FAKES => Selection::RelabelFakes(budget),
+        _ => Selection::None,
+    };
     p
 }
 
@@ -200,21 +205,19 @@ fn separable_problem_reaches_zero_training_error_on_both_backends() {
     let s = settings(32, 15);
     let clf = Classifier::new(Net::layered(&[2, 6, 2]).unwrap(), &s).unwrap();
     for (_, be) in backends_of(&[Precision::F64, Precision::F32], &[Precision::F32]) {
-        let mut errs = vec![];
-        let m = classify::train(
+        let mut session = Session::silent(&be).unwrap();
+        let (m, history) = classify::train(
             &be,
+            &mut session,
             &clf,
             &data,
             None,
             &s,
             clf.random_model(s.seed),
-            1,
-            |e, _, _| {
-                errs.push(e.train_err);
-                Ok(())
-            },
+            Start::fresh(),
         )
         .unwrap();
+        let errs: Vec<f64> = history.iter().map(|e| e.train_err).collect();
         assert_eq!(
             clf.error(&m, &data),
             0.0,
@@ -230,49 +233,52 @@ fn checkpoint_resume_retraces_the_uninterrupted_run() {
     let s = settings(16, 4);
     let clf = Classifier::new(Net::layered(&[2, 4, 2]).unwrap(), &s).unwrap();
     let be = Backend::cpu(Precision::F64);
-    let full = classify::train(
+    let mut session = Session::silent(&be).unwrap();
+    let (full, _) = classify::train(
         &be,
+        &mut session,
         &clf,
         &data,
         None,
         &s,
         clf.random_model(s.seed),
-        1,
-        |_, _, _| Ok(()),
+        Start::fresh(),
     )
     .unwrap();
-    let mut saved = None;
     let two = Settings {
         epochs: 2,
         ..s.clone()
     };
-    classify::train(
+    let (m, history) = classify::train(
         &be,
+        &mut session,
         &clf,
         &data,
         None,
         &two,
         clf.random_model(s.seed),
-        1,
-        |e, m, _| {
-            let sv = Saved {
-                net: clf.net.clone(),
-                settings: s.clone(),
-                model: m.clone(),
-                epoch: e.epoch,
-                history: vec![e.clone()],
-            };
-            saved = Some(sv.to_bytes(&clf).unwrap());
-            Ok(())
-        },
+        Start::fresh(),
     )
     .unwrap();
-    let back = Saved::from_bytes(&saved.unwrap(), "checkpoint").unwrap();
+    let saved = Saved {
+        net: clf.net.clone(),
+        settings: s.clone(),
+        model: m,
+        epoch: 2,
+        history,
+    }
+    .to_bytes(&clf)
+    .unwrap();
+    let back = Saved::from_bytes(&saved, "checkpoint").unwrap();
     assert_eq!(back.epoch, 2);
     assert_eq!(back.net, clf.net);
     assert_eq!(back.settings, s);
-    let resumed =
-        classify::train(&be, &clf, &data, None, &s, back.model, 3, |_, _, _| Ok(())).unwrap();
+    let start = Start {
+        epoch: back.epoch,
+        history: back.history,
+    };
+    let (resumed, _) =
+        classify::train(&be, &mut session, &clf, &data, None, &s, back.model, start).unwrap();
     assert_eq!(
         resumed, full,
         "resumed model differs from the uninterrupted one"

@@ -62,7 +62,7 @@ fn classify(train: &Path, test: &Path, out: &Path, extra: &[&str]) -> Output {
 
 fn weights(path: &Path) -> Vec<u8> {
     let bytes = std::fs::read(path).unwrap();
-    let (t, _) = gradfree::output::read_safetensors(&bytes).unwrap();
+    let (t, _) = gradfree::io::read_safetensors(&bytes).unwrap();
     t["weights"]
         .1
         .iter()

@@ -10,6 +10,7 @@
 //! relative. Degenerate cases (no root in (−1, 1)) must be reported as
 //! STATUS_DEGENERATE; the reference's numbers there are noise and are not compared.
 
+use crate::support::gpu;
 use crate::support::*;
 use gradfree::Precision;
 use gradfree::kernels::normalize_weights::normalize_group;
@@ -278,10 +279,10 @@ fn golden_consensus() {
                 .flat_map(|i| reps.iter().map(move |r| r[i]))
                 .collect();
             let parts =
-                gradfree::backend::gpu_ops::reduce_rows(&ctx, p, &z, &z, e, reps.len(), 0).unwrap();
+                gradfree::kernels::reduce_rows::gpu(&ctx, p, &z, &z, e, reps.len(), 0).unwrap();
             let ptr = [0u32, e as u32];
             let edges: Vec<u32> = (0..e as u32).collect();
-            let got = gradfree::backend::gpu_ops::normalize_weights(
+            let got = gradfree::kernels::normalize_weights::gpu(
                 &ctx,
                 p,
                 &ptr,

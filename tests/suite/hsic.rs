@@ -2,12 +2,11 @@
 //! backends, the closed-form W_s units, a generated spiral, and bad inputs.
 
 use crate::support::*;
-use gradfree::backend::gpu_ops;
 use gradfree::data::labeled::Labeled;
 use gradfree::data::spiral::spiral;
-use gradfree::hsic::{self, Unit, Work, WsLayer, WsSettings};
 use gradfree::kernels::gauss_kernel;
 use gradfree::kernels::kernel_product::{self, Func, Gamma, Spec};
+use gradfree::methods::hsic::{self, Unit, Work, WsLayer, WsSettings};
 use gradfree::{Backend, Precision};
 use proptest::prelude::*;
 
@@ -41,7 +40,8 @@ fn gauss_kernel_matches_the_twin_on_both_backends() {
             close("cpu f32", &cpu32, &want, 2e-6);
             for (prec, tol) in [(Precision::F32, 2e-6), (Precision::F64, 1e-13)] {
                 let Some(ctx) = gpu(prec) else { continue };
-                let g = gpu_ops::gauss_kernel(&ctx, prec, &a, &b, d, 0.7, zero).unwrap();
+                let g =
+                    gradfree::kernels::gauss_kernel::gpu(&ctx, prec, &a, &b, d, 0.7, zero).unwrap();
                 close(&format!("gpu {prec} n={n} m={m}"), &g, &want, tol);
             }
         }
@@ -51,13 +51,23 @@ fn gauss_kernel_matches_the_twin_on_both_backends() {
     let a = uniform(&mut r, n * d, -1.0, 1.0);
     let want = gauss_kernel::reference(&a, &a, d, 0.5, true);
     if let Some(ctx) = gpu(Precision::F32) {
-        let g = gpu_ops::gauss_kernel(&ctx, Precision::F32, &a, &a, d, 0.5, true).unwrap();
+        let g = gradfree::kernels::gauss_kernel::gpu(&ctx, Precision::F32, &a, &a, d, 0.5, true)
+            .unwrap();
         close("gpu big", &g, &want, 2e-6);
         // Row tiles of 27 rows: two tiles, the second partial.
         let (n, d) = (37, 4);
         let a = uniform(&mut r, n * d, -1.0, 1.0);
         let want = gauss_kernel::reference(&a, &a, d, 0.9, false);
-        let g = gpu_ops::gauss_kernel_tiled(&ctx, Precision::F32, &a, &a, d, 0.9, false, 27);
+        let g = gradfree::kernels::gauss_kernel::gpu_tiled(
+            &ctx,
+            Precision::F32,
+            &a,
+            &a,
+            d,
+            0.9,
+            false,
+            27,
+        );
         close("gpu tiled", &g.unwrap(), &want, 2e-6);
     }
 }
@@ -117,10 +127,14 @@ fn kernel_product_matches_the_twin_on_both_backends() {
             assert_close(&format!("cpu f32 {what}"), &cpu32, &want, 1e-4, 1e-4);
             for (prec, tol) in [(Precision::F32, 1e-4), (Precision::F64, 1e-12)] {
                 let Some(ctx) = gpu(prec) else { continue };
-                let g = gpu_ops::kernel_product(&ctx, prec, &a, b, d, &m, cols, &spec).unwrap();
+                let g =
+                    gradfree::kernels::kernel_product::gpu(&ctx, prec, &a, b, d, &m, cols, &spec)
+                        .unwrap();
                 assert_close(&format!("gpu {prec} {what}"), &g, &want, tol, tol);
                 // Row tiles of 7 rows of A, the last one partial.
-                let g = gpu_ops::kernel_product_tiled(&ctx, prec, &a, b, d, &m, cols, &spec, 7);
+                let g = gradfree::kernels::kernel_product::gpu_tiled(
+                    &ctx, prec, &a, b, d, &m, cols, &spec, 7,
+                );
                 assert_close(
                     &format!("gpu tiled {prec} {what}"),
                     &g.unwrap(),
@@ -140,7 +154,9 @@ fn kernel_product_matches_the_twin_on_both_backends() {
         let m = vec![1.0, 2.0, 3.0];
         let spec = Spec::dist();
         let want = kernel_product::reference(&a, &b, 1, &m, 1, &spec);
-        let g = gpu_ops::kernel_product(&ctx, Precision::F32, &a, &b, 1, &m, 1, &spec).unwrap();
+        let g =
+            gradfree::kernels::kernel_product::gpu(&ctx, Precision::F32, &a, &b, 1, &m, 1, &spec)
+                .unwrap();
         assert_close("gpu > 65535 workgroups", &g, &want, 1e-5, 1e-5);
     }
 }
@@ -376,7 +392,7 @@ fn bad_inputs_exit_2_and_fit_predict_round_trip() {
 
 #[test]
 fn ism_converges_to_a_stationary_point_on_separable_data() {
-    use gradfree::hsic::ism::{IsmSettings, fit_ism};
+    use gradfree::methods::hsic::ism::{IsmSettings, fit_ism};
     use nalgebra::DMatrix;
     // Two well-separated blobs in 8-D (so W is a proper subspace).
     let mut r = rng(11);
@@ -445,7 +461,7 @@ fn ism_converges_to_a_stationary_point_on_separable_data() {
 
 #[test]
 fn extreme_eigenpairs_match_a_full_decomposition() {
-    use gradfree::hsic::eigen::{eigenvalues_desc, extreme_eigenpairs, top_eigenpairs_by};
+    use gradfree::methods::hsic::eigen::{eigenvalues_desc, extreme_eigenpairs, top_eigenpairs_by};
     use nalgebra::DMatrix;
     let mut r = rng(31);
     for &n in &[1usize, 2, 3, 17, 60] {
@@ -526,7 +542,7 @@ fn linear_hsic_matches_the_n_by_n_formula() {
 
 #[test]
 fn metrics_on_hand_made_outputs() {
-    use gradfree::hsic::metrics::{
+    use gradfree::methods::hsic::metrics::{
         cross_entropy, mse_sq, mse_ws, ratio_c_gauss, ratio_c_linear, ratio_t,
     };
     let be = Backend::cpu(Precision::F64);
@@ -580,7 +596,7 @@ fn the_f32_exponential_is_accurate_to_a_few_ulps() {
 #[test]
 fn eigenpairs_of_the_zero_matrix_are_orthonormal() {
     // An underflowed kernel makes ISM's Φ exactly zero.
-    use gradfree::hsic::eigen::extreme_eigenpairs;
+    use gradfree::methods::hsic::eigen::extreme_eigenpairs;
     use nalgebra::DMatrix;
     for largest in [false, true] {
         let (v, l) = extreme_eigenpairs(&DMatrix::zeros(5, 5), 3, largest);

@@ -2,7 +2,7 @@
 //! no sensor): package domains only, deltas in joules, wraparound handled.
 
 use crate::support::temp_dir;
-use gradfree::meter::Rapl;
+use gradfree::train::meter::Rapl;
 use std::fs;
 use std::path::Path;
 

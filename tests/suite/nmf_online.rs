@@ -4,7 +4,7 @@
 use crate::support::*;
 use gradfree::Precision;
 use gradfree::data::letters;
-use gradfree::rrr::nmf::{self, Nmf, OnlineSettings};
+use gradfree::methods::rrr::nmf::{self, Nmf, OnlineSettings};
 use rand::SeedableRng;
 
 #[test]
@@ -23,7 +23,8 @@ fn online_nmf_reduces_recon_err_on_montages() {
     let x0 = nmf::nnls_codes(&n, &w0, &y, 200).unwrap();
     let initial = nmf::recon_err(&y, &x0, &w0);
     for (name, be) in backends_of(&[Precision::F32], &[Precision::F32]) {
-        let (w, stats) = nmf::train_online(&be, &n, &y, &s, |_| Ok(())).unwrap();
+        let mut session = gradfree::train::Session::silent(&be).unwrap();
+        let (w, stats) = nmf::train_online(&be, &mut session, &n, &y, &s).unwrap();
         assert_eq!(stats.len(), 3);
         let (first, last) = (stats[0].recon_err, stats[2].recon_err);
         assert!(

@@ -1,6 +1,7 @@
 //! `shaders/project_bilinear.wgsl` against its f64 twin; properties of the
 //! projection (proptest); the reference C code's golden vectors.
 
+use crate::support::gpu;
 use crate::support::*;
 use gradfree::kernels::project_bilinear::*;
 use gradfree::{Backend, Precision};

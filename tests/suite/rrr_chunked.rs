@@ -4,7 +4,7 @@
 //! because the override (GRADFREE_MAX_BINDING_BYTES) is process-wide.
 
 use crate::support::*;
-use gradfree::rrr::{RrrProblem, layered_edges};
+use gradfree::problem::{RrrProblem, layered_edges};
 use gradfree::{Backend, Precision};
 
 #[test]

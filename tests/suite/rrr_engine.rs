@@ -4,8 +4,8 @@
 //! iterations on the CPU backend.
 
 use crate::support::*;
-use gradfree::rrr::nmf::{self, Nmf, SolveSettings};
-use gradfree::rrr::{RrrProblem, RrrState, layered_edges};
+use gradfree::methods::rrr::nmf::{self, Nmf, SolveSettings};
+use gradfree::problem::{RrrProblem, RrrState, layered_edges};
 use gradfree::{Backend, Precision};
 
 fn classifier() -> (RrrProblem, RrrState) {

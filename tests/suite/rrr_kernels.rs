@@ -5,14 +5,13 @@
 //! and (f32) more than 65535 workgroups. Tolerances: `support::tol`.
 
 use crate::support::*;
-use gradfree::backend::gpu_ops;
 use gradfree::kernels::consensus_nodes::{self, NodeInputs, XSumRows};
 use gradfree::kernels::par::SimdLevel;
 use gradfree::kernels::project_activation as act;
 use gradfree::kernels::project_bilinear::WarmRoot;
 use gradfree::kernels::rrr_step::{self, StepInputs, StepState, XSumLayout, XSums};
 use gradfree::kernels::{normalize_weights, reduce_rows, rrr_update};
-use gradfree::rrr::{RrrProblem, WeightGroups, layered_edges};
+use gradfree::problem::{NodeKind, RrrProblem, StepMode, WeightGroups, layered_edges};
 use gradfree::{Precision, Real};
 use rand::Rng;
 
@@ -31,9 +30,8 @@ fn node_inputs_case(
     let mut p = graph();
     let mut r = rng(seed);
     p.kind = (0..p.nodes)
-        .map(|i| nodes_kinds[i % nodes_kinds.len()])
+        .map(|i| NodeKind::from_code(nodes_kinds[i % nodes_kinds.len()], (i % 2) as u32).unwrap())
         .collect();
-    p.param = (0..p.nodes).map(|i| (i % 2) as u32).collect();
     let e = p.edges();
     let n = p.nodes;
     let x = uniform(&mut r, e * items, -1.0, 1.0);
@@ -75,12 +73,13 @@ const CONTINUOUS_NODE_KINDS: [u32; 4] = [
 
 fn check_consensus_nodes(items: usize, kinds: &[u32], precisions: &[Precision]) {
     let (p, v, labels) = node_inputs_case(kinds, items, items as u64);
+    let (kind_c, param_c) = p.node_codes();
     let inp = NodeInputs {
         items,
         out_ptr: &p.out_ptr,
         out_edges: &p.out_edges,
-        kind: &p.kind,
-        param: &p.param,
+        kind: &kind_c,
+        param: &param_c,
         labels: &labels,
         class_margin: 0.3,
         act_margin: 0.4,
@@ -101,7 +100,7 @@ fn check_consensus_nodes(items: usize, kinds: &[u32], precisions: &[Precision]) 
     assert_close("cpu ba", &cb, &ba, 1e-15, 1e-15);
     for &prec in precisions {
         let Some(ctx) = gpu(prec) else { continue };
-        let (gx, gy, gb) = gpu_ops::consensus_nodes(&ctx, prec, &inp).unwrap();
+        let (gx, gy, gb) = gradfree::kernels::consensus_nodes::gpu(&ctx, prec, &inp).unwrap();
         let (rt, at) = tol(prec);
         assert_close(&format!("gpu {prec} K={items} xa"), &gx, &xa, rt, at);
         assert_close(&format!("gpu {prec} K={items} ya"), &gy, &ya, rt, at);
@@ -126,12 +125,13 @@ fn consensus_preserves_the_mean_of_free_nodes() {
     // After averaging, every replica of a free node holds the mean, so the
     // mean over replicas is unchanged.
     let (p, v, labels) = node_inputs_case(&[consensus_nodes::NODE_FREE], 5, 3);
+    let (kind_c, param_c) = p.node_codes();
     let inp = NodeInputs {
         items: 5,
         out_ptr: &p.out_ptr,
         out_edges: &p.out_edges,
-        kind: &p.kind,
-        param: &p.param,
+        kind: &kind_c,
+        param: &param_c,
         labels: &labels,
         class_margin: 0.0,
         act_margin: 0.0,
@@ -179,8 +179,10 @@ fn check_reduce(rows: usize, items: usize, precisions: &[Precision]) {
         for &prec in precisions {
             let Some(ctx) = gpu(prec) else { continue };
             for kernel in [&reduce_rows::KERNEL, &reduce_rows::SERIAL] {
-                let got = gpu_ops::reduce_rows_with(&ctx, prec, kernel, &z, &a, rows, items, mode)
-                    .unwrap();
+                let got = gradfree::kernels::reduce_rows::gpu_with(
+                    &ctx, prec, kernel, &z, &a, rows, items, mode,
+                )
+                .unwrap();
                 let (rt, at) = tol(prec);
                 // Sums of up to 1024 terms of size ~1: scale the absolute tolerance.
                 assert_close(
@@ -259,7 +261,7 @@ fn check_normalize(groups: usize, clamp: bool, precisions: &[Precision]) {
     }
     for &prec in precisions {
         let Some(ctx) = gpu(prec) else { continue };
-        let got = gpu_ops::normalize_weights(
+        let got = gradfree::kernels::normalize_weights::gpu(
             &ctx,
             prec,
             &ptr,
@@ -303,7 +305,11 @@ fn step_case(p: RrrProblem, items: usize, mode: u32, seed: u64) -> StepCase {
     let mut r = rng(seed);
     let (e, n) = (p.edges(), p.nodes);
     let mut p = p;
-    p.mode = mode;
+    p.mode = if mode == rrr_step::MODE_NMF {
+        StepMode::Nmf
+    } else {
+        StepMode::FreeY
+    };
     p.metric = (0..n).map(|i| 1.0 + (i % 3) as f64).collect();
     let xa = uniform(&mut r, n * items, -1.0, 1.0);
     let wa = uniform(&mut r, e, -1.0, 1.0);
@@ -326,7 +332,7 @@ fn check_step(c: &StepCase, items: usize, precisions: &[Precision]) {
     let v = &c.v;
     let inp = StepInputs {
         items,
-        mode: p.mode,
+        mode: p.mode.code(),
         beta: 0.7,
         omega: 1.5,
         bil: &p.bil,
@@ -388,10 +394,11 @@ fn check_step(c: &StepCase, items: usize, precisions: &[Precision]) {
     simd_levels_agree::<f32>(&inp, v);
     for &prec in precisions {
         let Some(ctx) = gpu(prec) else { continue };
-        let got = gpu_ops::rrr_step(&ctx, prec, &inp, &v[2], &v[3], &v[5], &v[7]).unwrap();
+        let got =
+            gradfree::kernels::rrr_step::gpu(&ctx, prec, &inp, &v[2], &v[3], &v[5], &v[7]).unwrap();
         let (rt, at) = tol(prec);
         // The projection's output scale can reach ~1/(1-|u|): allow 10x.
-        let what = format!("gpu {prec} K={items} mode {}", p.mode);
+        let what = format!("gpu {prec} K={items} mode {:?}", p.mode);
         assert_close(&format!("{what} x"), &got.x, &x, rt * 10.0, at * 10.0);
         assert_close(&format!("{what} w"), &got.w, &w, rt * 10.0, at * 10.0);
         assert_close(&format!("{what} y"), &got.y, &y, rt * 10.0, at * 10.0);
@@ -451,12 +458,13 @@ fn check_step_xsums(
     // The consensus from the sums equals the one reading every replica.
     let labels = vec![0; items];
     let kind = vec![consensus_nodes::NODE_FREE; p.nodes];
+    let (_, param_c) = p.node_codes();
     let node_inp = NodeInputs {
         items,
         out_ptr: &p.out_ptr,
         out_edges: &p.out_edges,
         kind: &kind,
-        param: &p.param,
+        param: &param_c,
         labels: &labels,
         class_margin: 0.0,
         act_margin: 0.0,
@@ -585,7 +593,7 @@ fn check_update(n: usize, precisions: &[Precision]) {
     rrr_update::run(0.3, &pa, &pb, &mut wz, &mut werr);
     for &prec in precisions {
         let Some(ctx) = gpu(prec) else { continue };
-        let (gz, gerr) = gpu_ops::rrr_update(&ctx, prec, 0.3, &pa, &pb, &z).unwrap();
+        let (gz, gerr) = gradfree::kernels::rrr_update::gpu(&ctx, prec, 0.3, &pa, &pb, &z).unwrap();
         let (rt, at) = tol(prec);
         assert_close(&format!("gpu {prec} n={n} z"), &gz, &wz, rt, at);
         assert_close(&format!("gpu {prec} n={n} err"), &gerr, &werr, rt, at);
@@ -622,8 +630,10 @@ fn check_activation(n: usize, kinds_pool: &[u32], precisions: &[Precision]) {
     for &prec in precisions {
         let Some(ctx) = gpu(prec) else { continue };
         let (mut gx, mut gy, mut gb) = (x.clone(), y.clone(), b.clone());
-        gpu_ops::project_activation(&ctx, prec, &kinds, &margins, &mut gx, &mut gy, &mut gb)
-            .unwrap();
+        gradfree::kernels::project_activation::gpu(
+            &ctx, prec, &kinds, &margins, &mut gx, &mut gy, &mut gb,
+        )
+        .unwrap();
         let (rt, at) = tol(prec);
         assert_close(&format!("gpu {prec} n={n} x"), &gx, &wx, rt, at);
         assert_close(&format!("gpu {prec} n={n} y"), &gy, &wy, rt, at);
@@ -662,7 +672,7 @@ fn copy_matches_reference() {
         let mut want = vec![0; n];
         gradfree::kernels::copy::run(&src, &mut want);
         assert!(
-            gpu_ops::copy_words(&ctx, &src).unwrap() == want,
+            gradfree::kernels::copy::gpu_words(&ctx, &src).unwrap() == want,
             "copy of {n} words"
         );
     }
@@ -712,12 +722,13 @@ mod properties {
             let x = uniform(&mut r, p.edges() * items, -5.0, 5.0);
             let zeros = vec![0.0; p.nodes * items];
             let labels = vec![0; items];
+            let (kind_c, param_c) = p.node_codes();
             let inp = NodeInputs {
                 items,
                 out_ptr: &p.out_ptr,
                 out_edges: &p.out_edges,
-                kind: &p.kind,
-                param: &p.param,
+                kind: &kind_c,
+                param: &param_c,
                 labels: &labels,
                 class_margin: 0.0,
                 act_margin: 0.0,
@@ -744,17 +755,17 @@ mod properties {
 #[test]
 fn fixed_or_free_nodes_pick_per_item() {
     let mut p = RrrProblem::from_edges(2, &[(0, 1)], WeightGroups::ByDestination).unwrap();
-    p.kind = vec![consensus_nodes::NODE_FIXED_STEP, consensus_nodes::NODE_FREE];
-    p.param = vec![1, 0];
+    p.kind = vec![NodeKind::FixedStep { on: 1 }, NodeKind::Free];
     let labels = vec![1, 0];
     let (x, y, b) = (vec![0.9, 0.9], vec![0.5, 0.5, 0.0, 0.0], vec![0.0; 4]);
     let data = vec![0.0; 4];
+    let (kind_c, param_c) = p.node_codes();
     let inp = NodeInputs {
         items: 2,
         out_ptr: &p.out_ptr,
         out_edges: &p.out_edges,
-        kind: &p.kind,
-        param: &p.param,
+        kind: &kind_c,
+        param: &param_c,
         labels: &labels,
         class_margin: 0.0,
         act_margin: 0.4,
@@ -769,9 +780,10 @@ fn fixed_or_free_nodes_pick_per_item() {
         consensus_nodes::NODE_FIXED_ZIGMOID,
     ] {
         let mut p2 = p.clone();
-        p2.kind[0] = kind;
+        p2.kind[0] = NodeKind::from_code(kind, 1).unwrap();
+        let (kind2, _) = p2.node_codes();
         let inp = NodeInputs {
-            kind: &p2.kind,
+            kind: &kind2,
             ..inp
         };
         let (mut xa, mut ya, mut ba) = (vec![0.0; 4], vec![0.0; 4], vec![0.0; 4]);

@@ -4,7 +4,6 @@
 //! then decode is the identity on the decoder's range; bad input exits 2.
 
 use crate::support::*;
-use gradfree::backend::gpu_ops;
 use gradfree::kernels::dense::{self, Act};
 use gradfree::kernels::{leaky_relu, normal_eq, row_residual};
 use gradfree::{Backend, Precision};
@@ -31,7 +30,17 @@ fn dense_matches_the_twin_on_both_backends() {
                 );
             }
             if let Some(ctx) = gpu(Precision::F32) {
-                let got = gpu_ops::dense_tiled(&ctx, Precision::F32, &a, k, &b, m, &bias, act, 7);
+                let got = gradfree::kernels::dense::gpu_tiled(
+                    &ctx,
+                    Precision::F32,
+                    &a,
+                    k,
+                    &b,
+                    m,
+                    &bias,
+                    act,
+                    7,
+                );
                 assert_close("gpu tiled", &got.unwrap(), &want, 1e-4, 1e-4);
             }
         }
@@ -41,7 +50,7 @@ fn dense_matches_the_twin_on_both_backends() {
         let n = 16 * 65536 + 3;
         let a = uniform(&mut r, n, -1.0, 1.0);
         let want = dense::reference(&a, 1, &[2.0], 1, &[0.5], Act::Leaky(0.5));
-        let got = gpu_ops::dense(
+        let got = gradfree::kernels::dense::gpu(
             &ctx,
             Precision::F32,
             &a,
@@ -71,7 +80,8 @@ fn normal_eq_matches_the_twin_on_both_backends() {
         }
         if let Some(ctx) = gpu(Precision::F64) {
             // Blocks of 10 items: partial sums added on the host.
-            let got = gpu_ops::normal_eq(&ctx, Precision::F64, &h, p, &z, q, 10).unwrap();
+            let got =
+                gradfree::kernels::normal_eq::gpu(&ctx, Precision::F64, &h, p, &z, q, 10).unwrap();
             assert_close("gpu blocks", &got, &want, 1e-11, 1e-11);
         }
     }
@@ -81,7 +91,8 @@ fn normal_eq_matches_the_twin_on_both_backends() {
         let q = 16 * 65536 + 5;
         let z = uniform(&mut r, q, -1.0, 1.0);
         let want = normal_eq::reference(&[], 0, &z, q);
-        let got = gpu_ops::normal_eq(&ctx, Precision::F32, &[], 0, &z, q, 4).unwrap();
+        let got =
+            gradfree::kernels::normal_eq::gpu(&ctx, Precision::F32, &[], 0, &z, q, 4).unwrap();
         assert_close("gpu > 65535 workgroups", &got, &want, 1e-6, 1e-6);
     }
 }
@@ -109,7 +120,8 @@ fn row_residual_and_leaky_relu_match_the_twins() {
         let n = 64 * 65536 + 9;
         let a = uniform(&mut r, n, -1.0, 1.0);
         let zeros = vec![0.0; n];
-        let got = gpu_ops::row_residual(&ctx, Precision::F32, &a, &zeros, 1).unwrap();
+        let got =
+            gradfree::kernels::row_residual::gpu(&ctx, Precision::F32, &a, &zeros, 1).unwrap();
         assert_close(
             "gpu residual big",
             &got,
@@ -117,7 +129,7 @@ fn row_residual_and_leaky_relu_match_the_twins() {
             1e-6,
             1e-6,
         );
-        let got = gpu_ops::leaky_relu(&ctx, Precision::F32, &a, 0.5, false).unwrap();
+        let got = gradfree::kernels::leaky_relu::gpu(&ctx, Precision::F32, &a, 0.5, false).unwrap();
         assert_close(
             "gpu leaky big",
             &got,
@@ -140,7 +152,7 @@ proptest! {
         let h = uniform(&mut r, n * p, -1.0, 1.0);
         let z = uniform(&mut r, n * q, -1.0, 1.0);
         let be = Backend::cpu(Precision::F64);
-        let (x, _) = gradfree::starnet::solve_normal(&be.normal_eq(&h, p, &z, q).unwrap(), p, q);
+        let (x, _) = gradfree::methods::starnet::solve_normal(&be.normal_eq(&h, p, &z, q).unwrap(), p, q);
         for a in 0..=p {
             for c in 0..q {
                 let mut s = 0.0;
@@ -160,13 +172,13 @@ fn random_decoder_data(
     widths: &[usize],
     n: usize,
     seed: u64,
-) -> (gradfree::starnet::StarNet, Vec<f64>, Vec<f64>) {
+) -> (gradfree::methods::starnet::StarNet, Vec<f64>, Vec<f64>) {
     use rand::SeedableRng;
     let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let layers: Vec<_> = widths
         .windows(2)
         .map(|p| {
-            let mut l = gradfree::starnet::Layer::random(p[0], p[1], &mut r);
+            let mut l = gradfree::methods::starnet::Layer::random(p[0], p[1], &mut r);
             l.c = uniform(&mut r, p[1], -0.5, 0.5);
             l
         })
@@ -174,7 +186,7 @@ fn random_decoder_data(
     let d0 = widths[0];
     let mut eye = vec![0.0; d0 * d0];
     (0..d0).for_each(|i| eye[i * d0 + i] = 1.0);
-    let net = gradfree::starnet::StarNet {
+    let net = gradfree::methods::starnet::StarNet {
         widths: widths.to_vec(),
         alpha: 0.5,
         layers,
@@ -189,7 +201,7 @@ fn random_decoder_data(
 #[test]
 fn training_recovers_a_random_one_layer_decoder_on_both_backends() {
     let (_, _, x) = random_decoder_data(&[4, 12], 300, 7);
-    let s = gradfree::starnet::Settings {
+    let s = gradfree::methods::starnet::Settings {
         epochs: 8,
         alpha: 0.5,
         weight_sample: None,
@@ -198,19 +210,10 @@ fn training_recovers_a_random_one_layer_decoder_on_both_backends() {
     };
     for (name, be) in backends() {
         let tol = twin_tol(be.precision());
-        let mut last = f64::INFINITY;
-        let (net, _) = gradfree::starnet::train(
-            &be,
-            &x,
-            &[4, 12],
-            &s,
-            |r| {
-                last = r.rms;
-                Ok(())
-            },
-            |_, _, _| Ok(()),
-        )
-        .unwrap();
+        let mut session = gradfree::train::Session::silent(&be).unwrap();
+        let (net, reports) =
+            gradfree::methods::starnet::train(&be, &mut session, &x, &[4, 12], &s).unwrap();
+        let last = reports.last().unwrap().rms;
         // Exact data of rank 4 through a(·): the fit is exact to rounding.
         assert!(last < 1e3 * tol, "{name}: final rms {last}");
         let (codes, scores) = net.encode(&be, &x).unwrap();
@@ -254,7 +257,7 @@ fn encode_then_decode_is_the_identity_on_the_decoders_range() {
 #[test]
 fn two_layer_training_reconstructs_well() {
     let (_, _, x) = random_decoder_data(&[3, 6, 10], 400, 5);
-    let s = gradfree::starnet::Settings {
+    let s = gradfree::methods::starnet::Settings {
         epochs: 5,
         alpha: 0.5,
         weight_sample: Some(200),
@@ -262,29 +265,38 @@ fn two_layer_training_reconstructs_well() {
         conv: vec![],
     };
     let be = Backend::cpu(Precision::F64);
-    let (net, _) =
-        gradfree::starnet::train(&be, &x, &[3, 6, 10], &s, |_| Ok(()), |_, _, _| Ok(())).unwrap();
+    let (net, _) = gradfree::methods::starnet::train(
+        &be,
+        &mut gradfree::train::Session::silent(&be).unwrap(),
+        &x,
+        &[3, 6, 10],
+        &s,
+    )
+    .unwrap();
     let (codes, _) = net.encode(&be, &x).unwrap();
     let back = net.decode(&be, &codes).unwrap();
-    let (rms, _) = gradfree::starnet::errors(&be, &back, &x, 10).unwrap();
+    let (rms, _) = gradfree::methods::starnet::errors(&be, &back, &x, 10).unwrap();
     let mean = x.iter().sum::<f64>() / x.len() as f64;
     let spread = (x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / x.len() as f64).sqrt();
     assert!(rms < 0.2 * spread, "rms {rms} vs data spread {spread}");
     // Saved and loaded models decode identically.
-    let again = gradfree::starnet::StarNet::from_bytes(&net.to_bytes().unwrap(), "m").unwrap();
+    let again =
+        gradfree::methods::starnet::StarNet::from_bytes(&net.to_bytes().unwrap(), "m").unwrap();
     assert_eq!(again.decode(&be, &codes).unwrap(), back);
 }
 
 #[test]
 fn shrinking_widths_are_rejected() {
-    assert!(gradfree::starnet::check_widths(&[8, 4, 10]).is_err());
-    assert!(gradfree::starnet::check_widths(&[8]).is_err());
+    assert!(gradfree::methods::starnet::check_widths(&[8, 4, 10]).is_err());
+    assert!(gradfree::methods::starnet::check_widths(&[8]).is_err());
     assert_eq!(
-        gradfree::starnet::check_widths(&[4, 4, 10]).unwrap().len(),
+        gradfree::methods::starnet::check_widths(&[4, 4, 10])
+            .unwrap()
+            .len(),
         1
     );
     assert!(
-        gradfree::starnet::check_widths(&[2, 4, 10])
+        gradfree::methods::starnet::check_widths(&[2, 4, 10])
             .unwrap()
             .is_empty()
     );
@@ -463,8 +475,8 @@ fn cli_trains_encodes_decodes_samples_and_scores() {
 
 #[test]
 fn conv_unpool_layers_match_a_direct_convolution_and_their_solves_are_exact() {
-    use gradfree::starnet::conv::{ConvShape, parse_spec};
-    use gradfree::starnet::{Layer, Settings, StarNet, train};
+    use gradfree::methods::starnet::conv::{ConvShape, parse_spec};
+    use gradfree::methods::starnet::{Layer, Settings, StarNet, train};
     let sh = ConvShape {
         c_in: 2,
         c_out: 1,
@@ -531,19 +543,9 @@ fn conv_unpool_layers_match_a_direct_convolution_and_their_solves_are_exact() {
         seed: 3,
         conv: vec![sh],
     };
-    let mut rms = vec![];
-    let (net, _) = train(
-        &be,
-        &x,
-        &[sh.d_in(), sh.d_out()],
-        &s,
-        |e| {
-            rms.push(e.rms);
-            Ok(())
-        },
-        |_, _, _| Ok(()),
-    )
-    .unwrap();
+    let mut session = gradfree::train::Session::silent(&be).unwrap();
+    let (net, reports) = train(&be, &mut session, &x, &[sh.d_in(), sh.d_out()], &s).unwrap();
+    let rms: Vec<f64> = reports.iter().map(|e| e.rms).collect();
     assert!(
         rms.windows(2).all(|w| w[1] <= w[0] + 1e-12),
         "SL/SW never increase the error: {rms:?}"
@@ -631,11 +633,17 @@ fn conv_unpool_operators_match_their_twins_on_both_backends() {
             // Chunks of 7 items on the GPU (partial sums added on the host).
             if let Some(ctx) = gpu(Precision::F32) {
                 let p = Precision::F32;
-                let got = gpu_ops::conv_forward(&ctx, p, &sh, &kernels, &bias, &h, act, 7).unwrap();
+                let got = gradfree::kernels::conv_unpool::gpu_forward(
+                    &ctx, p, &sh, &kernels, &bias, &h, act, 7,
+                )
+                .unwrap();
                 assert_close("gpu chunked forward", &got, &fwd, 1e-4, 1e-4);
-                let got = gpu_ops::conv_transpose(&ctx, p, &sh, &kernels, &z, 7).unwrap();
+                let got =
+                    gradfree::kernels::conv_unpool::gpu_transpose(&ctx, p, &sh, &kernels, &z, 7)
+                        .unwrap();
                 assert_close("gpu chunked transpose", &got, &tr, 1e-4, 1e-4);
-                let got = gpu_ops::conv_normal_eq(&ctx, p, &sh, &h, &z, 7).unwrap();
+                let got =
+                    gradfree::kernels::conv_unpool::gpu_normal_eq(&ctx, p, &sh, &h, &z, 7).unwrap();
                 assert_close("gpu chunked normal eq", &got, &ne, 1e-3, 1e-3);
             }
         }
@@ -655,7 +663,16 @@ fn conv_unpool_operators_match_their_twins_on_both_backends() {
         assert!(n * sh.d_out() > 65_535 * 64);
         let (kernels, bias) = (vec![0.75], vec![0.25]);
         let h = uniform(&mut r, n * sh.d_in(), -1.0, 1.0);
-        let got = gpu_ops::conv_forward(&ctx, p, &sh, &kernels, &bias, &h, Act::Identity, n);
+        let got = gradfree::kernels::conv_unpool::gpu_forward(
+            &ctx,
+            p,
+            &sh,
+            &kernels,
+            &bias,
+            &h,
+            Act::Identity,
+            n,
+        );
         let want = reference_forward(&sh, &kernels, &bias, &h, Act::Identity);
         assert_close(
             "gpu forward > 65535 workgroups",
@@ -664,7 +681,8 @@ fn conv_unpool_operators_match_their_twins_on_both_backends() {
             1e-6,
             1e-6,
         );
-        let got = gpu_ops::conv_transpose(&ctx, p, &sh, &kernels, &h, n).unwrap();
+        let got =
+            gradfree::kernels::conv_unpool::gpu_transpose(&ctx, p, &sh, &kernels, &h, n).unwrap();
         let want = reference_transpose(&sh, &kernels, &h);
         assert_close("gpu transpose > 65535 workgroups", &got, &want, 1e-6, 1e-6);
         let sh = ConvShape {
@@ -678,7 +696,7 @@ fn conv_unpool_operators_match_their_twins_on_both_backends() {
         assert!(cols.div_ceil(conv_unpool::GPU_TILE) > 65_535);
         let h = vec![0.5];
         let z = uniform(&mut r, sh.d_out(), -1.0, 1.0);
-        let got = gpu_ops::conv_normal_eq(&ctx, p, &sh, &h, &z, 1).unwrap();
+        let got = gradfree::kernels::conv_unpool::gpu_normal_eq(&ctx, p, &sh, &h, &z, 1).unwrap();
         let want = reference_normal_eq(&sh, &h, &z);
         assert_close("gpu normal eq > 65535 workgroups", &got, &want, 1e-6, 1e-6);
     }
@@ -686,8 +704,8 @@ fn conv_unpool_operators_match_their_twins_on_both_backends() {
 
 #[test]
 fn training_recovers_a_random_conv_unpool_decoder_on_both_backends() {
-    use gradfree::starnet::conv::ConvShape;
-    use gradfree::starnet::{Layer, Settings, train};
+    use gradfree::methods::starnet::conv::ConvShape;
+    use gradfree::methods::starnet::{Layer, Settings, train};
     let sh = ConvShape {
         c_in: 1,
         c_out: 1,
@@ -715,19 +733,9 @@ fn training_recovers_a_random_conv_unpool_decoder_on_both_backends() {
     };
     for (name, be) in backends() {
         let tol = twin_tol(be.precision());
-        let mut rms = vec![];
-        train(
-            &be,
-            &x,
-            &[sh.d_in(), sh.d_out()],
-            &s,
-            |e| {
-                rms.push(e.rms);
-                Ok(())
-            },
-            |_, _, _| Ok(()),
-        )
-        .unwrap();
+        let mut session = gradfree::train::Session::silent(&be).unwrap();
+        let (_, reports) = train(&be, &mut session, &x, &[sh.d_in(), sh.d_out()], &s).unwrap();
+        let rms: Vec<f64> = reports.iter().map(|e| e.rms).collect();
         // Linear convergence (about ×0.8 per epoch here) from rms ≈ 0.7.
         let last = *rms.last().unwrap();
         assert!(

@@ -135,12 +135,12 @@ pub fn uniform(r: &mut ChaCha8Rng, n: usize, lo: f64, hi: f64) -> Vec<f64> {
 /// A random RRR state for a classifier problem: x, w, y uniform in [−1, 1),
 /// small biases, data in [0, 1), labels among 2 classes.
 pub fn random_classifier_state(
-    p: &gradfree::rrr::RrrProblem,
+    p: &gradfree::problem::RrrProblem,
     items: usize,
     seed: u64,
-) -> gradfree::rrr::RrrState {
+) -> gradfree::problem::RrrState {
     let mut r = rng(seed);
-    let mut s = gradfree::rrr::RrrState::zeros(p, items);
+    let mut s = gradfree::problem::RrrState::zeros(p, items);
     s.x = uniform(&mut r, p.edges() * items, -1.0, 1.0);
     s.w = uniform(&mut r, p.edges() * items, -1.0, 1.0);
     s.y = uniform(&mut r, p.nodes * items, -1.0, 1.0);

@@ -26,9 +26,9 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::{Work, opt_sigma_on};
-use crate::engine::Backend;
 use crate::data::labeled::Labeled;
 use crate::data::matrix::row_major as rows_of;
+use crate::engine::Backend;
 use crate::error::Result;
 use crate::kernels::dense::symmetric_product;
 use crate::kernels::kernel_product::{Func, Gamma, Spec};
@@ -869,7 +869,8 @@ impl IsmModel {
 
     /// Reads [`IsmModel::to_bytes`] (the training outputs are not stored).
     pub fn from_bytes(bytes: &[u8], what: &str) -> Result<(IsmModel, Vec<i64>)> {
-        let bad = |m: &str| crate::error::Error::Input(format!("{what}: not an HSIC W* model ({m})"));
+        let bad =
+            |m: &str| crate::error::Error::Input(format!("{what}: not an HSIC W* model ({m})"));
         let (tensors, meta) = crate::io::read_safetensors(bytes)?;
         if meta["method"] != "hsic ism" {
             return Err(bad("method"));

@@ -33,8 +33,8 @@ mod run;
 
 pub use run::{Fitted, Solver, fit, run_cv, run_fit, run_predict};
 
-use crate::engine::Backend;
 use crate::data::labeled::Labeled;
+use crate::engine::Backend;
 use crate::error::{Error, Result};
 use crate::kernels::kernel_product::Spec;
 use rand::SeedableRng;

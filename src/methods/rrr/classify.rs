@@ -479,6 +479,25 @@ impl Method for Training<'_> {
     }
 }
 
+/// Trains `clf` from `model` and `start` (a fresh start or a checkpoint's
+/// epochs and history) in `session`; returns the model and the records of
+/// every epoch.
+#[allow(clippy::too_many_arguments)]
+pub fn train(
+    backend: &Backend,
+    session: &mut Session,
+    clf: &Classifier,
+    train: &Labeled,
+    test: Option<&Labeled>,
+    s: &Settings,
+    model: Model,
+    start: Start<EpochStats>,
+) -> Result<(Model, Vec<EpochStats>)> {
+    let mut training = Training::new(backend, clf, train, test, s, model)?;
+    let fin = train::run(session, &mut training, start)?;
+    Ok((training.model, fin.history))
+}
+
 /// What `rrr classify` trains on.
 pub struct Run {
     /// The net.

@@ -17,8 +17,8 @@ use nalgebra::DMatrix;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::engine::Backend;
 use crate::data::matrix::to_csv;
+use crate::engine::Backend;
 use crate::engine::DeviceKind;
 use crate::engine::{Consensus, IterReport, RrrEngine};
 use crate::error::{Error, Result};

@@ -590,17 +590,17 @@ impl Method for Training<'_> {
 }
 
 /// Trains a decoder of widths `widths` (d₀ … d_L, d_L = the data width) on
-/// X (n × d_L) in `session`; returns it and the work in GWMs.
+/// X (n × d_L) in `session`; returns it and every step's report.
 pub fn train(
     be: &Backend,
     session: &mut Session,
     x: &[f64],
     widths: &[usize],
     s: &Settings,
-) -> Result<(StarNet, f64)> {
+) -> Result<(StarNet, Vec<EpochReport>)> {
     let mut t = Training::new(be, x, widths, s, None)?;
-    train::run(session, &mut t, Start::fresh())?;
-    t.into_net()
+    let fin = train::run(session, &mut t, Start::fresh())?;
+    Ok((t.into_net()?.0, fin.history))
 }
 
 /// `starnet train` as a library run: trains from the top layer down,

@@ -192,8 +192,7 @@ pub const CURVES: &[(&str, &str, &str)] = &[
 
 /// (cumulative `x`, `y`) per line of a metrics.jsonl that has both fields.
 pub fn curve(path: &Path, x: &str, y: &str) -> Result<Vec<(f64, f64)>> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Error::Input(format!("cannot read {}: {e}", path.display())))?;
+    let text = crate::io::read_text(path)?;
     let mut cum = 0.0;
     let mut pts = vec![];
     for (i, line) in text
@@ -348,8 +347,7 @@ pub fn validate(v: &serde_json::Value) -> Result<Report> {
 
 /// Reads and validates an earlier `bench.json`.
 pub fn load(path: &Path) -> Result<Report> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Error::Input(format!("cannot read {}: {e}", path.display())))?;
+    let text = crate::io::read_text(path)?;
     let v: serde_json::Value = serde_json::from_str(&text)
         .map_err(|e| Error::Input(format!("{}: {e}", path.display())))?;
     validate(&v)

@@ -318,8 +318,7 @@ pub(crate) enum AeUse {
 
 pub(crate) fn rrr_ae_use(a: &AeModelArgs, what: AeUse) -> Result<()> {
     let c = &a.common;
-    let bytes = std::fs::read(&a.model)
-        .map_err(|e| Error::Input(format!("cannot read {}: {e}", a.model.display())))?;
+    let bytes = gradfree::io::read_file(&a.model)?;
     let bundle = ae::AeModel::from_bytes(&bytes, &a.model.display().to_string())?;
     let (d, cw) = (bundle.net.data, bundle.net.code);
     let shape = image_shape(a.image_shape.as_deref())?.or_else(|| gradfree::io::square_shape(d));

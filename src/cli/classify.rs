@@ -197,8 +197,7 @@ pub(crate) struct PredictArgs {
 }
 
 pub(crate) fn predict(a: &PredictArgs) -> Result<()> {
-    let bytes = std::fs::read(&a.model)
-        .map_err(|e| Error::Input(format!("cannot read {}: {e}", a.model.display())))?;
+    let bytes = gradfree::io::read_file(&a.model)?;
     let saved = Saved::from_bytes(&bytes, &a.model.display().to_string())?;
     let data = load_labeled(&a.data, a.format, a.labels.as_ref())?;
     let voice = if a.quiet {

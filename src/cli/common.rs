@@ -153,7 +153,6 @@ pub(crate) fn split_held_out(
 /// (`--resume DIR`).
 pub(crate) fn read_checkpoint(dir: &std::path::Path) -> Result<(Vec<u8>, String)> {
     let path = dir.join("checkpoint.safetensors");
-    let bytes = std::fs::read(&path)
-        .map_err(|e| Error::Input(format!("cannot read {}: {e}", path.display())))?;
+    let bytes = gradfree::io::read_file(&path)?;
     Ok((bytes, path.display().to_string()))
 }

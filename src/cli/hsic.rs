@@ -163,8 +163,7 @@ pub(crate) fn hsic_fit(a: &HsicFitArgs) -> Result<()> {
 
 pub(crate) fn hsic_predict(a: &HsicPredictArgs) -> Result<()> {
     let c = &a.common;
-    let bytes = std::fs::read(&a.model)
-        .map_err(|e| Error::Input(format!("cannot read {}: {e}", a.model.display())))?;
+    let bytes = gradfree::io::read_file(&a.model)?;
     let (model, values) = hsic::SavedModel::from_bytes(&bytes, &a.model.display().to_string())?;
     let dim = model.dim();
     let m = data::matrix::load_table(&a.data, data::matrix::TableFormat::Csv)?;

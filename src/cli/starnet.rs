@@ -222,8 +222,7 @@ pub(crate) fn starnet_sample(a: &StarnetSampleArgs) -> Result<()> {
 }
 
 pub(crate) fn load_model(path: &std::path::Path) -> Result<starnet::StarNet> {
-    let bytes = std::fs::read(path)
-        .map_err(|e| Error::Input(format!("cannot read {}: {e}", path.display())))?;
+    let bytes = gradfree::io::read_file(path)?;
     Ok(starnet::StarNet::from_bytes(
         &bytes,
         &path.display().to_string(),

@@ -314,8 +314,7 @@ pub fn parse_idx(images: &[u8], labels: &[u8], ipath: &Path, lpath: &Path) -> Re
 
 /// Reads a file, gunzipping `.gz` and extracting the single member of a `.zip`.
 pub fn read_bytes(path: &Path) -> Result<Vec<u8>> {
-    let raw = std::fs::read(path)
-        .map_err(|e| Error::Input(format!("cannot read {}: {e}", path.display())))?;
+    let raw = crate::io::read_file(path)?;
     let bad = |why: String| Error::Input(format!("{}: {why}", path.display()));
     if raw.starts_with(&[0x1f, 0x8b]) {
         let mut out = vec![];

@@ -123,8 +123,7 @@ pub fn parse_table(text: &str, path: &Path, format: TableFormat) -> Result<DMatr
 /// Reads a table from a file.
 pub fn load_table(path: &Path, format: TableFormat) -> Result<DMatrix<f64>> {
     // An unreadable input is the user's to fix: bad input (exit 2), not a runtime failure.
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Error::Input(format!("cannot read {}: {e}", path.display())))?;
+    let text = crate::io::read_text(path)?;
     parse_table(&text, path, format)
 }
 

@@ -8,6 +8,18 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 
+/// The bytes of an input file (a model, a checkpoint, a net file); a
+/// missing or unreadable file is bad input.
+pub fn read_file(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| Error::Input(format!("cannot read {}: {e}", path.display())))
+}
+
+/// An input file as text.
+pub fn read_text(path: &Path) -> Result<String> {
+    String::from_utf8(read_file(path)?)
+        .map_err(|_| Error::Input(format!("{} is not UTF-8 text", path.display())))
+}
+
 /// Writes `bytes` to `path` atomically.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path

@@ -120,8 +120,7 @@ impl Net {
 
     /// Loads a net file.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::Input(format!("cannot read {}: {e}", path.display())))?;
+        let text = crate::io::read_text(path)?;
         Self::parse(&text, path)
     }
 

@@ -248,8 +248,7 @@ impl AeNet {
 
     /// Reads a net file.
     pub fn load(path: &std::path::Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::Input(format!("cannot read {}: {e}", path.display())))?;
+        let text = crate::io::read_text(path)?;
         Self::parse(&text, path)
     }
 

@@ -197,7 +197,7 @@ fn transpose(a: &[f64], rows: usize, cols: usize) -> Vec<f64> {
 
 /// One epoch's figures.
 #[derive(Clone, Debug, serde::Serialize)]
-pub struct SgdEpoch {
+pub struct Epoch {
     /// 1-based epoch.
     pub epoch: usize,
     /// Mean loss over the epoch's steps.
@@ -266,7 +266,7 @@ impl<'a> Sgd<'a> {
 }
 
 impl Method for Sgd<'_> {
-    type Record = SgdEpoch;
+    type Record = Epoch;
 
     fn plan(&self) -> Plan {
         Plan {
@@ -301,10 +301,10 @@ impl Method for Sgd<'_> {
         Ok(())
     }
 
-    fn end_epoch(&mut self, epoch: usize, _seconds: f64) -> Result<EpochEnd<SgdEpoch>> {
+    fn end_epoch(&mut self, epoch: usize, _seconds: f64) -> Result<EpochEnd<Epoch>> {
         let seconds = std::mem::take(&mut self.seconds);
         let gwms = 3e-9 * (self.steps * self.kk * self.net.edges()) as f64;
-        let record = SgdEpoch {
+        let record = Epoch {
             epoch,
             loss: self.loss / self.steps as f64,
             train_err: self.net.error(self.be, self.train)?,
@@ -315,7 +315,7 @@ impl Method for Sgd<'_> {
         Ok(EpochEnd::next(record, gwms))
     }
 
-    fn line(&self, e: &SgdEpoch) -> String {
+    fn line(&self, e: &Epoch) -> String {
         format!(
             "epoch {}: loss {:.4}, train_err {:.4}{}, {:.4} GWMs, {:.2} s",
             e.epoch,

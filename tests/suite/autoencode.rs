@@ -197,7 +197,7 @@ fn cli_binary_encoding_writes_outputs_and_bad_inputs_exit_2() {
 #[test]
 fn genuine_and_fake_sets_and_model_files_round_trip() {
     use gradfree::methods::rrr::autoencode::{
-        AeEpochStats, AeModel, AeProgress, Generator, code_lists, genuine_and_fakes,
+        Epoch, AeModel, AeProgress, Generator, code_lists, genuine_and_fakes,
     };
     use gradfree::methods::rrr::classify::{Classifier, Settings};
     use gradfree::methods::rrr::net::Net;
@@ -257,7 +257,7 @@ fn genuine_and_fake_sets_and_model_files_round_trip() {
             next_codes: vec![0.5; 6],
             sampler_pos: 1 << 70,
         },
-        history: vec![AeEpochStats {
+        history: vec![Epoch {
             epoch: 3,
             data_err: 0.25,
             code_err: 0.125,

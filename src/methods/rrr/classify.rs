@@ -247,7 +247,7 @@ impl Classifier {
 
 /// One epoch's figures.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize, PartialEq)]
-pub struct EpochStats {
+pub struct Epoch {
     /// 1-based epoch.
     pub epoch: usize,
     /// Mean over batches of the error on the batch's non-exempted items, after training it.
@@ -298,7 +298,7 @@ pub struct Training<'a> {
     pub selected: SelectedItems,
     epoch: EpochSums,
     /// Lines to print per epoch.
-    line: fn(&Settings, &EpochStats) -> String,
+    line: fn(&Settings, &Epoch) -> String,
 }
 
 /// Sums over an epoch's batches.
@@ -352,14 +352,14 @@ impl<'a> Training<'a> {
     }
 
     /// Prints each epoch with `line` instead of the classifier's line.
-    pub fn with_line(mut self, line: fn(&Settings, &EpochStats) -> String) -> Self {
+    pub fn with_line(mut self, line: fn(&Settings, &Epoch) -> String) -> Self {
         self.line = line;
         self
     }
 }
 
 /// The classifier's epoch line.
-fn epoch_line(s: &Settings, e: &EpochStats) -> String {
+fn epoch_line(s: &Settings, e: &Epoch) -> String {
     format!(
         "epoch {:>3}/{}: batch_err {:.4}, train_err {:.4}, test_err {}, RRR_err {:.3e} → {:.3e}{}{}, {:.3} GWMs, {:.2} s",
         e.epoch,
@@ -385,7 +385,7 @@ fn epoch_line(s: &Settings, e: &EpochStats) -> String {
 }
 
 impl Method for Training<'_> {
-    type Record = EpochStats;
+    type Record = Epoch;
 
     fn plan(&self) -> Plan {
         Plan {
@@ -443,11 +443,11 @@ impl Method for Training<'_> {
         Ok(())
     }
 
-    fn end_epoch(&mut self, epoch: usize, seconds: f64) -> Result<EpochEnd<EpochStats>> {
+    fn end_epoch(&mut self, epoch: usize, seconds: f64) -> Result<EpochEnd<Epoch>> {
         let e = &self.epoch;
         let nb = e.batches as f64;
         let gwms = super::gwms(e.iterations as u64, self.kk, self.clf.problem.edges());
-        let record = EpochStats {
+        let record = Epoch {
             epoch,
             batch_err: e.batch_err / nb,
             train_err: self.clf.error(&self.model, self.train),
@@ -463,7 +463,7 @@ impl Method for Training<'_> {
         Ok(EpochEnd::next(record, gwms))
     }
 
-    fn checkpoint(&self, history: &[EpochStats]) -> Result<Option<Vec<u8>>> {
+    fn checkpoint(&self, history: &[Epoch]) -> Result<Option<Vec<u8>>> {
         let saved = Saved {
             net: self.clf.net.clone(),
             settings: self.s.clone(),
@@ -474,7 +474,7 @@ impl Method for Training<'_> {
         saved.to_bytes(self.clf).map(Some)
     }
 
-    fn line(&self, e: &EpochStats) -> String {
+    fn line(&self, e: &Epoch) -> String {
         (self.line)(self.s, e)
     }
 }
@@ -491,8 +491,8 @@ pub fn train(
     test: Option<&Labeled>,
     s: &Settings,
     model: Model,
-    start: Start<EpochStats>,
-) -> Result<(Model, Vec<EpochStats>)> {
+    start: Start<Epoch>,
+) -> Result<(Model, Vec<Epoch>)> {
     let mut training = Training::new(backend, clf, train, test, s, model)?;
     let fin = train::run(session, &mut training, start)?;
     Ok((training.model, fin.history))
@@ -638,7 +638,7 @@ pub struct Saved {
     /// Epochs completed.
     pub epoch: usize,
     /// Metrics lines of the completed epochs (for resuming).
-    pub history: Vec<EpochStats>,
+    pub history: Vec<Epoch>,
 }
 
 impl Saved {
@@ -712,7 +712,7 @@ impl Saved {
         net.check().map_err(|e| bad(e.to_string()))?;
         let settings: Settings = serde_json::from_value(meta["settings"].clone())
             .map_err(|e| bad(format!("settings: {e}")))?;
-        let history: Vec<EpochStats> =
+        let history: Vec<Epoch> =
             serde_json::from_value(meta.get("history").cloned().unwrap_or_default())
                 .unwrap_or_default();
         let model = Model {

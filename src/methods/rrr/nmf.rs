@@ -272,7 +272,7 @@ pub struct OnlineSettings {
 
 /// One epoch's figures.
 #[derive(Clone, Debug, serde::Serialize)]
-pub struct EpochStats {
+pub struct Epoch {
     /// 1-based epoch.
     pub epoch: usize,
     /// rms of Y − X W over the whole data (X by NNLS given W).
@@ -336,7 +336,7 @@ impl<'a> Online<'a> {
 }
 
 impl Method for Online<'_> {
-    type Record = EpochStats;
+    type Record = Epoch;
 
     fn plan(&self) -> Plan {
         Plan {
@@ -381,10 +381,10 @@ impl Method for Online<'_> {
         Ok(())
     }
 
-    fn end_epoch(&mut self, epoch: usize, seconds: f64) -> Result<EpochEnd<EpochStats>> {
+    fn end_epoch(&mut self, epoch: usize, seconds: f64) -> Result<EpochEnd<Epoch>> {
         let (start, end, batches, gwms) = self.sums;
         let x = nnls_codes(self.nmf, &self.w, self.y, 200)?;
-        let record = EpochStats {
+        let record = Epoch {
             epoch,
             recon_err: recon_err(self.y, &x, &self.w),
             rrr_err_start: start / batches as f64,
@@ -395,7 +395,7 @@ impl Method for Online<'_> {
         Ok(EpochEnd::next(record, gwms))
     }
 
-    fn line(&self, e: &EpochStats) -> String {
+    fn line(&self, e: &Epoch) -> String {
         format!(
             "epoch {:>3}/{}: recon_err {:.5}, RRR_err {:.4} → {:.4}, {:.4} GWMs, {:.2} s",
             e.epoch, self.s.epochs, e.recon_err, e.rrr_err_start, e.rrr_err_end, e.gwms, e.seconds
@@ -411,7 +411,7 @@ pub fn train_online(
     nmf: &Nmf,
     y: &DMatrix<f64>,
     s: &OnlineSettings,
-) -> Result<(DMatrix<f64>, Vec<EpochStats>)> {
+) -> Result<(DMatrix<f64>, Vec<Epoch>)> {
     let mut online = Online::new(backend, nmf, y, s)?;
     let fin = train::run(session, &mut online, Start::fresh())?;
     Ok((online.w, fin.history))

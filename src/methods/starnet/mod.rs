@@ -89,7 +89,7 @@ pub struct Settings {
 
 /// Reconstruction error of one epoch of one layer.
 #[derive(Clone, Debug, serde::Serialize)]
-pub struct EpochReport {
+pub struct Epoch {
     /// Layer (1-based).
     pub layer: usize,
     /// Epoch (1-based).
@@ -392,7 +392,7 @@ pub struct Training<'a> {
     target: Vec<f64>,
     zhat: Vec<f64>,
     layer: Option<Layer>,
-    report: Option<EpochReport>,
+    report: Option<Epoch>,
     image_shape: Option<(usize, usize)>,
     /// `layerN.png` of every trained layer (with an image shape).
     pub pngs: Vec<(String, Vec<u8>)>,
@@ -512,7 +512,7 @@ impl<'a> Training<'a> {
 }
 
 impl Method for Training<'_> {
-    type Record = EpochReport;
+    type Record = Epoch;
 
     fn plan(&self) -> Plan {
         Plan {
@@ -552,7 +552,7 @@ impl Method for Training<'_> {
         self.work(1e-9 * (n * d_in * d_out) as f64);
         let (rms, elastic) = errors(be, &recon, &self.target, d_out)?;
         self.layer = Some(layer);
-        self.report = Some(EpochReport {
+        self.report = Some(Epoch {
             layer: li,
             epoch,
             rms,
@@ -564,7 +564,7 @@ impl Method for Training<'_> {
         Ok(())
     }
 
-    fn end_epoch(&mut self, g: usize, _seconds: f64) -> Result<EpochEnd<EpochReport>> {
+    fn end_epoch(&mut self, g: usize, _seconds: f64) -> Result<EpochEnd<Epoch>> {
         let record = self.report.take().expect("one batch per step");
         let (li, epoch) = self.step(g);
         if epoch == self.per_layer() {
@@ -573,7 +573,7 @@ impl Method for Training<'_> {
         Ok(EpochEnd::next(record, self.step_gwms))
     }
 
-    fn line(&self, r: &EpochReport) -> String {
+    fn line(&self, r: &Epoch) -> String {
         format!(
             "layer {} epoch {}: rms {:.5}, elastic {:.3}, {:.3} GWMs, {:.2} s{}",
             r.layer,
@@ -597,7 +597,7 @@ pub fn train(
     x: &[f64],
     widths: &[usize],
     s: &Settings,
-) -> Result<(StarNet, Vec<EpochReport>)> {
+) -> Result<(StarNet, Vec<Epoch>)> {
     let mut t = Training::new(be, x, widths, s, None)?;
     let fin = train::run(session, &mut t, Start::fresh())?;
     Ok((t.into_net()?.0, fin.history))

@@ -1,6 +1,6 @@
 //! The autoencoder's `model.safetensors` and checkpoints.
 
-use super::{AeEpochStats, AeNet, AeProgress, AeSettings, Generator};
+use super::{Epoch, AeNet, AeProgress, AeSettings, Generator};
 use crate::error::{Error, Result};
 use crate::methods::rrr::Model;
 
@@ -22,7 +22,7 @@ pub struct AeModel {
     /// Epochs trained and the code sampler's state after them.
     pub progress: AeProgress,
     /// Metrics of the trained epochs (a checkpoint's, for resuming).
-    pub history: Vec<AeEpochStats>,
+    pub history: Vec<Epoch>,
 }
 
 impl AeModel {

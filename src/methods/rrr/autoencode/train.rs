@@ -15,7 +15,7 @@ use crate::train::{Batches, Control, EpochEnd, Method, Plan, epoch_order};
 
 /// One epoch's figures.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct AeEpochStats {
+pub struct Epoch {
     /// 1-based epoch.
     pub epoch: usize,
     /// rms of D(E(d)) − d over the training data.
@@ -176,7 +176,7 @@ impl<'a> AeTraining<'a> {
 }
 
 impl Method for AeTraining<'_> {
-    type Record = AeEpochStats;
+    type Record = Epoch;
 
     fn plan(&self) -> Plan {
         Plan {
@@ -237,11 +237,11 @@ impl Method for AeTraining<'_> {
         Ok(())
     }
 
-    fn end_epoch(&mut self, epoch: usize, seconds: f64) -> Result<EpochEnd<AeEpochStats>> {
+    fn end_epoch(&mut self, epoch: usize, seconds: f64) -> Result<EpochEnd<Epoch>> {
         let (e_start, e_end, iters, batches) = self.epoch;
         let nb = batches as f64;
         let work = gwms(iters as u64, self.kd + self.kc, self.ae.problem.edges());
-        let record = AeEpochStats {
+        let record = Epoch {
             epoch,
             data_err: self.ae.data_err(&self.model, self.data),
             code_err: self.ae.code_err(&self.model, &self.batch_codes),
@@ -274,7 +274,7 @@ impl Method for AeTraining<'_> {
         })
     }
 
-    fn checkpoint(&self, history: &[AeEpochStats]) -> Result<Option<Vec<u8>>> {
+    fn checkpoint(&self, history: &[Epoch]) -> Result<Option<Vec<u8>>> {
         let Some(progress) = &self.progress else {
             return Ok(None);
         };
@@ -290,13 +290,13 @@ impl Method for AeTraining<'_> {
         checkpoint.to_bytes().map(Some)
     }
 
-    fn metric(&self, record: &AeEpochStats) -> serde_json::Value {
+    fn metric(&self, record: &Epoch) -> serde_json::Value {
         let mut v = serde_json::to_value(record).expect("records serialize");
         v["run"] = serde_json::json!(self.run);
         v
     }
 
-    fn line(&self, st: &AeEpochStats) -> String {
+    fn line(&self, st: &Epoch) -> String {
         format!(
             "{}epoch {}: data_err {:.4}, code_err {:.4}, RRR_err {:.4} → {:.4}, {:.3} GWMs, {:.2} s",
             if self.runs > 1 {

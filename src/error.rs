@@ -70,12 +70,12 @@ pub enum Error {
         reason: String,
     },
     /// Filesystem failure.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// File or directory.
         path: PathBuf,
-        /// Underlying error.
-        source: std::io::Error,
+        /// Underlying error (in the message, not repeated as a cause).
+        error: std::io::Error,
     },
     /// A numerical failure that is not the user's input (e.g. a singular system).
     #[error("numerical failure: {0}")]
@@ -92,10 +92,10 @@ impl Error {
     }
 
     /// Wraps an I/O error with its path.
-    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub fn io(path: impl Into<PathBuf>, error: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),
-            source,
+            error,
         }
     }
 }

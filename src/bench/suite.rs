@@ -381,7 +381,8 @@ pub fn execute(
                 time_limit: None,
                 resume: None,
             };
-            Ok((settings.seed, classify::run(backend, session, &run)?))
+            let own = classify::run(backend, session, &run)?.unwrap_or_default();
+            Ok((settings.seed, own))
         }
         Job::Sgd {
             layers,

@@ -1,10 +1,14 @@
 //! `gradfree rrr autoencode` (with the generator) and `rrr generate|encode|decode`.
 
-use super::common::{CommonArgs, image_shape, read_checkpoint, widths_list};
+use super::common::{
+    CommonArgs, Contradictions, check_positive, check_time_limit, effective_batch, given,
+    image_shape, read_checkpoint, resumed_common, widths_list,
+};
 use anyhow::Result;
 use clap::Args;
 use gradfree::methods::rrr;
 use gradfree::methods::rrr::autoencode as ae;
+use gradfree::train::memory;
 use gradfree::train::{Session, Voice};
 use gradfree::{Error, data};
 use std::path::PathBuf;
@@ -109,7 +113,6 @@ pub(crate) struct AutoencodeArgs {
 }
 
 pub(crate) fn rrr_autoencode(a: &AutoencodeArgs) -> Result<()> {
-    let c = &a.common;
     let resume = match &a.resume {
         Some(dir) => {
             let (bytes, what) = read_checkpoint(dir)?;
@@ -117,26 +120,25 @@ pub(crate) fn rrr_autoencode(a: &AutoencodeArgs) -> Result<()> {
         }
         None => None,
     };
+    let c = &resumed_common(
+        &a.common,
+        resume.as_ref().and_then(|r| r.provenance.precision),
+    );
     let (x, image_shape, net) = ae_data(a, resume.as_ref())?;
     let settings = match &resume {
-        Some(r) => r.settings.clone(),
+        Some(r) => resumed_ae_settings(a, r)?,
         None => ae_settings(a),
     };
     settings.check()?;
     if a.runs == 0 {
         return Err(Error::Input("--runs must be at least 1".into()).into());
     }
-    let (data, held) = held_out(x, net.data, a.split, a.binary.is_some())?;
+    check_time_limit(a.time_limit)?;
     let generator = generator_settings(a)?;
-    let finished = resume
-        .as_ref()
-        .is_some_and(|r| r.progress.epoch >= settings.epochs);
-    if finished && generator.is_none() {
-        return Err(Error::Input(format!(
-            "the checkpoint has trained all {} epochs (add --generator to train only the generator)",
-            settings.epochs
-        ))
-        .into());
+    let (data, held) = held_out(x, net.data, a.split, a.binary.is_some())?;
+    let mut settings = settings;
+    if a.binary.is_none() {
+        settings.batch = effective_batch(settings.batch, data.len() / net.data);
     }
     let backend = c.open()?;
     let out = c.out.clone().or_else(|| a.resume.clone());
@@ -151,8 +153,8 @@ pub(crate) fn rrr_autoencode(a: &AutoencodeArgs) -> Result<()> {
         runs: a.runs,
         generator,
         time_limit: a.time_limit,
+        seed: resume.as_ref().map_or(c.seed, |r| r.settings.seed),
         resume,
-        seed: c.seed,
     };
     let outcome = ae::run(&backend, &mut session, &run)?;
     if let Some(e) = outcome.stopped_at {
@@ -163,8 +165,50 @@ pub(crate) fn rrr_autoencode(a: &AutoencodeArgs) -> Result<()> {
                 .map_or("DIR".into(), |d| d.display().to_string())
         ));
     }
-    session.finish(c.seed, outcome.summary)?;
+    if let Some(own) = outcome.summary {
+        session.finish(run.seed, own)?;
+    }
     Ok(())
+}
+
+/// The settings of a resumed run: the checkpoint's, with `--epochs` able
+/// to move the last epoch; any other training flag given must agree.
+fn resumed_ae_settings(a: &AutoencodeArgs, r: &ae::AeModel) -> Result<ae::AeSettings> {
+    let s = &r.settings;
+    let mut x = Contradictions::default();
+    for id in ["encoder", "decoder", "code", "net"] {
+        if given(id) {
+            x.differs(id, "the net comes from the checkpoint");
+        }
+    }
+    x.check("batch", a.batch, s.batch);
+    x.check("codes", a.codes, s.codes);
+    x.check("iters_per_batch", a.iters_per_batch, s.iters_per_batch);
+    x.check("tol", a.tol, s.tol);
+    x.check("beta", a.beta, s.beta);
+    x.check("omega", a.omega, s.omega);
+    x.check("margin", a.margin, s.margin);
+    x.check("seed", a.common.seed, s.seed);
+    if let Some(act) = a.activation {
+        x.check("activation", act, s.activation);
+    }
+    x.finish()?;
+    let mut out = s.clone();
+    if given("epochs") && a.epochs != s.epochs {
+        if a.epochs < r.progress.epoch {
+            return Err(Error::Input(format!(
+                "--epochs {}: the checkpoint has trained {} epochs already",
+                a.epochs, r.progress.epoch
+            ))
+            .into());
+        }
+        println!(
+            "--epochs {}: training goes on to epoch {} (the checkpoint planned {})",
+            a.epochs, a.epochs, s.epochs
+        );
+        out.epochs = a.epochs;
+    }
+    Ok(out)
 }
 
 /// Rows to train on, their image shape, and the net.
@@ -183,6 +227,8 @@ fn ae_data(a: &AutoencodeArgs, resume: Option<&ae::AeModel>) -> Result<AeData> {
                 return Err(Error::Input(format!("--binary takes 1..=10 bits, got {n}")).into());
             }
             let d = 1usize << n;
+            a.common
+                .check_rrr(ae_size(d, &encoder, n, &decoder), 2 * d, "rrr autoencode")?;
             let net = ae::AeNet::layered(d, &encoder, n, &decoder)?;
             Ok((ae::one_hot(n), None, net))
         }
@@ -203,7 +249,12 @@ fn ae_data(a: &AutoencodeArgs, resume: Option<&ae::AeModel>) -> Result<AeData> {
             let net = match (resume, &a.net) {
                 (Some(r), _) => r.net.clone(),
                 (None, Some(f)) => ae::AeNet::load(f)?,
-                (None, None) => ae::AeNet::layered(rows.dim, &encoder, a.code, &decoder)?,
+                (None, None) => {
+                    let size = ae_size(rows.dim, &encoder, a.code, &decoder);
+                    let items = a.batch.min(rows.len()) + a.codes;
+                    a.common.check_rrr(size, items, "rrr autoencode")?;
+                    ae::AeNet::layered(rows.dim, &encoder, a.code, &decoder)?
+                }
             };
             if net.data != rows.dim {
                 return Err(Error::Input(format!(
@@ -218,6 +269,17 @@ fn ae_data(a: &AutoencodeArgs, resume: Option<&ae::AeModel>) -> Result<AeData> {
         }
         (None, None) => Err(Error::Input("give --data FILE or --binary N".into()).into()),
     }
+}
+
+/// Nodes and edges of a layered autoencoder (None when they overflow).
+fn ae_size(data: usize, encoder: &[usize], code: usize, decoder: &[usize]) -> Option<(u128, u128)> {
+    let mut widths = vec![data];
+    widths.extend_from_slice(encoder);
+    widths.push(code);
+    widths.extend_from_slice(decoder);
+    let (nodes, edges) = memory::layered_size(&widths)?;
+    let back = memory::mul(&[*widths.last()?, data])?;
+    Some((nodes, edges.checked_add(back)?))
 }
 
 /// The training settings of the flags.
@@ -275,8 +337,23 @@ fn generator_settings(a: &AutoencodeArgs) -> Result<Option<ae::GeneratorSettings
     if !(0.0..1.0).contains(&a.fpa) {
         return Err(Error::Input(format!("--fpa must be in [0, 1), got {}", a.fpa)).into());
     }
-    if hidden.is_some() && a.gen_fakes == 0 {
-        return Err(Error::Input("--gen-fakes must be at least 1".into()).into());
+    if hidden.is_some() {
+        for (flag, v) in [
+            ("gen-fakes", a.gen_fakes),
+            ("gen-batch", a.gen_batch),
+            ("gen-epochs", a.gen_epochs),
+            ("gen-iters", a.gen_iters),
+        ] {
+            if v == 0 {
+                return Err(Error::Input(format!("--{flag} must be at least 1")).into());
+            }
+        }
+        check_positive("gen-omega", a.gen_omega)?;
+        if !(a.gen_margin.is_finite() && a.gen_margin >= 0.0) {
+            return Err(
+                Error::Input(format!("--gen-margin must be ≥ 0, got {}", a.gen_margin)).into(),
+            );
+        }
     }
     Ok(hidden.map(|hidden| ae::GeneratorSettings {
         hidden,
@@ -322,6 +399,13 @@ pub(crate) fn rrr_ae_use(a: &AeModelArgs, what: AeUse) -> Result<()> {
     let bundle = ae::AeModel::from_bytes(&bytes, &a.model.display().to_string())?;
     let (d, cw) = (bundle.net.data, bundle.net.code);
     let shape = image_shape(a.image_shape.as_deref())?.or_else(|| gradfree::io::square_shape(d));
+    if let Some((h, w)) = shape.filter(|(h, w)| h * w != d) {
+        return Err(Error::Input(format!(
+            "--image-shape {h}x{w} has {} pixels; the model's data layer has {d} nodes",
+            h * w
+        ))
+        .into());
+    }
     let voice = if c.quiet {
         Voice::Quiet
     } else {
@@ -331,6 +415,7 @@ pub(crate) fn rrr_ae_use(a: &AeModelArgs, what: AeUse) -> Result<()> {
         "cpu (host forward passes)",
         c.precision,
         c.out.as_deref(),
+        c.out_mode(),
         voice,
     )?;
     let own = match what {

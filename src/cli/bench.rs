@@ -8,7 +8,7 @@ use gradfree::bench;
 use gradfree::engine::{Backend, DeviceChoice};
 use gradfree::gpu::GpuRequest;
 use gradfree::io::write_atomic;
-use gradfree::train::{Session, Voice};
+use gradfree::train::{OutMode, Session, Voice};
 use gradfree::{Error, Precision};
 
 #[derive(Args, Debug)]
@@ -150,7 +150,7 @@ pub(crate) fn bench_worker(a: &BenchWorkerArgs) -> Result<()> {
         .find(|w| w.name == a.workload)
         .ok_or_else(|| Error::Input(format!("no workload '{}'", a.workload)))?;
     let backend = Backend::open(a.device, a.precision, &GpuRequest::default())?;
-    let mut session = Session::new(&backend, Some(&a.out), Voice::Quiet)?;
+    let mut session = Session::new(&backend, Some(&a.out), OutMode::Overwrite, Voice::Quiet)?;
     let (seed, own) = bench::execute(&w.job, &backend, &mut session)?;
     session.finish(seed, own)?;
     Ok(())

@@ -1,7 +1,8 @@
 //! `gradfree rrr classify` and `gradfree predict`.
 
 use super::common::{
-    CommonArgs, load_labeled, parse_budget, parse_shape, read_checkpoint, split_held_out,
+    CommonArgs, Contradictions, check_time_limit, effective_batch, given, load_labeled,
+    parse_budget, parse_shape, read_checkpoint, resumed_common, split_held_out,
 };
 use anyhow::Result;
 use clap::Args;
@@ -10,7 +11,8 @@ use gradfree::Precision as Prec;
 use gradfree::data::labeled::LabeledFormat;
 use gradfree::methods::rrr::classify::{self, Saved, Settings};
 use gradfree::methods::rrr::net::Net;
-use gradfree::train::{Session, Voice};
+use gradfree::train::memory;
+use gradfree::train::{OutMode, Session, Voice};
 use std::path::PathBuf;
 
 #[derive(Args, Debug)]
@@ -83,7 +85,6 @@ pub(crate) struct ClassifyArgs {
 }
 
 pub(crate) fn rrr_classify(a: &ClassifyArgs) -> Result<()> {
-    let c = &a.common;
     let resume = match &a.resume {
         Some(dir) => {
             let (bytes, what) = read_checkpoint(dir)?;
@@ -91,6 +92,10 @@ pub(crate) fn rrr_classify(a: &ClassifyArgs) -> Result<()> {
         }
         None => None,
     };
+    let c = &resumed_common(
+        &a.common,
+        resume.as_ref().and_then(|r| r.provenance.precision),
+    );
     let train_path = a
         .train
         .as_ref()
@@ -100,14 +105,21 @@ pub(crate) fn rrr_classify(a: &ClassifyArgs) -> Result<()> {
         Some(p) => Some(load_labeled(p, a.format, a.test_labels.as_ref())?),
         None => None,
     };
-    let (net, settings) = match &resume {
-        Some(r) => (r.net.clone(), r.settings.clone()),
-        None => (classify_net(a)?, classify_settings(a)?),
-    };
-    settings.check()?;
+    check_time_limit(a.time_limit)?;
     if let Some(f) = a.split {
-        (train, test) = split_held_out(&train, test.is_some(), f, settings.seed)?;
+        let seed = resume.as_ref().map_or(c.seed, |r| r.settings.seed);
+        (train, test) = split_held_out(&train, test.is_some(), f, seed)?;
     }
+    let (net, settings) = match &resume {
+        Some(r) => (r.net.clone(), resumed_settings(a, r)?),
+        None => (
+            classify_net(a, train.len())?,
+            classify_settings(a, train.len())?,
+        ),
+    };
+    let size = (net.nodes() as u128, net.edges.len() as u128);
+    c.check_rrr(Some(size), settings.batch.min(train.len()), "rrr classify")?;
+    settings.check()?;
     let image_shape = a.image_shape.as_deref().map(parse_shape).transpose()?;
     if let Some((h, w)) = image_shape {
         if h * w != train.dim {
@@ -131,13 +143,62 @@ pub(crate) fn rrr_classify(a: &ClassifyArgs) -> Result<()> {
         time_limit: a.time_limit,
         resume,
     };
-    let own = classify::run(&backend, &mut session, &run)?;
-    session.finish(seed, own)?;
+    if let Some(own) = classify::run(&backend, &mut session, &run)? {
+        session.finish(seed, own)?;
+    }
     Ok(())
 }
 
-/// The net of `--layers` or `--net`.
-fn classify_net(a: &ClassifyArgs) -> Result<Net> {
+/// The settings of a resumed run: the checkpoint's, with `--epochs` able
+/// to move the last epoch; any other training flag given must agree.
+fn resumed_settings(a: &ClassifyArgs, r: &Saved) -> Result<Settings> {
+    let s = &r.settings;
+    let mut x = Contradictions::default();
+    if (given("layers") || given("net")) && classify_net(a, usize::MAX)? != r.net {
+        let flag = if given("net") { "net" } else { "layers" };
+        x.differs(flag, "not the checkpoint's net");
+    }
+    x.check("batch", a.batch, s.batch);
+    x.check("iters_per_batch", a.iters_per_batch, s.iters_per_batch);
+    x.check("tol", a.tol, s.tol);
+    x.check("beta", a.beta, s.beta);
+    x.check("omega", a.omega, s.omega);
+    x.check("upsilon", a.upsilon, s.upsilon);
+    x.check("margin", a.margin, s.margin);
+    x.check("seed", a.common.seed, s.seed);
+    x.check(
+        "exempt",
+        parse_budget("exempt", a.exempt.as_deref(), s.batch)?,
+        s.exempt,
+    );
+    x.check(
+        "relabel",
+        parse_budget("relabel", a.relabel.as_deref(), s.batch)?,
+        s.relabel,
+    );
+    x.finish()?;
+    let mut out = s.clone();
+    if given("epochs") && a.epochs != s.epochs {
+        if a.epochs < r.epoch {
+            return Err(Error::Input(format!(
+                "--epochs {}: the checkpoint has trained {} epochs already",
+                a.epochs, r.epoch
+            ))
+            .into());
+        }
+        println!(
+            "--epochs {}: training goes on to epoch {} (the checkpoint planned {})",
+            a.epochs, a.epochs, s.epochs
+        );
+        out.epochs = a.epochs;
+    }
+    Ok(out)
+}
+
+/// The net of `--layers` or `--net`; a layered net too large for the
+/// memory budget with batches from `items` training items is refused
+/// before it is built.
+fn classify_net(a: &ClassifyArgs, items: usize) -> Result<Net> {
     Ok(match (&a.layers, &a.net) {
         (Some(l), None) => {
             let widths: Vec<usize> = l
@@ -149,6 +210,9 @@ fn classify_net(a: &ClassifyArgs) -> Result<Net> {
                         "--layers '{l}' is not a comma-separated list of widths"
                     ))
                 })?;
+            let size = memory::layered_size(&widths);
+            a.common
+                .check_rrr(size, a.batch.min(items), "rrr classify")?;
             Net::layered(&widths)?
         }
         (None, Some(p)) => Net::load(p)?,
@@ -156,10 +220,11 @@ fn classify_net(a: &ClassifyArgs) -> Result<Net> {
     })
 }
 
-/// The training settings of the flags.
-fn classify_settings(a: &ClassifyArgs) -> Result<Settings> {
+/// The training settings of the flags, for `items` training items.
+fn classify_settings(a: &ClassifyArgs, items: usize) -> Result<Settings> {
+    let batch = effective_batch(a.batch, items);
     Ok(Settings {
-        batch: a.batch,
+        batch,
         epochs: a.epochs,
         iters_per_batch: a.iters_per_batch,
         tol: a.tol,
@@ -167,8 +232,8 @@ fn classify_settings(a: &ClassifyArgs) -> Result<Settings> {
         omega: a.omega,
         upsilon: a.upsilon,
         margin: a.margin,
-        exempt: parse_budget("exempt", a.exempt.as_deref(), a.batch)?,
-        relabel: parse_budget("relabel", a.relabel.as_deref(), a.batch)?,
+        exempt: parse_budget("exempt", a.exempt.as_deref(), batch)?,
+        relabel: parse_budget("relabel", a.relabel.as_deref(), batch)?,
         false_positives: 0,
         seed: a.common.seed,
     })
@@ -194,6 +259,9 @@ pub(crate) struct PredictArgs {
     /// Only the summary line.
     #[arg(long)]
     pub(crate) quiet: bool,
+    /// Write into --out even when it holds another run's outputs.
+    #[arg(long)]
+    pub(crate) force: bool,
 }
 
 pub(crate) fn predict(a: &PredictArgs) -> Result<()> {
@@ -205,10 +273,16 @@ pub(crate) fn predict(a: &PredictArgs) -> Result<()> {
     } else {
         Voice::Verbose
     };
+    let mode = if a.force {
+        OutMode::Overwrite
+    } else {
+        OutMode::New
+    };
     let session = Session::host(
         "cpu (host forward passes)",
         Prec::F64,
         a.out.as_deref(),
+        mode,
         voice,
     )?;
     classify::run_predict(&session, &saved, &data, &a.data.display().to_string())?;

@@ -5,9 +5,83 @@ use clap::Args;
 use gradfree::data::labeled::{self, Labeled, LabeledFormat};
 use gradfree::engine::{Backend, DeviceChoice};
 use gradfree::gpu::{BackendChoice, GpuRequest};
-use gradfree::train::{Session, Voice};
+use gradfree::train::memory::{self, Budget};
+use gradfree::train::{OutMode, Session, Voice};
 use gradfree::{Error, Precision};
 use std::path::PathBuf;
+
+/// The ids of the arguments given on the command line (not defaulted), of
+/// the command that runs.
+static GIVEN: std::sync::OnceLock<std::collections::HashSet<String>> = std::sync::OnceLock::new();
+
+/// Records which arguments the command line gave (see [`given`]).
+pub(crate) fn record_given(matches: &clap::ArgMatches) {
+    let mut m = matches;
+    while let Some((_, sub)) = m.subcommand() {
+        m = sub;
+    }
+    let ids = m
+        .ids()
+        .filter(|id| m.value_source(id.as_str()) == Some(clap::parser::ValueSource::CommandLine))
+        .map(|id| id.as_str().to_string())
+        .collect();
+    let _ = GIVEN.set(ids);
+}
+
+/// True when the argument `id` (the field name) was given on the command line.
+pub(crate) fn given(id: &str) -> bool {
+    GIVEN.get().is_some_and(|g| g.contains(id))
+}
+
+/// Arguments given with `--resume` that contradict the checkpoint: a
+/// resumed run keeps its settings, so each is refused, all in one message.
+#[derive(Default)]
+pub(crate) struct Contradictions(Vec<String>);
+
+impl Contradictions {
+    /// Notes `--flag` (field `id`) when it was given and differs from the
+    /// checkpoint's value.
+    pub(crate) fn check<T: PartialEq + std::fmt::Debug>(
+        &mut self,
+        id: &str,
+        given_value: T,
+        saved: T,
+    ) {
+        if given(id) && given_value != saved {
+            self.0.push(format!(
+                "--{} {given_value:?} (the checkpoint has {saved:?})",
+                id.replace('_', "-")
+            ));
+        }
+    }
+
+    /// Notes `--flag` (field `id`): `why` it differs from the checkpoint.
+    pub(crate) fn differs(&mut self, id: &str, why: &str) {
+        self.0.push(format!("--{} ({why})", id.replace('_', "-")));
+    }
+
+    /// Refuses the run when anything contradicts the checkpoint.
+    pub(crate) fn finish(self) -> Result<()> {
+        if self.0.is_empty() {
+            return Ok(());
+        }
+        Err(Error::Input(format!(
+            "--resume keeps the checkpoint's settings; these arguments contradict it: {} (start a new run in another directory to change them)",
+            self.0.join(", ")
+        ))
+        .into())
+    }
+}
+
+/// The precision of a resumed run: the checkpoint's unless `--precision`
+/// is given (a different one is then refused by the library).
+pub(crate) fn resumed_common(c: &CommonArgs, saved: Option<Precision>) -> CommonArgs {
+    let mut c = c.clone();
+    if let (Some(p), false) = (saved, given("precision")) {
+        c.precision = p;
+    }
+    c
+}
 
 /// Options every command that runs work takes.
 #[derive(Args, Debug, Clone)]
@@ -33,6 +107,14 @@ pub(crate) struct CommonArgs {
     /// No progress bar and only the summary on the terminal.
     #[arg(long)]
     pub(crate) quiet: bool,
+    /// Write into --out even when it holds another run's outputs (they are
+    /// replaced).
+    #[arg(long)]
+    pub(crate) force: bool,
+    /// The most memory the run may plan to use, e.g. 16G or 512M (default:
+    /// the memory available on this machine); larger runs are refused.
+    #[arg(long, value_parser = parse_size)]
+    pub(crate) max_memory: Option<u64>,
 }
 
 impl CommonArgs {
@@ -48,12 +130,46 @@ impl CommonArgs {
         backend: &Backend,
         out: Option<&std::path::Path>,
     ) -> Result<Session> {
-        let voice = if self.quiet {
+        Ok(Session::new(backend, out, self.out_mode(), self.voice())?)
+    }
+
+    /// The memory budget of `--max-memory`.
+    pub(crate) fn budget(&self) -> Budget {
+        Budget::new(self.max_memory)
+    }
+
+    /// Refuses an RRR run whose batches of `items` items on a net of
+    /// `size` (nodes, edges; None when they overflow) would not fit the
+    /// budget, before the net is built.
+    pub(crate) fn check_rrr(
+        &self,
+        size: Option<(u128, u128)>,
+        items: usize,
+        what: &str,
+    ) -> Result<()> {
+        let bytes = self.precision.bytes() as u128;
+        let need = size.and_then(|(n, e)| memory::rrr_batch(n, e, items as u128, bytes));
+        Ok(self.budget().check(need, what)?)
+    }
+
+    /// What a run may do with an output directory that holds files.
+    pub(crate) fn out_mode(&self) -> OutMode {
+        if given("resume") {
+            OutMode::Continue
+        } else if self.force {
+            OutMode::Overwrite
+        } else {
+            OutMode::New
+        }
+    }
+
+    /// The terminal voice of `--quiet`.
+    pub(crate) fn voice(&self) -> Voice {
+        if self.quiet {
             Voice::Quiet
         } else {
             Voice::Verbose
-        };
-        Ok(Session::new(backend, out, voice)?)
+        }
     }
 
     /// Opens the backend the flags ask for.
@@ -92,9 +208,11 @@ pub(crate) fn image_shape(flag: Option<&str>) -> Result<Option<(usize, usize)>> 
 }
 
 pub(crate) fn widths_list(flag: &str, what: &str) -> Result<Vec<usize>> {
+    if flag.trim().is_empty() {
+        return Ok(vec![]);
+    }
     flag.split(',')
         .map(str::trim)
-        .filter(|t| !t.is_empty())
         .map(|t| {
             t.parse::<usize>().ok().filter(|&w| w > 0).ok_or_else(|| {
                 Error::Input(format!("{what}: '{t}' is not a positive width")).into()
@@ -112,7 +230,14 @@ pub(crate) fn parse_budget(flag: &str, v: Option<&str>, batch: usize) -> Result<
         if !(0.0..=100.0).contains(&p) {
             return Err(bad().into());
         }
-        return Ok((p / 100.0 * batch as f64).round() as usize);
+        let n = (p / 100.0 * batch as f64).round() as usize;
+        if n >= batch {
+            return Err(Error::Input(format!(
+                "--{flag} {v} is {n} items: it must be below the batch size {batch}"
+            ))
+            .into());
+        }
+        return Ok(n);
     }
     let n: usize = v.trim().parse().map_err(|_| bad())?;
     if n >= batch {
@@ -155,4 +280,53 @@ pub(crate) fn read_checkpoint(dir: &std::path::Path) -> Result<(Vec<u8>, String)
     let path = dir.join("checkpoint.safetensors");
     let bytes = gradfree::io::read_file(&path)?;
     Ok((bytes, path.display().to_string()))
+}
+
+/// `--time-limit S`: a finite number of seconds, at least 0.
+pub(crate) fn check_time_limit(t: Option<f64>) -> Result<()> {
+    match t {
+        Some(s) if !(s.is_finite() && s >= 0.0) => Err(Error::Input(format!(
+            "--time-limit must be a number of seconds ≥ 0, got {s}"
+        ))
+        .into()),
+        _ => Ok(()),
+    }
+}
+
+/// The batch size `--batch` asks for, at most the number of training
+/// items (said when it is cut, so that the summary's batch is the one run).
+pub(crate) fn effective_batch(batch: usize, items: usize) -> usize {
+    if batch > items && items > 0 {
+        println!("--batch {batch} exceeds the {items} training items: batches of {items}");
+        items
+    } else {
+        batch
+    }
+}
+
+/// A size in bytes: a number with an optional K, M, G or T suffix (powers of 1024).
+fn parse_size(s: &str) -> std::result::Result<u64, String> {
+    let t = s.trim();
+    let (num, shift) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let shift = match c.to_ascii_uppercase() {
+                'K' => 10,
+                'M' => 20,
+                'G' => 30,
+                'T' => 40,
+                _ => return Err(format!("'{s}': use a number with K, M, G or T")),
+            };
+            (&t[..i], shift)
+        }
+        _ => (t, 0),
+    };
+    let v: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}' is not a size like 16G or 512M"))?;
+    let bytes = v * (1u64 << shift) as f64;
+    if !(bytes.is_finite() && bytes >= 1.0 && bytes < u64::MAX as f64) {
+        return Err(format!("'{s}' is not a usable size"));
+    }
+    Ok(bytes as u64)
 }

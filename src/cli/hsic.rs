@@ -5,6 +5,7 @@ use anyhow::Result;
 use clap::{Args, Subcommand};
 use gradfree::data::labeled::{self, LabeledFormat};
 use gradfree::methods::hsic;
+use gradfree::train::memory;
 use gradfree::{Error, data};
 use std::path::PathBuf;
 
@@ -122,6 +123,12 @@ pub(crate) struct HsicPredictArgs {
     /// Label CSV, for the accuracy.
     #[arg(long)]
     pub(crate) labels: Option<PathBuf>,
+    /// Standardize the rows with their own mean and deviation, as the
+    /// reference code does for its test folds, instead of the training
+    /// data's (the default, so that a row's prediction does not depend on
+    /// the rows given with it).
+    #[arg(long)]
+    pub(crate) own_stats: bool,
 }
 
 pub(crate) fn hsic_cv(a: &HsicCvArgs) -> Result<()> {
@@ -131,6 +138,9 @@ pub(crate) fn hsic_cv(a: &HsicCvArgs) -> Result<()> {
         return Err(Error::Input("--folds must be at least 1".into()).into());
     }
     let (folds, _) = data::folds::load_folds(&a.data, &a.name, a.folds)?;
+    for f in &folds {
+        check_memory(c, &f.train)?;
+    }
     let backend = c.open()?;
     let mut session = c.session(&backend)?;
     let own = hsic::run_cv(&backend, &mut session, &a.name, &folds, &solver)?;
@@ -154,6 +164,7 @@ pub(crate) fn hsic_fit(a: &HsicFitArgs) -> Result<()> {
     };
     let values = data::folds::label_values(&[&raw]);
     let train = data::folds::to_labeled(&raw, &values);
+    check_memory(c, &train)?;
     let backend = c.open()?;
     let mut session = c.session(&backend)?;
     let own = hsic::run_fit(&backend, &mut session, &train, &values, &solver)?;
@@ -186,7 +197,16 @@ pub(crate) fn hsic_predict(a: &HsicPredictArgs) -> Result<()> {
     };
     let backend = c.open()?;
     let session = c.session(&backend)?;
-    hsic::run_predict(&backend, &session, &model, &values, &x, labels.as_deref())?;
+    let how = hsic::Standardize::of(a.own_stats);
+    hsic::run_predict(
+        &backend,
+        &session,
+        &model,
+        &values,
+        &x,
+        labels.as_deref(),
+        how,
+    )?;
     Ok(())
 }
 
@@ -198,4 +218,11 @@ pub(crate) fn exec(task: HsicTask) -> Result<()> {
         HsicTask::Fit(a) => hsic_fit(&a).context("hsic fit"),
         HsicTask::Predict(a) => hsic_predict(&a).context("hsic predict"),
     }
+}
+
+/// Refuses a fit whose rows, features and random-feature layers (400 per
+/// item) would not fit the memory budget.
+fn check_memory(c: &CommonArgs, train: &gradfree::data::labeled::Labeled) -> Result<()> {
+    let need = memory::table(train.len(), train.dim.saturating_add(400), 16);
+    Ok(c.budget().check(need, "the HSIC fit")?)
 }

@@ -142,7 +142,12 @@ pub(crate) fn main() -> ExitCode {
     gradfree::keep_freed_memory();
     quiet_software_adapter();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
-    let cli = Cli::parse();
+    let matches = <Cli as clap::CommandFactory>::command().get_matches();
+    common::record_given(&matches);
+    let cli = match <Cli as clap::FromArgMatches>::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
     // The command runs on a rayon worker: a parallel loop started from a
     // worker queues on its own deque, where one started from the main thread
     // wakes the pool through the kernel and sleeps until it is done (an HSIC

@@ -21,7 +21,8 @@ pub(crate) struct PlotArgs {
     /// Linear x axis instead of log₁₀.
     #[arg(long)]
     pub(crate) linear: bool,
-    /// Output PNG (curves.csv is written beside it).
+    /// Output file stem or name: writes STEM.png and STEM.csv (an
+    /// extension .png, .svg or .csv given here is replaced).
     #[arg(long)]
     pub(crate) out: PathBuf,
 }
@@ -40,8 +41,19 @@ pub(crate) fn plot(a: &PlotArgs) -> Result<()> {
         series.push((name.to_string(), pts));
     }
     let png = output::line_plot(&series, !a.linear)?;
-    write_atomic(&a.out, &png)?;
-    write_atomic(&a.out.with_extension("csv"), csv.as_bytes())?;
+    let stem = match a.out.extension().and_then(|e| e.to_str()) {
+        Some("png" | "svg" | "csv") => a.out.with_extension(""),
+        _ => a.out.clone(),
+    };
+    let with = |ext: &str| {
+        let mut p = stem.clone().into_os_string();
+        p.push(format!(".{ext}"));
+        PathBuf::from(p)
+    };
+    let (png_path, csv_path) = (with("png"), with("csv"));
+    write_atomic(&png_path, &png)?;
+    write_atomic(&csv_path, csv.as_bytes())?;
+    println!("wrote {} and {}", png_path.display(), csv_path.display());
     let colours = ["blue", "red", "green", "orange", "purple"];
     for (k, (name, pts)) in series.iter().enumerate() {
         let (x, y) = pts[pts.len() - 1];

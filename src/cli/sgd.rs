@@ -1,10 +1,11 @@
 //! `gradfree sgd`: the SGD baseline.
 
-use super::common::{CommonArgs, load_labeled, split_held_out, widths_list};
+use super::common::{CommonArgs, effective_batch, load_labeled, split_held_out, widths_list};
 use anyhow::Result;
 use clap::Args;
 use gradfree::data::labeled::LabeledFormat;
 use gradfree::methods::sgd::{self, SgdSettings};
+use gradfree::train::memory;
 use std::path::PathBuf;
 
 #[derive(Args, Debug)]
@@ -46,8 +47,10 @@ pub(crate) fn sgd(a: &SgdArgs) -> Result<()> {
     if let Some(f) = a.split {
         (train, test) = split_held_out(&train, test.is_some(), f, c.seed)?;
     }
+    let need = memory::dense_net(&widths, a.batch.min(train.len()));
+    c.budget().check(need, "sgd")?;
     let s = SgdSettings {
-        batch: a.batch,
+        batch: effective_batch(a.batch, train.len()),
         epochs: a.epochs,
         lr: a.lr,
         seed: c.seed,

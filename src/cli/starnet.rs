@@ -4,6 +4,7 @@ use super::common::{CommonArgs, check_positive, image_shape};
 use anyhow::Result;
 use clap::{Args, Subcommand};
 use gradfree::methods::starnet;
+use gradfree::train::memory;
 use gradfree::{Error, data};
 use serde_json::json;
 use std::path::PathBuf;
@@ -38,7 +39,7 @@ pub(crate) struct StarnetTrainArgs {
     /// C:KxK:U per layer (input channels, odd kernel side, unpooling), e.g.
     /// 6:7x7:2,2:7x7:2 for 28×28 images: 6×7×7 latents → 2×14×14 → 1×28×28.
     /// Needs square one-channel images.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "layers")]
     pub(crate) conv: Option<String>,
     /// SL/SW epochs per layer.
     #[arg(long, default_value_t = 5)]
@@ -138,7 +139,17 @@ pub(crate) fn starnet_train(a: &StarnetTrainArgs) -> Result<()> {
             (widths, shapes)
         }
     };
-    check_positive("--alpha", a.alpha)?;
+    check_positive("alpha", a.alpha)?;
+    // Latents, targets and products of every item at the widest layer, and
+    // each layer's weights and normal equations.
+    let need = (|| {
+        let widest = *widths.iter().max()?;
+        let weights = widths.windows(2).try_fold(0u128, |t, p| {
+            t.checked_add(memory::mul(&[p[0] + 1, p[1] + p[0] + 1, 4])?)
+        })?;
+        memory::table(rows.len(), widest, 8)?.checked_add(weights.checked_mul(8)?)
+    })();
+    c.budget().check(need, "starnet train")?;
     let settings = starnet::Settings {
         epochs: a.epochs,
         alpha: a.alpha,

@@ -318,6 +318,23 @@ impl RrrProblem {
     }
 }
 
+/// Checks that a layered net of these widths can be indexed: node and
+/// edge ids are 32-bit in the engines.
+pub fn check_layered_size(widths: &[usize]) -> Result<()> {
+    let nodes = widths
+        .iter()
+        .try_fold(0u64, |a, &w| a.checked_add(w as u64));
+    let edges = widths.windows(2).try_fold(0u64, |a, p| {
+        a.checked_add((p[0] as u64).checked_mul(p[1] as u64)?)
+    });
+    match (nodes, edges) {
+        (Some(n), Some(e)) if n <= u64::from(u32::MAX) && e <= u64::from(u32::MAX) => Ok(()),
+        _ => Err(Error::Input(format!(
+            "a net of widths {widths:?} has more than 2³² − 1 nodes or edges"
+        ))),
+    }
+}
+
 /// Edges of a layered, fully connected net with the given widths (nodes numbered layer by layer).
 pub fn layered_edges(widths: &[usize]) -> Vec<(u32, u32)> {
     let mut edges = vec![];

@@ -9,6 +9,8 @@
 //! work meter. The run's plumbing (output directory, meter, terminal) is
 //! the [`Session`], shared by every stage of one command.
 
+pub mod checkpoint;
+pub mod memory;
 pub mod meter;
 pub mod report;
 
@@ -18,8 +20,11 @@ use std::time::Instant;
 use crate::engine::Backend;
 use crate::error::Result;
 use crate::real::Precision;
+use checkpoint::Totals;
 use meter::{Measurement, Meter};
 use report::{Common, OutDir, Progress};
+
+pub use report::OutMode;
 
 pub use crate::random::epoch_order;
 
@@ -97,8 +102,9 @@ pub trait Method {
     fn end_epoch(&mut self, epoch: usize, seconds: f64) -> Result<EpochEnd<Self::Record>>;
 
     /// The checkpoint after an epoch, holding `history` (every epoch's
-    /// record so far); `None` when the method keeps no checkpoints.
-    fn checkpoint(&self, _history: &[Self::Record]) -> Result<Option<Vec<u8>>> {
+    /// record so far) and the run's `totals` up to now; `None` when the
+    /// method keeps no checkpoints.
+    fn checkpoint(&self, _history: &[Self::Record], _totals: &Totals) -> Result<Option<Vec<u8>>> {
         Ok(None)
     }
 
@@ -192,7 +198,7 @@ pub fn run<M: Method>(
         session.metric(&method.metric(&end.record))?;
         history.push(end.record);
         last = epoch;
-        if let Some(bytes) = method.checkpoint(&history)? {
+        if let Some(bytes) = method.checkpoint(&history, &session.totals())? {
             session.file(CHECKPOINT, &bytes)?;
         }
         if end.control == Control::Stop {
@@ -233,6 +239,8 @@ pub enum Voice {
 pub struct Session {
     out: OutDir,
     meter: Meter,
+    /// The parts of the run before this one (a resumed run).
+    prior: Totals,
     quiet: bool,
     voice: Voice,
     device: String,
@@ -241,12 +249,13 @@ pub struct Session {
 
 impl Session {
     /// A session for a run on `backend`, writing into `out` (nothing when
-    /// `None`, or on ranks other than 0).
-    pub fn new(backend: &Backend, out: Option<&Path>, voice: Voice) -> Result<Self> {
+    /// `None`, or on ranks other than 0), which a run of `mode` may use.
+    pub fn new(backend: &Backend, out: Option<&Path>, mode: OutMode, voice: Voice) -> Result<Self> {
         let root = backend.collective().is_root();
         Ok(Session {
-            out: OutDir::new(out.filter(|_| root))?,
+            out: OutDir::open(out.filter(|_| root), mode)?,
             meter: Meter::for_backend(backend),
+            prior: Totals::default(),
             quiet: voice != Voice::Verbose,
             voice: if root { voice } else { Voice::Silent },
             device: backend.describe(),
@@ -256,7 +265,7 @@ impl Session {
 
     /// A session that writes and prints nothing (a library caller's).
     pub fn silent(backend: &Backend) -> Result<Self> {
-        Self::new(backend, None, Voice::Silent)
+        Self::new(backend, None, OutMode::New, Voice::Silent)
     }
 
     /// A session for work the host does without a backend (forward passes
@@ -265,11 +274,13 @@ impl Session {
         device: &str,
         precision: Precision,
         out: Option<&Path>,
+        mode: OutMode,
         voice: Voice,
     ) -> Result<Self> {
         Ok(Session {
-            out: OutDir::new(out)?,
+            out: OutDir::open(out, mode)?,
             meter: Meter::start(meter::SensorKind::Cpu),
+            prior: Totals::default(),
             quiet: voice != Voice::Verbose,
             voice,
             device: device.into(),
@@ -323,16 +334,56 @@ impl Session {
         self.meter.add_gwms(gwms);
     }
 
-    /// Work, time and energy so far.
+    /// Goes on from the earlier parts of a run: the measurement and the
+    /// summary then describe the whole run.
+    pub fn continue_from(&mut self, prior: Totals) {
+        self.prior = prior;
+    }
+
+    /// Work, time and energy so far, the earlier parts of a resumed run
+    /// included.
     pub fn measure(&self) -> Measurement {
-        self.meter.measure()
+        let part = self.meter.measure();
+        if self.prior.parts == 0 {
+            return part;
+        }
+        let p = &self.prior;
+        let gwms = p.gwms + part.gwms;
+        let seconds = p.seconds + part.seconds;
+        let joules = p.joules.zip(part.joules).map(|(a, b)| a + b);
+        let energy_note = match (p.joules, part.joules) {
+            (None, Some(_)) => format!(
+                "unavailable for the whole run (earlier parts not measured; this part: {})",
+                part.energy_note
+            ),
+            _ => part.energy_note,
+        };
+        Measurement {
+            gwms,
+            seconds,
+            gwms_per_s: if seconds > 0.0 { gwms / seconds } else { 0.0 },
+            joules,
+            gwms_per_joule: joules.filter(|&j| j > 0.0).map(|j| gwms / j),
+            energy_note,
+        }
+    }
+
+    /// The run's totals so far (this part counted), for a checkpoint.
+    pub fn totals(&self) -> Totals {
+        let m = self.measure();
+        Totals {
+            gwms: m.gwms,
+            seconds: m.seconds,
+            joules: m.joules,
+            parts: self.prior.parts + 1,
+        }
     }
 
     /// Prints the measurement line and writes summary.json: the common
     /// keys (device, precision, `seed`, the measurement) merged with the
     /// method's own `fields`.
     pub fn finish(&self, seed: u64, fields: serde_json::Value) -> Result<Measurement> {
-        let m = self.meter.measure();
+        let m = self.measure();
         self.tell(&m.line());
         self.summary(&m, seed, fields)?;
         Ok(m)

@@ -50,23 +50,69 @@ impl Common {
     }
 }
 
-/// An output directory (or none: nothing is written).
+/// How a run may use an output directory that already holds files.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutMode {
+    /// A new run: a directory holding another run's outputs is refused.
+    New,
+    /// A resumed run: the directory's outputs are its own.
+    Continue,
+    /// A new run that replaces what the directory holds.
+    Overwrite,
+}
+
+/// The files whose presence marks a directory as another run's.
+const RUN_FILES: [&str; 4] = [
+    "summary.json",
+    "metrics.jsonl",
+    "checkpoint.safetensors",
+    "model.safetensors",
+];
+
+/// The lock file a running run keeps in its output directory (its process id).
+const LOCK: &str = ".gradfree.lock";
+
+/// An output directory (or none: nothing is written). While it exists it
+/// holds the directory's lock, so two runs never write into one directory
+/// at once.
 #[derive(Debug)]
 pub struct OutDir {
     dir: Option<PathBuf>,
     metrics: Vec<u8>,
+    locked: bool,
 }
 
 impl OutDir {
-    /// Creates the directory if given.
-    pub fn new(dir: Option<&Path>) -> Result<Self> {
-        if let Some(d) = dir {
-            std::fs::create_dir_all(d).map_err(|e| Error::io(d, e))?;
-        }
-        Ok(OutDir {
-            dir: dir.map(Path::to_path_buf),
+    /// Creates or opens the directory for a run of `mode` and takes its lock.
+    pub fn open(dir: Option<&Path>, mode: OutMode) -> Result<Self> {
+        let Some(d) = dir else {
+            return Ok(OutDir {
+                dir: None,
+                metrics: Vec::new(),
+                locked: false,
+            });
+        };
+        std::fs::create_dir_all(d).map_err(|e| Error::io(d, e))?;
+        lock(d)?;
+        let out = OutDir {
+            dir: Some(d.to_path_buf()),
             metrics: Vec::new(),
-        })
+            locked: true,
+        };
+        if mode == OutMode::New {
+            if let Some(f) = RUN_FILES.iter().find(|f| d.join(f).exists()) {
+                return Err(Error::Input(format!(
+                    "{} holds another run's outputs ({f}): resume that run, write elsewhere, or overwrite it",
+                    d.display()
+                )));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The directory, if any.
+    pub fn dir(&self) -> Option<&Path> {
+        self.dir.as_deref()
     }
 
     /// Path of a file in the directory.
@@ -159,5 +205,64 @@ impl Progress {
     /// Removes the bar.
     pub fn finish(&self) {
         self.bar.finish_and_clear();
+    }
+}
+
+impl Drop for OutDir {
+    fn drop(&mut self) {
+        if let (true, Some(d)) = (self.locked, &self.dir) {
+            let _ = std::fs::remove_file(d.join(LOCK));
+        }
+    }
+}
+
+/// Takes DIR's lock: creates the lock file with this process's id; a lock
+/// whose process is gone (a killed run) is taken over.
+fn lock(dir: &Path) -> Result<()> {
+    use std::io::Write;
+    let path = dir.join(LOCK);
+    for _ in 0..2 {
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+        {
+            Ok(mut f) => {
+                let _ = write!(f, "{}", std::process::id());
+                return Ok(());
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let owner = std::fs::read_to_string(&path)
+                    .ok()
+                    .and_then(|t| t.trim().parse::<u32>().ok());
+                match owner {
+                    Some(pid) if pid != std::process::id() && process_alive(pid) => {
+                        return Err(Error::Input(format!(
+                            "{} is in use by another gradfree run (process {pid})",
+                            dir.display()
+                        )));
+                    }
+                    // Stale (or unreadable, or ours): take it over.
+                    _ => {
+                        let _ = std::fs::remove_file(&path);
+                    }
+                }
+            }
+            Err(e) => return Err(Error::io(&path, e)),
+        }
+    }
+    Err(Error::Input(format!(
+        "{}: could not take the output directory's lock",
+        dir.display()
+    )))
+}
+
+/// True when a process of this id exists (Linux: /proc; elsewhere assumed).
+fn process_alive(pid: u32) -> bool {
+    let proc = Path::new("/proc");
+    if proc.is_dir() {
+        proc.join(pid.to_string()).exists()
+    } else {
+        true
     }
 }

@@ -5,6 +5,7 @@ use crate::support::{self, output_text, run_cli, temp_dir};
 use gradfree::methods::rrr::autoencode::{
     Activation, AeNet, AeSettings, AeTraining, Autoencoder, CodeSource, binary_codes, one_hot,
 };
+use gradfree::train::checkpoint::{Provenance, Totals};
 use gradfree::train::{self, Session, Start};
 use gradfree::{Backend, Precision};
 
@@ -197,7 +198,7 @@ fn cli_binary_encoding_writes_outputs_and_bad_inputs_exit_2() {
 #[test]
 fn genuine_and_fake_sets_and_model_files_round_trip() {
     use gradfree::methods::rrr::autoencode::{
-        Epoch, AeModel, AeProgress, Generator, code_lists, genuine_and_fakes,
+        AeModel, AeProgress, Epoch, Generator, code_lists, genuine_and_fakes,
     };
     use gradfree::methods::rrr::classify::{Classifier, Settings};
     use gradfree::methods::rrr::net::Net;
@@ -267,8 +268,19 @@ fn genuine_and_fake_sets_and_model_files_round_trip() {
             gwms: 0.5,
             seconds: 1.5,
         }],
+        provenance: Provenance {
+            totals: Some(Totals {
+                gwms: 1.5,
+                seconds: 2.25,
+                joules: Some(3.0),
+                parts: 2,
+            }),
+            fingerprint: Some("00ff00ff00ff00ff".into()),
+            precision: Some(Precision::F64),
+        },
     };
     let back = AeModel::from_bytes(&bundle.to_bytes().unwrap(), "model").unwrap();
+    assert_eq!(back.provenance, bundle.provenance);
     assert_eq!(back.progress, bundle.progress);
     assert_eq!(back.history, bundle.history);
     assert_eq!(back.net, bundle.net);
@@ -585,11 +597,23 @@ fn cli_autoencoder_stopped_by_time_limit_resumes_as_if_uninterrupted() {
     assert_eq!(a.model, b.model);
     assert_eq!(b.progress.epoch, 3);
     assert_eq!(b.history.len(), 3);
-    // A finished checkpoint, or none, is bad input.
-    for bad in [parts.as_path(), dir.join("none").as_path()] {
-        let o = resume(bad, &[]);
-        assert_eq!(o.status.code(), Some(2), "{}", output_text(&o));
-    }
+    // A finished checkpoint has nothing left to train: nothing changes.
+    let files = |d: &std::path::Path| {
+        ["model.safetensors", "summary.json", "metrics.jsonl"]
+            .map(|f| std::fs::read(d.join(f)).unwrap())
+    };
+    let before = files(&parts);
+    let o = resume(&parts, &[]);
+    assert!(o.status.success(), "{}", output_text(&o));
+    assert!(
+        output_text(&o).contains("nothing to do"),
+        "{}",
+        output_text(&o)
+    );
+    assert_eq!(files(&parts), before);
+    // No checkpoint is bad input.
+    let o = resume(&dir.join("none"), &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", output_text(&o));
     // With --generator, a finished checkpoint trains only the generator:
     // the autoencoder stays as it was.
     let gen_dir = dir.join("gen");

@@ -266,6 +266,7 @@ fn checkpoint_resume_retraces_the_uninterrupted_run() {
         model: m,
         epoch: 2,
         history,
+        provenance: Default::default(),
     }
     .to_bytes(&clf)
     .unwrap();

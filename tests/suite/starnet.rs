@@ -152,7 +152,7 @@ proptest! {
         let h = uniform(&mut r, n * p, -1.0, 1.0);
         let z = uniform(&mut r, n * q, -1.0, 1.0);
         let be = Backend::cpu(Precision::F64);
-        let (x, _) = gradfree::methods::starnet::solve_normal(&be.normal_eq(&h, p, &z, q).unwrap(), p, q);
+        let (x, _) = gradfree::methods::starnet::solve_normal(&be.normal_eq(&h, p, &z, q).unwrap(), p, q).unwrap();
         for a in 0..=p {
             for c in 0..q {
                 let mut s = 0.0;

@@ -49,7 +49,8 @@ impl<T: Real> Ops for CpuOps<T> {
     }
 
     fn describe(&self) -> String {
-        format!("cpu ({} threads)", rayon::current_num_threads())
+        let t = rayon::current_num_threads();
+        format!("cpu ({t} thread{})", if t == 1 { "" } else { "s" })
     }
 
     fn project_bilinear(

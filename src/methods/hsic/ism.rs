@@ -808,16 +808,17 @@ impl IsmModel {
         }
     }
 
-    /// Predicted classes of new rows (nearest class mean).
+    /// Predicted classes of new rows (nearest class mean), standardized as
+    /// the fit's settings say.
     pub fn predict(&self, x: &[f64]) -> Vec<u32> {
+        self.predict_with(x, super::Standardize::of(self.settings.test_own_stats))
+    }
+
+    /// Predicted classes of new rows standardized `how`.
+    pub fn predict_with(&self, x: &[f64], how: super::Standardize) -> Vec<u32> {
         let d = self.mean.len();
         let n = x.len() / d;
-        let xs = if self.settings.test_own_stats {
-            let (m, s) = super::standardize_stats(x, d);
-            super::apply_std(x, &m, &s)
-        } else {
-            super::apply_std(x, &self.mean, &self.std)
-        };
+        let xs = how.apply(x, &self.mean, &self.std);
         let mut z = to_mat(&xs, n, d);
         for l in &self.layers {
             z = rff(&(&z * &l.w), &l.omega, &l.b);

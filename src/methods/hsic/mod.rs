@@ -196,6 +196,39 @@ pub(crate) fn standardize_stats(x: &[f64], d: usize) -> (Vec<f64>, Vec<f64>) {
     (mean, std)
 }
 
+/// How new rows are standardized before a trained network sees them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Standardize {
+    /// With the training data's mean and deviation: a row's prediction
+    /// does not depend on the other rows given with it.
+    Training,
+    /// With the rows' own statistics, as the reference code does for its
+    /// test folds (meaningful only for many rows).
+    Own,
+}
+
+impl Standardize {
+    /// The reference's choice when `own`, else the training statistics.
+    pub fn of(own: bool) -> Self {
+        if own {
+            Standardize::Own
+        } else {
+            Standardize::Training
+        }
+    }
+
+    /// The rows `x` (width = `mean.len()`) standardized.
+    pub fn apply(self, x: &[f64], mean: &[f64], std: &[f64]) -> Vec<f64> {
+        match self {
+            Standardize::Own => {
+                let (m, s) = standardize_stats(x, mean.len());
+                apply_std(x, &m, &s)
+            }
+            Standardize::Training => apply_std(x, mean, std),
+        }
+    }
+}
+
 pub(crate) fn apply_std(x: &[f64], mean: &[f64], std: &[f64]) -> Vec<f64> {
     let d = mean.len();
     x.iter()
@@ -756,14 +789,20 @@ impl WsModel {
         self.layers.last().map_or(0.0, |l| l.hsic)
     }
 
-    /// Last-layer outputs of new rows.
+    /// Last-layer outputs of new rows, standardized as the fit's settings say.
     pub fn transform(&self, be: &Backend, x: &[f64], work: &mut Work) -> Result<(usize, Vec<f64>)> {
-        let mut z = if self.settings.test_own_stats {
-            let (m, s) = standardize_stats(x, self.dim);
-            apply_std(x, &m, &s)
-        } else {
-            apply_std(x, &self.mean, &self.std)
-        };
+        self.transform_with(be, x, Standardize::of(self.settings.test_own_stats), work)
+    }
+
+    /// Last-layer outputs of new rows, standardized `how`.
+    pub fn transform_with(
+        &self,
+        be: &Backend,
+        x: &[f64],
+        how: Standardize,
+        work: &mut Work,
+    ) -> Result<(usize, Vec<f64>)> {
+        let mut z = how.apply(x, &self.mean, &self.std);
         let mut w = self.dim;
         for (layer, (iw, input)) in self.layers.iter().zip(&self.inputs) {
             z = layer_output(be, &z, input, *iw, layer, work)?;
@@ -772,15 +811,28 @@ impl WsModel {
         Ok((w, z))
     }
 
-    /// Predicted classes of new rows (5-NN on the training outputs).
+    /// Predicted classes of new rows (5-NN on the training outputs),
+    /// standardized as the fit's settings say.
     pub fn predict(&self, be: &Backend, x: &[f64], work: &mut Work) -> Result<Vec<u32>> {
+        let how = Standardize::of(self.settings.test_own_stats);
+        self.predict_with(be, x, how, work)
+    }
+
+    /// Predicted classes of new rows standardized `how`.
+    pub fn predict_with(
+        &self,
+        be: &Backend,
+        x: &[f64],
+        how: Standardize,
+        work: &mut Work,
+    ) -> Result<Vec<u32>> {
         if !x.len().is_multiple_of(self.dim) {
             return Err(Error::Input(format!(
                 "rows must have {} features",
                 self.dim
             )));
         }
-        let (w, z) = self.transform(be, x, work)?;
+        let (w, z) = self.transform_with(be, x, how, work)?;
         Ok(knn(&self.output.1, &self.y, &z, w, self.classes, 5))
     }
 }
@@ -925,11 +977,25 @@ impl SavedModel {
         }
     }
 
-    /// Predicted classes of new rows.
+    /// Predicted classes of new rows, standardized as the fit's settings say.
     pub fn predict(&self, be: &Backend, x: &[f64], work: &mut Work) -> Result<Vec<u32>> {
         match self {
             SavedModel::Ws(m) => m.predict(be, x, work),
             SavedModel::Ism(m) => Ok(m.predict(x)),
+        }
+    }
+
+    /// Predicted classes of new rows standardized `how`.
+    pub fn predict_with(
+        &self,
+        be: &Backend,
+        x: &[f64],
+        how: Standardize,
+        work: &mut Work,
+    ) -> Result<Vec<u32>> {
+        match self {
+            SavedModel::Ws(m) => m.predict_with(be, x, how, work),
+            SavedModel::Ism(m) => Ok(m.predict_with(x, how)),
         }
     }
 }

@@ -3,7 +3,7 @@
 
 use super::ism::{self, IsmSettings};
 use super::metrics::Metrics;
-use super::{SavedModel, Work, WsModel, WsSettings, accuracy, fit_ws, knn};
+use super::{SavedModel, Standardize, Work, WsModel, WsSettings, accuracy, fit_ws, knn};
 use crate::data::folds::Fold;
 use crate::data::labeled::Labeled;
 use crate::engine::Backend;
@@ -255,8 +255,8 @@ pub fn run_fit(
 }
 
 /// `hsic predict` as a library run: the predicted labels (original label
-/// values) of the rows `x`, written to `predictions.csv`; with `labels`,
-/// prints the accuracy.
+/// values) of the rows `x`, standardized `how`, written to
+/// `predictions.csv`; with `labels`, prints the accuracy.
 pub fn run_predict(
     be: &Backend,
     session: &Session,
@@ -264,9 +264,16 @@ pub fn run_predict(
     values: &[i64],
     x: &[f64],
     labels: Option<&[i64]>,
+    how: Standardize,
 ) -> Result<Vec<i64>> {
+    let rows = x.len() / model.dim().max(1);
+    if how == Standardize::Own && rows < 2 {
+        return Err(crate::error::Error::Input(format!(
+            "{rows} row cannot be standardized with its own statistics (use the training statistics)"
+        )));
+    }
     let mut work = Work::default();
-    let pred = model.predict(be, x, &mut work)?;
+    let pred = model.predict_with(be, x, how, &mut work)?;
     let out: Vec<i64> = pred.iter().map(|&p| values[p as usize]).collect();
     let text: String = out.iter().map(|v| format!("{v}\n")).collect();
     session.file("predictions.csv", text.as_bytes())?;

@@ -35,6 +35,8 @@ use crate::io::png_grid;
 use crate::io::{NamedTensor, read_safetensors, safetensors_bytes};
 use crate::kernels::class_select::LABEL_EXEMPT;
 use crate::problem::{RrrProblem, RrrState, Selection};
+use crate::real::Precision;
+use crate::train::checkpoint::{Provenance, Totals, fingerprint};
 use crate::train::{self, Batches, EpochEnd, Method, Plan, Session, Start, Stopped, epoch_order};
 
 /// Training settings.
@@ -299,6 +301,9 @@ pub struct Training<'a> {
     epoch: EpochSums,
     /// Lines to print per epoch.
     line: fn(&Settings, &Epoch) -> String,
+    /// What the checkpoints record of the run's data and precision.
+    fingerprint: String,
+    precision: Precision,
 }
 
 /// Sums over an epoch's batches.
@@ -342,6 +347,8 @@ impl<'a> Training<'a> {
             selected: SelectedItems::default(),
             epoch: EpochSums::default(),
             line: epoch_line,
+            fingerprint: data_fingerprint(train),
+            precision: backend.precision(),
         })
     }
 
@@ -463,13 +470,18 @@ impl Method for Training<'_> {
         Ok(EpochEnd::next(record, gwms))
     }
 
-    fn checkpoint(&self, history: &[Epoch]) -> Result<Option<Vec<u8>>> {
+    fn checkpoint(&self, history: &[Epoch], totals: &Totals) -> Result<Option<Vec<u8>>> {
         let saved = Saved {
             net: self.clf.net.clone(),
             settings: self.s.clone(),
             model: self.model.clone(),
             epoch: history.last().map_or(0, |e| e.epoch),
             history: history.to_vec(),
+            provenance: Provenance {
+                totals: Some(*totals),
+                fingerprint: Some(self.fingerprint.clone()),
+                precision: Some(self.precision),
+            },
         };
         saved.to_bytes(self.clf).map(Some)
     }
@@ -519,12 +531,31 @@ pub struct Run {
 /// `rrr classify` as a library run: trains (or resumes), writes
 /// `net.txt`, a checkpoint per epoch, `model.safetensors`, `exempted.txt`
 /// (`exempted.png`), `relabeled.csv`, and returns the summary's own fields.
-pub fn run(backend: &Backend, session: &mut Session, r: &Run) -> Result<serde_json::Value> {
+pub fn run(backend: &Backend, session: &mut Session, r: &Run) -> Result<Option<serde_json::Value>> {
     let (net, s) = (&r.net, &r.settings);
     let clf = Classifier::new(net.clone(), s)?;
     clf.check_data(&r.train, "the training data")?;
     if let Some(t) = &r.test {
         clf.check_data(t, "the test data")?;
+    }
+    let fingerprint = data_fingerprint(&r.train);
+    if let Some(saved) = &r.resume {
+        let p = &saved.provenance;
+        p.check_resume(&fingerprint, backend.precision(), "the checkpoint")?;
+        let gwms = saved.history.iter().map(|e| e.gwms).sum();
+        let seconds = saved.history.iter().map(|e| e.seconds).sum();
+        session.continue_from(p.prior(gwms, seconds));
+        let done = session
+            .out()
+            .path("model.safetensors")
+            .is_some_and(|m| m.exists());
+        if saved.epoch >= s.epochs && done {
+            session.tell(&format!(
+                "the checkpoint has trained all {} epochs: nothing to do",
+                s.epochs
+            ));
+            return Ok(None);
+        }
     }
     let (model, start) = match &r.resume {
         Some(saved) => (
@@ -589,6 +620,11 @@ pub fn run(backend: &Backend, session: &mut Session, r: &Run) -> Result<serde_js
         model: training.model.clone(),
         epoch: fin.epoch,
         history: fin.history.clone(),
+        provenance: Provenance {
+            totals: Some(session.totals()),
+            fingerprint: Some(fingerprint),
+            precision: Some(backend.precision()),
+        },
     };
     session.file("model.safetensors", &saved.to_bytes(&clf)?)?;
     let sel = &training.selected;
@@ -614,7 +650,7 @@ pub fn run(backend: &Backend, session: &mut Session, r: &Run) -> Result<serde_js
         )?;
     }
     let history = &fin.history;
-    Ok(serde_json::json!({
+    Ok(Some(serde_json::json!({
         "method": "rrr classify", "data_nodes": net.data, "hidden_nodes": net.hidden,
         "class_nodes": net.classes, "edges": net.edges.len(), "train_items": train.len(),
         "test_items": test.map_or(0, |t| t.len()), "settings": s,
@@ -623,7 +659,12 @@ pub fn run(backend: &Backend, session: &mut Session, r: &Run) -> Result<serde_js
         "best_test_err": history.iter().filter_map(|e| e.test_err).reduce(f64::min),
         "exempted_final_epoch": sel.exempted.len(), "relabeled_final_epoch": sel.relabeled.len(),
         "time_limited": time_limited,
-    }))
+    })))
+}
+
+/// The fingerprint of a classifier's training data.
+pub fn data_fingerprint(train: &Labeled) -> String {
+    fingerprint(&train.x, &train.y, train.dim)
 }
 
 /// A trained classifier as stored in `model.safetensors` and checkpoints.
@@ -639,6 +680,8 @@ pub struct Saved {
     pub epoch: usize,
     /// Metrics lines of the completed epochs (for resuming).
     pub history: Vec<Epoch>,
+    /// The run's totals, data fingerprint and precision.
+    pub provenance: Provenance,
 }
 
 impl Saved {
@@ -674,6 +717,8 @@ impl Saved {
             "settings": self.settings, "epoch": self.epoch, "history": self.history,
             "inference": "forward pass y_j = sum_i x_i w_ij / omega, x_j = relu(y_j - b_j); class = argmax of y - b over class nodes",
         });
+        let mut meta = meta;
+        self.provenance.to_json(&mut meta);
         safetensors_bytes(&tensors, &meta)
     }
 
@@ -728,6 +773,7 @@ impl Saved {
             model,
             epoch: count("epoch")?,
             history,
+            provenance: Provenance::from_json(&meta, what)?,
         })
     }
 }

@@ -39,6 +39,7 @@ impl Net {
                 "a classifier needs at least 2 class nodes".into(),
             ));
         }
+        crate::problem::check_layered_size(widths)?;
         let mut net = Net {
             data: widths[0],
             hidden: widths[1..widths.len() - 1].iter().sum(),
@@ -78,6 +79,8 @@ impl Net {
                 ));
             }
             let mut seen = std::collections::HashSet::new();
+            // A wrong in-degree shifts the inputs into the next entry: say so.
+            let hint = format!("(node {node} declares {indeg} inputs: is its in-degree right?)");
             for _ in 0..indeg {
                 let (src, line) = toks.int(&format!("an input of node {node}"))?;
                 if src >= nodes - classes {
@@ -85,19 +88,23 @@ impl Net {
                         path,
                         line,
                         format!(
-                            "node {node}: input {src} is out of range (inputs are data or hidden nodes 0..{})",
+                            "node {node}: input {src} is out of range (inputs are data or hidden nodes 0..{}) {hint}",
                             nodes - classes
                         ),
                     ));
                 }
                 if src == node {
-                    return Err(parse_err(path, line, format!("node {node} reads itself")));
+                    return Err(parse_err(
+                        path,
+                        line,
+                        format!("node {node} reads itself {hint}"),
+                    ));
                 }
                 if !seen.insert(src) {
                     return Err(parse_err(
                         path,
                         line,
-                        format!("node {node} reads node {src} twice"),
+                        format!("node {node} reads node {src} twice {hint}"),
                     ));
                 }
                 edges.push((src as u32, node as u32));

@@ -22,11 +22,13 @@ use crate::engine::Backend;
 use crate::engine::DeviceKind;
 use crate::engine::{Consensus, IterReport, RrrEngine};
 use crate::error::{Error, Result};
+use crate::io::read_safetensors;
 use crate::io::{NamedTensor, png_grid, safetensors_bytes};
 use crate::kernels::normalize_weights::normalize_group;
 use crate::problem::{NodeKind, RrrProblem, RrrState, StepMode, WeightGroups};
+use crate::train::checkpoint::{Provenance, Totals, fingerprint};
 use crate::train::report::Progress;
-use crate::train::{self, Batches, EpochEnd, Method, Plan, Session, Start};
+use crate::train::{self, Batches, EpochEnd, Method, Plan, Session, Start, Stopped};
 
 /// The linear Euclidean distance matrix `Y[i,k] = ((i − k)/(m − 1))²`.
 pub fn ledm(m: usize) -> DMatrix<f64> {
@@ -174,6 +176,11 @@ pub struct RunResult {
     pub seconds: f64,
     /// Bilinear projections with no root (reported, never silent).
     pub degenerate: u64,
+    /// The smallest RRR_err of the run and the iteration that reached it
+    /// (how close an unsolved run came).
+    pub best_rrr_err: f64,
+    /// 1-based iteration of `best_rrr_err`.
+    pub best_iteration: usize,
     /// RRR_err after every iteration.
     #[serde(skip)]
     pub series: Vec<f64>,
@@ -222,6 +229,8 @@ pub fn solve(
         gwms: super::gwms(total.iterations as u64, kk, nmf.problem.edges()),
         seconds: t0.elapsed().as_secs_f64(),
         degenerate: total.degenerate,
+        best_rrr_err: best(&total.errors).0,
+        best_iteration: best(&total.errors).1,
         series: total.errors,
         x,
         w,
@@ -256,7 +265,7 @@ pub fn nnls_codes(
 }
 
 /// Settings of online NMF of a data set.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct OnlineSettings {
     /// Items per batch.
     pub batch: usize,
@@ -271,7 +280,7 @@ pub struct OnlineSettings {
 }
 
 /// One epoch's figures.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Epoch {
     /// 1-based epoch.
     pub epoch: usize,
@@ -304,15 +313,19 @@ pub struct Online<'a> {
     engines: Vec<(usize, Box<dyn RrrEngine>)>,
     order: Vec<usize>,
     sums: (f64, f64, usize, f64),
+    time_limit: Option<f64>,
+    fingerprint: String,
 }
 
 impl<'a> Online<'a> {
-    /// Checks the settings and draws the first weights.
+    /// Checks the settings and draws the first weights, or takes them,
+    /// the item order and the random stream's place from a checkpoint.
     pub fn new(
         backend: &'a Backend,
         nmf: &'a Nmf,
         y: &'a DMatrix<f64>,
         s: &'a OnlineSettings,
+        from: Option<&OnlineCheckpoint>,
     ) -> Result<Self> {
         if s.batch == 0 || s.epochs == 0 || s.iters_per_batch == 0 {
             return Err(Error::Input(
@@ -320,7 +333,24 @@ impl<'a> Online<'a> {
             ));
         }
         let mut rng = ChaCha8Rng::seed_from_u64(s.seed);
-        let w = nmf.random_weights(&mut rng);
+        let (w, order) = match from {
+            Some(c) => {
+                if c.w.shape() != (nmf.rank, nmf.dim) || c.order.len() != y.nrows() {
+                    return Err(Error::Input(format!(
+                        "the checkpoint's weights ({}×{}) and order ({} items) do not fit rank {} and {} items × {}",
+                        c.w.nrows(),
+                        c.w.ncols(),
+                        c.order.len(),
+                        nmf.rank,
+                        y.nrows(),
+                        nmf.dim
+                    )));
+                }
+                rng.set_word_pos(c.sampler_pos);
+                (c.w.clone(), c.order.clone())
+            }
+            None => (nmf.random_weights(&mut rng), (0..y.nrows()).collect()),
+        };
         Ok(Online {
             backend,
             nmf,
@@ -329,8 +359,112 @@ impl<'a> Online<'a> {
             rng,
             w,
             engines: vec![],
-            order: (0..y.nrows()).collect(),
+            order,
             sums: (0.0, 0.0, 0, 0.0),
+            time_limit: None,
+            fingerprint: fingerprint(y.as_slice(), &[], y.nrows()),
+        })
+    }
+
+    /// Stops after the epoch during which `seconds` have passed.
+    pub fn with_time_limit(mut self, seconds: Option<f64>) -> Self {
+        self.time_limit = seconds;
+        self
+    }
+}
+
+/// Where online NMF stands after an epoch: what a resumed run needs to go
+/// on exactly as an uninterrupted one would (`checkpoint.safetensors`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct OnlineCheckpoint {
+    /// Number of codes.
+    pub rank: usize,
+    /// Ω.
+    pub omega: f64,
+    /// Training settings.
+    pub settings: OnlineSettings,
+    /// Consensus weights (rank × D).
+    pub w: DMatrix<f64>,
+    /// The item order of the last epoch (each epoch reshuffles it).
+    pub order: Vec<usize>,
+    /// Word position of the seeded stream (weights, then the shuffles).
+    pub sampler_pos: u128,
+    /// Epochs trained.
+    pub epoch: usize,
+    /// Their records.
+    pub history: Vec<Epoch>,
+    /// The run's totals, data fingerprint and precision.
+    pub provenance: Provenance,
+}
+
+impl OnlineCheckpoint {
+    /// safetensors bytes: `weights` [rank × D], `order` [n]; the rest in
+    /// the metadata.
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        let tensors = [
+            NamedTensor {
+                name: "weights".into(),
+                shape: vec![self.w.nrows(), self.w.ncols()],
+                data: self.w.transpose().iter().copied().collect(),
+            },
+            NamedTensor {
+                name: "order".into(),
+                shape: vec![self.order.len()],
+                data: self.order.iter().map(|&v| v as f64).collect(),
+            },
+        ];
+        let mut meta = serde_json::json!({
+            "method": "rrr nmf online checkpoint", "rank": self.rank, "omega": self.omega,
+            "settings": self.settings, "epoch": self.epoch,
+            // u128 does not fit a JSON number.
+            "sampler_pos": self.sampler_pos.to_string(), "history": self.history,
+        });
+        self.provenance.to_json(&mut meta);
+        safetensors_bytes(&tensors, &meta)
+    }
+
+    /// Reads what [`OnlineCheckpoint::to_bytes`] wrote.
+    pub fn from_bytes(bytes: &[u8], what: &str) -> Result<Self> {
+        let bad = |why: String| Error::Input(format!("{what}: {why}"));
+        let (tensors, meta) = read_safetensors(bytes).map_err(|e| bad(e.to_string()))?;
+        if meta.get("method").and_then(|v| v.as_str()) != Some("rrr nmf online checkpoint") {
+            return Err(bad("not a checkpoint of online RRR NMF".into()));
+        }
+        let field = |key: &str| meta.get(key).cloned().unwrap_or_default();
+        let parse = |key: &str| bad(format!("metadata '{key}' is missing or malformed"));
+        let rank: usize = serde_json::from_value(field("rank")).map_err(|_| parse("rank"))?;
+        let omega: f64 = serde_json::from_value(field("omega")).map_err(|_| parse("omega"))?;
+        let settings = serde_json::from_value(field("settings")).map_err(|_| parse("settings"))?;
+        let epoch = serde_json::from_value(field("epoch")).map_err(|_| parse("epoch"))?;
+        let history = serde_json::from_value(field("history")).map_err(|_| parse("history"))?;
+        let sampler_pos = meta
+            .get("sampler_pos")
+            .and_then(|v| v.as_str())
+            .and_then(|t| t.parse::<u128>().ok())
+            .ok_or_else(|| parse("sampler_pos"))?;
+        let (wshape, wv) = tensors.get("weights").ok_or_else(|| parse("weights"))?;
+        let (_, ov) = tensors.get("order").ok_or_else(|| parse("order"))?;
+        if wshape.len() != 2 || wshape[0] != rank || wshape[0] * wshape[1] != wv.len() {
+            return Err(parse("weights"));
+        }
+        let n = ov.len();
+        let order: Vec<usize> = ov.iter().map(|&v| v as usize).collect();
+        let mut seen = vec![false; n];
+        for &k in &order {
+            if k >= n || std::mem::replace(&mut seen[k], true) {
+                return Err(parse("order"));
+            }
+        }
+        Ok(OnlineCheckpoint {
+            rank,
+            omega,
+            settings,
+            w: DMatrix::from_row_slice(wshape[0], wshape[1], wv),
+            order,
+            sampler_pos,
+            epoch,
+            history,
+            provenance: Provenance::from_json(&meta, what)?,
         })
     }
 }
@@ -343,8 +477,27 @@ impl Method for Online<'_> {
             items: self.y.nrows(),
             batches: Batches::WithRemainder(self.s.batch.min(self.y.nrows())),
             epochs: self.s.epochs,
-            time_limit: None,
+            time_limit: self.time_limit,
         }
+    }
+
+    fn checkpoint(&self, history: &[Epoch], totals: &Totals) -> Result<Option<Vec<u8>>> {
+        let c = OnlineCheckpoint {
+            rank: self.nmf.rank,
+            omega: self.nmf.problem.omega,
+            settings: self.s.clone(),
+            w: self.w.clone(),
+            order: self.order.clone(),
+            sampler_pos: self.rng.get_word_pos(),
+            epoch: history.last().map_or(0, |e| e.epoch),
+            history: history.to_vec(),
+            provenance: Provenance {
+                totals: Some(*totals),
+                fingerprint: Some(self.fingerprint.clone()),
+                precision: Some(self.backend.precision()),
+            },
+        };
+        c.to_bytes().map(Some)
     }
 
     fn order(&mut self, _epoch: usize) -> Vec<usize> {
@@ -412,7 +565,7 @@ pub fn train_online(
     y: &DMatrix<f64>,
     s: &OnlineSettings,
 ) -> Result<(DMatrix<f64>, Vec<Epoch>)> {
-    let mut online = Online::new(backend, nmf, y, s)?;
+    let mut online = Online::new(backend, nmf, y, s, None)?;
     let fin = train::run(session, &mut online, Start::fresh())?;
     Ok((online.w, fin.history))
 }
@@ -425,15 +578,38 @@ pub fn train_online(
 pub fn run_online(
     backend: &Backend,
     session: &mut Session,
-    y: &DMatrix<f64>,
-    what: &str,
-    rank: usize,
-    omega: f64,
-    s: &OnlineSettings,
-    image_shape: Option<(usize, usize)>,
-) -> Result<serde_json::Value> {
+    r: &OnlineRun,
+) -> Result<Option<serde_json::Value>> {
+    let (y, what, rank, omega, s) = (&r.y, r.what.as_str(), r.rank, r.omega, &r.settings);
     let (n, d) = y.shape();
     let problem = Nmf::new(rank, d, omega)?;
+    let mut online =
+        Online::new(backend, &problem, y, s, r.resume.as_ref())?.with_time_limit(r.time_limit);
+    let start = match &r.resume {
+        Some(c) => {
+            let p = &c.provenance;
+            p.check_resume(&online.fingerprint, backend.precision(), "the checkpoint")?;
+            let gwms = c.history.iter().map(|e| e.gwms).sum();
+            let seconds = c.history.iter().map(|e| e.seconds).sum();
+            session.continue_from(p.prior(gwms, seconds));
+            let done = session
+                .out()
+                .path("model.safetensors")
+                .is_some_and(|m| m.exists());
+            if c.epoch >= s.epochs && done {
+                session.tell(&format!(
+                    "the checkpoint has trained all {} epochs: nothing to do",
+                    s.epochs
+                ));
+                return Ok(None);
+            }
+            Start {
+                epoch: c.epoch,
+                history: c.history.clone(),
+            }
+        }
+        None => Start::fresh(),
+    };
     session.say(&format!(
         "RRR NMF of {what} ({n} items × {d}), rank {rank}, β={}, Ω={omega}, batches of {}, {} iterations per batch, {} epochs on {} ({})",
         s.beta,
@@ -443,10 +619,25 @@ pub fn run_online(
         backend.describe(),
         backend.precision()
     ));
-    let (w, stats) = train_online(backend, session, &problem, y, s)?;
+    if start.epoch > 0 {
+        session.say(&format!("resuming after epoch {}", start.epoch));
+    }
+    let fin = train::run(session, &mut online, start)?;
+    let (w, stats) = (online.w, fin.history);
     let codes = nnls_codes(&problem, &w, y, 200)?;
     let last = stats.last().map(|e| e.recon_err).unwrap_or(f64::NAN);
-    session.tell(&format!("recon_err {last:.5} after {} epochs", stats.len()));
+    if !last.is_finite() {
+        return Err(Error::Numeric(format!(
+            "recon_err is {last} after {} epochs: the data's scale overflows the working precision",
+            stats.len()
+        )));
+    }
+    let time_limited = fin.stopped == Some(Stopped::TimeLimit);
+    session.tell(&format!(
+        "recon_err {last:.5} after {} epochs{}",
+        stats.len(),
+        if time_limited { " (time limit)" } else { "" }
+    ));
     let tensors = [
         NamedTensor {
             name: "codes".into(),
@@ -466,7 +657,7 @@ pub fn run_online(
     session.file("model.safetensors", &safetensors_bytes(&tensors, &meta)?)?;
     session.file("weights.csv", to_csv(&w).as_bytes())?;
     session.file("codes.csv", to_csv(&codes).as_bytes())?;
-    if let Some((h, wd)) = image_shape {
+    if let Some((h, wd)) = r.image_shape {
         let features: Vec<Vec<f64>> = (0..rank)
             .map(|i| w.row(i).iter().copied().collect())
             .collect();
@@ -487,11 +678,32 @@ pub fn run_online(
             &png_grid(&imgs, h, wd, sample, false)?,
         )?;
     }
-    Ok(serde_json::json!({
+    Ok(Some(serde_json::json!({
         "method": "rrr nmf online", "data": what, "items": n, "dim": d,
         "rank": rank, "beta": s.beta, "omega": omega, "batch": s.batch.min(n), "epochs": stats.len(),
-        "iters_per_batch": s.iters_per_batch, "recon_err": last,
-    }))
+        "iters_per_batch": s.iters_per_batch, "recon_err": last, "time_limited": time_limited,
+    })))
+}
+
+/// What `rrr nmf --data` factorizes.
+#[derive(Clone, Debug)]
+pub struct OnlineRun {
+    /// The data (items × D), non-negative.
+    pub y: DMatrix<f64>,
+    /// The data's name in messages and the summary.
+    pub what: String,
+    /// Number of codes.
+    pub rank: usize,
+    /// Ω.
+    pub omega: f64,
+    /// Training settings.
+    pub settings: OnlineSettings,
+    /// Items are images of this shape (for the PNGs).
+    pub image_shape: Option<(usize, usize)>,
+    /// Stop after the epoch during which this many seconds have passed.
+    pub time_limit: Option<f64>,
+    /// Go on from this checkpoint.
+    pub resume: Option<OnlineCheckpoint>,
 }
 
 /// The known nonnegative rank and a working Ω of the LEDM for m = 6, 8,
@@ -504,6 +716,29 @@ pub fn ledm_defaults(m: usize) -> Option<(usize, f64)> {
         16 => Some((8, 0.9)),
         _ => None,
     }
+}
+
+/// The paper's mean work per solve of the LEDM (GWMs; Table 1: m = 6, 8,
+/// 12, 16), interpolated log-linearly in m between those and extrapolated
+/// beyond them with the slope of the last pair.
+pub fn paper_ledm_gwms(m: usize) -> f64 {
+    const TABLE: [(f64, f64); 4] = [(6.0, 0.02), (8.0, 0.61), (12.0, 6.27), (16.0, 41.52)];
+    let m = m as f64;
+    let seg = TABLE
+        .windows(2)
+        .find(|w| m <= w[1].0)
+        .unwrap_or(&TABLE[2..4]);
+    let ((m0, g0), (m1, g1)) = (seg[0], seg[1]);
+    let slope = (g1.ln() - g0.ln()) / (m1.ln() - m0.ln());
+    (g0.ln() + slope * (m.ln() - m0.ln())).exp()
+}
+
+/// The default iteration cap of one LEDM start: ten times the paper's mean
+/// work per solve for this m (so a start is stopped only far beyond the
+/// instance's typical cost), at least 10⁵.
+pub fn ledm_default_cap(m: usize, rank: usize) -> usize {
+    let per_iteration = (m * rank * m).max(1) as f64 * 1e-9;
+    ((10.0 * paper_ledm_gwms(m) / per_iteration).ceil() as usize).max(100_000)
 }
 
 /// What `rrr nmf --ledm` solves.
@@ -539,10 +774,11 @@ pub fn run_ledm(
     let y = ledm(m);
     let problem = Nmf::new(rank, m, omega)?;
     session.say(&format!(
-        "RRR NMF of LEDM m={m}, rank {rank}, β={}, Ω={omega}, tol {:e}, {} runs on {} ({})",
+        "RRR NMF of LEDM m={m}, rank {rank}, β={}, Ω={omega}, tol {:e}, {} runs of ≤ {} iterations on {} ({})",
         s.beta,
         s.tol,
         r.runs,
+        s.max_iter,
         backend.describe(),
         backend.precision()
     ));
@@ -588,12 +824,20 @@ pub fn run_ledm(
                 String::new()
             }
         ));
+        if !res.solved {
+            session.say(&format!(
+                "    closest: RRR_err {:.3e} at iteration {} (tol {:e}); the cap of {} iterations may be too few for this start",
+                res.best_rrr_err, res.best_iteration, s.tol, s.max_iter
+            ));
+        }
         let stride = (res.series.len() / 1000).max(1);
         let series: Vec<f64> = res.series.iter().step_by(stride).copied().collect();
         session.metric(&serde_json::json!({
             "run": run + 1, "seed": res.seed, "solved": res.solved, "iterations": res.iterations,
             "rrr_err": res.rrr_err, "recon_err": res.recon_err, "gwms": res.gwms, "seconds": res.seconds,
-            "degenerate": res.degenerate, "rrr_err_series_stride": stride, "rrr_err_series": series,
+            "degenerate": res.degenerate, "best_rrr_err": res.best_rrr_err,
+            "best_iteration": res.best_iteration,
+            "rrr_err_series_stride": stride, "rrr_err_series": series,
         }))?;
         if res.solved || results[..run].iter().all(|p| !p.solved) {
             best = Some(res);
@@ -637,6 +881,20 @@ pub fn run_ledm(
         "success_rate": solved.len() as f64 / results.len() as f64,
         "median_iterations": med, "mean_iterations": mean,
     }))
+}
+
+/// The smallest value of an error series and its 1-based iteration.
+fn best(series: &[f64]) -> (f64, usize) {
+    series
+        .iter()
+        .enumerate()
+        .fold((f64::NAN, 0), |(b, i), (k, &e)| {
+            if b.is_nan() || e < b {
+                (e, k + 1)
+            } else {
+                (b, i)
+            }
+        })
 }
 
 /// The median of counts (None when empty).
@@ -756,6 +1014,8 @@ pub fn solve_batched(
             seconds,
             // Counted for the whole batch: attribute to the first start.
             degenerate: if a == 0 { degenerate } else { 0 },
+            best_rrr_err: best(&series[a]).0,
+            best_iteration: best(&series[a]).1,
             series: std::mem::take(&mut series[a]),
             x,
             w,

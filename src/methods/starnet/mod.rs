@@ -139,33 +139,50 @@ pub fn check_widths(widths: &[usize]) -> Result<Vec<String>> {
 
 /// Cholesky of a symmetric matrix, adding the smallest ridge λ I (λ =
 /// 10⁻¹²·10^k·tr/n) that makes it succeed; returns the factor and λ.
-fn cholesky_ridge(m: DMatrix<f64>) -> (nalgebra::Cholesky<f64, nalgebra::Dyn>, Option<f64>) {
+fn cholesky_ridge(
+    m: DMatrix<f64>,
+) -> Result<(nalgebra::Cholesky<f64, nalgebra::Dyn>, Option<f64>)> {
+    if m.iter().any(|v| !v.is_finite()) {
+        return Err(Error::Numeric(format!(
+            "the {n}×{n} normal equations hold non-finite values: the data's scale overflows the working precision",
+            n = m.nrows()
+        )));
+    }
     if let Some(c) = m.clone().cholesky() {
-        return (c, None);
+        return Ok((c, None));
     }
     let n = m.nrows().max(1);
     let scale = (m.trace() / n as f64).abs().max(1e-300);
+    // λ from 10⁻¹² to 10¹² of the mean diagonal: beyond that the system is
+    // no longer the data's.
     let mut lambda = 1e-12 * scale;
-    loop {
+    for _ in 0..=RIDGE_STEPS {
         let mut r = m.clone();
         for i in 0..m.nrows() {
             r[(i, i)] += lambda;
         }
         if let Some(c) = r.cholesky() {
-            return (c, Some(lambda));
+            return Ok((c, Some(lambda)));
         }
         lambda *= 10.0;
     }
+    Err(Error::Numeric(format!(
+        "no ridge up to {:e} makes the {n}×{n} normal equations positive definite",
+        lambda / 10.0
+    )))
 }
+
+/// Ridges tried after 10⁻¹² of the mean diagonal, each ten times the last.
+const RIDGE_STEPS: usize = 24;
 
 /// Solves the normal equations C = [G | R] ((p+1) × (p+1+q), from
 /// [`Backend::normal_eq`]) for X = [W c]ᵀ ((p+1) × q, row-major); returns
 /// X and the ridge used, if any.
-pub fn solve_normal(c: &[f64], p: usize, q: usize) -> (Vec<f64>, Option<f64>) {
+pub fn solve_normal(c: &[f64], p: usize, q: usize) -> Result<(Vec<f64>, Option<f64>)> {
     let cols = p + 1 + q;
     let g = DMatrix::from_fn(p + 1, p + 1, |i, j| c[i * cols + j]);
     let r = DMatrix::from_fn(p + 1, q, |i, j| c[i * cols + p + 1 + j]);
-    let (chol, ridge) = cholesky_ridge(g);
+    let (chol, ridge) = cholesky_ridge(g)?;
     let x = chol.solve(&r);
     let mut out = vec![0.0; (p + 1) * q];
     for i in 0..=p {
@@ -173,7 +190,7 @@ pub fn solve_normal(c: &[f64], p: usize, q: usize) -> (Vec<f64>, Option<f64>) {
             out[i * q + j] = x[(i, j)];
         }
     }
-    (out, ridge)
+    Ok((out, ridge))
 }
 
 impl Layer {
@@ -224,9 +241,9 @@ impl Layer {
     }
 
     /// Pᵀ = W (WᵀW)⁻¹ (d_out × d_in, row-major), −P c, and the ridge used.
-    fn pinv_t(&self) -> (Vec<f64>, Vec<f64>, Option<f64>) {
+    fn pinv_t(&self) -> Result<(Vec<f64>, Vec<f64>, Option<f64>)> {
         let w = DMatrix::from_row_slice(self.d_out, self.d_in, &self.w);
-        let (chol, ridge) = cholesky_ridge(w.transpose() * &w);
+        let (chol, ridge) = cholesky_ridge(w.transpose() * &w)?;
         // P = (WᵀW)⁻¹Wᵀ (d_in × d_out).
         let p = chol.solve(&w.transpose());
         let pc = &p * DVector::from_column_slice(&self.c);
@@ -236,7 +253,7 @@ impl Layer {
                 pt[o * self.d_in + i] = p[(i, o)];
             }
         }
-        (pt, pc.iter().map(|v| -v).collect(), ridge)
+        Ok((pt, pc.iter().map(|v| -v).collect(), ridge))
     }
 
     /// SW: the least-squares W and c for latents H (n × d_in) and
@@ -255,7 +272,7 @@ impl Layer {
             None => {
                 let c = be.normal_eq(h, d_in, zhat, d_out)?;
                 let work = 1e-9 * (n * (d_in + 1) * (d_in + 1 + d_out)) as f64;
-                let (wc, ridge) = solve_normal(&c, d_in, d_out);
+                let (wc, ridge) = solve_normal(&c, d_in, d_out)?;
                 for o in 0..d_out {
                     for i in 0..d_in {
                         self.w[o * d_in + i] = wc[i * d_out + o];
@@ -268,7 +285,7 @@ impl Layer {
                 let c = be.conv_normal_eq(&shape, h, zhat)?;
                 let (pl, oc) = (shape.patch(), shape.conv_channels());
                 let work = 1e-9 * (n * shape.side * shape.side * (pl + 1) * (pl + 1 + oc)) as f64;
-                let (kc, ridge) = solve_normal(&c, pl, oc);
+                let (kc, ridge) = solve_normal(&c, pl, oc)?;
                 let kernels: Vec<f64> = (0..oc * pl).map(|j| kc[(j % pl) * oc + j / pl]).collect();
                 let bias: Vec<f64> = (0..oc).map(|o| kc[pl * oc + o]).collect();
                 *self = Layer::from_conv(shape, kernels, bias);
@@ -282,24 +299,24 @@ impl Layer {
     /// product with (WᵀW)⁻¹ (symmetric, so it is its own transpose).
     pub fn solve_latents(&self, be: &Backend, zhat: &[f64]) -> Result<(Vec<f64>, Option<f64>)> {
         if let Some((shape, kernels, _)) = &self.conv {
-            let (m, shift, ridge) = self.gram_inverse();
+            let (m, shift, ridge) = self.gram_inverse()?;
             let g = be.conv_transpose(shape, kernels, zhat)?;
             let h = be.dense(&g, self.d_in, &m, self.d_in, &shift, Act::Identity)?;
             return Ok((h, ridge));
         }
-        let (pt, bias, ridge) = self.pinv_t();
+        let (pt, bias, ridge) = self.pinv_t()?;
         let h = be.dense(zhat, self.d_out, &pt, self.d_in, &bias, Act::Identity)?;
         Ok((h, ridge))
     }
 
     /// (WᵀW)⁻¹ (d_in × d_in, row-major), −(WᵀW)⁻¹Wᵀc, and the ridge used.
-    fn gram_inverse(&self) -> (Vec<f64>, Vec<f64>, Option<f64>) {
+    fn gram_inverse(&self) -> Result<(Vec<f64>, Vec<f64>, Option<f64>)> {
         let w = DMatrix::from_row_slice(self.d_out, self.d_in, &self.w);
-        let (chol, ridge) = cholesky_ridge(w.transpose() * &w);
+        let (chol, ridge) = cholesky_ridge(w.transpose() * &w)?;
         let m = chol.inverse();
         let shift = -(&m * (w.transpose() * DVector::from_column_slice(&self.c)));
         // The column-major slice read row-major is Mᵀ: rows h = g Mᵀ.
-        (m.as_slice().to_vec(), shift.as_slice().to_vec(), ridge)
+        Ok((m.as_slice().to_vec(), shift.as_slice().to_vec(), ridge))
     }
 
     /// W H + c for the rows of H (pre-activation), or a(W H + c); a
@@ -353,6 +370,16 @@ fn check_training(x: &[f64], widths: &[usize], s: &Settings) -> Result<()> {
             "the leaky-ReLU slope α must be positive (got {})",
             s.alpha
         )));
+    }
+    if s.epochs == 0 {
+        return Err(Error::Input(
+            "the epochs per layer must be at least 1".into(),
+        ));
+    }
+    if s.weight_sample == Some(0) {
+        return Err(Error::Input(
+            "the weight sample must hold at least one item".into(),
+        ));
     }
     if !s.conv.is_empty() {
         let ok = s.conv.len() + 1 == widths.len()
@@ -430,7 +457,7 @@ impl<'a> Training<'a> {
 
     /// Epochs per layer.
     fn per_layer(&self) -> usize {
-        self.s.epochs.max(1)
+        self.s.epochs
     }
 
     /// (layer, epoch within the layer) of loop epoch `g` (1-based).
@@ -537,7 +564,12 @@ impl Method for Training<'_> {
         let (be, n) = (self.be, self.n);
         let (d_in, d_out) = (self.widths[li - 1], self.widths[li]);
         let mut layer = self.layer.take().expect("begun");
-        let (h, r1) = layer.solve_latents(be, &self.zhat)?;
+        // Numerical failures say where: layer and epoch.
+        let at = |e: Error| match e {
+            Error::Numeric(m) => Error::Numeric(format!("layer {li}, epoch {epoch}: {m}")),
+            e => e,
+        };
+        let (h, r1) = layer.solve_latents(be, &self.zhat).map_err(at)?;
         self.work(1e-9 * (n * d_in * d_out) as f64);
         let (hs, zs) = match self.s.weight_sample {
             Some(k) if k < n => {
@@ -546,7 +578,7 @@ impl Method for Training<'_> {
             }
             _ => (h.clone(), self.zhat.clone()),
         };
-        let (r2, work) = layer.solve_weights(be, &hs, &zs)?;
+        let (r2, work) = layer.solve_weights(be, &hs, &zs).map_err(at)?;
         self.work(work);
         let recon = layer.forward(be, &h, Some(self.s.alpha))?;
         self.work(1e-9 * (n * d_in * d_out) as f64);
@@ -683,7 +715,7 @@ fn gaussian_fit(codes: &[f64], d: usize, col: &dyn Collective) -> Result<(Vec<f6
     let mut cross = centred.transpose() * &centred;
     col.allreduce_sum_f64(cross.as_mut_slice())?;
     let cov = cross / (n.max(2) - 1) as f64;
-    let (chol, _) = cholesky_ridge(cov);
+    let (chol, _) = cholesky_ridge(cov)?;
     let l = chol.l();
     let mut out = vec![0.0; d * d];
     for i in 0..d {
@@ -925,6 +957,15 @@ pub fn run_decode(
     name: &str,
     image_shape: Option<(usize, usize)>,
 ) -> Result<usize> {
+    if let Some((h, w)) = image_shape {
+        if h * w != net.data_width() {
+            return Err(Error::Input(format!(
+                "images of {h}x{w} have {} pixels; the model decodes to {} values",
+                h * w,
+                net.data_width()
+            )));
+        }
+    }
     let n = codes.len() / net.widths[0].max(1);
     let x = net.decode(be, codes)?;
     session.add_gwms(

@@ -139,6 +139,13 @@ impl AeNet {
         widths.extend_from_slice(encoder);
         widths.push(code);
         widths.extend_from_slice(decoder);
+        crate::problem::check_layered_size(&widths)?;
+        let last_to_data = (*widths.last().expect("widths") as u64).checked_mul(data as u64);
+        if last_to_data.is_none_or(|e| e > u64::from(u32::MAX)) {
+            return Err(Error::Input(format!(
+                "an autoencoder of widths {widths:?} has more than 2³² − 1 edges"
+            )));
+        }
         let mut edges = crate::problem::layered_edges(&widths);
         let total: usize = widths.iter().sum();
         let last = *widths.last().expect("widths");

@@ -1,8 +1,9 @@
 //! The autoencoder's `model.safetensors` and checkpoints.
 
-use super::{Epoch, AeNet, AeProgress, AeSettings, Generator};
+use super::{AeNet, AeProgress, AeSettings, Epoch, Generator};
 use crate::error::{Error, Result};
 use crate::methods::rrr::Model;
+use crate::train::checkpoint::Provenance;
 
 /// A trained autoencoder as stored in `model.safetensors`: net, settings,
 /// weights, the per-code-node empirical code values (to sample Z from) and,
@@ -23,6 +24,8 @@ pub struct AeModel {
     pub progress: AeProgress,
     /// Metrics of the trained epochs (a checkpoint's, for resuming).
     pub history: Vec<Epoch>,
+    /// The run's totals, data fingerprint and precision.
+    pub provenance: Provenance,
 }
 
 impl AeModel {
@@ -59,6 +62,7 @@ impl AeModel {
             "sampler_pos": self.progress.sampler_pos.to_string(),
             "history": self.history,
         });
+        self.provenance.to_json(&mut meta);
         if !self.progress.next_codes.is_empty() {
             tensors.push(NamedTensor {
                 name: "next_codes".into(),
@@ -174,6 +178,7 @@ impl AeModel {
                 sampler_pos,
             },
             history,
+            provenance: Provenance::from_json(&meta, what)?,
         })
     }
 }

@@ -13,6 +13,7 @@ use crate::data::pca::pca_rms;
 use crate::engine::Backend;
 use crate::error::{Error, Result};
 use crate::io::{histogram_strip, rows_csv, rows_png};
+use crate::train::checkpoint::{Provenance, fingerprint};
 use crate::train::{self, Session, Start, Stopped};
 
 /// What `rrr autoencode` trains on.
@@ -45,8 +46,8 @@ pub struct AeRun {
 /// How an `rrr autoencode` run ended.
 #[derive(Clone, Debug)]
 pub struct AeOutcome {
-    /// The summary's own fields.
-    pub summary: serde_json::Value,
+    /// The summary's own fields (none when there was nothing to do).
+    pub summary: Option<serde_json::Value>,
     /// The epoch after which the time limit stopped training.
     pub stopped_at: Option<usize>,
 }
@@ -69,6 +70,28 @@ pub fn run(backend: &Backend, session: &mut Session, r: &AeRun) -> Result<AeOutc
     };
     // A finished checkpoint is only good for (re)training the generator.
     let finished = start.epoch >= settings.epochs;
+    let fingerprint = fingerprint(x, &[], dim);
+    if let Some(m) = &r.resume {
+        let p = &m.provenance;
+        p.check_resume(&fingerprint, backend.precision(), "the checkpoint")?;
+        let gwms = m.history.iter().map(|e| e.gwms).sum();
+        let seconds = m.history.iter().map(|e| e.seconds).sum();
+        session.continue_from(p.prior(gwms, seconds));
+        let done = session
+            .out()
+            .path("model.safetensors")
+            .is_some_and(|f| f.exists());
+        if finished && r.generator.is_none() && done {
+            session.tell(&format!(
+                "the checkpoint has trained all {} epochs: nothing to do (a generator can still be trained from it)",
+                settings.epochs
+            ));
+            return Ok(AeOutcome {
+                summary: None,
+                stopped_at: None,
+            });
+        }
+    }
     session.say(&format!(
         "RRR autoencoder: {} data, {} encoder, {} code, {} decoder nodes, {} edges; {:?} m {}, Ω {}, β {}; on {} ({})",
         auto.net.data,
@@ -212,6 +235,11 @@ pub fn run(backend: &Backend, session: &mut Session, r: &AeRun) -> Result<AeOutc
             }
         }),
         history,
+        provenance: Provenance {
+            totals: Some(session.totals()),
+            fingerprint: Some(fingerprint),
+            precision: Some(backend.precision()),
+        },
     };
     session.file("model.safetensors", &bundle.to_bytes()?)?;
     if !r.held.is_empty() {
@@ -225,7 +253,7 @@ pub fn run(backend: &Backend, session: &mut Session, r: &AeRun) -> Result<AeOutc
         o.extend(e.clone());
     }
     Ok(AeOutcome {
-        summary: own,
+        summary: Some(own),
         stopped_at,
     })
 }

@@ -11,6 +11,7 @@ use crate::engine::{Backend, RrrEngine};
 use crate::error::{Error, Result};
 use crate::methods::rrr::{Model, gwms, solve_batch};
 use crate::problem::RrrState;
+use crate::train::checkpoint::{Provenance, Totals, fingerprint};
 use crate::train::{Batches, Control, EpochEnd, Method, Plan, epoch_order};
 
 /// One epoch's figures.
@@ -85,6 +86,8 @@ pub struct AeTraining<'a> {
     kd: usize,
     kc: usize,
     epoch: (f64, f64, usize, usize),
+    /// What the checkpoints record of the run's data and precision.
+    fingerprint: String,
 }
 
 impl<'a> AeTraining<'a> {
@@ -122,6 +125,9 @@ impl<'a> AeTraining<'a> {
                 }
                 cs.len() / c
             }
+            CodeSource::Empirical if s.codes == 0 => {
+                return Err(Error::Input("a batch needs at least one code item".into()));
+            }
             CodeSource::Empirical => s.codes,
         };
         let mut rng = ChaCha8Rng::seed_from_u64(s.seed ^ 0xc0de);
@@ -153,6 +159,7 @@ impl<'a> AeTraining<'a> {
             kd,
             kc,
             epoch: (0.0, 0.0, 0, 0),
+            fingerprint: fingerprint(data, &[], d),
         })
     }
 
@@ -274,7 +281,7 @@ impl Method for AeTraining<'_> {
         })
     }
 
-    fn checkpoint(&self, history: &[Epoch]) -> Result<Option<Vec<u8>>> {
+    fn checkpoint(&self, history: &[Epoch], totals: &Totals) -> Result<Option<Vec<u8>>> {
         let Some(progress) = &self.progress else {
             return Ok(None);
         };
@@ -286,6 +293,11 @@ impl Method for AeTraining<'_> {
             generator: None,
             progress: progress.clone(),
             history: history.to_vec(),
+            provenance: Provenance {
+                totals: Some(*totals),
+                fingerprint: Some(self.fingerprint.clone()),
+                precision: Some(self.backend.precision()),
+            },
         };
         checkpoint.to_bytes().map(Some)
     }

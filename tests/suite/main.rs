@@ -9,6 +9,7 @@
 mod support;
 
 mod autoencode;
+mod bad_input;
 mod bench;
 mod classify;
 mod cli;

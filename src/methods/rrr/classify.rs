@@ -748,10 +748,29 @@ impl Saved {
             .map(|(&s, &d)| (s as u32, d as u32))
             .collect();
         edges.sort_by_key(|&(s, d)| (d, s));
+        let (data, hidden, classes) = (
+            count("data_nodes")?,
+            count("hidden_nodes")?,
+            count("class_nodes")?,
+        );
+        // The node ids are 32-bit; counts beyond them (or whose sum
+        // overflows) are a damaged file, not a net.
+        let nodes = data
+            .checked_add(hidden)
+            .and_then(|n| n.checked_add(classes))
+            .filter(|&n| n <= u32::MAX as usize)
+            .ok_or_else(|| bad("node counts out of range".into()))?;
+        if src
+            .iter()
+            .chain(dst)
+            .any(|&v| !(v >= 0.0 && v < nodes as f64))
+        {
+            return Err(bad("an edge names a node out of range".into()));
+        }
         let net = Net {
-            data: count("data_nodes")?,
-            hidden: count("hidden_nodes")?,
-            classes: count("class_nodes")?,
+            data,
+            hidden,
+            classes,
             edges,
         };
         net.check().map_err(|e| bad(e.to_string()))?;

@@ -64,7 +64,17 @@ impl Net {
                 format!("need D ≥ 1 and C ≥ 2, got D = {data}, C = {classes}"),
             ));
         }
-        let nodes = data + hidden + classes;
+        let nodes = data
+            .checked_add(hidden)
+            .and_then(|n| n.checked_add(classes))
+            .filter(|&n| n <= u32::MAX as usize)
+            .ok_or_else(|| {
+                parse_err(
+                    path,
+                    l,
+                    "the node counts are out of range (at most 2³² − 1 nodes)",
+                )
+            })?;
         let mut edges = vec![];
         for node in data..nodes {
             let (indeg, line) = toks.node_entry(node)?;

@@ -207,7 +207,17 @@ impl AeNet {
         if data == 0 || code == 0 {
             return Err(parse_err(path, l, "need D ≥ 1 and at least one code node"));
         }
-        let n = data + encode + code + decode;
+        let n = [encode, code, decode]
+            .iter()
+            .try_fold(data, |a, &b| a.checked_add(b))
+            .filter(|&n| n <= u32::MAX as usize)
+            .ok_or_else(|| {
+                parse_err(
+                    path,
+                    l,
+                    "the node counts are out of range (at most 2³² − 1 nodes)",
+                )
+            })?;
         let mut edges = vec![];
         for node in 0..n {
             let (indeg, line) = toks.node_entry(node)?;

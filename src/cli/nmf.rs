@@ -67,7 +67,7 @@ pub(crate) fn rrr_nmf(a: &NmfArgs) -> Result<()> {
 
 fn rrr_nmf_data(a: &NmfArgs, path: &std::path::Path) -> Result<()> {
     let c = &a.common;
-    let y = load_table(path, a.format)?;
+    let y = load_table(path, a.format, &c.limits())?;
     require_nonnegative(&y, path)?;
     let (n, d) = y.shape();
     let rank = a

@@ -197,7 +197,7 @@ fn cli_binary_encoding_writes_outputs_and_bad_inputs_exit_2() {
 #[test]
 fn genuine_and_fake_sets_and_model_files_round_trip() {
     use gradfree::methods::rrr::autoencode::{
-        Epoch, AeModel, AeProgress, Generator, code_lists, genuine_and_fakes,
+        AeModel, AeProgress, Epoch, Generator, code_lists, genuine_and_fakes,
     };
     use gradfree::methods::rrr::classify::{Classifier, Settings};
     use gradfree::methods::rrr::net::Net;

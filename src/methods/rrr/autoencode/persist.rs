@@ -1,6 +1,6 @@
 //! The autoencoder's `model.safetensors` and checkpoints.
 
-use super::{Epoch, AeNet, AeProgress, AeSettings, Generator};
+use super::{AeNet, AeProgress, AeSettings, Epoch, Generator};
 use crate::error::{Error, Result};
 use crate::methods::rrr::Model;
 

@@ -59,8 +59,9 @@ pub enum Error {
     /// Bad user input: wrong shapes, invalid values, impossible settings.
     #[error("invalid input: {0}")]
     Input(String),
-    /// Malformed data file, with location.
-    #[error("{path}:{line}: {reason}")]
+    /// Malformed data file, with location ("file:line: reason", or
+    /// "file: reason" for line 0).
+    #[error("{path}{}: {reason}", at_line(.line))]
     Parse {
         /// File.
         path: PathBuf,
@@ -97,6 +98,14 @@ impl Error {
             path: path.into(),
             error,
         }
+    }
+}
+
+/// ":N" for line N, nothing for line 0 (not line-oriented).
+fn at_line(line: &usize) -> String {
+    match line {
+        0 => String::new(),
+        n => format!(":{n}"),
     }
 }
 

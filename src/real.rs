@@ -40,6 +40,18 @@ impl Precision {
             Precision::F64 => f64::EPSILON,
         }
     }
+
+    /// The largest |value| a data file may hold in this precision: 1e16 for
+    /// f32 and 1e150 for f64. Larger values have squares that, summed over
+    /// many items (norms, Gram matrices, projections), overflow the working
+    /// precision (f32 reaches infinity near 3.4e38, f64 near 1.8e308), after
+    /// which a run computes NaN or never converges.
+    pub fn max_input(self) -> f64 {
+        match self {
+            Precision::F32 => 1e16,
+            Precision::F64 => 1e150,
+        }
+    }
 }
 
 impl Display for Precision {

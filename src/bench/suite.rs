@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use super::Suite;
+use crate::data::Limits;
 use crate::data::labeled::{self, Labeled, LabeledFormat};
 use crate::data::majority::Circuit;
 use crate::engine::Backend;
@@ -334,10 +335,11 @@ fn train_test(
     test: Option<&Path>,
     split: Option<f64>,
     seed: u64,
+    limits: &Limits,
 ) -> Result<(Labeled, Option<Labeled>)> {
-    let data = labeled::load(train, LabeledFormat::Auto, None)?;
+    let data = labeled::load(train, LabeledFormat::Auto, None, limits)?;
     let test = test
-        .map(|t| labeled::load(t, LabeledFormat::Auto, None))
+        .map(|t| labeled::load(t, LabeledFormat::Auto, None, limits))
         .transpose()?;
     Ok(match split {
         Some(f) => {
@@ -355,6 +357,7 @@ pub fn execute(
     backend: &Backend,
     session: &mut Session,
 ) -> Result<(u64, serde_json::Value)> {
+    let limits = Limits::for_precision(backend.precision());
     match job {
         Job::Ledm(r) => {
             let mut r = r.clone();
@@ -371,7 +374,7 @@ pub fn execute(
             split,
             settings,
         } => {
-            let (train, test) = train_test(train, test.as_deref(), *split, settings.seed)?;
+            let (train, test) = train_test(train, test.as_deref(), *split, settings.seed, &limits)?;
             let run = classify::Run {
                 net: Net::layered(layers)?,
                 settings: settings.clone(),
@@ -391,7 +394,7 @@ pub fn execute(
             split,
             settings,
         } => {
-            let (train, test) = train_test(train, test.as_deref(), *split, settings.seed)?;
+            let (train, test) = train_test(train, test.as_deref(), *split, settings.seed, &limits)?;
             let own = sgd::run(backend, session, layers, &train, test.as_ref(), settings)?;
             Ok((settings.seed, own))
         }
@@ -400,14 +403,14 @@ pub fn execute(
             layers,
             settings,
         } => {
-            let rows = crate::data::images::load_rows(data, None)?;
+            let rows = crate::data::images::load_rows(data, None, &limits)?;
             let mut widths = layers.clone();
             widths.push(rows.dim);
             let own = starnet::run(backend, session, &rows.x, &widths, settings, rows.shape)?;
             Ok((settings.seed, own))
         }
         Job::Hsic { data, solver } => {
-            let d = labeled::load(data, LabeledFormat::Csv, None)?;
+            let d = labeled::load(data, LabeledFormat::Csv, None, &limits)?;
             let raw = crate::data::folds::RawTable {
                 dim: d.dim,
                 x: d.x,

@@ -233,7 +233,11 @@ fn ae_data(a: &AutoencodeArgs, resume: Option<&ae::AeModel>) -> Result<AeData> {
             Ok((ae::one_hot(n), None, net))
         }
         (None, Some(path)) => {
-            let mut rows = data::images::load_rows(path, image_shape(a.image_shape.as_deref())?)?;
+            let mut rows = data::images::load_rows(
+                path,
+                image_shape(a.image_shape.as_deref())?,
+                &a.common.limits(),
+            )?;
             if let Some(n) = a.limit {
                 rows.truncate(n);
             }
@@ -436,7 +440,7 @@ pub(crate) fn rrr_ae_use(a: &AeModelArgs, what: AeUse) -> Result<()> {
             let Some(path) = &a.data else {
                 return Err(Error::Input("give --data FILE".into()).into());
             };
-            let rows = data::images::load_rows(path, None)?;
+            let rows = data::images::load_rows(path, None, &c.limits())?;
             let decode = what == AeUse::Decode;
             let want = if decode { cw } else { d };
             if rows.dim != want {

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 use gradfree::bench;
+use gradfree::data::labeled::LabeledFormat;
 use gradfree::engine::{Backend, DeviceChoice};
 use gradfree::gpu::GpuRequest;
 use gradfree::io::write_atomic;
@@ -48,8 +49,21 @@ pub(crate) fn bench(a: &BenchArgs) -> Result<()> {
         Some(d) => d.clone(),
         None => std::env::temp_dir().join(format!("gradfree-bench-{}", std::process::id())),
     };
-    if let Some(m) = a.mnist.as_ref().filter(|m| !m.is_file()) {
-        return Err(Error::Input(format!("--mnist: no file {}", m.display())).into());
+    if let Some(m) = &a.mnist {
+        if !m.is_file() {
+            return Err(Error::Input(format!("--mnist: no file {}", m.display())).into());
+        }
+        // Bad images are bad input here, not a failed row of every device.
+        let limits = gradfree::data::Limits::for_precision(a.precision);
+        let images = gradfree::data::labeled::load(m, LabeledFormat::Auto, None, &limits)?;
+        if images.dim != 784 {
+            return Err(Error::Input(format!(
+                "--mnist: {} holds items of {} values, not 28×28 images",
+                m.display(),
+                images.dim
+            ))
+            .into());
+        }
     }
     let only: Vec<String> = a
         .only

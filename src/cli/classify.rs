@@ -100,9 +100,14 @@ pub(crate) fn rrr_classify(a: &ClassifyArgs) -> Result<()> {
         .train
         .as_ref()
         .ok_or_else(|| Error::Input("--train is required".into()))?;
-    let mut train = load_labeled(train_path, a.format, a.train_labels.as_ref())?;
+    let mut train = load_labeled(train_path, a.format, a.train_labels.as_ref(), c.precision)?;
     let mut test = match &a.test {
-        Some(p) => Some(load_labeled(p, a.format, a.test_labels.as_ref())?),
+        Some(p) => Some(load_labeled(
+            p,
+            a.format,
+            a.test_labels.as_ref(),
+            c.precision,
+        )?),
         None => None,
     };
     check_time_limit(a.time_limit)?;
@@ -267,7 +272,7 @@ pub(crate) struct PredictArgs {
 pub(crate) fn predict(a: &PredictArgs) -> Result<()> {
     let bytes = gradfree::io::read_file(&a.model)?;
     let saved = Saved::from_bytes(&bytes, &a.model.display().to_string())?;
-    let data = load_labeled(&a.data, a.format, a.labels.as_ref())?;
+    let data = load_labeled(&a.data, a.format, a.labels.as_ref(), Prec::F64)?;
     let voice = if a.quiet {
         Voice::Quiet
     } else {

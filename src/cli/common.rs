@@ -2,6 +2,7 @@
 
 use anyhow::Result;
 use clap::Args;
+use gradfree::data::Limits;
 use gradfree::data::labeled::{self, Labeled, LabeledFormat};
 use gradfree::engine::{Backend, DeviceChoice};
 use gradfree::gpu::{BackendChoice, GpuRequest};
@@ -181,6 +182,11 @@ impl CommonArgs {
         };
         Ok(Backend::open(self.device, self.precision, &req)?)
     }
+
+    /// What the data loaders accept in this run's precision.
+    pub(crate) fn limits(&self) -> Limits {
+        Limits::for_precision(self.precision)
+    }
 }
 
 pub(crate) fn check_positive(name: &str, v: f64) -> Result<()> {
@@ -252,8 +258,11 @@ pub(crate) fn load_labeled(
     path: &std::path::Path,
     format: LabeledFormat,
     labels: Option<&PathBuf>,
+    precision: Precision,
 ) -> Result<Labeled> {
-    Ok(labeled::load(path, format, labels.map(|p| p.as_path()))?)
+    let limits = Limits::for_precision(precision);
+    let labels = labels.map(PathBuf::as_path);
+    Ok(labeled::load(path, format, labels, &limits)?)
 }
 
 /// `--split F`: a seeded held-out fraction of the training data (the same

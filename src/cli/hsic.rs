@@ -137,7 +137,7 @@ pub(crate) fn hsic_cv(a: &HsicCvArgs) -> Result<()> {
     if a.folds == 0 {
         return Err(Error::Input("--folds must be at least 1".into()).into());
     }
-    let (folds, _) = data::folds::load_folds(&a.data, &a.name, a.folds)?;
+    let (folds, _) = data::folds::load_folds(&a.data, &a.name, a.folds, &c.limits())?;
     for f in &folds {
         check_memory(c, &f.train)?;
     }
@@ -152,9 +152,9 @@ pub(crate) fn hsic_fit(a: &HsicFitArgs) -> Result<()> {
     let c = &a.common;
     let solver = a.solver.solver(&a.name, c.seed)?;
     let raw = match &a.labels {
-        Some(l) => data::folds::load_pair(&a.data, l)?,
+        Some(l) => data::folds::load_pair(&a.data, l, &c.limits())?,
         None => {
-            let d = labeled::load(&a.data, LabeledFormat::Csv, None)?;
+            let d = labeled::load(&a.data, LabeledFormat::Csv, None, &c.limits())?;
             data::folds::RawTable {
                 dim: d.dim,
                 x: d.x,
@@ -177,7 +177,7 @@ pub(crate) fn hsic_predict(a: &HsicPredictArgs) -> Result<()> {
     let bytes = gradfree::io::read_file(&a.model)?;
     let (model, values) = hsic::SavedModel::from_bytes(&bytes, &a.model.display().to_string())?;
     let dim = model.dim();
-    let m = data::matrix::load_table(&a.data, data::matrix::TableFormat::Csv)?;
+    let m = data::matrix::load_table(&a.data, data::matrix::TableFormat::Csv, &c.limits())?;
     if m.ncols() != dim {
         return Err(Error::Input(format!(
             "{} has {} features, the model {}",
@@ -192,7 +192,7 @@ pub(crate) fn hsic_predict(a: &HsicPredictArgs) -> Result<()> {
         return Err(Error::Input(format!("{}: non-finite value", a.data.display())).into());
     }
     let labels = match &a.labels {
-        Some(l) => Some(data::folds::load_pair(&a.data, l)?.labels),
+        Some(l) => Some(data::folds::load_pair(&a.data, l, &c.limits())?.labels),
         None => None,
     };
     let backend = c.open()?;

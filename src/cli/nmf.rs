@@ -92,7 +92,7 @@ fn rrr_nmf_data(a: &NmfArgs, path: &std::path::Path) -> Result<()> {
         resume.as_ref().and_then(|r| r.provenance.precision),
     );
     check_time_limit(a.time_limit)?;
-    let y = load_table(path, a.format)?;
+    let y = load_table(path, a.format, &c.limits())?;
     require_nonnegative(&y, path)?;
     let (n, d) = y.shape();
     let (rank, omega, s) = match &resume {

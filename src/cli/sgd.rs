@@ -38,11 +38,11 @@ pub(crate) struct SgdArgs {
 pub(crate) fn sgd(a: &SgdArgs) -> Result<()> {
     let c = &a.common;
     let widths = widths_list(&a.layers, "--layers")?;
-    let mut train = load_labeled(&a.train, LabeledFormat::Auto, None)?;
+    let mut train = load_labeled(&a.train, LabeledFormat::Auto, None, c.precision)?;
     let mut test = a
         .test
         .as_ref()
-        .map(|p| load_labeled(p, LabeledFormat::Auto, None))
+        .map(|p| load_labeled(p, LabeledFormat::Auto, None, c.precision))
         .transpose()?;
     if let Some(f) = a.split {
         (train, test) = split_held_out(&train, test.is_some(), f, c.seed)?;

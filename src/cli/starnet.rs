@@ -105,7 +105,8 @@ pub(crate) struct StarnetSampleArgs {
 
 pub(crate) fn starnet_train(a: &StarnetTrainArgs) -> Result<()> {
     let c = &a.common;
-    let mut rows = data::images::load_rows(&a.data, image_shape(a.image_shape.as_deref())?)?;
+    let mut rows =
+        data::images::load_rows(&a.data, image_shape(a.image_shape.as_deref())?, &c.limits())?;
     if let Some(n) = a.limit {
         rows.truncate(n);
     }
@@ -174,7 +175,7 @@ pub(crate) fn starnet_train(a: &StarnetTrainArgs) -> Result<()> {
 pub(crate) fn starnet_encode(a: &StarnetDataArgs, score: bool) -> Result<()> {
     let c = &a.common;
     let net = load_model(&a.model)?;
-    let mut rows = data::images::load_rows(&a.data, None)?;
+    let mut rows = data::images::load_rows(&a.data, None, &c.limits())?;
     if let Some(n) = a.limit {
         rows.truncate(n);
     }
@@ -197,7 +198,7 @@ pub(crate) fn starnet_encode(a: &StarnetDataArgs, score: bool) -> Result<()> {
 pub(crate) fn starnet_decode(a: &StarnetDecodeArgs) -> Result<()> {
     let c = &a.common;
     let net = load_model(&a.model)?;
-    let codes = data::matrix::load_table(&a.codes, data::matrix::TableFormat::Csv)?;
+    let codes = data::matrix::load_table(&a.codes, data::matrix::TableFormat::Csv, &c.limits())?;
     if codes.ncols() != net.widths[0] {
         return Err(Error::Input(format!(
             "{} has codes of {} values; the model's codes have {}",

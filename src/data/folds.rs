@@ -3,12 +3,15 @@
 //! row), and k-fold folders `<dir>/<name>/<name>_k{,_label,_test,_label_test}.csv`
 //! for k = 1..folds. Labels of any integer values map to classes 0..C in
 //! sorted order (the reference's LabelEncoder), with one map per data set
-//! so that every fold shares it.
+//! so that every fold shares it. Each file may be plain, `.gz` or the one
+//! file of a `.zip` (see [`read_input`]); features must be finite and within
+//! [`Limits::max_abs`].
 
 use std::path::{Path, PathBuf};
 
 use super::labeled::Labeled;
-use super::matrix::{TableFormat, load_table, parse_err};
+use super::matrix::{TableFormat, number, parse_err, parse_table, row_major, text};
+use super::{Limits, read_input};
 use crate::error::{Error, Result};
 
 /// Features and raw integer labels of one file pair.
@@ -23,41 +26,75 @@ pub struct RawTable {
 }
 
 /// Reads a features CSV and its label CSV (one integer per line).
-pub fn load_pair(features: &Path, labels: &Path) -> Result<RawTable> {
-    let m = load_table(features, TableFormat::Csv)?;
-    let l = load_table(labels, TableFormat::Csv)?;
-    if l.ncols() != 1 {
-        return Err(Error::Input(format!(
-            "{}: expected one label per line, found {} columns",
-            labels.display(),
-            l.ncols()
-        )));
-    }
-    if l.nrows() != m.nrows() {
-        return Err(Error::Input(format!(
-            "{} has {} labels but {} has {} rows",
-            labels.display(),
-            l.nrows(),
-            features.display(),
-            m.nrows()
-        )));
-    }
-    let mut out = Vec::with_capacity(l.nrows());
-    for (r, &v) in l.column(0).iter().enumerate() {
-        if v.fract() != 0.0 || !v.is_finite() {
+pub fn load_pair(features: &Path, labels: &Path, limits: &Limits) -> Result<RawTable> {
+    let f = text(read_input(features, limits)?, features)?;
+    let l = text(read_input(labels, limits)?, labels)?;
+    parse_pair(&f, &l, features, labels, limits)
+}
+
+/// Largest |label|: integers up to 2^53 are exact in f64.
+const MAX_LABEL: f64 = (1u64 << 53) as f64;
+
+/// Parses a label CSV: one integer per line (blank and `#` lines skipped,
+/// a first line that is not a number taken for a header).
+pub fn parse_labels(text: &str, path: &Path, limits: &Limits) -> Result<Vec<i64>> {
+    let mut out = vec![];
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let cols = line.split(',').count();
+        if out.is_empty() && line.split(',').all(|t| t.trim().parse::<f64>().is_err()) {
+            continue; // header
+        }
+        if cols != 1 {
             return Err(parse_err(
-                labels,
-                r + 1,
-                format!("label {v} is not an integer"),
+                path,
+                i + 1,
+                format!("expected one label per line, found {cols} columns"),
+            ));
+        }
+        let v = number(path, i + 1, line, limits)?;
+        if v.fract() != 0.0 || v.abs() > MAX_LABEL {
+            return Err(parse_err(
+                path,
+                i + 1,
+                format!("label {line} is not an integer (|label| ≤ 2^53)"),
             ));
         }
         out.push(v as i64);
     }
-    let x = super::matrix::row_major(&m);
+    if out.is_empty() {
+        return Err(parse_err(path, 0, "no labels"));
+    }
+    Ok(out)
+}
+
+/// Parses a features CSV (`features`, read from `fpath`) and its label CSV
+/// (`labels`, from `lpath`).
+pub fn parse_pair(
+    features: &str,
+    labels: &str,
+    fpath: &Path,
+    lpath: &Path,
+    limits: &Limits,
+) -> Result<RawTable> {
+    let m = parse_table(features, fpath, TableFormat::Csv, limits)?;
+    let labels_v = parse_labels(labels, lpath, limits)?;
+    if labels_v.len() != m.nrows() {
+        return Err(Error::Input(format!(
+            "{} has {} labels but {} has {} rows",
+            lpath.display(),
+            labels_v.len(),
+            fpath.display(),
+            m.nrows()
+        )));
+    }
     Ok(RawTable {
         dim: m.ncols(),
-        x,
-        labels: out,
+        x: row_major(&m),
+        labels: labels_v,
     })
 }
 
@@ -100,16 +137,23 @@ fn fold_path(dir: &Path, name: &str, k: usize, suffix: &str) -> PathBuf {
 
 /// Loads folds 1..=folds of `<dir>/<name>/`; classes are numbered over all
 /// folds together.
-pub fn load_folds(dir: &Path, name: &str, folds: usize) -> Result<(Vec<Fold>, Vec<i64>)> {
+pub fn load_folds(
+    dir: &Path,
+    name: &str,
+    folds: usize,
+    limits: &Limits,
+) -> Result<(Vec<Fold>, Vec<i64>)> {
     let mut raw = vec![];
     for k in 1..=folds {
         let train = load_pair(
             &fold_path(dir, name, k, ""),
             &fold_path(dir, name, k, "_label"),
+            limits,
         )?;
         let test = load_pair(
             &fold_path(dir, name, k, "_test"),
             &fold_path(dir, name, k, "_label_test"),
+            limits,
         )?;
         if test.dim != train.dim {
             return Err(Error::Input(format!(

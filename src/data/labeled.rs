@@ -1,14 +1,15 @@
 //! Labeled data for classifiers: the reference classifier format (`D C`
 //! header, then per item D numbers and the class index, any whitespace),
 //! CSV (features then an integer label column, optional header), and MNIST
-//! IDX (images + labels, raw or gzip; pixels scaled to [0, 1]). Any of these
-//! may come gzip-compressed (`.gz`) or as the only file of a `.zip`.
-//! Errors name the file and the line (or item) at fault.
+//! IDX (images + labels; pixels scaled to [0, 1]). Any of these may come
+//! gzip-compressed (`.gz`) or as the only file of a `.zip` (see
+//! [`read_input`]). Errors name the file and the line (or item) at fault;
+//! every feature must be finite and within [`Limits::max_abs`].
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use super::matrix::{number, parse_err};
+use super::matrix::{number, parse_err, text};
+use super::{Limits, read_input};
 use crate::error::{Error, Result};
 
 /// Items with features and class labels.
@@ -128,8 +129,8 @@ impl Labeled {
     }
 }
 
-fn label(path: &Path, line: usize, tok: &str) -> Result<u32> {
-    let v = number(path, line, tok)?;
+fn label(path: &Path, line: usize, tok: &str, limits: &Limits) -> Result<u32> {
+    let v = number(path, line, tok, limits)?;
     if v < 0.0 || v.fract() != 0.0 || v > u32::MAX as f64 / 2.0 {
         return Err(parse_err(
             path,
@@ -141,26 +142,33 @@ fn label(path: &Path, line: usize, tok: &str) -> Result<u32> {
 }
 
 /// Parses the reference classifier format.
-pub fn parse_lwl(text: &str, path: &Path) -> Result<Labeled> {
+pub fn parse_lwl(text: &str, path: &Path, limits: &Limits) -> Result<Labeled> {
     // Tokens with their 1-based line numbers.
     let mut toks = text
         .lines()
         .enumerate()
         .flat_map(|(i, l)| l.split_whitespace().map(move |t| (i + 1, t)));
-    let mut header = |what: &str| -> Result<usize> {
+    // The file's last line, where a missing token was due.
+    let end = text.lines().count().max(1);
+    let mut header = |what: &str| -> Result<(usize, usize)> {
         let (line, t) = toks
             .next()
-            .ok_or_else(|| parse_err(path, 1, format!("missing {what} in the `D C` header")))?;
-        t.parse::<usize>().ok().filter(|&v| v > 0).ok_or_else(|| {
+            .ok_or_else(|| parse_err(path, end, format!("missing {what} in the `D C` header")))?;
+        let v = t.parse::<usize>().ok().filter(|&v| v > 0).ok_or_else(|| {
             parse_err(
                 path,
                 line,
                 format!("{what} '{t}' is not a positive integer"),
             )
-        })
+        })?;
+        Ok((v, line))
     };
-    let dim = header("D")?;
-    let classes = header("C")?;
+    let (dim, dim_line) = header("D")?;
+    let (classes, header_end) = header("C")?;
+    // Each item is D features and a class.
+    let per = dim
+        .checked_add(1)
+        .ok_or_else(|| parse_err(path, dim_line, format!("D {dim} is too large")))?;
     let mut out = Labeled {
         dim,
         classes,
@@ -168,25 +176,26 @@ pub fn parse_lwl(text: &str, path: &Path) -> Result<Labeled> {
     };
     let rest: Vec<(usize, &str)> = toks.collect();
     if rest.is_empty() {
-        return Err(parse_err(path, 1, "no items after the header"));
+        return Err(parse_err(path, header_end, "no items after the header"));
     }
-    if !rest.len().is_multiple_of(dim + 1) {
-        let (line, _) = rest[rest.len() - rest.len() % (dim + 1)];
+    if !rest.len().is_multiple_of(per) {
+        let (line, _) = rest[rest.len() - rest.len() % per];
         return Err(parse_err(
             path,
             line,
             format!(
                 "truncated item: {} numbers left over (each item is {dim} features and a class)",
-                rest.len() % (dim + 1)
+                rest.len() % per
             ),
         ));
     }
-    for item in rest.chunks(dim + 1) {
+    out.x.reserve_exact(rest.len() / per * dim);
+    for item in rest.chunks(per) {
         for &(line, t) in &item[..dim] {
-            out.x.push(number(path, line, t)?);
+            out.x.push(number(path, line, t, limits)?);
         }
         let (line, t) = item[dim];
-        let c = label(path, line, t)?;
+        let c = label(path, line, t, limits)?;
         if c as usize >= classes {
             return Err(parse_err(
                 path,
@@ -201,7 +210,12 @@ pub fn parse_lwl(text: &str, path: &Path) -> Result<Labeled> {
 
 /// Parses CSV with the label in the last column; classes = max label + 1
 /// (or `classes` when given).
-pub fn parse_csv(text: &str, path: &Path, classes: Option<usize>) -> Result<Labeled> {
+pub fn parse_csv(
+    text: &str,
+    path: &Path,
+    classes: Option<usize>,
+    limits: &Limits,
+) -> Result<Labeled> {
     let mut out = Labeled::default();
     let mut dim = None;
     for (i, line) in text.lines().enumerate() {
@@ -229,9 +243,9 @@ pub fn parse_csv(text: &str, path: &Path, classes: Option<usize>) -> Result<Labe
             _ => {}
         }
         for t in &toks[..d] {
-            out.x.push(number(path, i + 1, t)?);
+            out.x.push(number(path, i + 1, t, limits)?);
         }
-        out.y.push(label(path, i + 1, toks[d])?);
+        out.y.push(label(path, i + 1, toks[d], limits)?);
     }
     out.dim = dim.ok_or_else(|| parse_err(path, 0, "no data rows"))?;
     let seen = out.y.iter().max().map_or(0, |&m| m as usize + 1);
@@ -239,6 +253,9 @@ pub fn parse_csv(text: &str, path: &Path, classes: Option<usize>) -> Result<Labe
     Ok(out)
 }
 
+/// The dimensions of an unsigned-byte IDX file with `want_dims` of them,
+/// and where its body starts; checked (without overflow) against the
+/// file's length before anything is allocated for the body.
 pub(crate) fn idx_header(
     bytes: &[u8],
     path: &Path,
@@ -266,14 +283,24 @@ pub(crate) fn idx_header(
     let dims: Vec<usize> = (0..nd)
         .map(|i| u32::from_be_bytes(bytes[4 + 4 * i..8 + 4 * i].try_into().unwrap()) as usize)
         .collect();
-    let total: usize = dims.iter().product();
-    if bytes.len() != head + total {
+    let shape = || {
+        dims.iter()
+            .map(usize::to_string)
+            .collect::<Vec<_>>()
+            .join("×")
+    };
+    let body = bytes.len() - head;
+    let total = dims
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .ok_or_else(|| parse_err(path, 0, format!("IDX header's sizes {} overflow", shape())))?;
+    if body != total {
         return Err(parse_err(
             path,
             0,
             format!(
-                "IDX body has {} bytes, header says {total}",
-                bytes.len() - head
+                "IDX body has {body} bytes, header says {} = {total}",
+                shape()
             ),
         ));
     }
@@ -293,6 +320,15 @@ pub fn idx_labels_path(images: &Path) -> Option<PathBuf> {
 /// Parses IDX images (3-D, u8) and labels (1-D, u8); pixels scaled to [0, 1].
 pub fn parse_idx(images: &[u8], labels: &[u8], ipath: &Path, lpath: &Path) -> Result<Labeled> {
     let (dims, head) = idx_header(images, ipath, 3)?;
+    // Within usize when there are images: the body holds them all.
+    let dim = dims[1].saturating_mul(dims[2]);
+    if dim == 0 {
+        return Err(parse_err(
+            ipath,
+            0,
+            format!("IDX images of {}×{} have no pixels", dims[1], dims[2]),
+        ));
+    }
     let (ldims, lhead) = idx_header(labels, lpath, 1)?;
     if dims[0] != ldims[0] {
         return Err(Error::Input(format!(
@@ -305,59 +341,22 @@ pub fn parse_idx(images: &[u8], labels: &[u8], ipath: &Path, lpath: &Path) -> Re
     }
     let y: Vec<u32> = labels[lhead..].iter().map(|&v| v as u32).collect();
     Ok(Labeled {
-        dim: dims[1] * dims[2],
+        dim,
         classes: y.iter().max().map_or(0, |&m| m as usize + 1).max(10),
         x: images[head..].iter().map(|&v| v as f64 / 255.0).collect(),
         y,
     })
 }
 
-/// Reads a file, gunzipping `.gz` and extracting the single member of a `.zip`.
-pub fn read_bytes(path: &Path) -> Result<Vec<u8>> {
-    let raw = crate::io::read_file(path)?;
-    let bad = |why: String| Error::Input(format!("{}: {why}", path.display()));
-    if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut out = vec![];
-        flate2::read::MultiGzDecoder::new(&raw[..])
-            .read_to_end(&mut out)
-            .map_err(|e| bad(format!("bad gzip data: {e}")))?;
-        return Ok(out);
-    }
-    if raw.starts_with(b"PK\x03\x04") {
-        return unzip_single(&raw).map_err(bad);
-    }
-    Ok(raw)
-}
-
-/// The first member of a zip archive (stored or deflated).
-fn unzip_single(raw: &[u8]) -> std::result::Result<Vec<u8>, String> {
-    let u16_at = |o: usize| u16::from_le_bytes([raw[o], raw[o + 1]]) as usize;
-    let u32_at = |o: usize| u32::from_le_bytes(raw[o..o + 4].try_into().unwrap()) as usize;
-    if raw.len() < 30 {
-        return Err("truncated zip header".into());
-    }
-    let method = u16_at(8);
-    let compressed = u32_at(18);
-    let start = 30 + u16_at(26) + u16_at(28);
-    if start > raw.len() {
-        return Err("truncated zip header".into());
-    }
-    match method {
-        0 if start + compressed <= raw.len() => Ok(raw[start..start + compressed].to_vec()),
-        8 => {
-            let mut out = vec![];
-            flate2::read::DeflateDecoder::new(&raw[start..])
-                .read_to_end(&mut out)
-                .map_err(|e| format!("bad deflate data: {e}"))?;
-            Ok(out)
-        }
-        m => Err(format!("zip compression method {m} is not supported")),
-    }
-}
-
-/// Loads labeled data in any supported format.
-pub fn load(path: &Path, format: LabeledFormat, labels: Option<&Path>) -> Result<Labeled> {
-    let bytes = read_bytes(path)?;
+/// Loads labeled data in any supported format; IDX images take their
+/// labels from the labels file `labels`, else from the one named like them.
+pub fn load(
+    path: &Path,
+    format: LabeledFormat,
+    labels: Option<&Path>,
+    limits: &Limits,
+) -> Result<Labeled> {
+    let bytes = read_input(path, limits)?;
     let is_idx = bytes.len() >= 4 && bytes[..3] == [0, 0, 8];
     let format = match format {
         LabeledFormat::Auto if is_idx => LabeledFormat::Idx,
@@ -381,15 +380,14 @@ pub fn load(path: &Path, format: LabeledFormat, labels: Option<&Path>) -> Result
                 ))
             })?,
         };
-        let lbytes = read_bytes(&lpath)?;
+        let lbytes = read_input(&lpath, limits)?;
         parse_idx(&bytes, &lbytes, path, &lpath)?
     } else {
-        let text = String::from_utf8(bytes)
-            .map_err(|_| Error::Input(format!("{}: not a text file", path.display())))?;
+        let text = text(bytes, path)?;
         if format == LabeledFormat::Csv {
-            parse_csv(&text, path, None)?
+            parse_csv(&text, path, None, limits)?
         } else {
-            parse_lwl(&text, path)?
+            parse_lwl(&text, path, limits)?
         }
     };
     data.validate(path)?;

@@ -1,11 +1,13 @@
 //! Numeric tables: CSV (one item per row, optional header line) and the
 //! reference C program's NMF data format (first number = row length D, then
-//! the rows, any whitespace). Errors name the file and line.
+//! the rows, any whitespace). Errors name the file and line; every value
+//! must be finite and within [`Limits::max_abs`].
 
 use std::path::Path;
 
 use nalgebra::DMatrix;
 
+use super::{Limits, read_input};
 use crate::error::{Error, Result};
 
 /// A table format.
@@ -33,20 +35,42 @@ pub(crate) fn parse_err(path: &Path, line: usize, reason: impl Into<String>) -> 
     }
 }
 
-/// A finite number token, or a parse error naming the line.
-pub(crate) fn number(path: &Path, line: usize, tok: &str) -> Result<f64> {
+/// A number token that is finite and within `limits.max_abs`, or a parse
+/// error naming the line, the value and the limit.
+pub(crate) fn number(path: &Path, line: usize, tok: &str, limits: &Limits) -> Result<f64> {
+    let tok = tok.trim();
     let v: f64 = tok
-        .trim()
         .parse()
         .map_err(|_| parse_err(path, line, format!("'{tok}' is not a number")))?;
-    if !v.is_finite() {
-        return Err(parse_err(path, line, format!("non-finite value '{tok}'")));
-    }
-    Ok(v)
+    let max = limits.max_abs;
+    let why = if v.is_nan() {
+        format!("is not a number (values must be finite, |x| ≤ {max:e})")
+    } else if v.is_infinite() {
+        format!("is infinite (values must be finite, |x| ≤ {max:e})")
+    } else if v.abs() > max {
+        format!("is too large for the working precision (|x| ≤ {max:e})")
+    } else {
+        return Ok(v);
+    };
+    Err(parse_err(path, line, format!("value {tok} {why}")))
+}
+
+/// The text of a data file's bytes; invalid UTF-8 is a parse error at its line.
+pub(crate) fn text(bytes: Vec<u8>, path: &Path) -> Result<String> {
+    String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let line = e.as_bytes()[..at].iter().filter(|&&b| b == b'\n').count() + 1;
+        parse_err(path, line, format!("not UTF-8 text (byte {at})"))
+    })
 }
 
 /// Parses a table from text (items as rows).
-pub fn parse_table(text: &str, path: &Path, format: TableFormat) -> Result<DMatrix<f64>> {
+pub fn parse_table(
+    text: &str,
+    path: &Path,
+    format: TableFormat,
+    limits: &Limits,
+) -> Result<DMatrix<f64>> {
     let format = match format {
         TableFormat::Auto if text.contains(',') => TableFormat::Csv,
         TableFormat::Auto => TableFormat::Nmf,
@@ -67,7 +91,7 @@ pub fn parse_table(text: &str, path: &Path, format: TableFormat) -> Result<DMatr
                 }
                 let row = toks
                     .iter()
-                    .map(|t| number(path, i + 1, t))
+                    .map(|t| number(path, i + 1, t, limits))
                     .collect::<Result<Vec<_>>>()?;
                 if let Some(first) = rows.first() {
                     if row.len() != first.len() {
@@ -98,13 +122,17 @@ pub fn parse_table(text: &str, path: &Path, format: TableFormat) -> Result<DMatr
                     format!("row length '{t0}' is not a positive integer"),
                 )
             })?;
+            let mut last = l0;
             let vals = toks
-                .map(|(l, t)| number(path, l, t))
+                .map(|(l, t)| {
+                    last = l;
+                    number(path, l, t, limits)
+                })
                 .collect::<Result<Vec<_>>>()?;
             if vals.len() % dim != 0 {
                 return Err(parse_err(
                     path,
-                    0,
+                    last,
                     format!(
                         "{} values are not a whole number of rows of {dim}",
                         vals.len()
@@ -120,11 +148,11 @@ pub fn parse_table(text: &str, path: &Path, format: TableFormat) -> Result<DMatr
     Ok(DMatrix::from_fn(rows.len(), dim, |i, j| rows[i][j]))
 }
 
-/// Reads a table from a file.
-pub fn load_table(path: &Path, format: TableFormat) -> Result<DMatrix<f64>> {
+/// Reads a table from a file (plain, `.gz` or a one-file `.zip`).
+pub fn load_table(path: &Path, format: TableFormat, limits: &Limits) -> Result<DMatrix<f64>> {
     // An unreadable input is the user's to fix: bad input (exit 2), not a runtime failure.
-    let text = crate::io::read_text(path)?;
-    parse_table(&text, path, format)
+    let text = text(read_input(path, limits)?, path)?;
+    parse_table(&text, path, format, limits)
 }
 
 /// Checks that every entry is non-negative (NMF input).
@@ -169,6 +197,15 @@ mod tests {
         Path::new("t")
     }
 
+    const L: Limits = Limits {
+        max_abs: 1e16,
+        max_bytes: 1 << 20,
+    };
+
+    fn parse_table(text: &str, path: &Path, format: TableFormat) -> Result<DMatrix<f64>> {
+        super::parse_table(text, path, format, &L)
+    }
+
     #[test]
     fn csv_with_header_and_nmf_format() {
         let m = parse_table("a,b\n1,2\n3,4.5\n", p(), TableFormat::Auto).unwrap();
@@ -185,11 +222,26 @@ mod tests {
         let e = parse_table("1,2\n3\n", p(), TableFormat::Csv).unwrap_err();
         assert!(e.to_string().contains("t:2"), "{e}");
         let e = parse_table("1,2\n3,NaN\n", p(), TableFormat::Csv).unwrap_err();
-        assert!(e.to_string().contains("non-finite"), "{e}");
+        assert!(
+            e.to_string().contains("t:2: value NaN is not a number"),
+            "{e}"
+        );
+        let e = parse_table("1,2\n\n3,-1e17\n", p(), TableFormat::Csv).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("t:3: value -1e17 is too large for the working precision (|x| ≤ 1e16)"),
+            "{e}"
+        );
+        let e = parse_table("2\n1 2\n3 inf\n", p(), TableFormat::Nmf).unwrap_err();
+        assert!(e.to_string().contains("t:3: value inf is infinite"), "{e}");
         let e = parse_table("", p(), TableFormat::Auto).unwrap_err();
         assert!(e.to_string().contains("empty"), "{e}");
         let e = parse_table("2\n1 2 3\n", p(), TableFormat::Nmf).unwrap_err();
-        assert!(e.to_string().contains("whole number of rows"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("t:2: 3 values are not a whole number"),
+            "{e}"
+        );
         let m = parse_table("1,-2\n", p(), TableFormat::Csv).unwrap();
         assert!(require_nonnegative(&m, p()).is_err());
     }

@@ -24,13 +24,13 @@ impl Budget {
                 bytes,
                 source: "the memory limit given",
             },
-            None => match available_memory() {
+            None => match crate::data::available_memory() {
                 Some(bytes) => Budget {
                     bytes,
                     source: "the memory available on this machine",
                 },
                 None => Budget {
-                    bytes: 8 << 30,
+                    bytes: crate::data::FALLBACK_MAX_BYTES,
                     source: "8 GiB (the available memory could not be read)",
                 },
             },
@@ -53,15 +53,6 @@ impl Budget {
             Some(_) => Ok(()),
         }
     }
-}
-
-/// The memory the machine has available now (`MemAvailable` of
-/// /proc/meminfo), in bytes.
-pub fn available_memory() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    kb.checked_mul(1024)
 }
 
 /// Bytes in words: "6.3 TB", "512 MB".

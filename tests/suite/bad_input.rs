@@ -691,6 +691,19 @@ fn messages_name_flags_and_errors_once() {
         "{}",
         output_text(&o)
     );
+    // Garbage given as the bench's images is bad input.
+    let garbage = dir.join("garbage-images-idx3-ubyte");
+    std::fs::write(&garbage, b"not images at all").unwrap();
+    let o = run_cli(&[
+        "bench",
+        "--mnist",
+        garbage.to_str().unwrap(),
+        "--devices",
+        "cpu",
+        "--only",
+        "sgd-maj13",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", output_text(&o));
     // One thread is one thread.
     let o = cli()
         .args([

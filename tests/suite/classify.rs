@@ -3,6 +3,7 @@
 //! problem, loaders that round-trip, and the majority generator.
 
 use crate::support::*;
+use gradfree::data::Limits;
 use gradfree::data::labeled::{self, Labeled, LabeledFormat};
 use gradfree::data::majority::Circuit;
 use gradfree::kernels::class_select::{
@@ -321,8 +322,12 @@ fn malformed_net_files_name_the_line() {
 fn data_files_round_trip_through_every_loader() {
     let d = separable(9, 4);
     let p = Path::new("d");
-    assert_eq!(labeled::parse_lwl(&d.to_lwl(), p).unwrap(), d);
-    assert_eq!(labeled::parse_csv(&d.to_csv(), p, Some(2)).unwrap(), d);
+    let lim = Limits::for_precision(gradfree::Precision::F64);
+    assert_eq!(labeled::parse_lwl(&d.to_lwl(), p, &lim).unwrap(), d);
+    assert_eq!(
+        labeled::parse_csv(&d.to_csv(), p, Some(2), &lim).unwrap(),
+        d
+    );
     // IDX: 3 images of 2×2 and their labels, raw and gzipped.
     let mut img = vec![0, 0, 8, 3, 0, 0, 0, 3, 0, 0, 0, 2, 0, 0, 0, 2];
     img.extend([0, 255, 51, 102, 1, 2, 3, 4, 255, 255, 0, 0]);
@@ -340,6 +345,7 @@ fn data_files_round_trip_through_every_loader() {
         &dir.join("t10k-images-idx3-ubyte.gz"),
         LabeledFormat::Auto,
         None,
+        &lim,
     )
     .unwrap();
     assert_eq!(got.dim, 4);
@@ -352,6 +358,7 @@ fn data_files_round_trip_through_every_loader() {
 #[test]
 fn malformed_data_files_name_the_line() {
     let p = Path::new("bad.dat");
+    let lim = Limits::for_precision(gradfree::Precision::F64);
     for (text, needle) in [
         ("2 2\n0.1 0.2 1\n0.3 0.4\n", ":3:"),
         ("2 2\n0.1 NaN 1\n", ":2:"),
@@ -359,10 +366,10 @@ fn malformed_data_files_name_the_line() {
         ("2 2\n0.1 0.2 1.5\n", ":2:"),
         ("2\n", "header"),
     ] {
-        let e = labeled::parse_lwl(text, p).unwrap_err().to_string();
+        let e = labeled::parse_lwl(text, p, &lim).unwrap_err().to_string();
         assert!(e.contains(needle), "{text:?}: {e}");
     }
-    let e = labeled::parse_csv("1,2,0\n1,2,3,1\n", p, None)
+    let e = labeled::parse_csv("1,2,0\n1,2,3,1\n", p, None, &lim)
         .unwrap_err()
         .to_string();
     assert!(e.contains(":2:"), "{e}");

@@ -17,6 +17,7 @@ mod cli_classify;
 mod golden;
 mod hsic;
 mod layers;
+mod loaders;
 mod meter;
 mod nmf_online;
 mod project_bilinear;

@@ -155,9 +155,28 @@ pub(crate) fn main() -> ExitCode {
     let pool = rayon::ThreadPoolBuilder::new()
         .stack_size(16 << 20)
         .build_global();
-    let outcome = match pool {
+    // A panic is a bug, never an answer to input: one line that says where,
+    // no backtrace (GRADFREE_BACKTRACE=1 keeps Rust's own report), exit 1.
+    if std::env::var_os("GRADFREE_BACKTRACE").is_none() {
+        std::panic::set_hook(Box::new(|info| {
+            let what = info
+                .payload()
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| info.payload().downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            let at = info
+                .location()
+                .map_or(String::new(), |l| format!(" at {}:{}", l.file(), l.line()));
+            eprintln!("error: internal error{at}: {what} (a bug in gradfree: please report it)");
+        }));
+    }
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match pool {
         Ok(()) => rayon::scope(|_| run(cli)),
         Err(_) => run(cli),
+    }));
+    let Ok(outcome) = outcome else {
+        return ExitCode::from(1);
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

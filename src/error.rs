@@ -78,6 +78,14 @@ pub enum Error {
         /// Underlying error (in the message, not repeated as a cause).
         error: std::io::Error,
     },
+    /// A figure could not be drawn or encoded.
+    #[error("could not draw {what}: {reason}")]
+    Figure {
+        /// What was being drawn.
+        what: String,
+        /// Why not.
+        reason: String,
+    },
     /// A numerical failure that is not the user's input (e.g. a singular system).
     #[error("numerical failure: {0}")]
     Numeric(String),

@@ -19,7 +19,8 @@
 //! problem                 the RRR graph, node and selection kinds, state layout
 //! kernels                 <name>.rs ↔ shaders/<name>.wgsl, each with its f64 twin
 //! gpu                     the only module that calls wgpu
-//! data, io, random, real, error   the ground floor: datasets, our files, seeded draws
+//! data, io, plot,        the ground floor: datasets, our files, figures,
+//! random, real, error     seeded draws, precisions, errors
 //! ```
 //!
 //! `tests/suite/layers.rs` fails on an import that points up this list.
@@ -33,6 +34,7 @@ pub mod gpu;
 pub mod io;
 pub mod kernels;
 pub mod methods;
+pub mod plot;
 pub mod problem;
 pub mod random;
 pub mod real;

@@ -190,36 +190,6 @@ pub const CURVES: &[(&str, &str, &str)] = &[
     ("784-20-10", "rrr-classify-784-20-10", "sgd-784-20-10"),
 ];
 
-/// (cumulative `x`, `y`) per line of a metrics.jsonl that has both fields.
-pub fn curve(path: &Path, x: &str, y: &str) -> Result<Vec<(f64, f64)>> {
-    let text = crate::io::read_text(path)?;
-    let mut cum = 0.0;
-    let mut pts = vec![];
-    for (i, line) in text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-    {
-        let v: serde_json::Value = serde_json::from_str(line)
-            .map_err(|e| Error::Input(format!("{} line {}: {e}", path.display(), i + 1)))?;
-        // Lines without both fields (other stages) are skipped.
-        if let (Some(dx), Some(vy)) = (
-            v.get(x).and_then(|t| t.as_f64()),
-            v.get(y).and_then(|t| t.as_f64()),
-        ) {
-            cum += dx;
-            pts.push((cum, vy));
-        }
-    }
-    if pts.is_empty() {
-        return Err(Error::Input(format!(
-            "{}: no lines with both '{x}' and '{y}'",
-            path.display()
-        )));
-    }
-    Ok(pts)
-}
-
 /// CPU copy bandwidth (GB/s, bytes read + written) over a 64 MiB buffer,
 /// the best of three (the CPU's roofline for the bandwidth column).
 pub fn cpu_copy_gbs() -> f64 {
@@ -377,6 +347,8 @@ pub struct BenchRun {
     pub exe: PathBuf,
     /// Only the table on the terminal.
     pub quiet: bool,
+    /// Formats of the RRR-against-SGD charts.
+    pub formats: crate::plot::Formats,
 }
 
 /// The devices' copy-kernel bandwidths (GB/s, read + write): the
@@ -455,9 +427,9 @@ pub fn run(b: &BenchRun) -> Result<Report> {
 }
 
 /// RRR against SGD, test error against cumulative GWMs, for every device
-/// and pair of [`CURVES`] that both ran: `curves-<task>-<device>.png` in
-/// the work directory; returns a line per pair.
-pub fn curves(b: &BenchRun) -> Result<Vec<String>> {
+/// and pair of [`CURVES`] that both ran: `curves-<task>-<device>.png`
+/// and/or `.svg` in the work directory; returns a line per pair.
+pub fn curves(b: &BenchRun, report: &Report) -> Result<Vec<String>> {
     let all = workloads(b.suite, &b.base.join("data"), 4.0, b.mnist.as_deref());
     let mut lines = vec![];
     for d in &b.devices {
@@ -467,21 +439,58 @@ pub fn curves(b: &BenchRun) -> Result<Vec<String>> {
                 continue;
             };
             let get = |w: &Workload| {
-                curve(
+                crate::plot::metrics_curve(
                     &run_dir(&b.base, w, d).join("metrics.jsonl"),
                     "gwms",
                     "test_err",
                 )
             };
-            if let (Ok(r), Ok(s)) = (get(rw), get(sw)) {
-                let last = |c: &[(f64, f64)]| c[c.len() - 1];
-                let ((rg, re), (sg, se)) = (last(&r), last(&s));
-                lines.push(format!(
-                    "{task} on {d}: RRR test_err {re:.4} after {rg:.3} GWMs, SGD {se:.4} after {sg:.3} GWMs (curves-{task}-{d}.png: RRR blue, SGD red)"
-                ));
-                let png = crate::io::line_plot(&[("RRR".into(), r), ("SGD".into(), s)], true)?;
-                crate::io::write_atomic(&b.base.join(format!("curves-{task}-{d}.png")), &png)?;
+            let (Ok(r), Ok(s)) = (get(rw), get(sw)) else {
+                continue;
+            };
+            let last = |c: &[(f64, f64)]| c[c.len() - 1];
+            let ((rg, re), (sg, se)) = (last(&r), last(&s));
+            let device = report
+                .rows
+                .iter()
+                .find(|row| row.workload == *rrr_w && row.device == *d)
+                .map_or(d.clone(), |row| row.device_name.clone());
+            let chart = crate::plot::LineChart {
+                title: format!("RRR against SGD on {task}: test error against work"),
+                subtitle: format!(
+                    "{device}, {}; gradfree bench --suite {}",
+                    b.precision,
+                    format!("{:?}", b.suite).to_lowercase()
+                ),
+                x: crate::plot::Axis {
+                    label: crate::plot::field_label("gwms", true),
+                    log: true,
+                },
+                y: crate::plot::Axis {
+                    label: crate::plot::field_label("test_err", false),
+                    log: false,
+                },
+                series: vec![
+                    crate::plot::Series {
+                        name: format!("RRR ({rrr_w})"),
+                        points: r,
+                    },
+                    crate::plot::Series {
+                        name: format!("SGD ({sgd_w})"),
+                        points: s,
+                    },
+                ],
+            };
+            let mut written = vec![];
+            for f in b.formats.list() {
+                let name = format!("curves-{task}-{d}.{}", f.ext());
+                crate::io::write_atomic(&b.base.join(&name), &chart.render(*f)?)?;
+                written.push(name);
             }
+            lines.push(format!(
+                "{task} on {d}: RRR test_err {re:.4} after {rg:.3} GWMs, SGD {se:.4} after {sg:.3} GWMs ({})",
+                written.join(", ")
+            ));
         }
     }
     Ok(lines)

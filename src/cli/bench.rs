@@ -41,6 +41,9 @@ pub(crate) struct BenchArgs {
     /// Only the table on the terminal.
     #[arg(long)]
     pub(crate) quiet: bool,
+    /// Formats of the RRR-against-SGD charts (curves-<task>-<device>.*).
+    #[arg(long, value_enum, default_value_t = gradfree::plot::Formats::Both)]
+    pub(crate) format: gradfree::plot::Formats,
 }
 
 pub(crate) fn bench(a: &BenchArgs) -> Result<()> {
@@ -107,6 +110,7 @@ pub(crate) fn bench(a: &BenchArgs) -> Result<()> {
         base,
         exe: std::env::current_exe().map_err(|e| Error::Input(format!("own executable: {e}")))?,
         quiet: a.quiet,
+        formats: a.format,
     };
     let report = bench::run(&run)?;
     let md = bench::markdown(&report);
@@ -114,7 +118,7 @@ pub(crate) fn bench(a: &BenchArgs) -> Result<()> {
     if let Some(o) = &old {
         println!("{}", bench::compare(&report, o));
     }
-    for line in bench::curves(&run)? {
+    for line in bench::curves(&run, &report)? {
         println!("{line}");
     }
     let json = serde_json::to_string_pretty(&report).expect("json");

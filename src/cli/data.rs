@@ -6,7 +6,8 @@ use gradfree::Error;
 use gradfree::data::letters;
 use gradfree::data::majority::Circuit;
 use gradfree::data::matrix::to_csv;
-use gradfree::io::{png_grid, write_atomic};
+use gradfree::io::write_atomic;
+use gradfree::plot::{ImageGrid, Pixels};
 use std::path::PathBuf;
 
 #[derive(Subcommand, Debug)]
@@ -87,7 +88,20 @@ pub(crate) fn data_letters(
         let imgs: Vec<Vec<f64>> = (0..count.min(64))
             .map(|k| d.row(k).iter().copied().collect())
             .collect();
-        write_atomic(p, &png_grid(&imgs, letters::SIDE, letters::SIDE, 8, false)?)?;
+        let grid = ImageGrid {
+            cells: imgs.iter().map(|i| Some(i.as_slice())).collect(),
+            shape: (letters::SIDE, letters::SIDE),
+            cols: 8,
+            pixels: Pixels::Clamp,
+            caption: vec![
+                format!(
+                    "Letter montages: the first {} of {count} items, seed {seed}",
+                    imgs.len()
+                ),
+                "In item order, 8 per row.".into(),
+            ],
+        };
+        write_atomic(p, &grid.png()?)?;
     }
     println!(
         "wrote {count} letter montages ({}×{} px) to {}",

@@ -141,6 +141,14 @@ fn quiet_software_adapter() {
 pub(crate) fn main() -> ExitCode {
     gradfree::keep_freed_memory();
     quiet_software_adapter();
+    // Output piped into `head` ends the program quietly, as for any Unix
+    // tool, instead of failing a print.
+    #[cfg(unix)]
+    // SAFETY: setting a signal's disposition to the default, before any
+    // thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let matches = <Cli as clap::CommandFactory>::command().get_matches();
     common::record_given(&matches);

@@ -97,6 +97,15 @@ fn quick_suite_runs_on_both_backends_with_energy_from_a_fake_rapl_tree() {
         for task in ["maj13", "784-20-10"] {
             let png = std::fs::read(out.join(format!("curves-{task}-{d}.png"))).unwrap();
             assert!(png.starts_with(b"\x89PNG"), "{task} on {d}");
+            let svg = std::fs::read_to_string(out.join(format!("curves-{task}-{d}.svg"))).unwrap();
+            for text in [
+                "cumulative GWMs",
+                "test error",
+                "RRR (rrr-classify-",
+                "SGD (sgd-",
+            ] {
+                assert!(svg.contains(text), "{task} on {d}: no '{text}'");
+            }
         }
     }
     let md = std::fs::read_to_string(out.join("bench.md")).unwrap();
@@ -203,43 +212,6 @@ fn sgd_baseline_learns_a_separable_problem_on_both_backends() {
 }
 
 #[test]
-fn plot_writes_curves_from_metrics_files() {
-    let dir = temp_dir("plot");
-    let a = dir.join("a.jsonl");
-    let b = dir.join("b.jsonl");
-    std::fs::write(
-        &a,
-        "{\"gwms\":1.0,\"test_err\":0.5}\n{\"gwms\":1.0,\"test_err\":0.3}\n",
-    )
-    .unwrap();
-    std::fs::write(
-        &b,
-        "{\"gwms\":0.5,\"test_err\":0.4}\n{\"stage\":\"other\"}\n{\"gwms\":2.0,\"test_err\":0.2}\n",
-    )
-    .unwrap();
-    let png = dir.join("curves.png");
-    let o = support::run_cli(&[
-        "plot",
-        "--series",
-        &format!("RRR={}", a.display()),
-        "--series",
-        &format!("SGD={}", b.display()),
-        "--out",
-        png.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", output_text(&o));
-    assert!(std::fs::read(&png).unwrap().starts_with(b"\x89PNG"));
-    let csv = std::fs::read_to_string(dir.join("curves.csv")).unwrap();
-    // Cumulative GWMs: 1, 2 for RRR; 0.5, 2.5 for SGD (the line without fields skipped).
-    assert_eq!(
-        csv,
-        "series,gwms,test_err\nRRR,1,0.5\nRRR,2,0.3\nSGD,0.5,0.4\nSGD,2.5,0.2\n"
-    );
-    let o = support::run_cli(&["plot", "--series", "nofile", "--out", png.to_str().unwrap()]);
-    assert_eq!(o.status.code(), Some(2), "{}", output_text(&o));
-}
-
-#[test]
 fn supplied_mnist_images_feed_the_784_20_10_pair() {
     let dir = temp_dir("bench-mnist");
     // 50 images (IDX) with labels beside them, as the classifier finds them.
@@ -289,22 +261,4 @@ fn supplied_mnist_images_feed_the_784_20_10_pair() {
     let o = run(&dir.join("missing"), "none");
     assert_eq!(o.status.code(), Some(2), "{}", output_text(&o));
     assert!(output_text(&o).contains("--mnist"), "{}", output_text(&o));
-}
-
-#[test]
-fn a_one_point_series_is_drawn() {
-    use gradfree::io::{PLOT_COLOURS, line_plot};
-    let png = line_plot(
-        &[
-            ("RRR".into(), vec![(12.7, 0.117)]),
-            ("SGD".into(), vec![(0.38, 0.46), (0.76, 0.30)]),
-        ],
-        true,
-    )
-    .unwrap();
-    let img = image::load_from_memory(&png).unwrap().to_rgb8();
-    let count = |c: [u8; 3]| img.pixels().filter(|p| p.0 == c).count();
-    // The lone RRR point is a 5 × 5 marker; SGD has markers and a line.
-    assert_eq!(count(PLOT_COLOURS[0]), 25);
-    assert!(count(PLOT_COLOURS[1]) > 50);
 }

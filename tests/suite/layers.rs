@@ -15,7 +15,7 @@ const LAYERS: &[&[&str]] = &[
     &["problem"],
     &["kernels"],
     &["gpu"],
-    &["data", "io"],
+    &["data", "io", "plot"],
     &["random", "real", "error"],
 ];
 

@@ -20,6 +20,7 @@ mod layers;
 mod loaders;
 mod meter;
 mod nmf_online;
+mod plots;
 mod project_bilinear;
 mod rrr_chunked;
 mod rrr_engine;

@@ -31,9 +31,9 @@ use crate::data::labeled::Labeled;
 use crate::engine::Backend;
 use crate::engine::RrrEngine;
 use crate::error::{Error, Result};
-use crate::io::png_grid;
 use crate::io::{NamedTensor, read_safetensors, safetensors_bytes};
 use crate::kernels::class_select::LABEL_EXEMPT;
+use crate::plot::{ImageGrid, Pixels};
 use crate::problem::{RrrProblem, RrrState, Selection};
 use crate::real::Precision;
 use crate::train::checkpoint::{Provenance, Totals, fingerprint};
@@ -634,8 +634,20 @@ pub fn run(backend: &Backend, session: &mut Session, r: &Run) -> Result<Option<s
         let text: String = ex.iter().map(|k| format!("{k}\n")).collect();
         session.file("exempted.txt", text.as_bytes())?;
         if let (Some((h, w)), false) = (r.image_shape, ex.is_empty()) {
-            let imgs: Vec<Vec<f64>> = ex.iter().map(|&k| train.item(k).to_vec()).collect();
-            session.file("exempted.png", &png_grid(&imgs, h, w, 10, false)?)?;
+            let grid = ImageGrid {
+                cells: ex.iter().map(|&k| Some(train.item(k))).collect(),
+                shape: (h, w),
+                cols: 10,
+                pixels: Pixels::Clamp,
+                caption: vec![
+                    format!(
+                        "RRR classifier: the {} training items exempted in the last epoch",
+                        ex.len()
+                    ),
+                    "In item order (as in exempted.txt), 10 per row.".into(),
+                ],
+            };
+            session.file("exempted.png", &grid.png()?)?;
         }
     }
     if s.relabel > 0 {

@@ -23,8 +23,9 @@ use crate::engine::DeviceKind;
 use crate::engine::{Consensus, IterReport, RrrEngine};
 use crate::error::{Error, Result};
 use crate::io::read_safetensors;
-use crate::io::{NamedTensor, png_grid, safetensors_bytes};
+use crate::io::{NamedTensor, safetensors_bytes};
 use crate::kernels::normalize_weights::normalize_group;
+use crate::plot::{Axis, Format, ImageGrid, LineChart, Pixels, Series, rows_grid};
 use crate::problem::{NodeKind, RrrProblem, RrrState, StepMode, WeightGroups};
 use crate::train::checkpoint::{Provenance, Totals, fingerprint};
 use crate::train::report::Progress;
@@ -661,22 +662,40 @@ pub fn run_online(
         let features: Vec<Vec<f64>> = (0..rank)
             .map(|i| w.row(i).iter().copied().collect())
             .collect();
-        session.file("features.png", &png_grid(&features, h, wd, 8, true)?)?;
+        let grid = ImageGrid {
+            cells: features.iter().map(|f| Some(f.as_slice())).collect(),
+            shape: (h, wd),
+            cols: 8,
+            pixels: Pixels::PerImageMax,
+            caption: vec![
+                format!(
+                    "RRR NMF: the {rank} features (rows of the weights), each scaled to its own maximum"
+                ),
+                "Feature 1 at the top left, then in order, 8 per row.".into(),
+            ],
+        };
+        session.file("features.png", &grid.png()?)?;
         let recon = &codes * &w;
         let sample = n.min(16);
-        let mut imgs: Vec<Vec<f64>> = (0..sample)
-            .map(|k| y.row(k).iter().copied().collect())
-            .collect();
-        imgs.extend((0..sample).map(|k| recon.row(k).iter().copied().collect::<Vec<_>>()));
+        // One grey scale for data and reconstructions: the data's maximum.
         let top = y.max().max(1e-300);
-        let imgs: Vec<Vec<f64>> = imgs
-            .into_iter()
-            .map(|v| v.iter().map(|x| x / top).collect())
-            .collect();
-        session.file(
-            "reconstructions.png",
-            &png_grid(&imgs, h, wd, sample, false)?,
-        )?;
+        let rows = |m: &DMatrix<f64>| -> Vec<f64> {
+            (0..sample)
+                .flat_map(|k| m.row(k).iter().map(|x| x / top).collect::<Vec<_>>())
+                .collect()
+        };
+        let (data, rec) = (rows(y), rows(&recon));
+        let grid = rows_grid(
+            "RRR NMF: data items and their reconstructions (codes × weights), scaled by the data's maximum",
+            &[
+                ("data items", &data),
+                ("their reconstructions, column by column", &rec),
+            ],
+            (h, wd),
+            sample,
+            16,
+        );
+        session.file("reconstructions.png", &grid.png()?)?;
     }
     Ok(Some(serde_json::json!({
         "method": "rrr nmf online", "data": what, "items": n, "dim": d,
@@ -761,6 +780,76 @@ pub struct LedmRun {
     pub solve: SolveSettings,
 }
 
+/// `rrr_err.png` and `.svg`: every start's RRR error against its
+/// iterations (both log scales, at most 2000 points per start) and the
+/// tolerance that counts as solved.
+fn rrr_err_chart(
+    session: &Session,
+    r: &LedmRun,
+    results: &[RunResult],
+    backend: &Backend,
+) -> Result<()> {
+    let mut series: Vec<Series> = results
+        .iter()
+        .map(|res| {
+            // Log-spaced samples: both axes are logarithmic.
+            let n = res.series.len();
+            let mut at: Vec<usize> = (0..2000)
+                .map(|k| ((n as f64).powf(k as f64 / 1999.0) as usize).clamp(1, n.max(1)) - 1)
+                .collect();
+            at.dedup();
+            Series {
+                name: if res.solved {
+                    format!("seed {}: solved at {}", res.seed, res.iterations)
+                } else {
+                    format!("seed {}: not solved", res.seed)
+                },
+                points: at
+                    .iter()
+                    .filter(|&&i| i < n)
+                    .map(|&i| ((i + 1) as f64, res.series[i]))
+                    .collect(),
+            }
+        })
+        .collect();
+    let last = results
+        .iter()
+        .map(|r| r.series.len())
+        .max()
+        .unwrap_or(1)
+        .max(1);
+    series.push(Series {
+        name: format!("tolerance {:e}", r.solve.tol),
+        points: vec![(1.0, r.solve.tol), (last as f64, r.solve.tol)],
+    });
+    let chart = LineChart {
+        title: format!(
+            "RRR NMF of the LEDM, m = {}, rank {}: RRR error per iteration",
+            r.m, r.rank
+        ),
+        subtitle: format!(
+            "β = {}, Ω = {}; {}, {}",
+            r.solve.beta,
+            r.omega,
+            backend.describe(),
+            backend.precision()
+        ),
+        x: Axis {
+            label: "iteration".into(),
+            log: true,
+        },
+        y: Axis {
+            label: "RRR error".into(),
+            log: true,
+        },
+        series,
+    };
+    for f in [Format::Png, Format::Svg] {
+        session.file(&format!("rrr_err.{}", f.ext()), &chart.render(f)?)?;
+    }
+    Ok(())
+}
+
 /// `rrr nmf --ledm` as a library run: independent random starts of exact
 /// NMF of the LEDM, one metrics line per start, `model.safetensors` with
 /// the factors of the last solved start (or the last start when none
@@ -843,6 +932,7 @@ pub fn run_ledm(
             best = Some(res);
         }
     }
+    rrr_err_chart(session, r, &results, backend)?;
     let solved: Vec<&RunResult> = results.iter().filter(|r| r.solved).collect();
     let mut its: Vec<usize> = solved.iter().map(|r| r.iterations).collect();
     let mean = (!its.is_empty()).then(|| its.iter().sum::<usize>() as f64 / its.len() as f64);

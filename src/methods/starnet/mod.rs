@@ -37,8 +37,9 @@ use rand_chacha::ChaCha8Rng;
 use crate::engine::Backend;
 use crate::engine::Collective;
 use crate::error::{Error, Result};
-use crate::io::{rows_csv, rows_png};
+use crate::io::rows_csv;
 use crate::kernels::dense::Act;
+use crate::plot::rows_grid;
 use crate::train::{self, Batches, EpochEnd, Method, Plan, Session, Start};
 
 /// One decoder layer `h ↦ a(W h + c)`.
@@ -514,7 +515,17 @@ impl<'a> Training<'a> {
             let dl = self.widths[self.widths.len() - 1];
             self.pngs.push((
                 format!("layer{li}.png"),
-                rows_png(&[&self.x[..k * dl], &rec], shape, 16)?,
+                rows_grid(
+                    &format!("StarNet layer {li}: data items, and their reconstructions from this layer's latents through the trained layers"),
+                    &[
+                        ("data items", &self.x[..k * dl]),
+                        ("their reconstructions, column by column", &rec),
+                    ],
+                    shape,
+                    16,
+                    16,
+                )
+                .png()?,
             ));
         }
         self.target = h;
@@ -686,10 +697,27 @@ pub fn run(
         let k = 16.min(n);
         pngs.push((
             "reconstructions.png".into(),
-            rows_png(&[&x[..k * dim], &recon[..k * dim]], shape, 16)?,
+            rows_grid(
+                "StarNet: training items and their round trips (encode, then decode)",
+                &[
+                    ("training items", &x[..k * dim]),
+                    ("their reconstructions, column by column", &recon[..k * dim]),
+                ],
+                shape,
+                16,
+                16,
+            )
+            .png()?,
         ));
         let samples = net.decode(be, &net.sample_codes(64, s.seed))?;
-        pngs.push(("samples.png".into(), rows_png(&[&samples], shape, 64)?));
+        let grid = rows_grid(
+            "StarNet: 64 samples, codes drawn from the model's code distribution and decoded",
+            &[("samples", &samples)],
+            shape,
+            64,
+            16,
+        );
+        pngs.push(("samples.png".into(), grid.png()?));
     }
     for (name, bytes) in &pngs {
         session.file(name, bytes)?;
@@ -979,7 +1007,23 @@ pub fn run_decode(
         rows_csv(&x, net.data_width()).as_bytes(),
     )?;
     if let Some(shape) = image_shape.or_else(|| crate::io::square_shape(net.data_width())) {
-        session.file(&format!("{name}.png"), &rows_png(&[&x], shape, 256)?)?;
+        let title = format!(
+            "StarNet: {} decoded rows{}",
+            n.min(256),
+            if n > 256 {
+                format!(" (the first 256 of {n})")
+            } else {
+                String::new()
+            }
+        );
+        let grid = rows_grid(
+            &title,
+            &[(&format!("{name} rows, in order"), &x)],
+            shape,
+            256,
+            16,
+        );
+        session.file(&format!("{name}.png"), &grid.png()?)?;
     }
     Ok(n)
 }

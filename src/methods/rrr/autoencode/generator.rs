@@ -11,11 +11,11 @@ use super::{Autoencoder, sample_codes};
 use crate::data::labeled::Labeled;
 use crate::engine::Backend;
 use crate::error::Result;
-use crate::io::rows_png;
 use crate::methods::rrr::Model;
 use crate::methods::rrr::classify::Training;
 use crate::methods::rrr::classify::{Classifier, Settings};
 use crate::methods::rrr::net::Net;
+use crate::plot::rows_grid;
 use crate::train::{self, EpochEnd, Method, Plan, Session, Start};
 
 /// The generative model's classifier: genuine codes E(X) (class 1) against
@@ -300,5 +300,12 @@ pub fn generated_png(
         .take(64)
         .flat_map(|c| auto.decode(model, c))
         .collect();
-    Ok((rows_png(&[&decoded], shape, 64)?, rate))
+    let title = format!(
+        "RRR generator: {} of {count} samples of Z accepted ({:.1}%), the first {} decoded",
+        accepted.len(),
+        100.0 * rate,
+        accepted.len().min(64)
+    );
+    let grid = rows_grid(&title, &[("accepted samples", &decoded)], shape, 64, 16);
+    Ok((grid.png()?, rate))
 }

@@ -12,7 +12,8 @@ use super::{
 use crate::data::pca::pca_rms;
 use crate::engine::Backend;
 use crate::error::{Error, Result};
-use crate::io::{histogram_strip, rows_csv, rows_png};
+use crate::io::rows_csv;
+use crate::plot::{Format, Histograms, Panel, rows_grid};
 use crate::train::checkpoint::{Provenance, fingerprint};
 use crate::train::{self, Session, Start, Stopped};
 
@@ -276,7 +277,17 @@ fn image_pngs(
         .collect();
     session.file(
         "reconstructions.png",
-        &rows_png(&[&x[..k * dim], &rec], shape, 16)?,
+        &rows_grid(
+            "RRR autoencoder: training items and their round trips (encode, then decode)",
+            &[
+                ("training items", &x[..k * dim]),
+                ("their reconstructions, column by column", &rec),
+            ],
+            shape,
+            16,
+            16,
+        )
+        .png()?,
     )?;
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5a);
     let sample_rows: Vec<&[f64]> = x.chunks(dim).take(2000).collect();
@@ -286,8 +297,34 @@ fn image_pngs(
         .chunks(auto.net.code)
         .flat_map(|c| auto.decode(model, c))
         .collect();
-    session.file("samples.png", &rows_png(&[&decoded], shape, 64)?)?;
-    session.file("codes.png", &histogram_strip(&lists, 32)?)
+    let grid = rows_grid(
+        "RRR autoencoder: 64 samples of Z (each code node drawn from its own histogram) decoded",
+        &[("decoded samples", &decoded)],
+        shape,
+        64,
+        16,
+    );
+    session.file("samples.png", &grid.png()?)?;
+    let codes = Histograms {
+        title: format!(
+            "RRR autoencoder: code values of {} training items, per code node",
+            sample_rows.len()
+        ),
+        x_label: "code value".into(),
+        bins: 32,
+        panels: lists
+            .into_iter()
+            .enumerate()
+            .map(|(i, values)| Panel {
+                name: format!("code node {}", i + 1),
+                values,
+            })
+            .collect(),
+    };
+    for f in [Format::Png, Format::Svg] {
+        session.file(&format!("codes.{}", f.ext()), &codes.render(f)?)?;
+    }
+    Ok(())
 }
 
 /// `rrr generate`: samples `count` codes of Z, keeps those the generator
@@ -328,7 +365,19 @@ pub fn generate(
         rows_csv(&decoded, auto.net.data).as_bytes(),
     )?;
     if let Some(s) = shape {
-        session.file("generated.png", &rows_png(&[&decoded], s, 256)?)?;
+        let title = format!(
+            "RRR generator: {} of {count} samples of Z accepted, the first {} decoded",
+            accepted.len(),
+            accepted.len().min(256)
+        );
+        let grid = rows_grid(
+            &title,
+            &[("accepted samples, in order", &decoded)],
+            s,
+            256,
+            16,
+        );
+        session.file("generated.png", &grid.png()?)?;
     }
     Ok(
         serde_json::json!({"method": "rrr generate", "count": count, "accepted": accepted.len(), "acceptance_rate": rate}),
@@ -361,7 +410,18 @@ pub fn encode_or_decode(
     if decode {
         session.file("decoded.csv", rows_csv(&res, d).as_bytes())?;
         if let Some(s) = shape {
-            session.file("decoded.png", &rows_png(&[&res], s, 256)?)?;
+            let n = rows.len() / width.max(1);
+            let title = format!(
+                "RRR autoencoder: {} decoded code rows{}",
+                n.min(256),
+                if n > 256 {
+                    format!(" (the first 256 of {n})")
+                } else {
+                    String::new()
+                }
+            );
+            let grid = rows_grid(&title, &[("decoded rows, in order", &res)], s, 256, 16);
+            session.file("decoded.png", &grid.png()?)?;
         }
     } else {
         session.file("codes.csv", rows_csv(&res, cw).as_bytes())?;

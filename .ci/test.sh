@@ -23,3 +23,9 @@ if unshare -rm true 2>/dev/null; then
 else
     echo "unshare unavailable: the figure tests ran once, with the machine's fonts present"
 fi
+# Data-parallel runs over MPI: the `mpi` feature's lints and its tests
+# (they start `mpirun -np 2` and `-np 3 --oversubscribe` themselves).
+# shellcheck source=mpi.sh
+source .ci/mpi.sh
+cargo clippy --all-targets --locked --features mpi -- -D warnings
+cargo test --locked --features mpi --test suite mpi::

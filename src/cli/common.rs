@@ -175,12 +175,16 @@ impl CommonArgs {
 
     /// Opens the backend the flags ask for.
     pub(crate) fn open(&self) -> Result<Backend> {
+        let collective = super::distributed::collective();
         let req = GpuRequest {
             backend: self.backend,
             adapter: self.adapter.clone(),
             allow_software: false,
+            // The ranks of one machine take its GPUs in turn, unless told.
+            index: (collective.world() > 1 && self.adapter.is_none())
+                .then(|| collective.local_rank()),
         };
-        Ok(Backend::open(self.device, self.precision, &req)?)
+        Ok(Backend::open(self.device, self.precision, &req)?.with_collective(collective))
     }
 
     /// What the data loaders accept in this run's precision.
@@ -287,7 +291,7 @@ pub(crate) fn split_held_out(
 /// (`--resume DIR`).
 pub(crate) fn read_checkpoint(dir: &std::path::Path) -> Result<(Vec<u8>, String)> {
     let path = dir.join("checkpoint.safetensors");
-    let bytes = gradfree::io::read_file(&path)?;
+    let bytes = super::distributed::read_on_root(&path)?;
     Ok((bytes, path.display().to_string()))
 }
 

@@ -13,6 +13,7 @@ mod classify;
 mod common;
 mod data;
 mod devices;
+mod distributed;
 mod hsic;
 mod nmf;
 mod plot;
@@ -25,6 +26,10 @@ mod starnet;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Under mpirun: auto = the processes train one model together (a
+    /// build with the `mpi` feature); off = each runs alone.
+    #[arg(long, global = true, value_enum, default_value_t)]
+    distributed: distributed::Distributed,
 }
 
 #[derive(Subcommand, Debug)]
@@ -93,9 +98,30 @@ enum RrrTask {
     Decode(Box<autoencode::AeModelArgs>),
 }
 
+/// The commands that train one model over the ranks of an MPI job; the
+/// others run in one process.
+fn data_parallel(c: &Command) -> bool {
+    matches!(
+        c,
+        Command::Sgd(_)
+            | Command::Rrr {
+                task: RrrTask::Nmf(_) | RrrTask::Classify(_) | RrrTask::Autoencode(_)
+            }
+            | Command::Hsic {
+                task: hsic::HsicTask::Cv(_) | hsic::HsicTask::Fit(_)
+            }
+            | Command::Starnet {
+                task: starnet::StarnetTask::Train(_)
+            }
+    )
+}
+
 /// Runs one command.
 fn run(cli: Cli) -> Result<()> {
     use autoencode::AeUse;
+    if !data_parallel(&cli.command) {
+        distributed::single("this command")?;
+    }
     match cli.command {
         Command::Devices { backend, json } => devices::devices(backend, json),
         Command::Bench(a) => bench::bench(&a).context("bench"),
@@ -156,6 +182,22 @@ pub(crate) fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => e.exit(),
     };
+    // Joins the MPI job (when launched in one) before any thread starts;
+    // `_job` finalizes MPI when main returns.
+    let _job = match distributed::start(cli.distributed) {
+        Ok(j) => j,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(e.exit_code() as u8);
+        }
+    };
+    let world = distributed::collective();
+    // Messages from a job of several processes say which one speaks.
+    let who = if world.world() > 1 {
+        format!(" (rank {} of {})", world.rank(), world.world())
+    } else {
+        String::new()
+    };
     // The command runs on a rayon worker: a parallel loop started from a
     // worker queues on its own deque, where one started from the main thread
     // wakes the pool through the kernel and sleeps until it is done (an HSIC
@@ -166,7 +208,8 @@ pub(crate) fn main() -> ExitCode {
     // A panic is a bug, never an answer to input: one line that says where,
     // no backtrace (GRADFREE_BACKTRACE=1 keeps Rust's own report), exit 1.
     if std::env::var_os("GRADFREE_BACKTRACE").is_none() {
-        std::panic::set_hook(Box::new(|info| {
+        let (world, who) = (world.clone(), who.clone());
+        std::panic::set_hook(Box::new(move |info| {
             let what = info
                 .payload()
                 .downcast_ref::<&str>()
@@ -176,7 +219,19 @@ pub(crate) fn main() -> ExitCode {
             let at = info
                 .location()
                 .map_or(String::new(), |l| format!(" at {}:{}", l.file(), l.line()));
-            eprintln!("error: internal error{at}: {what} (a bug in gradfree: please report it)");
+            eprintln!(
+                "error{who}: internal error{at}: {what} (a bug in gradfree: please report it)"
+            );
+            // The other ranks would wait in their next collective forever.
+            if world.world() > 1 {
+                world.abort(1);
+            }
+        }));
+    } else if world.world() > 1 {
+        let (world, default) = (world.clone(), std::panic::take_hook());
+        std::panic::set_hook(Box::new(move |info| {
+            default(info);
+            world.abort(1);
         }));
     }
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match pool {
@@ -189,11 +244,16 @@ pub(crate) fn main() -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error{who}: {e:#}");
             let code = e
                 .chain()
                 .find_map(|c| c.downcast_ref::<Error>())
                 .map_or(1, Error::exit_code);
+            // One rank's failure ends the job: the others may be waiting
+            // for it in a collective.
+            if world.world() > 1 {
+                world.abort(code);
+            }
             ExitCode::from(code as u8)
         }
     }

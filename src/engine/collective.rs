@@ -14,10 +14,9 @@
 //!
 //! The local engine never knows about ranks: it produces its partial sums
 //! and hands them to the collective, which returns the totals. [`Local`]
-//! is the one implementation today: a world of one process, where every
-//! operation is the identity, so a run's bits do not change. A
-//! multi-process implementation (MPI) plugs in here without touching the
-//! methods.
+//! is a world of one process, where every operation is the identity, so a
+//! run's bits do not change; `engine::mpi::MpiCollective` (feature `mpi`)
+//! is the processes of an MPI job.
 
 use std::fmt::Debug;
 
@@ -45,6 +44,31 @@ pub trait Collective: Send + Sync + Debug {
     fn all_gather_u64(&self, local: &[u64]) -> Result<Vec<u64>>;
     /// Replaces `buf` on every rank with `root`'s bytes.
     fn broadcast_bytes(&self, buf: &mut Vec<u8>, root: usize) -> Result<()>;
+    /// This process's rank among the processes of its machine (which GPU
+    /// it takes).
+    fn local_rank(&self) -> usize {
+        0
+    }
+    /// Time and bytes spent communicating so far.
+    fn stats(&self) -> CommStats {
+        CommStats::default()
+    }
+    /// Ends every process of the run with exit status `code` (a failure
+    /// on one rank must not leave the others waiting in a collective).
+    fn abort(&self, code: i32) -> ! {
+        std::process::exit(code)
+    }
+}
+
+/// What a run's communication cost.
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
+pub struct CommStats {
+    /// Collective calls made.
+    pub calls: u64,
+    /// Seconds spent in them (waiting for the other ranks included).
+    pub seconds: f64,
+    /// Bytes this rank contributed.
+    pub bytes: u64,
 }
 
 impl dyn Collective + '_ {
@@ -90,6 +114,17 @@ impl dyn Collective + '_ {
             items: local,
             total: all.iter().sum::<u64>() as usize,
         })
+    }
+}
+
+impl dyn Collective + '_ {
+    /// This rank's contiguous slice of `n` items split over the ranks in
+    /// rank order, as even as can be (the first `n mod world` ranks take
+    /// one more).
+    pub fn slice_of(&self, n: usize) -> std::ops::Range<usize> {
+        let (w, r) = (self.world().max(1), self.rank());
+        let at = |r: usize| r * (n / w) + r.min(n % w);
+        at(r)..at(r + 1)
     }
 }
 

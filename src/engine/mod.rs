@@ -11,6 +11,8 @@
 pub mod collective;
 pub mod cpu;
 pub mod gpu;
+#[cfg(feature = "mpi")]
+pub mod mpi;
 pub mod rrr;
 
 use std::sync::Arc;
@@ -22,7 +24,7 @@ use crate::kernels::{dense, kernel_product, project_bilinear};
 use crate::problem::RrrProblem;
 use crate::real::Precision;
 
-pub use collective::{Collective, Local, Share};
+pub use collective::{Collective, CommStats, Local, Share};
 pub use rrr::{Consensus, IterReport, RrrEngine};
 
 /// Which device to run on.
@@ -96,6 +98,37 @@ pub trait Ops: Send + Sync + std::fmt::Debug {
         spec: &kernel_product::Spec,
         len: usize,
     ) -> Result<Vec<f64>>;
+    /// Part `spec.part` of [`Ops::kernel_product`] (see
+    /// [`kernel_product::Part`]); by default row blocks of A.
+    #[allow(clippy::too_many_arguments)]
+    fn kernel_product_part(
+        &self,
+        a: &[f64],
+        b: &[f64],
+        d: usize,
+        m: &[f64],
+        r: usize,
+        spec: &kernel_product::Spec,
+        len: usize,
+    ) -> Result<kernel_product::Part<f64>> {
+        self.kernel_product(a, b, d, m, r, spec, len)
+            .map(kernel_product::Part::Rows)
+    }
+    /// [`Ops::kernel_product_part`] with f32 operands and result.
+    #[allow(clippy::too_many_arguments)]
+    fn kernel_product_part_f32(
+        &self,
+        a: &[f32],
+        b: &[f32],
+        d: usize,
+        m: &[f32],
+        r: usize,
+        spec: &kernel_product::Spec,
+        len: usize,
+    ) -> Result<kernel_product::Part<f32>> {
+        self.kernel_product_f32(a, b, d, m, r, spec, len)
+            .map(kernel_product::Part::Rows)
+    }
     /// [`Ops::kernel_product`] with f32 operands and result.
     #[allow(clippy::too_many_arguments)]
     fn kernel_product_f32(
@@ -236,6 +269,11 @@ impl Backend {
         self.collective.as_ref()
     }
 
+    /// A handle on [`Backend::collective`] to keep.
+    pub fn collective_handle(&self) -> Arc<dyn Collective> {
+        self.collective.clone()
+    }
+
     /// The GPU context, if this is a GPU backend.
     pub fn gpu_context(&self) -> Option<&Arc<GpuContext>> {
         self.ops.gpu_context()
@@ -303,11 +341,11 @@ impl Backend {
 
     /// Kernel-matrix product `(w ∘ f(A, B)) M` (m × r row-major, one more
     /// column with `spec.squares`) without forming the m × n matrix; see
-    /// [`crate::kernels::kernel_product`]. The rows of B (with M's) are
-    /// items: each process holds a share, and the sums over them are
-    /// combined by the collective; the rows of A are the queries, the same
-    /// on every process. Pass the same slice as `a` and `b` for K(A, A)
-    /// (the CPU symmetric path keys on it).
+    /// [`crate::kernels::kernel_product`]. Every process holds all of A, B
+    /// and M; the sum over B's rows (the items) is split into one part per
+    /// process (row blocks of B, or tile pairs of the symmetric K(A, A)),
+    /// and the parts meet in the collective. Pass the same slice as `a`
+    /// and `b` for K(A, A) (the CPU symmetric path keys on it).
     pub fn kernel_product(
         &self,
         a: &[f64],
@@ -318,11 +356,37 @@ impl Backend {
         spec: &kernel_product::Spec,
     ) -> Result<Vec<f64>> {
         let (na, _) = kernel_product::shape(a, b, d, m, r, spec);
-        let mut out = self
+        let len = na * spec.width(r);
+        if self.collective.world() == 1 {
+            return self.ops.kernel_product(a, b, d, m, r, spec, len);
+        }
+        let part = self
             .ops
-            .kernel_product(a, b, d, m, r, spec, na * spec.width(r))?;
-        self.collective.allreduce_sum_f64(&mut out)?;
-        Ok(out)
+            .kernel_product_part(a, b, d, m, r, &self.part_of(spec), len)?;
+        match part {
+            kernel_product::Part::Rows(mut out) => {
+                self.collective.allreduce_sum_f64(&mut out)?;
+                Ok(out)
+            }
+            kernel_product::Part::Partials { thin, data } => {
+                let all = self.collective.all_gather_f64(&data)?;
+                let w = spec.width(r);
+                // Added in the working precision, as one process adds them.
+                Ok(match self.precision {
+                    Precision::F64 => {
+                        let mut out = vec![0.0; len];
+                        kernel_product::add_partials(&all, na, w, thin, &mut out);
+                        out
+                    }
+                    Precision::F32 => {
+                        let all: Vec<f32> = all.iter().map(|&v| v as f32).collect();
+                        let mut out = vec![0.0f32; len];
+                        kernel_product::add_partials(&all, na, w, thin, &mut out);
+                        out.into_iter().map(f64::from).collect()
+                    }
+                })
+            }
+        }
     }
 
     /// [`Backend::kernel_product`] with f32 operands and result, for a caller
@@ -338,11 +402,33 @@ impl Backend {
         spec: &kernel_product::Spec,
     ) -> Result<Vec<f32>> {
         let (na, _) = kernel_product::shape(a, b, d, m, r, spec);
-        let mut out = self
+        let len = na * spec.width(r);
+        if self.collective.world() == 1 {
+            return self.ops.kernel_product_f32(a, b, d, m, r, spec, len);
+        }
+        let part = self
             .ops
-            .kernel_product_f32(a, b, d, m, r, spec, na * spec.width(r))?;
-        self.collective.allreduce_sum_f32(&mut out)?;
-        Ok(out)
+            .kernel_product_part_f32(a, b, d, m, r, &self.part_of(spec), len)?;
+        match part {
+            kernel_product::Part::Rows(mut out) => {
+                self.collective.allreduce_sum_f32(&mut out)?;
+                Ok(out)
+            }
+            kernel_product::Part::Partials { thin, data } => {
+                let all = self.collective.all_gather_f32(&data)?;
+                let mut out = vec![0.0; len];
+                kernel_product::add_partials(&all, na, spec.width(r), thin, &mut out);
+                Ok(out)
+            }
+        }
+    }
+
+    /// `spec` restricted to this process's part of the work.
+    fn part_of<'s>(&self, spec: &kernel_product::Spec<'s>) -> kernel_product::Spec<'s> {
+        kernel_product::Spec {
+            part: (self.collective.rank(), self.collective.world()),
+            ..*spec
+        }
     }
 
     /// Dense product with epilogue `act(A B + bias)`: A is n × k, B k × m,

@@ -44,6 +44,10 @@ pub struct GpuRequest {
     pub adapter: Option<String>,
     /// Accept software (CPU-type) adapters such as lavapipe.
     pub allow_software: bool,
+    /// Take the i-th (modulo their number) of the adapters as good as the
+    /// best one (same API and type): the ranks of a multi-GPU machine
+    /// each take their own.
+    pub index: Option<usize>,
 }
 
 /// Description of one adapter, for `gradfree devices` and reports.
@@ -210,6 +214,14 @@ impl GpuContext {
         if precision == Precision::F64 {
             // Prefer an adapter that can run f64 over a better-ranked one that cannot.
             adapters.sort_by_key(|a| !a.features().contains(wgpu::Features::SHADER_F64));
+        }
+        if let (Some(i), Some(best)) = (req.index, adapters.first().map(|a| a.get_info())) {
+            adapters.retain(|a| {
+                let info = a.get_info();
+                info.backend == best.backend && info.device_type == best.device_type
+            });
+            let n = adapters.len();
+            adapters.rotate_left(i % n);
         }
         let Some(adapter) = adapters.into_iter().next() else {
             let mut detail = String::new();

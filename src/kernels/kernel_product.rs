@@ -15,9 +15,11 @@
 //! silhouette's per-class distance sums. Nothing n × n is stored: the GPU
 //! builds K a 1024-value tile at a time in workgroup memory (16 × 64, or
 //! 64 × 16 for outputs at most 16 wide), the CPU a block of
-//! rows at a time before a GEMM. Each output row is a sum over all of B's
-//! rows, so row blocks of B give partial sums that add up (the seam for
-//! splitting B across devices). Twin of `shaders/kernel_product.wgsl`.
+//! rows at a time before a GEMM. The processes of a data-parallel run
+//! split a product into parts ([`Spec::part`], [`cpu_part`]): row blocks of
+//! A, whose outputs add up exactly, or runs of the symmetric path's fixed
+//! partial sums, gathered and added in order: either way N processes get
+//! the bits of one. Twin of `shaders/kernel_product.wgsl`.
 
 use super::dense::gemm_acc;
 use super::gauss_kernel::{exp_neg, exp_neg_f32};
@@ -117,6 +119,9 @@ pub struct Spec<'a> {
     /// Append a column Σ_j (w_ij f_ij)² to the output (Σ K² for the HSIC
     /// normalization, at no extra kernel evaluations).
     pub squares: bool,
+    /// (p, P): compute part p of P of the work (the processes of a
+    /// data-parallel run split it; see [`cpu_part`]). (0, 1) is all of it.
+    pub part: (usize, usize),
 }
 
 impl Spec<'_> {
@@ -127,6 +132,7 @@ impl Spec<'_> {
             zero_diag: false,
             gamma: None,
             squares: false,
+            part: (0, 1),
         }
     }
 
@@ -137,7 +143,15 @@ impl Spec<'_> {
             zero_diag: false,
             gamma: None,
             squares: false,
+            part: (0, 1),
         }
+    }
+
+    /// This part's contiguous slice of `n` things (as even as can be).
+    pub fn part_of(&self, n: usize) -> std::ops::Range<usize> {
+        let (p, parts) = (self.part.0, self.part.1.max(1));
+        let at = |p: usize| p * (n / parts) + p.min(n % parts);
+        at(p)..at(p + 1)
     }
 
     /// Output columns for an M of `r` columns.
@@ -199,7 +213,7 @@ pub fn reference(a: &[f64], b: &[f64], d: usize, m: &[f64], r: usize, spec: &Spe
     let (na, nb) = shape(a, b, d, m, r, spec);
     let w = spec.width(r);
     let mut out = vec![0.0; na * w];
-    for i in 0..na {
+    for i in spec.part_of(na) {
         for j in 0..nb {
             if spec.zero_diag && i == j {
                 continue;
@@ -266,14 +280,53 @@ pub fn cpu<T: Real>(a: &[T], b: &[T], d: usize, m: &[T], r: usize, spec: &Spec, 
     if na == 0 || w == 0 || nb == 0 {
         return;
     }
+    match cpu_part(a, b, d, m, r, spec) {
+        Part::Rows(rows) => out.copy_from_slice(&rows),
+        Part::Partials { thin, data } => add_partials(&data, na, w, thin, out),
+    }
+}
+
+/// What one part of a kernel product split over processes produced.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Part<T> {
+    /// The whole output with only this part's rows of A filled (the others
+    /// zero): the parts add up exactly, whatever the order.
+    Rows(Vec<T>),
+    /// The symmetric path's partial outputs of this part, in order and
+    /// concatenated (each n × w, transposed when `thin`): gathered from
+    /// every part in order, [`add_partials`] adds them as one process
+    /// would, so the result has the same bits.
+    Partials {
+        /// Partials are w × n (transposed).
+        thin: bool,
+        /// The partials, concatenated.
+        data: Vec<T>,
+    },
+}
+
+/// Part `spec.part` of the kernel product on the CPU: row tiles of A, or
+/// (when A and B are the same rows) a run of the symmetric path's partial
+/// sums.
+pub fn cpu_part<T: Real>(a: &[T], b: &[T], d: usize, m: &[T], r: usize, spec: &Spec) -> Part<T> {
+    let (na, nb) = shape(a, b, d, m, r, spec);
+    let w = spec.width(r);
+    let mut out = vec![T::ZERO; na * w];
+    if na == 0 || w == 0 || nb == 0 {
+        return Part::Rows(out);
+    }
     let tiles = Tiles::new(a, b, d, spec);
     let same = std::ptr::eq(a, b) && spec.gamma.is_none_or(|g| std::ptr::eq(g.la, g.lb));
     let work = na * nb * (d + r + 16);
     if same && w <= SYMMETRIC_MAX_COLS && nb > TILE {
-        symmetric(&tiles, m, r, spec, out, parallel_enough(work >> 7));
-        return;
+        let (thin, data) = symmetric(&tiles, m, r, spec, parallel_enough(work >> 7));
+        return Part::Partials { thin, data };
     }
+    // This part's row tiles of A.
+    let mine = spec.part_of(na.div_ceil(TILE));
     let row_tile = |(ti, ob): (usize, &mut [T])| {
+        if !mine.contains(&ti) {
+            return;
+        }
         let i0 = ti * TILE;
         let rows = ob.len() / w;
         let mut k = vec![T::ZERO; rows * TILE];
@@ -288,6 +341,28 @@ pub fn cpu<T: Real>(a: &[T], b: &[T], d: usize, m: &[T], r: usize, spec: &Spec, 
     } else {
         out.chunks_mut(TILE * w).enumerate().for_each(row_tile);
     }
+    Part::Rows(out)
+}
+
+/// Adds partial outputs (each n × w, or w × n when `thin`) into `out`
+/// (n × w) in order: the symmetric path's last step, the same for one
+/// process and for partials gathered from several.
+pub fn add_partials<T: Real>(data: &[T], n: usize, w: usize, thin: bool, out: &mut [T]) {
+    out.fill(T::ZERO);
+    if n * w == 0 {
+        return;
+    }
+    for p in data.chunks_exact(n * w) {
+        if thin {
+            for c in 0..w {
+                for j in 0..n {
+                    out[j * w + c] += p[c * n + j];
+                }
+            }
+        } else {
+            out.iter_mut().zip(p).for_each(|(o, &v)| *o += v);
+        }
+    }
 }
 
 /// The symmetric path: tile pairs (I ≤ J) split into [`PARTIALS`] equal
@@ -297,7 +372,7 @@ pub fn cpu<T: Real>(a: &[T], b: &[T], d: usize, m: &[T], r: usize, spec: &Spec, 
 /// transpose's (axpys along j) vectorize; wider ones take two GEMMs per
 /// tile, K·M_J into rows I and Kᵀ·M_I into rows J (the GEMM work of the
 /// full path, with half the kernel values).
-fn symmetric<T: Real>(t: &Tiles<T>, m: &[T], r: usize, spec: &Spec, out: &mut [T], par: bool) {
+fn symmetric<T: Real>(t: &Tiles<T>, m: &[T], r: usize, spec: &Spec, par: bool) -> (bool, Vec<T>) {
     let n = t.nb;
     let w = spec.width(r);
     let thin = w <= THIN_COLS;
@@ -312,6 +387,10 @@ fn symmetric<T: Real>(t: &Tiles<T>, m: &[T], r: usize, spec: &Spec, out: &mut [T
     }
     let pairs: Vec<(usize, usize)> = (0..nt).flat_map(|i| (i..nt).map(move |j| (i, j))).collect();
     let per = pairs.len().div_ceil(PARTIALS);
+    // This part's runs of tile pairs (all of them for a whole product).
+    let runs = pairs.len().div_ceil(per);
+    let mine = spec.part_of(runs);
+    let pairs = &pairs[(mine.start * per).min(pairs.len())..(mine.end * per).min(pairs.len())];
     let run = |chunk: &[(usize, usize)]| {
         let mut acc = vec![T::ZERO; w * n];
         let mut k = vec![T::ZERO; TILE * TILE];
@@ -367,17 +446,7 @@ fn symmetric<T: Real>(t: &Tiles<T>, m: &[T], r: usize, spec: &Spec, out: &mut [T
     } else {
         pairs.chunks(per).map(run).collect()
     };
-    for p in partials {
-        if thin {
-            for c in 0..w {
-                for j in 0..n {
-                    out[j * w + c] += p[c * n + j];
-                }
-            }
-        } else {
-            out.iter_mut().zip(&p).for_each(|(o, &v)| *o += v);
-        }
-    }
+    (thin, partials.concat())
 }
 
 /// Output widths of the symmetric path's dot-and-axpy tiles; a GEMM per
@@ -637,9 +706,8 @@ pub fn gpu_tiled(
     if na == 0 || w == 0 {
         return Ok(vec![]);
     }
-    if nb == 0 {
-        return Ok(vec![0.0; na * w]);
-    }
+    // This part's rows of A (the others stay zero: parts add up exactly).
+    let mine = spec.part_of(na);
     let tile_rows = tile_rows.clamp(1, na);
     let scal = ctx.upload_real(&spec.scalars(), prec)?;
     let ab = ctx.upload_real(a, prec)?;
@@ -652,11 +720,12 @@ pub fn gpu_tiled(
     };
     let lb = ctx.upload_u32(&labels)?;
     let ob = ctx.alloc(tile_rows * w, Elem::Real(prec))?;
-    let mut out = Vec::with_capacity(na * r);
-    let mut row0 = 0;
+    let mut out = vec![0.0; mine.start * w];
+    out.reserve(na * w);
+    let mut row0 = mine.start;
     // One dispatch and readback per tile; the kernel tiles are built on the fly.
-    while row0 < na {
-        let rows = tile_rows.min(na - row0);
+    while row0 < mine.end {
+        let rows = tile_rows.min(mine.end - row0);
         let params = ctx.uniform(&Params {
             rows: rows as u32,
             row0: row0 as u32,
@@ -690,5 +759,6 @@ pub fn gpu_tiled(
         out.extend(ob.read_real_range(0, rows * w)?);
         row0 += rows;
     }
+    out.resize(na * w, 0.0);
     Ok(out)
 }

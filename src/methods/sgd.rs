@@ -101,14 +101,19 @@ impl SgdNet {
         if data.is_empty() {
             return Ok(f64::NAN);
         }
+        // Each process classifies its slice of the items.
+        let col = be.collective();
+        let mine = col.slice_of(data.len());
         let classes = *self.widths.last().expect("widths");
-        let z = self.forward(be, &data.x)?.pop().expect("logits");
-        let wrong = z
+        let x = &data.x[mine.start * data.dim..mine.end * data.dim];
+        let z = self.forward(be, x)?.pop().expect("logits");
+        let mut wrong = [z
             .chunks(classes)
-            .zip(&data.y)
+            .zip(&data.y[mine])
             .filter(|(row, y)| argmax(row) != **y as usize)
-            .count();
-        Ok(wrong as f64 / data.len() as f64)
+            .count() as f64];
+        col.allreduce_sum_f64(&mut wrong)?;
+        Ok(wrong[0] / data.len() as f64)
     }
 
     /// One SGD step on the rows `x` with labels `y` (this process's share
@@ -251,6 +256,12 @@ impl<'a> Sgd<'a> {
         if kk == 0 {
             return Err(Error::Input("no training items".into()));
         }
+        let world = be.collective().world();
+        if kk < world {
+            return Err(Error::Input(format!(
+                "a batch of {kk} items cannot be shared by {world} processes"
+            )));
+        }
         Ok(Sgd {
             be,
             net,
@@ -285,6 +296,8 @@ impl Method for Sgd<'_> {
     fn batch(&mut self, epoch: usize, _index: usize, idx: &[usize]) -> Result<()> {
         let t0 = std::time::Instant::now();
         let d = self.train.dim;
+        // This process's slice of the batch (all of it in a world of one).
+        let idx = &idx[self.be.collective().slice_of(idx.len())];
         let mut x = Vec::with_capacity(idx.len() * d);
         for &k in idx {
             x.extend_from_slice(self.train.item(k));

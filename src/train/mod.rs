@@ -17,12 +17,14 @@ pub mod report;
 use std::path::Path;
 use std::time::Instant;
 
-use crate::engine::Backend;
+use std::sync::Arc;
+
+use crate::engine::{Backend, Collective, Local};
 use crate::error::Result;
 use crate::real::Precision;
 use checkpoint::Totals;
 use meter::{Measurement, Meter};
-use report::{Common, OutDir, Progress};
+use report::{CommFields, Common, OutDir, Progress};
 
 pub use report::OutMode;
 
@@ -186,6 +188,7 @@ pub fn run<M: Method>(
             Batches::WithRemainder(_) => order.len().div_ceil(size),
         };
         for (b, items) in order.chunks(size).take(count).enumerate() {
+            injected_fault(session.collective.rank());
             method.batch(epoch, b, items)?;
         }
         let end = method.end_epoch(epoch, te.elapsed().as_secs_f64())?;
@@ -205,13 +208,13 @@ pub fn run<M: Method>(
             stopped = (epoch < plan.epochs).then_some(Stopped::Method);
             break;
         }
-        if plan
-            .time_limit
-            .is_some_and(|t| t0.elapsed().as_secs_f64() >= t)
-            && epoch < plan.epochs
-        {
-            stopped = Some(Stopped::TimeLimit);
-            break;
+        if let Some(t) = plan.time_limit.filter(|_| epoch < plan.epochs) {
+            // Rank 0's clock decides, so that every process stops together.
+            let mine = [(t0.elapsed().as_secs_f64() >= t) as u64];
+            if session.collective.all_gather_u64(&mine)?[0] == 1 {
+                stopped = Some(Stopped::TimeLimit);
+                break;
+            }
         }
     }
     bar.finish();
@@ -220,6 +223,21 @@ pub fn run<M: Method>(
         epoch: last,
         stopped,
     })
+}
+
+/// Fault injection for the tests of multi-process runs: with
+/// `GRADFREE_TEST_PANIC_RANK=r`, rank r panics before its first batch (the
+/// other ranks must not wait for it forever).
+fn injected_fault(rank: usize) {
+    static RANK: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
+    let target = RANK.get_or_init(|| {
+        std::env::var("GRADFREE_TEST_PANIC_RANK")
+            .ok()
+            .and_then(|v| v.parse().ok())
+    });
+    if *target == Some(rank) {
+        panic!("fault injected on rank {rank} (GRADFREE_TEST_PANIC_RANK)");
+    }
 }
 
 /// How a session talks to the terminal.
@@ -245,6 +263,7 @@ pub struct Session {
     voice: Voice,
     device: String,
     precision: Precision,
+    collective: Arc<dyn Collective>,
 }
 
 impl Session {
@@ -256,10 +275,11 @@ impl Session {
             out: OutDir::open(out.filter(|_| root), mode)?,
             meter: Meter::for_backend(backend),
             prior: Totals::default(),
-            quiet: voice != Voice::Verbose,
+            quiet: !root || voice != Voice::Verbose,
             voice: if root { voice } else { Voice::Silent },
             device: backend.describe(),
             precision: backend.precision(),
+            collective: backend.collective_handle(),
         })
     }
 
@@ -285,6 +305,7 @@ impl Session {
             voice,
             device: device.into(),
             precision,
+            collective: Arc::new(Local),
         })
     }
 
@@ -391,7 +412,19 @@ impl Session {
 
     /// Writes summary.json from a measurement taken earlier.
     pub fn summary(&self, m: &Measurement, seed: u64, fields: serde_json::Value) -> Result<()> {
-        let common = Common::new(self.device.clone(), self.precision, seed, m);
+        let mut common = Common::new(self.device.clone(), self.precision, seed, m);
+        let c = &self.collective;
+        common.ranks = c.world();
+        if c.world() > 1 {
+            let s = c.stats();
+            common.comm = Some(CommFields {
+                allreduce_seconds: s.seconds,
+                communicated_bytes: s.bytes,
+                collective_calls: s.calls,
+            });
+            common.measurement.energy_note +=
+                &format!(" (rank 0's sensor; {} ranks ran)", c.world());
+        }
         self.out.summary(&common, fields)
     }
 }

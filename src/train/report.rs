@@ -22,6 +22,23 @@ pub struct Common {
     pub measurement: Measurement,
     /// Peak resident memory of the process so far (Linux VmHWM), bytes.
     pub peak_rss_bytes: Option<u64>,
+    /// Processes that trained the model together (MPI ranks).
+    pub ranks: usize,
+    /// Rank 0's communication, when there were several ranks.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub comm: Option<CommFields>,
+}
+
+/// What rank 0 of a multi-process run spent communicating.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct CommFields {
+    /// Seconds in collectives (allreduces, gathers, broadcasts), waits for
+    /// slower ranks included.
+    pub allreduce_seconds: f64,
+    /// Bytes rank 0 contributed to them.
+    pub communicated_bytes: u64,
+    /// Collective calls.
+    pub collective_calls: u64,
 }
 
 /// The process's peak resident memory (VmHWM of /proc/self/status), bytes.
@@ -46,6 +63,8 @@ impl Common {
             seed,
             measurement: m.clone(),
             peak_rss_bytes: peak_rss_bytes(),
+            ranks: 1,
+            comm: None,
         }
     }
 }
@@ -257,12 +276,21 @@ fn lock(dir: &Path) -> Result<()> {
     )))
 }
 
-/// True when a process of this id exists (Linux: /proc; elsewhere assumed).
+/// True when a process of this id exists and has not exited (Linux:
+/// /proc, where a killed process nobody has reaped yet lingers as a
+/// zombie; elsewhere assumed).
 fn process_alive(pid: u32) -> bool {
     let proc = Path::new("/proc");
-    if proc.is_dir() {
-        proc.join(pid.to_string()).exists()
-    } else {
-        true
+    if !proc.is_dir() {
+        return true;
+    }
+    match std::fs::read_to_string(proc.join(pid.to_string()).join("stat")) {
+        // The state follows the parenthesized command name.
+        Ok(stat) => !matches!(
+            stat.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().chars().next()),
+            Some(Some('Z' | 'X'))
+        ),
+        Err(_) => false,
     }
 }

@@ -112,6 +112,7 @@ fn kernel_product_matches_the_twin_on_both_backends() {
                 zero_diag: zero,
                 gamma: gamma.then_some(Gamma { la: &la, lb, p: &p }),
                 squares,
+                part: (0, 1),
             };
             let want = kernel_product::reference(&a, b, d, &m, cols, &spec);
             assert_eq!(want.len(), na * (cols + squares as usize));
@@ -125,6 +126,71 @@ fn kernel_product_matches_the_twin_on_both_backends() {
                 .kernel_product(&a, b, d, &m, cols, &spec)
                 .unwrap();
             assert_close(&format!("cpu f32 {what}"), &cpu32, &want, 1e-4, 1e-4);
+            // The parts of a data-parallel run (row blocks of A, or runs of
+            // the symmetric path's partial sums) give the bits of the whole.
+            let parts = 3;
+            let whole = {
+                let mut o = vec![0.0; want.len()];
+                kernel_product::cpu(&a, b, d, &m, cols, &spec, &mut o);
+                o
+            };
+            let (mut rows, mut partials, mut thin_seen) = (vec![0.0; want.len()], vec![], None);
+            let mut gpu_sum = gpu(Precision::F64).map(|_| vec![0.0; want.len()]);
+            for part in 0..parts {
+                let spec = Spec {
+                    part: (part, parts),
+                    ..spec
+                };
+                match kernel_product::cpu_part(&a, b, d, &m, cols, &spec) {
+                    kernel_product::Part::Rows(v) => {
+                        rows.iter_mut().zip(&v).for_each(|(s, x)| *s += x)
+                    }
+                    kernel_product::Part::Partials { thin, data } => {
+                        thin_seen = Some(thin);
+                        partials.extend(data);
+                    }
+                }
+                if let (Some(ctx), Some(gs)) = (gpu(Precision::F64), gpu_sum.as_mut()) {
+                    let g = gradfree::kernels::kernel_product::gpu_tiled(
+                        &ctx,
+                        Precision::F64,
+                        &a,
+                        b,
+                        d,
+                        &m,
+                        cols,
+                        &spec,
+                        7,
+                    )
+                    .unwrap();
+                    gs.iter_mut().zip(&g).for_each(|(s, v)| *s += v);
+                }
+            }
+            if let Some(thin) = thin_seen {
+                kernel_product::add_partials(
+                    &partials,
+                    na,
+                    want.len() / na.max(1),
+                    thin,
+                    &mut rows,
+                );
+            }
+            assert_eq!(rows, whole, "parts {what}");
+            if let (Some(gs), Some(ctx)) = (gpu_sum, gpu(Precision::F64)) {
+                let g = gradfree::kernels::kernel_product::gpu_tiled(
+                    &ctx,
+                    Precision::F64,
+                    &a,
+                    b,
+                    d,
+                    &m,
+                    cols,
+                    &spec,
+                    7,
+                )
+                .unwrap();
+                assert_eq!(gs, g, "gpu parts {what}");
+            }
             for (prec, tol) in [(Precision::F32, 1e-4), (Precision::F64, 1e-12)] {
                 let Some(ctx) = gpu(prec) else { continue };
                 let g =

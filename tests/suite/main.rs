@@ -19,6 +19,8 @@ mod hsic;
 mod layers;
 mod loaders;
 mod meter;
+#[cfg(feature = "mpi")]
+mod mpi;
 mod nmf_online;
 mod plots;
 mod project_bilinear;

@@ -230,15 +230,23 @@ pub fn in_own_process(test: &str, vars: &[(&str, &str)]) -> bool {
 /// Runs the gradfree binary, failing the test (after killing the child) if
 /// it has not exited within `limit`: for a run that used to hang.
 pub fn run_cli_within(args: &[&str], limit: std::time::Duration) -> Output {
+    let mut cmd = cli();
+    cmd.args(args);
+    run_within(cmd, limit)
+}
+
+/// Runs `cmd`, failing the test (after killing the child) if it has not
+/// exited within `limit`.
+pub fn run_within(mut cmd: Command, limit: std::time::Duration) -> Output {
     use std::io::Read;
     use std::process::Stdio;
-    let mut child = cli()
-        .args(args)
+    let what = format!("{cmd:?}");
+    let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("spawn gradfree");
+        .unwrap_or_else(|e| panic!("spawn {what}: {e}"));
     // Drain both pipes while waiting, so a chatty child cannot block on them.
     let drain = |mut r: Box<dyn Read + Send>| {
         std::thread::spawn(move || {
@@ -257,7 +265,7 @@ pub fn run_cli_within(args: &[&str], limit: std::time::Duration) -> Output {
         if start.elapsed() > limit {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("gradfree {args:?} did not exit within {limit:?}");
+            panic!("{what} did not exit within {limit:?}");
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     };

@@ -116,6 +116,53 @@ impl<T: Real> Ops for CpuOps<T> {
         Ok(T::into_f64s(out))
     }
 
+    fn kernel_product_part(
+        &self,
+        a: &[f64],
+        b: &[f64],
+        d: usize,
+        m: &[f64],
+        r: usize,
+        spec: &kernel_product::Spec,
+        _len: usize,
+    ) -> Result<kernel_product::Part<f64>> {
+        let (ca, cb) = pair::<T>(a, b);
+        let cb = cb.as_deref().unwrap_or(&ca);
+        Ok(
+            match kernel_product::cpu_part(&ca, cb, d, &T::from_f64s(m), r, spec) {
+                kernel_product::Part::Rows(v) => kernel_product::Part::Rows(T::into_f64s(v)),
+                kernel_product::Part::Partials { thin, data } => kernel_product::Part::Partials {
+                    thin,
+                    data: T::into_f64s(data),
+                },
+            },
+        )
+    }
+
+    fn kernel_product_part_f32(
+        &self,
+        a: &[f32],
+        b: &[f32],
+        d: usize,
+        m: &[f32],
+        r: usize,
+        spec: &kernel_product::Spec,
+        _len: usize,
+    ) -> Result<kernel_product::Part<f32>> {
+        let ca = T::from_f32s(a);
+        let cb = (!std::ptr::eq(a, b)).then(|| T::from_f32s(b));
+        let cb = cb.as_deref().unwrap_or(&ca);
+        Ok(
+            match kernel_product::cpu_part(&ca, cb, d, &T::from_f32s(m), r, spec) {
+                kernel_product::Part::Rows(v) => kernel_product::Part::Rows(T::into_f32s(v)),
+                kernel_product::Part::Partials { thin, data } => kernel_product::Part::Partials {
+                    thin,
+                    data: T::into_f32s(data),
+                },
+            },
+        )
+    }
+
     fn kernel_product_f32(
         &self,
         a: &[f32],

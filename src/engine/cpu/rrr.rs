@@ -189,12 +189,24 @@ impl<T: Real> CpuRrr<T> {
         };
         consensus_nodes::cpu(&inp, &mut self.xa, &mut self.ya, &mut self.ba);
         let e = self.p.edges();
-        let parts = if self.wsum_fresh {
+        let mut parts = if self.wsum_fresh {
             WSUM_PARTS
         } else {
             reduce_rows::cpu_row_sums(&self.w, None, self.items, &mut self.wsum[..e]);
             1
         };
+        if parts > 1 && self.collective.world() > 1 {
+            // Several processes: add the parts here (in the order the
+            // normalization would) and send one sum per edge, not eight.
+            for i in 0..e {
+                let s = self.wsum[i * parts..(i + 1) * parts]
+                    .iter()
+                    .copied()
+                    .sum::<T>();
+                self.wsum[i] = s;
+            }
+            parts = 1;
+        }
         self.collective.allreduce_sum(&mut self.wsum[..e * parts])?;
         normalize_weights::run(
             &self.p.group_ptr,

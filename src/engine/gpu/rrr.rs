@@ -5,9 +5,11 @@
 //! adapter's storage-binding limit (128 MiB on lavapipe): per chunk,
 //! `consensus_nodes`, `reduce_rows` (w, and bias reflections) and `rrr_step`
 //! run on its own buffers, and every sum over items is written as partial
-//! sums into shared `[rows][P_total]` arrays — the same seam a multi-device
-//! allreduce would combine. `normalize_weights` and the final error
-//! reduction then run once. RRR_err values land in a device-side history
+//! sums into shared `[rows][P_total]` arrays. `normalize_weights` and the
+//! final error reduction then run once. With several processes (an MPI
+//! run), each holds its share of the batch and the host takes the sums
+//! over processes between the kernels: the selection keys, the weight and
+//! bias partial sums, and the RRR_err history. RRR_err values land in a device-side history
 //! read back every `check_every` iterations (or when it fills).
 //!
 //! Memory traffic per (item, edge) and iteration, in elements: consensus
@@ -73,7 +75,18 @@ pub(crate) struct GpuRrr {
     d_err_final: Dispatch,
     /// Partial sums over items of 2b_A − b per node, [N][P_total].
     bpart: GpuBuffer,
+    /// Partial sums over items of w per edge, [E][P_total].
+    wpart: GpuBuffer,
+    /// Selection keys of the whole batch (every process's items).
+    keys: GpuBuffer,
+    selecting: bool,
+    has_bias: bool,
     parts_total: usize,
+    /// The processes of the run, this one's first item in the batch and
+    /// the batch's items over all processes.
+    collective: Arc<dyn Collective>,
+    offset: usize,
+    total: usize,
     _keep: Vec<GpuBuffer>,
 }
 
@@ -105,15 +118,10 @@ impl GpuRrr {
         items: usize,
         collective: Arc<dyn Collective>,
     ) -> Result<Self> {
-        // The device-side sums below are the whole batch's only in a world
-        // of one process; several processes would need a host allreduce of
-        // the partial-sum arrays between the kernels of every iteration.
-        if collective.world() > 1 {
-            return Err(Error::Input(format!(
-                "the GPU RRR engine sums over items on the device, in one process; this run has {} processes (use the CPU engine)",
-                collective.world()
-            )));
-        }
+        // With several processes, the partial sums meet on the host between
+        // the kernels of an iteration (see `iteration_shared`).
+        let share = collective.share_of(items)?;
+        let (offset, total) = (share.offset, share.total);
         let (e, n, kk) = (p.edges(), p.nodes, items);
         let (kind_codes, param_codes) = p.node_codes();
         let (select_mode, select_budget) = p.selection.code();
@@ -177,7 +185,7 @@ impl GpuRrr {
         let hist = ctx.alloc(HISTORY * groups * hist_parts, real)?;
         let counters = ctx.upload_u32(&[0, 0])?;
         let selecting = select_mode != class_select::MODE_NONE;
-        let keys = ctx.alloc(kk.max(1), real)?;
+        let keys = ctx.alloc(total.max(1), real)?;
         let select_scalars = ctx.upload_real(&[p.class_margin], precision)?;
 
         let rp = |rows: usize, items: usize, mode: u32, offset: usize, total: usize| {
@@ -207,7 +215,7 @@ impl GpuRrr {
         };
 
         let mut chunks = Vec::with_capacity(starts.len());
-        let mut offset = 0;
+        let mut part_offset = 0;
         for (c, &start) in starts.iter().enumerate() {
             let ck = per_chunk.min(kk - start.min(kk));
             let x = ctx.alloc(e * ck, real)?;
@@ -219,8 +227,8 @@ impl GpuRrr {
             let given = ctx.alloc(ck, Elem::U32)?;
             let select_params = ctx.uniform(&class_select::Params {
                 items: ck as u32,
-                offset: start as u32,
-                items_total: kk as u32,
+                offset: (offset + start) as u32,
+                items_total: total as u32,
                 first_class: p.first_class as u32,
                 classes: p.classes as u32,
                 mode: select_mode,
@@ -275,10 +283,16 @@ impl GpuRrr {
                 ],
                 (n * ck) as u64,
             )?;
-            let rw_params = ctx.uniform(&rp(e, ck, reduce_rows::MODE_SUM, offset, parts_total))?;
+            let rw_params =
+                ctx.uniform(&rp(e, ck, reduce_rows::MODE_SUM, part_offset, parts_total))?;
             let d_reduce_w = reduce(&rw_params, &w, &w, &wpart, e, ck)?;
-            let rb_params =
-                ctx.uniform(&rp(n, ck, reduce_rows::MODE_REFLECT, offset, parts_total))?;
+            let rb_params = ctx.uniform(&rp(
+                n,
+                ck,
+                reduce_rows::MODE_REFLECT,
+                part_offset,
+                parts_total,
+            ))?;
             let d_reduce_b = if p.has_bias {
                 Some(reduce(&rb_params, &b, &ba, &bpart, n, ck)?)
             } else {
@@ -290,7 +304,7 @@ impl GpuRrr {
                 parts_total: parts_total as u32,
                 mode: p.mode.code(),
                 has_bias: p.has_bias as u32,
-                items_total: kk as u32,
+                items_total: total as u32,
                 pad: [0; 2],
             })?;
             let binds: Vec<BindRef<'_>> = vec![
@@ -313,9 +327,10 @@ impl GpuRrr {
                 (&counters).into(),
             ];
             let d_step = ctx.prepare(&rrr_step::KERNEL, precision, &binds, (j * ck) as u64)?;
-            let err_params = ctx.uniform(&rp(j, ck, reduce_rows::MODE_SUM, offset, parts_total))?;
+            let err_params =
+                ctx.uniform(&rp(j, ck, reduce_rows::MODE_SUM, part_offset, parts_total))?;
             let d_err = reduce(&err_params, &err, &err, &errpart, j, ck)?;
-            offset += parts_of(c);
+            part_offset += parts_of(c);
             chunks.push(Chunk {
                 start,
                 items: ck,
@@ -348,7 +363,7 @@ impl GpuRrr {
         }
         let norm_params = ctx.uniform(&normalize_weights::Params {
             groups: (p.group_ptr.len() - 1) as u32,
-            items_total: kk as u32,
+            items_total: total as u32,
             parts_total: parts_total as u32,
             clamp: p.clamp_weights as u32,
         })?;
@@ -394,7 +409,14 @@ impl GpuRrr {
             d_normalize,
             d_err_final,
             bpart,
+            wpart,
+            keys,
+            selecting,
+            has_bias: p.has_bias,
             parts_total,
+            collective,
+            offset,
+            total,
             _keep: vec![
                 out_ptr,
                 out_edges,
@@ -408,10 +430,8 @@ impl GpuRrr {
                 metric,
                 node_scalars,
                 norm_scalars,
-                wpart,
                 errpart,
                 norm_params,
-                keys,
                 select_scalars,
             ],
         })
@@ -442,14 +462,104 @@ impl GpuRrr {
     fn read_history(&self, count: usize, rep: &mut IterReport) -> Result<()> {
         let per_slot = self.groups * self.hist_parts;
         let raw = self.hist.read_real_range(0, count * per_slot)?;
-        for slot in raw.chunks(per_slot) {
-            let sums: Vec<f64> = slot
-                .chunks(self.hist_parts)
-                .map(|c| c.iter().sum())
-                .collect();
-            rep.push_group_sums(&sums, self.items);
+        let mut sums: Vec<f64> = raw
+            .chunks(self.hist_parts)
+            .map(|c| c.iter().sum())
+            .collect();
+        self.collective.allreduce_sum_f64(&mut sums)?;
+        for slot in sums.chunks(self.groups) {
+            rep.push_group_sums(slot, self.total);
         }
         Ok(())
+    }
+
+    /// PA(z) on the device, its sums over items taken over every process.
+    fn run_project_a(&self) -> Result<()> {
+        if self.collective.world() == 1 {
+            let mut rec = self.ctx.recorder();
+            rec.dispatches(&self.project_a());
+            return rec.submit();
+        }
+        self.select_shared()?;
+        let mut rec = self.ctx.recorder();
+        for c in &self.chunks {
+            rec.dispatches(&[&c.d_nodes, &c.d_reduce_w]);
+        }
+        rec.submit()?;
+        self.sum_parts_shared(&self.wpart, self.edges)?;
+        let mut rec = self.ctx.recorder();
+        rec.dispatches(&[&self.d_normalize]);
+        rec.submit()
+    }
+
+    /// Exemptions and relabels over the whole batch: this process's keys,
+    /// then every process's, then the selection of its own items.
+    fn select_shared(&self) -> Result<()> {
+        if !self.selecting {
+            return Ok(());
+        }
+        let mut rec = self.ctx.recorder();
+        for c in &self.chunks {
+            if let Some((keys, _)) = &c.d_select {
+                rec.dispatches(&[keys]);
+            }
+        }
+        rec.submit()?;
+        let mine = self.keys.read_real_range(self.offset, self.items)?;
+        self.keys
+            .write_real(&self.collective.all_gather_f64(&mine)?);
+        let mut rec = self.ctx.recorder();
+        for c in &self.chunks {
+            if let Some((_, select)) = &c.d_select {
+                rec.dispatches(&[select]);
+            }
+        }
+        rec.submit()
+    }
+
+    /// Replaces each row's partial sums in `part` ([rows][P_total]) by the
+    /// row's sum over every process's items (in the first part; the others
+    /// zero, which the kernels add exactly).
+    fn sum_parts_shared(&self, part: &GpuBuffer, rows: usize) -> Result<()> {
+        let pt = self.parts_total;
+        let raw = part.read_real()?;
+        let mut sums: Vec<f64> = (0..rows)
+            .map(|i| raw[i * pt..(i + 1) * pt].iter().sum())
+            .collect();
+        self.collective.allreduce_sum_f64(&mut sums)?;
+        let mut out = vec![0.0; rows * pt];
+        for (i, s) in sums.into_iter().enumerate() {
+            out[i * pt] = s;
+        }
+        part.write_real(&out);
+        Ok(())
+    }
+
+    /// One iteration with several processes: the device runs the kernels
+    /// between the sums, the host takes each sum over the processes.
+    fn iteration_shared(&self) -> Result<()> {
+        self.run_project_a()?;
+        if self.has_bias {
+            let mut rec = self.ctx.recorder();
+            rec.dispatches(
+                &self
+                    .chunks
+                    .iter()
+                    .filter_map(|c| c.d_reduce_b.as_ref())
+                    .collect::<Vec<_>>(),
+            );
+            rec.submit()?;
+            self.sum_parts_shared(&self.bpart, self.nodes)?;
+        }
+        let mut all: Vec<&Dispatch> = vec![];
+        for c in &self.chunks {
+            all.push(&c.d_step);
+            all.push(&c.d_err);
+        }
+        all.push(&self.d_err_final);
+        let mut rec = self.ctx.recorder();
+        rec.dispatches(&all);
+        rec.submit()
     }
 }
 
@@ -492,17 +602,21 @@ impl RrrEngine for GpuRrr {
         for it in 0..iters {
             self.err_final_params.parts_offset = (pending * self.groups * self.hist_parts) as u32;
             self.err_final_uniform.write_uniform(&self.err_final_params);
-            // One compute pass per iteration: fewer pass boundaries, same barriers.
-            let mut all = self.project_a();
-            all.extend(self.chunks.iter().filter_map(|c| c.d_reduce_b.as_ref()));
-            for c in &self.chunks {
-                all.push(&c.d_step);
-                all.push(&c.d_err);
+            if self.collective.world() > 1 {
+                self.iteration_shared()?;
+            } else {
+                // One compute pass per iteration: fewer pass boundaries, same barriers.
+                let mut all = self.project_a();
+                all.extend(self.chunks.iter().filter_map(|c| c.d_reduce_b.as_ref()));
+                for c in &self.chunks {
+                    all.push(&c.d_step);
+                    all.push(&c.d_err);
+                }
+                all.push(&self.d_err_final);
+                let mut rec = self.ctx.recorder();
+                rec.dispatches(&all);
+                rec.submit()?;
             }
-            all.push(&self.d_err_final);
-            let mut rec = self.ctx.recorder();
-            rec.dispatches(&all);
-            rec.submit()?;
             pending += 1;
             rep.iterations += 1;
             let last = it + 1 == iters;
@@ -559,7 +673,7 @@ impl RrrEngine for GpuRrr {
     fn bias_consensus(&mut self) -> Result<Vec<f64>> {
         let pt = self.parts_total;
         let raw = self.bpart.read_real()?;
-        let inv = 1.0 / self.items.max(1) as f64;
+        let inv = 1.0 / self.total.max(1) as f64;
         Ok((0..self.nodes)
             .map(|i| raw[i * pt..(i + 1) * pt].iter().sum::<f64>() * inv)
             .collect())
@@ -575,9 +689,7 @@ impl RrrEngine for GpuRrr {
     }
 
     fn consensus(&mut self) -> Result<Consensus> {
-        let mut rec = self.ctx.recorder();
-        rec.dispatches(&self.project_a());
-        rec.submit()?;
+        self.run_project_a()?;
         let (n, kk) = (self.nodes, self.items);
         let mut out = Consensus {
             x: vec![0.0; n * kk],

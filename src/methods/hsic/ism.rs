@@ -163,6 +163,7 @@ pub fn phi_reduced(
         zero_diag: true,
         gamma: Some(Gamma { la: y, lb: y, p }),
         squares: false,
+        part: (0, 1),
     };
     // [ΨA | Ψ1] in one kernel product; Ψ is symmetric, so Ψ1 = (1ᵀΨ)ᵀ.
     // Then L = (Diag(1ᵀΨ) − Ψ) A in place of ΨA (row stride r + 1), and

@@ -23,13 +23,16 @@
 //! through `kernels::class_select`. Shuffles are seeded per epoch, so a run
 //! resumed from an end-of-epoch checkpoint retraces the uninterrupted one.
 
+use std::ops::Range;
+use std::sync::Arc;
+
 use rayon::prelude::*;
 
 use super::net::Net;
 use super::{Model, random_model};
 use crate::data::labeled::Labeled;
-use crate::engine::Backend;
 use crate::engine::RrrEngine;
+use crate::engine::{Backend, Collective};
 use crate::error::{Error, Result};
 use crate::io::{NamedTensor, read_safetensors, safetensors_bytes};
 use crate::kernels::class_select::LABEL_EXEMPT;
@@ -204,6 +207,29 @@ impl Classifier {
         wrong as f64 / data.len() as f64
     }
 
+    /// [`Classifier::error`] with the items split over the processes of
+    /// `collective`, each classifying its slice.
+    pub fn shared_error(
+        &self,
+        m: &Model,
+        data: &Labeled,
+        collective: &dyn Collective,
+    ) -> Result<f64> {
+        if collective.world() == 1 {
+            return Ok(self.error(m, data));
+        }
+        if data.is_empty() {
+            return Ok(f64::NAN);
+        }
+        let mut wrong = [collective
+            .slice_of(data.len())
+            .into_par_iter()
+            .filter(|&k| self.classify(m, data.item(k)) != data.y[k])
+            .count() as f64];
+        collective.allreduce_sum_f64(&mut wrong)?;
+        Ok(wrong[0] / data.len() as f64)
+    }
+
     /// The RRR state of a batch, initialized by a forward pass.
     pub fn batch_state(&self, m: &Model, data: &Labeled, idx: &[usize]) -> RrrState {
         let p = &self.problem;
@@ -294,6 +320,9 @@ pub struct Training<'a> {
     time_limit: Option<f64>,
     engine: Box<dyn RrrEngine>,
     kk: usize,
+    /// The processes of the run, and this one's slice of every batch.
+    collective: Arc<dyn Collective>,
+    local: Range<usize>,
     /// The model after the latest batch.
     pub model: Model,
     /// The items the selection touched in the latest epoch.
@@ -335,14 +364,24 @@ impl<'a> Training<'a> {
         if kk == 0 {
             return Err(Error::Input("no training items".into()));
         }
+        let collective = backend.collective_handle();
+        if kk < collective.world() {
+            return Err(Error::Input(format!(
+                "a batch of {kk} items cannot be shared by {} processes",
+                collective.world()
+            )));
+        }
+        let local = collective.slice_of(kk);
         Ok(Training {
             clf,
             train,
             test,
             s,
             time_limit: None,
-            engine: backend.rrr_engine(&clf.problem, kk)?,
+            engine: backend.rrr_engine(&clf.problem, local.len())?,
             kk,
+            collective,
+            local,
             model,
             selected: SelectedItems::default(),
             epoch: EpochSums::default(),
@@ -411,6 +450,8 @@ impl Method for Training<'_> {
 
     fn batch(&mut self, epoch: usize, b: usize, idx: &[usize]) -> Result<()> {
         let (clf, s, train) = (self.clf, self.s, self.train);
+        // This process's slice of the batch (all of it in a world of one).
+        let idx = &idx[self.local.clone()];
         let state = clf.batch_state(&self.model, train, idx);
         let rep = super::solve_batch(
             self.engine.as_mut(),
@@ -431,21 +472,32 @@ impl Method for Training<'_> {
         } else {
             Vec::new()
         };
-        let mut wrong = 0;
-        let mut counted = 0;
+        let (mut exempted, mut relabeled) = (vec![], vec![]);
+        let mut counts = [0.0f64; 2];
         for (k, &item) in idx.iter().enumerate() {
             match used.get(k) {
                 Some(&LABEL_EXEMPT) => {
-                    self.selected.exempted.push(item);
+                    exempted.push(item as u64);
                     continue;
                 }
-                Some(&l) if l != train.y[item] => self.selected.relabeled.push((item, l)),
+                Some(&l) if l != train.y[item] => relabeled.extend([item as u64, l as u64]),
                 _ => {}
             }
-            counted += 1;
-            wrong += (clf.classify(&self.model, train.item(item)) != train.y[item]) as usize;
+            counts[1] += 1.0;
+            counts[0] +=
+                (clf.classify(&self.model, train.item(item)) != train.y[item]) as u8 as f64;
         }
-        e.batch_err += wrong as f64 / counted.max(1) as f64;
+        // Every process's picks, in batch order.
+        let c = self.collective.as_ref();
+        c.allreduce_sum_f64(&mut counts)?;
+        let exempted = c.all_gather_u64(&exempted)?;
+        let relabeled = c.all_gather_u64(&relabeled)?;
+        let sel = &mut self.selected;
+        sel.exempted.extend(exempted.iter().map(|&i| i as usize));
+        sel.relabeled
+            .extend(relabeled.chunks(2).map(|p| (p[0] as usize, p[1] as u32)));
+        let e = &mut self.epoch;
+        e.batch_err += counts[0] / counts[1].max(1.0);
         e.batches += 1;
         Ok(())
     }
@@ -457,8 +509,16 @@ impl Method for Training<'_> {
         let record = Epoch {
             epoch,
             batch_err: e.batch_err / nb,
-            train_err: self.clf.error(&self.model, self.train),
-            test_err: self.test.map(|t| self.clf.error(&self.model, t)),
+            train_err: self
+                .clf
+                .shared_error(&self.model, self.train, self.collective.as_ref())?,
+            test_err: match self.test {
+                Some(t) => Some(
+                    self.clf
+                        .shared_error(&self.model, t, self.collective.as_ref())?,
+                ),
+                None => None,
+            },
             rrr_err_start: e.rrr_start / nb,
             rrr_err_end: e.rrr_end / nb,
             iterations: e.iterations as f64 / nb,

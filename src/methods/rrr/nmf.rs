@@ -13,13 +13,15 @@
 //! pseudo-inverse encoder `xA[k] = relu((WᵀW)⁻¹Wᵀ Y[k])` (host, nalgebra);
 //! every replica set to its consensus value.
 
+use std::sync::Arc;
+
 use nalgebra::DMatrix;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::data::matrix::to_csv;
-use crate::engine::Backend;
 use crate::engine::DeviceKind;
+use crate::engine::{Backend, Local};
 use crate::engine::{Consensus, IterReport, RrrEngine};
 use crate::error::{Error, Result};
 use crate::io::read_safetensors;
@@ -191,6 +193,63 @@ pub struct RunResult {
     /// Consensus weights (rank × D).
     #[serde(skip)]
     pub w: DMatrix<f64>,
+}
+
+impl RunResult {
+    /// The result as numbers, to send to other processes.
+    fn to_wire(&self) -> Vec<f64> {
+        let mut v = vec![
+            self.seed as f64,
+            self.solved as u8 as f64,
+            self.iterations as f64,
+            self.rrr_err,
+            self.recon_err,
+            self.gwms,
+            self.seconds,
+            self.degenerate as f64,
+            self.best_rrr_err,
+            self.best_iteration as f64,
+            self.series.len() as f64,
+            self.x.nrows() as f64,
+            self.x.ncols() as f64,
+            self.w.nrows() as f64,
+            self.w.ncols() as f64,
+        ];
+        v.extend(&self.series);
+        v.extend(self.x.iter());
+        v.extend(self.w.iter());
+        v
+    }
+
+    /// Results sent by [`RunResult::to_wire`], one after another.
+    fn from_wire(mut v: &[f64]) -> Vec<RunResult> {
+        let mut out = vec![];
+        while v.len() >= 15 {
+            let n = |i: usize| v[i] as usize;
+            let (len, xr, xc, wr, wc) = (n(10), n(11), n(12), n(13), n(14));
+            let body = &v[15..];
+            let (series, rest) = body.split_at(len);
+            let (x, rest) = rest.split_at(xr * xc);
+            let (w, rest) = rest.split_at(wr * wc);
+            out.push(RunResult {
+                seed: v[0] as u64,
+                solved: v[1] != 0.0,
+                iterations: n(2),
+                rrr_err: v[3],
+                recon_err: v[4],
+                gwms: v[5],
+                seconds: v[6],
+                degenerate: v[7] as u64,
+                best_rrr_err: v[8],
+                best_iteration: n(9),
+                series: series.to_vec(),
+                x: DMatrix::from_column_slice(xr, xc, x),
+                w: DMatrix::from_column_slice(wr, wc, w),
+            });
+            v = rest;
+        }
+        out
+    }
 }
 
 /// One random start of exact NMF of `y` (K × D) on `backend`.
@@ -511,6 +570,10 @@ impl Method for Online<'_> {
 
     fn batch(&mut self, _epoch: usize, _index: usize, chunk: &[usize]) -> Result<()> {
         let (nmf, y) = (self.nmf, self.y);
+        let whole = chunk.len();
+        // This process's slice of the batch (all of it in a world of one;
+        // possibly none of a last batch smaller than the world).
+        let chunk = &chunk[self.backend.collective().slice_of(whole)];
         let kk = chunk.len();
         let yb = DMatrix::from_fn(kk, y.ncols(), |k, j| y[(chunk[k], j)]);
         let x0 = nmf.encode(&self.w, &yb)?;
@@ -529,7 +592,7 @@ impl Method for Online<'_> {
         self.sums.0 += rep.errors.first().copied().unwrap_or(0.0);
         self.sums.1 += rep.errors.last().copied().unwrap_or(0.0);
         self.sums.2 += 1;
-        self.sums.3 += super::gwms(rep.iterations as u64, kk, nmf.problem.edges());
+        self.sums.3 += super::gwms(rep.iterations as u64, whole, nmf.problem.edges());
         let c = engine.consensus()?;
         self.w = nmf.factors(&c, kk).1;
         Ok(())
@@ -877,6 +940,11 @@ pub fn run_ledm(
         n => n.min(r.runs),
     };
     let seeds: Vec<u64> = (0..r.runs as u64).map(|k| r.seed + k).collect();
+    // The starts are independent: each process solves a slice of them on
+    // its own (a world of one for its engines), and all results meet.
+    let col = backend.collective_handle();
+    let seeds = &seeds[col.slice_of(seeds.len())];
+    let backend = &backend.clone().with_collective(Arc::new(Local));
     let mut results = vec![];
     for group in seeds.chunks(per_batch) {
         let mut bar = Progress::new(
@@ -893,6 +961,10 @@ pub fn run_ledm(
         };
         bar.finish();
         results.extend(rs);
+    }
+    if col.world() > 1 {
+        let mine: Vec<f64> = results.iter().flat_map(RunResult::to_wire).collect();
+        results = RunResult::from_wire(&col.all_gather_f64(&mine)?);
     }
     let mut best = None;
     for (run, res) in results.iter().enumerate() {

@@ -268,7 +268,8 @@ impl Layer {
         zhat: &[f64],
     ) -> Result<(Option<f64>, f64)> {
         let (d_in, d_out) = (self.d_in, self.d_out);
-        let n = h.len() / d_in;
+        // The work of every process's items.
+        let n = be.collective().sum_count(h.len() / d_in)?;
         match self.conv.clone() {
             None => {
                 let c = be.normal_eq(h, d_in, zhat, d_out)?;
@@ -408,7 +409,11 @@ pub struct Training<'a> {
     x: &'a [f64],
     widths: &'a [usize],
     s: &'a Settings,
+    /// Items of this process, items of all processes together, and where
+    /// this process's items start among them.
     n: usize,
+    n_all: usize,
+    offset: usize,
     rng: ChaCha8Rng,
     /// Work so far (GWMs).
     gwms: f64,
@@ -437,12 +442,15 @@ impl<'a> Training<'a> {
     ) -> Result<Self> {
         check_training(x, widths, s)?;
         let n = x.len() / widths[widths.len() - 1];
+        let share = be.collective().share_of(n)?;
         Ok(Training {
             be,
             x,
             widths,
             s,
             n,
+            n_all: share.total,
+            offset: share.offset,
             rng: ChaCha8Rng::seed_from_u64(s.seed),
             gwms: 0.0,
             step_gwms: 0.0,
@@ -503,7 +511,7 @@ impl<'a> Training<'a> {
         let layer = self.layer.take().expect("a layer in training");
         let (d_in, d_out) = (layer.d_in, layer.d_out);
         let (h, _) = layer.solve_latents(self.be, &self.zhat)?;
-        self.work(1e-9 * (self.n * d_in * d_out) as f64);
+        self.work(1e-9 * (self.n_all * d_in * d_out) as f64);
         self.layers.insert(0, layer);
         if let Some(shape) = self.image_shape {
             // Targets vs the reconstruction of the data from this layer's latents.
@@ -572,7 +580,7 @@ impl Method for Training<'_> {
         if epoch == 1 {
             self.begin_layer(li)?;
         }
-        let (be, n) = (self.be, self.n);
+        let (be, n) = (self.be, self.n_all);
         let (d_in, d_out) = (self.widths[li - 1], self.widths[li]);
         let mut layer = self.layer.take().expect("begun");
         // Numerical failures say where: layer and epoch.
@@ -584,7 +592,13 @@ impl Method for Training<'_> {
         self.work(1e-9 * (n * d_in * d_out) as f64);
         let (hs, zs) = match self.s.weight_sample {
             Some(k) if k < n => {
-                let idx = rand::seq::index::sample(&mut self.rng, n, k).into_vec();
+                // One sample of all processes' items; each takes its own.
+                let mine = self.offset..self.offset + self.n;
+                let idx: Vec<usize> = rand::seq::index::sample(&mut self.rng, n, k)
+                    .into_iter()
+                    .filter(|i| mine.contains(i))
+                    .map(|i| i - self.offset)
+                    .collect();
                 (rows_of(&h, d_in, &idx), rows_of(&self.zhat, d_out, &idx))
             }
             _ => (h.clone(), self.zhat.clone()),
@@ -663,6 +677,10 @@ pub fn run(
     }
     let dim = *widths.last().expect("widths");
     let n = x.len() / dim.max(1);
+    // Every process holds all items and trains on its slice; the PCA
+    // baseline is fitted to all of them on each.
+    let all = x;
+    let x = &all[be.collective().slice_of(n).start * dim..be.collective().slice_of(n).end * dim];
     session.say(&format!(
         "StarNet {} on {n} items of {dim} values, α {}, {} epochs per layer{}, on {} ({})",
         widths
@@ -684,17 +702,23 @@ pub fn run(
     let (codes, scores) = net.encode(be, x)?;
     let recon = net.decode(be, &codes)?;
     let (rms, elastic) = errors(be, &recon, x, dim)?;
-    let pca = crate::data::pca::pca_rms(x, dim, widths[0], 2000, 10_000, s.seed);
+    let pca = crate::data::pca::pca_rms(all, dim, widths[0], 2000, 10_000, s.seed);
     let big_l = net.layers.len();
-    let mean_score: Vec<f64> = (0..big_l)
-        .map(|l| (0..n).map(|i| scores[i * big_l + l]).sum::<f64>() / n as f64)
+    let mut mean_score: Vec<f64> = (0..big_l)
+        .map(|l| {
+            (0..x.len() / dim)
+                .map(|i| scores[i * big_l + l])
+                .sum::<f64>()
+                / n as f64
+        })
         .collect();
+    be.collective().allreduce_sum_f64(&mut mean_score)?;
     session.tell(&format!(
         "encode → decode of the training data: rms {rms:.5}, elastic {elastic:.3}; PCA with {} components (linear baseline): rms {pca:.5}",
         widths[0]
     ));
     if let Some(shape) = image_shape {
-        let k = 16.min(n);
+        let k = 16.min(x.len() / dim);
         pngs.push((
             "reconstructions.png".into(),
             rows_grid(

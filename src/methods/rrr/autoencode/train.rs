@@ -202,9 +202,21 @@ impl Method for AeTraining<'_> {
     fn batch(&mut self, epoch: usize, b: usize, idx: &[usize]) -> Result<()> {
         let (ae, s, d, c) = (self.ae, self.s, self.ae.net.data, self.ae.net.code);
         let p = &ae.problem;
+        // This process's slices of the batch's data items and code items
+        // (all of them in a world of one).
+        let col = self.backend.collective();
+        if self.kd < col.world() {
+            return Err(Error::Input(format!(
+                "a batch of {} items cannot be shared by {} processes",
+                self.kd,
+                col.world()
+            )));
+        }
+        let (mine_d, mine_c) = (col.slice_of(self.kd), col.slice_of(self.kc));
+        let local = mine_d.len() + mine_c.len();
         if self.engine.is_none() {
-            self.engine = Some(self.backend.rrr_engine(p, self.kd + self.kc)?);
-            self.state = Some(RrrState::zeros(p, self.kd + self.kc));
+            self.engine = Some(self.backend.rrr_engine(p, local)?);
+            self.state = Some(RrrState::zeros(p, local));
         }
         let items: Vec<&[f64]> = idx
             .iter()
@@ -220,7 +232,7 @@ impl Method for AeTraining<'_> {
         };
         let code_rows: Vec<&[f64]> = self.batch_codes.chunks(c).collect();
         let state = self.state.as_mut().expect("built with the engine");
-        ae.fill_batch_state(&self.model, &items, &code_rows, state);
+        ae.fill_batch_state(&self.model, &items[mine_d], &code_rows[mine_c], state);
         let engine = self.engine.as_mut().expect("built above");
         let rep = solve_batch(
             engine.as_mut(),

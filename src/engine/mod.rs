@@ -22,7 +22,7 @@ use crate::gpu::{GpuContext, GpuRequest, context::hardware_adapter_present};
 use crate::kernels::conv_unpool::ConvShape;
 use crate::kernels::{dense, kernel_product, project_bilinear};
 use crate::problem::RrrProblem;
-use crate::real::Precision;
+use crate::real::{Precision, Real};
 
 pub use collective::{Collective, CommStats, Local, Share};
 pub use rrr::{Consensus, IterReport, RrrEngine};
@@ -342,9 +342,9 @@ impl Backend {
     /// Kernel-matrix product `(w ∘ f(A, B)) M` (m × r row-major, one more
     /// column with `spec.squares`) without forming the m × n matrix; see
     /// [`crate::kernels::kernel_product`]. Every process holds all of A, B
-    /// and M; the sum over B's rows (the items) is split into one part per
-    /// process (row blocks of B, or tile pairs of the symmetric K(A, A)),
-    /// and the parts meet in the collective. Pass the same slice as `a`
+    /// and M; the work is split into one part per process (row blocks of
+    /// A, or runs of the symmetric K(A, A) path's partial sums) and the
+    /// parts meet in the collective with the bits of one process. Pass the same slice as `a`
     /// and `b` for K(A, A) (the CPU symmetric path keys on it).
     pub fn kernel_product(
         &self,
@@ -363,28 +363,36 @@ impl Backend {
         let part = self
             .ops
             .kernel_product_part(a, b, d, m, r, &self.part_of(spec), len)?;
+        // Partials are added in the working precision, as one process adds them.
+        match self.precision {
+            Precision::F64 => self.join_parts(part, na, spec.width(r)),
+            Precision::F32 => {
+                let part = part.map(|v| v.into_iter().map(|x| x as f32).collect());
+                let out = self.join_parts(part, na, spec.width(r))?;
+                Ok(out.into_iter().map(f64::from).collect())
+            }
+        }
+    }
+
+    /// The whole kernel product from every process's part of it (`na`
+    /// output rows of `w` columns).
+    fn join_parts<T: Real>(
+        &self,
+        part: kernel_product::Part<T>,
+        na: usize,
+        w: usize,
+    ) -> Result<Vec<T>> {
+        let c = self.collective.as_ref();
         match part {
             kernel_product::Part::Rows(mut out) => {
-                self.collective.allreduce_sum_f64(&mut out)?;
+                c.allreduce_sum(&mut out)?;
                 Ok(out)
             }
             kernel_product::Part::Partials { thin, data } => {
-                let all = self.collective.all_gather_f64(&data)?;
-                let w = spec.width(r);
-                // Added in the working precision, as one process adds them.
-                Ok(match self.precision {
-                    Precision::F64 => {
-                        let mut out = vec![0.0; len];
-                        kernel_product::add_partials(&all, na, w, thin, &mut out);
-                        out
-                    }
-                    Precision::F32 => {
-                        let all: Vec<f32> = all.iter().map(|&v| v as f32).collect();
-                        let mut out = vec![0.0f32; len];
-                        kernel_product::add_partials(&all, na, w, thin, &mut out);
-                        out.into_iter().map(f64::from).collect()
-                    }
-                })
+                let all = c.all_gather(&data)?;
+                let mut out = vec![T::ZERO; na * w];
+                kernel_product::add_partials(&all, na, w, thin, &mut out);
+                Ok(out)
             }
         }
     }
@@ -409,18 +417,7 @@ impl Backend {
         let part = self
             .ops
             .kernel_product_part_f32(a, b, d, m, r, &self.part_of(spec), len)?;
-        match part {
-            kernel_product::Part::Rows(mut out) => {
-                self.collective.allreduce_sum_f32(&mut out)?;
-                Ok(out)
-            }
-            kernel_product::Part::Partials { thin, data } => {
-                let all = self.collective.all_gather_f32(&data)?;
-                let mut out = vec![0.0; len];
-                kernel_product::add_partials(&all, na, spec.width(r), thin, &mut out);
-                Ok(out)
-            }
-        }
+        self.join_parts(part, na, spec.width(r))
     }
 
     /// `spec` restricted to this process's part of the work.

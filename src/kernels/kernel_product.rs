@@ -304,6 +304,19 @@ pub enum Part<T> {
     },
 }
 
+impl<T> Part<T> {
+    /// The same part with its values converted by `f`.
+    pub fn map<U>(self, f: impl FnOnce(Vec<T>) -> Vec<U>) -> Part<U> {
+        match self {
+            Part::Rows(v) => Part::Rows(f(v)),
+            Part::Partials { thin, data } => Part::Partials {
+                thin,
+                data: f(data),
+            },
+        }
+    }
+}
+
 /// Part `spec.part` of the kernel product on the CPU: row tiles of A, or
 /// (when A and B are the same rows) a run of the symmetric path's partial
 /// sums.

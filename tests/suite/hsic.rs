@@ -135,7 +135,24 @@ fn kernel_product_matches_the_twin_on_both_backends() {
                 o
             };
             let (mut rows, mut partials, mut thin_seen) = (vec![0.0; want.len()], vec![], None);
-            let mut gpu_sum = gpu(Precision::F64).map(|_| vec![0.0; want.len()]);
+            let ctx64 = gpu(Precision::F64);
+            let tiled = |spec: &Spec| {
+                ctx64.as_ref().map(|ctx| {
+                    gradfree::kernels::kernel_product::gpu_tiled(
+                        ctx,
+                        Precision::F64,
+                        &a,
+                        b,
+                        d,
+                        &m,
+                        cols,
+                        spec,
+                        7,
+                    )
+                    .unwrap()
+                })
+            };
+            let mut gpu_sum = ctx64.as_ref().map(|_| vec![0.0; want.len()]);
             for part in 0..parts {
                 let spec = Spec {
                     part: (part, parts),
@@ -150,19 +167,7 @@ fn kernel_product_matches_the_twin_on_both_backends() {
                         partials.extend(data);
                     }
                 }
-                if let (Some(ctx), Some(gs)) = (gpu(Precision::F64), gpu_sum.as_mut()) {
-                    let g = gradfree::kernels::kernel_product::gpu_tiled(
-                        &ctx,
-                        Precision::F64,
-                        &a,
-                        b,
-                        d,
-                        &m,
-                        cols,
-                        &spec,
-                        7,
-                    )
-                    .unwrap();
+                if let (Some(g), Some(gs)) = (tiled(&spec), gpu_sum.as_mut()) {
                     gs.iter_mut().zip(&g).for_each(|(s, v)| *s += v);
                 }
             }
@@ -176,19 +181,7 @@ fn kernel_product_matches_the_twin_on_both_backends() {
                 );
             }
             assert_eq!(rows, whole, "parts {what}");
-            if let (Some(gs), Some(ctx)) = (gpu_sum, gpu(Precision::F64)) {
-                let g = gradfree::kernels::kernel_product::gpu_tiled(
-                    &ctx,
-                    Precision::F64,
-                    &a,
-                    b,
-                    d,
-                    &m,
-                    cols,
-                    &spec,
-                    7,
-                )
-                .unwrap();
+            if let (Some(gs), Some(g)) = (gpu_sum, tiled(&spec)) {
                 assert_eq!(gs, g, "gpu parts {what}");
             }
             for (prec, tol) in [(Precision::F32, 1e-4), (Precision::F64, 1e-12)] {

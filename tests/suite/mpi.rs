@@ -137,8 +137,9 @@ fn data(dir: &Path) -> Data {
     }
 }
 
-fn strings(v: &[&str]) -> Vec<String> {
-    v.iter().map(|s| s.to_string()).collect()
+/// Command-line words (none holds a space: the test paths have none).
+fn words(s: &str) -> Vec<String> {
+    s.split_whitespace().map(String::from).collect()
 }
 
 #[test]
@@ -152,146 +153,74 @@ fn every_method_trains_the_model_of_one_process() {
     let runs: Vec<(&str, Vec<String>)> = vec![
         (
             "classify",
-            strings(&[
-                "rrr",
-                "classify",
-                "--layers",
-                "9,12,2",
-                "--train",
-                &train,
-                "--test",
-                &test,
-                "--epochs",
-                "4",
-                "--iters-per-batch",
-                "20",
-                "--batch",
-                "64",
-                "--exempt",
-                "2",
-            ]),
+            words(&format!(
+                "rrr classify --layers 9,12,2 --train {} --test {} --epochs 4 --iters-per-batch 20 --batch 64 --exempt 2",
+                train, test
+            )),
         ),
         (
             "relabel",
-            strings(&[
-                "rrr",
-                "classify",
-                "--layers",
-                "9,12,2",
-                "--train",
-                &train,
-                "--epochs",
-                "3",
-                "--iters-per-batch",
-                "20",
-                "--batch",
-                "64",
-                "--relabel",
-                "5%",
-            ]),
+            words(&format!(
+                "rrr classify --layers 9,12,2 --train {} --epochs 3 --iters-per-batch 20 --batch 64 --relabel 5%",
+                train
+            )),
         ),
         (
             "sgd",
-            strings(&[
-                "sgd", "--layers", "9,12,2", "--train", &train, "--test", &test, "--epochs", "3",
-                "--batch", "32", "--lr", "0.5",
-            ]),
+            words(&format!(
+                "sgd --layers 9,12,2 --train {} --test {} --epochs 3 --batch 32 --lr 0.5",
+                train, test
+            )),
         ),
         (
             "autoencode",
-            strings(&[
-                "rrr",
-                "autoencode",
-                "--data",
-                &img,
-                "--encoder",
-                "16",
-                "--code",
-                "4",
-                "--decoder",
-                "16",
-                "--epochs",
-                "2",
-                "--batch",
-                "50",
-                "--codes",
-                "10",
-                "--iters-per-batch",
-                "10",
-                "--generator",
-                "8",
-                "--gen-epochs",
-                "2",
-                "--gen-batch",
-                "50",
-                "--gen-iters",
-                "10",
-            ]),
+            words(&format!(
+                "rrr autoencode --data {} --encoder 16 --code 4 --decoder 16 --epochs 2 --batch 50 --codes 10 --iters-per-batch 10 --generator 8 --gen-epochs 2 --gen-batch 50 --gen-iters 10",
+                img
+            )),
         ),
         (
             "nmf",
-            strings(&[
-                "rrr", "nmf", "--data", &letters, "--rank", "16", "--epochs", "2", "--batch", "40",
-            ]),
+            words(&format!(
+                "rrr nmf --data {} --rank 16 --epochs 2 --batch 40",
+                letters
+            )),
         ),
-        (
-            "ledm",
-            strings(&[
-                "rrr",
-                "nmf",
-                "--ledm",
-                "6",
-                "--runs",
-                "3",
-                "--max-iter",
-                "5000",
-            ]),
-        ),
+        ("ledm", words("rrr nmf --ledm 6 --runs 3 --max-iter 5000")),
         (
             "starnet",
-            strings(&[
-                "starnet", "train", "--data", &img, "--layers", "8,16", "--epochs", "2",
-            ]),
+            words(&format!(
+                "starnet train --data {} --layers 8,16 --epochs 2",
+                img
+            )),
         ),
         (
             "starnet-sample",
-            strings(&[
-                "starnet",
-                "train",
-                "--data",
-                &img,
-                "--layers",
-                "8,16",
-                "--epochs",
-                "2",
-                "--weight-sample",
-                "100",
-            ]),
+            words(&format!(
+                "starnet train --data {} --layers 8,16 --epochs 2 --weight-sample 100",
+                img
+            )),
         ),
         (
             "starnet-conv",
-            strings(&[
-                "starnet",
-                "train",
-                "--data",
-                &img,
-                "--conv",
-                "2:3x3:2,1:3x3:2",
-                "--epochs",
-                "1",
-            ]),
+            words(&format!(
+                "starnet train --data {} --conv 2:3x3:2,1:3x3:2 --epochs 1",
+                img
+            )),
         ),
         (
             "hsic-ws",
-            strings(&[
-                "hsic", "fit", "--data", &spiral, "--name", "spiral", "--solver", "ws",
-            ]),
+            words(&format!(
+                "hsic fit --data {} --name spiral --solver ws",
+                spiral
+            )),
         ),
         (
             "hsic-ism",
-            strings(&[
-                "hsic", "fit", "--data", &spiral, "--name", "spiral", "--solver", "ism",
-            ]),
+            words(&format!(
+                "hsic fit --data {} --name spiral --solver ism",
+                spiral
+            )),
         ),
     ];
     for (name, args) in runs {
@@ -365,29 +294,12 @@ fn several_ranks_share_one_gpu_engine_per_rank() {
     let d = data(&dir);
     let p = |p: &Path| p.to_str().unwrap().to_string();
     let args = |n: usize| {
-        strings(&[
-            "rrr",
-            "classify",
-            "--layers",
-            "9,12,2",
-            "--train",
-            &p(&d.maj.0),
-            "--test",
-            &p(&d.maj.1),
-            "--epochs",
-            "2",
-            "--iters-per-batch",
-            "10",
-            "--batch",
-            "64",
-            "--exempt",
-            "2",
-            "--device",
-            "gpu",
-            "--quiet",
-            "--out",
-            &p(&dir.join(format!("g{n}"))),
-        ])
+        words(&format!(
+            "rrr classify --layers 9,12,2 --train {} --test {} --epochs 2 --iters-per-batch 10 --batch 64 --exempt 2 --device gpu --quiet --out {}",
+            p(&d.maj.0),
+            p(&d.maj.1),
+            p(&dir.join(format!("g{n}")))
+        ))
     };
     run(1, &args(1));
     for n in [2, 3] {
@@ -466,29 +378,11 @@ fn a_killed_job_resumes_with_another_number_of_ranks() {
     let d = data(&dir);
     let exe = env!("CARGO_BIN_EXE_gradfree");
     let p = |p: &Path| p.to_str().unwrap().to_string();
-    let args = strings(&[
-        "rrr",
-        "classify",
-        "--layers",
-        "9,12,2",
-        "--train",
-        &p(&d.maj.0),
-        "--test",
-        &p(&d.maj.1),
-        "--epochs",
-        "25",
-        "--iters-per-batch",
-        "200",
-        "--batch",
-        "64",
-        "--exempt",
-        "2",
-        "--precision",
-        "f64",
-        "--device",
-        "cpu",
-        "--quiet",
-    ]);
+    let args = words(&format!(
+        "rrr classify --layers 9,12,2 --train {} --test {} --epochs 25 --iters-per-batch 200 --batch 64 --exempt 2 --precision f64 --device cpu --quiet",
+        p(&d.maj.0),
+        p(&d.maj.1)
+    ));
     let mut whole = args.clone();
     whole.extend(["--out".into(), p(&dir.join("whole"))]);
     run(1, &whole);
@@ -535,19 +429,12 @@ fn a_killed_job_resumes_with_another_number_of_ranks() {
             .lines()
             .count();
         assert!(done < 25, "{signal}: killed after all {done} epochs");
-        let resume = strings(&[
-            "rrr",
-            "classify",
-            "--resume",
-            &p(&out),
-            "--train",
-            &p(&d.maj.0),
-            "--test",
-            &p(&d.maj.1),
-            "--device",
-            "cpu",
-            "--quiet",
-        ]);
+        let resume = words(&format!(
+            "rrr classify --resume {} --train {} --test {} --device cpu --quiet",
+            p(&out),
+            p(&d.maj.0),
+            p(&d.maj.1)
+        ));
         run(then, &resume);
         let diff = model_diff(
             &dir.join("whole/model.safetensors"),

@@ -128,15 +128,7 @@ impl<T: Real> Ops for CpuOps<T> {
     ) -> Result<kernel_product::Part<f64>> {
         let (ca, cb) = pair::<T>(a, b);
         let cb = cb.as_deref().unwrap_or(&ca);
-        Ok(
-            match kernel_product::cpu_part(&ca, cb, d, &T::from_f64s(m), r, spec) {
-                kernel_product::Part::Rows(v) => kernel_product::Part::Rows(T::into_f64s(v)),
-                kernel_product::Part::Partials { thin, data } => kernel_product::Part::Partials {
-                    thin,
-                    data: T::into_f64s(data),
-                },
-            },
-        )
+        Ok(kernel_product::cpu_part(&ca, cb, d, &T::from_f64s(m), r, spec).map(T::into_f64s))
     }
 
     fn kernel_product_part_f32(
@@ -152,15 +144,7 @@ impl<T: Real> Ops for CpuOps<T> {
         let ca = T::from_f32s(a);
         let cb = (!std::ptr::eq(a, b)).then(|| T::from_f32s(b));
         let cb = cb.as_deref().unwrap_or(&ca);
-        Ok(
-            match kernel_product::cpu_part(&ca, cb, d, &T::from_f32s(m), r, spec) {
-                kernel_product::Part::Rows(v) => kernel_product::Part::Rows(T::into_f32s(v)),
-                kernel_product::Part::Partials { thin, data } => kernel_product::Part::Partials {
-                    thin,
-                    data: T::into_f32s(data),
-                },
-            },
-        )
+        Ok(kernel_product::cpu_part(&ca, cb, d, &T::from_f32s(m), r, spec).map(T::into_f32s))
     }
 
     fn kernel_product_f32(

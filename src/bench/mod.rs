@@ -484,7 +484,10 @@ pub fn curves(b: &BenchRun, report: &Report) -> Result<Vec<String>> {
             let mut written = vec![];
             for f in b.formats.list() {
                 let name = format!("curves-{task}-{d}.{}", f.ext());
-                crate::io::write_atomic(&b.base.join(&name), &chart.render(*f)?)?;
+                crate::io::write_atomic(
+                    &b.base.join(&name),
+                    &crate::plot::Figure::render(&chart, *f)?,
+                )?;
                 written.push(name);
             }
             lines.push(format!(

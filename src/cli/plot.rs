@@ -5,7 +5,7 @@ use clap::Args;
 use gradfree::Error;
 use gradfree::io::write_atomic;
 use gradfree::plot::{
-    Axis, Format, Formats, LineChart, Series, field_label, metrics_curve, series_style,
+    Axis, Figure, Format, Formats, LineChart, Series, field_label, metrics_curve, series_style,
 };
 use std::path::{Path, PathBuf};
 

@@ -7,8 +7,7 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::ticks::{self, Ticks};
-use super::{COLOURS, Draw, DrawResult, FONT, Format, drawn};
-use crate::error::Result;
+use super::{COLOURS, Draw, DrawResult, FONT, drawn};
 
 /// An axis: what it shows (with units) and whether it is logarithmic.
 #[derive(Clone, Debug)]
@@ -55,21 +54,6 @@ const SIZE: (u32, u32) = (960, 600);
 const LEGEND_MAX: usize = 40;
 
 impl LineChart {
-    /// The chart as PNG bytes.
-    pub fn png(&self) -> Result<Vec<u8>> {
-        super::png(self)
-    }
-
-    /// The chart as SVG text.
-    pub fn svg(&self) -> Result<Vec<u8>> {
-        super::svg(self)
-    }
-
-    /// The chart in `format`.
-    pub fn render(&self, format: Format) -> Result<Vec<u8>> {
-        super::render(self, format)
-    }
-
     fn drawn(&self) -> Vec<Drawn> {
         let on = |v: f64, log: bool| if log { v.log10() } else { v };
         self.series

@@ -6,8 +6,7 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::ticks;
-use super::{Draw, DrawResult, FONT, Format, drawn};
-use crate::error::Result;
+use super::{Draw, DrawResult, FONT, drawn};
 
 /// One histogram: a name and the values it counts.
 #[derive(Clone, Debug)]
@@ -38,21 +37,6 @@ const PANEL: (u32, u32) = (320, 250);
 const HEADER: u32 = 48;
 
 impl Histograms {
-    /// The panels as PNG bytes.
-    pub fn png(&self) -> Result<Vec<u8>> {
-        super::png(self)
-    }
-
-    /// The panels as SVG text.
-    pub fn svg(&self) -> Result<Vec<u8>> {
-        super::svg(self)
-    }
-
-    /// The panels in `format`.
-    pub fn render(&self, format: Format) -> Result<Vec<u8>> {
-        super::render(self, format)
-    }
-
     fn shown(&self) -> usize {
         self.panels.len().min(MAX_PANELS)
     }

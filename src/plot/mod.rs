@@ -99,6 +99,30 @@ trait Draw {
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult;
 }
 
+/// A chart written as PNG or SVG.
+pub trait Figure {
+    /// The figure as PNG bytes.
+    fn png(&self) -> Result<Vec<u8>>;
+    /// The figure as SVG text.
+    fn svg(&self) -> Result<Vec<u8>>;
+    /// The figure in `format`.
+    fn render(&self, format: Format) -> Result<Vec<u8>> {
+        match format {
+            Format::Png => self.png(),
+            Format::Svg => self.svg(),
+        }
+    }
+}
+
+impl<F: Draw> Figure for F {
+    fn png(&self) -> Result<Vec<u8>> {
+        png(self)
+    }
+    fn svg(&self) -> Result<Vec<u8>> {
+        svg(self)
+    }
+}
+
 /// A drawing error, as text (the backends' error types differ).
 type DrawResult = std::result::Result<(), String>;
 
@@ -152,14 +176,6 @@ fn svg<F: Draw>(figure: &F) -> Result<Vec<u8>> {
             .map_err(|e| figure_error(&figure.what(), e))?;
     }
     Ok(text.into_bytes())
-}
-
-/// `figure` in `format`.
-fn render<F: Draw>(figure: &F, format: Format) -> Result<Vec<u8>> {
-    match format {
-        Format::Png => png(figure),
-        Format::Svg => svg(figure),
-    }
 }
 
 /// Series colours in order (the Tableau 10 palette: blue, orange, green,

@@ -5,7 +5,7 @@
 
 use crate::support::{output_text, run_cli, temp_dir};
 use gradfree::plot::{
-    Axis, Format, Histograms, ImageGrid, LineChart, Panel, Pixels, Series, rows_grid,
+    Axis, Figure, Format, Histograms, ImageGrid, LineChart, Panel, Pixels, Series, rows_grid,
 };
 
 /// Every text element of an SVG (which must be well-formed XML).

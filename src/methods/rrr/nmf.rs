@@ -27,7 +27,7 @@ use crate::error::{Error, Result};
 use crate::io::read_safetensors;
 use crate::io::{NamedTensor, safetensors_bytes};
 use crate::kernels::normalize_weights::normalize_group;
-use crate::plot::{Axis, Format, ImageGrid, LineChart, Pixels, Series, rows_grid};
+use crate::plot::{Axis, Figure, Format, ImageGrid, LineChart, Pixels, Series, rows_grid};
 use crate::problem::{NodeKind, RrrProblem, RrrState, StepMode, WeightGroups};
 use crate::train::checkpoint::{Provenance, Totals, fingerprint};
 use crate::train::report::Progress;

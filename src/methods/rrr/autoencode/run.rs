@@ -13,7 +13,7 @@ use crate::data::pca::pca_rms;
 use crate::engine::Backend;
 use crate::error::{Error, Result};
 use crate::io::rows_csv;
-use crate::plot::{Format, Histograms, Panel, rows_grid};
+use crate::plot::{Figure, Format, Histograms, Panel, rows_grid};
 use crate::train::checkpoint::{Provenance, fingerprint};
 use crate::train::{self, Session, Start, Stopped};
 

@@ -1,6 +1,7 @@
 // Eccentric exemptions (eq. 32) and relabeling (eq. 33): per-item keys from
-// the class-node projection distances, then rank-by-counting selection of
-// the `budget` largest positive keys. Mirrors src/kernels/class_select.rs.
+// the class-node projection distances; select_radix.wgsl finds the
+// threshold of the `budget` largest positive keys, and class_select writes
+// each item's effective label. Mirrors src/kernels/class_select.rs.
 
 const MODE_NONE: u32 = 0u;
 const MODE_EXEMPT: u32 = 1u;
@@ -32,6 +33,11 @@ struct SelectParams {
 // Batch-wide [K] keys and best labels.
 @group(0) @binding(6) var<storage, read_write> keys: array<real>;
 @group(0) @binding(7) var<storage, read_write> eff: array<u32>;
+// What select_radix found: [status, remaining, threshold words], tie ranks
+// per item and ties before each block.
+@group(0) @binding(8) var<storage, read> state: array<u32>;
+@group(0) @binding(9) var<storage, read> tie_rank: array<u32>;
+@group(0) @binding(10) var<storage, read> block_ties: array<u32>;
 
 fn dist(k: u32, label: u32) -> real {
     let kk = params.items;
@@ -96,22 +102,31 @@ fn class_select(
         return;
     }
     let me = params.offset + k;
-    let key = keys[me];
-    var chosen = params.mode != MODE_NONE && key > 0.0;
-    if (chosen) {
-        var above = 0u;
-        for (var o = 0u; o < params.items_total; o++) {
-            let ko = keys[o];
-            if (ko > key || (ko == key && o < me)) {
-                above += 1u;
-            }
-        }
-        chosen = above < params.budget;
-    }
+    let chosen = params.mode != MODE_NONE && radix_selected(keys[me], me);
     if (!chosen) {
         eff[k] = given[k];
     } else if (params.mode == MODE_EXEMPT) {
         eff[k] = LABEL_EXEMPT;
     }
     // Relabeled items keep the best label class_keys left in eff.
+}
+
+// Whether the item with key `key` at batch index `me` is selected.
+fn radix_selected(key: real, me: u32) -> bool {
+    if (!(key > 0.0)) {
+        return false;
+    }
+    let status = state[0];
+    if (status == SEL_ALL) {
+        return true;
+    }
+    if (status != SEL_SEARCHING) {
+        return false;
+    }
+    let w = order_words(key);
+    let t = vec3<u32>(state[2], state[3], state[4]);
+    if (words_greater(w, t)) {
+        return true;
+    }
+    return all(w == t) && block_ties[me / TIE_BLOCK] + tie_rank[me] < state[1];
 }

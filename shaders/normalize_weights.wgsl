@@ -1,4 +1,5 @@
-// Weight consensus with side constraints, one invocation per group (the
+// Weight consensus with side constraints, one invocation per group
+// (normalize_weights) or one workgroup per group (normalize_groups) (the
 // in-edges of a node for classifiers, the out-edges of a code node for NMF):
 // mean over the batch from partial sums, optional clamp at 0 with the
 // all-nonpositive fallback (Ω at the first largest unclamped mean), then
@@ -67,6 +68,93 @@ fn normalize_weights(
     }
     let scale = omega / sqrt(sumsq);
     for (var i = a; i < b; i++) {
+        let e = group_edges[i];
+        wa[e] = wa[e] * scale;
+    }
+}
+
+const NONE: u32 = 0xffffffffu;
+const LANES: u32 = 64u;
+
+var<workgroup> s_sumsq: array<real, 64>;
+var<workgroup> s_max: array<real, 64>;
+var<workgroup> s_imax: array<u32, 64>;
+
+// One workgroup per group, lanes over its edges: each lane takes the
+// means, clamp and squares of every 64th edge, then a tree gives the
+// group's norm and first largest mean. For wide groups (a node's 784
+// in-edges); narrow ones go faster one invocation per group.
+@compute @workgroup_size(64)
+fn normalize_groups(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let gi = wid.y * nwg.x + wid.x;
+    if (gi >= params.groups) {
+        return;
+    }
+    let a = group_ptr[gi];
+    let b = group_ptr[gi + 1u];
+    let pt = params.parts_total;
+    let inv_k = 1.0 / real(params.items_total);
+    var wmax = real(0.0);
+    var imax = NONE;
+    var sumsq = real(0.0);
+    for (var i = a + lid; i < b; i += LANES) {
+        let e = group_edges[i];
+        var s = real(0.0);
+        for (var p = 0u; p < pt; p++) {
+            s += partial[e * pt + p];
+        }
+        var v = s * inv_k;
+        if (imax == NONE || v > wmax) {
+            wmax = v;
+            imax = i;
+        }
+        if (params.clamp != 0u) {
+            v = max(v, 0.0);
+        }
+        wa[e] = v;
+        sumsq += v * v;
+    }
+    s_sumsq[lid] = sumsq;
+    s_max[lid] = wmax;
+    s_imax[lid] = imax;
+    workgroupBarrier();
+    for (var off = LANES / 2u; off > 0u; off >>= 1u) {
+        if (lid < off) {
+            s_sumsq[lid] += s_sumsq[lid + off];
+            let oi = s_imax[lid + off];
+            let mi = s_imax[lid];
+            let om = s_max[lid + off];
+            // The first largest: a larger mean, or an equal one at a smaller index.
+            if (oi != NONE && (mi == NONE || om > s_max[lid] || (om == s_max[lid] && oi < mi))) {
+                s_max[lid] = om;
+                s_imax[lid] = oi;
+            }
+        }
+        workgroupBarrier();
+    }
+    let total = s_sumsq[0];
+    let gmax = s_max[0];
+    let gimax = s_imax[0];
+    if (b == a) {
+        return;
+    }
+    let omega = scalars[0];
+    if ((params.clamp != 0u && gmax <= 0.0) || total == 0.0) {
+        for (var i = a + lid; i < b; i += LANES) {
+            wa[group_edges[i]] = 0.0;
+        }
+        // The lane that cleared it sets it, so the writes stay in order.
+        if ((gimax - a) % LANES == lid) {
+            wa[group_edges[gimax]] = omega;
+        }
+        return;
+    }
+    let scale = omega / sqrt(total);
+    for (var i = a + lid; i < b; i += LANES) {
         let e = group_edges[i];
         wa[e] = wa[e] * scale;
     }

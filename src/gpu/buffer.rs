@@ -1,5 +1,6 @@
 //! Typed storage buffers: upload, readback, uniforms.
 
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use super::GpuContext;
@@ -221,6 +222,8 @@ impl GpuBuffer {
             .device
             .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
         enc.copy_buffer_to_buffer(&self.buffer, start as u64 * eb, staging, 0, bytes);
+        self.ctx.submits.fetch_add(1, Ordering::Relaxed);
+        self.ctx.readbacks.fetch_add(1, Ordering::Relaxed);
         self.ctx.queue.submit([enc.finish()]);
         let (tx, rx) = std::sync::mpsc::channel();
         staging.map_async(wgpu::MapMode::Read, 0..bytes, move |r| {

@@ -6,6 +6,7 @@
 //! matches, and a missing adapter must be a clean error, not a panic.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
@@ -186,6 +187,20 @@ pub struct GpuContext {
     summary: AdapterSummary,
     pub(crate) pipelines: Mutex<HashMap<PipelineKey, Arc<super::pipeline::CachedPipeline>>>,
     errors: Arc<Mutex<Vec<String>>>,
+    pub(crate) submits: AtomicU64,
+    pub(crate) dispatches: AtomicU64,
+    pub(crate) readbacks: AtomicU64,
+}
+
+/// Work sent to the device so far: what the bench divides by iterations.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WorkCounts {
+    /// Queue submits (readbacks included).
+    pub submits: u64,
+    /// Compute dispatches recorded.
+    pub dispatches: u64,
+    /// Blocking readbacks (each one submit and a wait).
+    pub readbacks: u64,
 }
 
 impl std::fmt::Debug for GpuContext {
@@ -283,7 +298,19 @@ impl GpuContext {
             summary,
             pipelines: Mutex::new(HashMap::new()),
             errors,
+            submits: AtomicU64::new(0),
+            dispatches: AtomicU64::new(0),
+            readbacks: AtomicU64::new(0),
         }))
+    }
+
+    /// Submits and dispatches sent through this context so far.
+    pub fn work_counts(&self) -> WorkCounts {
+        WorkCounts {
+            submits: self.submits.load(Ordering::Relaxed),
+            dispatches: self.dispatches.load(Ordering::Relaxed),
+            readbacks: self.readbacks.load(Ordering::Relaxed),
+        }
     }
 
     /// Adapter description.

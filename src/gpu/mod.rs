@@ -9,7 +9,9 @@ pub mod context;
 pub mod pipeline;
 
 pub use buffer::GpuBuffer;
-pub use context::{AdapterSummary, BackendChoice, GpuContext, GpuRequest, list_adapters};
+pub use context::{
+    AdapterSummary, BackendChoice, GpuContext, GpuRequest, WorkCounts, list_adapters,
+};
 pub use pipeline::{Bind, BindRef, Dispatch, Kernel, Recorder};
 
 /// Invocations per workgroup of the one-thread-per-element kernels.

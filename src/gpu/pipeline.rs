@@ -11,6 +11,7 @@
 use std::borrow::Cow;
 use std::num::NonZeroU64;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use super::{GpuBuffer, GpuContext};
 use crate::error::{Error, Result};
@@ -301,6 +302,7 @@ impl Recorder<'_> {
                 timestamp_writes: None,
             });
         for d in ds.iter().filter(|d| d.groups.0 > 0) {
+            self.ctx.dispatches.fetch_add(1, Ordering::Relaxed);
             pass.set_pipeline(&d.pipeline.pipeline);
             pass.set_bind_group(0, &d.bind_group, &[]);
             pass.dispatch_workgroups(d.groups.0, d.groups.1, 1);
@@ -319,6 +321,7 @@ impl Recorder<'_> {
 
     /// Submits everything recorded (one queue submit) and checks for errors.
     pub fn submit(self) -> Result<()> {
+        self.ctx.submits.fetch_add(1, Ordering::Relaxed);
         self.ctx.queue.submit([self.encoder.finish()]);
         self.ctx.check("submit")
     }

@@ -17,15 +17,21 @@
 //! - relabeling fakes: the same, with key 0 (never selected) for items whose
 //!   given label is not 0.
 //!
-//! Ranking is by counting: item k is selected when its key is positive and
-//! fewer than `budget` items rank above it (larger key, or equal key and
-//! smaller index) — so with fewer than `budget` violators only they are
-//! selected, never an item already on its constraint. `class_keys` runs per
-//! item chunk and writes keys into a batch-wide array; `class_select` reads
-//! all keys and writes each chunk's effective labels. Twin of
-//! `shaders/class_select.wgsl`.
+//! Item k is selected when its key is positive and fewer than `budget`
+//! items rank above it (larger key, or equal key and smaller index) — so
+//! with fewer than `budget` violators only they are selected, never an item
+//! already on its constraint. [`reference`] ranks by counting; the CPU
+//! backend sorts; the device finds the threshold in O(K) by radix select
+//! ([`super::select_radix`]). `class_keys` runs per item chunk and writes
+//! keys into a batch-wide array; `class_select` reads the threshold and
+//! writes each chunk's effective labels. Twin of `shaders/class_select.wgsl`.
 
-use crate::gpu::{Bind, Kernel};
+use std::sync::Arc;
+
+use super::select_radix::RadixSelect;
+use crate::error::Result;
+use crate::gpu::{Bind, GpuContext, Kernel};
+use crate::real::Precision;
 use crate::real::Real;
 
 /// No selection: effective labels are the given ones.
@@ -49,19 +55,22 @@ const BINDS: &[Bind] = &[
     Bind::Read,
     Bind::ReadWrite,
     Bind::ReadWrite,
+    Bind::Read,
+    Bind::Read,
+    Bind::Read,
 ];
 
 /// Per-item keys and best labels.
 pub const KEYS: Kernel = Kernel {
     name: "class_select",
     source: include_str!("../../shaders/class_select.wgsl"),
-    deps: &[],
+    deps: &[include_str!("../../shaders/select_radix.wgsl")],
     entry: "class_keys",
     binds: BINDS,
     workgroup: 64,
 };
 
-/// Rank-by-counting selection writing effective labels.
+/// Effective labels from the threshold [`super::select_radix`] found.
 pub const SELECT: Kernel = Kernel {
     entry: "class_select",
     ..KEYS
@@ -218,4 +227,64 @@ pub fn cpu_select<T: Real>(
             };
         }
     }
+}
+
+/// The device's selection from given keys (batch order) and best labels,
+/// the batch cut into chunks of `chunk` items as the RRR engine cuts it:
+/// the effective labels.
+#[allow(clippy::too_many_arguments)]
+pub fn gpu_select(
+    ctx: &Arc<GpuContext>,
+    prec: Precision,
+    keys: &[f64],
+    best: &[u32],
+    labels: &[u32],
+    mode: u32,
+    budget: usize,
+    chunk: usize,
+) -> Result<Vec<u32>> {
+    let total = keys.len();
+    let kb = ctx.upload_real(keys, prec)?;
+    let radix = RadixSelect::new(ctx, prec, &kb, total, budget)?;
+    let unused = ctx.upload_real(&[0.0], prec)?;
+    let mut out = Vec::with_capacity(total);
+    let mut rec = ctx.recorder();
+    rec.dispatches(&radix.dispatches.iter().collect::<Vec<_>>());
+    rec.submit()?;
+    for start in (0..total).step_by(chunk.max(1)) {
+        let items = chunk.min(total - start);
+        let params = ctx.uniform(&Params {
+            items: items as u32,
+            offset: start as u32,
+            items_total: total as u32,
+            first_class: 0,
+            classes: 0,
+            mode,
+            budget: budget as u32,
+            pad: 0,
+        })?;
+        let given = ctx.upload_u32(&labels[start..start + items])?;
+        let eff = ctx.upload_u32(&best[start..start + items])?;
+        let d = ctx.prepare(
+            &SELECT,
+            prec,
+            &[
+                (&params).into(),
+                (&unused).into(),
+                (&unused).into(),
+                (&unused).into(),
+                (&unused).into(),
+                (&given).into(),
+                (&kb).into(),
+                (&eff).into(),
+                (&radix.state).into(),
+                (&radix.tie_rank).into(),
+                (&radix.block_ties).into(),
+            ],
+            items as u64,
+        )?;
+        ctx.run_one(&d)?;
+        out.extend(eff.read_u32()?);
+    }
+    Ok(out)
 }

@@ -25,6 +25,7 @@ pub mod reduce_rows;
 pub mod row_residual;
 pub mod rrr_step;
 pub mod rrr_update;
+pub mod select_radix;
 
 use crate::gpu::Kernel;
 
@@ -34,10 +35,15 @@ pub const ALL: &[Kernel] = &[
     project_activation::KERNEL,
     class_select::KEYS,
     class_select::SELECT,
+    select_radix::HIST,
+    select_radix::PICK,
+    select_radix::TIES,
+    select_radix::BLOCKS,
     consensus_nodes::KERNEL,
     reduce_rows::KERNEL,
     reduce_rows::SERIAL,
     normalize_weights::KERNEL,
+    normalize_weights::GROUPS,
     rrr_step::KERNEL,
     rrr_update::KERNEL,
     copy::KERNEL,

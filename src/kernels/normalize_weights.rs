@@ -3,7 +3,9 @@
 //! NMF), `w̄[e] = (Σ_p partial[e][p]) / K`, optionally clamped at 0, then
 //! rescaled to `Σ_e w̄[e]² = Ω²`. When clamping leaves nothing positive (or
 //! the group's norm is 0) the first largest unclamped mean gets Ω and the
-//! rest 0, as the reference C code does. Twin of `shaders/normalize_weights.wgsl`.
+//! rest 0, as the reference C code does. Twin of `shaders/normalize_weights.wgsl`,
+//! which runs a workgroup per group (its norm summed as a tree, so its
+//! last bits may differ from this serial sum).
 
 use crate::error::Result;
 use crate::gpu::GpuContext;
@@ -29,6 +31,36 @@ pub const KERNEL: Kernel = Kernel {
     ],
     workgroup: 64,
 };
+
+/// The same with a workgroup per group, lanes over its edges.
+pub const GROUPS: Kernel = Kernel {
+    entry: "normalize_groups",
+    ..KERNEL
+};
+
+/// Mean edges per group from which [`GROUPS`] is used. On lavapipe the
+/// workgroup per group made 20 batched LEDM m = 6 starts (groups of 6
+/// edges) 3× slower per iteration; on a GPU wide groups leave a lane per
+/// group walking hundreds of edges while the others idle.
+pub const WIDE_GROUP: usize = 64;
+
+/// The kernel for these groups and the invocations to dispatch: one per
+/// group, or a workgroup per group when they are wide.
+pub fn kernel_for(group_ptr: &[u32], wide: bool) -> (&'static Kernel, u64) {
+    let groups = group_ptr.len().saturating_sub(1);
+    if wide {
+        (&GROUPS, groups as u64 * GROUPS.workgroup as u64)
+    } else {
+        (&KERNEL, groups as u64)
+    }
+}
+
+/// Whether the groups are wide enough for a workgroup each.
+pub fn wide(group_ptr: &[u32]) -> bool {
+    let groups = group_ptr.len().saturating_sub(1).max(1);
+    let edges = group_ptr.last().copied().unwrap_or(0) as usize;
+    edges >= WIDE_GROUP * groups
+}
 
 /// Uniform parameters (matches `NormParams`).
 #[repr(C)]
@@ -118,6 +150,7 @@ pub fn gpu(
     clamp: bool,
     omega: f64,
     edges: usize,
+    wide: bool,
 ) -> Result<Vec<f64>> {
     let groups = group_ptr.len().saturating_sub(1);
     let params = ctx.uniform(&Params {
@@ -131,8 +164,9 @@ pub fn gpu(
     let ge = ctx.upload_u32(group_edges)?;
     let pb = ctx.upload_real(partial, prec)?;
     let wa = ctx.alloc(edges, Elem::Real(prec))?;
+    let (kernel, threads) = kernel_for(group_ptr, wide);
     let d = ctx.prepare(
-        &KERNEL,
+        kernel,
         prec,
         &[
             (&params).into(),
@@ -142,7 +176,7 @@ pub fn gpu(
             (&pb).into(),
             (&wa).into(),
         ],
-        groups as u64,
+        threads,
     )?;
     ctx.run_one(&d)?;
     wa.read_real()

@@ -9,6 +9,7 @@ use gradfree::data::majority::Circuit;
 use gradfree::kernels::class_select::{
     self, LABEL_EXEMPT, MODE_EXEMPT, MODE_NONE, MODE_RELABEL, MODE_RELABEL_FAKES, SelectInputs,
 };
+use gradfree::kernels::select_radix;
 use gradfree::methods::rrr::classify::{self, Classifier, Saved, Settings};
 use gradfree::methods::rrr::net::Net;
 use gradfree::problem::{RrrProblem, Selection, layered_edges};
@@ -161,6 +162,71 @@ fn gpu_selection_ranks_across_item_chunks() {
     let got = run(&Backend::gpu(ctx, Precision::F64));
     assert_eq!(got, want);
     assert_eq!(got.iter().filter(|&&l| l == LABEL_EXEMPT).count(), 5);
+}
+
+/// Keys with exact ties, zeros and negatives, values over forty decades,
+/// and neighbours one ulp apart.
+fn hard_keys(n: usize, seed: u64) -> Vec<f64> {
+    use rand::Rng;
+    let mut r = rng(seed);
+    let pool: Vec<f64> = (0..12).map(|i| 0.37 * 3f64.powi(i)).collect();
+    (0..n)
+        .map(|k| match r.random_range(0..6) {
+            0 => pool[r.random_range(0..pool.len())],
+            1 => 0.0,
+            2 => -r.random::<f64>(),
+            3 => 10f64.powf(r.random_range(-20.0..20.0)),
+            4 => f64::from_bits(0.75f64.to_bits() + (k % 3) as u64),
+            _ => r.random::<f64>(),
+        })
+        .collect()
+}
+
+#[test]
+fn gpu_threshold_selection_matches_ranking_with_ties_and_chunks() {
+    for prec in [Precision::F32, Precision::F64] {
+        let Some(ctx) = gpu(prec) else {
+            continue;
+        };
+        for (n, seed) in [(1, 1), (300, 2), (5000, 3), (70_000, 4)] {
+            let raw = hard_keys(n, seed);
+            // The device holds keys in its precision; rank those values.
+            let keys: Vec<f64> = match prec {
+                Precision::F32 => raw.iter().map(|&k| k as f32 as f64).collect(),
+                Precision::F64 => raw.clone(),
+            };
+            let labels: Vec<u32> = (0..n as u32).map(|k| k % 3).collect();
+            let best: Vec<u32> = labels.iter().map(|l| (l + 1) % 3).collect();
+            let positive = keys.iter().filter(|&&k| k > 0.0).count();
+            for budget in [0, 1, 7, n / 2, positive, positive + 3] {
+                for mode in [MODE_EXEMPT, MODE_RELABEL] {
+                    let mut want = vec![0; n];
+                    class_select::cpu_select(&keys, 0, &best, &labels, mode, budget, &mut want);
+                    for chunk in [n, 97] {
+                        let got = class_select::gpu_select(
+                            &ctx, prec, &raw, &best, &labels, mode, budget, chunk,
+                        )
+                        .unwrap();
+                        let diff = got.iter().zip(&want).filter(|(a, b)| a != b).count();
+                        assert_eq!(
+                            diff, 0,
+                            "{prec:?} n {n} budget {budget} mode {mode} chunk {chunk}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+proptest::proptest! {
+    #[test]
+    fn order_words_order_as_the_keys(a in 1e-30f64..1e30, b in 1e-30f64..1e30) {
+        let (wa, wb) = (select_radix::order_words(a), select_radix::order_words(b));
+        proptest::prop_assert_eq!(a.partial_cmp(&b), Some(wa.cmp(&wb)));
+        let up = f64::from_bits(a.to_bits() + 1);
+        proptest::prop_assert!(select_radix::order_words(up) > wa);
+    }
 }
 
 /// Two Gaussian-free, well-separated blobs in 2-D (label = which side of a line).

@@ -282,21 +282,30 @@ fn golden_consensus() {
                 gradfree::kernels::reduce_rows::gpu(&ctx, p, &z, &z, e, reps.len(), 0).unwrap();
             let ptr = [0u32, e as u32];
             let edges: Vec<u32> = (0..e as u32).collect();
-            let got = gradfree::kernels::normalize_weights::gpu(
-                &ctx,
-                p,
-                &ptr,
-                &edges,
-                &parts,
-                parts.len() / e,
-                reps.len(),
-                true,
-                omega,
-                e,
-            )
-            .unwrap();
-            let (rt, at) = tol(p);
-            assert_close(&format!("gpu {p} {label}"), &got, &want, rt, at * omega);
+            for wide in [false, true] {
+                let got = gradfree::kernels::normalize_weights::gpu(
+                    &ctx,
+                    p,
+                    &ptr,
+                    &edges,
+                    &parts,
+                    parts.len() / e,
+                    reps.len(),
+                    true,
+                    omega,
+                    e,
+                    wide,
+                )
+                .unwrap();
+                let (rt, at) = tol(p);
+                assert_close(
+                    &format!("gpu {p} {label} wide {wide}"),
+                    &got,
+                    &want,
+                    rt,
+                    at * omega,
+                );
+            }
         }
     }
     for c in g["nmf_code_consensus"].as_array().unwrap() {

@@ -210,7 +210,14 @@ fn check_normalize(groups: usize, clamp: bool, precisions: &[Precision]) {
     let mut ptr = vec![0u32];
     let mut edges_of = vec![];
     for g in 0..groups {
-        let len = if groups > 100_000 { 1 } else { 1 + g % 5 };
+        let len = if groups > 100_000 {
+            1
+        } else if g % 7 == 3 {
+            // Wider than a workgroup: lanes take several edges each.
+            150 + g % 50
+        } else {
+            1 + g % 5
+        };
         let start = edges_of.len() as u32;
         edges_of.extend(start..start + len as u32);
         ptr.push(edges_of.len() as u32);
@@ -261,27 +268,30 @@ fn check_normalize(groups: usize, clamp: bool, precisions: &[Precision]) {
     }
     for &prec in precisions {
         let Some(ctx) = gpu(prec) else { continue };
-        let got = gradfree::kernels::normalize_weights::gpu(
-            &ctx,
-            prec,
-            &ptr,
-            &group_edges,
-            &partial,
-            parts,
-            items,
-            clamp,
-            2.0,
-            e,
-        )
-        .unwrap();
-        let (rt, at) = tol(prec);
-        assert_close(
-            &format!("gpu {prec} G={groups} clamp={clamp}"),
-            &got,
-            &want,
-            rt,
-            at,
-        );
+        for wide in [false, true] {
+            let got = gradfree::kernels::normalize_weights::gpu(
+                &ctx,
+                prec,
+                &ptr,
+                &group_edges,
+                &partial,
+                parts,
+                items,
+                clamp,
+                2.0,
+                e,
+                wide,
+            )
+            .unwrap();
+            let (rt, at) = tol(prec);
+            assert_close(
+                &format!("gpu {prec} G={groups} clamp={clamp} wide={wide}"),
+                &got,
+                &want,
+                rt,
+                at,
+            );
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! RRR iterations on a wgpu device.
 //!
-//! Buffers and bind groups are created once; each iteration is one submit.
+//! Buffers and bind groups are created once; a window of iterations (up
+//! to the next convergence check, at most 256) is one submit.
 //! The batch is split into item chunks so that no array exceeds the
 //! adapter's storage-binding limit (128 MiB on lavapipe): per chunk,
 //! `consensus_nodes`, `reduce_rows` (w, and bias reflections) and `rrr_step`
@@ -22,6 +23,7 @@ use crate::engine::{Collective, Consensus, IterReport, RrrEngine};
 use crate::error::{Error, Result};
 use crate::gpu::buffer::Elem;
 use crate::gpu::{BindRef, Dispatch, GpuBuffer, GpuContext};
+use crate::kernels::select_radix::RadixSelect;
 use crate::kernels::{class_select, consensus_nodes, normalize_weights, reduce_rows, rrr_step};
 use crate::problem::{RrrProblem, RrrState};
 use crate::real::Precision;
@@ -69,17 +71,17 @@ pub(crate) struct GpuRrr {
     groups: usize,
     counters: GpuBuffer,
     step_scalars: GpuBuffer,
-    err_final_uniform: GpuBuffer,
-    err_final_params: reduce_rows::Params,
     d_normalize: Dispatch,
-    d_err_final: Dispatch,
+    /// The final error reduction into each history slot.
+    d_err_final: Vec<Dispatch>,
     /// Partial sums over items of 2b_A − b per node, [N][P_total].
     bpart: GpuBuffer,
     /// Partial sums over items of w per edge, [E][P_total].
     wpart: GpuBuffer,
     /// Selection keys of the whole batch (every process's items).
     keys: GpuBuffer,
-    selecting: bool,
+    /// The threshold search of exemptions and relabeling.
+    radix: Option<RadixSelect>,
     has_bias: bool,
     parts_total: usize,
     /// The processes of the run, this one's first item in the batch and
@@ -186,6 +188,17 @@ impl GpuRrr {
         let counters = ctx.upload_u32(&[0, 0])?;
         let selecting = select_mode != class_select::MODE_NONE;
         let keys = ctx.alloc(total.max(1), real)?;
+        let radix = if selecting {
+            Some(RadixSelect::new(
+                ctx,
+                precision,
+                &keys,
+                total,
+                select_budget,
+            )?)
+        } else {
+            None
+        };
         let select_scalars = ctx.upload_real(&[p.class_margin], precision)?;
 
         let rp = |rows: usize, items: usize, mode: u32, offset: usize, total: usize| {
@@ -239,7 +252,7 @@ impl GpuRrr {
             let ya = ctx.alloc(n * ck, real)?;
             let ba = ctx.alloc(n * ck, real)?;
             let err = ctx.alloc(j * ck, real)?;
-            let d_select = if selecting {
+            let d_select = if let Some(radix) = &radix {
                 let binds: Vec<BindRef<'_>> = vec![
                     (&select_params).into(),
                     (&select_scalars).into(),
@@ -249,6 +262,9 @@ impl GpuRrr {
                     (&given).into(),
                     (&keys).into(),
                     (&labels).into(),
+                    (&radix.state).into(),
+                    (&radix.tie_rank).into(),
+                    (&radix.block_ties).into(),
                 ];
                 Some((
                     ctx.prepare(&class_select::KEYS, precision, &binds, ck as u64)?,
@@ -367,8 +383,10 @@ impl GpuRrr {
             parts_total: parts_total as u32,
             clamp: p.clamp_weights as u32,
         })?;
+        let (norm_kernel, norm_threads) =
+            normalize_weights::kernel_for(&p.group_ptr, normalize_weights::wide(&p.group_ptr));
         let d_normalize = ctx.prepare(
-            &normalize_weights::KERNEL,
+            norm_kernel,
             precision,
             &[
                 (&norm_params).into(),
@@ -378,18 +396,26 @@ impl GpuRrr {
                 (&wpart).into(),
                 (&wa).into(),
             ],
-            (p.group_ptr.len() - 1) as u64,
+            norm_threads,
         )?;
-        let err_final_params = rp(groups, group_items, reduce_rows::MODE_SUM, 0, hist_parts);
-        let err_final_uniform = ctx.uniform(&err_final_params)?;
-        let d_err_final = reduce(
-            &err_final_uniform,
-            &errpart,
-            &errpart,
-            &hist,
-            groups,
-            group_items,
-        )?;
+        // One prepared reduction per history slot, so that a window of
+        // iterations is recorded without writing a uniform between them.
+        let mut d_err_final = Vec::with_capacity(HISTORY);
+        let mut slot_uniforms = Vec::with_capacity(HISTORY);
+        for slot in 0..HISTORY {
+            let mut params = rp(groups, group_items, reduce_rows::MODE_SUM, 0, hist_parts);
+            params.parts_offset = (slot * groups * hist_parts) as u32;
+            let uniform = ctx.uniform(&params)?;
+            d_err_final.push(reduce(
+                &uniform,
+                &errpart,
+                &errpart,
+                &hist,
+                groups,
+                group_items,
+            )?);
+            slot_uniforms.push(uniform);
+        }
         Ok(GpuRrr {
             ctx: ctx.clone(),
             items: kk,
@@ -404,14 +430,12 @@ impl GpuRrr {
             groups,
             counters,
             step_scalars,
-            err_final_uniform,
-            err_final_params,
             d_normalize,
             d_err_final,
             bpart,
             wpart,
             keys,
-            selecting,
+            radix,
             has_bias: p.has_bias,
             parts_total,
             collective,
@@ -433,7 +457,10 @@ impl GpuRrr {
                 errpart,
                 norm_params,
                 select_scalars,
-            ],
+            ]
+            .into_iter()
+            .chain(slot_uniforms)
+            .collect(),
         })
     }
 
@@ -446,6 +473,7 @@ impl GpuRrr {
                 .iter()
                 .filter_map(|c| c.d_select.as_ref().map(|d| &d.0)),
         );
+        v.extend(self.radix.iter().flat_map(|r| &r.dispatches));
         v.extend(
             self.chunks
                 .iter()
@@ -495,9 +523,9 @@ impl GpuRrr {
     /// Exemptions and relabels over the whole batch: this process's keys,
     /// then every process's, then the selection of its own items.
     fn select_shared(&self) -> Result<()> {
-        if !self.selecting {
+        let Some(radix) = &self.radix else {
             return Ok(());
-        }
+        };
         let mut rec = self.ctx.recorder();
         for c in &self.chunks {
             if let Some((keys, _)) = &c.d_select {
@@ -509,6 +537,7 @@ impl GpuRrr {
         self.keys
             .write_real(&self.collective.all_gather_f64(&mine)?);
         let mut rec = self.ctx.recorder();
+        rec.dispatches(&radix.dispatches.iter().collect::<Vec<_>>());
         for c in &self.chunks {
             if let Some((_, select)) = &c.d_select {
                 rec.dispatches(&[select]);
@@ -537,7 +566,7 @@ impl GpuRrr {
 
     /// One iteration with several processes: the device runs the kernels
     /// between the sums, the host takes each sum over the processes.
-    fn iteration_shared(&self) -> Result<()> {
+    fn iteration_shared(&self, slot: usize) -> Result<()> {
         self.run_project_a()?;
         if self.has_bias {
             let mut rec = self.ctx.recorder();
@@ -556,10 +585,23 @@ impl GpuRrr {
             all.push(&c.d_step);
             all.push(&c.d_err);
         }
-        all.push(&self.d_err_final);
+        all.push(&self.d_err_final[slot]);
         let mut rec = self.ctx.recorder();
         rec.dispatches(&all);
         rec.submit()
+    }
+
+    /// The dispatches of one whole iteration on one process, its error
+    /// going into history slot `slot`.
+    fn iteration(&self, slot: usize) -> Vec<&Dispatch> {
+        let mut all = self.project_a();
+        all.extend(self.chunks.iter().filter_map(|c| c.d_reduce_b.as_ref()));
+        for c in &self.chunks {
+            all.push(&c.d_step);
+            all.push(&c.d_err);
+        }
+        all.push(&self.d_err_final[slot]);
+        all
     }
 }
 
@@ -599,27 +641,32 @@ impl RrrEngine for GpuRrr {
         let check_every = check_every.clamp(1, HISTORY);
         let mut rep = IterReport::default();
         let mut pending = 0;
-        for it in 0..iters {
-            self.err_final_params.parts_offset = (pending * self.groups * self.hist_parts) as u32;
-            self.err_final_uniform.write_uniform(&self.err_final_params);
-            if self.collective.world() > 1 {
-                self.iteration_shared()?;
+        while rep.iterations < iters {
+            // A window ends at a convergence check, the end, or a full history.
+            let to_check = if tol > 0.0 {
+                check_every - rep.iterations % check_every
             } else {
-                // One compute pass per iteration: fewer pass boundaries, same barriers.
-                let mut all = self.project_a();
-                all.extend(self.chunks.iter().filter_map(|c| c.d_reduce_b.as_ref()));
-                for c in &self.chunks {
-                    all.push(&c.d_step);
-                    all.push(&c.d_err);
+                usize::MAX
+            };
+            let window = (iters - rep.iterations)
+                .min(HISTORY - pending)
+                .min(to_check);
+            if self.collective.world() > 1 {
+                for slot in pending..pending + window {
+                    self.iteration_shared(slot)?;
                 }
-                all.push(&self.d_err_final);
+            } else {
+                // The whole window in one submit and one compute pass.
+                let all: Vec<&Dispatch> = (pending..pending + window)
+                    .flat_map(|slot| self.iteration(slot))
+                    .collect();
                 let mut rec = self.ctx.recorder();
                 rec.dispatches(&all);
                 rec.submit()?;
             }
-            pending += 1;
-            rep.iterations += 1;
-            let last = it + 1 == iters;
+            pending += window;
+            rep.iterations += window;
+            let last = rep.iterations == iters;
             let check = tol > 0.0 && rep.iterations % check_every == 0;
             if last || check || pending == HISTORY {
                 let start = rep.errors.len();

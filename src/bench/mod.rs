@@ -64,6 +64,15 @@ pub struct Row {
     /// Final test error of classifier runs (RRR and SGD).
     #[serde(default)]
     pub test_err: Option<f64>,
+    /// GPU RRR rows: queue submits per iteration.
+    #[serde(default)]
+    pub submits_per_iteration: Option<f64>,
+    /// GPU RRR rows: compute dispatches per iteration.
+    #[serde(default)]
+    pub dispatches_per_iteration: Option<f64>,
+    /// GPU RRR rows: modelled device traffic per (item, edge) and iteration, bytes.
+    #[serde(default)]
+    pub bytes_per_item_edge: Option<f64>,
 }
 
 impl Row {
@@ -84,6 +93,9 @@ impl Row {
             bandwidth_gbs: None,
             bandwidth_fraction: None,
             test_err: None,
+            submits_per_iteration: None,
+            dispatches_per_iteration: None,
+            bytes_per_item_edge: None,
         }
     }
 }
@@ -181,6 +193,9 @@ pub fn run_one(
             _ => None,
         },
         test_err: num("test_err"),
+        submits_per_iteration: num("submits_per_iteration"),
+        dispatches_per_iteration: num("dispatches_per_iteration"),
+        bytes_per_item_edge: num("bytes_per_item_edge"),
     }
 }
 
@@ -214,7 +229,7 @@ fn opt(v: Option<f64>, digits: usize) -> String {
 /// The rows as a markdown table (README-ready).
 pub fn markdown(r: &Report) -> String {
     let mut s = format!(
-        "Suite `{}`, {} ({}).\n\n| workload | device | status | GWMs | s | GWMs/s | J | GWMs/J | peak RSS MiB | GB/s (× copy) | test err |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "Suite `{}`, {} ({}).\n\n| workload | device | status | GWMs | s | GWMs/s | J | GWMs/J | peak RSS MiB | GB/s (× copy) | test err | submits / dispatches per it. |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n",
         r.suite,
         r.precision,
         r.copy_gbs
@@ -234,8 +249,12 @@ pub fn markdown(r: &Report) -> String {
         } else {
             w.device_name.clone()
         };
+        let work = match (w.submits_per_iteration, w.dispatches_per_iteration) {
+            (Some(a), Some(b)) => format!("{a:.3} / {b:.1}"),
+            _ => "—".into(),
+        };
         s += &format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             w.workload,
             dev,
             w.status,
@@ -247,7 +266,8 @@ pub fn markdown(r: &Report) -> String {
             w.peak_rss_bytes
                 .map_or("—".into(), |b| format!("{:.0}", b as f64 / 1048576.0)),
             bw,
-            opt(w.test_err, 4)
+            opt(w.test_err, 4),
+            work
         );
     }
     let notes: Vec<&str> = r

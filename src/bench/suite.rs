@@ -152,7 +152,7 @@ pub fn workloads(
         None => format!("{cls_images} MNIST-shaped random images"),
     };
     let per_class = if quick { 100 } else { 500 };
-    let rrr_bytes = Some(10.0 * precision_bytes);
+    let rrr_bytes = Some(crate::engine::gpu::TRAFFIC_PER_ITEM_EDGE * precision_bytes);
     let product_bytes = Some(2.0 * precision_bytes);
     let (nmf_runs, nmf_iter) = if quick { (4, 3000) } else { (20, 200_000) };
     let maj_iters = if quick { 10 } else { 100 };

@@ -4,6 +4,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use super::GpuContext;
+use super::context::{READBACKS, SUBMITS};
 use crate::error::{Error, Result};
 use crate::real::Precision;
 
@@ -222,8 +223,8 @@ impl GpuBuffer {
             .device
             .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
         enc.copy_buffer_to_buffer(&self.buffer, start as u64 * eb, staging, 0, bytes);
-        self.ctx.submits.fetch_add(1, Ordering::Relaxed);
-        self.ctx.readbacks.fetch_add(1, Ordering::Relaxed);
+        SUBMITS.fetch_add(1, Ordering::Relaxed);
+        READBACKS.fetch_add(1, Ordering::Relaxed);
         self.ctx.queue.submit([enc.finish()]);
         let (tx, rx) = std::sync::mpsc::channel();
         staging.map_async(wgpu::MapMode::Read, 0..bytes, move |r| {

@@ -187,13 +187,25 @@ pub struct GpuContext {
     summary: AdapterSummary,
     pub(crate) pipelines: Mutex<HashMap<PipelineKey, Arc<super::pipeline::CachedPipeline>>>,
     errors: Arc<Mutex<Vec<String>>>,
-    pub(crate) submits: AtomicU64,
-    pub(crate) dispatches: AtomicU64,
-    pub(crate) readbacks: AtomicU64,
 }
 
-/// Work sent to the device so far: what the bench divides by iterations.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// Submits, dispatches and readbacks of every context of the process.
+pub(crate) static SUBMITS: AtomicU64 = AtomicU64::new(0);
+pub(crate) static DISPATCHES: AtomicU64 = AtomicU64::new(0);
+pub(crate) static READBACKS: AtomicU64 = AtomicU64::new(0);
+
+/// Work the process has sent to devices so far: what a run's summary
+/// divides by its iterations.
+pub fn work_counts() -> WorkCounts {
+    WorkCounts {
+        submits: SUBMITS.load(Ordering::Relaxed),
+        dispatches: DISPATCHES.load(Ordering::Relaxed),
+        readbacks: READBACKS.load(Ordering::Relaxed),
+    }
+}
+
+/// Work sent to the device: queue submits, dispatches and readbacks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct WorkCounts {
     /// Queue submits (readbacks included).
     pub submits: u64,
@@ -298,19 +310,7 @@ impl GpuContext {
             summary,
             pipelines: Mutex::new(HashMap::new()),
             errors,
-            submits: AtomicU64::new(0),
-            dispatches: AtomicU64::new(0),
-            readbacks: AtomicU64::new(0),
         }))
-    }
-
-    /// Submits and dispatches sent through this context so far.
-    pub fn work_counts(&self) -> WorkCounts {
-        WorkCounts {
-            submits: self.submits.load(Ordering::Relaxed),
-            dispatches: self.dispatches.load(Ordering::Relaxed),
-            readbacks: self.readbacks.load(Ordering::Relaxed),
-        }
     }
 
     /// Adapter description.

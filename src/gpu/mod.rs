@@ -10,7 +10,7 @@ pub mod pipeline;
 
 pub use buffer::GpuBuffer;
 pub use context::{
-    AdapterSummary, BackendChoice, GpuContext, GpuRequest, WorkCounts, list_adapters,
+    AdapterSummary, BackendChoice, GpuContext, GpuRequest, WorkCounts, list_adapters, work_counts,
 };
 pub use pipeline::{Bind, BindRef, Dispatch, Kernel, Recorder};
 

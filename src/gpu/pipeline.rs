@@ -13,6 +13,8 @@ use std::num::NonZeroU64;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use super::context::{DISPATCHES, SUBMITS};
+
 use super::{GpuBuffer, GpuContext};
 use crate::error::{Error, Result};
 use crate::real::Precision;
@@ -302,7 +304,7 @@ impl Recorder<'_> {
                 timestamp_writes: None,
             });
         for d in ds.iter().filter(|d| d.groups.0 > 0) {
-            self.ctx.dispatches.fetch_add(1, Ordering::Relaxed);
+            DISPATCHES.fetch_add(1, Ordering::Relaxed);
             pass.set_pipeline(&d.pipeline.pipeline);
             pass.set_bind_group(0, &d.bind_group, &[]);
             pass.dispatch_workgroups(d.groups.0, d.groups.1, 1);
@@ -321,7 +323,7 @@ impl Recorder<'_> {
 
     /// Submits everything recorded (one queue submit) and checks for errors.
     pub fn submit(self) -> Result<()> {
-        self.ctx.submits.fetch_add(1, Ordering::Relaxed);
+        SUBMITS.fetch_add(1, Ordering::Relaxed);
         self.ctx.queue.submit([self.encoder.finish()]);
         self.ctx.check("submit")
     }

@@ -24,9 +24,49 @@ pub struct Common {
     pub peak_rss_bytes: Option<u64>,
     /// Processes that trained the model together (MPI ranks).
     pub ranks: usize,
+    /// What this process sent to a GPU per RRR iteration, when it ran any.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub device_work: Option<DeviceWork>,
     /// Rank 0's communication, when there were several ranks.
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub comm: Option<CommFields>,
+}
+
+/// The device work of a run with RRR iterations on a GPU: all the process
+/// sent to the device (evaluation included) divided by those iterations.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct DeviceWork {
+    /// RRR iterations run on the device.
+    pub device_iterations: u64,
+    /// Queue submits (readbacks included) per iteration.
+    pub submits_per_iteration: f64,
+    /// Compute dispatches per iteration.
+    pub dispatches_per_iteration: f64,
+    /// Blocking readbacks per iteration.
+    pub readbacks_per_iteration: f64,
+    /// Modelled device traffic per (item, edge) and iteration, bytes.
+    pub bytes_per_item_edge: f64,
+}
+
+impl DeviceWork {
+    /// The process's counts so far, or None when it ran no RRR iteration
+    /// on a device.
+    pub fn now(precision: crate::real::Precision) -> Option<Self> {
+        let iters = crate::engine::gpu::rrr_iterations();
+        if iters == 0 {
+            return None;
+        }
+        let w = crate::gpu::work_counts();
+        let per = |v: u64| v as f64 / iters as f64;
+        Some(DeviceWork {
+            device_iterations: iters,
+            submits_per_iteration: per(w.submits),
+            dispatches_per_iteration: per(w.dispatches),
+            readbacks_per_iteration: per(w.readbacks),
+            bytes_per_item_edge: crate::engine::gpu::TRAFFIC_PER_ITEM_EDGE
+                * precision.bytes() as f64,
+        })
+    }
 }
 
 /// What rank 0 of a multi-process run spent communicating.
@@ -63,6 +103,7 @@ impl Common {
             seed,
             measurement: m.clone(),
             peak_rss_bytes: peak_rss_bytes(),
+            device_work: DeviceWork::now(precision),
             ranks: 1,
             comm: None,
         }

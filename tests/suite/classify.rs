@@ -164,6 +164,34 @@ fn gpu_selection_ranks_across_item_chunks() {
     assert_eq!(got.iter().filter(|&&l| l == LABEL_EXEMPT).count(), 5);
 }
 
+#[test]
+fn gpu_engine_submits_a_window_of_iterations_at_once() {
+    // Submits are counted per process: this test runs in a process of its own.
+    let name = "classify::gpu_engine_submits_a_window_of_iterations_at_once";
+    if !in_own_process(name, &[]) {
+        return;
+    }
+    let Some(ctx) = gpu(Precision::F32) else {
+        return;
+    };
+    let p = select_problem(MODE_EXEMPT, 3);
+    let kk = 50;
+    let s = random_classifier_state(&p, kk, 9);
+    let mut e = Backend::gpu(ctx, Precision::F32).rrr_engine(&p, kk).unwrap();
+    e.load(&s).unwrap();
+    let before = gradfree::gpu::work_counts();
+    let rep = e.iterate(200, 0.7, 0.0, 200).unwrap();
+    let after = gradfree::gpu::work_counts();
+    assert_eq!(rep.iterations, 200);
+    assert_eq!(rep.errors.len(), 200);
+    // One submit for the 200 iterations, one readback of their errors and
+    // one of the counters.
+    let submits = after.submits - before.submits;
+    assert!(submits <= 3, "{submits} submits for 200 iterations");
+    let per_iteration = (after.dispatches - before.dispatches) as f64 / 200.0;
+    assert!(per_iteration < 30.0, "{per_iteration} dispatches per iteration");
+}
+
 /// Keys with exact ties, zeros and negatives, values over forty decades,
 /// and neighbours one ulp apart.
 fn hard_keys(n: usize, seed: u64) -> Vec<f64> {

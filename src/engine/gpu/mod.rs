@@ -3,6 +3,8 @@
 
 mod rrr;
 
+pub use rrr::{TRAFFIC_PER_ITEM_EDGE, rrr_iterations};
+
 use std::sync::Arc;
 
 use super::{Collective, DeviceKind, Ops, RrrEngine};

@@ -18,6 +18,7 @@
 //! xa twice and writes x, w (8) — about 10 × 4 bytes in f32.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::engine::{Collective, Consensus, IterReport, RrrEngine};
 use crate::error::{Error, Result};
@@ -27,6 +28,19 @@ use crate::kernels::select_radix::RadixSelect;
 use crate::kernels::{class_select, consensus_nodes, normalize_weights, reduce_rows, rrr_step};
 use crate::problem::{RrrProblem, RrrState};
 use crate::real::Precision;
+
+/// Modelled device traffic per (item, edge) and iteration, in elements (see
+/// the module doc): × 4 bytes in f32, × 8 in f64.
+pub const TRAFFIC_PER_ITEM_EDGE: f64 = 10.0;
+
+/// RRR iterations the process has run on devices (every engine).
+static ITERATIONS: AtomicU64 = AtomicU64::new(0);
+
+/// RRR iterations the process has run on devices so far: what a summary
+/// divides the device's submits and dispatches by.
+pub fn rrr_iterations() -> u64 {
+    ITERATIONS.load(Ordering::Relaxed)
+}
 
 /// Iterations whose RRR_err the device keeps before a readback is forced.
 const HISTORY: usize = 256;
@@ -666,6 +680,7 @@ impl RrrEngine for GpuRrr {
             }
             pending += window;
             rep.iterations += window;
+            ITERATIONS.fetch_add(window as u64, Ordering::Relaxed);
             let last = rep.iterations == iters;
             let check = tol > 0.0 && rep.iterations % check_every == 0;
             if last || check || pending == HISTORY {

@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# One-shot check of a machine with a GPU: builds gradfree, lists the
+# adapters, runs the paper bench suite on the GPU and on the CPU (f32, and
+# f64 on the GPU where the adapter has SHADER_F64), and writes one report,
+# OUT/report.md and OUT/report.json, with every figure and the commands that
+# made it. Energy comes from NVML where the NVIDIA driver provides it (so
+# GWMs per joule are measured), else the report says why it is missing.
+#
+#   scripts/gpu-check.sh [OUT] [--mnist FILE] [--allow-software] [--budget SECONDS]
+#
+# Without --allow-software it refuses to bench a software adapter (lavapipe
+# would take half an hour): it exists to measure real hardware.
+set -euo pipefail
+
+out=gpu-check
+mnist=""
+allow_software=0
+budget=540
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --mnist) mnist="$2"; shift 2 ;;
+        --allow-software) allow_software=1; shift ;;
+        --budget) budget="$2"; shift 2 ;;
+        -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+        -*) echo "gpu-check: unknown option $1" >&2; exit 2 ;;
+        *) out="$1"; shift ;;
+    esac
+done
+
+cd "$(dirname "$0")/.."
+mkdir -p "$out"
+log() { echo "gpu-check: $*" >&2; }
+start=$(date +%s)
+left() { echo $((budget - ($(date +%s) - start))); }
+
+if ! command -v cargo >/dev/null; then
+    log "no cargo: install Rust (https://rustup.rs) and rerun"
+    exit 2
+fi
+
+# A Vulkan ICD is what wgpu needs on Linux.
+icds=$(ls /usr/share/vulkan/icd.d/*.json /etc/vulkan/icd.d/*.json 2>/dev/null || true)
+if [[ -z "$icds" ]]; then
+    log "no Vulkan driver (ICD) is installed:"
+    log "  NVIDIA: the driver's Vulkan part (Debian/Ubuntu: libnvidia-gl-<version> or nvidia-driver; it installs nvidia_icd.json)"
+    log "  AMD or Intel: mesa-vulkan-drivers (radv, anv)"
+    log "  then check with: vulkaninfo --summary (package vulkan-tools)"
+    exit 2
+fi
+
+log "building (release)"
+cargo build --release --locked 2>"$out/build.log" || { log "build failed: see $out/build.log"; exit 1; }
+bin=target/release/gradfree
+
+"$bin" devices >"$out/devices.txt" 2>&1 || true
+cat "$out/devices.txt" >&2
+if command -v nvidia-smi >/dev/null; then
+    nvidia-smi --query-gpu=name,driver_version,memory.total,power.limit --format=csv >"$out/nvidia-smi.csv" 2>&1 || true
+fi
+if ! grep -E '^gpu [0-9]+:' "$out/devices.txt" | grep -vq 'software adapter'; then
+    if [[ $allow_software -eq 0 ]]; then
+        log "only a software adapter is visible (see $out/devices.txt); rerun with --allow-software to bench it anyway"
+        exit 2
+    fi
+fi
+
+mnist_args=()
+if [[ -n "$mnist" ]]; then
+    mnist_args=(--mnist "$mnist")
+fi
+
+run_bench() { # name, timeout, args...
+    local name="$1" limit="$2"; shift 2
+    if (( limit < 30 )); then
+        log "skipping $name: the time budget is spent"
+        echo "skipped (time budget)" >"$out/$name.status"
+        return 0
+    fi
+    log "bench $name (at most ${limit}s): $bin bench $*"
+    echo "$bin bench $*" >"$out/$name.command"
+    if timeout "$limit" "$bin" bench "$@" --out "$out/$name" --quiet >"$out/$name.log" 2>&1; then
+        echo ok >"$out/$name.status"
+    else
+        echo "failed or timed out (exit $?)" >"$out/$name.status"
+    fi
+}
+
+run_bench gpu-f32 $(( $(left) * 2 / 3 )) --suite paper --devices gpu,cpu --precision f32 "${mnist_args[@]}"
+if grep -E '^gpu [0-9]+:' -A2 "$out/devices.txt" | grep -q 'f64 yes'; then
+    run_bench gpu-f64 $(( $(left) - 20 )) --suite paper --devices gpu --precision f64 \
+        --only rrr-nmf-ledm6,rrr-classify-maj13,hsic-ws,hsic-ism
+fi
+
+# One report from the bench outputs.
+python3 - "$out" "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" <<'PY'
+import json, os, sys, datetime
+out, rev = sys.argv[1], sys.argv[2]
+report = {"git": rev, "date": datetime.datetime.utcnow().isoformat() + "Z", "runs": {}}
+md = [f"# gpu-check {report['date']} (gradfree {rev})", ""]
+devices = open(os.path.join(out, "devices.txt")).read()
+report["devices"] = devices
+md += ["## Devices", "", "```", devices.strip(), "```", ""]
+smi = os.path.join(out, "nvidia-smi.csv")
+if os.path.exists(smi):
+    report["nvidia_smi"] = open(smi).read()
+    md += ["```", report["nvidia_smi"].strip(), "```", ""]
+for name in ["gpu-f32", "gpu-f64"]:
+    st = os.path.join(out, name + ".status")
+    if not os.path.exists(st):
+        continue
+    status = open(st).read().strip()
+    cmd_file = os.path.join(out, name + ".command")
+    cmd = open(cmd_file).read().strip() if os.path.exists(cmd_file) else ""
+    run = {"status": status, "command": cmd}
+    md += [f"## {name}: {status}", "", f"`{cmd}`", ""]
+    bj = os.path.join(out, name, "bench.json")
+    if os.path.exists(bj):
+        run["bench"] = json.load(open(bj))
+        md += [open(os.path.join(out, name, "bench.md")).read(), ""]
+    else:
+        logf = os.path.join(out, name + ".log")
+        if os.path.exists(logf):
+            md += ["```", open(logf).read()[-3000:], "```", ""]
+    report["runs"][name] = run
+json.dump(report, open(os.path.join(out, "report.json"), "w"), indent=2)
+open(os.path.join(out, "report.md"), "w").write("\n".join(md))
+print(os.path.join(out, "report.md"))
+PY
+log "done in $(( $(date +%s) - start ))s: $out/report.md and $out/report.json"

@@ -21,6 +21,16 @@ struct NormParams {
 @group(0) @binding(4) var<storage, read> partial: array<real>;
 @group(0) @binding(5) var<storage, read_write> wa: array<real>;
 
+// An edge's mean over the batch, from its partial sums.
+fn edge_mean(e: u32) -> real {
+    let pt = params.parts_total;
+    var s = real(0.0);
+    for (var p = 0u; p < pt; p++) {
+        s += partial[e * pt + p];
+    }
+    return s * (1.0 / real(params.items_total));
+}
+
 @compute @workgroup_size(64)
 fn normalize_weights(
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -36,18 +46,12 @@ fn normalize_weights(
     if (b == a) {
         return;
     }
-    let pt = params.parts_total;
-    let inv_k = 1.0 / real(params.items_total);
     var wmax = real(0.0);
     var imax = a;
     var sumsq = real(0.0);
     for (var i = a; i < b; i++) {
         let e = group_edges[i];
-        var s = real(0.0);
-        for (var p = 0u; p < pt; p++) {
-            s += partial[e * pt + p];
-        }
-        var v = s * inv_k;
+        var v = edge_mean(e);
         if (i == a || v > wmax) {
             wmax = v;
             imax = i;
@@ -96,18 +100,12 @@ fn normalize_groups(
     }
     let a = group_ptr[gi];
     let b = group_ptr[gi + 1u];
-    let pt = params.parts_total;
-    let inv_k = 1.0 / real(params.items_total);
     var wmax = real(0.0);
     var imax = NONE;
     var sumsq = real(0.0);
     for (var i = a + lid; i < b; i += LANES) {
         let e = group_edges[i];
-        var s = real(0.0);
-        for (var p = 0u; p < pt; p++) {
-            s += partial[e * pt + p];
-        }
-        var v = s * inv_k;
+        var v = edge_mean(e);
         if (imax == NONE || v > wmax) {
             wmax = v;
             imax = i;

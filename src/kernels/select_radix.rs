@@ -152,15 +152,36 @@ impl RadixSelect {
         let mut mask = [0u32; 3];
         let digits = digits(precision);
         let hist_threads = (total as u64).div_ceil(HIST_ITEMS).max(1) * 256;
+        let budget = budget.min(u32::MAX as usize) as u32;
+        // Each digit: a histogram and a pick; then the tie ranks and block offsets.
+        let mut passes: Vec<(Params, Vec<(&Kernel, u64)>)> = Vec::new();
         for (i, &(word, shift)) in digits.iter().enumerate() {
-            let params = ctx.uniform(&Params {
+            let first = (i == 0) as u32;
+            let params = Params {
                 items_total: total as u32,
                 word,
                 shift,
-                budget: budget.min(u32::MAX as usize) as u32,
+                budget,
                 mask,
-                first: (i == 0) as u32,
-            })?;
+                first,
+            };
+            passes.push((params, vec![(&HIST, hist_threads), (&PICK, 1)]));
+            mask[word as usize] |= 0xff << shift;
+        }
+        let ties = Params {
+            items_total: total as u32,
+            word: 0,
+            shift: 0,
+            budget,
+            mask,
+            first: 0,
+        };
+        passes.push((
+            ties,
+            vec![(&TIES, (blocks * TIE_BLOCK) as u64), (&BLOCKS, 256)],
+        ));
+        for (params, kernels) in passes {
+            let params = ctx.uniform(&params)?;
             let binds = [
                 (&params).into(),
                 keys.into(),
@@ -169,30 +190,11 @@ impl RadixSelect {
                 (&tie_rank).into(),
                 (&block_ties).into(),
             ];
-            dispatches.push(ctx.prepare(&HIST, precision, &binds, hist_threads)?);
-            dispatches.push(ctx.prepare(&PICK, precision, &binds, 1)?);
+            for (kernel, threads) in kernels {
+                dispatches.push(ctx.prepare(kernel, precision, &binds, threads)?);
+            }
             keep.push(params);
-            mask[word as usize] |= 0xff << shift;
         }
-        let params = ctx.uniform(&Params {
-            items_total: total as u32,
-            word: 0,
-            shift: 0,
-            budget: budget as u32,
-            mask,
-            first: 0,
-        })?;
-        let binds = [
-            (&params).into(),
-            keys.into(),
-            (&bins).into(),
-            (&state).into(),
-            (&tie_rank).into(),
-            (&block_ties).into(),
-        ];
-        dispatches.push(ctx.prepare(&TIES, precision, &binds, (blocks * TIE_BLOCK) as u64)?);
-        dispatches.push(ctx.prepare(&BLOCKS, precision, &binds, 256)?);
-        keep.push(params);
         keep.push(bins);
         Ok(RadixSelect {
             dispatches,

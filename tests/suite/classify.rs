@@ -177,7 +177,9 @@ fn gpu_engine_submits_a_window_of_iterations_at_once() {
     let p = select_problem(MODE_EXEMPT, 3);
     let kk = 50;
     let s = random_classifier_state(&p, kk, 9);
-    let mut e = Backend::gpu(ctx, Precision::F32).rrr_engine(&p, kk).unwrap();
+    let mut e = Backend::gpu(ctx, Precision::F32)
+        .rrr_engine(&p, kk)
+        .unwrap();
     e.load(&s).unwrap();
     let before = gradfree::gpu::work_counts();
     let rep = e.iterate(200, 0.7, 0.0, 200).unwrap();
@@ -189,7 +191,10 @@ fn gpu_engine_submits_a_window_of_iterations_at_once() {
     let submits = after.submits - before.submits;
     assert!(submits <= 3, "{submits} submits for 200 iterations");
     let per_iteration = (after.dispatches - before.dispatches) as f64 / 200.0;
-    assert!(per_iteration < 30.0, "{per_iteration} dispatches per iteration");
+    assert!(
+        per_iteration < 30.0,
+        "{per_iteration} dispatches per iteration"
+    );
 }
 
 /// Keys with exact ties, zeros and negatives, values over forty decades,

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One-shot check of a machine with a GPU: builds gradfree, lists the
 # adapters, runs the paper bench suite on the GPU and on the CPU (f32, and
-# f64 on the GPU where the adapter has SHADER_F64), and writes one report,
+# f64 on the GPU where the adapter has SHADER_F64), the RRR, StarNet and HSIC
+# workloads again with device time per kernel (--profile), and writes one report,
 # OUT/report.md and OUT/report.json, with every figure and the commands that
 # made it. Energy comes from NVML where the NVIDIA driver provides it (so
 # GWMs per joule are measured), else the report says why it is missing.
@@ -85,7 +86,11 @@ run_bench() { # name, timeout, args...
     fi
 }
 
-run_bench gpu-f32 $(( $(left) * 2 / 3 )) --suite paper --devices gpu,cpu --precision f32 "${mnist_args[@]}"
+run_bench gpu-f32 $(( $(left) / 2 )) --suite paper --devices gpu,cpu --precision f32 "${mnist_args[@]}"
+# Device time per kernel (timestamp queries; each dispatch alone, so these
+# rows' speed is not the run's).
+run_bench profile $(( $(left) / 2 )) --suite paper --devices gpu --precision f32 --profile \
+    --only rrr-nmf-ledm6,rrr-classify-maj13,rrr-classify-784-20-10,starnet-epoch,hsic-ism "${mnist_args[@]}"
 if grep -E '^gpu [0-9]+:' -A2 "$out/devices.txt" | grep -q 'f64 yes'; then
     run_bench gpu-f64 $(( $(left) - 20 )) --suite paper --devices gpu --precision f64 \
         --only rrr-nmf-ledm6,rrr-classify-maj13,hsic-ws,hsic-ism
@@ -104,7 +109,7 @@ smi = os.path.join(out, "nvidia-smi.csv")
 if os.path.exists(smi):
     report["nvidia_smi"] = open(smi).read()
     md += ["```", report["nvidia_smi"].strip(), "```", ""]
-for name in ["gpu-f32", "gpu-f64"]:
+for name in ["gpu-f32", "profile", "gpu-f64"]:
     st = os.path.join(out, name + ".status")
     if not os.path.exists(st):
         continue

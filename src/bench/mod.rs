@@ -73,6 +73,12 @@ pub struct Row {
     /// GPU RRR rows: modelled device traffic per (item, edge) and iteration, bytes.
     #[serde(default)]
     pub bytes_per_item_edge: Option<f64>,
+    /// GPU rows of a profiled bench: device time per kernel, longest first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernels: Option<Vec<crate::gpu::KernelTime>>,
+    /// Why a profiled GPU row has no kernel times.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile_note: Option<String>,
 }
 
 impl Row {
@@ -96,6 +102,8 @@ impl Row {
             submits_per_iteration: None,
             dispatches_per_iteration: None,
             bytes_per_item_edge: None,
+            kernels: None,
+            profile_note: None,
         }
     }
 }
@@ -145,6 +153,9 @@ pub fn run_one(
     if let Some(m) = &spec.mnist {
         args.push("--mnist".into());
         args.push(m.display().to_string());
+    }
+    if spec.profile && device == "gpu" {
+        args.push("--profile".into());
     }
     let failed = |why: String| Row::empty(&w.name, device, format!("failed: {why}"));
     let res = std::process::Command::new(exe).args(&args).output();
@@ -196,6 +207,13 @@ pub fn run_one(
         submits_per_iteration: num("submits_per_iteration"),
         dispatches_per_iteration: num("dispatches_per_iteration"),
         bytes_per_item_edge: num("bytes_per_item_edge"),
+        kernels: v
+            .get("kernel_profile")
+            .and_then(|k| serde_json::from_value(k.clone()).ok()),
+        profile_note: v
+            .get("profile_note")
+            .and_then(|n| n.as_str())
+            .map(String::from),
     }
 }
 
@@ -278,6 +296,38 @@ pub fn markdown(r: &Report) -> String {
         .collect();
     if let Some(n) = notes.first() {
         s += &format!("\nEnergy: {n}\n");
+    }
+    for w in &r.rows {
+        s += &kernel_table(w);
+    }
+    s
+}
+
+/// A profiled row's device time per kernel (the ten longest), as markdown.
+fn kernel_table(w: &Row) -> String {
+    if let Some(n) = &w.profile_note {
+        return format!("\n{} on {}: no kernel times ({n})\n", w.workload, w.device);
+    }
+    let Some(k) = &w.kernels else {
+        return String::new();
+    };
+    let total: f64 = k.iter().map(|t| t.seconds).sum();
+    let mut s = format!(
+        "\n{} on {}: {:.3} s of device time in {} kernels\n\n| kernel | dispatches | s | share | µs per dispatch |\n|---|---|---|---|---|\n",
+        w.workload,
+        w.device,
+        total,
+        k.len()
+    );
+    for t in k.iter().take(10) {
+        s += &format!(
+            "| {} | {} | {:.3} | {:.1}% | {:.1} |\n",
+            t.kernel,
+            t.dispatches,
+            t.seconds,
+            100.0 * t.seconds / total.max(f64::MIN_POSITIVE),
+            1e6 * t.seconds / t.dispatches.max(1) as f64
+        );
     }
     s
 }
@@ -369,6 +419,8 @@ pub struct BenchRun {
     pub quiet: bool,
     /// Formats of the RRR-against-SGD charts.
     pub formats: crate::plot::Formats,
+    /// GPU time per kernel (timestamp queries) in every GPU row.
+    pub profile: bool,
 }
 
 /// The devices' copy-kernel bandwidths (GB/s, read + write): the
@@ -425,6 +477,7 @@ pub fn run(b: &BenchRun) -> Result<Report> {
         data,
         mnist: b.mnist.clone(),
         precision: b.precision,
+        profile: b.profile,
     };
     let mut rows = vec![];
     for d in &b.devices {

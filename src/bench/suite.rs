@@ -98,6 +98,8 @@ pub struct WorkerSpec {
     pub mnist: Option<PathBuf>,
     /// Working precision.
     pub precision: Precision,
+    /// GPU time per kernel from timestamp queries.
+    pub profile: bool,
 }
 
 /// Writes the suite's seeded data under `dir`: majority gates (the paper's

@@ -44,6 +44,11 @@ pub(crate) struct BenchArgs {
     /// Formats of the RRR-against-SGD charts (curves-<task>-<device>.*).
     #[arg(long, value_enum, default_value_t = gradfree::plot::Formats::Both)]
     pub(crate) format: gradfree::plot::Formats,
+    /// Device time per kernel in every GPU row, from timestamp queries
+    /// (each dispatch then runs alone and is waited for: the rows' speed
+    /// is not the unprofiled speed).
+    #[arg(long)]
+    pub(crate) profile: bool,
 }
 
 pub(crate) fn bench(a: &BenchArgs) -> Result<()> {
@@ -111,6 +116,7 @@ pub(crate) fn bench(a: &BenchArgs) -> Result<()> {
         exe: std::env::current_exe().map_err(|e| Error::Input(format!("own executable: {e}")))?,
         quiet: a.quiet,
         formats: a.format,
+        profile: a.profile,
     };
     let report = bench::run(&run)?;
     let md = bench::markdown(&report);
@@ -158,6 +164,9 @@ pub(crate) struct BenchWorkerArgs {
     /// The run's output directory.
     #[arg(long)]
     pub(crate) out: PathBuf,
+    /// Device time per kernel into summary.json.
+    #[arg(long)]
+    pub(crate) profile: bool,
 }
 
 pub(crate) fn bench_worker(a: &BenchWorkerArgs) -> Result<()> {
@@ -167,6 +176,9 @@ pub(crate) fn bench_worker(a: &BenchWorkerArgs) -> Result<()> {
         .iter()
         .find(|w| w.name == a.workload)
         .ok_or_else(|| Error::Input(format!("no workload '{}'", a.workload)))?;
+    if a.profile {
+        gradfree::gpu::enable_profiling();
+    }
     let backend = Backend::open(a.device, a.precision, &GpuRequest::default())?;
     let mut session = Session::new(&backend, Some(&a.out), OutMode::Overwrite, Voice::Quiet)?;
     let (seed, own) = bench::execute(&w.job, &backend, &mut session)?;

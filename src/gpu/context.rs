@@ -187,6 +187,8 @@ pub struct GpuContext {
     summary: AdapterSummary,
     pub(crate) pipelines: Mutex<HashMap<PipelineKey, Arc<super::pipeline::CachedPipeline>>>,
     errors: Arc<Mutex<Vec<String>>>,
+    /// Timestamp queries, when profiling.
+    pub(crate) stamps: Option<super::profile::Stamps>,
 }
 
 /// Submits, dispatches and readbacks of every context of the process.
@@ -275,6 +277,14 @@ impl GpuContext {
             }
             features |= wgpu::Features::SHADER_F64;
         }
+        let profiling = super::profile::enabled();
+        if profiling {
+            if summary.timestamp_query {
+                features |= wgpu::Features::TIMESTAMP_QUERY;
+            } else {
+                super::profile::unsupported(&summary.name);
+            }
+        }
         let limits = adapter.limits();
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("gradfree"),
@@ -303,7 +313,10 @@ impl GpuContext {
             summary.backend,
             summary.device_type
         );
+        let stamps = (profiling && summary.timestamp_query)
+            .then(|| super::profile::Stamps::new(&device, &queue));
         Ok(Arc::new(GpuContext {
+            stamps,
             device,
             queue,
             limits,

@@ -7,12 +7,14 @@
 pub mod buffer;
 pub mod context;
 pub mod pipeline;
+pub mod profile;
 
 pub use buffer::GpuBuffer;
 pub use context::{
     AdapterSummary, BackendChoice, GpuContext, GpuRequest, WorkCounts, list_adapters, work_counts,
 };
 pub use pipeline::{Bind, BindRef, Dispatch, Kernel, Recorder};
+pub use profile::{KernelTime, enable_profiling, kernel_times};
 
 /// Invocations per workgroup of the one-thread-per-element kernels.
 pub const WORKGROUP: u32 = 64;

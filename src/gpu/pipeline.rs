@@ -101,6 +101,7 @@ pub struct Dispatch {
     bind_group: wgpu::BindGroup,
     groups: (u32, u32),
     name: &'static str,
+    entry: &'static str,
 }
 
 impl std::fmt::Debug for Dispatch {
@@ -258,6 +259,7 @@ impl GpuContext {
             bind_group,
             groups: self.grid(threads, kernel.workgroup)?,
             name: kernel.name,
+            entry: kernel.entry,
         })
     }
 
@@ -272,10 +274,15 @@ impl GpuContext {
     pub fn recorder(&self) -> Recorder<'_> {
         Recorder {
             ctx: self,
-            encoder: self
-                .device
-                .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None }),
+            encoder: self.encoder(),
+            stamped: Vec::new(),
+            failed: None,
         }
+    }
+
+    fn encoder(&self) -> wgpu::CommandEncoder {
+        self.device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None })
     }
 }
 
@@ -283,6 +290,10 @@ impl GpuContext {
 pub struct Recorder<'a> {
     ctx: &'a GpuContext,
     encoder: wgpu::CommandEncoder,
+    /// When profiling: the kernels stamped in this encoder, in order.
+    stamped: Vec<String>,
+    /// When profiling: a failed mid-recording readback, for `submit`.
+    failed: Option<Error>,
 }
 
 impl Recorder<'_> {
@@ -295,6 +306,35 @@ impl Recorder<'_> {
     /// inserts the barriers their storage dependencies need.
     pub fn dispatches(&mut self, ds: &[&Dispatch]) {
         if ds.iter().all(|d| d.groups.0 == 0) {
+            return;
+        }
+        if let Some(stamps) = &self.ctx.stamps {
+            for d in ds.iter().filter(|d| d.groups.0 > 0) {
+                if self.stamped.len() == super::profile::CAPACITY as usize {
+                    // A full query set: submit what is recorded and read its stamps.
+                    let enc = std::mem::replace(&mut self.encoder, self.ctx.encoder());
+                    if let Err(e) = self.finish(enc, stamps) {
+                        self.failed.get_or_insert(e);
+                    }
+                }
+                let i = self.stamped.len() as u32;
+                let mut pass = self
+                    .encoder
+                    .begin_compute_pass(&wgpu::ComputePassDescriptor {
+                        label: None,
+                        timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
+                            query_set: &stamps.set,
+                            beginning_of_pass_write_index: Some(2 * i),
+                            end_of_pass_write_index: Some(2 * i + 1),
+                        }),
+                    });
+                DISPATCHES.fetch_add(1, Ordering::Relaxed);
+                pass.set_pipeline(&d.pipeline.pipeline);
+                pass.set_bind_group(0, &d.bind_group, &[]);
+                pass.dispatch_workgroups(d.groups.0, d.groups.1, 1);
+                drop(pass);
+                self.stamped.push(format!("{}::{}", d.name, d.entry));
+            }
             return;
         }
         let mut pass = self
@@ -322,9 +362,30 @@ impl Recorder<'_> {
     }
 
     /// Submits everything recorded (one queue submit) and checks for errors.
-    pub fn submit(self) -> Result<()> {
+    pub fn submit(mut self) -> Result<()> {
+        if let Some(stamps) = &self.ctx.stamps {
+            let enc = std::mem::replace(&mut self.encoder, self.ctx.encoder());
+            self.finish(enc, stamps)?;
+            return self.failed.map_or(Ok(()), Err);
+        }
         SUBMITS.fetch_add(1, Ordering::Relaxed);
         self.ctx.queue.submit([self.encoder.finish()]);
         self.ctx.check("submit")
+    }
+
+    /// Profiling: submits `enc` with the resolve of its stamps, then reads them.
+    fn finish(
+        &mut self,
+        mut enc: wgpu::CommandEncoder,
+        stamps: &super::profile::Stamps,
+    ) -> Result<()> {
+        if !self.stamped.is_empty() {
+            stamps.resolve(&mut enc, self.stamped.len() as u32);
+        }
+        SUBMITS.fetch_add(1, Ordering::Relaxed);
+        self.ctx.queue.submit([enc.finish()]);
+        self.ctx.check("submit")?;
+        let names = std::mem::take(&mut self.stamped);
+        stamps.collect(self.ctx, &names)
     }
 }

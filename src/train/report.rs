@@ -27,6 +27,12 @@ pub struct Common {
     /// What this process sent to a GPU per RRR iteration, when it ran any.
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub device_work: Option<DeviceWork>,
+    /// Device time per kernel, when profiling was on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kernel_profile: Option<Vec<crate::gpu::KernelTime>>,
+    /// Why a profiled run has no kernel times.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profile_note: Option<String>,
     /// Rank 0's communication, when there were several ranks.
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub comm: Option<CommFields>,
@@ -104,6 +110,10 @@ impl Common {
             measurement: m.clone(),
             peak_rss_bytes: peak_rss_bytes(),
             device_work: DeviceWork::now(precision),
+            kernel_profile: crate::gpu::kernel_times().ok(),
+            profile_note: crate::gpu::profile::enabled()
+                .then(crate::gpu::kernel_times)
+                .and_then(|r| r.err()),
             ranks: 1,
             comm: None,
         }

@@ -197,6 +197,62 @@ fn gpu_engine_submits_a_window_of_iterations_at_once() {
     );
 }
 
+#[test]
+fn gpu_profile_times_every_kernel_of_an_iteration() {
+    // Profiling is per process and must be on before the device opens.
+    let name = "classify::gpu_profile_times_every_kernel_of_an_iteration";
+    if !in_own_process(name, &[]) {
+        return;
+    }
+    gradfree::gpu::enable_profiling();
+    let Some(ctx) = gpu(Precision::F32) else {
+        return;
+    };
+    if !ctx.summary().timestamp_query {
+        assert!(gradfree::gpu::kernel_times().is_err());
+        return;
+    }
+    let p = select_problem(MODE_EXEMPT, 3);
+    let kk = 40;
+    let s = random_classifier_state(&p, kk, 4);
+    let run = |be: &Backend| {
+        let mut e = be.rrr_engine(&p, kk).unwrap();
+        e.load(&s).unwrap();
+        // Over 1024 dispatches in one window: the query set is read mid-recording.
+        let rep = e.iterate(200, 0.7, 0.0, 200).unwrap();
+        (e.state().unwrap(), rep.errors)
+    };
+    let (st, errs) = run(&Backend::gpu(ctx, Precision::F32));
+    let times = gradfree::gpu::kernel_times().unwrap();
+    let of = |k: &str| {
+        times
+            .iter()
+            .find(|t| t.kernel == k)
+            .map(|t| (t.dispatches, t.seconds))
+    };
+    let (steps, step_s) = of("rrr_step::rrr_step").expect("rrr_step timed");
+    assert_eq!(steps, 200);
+    assert!(step_s > 0.0);
+    for k in [
+        "consensus_nodes::consensus_nodes",
+        "select_radix::radix_hist",
+    ] {
+        assert!(of(k).is_some_and(|(n, _)| n >= 200), "{k}: {times:?}");
+    }
+    // Profiling changes when work is submitted, not what is computed (the
+    // first iterations, before rounding differences grow).
+    let (want_st, want_errs) = run(&Backend::cpu(Precision::F32));
+    let (rt, at) = tol(Precision::F32);
+    assert_close(
+        "RRR_err",
+        &errs[..10],
+        &want_errs[..10],
+        rt * 10.0,
+        at * 10.0,
+    );
+    assert_eq!(st.items, want_st.items);
+}
+
 /// Keys with exact ties, zeros and negatives, values over forty decades,
 /// and neighbours one ulp apart.
 fn hard_keys(n: usize, seed: u64) -> Vec<f64> {

@@ -232,7 +232,7 @@ impl GpuRrr {
                       out: &GpuBuffer,
                       rows: usize,
                       items: usize| {
-            let (kernel, per_part) = reduce_rows::kernel_for(items);
+            let (kernel, per_part) = reduce_rows::kernel_for(ctx, items);
             ctx.prepare(
                 kernel,
                 precision,

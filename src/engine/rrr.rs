@@ -5,7 +5,7 @@
 //! the backend's [`super::collective::Collective`].
 
 use crate::error::Result;
-use crate::problem::RrrState;
+use crate::problem::{NodeStart, RrrState};
 
 /// The A-projection of the current state: consensus values.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -66,6 +66,9 @@ impl IterReport {
 pub trait RrrEngine: Send {
     /// Replaces the state z (and data, labels) of the batch.
     fn load(&mut self, state: &RrrState) -> Result<()>;
+    /// Replaces the state with the replicas of a batch start in node form
+    /// (the same state as `load(&start.replicas(p))`).
+    fn load_nodes(&mut self, start: &NodeStart) -> Result<()>;
     /// Runs up to `iters` iterations of z ← z + β(PB(2PA(z) − z) − PA(z)),
     /// stopping once RRR_err < tol (checked every `check_every` iterations).
     fn iterate(

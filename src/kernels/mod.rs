@@ -23,6 +23,7 @@ pub mod project_activation;
 pub mod project_bilinear;
 pub mod reduce_rows;
 pub mod row_residual;
+pub mod rrr_load;
 pub mod rrr_step;
 pub mod rrr_update;
 pub mod select_radix;
@@ -45,6 +46,7 @@ pub const ALL: &[Kernel] = &[
     normalize_weights::KERNEL,
     normalize_weights::GROUPS,
     rrr_step::KERNEL,
+    rrr_load::KERNEL,
     rrr_update::KERNEL,
     copy::KERNEL,
     gauss_kernel::KERNEL,

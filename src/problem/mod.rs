@@ -351,6 +351,114 @@ pub fn layered_edges(widths: &[usize]) -> Vec<(u32, u32)> {
     edges
 }
 
+/// A batch's start in node form, from which every replica follows:
+/// x[e][k] = x[src(e)][k], w[e][k] = weights[e], y[i][k] = y[i][k],
+/// b[i][k] = biases[i]. N × K values per array instead of E × K: what a
+/// device receives to build the replicas itself.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct NodeStart {
+    /// Items K.
+    pub items: usize,
+    /// Node values of each item's feed pass, [N][K].
+    pub x: Vec<f64>,
+    /// Pre-activations of each item's feed pass, [N][K].
+    pub y: Vec<f64>,
+    /// The model's weights, [E].
+    pub weights: Vec<f64>,
+    /// The model's biases, [N].
+    pub biases: Vec<f64>,
+    /// Data values [N][K] at data/fixed nodes.
+    pub data: Vec<f64>,
+    /// Class label per item.
+    pub labels: Vec<u32>,
+}
+
+impl NodeStart {
+    /// From one feed pass per item (node values, pre-activations) and the
+    /// model; `data` zero and `labels` 0, for the caller to set.
+    pub fn from_passes(
+        p: &RrrProblem,
+        passes: &[(&[f64], &[f64])],
+        weights: &[f64],
+        biases: &[f64],
+    ) -> Self {
+        let (n, kk) = (p.nodes, passes.len());
+        let mut x = vec![0.0; n * kk];
+        let mut y = vec![0.0; n * kk];
+        // Rows in parallel, each contiguous (item by item would stride
+        // through the whole [row][item] arrays).
+        x.par_chunks_mut(kk.max(1))
+            .zip(y.par_chunks_mut(kk.max(1)))
+            .enumerate()
+            .for_each(|(i, (xr, yr))| {
+                for (k, (px, py)) in passes.iter().enumerate() {
+                    xr[k] = px[i];
+                    yr[k] = py[i];
+                }
+            });
+        NodeStart {
+            items: kk,
+            x,
+            y,
+            weights: weights.to_vec(),
+            biases: biases.to_vec(),
+            data: vec![0.0; n * kk],
+            labels: vec![0; kk],
+        }
+    }
+
+    /// Checks shapes (for `edges` edges and `nodes` nodes) and finiteness.
+    pub fn validate_shape(&self, edges: usize, nodes: usize) -> Result<()> {
+        let (n, k) = (nodes, self.items);
+        let ok = self.x.len() == n * k
+            && self.y.len() == n * k
+            && self.data.len() == n * k
+            && self.weights.len() == edges
+            && self.biases.len() == nodes
+            && self.labels.len() == k;
+        if !ok {
+            return Err(Error::Input(format!(
+                "batch start shapes do not match {edges} edges, {nodes} nodes and {k} items"
+            )));
+        }
+        let all = [&self.x, &self.y, &self.weights, &self.biases, &self.data];
+        if all.iter().any(|v| v.iter().any(|x| !x.is_finite())) {
+            return Err(Error::Numeric(
+                "batch start holds a non-finite value".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Writes the replicas x, w, y and b of `s` (the host twin of the
+    /// device's `rrr_load`).
+    pub fn fill_replicas(&self, src: &[u32], s: &mut RrrState) {
+        let kk = self.items;
+        debug_assert_eq!(s.items, kk);
+        s.x.par_chunks_mut(kk.max(1))
+            .zip(s.w.par_chunks_mut(kk.max(1)))
+            .enumerate()
+            .for_each(|(e, (xr, wr))| {
+                let from = src[e] as usize * kk;
+                xr.copy_from_slice(&self.x[from..from + kk]);
+                wr.fill(self.weights[e]);
+            });
+        s.y.copy_from_slice(&self.y);
+        s.b.par_chunks_mut(kk.max(1))
+            .enumerate()
+            .for_each(|(i, br)| br.fill(self.biases[i]));
+    }
+
+    /// The whole state: replicas, data and labels.
+    pub fn replicas(&self, p: &RrrProblem) -> RrrState {
+        let mut s = RrrState::zeros(p, self.items);
+        self.fill_replicas(&p.src, &mut s);
+        s.data.clone_from(&self.data);
+        s.labels.clone_from(&self.labels);
+        s
+    }
+}
+
 /// The replicated variables z of one batch of K items, plus its data.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct RrrState {
@@ -386,10 +494,8 @@ impl RrrState {
 
     /// Sets every replica from one feed pass per item: x[e][k] is the
     /// pass's value at edge e's source, y[i][k] its pre-activation at node
-    /// i, and w, b the model's weights and biases on every item. Rows are
-    /// filled in parallel, each contiguous (item by item would stride
-    /// through the whole [row][item] arrays); `data` and `labels` are left
-    /// to the caller.
+    /// i, and w, b the model's weights and biases on every item; `data`
+    /// and `labels` are left to the caller.
     pub fn set_replicas(
         &mut self,
         p: &RrrProblem,
@@ -397,29 +503,8 @@ impl RrrState {
         weights: &[f64],
         biases: &[f64],
     ) {
-        let kk = self.items;
-        debug_assert_eq!(passes.len(), kk);
-        self.x
-            .par_chunks_mut(kk.max(1))
-            .zip(self.w.par_chunks_mut(kk.max(1)))
-            .enumerate()
-            .for_each(|(e, (xr, wr))| {
-                let src = p.src[e] as usize;
-                for (v, (x, _)) in xr.iter_mut().zip(passes) {
-                    *v = x[src];
-                }
-                wr.fill(weights[e]);
-            });
-        self.y
-            .par_chunks_mut(kk.max(1))
-            .zip(self.b.par_chunks_mut(kk.max(1)))
-            .enumerate()
-            .for_each(|(i, (yr, br))| {
-                for (v, (_, y)) in yr.iter_mut().zip(passes) {
-                    *v = y[i];
-                }
-                br.fill(biases[i]);
-            });
+        debug_assert_eq!(passes.len(), self.items);
+        NodeStart::from_passes(p, passes, weights, biases).fill_replicas(&p.src, self);
     }
 
     /// Checks shapes and finiteness against a problem.

@@ -12,7 +12,7 @@ use gradfree::kernels::class_select::{
 use gradfree::kernels::select_radix;
 use gradfree::methods::rrr::classify::{self, Classifier, Saved, Settings};
 use gradfree::methods::rrr::net::Net;
-use gradfree::problem::{RrrProblem, Selection, layered_edges};
+use gradfree::problem::{NodeStart, RrrProblem, Selection, layered_edges};
 use gradfree::train::{Session, Start};
 use gradfree::{Backend, Precision};
 use std::path::Path;
@@ -251,6 +251,62 @@ fn gpu_profile_times_every_kernel_of_an_iteration() {
         at * 10.0,
     );
     assert_eq!(st.items, want_st.items);
+}
+
+/// A batch start of random node values on `p`'s graph.
+fn random_start(p: &RrrProblem, kk: usize, seed: u64) -> NodeStart {
+    let mut r = rng(seed);
+    let n = p.nodes;
+    NodeStart {
+        items: kk,
+        x: uniform(&mut r, n * kk, -1.0, 1.0),
+        y: uniform(&mut r, n * kk, -1.0, 1.0),
+        weights: uniform(&mut r, p.edges(), -1.0, 1.0),
+        biases: uniform(&mut r, n, -0.5, 0.5),
+        data: uniform(&mut r, n * kk, 0.0, 1.0),
+        labels: (0..kk as u32).map(|k| k % 2).collect(),
+    }
+}
+
+/// `load_nodes` gives the state `load` of the host-built replicas gives.
+fn check_load_nodes(kk: usize) {
+    let p = select_problem(MODE_EXEMPT, 2);
+    let start = random_start(&p, kk, 31 + kk as u64);
+    let want = start.replicas(&p);
+    assert_eq!(want.x[..kk], start.x[p.src[0] as usize * kk..][..kk]);
+    for (name, be) in backends() {
+        let mut e = be.rrr_engine(&p, kk).unwrap();
+        e.load(&want).unwrap();
+        let loaded = e.state().unwrap();
+        e.load_nodes(&start).unwrap();
+        let built = e.state().unwrap();
+        assert_eq!(built, loaded, "{name} K {kk}");
+        assert_eq!(e.labels_used().unwrap(), start.labels, "{name}");
+        let rep_a = e.iterate(2, 0.7, 0.0, 2).unwrap();
+        e.load(&want).unwrap();
+        let rep_b = e.iterate(2, 0.7, 0.0, 2).unwrap();
+        assert_eq!(
+            rep_a.errors, rep_b.errors,
+            "{name}: the same iterations follow"
+        );
+    }
+}
+
+#[test]
+fn engines_build_replicas_from_the_node_form() {
+    for kk in [1, 37, 130] {
+        check_load_nodes(kk);
+    }
+}
+
+#[test]
+fn gpu_builds_replicas_per_item_chunk() {
+    // Several chunks: 9 nodes × 8 bytes × 64 items per binding (own process).
+    let name = "classify::gpu_builds_replicas_per_item_chunk";
+    if !in_own_process(name, &[("GRADFREE_MAX_BINDING_BYTES", "4608")]) {
+        return;
+    }
+    check_load_nodes(300);
 }
 
 /// Keys with exact ties, zeros and negatives, values over forty decades,

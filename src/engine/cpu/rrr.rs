@@ -16,7 +16,7 @@ use crate::kernels::par::FlushDenormals;
 use crate::kernels::project_bilinear::WarmRoot;
 use crate::kernels::rrr_step::{self, StepInputs, StepState, WSUM_PARTS, XSumLayout, XSums};
 use crate::kernels::{class_select, normalize_weights, reduce_rows};
-use crate::problem::{RrrProblem, RrrState};
+use crate::problem::{NodeStart, RrrProblem, RrrState};
 use crate::real::Real;
 
 pub(crate) struct CpuRrr<T> {
@@ -242,6 +242,12 @@ impl<T: Real> RrrEngine for CpuRrr<T> {
         self.wsum_fresh = false;
         self.xsum_fresh = false;
         Ok(())
+    }
+
+    fn load_nodes(&mut self, start: &NodeStart) -> Result<()> {
+        start.validate_shape(self.p.edges(), self.p.nodes)?;
+        let state = start.replicas(&self.p);
+        self.load(&state)
     }
 
     fn iterate(

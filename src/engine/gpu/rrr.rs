@@ -25,8 +25,10 @@ use crate::error::{Error, Result};
 use crate::gpu::buffer::Elem;
 use crate::gpu::{BindRef, Dispatch, GpuBuffer, GpuContext};
 use crate::kernels::select_radix::RadixSelect;
-use crate::kernels::{class_select, consensus_nodes, normalize_weights, reduce_rows, rrr_step};
-use crate::problem::{RrrProblem, RrrState};
+use crate::kernels::{
+    class_select, consensus_nodes, normalize_weights, reduce_rows, rrr_load, rrr_step,
+};
+use crate::problem::{NodeStart, RrrProblem, RrrState};
 use crate::real::Precision;
 
 /// Modelled device traffic per (item, edge) and iteration, in elements (see
@@ -68,6 +70,11 @@ struct Chunk {
     d_reduce_b: Option<Dispatch>,
     d_step: Dispatch,
     d_err: Dispatch,
+    /// The chunk's node values and pre-activations ([N][Kc]) of a batch
+    /// start, and the dispatch that builds the replicas from them.
+    nodes_x: GpuBuffer,
+    nodes_y: GpuBuffer,
+    d_load: Dispatch,
     _keep: Vec<GpuBuffer>,
 }
 
@@ -92,6 +99,9 @@ pub(crate) struct GpuRrr {
     bpart: GpuBuffer,
     /// Partial sums over items of w per edge, [E][P_total].
     wpart: GpuBuffer,
+    /// The model's weights and biases of a batch start.
+    model_w: GpuBuffer,
+    model_b: GpuBuffer,
     /// Selection keys of the whole batch (every process's items).
     keys: GpuBuffer,
     /// The threshold search of exemptions and relabeling.
@@ -177,6 +187,8 @@ impl GpuRrr {
         }
 
         let u32buf = |v: &[u32]| ctx.upload_u32(v);
+        let model_w = ctx.alloc(e, real)?;
+        let model_b = ctx.alloc(n, real)?;
         let out_ptr = u32buf(&p.out_ptr)?;
         let out_edges = u32buf(&p.out_edges)?;
         let kind = u32buf(&kind_codes)?;
@@ -357,6 +369,31 @@ impl GpuRrr {
                 (&counters).into(),
             ];
             let d_step = ctx.prepare(&rrr_step::KERNEL, precision, &binds, (j * ck) as u64)?;
+            let nodes_x = ctx.alloc(n * ck, real)?;
+            let nodes_y = ctx.alloc(n * ck, real)?;
+            let load_params = ctx.uniform(&rrr_load::Params {
+                items: ck as u32,
+                edges: e as u32,
+                nodes: n as u32,
+                pad: 0,
+            })?;
+            let d_load = ctx.prepare(
+                &rrr_load::KERNEL,
+                precision,
+                &[
+                    (&load_params).into(),
+                    (&src).into(),
+                    (&model_w).into(),
+                    (&model_b).into(),
+                    (&nodes_x).into(),
+                    (&nodes_y).into(),
+                    (&x).into(),
+                    (&w).into(),
+                    (&y).into(),
+                    (&b).into(),
+                ],
+                ((e + n) * ck) as u64,
+            )?;
             let err_params =
                 ctx.uniform(&rp(j, ck, reduce_rows::MODE_SUM, part_offset, parts_total))?;
             let d_err = reduce(&err_params, &err, &err, &errpart, j, ck)?;
@@ -380,7 +417,11 @@ impl GpuRrr {
                 d_reduce_b,
                 d_step,
                 d_err,
+                nodes_x,
+                nodes_y,
+                d_load,
                 _keep: vec![
+                    load_params,
                     err,
                     node_params,
                     rw_params,
@@ -448,6 +489,8 @@ impl GpuRrr {
             d_err_final,
             bpart,
             wpart,
+            model_w,
+            model_b,
             keys,
             radix,
             has_bias: p.has_bias,
@@ -640,6 +683,33 @@ impl RrrEngine for GpuRrr {
             c.given.write_u32(&s.labels[c.start..c.start + c.items]);
         }
         self.labels = s.labels.clone();
+        Ok(())
+    }
+
+    fn load_nodes(&mut self, start: &NodeStart) -> Result<()> {
+        let kk = self.items;
+        if start.items != kk {
+            return Err(Error::Input(format!(
+                "engine built for {kk} items, batch start has {}",
+                start.items
+            )));
+        }
+        start.validate_shape(self.edges, self.nodes)?;
+        self.model_w.write_real(&start.weights);
+        self.model_b.write_real(&start.biases);
+        let mut rec = self.ctx.recorder();
+        for c in &self.chunks {
+            let cols = |v: &[f64]| columns(v, kk, c.start, c.items);
+            c.nodes_x.write_real(&cols(&start.x));
+            c.nodes_y.write_real(&cols(&start.y));
+            c.data.write_real(&cols(&start.data));
+            c.labels
+                .write_u32(&start.labels[c.start..c.start + c.items]);
+            c.given.write_u32(&start.labels[c.start..c.start + c.items]);
+            rec.dispatches(&[&c.d_load]);
+        }
+        rec.submit()?;
+        self.labels = start.labels.clone();
         Ok(())
     }
 

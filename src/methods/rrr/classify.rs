@@ -37,7 +37,7 @@ use crate::error::{Error, Result};
 use crate::io::{NamedTensor, read_safetensors, safetensors_bytes};
 use crate::kernels::class_select::LABEL_EXEMPT;
 use crate::plot::{ImageGrid, Pixels};
-use crate::problem::{RrrProblem, RrrState, Selection};
+use crate::problem::{NodeStart, RrrProblem, Selection};
 use crate::real::Precision;
 use crate::train::checkpoint::{Provenance, Totals, fingerprint};
 use crate::train::{self, Batches, EpochEnd, Method, Plan, Session, Start, Stopped, epoch_order};
@@ -230,11 +230,11 @@ impl Classifier {
         Ok(wrong[0] / data.len() as f64)
     }
 
-    /// The RRR state of a batch, initialized by a forward pass.
-    pub fn batch_state(&self, m: &Model, data: &Labeled, idx: &[usize]) -> RrrState {
+    /// The start of a batch's RRR state, in node form: a forward pass per
+    /// item with the current model (the engine builds the replicas).
+    pub fn batch_start(&self, m: &Model, data: &Labeled, idx: &[usize]) -> NodeStart {
         let p = &self.problem;
         let kk = idx.len();
-        let mut s = RrrState::zeros(p, kk);
         let passes: Vec<(Vec<f64>, Vec<f64>)> = idx
             .par_iter()
             .map(|&item| self.forward(m, data.item(item)))
@@ -243,7 +243,7 @@ impl Classifier {
             .iter()
             .map(|(x, y)| (x.as_slice(), y.as_slice()))
             .collect();
-        s.set_replicas(p, &views, &m.weights, &m.biases);
+        let mut s = NodeStart::from_passes(p, &views, &m.weights, &m.biases);
         for (k, (x, _)) in passes.iter().enumerate() {
             for (i, &v) in x[..self.net.data].iter().enumerate() {
                 s.data[i * kk + k] = v;
@@ -452,10 +452,10 @@ impl Method for Training<'_> {
         let (clf, s, train) = (self.clf, self.s, self.train);
         // This process's slice of the batch (all of it in a world of one).
         let idx = &idx[self.local.clone()];
-        let state = clf.batch_state(&self.model, train, idx);
+        let start = clf.batch_start(&self.model, train, idx);
         let rep = super::solve_batch(
             self.engine.as_mut(),
-            &state,
+            super::BatchStart::Nodes(&start),
             s.iters_per_batch,
             s.beta,
             s.tol,

@@ -22,7 +22,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::engine::{IterReport, RrrEngine};
 use crate::error::{Error, Result};
-use crate::problem::{RrrProblem, RrrState};
+use crate::problem::{NodeStart, RrrProblem, RrrState};
 
 /// Consensus weights (in the problem's edge order) and biases per node:
 /// what a classifier, an autoencoder or a generator has learned.
@@ -60,6 +60,15 @@ pub fn random_model(p: &RrrProblem, seed: u64) -> Model {
     }
 }
 
+/// How a batch's RRR state is given to the engine.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum BatchStart<'a> {
+    /// Every replica, built on the host.
+    State(&'a RrrState),
+    /// The node form the engine builds the replicas from.
+    Nodes(&'a NodeStart),
+}
+
 /// One batch of RRR training, as classify, autoencode and the generator
 /// do it: load the batch's replicas, run the iterations, and take the
 /// A-consensus weights w̄ and the B bias consensus b̄ (the batch mean of
@@ -68,7 +77,7 @@ pub fn random_model(p: &RrrProblem, seed: u64) -> Model {
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn solve_batch(
     engine: &mut dyn RrrEngine,
-    state: &RrrState,
+    start: BatchStart<'_>,
     iterations: usize,
     beta: f64,
     tol: f64,
@@ -76,7 +85,10 @@ pub(crate) fn solve_batch(
     first_biased: usize,
     (epoch, batch): (usize, usize),
 ) -> Result<IterReport> {
-    engine.load(state)?;
+    match start {
+        BatchStart::State(s) => engine.load(s)?,
+        BatchStart::Nodes(s) => engine.load_nodes(s)?,
+    }
     let check_every = if tol > 0.0 { 10 } else { iterations };
     let rep = engine.iterate(iterations, beta, tol, check_every)?;
     model.weights = engine.consensus()?.w;

@@ -9,7 +9,7 @@ use rand_chacha::ChaCha8Rng;
 use super::{AeSettings, Autoencoder, binary_solved, code_lists, sample_codes};
 use crate::engine::{Backend, RrrEngine};
 use crate::error::{Error, Result};
-use crate::methods::rrr::{Model, gwms, solve_batch};
+use crate::methods::rrr::{BatchStart, Model, gwms, solve_batch};
 use crate::problem::RrrState;
 use crate::train::checkpoint::{Provenance, Totals, fingerprint};
 use crate::train::{Batches, Control, EpochEnd, Method, Plan, epoch_order};
@@ -236,7 +236,7 @@ impl Method for AeTraining<'_> {
         let engine = self.engine.as_mut().expect("built above");
         let rep = solve_batch(
             engine.as_mut(),
-            state,
+            BatchStart::State(state),
             s.iters_per_batch,
             s.beta,
             s.tol,

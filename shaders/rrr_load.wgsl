@@ -1,0 +1,47 @@
+// A batch's replicas from its node form: x[e][k] = nodes_x[src(e)][k],
+// w[e][k] = weights[e], y[i][k] = nodes_y[i][k], b[i][k] = biases[i], one
+// invocation per element of the [E][K] and then the [N][K] arrays. The
+// host sends N × K node values instead of E × K replicas. Mirrors
+// src/kernels/rrr_load.rs.
+
+//!entry
+struct LoadParams {
+    items: u32,
+    edges: u32,
+    nodes: u32,
+    _pad: u32,
+}
+
+@group(0) @binding(0) var<uniform> params: LoadParams;
+@group(0) @binding(1) var<storage, read> src: array<u32>;
+@group(0) @binding(2) var<storage, read> weights: array<real>;
+@group(0) @binding(3) var<storage, read> biases: array<real>;
+@group(0) @binding(4) var<storage, read> nodes_x: array<real>;
+@group(0) @binding(5) var<storage, read> nodes_y: array<real>;
+@group(0) @binding(6) var<storage, read_write> x: array<real>;
+@group(0) @binding(7) var<storage, read_write> w: array<real>;
+@group(0) @binding(8) var<storage, read_write> y: array<real>;
+@group(0) @binding(9) var<storage, read_write> b: array<real>;
+
+@compute @workgroup_size(64)
+fn rrr_load(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let idx = (wid.y * nwg.x + wid.x) * 64u + lid;
+    let kk = params.items;
+    let edge_elems = params.edges * kk;
+    if (idx < edge_elems) {
+        let e = idx / kk;
+        let k = idx - e * kk;
+        x[idx] = nodes_x[src[e] * kk + k];
+        w[idx] = weights[e];
+        return;
+    }
+    let n = idx - edge_elems;
+    if (n < params.nodes * kk) {
+        y[n] = nodes_y[n];
+        b[n] = biases[n / kk];
+    }
+}

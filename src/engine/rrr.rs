@@ -82,6 +82,11 @@ pub trait RrrEngine: Send {
     fn state(&mut self) -> Result<RrrState>;
     /// The A-projection PA(z) of the current state.
     fn consensus(&mut self) -> Result<Consensus>;
+    /// The consensus weights w̄ of PA(z) alone: what a batch's model takes
+    /// (a device reads back E values instead of the node arrays).
+    fn consensus_weights(&mut self) -> Result<Vec<f64>> {
+        Ok(self.consensus()?.w)
+    }
     /// The B-side bias consensus of the latest iteration: per node, the
     /// batch mean of 2b_A − b (zeros before any iteration or without biases).
     fn bias_consensus(&mut self) -> Result<Vec<f64>>;

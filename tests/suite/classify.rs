@@ -289,6 +289,8 @@ fn check_load_nodes(kk: usize) {
             rep_a.errors, rep_b.errors,
             "{name}: the same iterations follow"
         );
+        let w = e.consensus_weights().unwrap();
+        assert_eq!(w, e.consensus().unwrap().w, "{name}: consensus weights");
     }
 }
 

@@ -820,6 +820,11 @@ impl RrrEngine for GpuRrr {
         Ok(out)
     }
 
+    fn consensus_weights(&mut self) -> Result<Vec<f64>> {
+        self.run_project_a()?;
+        self.wa.read_real()
+    }
+
     fn consensus(&mut self) -> Result<Consensus> {
         self.run_project_a()?;
         let (n, kk) = (self.nodes, self.items);

@@ -91,7 +91,7 @@ pub(crate) fn solve_batch(
     }
     let check_every = if tol > 0.0 { 10 } else { iterations };
     let rep = engine.iterate(iterations, beta, tol, check_every)?;
-    model.weights = engine.consensus()?.w;
+    model.weights = engine.consensus_weights()?;
     let bb = engine.bias_consensus()?;
     model.biases[first_biased..].copy_from_slice(&bb[first_biased..]);
     if model

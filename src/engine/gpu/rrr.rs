@@ -69,7 +69,10 @@ struct Chunk {
     d_reduce_w: Dispatch,
     d_reduce_b: Option<Dispatch>,
     d_step: Dispatch,
-    d_err: Dispatch,
+    /// Per-item errors [J][Kc] and their partial sums over items (none with
+    /// one chunk: the history reduction then reads `err` directly).
+    err: GpuBuffer,
+    d_err: Option<Dispatch>,
     /// The chunk's node values and pre-activations ([N][Kc]) of a batch
     /// start, and the dispatch that builds the replicas from them.
     nodes_x: GpuBuffer,
@@ -207,8 +210,15 @@ impl GpuRrr {
         let bpart = ctx.alloc(n * parts_total, real)?;
         let errpart = ctx.alloc(j * parts_total, real)?;
         // Per iteration slot: `groups` rows of partial sums over each group's
-        // contiguous [J/groups][P_total] block of error partials.
-        let group_items = (j / groups) * parts_total;
+        // contiguous block of per-item errors ([J/groups][K], one chunk) or
+        // of their partial sums ([J/groups][P_total], several): one
+        // reduction fewer per iteration in the common case.
+        let single = starts.len() == 1;
+        let group_items = if single {
+            (j / groups) * kk
+        } else {
+            (j / groups) * parts_total
+        };
         let hist_parts = reduce_rows::parts(group_items);
         let hist = ctx.alloc(HISTORY * groups * hist_parts, real)?;
         let counters = ctx.upload_u32(&[0, 0])?;
@@ -396,7 +406,11 @@ impl GpuRrr {
             )?;
             let err_params =
                 ctx.uniform(&rp(j, ck, reduce_rows::MODE_SUM, part_offset, parts_total))?;
-            let d_err = reduce(&err_params, &err, &err, &errpart, j, ck)?;
+            let d_err = if single {
+                None
+            } else {
+                Some(reduce(&err_params, &err, &err, &errpart, j, ck)?)
+            };
             part_offset += parts_of(c);
             chunks.push(Chunk {
                 start,
@@ -416,13 +430,13 @@ impl GpuRrr {
                 d_reduce_w,
                 d_reduce_b,
                 d_step,
+                err,
                 d_err,
                 nodes_x,
                 nodes_y,
                 d_load,
                 _keep: vec![
                     load_params,
-                    err,
                     node_params,
                     rw_params,
                     rb_params,
@@ -457,14 +471,15 @@ impl GpuRrr {
         // iterations is recorded without writing a uniform between them.
         let mut d_err_final = Vec::with_capacity(HISTORY);
         let mut slot_uniforms = Vec::with_capacity(HISTORY);
+        let err_source = if single { &chunks[0].err } else { &errpart };
         for slot in 0..HISTORY {
             let mut params = rp(groups, group_items, reduce_rows::MODE_SUM, 0, hist_parts);
             params.parts_offset = (slot * groups * hist_parts) as u32;
             let uniform = ctx.uniform(&params)?;
             d_err_final.push(reduce(
                 &uniform,
-                &errpart,
-                &errpart,
+                err_source,
+                err_source,
                 &hist,
                 groups,
                 group_items,
@@ -640,7 +655,7 @@ impl GpuRrr {
         let mut all: Vec<&Dispatch> = vec![];
         for c in &self.chunks {
             all.push(&c.d_step);
-            all.push(&c.d_err);
+            all.extend(c.d_err.as_ref());
         }
         all.push(&self.d_err_final[slot]);
         let mut rec = self.ctx.recorder();
@@ -655,7 +670,7 @@ impl GpuRrr {
         all.extend(self.chunks.iter().filter_map(|c| c.d_reduce_b.as_ref()));
         for c in &self.chunks {
             all.push(&c.d_step);
-            all.push(&c.d_err);
+            all.extend(c.d_err.as_ref());
         }
         all.push(&self.d_err_final[slot]);
         all

@@ -37,7 +37,7 @@ pub const KERNEL: Kernel = Kernel {
 };
 
 /// Output rows and columns per GPU workgroup.
-pub const GPU_TILE: usize = 16;
+pub const GPU_TILE: usize = 64;
 
 /// Uniform parameters (matches `DenseParams`).
 #[repr(C)]

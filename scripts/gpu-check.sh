@@ -7,22 +7,25 @@
 # made it. Energy comes from NVML where the NVIDIA driver provides it (so
 # GWMs per joule are measured), else the report says why it is missing.
 #
-#   scripts/gpu-check.sh [OUT] [--mnist FILE] [--allow-software] [--budget SECONDS]
+#   scripts/gpu-check.sh [OUT] [--mnist FILE] [--allow-software] [--budget SECONDS] [--quick]
 #
 # Without --allow-software it refuses to bench a software adapter (lavapipe
-# would take half an hour): it exists to measure real hardware.
+# would take half an hour): it exists to measure real hardware. --quick runs
+# the quick suite instead of the paper's (a check of the script itself).
 set -euo pipefail
 
 out=gpu-check
 mnist=""
 allow_software=0
 budget=540
+suite=paper
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --mnist) mnist="$2"; shift 2 ;;
         --allow-software) allow_software=1; shift ;;
         --budget) budget="$2"; shift 2 ;;
-        -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+        --quick) suite=quick; shift ;;
+        -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
         -*) echo "gpu-check: unknown option $1" >&2; exit 2 ;;
         *) out="$1"; shift ;;
     esac
@@ -86,13 +89,13 @@ run_bench() { # name, timeout, args...
     fi
 }
 
-run_bench gpu-f32 $(( $(left) / 2 )) --suite paper --devices gpu,cpu --precision f32 "${mnist_args[@]}"
+run_bench gpu-f32 $(( $(left) / 2 )) --suite "$suite" --devices gpu,cpu --precision f32 "${mnist_args[@]}"
 # Device time per kernel (timestamp queries; each dispatch alone, so these
 # rows' speed is not the run's).
-run_bench profile $(( $(left) / 2 )) --suite paper --devices gpu --precision f32 --profile \
+run_bench profile $(( $(left) / 2 )) --suite "$suite" --devices gpu --precision f32 --profile \
     --only rrr-nmf-ledm6,rrr-classify-maj13,rrr-classify-784-20-10,starnet-epoch,hsic-ism "${mnist_args[@]}"
 if grep -E '^gpu [0-9]+:' -A2 "$out/devices.txt" | grep -q 'f64 yes'; then
-    run_bench gpu-f64 $(( $(left) - 20 )) --suite paper --devices gpu --precision f64 \
+    run_bench gpu-f64 $(( $(left) - 20 )) --suite "$suite" --devices gpu --precision f64 \
         --only rrr-nmf-ledm6,rrr-classify-maj13,hsic-ws,hsic-ism
 fi
 

@@ -57,22 +57,7 @@ pub(crate) fn bench(a: &BenchArgs) -> Result<()> {
         Some(d) => d.clone(),
         None => std::env::temp_dir().join(format!("gradfree-bench-{}", std::process::id())),
     };
-    if let Some(m) = &a.mnist {
-        if !m.is_file() {
-            return Err(Error::Input(format!("--mnist: no file {}", m.display())).into());
-        }
-        // Bad images are bad input here, not a failed row of every device.
-        let limits = gradfree::data::Limits::for_precision(a.precision);
-        let images = gradfree::data::labeled::load(m, LabeledFormat::Auto, None, &limits)?;
-        if images.dim != 784 {
-            return Err(Error::Input(format!(
-                "--mnist: {} holds items of {} values, not 28×28 images",
-                m.display(),
-                images.dim
-            ))
-            .into());
-        }
-    }
+    check_mnist(a)?;
     let only: Vec<String> = a
         .only
         .iter()
@@ -82,26 +67,7 @@ pub(crate) fn bench(a: &BenchArgs) -> Result<()> {
     if let Some(n) = only.iter().find(|n| !names.iter().any(|w| &w.name == *n)) {
         return Err(Error::Input(format!("--only: no workload '{n}'")).into());
     }
-    let devices: Vec<String> = match &a.devices {
-        Some(d) => d.split(',').map(|t| t.trim().to_string()).collect(),
-        None => {
-            let req = GpuRequest {
-                allow_software: true,
-                ..Default::default()
-            };
-            let gpu = gradfree::gpu::GpuContext::open(&req, Precision::F32).is_ok();
-            ["cpu", "gpu"][..1 + gpu as usize]
-                .iter()
-                .map(|d| d.to_string())
-                .collect()
-        }
-    };
-    if let Some(d) = devices
-        .iter()
-        .find(|d| !["cpu", "gpu"].contains(&d.as_str()))
-    {
-        return Err(Error::Input(format!("--devices: '{d}' is not cpu or gpu")).into());
-    }
+    let devices = devices(a)?;
     let run = bench::BenchRun {
         suite: a.suite,
         devices,
@@ -137,6 +103,53 @@ pub(crate) fn bench(a: &BenchArgs) -> Result<()> {
         return Err(Error::Numeric("some workloads failed (see the table)".into()).into());
     }
     Ok(())
+}
+
+/// Bad `--mnist` images are bad input here, not a failed row of every device.
+fn check_mnist(a: &BenchArgs) -> Result<()> {
+    let Some(m) = &a.mnist else {
+        return Ok(());
+    };
+    if !m.is_file() {
+        return Err(Error::Input(format!("--mnist: no file {}", m.display())).into());
+    }
+    let limits = gradfree::data::Limits::for_precision(a.precision);
+    let images = gradfree::data::labeled::load(m, LabeledFormat::Auto, None, &limits)?;
+    if images.dim != 784 {
+        return Err(Error::Input(format!(
+            "--mnist: {} holds items of {} values, not 28×28 images",
+            m.display(),
+            images.dim
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+/// The devices to bench: `--devices`, or the CPU plus the GPU when an
+/// adapter opens.
+fn devices(a: &BenchArgs) -> Result<Vec<String>> {
+    let devices: Vec<String> = match &a.devices {
+        Some(d) => d.split(',').map(|t| t.trim().to_string()).collect(),
+        None => {
+            let req = GpuRequest {
+                allow_software: true,
+                ..Default::default()
+            };
+            let gpu = gradfree::gpu::GpuContext::open(&req, Precision::F32).is_ok();
+            ["cpu", "gpu"][..1 + gpu as usize]
+                .iter()
+                .map(|d| d.to_string())
+                .collect()
+        }
+    };
+    if let Some(d) = devices
+        .iter()
+        .find(|d| !["cpu", "gpu"].contains(&d.as_str()))
+    {
+        return Err(Error::Input(format!("--devices: '{d}' is not cpu or gpu")).into());
+    }
+    Ok(devices)
 }
 
 /// One workload of `gradfree bench`, run in this process (the bench's

@@ -205,10 +205,38 @@ pub(crate) fn main() -> ExitCode {
     let pool = rayon::ThreadPoolBuilder::new()
         .stack_size(16 << 20)
         .build_global();
-    // A panic is a bug, never an answer to input: one line that says where,
-    // no backtrace (GRADFREE_BACKTRACE=1 keeps Rust's own report), exit 1.
+    set_panic_hook(&world, &who);
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match pool {
+        Ok(()) => rayon::scope(|_| run(cli)),
+        Err(_) => run(cli),
+    }));
+    let Ok(outcome) = outcome else {
+        return ExitCode::from(1);
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error{who}: {e:#}");
+            let code = e
+                .chain()
+                .find_map(|c| c.downcast_ref::<Error>())
+                .map_or(1, Error::exit_code);
+            // One rank's failure ends the job: the others may be waiting
+            // for it in a collective.
+            if world.world() > 1 {
+                world.abort(code);
+            }
+            ExitCode::from(code as u8)
+        }
+    }
+}
+
+/// A panic is a bug, never an answer to input: one line that says where,
+/// no backtrace (GRADFREE_BACKTRACE=1 keeps Rust's own report), exit 1;
+/// in a job of several processes it aborts them all.
+fn set_panic_hook(world: &std::sync::Arc<dyn gradfree::engine::Collective>, who: &str) {
     if std::env::var_os("GRADFREE_BACKTRACE").is_none() {
-        let (world, who) = (world.clone(), who.clone());
+        let (world, who) = (world.clone(), who.to_string());
         std::panic::set_hook(Box::new(move |info| {
             let what = info
                 .payload()
@@ -233,28 +261,5 @@ pub(crate) fn main() -> ExitCode {
             default(info);
             world.abort(1);
         }));
-    }
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match pool {
-        Ok(()) => rayon::scope(|_| run(cli)),
-        Err(_) => run(cli),
-    }));
-    let Ok(outcome) = outcome else {
-        return ExitCode::from(1);
-    };
-    match outcome {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error{who}: {e:#}");
-            let code = e
-                .chain()
-                .find_map(|c| c.downcast_ref::<Error>())
-                .map_or(1, Error::exit_code);
-            // One rank's failure ends the job: the others may be waiting
-            // for it in a collective.
-            if world.world() > 1 {
-                world.abort(code);
-            }
-            ExitCode::from(code as u8)
-        }
     }
 }

@@ -89,6 +89,50 @@ fn outputs(a: &PlotArgs) -> Result<(Vec<Format>, PathBuf)> {
 
 pub(crate) fn plot(a: &PlotArgs) -> Result<()> {
     let (formats, stem) = outputs(a)?;
+    let (series, shared, csv) = read_series(a)?;
+    let x = Axis {
+        label: field_label(&a.x, true),
+        log: !a.linear,
+    };
+    let y = Axis {
+        label: field_label(&a.y, false),
+        log: a.log_y,
+    };
+    let short = |l: &str| l.split(" (").next().unwrap_or(l).to_string();
+    let chart = LineChart {
+        title: a
+            .title
+            .clone()
+            .unwrap_or_else(|| format!("{} against {}", short(&y.label), short(&x.label))),
+        subtitle: shared.join(", "),
+        x,
+        y,
+        series,
+    };
+    let with = |ext: &str| {
+        let mut p = stem.clone().into_os_string();
+        p.push(format!(".{ext}"));
+        PathBuf::from(p)
+    };
+    let mut written = vec![];
+    for f in formats {
+        let path = with(f.ext());
+        write_atomic(&path, &chart.render(f)?)?;
+        written.push(path);
+    }
+    let csv_path = with("csv");
+    write_atomic(&csv_path, csv.as_bytes())?;
+    written.push(csv_path);
+    let names: Vec<String> = written.iter().map(|p| p.display().to_string()).collect();
+    println!("wrote {}", names.join(", "));
+    report_series(a, &chart.series);
+    Ok(())
+}
+
+/// Each `--series` run's curve, named with the facts it does not share
+/// with the others; the facts every run shares (for the subtitle); and
+/// the points as CSV text.
+fn read_series(a: &PlotArgs) -> Result<(Vec<Series>, Vec<String>, String)> {
     let mut series = vec![];
     let mut facts = vec![];
     let mut csv = format!("series,{},{}\n", a.x, a.y);
@@ -126,46 +170,13 @@ pub(crate) fn plot(a: &PlotArgs) -> Result<()> {
             s.name = format!("{} ({})", s.name, own.join(", "));
         }
     }
-    let x = Axis {
-        label: field_label(&a.x, true),
-        log: !a.linear,
-    };
-    let y = Axis {
-        label: field_label(&a.y, false),
-        log: a.log_y,
-    };
-    let short = |l: &str| l.split(" (").next().unwrap_or(l).to_string();
-    let chart = LineChart {
-        title: a
-            .title
-            .clone()
-            .unwrap_or_else(|| format!("{} against {}", short(&y.label), short(&x.label))),
-        subtitle: shared
-            .iter()
-            .map(|f| f.1.as_str())
-            .collect::<Vec<_>>()
-            .join(", "),
-        x,
-        y,
-        series,
-    };
-    let with = |ext: &str| {
-        let mut p = stem.clone().into_os_string();
-        p.push(format!(".{ext}"));
-        PathBuf::from(p)
-    };
-    let mut written = vec![];
-    for f in formats {
-        let path = with(f.ext());
-        write_atomic(&path, &chart.render(f)?)?;
-        written.push(path);
-    }
-    let csv_path = with("csv");
-    write_atomic(&csv_path, csv.as_bytes())?;
-    written.push(csv_path);
-    let names: Vec<String> = written.iter().map(|p| p.display().to_string()).collect();
-    println!("wrote {}", names.join(", "));
-    for (k, s) in chart.series.iter().enumerate() {
+    let shared = shared.into_iter().map(|f| f.1).collect();
+    Ok((series, shared, csv))
+}
+
+/// One line per series: its style, points plotted, last and lowest values.
+fn report_series(a: &PlotArgs, series: &[Series]) {
+    for (k, s) in series.iter().enumerate() {
         let (colour, marker) = series_style(k);
         let finite: Vec<&(f64, f64)> = s
             .points
@@ -188,5 +199,4 @@ pub(crate) fn plot(a: &PlotArgs) -> Result<()> {
             finite.len()
         );
     }
-    Ok(())
 }

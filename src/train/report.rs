@@ -29,7 +29,7 @@ pub struct Common {
     pub device_work: Option<DeviceWork>,
     /// Device time per kernel, when profiling was on.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub kernel_profile: Option<Vec<crate::gpu::KernelTime>>,
+    pub kernel_profile: Option<Vec<crate::engine::gpu::KernelTime>>,
     /// Why a profiled run has no kernel times.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub profile_note: Option<String>,
@@ -62,7 +62,7 @@ impl DeviceWork {
         if iters == 0 {
             return None;
         }
-        let w = crate::gpu::work_counts();
+        let w = crate::engine::gpu::work_counts();
         let per = |v: u64| v as f64 / iters as f64;
         Some(DeviceWork {
             device_iterations: iters,
@@ -110,9 +110,9 @@ impl Common {
             measurement: m.clone(),
             peak_rss_bytes: peak_rss_bytes(),
             device_work: DeviceWork::now(precision),
-            kernel_profile: crate::gpu::kernel_times().ok(),
-            profile_note: crate::gpu::profile::enabled()
-                .then(crate::gpu::kernel_times)
+            kernel_profile: crate::engine::gpu::kernel_times().ok(),
+            profile_note: crate::engine::gpu::profiling()
+                .then(crate::engine::gpu::kernel_times)
                 .and_then(|r| r.err()),
             ranks: 1,
             comm: None,

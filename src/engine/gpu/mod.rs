@@ -4,6 +4,9 @@
 mod rrr;
 
 pub use rrr::{TRAFFIC_PER_ITEM_EDGE, rrr_iterations};
+// What a run's summary reports of the device's work, for the layers above.
+pub use crate::gpu::profile::enabled as profiling;
+pub use crate::gpu::{KernelTime, kernel_times, work_counts};
 
 use std::sync::Arc;
 

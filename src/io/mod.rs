@@ -20,6 +20,40 @@ pub fn read_text(path: &Path) -> Result<String> {
         .map_err(|_| Error::Input(format!("{} is not UTF-8 text", path.display())))
 }
 
+/// What names a temporary of [`write_atomic`]: `.NAME.tmpPID`.
+const TEMP_MARK: &str = ".tmp";
+
+/// True for a temporary name of [`write_atomic`] written by a process other
+/// than this one.
+fn foreign_temp(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix('.') else {
+        return false;
+    };
+    match rest.rsplit_once(TEMP_MARK) {
+        Some((file, pid)) => {
+            !file.is_empty()
+                && !pid.is_empty()
+                && pid.bytes().all(|b| b.is_ascii_digit())
+                && pid != std::process::id().to_string()
+        }
+        None => false,
+    }
+}
+
+/// Removes the temporaries that killed runs left in `dir` (a run killed
+/// between writing and renaming cannot clean up). Only for a directory
+/// whose lock this process holds, so that no other run is writing them.
+pub fn remove_stale_temporaries(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if e.file_name().to_str().is_some_and(foreign_temp) {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
 /// Writes `bytes` to `path` atomically.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path
@@ -28,7 +62,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("out");
-    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
+    let tmp = dir.join(format!(".{name}{TEMP_MARK}{}", std::process::id()));
     let written = (|| {
         let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
         f.write_all(bytes).map_err(|e| Error::io(&tmp, e))?;
@@ -122,4 +156,19 @@ pub fn rows_csv(x: &[f64], d: usize) -> String {
 pub fn square_shape(d: usize) -> Option<(usize, usize)> {
     let s = (d as f64).sqrt().round() as usize;
     (d >= 16 && s * s == d).then_some((s, s))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_other_processes_temporaries_are_stale() {
+        let me = std::process::id();
+        assert!(foreign_temp(&format!(".metrics.jsonl.tmp{}", me + 1)));
+        assert!(!foreign_temp(&format!(".metrics.jsonl.tmp{me}")));
+        for name in ["metrics.jsonl", ".gradfree.lock", ".x.tmp", ".tmp12", "a.tmp12", ".x.tmp1a"] {
+            assert!(!foreign_temp(name), "{name}");
+        }
+    }
 }

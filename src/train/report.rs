@@ -164,6 +164,7 @@ impl OutDir {
         };
         std::fs::create_dir_all(d).map_err(|e| Error::io(d, e))?;
         lock(d)?;
+        crate::io::remove_stale_temporaries(d);
         let out = OutDir {
             dir: Some(d.to_path_buf()),
             metrics: Vec::new(),

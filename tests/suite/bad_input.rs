@@ -797,7 +797,11 @@ fn kill_and_resume(tag: &str, args: &[&str], resume_args: &[&str]) {
         a, b,
         "{tag}: the resumed model differs from the uninterrupted one"
     );
-    assert!(leftovers(&parts, &[]).iter().all(|f| !f.contains(".tmp")));
+    let left = leftovers(&parts, &[]);
+    assert!(
+        left.iter().all(|f| !f.contains(".tmp")),
+        "{tag}: leftovers {left:?}"
+    );
 }
 
 #[test]

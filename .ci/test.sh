@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The project's test command (README): installs the software GPU adapter if
 # missing, then lints and runs every test on both backends (CPU and wgpu on
-# lavapipe), the kernel benchmarks once each in test mode included.
+# lavapipe), the kernel benchmarks once each in test mode included, and the
+# Python package's tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=env.sh
@@ -9,9 +10,11 @@ source .ci/env.sh
 # No incremental caches: CI builds once, and they roughly double target/ on a
 # disk that has run out before.
 export CARGO_INCREMENTAL=0
-cargo fmt --check
-cargo clippy --all-targets --locked -- -D warnings
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --all-targets --locked
+# The Python package's tests (scikit-learn estimators over the library).
+bash .ci/python.sh
 # Figures draw their text with the font built into the program: their tests
 # run again with every font directory on the machine hidden (where user
 # namespaces allow it).

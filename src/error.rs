@@ -89,6 +89,9 @@ pub enum Error {
     /// A numerical failure that is not the user's input (e.g. a singular system).
     #[error("numerical failure: {0}")]
     Numeric(String),
+    /// The caller asked the run to stop (see `train::with_stop_flag`).
+    #[error("interrupted")]
+    Interrupted,
 }
 
 impl Error {

@@ -26,6 +26,13 @@ pub fn row_major(m: &DMatrix<f64>) -> Vec<f64> {
     m.transpose().as_slice().to_vec()
 }
 
+/// The matrix of `cols` columns whose entries, row by row, are `x`
+/// (the inverse of [`row_major`]).
+pub fn from_row_major(x: &[f64], cols: usize) -> DMatrix<f64> {
+    let rows = x.len().checked_div(cols).unwrap_or(0);
+    DMatrix::from_row_slice(rows, cols, &x[..rows * cols])
+}
+
 /// A parse error at a file's line.
 pub(crate) fn parse_err(path: &Path, line: usize, reason: impl Into<String>) -> Error {
     Error::Parse {
@@ -201,6 +208,15 @@ mod tests {
         max_abs: 1e16,
         max_bytes: 1 << 20,
     };
+
+    #[test]
+    fn row_major_round_trips() {
+        let m = from_row_major(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], 3);
+        assert_eq!(m.shape(), (2, 3));
+        assert_eq!(m[(1, 0)], 4.0);
+        assert_eq!(row_major(&m), vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+        assert_eq!(from_row_major(&[], 0).shape(), (0, 0));
+    }
 
     fn parse_table(text: &str, path: &Path, format: TableFormat) -> Result<DMatrix<f64>> {
         super::parse_table(text, path, format, &L)

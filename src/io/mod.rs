@@ -167,7 +167,14 @@ mod tests {
         let me = std::process::id();
         assert!(foreign_temp(&format!(".metrics.jsonl.tmp{}", me + 1)));
         assert!(!foreign_temp(&format!(".metrics.jsonl.tmp{me}")));
-        for name in ["metrics.jsonl", ".gradfree.lock", ".x.tmp", ".tmp12", "a.tmp12", ".x.tmp1a"] {
+        for name in [
+            "metrics.jsonl",
+            ".gradfree.lock",
+            ".x.tmp",
+            ".tmp12",
+            "a.tmp12",
+            ".x.tmp1a",
+        ] {
             assert!(!foreign_temp(name), "{name}");
         }
     }

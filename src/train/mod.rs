@@ -18,9 +18,10 @@ use std::path::Path;
 use std::time::Instant;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::engine::{Backend, Collective, Local};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::real::Precision;
 use checkpoint::Totals;
 use meter::{Measurement, Meter};
@@ -189,6 +190,7 @@ pub fn run<M: Method>(
         };
         for (b, items) in order.chunks(size).take(count).enumerate() {
             injected_fault(session.collective.rank());
+            check_stop()?;
             method.batch(epoch, b, items)?;
         }
         let end = method.end_epoch(epoch, te.elapsed().as_secs_f64())?;
@@ -223,6 +225,35 @@ pub fn run<M: Method>(
         epoch: last,
         stopped,
     })
+}
+
+thread_local! {
+    static STOP: std::cell::RefCell<Option<Arc<AtomicBool>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f` on this thread with `flag` as its stop request: the training
+/// loop (between batches) and the HSIC solvers (between layers and ISM
+/// iterations) end with [`Error::Interrupted`] once it is set. The Python
+/// package sets it on KeyboardInterrupt.
+pub fn with_stop_flag<R>(flag: Arc<AtomicBool>, f: impl FnOnce() -> R) -> R {
+    let previous = STOP.with(|s| s.replace(Some(flag)));
+    let out = f();
+    STOP.with(|s| *s.borrow_mut() = previous);
+    out
+}
+
+/// [`Error::Interrupted`] once this thread's stop flag is set.
+pub fn check_stop() -> Result<()> {
+    let stop = STOP.with(|s| {
+        s.borrow()
+            .as_ref()
+            .is_some_and(|f| f.load(Ordering::Relaxed))
+    });
+    if stop {
+        Err(Error::Interrupted)
+    } else {
+        Ok(())
+    }
 }
 
 /// Fault injection for the tests of multi-process runs: with

@@ -604,3 +604,70 @@ fn majority_data_covers_every_vector_once_with_the_circuit_labels() {
     let (a2, _) = Circuit::random(7, 3, 3, 7, 9).unwrap().split(9);
     assert_eq!(a2, a, "deterministic from the seed");
 }
+
+#[test]
+fn layer_widths_recover_layered_nets_only() {
+    for widths in [
+        vec![4, 3],
+        vec![784, 20, 10],
+        vec![13, 26, 26, 2],
+        vec![5, 1, 7, 3],
+    ] {
+        let net = Net::layered(&widths).unwrap();
+        assert_eq!(net.layer_widths(), Some(widths));
+    }
+    // A skip connection (data → class) makes it some other graph.
+    let mut net = Net::layered(&[3, 2, 2]).unwrap();
+    net.edges.push((0, 3 + 2));
+    net.edges.sort_by_key(|&(s, d)| (d, s));
+    assert_eq!(net.layer_widths(), None);
+}
+
+#[test]
+fn scores_are_the_class_outputs_and_rank_the_prediction() {
+    let data = separable(40, 4);
+    let s = settings(20, 2);
+    let clf = Classifier::new(Net::layered(&[2, 5, 2]).unwrap(), &s).unwrap();
+    let m = clf.random_model(9);
+    for k in 0..data.len() {
+        let scores = clf.scores(&m, data.item(k));
+        let (x, _) = clf.forward(&m, data.item(k));
+        assert_eq!(scores, x[clf.problem.first_class..].to_vec());
+        let best = (scores[1] > scores[0]) as u32;
+        assert_eq!(clf.classify(&m, data.item(k)), best);
+    }
+}
+
+#[test]
+fn a_set_stop_flag_ends_training_before_the_next_batch() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let data = separable(48, 5);
+    let s = settings(16, 3);
+    let clf = Classifier::new(Net::layered(&[2, 4, 2]).unwrap(), &s).unwrap();
+    let be = Backend::cpu(Precision::F64);
+    let flag = Arc::new(AtomicBool::new(false));
+    let train = |session: &mut Session| {
+        classify::train(
+            &be,
+            session,
+            &clf,
+            &data,
+            None,
+            &s,
+            clf.random_model(s.seed),
+            Start::fresh(),
+        )
+    };
+    // Unset, the flag changes nothing; set, the loop stops with Interrupted.
+    let mut session = Session::silent(&be).unwrap();
+    let done = gradfree::train::with_stop_flag(flag.clone(), || train(&mut session));
+    assert_eq!(done.unwrap().1.len(), 3);
+    flag.store(true, Ordering::Relaxed);
+    let mut session = Session::silent(&be).unwrap();
+    let stopped = gradfree::train::with_stop_flag(flag.clone(), || train(&mut session));
+    assert!(matches!(stopped, Err(gradfree::Error::Interrupted)));
+    // The flag belongs to the thread that ran with it.
+    let mut session = Session::silent(&be).unwrap();
+    assert!(train(&mut session).is_ok());
+}

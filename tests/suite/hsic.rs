@@ -665,3 +665,100 @@ fn eigenpairs_of_the_zero_matrix_are_orthonormal() {
         assert!((g - DMatrix::<f64>::identity(3, 3)).abs().max() < 1e-15);
     }
 }
+
+#[test]
+fn transform_gives_the_last_layer_that_predictions_read() {
+    use gradfree::methods::hsic::ism::IsmSettings;
+    use gradfree::methods::hsic::{SavedModel, Solver, Standardize};
+    let mut r = rng(12);
+    let (n, d) = (60, 3);
+    let y: Vec<u32> = (0..n).map(|i| (i % 3) as u32).collect();
+    let mut x = uniform(&mut r, n * d, -0.3, 0.3);
+    for i in 0..n {
+        x[i * d + (y[i] as usize)] += 2.0;
+    }
+    let data = Labeled {
+        dim: d,
+        classes: 3,
+        x,
+        y,
+    };
+    let be = Backend::cpu(Precision::F64);
+    let solvers = [
+        Solver::Ism(IsmSettings {
+            max_layers: 3,
+            test_own_stats: false,
+            ..Default::default()
+        }),
+        Solver::Ws(WsSettings {
+            max_layers: 3,
+            test_own_stats: false,
+            ..WsSettings::for_dataset("")
+        }),
+    ];
+    for solver in &solvers {
+        let fitted = hsic::fit(&be, &data, solver, &mut Work::default()).unwrap();
+        let how = Standardize::Training;
+        let (w, out) = fitted
+            .model
+            .transform_with(&be, &data.x, how, &mut Work::default())
+            .unwrap();
+        assert!(w >= 1 && out.len() == n * w, "{}", solver.label());
+        if let SavedModel::Ws(m) = &fitted.model {
+            // On the training rows (without the fit's jitter) the outputs
+            // are close to those the fit stored.
+            assert_eq!(m.output.0, w);
+        }
+        let pred = fitted
+            .model
+            .predict_with(&be, &data.x, how, &mut Work::default())
+            .unwrap();
+        assert!(hsic::accuracy(&pred, &data.y) > 0.9, "{}", solver.label());
+        // Rows of the wrong width are bad input, not a panic.
+        let bad = fitted
+            .model
+            .transform_with(&be, &data.x[..5], how, &mut Work::default());
+        assert!(matches!(bad, Err(gradfree::Error::Input(_))));
+    }
+}
+
+#[test]
+fn solver_settings_that_no_fit_can_use_are_refused() {
+    use gradfree::methods::hsic::ism::IsmSettings;
+    let bad_ism = [
+        IsmSettings {
+            max_layers: 0,
+            ..Default::default()
+        },
+        IsmSettings {
+            max_iter: 0,
+            ..Default::default()
+        },
+        IsmSettings {
+            tol: f64::NAN,
+            ..Default::default()
+        },
+    ];
+    for s in &bad_ism {
+        assert!(matches!(s.check(), Err(gradfree::Error::Input(_))), "{s:?}");
+    }
+    assert!(IsmSettings::default().check().is_ok());
+    let ok = WsSettings::for_dataset("");
+    assert!(ok.check().is_ok());
+    for s in [
+        WsSettings {
+            smallest_sigma: 0.0,
+            ..ok.clone()
+        },
+        WsSettings {
+            sigma_steps: 0,
+            ..ok.clone()
+        },
+        WsSettings {
+            jitter: -1.0,
+            ..ok.clone()
+        },
+    ] {
+        assert!(matches!(s.check(), Err(gradfree::Error::Input(_))), "{s:?}");
+    }
+}

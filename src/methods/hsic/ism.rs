@@ -29,7 +29,7 @@ use super::{Work, opt_sigma_on};
 use crate::data::labeled::Labeled;
 use crate::data::matrix::row_major as rows_of;
 use crate::engine::Backend;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::kernels::dense::symmetric_product;
 use crate::kernels::kernel_product::{Func, Gamma, Spec};
 use crate::kernels::par::{SimdLevel, simd_dispatch};
@@ -69,6 +69,25 @@ impl Default for IsmSettings {
             test_own_stats: true,
             seed: 0,
         }
+    }
+}
+
+impl IsmSettings {
+    /// Rejects settings no fit can use.
+    pub fn check(&self) -> Result<()> {
+        if self.max_layers == 0 || self.max_iter == 0 || self.sigma_rows < 2 {
+            return Err(Error::Input(format!(
+                "W*: at least one layer, one ISM iteration and two σ rows, got {}, {} and {}",
+                self.max_layers, self.max_iter, self.sigma_rows
+            )));
+        }
+        if !(self.tol.is_finite() && self.tol >= 0.0 && self.exit_silhouette.is_finite()) {
+            return Err(Error::Input(format!(
+                "W*: the tolerance must be ≥ 0 and the exit silhouette finite, got {} and {}",
+                self.tol, self.exit_silhouette
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -606,6 +625,7 @@ pub fn fit_ism(
     work: &mut Work,
 ) -> Result<IsmModel> {
     super::check(train, "training data")?;
+    s.check()?;
     let (n, d, c) = (train.len(), train.dim, train.classes);
     let y = &train.y;
     let mut rng = ChaCha8Rng::seed_from_u64(s.seed);
@@ -620,6 +640,7 @@ pub fn fit_ism(
         crate::real::Precision::F64 => RANK_CUTOFF,
     };
     while layers.len() < s.max_layers {
+        crate::train::check_stop()?;
         let zd = z.ncols();
         // σ is optimized on sampled rows: gather only those from Z.
         let idx = super::sample_rows(&mut rng, n, s.sigma_rows);
@@ -651,6 +672,7 @@ pub fn fit_ism(
 
         let mut iterations = 0;
         for _ in 0..s.max_iter {
+            crate::train::check_stop()?;
             let ph = phi_reduced(be, a, &am, &am32, &e, y, &p, sigma, work)?;
             let (e1, l1) = eigen::extreme_eigenpairs(&ph, q, false);
             iterations += 1;
@@ -817,6 +839,17 @@ impl IsmModel {
 
     /// Predicted classes of new rows standardized `how`.
     pub fn predict_with(&self, x: &[f64], how: super::Standardize) -> Vec<u32> {
+        nearest(&(&self.last_layer(x, how) * &self.w_out), &self.centers)
+    }
+
+    /// The last layer's outputs of new rows standardized `how`: its width
+    /// and the rows, item-major.
+    pub fn transform_with(&self, x: &[f64], how: super::Standardize) -> (usize, Vec<f64>) {
+        let z = self.last_layer(x, how);
+        (z.ncols(), rows_of(&z))
+    }
+
+    fn last_layer(&self, x: &[f64], how: super::Standardize) -> DMatrix<f64> {
         let d = self.mean.len();
         let n = x.len() / d;
         let xs = how.apply(x, &self.mean, &self.std);
@@ -824,7 +857,7 @@ impl IsmModel {
         for l in &self.layers {
             z = rff(&(&z * &l.w), &l.omega, &l.b);
         }
-        nearest(&(&z * &self.w_out), &self.centers)
+        z
     }
 }
 

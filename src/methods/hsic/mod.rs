@@ -87,6 +87,32 @@ impl WsSettings {
     }
 }
 
+impl WsSettings {
+    /// Rejects settings no fit can use.
+    pub fn check(&self) -> Result<()> {
+        if !(self.smallest_sigma.is_finite() && self.smallest_sigma > 0.0) || self.sigma_steps == 0
+        {
+            return Err(Error::Input(format!(
+                "W_s: the smallest σ must be > 0 and the σ steps ≥ 1, got {} and {}",
+                self.smallest_sigma, self.sigma_steps
+            )));
+        }
+        if self.max_layers == 0 || self.sigma_rows < 2 {
+            return Err(Error::Input(format!(
+                "W_s: at least one layer and two σ rows, got {} and {}",
+                self.max_layers, self.sigma_rows
+            )));
+        }
+        if !(self.jitter.is_finite() && self.jitter >= 0.0 && self.exit_h.is_finite()) {
+            return Err(Error::Input(format!(
+                "W_s: the jitter must be ≥ 0 and the exit H finite, got {} and {}",
+                self.jitter, self.exit_h
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// One unit of a layer: training rows and their normalizer ř.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize, PartialEq)]
 pub struct Unit {
@@ -628,6 +654,7 @@ fn ws_candidate(
 /// Fits W_s layers to training data.
 pub fn fit_ws(be: &Backend, train: &Labeled, s: &WsSettings, work: &mut Work) -> Result<WsModel> {
     check(train, "training data")?;
+    s.check()?;
     let d = train.dim;
     let n = train.len();
     let c = train.classes;
@@ -648,6 +675,7 @@ pub fn fit_ws(be: &Backend, train: &Labeled, s: &WsSettings, work: &mut Work) ->
     let mut inputs = vec![];
     let mut layers: Vec<WsLayer> = vec![];
     while layers.len() < s.max_layers {
+        crate::train::check_stop()?;
         // Units: per class; from layer 2 on, misclassified rows per class.
         let mut groups: Vec<(u32, Vec<usize>, bool)> = (0..c as u32)
             .map(|j| (j, (0..n).filter(|&i| y[i] == j).collect(), true))
@@ -693,6 +721,7 @@ pub fn fit_ws(be: &Backend, train: &Labeled, s: &WsSettings, work: &mut Work) ->
         };
         let mut ci = 0;
         while ci < range.len() && accepted.is_none() {
+            crate::train::check_stop()?;
             let batch: Vec<usize> = (ci..(ci + side_by_side).min(range.len())).collect();
             let draws: Vec<(Vec<usize>, ChaCha8Rng)> = batch
                 .iter()
@@ -993,9 +1022,34 @@ impl SavedModel {
         how: Standardize,
         work: &mut Work,
     ) -> Result<Vec<u32>> {
+        self.check_rows(x)?;
         match self {
             SavedModel::Ws(m) => m.predict_with(be, x, how, work),
             SavedModel::Ism(m) => Ok(m.predict_with(x, how)),
         }
+    }
+
+    /// The last layer's outputs of new rows standardized `how`: its width
+    /// and the rows, item-major.
+    pub fn transform_with(
+        &self,
+        be: &Backend,
+        x: &[f64],
+        how: Standardize,
+        work: &mut Work,
+    ) -> Result<(usize, Vec<f64>)> {
+        self.check_rows(x)?;
+        match self {
+            SavedModel::Ws(m) => m.transform_with(be, x, how, work),
+            SavedModel::Ism(m) => Ok(m.transform_with(x, how)),
+        }
+    }
+
+    fn check_rows(&self, x: &[f64]) -> Result<()> {
+        let d = self.dim();
+        if d == 0 || !x.len().is_multiple_of(d) {
+            return Err(Error::Input(format!("rows must have {d} features")));
+        }
+        Ok(())
     }
 }

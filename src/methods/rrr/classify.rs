@@ -172,10 +172,17 @@ impl Classifier {
         (x, y)
     }
 
+    /// The class nodes' outputs (y − b) for one item: the classifier's
+    /// decision scores, largest for the predicted class.
+    pub fn scores(&self, m: &Model, input: &[f64]) -> Vec<f64> {
+        let (mut x, _) = self.forward(m, input);
+        x.drain(..self.problem.first_class);
+        x
+    }
+
     /// Predicted class of one item.
     pub fn classify(&self, m: &Model, input: &[f64]) -> u32 {
-        let (x, _) = self.forward(m, input);
-        let scores = &x[self.problem.first_class..];
+        let scores = &self.scores(m, input);
         let mut best = 0;
         for c in 1..scores.len() {
             if scores[c] > scores[best] {

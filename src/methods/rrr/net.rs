@@ -51,6 +51,30 @@ impl Net {
         Ok(net)
     }
 
+    /// The widths of a layered, fully connected net (`[784, 20, 10]`), or
+    /// None for any other graph.
+    pub fn layer_widths(&self) -> Option<Vec<usize>> {
+        // A node's layer is one past its deepest source's; edges are sorted
+        // by destination, and sources precede destinations in a layered net.
+        let mut layer = vec![0usize; self.nodes()];
+        for &(s, d) in &self.edges {
+            let (s, d) = (s as usize, d as usize);
+            if s >= d {
+                return None;
+            }
+            layer[d] = layer[d].max(layer[s] + 1);
+        }
+        let hidden = &layer[self.data..self.data + self.hidden];
+        let depth = hidden.iter().copied().max().unwrap_or(0);
+        let mut widths = vec![self.data];
+        widths.extend((1..=depth).map(|l| hidden.iter().filter(|&&h| h == l).count()));
+        widths.push(self.classes);
+        Net::layered(&widths)
+            .ok()
+            .filter(|n| n == self)
+            .map(|_| widths)
+    }
+
     /// Parses the reference net-file format.
     pub fn parse(text: &str, path: &Path) -> Result<Self> {
         let mut toks = IntTokens::new(text, path);

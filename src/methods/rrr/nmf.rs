@@ -702,23 +702,10 @@ pub fn run_online(
         stats.len(),
         if time_limited { " (time limit)" } else { "" }
     ));
-    let tensors = [
-        NamedTensor {
-            name: "codes".into(),
-            shape: vec![n, rank],
-            data: codes.transpose().iter().copied().collect(),
-        },
-        NamedTensor {
-            name: "weights".into(),
-            shape: vec![rank, d],
-            data: w.transpose().iter().copied().collect(),
-        },
-    ];
-    let meta = serde_json::json!({
-        "method": "rrr nmf online", "rank": rank, "beta": s.beta, "omega": omega, "seed": s.seed,
-        "layout": "data[k][j] = sum_i codes[k][i] * weights[i][j]",
-    });
-    session.file("model.safetensors", &safetensors_bytes(&tensors, &meta)?)?;
+    session.file(
+        "model.safetensors",
+        &online_model_bytes(&codes, &w, omega, s)?,
+    )?;
     session.file("weights.csv", to_csv(&w).as_bytes())?;
     session.file("codes.csv", to_csv(&codes).as_bytes())?;
     if let Some((h, wd)) = r.image_shape {
@@ -765,6 +752,34 @@ pub fn run_online(
         "rank": rank, "beta": s.beta, "omega": omega, "batch": s.batch.min(n), "epochs": stats.len(),
         "iters_per_batch": s.iters_per_batch, "recon_err": last, "time_limited": time_limited,
     })))
+}
+
+/// The `model.safetensors` of online NMF: `codes` (items × rank) and
+/// `weights` (rank × D), with the rank, β, Ω and seed in the metadata.
+pub fn online_model_bytes(
+    codes: &DMatrix<f64>,
+    w: &DMatrix<f64>,
+    omega: f64,
+    s: &OnlineSettings,
+) -> Result<Vec<u8>> {
+    let (n, rank, d) = (codes.nrows(), w.nrows(), w.ncols());
+    let tensors = [
+        NamedTensor {
+            name: "codes".into(),
+            shape: vec![n, rank],
+            data: codes.transpose().iter().copied().collect(),
+        },
+        NamedTensor {
+            name: "weights".into(),
+            shape: vec![rank, d],
+            data: w.transpose().iter().copied().collect(),
+        },
+    ];
+    let meta = serde_json::json!({
+        "method": "rrr nmf online", "rank": rank, "beta": s.beta, "omega": omega, "seed": s.seed,
+        "layout": "data[k][j] = sum_i codes[k][i] * weights[i][j]",
+    });
+    safetensors_bytes(&tensors, &meta)
 }
 
 /// What `rrr nmf --data` factorizes.

@@ -74,7 +74,7 @@ pub struct StarNet {
 }
 
 /// Training settings.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Settings {
     /// SL/SW epochs per layer.
     pub epochs: usize,
@@ -85,6 +85,7 @@ pub struct Settings {
     /// Seed of the initial weights and the weight samples.
     pub seed: u64,
     /// Conv-unpool layer shapes from the latent up (empty: feedforward).
+    #[serde(default)]
     pub conv: Vec<conv::ConvShape>,
 }
 

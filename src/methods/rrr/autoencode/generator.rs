@@ -79,7 +79,7 @@ pub fn generator_rates(clf: &Classifier, m: &Model, set: &Labeled) -> (f64, f64)
 }
 
 /// The generator's training settings.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct GeneratorSettings {
     /// Hidden widths (code → hidden… → 2).
     pub hidden: Vec<usize>,
@@ -190,6 +190,8 @@ pub struct TrainedGenerator {
     pub fp: f64,
     /// Genuine codes rejected.
     pub genuine_rejected: f64,
+    /// Its epochs' records (its metrics.jsonl lines).
+    pub history: Vec<GeneratorEpoch>,
 }
 
 /// Trains the genuine/fake classifier on E(`data`) against samples of Z
@@ -267,6 +269,7 @@ pub fn train_generator(
         },
         fp,
         genuine_rejected,
+        history: fin.history,
     })
 }
 

@@ -337,38 +337,32 @@ pub fn generate(
     shape: Option<(usize, usize)>,
     seed: u64,
 ) -> Result<serde_json::Value> {
-    let Some(g) = &bundle.generator else {
+    if bundle.generator.is_none() {
         return Err(Error::Input(
             "the model has no generator (train one with the autoencoder)".into(),
         ));
-    };
+    }
     if count == 0 {
         return Err(Error::Input("the sample count must be at least 1".into()));
     }
-    let auto = Autoencoder::new(bundle.net.clone(), &bundle.settings)?;
-    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x9e);
-    let z = sample_codes(&bundle.code_lists, count, &mut rng);
-    let accepted = g.accepted(&z, auto.net.code)?;
-    let rate = accepted.len() as f64 / count as f64;
-    let decoded: Vec<f64> = accepted
-        .iter()
-        .flat_map(|q| auto.decode(&bundle.model, q))
-        .collect();
+    let decoded = sample_decoded(bundle, count, seed)?;
+    let accepted = decoded.len() / bundle.net.data;
+    let rate = accepted as f64 / count as f64;
     session.tell(&format!(
         "accepted {} of {} samples of Z ({:.1}%)",
-        accepted.len(),
+        accepted,
         count,
         100.0 * rate
     ));
     session.file(
         "generated.csv",
-        rows_csv(&decoded, auto.net.data).as_bytes(),
+        rows_csv(&decoded, bundle.net.data).as_bytes(),
     )?;
     if let Some(s) = shape {
         let title = format!(
             "RRR generator: {} of {count} samples of Z accepted, the first {} decoded",
-            accepted.len(),
-            accepted.len().min(256)
+            accepted,
+            accepted.min(256)
         );
         let grid = rows_grid(
             &title,
@@ -380,8 +374,27 @@ pub fn generate(
         session.file("generated.png", &grid.png()?)?;
     }
     Ok(
-        serde_json::json!({"method": "rrr generate", "count": count, "accepted": accepted.len(), "acceptance_rate": rate}),
+        serde_json::json!({"method": "rrr generate", "count": count, "accepted": accepted, "acceptance_rate": rate}),
     )
+}
+
+/// `count` samples of Z drawn as `rrr generate` draws them (seeded by
+/// `seed`), those the generator accepts (all of them when the model has
+/// none), decoded: rows of width D. The draws are one stream, so the
+/// rows of fewer draws are the first rows of more.
+pub fn sample_decoded(bundle: &AeModel, count: usize, seed: u64) -> Result<Vec<f64>> {
+    let auto = Autoencoder::new(bundle.net.clone(), &bundle.settings)?;
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x9e);
+    let z = sample_codes(&bundle.code_lists, count, &mut rng);
+    let code = auto.net.code;
+    let accepted = match &bundle.generator {
+        Some(g) => g.accepted(&z, code)?,
+        None => z.chunks(code).collect(),
+    };
+    Ok(accepted
+        .iter()
+        .flat_map(|q| auto.decode(&bundle.model, q))
+        .collect())
 }
 
 /// `rrr encode` (`decode` false: data rows → `codes.csv`) or `rrr decode`

@@ -4,14 +4,12 @@ use gradfree::Error;
 use gradfree::data::labeled::Labeled;
 use gradfree::methods::rrr::classify::{self, Classifier, Saved, Settings};
 use gradfree::methods::rrr::net::Net;
-use gradfree::train::Start;
-use gradfree::train::checkpoint::Provenance;
 use gradfree::train::memory::{self, Budget};
 use numpy::{PyArray1, PyReadonlyArray1};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
-use crate::{Fitted, measurement_json, open_backend, py_err, run_released, session};
+use crate::{Fitted, fitted_run, open_backend, py_err, run_released, session};
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(rrr_classify_fit, m)?)?;
@@ -81,37 +79,18 @@ fn fit(
         let need =
             memory::layered_size(&widths).and_then(|(n, e)| memory::rrr_batch(n, e, kk, bytes));
         Budget::new(None).check(need, "the RRR classifier")?;
-        let net = Net::layered(&widths)?;
-        let clf = Classifier::new(net.clone(), &settings)?;
         let mut session = session(&backend, verbose)?;
-        let model = clf.random_model(settings.seed);
-        let (model, history) = classify::train(
-            &backend,
-            &mut session,
-            &clf,
-            &train,
-            None,
-            &settings,
-            model,
-            Start::fresh(),
-        )?;
-        let saved = Saved {
-            net,
-            settings: settings.clone(),
-            model,
-            epoch: history.last().map_or(0, |e| e.epoch),
-            history: history.clone(),
-            provenance: Provenance {
-                totals: Some(session.totals()),
-                fingerprint: Some(classify::data_fingerprint(&train)),
-                precision: Some(backend.precision()),
-            },
+        let run = classify::Run {
+            net: Net::layered(&widths)?,
+            settings,
+            train,
+            test: None,
+            image_shape: None,
+            time_limit: None,
+            resume: None,
         };
-        Ok((
-            saved.to_bytes(&clf)?,
-            serde_json::to_string(&history).expect("records serialize"),
-            measurement_json(&session),
-        ))
+        classify::run(&backend, &mut session, &run)?;
+        fitted_run(&session)
     })
 }
 

@@ -4,19 +4,16 @@
 use gradfree::Error;
 use gradfree::data::matrix::{from_row_major, row_major};
 use gradfree::methods::rrr::autoencode::{
-    self as ae, AeModel, AeNet, AeProgress, AeSettings, AeTraining, Autoencoder, CodeSource,
-    GeneratorSettings,
+    self as ae, AeModel, AeNet, AeSettings, Autoencoder, GeneratorSettings,
 };
 use gradfree::methods::rrr::nmf::{self, Nmf, OnlineSettings};
 use gradfree::methods::starnet::{self, StarNet};
-use gradfree::train::checkpoint::{Provenance, fingerprint};
 use gradfree::train::memory::{self, Budget};
-use gradfree::train::{self, Method, Start};
 use numpy::{PyArray1, PyReadonlyArray1};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
-use crate::{Fitted, measurement_json, open_backend, py_err, run_released, session};
+use crate::{Fitted, fitted_run, measurement_json, open_backend, py_err, run_released, session};
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(model_tensor, m)?)?;
@@ -128,22 +125,19 @@ fn rrr_nmf_fit(
             batch.checked_add(memory::table(n, rank.checked_add(dim)?, 4)?)
         })();
         Budget::new(None).check(need, "rrr nmf")?;
-        let problem = Nmf::new(rank, dim, omega)?;
         let mut session = session(&backend, verbose)?;
-        let (w, history) = nmf::train_online(&backend, &mut session, &problem, &y, &s)?;
-        let codes = nmf::nnls_codes(&problem, &w, &y, 200)?;
-        let last = history.last().map_or(f64::NAN, |e| e.recon_err);
-        if !last.is_finite() {
-            return Err(Error::Numeric(format!(
-                "recon_err is {last} after {} epochs: the data's scale overflows the working precision",
-                history.len()
-            )));
-        }
-        Ok((
-            nmf::online_model_bytes(&codes, &w, omega, &s)?,
-            serde_json::to_string(&history).expect("records serialize"),
-            measurement_json(&session),
-        ))
+        let run = nmf::OnlineRun {
+            y,
+            what: "the data".into(),
+            rank,
+            omega,
+            settings: s,
+            image_shape: None,
+            time_limit: None,
+            resume: None,
+        };
+        nmf::run_online(&backend, &mut session, &run)?;
+        fitted_run(&session)
     })?;
     Ok(fitted(py, out))
 }
@@ -408,68 +402,22 @@ fn rrr_autoencode_fit(
         let items = (s.batch.min(n) + s.codes) as u128;
         let need = size.and_then(|(nodes, edges)| memory::rrr_batch(nodes, edges, items, bytes));
         Budget::new(None).check(need, "rrr autoencode")?;
-        let auto = Autoencoder::new(net, &s)?;
         let mut session = session(&backend, verbose)?;
-        let mut training = AeTraining::new(
-            &backend,
-            &auto,
-            x,
-            CodeSource::Empirical,
-            &s,
-            auto.random_model(s.seed),
-            AeProgress::default(),
-        )?;
-        let fin = train::run(&mut session, &mut training, Start::fresh())?;
-        let mut records: Vec<serde_json::Value> =
-            fin.history.iter().map(|r| training.metric(r)).collect();
-        let progress = training.progress.take().unwrap_or_else(|| AeProgress {
-            epoch: s.epochs,
-            ..Default::default()
-        });
-        let model = training.model;
-        let all_rows: Vec<&[f64]> = x.chunks(dim).collect();
-        let lists = ae::code_lists(&auto, &model, &all_rows);
-        let generator = match &generator {
-            Some(g) => {
-                let t = ae::train_generator(
-                    &backend,
-                    &mut session,
-                    &auto,
-                    &model,
-                    x,
-                    held,
-                    &lists,
-                    g,
-                    s.seed,
-                )?;
-                records.extend(
-                    t.history
-                        .iter()
-                        .map(|r| serde_json::to_value(r).expect("records serialize")),
-                );
-                Some(t.generator)
-            }
-            None => None,
-        };
-        let bundle = AeModel {
-            net: auto.net.clone(),
-            settings: s.clone(),
-            model,
-            code_lists: lists,
+        let run = ae::AeRun {
+            net,
+            seed: s.seed,
+            settings: s,
+            data: x.to_vec(),
+            held: held.to_vec(),
+            image_shape: None,
+            binary: None,
+            runs: 1,
             generator,
-            progress,
-            history: fin.history,
-            provenance: Provenance {
-                totals: Some(session.totals()),
-                fingerprint: Some(fingerprint(x, &[], dim)),
-                precision: Some(backend.precision()),
-            },
+            time_limit: None,
+            resume: None,
         };
-        Ok((
-            bundle.to_bytes()?,
-            serde_json::to_string(&records).expect("records serialize"),
-            measurement_json(&session),
-        ))
+        ae::run(&backend, &mut session, &run)?;
+        fitted_run(&session)
     })?;
     Ok(fitted(py, out))
 }

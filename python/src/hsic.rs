@@ -8,7 +8,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
 use crate::classify::labeled;
-use crate::{measurement_json, open_backend, py_err, run_released, session};
+use crate::{fitted_run, open_backend, py_err, run_released, session};
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(hsic_fit, m)?)?;
@@ -55,18 +55,10 @@ fn hsic_fit(
         hsic::check(&train, "the training data")?;
         let backend = open_backend(device, precision)?;
         let mut session = session(&backend, verbose)?;
-        let mut work = Work::default();
-        let fitted = hsic::fit(&backend, &train, &solver, &mut work)?;
-        session.add_gwms(work.gwms());
-        let bytes = match &fitted.model {
-            SavedModel::Ism(m) => m.to_bytes(&values)?,
-            SavedModel::Ws(m) => m.to_bytes(&values)?,
-        };
-        Ok((
-            bytes,
-            fitted.reports.to_string(),
-            measurement_json(&session),
-        ))
+        // `hsic fit` writes no metrics lines: the per-layer reports are the history.
+        let own = hsic::run_fit(&backend, &mut session, &train, &values, &solver)?;
+        let (model, _, measurement) = fitted_run(&session)?;
+        Ok((model, own["layers"].to_string(), measurement))
     })?;
     Ok((PyBytes::new(py, &bytes).unbind(), reports, measurement))
 }

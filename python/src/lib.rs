@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use gradfree::engine::{Backend, DeviceChoice};
 use gradfree::gpu::GpuRequest;
-use gradfree::train::{OutMode, Session, Voice};
+use gradfree::train::{Session, Voice};
 use gradfree::{Error, Precision};
 use pyo3::exceptions::{PyKeyboardInterrupt, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
@@ -59,20 +59,40 @@ pub(crate) fn parse_precision(precision: &str) -> Result<Precision, Error> {
     }
 }
 
-/// A session that writes nothing; with `verbose`, it prints the run's
-/// lines and progress bar.
+/// A session that keeps the run's files in memory; with `verbose`, it
+/// prints the run's lines and progress bar.
 pub(crate) fn session(backend: &Backend, verbose: bool) -> Result<Session, Error> {
     let voice = if verbose {
         Voice::Verbose
     } else {
         Voice::Silent
     };
-    Session::new(backend, None, OutMode::New, voice)
+    Session::in_memory(backend, voice)
 }
 
 /// A training run's results: the model file, the per-epoch records and
 /// the measurement (gwms, seconds, joules, …), both JSON.
 pub(crate) type Fitted = (Vec<u8>, String, String);
+
+/// What the CLI's run wrote into an in-memory session: its
+/// `model.safetensors`, its `metrics.jsonl` records as one JSON list, and
+/// the measurement.
+pub(crate) fn fitted_run(session: &Session) -> Result<Fitted, Error> {
+    let model = session
+        .take_file("model.safetensors")
+        .ok_or_else(|| Error::Numeric("the run ended without a model".into()))?;
+    let lines = session.take_file("metrics.jsonl").unwrap_or_default();
+    let records: Vec<serde_json::Value> = lines
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice(l).expect("metrics.jsonl is our own JSON"))
+        .collect();
+    Ok((
+        model,
+        serde_json::to_string(&records).expect("records serialize"),
+        measurement_json(session),
+    ))
+}
 
 /// The measurement of `session` as JSON text.
 pub(crate) fn measurement_json(session: &Session) -> String {

@@ -319,6 +319,21 @@ impl Session {
         Self::new(backend, None, OutMode::New, Voice::Silent)
     }
 
+    /// A session that keeps the run's files in memory instead of a
+    /// directory (the Python package's): the run is the CLI's, and its
+    /// files are taken afterwards with [`Session::take_file`].
+    pub fn in_memory(backend: &Backend, voice: Voice) -> Result<Self> {
+        let mut s = Self::new(backend, None, OutMode::New, voice)?;
+        s.out = OutDir::in_memory();
+        Ok(s)
+    }
+
+    /// A file of an in-memory session (`model.safetensors`,
+    /// `metrics.jsonl`, `summary.json`, …), if the run wrote it.
+    pub fn take_file(&self, name: &str) -> Option<Vec<u8>> {
+        self.out.take(name)
+    }
+
     /// A session for work the host does without a backend (forward passes
     /// of a trained model), described as `device` in the summary.
     pub fn host(

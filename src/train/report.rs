@@ -142,14 +142,15 @@ const RUN_FILES: [&str; 4] = [
 /// The lock file a running run keeps in its output directory (its process id).
 const LOCK: &str = ".gradfree.lock";
 
-/// An output directory (or none: nothing is written). While it exists it
-/// holds the directory's lock, so two runs never write into one directory
-/// at once.
+/// An output directory (or none: nothing is written; or memory: a library
+/// caller's run, whose files it takes afterwards). While it exists it holds
+/// the directory's lock, so two runs never write into one directory at once.
 #[derive(Debug)]
 pub struct OutDir {
     dir: Option<PathBuf>,
     metrics: Vec<u8>,
     locked: bool,
+    memory: Option<std::sync::Mutex<std::collections::BTreeMap<String, Vec<u8>>>>,
 }
 
 impl OutDir {
@@ -160,6 +161,7 @@ impl OutDir {
                 dir: None,
                 metrics: Vec::new(),
                 locked: false,
+                memory: None,
             });
         };
         std::fs::create_dir_all(d).map_err(|e| Error::io(d, e))?;
@@ -169,6 +171,7 @@ impl OutDir {
             dir: Some(d.to_path_buf()),
             metrics: Vec::new(),
             locked: true,
+            memory: None,
         };
         if mode == OutMode::New {
             if let Some(f) = RUN_FILES.iter().find(|f| d.join(f).exists()) {
@@ -179,6 +182,27 @@ impl OutDir {
             }
         }
         Ok(out)
+    }
+
+    /// Outputs kept in memory: every file the run writes (metrics.jsonl and
+    /// summary.json included), for [`OutDir::take`].
+    pub fn in_memory() -> Self {
+        OutDir {
+            dir: None,
+            metrics: Vec::new(),
+            locked: false,
+            memory: Some(Default::default()),
+        }
+    }
+
+    /// A file an in-memory run wrote (None for a directory, or when the
+    /// run did not write it).
+    pub fn take(&self, name: &str) -> Option<Vec<u8>> {
+        if name == "metrics.jsonl" && self.memory.is_some() {
+            return Some(self.metrics.clone());
+        }
+        let files = self.memory.as_ref()?;
+        files.lock().unwrap_or_else(|e| e.into_inner()).remove(name)
     }
 
     /// The directory, if any.
@@ -193,31 +217,35 @@ impl OutDir {
 
     /// Appends one JSON line to metrics.jsonl (rewritten atomically each time).
     pub fn metric(&mut self, value: &serde_json::Value) -> Result<()> {
-        let Some(p) = self.path("metrics.jsonl") else {
+        let path = self.path("metrics.jsonl");
+        if path.is_none() && self.memory.is_none() {
             return Ok(());
-        };
+        }
         serde_json::to_writer(&mut self.metrics, value).expect("JSON to memory");
         self.metrics.push(b'\n');
-        write_atomic(&p, &self.metrics)
+        match path {
+            Some(p) => write_atomic(&p, &self.metrics),
+            None => Ok(()),
+        }
     }
 
     /// Writes summary.json: the common fields merged with the method's own.
     pub fn summary(&self, common: &Common, own: serde_json::Value) -> Result<()> {
-        let Some(p) = self.path("summary.json") else {
-            return Ok(());
-        };
         let mut v = serde_json::to_value(common).expect("serializable");
         if let (Some(m), serde_json::Value::Object(o)) = (v.as_object_mut(), own) {
             m.extend(o);
         }
-        write_atomic(
-            &p,
-            serde_json::to_string_pretty(&v).expect("JSON").as_bytes(),
-        )
+        let text = serde_json::to_string_pretty(&v).expect("JSON");
+        self.file("summary.json", text.as_bytes())
     }
 
     /// Writes any file atomically.
     pub fn file(&self, name: &str, bytes: &[u8]) -> Result<()> {
+        if let Some(files) = &self.memory {
+            let mut files = files.lock().unwrap_or_else(|e| e.into_inner());
+            files.insert(name.to_string(), bytes.to_vec());
+            return Ok(());
+        }
         match self.path(name) {
             Some(p) => write_atomic(&p, bytes),
             None => Ok(()),

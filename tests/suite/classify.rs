@@ -671,3 +671,39 @@ fn a_set_stop_flag_ends_training_before_the_next_batch() {
     let mut session = Session::silent(&be).unwrap();
     assert!(train(&mut session).is_ok());
 }
+
+#[test]
+fn an_in_memory_session_keeps_what_a_directory_would_hold() {
+    use gradfree::train::{OutMode, Voice};
+    let be = Backend::cpu(Precision::F64);
+    let run = classify::Run {
+        net: Net::layered(&[2, 4, 2]).unwrap(),
+        settings: settings(16, 2),
+        train: separable(48, 6),
+        test: None,
+        image_shape: None,
+        time_limit: None,
+        resume: None,
+    };
+    let dir = temp_dir("in_memory_vs_dir");
+    let mut on_disk = Session::new(&be, Some(&dir), OutMode::Overwrite, Voice::Silent).unwrap();
+    classify::run(&be, &mut on_disk, &run).unwrap();
+    let mut memory = Session::in_memory(&be, Voice::Silent).unwrap();
+    classify::run(&be, &mut memory, &run).unwrap();
+    let tensors = |b: &[u8]| gradfree::io::read_safetensors(b).unwrap().0;
+    let disk_model = std::fs::read(dir.join("model.safetensors")).unwrap();
+    let mem_model = memory.take_file("model.safetensors").unwrap();
+    assert_eq!(tensors(&mem_model), tensors(&disk_model));
+    assert!(
+        memory.take_file("model.safetensors").is_none(),
+        "taken once"
+    );
+    // One metrics line per epoch, as the directory's metrics.jsonl.
+    let lines = |b: &[u8]| b.split(|&c| c == b'\n').filter(|l| !l.is_empty()).count();
+    let disk_metrics = std::fs::read(dir.join("metrics.jsonl")).unwrap();
+    let mem_metrics = memory.take_file("metrics.jsonl").unwrap();
+    assert_eq!((lines(&mem_metrics), lines(&disk_metrics)), (2, 2));
+    assert!(memory.take_file("checkpoint.safetensors").is_some());
+    // A directory session holds nothing in memory.
+    assert!(on_disk.take_file("model.safetensors").is_none());
+}

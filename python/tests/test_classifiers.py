@@ -248,6 +248,18 @@ def test_keyboard_interrupt_stops_a_fit_cleanly():
     assert RRRClassifier(**SMALL_RRR).fit(X[:100], y[:100]).score(X[:100], y[:100]) > 0.5
 
 
+def test_keyboard_interrupt_stops_an_hsic_fit_between_ism_iterations():
+    X, y = _long_fit_data()
+    est = HSICClassifier(tol=0.0, max_iter=10_000, device="cpu", random_state=0)
+    timer = threading.Timer(0.5, lambda: os.kill(os.getpid(), signal.SIGINT))
+    timer.start()
+    t0 = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        est.fit(X, y)
+    assert time.monotonic() - t0 < 30
+    assert not hasattr(est, "model_")
+
+
 def test_fit_releases_the_gil():
     X, y = _long_fit_data()
     ticks = []

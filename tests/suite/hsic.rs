@@ -762,3 +762,84 @@ fn solver_settings_that_no_fit_can_use_are_refused() {
         assert!(matches!(s.check(), Err(gradfree::Error::Input(_))), "{s:?}");
     }
 }
+
+#[test]
+fn lobpcg_finds_the_smallest_eigenpairs_of_a_symmetric_operator() {
+    use gradfree::methods::hsic::lobpcg;
+    use nalgebra::DMatrix;
+    let mut r = rng(21);
+    let n = 60;
+    // M = Q diag(λ) Qᵀ with a known spectrum: a close pair at the 5th/6th.
+    let q = DMatrix::from_vec(n, n, uniform(&mut r, n * n, -1.0, 1.0))
+        .qr()
+        .q();
+    let mut lam: Vec<f64> = (0..n).map(|i| 0.5 + i as f64).collect();
+    lam[5] = lam[4] + 1e-3;
+    let m = &q * DMatrix::from_diagonal(&nalgebra::DVector::from_vec(lam.clone())) * q.transpose();
+    let mut products = 0;
+    let mut apply = |x: &DMatrix<f64>| {
+        products += 1;
+        Ok(&m * x)
+    };
+    let start = DMatrix::from_vec(n, 7, uniform(&mut r, n * 7, -1.0, 1.0));
+    let found = lobpcg::smallest(&mut apply, &start, 5, 1e-10, 500).unwrap();
+    assert!(found.converged);
+    assert_eq!(found.products, products);
+    for i in 0..5 {
+        assert!(
+            (found.values[i] - lam[i]).abs() < 1e-8,
+            "λ{i}: {} vs {}",
+            found.values[i],
+            lam[i]
+        );
+        let v = found.vectors.column(i);
+        let res = (&m * v - v * found.values[i]).norm();
+        assert!(res < 1e-8 * lam[n - 1], "residual {i}: {res}");
+    }
+    let gram = found.vectors.transpose() * &found.vectors;
+    assert!((gram - DMatrix::identity(7, 7)).abs().max() < 1e-10);
+    // Warm-started from the answer, it stops at once.
+    let mut apply = |x: &DMatrix<f64>| Ok(&m * x);
+    let again = lobpcg::smallest(&mut apply, &found.vectors, 5, 1e-8, 500).unwrap();
+    assert!(
+        again.converged && again.products == 1,
+        "{} products",
+        again.products
+    );
+    // Bad shapes are refused, not a panic.
+    let mut apply = |x: &DMatrix<f64>| Ok(&m * x);
+    assert!(lobpcg::smallest(&mut apply, &start, 8, 1e-8, 10).is_err());
+}
+
+#[test]
+fn phi_times_is_phi_times_a_block_without_forming_phi() {
+    use gradfree::methods::hsic::ism::{phi_reduced, phi_times, with_ones};
+    use nalgebra::DMatrix;
+    let mut r = rng(23);
+    let (n, rank, q, m, c) = (70, 9, 3, 4, 3);
+    let a = DMatrix::from_vec(n, rank, uniform(&mut r, n * rank, -1.0, 1.0));
+    let e = DMatrix::from_vec(rank, q, uniform(&mut r, rank * q, -1.0, 1.0));
+    let x = DMatrix::from_vec(rank, m, uniform(&mut r, rank * m, -1.0, 1.0));
+    let y: Vec<u32> = (0..n).map(|i| (i % c) as u32).collect();
+    let p = vec![1.0 / c as f64; c];
+    let zw = &a * &e;
+    let zw_rows: Vec<f64> = (0..n)
+        .flat_map(|i| zw.row(i).iter().copied().collect::<Vec<_>>())
+        .collect();
+    for prec in [Precision::F64, Precision::F32] {
+        let be = Backend::cpu(prec);
+        let (am, am32): (Vec<f64>, Vec<f32>) = match prec {
+            Precision::F64 => (with_ones(&a), vec![]),
+            Precision::F32 => (vec![], with_ones(&a)),
+        };
+        let phi = phi_reduced(&be, &a, &am, &am32, &e, &y, &p, 0.8, &mut Work::default()).unwrap();
+        let want = &phi * &x;
+        let got = phi_times(&be, &a, &zw_rows, q, &x, &y, &p, 0.8, &mut Work::default()).unwrap();
+        let tol = if prec == Precision::F64 { 1e-10 } else { 1e-4 };
+        let scale = want.abs().max();
+        assert!(
+            (&got - &want).abs().max() <= tol * scale,
+            "{prec}: {got} vs {want}"
+        );
+    }
+}

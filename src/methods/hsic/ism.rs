@@ -106,6 +106,8 @@ pub struct IsmLayer {
     pub iterations: usize,
     /// Silhouette of ZW.
     pub silhouette: f64,
+    /// Wall seconds of the ISM iterations (0 in files of older versions).
+    pub iteration_seconds: f64,
 }
 
 /// A fitted W* network.
@@ -203,6 +205,51 @@ pub fn phi_reduced(
         symmetric_product(r, n, am, (1, w), &l, (w, 1))
     };
     Ok(DMatrix::from_vec(r, r, phi))
+}
+
+/// Φ·X without Φ: Aᵀ(Diag(Ψ1) − Ψ)(A X) for a thin X (r × m), with Ψ as
+/// in [`phi_reduced`] (K of the rows of ZW = A E, `zw_rows`, width q). One
+/// kernel product of width m + 1: n²(q + m + 1) multiply-adds, against
+/// n²(q + r + 1) for Φ. The product a block eigen-solver needs
+/// ([`super::lobpcg`]); `fit_ism` does not use it yet (see the module).
+#[allow(clippy::too_many_arguments)]
+pub fn phi_times(
+    be: &Backend,
+    a: &DMatrix<f64>,
+    zw_rows: &[f64],
+    q: usize,
+    x: &DMatrix<f64>,
+    y: &[u32],
+    p: &[f64],
+    sigma: f64,
+    work: &mut Work,
+) -> Result<DMatrix<f64>> {
+    let (n, r) = a.shape();
+    let b = a * x;
+    let m = b.ncols();
+    let spec = Spec {
+        func: Func::Gauss { sigma },
+        zero_diag: true,
+        gamma: Some(Gamma { la: y, lb: y, p }),
+        squares: false,
+        part: (0, 1),
+    };
+    work.madds += (n * n * q) as f64 + (n * n * (m + 1)) as f64 + 2.0 * (n * r * m) as f64;
+    let bm = with_ones::<f64>(&b);
+    // [ΨB | Ψ1] → L = Diag(Ψ1) B − ΨB, row-major n × (m + 1).
+    let mut l: Vec<f64> = if be.precision() == crate::real::Precision::F32 {
+        let rows32: Vec<f32> = zw_rows.iter().map(|&v| v as f32).collect();
+        let bm32: Vec<f32> = bm.iter().map(|&v| v as f32).collect();
+        be.kernel_product_f32(&rows32, &rows32, q, &bm32, m + 1, &spec)?
+            .into_iter()
+            .map(f64::from)
+            .collect()
+    } else {
+        be.kernel_product(zw_rows, zw_rows, q, &bm, m + 1, &spec)?
+    };
+    to_laplacian_times_a(&mut l, &bm, m);
+    let l = DMatrix::from_fn(n, m, |i, j| l[i * (m + 1) + j]);
+    Ok(a.transpose() * l)
 }
 
 /// [ΨA | Ψ1] → [(Diag(Ψ1) − Ψ) A | Ψ1] in place, row by row (stride r + 1),
@@ -615,6 +662,8 @@ pub struct IsmReport {
     pub iterations: usize,
     /// Silhouette of ZW.
     pub silhouette: f64,
+    /// Wall seconds of the ISM iterations.
+    pub iteration_seconds: f64,
 }
 
 /// Fits W* layers and the final projection.
@@ -671,6 +720,7 @@ pub fn fit_ism(
         let (mut e, mut lam) = phi0.extreme(q);
 
         let mut iterations = 0;
+        let t_iter = std::time::Instant::now();
         for _ in 0..s.max_iter {
             crate::train::check_stop()?;
             let ph = phi_reduced(be, a, &am, &am32, &e, y, &p, sigma, work)?;
@@ -689,6 +739,7 @@ pub fn fit_ism(
                 break;
             }
         }
+        let iteration_seconds = t_iter.elapsed().as_secs_f64();
         let w = &v * &e;
         let zw = &z * &w;
         work.madds += (n * n * (w.ncols() + c)) as f64;
@@ -708,6 +759,7 @@ pub fn fit_ism(
             b,
             iterations,
             silhouette: sil,
+            iteration_seconds,
         });
         let stop = sil > s.exit_silhouette || ((sil - s_prev).abs() < 0.001 && sil > 0.8);
         s_prev = sil;
@@ -813,6 +865,7 @@ impl IsmModel {
                 width: l.w.ncols(),
                 iterations: l.iterations,
                 silhouette: l.silhouette,
+                iteration_seconds: l.iteration_seconds,
             })
             .collect()
     }
@@ -928,6 +981,7 @@ impl IsmModel {
                 b: get(&format!("b{l}"))?.1.clone(),
                 iterations: r["iterations"].as_u64().unwrap_or(0) as usize,
                 silhouette: r["silhouette"].as_f64().unwrap_or(0.0),
+                iteration_seconds: r["iteration_seconds"].as_f64().unwrap_or(0.0),
             });
         }
         let settings: IsmSettings =

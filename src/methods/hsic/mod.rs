@@ -28,6 +28,7 @@
 
 pub mod eigen;
 pub mod ism;
+pub mod lobpcg;
 pub mod metrics;
 mod run;
 

@@ -32,6 +32,61 @@ pub(crate) enum DataTask {
     },
     /// Majority-gate circuit data: all 2^inputs vectors, split in equal train/test halves.
     Majority(MajorityArgs),
+    /// Gaussian mixture: class centres N(0, spread²), unit noise; writes
+    /// PREFIX_x.csv and PREFIX_y.csv (the input of `hsic fit`).
+    Mixture(MixtureArgs),
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct MixtureArgs {
+    /// Output prefix: writes PREFIX_x.csv (features) and PREFIX_y.csv (labels).
+    #[arg(long)]
+    pub(crate) out: PathBuf,
+    /// Items.
+    #[arg(long, default_value_t = 5000)]
+    pub(crate) items: usize,
+    /// Features per item.
+    #[arg(long, default_value_t = 10)]
+    pub(crate) features: usize,
+    /// Classes.
+    #[arg(long, default_value_t = 10)]
+    pub(crate) classes: usize,
+    /// Standard deviation of the class centres (the noise has 1).
+    #[arg(long, default_value_t = 1.5)]
+    pub(crate) spread: f64,
+    /// Seed.
+    #[arg(long, default_value_t = 1)]
+    pub(crate) seed: u64,
+}
+
+pub(crate) fn data_mixture(a: &MixtureArgs) -> Result<()> {
+    let d = gradfree::data::mixture::gaussian_mixture(
+        a.items, a.features, a.classes, a.spread, a.seed,
+    )?;
+    let name = |suffix: &str| {
+        let mut p = a.out.clone().into_os_string();
+        p.push(suffix);
+        PathBuf::from(p)
+    };
+    let rows: String =
+        d.x.chunks(d.dim)
+            .map(|r| {
+                let cells: Vec<String> = r.iter().map(|v| format!("{v}")).collect();
+                cells.join(",") + "\n"
+            })
+            .collect();
+    let labels: String = d.y.iter().map(|c| format!("{c}\n")).collect();
+    write_atomic(&name("_x.csv"), rows.as_bytes())?;
+    write_atomic(&name("_y.csv"), labels.as_bytes())?;
+    println!(
+        "wrote {} and {} ({} items, {} features, {} classes)",
+        name("_x.csv").display(),
+        name("_y.csv").display(),
+        d.len(),
+        d.dim,
+        d.classes
+    );
+    Ok(())
 }
 
 #[derive(Args, Debug)]
@@ -145,6 +200,7 @@ pub(crate) fn data_majority(a: &MajorityArgs) -> Result<()> {
 pub(crate) fn exec(task: DataTask) -> Result<()> {
     match task {
         DataTask::Majority(a) => data_majority(&a),
+        DataTask::Mixture(a) => data_mixture(&a),
         DataTask::Letters {
             out,
             count,

@@ -13,6 +13,7 @@ pub mod labeled;
 pub mod letters;
 pub mod majority;
 pub mod matrix;
+pub mod mixture;
 pub mod pca;
 pub mod spiral;
 

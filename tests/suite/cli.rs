@@ -2,7 +2,7 @@
 //! failure, 2 bad usage or input), the devices listing, and the outputs of a
 //! run (summary.json common fields, metrics.jsonl, energy from a fake RAPL tree).
 
-use crate::support::{cli, output_text, run_cli, skip_gpu_tests, temp_path};
+use crate::support::{cli, output_text, run_cli, skip_gpu_tests, temp_dir, temp_path};
 
 #[test]
 fn help_and_version() {
@@ -330,4 +330,65 @@ fn bad_nmf_data_exits_2() {
         .unwrap();
     assert_eq!(o.status.code(), Some(2), "{}", output_text(&o));
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn data_mixture_writes_features_and_labels_that_hsic_fit_reads() {
+    let dir = temp_dir("data_mixture");
+    let prefix = dir.join("m").display().to_string();
+    let o = run_cli(&[
+        "data",
+        "mixture",
+        "--out",
+        &prefix,
+        "--items",
+        "90",
+        "--features",
+        "4",
+        "--classes",
+        "3",
+    ]);
+    assert!(o.status.success(), "{}", output_text(&o));
+    let x = std::fs::read_to_string(format!("{prefix}_x.csv")).unwrap();
+    let y = std::fs::read_to_string(format!("{prefix}_y.csv")).unwrap();
+    assert_eq!(x.lines().count(), 90);
+    assert!(x.lines().all(|l| l.split(',').count() == 4));
+    let labels: Vec<u32> = y.lines().map(|l| l.parse().unwrap()).collect();
+    assert_eq!(labels.len(), 90);
+    assert!(labels.iter().all(|&c| c < 3));
+    // Seeded: the same command writes the same data.
+    let again = dir.join("again").display().to_string();
+    let o = run_cli(&[
+        "data",
+        "mixture",
+        "--out",
+        &again,
+        "--items",
+        "90",
+        "--features",
+        "4",
+        "--classes",
+        "3",
+    ]);
+    assert!(o.status.success());
+    assert_eq!(
+        std::fs::read_to_string(format!("{again}_x.csv")).unwrap(),
+        x
+    );
+    let o = run_cli(&[
+        "hsic",
+        "fit",
+        "--data",
+        &format!("{prefix}_x.csv"),
+        "--labels",
+        &format!("{prefix}_y.csv"),
+        "--device",
+        "cpu",
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", output_text(&o));
+    for bad in [["--items", "0"], ["--classes", "1"]] {
+        let o = run_cli(&["data", "mixture", "--out", &prefix, bad[0], bad[1]]);
+        assert_eq!(o.status.code(), Some(2), "{}", output_text(&o));
+    }
 }

@@ -255,6 +255,10 @@ class HSICClassifier(_ModelFile, TransformerMixin, ClassifierMixin, BaseEstimato
         that a row's prediction does not depend on the other rows given
         with it (scikit-learn's rule).
     tol, max_iter, exit_silhouette : ISM's stopping rule (0.01, 200, 0.95).
+    eigen : {"dense", "lobpcg"}, default="dense"
+        ism: how each iteration finds Φ's smallest eigenpairs: form Φ (as
+        the reference), or LOBPCG on products with Φ (Φ never formed;
+        faster from a few thousand rows).
     smallest_sigma, sigma_steps, exit_h, jitter : W_s's σ search and stop
         (0.05, 20, 0.95, 0.02).
     sigma_rows : int, default=200
@@ -279,6 +283,7 @@ class HSICClassifier(_ModelFile, TransformerMixin, ClassifierMixin, BaseEstimato
         tol=0.01,
         max_iter=200,
         exit_silhouette=0.95,
+        eigen="dense",
         smallest_sigma=0.05,
         sigma_steps=20,
         exit_h=0.95,
@@ -295,6 +300,7 @@ class HSICClassifier(_ModelFile, TransformerMixin, ClassifierMixin, BaseEstimato
         self.tol = tol
         self.max_iter = max_iter
         self.exit_silhouette = exit_silhouette
+        self.eigen = eigen
         self.smallest_sigma = smallest_sigma
         self.sigma_steps = sigma_steps
         self.exit_h = exit_h
@@ -321,6 +327,7 @@ class HSICClassifier(_ModelFile, TransformerMixin, ClassifierMixin, BaseEstimato
                 "exit_silhouette": c.check_number("exit_silhouette", self.exit_silhouette),
                 "tol": c.check_number("tol", self.tol, 0.0),
                 "max_iter": c.check_positive_int("max_iter", self.max_iter),
+                "eigen": self._eigen(),
             }
         return {
             **common,
@@ -329,6 +336,10 @@ class HSICClassifier(_ModelFile, TransformerMixin, ClassifierMixin, BaseEstimato
             "exit_h": c.check_number("exit_h", self.exit_h),
             "jitter": c.check_number("jitter", self.jitter, 0.0),
         }
+
+    def _eigen(self):
+        c.check_choice("eigen", self.eigen, ("dense", "lobpcg"))
+        return self.eigen
 
     def fit(self, X, y):
         """Fits the network on X and labels y."""

@@ -37,9 +37,13 @@ pub(crate) struct HsicSolverArgs {
     #[arg(long)]
     pub(crate) train_stats: bool,
     /// Follow the reference wherever gradfree offers otherwise (overrides
-    /// --train-stats). Kernels are always exact (no random features).
+    /// --train-stats and --eigen). Kernels are always exact (no random features).
     #[arg(long)]
     pub(crate) reference_compat: bool,
+    /// W*: how each ISM iteration finds Φ's smallest eigenpairs: dense
+    /// (form Φ, as the reference) or lobpcg (products with Φ only).
+    #[arg(long, default_value = "dense", value_parser = ["dense", "lobpcg"])]
+    pub(crate) eigen: String,
 }
 
 impl HsicSolverArgs {
@@ -68,6 +72,11 @@ impl HsicSolverArgs {
             "ism" => Ok(hsic::Solver::Ism(hsic::ism::IsmSettings {
                 test_own_stats,
                 seed,
+                eigen: if self.eigen == "lobpcg" && !self.reference_compat {
+                    hsic::ism::EigenSolver::Lobpcg
+                } else {
+                    hsic::ism::EigenSolver::Dense
+                },
                 ..Default::default()
             })),
             other => Err(Error::Input(format!("--solver {other}: use ws or ism")).into()),

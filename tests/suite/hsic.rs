@@ -843,3 +843,53 @@ fn phi_times_is_phi_times_a_block_without_forming_phi() {
         );
     }
 }
+
+#[test]
+fn ism_with_lobpcg_matches_the_dense_solver() {
+    use gradfree::methods::hsic::ism::{EigenSolver, IsmSettings, fit_ism};
+    let mut r = rng(22);
+    let (n, d, c) = (150, 6, 3);
+    let y: Vec<u32> = (0..n).map(|i| (i % c) as u32).collect();
+    let mut x = uniform(&mut r, n * d, -1.0, 1.0);
+    for i in 0..n {
+        x[i * d + y[i] as usize] += 1.2;
+    }
+    let data = Labeled {
+        dim: d,
+        classes: c,
+        x,
+        y,
+    };
+    let be = Backend::cpu(Precision::F64);
+    let fit = |eigen| {
+        let s = IsmSettings {
+            max_layers: 3,
+            eigen,
+            seed: 4,
+            ..Default::default()
+        };
+        fit_ism(&be, &data, &s, &mut Work::default()).unwrap()
+    };
+    let (dense, lob) = (fit(EigenSolver::Dense), fit(EigenSolver::Lobpcg));
+    assert_eq!(dense.layers.len(), lob.layers.len());
+    for (a, b) in dense.layers.iter().zip(&lob.layers) {
+        // The random-feature layers (r = 150) find the same dominant
+        // subspace; the loosely solved cluster moves ZW's distances, and
+        // the silhouette, by well under 1%.
+        assert!(
+            (a.silhouette - b.silhouette).abs() < 0.01,
+            "{} vs {}",
+            a.silhouette,
+            b.silhouette
+        );
+        assert_eq!(a.w.shape(), b.w.shape());
+    }
+    // The next layer's random features see each eigenvector's sign and the
+    // loosely solved cluster: two draws of the same W*, equally good.
+    assert!(dense.train_acc > 0.8 && lob.train_acc > 0.8);
+    assert!((dense.train_acc - lob.train_acc).abs() < 0.05);
+    // Saved and loaded, the setting travels with the model.
+    let bytes = lob.to_bytes(&[0, 1, 2]).unwrap();
+    let (back, _) = gradfree::methods::hsic::ism::IsmModel::from_bytes(&bytes, "test").unwrap();
+    assert_eq!(back.settings.eigen, EigenSolver::Lobpcg);
+}

@@ -25,6 +25,7 @@ use super::eigen;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use super::lobpcg;
 use super::{Work, opt_sigma_on};
 use crate::data::labeled::Labeled;
 use crate::data::matrix::row_major as rows_of;
@@ -56,7 +57,39 @@ pub struct IsmSettings {
     pub test_own_stats: bool,
     /// Seed of Ω, b and the σ subsample.
     pub seed: u64,
+    /// How each ISM iteration finds Φ's smallest eigenpairs.
+    #[serde(default)]
+    pub eigen: EigenSolver,
 }
+
+/// How an ISM iteration finds the q smallest eigenpairs of Φ.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EigenSolver {
+    /// Φ in the r-dimensional basis of Z (n²(q + r) per iteration), then a
+    /// dense eigen-solve: the reference's way.
+    #[default]
+    Dense,
+    /// LOBPCG ([`lobpcg::smallest`]) on products Φ·X ([`phi_times`],
+    /// n²(q + m) each, m = q + [`GUARD`]), warm-started from the previous
+    /// iteration's block, to residuals within [`LOBPCG_TOL`] of Φ's
+    /// largest magnitude; Φ is never formed. Where Z's basis is too narrow
+    /// for the block, or a solve does not converge, the iteration is dense.
+    Lobpcg,
+}
+
+/// Extra LOBPCG columns beyond the q wanted.
+pub const GUARD: usize = 2;
+
+/// LOBPCG's residual tolerance, relative to the largest Ritz value's
+/// magnitude. Φ's few dominant eigenvalues (about −10⁴ on a 10-class
+/// mixture) set that scale; the rest of the q sit in a cluster near 1 whose
+/// vectors a tighter tolerance chases for dozens of products without
+/// changing the fit (measured in docs/results.md).
+pub const LOBPCG_TOL: f64 = 1e-3;
+
+/// LOBPCG steps per solve before the iteration falls back to dense.
+const LOBPCG_MAX_ITER: usize = 60;
 
 impl Default for IsmSettings {
     fn default() -> Self {
@@ -68,6 +101,7 @@ impl Default for IsmSettings {
             sigma_rows: 200,
             test_own_stats: true,
             seed: 0,
+            eigen: EigenSolver::Dense,
         }
     }
 }
@@ -210,8 +244,7 @@ pub fn phi_reduced(
 /// Φ·X without Φ: Aᵀ(Diag(Ψ1) − Ψ)(A X) for a thin X (r × m), with Ψ as
 /// in [`phi_reduced`] (K of the rows of ZW = A E, `zw_rows`, width q). One
 /// kernel product of width m + 1: n²(q + m + 1) multiply-adds, against
-/// n²(q + r + 1) for Φ. The product a block eigen-solver needs
-/// ([`super::lobpcg`]); `fit_ism` does not use it yet (see the module).
+/// n²(q + r + 1) for Φ: the product [`EigenSolver::Lobpcg`] solves with.
 #[allow(clippy::too_many_arguments)]
 pub fn phi_times(
     be: &Backend,
@@ -250,6 +283,41 @@ pub fn phi_times(
     to_laplacian_times_a(&mut l, &bm, m);
     let l = DMatrix::from_fn(n, m, |i, j| l[i * (m + 1) + j]);
     Ok(a.transpose() * l)
+}
+
+/// One ISM iteration's eigenpairs by LOBPCG from `block` (updated), or
+/// None when the solve did not converge.
+#[allow(clippy::too_many_arguments)]
+fn lobpcg_step(
+    be: &Backend,
+    a: &DMatrix<f64>,
+    e: &DMatrix<f64>,
+    block: &mut DMatrix<f64>,
+    q: usize,
+    y: &[u32],
+    p: &[f64],
+    sigma: f64,
+    work: &mut Work,
+) -> Result<Option<(DMatrix<f64>, Vec<f64>)>> {
+    let zw_rows = rows_of(&(a * e));
+    let mut apply = |x: &DMatrix<f64>| phi_times(be, a, &zw_rows, q, x, y, p, sigma, work);
+    let pairs = lobpcg::smallest(&mut apply, block, q, LOBPCG_TOL, LOBPCG_MAX_ITER)?;
+    if !pairs.converged {
+        return Ok(None);
+    }
+    let mut v = pairs.vectors;
+    // Eigenvectors are signed arbitrarily, and the next layer's random
+    // features see the sign: keep each column's sign continuous.
+    for j in 0..v.ncols() {
+        if v.column(j).dot(&block.column(j)) < 0.0 {
+            v.column_mut(j).neg_mut();
+        }
+    }
+    *block = v;
+    Ok(Some((
+        block.columns(0, q).into_owned(),
+        pairs.values[..q].to_vec(),
+    )))
 }
 
 /// [ΨA | Ψ1] → [(Diag(Ψ1) − Ψ) A | Ψ1] in place, row by row (stride r + 1),
@@ -718,13 +786,30 @@ pub fn fit_ism(
             crate::real::Precision::F64 => (with_ones(a), vec![]),
         };
         let (mut e, mut lam) = phi0.extreme(q);
+        let lobpcg = s.eigen == EigenSolver::Lobpcg && q + GUARD <= a.ncols();
+        // LOBPCG's start: the block (with its guard columns) of the last solve.
+        let mut block = if lobpcg {
+            phi0.extreme(q + GUARD).0
+        } else {
+            DMatrix::zeros(0, 0)
+        };
 
         let mut iterations = 0;
         let t_iter = std::time::Instant::now();
         for _ in 0..s.max_iter {
             crate::train::check_stop()?;
-            let ph = phi_reduced(be, a, &am, &am32, &e, y, &p, sigma, work)?;
-            let (e1, l1) = eigen::extreme_eigenpairs(&ph, q, false);
+            let solved = if lobpcg {
+                lobpcg_step(be, a, &e, &mut block, q, y, &p, sigma, work)?
+            } else {
+                None
+            };
+            let (e1, l1) = match solved {
+                Some(pairs) => pairs,
+                None => {
+                    let ph = phi_reduced(be, a, &am, &am32, &e, y, &p, sigma, work)?;
+                    eigen::extreme_eigenpairs(&ph, q, false)
+                }
+            };
             iterations += 1;
             let num: f64 = lam
                 .iter()

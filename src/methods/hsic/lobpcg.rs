@@ -9,13 +9,9 @@
 //! directions whose Gram eigenvalue falls under a cutoff; the same linear
 //! maps are applied to the products, so no product is recomputed.
 //!
-//! Status: meant for W*'s iterations on products Φ·X = Aᵀ(Diag(Ψ1) − Ψ)(A X)
-//! ([`super::ism::phi_times`]), so that Φ is never formed; `fit_ism` does
-//! not use it yet. Tried there on 2,000 points of a 10-class Gaussian
-//! mixture (q = 47 of r = 400, f64), it did not converge in 60 products
-//! per ISM iteration (the eigenvalues around the 47th are clustered, and
-//! the spectrum spans −1.1·10⁴ to about 1.4 within the block), which made
-//! an iteration 25× slower than the dense build (docs/results.md).
+//! W* uses it with products Φ·X = Aᵀ(Diag(Ψ1) − Ψ)(A X)
+//! ([`super::ism::phi_times`]) when asked (`EigenSolver::Lobpcg`), so that
+//! Φ is never formed.
 
 use nalgebra::{DMatrix, SymmetricEigen};
 

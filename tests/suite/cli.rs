@@ -336,18 +336,21 @@ fn bad_nmf_data_exits_2() {
 fn data_mixture_writes_features_and_labels_that_hsic_fit_reads() {
     let dir = temp_dir("data_mixture");
     let prefix = dir.join("m").display().to_string();
-    let o = run_cli(&[
-        "data",
-        "mixture",
-        "--out",
-        &prefix,
-        "--items",
-        "90",
-        "--features",
-        "4",
-        "--classes",
-        "3",
-    ]);
+    let mixture = |out: &str| {
+        run_cli(&[
+            "data",
+            "mixture",
+            "--out",
+            out,
+            "--items",
+            "90",
+            "--features",
+            "4",
+            "--classes",
+            "3",
+        ])
+    };
+    let o = mixture(&prefix);
     assert!(o.status.success(), "{}", output_text(&o));
     let x = std::fs::read_to_string(format!("{prefix}_x.csv")).unwrap();
     let y = std::fs::read_to_string(format!("{prefix}_y.csv")).unwrap();
@@ -358,19 +361,7 @@ fn data_mixture_writes_features_and_labels_that_hsic_fit_reads() {
     assert!(labels.iter().all(|&c| c < 3));
     // Seeded: the same command writes the same data.
     let again = dir.join("again").display().to_string();
-    let o = run_cli(&[
-        "data",
-        "mixture",
-        "--out",
-        &again,
-        "--items",
-        "90",
-        "--features",
-        "4",
-        "--classes",
-        "3",
-    ]);
-    assert!(o.status.success());
+    assert!(mixture(&again).status.success());
     assert_eq!(
         std::fs::read_to_string(format!("{again}_x.csv")).unwrap(),
         x

@@ -213,13 +213,7 @@ pub fn phi_reduced(
     let zw = a * e;
     let q = zw.ncols();
     let rows = rows_of(&zw);
-    let spec = Spec {
-        func: Func::Gauss { sigma },
-        zero_diag: true,
-        gamma: Some(Gamma { la: y, lb: y, p }),
-        squares: false,
-        part: (0, 1),
-    };
+    let spec = psi_spec(y, p, sigma);
     // [ΨA | Ψ1] in one kernel product; Ψ is symmetric, so Ψ1 = (1ᵀΨ)ᵀ.
     // Then L = (Diag(1ᵀΨ) − Ψ) A in place of ΨA (row stride r + 1), and
     // Aᵀ L, Aᵀ read from [A | 1] with strides (1, r + 1); the product is
@@ -260,13 +254,7 @@ pub fn phi_times(
     let (n, r) = a.shape();
     let b = a * x;
     let m = b.ncols();
-    let spec = Spec {
-        func: Func::Gauss { sigma },
-        zero_diag: true,
-        gamma: Some(Gamma { la: y, lb: y, p }),
-        squares: false,
-        part: (0, 1),
-    };
+    let spec = psi_spec(y, p, sigma);
     work.madds += (n * n * q) as f64 + (n * n * (m + 1)) as f64 + 2.0 * (n * r * m) as f64;
     let bm = with_ones::<f64>(&b);
     // [ΨB | Ψ1] → L = Diag(Ψ1) B − ΨB, row-major n × (m + 1).
@@ -318,6 +306,18 @@ fn lobpcg_step(
         block.columns(0, q).into_owned(),
         pairs.values[..q].to_vec(),
     )))
+}
+
+/// Ψ = Γ ∘ K with K the Gaussian kernel of width σ, zero on the diagonal,
+/// as a kernel-product spec.
+fn psi_spec<'a>(y: &'a [u32], p: &'a [f64], sigma: f64) -> Spec<'a> {
+    Spec {
+        func: Func::Gauss { sigma },
+        zero_diag: true,
+        gamma: Some(Gamma { la: y, lb: y, p }),
+        squares: false,
+        part: (0, 1),
+    }
 }
 
 /// [ΨA | Ψ1] → [(Diag(Ψ1) − Ψ) A | Ψ1] in place, row by row (stride r + 1),

@@ -211,8 +211,9 @@ def test_bad_parameters_raise():
         (dict(epochs=1.5), TypeError),
         (dict(beta=-1.0), ValueError),
         (dict(hidden_layers=(0,)), ValueError),
-        (dict(exempt=0.01, relabel=0.01), ValueError),
+        (dict(exempt=0.1, relabel=0.1), ValueError),
         (dict(exempt=1.5), ValueError),
+        (dict(exempt=40), ValueError),
     ]:
         with pytest.raises(error):
             RRRClassifier(**{**SMALL_RRR, **params}).fit(X, y)
@@ -220,6 +221,14 @@ def test_bad_parameters_raise():
         HSICClassifier(solver="lbfgs").fit(X, y)
     with pytest.raises(ValueError):
         HSICClassifier(solver="ws", smallest_sigma=0.0).fit(X, y)
+
+
+def test_exemption_budgets_are_read_as_the_cli_reads_them():
+    # Batch 128: 0.5% is 0.64 → 1 item, 0.3% is 0.384 → 0, 10 items as given.
+    read = RRRClassifier._budget
+    assert (read("exempt", 0.005, 128), read("exempt", 0.003, 128), read("exempt", 10, 128)) == (1, 0, 10)
+    # Half away from zero, as Rust's round (Python's round would give 2).
+    assert read("exempt", 2.5 / 128, 128) == 3
 
 
 def test_load_rejects_what_is_not_a_model(tmp_path):

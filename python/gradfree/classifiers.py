@@ -262,10 +262,15 @@ class HSICClassifier(_ModelFile, TransformerMixin, ClassifierMixin, BaseEstimato
         that a row's prediction does not depend on the other rows given
         with it (scikit-learn's rule).
     tol, max_iter, exit_silhouette : ISM's stopping rule (0.01, 200, 0.95).
-    eigen : {"dense", "lobpcg"}, default="dense"
+    eigen : {"dense", "lobpcg", "auto"}, default="dense"
         ism: how each iteration finds Φ's smallest eigenpairs: form Φ (as
-        the reference), or LOBPCG on products with Φ (Φ never formed;
-        faster from a few thousand rows).
+        the reference), LOBPCG on products with Φ after each layer's first
+        iteration (faster on layers that iterate long), or "auto" (LOBPCG
+        on the layers where it is cheaper, from 2000 rows).
+    cycle_stop : bool, default=True
+        ism: end a layer's iterations once they alternate between two
+        states, on the state the iteration cap would give (False: run to
+        the cap, as the reference).
     smallest_sigma, sigma_steps, exit_h, jitter : W_s's σ search and stop
         (0.05, 20, 0.95, 0.02).
     sigma_rows : int, default=200
@@ -291,6 +296,7 @@ class HSICClassifier(_ModelFile, TransformerMixin, ClassifierMixin, BaseEstimato
         max_iter=200,
         exit_silhouette=0.95,
         eigen="dense",
+        cycle_stop=True,
         smallest_sigma=0.05,
         sigma_steps=20,
         exit_h=0.95,
@@ -308,6 +314,7 @@ class HSICClassifier(_ModelFile, TransformerMixin, ClassifierMixin, BaseEstimato
         self.max_iter = max_iter
         self.exit_silhouette = exit_silhouette
         self.eigen = eigen
+        self.cycle_stop = cycle_stop
         self.smallest_sigma = smallest_sigma
         self.sigma_steps = sigma_steps
         self.exit_h = exit_h
@@ -335,6 +342,7 @@ class HSICClassifier(_ModelFile, TransformerMixin, ClassifierMixin, BaseEstimato
                 "tol": c.check_number("tol", self.tol, 0.0),
                 "max_iter": c.check_positive_int("max_iter", self.max_iter),
                 "eigen": self._eigen(),
+                "cycle_stop": bool(self.cycle_stop),
             }
         return {
             **common,
@@ -345,7 +353,7 @@ class HSICClassifier(_ModelFile, TransformerMixin, ClassifierMixin, BaseEstimato
         }
 
     def _eigen(self):
-        c.check_choice("eigen", self.eigen, ("dense", "lobpcg"))
+        c.check_choice("eigen", self.eigen, ("dense", "lobpcg", "auto"))
         return self.eigen
 
     def fit(self, X, y):

@@ -156,7 +156,11 @@ def test_python_and_cli_train_the_same_classifier(tmp_path):
     np.testing.assert_array_equal(cli_pred, est.predict(X))
 
 
-def test_python_and_cli_fit_the_same_hsic_network(tmp_path):
+@pytest.mark.parametrize("flags, params", [
+    ([], {}),
+    (["--eigen", "lobpcg", "--no-cycle-stop"], dict(eigen="lobpcg", cycle_stop=False)),
+])
+def test_python_and_cli_fit_the_same_hsic_network(tmp_path, flags, params):
     exe = cli()
     X, y = make_blobs(n_samples=60, centers=3, n_features=4, random_state=5)
     X = np.round(X, 6)
@@ -166,11 +170,11 @@ def test_python_and_cli_fit_the_same_hsic_network(tmp_path):
     subprocess.run(
         [exe, "hsic", "fit", "--solver", "ism", "--data", str(tmp_path / "x.csv"),
          "--labels", str(tmp_path / "y.csv"), "--train-stats", "--device", "cpu",
-         "--precision", "f64", "--seed", "3", "--out", str(out), "--quiet"],
+         "--precision", "f64", "--seed", "3", "--out", str(out), "--quiet", *flags],
         check=True, capture_output=True,
     )
     est = HSICClassifier(solver="ism", max_layers=30, device="cpu", precision="f64",
-                         random_state=3).fit(X, y)
+                         random_state=3, **params).fit(X, y)
     cli_model = cli_tensors(out / "model.safetensors")
     py_model = model_tensors(est.model_)
     assert cli_model.keys() == py_model.keys()
@@ -219,6 +223,8 @@ def test_bad_parameters_raise():
             RRRClassifier(**{**SMALL_RRR, **params}).fit(X, y)
     with pytest.raises(ValueError, match="solver"):
         HSICClassifier(solver="lbfgs").fit(X, y)
+    with pytest.raises(ValueError, match="eigen"):
+        HSICClassifier(eigen="qr").fit(X, y)
     with pytest.raises(ValueError):
         HSICClassifier(solver="ws", smallest_sigma=0.0).fit(X, y)
 

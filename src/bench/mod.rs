@@ -17,19 +17,36 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result};
 use crate::real::Precision;
 
-pub use suite::{Job, WorkerSpec, Workload, execute, workloads, write_data};
+pub use suite::{
+    HSIC_SCALE_FOLDS, HSIC_SCALE_ITEMS, Job, WorkerSpec, Workload, execute, workloads, write_data,
+};
 
 /// `bench.json`'s schema tag.
 pub const SCHEMA: &str = "gradfree-bench/1";
 
 /// Suite size.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum Suite {
     /// Seconds per workload: for CI and smoke tests.
     Quick,
     /// The papers' sizes (minutes per workload on a CPU).
     Paper,
+    /// HSIC at n = 2,000 to 20,000: one fold of a 10-fold cross-validation
+    /// of W_s and W* on Gaussian mixtures (10 features, 10 classes); the
+    /// table reports seconds per ISM iteration and how they grow with n.
+    HsicScale,
+}
+
+impl Suite {
+    /// The name on the command line and in bench.json.
+    pub fn name(self) -> &'static str {
+        match self {
+            Suite::Quick => "quick",
+            Suite::Paper => "paper",
+            Suite::HsicScale => "hsic-scale",
+        }
+    }
 }
 
 /// One (workload, device) result.
@@ -79,6 +96,21 @@ pub struct Row {
     /// Why a profiled GPU row has no kernel times.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profile_note: Option<String>,
+    /// HSIC fold rows: the fold's items (training and test).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub items: Option<usize>,
+    /// HSIC fold rows: layers of the fitted network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layers: Option<usize>,
+    /// W* rows: ISM iterations over all layers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ism_iterations: Option<usize>,
+    /// W* rows: layers that stopped at the iteration cap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layers_at_cap: Option<usize>,
+    /// W* rows: wall seconds per ISM iteration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s_per_iteration: Option<f64>,
 }
 
 impl Row {
@@ -104,6 +136,11 @@ impl Row {
             bytes_per_item_edge: None,
             kernels: None,
             profile_note: None,
+            items: None,
+            layers: None,
+            ism_iterations: None,
+            layers_at_cap: None,
+            s_per_iteration: None,
         }
     }
 }
@@ -138,7 +175,7 @@ pub fn run_one(
     let mut args: Vec<String> = vec![
         "bench-worker".into(),
         "--suite".into(),
-        format!("{:?}", spec.suite).to_lowercase(),
+        spec.suite.name().into(),
         "--data".into(),
         spec.data.display().to_string(),
         "--workload".into(),
@@ -181,6 +218,7 @@ pub fn run_one(
         Err(e) => return failed(format!("summary.json: {e}")),
     };
     let num = |k: &str| v.get(k).and_then(|x| x.as_f64());
+    let count = |k: &str| v.get(k).and_then(|x| x.as_u64()).map(|c| c as usize);
     let gwms_per_s = num("gwms_per_s");
     let bandwidth_gbs = match (w.bytes_per_wm, gwms_per_s) {
         (Some(b), Some(g)) => Some(b * g),
@@ -214,6 +252,11 @@ pub fn run_one(
             .get("profile_note")
             .and_then(|n| n.as_str())
             .map(String::from),
+        items: count("items"),
+        layers: count("fold_layers"),
+        ism_iterations: count("ism_iterations"),
+        layers_at_cap: count("layers_at_cap"),
+        s_per_iteration: num("s_per_iteration"),
     }
 }
 
@@ -299,6 +342,74 @@ pub fn markdown(r: &Report) -> String {
     }
     for w in &r.rows {
         s += &kernel_table(w);
+    }
+    s += &hsic_scale_table(&r.rows);
+    s
+}
+
+/// The HSIC fold rows (those with a layer count) as a table, and how the
+/// seconds per ISM iteration grow with n for each solver and device: the
+/// exponent of n between successive sizes (2 is the n² of the products).
+fn hsic_scale_table(rows: &[Row]) -> String {
+    let hsic: Vec<&Row> = rows.iter().filter(|w| w.layers.is_some()).collect();
+    if hsic.is_empty() {
+        return String::new();
+    }
+    let mut s = String::from(
+        "\n| workload | device | n | layers | ISM iterations (layers at the cap) | s per ISM iteration | s per fold | test acc | peak RSS MiB |\n|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for w in &hsic {
+        let its = match (w.ism_iterations, w.layers_at_cap) {
+            (Some(i), Some(c)) => format!("{i} ({c})"),
+            _ => "—".into(),
+        };
+        s += &format!(
+            "| {} | {} | {} | {} | {its} | {} | {} | {} | {} |\n",
+            w.workload,
+            w.device,
+            w.items.map_or("—".into(), |n| n.to_string()),
+            w.layers.map_or("—".into(), |l| l.to_string()),
+            opt(w.s_per_iteration, 4),
+            opt(w.seconds, 1),
+            opt(w.test_err.map(|e| 1.0 - e), 4),
+            w.peak_rss_bytes
+                .map_or("—".into(), |b| format!("{:.0}", b as f64 / 1048576.0)),
+        );
+    }
+    // Rows of one solver and device differ only in their size suffix.
+    let family = |w: &Row| {
+        let stem = w.workload.rsplit_once('-').map_or("", |(a, _)| a);
+        format!("{stem} on {}", w.device)
+    };
+    let mut families: Vec<String> = vec![];
+    for w in &hsic {
+        if !families.contains(&family(w)) {
+            families.push(family(w));
+        }
+    }
+    for f in families {
+        let of = |g: fn(&Row) -> Option<f64>| -> Vec<(f64, f64)> {
+            hsic.iter()
+                .filter(|w| family(w) == f)
+                .filter_map(|w| Some((w.items? as f64, g(w)?)))
+                .filter(|&(_, t)| t > 0.0)
+                .collect()
+        };
+        for (what, pts) in [
+            ("s per ISM iteration", of(|w| w.s_per_iteration)),
+            ("s per fold", of(|w| w.seconds)),
+        ] {
+            let growth: Vec<String> = pts
+                .windows(2)
+                .map(|p| {
+                    let e = (p[1].1 / p[0].1).ln() / (p[1].0 / p[0].0).ln();
+                    format!("n^{e:.2} ({}→{})", p[0].0, p[1].0)
+                })
+                .collect();
+            if !growth.is_empty() {
+                s += &format!("\n{f}: {what} grows as {}\n", growth.join(", "));
+            }
+        }
     }
     s
 }
@@ -491,7 +602,7 @@ pub fn run(b: &BenchRun) -> Result<Report> {
     }
     let report = Report {
         schema: SCHEMA.into(),
-        suite: format!("{:?}", b.suite).to_lowercase(),
+        suite: b.suite.name().to_string(),
         precision: b.precision.to_string(),
         copy_gbs,
         rows,
@@ -533,7 +644,7 @@ pub fn curves(b: &BenchRun, report: &Report) -> Result<Vec<String>> {
                 subtitle: format!(
                     "{device}, {}; gradfree bench --suite {}",
                     b.precision,
-                    format!("{:?}", b.suite).to_lowercase()
+                    b.suite.name()
                 ),
                 x: crate::plot::Axis {
                     label: crate::plot::field_label("gwms", true),

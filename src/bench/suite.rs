@@ -67,7 +67,21 @@ pub enum Job {
         /// The solver.
         solver: hsic::Solver,
     },
+    /// Fold 1 of `hsic cv` with [`HSIC_SCALE_FOLDS`] seeded folds of a
+    /// CSV whose last column is the label.
+    HsicFold {
+        /// The CSV.
+        data: PathBuf,
+        /// The solver.
+        solver: hsic::Solver,
+    },
 }
+
+/// Folds of the `hsic-scale` cross-validation (one of them runs).
+pub const HSIC_SCALE_FOLDS: usize = 10;
+
+/// Items of the `hsic-scale` mixtures.
+pub const HSIC_SCALE_ITEMS: [usize; 4] = [2000, 5000, 10_000, 20_000];
 
 /// One workload of the suite.
 #[derive(Clone, Debug)]
@@ -107,6 +121,13 @@ pub struct WorkerSpec {
 /// and StarNet, and spirals for HSIC.
 pub fn write_data(suite: Suite, dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    if suite == Suite::HsicScale {
+        for n in HSIC_SCALE_ITEMS {
+            let d = crate::data::mixture::gaussian_mixture(n, 10, 10, 1.5, 1)?;
+            write_atomic(&dir.join(format!("mix{n}.csv")), labeled_csv(&d).as_bytes())?;
+        }
+        return Ok(());
+    }
     let quick = suite == Suite::Quick;
     let circuit = Circuit::random(13, 3, 3, 13, 1)?;
     let (train, test) = circuit.split(1);
@@ -121,12 +142,17 @@ pub fn write_data(suite: Suite, dir: &Path) -> Result<()> {
     write_idx_images(dir, "star", images, 28, 8)?;
     let per_class = if quick { 100 } else { 500 };
     let sp = crate::data::spiral::spiral(per_class, 3, 0.05, 3);
+    write_atomic(&dir.join("spiral.csv"), labeled_csv(&sp).as_bytes())
+}
+
+/// Items as CSV rows, the label last (what [`Job::Hsic`] reads).
+fn labeled_csv(d: &Labeled) -> String {
     let mut csv = String::new();
-    for k in 0..sp.len() {
-        let row: Vec<String> = sp.item(k).iter().map(|v| format!("{v}")).collect();
-        csv += &format!("{},{}\n", row.join(","), sp.y[k]);
+    for (row, y) in d.x.chunks(d.dim.max(1)).zip(&d.y) {
+        let cells: Vec<String> = row.iter().map(|v| format!("{v}")).collect();
+        csv += &format!("{},{y}\n", cells.join(","));
     }
-    write_atomic(&dir.join("spiral.csv"), csv.as_bytes())
+    csv
 }
 
 /// The suite's workloads on the data of `dir` (see [`write_data`]).
@@ -141,6 +167,9 @@ pub fn workloads(
     precision_bytes: f64,
     mnist: Option<&Path>,
 ) -> Vec<Workload> {
+    if suite == Suite::HsicScale {
+        return hsic_scale(dir);
+    }
     let quick = suite == Suite::Quick;
     let p = |name: &str| dir.join(name);
     let (cls_images, images) = if quick {
@@ -314,6 +343,43 @@ pub fn workloads(
     ]
 }
 
+/// The `hsic-scale` workloads: for every size, W_s and W* (dense
+/// eigen-solves, and `auto`: LOBPCG where it is cheaper).
+fn hsic_scale(dir: &Path) -> Vec<Workload> {
+    let mut v = vec![];
+    for n in HSIC_SCALE_ITEMS {
+        let data = dir.join(format!("mix{n}.csv"));
+        let mut ws = hsic::WsSettings::for_dataset("mixture");
+        ws.seed = 1;
+        let ism = |eigen| {
+            hsic::Solver::Ism(hsic::ism::IsmSettings {
+                seed: 1,
+                eigen,
+                ..Default::default()
+            })
+        };
+        for (name, solver) in [
+            ("ws", hsic::Solver::Ws(ws)),
+            ("ism-dense", ism(hsic::ism::EigenSolver::Dense)),
+            ("ism-auto", ism(hsic::ism::EigenSolver::Auto)),
+        ] {
+            v.push(Workload {
+                name: format!("hsic-scale-{name}-{n}"),
+                what: format!(
+                    "fold 1 of {HSIC_SCALE_FOLDS} of {} on a {n}-item Gaussian mixture (10 features, 10 classes)",
+                    solver.label()
+                ),
+                job: Job::HsicFold {
+                    data: data.clone(),
+                    solver,
+                },
+                bytes_per_wm: None,
+            });
+        }
+    }
+    v
+}
+
 /// Writes `DIR/NAME-images-idx3-ubyte` (n random side × side images, pixels
 /// 0–255) and the matching labels (10 classes).
 fn write_idx_images(dir: &Path, name: &str, n: usize, side: usize, seed: u64) -> Result<()> {
@@ -412,22 +478,41 @@ pub fn execute(
             Ok((settings.seed, own))
         }
         Job::Hsic { data, solver } => {
-            let d = labeled::load(data, LabeledFormat::Csv, None, &limits)?;
-            let raw = crate::data::folds::RawTable {
-                dim: d.dim,
-                x: d.x,
-                labels: d.y.iter().map(|&v| v as i64).collect(),
-            };
-            let values = crate::data::folds::label_values(&[&raw]);
-            let train = crate::data::folds::to_labeled(&raw, &values);
-            let seed = match solver {
-                hsic::Solver::Ws(s) => s.seed,
-                hsic::Solver::Ism(s) => s.seed,
-            };
+            let (train, values) = hsic_table(data, &limits)?;
             Ok((
-                seed,
+                solver.seed(),
                 hsic::run_fit(backend, session, &train, &values, solver)?,
             ))
         }
+        Job::HsicFold { data, solver } => {
+            let (all, _) = hsic_table(data, &limits)?;
+            let mut folds = crate::data::folds::kfold(&all, HSIC_SCALE_FOLDS, solver.seed())?;
+            folds.truncate(1);
+            let name = data.file_stem().and_then(|n| n.to_str()).unwrap_or("data");
+            let mut own = hsic::run_cv(backend, session, name, &folds, solver)?;
+            // The one fold's figures, flat, for the bench row.
+            let first = |k: &str| own[k][0].as_f64();
+            let flat = serde_json::json!({
+                "items": all.len(),
+                "fold_layers": first("layers").map(|l| l.round() as u64),
+                "test_err": first("test_acc").map(|a| 1.0 - a),
+            });
+            if let (Some(o), Some(f)) = (own.as_object_mut(), flat.as_object()) {
+                o.extend(f.clone());
+            }
+            Ok((solver.seed(), own))
+        }
     }
+}
+
+/// A CSV whose last column is the label, with its label values.
+fn hsic_table(data: &Path, limits: &Limits) -> Result<(Labeled, Vec<i64>)> {
+    let d = labeled::load(data, LabeledFormat::Csv, None, limits)?;
+    let raw = crate::data::folds::RawTable {
+        dim: d.dim,
+        x: d.x,
+        labels: d.y.iter().map(|&v| v as i64).collect(),
+    };
+    let values = crate::data::folds::label_values(&[&raw]);
+    Ok((crate::data::folds::to_labeled(&raw, &values), values))
 }

@@ -3,6 +3,7 @@
 use anyhow::Result;
 use clap::{Args, Subcommand};
 use gradfree::Error;
+use gradfree::data::folds;
 use gradfree::data::letters;
 use gradfree::data::majority::Circuit;
 use gradfree::data::matrix::to_csv;
@@ -57,6 +58,11 @@ pub(crate) struct MixtureArgs {
     /// Seed.
     #[arg(long, default_value_t = 1)]
     pub(crate) seed: u64,
+    /// Also write K cross-validation folds in the reference's layout,
+    /// DIR/NAME/NAME_k{,_label,_test,_label_test}.csv for the prefix
+    /// DIR/NAME (read by `hsic cv --data DIR --name NAME --folds K`).
+    #[arg(long)]
+    pub(crate) folds: Option<usize>,
 }
 
 pub(crate) fn data_mixture(a: &MixtureArgs) -> Result<()> {
@@ -68,16 +74,12 @@ pub(crate) fn data_mixture(a: &MixtureArgs) -> Result<()> {
         p.push(suffix);
         PathBuf::from(p)
     };
-    let rows: String =
-        d.x.chunks(d.dim)
-            .map(|r| {
-                let cells: Vec<String> = r.iter().map(|v| format!("{v}")).collect();
-                cells.join(",") + "\n"
-            })
-            .collect();
-    let labels: String = d.y.iter().map(|c| format!("{c}\n")).collect();
-    write_atomic(&name("_x.csv"), rows.as_bytes())?;
-    write_atomic(&name("_y.csv"), labels.as_bytes())?;
+    let folds = a
+        .folds
+        .map(|k| gradfree::data::folds::kfold(&d, k, a.seed))
+        .transpose()?;
+    write_atomic(&name("_x.csv"), folds::features_csv(&d).as_bytes())?;
+    write_atomic(&name("_y.csv"), folds::labels_csv(&d).as_bytes())?;
     println!(
         "wrote {} and {} ({} items, {} features, {} classes)",
         name("_x.csv").display(),
@@ -86,6 +88,21 @@ pub(crate) fn data_mixture(a: &MixtureArgs) -> Result<()> {
         d.dim,
         d.classes
     );
+    if let Some(folds) = folds {
+        let dir = a.out.parent().unwrap_or(std::path::Path::new("."));
+        let stem = a.out.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if stem.is_empty() {
+            return Err(
+                Error::Input(format!("--out {}: no name for the folds", a.out.display())).into(),
+            );
+        }
+        folds::write_folds(dir, stem, &folds)?;
+        println!(
+            "wrote {} folds under {}",
+            folds.len(),
+            dir.join(stem).display()
+        );
+    }
     Ok(())
 }
 

@@ -37,13 +37,20 @@ pub(crate) struct HsicSolverArgs {
     #[arg(long)]
     pub(crate) train_stats: bool,
     /// Follow the reference wherever gradfree offers otherwise (overrides
-    /// --train-stats and --eigen). Kernels are always exact (no random features).
+    /// --train-stats, --eigen and --no-cycle-stop). Kernels are always exact (no random features).
     #[arg(long)]
     pub(crate) reference_compat: bool,
     /// W*: how each ISM iteration finds Φ's smallest eigenpairs: dense
-    /// (form Φ, as the reference) or lobpcg (products with Φ only).
-    #[arg(long, default_value = "dense", value_parser = ["dense", "lobpcg"])]
+    /// (form Φ, as the reference), lobpcg (products with Φ after each
+    /// layer's first iteration), or auto (lobpcg on the layers where it is
+    /// cheaper, from 2000 items).
+    #[arg(long, default_value = "dense", value_parser = ["dense", "lobpcg", "auto"])]
     pub(crate) eigen: String,
+    /// W*: run a layer's ISM iterations to the cap even when they alternate
+    /// between two states (the reference's way; by default such a layer
+    /// stops once the cycle is clear, on the state the cap would give).
+    #[arg(long)]
+    pub(crate) no_cycle_stop: bool,
 }
 
 impl HsicSolverArgs {
@@ -72,11 +79,13 @@ impl HsicSolverArgs {
             "ism" => Ok(hsic::Solver::Ism(hsic::ism::IsmSettings {
                 test_own_stats,
                 seed,
-                eigen: if self.eigen == "lobpcg" && !self.reference_compat {
-                    hsic::ism::EigenSolver::Lobpcg
-                } else {
-                    hsic::ism::EigenSolver::Dense
+                eigen: match self.eigen.as_str() {
+                    _ if self.reference_compat => hsic::ism::EigenSolver::Dense,
+                    "lobpcg" => hsic::ism::EigenSolver::Lobpcg,
+                    "auto" => hsic::ism::EigenSolver::Auto,
+                    _ => hsic::ism::EigenSolver::Dense,
                 },
+                cycle_stop: !(self.no_cycle_stop || self.reference_compat),
                 ..Default::default()
             })),
             other => Err(Error::Input(format!("--solver {other}: use ws or ism")).into()),

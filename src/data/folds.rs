@@ -174,3 +174,100 @@ pub fn load_folds(
         .collect();
     Ok((folds, values))
 }
+
+/// k-fold cross-validation of `data`: the items in a seeded random order,
+/// fold k (1-based) testing on the k-th of `folds` near-equal runs of it and
+/// training on the rest (the reference's shuffled `KFold`, seeded).
+pub fn kfold(data: &Labeled, folds: usize, seed: u64) -> Result<Vec<Fold>> {
+    let n = data.len();
+    if folds < 2 || folds > n {
+        return Err(Error::Input(format!(
+            "{folds} folds of {n} items: need 2 ≤ folds ≤ items"
+        )));
+    }
+    let order = crate::random::epoch_order(n, seed, 0);
+    Ok((0..folds)
+        .map(|k| {
+            let (lo, hi) = (k * n / folds, (k + 1) * n / folds);
+            let rest: Vec<usize> = order[..lo].iter().chain(&order[hi..]).copied().collect();
+            Fold {
+                train: data.subset(&rest),
+                test: data.subset(&order[lo..hi]),
+            }
+        })
+        .collect())
+}
+
+/// Writes `folds` in the reference's layout under `<dir>/<name>/` (read back
+/// by [`load_folds`]); labels are the class numbers.
+pub fn write_folds(dir: &Path, name: &str, folds: &[Fold]) -> Result<()> {
+    let sub = dir.join(name);
+    std::fs::create_dir_all(&sub).map_err(|e| Error::io(&sub, e))?;
+    for (i, f) in folds.iter().enumerate() {
+        let k = i + 1;
+        for (suffix, body) in [
+            ("", features_csv(&f.train)),
+            ("_label", labels_csv(&f.train)),
+            ("_test", features_csv(&f.test)),
+            ("_label_test", labels_csv(&f.test)),
+        ] {
+            crate::io::write_atomic(&fold_path(dir, name, k, suffix), body.as_bytes())?;
+        }
+    }
+    Ok(())
+}
+
+/// The features as the reference's CSV (no header, shortest round-trip
+/// decimals).
+pub fn features_csv(d: &Labeled) -> String {
+    super::matrix::rows_csv(&d.x, d.dim)
+}
+
+/// The class numbers, one per line (the reference's label CSV).
+pub fn labels_csv(d: &Labeled) -> String {
+    d.y.iter().map(|c| format!("{c}\n")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kfold_tests_every_item_once_and_reads_back_through_the_fold_files() {
+        let data = crate::data::mixture::gaussian_mixture(23, 2, 3, 1.0, 4).unwrap();
+        let folds = kfold(&data, 5, 9).unwrap();
+        assert_eq!(folds.len(), 5);
+        let mut tested: Vec<Vec<u64>> = vec![];
+        for f in &folds {
+            assert_eq!(f.train.len() + f.test.len(), 23);
+            assert!((4..=5).contains(&f.test.len()), "near-equal folds");
+            tested.extend(
+                f.test
+                    .x
+                    .chunks(2)
+                    .map(|r| r.iter().map(|v| v.to_bits()).collect()),
+            );
+        }
+        let mut all: Vec<Vec<u64>> = data
+            .x
+            .chunks(2)
+            .map(|r| r.iter().map(|v| v.to_bits()).collect())
+            .collect();
+        tested.sort();
+        all.sort();
+        assert_eq!(tested, all, "the test parts partition the items");
+        // Seeded.
+        assert_eq!(kfold(&data, 5, 9).unwrap()[2].test.y, folds[2].test.y);
+        assert!(kfold(&data, 1, 9).is_err() && kfold(&data, 24, 9).is_err());
+        let dir = std::env::temp_dir().join(format!("gradfree-kfold-{}", std::process::id()));
+        write_folds(&dir, "m", &folds).unwrap();
+        let (back, values) =
+            load_folds(&dir, "m", 5, &Limits::for_precision(crate::Precision::F64)).unwrap();
+        assert_eq!(values, vec![0, 1, 2]);
+        for (a, b) in back.iter().zip(&folds) {
+            assert_eq!(a.test.x, b.test.x, "shortest round-trip decimals");
+            assert_eq!(a.train.y, b.train.y);
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

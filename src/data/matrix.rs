@@ -181,6 +181,22 @@ pub fn require_nonnegative(m: &DMatrix<f64>, path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Row-major items (`dim` values each) as CSV rows (shortest round-trip
+/// numbers).
+pub fn rows_csv(x: &[f64], dim: usize) -> String {
+    let mut s = String::with_capacity(x.len() * 8);
+    for row in x.chunks(dim.max(1)) {
+        for (j, v) in row.iter().enumerate() {
+            if j > 0 {
+                s.push(',');
+            }
+            s += &format!("{v}");
+        }
+        s.push('\n');
+    }
+    s
+}
+
 /// Writes items as CSV rows (shortest round-trip numbers).
 pub fn to_csv(m: &DMatrix<f64>) -> String {
     let mut s = String::with_capacity(m.len() * 8);

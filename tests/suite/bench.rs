@@ -262,3 +262,58 @@ fn supplied_mnist_images_feed_the_784_20_10_pair() {
     assert_eq!(o.status.code(), Some(2), "{}", output_text(&o));
     assert!(output_text(&o).contains("--mnist"), "{}", output_text(&o));
 }
+
+/// The hsic-scale suite: its workloads, and the table's growth exponents.
+#[test]
+fn hsic_scale_rows_report_iteration_seconds_and_their_growth_in_n() {
+    let names: Vec<String> = bench::workloads(
+        bench::Suite::HsicScale,
+        std::path::Path::new("d"),
+        4.0,
+        None,
+    )
+    .into_iter()
+    .map(|w| w.name)
+    .collect();
+    for n in bench::HSIC_SCALE_ITEMS {
+        for s in ["ws", "ism-dense", "ism-auto"] {
+            assert!(names.contains(&format!("hsic-scale-{s}-{n}")), "{names:?}");
+        }
+    }
+    let row = |n: usize, s: f64| bench::Row {
+        items: Some(n),
+        layers: Some(3),
+        ism_iterations: Some(12),
+        layers_at_cap: Some(0),
+        s_per_iteration: Some(s),
+        status: "ok".into(),
+        seconds: Some(s * 100.0),
+        gwms: Some(1.0),
+        gwms_per_s: Some(1.0),
+        ..bench::Row::empty(&format!("hsic-scale-ism-dense-{n}"), "cpu", String::new())
+    };
+    let report = bench::Report {
+        schema: SCHEMA.into(),
+        suite: "hsic-scale".into(),
+        precision: "f32".into(),
+        copy_gbs: Default::default(),
+        rows: vec![row(1000, 0.01), row(2000, 0.04), row(4000, 0.08)],
+    };
+    let md = bench::markdown(&report);
+    assert!(
+        md.contains("| hsic-scale-ism-dense-2000 | cpu | 2000 | 3 | 12 (0) | 0.0400 |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("hsic-scale-ism-dense on cpu: s per ISM iteration grows as n^2.00 (1000→2000), n^1.00 (2000→4000)"),
+        "{md}"
+    );
+    assert_eq!(md.matches("s per ISM iteration grows").count(), 1, "{md}");
+    assert!(
+        md.contains("s per fold grows as n^2.00 (1000→2000)"),
+        "{md}"
+    );
+    // Rows from before these fields still read.
+    let v = serde_json::to_value(&report).unwrap();
+    assert_eq!(bench::validate(&v).unwrap(), report);
+}

@@ -378,8 +378,66 @@ fn data_mixture_writes_features_and_labels_that_hsic_fit_reads() {
         "--quiet",
     ]);
     assert!(o.status.success(), "{}", output_text(&o));
-    for bad in [["--items", "0"], ["--classes", "1"]] {
+    for bad in [["--items", "0"], ["--classes", "1"], ["--folds", "1"]] {
         let o = run_cli(&["data", "mixture", "--out", &prefix, bad[0], bad[1]]);
         assert_eq!(o.status.code(), Some(2), "{}", output_text(&o));
     }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn data_mixture_folds_feed_hsic_cv() {
+    let dir = temp_dir("data_mixture_folds");
+    let prefix = dir.join("mix").display().to_string();
+    let o = run_cli(&[
+        "data",
+        "mixture",
+        "--out",
+        &prefix,
+        "--items",
+        "60",
+        "--features",
+        "3",
+        "--classes",
+        "3",
+        "--folds",
+        "3",
+    ]);
+    assert!(o.status.success(), "{}", output_text(&o));
+    let test_rows: usize = (1..=3)
+        .map(|k| {
+            let f = dir.join("mix").join(format!("mix_{k}_label_test.csv"));
+            std::fs::read_to_string(f).unwrap().lines().count()
+        })
+        .sum();
+    assert_eq!(test_rows, 60, "every item is tested once");
+    let out = dir.join("cv").display().to_string();
+    let o = run_cli(&[
+        "hsic",
+        "cv",
+        "--data",
+        &dir.display().to_string(),
+        "--name",
+        "mix",
+        "--folds",
+        "3",
+        "--solver",
+        "ism",
+        "--device",
+        "cpu",
+        "--out",
+        &out,
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", output_text(&o));
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("cv/summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(summary["folds"], 3);
+    // W* totals: iterations over every layer of every fold, none beyond
+    // the cap.
+    assert!(summary["ism_iterations"].as_u64().unwrap() >= 3);
+    assert!(summary["s_per_iteration"].as_f64().unwrap() > 0.0);
+    assert!(summary["layers_at_cap"].as_u64().is_some());
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -89,9 +89,20 @@ fn kernel_product_matches_the_twin_on_both_backends() {
         (150, 150, 3, 4),
         (130, 130, 2, 31),
         (200, 200, 2, 0),
+        // Gaussian tiles of 16 features or more go through dot products.
+        (90, 70, 20, 7),
+        (130, 130, 47, 9),
+        (70, 70, 16, 40),
     ] {
-        let a = uniform(&mut r, na * d, -1.0, 1.0);
-        let b = uniform(&mut r, nb * d, -1.0, 1.0);
+        // Wide rows: distances on the scale of the narrow ones, and far
+        // from the origin (the dot-product form must not cancel).
+        let (s, off) = if d > 4 {
+            ((4.0 / d as f64).sqrt(), 3.0)
+        } else {
+            (1.0, 0.0)
+        };
+        let a = uniform(&mut r, na * d, off - s, off + s);
+        let b = uniform(&mut r, nb * d, off - s, off + s);
         // The same slice twice when square, as the callers do.
         let b: &[f64] = if na == nb { &a } else { &b };
         let m = uniform(&mut r, nb * cols, -1.0, 1.0);
@@ -888,6 +899,23 @@ fn ism_with_lobpcg_matches_the_dense_solver() {
     // loosely solved cluster: two draws of the same W*, equally good.
     assert!(dense.train_acc > 0.8 && lob.train_acc > 0.8);
     assert!((dense.train_acc - lob.train_acc).abs() < 0.05);
+    // The same solves on the GPU's kernel products.
+    if let Some(ctx) = gpu(Precision::F32) {
+        let s = IsmSettings {
+            max_layers: 3,
+            eigen: EigenSolver::Lobpcg,
+            seed: 4,
+            ..Default::default()
+        };
+        let on_gpu = fit_ism(
+            &Backend::gpu(ctx, Precision::F32),
+            &data,
+            &s,
+            &mut Work::default(),
+        )
+        .unwrap();
+        assert!(on_gpu.train_acc > 0.8, "gpu f32: {}", on_gpu.train_acc);
+    }
     // Saved and loaded, the setting travels with the model.
     let bytes = lob.to_bytes(&[0, 1, 2]).unwrap();
     let (back, _) = gradfree::methods::hsic::ism::IsmModel::from_bytes(&bytes, "test").unwrap();

@@ -222,6 +222,13 @@ fn every_method_trains_the_model_of_one_process() {
                 spiral
             )),
         ),
+        (
+            "hsic-ism-lobpcg",
+            words(&format!(
+                "hsic fit --data {} --name spiral --solver ism --eigen lobpcg",
+                spiral
+            )),
+        ),
     ];
     for (name, args) in runs {
         let out = |n: usize| dir.join(format!("{name}-{n}"));

@@ -28,6 +28,14 @@ impl Solver {
         }
     }
 
+    /// Its seed.
+    pub fn seed(&self) -> u64 {
+        match self {
+            Solver::Ws(s) => s.seed,
+            Solver::Ism(s) => s.seed,
+        }
+    }
+
     /// Its settings as JSON.
     fn settings(&self) -> serde_json::Value {
         match self {
@@ -129,6 +137,7 @@ pub fn run_cv(
         )),
     }
     let (mut layers, mut tr, mut te, mut secs, mut hs) = (vec![], vec![], vec![], vec![], vec![]);
+    let mut ism = IsmTotals::default();
     let mut metr: Vec<Metrics> = vec![];
     for (k, f) in folds.iter().enumerate() {
         let t0 = std::time::Instant::now();
@@ -140,6 +149,9 @@ pub fn run_cv(
         session.add_gwms(work.gwms());
         let reports = &fitted.reports;
         let nl = reports.as_array().map_or(0, |v| v.len());
+        if let Solver::Ism(s) = solver {
+            ism.add(reports, s.max_iter);
+        }
         let (train_acc, h) = (fitted.train_acc, fitted.hsic);
         session.say(&format!(
             "fold {:>2}: {nl} layers, H {h:.3}, train {train_acc:.3}, test {test_acc:.3}, {fit_s:.2} s, {:.4} GWMs, MSE {:.3}, CE {:.3}, C {:.3}{}; {}",
@@ -190,7 +202,19 @@ pub fn run_cv(
     ));
     let all = |g: fn(&Metrics) -> f64| mean_std(&metr.iter().map(g).collect::<Vec<_>>());
     let ws = matches!(solver, Solver::Ws(_));
+    if !ws {
+        session.say(&format!(
+            "W*: {} ISM iterations in {} layers, {} of them at the cap; {:.4} s per iteration",
+            ism.iterations,
+            layers.iter().sum::<f64>(),
+            ism.at_cap,
+            ism.seconds / ism.iterations.max(1) as f64
+        ));
+    }
     Ok(serde_json::json!({
+        "ism_iterations": (!ws).then_some(ism.iterations),
+        "layers_at_cap": (!ws).then_some(ism.at_cap),
+        "s_per_iteration": (!ws && ism.iterations > 0).then(|| ism.seconds / ism.iterations as f64),
         "method": "hsic cv", "solver": solver.label(), "data": name, "folds": folds.len(),
         "settings": solver.settings(),
         "layers": mean_std(&layers), "train_acc": mean_std(&tr), "test_acc": mean_std(&te),
@@ -198,6 +222,28 @@ pub fn run_cv(
         "mse": all(|m| m.mse), "ce": all(|m| m.ce), "c": all(|m| m.c),
         "t": ws.then(|| mean_std(&metr.iter().filter_map(|m| m.t).collect::<Vec<_>>())),
     }))
+}
+
+/// W* iterations over the folds of a cross-validation, from the layer
+/// reports.
+#[derive(Default)]
+struct IsmTotals {
+    iterations: usize,
+    seconds: f64,
+    /// Layers that ran the iteration cap out (the ISM's eigenvalue change
+    /// never fell below its tolerance).
+    at_cap: usize,
+}
+
+impl IsmTotals {
+    fn add(&mut self, reports: &serde_json::Value, cap: usize) {
+        for r in reports.as_array().into_iter().flatten() {
+            let its = r["iterations"].as_u64().unwrap_or(0) as usize;
+            self.iterations += its;
+            self.seconds += r["iteration_seconds"].as_f64().unwrap_or(0.0);
+            self.at_cap += (its >= cap) as usize;
+        }
+    }
 }
 
 /// `hsic fit` as a library run: fits on `train` (labels mapped from the

@@ -14,7 +14,8 @@ use gradfree::{Error, Precision};
 
 #[derive(Args, Debug)]
 pub(crate) struct BenchArgs {
-    /// quick (seconds per workload) or paper (the papers' sizes).
+    /// quick (seconds per workload), paper (the papers' sizes) or
+    /// hsic-scale (HSIC folds of 2,000 to 20,000 items).
     #[arg(long, value_enum, default_value_t = gradfree::bench::Suite::Quick)]
     pub(crate) suite: gradfree::bench::Suite,
     /// Devices to run on in turn, comma-separated: cpu, gpu (default: cpu,

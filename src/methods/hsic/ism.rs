@@ -102,8 +102,10 @@ pub enum EigenSolver {
 
 /// [`EigenSolver::Auto`] takes LOBPCG when Z's basis is at least this many
 /// times the block wide: a dense iteration costs n²(q + r + 1), a LOBPCG
-/// one about 1.7 products of n²(2q + GUARD + 1) (measured at n = 10⁴,
-/// r = 400, q = 48), so LOBPCG is cheaper from r ≈ 2.4 q on.
+/// one k products of n²(2q + GUARD + 1), with k about 1.7 at q = 48 and
+/// 2–5 at q = 20 (r = 400, 10-class mixtures), so LOBPCG is cheaper from
+/// r ≈ 2.4 q on when k is small. Where the ISM cycles, LOBPCG loses (see
+/// docs/results.md), so dense stays the default.
 pub const AUTO_WIDTH: usize = 3;
 
 /// [`EigenSolver::Auto`] keeps the dense solve below this many items: the
@@ -134,8 +136,8 @@ pub const GUARD: usize = 2;
 pub const LOBPCG_TOL: f64 = 1e-3;
 
 /// LOBPCG steps per solve before the iteration, and the rest of its
-/// layer, fall back to dense (a warm-started solve takes 1–2 when it
-/// converges at all).
+/// layer, fall back to dense (a warm-started solve that converges takes
+/// 1–5).
 const LOBPCG_MAX_ITER: usize = 20;
 
 impl Default for IsmSettings {

@@ -74,10 +74,15 @@ pub(crate) fn data_mixture(a: &MixtureArgs) -> Result<()> {
         p.push(suffix);
         PathBuf::from(p)
     };
-    let folds = a
-        .folds
-        .map(|k| gradfree::data::folds::kfold(&d, k, a.seed))
-        .transpose()?;
+    // The folds' directory and name, checked before anything is written.
+    let fold_dir = a.out.parent().unwrap_or(std::path::Path::new("."));
+    let fold_name = a.out.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    if a.folds.is_some() && fold_name.is_empty() {
+        return Err(
+            Error::Input(format!("--out {}: no name for the folds", a.out.display())).into(),
+        );
+    }
+    let cv = a.folds.map(|k| folds::kfold(&d, k, a.seed)).transpose()?;
     write_atomic(&name("_x.csv"), folds::features_csv(&d).as_bytes())?;
     write_atomic(&name("_y.csv"), folds::labels_csv(&d).as_bytes())?;
     println!(
@@ -88,19 +93,12 @@ pub(crate) fn data_mixture(a: &MixtureArgs) -> Result<()> {
         d.dim,
         d.classes
     );
-    if let Some(folds) = folds {
-        let dir = a.out.parent().unwrap_or(std::path::Path::new("."));
-        let stem = a.out.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        if stem.is_empty() {
-            return Err(
-                Error::Input(format!("--out {}: no name for the folds", a.out.display())).into(),
-            );
-        }
-        folds::write_folds(dir, stem, &folds)?;
+    if let Some(cv) = cv {
+        folds::write_folds(fold_dir, fold_name, &cv)?;
         println!(
             "wrote {} folds under {}",
-            folds.len(),
-            dir.join(stem).display()
+            cv.len(),
+            fold_dir.join(fold_name).display()
         );
     }
     Ok(())

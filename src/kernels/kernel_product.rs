@@ -680,19 +680,20 @@ impl<T: Real> DotForm<T> {
             .chunks_exact(d)
             .flat_map(|row| row.iter().zip(&mean).map(|(&v, &m)| v - m))
             .collect();
-        let norms = |rows: &[T]| -> Vec<T> {
+        // Squared norms of rows less `shift` (zero for A, already shifted).
+        let norms = |rows: &[T], shift: &[T]| -> Vec<T> {
             rows.chunks_exact(d)
-                .map(|r| r.iter().fold(T::ZERO, |s, &v| v.mul_add(v, s)))
+                .map(|r| {
+                    r.iter()
+                        .zip(shift)
+                        .fold(T::ZERO, |s, (&v, &m)| (v - m).mul_add(v - m, s))
+                })
                 .collect()
         };
-        let b_shifted: Vec<T> = b
-            .chunks_exact(d)
-            .flat_map(|row| row.iter().zip(&mean).map(|(&v, &m)| v - m))
-            .collect();
-        let mut b_norms = norms(&b_shifted);
+        let mut b_norms = norms(b, &mean);
         b_norms.resize(nb.div_ceil(TILE) * TILE, T::ZERO);
         DotForm {
-            a_norms: norms(&a),
+            a_norms: norms(&a, &vec![T::ZERO; d]),
             a,
             bt: transposed(&mean),
             b_norms,

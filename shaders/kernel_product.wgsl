@@ -5,8 +5,11 @@
 // [y_i = y_j] − p_{y_i} − p_{y_j} + ‖p‖² when use_gamma, else 1; and f = 0
 // on i == j when zero_diag; with `squares`, column r of the output (then
 // r + 1 wide) is Σ_j (w_ij f_ij)². K is built a tile at a time in workgroup
-// memory, so n × n never exists anywhere. Mirrors src/kernels/kernel_product.rs;
-// exp_neg comes from gauss_kernel.wgsl.
+// memory, so n × n never exists anywhere. Gaussian distances come from
+// ‖a‖² + ‖b‖² − 2a·b (the host shifts both sets by B's mean and puts the
+// squared norms in `scalars`); distances themselves from Σ (a − b)², whose
+// small values the cancelling form would lose under the square root.
+// Mirrors src/kernels/kernel_product.rs; exp_neg comes from gauss_kernel.wgsl.
 
 //!entry
 struct ProductParams {
@@ -20,12 +23,13 @@ struct ProductParams {
     use_gamma: u32,
     lb_off: u32,
     squares: u32,
-    _pad0: u32,
-    _pad1: u32,
+    // Offsets in `scalars` of ‖a_i‖² (i over all of A) and ‖b_j‖².
+    norm_a: u32,
+    norm_b: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: ProductParams;
-// scalars = [g, ‖p‖², p_0, p_1, …].
+// scalars = [g, ‖p‖², p_0, p_1, …, then the squared norms for the Gaussian].
 @group(0) @binding(1) var<storage, read> scalars: array<real>;
 @group(0) @binding(2) var<storage, read> a: array<real>;
 @group(0) @binding(3) var<storage, read> b: array<real>;
@@ -34,25 +38,26 @@ struct ProductParams {
 @group(0) @binding(5) var<storage, read> labels: array<u32>;
 @group(0) @binding(6) var<storage, read_write> out: array<real>;
 
-// 64 invocations. Wide outputs (more than 16 columns): 16 rows × 4 column
-// groups of 16, tiles of 64 B rows. Thin outputs (the common case: one-hot
-// labels, unit indicators): 64 rows × 1 group of 16, tiles of 16 B rows,
-// so no invocation idles while accumulating. Either way the kernel tile
-// holds 1024 values. CPT = columns per invocation.
-const CPT: u32 = 16u;
-
+// 256 invocations per workgroup, 64 rows of A each. A step over B takes 16
+// of its rows: the 64 × 16 kernel tile (each invocation a 2 × 2 block of
+// it, its rows and columns held in registers across the features), then
+// the output tile += K M, with M's 16 rows staged in workgroup memory.
+// Output tiles are 64 × 64 (4 × 4 per invocation) when the output is more
+// than 16 wide, else 64 × 16 (2 × 2 per invocation). Every output sums
+// j = 0, 1, … in order, so row tiles and parts of A give the same bits.
+const TI: u32 = 64u;
+const TJ: u32 = 16u;
 var<workgroup> ktile: array<real, 1024>;
+var<workgroup> mtile: array<real, 1024>;
 
-fn weight_fn(il: u32, j: u32) -> real {
+// w_ij f(s) for local row il and row j of B; 0 outside the tile.
+fn pair_value(il: u32, j: u32, s: real) -> real {
+    if (il >= params.rows || j >= params.n) {
+        return real(0.0);
+    }
     let i = params.row0 + il;
     if (params.zero_diag != 0u && i == j) {
         return real(0.0);
-    }
-    let d = params.d;
-    var s = real(0.0);
-    for (var c = 0u; c < d; c++) {
-        let t = a[i * d + c] - b[j * d + c];
-        s += t * t;
     }
     var f: real;
     if (params.func == 0u) {
@@ -72,72 +77,189 @@ fn weight_fn(il: u32, j: u32) -> real {
     return f;
 }
 
-@compute @workgroup_size(64)
+// Fills ktile with the kernel values of local rows [i0, i0 + 64) against
+// rows [j0, j0 + 16) of B.
+fn kernel_tile(i0: u32, j0: u32, lid: u32) {
+    let d = params.d;
+    let pi = (lid / 8u) * 2u;
+    let pj = (lid % 8u) * 2u;
+    // Out-of-range rows read row 0 / the last row and are masked later.
+    let last = params.rows - 1u;
+    let ia0 = params.row0 + min(i0 + pi, last);
+    let ia1 = params.row0 + min(i0 + pi + 1u, last);
+    let jb0 = min(j0 + pj, params.n - 1u);
+    let jb1 = min(j0 + pj + 1u, params.n - 1u);
+    var s00 = real(0.0);
+    var s01 = real(0.0);
+    var s10 = real(0.0);
+    var s11 = real(0.0);
+    if (params.func == 0u) {
+        for (var c = 0u; c < d; c++) {
+            let x0 = a[ia0 * d + c];
+            let x1 = a[ia1 * d + c];
+            let y0 = b[jb0 * d + c];
+            let y1 = b[jb1 * d + c];
+            s00 += x0 * y0;
+            s01 += x0 * y1;
+            s10 += x1 * y0;
+            s11 += x1 * y1;
+        }
+        let na0 = scalars[params.norm_a + ia0];
+        let na1 = scalars[params.norm_a + ia1];
+        let nb0 = scalars[params.norm_b + jb0];
+        let nb1 = scalars[params.norm_b + jb1];
+        s00 = max(na0 + nb0 - real(2.0) * s00, real(0.0));
+        s01 = max(na0 + nb1 - real(2.0) * s01, real(0.0));
+        s10 = max(na1 + nb0 - real(2.0) * s10, real(0.0));
+        s11 = max(na1 + nb1 - real(2.0) * s11, real(0.0));
+    } else {
+        for (var c = 0u; c < d; c++) {
+            let x0 = a[ia0 * d + c];
+            let x1 = a[ia1 * d + c];
+            let y0 = b[jb0 * d + c];
+            let y1 = b[jb1 * d + c];
+            let t00 = x0 - y0;
+            let t01 = x0 - y1;
+            let t10 = x1 - y0;
+            let t11 = x1 - y1;
+            s00 += t00 * t00;
+            s01 += t01 * t01;
+            s10 += t10 * t10;
+            s11 += t11 * t11;
+        }
+    }
+    ktile[pi * TJ + pj] = pair_value(i0 + pi, j0 + pj, s00);
+    ktile[pi * TJ + pj + 1u] = pair_value(i0 + pi, j0 + pj + 1u, s01);
+    ktile[(pi + 1u) * TJ + pj] = pair_value(i0 + pi + 1u, j0 + pj, s10);
+    ktile[(pi + 1u) * TJ + pj + 1u] = pair_value(i0 + pi + 1u, j0 + pj + 1u, s11);
+}
+
+// Stages M's rows [j0, j0 + 16), columns [c0, c0 + tc), into mtile
+// (zeros past n and past column r, the squares column included).
+fn stage_m(j0: u32, c0: u32, tc: u32, lid: u32) {
+    for (var e = lid; e < TJ * tc; e += 256u) {
+        let j = j0 + e / tc;
+        let c = c0 + e % tc;
+        var v = real(0.0);
+        if (j < params.n && c < params.r) {
+            v = m[j * params.r + c];
+        }
+        mtile[e] = v;
+    }
+}
+
+// Wide outputs: a 64 × 64 tile, 4 × 4 per invocation.
+fn wide(rt: u32, ct: u32, lid: u32) {
+    let i0 = rt * TI;
+    let c0 = ct * 64u;
+    let ti = (lid / 16u) * 4u;
+    let tc = (lid % 16u) * 4u;
+    let w = params.r + params.squares;
+    // The invocation whose columns hold column r sums the squares there.
+    let own_sq = params.squares != 0u && params.r >= c0 + tc && params.r < c0 + tc + 4u;
+    var acc: array<real, 16>;
+    var sq: array<real, 4>;
+    for (var j0 = 0u; j0 < params.n; j0 += TJ) {
+        kernel_tile(i0, j0, lid);
+        stage_m(j0, c0, 64u, lid);
+        workgroupBarrier();
+        for (var jj = 0u; jj < TJ; jj++) {
+            var kr: array<real, 4>;
+            var mr: array<real, 4>;
+            for (var x = 0u; x < 4u; x++) {
+                kr[x] = ktile[(ti + x) * TJ + jj];
+                mr[x] = mtile[jj * 64u + tc + x];
+            }
+            for (var x = 0u; x < 4u; x++) {
+                for (var y = 0u; y < 4u; y++) {
+                    acc[x * 4u + y] += kr[x] * mr[y];
+                }
+            }
+            if (own_sq) {
+                for (var x = 0u; x < 4u; x++) {
+                    sq[x] += kr[x] * kr[x];
+                }
+            }
+        }
+        workgroupBarrier();
+    }
+    for (var x = 0u; x < 4u; x++) {
+        let il = i0 + ti + x;
+        if (il < params.rows) {
+            for (var y = 0u; y < 4u; y++) {
+                let c = c0 + tc + y;
+                if (c < params.r) {
+                    out[il * w + c] = acc[x * 4u + y];
+                } else if (c < w) {
+                    out[il * w + c] = sq[x];
+                }
+            }
+        }
+    }
+}
+
+// Thin outputs (at most 16 wide: one-hot labels, unit indicators): a
+// 64 × 16 tile, 2 × 2 per invocation.
+fn thin(rt: u32, lid: u32) {
+    let i0 = rt * TI;
+    let ti = (lid / 8u) * 2u;
+    let tc = (lid % 8u) * 2u;
+    let w = params.r + params.squares;
+    let own_sq = params.squares != 0u && params.r >= tc && params.r < tc + 2u;
+    var acc: array<real, 4>;
+    var sq: array<real, 2>;
+    for (var j0 = 0u; j0 < params.n; j0 += TJ) {
+        kernel_tile(i0, j0, lid);
+        stage_m(j0, 0u, 16u, lid);
+        workgroupBarrier();
+        for (var jj = 0u; jj < TJ; jj++) {
+            let k0 = ktile[ti * TJ + jj];
+            let k1 = ktile[(ti + 1u) * TJ + jj];
+            let m0 = mtile[jj * 16u + tc];
+            let m1 = mtile[jj * 16u + tc + 1u];
+            acc[0] += k0 * m0;
+            acc[1] += k0 * m1;
+            acc[2] += k1 * m0;
+            acc[3] += k1 * m1;
+            if (own_sq) {
+                sq[0] += k0 * k0;
+                sq[1] += k1 * k1;
+            }
+        }
+        workgroupBarrier();
+    }
+    for (var x = 0u; x < 2u; x++) {
+        let il = i0 + ti + x;
+        if (il < params.rows) {
+            for (var y = 0u; y < 2u; y++) {
+                let c = tc + y;
+                if (c < params.r) {
+                    out[il * w + c] = acc[x * 2u + y];
+                } else if (c < w) {
+                    out[il * w + c] = sq[x];
+                }
+            }
+        }
+    }
+}
+
+@compute @workgroup_size(256)
 fn kernel_product(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
     let wg = wid.y * nwg.x + wid.x;
-    let r = params.r;
-    let n = params.n;
-    // Output width; the squares column is one more column of the tiles.
-    let w = r + params.squares;
-    let thin = w <= CPT;
-    let TI = select(16u, 64u, thin);
-    let TJ = 1024u / TI;
-    let groups = 64u / TI;
-    let TC = groups * CPT;
-    let col_tiles = (w + TC - 1u) / TC;
+    let w = params.r + params.squares;
+    let tc = select(64u, 16u, w <= 16u);
+    let col_tiles = (w + tc - 1u) / tc;
     let row_tiles = (params.rows + TI - 1u) / TI;
     if (wg >= row_tiles * col_tiles) {
         return;
     }
-    let rt = wg / col_tiles;
-    let ct = wg - rt * col_tiles;
-    let ti = lid / groups;
-    let il = rt * TI + ti;
-    let c0 = ct * TC + (lid % groups) * CPT;
-    var acc: array<real, 16>;
-    for (var c = 0u; c < CPT; c++) {
-        acc[c] = real(0.0);
-    }
-    // This invocation's columns of M end at `mc`; column r (if squares)
-    // takes Σ f² in the accumulator slot r − c0.
-    let mc = min(r, c0 + CPT);
-    let sq_slot = params.squares != 0u && r >= c0 && r < c0 + CPT;
-    for (var j0 = 0u; j0 < n; j0 += TJ) {
-        // Each invocation fills 16 of the tile's 1024 kernel values.
-        for (var e = lid; e < 1024u; e += 64u) {
-            let ie = rt * TI + e / TJ;
-            let je = j0 + e % TJ;
-            var v = real(0.0);
-            if (ie < params.rows && je < n) {
-                v = weight_fn(ie, je);
-            }
-            ktile[e] = v;
-        }
-        workgroupBarrier();
-        if (il < params.rows) {
-            let jn = min(TJ, n - j0);
-            for (var jj = 0u; jj < jn; jj++) {
-                let kv = ktile[ti * TJ + jj];
-                let row = (j0 + jj) * r;
-                for (var c = c0; c < mc; c++) {
-                    acc[c - c0] += kv * m[row + c];
-                }
-                if (sq_slot) {
-                    acc[r - c0] += kv * kv;
-                }
-            }
-        }
-        workgroupBarrier();
-    }
-    if (il < params.rows) {
-        for (var c = 0u; c < CPT; c++) {
-            if (c0 + c < w) {
-                out[il * w + c0 + c] = acc[c];
-            }
-        }
+    if (w <= 16u) {
+        thin(wg, lid);
+    } else {
+        wide(wg / col_tiles, wg % col_tiles, lid);
     }
 }

@@ -13,11 +13,14 @@
 //! M: per-class kernel sums (M = one-hot labels), W_s unit outputs (M =
 //! unit indicators), ΨZ and 1ᵀΨ of the ISM Φ build (M = [Z, 1]), and the
 //! silhouette's per-class distance sums. Nothing n × n is stored: the GPU
-//! builds K a 1024-value tile at a time in workgroup memory (16 × 64, or
-//! 64 × 16 for outputs at most 16 wide), the CPU a 64 × 64 tile at a
-//! time before a GEMM (Gaussian tiles of 16 features or more from
-//! ‖a‖² + ‖b‖² − 2a·b, the dot products by a GEMM too, on rows shifted by
-//! B's mean). The processes of a data-parallel run
+//! builds K a 64 × 16 tile at a time in workgroup memory (2 × 2 values per
+//! invocation of 256) and multiplies it into a 64 × 64 output tile (4 × 4
+//! per invocation; 64 × 16 and 2 × 2 for outputs at most 16 wide), the CPU a
+//! 64 × 64 tile at a time before a GEMM. Gaussian tiles come from
+//! ‖a‖² + ‖b‖² − 2a·b on rows shifted by B's mean (on the CPU from 16
+//! features up, with the dot products by a GEMM too); distances always
+//! from Σ (a − b)², since the square root would magnify the cancelling
+//! form's error on small distances. The processes of a data-parallel run
 //! split a product into parts ([`Spec::part`], [`cpu_part`]): row blocks of
 //! A, whose outputs add up exactly, or runs of the symmetric path's fixed
 //! partial sums, gathered and added in order: either way N processes get
@@ -49,13 +52,14 @@ pub const KERNEL: Kernel = Kernel {
         Bind::Read,
         Bind::ReadWrite,
     ],
-    workgroup: 64,
+    workgroup: 256,
 };
 
-/// Rows of A and output columns per GPU workgroup (`TI`, `TC` in the
-/// shader) for an output `w` columns wide: 64 × 16 when thin, else 16 × 64.
+/// Rows of A and output columns per GPU workgroup (`TI` and the column
+/// tile in the shader) for an output `w` columns wide: 64 × 16 when thin,
+/// else 64 × 64.
 pub fn gpu_tile(w: usize) -> (usize, usize) {
-    if w <= 16 { (64, 16) } else { (16, 64) }
+    if w <= 16 { (64, 16) } else { (64, 64) }
 }
 
 /// Uniform parameters (matches `ProductParams`).
@@ -82,8 +86,10 @@ pub struct Params {
     pub lb_off: u32,
     /// 1 = append Σ_j f² as column r.
     pub squares: u32,
-    /// Padding.
-    pub pad: [u32; 2],
+    /// Offset in the scalars of ‖a_i‖² (Gaussian only).
+    pub norm_a: u32,
+    /// Offset in the scalars of ‖b_j‖² (Gaussian only).
+    pub norm_b: u32,
 }
 
 /// The pair function f.
@@ -853,7 +859,31 @@ pub fn gpu(
     gpu_tiled(ctx, prec, a, b, d, m, r, spec, rows)
 }
 
-/// the module doc in tiles of `tile_rows` rows of A.
+/// A and B less the mean of B's rows, with their rows' squared norms.
+fn shifted_with_norms(a: &[f64], b: &[f64], d: usize) -> (Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>) {
+    let mut mean = vec![0.0; d];
+    for row in b.chunks_exact(d.max(1)) {
+        mean.iter_mut().zip(row).for_each(|(s, v)| *s += v);
+    }
+    let nb = (b.len() / d.max(1)).max(1) as f64;
+    mean.iter_mut().for_each(|s| *s /= nb);
+    let shift = |x: &[f64]| -> (Vec<f64>, Vec<f64>) {
+        let rows: Vec<f64> = x
+            .chunks_exact(d.max(1))
+            .flat_map(|row| row.iter().zip(&mean).map(|(v, m)| v - m))
+            .collect();
+        let norms = rows
+            .chunks_exact(d.max(1))
+            .map(|row| row.iter().map(|v| v * v).sum())
+            .collect();
+        (rows, norms)
+    };
+    let (sa, na) = shift(a);
+    let (sb, nb) = shift(b);
+    (sa, sb, na, nb)
+}
+
+/// The product of the module doc in tiles of `tile_rows` rows of A.
 #[allow(clippy::too_many_arguments)]
 pub fn gpu_tiled(
     ctx: &Arc<GpuContext>,
@@ -874,9 +904,20 @@ pub fn gpu_tiled(
     // This part's rows of A (the others stay zero: parts add up exactly).
     let mine = spec.part_of(na);
     let tile_rows = tile_rows.clamp(1, na);
-    let scal = ctx.upload_real(&spec.scalars(), prec)?;
-    let ab = ctx.upload_real(a, prec)?;
-    let bb = ctx.upload_real(b, prec)?;
+    let gauss = matches!(spec.func, Func::Gauss { .. });
+    let mut scalars = spec.scalars();
+    let norm_a = scalars.len();
+    let norm_b = norm_a + na;
+    let (ab, bb) = if gauss {
+        // The dot-product form on rows shifted by B's mean (distances are
+        // unchanged, and the norms stay small enough not to cancel).
+        let (a, b, na2, nb2) = shifted_with_norms(a, b, d);
+        scalars.extend(na2.iter().chain(&nb2));
+        (ctx.upload_real(&a, prec)?, ctx.upload_real(&b, prec)?)
+    } else {
+        (ctx.upload_real(a, prec)?, ctx.upload_real(b, prec)?)
+    };
+    let scal = ctx.upload_real(&scalars, prec)?;
     // An empty M still needs a binding.
     let mb = ctx.upload_real(if m.is_empty() { &[0.0] } else { m }, prec)?;
     let labels: Vec<u32> = match spec.gamma {
@@ -902,7 +943,8 @@ pub fn gpu_tiled(
             use_gamma: spec.gamma.is_some() as u32,
             lb_off: na as u32,
             squares: spec.squares as u32,
-            pad: [0; 2],
+            norm_a: norm_a as u32,
+            norm_b: norm_b as u32,
         })?;
         let (ti, tc) = gpu_tile(w);
         let groups = rows.div_ceil(ti) * w.div_ceil(tc);

@@ -231,6 +231,54 @@ fn kernel_product_matches_the_twin_on_both_backends() {
     }
 }
 
+/// A thin Γ-weighted product over 2,100 rows, the shape of the ISM
+/// objective's: the GPU kernel before the register-blocked one went wrong
+/// on lavapipe from about 1,900 rows with outputs at most 16 wide.
+#[test]
+fn kernel_product_on_the_gpu_holds_past_two_thousand_rows() {
+    let Some(ctx) = gpu(Precision::F32) else {
+        return;
+    };
+    let mut r = rng(21);
+    let (n, d, cols) = (2100, 20, 11);
+    let a = uniform(&mut r, n * d, 0.8, 1.2);
+    let m = uniform(&mut r, n * cols, -0.5, 0.5);
+    let y: Vec<u32> = (0..n as u32).map(|i| i % 10).collect();
+    let p = [0.1; 10];
+    for func in [Func::Gauss { sigma: 0.7 }, Func::Dist] {
+        let spec = Spec {
+            func,
+            zero_diag: true,
+            gamma: Some(Gamma {
+                la: &y,
+                lb: &y,
+                p: &p,
+            }),
+            squares: true,
+            part: (0, 1),
+        };
+        let want = kernel_product::reference(&a, &a, d, &m, cols, &spec);
+        let got = gradfree::kernels::kernel_product::gpu(
+            &ctx,
+            Precision::F32,
+            &a,
+            &a,
+            d,
+            &m,
+            cols,
+            &spec,
+        )
+        .unwrap();
+        assert_close(
+            &format!("gpu f32 {func:?} {n} rows"),
+            &got,
+            &want,
+            1e-4,
+            1e-3,
+        );
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
     #[test]

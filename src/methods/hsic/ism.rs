@@ -94,19 +94,36 @@ pub enum EigenSolver {
     /// solve that does not converge in [`LOBPCG_MAX_ITER`] steps makes the
     /// iteration and the rest of its layer dense.
     Lobpcg,
-    /// [`EigenSolver::Lobpcg`] on the layers where its products are
-    /// cheaper than forming Φ (basis width r ≥ [`AUTO_WIDTH`] (q + GUARD))
-    /// and n ≥ [`AUTO_ITEMS`], else [`EigenSolver::Dense`].
+    /// [`EigenSolver::Lobpcg`] on the layers where a dense iteration costs
+    /// at least [`AUTO_BREAK_EVEN`] LOBPCG products
+    /// ([`break_even_products`]) and n ≥ [`AUTO_ITEMS`], else
+    /// [`EigenSolver::Dense`]; a layer whose solves take more products
+    /// than that on average goes on densely.
     Auto,
 }
 
-/// [`EigenSolver::Auto`] takes LOBPCG when Z's basis is at least this many
-/// times the block wide: a dense iteration costs n²(q + r + 1), a LOBPCG
-/// one k products of n²(2q + GUARD + 1), with k about 1.7 at q = 48 and
-/// 2–5 at q = 20 (r = 400, 10-class mixtures), so LOBPCG is cheaper from
-/// r ≈ 2.4 q on when k is small. Where the ISM cycles, LOBPCG loses (see
-/// docs/results.md), so dense stays the default.
-pub const AUTO_WIDTH: usize = 3;
+/// What one kernel product costs beyond its kernel's q features and its
+/// output's columns, in columns: the exponentials, the Γ weights and the
+/// tile handling. Measured on the CPU (f32, one core, n = 5,000, q = 8, 20
+/// and 48, outputs 23 to 801 wide): a product takes b·(66 + q + w) for a
+/// b proportional to n² (docs/results.md).
+pub const PRODUCT_OVERHEAD: usize = 66;
+
+/// How many LOBPCG products cost one dense ISM iteration's product, for a
+/// basis r wide and q eigenvectors: the dense product is r + 1 wide, a
+/// LOBPCG one at most 2(q + GUARD) + 1 (the residuals and the search
+/// directions), each with the kernel's q features and
+/// [`PRODUCT_OVERHEAD`]. It is 3.7 at r = 400 and q = 20, 2.4 at q = 48,
+/// and does not depend on n.
+pub fn break_even_products(r: usize, q: usize) -> f64 {
+    let lobpcg = PRODUCT_OVERHEAD + q + 2 * (q + GUARD) + 1;
+    (PRODUCT_OVERHEAD + q + r + 1) as f64 / lobpcg as f64
+}
+
+/// [`EigenSolver::Auto`] takes LOBPCG where a dense iteration costs at
+/// least this many of its products: a warm-started solve takes about 1.7
+/// products at q = 48 and 2–5 at q = 20 (r = 400, 10-class mixtures).
+pub const AUTO_BREAK_EVEN: f64 = 2.0;
 
 /// [`EigenSolver::Auto`] keeps the dense solve below this many items: the
 /// fit takes seconds there, and dense is the reference's own rule.
@@ -120,7 +137,9 @@ impl EigenSolver {
         match self {
             EigenSolver::Dense => false,
             EigenSolver::Lobpcg => fits,
-            EigenSolver::Auto => fits && r >= AUTO_WIDTH * (q + GUARD) && n >= AUTO_ITEMS,
+            EigenSolver::Auto => {
+                fits && break_even_products(r, q) >= AUTO_BREAK_EVEN && n >= AUTO_ITEMS
+            }
         }
     }
 }
@@ -326,7 +345,7 @@ pub fn phi_times(
 }
 
 /// One ISM iteration's eigenpairs by LOBPCG from `block` (updated), or
-/// None when the solve did not converge.
+/// None when the solve did not converge; with the products it took.
 #[allow(clippy::too_many_arguments)]
 fn lobpcg_step(
     be: &Backend,
@@ -338,18 +357,16 @@ fn lobpcg_step(
     p: &[f64],
     sigma: f64,
     work: &mut Work,
-) -> Result<Option<(DMatrix<f64>, Vec<f64>)>> {
+) -> Result<(Option<(DMatrix<f64>, Vec<f64>)>, usize)> {
     let zw_rows = rows_of(&(a * e));
     let mut apply = |x: &DMatrix<f64>| phi_times(be, a, &zw_rows, q, x, y, p, sigma, work);
     let pairs = lobpcg::smallest(&mut apply, block, q, LOBPCG_TOL, LOBPCG_MAX_ITER)?;
     if !pairs.converged {
-        return Ok(None);
+        return Ok((None, pairs.products));
     }
     *block = continuous_signs(pairs.vectors, block);
-    Ok(Some((
-        block.columns(0, q).into_owned(),
-        pairs.values[..q].to_vec(),
-    )))
+    let solved = (block.columns(0, q).into_owned(), pairs.values[..q].to_vec());
+    Ok((Some(solved), pairs.products))
 }
 
 /// What an ISM iteration's eigenvalues say about going on.
@@ -922,20 +939,27 @@ pub fn fit_ism(
         // LOBPCG's start: the block (with its guard columns) of the last
         // solve, dense or not.
         let mut block = DMatrix::zeros(0, 0);
-        let mut lobpcg_failed = false;
+        // Set once the layer's remaining iterations are dense.
+        let mut dense_rest = false;
+        let (mut solves, mut products) = (0usize, 0usize);
+        let break_even = break_even_products(a.ncols(), q);
 
         let mut stop = IterationStop::new(s, lam);
         let mut cycle = false;
         let t_iter = std::time::Instant::now();
         for _ in 0..s.max_iter {
             crate::train::check_stop()?;
-            let solved = if lobpcg && !lobpcg_failed && block.ncols() > 0 {
-                let s = lobpcg_step(be, a, &e, &mut block, q, y, &p, sigma, work)?;
+            let solved = if lobpcg && !dense_rest && block.ncols() > 0 {
+                let (pairs, used) = lobpcg_step(be, a, &e, &mut block, q, y, &p, sigma, work)?;
+                (solves, products) = (solves + 1, products + used);
                 // A solve that did not converge says the layer's spectrum is
-                // hard for it (seen where the ISM oscillates at the cap):
-                // the layer's remaining iterations are dense.
-                lobpcg_failed |= s.is_none();
-                s
+                // hard for it (seen where the ISM oscillates at the cap),
+                // and `auto` stops where the solves cost more than dense
+                // iterations: the layer's remaining iterations are dense.
+                let dearer = products as f64 > break_even * solves as f64;
+                dense_rest |=
+                    pairs.is_none() || (s.eigen == EigenSolver::Auto && solves >= 2 && dearer);
+                pairs
             } else {
                 None
             };
@@ -943,7 +967,7 @@ pub fn fit_ism(
                 Some(pairs) => pairs,
                 None => {
                     let ph = phi_reduced(be, a, &am, &am32, &e, y, &p, sigma, work)?;
-                    if lobpcg && !lobpcg_failed {
+                    if lobpcg && !dense_rest {
                         let (v, l) = eigen::extreme_eigenpairs(&ph, q + GUARD, false);
                         let v = continuous_signs(v, &block);
                         block = v.clone();
@@ -1452,6 +1476,11 @@ mod tests {
         assert!(!Auto.lobpcg(10_000, 400, 150));
         // Small sets: dense, the reference's rule.
         assert!(!Auto.lobpcg(AUTO_ITEMS - 1, 400, 20));
+        // The break-even: 3.7 products at q = 20, 2.4 at q = 48 (LOBPCG),
+        // under 2 from q = 66 on a 400-wide basis (dense).
+        assert!((break_even_products(400, 20) - 487.0 / 131.0).abs() < 1e-12);
+        assert!(Auto.lobpcg(10_000, 400, 48) && break_even_products(400, 48) > 2.3);
+        assert!(Auto.lobpcg(10_000, 400, 65) && !Auto.lobpcg(10_000, 400, 66));
         // No room for the guard columns: dense whatever asked.
         assert!(!Lobpcg.lobpcg(10_000, 21, 20));
     }

@@ -111,18 +111,19 @@ pub const PRODUCT_OVERHEAD: usize = 66;
 
 /// How many LOBPCG products cost one dense ISM iteration's product, for a
 /// basis r wide and q eigenvectors: the dense product is r + 1 wide, a
-/// LOBPCG one at most 2(q + GUARD) + 1 (the residuals and the search
-/// directions), each with the kernel's q features and
-/// [`PRODUCT_OVERHEAD`]. It is 3.7 at r = 400 and q = 20, 2.4 at q = 48,
-/// and does not depend on n.
+/// LOBPCG one (of the residuals; the search directions' products are
+/// combinations of earlier ones) q + GUARD + 1, each with the kernel's q
+/// features and [`PRODUCT_OVERHEAD`]. It is 4.5 at r = 400 and q = 20,
+/// 3.1 at q = 48, and does not depend on n.
 pub fn break_even_products(r: usize, q: usize) -> f64 {
-    let lobpcg = PRODUCT_OVERHEAD + q + 2 * (q + GUARD) + 1;
+    let lobpcg = PRODUCT_OVERHEAD + q + q + GUARD + 1;
     (PRODUCT_OVERHEAD + q + r + 1) as f64 / lobpcg as f64
 }
 
 /// [`EigenSolver::Auto`] takes LOBPCG where a dense iteration costs at
 /// least this many of its products: a warm-started solve takes about 1.7
-/// products at q = 48 and 2–5 at q = 20 (r = 400, 10-class mixtures).
+/// products at q = 48 and 2–5 at q = 20 (r = 400, 10-class mixtures), a
+/// solve at least one.
 pub const AUTO_BREAK_EVEN: f64 = 2.0;
 
 /// [`EigenSolver::Auto`] keeps the dense solve below this many items: the
@@ -1476,11 +1477,11 @@ mod tests {
         assert!(!Auto.lobpcg(10_000, 400, 150));
         // Small sets: dense, the reference's rule.
         assert!(!Auto.lobpcg(AUTO_ITEMS - 1, 400, 20));
-        // The break-even: 3.7 products at q = 20, 2.4 at q = 48 (LOBPCG),
-        // under 2 from q = 66 on a 400-wide basis (dense).
-        assert!((break_even_products(400, 20) - 487.0 / 131.0).abs() < 1e-12);
-        assert!(Auto.lobpcg(10_000, 400, 48) && break_even_products(400, 48) > 2.3);
-        assert!(Auto.lobpcg(10_000, 400, 65) && !Auto.lobpcg(10_000, 400, 66));
+        // The break-even: 4.5 products at q = 20, 3.1 at q = 48 (LOBPCG),
+        // under 2 from q = 110 on a 400-wide basis (dense).
+        assert!((break_even_products(400, 20) - 487.0 / 109.0).abs() < 1e-12);
+        assert!(Auto.lobpcg(10_000, 400, 48) && break_even_products(400, 48) > 3.1);
+        assert!(Auto.lobpcg(10_000, 400, 109) && !Auto.lobpcg(10_000, 400, 110));
         // No room for the guard columns: dense whatever asked.
         assert!(!Lobpcg.lobpcg(10_000, 21, 20));
     }

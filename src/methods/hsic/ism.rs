@@ -345,6 +345,9 @@ pub fn phi_times(
     Ok(a.transpose() * l)
 }
 
+/// An ISM iteration's q eigenvectors (as columns) and eigenvalues.
+type Eigen = (DMatrix<f64>, Vec<f64>);
+
 /// One ISM iteration's eigenpairs by LOBPCG from `block` (updated), or
 /// None when the solve did not converge; with the products it took.
 #[allow(clippy::too_many_arguments)]
@@ -358,7 +361,7 @@ fn lobpcg_step(
     p: &[f64],
     sigma: f64,
     work: &mut Work,
-) -> Result<(Option<(DMatrix<f64>, Vec<f64>)>, usize)> {
+) -> Result<(Option<Eigen>, usize)> {
     let zw_rows = rows_of(&(a * e));
     let mut apply = |x: &DMatrix<f64>| phi_times(be, a, &zw_rows, q, x, y, p, sigma, work);
     let pairs = lobpcg::smallest(&mut apply, block, q, LOBPCG_TOL, LOBPCG_MAX_ITER)?;

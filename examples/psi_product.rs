@@ -67,5 +67,10 @@ fn main() {
         }
         best = best.min(t.elapsed().as_secs_f64());
     }
-    println!("n {n}, q {q}, w {w}: best of {reps} {best:.4} s (checksum {sum:.6e})");
+    // The pairs' distances (q each) and the product (w each).
+    let madds = (n * n * (q + w)) as f64;
+    println!(
+        "n {n}, q {q}, w {w}: best of {reps} {best:.4} s, {:.2} G multiply-adds/s (checksum {sum:.6e})",
+        madds / best / 1e9
+    );
 }

@@ -2,7 +2,8 @@
 # One-shot check of a machine with a GPU: builds gradfree, lists the
 # adapters, runs the paper bench suite on the GPU and on the CPU (f32, and
 # f64 on the GPU where the adapter has SHADER_F64), the RRR, StarNet and HSIC
-# workloads again with device time per kernel (--profile), and writes one report,
+# workloads again with device time per kernel (--profile), the HSIC kernel
+# product alone at n = 10,000 (examples/psi_product), and writes one report,
 # OUT/report.md and OUT/report.json, with every figure and the commands that
 # made it. Energy comes from NVML where the NVIDIA driver provides it (so
 # GWMs per joule are measured), else the report says why it is missing.
@@ -99,6 +100,20 @@ if grep -E '^gpu [0-9]+:' -A2 "$out/devices.txt" | grep -q 'f64 yes'; then
         --only rrr-nmf-ledm6,rrr-classify-maj13,hsic-ws,hsic-ism
 fi
 
+# The HSIC kernel product alone at n = 10,000 (the W* Ψ product: Ψ·[Z, 1],
+# a LOBPCG block, and a thin one), GPU then CPU, f32.
+if (( $(left) > 60 )) && cargo build --release --locked --example psi_product 2>>"$out/build.log"; then
+    log "kernel products at n = 10,000"
+    echo "target/release/examples/psi_product 10000 Q W 3 [gpu]" >"$out/kernel-product.command"
+    for shape in "20 401" "48 50" "20 11"; do
+        for dev in gpu cpu; do
+            arg=$([[ $dev == gpu ]] && echo gpu || true)
+            echo "$dev: $(timeout 120 target/release/examples/psi_product 10000 $shape 3 $arg 2>&1 | tail -1)"
+        done
+    done >"$out/kernel-product.log"
+    echo ok >"$out/kernel-product.status"
+fi
+
 # One report from the bench outputs.
 python3 - "$out" "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" <<'PY'
 import json, os, sys, datetime
@@ -112,7 +127,7 @@ smi = os.path.join(out, "nvidia-smi.csv")
 if os.path.exists(smi):
     report["nvidia_smi"] = open(smi).read()
     md += ["```", report["nvidia_smi"].strip(), "```", ""]
-for name in ["gpu-f32", "profile", "gpu-f64"]:
+for name in ["gpu-f32", "profile", "gpu-f64", "kernel-product"]:
     st = os.path.join(out, name + ".status")
     if not os.path.exists(st):
         continue

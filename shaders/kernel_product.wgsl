@@ -157,28 +157,31 @@ fn wide(rt: u32, ct: u32, lid: u32) {
     let w = params.r + params.squares;
     // The invocation whose columns hold column r sums the squares there.
     let own_sq = params.squares != 0u && params.r >= c0 + tc && params.r < c0 + tc + 4u;
-    var acc: array<real, 16>;
-    var sq: array<real, 4>;
+    // Rows ti .. ti + 3 of the output block as vectors over its 4 columns.
+    var acc0 = vec4<real>();
+    var acc1 = vec4<real>();
+    var acc2 = vec4<real>();
+    var acc3 = vec4<real>();
+    var sq = vec4<real>();
     for (var j0 = 0u; j0 < params.n; j0 += TJ) {
         kernel_tile(i0, j0, lid);
         stage_m(j0, c0, 64u, lid);
         workgroupBarrier();
         for (var jj = 0u; jj < TJ; jj++) {
-            var kr: array<real, 4>;
-            var mr: array<real, 4>;
-            for (var x = 0u; x < 4u; x++) {
-                kr[x] = ktile[(ti + x) * TJ + jj];
-                mr[x] = mtile[jj * 64u + tc + x];
-            }
-            for (var x = 0u; x < 4u; x++) {
-                for (var y = 0u; y < 4u; y++) {
-                    acc[x * 4u + y] += kr[x] * mr[y];
-                }
-            }
+            let mb = jj * 64u + tc;
+            let mr = vec4<real>(mtile[mb], mtile[mb + 1u], mtile[mb + 2u], mtile[mb + 3u]);
+            let kr = vec4<real>(
+                ktile[ti * TJ + jj],
+                ktile[(ti + 1u) * TJ + jj],
+                ktile[(ti + 2u) * TJ + jj],
+                ktile[(ti + 3u) * TJ + jj],
+            );
+            acc0 += kr.x * mr;
+            acc1 += kr.y * mr;
+            acc2 += kr.z * mr;
+            acc3 += kr.w * mr;
             if (own_sq) {
-                for (var x = 0u; x < 4u; x++) {
-                    sq[x] += kr[x] * kr[x];
-                }
+                sq += kr * kr;
             }
         }
         workgroupBarrier();
@@ -186,10 +189,18 @@ fn wide(rt: u32, ct: u32, lid: u32) {
     for (var x = 0u; x < 4u; x++) {
         let il = i0 + ti + x;
         if (il < params.rows) {
+            var row = acc0;
+            if (x == 1u) {
+                row = acc1;
+            } else if (x == 2u) {
+                row = acc2;
+            } else if (x == 3u) {
+                row = acc3;
+            }
             for (var y = 0u; y < 4u; y++) {
                 let c = c0 + tc + y;
                 if (c < params.r) {
-                    out[il * w + c] = acc[x * 4u + y];
+                    out[il * w + c] = row[y];
                 } else if (c < w) {
                     out[il * w + c] = sq[x];
                 }

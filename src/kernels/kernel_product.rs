@@ -675,36 +675,49 @@ struct DotForm<T> {
 impl<T: Real> DotForm<T> {
     fn new(a: &[T], b: &[T], d: usize, transposed: &dyn Fn(&[T]) -> Vec<T>) -> Self {
         let nb = b.len() / d;
-        let mut mean = vec![0.0f64; d];
-        for row in b.chunks_exact(d) {
-            mean.iter_mut()
-                .zip(row)
-                .for_each(|(m, &v)| *m += v.to_f64());
-        }
-        let mean: Vec<T> = mean.iter().map(|&m| T::from_f64(m / nb as f64)).collect();
-        let a: Vec<T> = a
-            .chunks_exact(d)
-            .flat_map(|row| row.iter().zip(&mean).map(|(&v, &m)| v - m))
-            .collect();
-        // Squared norms of rows less `shift` (zero for A, already shifted).
-        let norms = |rows: &[T], shift: &[T]| -> Vec<T> {
-            rows.chunks_exact(d)
-                .map(|r| {
-                    r.iter()
-                        .zip(shift)
-                        .fold(T::ZERO, |s, (&v, &m)| (v - m).mul_add(v - m, s))
-                })
-                .collect()
-        };
-        let mut b_norms = norms(b, &mean);
+        let mean: Vec<T> = row_mean(b, d).into_iter().map(T::from_f64).collect();
+        let a = rows_less(a, &mean, d);
+        let mut b_norms = norms_less(b, &mean, d);
         b_norms.resize(nb.div_ceil(TILE) * TILE, T::ZERO);
         DotForm {
-            a_norms: norms(&a, &vec![T::ZERO; d]),
+            a_norms: norms_less(&a, &vec![T::ZERO; d], d),
             a,
             bt: transposed(&mean),
             b_norms,
         }
     }
+}
+
+/// The mean of the rows (d wide), summed in f64. The dot-product form
+/// shifts both sets by B's mean so that the norms stay small enough not to
+/// cancel; distances are unchanged.
+fn row_mean<T: Real>(rows: &[T], d: usize) -> Vec<f64> {
+    let mut mean = vec![0.0f64; d];
+    for row in rows.chunks_exact(d) {
+        mean.iter_mut()
+            .zip(row)
+            .for_each(|(m, &v)| *m += v.to_f64());
+    }
+    let n = (rows.len() / d).max(1) as f64;
+    mean.iter().map(|m| m / n).collect()
+}
+
+/// The rows (d wide) less `shift`.
+fn rows_less<T: Real>(rows: &[T], shift: &[T], d: usize) -> Vec<T> {
+    rows.chunks_exact(d)
+        .flat_map(|row| row.iter().zip(shift).map(|(&v, &m)| v - m))
+        .collect()
+}
+
+/// Squared norms of the rows (d wide) less `shift`.
+fn norms_less<T: Real>(rows: &[T], shift: &[T], d: usize) -> Vec<T> {
+    rows.chunks_exact(d)
+        .map(|r| {
+            r.iter()
+                .zip(shift)
+                .fold(T::ZERO, |s, (&v, &m)| (v - m).mul_add(v - m, s))
+        })
+        .collect()
 }
 
 /// [`Tiles::fill`] for Gaussian kernels through dot products: the tile's
@@ -859,30 +872,6 @@ pub fn gpu(
     gpu_tiled(ctx, prec, a, b, d, m, r, spec, rows)
 }
 
-/// A and B less the mean of B's rows, with their rows' squared norms.
-fn shifted_with_norms(a: &[f64], b: &[f64], d: usize) -> (Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>) {
-    let mut mean = vec![0.0; d];
-    for row in b.chunks_exact(d.max(1)) {
-        mean.iter_mut().zip(row).for_each(|(s, v)| *s += v);
-    }
-    let nb = (b.len() / d.max(1)).max(1) as f64;
-    mean.iter_mut().for_each(|s| *s /= nb);
-    let shift = |x: &[f64]| -> (Vec<f64>, Vec<f64>) {
-        let rows: Vec<f64> = x
-            .chunks_exact(d.max(1))
-            .flat_map(|row| row.iter().zip(&mean).map(|(v, m)| v - m))
-            .collect();
-        let norms = rows
-            .chunks_exact(d.max(1))
-            .map(|row| row.iter().map(|v| v * v).sum())
-            .collect();
-        (rows, norms)
-    };
-    let (sa, na) = shift(a);
-    let (sb, nb) = shift(b);
-    (sa, sb, na, nb)
-}
-
 /// The product of the module doc in tiles of `tile_rows` rows of A.
 #[allow(clippy::too_many_arguments)]
 pub fn gpu_tiled(
@@ -911,8 +900,11 @@ pub fn gpu_tiled(
     let (ab, bb) = if gauss {
         // The dot-product form on rows shifted by B's mean (distances are
         // unchanged, and the norms stay small enough not to cancel).
-        let (a, b, na2, nb2) = shifted_with_norms(a, b, d);
-        scalars.extend(na2.iter().chain(&nb2));
+        let mean = row_mean(b, d);
+        let (a, b) = (rows_less(a, &mean, d), rows_less(b, &mean, d));
+        let zero = vec![0.0; d];
+        scalars.extend(norms_less(&a, &zero, d));
+        scalars.extend(norms_less(&b, &zero, d));
         (ctx.upload_real(&a, prec)?, ctx.upload_real(&b, prec)?)
     } else {
         (ctx.upload_real(a, prec)?, ctx.upload_real(b, prec)?)

@@ -2,7 +2,8 @@
 // node's out-edges, then apply the node's side constraint jointly with its
 // y and b (clamp, data value, activation, class margin).
 // Layout: edge arrays [E][K], node arrays [N][K], k fastest (coalesced).
-// Mirrors src/kernels/consensus_nodes.rs.
+// The quad variant (LANE_ITEMS = 4) averages four items' x per load, then
+// applies each item's side constraint. Mirrors src/kernels/consensus_nodes.rs.
 
 const NODE_FREE: u32 = 0u;
 const NODE_NONNEG: u32 = 1u;
@@ -32,7 +33,7 @@ struct NodeParams {
 @group(0) @binding(4) var<storage, read> node_kind: array<u32>;
 @group(0) @binding(5) var<storage, read> node_param: array<u32>;
 @group(0) @binding(6) var<storage, read> labels: array<u32>;
-@group(0) @binding(7) var<storage, read> x: array<real>;
+@group(0) @binding(7) var<storage, read> x: array<itemv>;
 @group(0) @binding(8) var<storage, read> y: array<real>;
 @group(0) @binding(9) var<storage, read> b: array<real>;
 @group(0) @binding(10) var<storage, read> data: array<real>;
@@ -48,11 +49,12 @@ fn consensus_nodes(
 ) {
     let idx = (wid.y * nwg.x + wid.x) * 64u + lid;
     let kk = params.items;
-    if (idx >= kk * params.nodes) {
+    let kq = kk / LANE_ITEMS;
+    if (idx >= kq * params.nodes) {
         return;
     }
-    let i = idx / kk;
-    let k = idx - i * kk;
+    let i = idx / kq;
+    let q = idx - i * kq;
     let kind = node_kind[i];
     let e0 = out_ptr[i];
     // Data and fixed nodes take x from the data: skip the mean over their
@@ -61,14 +63,23 @@ fn consensus_nodes(
     if (kind == NODE_DATA || kind == NODE_FIXED) {
         e1 = e0;
     }
-    var sum = real(0.0);
+    var sum = itemv(0.0);
     for (var e = e0; e < e1; e++) {
-        sum += x[out_edges[e] * kk + k];
+        sum += x[out_edges[e] * kq + q];
     }
-    var xbar = real(0.0);
+    var xbar = itemv(0.0);
     if (e1 > e0) {
         xbar = sum / real(e1 - e0);
     }
+    for (var c = 0u; c < LANE_ITEMS; c++) {
+        let k = q * LANE_ITEMS + c;
+        project_node(i, k, i * kk + k, kind, item_at(xbar, c));
+    }
+}
+
+// Node i's side constraint at item k (idx = i * K + k), given its mean x.
+fn project_node(i: u32, k: u32, idx: u32, kind: u32, x_mean: real) {
+    var xbar = x_mean;
     var yv = y[idx];
     var bv = b[idx];
     switch kind {

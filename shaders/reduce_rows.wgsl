@@ -5,7 +5,10 @@
 // (row, part) and no barriers: faster for short rows (small batches), where
 // a 256-wide workgroup would mostly idle through eight barriers.
 // These partial sums are the allreduce seam: combine them across item chunks
-// or devices before dividing by the batch size. Mirrors src/kernels/reduce_rows.rs.
+// or devices before dividing by the batch size. In the quad variants
+// (LANE_ITEMS = 4, rows of a multiple of 4 items) each load is four
+// neighbouring items, summed as (k0 + k1) + (k2 + k3) at the end.
+// Mirrors src/kernels/reduce_rows.rs.
 
 const CHUNK: u32 = 1024u;
 
@@ -22,8 +25,8 @@ struct ReduceParams {
 }
 
 @group(0) @binding(0) var<uniform> params: ReduceParams;
-@group(0) @binding(1) var<storage, read> z: array<real>;
-@group(0) @binding(2) var<storage, read> a: array<real>;
+@group(0) @binding(1) var<storage, read> z: array<itemv>;
+@group(0) @binding(2) var<storage, read> a: array<itemv>;
 @group(0) @binding(3) var<storage, read_write> partial: array<real>;
 
 var<workgroup> scratch: array<real, 256>;
@@ -40,20 +43,21 @@ fn reduce_rows(
         return;
     }
     let p = group - r * params.parts;
-    let kk = params.items;
-    let base = r * kk;
-    var acc = real(0.0);
-    for (var m = 0u; m < CHUNK; m += 256u) {
-        let k = p * CHUNK + m + lid;
-        if (k < kk) {
+    let kq = params.items / LANE_ITEMS;
+    let base = r * kq;
+    let per_part = CHUNK / LANE_ITEMS;
+    var acc = itemv(0.0);
+    for (var m = 0u; m < per_part; m += 256u) {
+        let q = p * per_part + m + lid;
+        if (q < kq) {
             if (params.mode == 0u) {
-                acc += z[base + k];
+                acc += z[base + q];
             } else {
-                acc += 2.0 * a[base + k] - z[base + k];
+                acc += 2.0 * a[base + q] - z[base + q];
             }
         }
     }
-    scratch[lid] = acc;
+    scratch[lid] = items_sum(acc);
     workgroupBarrier();
     for (var off = 128u; off > 0u; off >>= 1u) {
         if (lid < off) {
@@ -78,16 +82,17 @@ fn reduce_rows_serial(
         return;
     }
     let p = t - r * params.parts;
-    let kk = params.items;
-    let base = r * kk;
-    let end = min(kk, (p + 1u) * CHUNK);
-    var acc = real(0.0);
-    for (var k = p * CHUNK; k < end; k++) {
+    let kq = params.items / LANE_ITEMS;
+    let base = r * kq;
+    let per_part = CHUNK / LANE_ITEMS;
+    let end = min(kq, (p + 1u) * per_part);
+    var acc = itemv(0.0);
+    for (var q = p * per_part; q < end; q++) {
         if (params.mode == 0u) {
-            acc += z[base + k];
+            acc += z[base + q];
         } else {
-            acc += 2.0 * a[base + k] - z[base + k];
+            acc += 2.0 * a[base + q] - z[base + q];
         }
     }
-    partial[r * params.parts_total + params.parts_offset + p] = acc;
+    partial[r * params.parts_total + params.parts_offset + p] = items_sum(acc);
 }

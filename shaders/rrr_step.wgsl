@@ -7,7 +7,14 @@
 // One pass over the in-edges builds |r_x ± r_w|^2, a second applies the root;
 // z is updated in place, so PB's output is never stored.
 // mode 0 = NMF (y holds the fixed data, c = 0); mode 1 = y free (Ω, g_j).
+// The quad variant (LANE_ITEMS = 4) walks the in-edges once per pass for
+// four items, loading x, w and xa as vec4, and solves each item's root.
 // Mirrors src/kernels/rrr_step.rs.
+
+// Item c's root from the step's vectors of roots and its sign mask.
+fn item_root(ua: itemv, s: itemv, inv_den: itemv, positive: u32, c: u32) -> Root {
+    return Root(item_at(ua, c), item_at(s, c), item_at(inv_den, c), ((positive >> c) & 1u) != 0u, STATUS_OK);
+}
 
 //!entry
 struct StepParams {
@@ -28,9 +35,9 @@ struct StepParams {
 @group(0) @binding(3) var<storage, read> in_ptr: array<u32>;
 @group(0) @binding(4) var<storage, read> src: array<u32>;
 @group(0) @binding(5) var<storage, read> metric: array<real>;
-@group(0) @binding(6) var<storage, read_write> x: array<real>;
-@group(0) @binding(7) var<storage, read_write> w: array<real>;
-@group(0) @binding(8) var<storage, read> xa: array<real>;
+@group(0) @binding(6) var<storage, read_write> x: array<itemv>;
+@group(0) @binding(7) var<storage, read_write> w: array<itemv>;
+@group(0) @binding(8) var<storage, read> xa: array<itemv>;
 @group(0) @binding(9) var<storage, read> wa: array<real>;
 @group(0) @binding(10) var<storage, read_write> y: array<real>;
 @group(0) @binding(11) var<storage, read> ya: array<real>;
@@ -48,77 +55,103 @@ fn rrr_step(
 ) {
     let idx = (wid.y * nwg.x + wid.x) * 64u + lid;
     let kk = params.items;
-    if (idx >= kk * params.bil_nodes) {
+    let kq = kk / LANE_ITEMS;
+    if (idx >= kq * params.bil_nodes) {
         return;
     }
-    let jj = idx / kk;
-    let k = idx - jj * kk;
+    let jj = idx / kq;
+    let q = idx - jj * kq;
     let j = bil[jj];
     let e0 = in_ptr[j];
     let e1 = in_ptr[j + 1u];
     let beta = scalars[0];
     let omega = scalars[1];
-    var sp = real(0.0);
-    var sm = real(0.0);
+    var sp = itemv(0.0);
+    var sm = itemv(0.0);
     for (var e = e0; e < e1; e++) {
-        let o = e * kk + k;
-        let rx = 2.0 * xa[src[e] * kk + k] - x[o];
+        let o = e * kq + q;
+        let rx = 2.0 * xa[src[e] * kq + q] - x[o];
         let rw = 2.0 * wa[e] - w[o];
         sp += (rx + rw) * (rx + rw);
         sm += (rx - rw) * (rx - rw);
     }
-    let nj = j * kk + k;
     let g = metric[j];
-    var c = real(0.0);
-    var t = y[nj];
-    var ry = t;
-    if (params.mode == 1u) {
-        ry = 2.0 * ya[nj] - y[nj];
-        c = omega * omega / g;
-        t = omega * ry;
+    // Each item's root, kept as vectors and bit masks (no arrays, which a
+    // software adapter keeps in memory).
+    var r_ua = itemv(0.0);
+    var r_s = itemv(0.0);
+    var r_inv = itemv(0.0);
+    var ry = itemv(0.0);
+    var positive = 0u;
+    var degenerate = 0u;
+    for (var c = 0u; c < LANE_ITEMS; c++) {
+        let nj = j * kk + q * LANE_ITEMS + c;
+        var cy = real(0.0);
+        var t = y[nj];
+        var ryc = t;
+        if (params.mode == 1u) {
+            ryc = 2.0 * ya[nj] - y[nj];
+            cy = omega * omega / g;
+            t = omega * ryc;
+        }
+        let root = solve_root(item_at(sp, c), item_at(sm, c), cy, t);
+        r_ua = item_set(r_ua, c, root.ua);
+        r_s = item_set(r_s, c, root.s);
+        r_inv = item_set(r_inv, c, root.inv_den);
+        ry = item_set(ry, c, ryc);
+        positive |= select(0u, 1u, root.positive) << c;
+        if (root.status == STATUS_DEGENERATE) {
+            degenerate |= 1u << c;
+            atomicAdd(&counters[0], 1u);
+        } else if (root.status == STATUS_NOT_CONVERGED) {
+            atomicAdd(&counters[1], 1u);
+        }
     }
-    let root = solve_root(sp, sm, c, t);
-    let degenerate = root.status == STATUS_DEGENERATE;
-    if (degenerate) {
-        atomicAdd(&counters[0], 1u);
-    } else if (root.status == STATUS_NOT_CONVERGED) {
-        atomicAdd(&counters[1], 1u);
-    }
-    var e2 = real(0.0);
+    var e2 = itemv(0.0);
     for (var e = e0; e < e1; e++) {
-        let o = e * kk + k;
-        let xae = xa[src[e] * kk + k];
+        let o = e * kq + q;
+        let xae = xa[src[e] * kq + q];
         let wae = wa[e];
         let rx = 2.0 * xae - x[o];
         let rw = 2.0 * wae - w[o];
-        var pb = vec2<real>(rx, rw);
-        if (!degenerate) {
-            pb = apply_root(rx, rw, root);
+        var px = rx;
+        var pw = rw;
+        for (var c = 0u; c < LANE_ITEMS; c++) {
+            if (((degenerate >> c) & 1u) == 0u) {
+                let pb = apply_root(item_at(rx, c), item_at(rw, c), item_root(r_ua, r_s, r_inv, positive, c));
+                px = item_set(px, c, pb.x);
+                pw = item_set(pw, c, pb.y);
+            }
         }
-        let dx = pb.x - xae;
-        let dw = pb.y - wae;
+        let dx = px - xae;
+        let dw = pw - wae;
         x[o] += beta * dx;
         w[o] += beta * dw;
         e2 += dx * dx + dw * dw;
     }
-    if (params.mode == 1u) {
-        var yb = ry;
-        if (!degenerate) {
-            yb = ry - omega * root_u(root) / g;
+    for (var c = 0u; c < LANE_ITEMS; c++) {
+        let k = q * LANE_ITEMS + c;
+        let nj = j * kk + k;
+        var ek = item_at(e2, c);
+        if (params.mode == 1u) {
+            var yb = item_at(ry, c);
+            if (((degenerate >> c) & 1u) == 0u) {
+                yb -= omega * root_u(item_root(r_ua, r_s, r_inv, positive, c)) / g;
+            }
+            let dy = yb - ya[nj];
+            y[nj] += beta * dy;
+            ek += g * dy * dy;
         }
-        let dy = yb - ya[nj];
-        y[nj] += beta * dy;
-        e2 += g * dy * dy;
-    }
-    if (params.has_bias != 0u) {
-        var s = real(0.0);
-        let pt = params.parts_total;
-        for (var p = 0u; p < pt; p++) {
-            s += bpart[j * pt + p];
+        if (params.has_bias != 0u) {
+            var s = real(0.0);
+            let pt = params.parts_total;
+            for (var p = 0u; p < pt; p++) {
+                s += bpart[j * pt + p];
+            }
+            let db = s / real(params.items_total) - ba[nj];
+            b[nj] += beta * db;
+            ek += g * db * db;
         }
-        let db = s / real(params.items_total) - ba[nj];
-        b[nj] += beta * db;
-        e2 += g * db * db;
+        err[jj * kk + k] = ek;
     }
-    err[jj * kk + k] = e2;
 }

@@ -45,9 +45,10 @@ impl std::fmt::Debug for GpuBuffer {
 }
 
 fn padded_size(len: usize, elem: Elem) -> u64 {
-    // Never zero-sized (bindings must be non-empty); copies need multiples of 4.
+    // Never zero-sized (bindings must be non-empty, and a quad kernel's
+    // hold at least one vec4 of f64); copies need multiples of 4.
     let bytes = (len.max(1) as u64) * elem.bytes();
-    bytes.div_ceil(16) * 16
+    bytes.div_ceil(32) * 32
 }
 
 impl GpuContext {

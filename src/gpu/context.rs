@@ -177,7 +177,7 @@ pub fn hardware_adapter_present(req: &GpuRequest) -> bool {
         })
 }
 
-type PipelineKey = (&'static str, &'static str, Precision);
+type PipelineKey = (&'static str, &'static str, u32, Precision);
 
 /// One opened GPU device with its queue, limits and kernel cache.
 pub struct GpuContext {

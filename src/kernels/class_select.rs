@@ -68,6 +68,7 @@ pub const KEYS: Kernel = Kernel {
     entry: "class_keys",
     binds: BINDS,
     workgroup: 64,
+    lanes: 1,
 };
 
 /// Effective labels from the threshold [`super::select_radix`] found.

@@ -62,7 +62,11 @@ pub const KERNEL: Kernel = Kernel {
         Bind::ReadWrite,
     ],
     workgroup: 64,
+    lanes: 1,
 };
+
+/// [`KERNEL`] over quads of items (a chunk of a multiple of 4 items).
+pub const QUAD: Kernel = KERNEL.quad();
 
 /// Uniform parameters (matches `NodeParams`).
 #[repr(C)]
@@ -273,14 +277,28 @@ fn node_row<T: Real>(
     }
 }
 
-/// Node consensus; returns (xa, ya, ba).
+/// Node consensus; returns (xa, ya, ba). Takes [`QUAD`] where the items
+/// allow it, as the GPU engine does.
 pub fn gpu(
     ctx: &Arc<GpuContext>,
     prec: Precision,
     inp: &NodeInputs<'_, f64>,
 ) -> Result<(Vec<f64>, Vec<f64>, Vec<f64>)> {
+    let quad = inp.items.is_multiple_of(4);
+    gpu_with(ctx, prec, if quad { &QUAD } else { &KERNEL }, inp)
+}
+
+/// Node consensus by a given variant ([`KERNEL`], or [`QUAD`] for a
+/// multiple of 4 items); returns (xa, ya, ba).
+pub fn gpu_with(
+    ctx: &Arc<GpuContext>,
+    prec: Precision,
+    kernel: &Kernel,
+    inp: &NodeInputs<'_, f64>,
+) -> Result<(Vec<f64>, Vec<f64>, Vec<f64>)> {
     let n = inp.kind.len();
     let kk = inp.items;
+    crate::gpu::check_lanes(kernel, kk)?;
     let params = ctx.uniform(&Params {
         items: kk as u32,
         nodes: n as u32,
@@ -302,7 +320,7 @@ pub fn gpu(
     binds.extend(bufs_u.iter().map(BindRef::from));
     binds.extend(bufs_r.iter().map(BindRef::from));
     binds.extend(outs.iter().map(BindRef::from));
-    let d = ctx.prepare(&KERNEL, prec, &binds, (n * kk) as u64)?;
+    let d = ctx.prepare(kernel, prec, &binds, (n * kk) as u64 / kernel.lanes as u64)?;
     ctx.run_one(&d)?;
     Ok((
         outs[0].read_real()?,

@@ -51,6 +51,7 @@ pub const FORWARD: Kernel = Kernel {
     entry: "conv_forward",
     binds: BINDS,
     workgroup: 64,
+    lanes: 1,
 };
 
 /// Wᵀ z: one invocation per latent element.

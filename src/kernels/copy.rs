@@ -17,6 +17,7 @@ pub const KERNEL: Kernel = Kernel {
     entry: "copy",
     binds: &[Bind::Uniform, Bind::Read, Bind::ReadWrite],
     workgroup: 64,
+    lanes: 1,
 };
 
 /// Uniform parameters (matches `CopyParams`).

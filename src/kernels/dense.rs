@@ -34,6 +34,7 @@ pub const KERNEL: Kernel = Kernel {
         Bind::ReadWrite,
     ],
     workgroup: 256,
+    lanes: 1,
 };
 
 /// Output rows and columns per GPU workgroup.

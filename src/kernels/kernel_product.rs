@@ -53,6 +53,7 @@ pub const KERNEL: Kernel = Kernel {
         Bind::ReadWrite,
     ],
     workgroup: 256,
+    lanes: 1,
 };
 
 /// Rows of A and output columns per GPU workgroup (`TI` and the column

@@ -18,6 +18,7 @@ pub const KERNEL: Kernel = Kernel {
     entry: "leaky_relu",
     binds: &[Bind::Uniform, Bind::Read, Bind::ReadWrite],
     workgroup: 64,
+    lanes: 1,
 };
 
 /// Uniform parameters (matches `LeakyParams`).

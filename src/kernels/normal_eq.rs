@@ -29,6 +29,7 @@ pub const KERNEL: Kernel = Kernel {
     entry: "normal_eq",
     binds: &[Bind::Uniform, Bind::Read, Bind::Read, Bind::ReadWrite],
     workgroup: 256,
+    lanes: 1,
 };
 
 /// Output rows and columns per GPU workgroup.

@@ -30,6 +30,7 @@ pub const KERNEL: Kernel = Kernel {
         Bind::ReadWrite,
     ],
     workgroup: 64,
+    lanes: 1,
 };
 
 /// The same with a workgroup per group, lanes over its edges.

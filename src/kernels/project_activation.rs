@@ -47,6 +47,7 @@ pub const KERNEL: Kernel = Kernel {
         Bind::ReadWrite,
     ],
     workgroup: 64,
+    lanes: 1,
 };
 
 fn two<T: Real>() -> T {

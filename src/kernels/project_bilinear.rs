@@ -55,6 +55,7 @@ pub const KERNEL: Kernel = Kernel {
         Bind::ReadWrite,
     ],
     workgroup: 64,
+    lanes: 1,
 };
 
 /// Uniform parameters (matches `BilinearParams`).

@@ -30,6 +30,7 @@ pub const KERNEL: Kernel = Kernel {
     entry: "reduce_rows",
     binds: &[Bind::Uniform, Bind::Read, Bind::Read, Bind::ReadWrite],
     workgroup: 256,
+    lanes: 1,
 };
 
 /// The same partial sums, one invocation per (row, part), no barriers.
@@ -39,6 +40,12 @@ pub const SERIAL: Kernel = Kernel {
     ..KERNEL
 };
 
+/// [`KERNEL`] over quads of items (rows of a multiple of 4 items).
+pub const QUAD: Kernel = KERNEL.quad();
+
+/// [`SERIAL`] over quads of items.
+pub const SERIAL_QUAD: Kernel = SERIAL.quad();
+
 /// Rows at most this long are reduced by [`SERIAL`] on hardware adapters.
 pub const SERIAL_MAX_ITEMS: usize = 256;
 
@@ -47,12 +54,14 @@ pub const SERIAL_MAX_ITEMS: usize = 256;
 /// [`SERIAL`]: they run a workgroup's invocations as SIMD lanes of one CPU
 /// thread, where each of the tree's eight barriers switches between all of
 /// them; at rows of 1000 items (784-20-10) the serial kernel took 5× less
-/// device time there.
+/// device time there. Rows of a multiple of 4 items take the quad variant.
 pub fn kernel_for(ctx: &GpuContext, items: usize) -> (&'static Kernel, u64) {
-    if items <= SERIAL_MAX_ITEMS || ctx.summary().software {
-        (&SERIAL, 1)
-    } else {
-        (&KERNEL, 256)
+    let quad = items.is_multiple_of(4);
+    match (items <= SERIAL_MAX_ITEMS || ctx.summary().software, quad) {
+        (true, false) => (&SERIAL, 1),
+        (true, true) => (&SERIAL_QUAD, 1),
+        (false, false) => (&KERNEL, 256),
+        (false, true) => (&QUAD, 256),
     }
 }
 
@@ -185,7 +194,8 @@ pub fn gpu(
     gpu_with(ctx, prec, kernel, z, a, rows, items, mode)
 }
 
-/// Partial row sums by a given variant (`KERNEL` or `SERIAL`).
+/// Partial row sums by a given variant (`KERNEL`, `SERIAL` or their quads,
+/// which need a multiple of 4 items).
 #[allow(clippy::too_many_arguments)]
 pub fn gpu_with(
     ctx: &Arc<GpuContext>,
@@ -197,6 +207,7 @@ pub fn gpu_with(
     items: usize,
     mode: u32,
 ) -> Result<Vec<f64>> {
+    crate::gpu::check_lanes(kernel, items)?;
     let per_part = if kernel.entry == SERIAL.entry { 1 } else { 256 };
     let parts = parts(items);
     let params = ctx.uniform(&Params {

@@ -17,6 +17,7 @@ pub const KERNEL: Kernel = Kernel {
     entry: "row_residual",
     binds: &[Bind::Uniform, Bind::Read, Bind::Read, Bind::ReadWrite],
     workgroup: 64,
+    lanes: 1,
 };
 
 /// Uniform parameters (matches `ResidualParams`).

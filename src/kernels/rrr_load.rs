@@ -28,7 +28,11 @@ pub const KERNEL: Kernel = Kernel {
         Bind::ReadWrite,
     ],
     workgroup: 64,
+    lanes: 1,
 };
+
+/// [`KERNEL`] over quads of items (a chunk of a multiple of 4 items).
+pub const QUAD: Kernel = KERNEL.quad();
 
 /// Uniform parameters (matches `LoadParams`).
 #[repr(C)]

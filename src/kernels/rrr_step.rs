@@ -59,7 +59,11 @@ pub const KERNEL: Kernel = Kernel {
         Bind::ReadWrite,
     ],
     workgroup: 64,
+    lanes: 1,
 };
+
+/// [`KERNEL`] over quads of items (a chunk of a multiple of 4 items): one walk of the in-edges per pass for four items.
+pub const QUAD: Kernel = KERNEL.quad();
 
 /// Uniform parameters (matches `StepParams`).
 #[repr(C)]
@@ -722,7 +726,8 @@ pub struct StepOut {
     pub counters: Vec<u32>,
 }
 
-/// One fused RRR step (bias consensus given as a per-node mean).
+/// One fused RRR step (bias consensus given as a per-node mean). Takes
+/// [`QUAD`] where the items allow it, as the GPU engine does.
 pub fn gpu(
     ctx: &Arc<GpuContext>,
     prec: Precision,
@@ -732,7 +737,34 @@ pub fn gpu(
     y: &[f64],
     b: &[f64],
 ) -> Result<StepOut> {
+    let quad = inp.items.is_multiple_of(4);
+    gpu_with(
+        ctx,
+        prec,
+        if quad { &QUAD } else { &KERNEL },
+        inp,
+        x,
+        w,
+        y,
+        b,
+    )
+}
+
+/// One RRR step by a given variant ([`KERNEL`], or [`QUAD`] for a multiple
+/// of 4 items).
+#[allow(clippy::too_many_arguments)]
+pub fn gpu_with(
+    ctx: &Arc<GpuContext>,
+    prec: Precision,
+    kernel: &Kernel,
+    inp: &StepInputs<'_, f64>,
+    x: &[f64],
+    w: &[f64],
+    y: &[f64],
+    b: &[f64],
+) -> Result<StepOut> {
     let kk = inp.items;
+    crate::gpu::check_lanes(kernel, kk)?;
     let j = inp.bil.len();
     let n = inp.metric.len();
     // Feed the bias mean as a single partial per node with items_total = 1.
@@ -765,7 +797,7 @@ pub fn gpu(
         &err, &counters,
     ];
     let binds: Vec<_> = bufs.iter().map(|&b| b.into()).collect();
-    let d = ctx.prepare(&KERNEL, prec, &binds, (j * kk) as u64)?;
+    let d = ctx.prepare(kernel, prec, &binds, (j * kk) as u64 / kernel.lanes as u64)?;
     ctx.run_one(&d)?;
     Ok(StepOut {
         x: xb.read_real()?,

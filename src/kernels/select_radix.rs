@@ -44,6 +44,7 @@ pub const HIST: Kernel = Kernel {
     entry: "radix_hist",
     binds: BINDS,
     workgroup: 256,
+    lanes: 1,
 };
 
 /// The digit of the threshold, one invocation.

@@ -8,12 +8,12 @@ use gradfree::methods::rrr::nmf::{self, Nmf, SolveSettings};
 use gradfree::problem::{RrrProblem, RrrState, layered_edges};
 use gradfree::{Backend, Precision};
 
-fn classifier() -> (RrrProblem, RrrState) {
+/// `kk` items: 13 runs the GPU kernels item by item, 16 by quads.
+fn classifier(kk: usize) -> (RrrProblem, RrrState) {
     // 4 → 3 → 2 plus a skip edge from an input to a class node.
     let mut edges = layered_edges(&[4, 3, 2]);
     edges.push((0, 8));
     let p = RrrProblem::classifier(9, &edges, 4, 2, 2.0, 0.1, 1.0).unwrap();
-    let kk = 13;
     let s = random_classifier_state(&p, kk, 11);
     (p, s)
 }
@@ -48,18 +48,23 @@ fn agree(p: &RrrProblem, s: &RrrState, iters: usize) {
 
 #[test]
 fn classifier_iterations_agree_across_backends() {
-    let (p, s) = classifier();
-    agree(&p, &s, 6);
+    for kk in [13, 16] {
+        let (p, s) = classifier(kk);
+        agree(&p, &s, 6);
+    }
 }
 
 #[test]
 fn nmf_iterations_agree_across_backends() {
-    let y = nmf::ledm(6);
-    let n = Nmf::new(5, 6, 0.6).unwrap();
-    let mut r = rng(3);
-    let w = n.random_weights(&mut r);
-    let x = n.encode(&w, &y).unwrap();
-    agree(&n.problem, &n.state(&x, &w, &y), 10);
+    // 6 items run the GPU kernels item by item, 8 by quads.
+    for m in [6, 8] {
+        let y = nmf::ledm(m);
+        let n = Nmf::new(m - 1, m, 0.6).unwrap();
+        let mut r = rng(3);
+        let w = n.random_weights(&mut r);
+        let x = n.encode(&w, &y).unwrap();
+        agree(&n.problem, &n.state(&x, &w, &y), 10);
+    }
 }
 
 #[test]

@@ -100,11 +100,14 @@ fn check_consensus_nodes(items: usize, kinds: &[u32], precisions: &[Precision]) 
     assert_close("cpu ba", &cb, &ba, 1e-15, 1e-15);
     for &prec in precisions {
         let Some(ctx) = gpu(prec) else { continue };
-        let (gx, gy, gb) = gradfree::kernels::consensus_nodes::gpu(&ctx, prec, &inp).unwrap();
-        let (rt, at) = tol(prec);
-        assert_close(&format!("gpu {prec} K={items} xa"), &gx, &xa, rt, at);
-        assert_close(&format!("gpu {prec} K={items} ya"), &gy, &ya, rt, at);
-        assert_close(&format!("gpu {prec} K={items} ba"), &gb, &ba, rt, at);
+        for kernel in item_variants(&consensus_nodes::KERNEL, &consensus_nodes::QUAD, items) {
+            let (gx, gy, gb) = consensus_nodes::gpu_with(&ctx, prec, kernel, &inp).unwrap();
+            let (rt, at) = tol(prec);
+            let what = format!("gpu {} {prec} K={items}", kernel.label());
+            assert_close(&format!("{what} xa"), &gx, &xa, rt, at);
+            assert_close(&format!("{what} ya"), &gy, &ya, rt, at);
+            assert_close(&format!("{what} ba"), &gb, &ba, rt, at);
+        }
     }
 }
 
@@ -113,7 +116,7 @@ fn consensus_nodes_matches_reference() {
     // The test graph has 9 nodes: a rotated list covers the last kinds too.
     let mut rotated = ALL_NODE_KINDS;
     rotated.rotate_left(5);
-    for &k in SIZES {
+    for &k in SIZES.iter().chain(&[4, 1004]) {
         check_consensus_nodes(k, &ALL_NODE_KINDS, &[Precision::F32, Precision::F64]);
         check_consensus_nodes(k, &rotated, &[Precision::F32, Precision::F64]);
     }
@@ -178,7 +181,11 @@ fn check_reduce(rows: usize, items: usize, precisions: &[Precision]) {
         assert_close("cpu row sums", &full, &summed, 1e-12, 1e-12);
         for &prec in precisions {
             let Some(ctx) = gpu(prec) else { continue };
-            for kernel in [&reduce_rows::KERNEL, &reduce_rows::SERIAL] {
+            let pairs = [
+                (&reduce_rows::KERNEL, &reduce_rows::QUAD),
+                (&reduce_rows::SERIAL, &reduce_rows::SERIAL_QUAD),
+            ];
+            for kernel in pairs.iter().flat_map(|&(k, q)| item_variants(k, q, items)) {
                 let got = gradfree::kernels::reduce_rows::gpu_with(
                     &ctx, prec, kernel, &z, &a, rows, items, mode,
                 )
@@ -186,7 +193,10 @@ fn check_reduce(rows: usize, items: usize, precisions: &[Precision]) {
                 let (rt, at) = tol(prec);
                 // Sums of up to 1024 terms of size ~1: scale the absolute tolerance.
                 assert_close(
-                    &format!("gpu {} {prec} R={rows} K={items} mode {mode}", kernel.entry),
+                    &format!(
+                        "gpu {} {prec} R={rows} K={items} mode {mode}",
+                        kernel.label()
+                    ),
                     &got,
                     &want,
                     rt,
@@ -199,7 +209,15 @@ fn check_reduce(rows: usize, items: usize, precisions: &[Precision]) {
 
 #[test]
 fn reduce_rows_matches_reference() {
-    for &(r, k) in &[(0, 5), (1, 1), (37, 37), (5, 1003), (3, 2100)] {
+    for &(r, k) in &[
+        (0, 5),
+        (1, 1),
+        (2, 4),
+        (37, 37),
+        (5, 1003),
+        (5, 1004),
+        (3, 2100),
+    ] {
         check_reduce(r, k, &[Precision::F32, Precision::F64]);
     }
     check_reduce(70_000, 3, &[Precision::F32]);
@@ -404,17 +422,19 @@ fn check_step(c: &StepCase, items: usize, precisions: &[Precision]) {
     simd_levels_agree::<f32>(&inp, v);
     for &prec in precisions {
         let Some(ctx) = gpu(prec) else { continue };
-        let got =
-            gradfree::kernels::rrr_step::gpu(&ctx, prec, &inp, &v[2], &v[3], &v[5], &v[7]).unwrap();
-        let (rt, at) = tol(prec);
-        // The projection's output scale can reach ~1/(1-|u|): allow 10x.
-        let what = format!("gpu {prec} K={items} mode {:?}", p.mode);
-        assert_close(&format!("{what} x"), &got.x, &x, rt * 10.0, at * 10.0);
-        assert_close(&format!("{what} w"), &got.w, &w, rt * 10.0, at * 10.0);
-        assert_close(&format!("{what} y"), &got.y, &y, rt * 10.0, at * 10.0);
-        assert_close(&format!("{what} b"), &got.b, &b, rt, at);
-        assert_close(&format!("{what} err"), &got.err, &err, rt * 10.0, at * 10.0);
-        assert_eq!(got.counters, vec![counts.degenerate as u32, 0]);
+        for kernel in item_variants(&rrr_step::KERNEL, &rrr_step::QUAD, items) {
+            let (x0, w0, y0, b0) = (&v[2], &v[3], &v[5], &v[7]);
+            let got = rrr_step::gpu_with(&ctx, prec, kernel, &inp, x0, w0, y0, b0).unwrap();
+            let (rt, at) = tol(prec);
+            // The projection's output scale can reach ~1/(1-|u|): allow 10x.
+            let what = format!("gpu {} {prec} K={items} mode {:?}", kernel.label(), p.mode);
+            assert_close(&format!("{what} x"), &got.x, &x, rt * 10.0, at * 10.0);
+            assert_close(&format!("{what} w"), &got.w, &w, rt * 10.0, at * 10.0);
+            assert_close(&format!("{what} y"), &got.y, &y, rt * 10.0, at * 10.0);
+            assert_close(&format!("{what} b"), &got.b, &b, rt, at);
+            assert_close(&format!("{what} err"), &got.err, &err, rt * 10.0, at * 10.0);
+            assert_eq!(got.counters, vec![counts.degenerate as u32, 0]);
+        }
     }
 }
 
@@ -567,7 +587,7 @@ fn simd_levels_agree<T: Real>(inp64: &StepInputs<'_, f64>, v: &[Vec<f64>]) {
 #[test]
 fn rrr_step_matches_reference() {
     for mode in [rrr_step::MODE_NMF, rrr_step::MODE_FREE_Y] {
-        for &k in SIZES {
+        for &k in SIZES.iter().chain(&[4, 1004]) {
             let c = step_case(graph(), k, mode, k as u64 + mode as u64);
             check_step(&c, k, &[Precision::F32, Precision::F64]);
         }

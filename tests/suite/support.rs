@@ -361,3 +361,17 @@ pub fn peak_alloc<R>(f: impl FnOnce() -> R) -> (R, usize) {
     let peak = PEAK.with(|p| p.get());
     (r, (peak - base).max(0) as usize)
 }
+
+/// A kernel and, where rows of `items` allow it, its quad variant: the
+/// GPU variants a kernel test checks.
+pub fn item_variants(
+    kernel: &'static gradfree::gpu::Kernel,
+    quad: &'static gradfree::gpu::Kernel,
+    items: usize,
+) -> Vec<&'static gradfree::gpu::Kernel> {
+    if items.is_multiple_of(4) {
+        vec![kernel, quad]
+    } else {
+        vec![kernel]
+    }
+}

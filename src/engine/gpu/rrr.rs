@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::engine::{Collective, Consensus, IterReport, RrrEngine};
 use crate::error::{Error, Result};
 use crate::gpu::buffer::Elem;
-use crate::gpu::{BindRef, Dispatch, GpuBuffer, GpuContext};
+use crate::gpu::{BindRef, Dispatch, GpuBuffer, GpuContext, Kernel};
 use crate::kernels::select_radix::RadixSelect;
 use crate::kernels::{
     class_select, consensus_nodes, normalize_weights, reduce_rows, rrr_load, rrr_step,
@@ -267,6 +267,13 @@ impl GpuRrr {
         let mut part_offset = 0;
         for (c, &start) in starts.iter().enumerate() {
             let ck = per_chunk.min(kk - start.min(kk));
+            // Chunks of a multiple of 4 items take four per invocation.
+            let (quad, lanes) = if ck.is_multiple_of(4) {
+                (true, 4)
+            } else {
+                (false, 1)
+            };
+            let pick = |k: &'static Kernel, q: &'static Kernel| if quad { q } else { k };
             let x = ctx.alloc(e * ck, real)?;
             let w = ctx.alloc(e * ck, real)?;
             let y = ctx.alloc(n * ck, real)?;
@@ -315,7 +322,7 @@ impl GpuRrr {
                 pad: [0; 2],
             })?;
             let d_nodes = ctx.prepare(
-                &consensus_nodes::KERNEL,
+                pick(&consensus_nodes::KERNEL, &consensus_nodes::QUAD),
                 precision,
                 &[
                     (&node_params).into(),
@@ -333,7 +340,7 @@ impl GpuRrr {
                     (&ya).into(),
                     (&ba).into(),
                 ],
-                (n * ck) as u64,
+                (n * ck / lanes) as u64,
             )?;
             let rw_params =
                 ctx.uniform(&rp(e, ck, reduce_rows::MODE_SUM, part_offset, parts_total))?;
@@ -378,7 +385,8 @@ impl GpuRrr {
                 (&err).into(),
                 (&counters).into(),
             ];
-            let d_step = ctx.prepare(&rrr_step::KERNEL, precision, &binds, (j * ck) as u64)?;
+            let step = pick(&rrr_step::KERNEL, &rrr_step::QUAD);
+            let d_step = ctx.prepare(step, precision, &binds, (j * ck / lanes) as u64)?;
             let nodes_x = ctx.alloc(n * ck, real)?;
             let nodes_y = ctx.alloc(n * ck, real)?;
             let load_params = ctx.uniform(&rrr_load::Params {
@@ -388,7 +396,7 @@ impl GpuRrr {
                 pad: 0,
             })?;
             let d_load = ctx.prepare(
-                &rrr_load::KERNEL,
+                pick(&rrr_load::KERNEL, &rrr_load::QUAD),
                 precision,
                 &[
                     (&load_params).into(),
@@ -402,7 +410,7 @@ impl GpuRrr {
                     (&y).into(),
                     (&b).into(),
                 ],
-                ((e + n) * ck) as u64,
+                ((e + n) * ck / lanes) as u64,
             )?;
             let err_params =
                 ctx.uniform(&rp(j, ck, reduce_rows::MODE_SUM, part_offset, parts_total))?;

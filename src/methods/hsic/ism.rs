@@ -153,6 +153,47 @@ impl EigenSolver {
 /// Extra LOBPCG columns beyond the q wanted.
 pub const GUARD: usize = 2;
 
+/// A layer's LOBPCG solves so far, and whether its remaining iterations
+/// go dense: after a solve that did not converge (the layer's spectrum is
+/// hard for LOBPCG, as where the ISM oscillates at the cap), and under
+/// [`EigenSolver::Auto`] once, from the second solve on, the solves have
+/// averaged more products than one dense iteration costs.
+#[derive(Clone, Copy, Debug)]
+pub struct LayerSolves {
+    eigen: EigenSolver,
+    break_even: f64,
+    solves: usize,
+    products: usize,
+    dense_rest: bool,
+}
+
+impl LayerSolves {
+    /// For a layer with a basis `r` wide and `q` columns.
+    pub fn new(eigen: EigenSolver, r: usize, q: usize) -> Self {
+        LayerSolves {
+            eigen,
+            break_even: break_even_products(r, q),
+            solves: 0,
+            products: 0,
+            dense_rest: false,
+        }
+    }
+
+    /// Records a solve of `products` products that converged or not.
+    pub fn record(&mut self, products: usize, converged: bool) {
+        self.solves += 1;
+        self.products += products;
+        let dearer = self.products as f64 > self.break_even * self.solves as f64;
+        let costly = self.eigen == EigenSolver::Auto && self.solves >= 2 && dearer;
+        self.dense_rest |= !converged || costly;
+    }
+
+    /// Whether the layer's remaining iterations are dense.
+    pub fn dense_rest(&self) -> bool {
+        self.dense_rest
+    }
+}
+
 /// LOBPCG's residual tolerance, relative to the largest Ritz value's
 /// magnitude. Φ's few dominant eigenvalues (about −10⁴ on a 10-class
 /// mixture) set that scale; the rest of the q sit in a cluster near 1 whose
@@ -960,26 +1001,16 @@ pub fn fit_ism(
         // LOBPCG's start: the block (with its guard columns) of the last
         // solve, dense or not.
         let mut block = DMatrix::zeros(0, 0);
-        // Set once the layer's remaining iterations are dense.
-        let mut dense_rest = false;
-        let (mut solves, mut products) = (0usize, 0usize);
-        let break_even = break_even_products(a.ncols(), q);
+        let mut solves = LayerSolves::new(s.eigen, a.ncols(), q);
 
         let mut stop = IterationStop::new(s, lam);
         let mut cycle = false;
         let t_iter = std::time::Instant::now();
         for _ in 0..s.max_iter {
             crate::train::check_stop()?;
-            let solved = if lobpcg && !dense_rest && block.ncols() > 0 {
+            let solved = if lobpcg && !solves.dense_rest() && block.ncols() > 0 {
                 let (pairs, used) = lobpcg_step(be, a, &e, &mut block, q, y, &p, sigma, work)?;
-                (solves, products) = (solves + 1, products + used);
-                // A solve that did not converge says the layer's spectrum is
-                // hard for it (seen where the ISM oscillates at the cap),
-                // and `auto` stops where the solves cost more than dense
-                // iterations: the layer's remaining iterations are dense.
-                let dearer = products as f64 > break_even * solves as f64;
-                dense_rest |=
-                    pairs.is_none() || (s.eigen == EigenSolver::Auto && solves >= 2 && dearer);
+                solves.record(used, pairs.is_some());
                 pairs
             } else {
                 None
@@ -988,7 +1019,7 @@ pub fn fit_ism(
                 Some(pairs) => pairs,
                 None => {
                     let ph = phi_reduced(be, a, &am, &am32, &e, y, &p, sigma, work)?;
-                    if lobpcg && !dense_rest {
+                    if lobpcg && !solves.dense_rest() {
                         let (v, l) = eigen::extreme_eigenpairs(&ph, q + GUARD, false);
                         let v = continuous_signs(v, &block);
                         block = v.clone();
@@ -1546,5 +1577,46 @@ mod tests {
         assert!(Auto.lobpcg(10_000, 400, 109) && !Auto.lobpcg(10_000, 400, 110));
         // No room for the guard columns: dense whatever asked.
         assert!(!Lobpcg.lobpcg(10_000, 21, 20));
+    }
+
+    #[test]
+    fn auto_goes_dense_once_its_solves_cost_more_than_dense_iterations() {
+        use EigenSolver::*;
+        // r = 400, q = 20: one dense iteration costs 4.47 LOBPCG products.
+        let mut auto = LayerSolves::new(Auto, 400, 20);
+        // A first solve never decides on cost, however dear.
+        auto.record(6, true);
+        assert!(!auto.dense_rest());
+        // 6 + 3 over two solves: 4.5 a solve, just above the break-even.
+        let mut edge = auto;
+        edge.record(3, true);
+        assert!(edge.dense_rest());
+        // Cheap solves bring the average down and keep LOBPCG.
+        auto.record(2, true);
+        assert!(!auto.dense_rest(), "8 products over 2 solves");
+        for _ in 0..8 {
+            auto.record(3, true);
+        }
+        assert!(!auto.dense_rest(), "32 products over 10 solves");
+        // A run of dear ones lifts it over: 32 + 3 · 9 = 59 > 4.47 · 13.
+        for k in 0..3 {
+            assert!(!auto.dense_rest(), "after {k} dear solves");
+            auto.record(9, true);
+        }
+        assert!(auto.dense_rest());
+        // Once dense, the layer stays dense.
+        auto.record(1, true);
+        assert!(auto.dense_rest());
+        // Forced LOBPCG ignores the cost, not a failed solve.
+        let mut forced = LayerSolves::new(Lobpcg, 400, 20);
+        for _ in 0..20 {
+            forced.record(30, true);
+        }
+        assert!(!forced.dense_rest());
+        forced.record(30, false);
+        assert!(forced.dense_rest());
+        let mut failed = LayerSolves::new(Auto, 400, 20);
+        failed.record(1, false);
+        assert!(failed.dense_rest(), "a solve that did not converge");
     }
 }

@@ -15,7 +15,8 @@ fn chunked_gpu_engine_matches_cpu() {
     }
     let edges = layered_edges(&[5, 4, 2]);
     let p = RrrProblem::classifier(11, &edges, 5, 2, 2.0, 0.1, 1.0).unwrap();
-    // 28 edges x 8 bytes = 224 bytes per item: 9 items per chunk, 7 chunks.
+    // 28 edges x 8 bytes = 224 bytes per item: 9 fit a chunk, whole quads
+    // of them 8: seven chunks by quads, the last (5 items) item by item.
     let kk = 61;
     let s = random_classifier_state(&p, kk, 5);
     let run = |be: &Backend| {

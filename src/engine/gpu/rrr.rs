@@ -170,6 +170,13 @@ impl GpuRrr {
                 limit: max_bind,
             });
         }
+        // Whole quads of items per chunk, so that every chunk but the last
+        // runs the quad kernels.
+        let per_chunk = if per_chunk >= 4 {
+            per_chunk / 4 * 4
+        } else {
+            per_chunk
+        };
         let per_chunk = per_chunk.min(kk.max(1));
         let starts: Vec<usize> = (0..kk.max(1)).step_by(per_chunk).collect();
         let parts_of = |c: usize| reduce_rows::parts(per_chunk.min(kk.saturating_sub(starts[c])));
@@ -268,12 +275,8 @@ impl GpuRrr {
         for (c, &start) in starts.iter().enumerate() {
             let ck = per_chunk.min(kk - start.min(kk));
             // Chunks of a multiple of 4 items take four per invocation.
-            let (quad, lanes) = if ck.is_multiple_of(4) {
-                (true, 4)
-            } else {
-                (false, 1)
-            };
-            let pick = |k: &'static Kernel, q: &'static Kernel| if quad { q } else { k };
+            let lanes = if ck.is_multiple_of(4) { 4 } else { 1 };
+            let pick = |k: &'static Kernel, q: &'static Kernel| if lanes == 4 { q } else { k };
             let x = ctx.alloc(e * ck, real)?;
             let w = ctx.alloc(e * ck, real)?;
             let y = ctx.alloc(n * ck, real)?;

@@ -34,12 +34,12 @@ struct NodeParams {
 @group(0) @binding(5) var<storage, read> node_param: array<u32>;
 @group(0) @binding(6) var<storage, read> labels: array<u32>;
 @group(0) @binding(7) var<storage, read> x: array<itemv>;
-@group(0) @binding(8) var<storage, read> y: array<real>;
-@group(0) @binding(9) var<storage, read> b: array<real>;
-@group(0) @binding(10) var<storage, read> data: array<real>;
-@group(0) @binding(11) var<storage, read_write> xa: array<real>;
-@group(0) @binding(12) var<storage, read_write> ya: array<real>;
-@group(0) @binding(13) var<storage, read_write> ba: array<real>;
+@group(0) @binding(8) var<storage, read> y: array<itemv>;
+@group(0) @binding(9) var<storage, read> b: array<itemv>;
+@group(0) @binding(10) var<storage, read> data: array<itemv>;
+@group(0) @binding(11) var<storage, read_write> xa: array<itemv>;
+@group(0) @binding(12) var<storage, read_write> ya: array<itemv>;
+@group(0) @binding(13) var<storage, read_write> ba: array<itemv>;
 
 @compute @workgroup_size(64)
 fn consensus_nodes(
@@ -71,23 +71,36 @@ fn consensus_nodes(
     if (e1 > e0) {
         xbar = sum / real(e1 - e0);
     }
+    let yq = y[idx];
+    let bq = b[idx];
+    let dq = data[idx];
+    var xo = xbar;
+    var yo = yq;
+    var bo = bq;
     for (var c = 0u; c < LANE_ITEMS; c++) {
         let k = q * LANE_ITEMS + c;
-        project_node(i, k, i * kk + k, kind, item_at(xbar, c));
+        let o = project_node(i, k, kind, item_at(xbar, c), item_at(yq, c), item_at(bq, c), item_at(dq, c));
+        xo = item_set(xo, c, o.x);
+        yo = item_set(yo, c, o.y);
+        bo = item_set(bo, c, o.z);
     }
+    xa[idx] = xo;
+    ya[idx] = yo;
+    ba[idx] = bo;
 }
 
-// Node i's side constraint at item k (idx = i * K + k), given its mean x.
-fn project_node(i: u32, k: u32, idx: u32, kind: u32, x_mean: real) {
+// Node i's side constraint at item k, given its mean x, its y and b and
+// its data value: the new (x, y, b).
+fn project_node(i: u32, k: u32, kind: u32, x_mean: real, y_in: real, b_in: real, d: real) -> vec3<real> {
     var xbar = x_mean;
-    var yv = y[idx];
-    var bv = b[idx];
+    var yv = y_in;
+    var bv = b_in;
     switch kind {
         case NODE_NONNEG: {
             xbar = max(xbar, 0.0);
         }
         case NODE_DATA: {
-            xbar = data[idx];
+            xbar = d;
         }
         case NODE_RELU: {
             let o = relu_proj(xbar, yv, bv);
@@ -117,14 +130,14 @@ fn project_node(i: u32, k: u32, idx: u32, kind: u32, x_mean: real) {
             bv = o.z;
         }
         case NODE_FIXED: {
-            xbar = data[idx];
+            xbar = d;
             let o = fixed_proj(xbar, yv, bv, scalars[1]);
             yv = o.x;
             bv = o.y;
         }
         case NODE_FIXED_ZIGMOID, NODE_FIXED_STEP: {
             if (labels[k] == node_param[i]) {
-                xbar = data[idx];
+                xbar = d;
                 let o = fixed_proj(xbar, yv, bv, scalars[1]);
                 yv = o.x;
                 bv = o.y;
@@ -142,7 +155,5 @@ fn project_node(i: u32, k: u32, idx: u32, kind: u32, x_mean: real) {
         }
         default: {}
     }
-    xa[idx] = xbar;
-    ya[idx] = yv;
-    ba[idx] = bv;
+    return vec3<real>(xbar, yv, bv);
 }

@@ -6,7 +6,9 @@
 //! Layout shared by the RRR kernels: edges sorted by destination (in-edge
 //! CSR), edge arrays `[E][K]` and node arrays `[N][K]` with the item index k
 //! fastest, so that GPU invocations over k read coalesced memory and CPU
-//! loops over k vectorize.
+//! loops over k vectorize. The WGSL kernels over such rows are written over
+//! `itemv` (one item, or in a [`crate::gpu::Kernel::quad`] variant a vec4
+//! of four neighbouring items) for rows of a multiple of 4 items.
 
 pub mod class_select;
 pub mod consensus_nodes;

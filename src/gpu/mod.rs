@@ -13,7 +13,7 @@ pub use buffer::GpuBuffer;
 pub use context::{
     AdapterSummary, BackendChoice, GpuContext, GpuRequest, WorkCounts, list_adapters, work_counts,
 };
-pub use pipeline::{Bind, BindRef, Dispatch, Kernel, Recorder, check_lanes};
+pub use pipeline::{Bind, BindRef, Dispatch, Kernel, Recorder, check_lanes, for_items};
 pub use profile::{KernelTime, enable_profiling, kernel_times};
 
 /// Invocations per workgroup of the one-thread-per-element kernels.

@@ -102,6 +102,12 @@ impl Kernel {
     }
 }
 
+/// `one`, or its quad variant `four` where rows of `items` split into
+/// whole quads: the variant the GPU engine runs.
+pub fn for_items(one: &'static Kernel, four: &'static Kernel, items: usize) -> &'static Kernel {
+    if items.is_multiple_of(4) { four } else { one }
+}
+
 /// Checks that rows of `items` split into `kernel`'s items per invocation.
 pub fn check_lanes(kernel: &Kernel, items: usize) -> Result<()> {
     if items.is_multiple_of(kernel.lanes as usize) {

@@ -284,8 +284,8 @@ pub fn gpu(
     prec: Precision,
     inp: &NodeInputs<'_, f64>,
 ) -> Result<(Vec<f64>, Vec<f64>, Vec<f64>)> {
-    let quad = inp.items.is_multiple_of(4);
-    gpu_with(ctx, prec, if quad { &QUAD } else { &KERNEL }, inp)
+    let kernel = crate::gpu::for_items(&KERNEL, &QUAD, inp.items);
+    gpu_with(ctx, prec, kernel, inp)
 }
 
 /// Node consensus by a given variant ([`KERNEL`], or [`QUAD`] for a

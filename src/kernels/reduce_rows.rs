@@ -56,12 +56,10 @@ pub const SERIAL_MAX_ITEMS: usize = 256;
 /// them; at rows of 1000 items (784-20-10) the serial kernel took 5× less
 /// device time there. Rows of a multiple of 4 items take the quad variant.
 pub fn kernel_for(ctx: &GpuContext, items: usize) -> (&'static Kernel, u64) {
-    let quad = items.is_multiple_of(4);
-    match (items <= SERIAL_MAX_ITEMS || ctx.summary().software, quad) {
-        (true, false) => (&SERIAL, 1),
-        (true, true) => (&SERIAL_QUAD, 1),
-        (false, false) => (&KERNEL, 256),
-        (false, true) => (&QUAD, 256),
+    if items <= SERIAL_MAX_ITEMS || ctx.summary().software {
+        (crate::gpu::for_items(&SERIAL, &SERIAL_QUAD, items), 1)
+    } else {
+        (crate::gpu::for_items(&KERNEL, &QUAD, items), 256)
     }
 }
 

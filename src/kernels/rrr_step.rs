@@ -62,7 +62,8 @@ pub const KERNEL: Kernel = Kernel {
     lanes: 1,
 };
 
-/// [`KERNEL`] over quads of items (a chunk of a multiple of 4 items): one walk of the in-edges per pass for four items.
+/// [`KERNEL`] over quads of items (a chunk of a multiple of 4 items): one
+/// walk of the in-edges per pass for four items.
 pub const QUAD: Kernel = KERNEL.quad();
 
 /// Uniform parameters (matches `StepParams`).
@@ -737,17 +738,8 @@ pub fn gpu(
     y: &[f64],
     b: &[f64],
 ) -> Result<StepOut> {
-    let quad = inp.items.is_multiple_of(4);
-    gpu_with(
-        ctx,
-        prec,
-        if quad { &QUAD } else { &KERNEL },
-        inp,
-        x,
-        w,
-        y,
-        b,
-    )
+    let kernel = crate::gpu::for_items(&KERNEL, &QUAD, inp.items);
+    gpu_with(ctx, prec, kernel, inp, x, w, y, b)
 }
 
 /// One RRR step by a given variant ([`KERNEL`], or [`QUAD`] for a multiple

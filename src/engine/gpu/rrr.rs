@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::engine::{Collective, Consensus, IterReport, RrrEngine};
 use crate::error::{Error, Result};
 use crate::gpu::buffer::Elem;
-use crate::gpu::{BindRef, Dispatch, GpuBuffer, GpuContext, Kernel};
+use crate::gpu::{BindRef, Dispatch, GpuBuffer, GpuContext, Kernel, for_items};
 use crate::kernels::select_radix::RadixSelect;
 use crate::kernels::{
     class_select, consensus_nodes, normalize_weights, reduce_rows, rrr_load, rrr_step,
@@ -275,8 +275,8 @@ impl GpuRrr {
         for (c, &start) in starts.iter().enumerate() {
             let ck = per_chunk.min(kk - start.min(kk));
             // Chunks of a multiple of 4 items take four per invocation.
-            let lanes = if ck.is_multiple_of(4) { 4 } else { 1 };
-            let pick = |k: &'static Kernel, q: &'static Kernel| if lanes == 4 { q } else { k };
+            let pick = |k: &'static Kernel, q: &'static Kernel| for_items(k, q, ck);
+            let lanes = pick(&rrr_step::KERNEL, &rrr_step::QUAD).lanes as usize;
             let x = ctx.alloc(e * ck, real)?;
             let w = ctx.alloc(e * ck, real)?;
             let y = ctx.alloc(n * ck, real)?;

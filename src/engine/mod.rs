@@ -129,6 +129,35 @@ pub trait Ops: Send + Sync + std::fmt::Debug {
         self.kernel_product_f32(a, b, d, m, r, spec, len)
             .map(kernel_product::Part::Rows)
     }
+    /// Whether [`Ops::kernel_upper_part`] computes (the CPU), so that Φ
+    /// costs half a kernel product.
+    fn has_upper_half(&self) -> bool {
+        false
+    }
+    /// Part `spec.part` of the upper-half product of K(A, A) (see
+    /// [`kernel_product::cpu_upper_part`]), or None where the backend has
+    /// none (the GPU: callers take the whole product instead).
+    fn kernel_upper_part(
+        &self,
+        _a: &[f64],
+        _d: usize,
+        _m: &[f64],
+        _r: usize,
+        _spec: &kernel_product::Spec,
+    ) -> Result<Option<kernel_product::Upper<f64>>> {
+        Ok(None)
+    }
+    /// [`Ops::kernel_upper_part`] with f32 operands and result.
+    fn kernel_upper_part_f32(
+        &self,
+        _a: &[f32],
+        _d: usize,
+        _m: &[f32],
+        _r: usize,
+        _spec: &kernel_product::Spec,
+    ) -> Result<Option<kernel_product::Upper<f32>>> {
+        Ok(None)
+    }
     /// [`Ops::kernel_product`] with f32 operands and result.
     #[allow(clippy::too_many_arguments)]
     fn kernel_product_f32(
@@ -420,6 +449,74 @@ impl Backend {
         self.join_parts(part, na, spec.width(r))
     }
 
+    /// Whether this backend has the upper-half product
+    /// ([`Backend::kernel_product_upper`] returns Some): the CPU.
+    pub fn has_upper_half(&self) -> bool {
+        self.ops.has_upper_half()
+    }
+
+    /// The upper-half product of the symmetric K(A, A) (see
+    /// [`kernel_product::cpu_upper_part`]): (U·M, n × r; Uᵀ·1, n), or None
+    /// where the backend has no such path. Every process holds all of A and
+    /// M; the processes split the row tiles and meet in the collective with
+    /// the bits of one process.
+    pub fn kernel_product_upper(
+        &self,
+        a: &[f64],
+        d: usize,
+        m: &[f64],
+        r: usize,
+        spec: &kernel_product::Spec,
+    ) -> Result<Option<(Vec<f64>, Vec<f64>)>> {
+        upper_check(a, d, m, r, spec)?;
+        match self
+            .ops
+            .kernel_upper_part(a, d, m, r, &self.part_of(spec))?
+        {
+            Some(part) => self.join_upper(part, a.len() / d.max(1)).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// [`Backend::kernel_product_upper`] with f32 operands and result.
+    pub fn kernel_product_upper_f32(
+        &self,
+        a: &[f32],
+        d: usize,
+        m: &[f32],
+        r: usize,
+        spec: &kernel_product::Spec,
+    ) -> Result<Option<(Vec<f32>, Vec<f32>)>> {
+        upper_check(a, d, m, r, spec)?;
+        match self
+            .ops
+            .kernel_upper_part_f32(a, d, m, r, &self.part_of(spec))?
+        {
+            Some(part) => self.join_upper(part, a.len() / d.max(1)).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The whole upper-half product from every process's part: rows by a
+    /// sum (each row is one part's), column sums gathered and added in order.
+    fn join_upper<T: Real>(
+        &self,
+        part: kernel_product::Upper<T>,
+        n: usize,
+    ) -> Result<(Vec<T>, Vec<T>)> {
+        let c = self.collective.as_ref();
+        let kernel_product::Upper { mut rows, col_sums } = part;
+        let all = if c.world() == 1 {
+            col_sums
+        } else {
+            c.allreduce_sum(&mut rows)?;
+            c.all_gather(&col_sums)?
+        };
+        let mut sums = vec![T::ZERO; n];
+        kernel_product::add_partials(&all, n, 1, false, &mut sums);
+        Ok((rows, sums))
+    }
+
     /// `spec` restricted to this process's part of the work.
     fn part_of<'s>(&self, spec: &kernel_product::Spec<'s>) -> kernel_product::Spec<'s> {
         kernel_product::Spec {
@@ -533,6 +630,26 @@ fn conv_check(
             kernels.len(),
             bias.map_or(0, <[f64]>::len),
             x.len()
+        )))
+    }
+}
+
+/// Shape checks of the upper-half product: rows of width `d`, M one row
+/// of `r` per row of A, the same labels on both sides, no squares column.
+fn upper_check<T>(a: &[T], d: usize, m: &[T], r: usize, spec: &kernel_product::Spec) -> Result<()> {
+    let n = a.len().checked_div(d);
+    let ok = n.is_some_and(|n| n * d == a.len() && m.len() == n * r)
+        && !spec.squares
+        && spec
+            .gamma
+            .is_none_or(|g| std::ptr::eq(g.la, g.lb) && Some(g.la.len()) == n);
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Input(format!(
+            "upper-half kernel product: {} values in rows of {d}, {} values of M in rows of {r} do not fit (or it was asked for squares or two label sets)",
+            a.len(),
+            m.len()
         )))
     }
 }

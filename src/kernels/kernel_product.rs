@@ -471,6 +471,138 @@ fn symmetric<T: Real>(t: &Tiles<T>, m: &[T], r: usize, spec: &Spec, par: bool) -
     (thin, partials.concat())
 }
 
+/// One part of the upper-half product of K(A, A) (see [`cpu_upper_part`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Upper<T> {
+    /// U·M (n × r) in this part's rows, zero in the others: the parts add
+    /// up exactly, whatever the order.
+    pub rows: Vec<T>,
+    /// This part's runs' column sums of U (n each), in order and
+    /// concatenated: gathered from every part in order, [`add_partials`]
+    /// (w = 1) adds them as one process would.
+    pub col_sums: Vec<T>,
+}
+
+/// Runs of row blocks of the upper-half product: fixed, so that its
+/// partial column sums, and the result's bits, do not depend on the thread
+/// or process count.
+const UPPER_RUNS: usize = 16;
+
+/// Row tiles per block of the upper-half product: a block's tiles in one
+/// column of tiles are stacked into one kernel fill and one GEMM, so that
+/// the GEMM packs that column's rows of M once per block rather than once
+/// per tile (packing took about 18% of an ISM iteration at n = 10,000 with
+/// a tile per GEMM).
+const STACK: usize = 4;
+
+/// Part `spec.part` of the upper-half product of a symmetric kernel matrix
+/// K = K(A, A) (w ∘ f, with Γ and the zero diagonal as in `spec`; no
+/// squares column): U is K's 64 × 64 tiles on and above the diagonal, the
+/// diagonal tiles halved, so that K = U + Uᵀ. Returns U·M and U's column
+/// sums: K·1 = U·1 + Uᵀ·1, and MᵀKM = MᵀUM + (MᵀUM)ᵀ, from half the kernel
+/// values and half the product of [`cpu`] (the ISM's Φ). Blocks of
+/// [`STACK`] row tiles run in [`UPPER_RUNS`] runs of even work, in
+/// parallel.
+pub fn cpu_upper_part<T: Real>(a: &[T], d: usize, m: &[T], r: usize, spec: &Spec) -> Upper<T> {
+    assert!(
+        !spec.squares,
+        "the upper-half product has no squares column"
+    );
+    let (n, _) = shape(a, a, d, m, r, spec);
+    let nt = n.div_ceil(TILE);
+    let runs = upper_runs(nt);
+    let mine = &runs[spec.part_of(runs.len())];
+    let mut rows = vec![T::ZERO; n * r];
+    let (Some(first), Some(last)) = (mine.first(), mine.last()) else {
+        return Upper {
+            rows,
+            col_sums: vec![],
+        };
+    };
+    let row = |t: usize| (t * TILE).min(n);
+    let tiles = Tiles::new(a, a, d, spec);
+    let half = T::from_f64(0.5);
+    let run = |(tiles_of, out): (std::ops::Range<usize>, &mut [T])| {
+        let mut col = vec![T::ZERO; n];
+        // On the heap: 128 KiB in f64.
+        let mut k = vec![T::ZERO; STACK * TILE * TILE].into_boxed_slice();
+        let base = row(tiles_of.start);
+        for tb in tiles_of.step_by(STACK) {
+            let i0 = tb * TILE;
+            let block_end = (tb + STACK).min(nt);
+            for tj in tb..nt {
+                // The block's tiles on and above the diagonal in this column:
+                // its first ones, down to tile tj.
+                let end = row((tj + 1).min(block_end));
+                let (rows, j0) = (end - i0, tj * TILE);
+                let cols = TILE.min(n - j0);
+                let k = &mut k[..rows * TILE];
+                tiles.fill(i0, rows, j0, cols, k);
+                if tj < block_end {
+                    let diag = (tj - tb) * TILE * TILE;
+                    k[diag..].iter_mut().for_each(|v| *v *= half);
+                }
+                let ob = &mut out[(i0 - base) * r..(end - base) * r];
+                accumulate(k, rows, cols, &m[j0 * r..], r, ob, r, false, false);
+                let cs = &mut col[j0..j0 + cols];
+                for kr in k.chunks_exact(TILE) {
+                    cs.iter_mut().zip(kr).for_each(|(c, &v)| *c += v);
+                }
+            }
+        }
+        col
+    };
+    let (_, mut rest) = rows.split_at_mut(row(first.start) * r);
+    let mut jobs = Vec::with_capacity(mine.len());
+    for tiles_of in mine {
+        let (out, tail) = rest.split_at_mut((row(tiles_of.end) - row(tiles_of.start)) * r);
+        jobs.push((tiles_of.clone(), out));
+        rest = tail;
+    }
+    let work = (row(last.end) - row(first.start)) * n * (d + r + 16) / 2;
+    let cols: Vec<Vec<T>> = if parallel_enough(work >> 6) {
+        jobs.into_par_iter().map(run).collect()
+    } else {
+        jobs.into_iter().map(run).collect()
+    };
+    Upper {
+        rows,
+        col_sums: cols.concat(),
+    }
+}
+
+/// The upper-half product of K(A, A) in one process: (U·M, Uᵀ·1); see
+/// [`cpu_upper_part`].
+pub fn cpu_upper<T: Real>(a: &[T], d: usize, m: &[T], r: usize, spec: &Spec) -> (Vec<T>, Vec<T>) {
+    let n = a.len().checked_div(d).unwrap_or(0);
+    let whole = Spec {
+        part: (0, 1),
+        ..*spec
+    };
+    let part = cpu_upper_part(a, d, m, r, &whole);
+    let mut sums = vec![T::ZERO; n];
+    add_partials(&part.col_sums, n, 1, false, &mut sums);
+    (part.rows, sums)
+}
+
+/// [`UPPER_RUNS`] runs of row tiles (of `nt`), each whole blocks of
+/// [`STACK`], with even numbers of tile products (tile t has nt − t), the
+/// empty ones left out.
+fn upper_runs(nt: usize) -> Vec<std::ops::Range<usize>> {
+    let total = nt * (nt + 1) / 2;
+    let mut runs = vec![];
+    let (mut start, mut done) = (0, 0);
+    for tb in (0..nt).step_by(STACK) {
+        let end = (tb + STACK).min(nt);
+        done += (tb..end).map(|t| nt - t).sum::<usize>();
+        if done * UPPER_RUNS >= (runs.len() + 1) * total || end == nt {
+            runs.push(start..end);
+            start = end;
+        }
+    }
+    runs
+}
+
 /// Output widths of the symmetric path's dot-and-axpy tiles; a GEMM per
 /// tile and direction is faster above (W_s on car, one column per class: a
 /// third faster with these tiles; car's first ISM layer, 7 columns: a

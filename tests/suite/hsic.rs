@@ -871,35 +871,160 @@ fn lobpcg_finds_the_smallest_eigenpairs_of_a_symmetric_operator() {
 }
 
 #[test]
+fn upper_half_product_rebuilds_the_whole_and_splits_into_parts_exactly() {
+    let mut r = rng(31);
+    // Rows: one, within a tile, a tile and one more, several tiles (so
+    // several runs); 20 features take the dot-product form.
+    for &(n, d, cols) in &[(1, 2, 2), (37, 3, 4), (65, 3, 6), (300, 2, 5), (200, 20, 3)] {
+        let a = uniform(&mut r, n * d, -1.0, 1.0);
+        // M's last column is ones: U·1 comes with U·M.
+        let mut m = uniform(&mut r, n * cols, -1.0, 1.0);
+        m.chunks_exact_mut(cols).for_each(|row| row[cols - 1] = 1.0);
+        let y: Vec<u32> = (0..n).map(|i| (i * 5 % 3) as u32).collect();
+        let p = [0.4, 0.35, 0.25];
+        for (func, zero, gamma) in [
+            (Func::Gauss { sigma: 0.6 }, true, true),
+            (Func::Gauss { sigma: 0.9 }, false, false),
+            (Func::Dist, false, true),
+        ] {
+            let spec = Spec {
+                func,
+                zero_diag: zero,
+                gamma: gamma.then_some(Gamma {
+                    la: &y,
+                    lb: &y,
+                    p: &p,
+                }),
+                squares: false,
+                part: (0, 1),
+            };
+            let what = format!("{func:?} zero={zero} gamma={gamma} {n}x{d} r={cols}");
+            // K·M from the whole product; MᵀKM and K·1 from it.
+            let km = kernel_product::reference(&a, &a, d, &m, cols, &spec);
+            let quad = |um: &[f64]| -> Vec<f64> {
+                let mut g = vec![0.0; cols * cols];
+                for i in 0..n {
+                    for c in 0..cols {
+                        for e in 0..cols {
+                            g[c * cols + e] += m[i * cols + c] * um[i * cols + e];
+                        }
+                    }
+                }
+                g
+            };
+            let want_quad = quad(&km);
+            let want_sums: Vec<f64> = km.chunks_exact(cols).map(|row| row[cols - 1]).collect();
+            for (prec, tol) in [(Precision::F64, 1e-11), (Precision::F32, 2e-4)] {
+                let be = Backend::cpu(prec);
+                let (um, col) = be
+                    .kernel_product_upper(&a, d, &m, cols, &spec)
+                    .unwrap()
+                    .expect("the CPU has the upper-half path");
+                // K = U + Uᵀ: K·1 = U·1 + Uᵀ·1 and MᵀKM = MᵀUM + (MᵀUM)ᵀ.
+                let sums: Vec<f64> = um
+                    .chunks_exact(cols)
+                    .zip(&col)
+                    .map(|(row, c)| row[cols - 1] + c)
+                    .collect();
+                let scale = want_sums.iter().fold(1.0f64, |s, v| s.max(v.abs()));
+                assert_close(
+                    &format!("{prec} K1 {what}"),
+                    &sums,
+                    &want_sums,
+                    tol,
+                    tol * scale,
+                );
+                let g = quad(&um);
+                let sym: Vec<f64> = (0..cols * cols)
+                    .map(|k| g[k] + g[(k % cols) * cols + k / cols])
+                    .collect();
+                let scale = want_quad.iter().fold(1.0f64, |s, v| s.max(v.abs()));
+                assert_close(
+                    &format!("{prec} MᵀKM {what}"),
+                    &sym,
+                    &want_quad,
+                    tol,
+                    tol * scale,
+                );
+            }
+            // Parts give the bits of the whole: rows add exactly, the column
+            // sums' partials add in order.
+            let whole = kernel_product::cpu_upper(&a, d, &m, cols, &spec);
+            let parts = 3;
+            let (mut rows, mut partials) = (vec![0.0; n * cols], vec![]);
+            for part in 0..parts {
+                let spec = Spec {
+                    part: (part, parts),
+                    ..spec
+                };
+                let got = kernel_product::cpu_upper_part(&a, d, &m, cols, &spec);
+                rows.iter_mut().zip(&got.rows).for_each(|(s, v)| *s += v);
+                partials.extend(got.col_sums);
+            }
+            let mut sums = vec![0.0; n];
+            kernel_product::add_partials(&partials, n, 1, false, &mut sums);
+            assert_eq!((rows, sums), whole, "parts {what}");
+        }
+    }
+    // Bad shapes and two label sets are refused with an error.
+    let be = Backend::cpu(Precision::F64);
+    let a = uniform(&mut r, 12, -1.0, 1.0);
+    assert!(
+        be.kernel_product_upper(&a, 5, &[0.0; 4], 1, &Spec::gauss(1.0))
+            .is_err()
+    );
+    assert!(
+        be.kernel_product_upper(&a, 3, &[0.0; 3], 1, &Spec::gauss(1.0))
+            .is_err()
+    );
+    let (ya, yb, p) = ([0u32; 4], [0u32; 4], [1.0]);
+    let two = Spec {
+        gamma: Some(Gamma {
+            la: &ya,
+            lb: &yb,
+            p: &p,
+        }),
+        ..Spec::gauss(1.0)
+    };
+    assert!(be.kernel_product_upper(&a, 3, &[0.0; 4], 1, &two).is_err());
+}
+
+#[test]
 fn phi_times_is_phi_times_a_block_without_forming_phi() {
     use gradfree::methods::hsic::ism::{phi_reduced, phi_times, with_ones};
     use nalgebra::DMatrix;
     let mut r = rng(23);
-    let (n, rank, q, m, c) = (70, 9, 3, 4, 3);
-    let a = DMatrix::from_vec(n, rank, uniform(&mut r, n * rank, -1.0, 1.0));
-    let e = DMatrix::from_vec(rank, q, uniform(&mut r, rank * q, -1.0, 1.0));
-    let x = DMatrix::from_vec(rank, m, uniform(&mut r, rank * m, -1.0, 1.0));
-    let y: Vec<u32> = (0..n).map(|i| (i % c) as u32).collect();
-    let p = vec![1.0 / c as f64; c];
-    let zw = &a * &e;
-    let zw_rows: Vec<f64> = (0..n)
-        .flat_map(|i| zw.row(i).iter().copied().collect::<Vec<_>>())
-        .collect();
-    for prec in [Precision::F64, Precision::F32] {
-        let be = Backend::cpu(prec);
-        let (am, am32): (Vec<f64>, Vec<f32>) = match prec {
-            Precision::F64 => (with_ones(&a), vec![]),
-            Precision::F32 => (vec![], with_ones(&a)),
-        };
-        let phi = phi_reduced(&be, &a, &am, &am32, &e, &y, &p, 0.8, &mut Work::default()).unwrap();
-        let want = &phi * &x;
-        let got = phi_times(&be, &a, &zw_rows, q, &x, &y, &p, 0.8, &mut Work::default()).unwrap();
-        let tol = if prec == Precision::F64 { 1e-10 } else { 1e-4 };
-        let scale = want.abs().max();
-        assert!(
-            (&got - &want).abs().max() <= tol * scale,
-            "{prec}: {got} vs {want}"
-        );
+    // Two tiles, and five (the CPU's upper-half path over several runs),
+    // with A's columns off centre (Φ's build must not cancel).
+    for (n, rank, lo) in [(70, 9, -1.0), (300, 40, 0.0)] {
+        let (q, m, c) = (3, 4, 3);
+        let a = DMatrix::from_vec(n, rank, uniform(&mut r, n * rank, lo, lo + 2.0));
+        let e = DMatrix::from_vec(rank, q, uniform(&mut r, rank * q, -1.0, 1.0));
+        let x = DMatrix::from_vec(rank, m, uniform(&mut r, rank * m, -1.0, 1.0));
+        let y: Vec<u32> = (0..n).map(|i| (i % c) as u32).collect();
+        let p = vec![1.0 / c as f64; c];
+        let zw = &a * &e;
+        let zw_rows: Vec<f64> = (0..n)
+            .flat_map(|i| zw.row(i).iter().copied().collect::<Vec<_>>())
+            .collect();
+        for prec in [Precision::F64, Precision::F32] {
+            let be = Backend::cpu(prec);
+            let (am, am32): (Vec<f64>, Vec<f32>) = match prec {
+                Precision::F64 => (with_ones(&a), vec![]),
+                Precision::F32 => (vec![], with_ones(&a)),
+            };
+            let phi =
+                phi_reduced(&be, &a, &am, &am32, &e, &y, &p, 0.8, &mut Work::default()).unwrap();
+            let want = &phi * &x;
+            let got =
+                phi_times(&be, &a, &zw_rows, q, &x, &y, &p, 0.8, &mut Work::default()).unwrap();
+            let tol = if prec == Precision::F64 { 1e-10 } else { 1e-4 };
+            let scale = want.abs().max();
+            assert!(
+                (&got - &want).abs().max() <= tol * scale,
+                "{prec}: {got} vs {want}"
+            );
+        }
     }
 }
 

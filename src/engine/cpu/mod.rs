@@ -147,6 +147,42 @@ impl<T: Real> Ops for CpuOps<T> {
         Ok(kernel_product::cpu_part(&ca, cb, d, &T::from_f32s(m), r, spec).map(T::into_f32s))
     }
 
+    fn has_upper_half(&self) -> bool {
+        true
+    }
+
+    fn kernel_upper_part(
+        &self,
+        a: &[f64],
+        d: usize,
+        m: &[f64],
+        r: usize,
+        spec: &kernel_product::Spec,
+    ) -> Result<Option<kernel_product::Upper<f64>>> {
+        let (a, m) = (T::from_f64s(a), T::from_f64s(m));
+        let part = kernel_product::cpu_upper_part(&a, d, &m, r, spec);
+        Ok(Some(kernel_product::Upper {
+            rows: T::into_f64s(part.rows),
+            col_sums: T::into_f64s(part.col_sums),
+        }))
+    }
+
+    fn kernel_upper_part_f32(
+        &self,
+        a: &[f32],
+        d: usize,
+        m: &[f32],
+        r: usize,
+        spec: &kernel_product::Spec,
+    ) -> Result<Option<kernel_product::Upper<f32>>> {
+        let (a, m) = (T::from_f32s(a), T::from_f32s(m));
+        let part = kernel_product::cpu_upper_part(&a, d, &m, r, spec);
+        Ok(Some(kernel_product::Upper {
+            rows: T::into_f32s(part.rows),
+            col_sums: T::into_f32s(part.col_sums),
+        }))
+    }
+
     fn kernel_product_f32(
         &self,
         a: &[f32],

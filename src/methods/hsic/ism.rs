@@ -24,6 +24,7 @@ use nalgebra::DMatrix;
 use super::eigen;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 
 use super::lobpcg;
 use super::{Work, opt_sigma_on};
@@ -31,9 +32,9 @@ use crate::data::labeled::Labeled;
 use crate::data::matrix::row_major as rows_of;
 use crate::engine::Backend;
 use crate::error::{Error, Result};
-use crate::kernels::dense::symmetric_product;
+use crate::kernels::dense::{gemm_acc, symmetric_product};
 use crate::kernels::kernel_product::{Func, Gamma, Spec};
-use crate::kernels::par::{SimdLevel, simd_dispatch};
+use crate::kernels::par::{SimdLevel, parallel_enough, simd_dispatch};
 use crate::random::normal;
 use crate::real::Real;
 
@@ -118,11 +119,14 @@ pub const PRODUCT_OVERHEAD: usize = 66;
 /// basis r wide and q eigenvectors: the dense product is r + 1 wide, a
 /// LOBPCG one (of the residuals; the search directions' products are
 /// combinations of earlier ones) q + GUARD + 1, each with the kernel's q
-/// features and [`PRODUCT_OVERHEAD`]. It is 4.5 at r = 400 and q = 20,
-/// 3.1 at q = 48, and does not depend on n.
-pub fn break_even_products(r: usize, q: usize) -> f64 {
+/// features and [`PRODUCT_OVERHEAD`]; a backend with the upper-half product
+/// (`upper_half`, the CPU) builds Φ from half of it. It is 4.5 at r = 400
+/// and q = 20, 3.1 at q = 48 (2.2 and 1.5 from the upper half), and does
+/// not depend on n.
+pub fn break_even_products(r: usize, q: usize, upper_half: bool) -> f64 {
     let lobpcg = PRODUCT_OVERHEAD + q + q + GUARD + 1;
-    (PRODUCT_OVERHEAD + q + r + 1) as f64 / lobpcg as f64
+    let dense = (PRODUCT_OVERHEAD + q + r + 1) as f64 / if upper_half { 2.0 } else { 1.0 };
+    dense / lobpcg as f64
 }
 
 /// [`EigenSolver::Auto`] takes LOBPCG where a dense iteration costs at
@@ -137,14 +141,14 @@ pub const AUTO_ITEMS: usize = 2000;
 
 impl EigenSolver {
     /// Whether a layer with `n` items, a basis `r` wide and `q` columns
-    /// solves by LOBPCG.
-    pub fn lobpcg(self, n: usize, r: usize, q: usize) -> bool {
+    /// solves by LOBPCG, on a backend with the upper-half product or not.
+    pub fn lobpcg(self, n: usize, r: usize, q: usize, upper_half: bool) -> bool {
         let fits = q + GUARD <= r;
         match self {
             EigenSolver::Dense => false,
             EigenSolver::Lobpcg => fits,
             EigenSolver::Auto => {
-                fits && break_even_products(r, q) >= AUTO_BREAK_EVEN && n >= AUTO_ITEMS
+                fits && break_even_products(r, q, upper_half) >= AUTO_BREAK_EVEN && n >= AUTO_ITEMS
             }
         }
     }
@@ -168,11 +172,12 @@ pub struct LayerSolves {
 }
 
 impl LayerSolves {
-    /// For a layer with a basis `r` wide and `q` columns.
-    pub fn new(eigen: EigenSolver, r: usize, q: usize) -> Self {
+    /// For a layer with a basis `r` wide and `q` columns, on a backend
+    /// with the upper-half product or not.
+    pub fn new(eigen: EigenSolver, r: usize, q: usize, upper_half: bool) -> Self {
         LayerSolves {
             eigen,
-            break_even: break_even_products(r, q),
+            break_even: break_even_products(r, q, upper_half),
             solves: 0,
             products: 0,
             dense_rest: false,
@@ -332,23 +337,51 @@ pub fn phi_reduced(
     let q = zw.ncols();
     let rows = rows_of(&zw);
     let spec = psi_spec(y, p, sigma);
-    // [ΨA | Ψ1] in one kernel product; Ψ is symmetric, so Ψ1 = (1ᵀΨ)ᵀ.
-    // Then L = (Diag(1ᵀΨ) − Ψ) A in place of ΨA (row stride r + 1), and
-    // Aᵀ L, Aᵀ read from [A | 1] with strides (1, r + 1); the product is
-    // symmetric (L's operator is).
-    work.madds += (n * n * q) as f64 + (n * n * w) as f64 + (n * r * r) as f64 + (n * r * q) as f64;
-    let phi = if be.precision() == crate::real::Precision::F32 {
-        // Ψ comes from f32 products: L and the GEMM in f32 lose nothing
-        // more, and move half the bytes at twice the lanes.
-        let rows32: Vec<f32> = rows.iter().map(|&v| v as f32).collect();
-        let mut l = be.kernel_product_f32(&rows32, &rows32, q, am32, w, &spec)?;
-        to_laplacian_times_a(&mut l, am32, r);
-        let out = symmetric_product(r, n, am32, (1, w), &l, (w, 1));
-        out.iter().map(|&v| f64::from(v)).collect()
+    let f32s = be.precision() == crate::real::Precision::F32;
+    // Ψ comes from f32 products in an f32 fit: L and the GEMMs in f32 lose
+    // nothing more, and move half the bytes at twice the lanes.
+    let rows32: Vec<f32> = if f32s {
+        rows.iter().map(|&v| v as f32).collect()
     } else {
-        let mut l = be.kernel_product(&rows, &rows, q, am, w, &spec)?;
-        to_laplacian_times_a(&mut l, am, r);
-        symmetric_product(r, n, am, (1, w), &l, (w, 1))
+        vec![]
+    };
+    // Where the backend has it (the CPU), Ψ's upper half: [UA | U1] and
+    // Uᵀ1, from half the kernel values and half the product.
+    let upper = if f32s {
+        be.kernel_product_upper_f32(&rows32, q, am32, w, &spec)?
+            .map(|(v, sums)| {
+                phi_from_upper(v, &sums, am32, r)
+                    .into_iter()
+                    .map(f64::from)
+                    .collect()
+            })
+    } else {
+        be.kernel_product_upper(&rows, q, am, w, &spec)?
+            .map(|(v, sums)| phi_from_upper(v, &sums, am, r))
+    };
+    let nn = (n * n) as f64;
+    let phi = match upper {
+        Some(phi) => {
+            work.madds += nn * (q + w) as f64 / 2.0 + 2.0 * (n * r * r) as f64 + (n * r * q) as f64;
+            phi
+        }
+        None => {
+            // [ΨA | Ψ1] in one kernel product; Ψ is symmetric, so Ψ1 = (1ᵀΨ)ᵀ.
+            // Then L = (Diag(1ᵀΨ) − Ψ) A in place of ΨA (row stride r + 1),
+            // and Aᵀ L, Aᵀ read from [A | 1] with strides (1, r + 1); the
+            // product is symmetric (L's operator is).
+            work.madds += nn * (q + w) as f64 + (n * r * r) as f64 + (n * r * q) as f64;
+            if f32s {
+                let mut l = be.kernel_product_f32(&rows32, &rows32, q, am32, w, &spec)?;
+                to_laplacian_times_a(&mut l, am32, r);
+                let out = symmetric_product(r, n, am32, (1, w), &l, (w, 1));
+                out.iter().map(|&v| f64::from(v)).collect()
+            } else {
+                let mut l = be.kernel_product(&rows, &rows, q, am, w, &spec)?;
+                to_laplacian_times_a(&mut l, am, r);
+                symmetric_product(r, n, am, (1, w), &l, (w, 1))
+            }
+        }
     };
     Ok(DMatrix::from_vec(r, r, phi))
 }
@@ -527,6 +560,49 @@ fn psi_spec<'a>(y: &'a [u32], p: &'a [f64], sigma: f64) -> Spec<'a> {
         squares: false,
         part: (0, 1),
     }
+}
+
+/// Φ = Aᵀ(Diag(Ψ1) − Ψ)A (r × r, row-major) from Ψ's upper half U
+/// (Ψ = U + Uᵀ): `v` = [UA | U1] (n × (r + 1)), `col_sums` = Uᵀ1 and `am`
+/// = [A | 1]. With L' = ½ Diag(Ψ1) A − UA, Φ = AᵀL' + (AᵀL')ᵀ.
+fn phi_from_upper<T: Real>(mut v: Vec<T>, col_sums: &[T], am: &[T], r: usize) -> Vec<T> {
+    let w = r + 1;
+    let n = col_sums.len();
+    let half = T::from_f64(0.5);
+    for ((vr, ar), &c) in v.chunks_exact_mut(w).zip(am.chunks_exact(w)).zip(col_sums) {
+        let h = (vr[r] + c) * half;
+        vr[..r]
+            .iter_mut()
+            .zip(&ar[..r])
+            .for_each(|(x, &av)| *x = h * av - *x);
+    }
+    // G = AᵀL' as fixed chunks of the items, each one GEMM (which packs
+    // its rows of A and L' once), added in order.
+    const CHUNKS: usize = 8;
+    let rows_per = n.div_ceil(CHUNKS).max(1);
+    let chunk = |i0: usize| {
+        let rows = rows_per.min(n - i0);
+        let mut g = vec![T::ZERO; r * r];
+        gemm_acc(r, rows, r, &am[i0 * w..], 1, w, &v[i0 * w..], w, &mut g, r);
+        g
+    };
+    let starts: Vec<usize> = (0..n).step_by(rows_per).collect();
+    let parts: Vec<Vec<T>> = if parallel_enough((n * r * r) >> 4) {
+        starts.into_par_iter().map(chunk).collect()
+    } else {
+        starts.into_iter().map(chunk).collect()
+    };
+    let mut g = vec![T::ZERO; r * r];
+    for p in &parts {
+        g.iter_mut().zip(p).for_each(|(s, &x)| *s += x);
+    }
+    let mut phi = vec![T::ZERO; r * r];
+    for i in 0..r {
+        for j in 0..r {
+            phi[i * r + j] = g[i * r + j] + g[j * r + i];
+        }
+    }
+    phi
 }
 
 /// [ΨA | Ψ1] → [(Diag(Ψ1) − Ψ) A | Ψ1] in place, row by row (stride r + 1),
@@ -823,7 +899,6 @@ pub fn silhouette(be: &Backend, x: &DMatrix<f64>, y: &[u32], classes: usize) -> 
 /// column-major output) in parallel: each is b_j plus axpys of ZW's q
 /// columns, then the cosines, in vector code.
 fn rff(zw: &DMatrix<f64>, omega: &DMatrix<f64>, b: &[f64]) -> DMatrix<f64> {
-    use rayon::prelude::*;
     let (n, q) = zw.shape();
     let scale = (2.0 / FEATURES as f64).sqrt();
     let level = SimdLevel::current();
@@ -997,11 +1072,11 @@ pub fn fit_ism(
             crate::real::Precision::F64 => (with_ones(a), vec![]),
         };
         let (mut e, lam) = phi0.extreme(q);
-        let lobpcg = s.eigen.lobpcg(n, a.ncols(), q);
+        let lobpcg = s.eigen.lobpcg(n, a.ncols(), q, be.has_upper_half());
         // LOBPCG's start: the block (with its guard columns) of the last
         // solve, dense or not.
         let mut block = DMatrix::zeros(0, 0);
-        let mut solves = LayerSolves::new(s.eigen, a.ncols(), q);
+        let mut solves = LayerSolves::new(s.eigen, a.ncols(), q, be.has_upper_half());
 
         let mut stop = IterationStop::new(s, lam);
         let mut cycle = false;
@@ -1561,29 +1636,35 @@ mod tests {
     #[test]
     fn auto_takes_lobpcg_only_where_products_are_cheaper() {
         use EigenSolver::*;
-        // A 400-wide basis, 20 columns, 10⁴ items: LOBPCG.
-        assert!(Auto.lobpcg(10_000, 400, 20));
-        assert!(Lobpcg.lobpcg(100, 400, 20));
-        assert!(!Dense.lobpcg(10_000, 400, 20));
+        // A 400-wide basis, 20 columns, 10⁴ items, the whole Ψ product per
+        // dense iteration (the GPU): LOBPCG.
+        assert!(Auto.lobpcg(10_000, 400, 20, false));
+        assert!(Lobpcg.lobpcg(100, 400, 20, false));
+        assert!(!Dense.lobpcg(10_000, 400, 20, false));
         // Raw features (basis 10 wide) or a wide block: dense.
-        assert!(!Auto.lobpcg(10_000, 10, 20));
-        assert!(!Auto.lobpcg(10_000, 400, 150));
+        assert!(!Auto.lobpcg(10_000, 10, 20, false));
+        assert!(!Auto.lobpcg(10_000, 400, 150, false));
         // Small sets: dense, the reference's rule.
-        assert!(!Auto.lobpcg(AUTO_ITEMS - 1, 400, 20));
+        assert!(!Auto.lobpcg(AUTO_ITEMS - 1, 400, 20, false));
         // The break-even: 4.5 products at q = 20, 3.1 at q = 48 (LOBPCG),
         // under 2 from q = 110 on a 400-wide basis (dense).
-        assert!((break_even_products(400, 20) - 487.0 / 109.0).abs() < 1e-12);
-        assert!(Auto.lobpcg(10_000, 400, 48) && break_even_products(400, 48) > 3.1);
-        assert!(Auto.lobpcg(10_000, 400, 109) && !Auto.lobpcg(10_000, 400, 110));
+        assert!((break_even_products(400, 20, false) - 487.0 / 109.0).abs() < 1e-12);
+        assert!(Auto.lobpcg(10_000, 400, 48, false) && break_even_products(400, 48, false) > 3.1);
+        assert!(Auto.lobpcg(10_000, 400, 109, false) && !Auto.lobpcg(10_000, 400, 110, false));
         // No room for the guard columns: dense whatever asked.
-        assert!(!Lobpcg.lobpcg(10_000, 21, 20));
+        assert!(!Lobpcg.lobpcg(10_000, 21, 20, false));
+        // With the upper-half product (the CPU) a dense iteration costs half:
+        // 2.2 products at q = 20, 1.6 at q = 48 (dense), under 2 from q = 28.
+        assert!((break_even_products(400, 20, true) - 243.5 / 109.0).abs() < 1e-12);
+        assert!(Auto.lobpcg(10_000, 400, 27, true) && !Auto.lobpcg(10_000, 400, 28, true));
+        assert!(!Auto.lobpcg(10_000, 400, 48, true) && Lobpcg.lobpcg(10_000, 400, 48, true));
     }
 
     #[test]
     fn auto_goes_dense_once_its_solves_cost_more_than_dense_iterations() {
         use EigenSolver::*;
         // r = 400, q = 20: one dense iteration costs 4.47 LOBPCG products.
-        let mut auto = LayerSolves::new(Auto, 400, 20);
+        let mut auto = LayerSolves::new(Auto, 400, 20, false);
         // A first solve never decides on cost, however dear.
         auto.record(6, true);
         assert!(!auto.dense_rest());
@@ -1608,14 +1689,14 @@ mod tests {
         auto.record(1, true);
         assert!(auto.dense_rest());
         // Forced LOBPCG ignores the cost, not a failed solve.
-        let mut forced = LayerSolves::new(Lobpcg, 400, 20);
+        let mut forced = LayerSolves::new(Lobpcg, 400, 20, false);
         for _ in 0..20 {
             forced.record(30, true);
         }
         assert!(!forced.dense_rest());
         forced.record(30, false);
         assert!(forced.dense_rest());
-        let mut failed = LayerSolves::new(Auto, 400, 20);
+        let mut failed = LayerSolves::new(Auto, 400, 20, false);
         failed.record(1, false);
         assert!(failed.dense_rest(), "a solve that did not converge");
     }

@@ -24,7 +24,10 @@
 //! split a product into parts ([`Spec::part`], [`cpu_part`]): row blocks of
 //! A, whose outputs add up exactly, or runs of the symmetric path's fixed
 //! partial sums, gathered and added in order: either way N processes get
-//! the bits of one. Twin of `shaders/kernel_product.wgsl`.
+//! the bits of one. For a symmetric K(A, A) the CPU also has the upper-half
+//! product ([`cpu_upper_part`]: U·M and Uᵀ·1 with K = U + Uᵀ), from which
+//! the ISM builds Φ = MᵀKM with half the kernel values and half the GEMM.
+//! Twin of `shaders/kernel_product.wgsl`.
 
 use super::dense::gemm_acc;
 use super::gauss_kernel::{exp_neg, exp_neg_f32};

@@ -121,7 +121,7 @@ pub const PRODUCT_OVERHEAD: usize = 66;
 /// combinations of earlier ones) q + GUARD + 1, each with the kernel's q
 /// features and [`PRODUCT_OVERHEAD`]; a backend with the upper-half product
 /// (`upper_half`, the CPU) builds Φ from half of it. It is 4.5 at r = 400
-/// and q = 20, 3.1 at q = 48 (2.2 and 1.5 from the upper half), and does
+/// and q = 20, 3.1 at q = 48 (2.2 and 1.6 from the upper half), and does
 /// not depend on n.
 pub fn break_even_products(r: usize, q: usize, upper_half: bool) -> f64 {
     let lobpcg = PRODUCT_OVERHEAD + q + q + GUARD + 1;
@@ -319,6 +319,9 @@ pub fn width(s: &[f64], d: usize, classes: usize) -> usize {
 /// RFF layers have d = 400 > n on the small sets). `am` is [A | 1]
 /// row-major (n × (r + 1), [`with_ones`]), fixed for the layer, for an f64
 /// backend, and `am32` the same in f32 for an f32 one; the other is empty.
+/// A backend with the upper-half product (the CPU) builds it from Ψ's
+/// upper half (`phi_from_upper`): n²(q + r + 1)/2 multiply-adds instead
+/// of n²(q + r + 1).
 #[allow(clippy::too_many_arguments)]
 pub fn phi_reduced(
     be: &Backend,

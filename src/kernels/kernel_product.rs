@@ -486,6 +486,16 @@ pub struct Upper<T> {
     pub col_sums: Vec<T>,
 }
 
+impl<T> Upper<T> {
+    /// The same part with its values converted by `f`.
+    pub fn map<U>(self, f: impl Fn(Vec<T>) -> Vec<U>) -> Upper<U> {
+        Upper {
+            rows: f(self.rows),
+            col_sums: f(self.col_sums),
+        }
+    }
+}
+
 /// Runs of row blocks of the upper-half product: fixed, so that its
 /// partial column sums, and the result's bits, do not depend on the thread
 /// or process count.

@@ -160,11 +160,9 @@ impl<T: Real> Ops for CpuOps<T> {
         spec: &kernel_product::Spec,
     ) -> Result<Option<kernel_product::Upper<f64>>> {
         let (a, m) = (T::from_f64s(a), T::from_f64s(m));
-        let part = kernel_product::cpu_upper_part(&a, d, &m, r, spec);
-        Ok(Some(kernel_product::Upper {
-            rows: T::into_f64s(part.rows),
-            col_sums: T::into_f64s(part.col_sums),
-        }))
+        Ok(Some(
+            kernel_product::cpu_upper_part(&a, d, &m, r, spec).map(T::into_f64s),
+        ))
     }
 
     fn kernel_upper_part_f32(
@@ -176,11 +174,9 @@ impl<T: Real> Ops for CpuOps<T> {
         spec: &kernel_product::Spec,
     ) -> Result<Option<kernel_product::Upper<f32>>> {
         let (a, m) = (T::from_f32s(a), T::from_f32s(m));
-        let part = kernel_product::cpu_upper_part(&a, d, &m, r, spec);
-        Ok(Some(kernel_product::Upper {
-            rows: T::into_f32s(part.rows),
-            col_sums: T::into_f32s(part.col_sums),
-        }))
+        Ok(Some(
+            kernel_product::cpu_upper_part(&a, d, &m, r, spec).map(T::into_f32s),
+        ))
     }
 
     fn kernel_product_f32(

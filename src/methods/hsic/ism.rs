@@ -365,7 +365,7 @@ pub fn phi_reduced(
     let nn = (n * n) as f64;
     let phi = match upper {
         Some(phi) => {
-            work.madds += nn * (q + w) as f64 / 2.0 + 2.0 * (n * r * r) as f64 + (n * r * q) as f64;
+            work.madds += nn * (q + w) as f64 / 2.0 + (n * r * r) as f64 + (n * r * q) as f64;
             phi
         }
         None => {

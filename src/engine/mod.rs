@@ -449,15 +449,25 @@ impl Backend {
         self.join_parts(part, na, spec.width(r))
     }
 
-    /// Whether this backend has the upper-half product
-    /// ([`Backend::kernel_product_upper`] returns Some): the CPU.
-    pub fn has_upper_half(&self) -> bool {
-        self.ops.has_upper_half()
+    /// Whether every process's backend has the upper-half product
+    /// ([`Backend::kernel_product_upper`] returns Some): the CPU. A
+    /// collective call in a data-parallel run, so that processes on
+    /// different devices take the same path.
+    pub fn has_upper_half(&self) -> Result<bool> {
+        let mine = self.ops.has_upper_half();
+        let c = self.collective.as_ref();
+        if c.world() == 1 {
+            return Ok(mine);
+        }
+        let mut count = [f64::from(u8::from(mine))];
+        c.allreduce_sum_f64(&mut count)?;
+        Ok(count[0] == c.world() as f64)
     }
 
     /// The upper-half product of the symmetric K(A, A) (see
     /// [`kernel_product::cpu_upper_part`]): (U·M, n × r; Uᵀ·1, n), or None
-    /// where the backend has no such path. Every process holds all of A and
+    /// where some process's backend has no such path (see
+    /// [`Backend::has_upper_half`]). Every process holds all of A and
     /// M; the processes split the row tiles and meet in the collective with
     /// the bits of one process.
     pub fn kernel_product_upper(
@@ -469,6 +479,9 @@ impl Backend {
         spec: &kernel_product::Spec,
     ) -> Result<Option<(Vec<f64>, Vec<f64>)>> {
         upper_check(a, d, m, r, spec)?;
+        if !self.has_upper_half()? {
+            return Ok(None);
+        }
         match self
             .ops
             .kernel_upper_part(a, d, m, r, &self.part_of(spec))?
@@ -488,6 +501,9 @@ impl Backend {
         spec: &kernel_product::Spec,
     ) -> Result<Option<(Vec<f32>, Vec<f32>)>> {
         upper_check(a, d, m, r, spec)?;
+        if !self.has_upper_half()? {
+            return Ok(None);
+        }
         match self
             .ops
             .kernel_upper_part_f32(a, d, m, r, &self.part_of(spec))?

@@ -1075,11 +1075,12 @@ pub fn fit_ism(
             crate::real::Precision::F64 => (with_ones(a), vec![]),
         };
         let (mut e, lam) = phi0.extreme(q);
-        let lobpcg = s.eigen.lobpcg(n, a.ncols(), q, be.has_upper_half());
+        let upper_half = be.has_upper_half()?;
+        let lobpcg = s.eigen.lobpcg(n, a.ncols(), q, upper_half);
         // LOBPCG's start: the block (with its guard columns) of the last
         // solve, dense or not.
         let mut block = DMatrix::zeros(0, 0);
-        let mut solves = LayerSolves::new(s.eigen, a.ncols(), q, be.has_upper_half());
+        let mut solves = LayerSolves::new(s.eigen, a.ncols(), q, upper_half);
 
         let mut stop = IterationStop::new(s, lam);
         let mut cycle = false;

@@ -8,12 +8,25 @@
 // z is updated in place, so PB's output is never stored.
 // mode 0 = NMF (y holds the fixed data, c = 0); mode 1 = y free (Ω, g_j).
 // The quad variant (LANE_ITEMS = 4) walks the in-edges once per pass for
-// four items, loading x, w and xa as vec4, and solves each item's root.
+// four items, loading every [rows][K] array as vec4, and solves each
+// item's root in turn.
 // Mirrors src/kernels/rrr_step.rs.
 
-// Item c's root from the step's vectors of roots and its sign mask.
-fn item_root(ua: itemv, s: itemv, inv_den: itemv, positive: u32, c: u32) -> Root {
-    return Root(item_at(ua, c), item_at(s, c), item_at(inv_den, c), ((positive >> c) & 1u) != 0u, STATUS_OK);
+// apply_root's three forms as one: PB maps (rx, rw) to
+//   k · ((rx + σ·rw) − τ·rw, (rw + σ·rx) − τ·rx)
+// with σ = u, τ = 0 where s ≥ ½, and σ = ±1, τ = ±s below (positive,
+// negative root). The products by ±1 and the sums with 0 are exact, so
+// these are apply_root's values (up to the sign of a zero), and the edge
+// pass is vector arithmetic over the items without a branch per item.
+// Returns (σ, τ, k).
+fn root_form(r: Root) -> vec3<real> {
+    if (r.s >= 0.5) {
+        return vec3<real>(root_u(r), 0.0, r.inv_den);
+    }
+    if (r.positive) {
+        return vec3<real>(1.0, r.s, r.inv_den);
+    }
+    return vec3<real>(-1.0, -r.s, r.inv_den);
 }
 
 //!entry
@@ -39,12 +52,12 @@ struct StepParams {
 @group(0) @binding(7) var<storage, read_write> w: array<itemv>;
 @group(0) @binding(8) var<storage, read> xa: array<itemv>;
 @group(0) @binding(9) var<storage, read> wa: array<real>;
-@group(0) @binding(10) var<storage, read_write> y: array<real>;
-@group(0) @binding(11) var<storage, read> ya: array<real>;
-@group(0) @binding(12) var<storage, read_write> b: array<real>;
-@group(0) @binding(13) var<storage, read> ba: array<real>;
+@group(0) @binding(10) var<storage, read_write> y: array<itemv>;
+@group(0) @binding(11) var<storage, read> ya: array<itemv>;
+@group(0) @binding(12) var<storage, read_write> b: array<itemv>;
+@group(0) @binding(13) var<storage, read> ba: array<itemv>;
 @group(0) @binding(14) var<storage, read> bpart: array<real>;
-@group(0) @binding(15) var<storage, read_write> err: array<real>;
+@group(0) @binding(15) var<storage, read_write> err: array<itemv>;
 @group(0) @binding(16) var<storage, read_write> counters: array<atomic<u32>, 2>;
 
 @compute @workgroup_size(64)
@@ -75,38 +88,43 @@ fn rrr_step(
         sp += (rx + rw) * (rx + rw);
         sm += (rx - rw) * (rx - rw);
     }
+    // The (node, item) values of this invocation: y's reflection and the
+    // root's c and t, as vectors.
+    let nq = j * kq + q;
     let g = metric[j];
-    // Each item's root, kept as vectors and bit masks (no arrays, which a
-    // software adapter keeps in memory).
-    var r_ua = itemv(0.0);
-    var r_s = itemv(0.0);
-    var r_inv = itemv(0.0);
-    var ry = itemv(0.0);
-    var positive = 0u;
-    var degenerate = 0u;
+    var ry = y[nq];
+    var cy = real(0.0);
+    var t = ry;
+    if (params.mode == 1u) {
+        ry = 2.0 * ya[nq] - ry;
+        cy = omega * omega / g;
+        t = omega * ry;
+    }
+    // Each item's root as its (σ, τ, k) and u, kept as vectors (no arrays,
+    // which a software adapter keeps in memory); degenerate items keep
+    // their reflection (`held` = 1).
+    var sig = itemv(0.0);
+    var tau = itemv(0.0);
+    var kin = itemv(1.0);
+    var ru = itemv(0.0);
+    var held = itemv(0.0);
     for (var c = 0u; c < LANE_ITEMS; c++) {
-        let nj = j * kk + q * LANE_ITEMS + c;
-        var cy = real(0.0);
-        var t = y[nj];
-        var ryc = t;
-        if (params.mode == 1u) {
-            ryc = 2.0 * ya[nj] - y[nj];
-            cy = omega * omega / g;
-            t = omega * ryc;
-        }
-        let root = solve_root(item_at(sp, c), item_at(sm, c), cy, t);
-        r_ua = item_set(r_ua, c, root.ua);
-        r_s = item_set(r_s, c, root.s);
-        r_inv = item_set(r_inv, c, root.inv_den);
-        ry = item_set(ry, c, ryc);
-        positive |= select(0u, 1u, root.positive) << c;
+        let root = solve_root(item_at(sp, c), item_at(sm, c), cy, item_at(t, c));
         if (root.status == STATUS_DEGENERATE) {
-            degenerate |= 1u << c;
+            held = item_set(held, c, 1.0);
             atomicAdd(&counters[0], 1u);
-        } else if (root.status == STATUS_NOT_CONVERGED) {
-            atomicAdd(&counters[1], 1u);
+        } else {
+            let f = root_form(root);
+            sig = item_set(sig, c, f.x);
+            tau = item_set(tau, c, f.y);
+            kin = item_set(kin, c, f.z);
+            ru = item_set(ru, c, root_u(root));
+            if (root.status == STATUS_NOT_CONVERGED) {
+                atomicAdd(&counters[1], 1u);
+            }
         }
     }
+    let keep = held > itemv(0.5);
     var e2 = itemv(0.0);
     for (var e = e0; e < e1; e++) {
         let o = e * kq + q;
@@ -114,44 +132,31 @@ fn rrr_step(
         let wae = wa[e];
         let rx = 2.0 * xae - x[o];
         let rw = 2.0 * wae - w[o];
-        var px = rx;
-        var pw = rw;
-        for (var c = 0u; c < LANE_ITEMS; c++) {
-            if (((degenerate >> c) & 1u) == 0u) {
-                let pb = apply_root(item_at(rx, c), item_at(rw, c), item_root(r_ua, r_s, r_inv, positive, c));
-                px = item_set(px, c, pb.x);
-                pw = item_set(pw, c, pb.y);
-            }
-        }
+        let px = select(((rx + sig * rw) - tau * rw) * kin, rx, keep);
+        let pw = select(((rw + sig * rx) - tau * rx) * kin, rw, keep);
         let dx = px - xae;
         let dw = pw - wae;
         x[o] += beta * dx;
         w[o] += beta * dw;
         e2 += dx * dx + dw * dw;
     }
-    for (var c = 0u; c < LANE_ITEMS; c++) {
-        let k = q * LANE_ITEMS + c;
-        let nj = j * kk + k;
-        var ek = item_at(e2, c);
-        if (params.mode == 1u) {
-            var yb = item_at(ry, c);
-            if (((degenerate >> c) & 1u) == 0u) {
-                yb -= omega * root_u(item_root(r_ua, r_s, r_inv, positive, c)) / g;
-            }
-            let dy = yb - ya[nj];
-            y[nj] += beta * dy;
-            ek += g * dy * dy;
-        }
-        if (params.has_bias != 0u) {
-            var s = real(0.0);
-            let pt = params.parts_total;
-            for (var p = 0u; p < pt; p++) {
-                s += bpart[j * pt + p];
-            }
-            let db = s / real(params.items_total) - ba[nj];
-            b[nj] += beta * db;
-            ek += g * db * db;
-        }
-        err[jj * kk + k] = ek;
+    var ek = e2;
+    if (params.mode == 1u) {
+        let yb = select(ry - omega * ru / g, ry, keep);
+        let dy = yb - ya[nq];
+        y[nq] += beta * dy;
+        ek += g * dy * dy;
     }
+    if (params.has_bias != 0u) {
+        // Node j's bias consensus: its partial sums over items, added once.
+        var bias_sum = real(0.0);
+        let pt = params.parts_total;
+        for (var p = 0u; p < pt; p++) {
+            bias_sum += bpart[j * pt + p];
+        }
+        let db = bias_sum / real(params.items_total) - ba[nq];
+        b[nq] += beta * db;
+        ek += g * db * db;
+    }
+    err[jj * kq + q] = ek;
 }

@@ -4,7 +4,8 @@
 //! the WGSL one in [`super::gpu`]; both take every sum over items through
 //! the backend's [`super::collective::Collective`].
 
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::kernels::rrr_forward::Feed;
 use crate::problem::{NodeStart, RrrState};
 
 /// The A-projection of the current state: consensus values.
@@ -69,6 +70,38 @@ pub trait RrrEngine: Send {
     /// Replaces the state with the replicas of a batch start in node form
     /// (the same state as `load(&start.replicas(p))`).
     fn load_nodes(&mut self, start: &NodeStart) -> Result<()>;
+    /// Whether batches start faster from a device feed pass
+    /// ([`RrrEngine::keep_items`]) than from the host's: on hardware GPUs.
+    /// Not on the CPU engine, and not on software adapters, where the
+    /// host's pass on every core beats one workgroup per 64 items (on
+    /// lavapipe a maj13 epoch took 3% longer with it).
+    fn feeds_on_device(&self) -> bool {
+        false
+    }
+    /// Keeps a labelled item set (`inputs` item-major, `feed.dim` per item,
+    /// a label each) on the engine's device, for batches started by
+    /// [`RrrEngine::load_fed`] and classified by [`RrrEngine::predict_loaded`].
+    /// `Ok(false)` where the engine has no device feed pass: the CPU
+    /// engine, whose host feed pass is the same work, or a set larger than
+    /// one storage binding.
+    fn keep_items(&mut self, _feed: &Feed<'_>, _inputs: &[f64], _labels: &[u32]) -> Result<bool> {
+        Ok(false)
+    }
+    /// Starts the batch of kept items `rows` from their feed pass with the
+    /// model's `weights` and `biases`: the state `load_nodes` builds from
+    /// the host's feed pass of the same items.
+    fn load_fed(&mut self, _weights: &[f64], _biases: &[f64], _rows: &[u32]) -> Result<()> {
+        Err(Error::Input(
+            "this engine keeps no item set to start a batch from".into(),
+        ))
+    }
+    /// The class each item of the batch of `load_fed` gets from the model
+    /// `weights`, `biases` (the first class node with the largest y − b).
+    fn predict_loaded(&mut self, _weights: &[f64], _biases: &[f64]) -> Result<Vec<u32>> {
+        Err(Error::Input(
+            "this engine keeps no item set to classify".into(),
+        ))
+    }
     /// Runs up to `iters` iterations of z ← z + β(PB(2PA(z) − z) − PA(z)),
     /// stopping once RRR_err < tol (checked every `check_every` iterations).
     fn iterate(

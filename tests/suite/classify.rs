@@ -9,12 +9,13 @@ use gradfree::data::majority::Circuit;
 use gradfree::kernels::class_select::{
     self, LABEL_EXEMPT, MODE_EXEMPT, MODE_NONE, MODE_RELABEL, MODE_RELABEL_FAKES, SelectInputs,
 };
-use gradfree::kernels::select_radix;
+use gradfree::kernels::{rrr_forward, select_radix};
+use gradfree::methods::rrr::Model;
 use gradfree::methods::rrr::classify::{self, Classifier, Saved, Settings};
 use gradfree::methods::rrr::net::Net;
 use gradfree::problem::{NodeStart, RrrProblem, Selection, layered_edges};
 use gradfree::train::{Session, Start};
-use gradfree::{Backend, Precision};
+use gradfree::{Backend, Error, Precision};
 use std::path::Path;
 
 /// Two class nodes (ids 0 and 1 of a 2-node "net"): per item (y−b) at each.
@@ -707,4 +708,170 @@ fn an_in_memory_session_keeps_what_a_directory_would_hold() {
     assert!(memory.take_file("checkpoint.safetensors").is_some());
     // A directory session holds nothing in memory.
     assert!(on_disk.take_file("model.safetensors").is_none());
+}
+
+/// A 5-6-4-3 classifier with a skip edge from an input to a class node, a
+/// random model with biases, and 40 labelled items.
+fn fed_case() -> (Classifier, Model, Labeled) {
+    let s = settings(8, 1);
+    let mut net = Net::layered(&[5, 6, 4, 3]).unwrap();
+    net.edges.push((1, 16));
+    net.edges.sort_by_key(|&(src, dst)| (dst, src));
+    let clf = Classifier::new(net, &s).unwrap();
+    let mut m = clf.random_model(5);
+    let mut r = rng(6);
+    let first = clf.net.data;
+    let biases = uniform(&mut r, m.biases.len() - first, -0.3, 0.3);
+    m.biases[first..].copy_from_slice(&biases);
+    let n = 40;
+    let data = Labeled {
+        dim: 5,
+        classes: 3,
+        x: uniform(&mut r, n * 5, 0.0, 1.0),
+        y: (0..n as u32).map(|k| (k * 7) % 3).collect(),
+    };
+    (clf, m, data)
+}
+
+/// A batch of `kk` kept items started by the device's feed pass is the
+/// batch the host's feed pass starts, and the device's predicted classes
+/// are the host's; the f64 twin is the host's pass.
+fn check_device_feed(kk: usize) {
+    let (clf, m, data) = fed_case();
+    let rows: Vec<u32> = (0..kk).map(|k| ((k * 7 + 3) % data.len()) as u32).collect();
+    let idx: Vec<usize> = rows.iter().map(|&r| r as usize).collect();
+    let host = clf.batch_start(&m, &data, &idx);
+    let classes: Vec<u32> = idx
+        .iter()
+        .map(|&i| clf.classify(&m, data.item(i)))
+        .collect();
+    let twin = rrr_forward::reference(&clf.feed(), &m.weights, &m.biases, &data.x, &data.y, &rows);
+    assert_eq!((&twin.x, &twin.y), (&host.x, &host.y), "the twin's pass");
+    assert_eq!((&twin.data, &twin.labels), (&host.data, &host.labels));
+    assert_eq!(twin.predicted, classes);
+    for (name, be) in backends() {
+        let mut e = be.rrr_engine(&clf.problem, kk).unwrap();
+        let kept = e.keep_items(&clf.feed(), &data.x, &data.y).unwrap();
+        if name.starts_with("cpu") {
+            assert!(
+                !kept && !e.feeds_on_device(),
+                "{name}: the host pass is the CPU's"
+            );
+            continue;
+        }
+        assert!(kept, "{name}");
+        e.load_nodes(&host).unwrap();
+        let want = e.state().unwrap();
+        e.load_fed(&m.weights, &m.biases, &rows).unwrap();
+        let got = e.state().unwrap();
+        let (rt, at) = tol(be.precision());
+        for (what, g, w) in [
+            ("x", &got.x, &want.x),
+            ("w", &got.w, &want.w),
+            ("y", &got.y, &want.y),
+            ("b", &got.b, &want.b),
+            ("data", &got.data, &want.data),
+        ] {
+            assert_close(&format!("{name} K {kk} {what}"), g, w, rt, at);
+        }
+        assert_eq!(got.labels, host.labels, "{name}");
+        assert_eq!(e.labels_used().unwrap(), host.labels, "{name}");
+        let predicted = e.predict_loaded(&m.weights, &m.biases).unwrap();
+        for (k, (&p, &want)) in predicted.iter().zip(&classes).enumerate() {
+            if p != want {
+                // Only a near tie may go the other way in f32.
+                let sc = clf.scores(&m, data.item(idx[k]));
+                let gap = (sc[p as usize] - sc[want as usize]).abs();
+                assert!(
+                    gap < 1e-5,
+                    "{name} item {k}: class {p} against {want}, scores {sc:?}"
+                );
+            }
+        }
+        assert_eq!(
+            e.state().unwrap(),
+            got,
+            "{name}: prediction leaves the batch"
+        );
+        let rep = e.iterate(3, 0.8, 0.0, 3).unwrap();
+        assert!(rep.errors.iter().all(|v| v.is_finite()), "{name}");
+    }
+}
+
+#[test]
+fn a_device_feed_pass_starts_the_batch_the_host_starts() {
+    // 13 items run the kernel item by item, 16 by quads.
+    for kk in [1, 13, 16] {
+        check_device_feed(kk);
+    }
+}
+
+#[test]
+fn gpu_feeds_kept_items_per_item_chunk() {
+    // Chunks of 32, 32, 32 and 6 items (the last item by item): 67 edges ×
+    // 8 bytes × 32 items per binding (own process).
+    let name = "classify::gpu_feeds_kept_items_per_item_chunk";
+    if !in_own_process(name, &[("GRADFREE_MAX_BINDING_BYTES", "17152")]) {
+        return;
+    }
+    check_device_feed(102);
+}
+
+#[test]
+fn kept_items_reject_what_does_not_fit() {
+    let (clf, m, data) = fed_case();
+    for (name, be) in backends_of(&[], &[Precision::F32]) {
+        let mut e = be.rrr_engine(&clf.problem, 4).unwrap();
+        let none = e.load_fed(&m.weights, &m.biases, &[0, 1, 2, 3]);
+        assert!(
+            matches!(none, Err(Error::Input(_))),
+            "{name}: nothing kept yet"
+        );
+        assert!(e.predict_loaded(&m.weights, &m.biases).is_err());
+        let short = e.keep_items(&clf.feed(), &data.x[1..], &data.y);
+        assert!(matches!(short, Err(Error::Input(_))), "{name}: {short:?}");
+        assert!(e.keep_items(&clf.feed(), &data.x, &data.y).unwrap());
+        let outside = e.load_fed(&m.weights, &m.biases, &[0, 1, 2, 40]);
+        assert!(
+            matches!(&outside, Err(Error::Input(t)) if t.contains("item 40")),
+            "{name}: {outside:?}"
+        );
+        let three = e.load_fed(&m.weights, &m.biases, &[0, 1, 2]);
+        assert!(matches!(three, Err(Error::Input(_))), "{name}");
+        let model = e.predict_loaded(&m.weights[1..], &m.biases);
+        assert!(matches!(model, Err(Error::Input(_))), "{name}");
+    }
+}
+
+#[test]
+fn training_from_device_feed_passes_reaches_zero_error() {
+    // The device path on every adapter, lavapipe included (own process).
+    let name = "classify::training_from_device_feed_passes_reaches_zero_error";
+    if !in_own_process(name, &[("GRADFREE_DEVICE_FEED", "1")]) {
+        return;
+    }
+    let data = separable(64, 1);
+    let s = settings(32, 15);
+    let clf = Classifier::new(Net::layered(&[2, 6, 2]).unwrap(), &s).unwrap();
+    for (_, be) in backends_of(&[], &[Precision::F32, Precision::F64]) {
+        let mut training =
+            classify::Training::new(&be, &clf, &data, None, &s, clf.random_model(s.seed)).unwrap();
+        assert!(training.starts_on_device(), "{}", be.describe());
+        let mut session = Session::silent(&be).unwrap();
+        let fin = gradfree::train::run(&mut session, &mut training, Start::fresh()).unwrap();
+        let errs: Vec<f64> = fin.history.iter().map(|e| e.train_err).collect();
+        assert_eq!(
+            clf.error(&training.model, &data),
+            0.0,
+            "{}: train_err per epoch {errs:?}",
+            be.describe()
+        );
+        let last = fin.history.last().unwrap();
+        assert!(
+            last.batch_err <= 0.1,
+            "{}: batch_err {}",
+            be.describe(),
+            last.batch_err
+        );
+    }
 }

@@ -24,9 +24,10 @@ use crate::engine::{Collective, Consensus, IterReport, RrrEngine};
 use crate::error::{Error, Result};
 use crate::gpu::buffer::Elem;
 use crate::gpu::{BindRef, Dispatch, GpuBuffer, GpuContext, Kernel, for_items};
+use crate::kernels::rrr_forward::Feed;
 use crate::kernels::select_radix::RadixSelect;
 use crate::kernels::{
-    class_select, consensus_nodes, normalize_weights, reduce_rows, rrr_load, rrr_step,
+    class_select, consensus_nodes, normalize_weights, reduce_rows, rrr_forward, rrr_load, rrr_step,
 };
 use crate::problem::{NodeStart, RrrProblem, RrrState};
 use crate::real::Precision;
@@ -81,6 +82,23 @@ struct Chunk {
     _keep: Vec<GpuBuffer>,
 }
 
+/// A labelled item set kept on the device (see `RrrEngine::keep_items`):
+/// a batch starts from its row numbers by a feed pass on the device.
+struct Kept {
+    /// Labels of the set, for `labels` of the engine.
+    labels: Vec<u32>,
+    /// Items in the set.
+    len: usize,
+    /// Per chunk: its rows of the set, the feed pass into its node arrays
+    /// (then `d_load`), the same pass writing each item's predicted class
+    /// instead of its data and labels, and those classes.
+    rows: Vec<GpuBuffer>,
+    d_feed: Vec<Dispatch>,
+    d_predict: Vec<Dispatch>,
+    predicted: Vec<GpuBuffer>,
+    _keep: Vec<GpuBuffer>,
+}
+
 pub(crate) struct GpuRrr {
     ctx: Arc<GpuContext>,
     items: usize,
@@ -111,6 +129,12 @@ pub(crate) struct GpuRrr {
     radix: Option<RadixSelect>,
     has_bias: bool,
     parts_total: usize,
+    /// The kept item set, once `keep_items` has run.
+    kept: Option<Kept>,
+    precision: Precision,
+    /// In-edge CSR and sources, for the feed pass.
+    in_ptr: GpuBuffer,
+    src: GpuBuffer,
     /// The processes of the run, this one's first item in the batch and
     /// the batch's items over all processes.
     collective: Arc<dyn Collective>,
@@ -521,6 +545,10 @@ impl GpuRrr {
             radix,
             has_bias: p.has_bias,
             parts_total,
+            kept: None,
+            precision,
+            in_ptr,
+            src,
             collective,
             offset,
             total,
@@ -529,8 +557,6 @@ impl GpuRrr {
                 out_edges,
                 kind,
                 param,
-                in_ptr,
-                src,
                 bil,
                 group_ptr,
                 group_edges,
@@ -688,7 +714,200 @@ impl GpuRrr {
     }
 }
 
+impl GpuRrr {
+    /// The feed-pass dispatch of one chunk over the kept set's buffers.
+    #[allow(clippy::too_many_arguments)]
+    fn prepare_feed(
+        &self,
+        c: &Chunk,
+        params: &GpuBuffer,
+        set: [&GpuBuffer; 5],
+        model: [&GpuBuffer; 2],
+        rows: &GpuBuffer,
+        predicted: &GpuBuffer,
+    ) -> Result<Dispatch> {
+        let [scalars, order, inputs, labels, _] = set;
+        let kernel = for_items(&rrr_forward::KERNEL, &rrr_forward::QUAD, c.items);
+        self.ctx.prepare(
+            kernel,
+            self.precision,
+            &[
+                params.into(),
+                scalars.into(),
+                order.into(),
+                (&self.in_ptr).into(),
+                (&self.src).into(),
+                model[0].into(),
+                model[1].into(),
+                inputs.into(),
+                labels.into(),
+                rows.into(),
+                (&c.nodes_x).into(),
+                (&c.nodes_y).into(),
+                (&c.data).into(),
+                (&c.labels).into(),
+                (&c.given).into(),
+                predicted.into(),
+            ],
+            (c.items / kernel.lanes as usize) as u64,
+        )
+    }
+
+    fn kept(&self) -> Result<&Kept> {
+        self.kept.as_ref().ok_or_else(|| {
+            Error::Input("the engine keeps no item set to start a batch from".into())
+        })
+    }
+}
+
 impl RrrEngine for GpuRrr {
+    fn feeds_on_device(&self) -> bool {
+        // GRADFREE_DEVICE_FEED=1 (or 0) overrides: tests take the device
+        // path on lavapipe.
+        match std::env::var("GRADFREE_DEVICE_FEED").as_deref() {
+            Ok("1") => true,
+            Ok("0") => false,
+            _ => !self.ctx.summary().software,
+        }
+    }
+
+    fn keep_items(&mut self, feed: &Feed<'_>, inputs: &[f64], labels: &[u32]) -> Result<bool> {
+        let len = labels.len();
+        if feed.nodes != self.nodes
+            || feed.in_ptr.len() != self.nodes + 1
+            || feed.src.len() != self.edges
+            || inputs.len() != len * feed.dim
+            || feed.first_class + feed.classes > self.nodes
+            || feed.dim > feed.first_class
+        {
+            return Err(Error::Input(format!(
+                "an item set of {} values and {len} labels with {} inputs per item does not fit a feed pass over {} nodes and {} edges",
+                inputs.len(),
+                feed.dim,
+                self.nodes,
+                self.edges
+            )));
+        }
+        let bytes = (inputs.len() as u64) * self.precision.bytes() as u64;
+        if bytes > self.ctx.max_binding_bytes() {
+            log::info!(
+                "the training set ({bytes} bytes) exceeds one storage binding: batches start from host feed passes"
+            );
+            return Ok(false);
+        }
+        let ctx = &self.ctx;
+        let set = [
+            ctx.upload_real(&[feed.inv_omega], self.precision)?,
+            ctx.upload_u32(feed.order)?,
+            ctx.upload_real(inputs, self.precision)?,
+            ctx.upload_u32(labels)?,
+            ctx.alloc(0, Elem::U32)?,
+        ];
+        let set_refs = [&set[0], &set[1], &set[2], &set[3], &set[4]];
+        let mut kept = Kept {
+            labels: labels.to_vec(),
+            len,
+            rows: vec![],
+            d_feed: vec![],
+            d_predict: vec![],
+            predicted: vec![],
+            _keep: vec![],
+        };
+        for c in &self.chunks {
+            let params = |predict: u32| {
+                ctx.uniform(&rrr_forward::Params {
+                    items: c.items as u32,
+                    dim: feed.dim as u32,
+                    order_len: feed.order.len() as u32,
+                    first_class: feed.first_class as u32,
+                    classes: feed.classes as u32,
+                    predict,
+                    pad: [0; 2],
+                })
+            };
+            let (feed_params, predict_params) = (params(0)?, params(1)?);
+            let rows = ctx.alloc(c.items, Elem::U32)?;
+            let predicted = ctx.alloc(c.items, Elem::U32)?;
+            let model = [&self.model_w, &self.model_b];
+            kept.d_feed.push(self.prepare_feed(
+                c,
+                &feed_params,
+                set_refs,
+                model,
+                &rows,
+                &predicted,
+            )?);
+            kept.d_predict.push(self.prepare_feed(
+                c,
+                &predict_params,
+                set_refs,
+                model,
+                &rows,
+                &predicted,
+            )?);
+            kept.rows.push(rows);
+            kept.predicted.push(predicted);
+            kept._keep.extend([feed_params, predict_params]);
+        }
+        kept._keep.extend(set);
+        self.kept = Some(kept);
+        Ok(true)
+    }
+
+    fn load_fed(&mut self, weights: &[f64], biases: &[f64], rows: &[u32]) -> Result<()> {
+        let kept = self.kept()?;
+        if rows.len() != self.items || weights.len() != self.edges || biases.len() != self.nodes {
+            return Err(Error::Input(format!(
+                "engine built for {} items, {} edges and {} nodes, batch start has {} items, {} weights and {} biases",
+                self.items,
+                self.edges,
+                self.nodes,
+                rows.len(),
+                weights.len(),
+                biases.len()
+            )));
+        }
+        if let Some(&r) = rows.iter().find(|&&r| r as usize >= kept.len) {
+            return Err(Error::Input(format!(
+                "item {r} of a batch is outside the kept set of {} items",
+                kept.len
+            )));
+        }
+        self.model_w.write_real(weights);
+        self.model_b.write_real(biases);
+        let mut rec = self.ctx.recorder();
+        for (c, (buf, feed)) in self.chunks.iter().zip(kept.rows.iter().zip(&kept.d_feed)) {
+            buf.write_u32(&rows[c.start..c.start + c.items]);
+            rec.dispatches(&[feed, &c.d_load]);
+        }
+        rec.submit()?;
+        self.labels = rows.iter().map(|&r| kept.labels[r as usize]).collect();
+        Ok(())
+    }
+
+    fn predict_loaded(&mut self, weights: &[f64], biases: &[f64]) -> Result<Vec<u32>> {
+        let kept = self.kept()?;
+        if weights.len() != self.edges || biases.len() != self.nodes {
+            return Err(Error::Input(format!(
+                "a model of {} weights and {} biases for {} edges and {} nodes",
+                weights.len(),
+                biases.len(),
+                self.edges,
+                self.nodes
+            )));
+        }
+        self.model_w.write_real(weights);
+        self.model_b.write_real(biases);
+        let mut rec = self.ctx.recorder();
+        rec.dispatches(&kept.d_predict.iter().collect::<Vec<_>>());
+        rec.submit()?;
+        let mut out = Vec::with_capacity(self.items);
+        for (c, p) in self.chunks.iter().zip(&kept.predicted) {
+            out.extend(&p.read_u32()?[..c.items]);
+        }
+        Ok(out)
+    }
+
     fn load(&mut self, s: &RrrState) -> Result<()> {
         let kk = self.items;
         if s.items != kk {

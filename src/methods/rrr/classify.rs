@@ -36,6 +36,7 @@ use crate::engine::{Backend, Collective};
 use crate::error::{Error, Result};
 use crate::io::{NamedTensor, read_safetensors, safetensors_bytes};
 use crate::kernels::class_select::LABEL_EXEMPT;
+use crate::kernels::rrr_forward::Feed;
 use crate::plot::{ImageGrid, Pixels};
 use crate::problem::{NodeStart, RrrProblem, Selection};
 use crate::real::Precision;
@@ -112,6 +113,8 @@ pub struct Classifier {
     /// RRR structure (edges sorted by destination).
     pub problem: RrrProblem,
     order: Vec<usize>,
+    /// The non-data nodes of `order`, for a device feed pass.
+    feed_order: Vec<u32>,
 }
 
 impl Classifier {
@@ -137,16 +140,37 @@ impl Classifier {
             Selection::None
         };
         let order = net.topo_order()?;
+        let feed_order = order
+            .iter()
+            .filter(|&&j| j >= net.data)
+            .map(|&j| j as u32)
+            .collect();
         Ok(Classifier {
             net,
             problem,
             order,
+            feed_order,
         })
     }
 
     /// Random first weights: uniform in [−1, 1] per node, mean removed, norm Ω.
     pub fn random_model(&self, seed: u64) -> Model {
         random_model(&self.problem, seed)
+    }
+
+    /// The structure of [`Classifier::forward`] for a device feed pass.
+    pub fn feed(&self) -> Feed<'_> {
+        let p = &self.problem;
+        Feed {
+            nodes: p.nodes,
+            dim: self.net.data,
+            order: &self.feed_order,
+            in_ptr: &p.in_ptr,
+            src: &p.src,
+            first_class: p.first_class,
+            classes: p.classes,
+            inv_omega: 1.0 / p.omega,
+        }
     }
 
     /// Forward pass of one item: node values x and pre-activations y.
@@ -326,6 +350,9 @@ pub struct Training<'a> {
     s: &'a Settings,
     time_limit: Option<f64>,
     engine: Box<dyn RrrEngine>,
+    /// True when the engine keeps the training set: batches start and are
+    /// classified by feed passes on its device.
+    fed: bool,
     kk: usize,
     /// The processes of the run, and this one's slice of every batch.
     collective: Arc<dyn Collective>,
@@ -379,13 +406,16 @@ impl<'a> Training<'a> {
             )));
         }
         let local = collective.slice_of(kk);
+        let mut engine = backend.rrr_engine(&clf.problem, local.len())?;
+        let fed = engine.feeds_on_device() && engine.keep_items(&clf.feed(), &train.x, &train.y)?;
         Ok(Training {
             clf,
             train,
             test,
             s,
             time_limit: None,
-            engine: backend.rrr_engine(&clf.problem, local.len())?,
+            engine,
+            fed,
             kk,
             collective,
             local,
@@ -396,6 +426,12 @@ impl<'a> Training<'a> {
             fingerprint: data_fingerprint(train),
             precision: backend.precision(),
         })
+    }
+
+    /// True when the engine keeps the training set and batches start
+    /// from feed passes on its device (see `RrrEngine::feeds_on_device`).
+    pub fn starts_on_device(&self) -> bool {
+        self.fed
     }
 
     /// Stops after the epoch during which `seconds` have passed.
@@ -459,10 +495,17 @@ impl Method for Training<'_> {
         let (clf, s, train) = (self.clf, self.s, self.train);
         // This process's slice of the batch (all of it in a world of one).
         let idx = &idx[self.local.clone()];
-        let start = clf.batch_start(&self.model, train, idx);
+        let (rows, host_start);
+        let start = if self.fed {
+            rows = idx.iter().map(|&i| i as u32).collect::<Vec<_>>();
+            super::BatchStart::Fed(&rows)
+        } else {
+            host_start = clf.batch_start(&self.model, train, idx);
+            super::BatchStart::Nodes(&host_start)
+        };
         let rep = super::solve_batch(
             self.engine.as_mut(),
-            super::BatchStart::Nodes(&start),
+            start,
             s.iters_per_batch,
             s.beta,
             s.tol,
@@ -479,6 +522,15 @@ impl Method for Training<'_> {
         } else {
             Vec::new()
         };
+        // The batch's classes under the new model, on the device when it keeps the set.
+        let predicted = if self.fed {
+            self.engine
+                .predict_loaded(&self.model.weights, &self.model.biases)?
+        } else {
+            idx.par_iter()
+                .map(|&item| clf.classify(&self.model, train.item(item)))
+                .collect()
+        };
         let (mut exempted, mut relabeled) = (vec![], vec![]);
         let mut counts = [0.0f64; 2];
         for (k, &item) in idx.iter().enumerate() {
@@ -491,8 +543,7 @@ impl Method for Training<'_> {
                 _ => {}
             }
             counts[1] += 1.0;
-            counts[0] +=
-                (clf.classify(&self.model, train.item(item)) != train.y[item]) as u8 as f64;
+            counts[0] += (predicted[k] != train.y[item]) as u8 as f64;
         }
         // Every process's picks, in batch order.
         let c = self.collective.as_ref();

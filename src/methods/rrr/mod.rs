@@ -67,6 +67,9 @@ pub(crate) enum BatchStart<'a> {
     State(&'a RrrState),
     /// The node form the engine builds the replicas from.
     Nodes(&'a NodeStart),
+    /// These rows of the item set the engine keeps, fed forward on its
+    /// device with the model (see `RrrEngine::keep_items`).
+    Fed(&'a [u32]),
 }
 
 /// One batch of RRR training, as classify, autoencode and the generator
@@ -88,6 +91,7 @@ pub(crate) fn solve_batch(
     match start {
         BatchStart::State(s) => engine.load(s)?,
         BatchStart::Nodes(s) => engine.load_nodes(s)?,
+        BatchStart::Fed(rows) => engine.load_fed(&model.weights, &model.biases, rows)?,
     }
     let check_every = if tol > 0.0 { 10 } else { iterations };
     let rep = engine.iterate(iterations, beta, tol, check_every)?;

@@ -132,6 +132,8 @@ fn resumed_run_ends_with_the_uninterrupted_model() {
     ] {
         assert!(summary.get(k).is_some(), "summary lacks {k}");
     }
+    // The CPU backend starts batches from the host's feed pass.
+    assert_eq!(summary["batches_start_on_device"], false);
     // predict reproduces the reported test error.
     let o = run_cli(&[
         "predict",

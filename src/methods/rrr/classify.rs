@@ -788,7 +788,7 @@ pub fn run(backend: &Backend, session: &mut Session, r: &Run) -> Result<Option<s
         "test_err": last.and_then(|e| e.test_err), "batch_err": last.map(|e| e.batch_err),
         "best_test_err": history.iter().filter_map(|e| e.test_err).reduce(f64::min),
         "exempted_final_epoch": sel.exempted.len(), "relabeled_final_epoch": sel.relabeled.len(),
-        "time_limited": time_limited,
+        "time_limited": time_limited, "batches_start_on_device": training.starts_on_device(),
     })))
 }
 

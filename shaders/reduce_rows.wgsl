@@ -1,6 +1,7 @@
 // Partial sums over items of each row of an [R][K] array: workgroup (r, p)
 // sums items p*1024 .. p*1024+1023 of row r into partial[r*P_total + P_offset + p].
 // mode 0 sums z; mode 1 sums the reflection 2a - z (bias B-consensus).
+// With stop_word set, a stopped RRR run (rrr_converge) keeps its sums.
 // reduce_rows_serial computes the same partials with one invocation per
 // (row, part) and no barriers: faster for short rows (small batches), where
 // a 256-wide workgroup would mostly idle through eight barriers.
@@ -20,14 +21,21 @@ struct ReduceParams {
     mode: u32,
     parts_total: u32,
     parts_offset: u32,
+    stop_word: u32,
     _pad0: u32,
-    _pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: ReduceParams;
 @group(0) @binding(1) var<storage, read> z: array<itemv>;
 @group(0) @binding(2) var<storage, read> a: array<itemv>;
 @group(0) @binding(3) var<storage, read_write> partial: array<real>;
+// A stopped run's flag (rrr_converge): when stop[stop_word] is set, the
+// partial sums are left as they are.
+@group(0) @binding(4) var<storage, read> stop: array<u32>;
+
+fn stopped() -> bool {
+    return params.stop_word != 0xffffffffu && stop[params.stop_word] != 0u;
+}
 
 var<workgroup> scratch: array<real, 256>;
 
@@ -65,7 +73,7 @@ fn reduce_rows(
         }
         workgroupBarrier();
     }
-    if (lid == 0u) {
+    if (lid == 0u && !stopped()) {
         partial[r * params.parts_total + params.parts_offset + p] = scratch[0];
     }
 }
@@ -78,7 +86,7 @@ fn reduce_rows_serial(
 ) {
     let t = (wid.y * nwg.x + wid.x) * 64u + lid;
     let r = t / params.parts;
-    if (r >= params.rows) {
+    if (r >= params.rows || stopped()) {
         return;
     }
     let p = t - r * params.parts;

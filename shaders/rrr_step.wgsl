@@ -58,7 +58,8 @@ struct StepParams {
 @group(0) @binding(13) var<storage, read> ba: array<itemv>;
 @group(0) @binding(14) var<storage, read> bpart: array<real>;
 @group(0) @binding(15) var<storage, read_write> err: array<itemv>;
-@group(0) @binding(16) var<storage, read_write> counters: array<atomic<u32>, 2>;
+// [degenerate, not converged, …, stopped (rrr_converge), …]
+@group(0) @binding(16) var<storage, read_write> counters: array<atomic<u32>>;
 
 @compute @workgroup_size(64)
 fn rrr_step(
@@ -69,7 +70,8 @@ fn rrr_step(
     let idx = (wid.y * nwg.x + wid.x) * 64u + lid;
     let kk = params.items;
     let kq = kk / LANE_ITEMS;
-    if (idx >= kq * params.bil_nodes) {
+    // A stopped run leaves its state alone.
+    if (idx >= kq * params.bil_nodes || atomicLoad(&counters[3]) != 0u) {
         return;
     }
     let jj = idx / kq;

@@ -211,12 +211,7 @@ impl GpuBuffer {
         let mut guard = self.staging.lock().expect("staging poisoned");
         let need_new = guard.as_ref().is_none_or(|s| s.size() < bytes);
         if need_new {
-            *guard = Some(self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("readback"),
-                size: bytes,
-                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            }));
+            *guard = Some(staging_buffer(&self.ctx.device, bytes));
         }
         let staging = guard.as_ref().expect("staging just set");
         let mut enc = self
@@ -225,31 +220,14 @@ impl GpuBuffer {
             .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
         enc.copy_buffer_to_buffer(&self.buffer, start as u64 * eb, staging, 0, bytes);
         SUBMITS.fetch_add(1, Ordering::Relaxed);
-        READBACKS.fetch_add(1, Ordering::Relaxed);
         self.ctx.queue.submit([enc.finish()]);
-        let (tx, rx) = std::sync::mpsc::channel();
-        staging.map_async(wgpu::MapMode::Read, 0..bytes, move |r| {
-            let _ = tx.send(r);
-        });
-        self.ctx.wait()?;
-        rx.recv()
-            .map_err(|e| Error::Gpu {
-                during: "readback".into(),
-                reason: e.to_string(),
-            })?
-            .map_err(|e| Error::Gpu {
-                during: "readback map".into(),
-                reason: e.to_string(),
-            })?;
-        let out = {
-            let view = staging.get_mapped_range(0..bytes).map_err(|e| Error::Gpu {
-                during: "readback view".into(),
-                reason: e.to_string(),
-            })?;
-            view[..(count as u64 * eb) as usize].to_vec()
-        };
-        staging.unmap();
-        Ok(out)
+        map_read(
+            &self.ctx,
+            staging,
+            bytes,
+            (count as u64 * eb) as usize,
+            None,
+        )
     }
 
     /// Reads the whole buffer back as f64 (waits for the GPU).
@@ -260,21 +238,139 @@ impl GpuBuffer {
     /// Reads `count` floats starting at element `start` as f64.
     pub fn read_real_range(&self, start: usize, count: usize) -> Result<Vec<f64>> {
         assert!(start + count <= self.len, "read past the end");
-        let raw = self.read_bytes(start, count)?;
-        Ok(match self.elem {
-            Elem::Real(Precision::F32) => bytemuck::pod_collect_to_vec::<u8, f32>(&raw)
-                .into_iter()
-                .map(f64::from)
-                .collect(),
-            Elem::Real(Precision::F64) => bytemuck::pod_collect_to_vec::<u8, f64>(&raw),
-            _ => panic!("read_real on a non-float buffer"),
-        })
+        Ok(real_values(&self.read_bytes(start, count)?, self.elem))
     }
 
     /// Reads the whole buffer back as u32.
     pub fn read_u32(&self) -> Result<Vec<u32>> {
         assert_eq!(self.elem, Elem::U32);
         let raw = self.read_bytes(0, self.len)?;
+        Ok(bytemuck::pod_collect_to_vec(&raw))
+    }
+}
+
+/// A mappable buffer of `bytes` for readbacks.
+fn staging_buffer(device: &wgpu::Device, bytes: u64) -> wgpu::Buffer {
+    device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("readback"),
+        size: bytes,
+        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    })
+}
+
+/// Maps `staging` once the copy into it has run (the submit `after`, or
+/// every submit so far) and returns its first `live` bytes.
+fn map_read(
+    ctx: &GpuContext,
+    staging: &wgpu::Buffer,
+    bytes: u64,
+    live: usize,
+    after: Option<wgpu::SubmissionIndex>,
+) -> Result<Vec<u8>> {
+    READBACKS.fetch_add(1, Ordering::Relaxed);
+    let (tx, rx) = std::sync::mpsc::channel();
+    staging.map_async(wgpu::MapMode::Read, 0..bytes, move |r| {
+        let _ = tx.send(r);
+    });
+    ctx.wait_for(after)?;
+    rx.recv()
+        .map_err(|e| Error::Gpu {
+            during: "readback".into(),
+            reason: e.to_string(),
+        })?
+        .map_err(|e| Error::Gpu {
+            during: "readback map".into(),
+            reason: e.to_string(),
+        })?;
+    let out = {
+        let view = staging.get_mapped_range(0..bytes).map_err(|e| Error::Gpu {
+            during: "readback view".into(),
+            reason: e.to_string(),
+        })?;
+        view[..live].to_vec()
+    };
+    staging.unmap();
+    Ok(out)
+}
+
+/// Floats of `elem` in `raw`, as f64.
+fn real_values(raw: &[u8], elem: Elem) -> Vec<f64> {
+    match elem {
+        Elem::Real(Precision::F32) => bytemuck::pod_collect_to_vec::<u8, f32>(raw)
+            .into_iter()
+            .map(f64::from)
+            .collect(),
+        Elem::Real(Precision::F64) => bytemuck::pod_collect_to_vec::<u8, f64>(raw),
+        _ => panic!("read_real on a non-float buffer"),
+    }
+}
+
+/// A submit recorded by [`super::Recorder::submit_indexed`]: what a
+/// [`Readback`] recorded in it waits for.
+#[derive(Debug)]
+pub struct Submitted(pub(crate) wgpu::SubmissionIndex);
+
+/// Part of a buffer copied inside a recorder's command buffer
+/// ([`super::Recorder::readback`]) and read once that submit has run: the
+/// host can submit more work before it waits, and waits for this submit
+/// only, not for the work queued after it.
+#[derive(Debug)]
+pub struct Readback {
+    pub(crate) staging: wgpu::Buffer,
+    pub(crate) bytes: u64,
+    pub(crate) live: usize,
+    pub(crate) elem: Elem,
+}
+
+impl Readback {
+    /// The copy of a buffer region, recorded into `enc`.
+    pub(crate) fn record(
+        device: &wgpu::Device,
+        enc: &mut wgpu::CommandEncoder,
+        src: &GpuBuffer,
+        start: usize,
+        count: usize,
+    ) -> Readback {
+        assert!(start + count <= src.len, "readback past the end");
+        let eb = src.elem.bytes();
+        let live = count as u64 * eb;
+        let bytes = live.div_ceil(4).max(1) * 4;
+        let staging = staging_buffer(device, bytes);
+        let copy = (live.div_ceil(4) * 4).min(src.buffer.size() - start as u64 * eb);
+        if copy > 0 {
+            enc.copy_buffer_to_buffer(&src.buffer, start as u64 * eb, &staging, 0, copy);
+        }
+        Readback {
+            staging,
+            bytes,
+            live: live as usize,
+            elem: src.elem,
+        }
+    }
+
+    /// The values as f64, once `after` (the submit holding the copy) has run.
+    pub fn real(self, ctx: &GpuContext, after: &Submitted) -> Result<Vec<f64>> {
+        let raw = map_read(
+            ctx,
+            &self.staging,
+            self.bytes,
+            self.live,
+            Some(after.0.clone()),
+        )?;
+        Ok(real_values(&raw, self.elem))
+    }
+
+    /// The values as u32, once `after` has run.
+    pub fn u32(self, ctx: &GpuContext, after: &Submitted) -> Result<Vec<u32>> {
+        assert_eq!(self.elem, Elem::U32);
+        let raw = map_read(
+            ctx,
+            &self.staging,
+            self.bytes,
+            self.live,
+            Some(after.0.clone()),
+        )?;
         Ok(bytemuck::pod_collect_to_vec(&raw))
     }
 }

@@ -373,8 +373,16 @@ impl GpuContext {
 
     /// Blocks until all submitted work has finished.
     pub fn wait(&self) -> Result<()> {
+        self.wait_for(None)
+    }
+
+    /// Waits for the submit `index` (every submit so far with `None`).
+    pub(crate) fn wait_for(&self, index: Option<wgpu::SubmissionIndex>) -> Result<()> {
         self.device
-            .poll(wgpu::PollType::wait_indefinitely())
+            .poll(wgpu::PollType::Wait {
+                submission_index: index,
+                timeout: None,
+            })
             .map_err(|e| Error::Gpu {
                 during: "wait".into(),
                 reason: e.to_string(),

@@ -15,6 +15,7 @@ use std::sync::atomic::Ordering;
 
 use super::context::{DISPATCHES, SUBMITS};
 
+use super::buffer::{Readback, Submitted};
 use super::{GpuBuffer, GpuContext};
 use crate::error::{Error, Result};
 use crate::real::Precision;
@@ -419,15 +420,27 @@ impl Recorder<'_> {
     }
 
     /// Submits everything recorded (one queue submit) and checks for errors.
-    pub fn submit(mut self) -> Result<()> {
+    pub fn submit(self) -> Result<()> {
+        self.submit_indexed().map(|_| ())
+    }
+
+    /// Appends a copy of elements `start..start + count` of `src`, to be
+    /// read once this recorder's submit has run ([`Readback`]).
+    pub fn readback(&mut self, src: &GpuBuffer, start: usize, count: usize) -> Readback {
+        Readback::record(&self.ctx.device, &mut self.encoder, src, start, count)
+    }
+
+    /// [`Recorder::submit`], returning the submit for the readbacks recorded in it.
+    pub fn submit_indexed(mut self) -> Result<Submitted> {
         if let Some(stamps) = &self.ctx.stamps {
             let enc = std::mem::replace(&mut self.encoder, self.ctx.encoder());
-            self.finish(enc, stamps)?;
-            return self.failed.map_or(Ok(()), Err);
+            let index = self.finish(enc, stamps)?;
+            return self.failed.map_or(Ok(Submitted(index)), Err);
         }
         SUBMITS.fetch_add(1, Ordering::Relaxed);
-        self.ctx.queue.submit([self.encoder.finish()]);
-        self.ctx.check("submit")
+        let index = self.ctx.queue.submit([self.encoder.finish()]);
+        self.ctx.check("submit")?;
+        Ok(Submitted(index))
     }
 
     /// Profiling: submits `enc` with the resolve of its stamps, then reads them.
@@ -435,14 +448,15 @@ impl Recorder<'_> {
         &mut self,
         mut enc: wgpu::CommandEncoder,
         stamps: &super::profile::Stamps,
-    ) -> Result<()> {
+    ) -> Result<wgpu::SubmissionIndex> {
         if !self.stamped.is_empty() {
             stamps.resolve(&mut enc, self.stamped.len() as u32);
         }
         SUBMITS.fetch_add(1, Ordering::Relaxed);
-        self.ctx.queue.submit([enc.finish()]);
+        let index = self.ctx.queue.submit([enc.finish()]);
         self.ctx.check("submit")?;
         let names = std::mem::take(&mut self.stamped);
-        stamps.collect(self.ctx, &names)
+        stamps.collect(self.ctx, &names)?;
+        Ok(index)
     }
 }

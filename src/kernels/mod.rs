@@ -25,6 +25,7 @@ pub mod project_activation;
 pub mod project_bilinear;
 pub mod reduce_rows;
 pub mod row_residual;
+pub mod rrr_converge;
 pub mod rrr_forward;
 pub mod rrr_load;
 pub mod rrr_step;
@@ -53,6 +54,7 @@ pub const ALL: &[Kernel] = &[
     normalize_weights::GROUPS,
     rrr_step::KERNEL,
     rrr_step::QUAD,
+    rrr_converge::KERNEL,
     rrr_forward::KERNEL,
     rrr_forward::QUAD,
     rrr_load::KERNEL,

@@ -28,7 +28,13 @@ pub const KERNEL: Kernel = Kernel {
     source: include_str!("../../shaders/reduce_rows.wgsl"),
     deps: &[],
     entry: "reduce_rows",
-    binds: &[Bind::Uniform, Bind::Read, Bind::Read, Bind::ReadWrite],
+    binds: &[
+        Bind::Uniform,
+        Bind::Read,
+        Bind::Read,
+        Bind::ReadWrite,
+        Bind::Read,
+    ],
     workgroup: 256,
     lanes: 1,
 };
@@ -79,9 +85,15 @@ pub struct Params {
     pub parts_total: u32,
     /// Column where this call's partial sums start.
     pub parts_offset: u32,
+    /// A word of the `stop` binding that, when nonzero, leaves `partial`
+    /// as it is ([`NO_STOP`]: always write).
+    pub stop_word: u32,
     /// Padding.
-    pub pad: [u32; 2],
+    pub pad: u32,
 }
+
+/// [`Params::stop_word`] of a reduction that always writes.
+pub const NO_STOP: u32 = u32::MAX;
 
 /// Partial sums per row for K items.
 pub fn parts(items: usize) -> usize {
@@ -215,15 +227,23 @@ pub fn gpu_with(
         mode,
         parts_total: parts as u32,
         parts_offset: 0,
-        pad: [0; 2],
+        stop_word: NO_STOP,
+        pad: 0,
     })?;
     let zb = ctx.upload_real(z, prec)?;
     let ab = ctx.upload_real(a, prec)?;
     let out = ctx.alloc(rows * parts, Elem::Real(prec))?;
+    let stop = ctx.alloc(1, Elem::U32)?;
     let d = ctx.prepare(
         kernel,
         prec,
-        &[(&params).into(), (&zb).into(), (&ab).into(), (&out).into()],
+        &[
+            (&params).into(),
+            (&zb).into(),
+            (&ab).into(),
+            (&out).into(),
+            (&stop).into(),
+        ],
         (rows * parts) as u64 * per_part,
     )?;
     ctx.run_one(&d)?;

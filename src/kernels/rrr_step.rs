@@ -783,7 +783,8 @@ pub fn gpu_with(
     let (xa, wa, ya, ba) = (up(inp.xa)?, up(inp.wa)?, up(inp.ya)?, up(inp.ba)?);
     let bpart = up(&bmean)?;
     let err = ctx.alloc(j * kk, Elem::Real(prec))?;
-    let counters = ctx.upload_u32(&[0, 0])?;
+    // The step reads the stop flag of the device convergence check (word 3).
+    let counters = ctx.upload_u32(&[0; super::rrr_converge::HEAD])?;
     let bufs: [&GpuBuffer; 17] = [
         &params, &sc, &bil, &in_ptr, &src, &metric, &xb, &wb, &xa, &wa, &yb, &ya, &bb, &ba, &bpart,
         &err, &counters,
@@ -797,6 +798,6 @@ pub fn gpu_with(
         y: yb.read_real()?,
         b: bb.read_real()?,
         err: err.read_real()?,
-        counters: counters.read_u32()?,
+        counters: counters.read_u32()?[..2].to_vec(),
     })
 }

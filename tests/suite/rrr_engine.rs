@@ -4,6 +4,7 @@
 //! iterations on the CPU backend.
 
 use crate::support::*;
+use gradfree::engine::{IterReport, RrrEngine};
 use gradfree::methods::rrr::nmf::{self, Nmf, SolveSettings};
 use gradfree::problem::{RrrProblem, RrrState, layered_edges};
 use gradfree::{Backend, Precision};
@@ -164,4 +165,95 @@ fn batched_starts_reproduce_single_starts() {
             );
         }
     }
+}
+
+/// The first check (every `c` iterations and the last of `iters`) by
+/// which every group of `rep` (RRR_err itself with one group) has been
+/// below `tol`.
+fn first_stop(rep: &IterReport, tol: f64, c: usize, iters: usize) -> Option<usize> {
+    let groups: Vec<&Vec<f64>> = if rep.group_errors.is_empty() {
+        vec![&rep.errors]
+    } else {
+        rep.group_errors.iter().collect()
+    };
+    (1..=iters)
+        .filter(|b| b % c == 0 || *b == iters)
+        .find(|&b| groups.iter().all(|g| g[..b].iter().any(|&e| e < tol)))
+}
+
+/// A tolerance between two of `rep`'s errors (any group) a relative 1e-3
+/// apart, about a third of the way down: no rounding decides a comparison.
+fn tol_between(rep: &IterReport) -> f64 {
+    let mut all: Vec<f64> = rep
+        .errors
+        .iter()
+        .chain(rep.group_errors.iter().flatten())
+        .copied()
+        .collect();
+    all.sort_by(|a, b| b.total_cmp(a));
+    let i = (all.len() / 3..all.len() - 1)
+        .find(|&i| all[i + 1] < all[i] * (1.0 - 1e-3))
+        .expect("distinct errors");
+    (all[i] * all[i + 1]).sqrt()
+}
+
+/// What a batch leaves for its model.
+fn batch_outputs(e: &mut dyn RrrEngine) -> (RrrState, Vec<f64>, Vec<f64>, Vec<u32>) {
+    let state = e.state().unwrap();
+    let bias = e.bias_consensus().unwrap();
+    let w = e.consensus_weights().unwrap();
+    (state, bias, w, e.labels_used().unwrap())
+}
+
+/// On the GPU, a run with a tolerance stops at the first check where the
+/// rule holds, though its windows run past checks: its errors, state,
+/// bias consensus, weights and labels are those of a run of exactly that
+/// many iterations; without a stop it runs them all.
+fn check_device_stop(p: &RrrProblem, s: &RrrState, iters: usize) {
+    for (name, be) in backends_of(&[], &[Precision::F32, Precision::F64]) {
+        let mut e = be.rrr_engine(p, s.items).unwrap();
+        e.load(s).unwrap();
+        let free = e.iterate(iters, 0.8, 0.0, 7).unwrap();
+        assert_eq!((free.iterations, free.converged), (iters, false), "{name}");
+        let tol = tol_between(&free);
+        for c in [1, 5, 7, 64] {
+            let want = first_stop(&free, tol, c, iters).expect("a stop");
+            e.load(s).unwrap();
+            let rep = e.iterate(iters, 0.8, tol, c).unwrap();
+            assert_eq!(
+                (rep.iterations, rep.converged),
+                (want, true),
+                "{name} c {c}"
+            );
+            assert_eq!(rep.errors, free.errors[..want], "{name} c {c}");
+            let stopped = batch_outputs(e.as_mut());
+            e.load(s).unwrap();
+            let exact = e.iterate(want, 0.8, 0.0, c).unwrap();
+            assert_eq!(exact.degenerate, rep.degenerate, "{name} c {c}");
+            assert_eq!(batch_outputs(e.as_mut()), stopped, "{name} c {c}");
+        }
+        e.load(s).unwrap();
+        let never = e.iterate(iters, 0.8, 1e-30, 5).unwrap();
+        assert_eq!(
+            (never.iterations, never.converged),
+            (iters, false),
+            "{name}"
+        );
+        assert_eq!(never.errors, free.errors, "{name}");
+    }
+}
+
+#[test]
+fn gpu_stops_on_the_device_at_the_first_check_below_tol() {
+    let (mut p, s) = classifier(16);
+    p.selection = gradfree::problem::Selection::Exempt(2);
+    check_device_stop(&p, &s, 150);
+    // NMF with three error groups, item by item.
+    let y = nmf::ledm(6);
+    let mut n = Nmf::new(5, 6, 0.6).unwrap();
+    n.problem.err_groups = 3;
+    let mut r = rng(9);
+    let w = n.random_weights(&mut r);
+    let x = n.encode(&w, &y).unwrap();
+    check_device_stop(&n.problem, &n.state(&x, &w, &y), 150);
 }

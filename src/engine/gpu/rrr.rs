@@ -23,11 +23,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::engine::{Collective, Consensus, IterReport, RrrEngine};
 use crate::error::{Error, Result};
 use crate::gpu::buffer::Elem;
-use crate::gpu::{BindRef, Dispatch, GpuBuffer, GpuContext, Kernel, for_items};
+use crate::gpu::{
+    BindRef, Dispatch, GpuBuffer, GpuContext, Kernel, Readback, Submitted, for_items,
+};
 use crate::kernels::rrr_forward::Feed;
 use crate::kernels::select_radix::RadixSelect;
 use crate::kernels::{
-    class_select, consensus_nodes, normalize_weights, reduce_rows, rrr_forward, rrr_load, rrr_step,
+    class_select, consensus_nodes, normalize_weights, reduce_rows, rrr_converge, rrr_forward,
+    rrr_load, rrr_step,
 };
 use crate::problem::{NodeStart, RrrProblem, RrrState};
 use crate::real::Precision;
@@ -47,6 +50,20 @@ pub fn rrr_iterations() -> u64 {
 
 /// Iterations whose RRR_err the device keeps before a readback is forced.
 const HISTORY: usize = 256;
+
+/// Iterations per submit when the run may stop at a check (at most this
+/// many run after the stop, changing nothing).
+const WINDOW: usize = 64;
+
+/// A submitted window of iterations and the copies of its RRR_err slots
+/// and the run's state, to read once it has run.
+struct Window {
+    submitted: Submitted,
+    hist: Readback,
+    state: Readback,
+    /// The window's first iteration in the call.
+    first: usize,
+}
 
 /// One item chunk: columns `start..start+items` of every [rows][K] array.
 struct Chunk {
@@ -116,6 +133,10 @@ pub(crate) struct GpuRrr {
     d_normalize: Dispatch,
     /// The final error reduction into each history slot.
     d_err_final: Vec<Dispatch>,
+    /// The convergence check after the iterations that end a check.
+    d_converge: Dispatch,
+    converge_params: GpuBuffer,
+    converge_scalars: GpuBuffer,
     /// Partial sums over items of 2b_A − b per node, [N][P_total].
     bpart: GpuBuffer,
     /// Partial sums over items of w per edge, [E][P_total].
@@ -141,6 +162,18 @@ pub(crate) struct GpuRrr {
     offset: usize,
     total: usize,
     _keep: Vec<GpuBuffer>,
+}
+
+/// Whether by iteration `i` of `rep` every group has been below `tol`
+/// (RRR_err itself with one group).
+fn below_by(rep: &IterReport, i: usize, tol: f64) -> bool {
+    if rep.group_errors.is_empty() {
+        rep.errors[i] < tol
+    } else {
+        rep.group_errors
+            .iter()
+            .all(|g| g[..=i].iter().any(|&e| e < tol))
+    }
 }
 
 /// Columns `start..start+len` of a row-major [rows][total] array.
@@ -252,7 +285,7 @@ impl GpuRrr {
         };
         let hist_parts = reduce_rows::parts(group_items);
         let hist = ctx.alloc(HISTORY * groups * hist_parts, real)?;
-        let counters = ctx.upload_u32(&[0, 0])?;
+        let counters = ctx.alloc(rrr_converge::HEAD + groups, Elem::U32)?;
         let selecting = select_mode != class_select::MODE_NONE;
         let keys = ctx.alloc(total.max(1), real)?;
         let radix = if selecting {
@@ -276,7 +309,8 @@ impl GpuRrr {
                 mode,
                 parts_total: total as u32,
                 parts_offset: offset as u32,
-                pad: [0; 2],
+                stop_word: reduce_rows::NO_STOP,
+                pad: 0,
             }
         };
         let reduce = |u: &GpuBuffer,
@@ -289,7 +323,7 @@ impl GpuRrr {
             ctx.prepare(
                 kernel,
                 precision,
-                &[u.into(), z.into(), a.into(), out.into()],
+                &[u.into(), z.into(), a.into(), out.into(), (&counters).into()],
                 (rows * reduce_rows::parts(items)) as u64 * per_part,
             )
         };
@@ -372,13 +406,11 @@ impl GpuRrr {
             let rw_params =
                 ctx.uniform(&rp(e, ck, reduce_rows::MODE_SUM, part_offset, parts_total))?;
             let d_reduce_w = reduce(&rw_params, &w, &w, &wpart, e, ck)?;
-            let rb_params = ctx.uniform(&rp(
-                n,
-                ck,
-                reduce_rows::MODE_REFLECT,
-                part_offset,
-                parts_total,
-            ))?;
+            // A stopped run keeps the bias sums of its last iteration.
+            let rb_params = ctx.uniform(&reduce_rows::Params {
+                stop_word: rrr_converge::STOPPED as u32,
+                ..rp(n, ck, reduce_rows::MODE_REFLECT, part_offset, parts_total)
+            })?;
             let d_reduce_b = if p.has_bias {
                 Some(reduce(&rb_params, &b, &ba, &bpart, n, ck)?)
             } else {
@@ -521,6 +553,28 @@ impl GpuRrr {
             )?);
             slot_uniforms.push(uniform);
         }
+        // The convergence check on the device; `iterate` writes its
+        // parameters and threshold.
+        let converge_params = ctx.uniform(&rrr_converge::Params {
+            groups: groups as u32,
+            hist_parts: hist_parts as u32,
+            history: HISTORY as u32,
+            check_every: 1,
+            end: 0,
+            pad: [0; 3],
+        })?;
+        let converge_scalars = ctx.upload_real(&[-1.0], precision)?;
+        let d_converge = ctx.prepare(
+            &rrr_converge::KERNEL,
+            precision,
+            &[
+                (&converge_params).into(),
+                (&converge_scalars).into(),
+                (&hist).into(),
+                (&counters).into(),
+            ],
+            1,
+        )?;
         Ok(GpuRrr {
             ctx: ctx.clone(),
             items: kk,
@@ -537,6 +591,9 @@ impl GpuRrr {
             step_scalars,
             d_normalize,
             d_err_final,
+            d_converge,
+            converge_params,
+            converge_scalars,
             bpart,
             wpart,
             model_w,
@@ -698,6 +755,73 @@ impl GpuRrr {
         let mut rec = self.ctx.recorder();
         rec.dispatches(&all);
         rec.submit()
+    }
+
+    /// Reads a window back: its iterations' RRR_err up to a stop, the stop
+    /// if the device has stopped, and the root counters.
+    fn take_window(
+        &self,
+        w: Window,
+        rep: &mut IterReport,
+        stop_at: &mut Option<usize>,
+        counts: &mut [u32; 2],
+    ) -> Result<()> {
+        let state = w.state.u32(&self.ctx, &w.submitted)?;
+        let raw = w.hist.real(&self.ctx, &w.submitted)?;
+        if state[rrr_converge::STOPPED] != 0 {
+            stop_at.get_or_insert(state[rrr_converge::STOP_AT] as usize);
+        }
+        *counts = [state[0], state[1]];
+        let slots = raw.len() / (self.groups * self.hist_parts);
+        let keep = stop_at.map_or(slots, |s| s.saturating_sub(w.first).min(slots));
+        for slot in raw.chunks(self.groups * self.hist_parts).take(keep) {
+            let sums: Vec<f64> = slot
+                .chunks(self.hist_parts)
+                .map(|c| c.iter().sum())
+                .collect();
+            rep.push_group_sums(&sums, self.total);
+        }
+        Ok(())
+    }
+
+    /// `iterate` with several processes: each iteration's sums are taken
+    /// over the processes on the host, and RRR_err is read at each check.
+    fn iterate_shared(&self, iters: usize, tol: f64, check_every: usize) -> Result<IterReport> {
+        let mut rep = IterReport::default();
+        let mut pending = 0;
+        while rep.iterations < iters {
+            // A window ends at a convergence check, the end, or a full history.
+            let to_check = if tol > 0.0 {
+                check_every - rep.iterations % check_every
+            } else {
+                usize::MAX
+            };
+            let window = (iters - rep.iterations)
+                .min(HISTORY - pending)
+                .min(to_check);
+            for slot in pending..pending + window {
+                self.iteration_shared(slot)?;
+            }
+            pending += window;
+            rep.iterations += window;
+            ITERATIONS.fetch_add(window as u64, Ordering::Relaxed);
+            let last = rep.iterations == iters;
+            let check = tol > 0.0 && rep.iterations % check_every == 0;
+            if last || check || pending == HISTORY {
+                let start = rep.errors.len();
+                self.read_history(pending, &mut rep)?;
+                pending = 0;
+                // Stop once, at some iteration of this window, every group has been below tol.
+                if tol > 0.0 && (start..rep.errors.len()).any(|i| below_by(&rep, i, tol)) {
+                    rep.converged = true;
+                    break;
+                }
+            }
+        }
+        let c = self.counters.read_u32()?;
+        rep.degenerate = c[0] as u64;
+        rep.not_converged = c[1] as u64;
+        Ok(rep)
     }
 
     /// The dispatches of one whole iteration on one process, its error
@@ -966,63 +1090,71 @@ impl RrrEngine for GpuRrr {
         check_every: usize,
     ) -> Result<IterReport> {
         self.step_scalars.write_real(&[beta, self.omega]);
-        self.counters.write_u32(&[0, 0]);
+        self.counters
+            .write_u32(&vec![0; rrr_converge::HEAD + self.groups]);
         let check_every = check_every.clamp(1, HISTORY);
+        if self.collective.world() > 1 {
+            return self.iterate_shared(iters, tol, check_every);
+        }
+        let stopping = tol > 0.0;
+        if stopping {
+            self.converge_params.write_uniform(&rrr_converge::Params {
+                groups: self.groups as u32,
+                hist_parts: self.hist_parts as u32,
+                history: HISTORY as u32,
+                check_every: check_every as u32,
+                end: iters as u32,
+                pad: [0; 3],
+            });
+            self.converge_scalars
+                .write_real(&[tol * tol * self.total as f64]);
+        }
+        // Windows of iterations, one submit each. The device checks
+        // convergence itself, so a window may run past a check: once
+        // stopped, the rest of it changes nothing. Each window's RRR_err
+        // slots and the run's state come back through copies recorded in
+        // its command buffer, read while the next window runs.
+        let longest = if stopping { WINDOW } else { HISTORY };
         let mut rep = IterReport::default();
-        let mut pending = 0;
-        while rep.iterations < iters {
-            // A window ends at a convergence check, the end, or a full history.
-            let to_check = if tol > 0.0 {
-                check_every - rep.iterations % check_every
-            } else {
-                usize::MAX
-            };
-            let window = (iters - rep.iterations)
-                .min(HISTORY - pending)
-                .min(to_check);
-            if self.collective.world() > 1 {
-                for slot in pending..pending + window {
-                    self.iteration_shared(slot)?;
+        let mut queued: std::collections::VecDeque<Window> = Default::default();
+        let (mut done, mut stop_at) = (0, None);
+        let mut counts = [0, 0];
+        while done < iters && stop_at.is_none() {
+            let first_slot = done % HISTORY;
+            let window = (iters - done).min(longest).min(HISTORY - first_slot);
+            let mut all: Vec<&Dispatch> = vec![];
+            for i in done..done + window {
+                all.extend(self.iteration(i % HISTORY));
+                if stopping && ((i + 1) % check_every == 0 || i + 1 == iters) {
+                    all.push(&self.d_converge);
                 }
-            } else {
-                // The whole window in one submit and one compute pass.
-                let all: Vec<&Dispatch> = (pending..pending + window)
-                    .flat_map(|slot| self.iteration(slot))
-                    .collect();
-                let mut rec = self.ctx.recorder();
-                rec.dispatches(&all);
-                rec.submit()?;
             }
-            pending += window;
-            rep.iterations += window;
-            ITERATIONS.fetch_add(window as u64, Ordering::Relaxed);
-            let last = rep.iterations == iters;
-            let check = tol > 0.0 && rep.iterations % check_every == 0;
-            if last || check || pending == HISTORY {
-                let start = rep.errors.len();
-                self.read_history(pending, &mut rep)?;
-                pending = 0;
-                if tol > 0.0 {
-                    // Stop once, at some iteration of this window, every group has been below tol.
-                    let hit = (start..rep.errors.len()).any(|i| {
-                        if rep.group_errors.is_empty() {
-                            rep.errors[i] < tol
-                        } else {
-                            rep.group_errors
-                                .iter()
-                                .all(|g| g[..=i].iter().any(|&e| e < tol))
-                        }
-                    });
-                    if hit {
-                        rep.converged = true;
-                        break;
-                    }
-                }
+            let per_slot = self.groups * self.hist_parts;
+            let mut rec = self.ctx.recorder();
+            rec.dispatches(&all);
+            let hist = rec.readback(&self.hist, first_slot * per_slot, window * per_slot);
+            let state = rec.readback(&self.counters, 0, rrr_converge::HEAD);
+            let submitted = rec.submit_indexed()?;
+            queued.push_back(Window {
+                submitted,
+                hist,
+                state,
+                first: done,
+            });
+            done += window;
+            if queued.len() > 1 {
+                let w = queued.pop_front().expect("two queued");
+                self.take_window(w, &mut rep, &mut stop_at, &mut counts)?;
             }
         }
-        let c = self.counters.read_u32()?;
-        rep.degenerate = c[0] as u64;
-        rep.not_converged = c[1] as u64;
+        while let Some(w) = queued.pop_front() {
+            self.take_window(w, &mut rep, &mut stop_at, &mut counts)?;
+        }
+        rep.iterations = stop_at.unwrap_or(done);
+        rep.converged = stop_at.is_some();
+        ITERATIONS.fetch_add(rep.iterations as u64, Ordering::Relaxed);
+        rep.degenerate = counts[0] as u64;
+        rep.not_converged = counts[1] as u64;
         Ok(rep)
     }
 

@@ -21,8 +21,8 @@ const NODE_FIXED_STEP: u32 = 9u;
 struct NodeParams {
     items: u32,
     nodes: u32,
+    stop_word: u32,
     _pad0: u32,
-    _pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: NodeParams;
@@ -40,6 +40,9 @@ struct NodeParams {
 @group(0) @binding(11) var<storage, read_write> xa: array<itemv>;
 @group(0) @binding(12) var<storage, read_write> ya: array<itemv>;
 @group(0) @binding(13) var<storage, read_write> ba: array<itemv>;
+// A stopped RRR run's flag (rrr_converge): stop[stop_word] set leaves the
+// outputs as they are.
+@group(0) @binding(14) var<storage, read> stop: array<u32>;
 
 @compute @workgroup_size(64)
 fn consensus_nodes(
@@ -50,7 +53,7 @@ fn consensus_nodes(
     let idx = (wid.y * nwg.x + wid.x) * 64u + lid;
     let kk = params.items;
     let kq = kk / LANE_ITEMS;
-    if (idx >= kq * params.nodes) {
+    if (idx >= kq * params.nodes || (params.stop_word != 0xffffffffu && stop[params.stop_word] != 0u)) {
         return;
     }
     let i = idx / kq;

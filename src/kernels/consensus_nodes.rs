@@ -60,6 +60,7 @@ pub const KERNEL: Kernel = Kernel {
         Bind::ReadWrite,
         Bind::ReadWrite,
         Bind::ReadWrite,
+        Bind::Read,
     ],
     workgroup: 64,
     lanes: 1,
@@ -76,8 +77,11 @@ pub struct Params {
     pub items: u32,
     /// Nodes N.
     pub nodes: u32,
+    /// A word of the `stop` binding that, when nonzero, leaves the
+    /// outputs as they are (`reduce_rows::NO_STOP`: always write).
+    pub stop_word: u32,
     /// Padding.
-    pub pad: [u32; 2],
+    pub pad: u32,
 }
 
 /// Read-only inputs of the node consensus.
@@ -302,8 +306,10 @@ pub fn gpu_with(
     let params = ctx.uniform(&Params {
         items: kk as u32,
         nodes: n as u32,
-        pad: [0; 2],
+        stop_word: super::reduce_rows::NO_STOP,
+        pad: 0,
     })?;
+    let stop = ctx.alloc(1, Elem::U32)?;
     let sc = ctx.upload_real(&[inp.class_margin, inp.act_margin], prec)?;
     let bufs_u = [inp.out_ptr, inp.out_edges, inp.kind, inp.param, inp.labels]
         .iter()
@@ -320,6 +326,7 @@ pub fn gpu_with(
     binds.extend(bufs_u.iter().map(BindRef::from));
     binds.extend(bufs_r.iter().map(BindRef::from));
     binds.extend(outs.iter().map(BindRef::from));
+    binds.push((&stop).into());
     let d = ctx.prepare(kernel, prec, &binds, (n * kk) as u64 / kernel.lanes as u64)?;
     ctx.run_one(&d)?;
     Ok((

@@ -245,6 +245,21 @@ fn check_device_stop(p: &RrrProblem, s: &RrrState, iters: usize) {
 
 #[test]
 fn gpu_stops_on_the_device_at_the_first_check_below_tol() {
+    device_stops();
+}
+
+#[test]
+fn gpu_stops_on_the_device_with_a_window_queued_after_the_check() {
+    // The hardware policy on every adapter (own process): a window past
+    // each check is submitted before the check is read.
+    let name = "rrr_engine::gpu_stops_on_the_device_with_a_window_queued_after_the_check";
+    if !in_own_process(name, &[("GRADFREE_RUN_AHEAD", "1")]) {
+        return;
+    }
+    device_stops();
+}
+
+fn device_stops() {
     let (mut p, s) = classifier(16);
     p.selection = gradfree::problem::Selection::Exempt(2);
     check_device_stop(&p, &s, 150);

@@ -51,10 +51,6 @@ pub fn rrr_iterations() -> u64 {
 /// Iterations whose RRR_err the device keeps before a readback is forced.
 const HISTORY: usize = 256;
 
-/// Iterations per submit when the run may stop at a check (at most this
-/// many run after the stop, changing nothing).
-const WINDOW: usize = 64;
-
 /// A submitted window of iterations and the copies of its RRR_err slots
 /// and the run's state, to read once it has run.
 struct Window {
@@ -309,7 +305,7 @@ impl GpuRrr {
                 mode,
                 parts_total: total as u32,
                 parts_offset: offset as u32,
-                stop_word: reduce_rows::NO_STOP,
+                stop_word: rrr_converge::STOPPED as u32,
                 pad: 0,
             }
         };
@@ -380,7 +376,8 @@ impl GpuRrr {
             let node_params = ctx.uniform(&consensus_nodes::Params {
                 items: ck as u32,
                 nodes: n as u32,
-                pad: [0; 2],
+                stop_word: rrr_converge::STOPPED as u32,
+                pad: 0,
             })?;
             let d_nodes = ctx.prepare(
                 pick(&consensus_nodes::KERNEL, &consensus_nodes::QUAD),
@@ -400,17 +397,20 @@ impl GpuRrr {
                     (&xa).into(),
                     (&ya).into(),
                     (&ba).into(),
+                    (&counters).into(),
                 ],
                 (n * ck / lanes) as u64,
             )?;
             let rw_params =
                 ctx.uniform(&rp(e, ck, reduce_rows::MODE_SUM, part_offset, parts_total))?;
             let d_reduce_w = reduce(&rw_params, &w, &w, &wpart, e, ck)?;
-            // A stopped run keeps the bias sums of its last iteration.
-            let rb_params = ctx.uniform(&reduce_rows::Params {
-                stop_word: rrr_converge::STOPPED as u32,
-                ..rp(n, ck, reduce_rows::MODE_REFLECT, part_offset, parts_total)
-            })?;
+            let rb_params = ctx.uniform(&rp(
+                n,
+                ck,
+                reduce_rows::MODE_REFLECT,
+                part_offset,
+                parts_total,
+            ))?;
             let d_reduce_b = if p.has_bias {
                 Some(reduce(&rb_params, &b, &ba, &bpart, n, ck)?)
             } else {
@@ -1109,19 +1109,34 @@ impl RrrEngine for GpuRrr {
             self.converge_scalars
                 .write_real(&[tol * tol * self.total as f64]);
         }
-        // Windows of iterations, one submit each. The device checks
-        // convergence itself, so a window may run past a check: once
-        // stopped, the rest of it changes nothing. Each window's RRR_err
-        // slots and the run's state come back through copies recorded in
-        // its command buffer, read while the next window runs.
-        let longest = if stopping { WINDOW } else { HISTORY };
+        // Windows of iterations, one submit each, up to the next check
+        // when the run may stop. The device checks convergence itself, and
+        // once stopped the iterations queued after it change nothing: on
+        // hardware the next window is submitted before this one's RRR_err
+        // and state (copies recorded in its submit) are read, so the device
+        // never waits for the host, at the cost of at most one window of
+        // no-op iterations after a stop. Software adapters pay about 60 µs
+        // per dispatch even for a no-op, so there the host reads each
+        // window of a run that may stop before it submits the next.
+        // GRADFREE_RUN_AHEAD=1 (or 0) overrides: tests run ahead on lavapipe.
+        let ahead = match std::env::var("GRADFREE_RUN_AHEAD").as_deref() {
+            Ok("1") => 1,
+            Ok("0") => 0,
+            _ if stopping && self.ctx.summary().software => 0,
+            _ => 1,
+        };
         let mut rep = IterReport::default();
         let mut queued: std::collections::VecDeque<Window> = Default::default();
         let (mut done, mut stop_at) = (0, None);
         let mut counts = [0, 0];
         while done < iters && stop_at.is_none() {
             let first_slot = done % HISTORY;
-            let window = (iters - done).min(longest).min(HISTORY - first_slot);
+            let to_check = if stopping {
+                check_every - done % check_every
+            } else {
+                HISTORY
+            };
+            let window = (iters - done).min(to_check).min(HISTORY - first_slot);
             let mut all: Vec<&Dispatch> = vec![];
             for i in done..done + window {
                 all.extend(self.iteration(i % HISTORY));
@@ -1142,13 +1157,18 @@ impl RrrEngine for GpuRrr {
                 first: done,
             });
             done += window;
-            if queued.len() > 1 {
-                let w = queued.pop_front().expect("two queued");
+            while queued.len() > ahead {
+                let w = queued.pop_front().expect("a queued window");
                 self.take_window(w, &mut rep, &mut stop_at, &mut counts)?;
             }
         }
         while let Some(w) = queued.pop_front() {
             self.take_window(w, &mut rep, &mut stop_at, &mut counts)?;
+        }
+        // Later projections (the batch's consensus) run again.
+        if stop_at.is_some() {
+            self.counters
+                .write_u32(&vec![0; rrr_converge::HEAD + self.groups]);
         }
         rep.iterations = stop_at.unwrap_or(done);
         rep.converged = stop_at.is_some();

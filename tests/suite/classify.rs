@@ -830,6 +830,15 @@ fn kept_items_reject_what_does_not_fit() {
         assert!(e.predict_loaded(&m.weights, &m.biases).is_err());
         let short = e.keep_items(&clf.feed(), &data.x[1..], &data.y);
         assert!(matches!(short, Err(Error::Input(_))), "{name}: {short:?}");
+        for order in [&[2u32, 5][..], &[99]] {
+            // A data node, or no node at all, in the order.
+            let bad = gradfree::kernels::rrr_forward::Feed {
+                order,
+                ..clf.feed()
+            };
+            let r = e.keep_items(&bad, &data.x, &data.y);
+            assert!(matches!(r, Err(Error::Input(_))), "{name}: {order:?}");
+        }
         assert!(e.keep_items(&clf.feed(), &data.x, &data.y).unwrap());
         let outside = e.load_fed(&m.weights, &m.biases, &[0, 1, 2, 40]);
         assert!(

@@ -845,12 +845,12 @@ impl GpuRrr {
         &self,
         c: &Chunk,
         params: &GpuBuffer,
-        set: [&GpuBuffer; 5],
+        set: [&GpuBuffer; 4],
         model: [&GpuBuffer; 2],
         rows: &GpuBuffer,
         predicted: &GpuBuffer,
     ) -> Result<Dispatch> {
-        let [scalars, order, inputs, labels, _] = set;
+        let [scalars, order, inputs, labels] = set;
         let kernel = for_items(&rrr_forward::KERNEL, &rrr_forward::QUAD, c.items);
         self.ctx.prepare(
             kernel,
@@ -903,6 +903,10 @@ impl RrrEngine for GpuRrr {
             || inputs.len() != len * feed.dim
             || feed.first_class + feed.classes > self.nodes
             || feed.dim > feed.first_class
+            || feed
+                .order
+                .iter()
+                .any(|&j| (j as usize) < feed.dim || j as usize >= self.nodes)
         {
             return Err(Error::Input(format!(
                 "an item set of {} values and {len} labels with {} inputs per item does not fit a feed pass over {} nodes and {} edges",
@@ -925,9 +929,8 @@ impl RrrEngine for GpuRrr {
             ctx.upload_u32(feed.order)?,
             ctx.upload_real(inputs, self.precision)?,
             ctx.upload_u32(labels)?,
-            ctx.alloc(0, Elem::U32)?,
         ];
-        let set_refs = [&set[0], &set[1], &set[2], &set[3], &set[4]];
+        let set_refs = [&set[0], &set[1], &set[2], &set[3]];
         let mut kept = Kept {
             labels: labels.to_vec(),
             len,

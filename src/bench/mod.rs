@@ -90,6 +90,10 @@ pub struct Row {
     /// GPU RRR rows: modelled device traffic per (item, edge) and iteration, bytes.
     #[serde(default)]
     pub bytes_per_item_edge: Option<f64>,
+    /// RRR classifier rows: whether batches started from feed passes on
+    /// the device (the training set kept there) rather than on the host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batches_start_on_device: Option<bool>,
     /// GPU rows of a profiled bench: device time per kernel, longest first.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kernels: Option<Vec<crate::gpu::KernelTime>>,
@@ -134,6 +138,7 @@ impl Row {
             submits_per_iteration: None,
             dispatches_per_iteration: None,
             bytes_per_item_edge: None,
+            batches_start_on_device: None,
             kernels: None,
             profile_note: None,
             items: None,
@@ -245,6 +250,7 @@ pub fn run_one(
         submits_per_iteration: num("submits_per_iteration"),
         dispatches_per_iteration: num("dispatches_per_iteration"),
         bytes_per_item_edge: num("bytes_per_item_edge"),
+        batches_start_on_device: v.get("batches_start_on_device").and_then(|b| b.as_bool()),
         kernels: v
             .get("kernel_profile")
             .and_then(|k| serde_json::from_value(k.clone()).ok()),

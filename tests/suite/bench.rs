@@ -89,6 +89,10 @@ fn quick_suite_runs_on_both_backends_with_energy_from_a_fake_rapl_tree() {
                     .unwrap_or_else(|| panic!("{}: no test error", r.workload));
                 assert!((0.0..=1.0).contains(&e), "{}: {e}", r.workload);
             }
+            if r.workload.starts_with("rrr-classify") {
+                // The CPU and software adapters start batches on the host.
+                assert_eq!(r.batches_start_on_device, Some(false), "{}", r.workload);
+            }
         }
     }
     assert_eq!(report.rows.len(), 8 * n_dev);

@@ -10,8 +10,13 @@
 //! final error reduction then run once. With several processes (an MPI
 //! run), each holds its share of the batch and the host takes the sums
 //! over processes between the kernels: the selection keys, the weight and
-//! bias partial sums, and the RRR_err history. RRR_err values land in a device-side history
-//! read back every `check_every` iterations (or when it fills).
+//! bias partial sums, and the RRR_err history. RRR_err values land in a
+//! device-side history. On one process the device also decides when to
+//! stop (`rrr_converge`, at each check): a stopped run's kernels leave the
+//! state alone, so windows can be queued before the previous one's RRR_err
+//! is read, through copies recorded in its own submit.
+//! On hardware GPUs a classifier's training set can stay on the device
+//! (`keep_items`): a batch starts from a feed pass there (`rrr_forward`).
 //!
 //! Memory traffic per (item, edge) and iteration, in elements: consensus
 //! reads x (1); the w reduction reads w (1); the fused step reads x, w and

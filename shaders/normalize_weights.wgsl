@@ -3,7 +3,9 @@
 // in-edges of a node for classifiers, the out-edges of a code node for NMF):
 // mean over the batch from partial sums, optional clamp at 0 with the
 // all-nonpositive fallback (Ω at the first largest unclamped mean), then
-// rescale to norm Ω. Mirrors src/kernels/normalize_weights.rs.
+// rescale to norm Ω. With row_items set, the means come from w's rows
+// themselves (one chunk of few items: one dispatch fewer per iteration).
+// Mirrors src/kernels/normalize_weights.rs.
 
 //!entry
 struct NormParams {
@@ -11,6 +13,12 @@ struct NormParams {
     items_total: u32,
     parts_total: u32,
     clamp: u32,
+    // > 0: sum each edge's w over its `row_items` items in `rows` ([E][K],
+    // one chunk) instead of reading partial sums: the row sums fused in.
+    row_items: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: NormParams;
@@ -20,13 +28,24 @@ struct NormParams {
 @group(0) @binding(3) var<storage, read> group_edges: array<u32>;
 @group(0) @binding(4) var<storage, read> partial: array<real>;
 @group(0) @binding(5) var<storage, read_write> wa: array<real>;
+@group(0) @binding(6) var<storage, read> rows: array<itemv>;
 
-// An edge's mean over the batch, from its partial sums.
+// An edge's mean over the batch, from its partial sums, or from its row of
+// w summed as reduce_rows_serial sums it (the same bits).
 fn edge_mean(e: u32) -> real {
-    let pt = params.parts_total;
     var s = real(0.0);
-    for (var p = 0u; p < pt; p++) {
-        s += partial[e * pt + p];
+    if (params.row_items > 0u) {
+        let kq = params.row_items / LANE_ITEMS;
+        var acc = itemv(0.0);
+        for (var q = 0u; q < kq; q++) {
+            acc += rows[e * kq + q];
+        }
+        s += items_sum(acc);
+    } else {
+        let pt = params.parts_total;
+        for (var p = 0u; p < pt; p++) {
+            s += partial[e * pt + p];
+        }
     }
     return s * (1.0 / real(params.items_total));
 }

@@ -51,6 +51,7 @@ pub const ALL: &[Kernel] = &[
     reduce_rows::QUAD,
     reduce_rows::SERIAL_QUAD,
     normalize_weights::KERNEL,
+    normalize_weights::QUAD,
     normalize_weights::GROUPS,
     rrr_step::KERNEL,
     rrr_step::QUAD,

@@ -28,10 +28,15 @@ pub const KERNEL: Kernel = Kernel {
         Bind::Read,
         Bind::Read,
         Bind::ReadWrite,
+        Bind::Read,
     ],
     workgroup: 64,
     lanes: 1,
 };
+
+/// [`KERNEL`] reading w's rows as quads of items (`Params::row_items` a
+/// multiple of 4).
+pub const QUAD: Kernel = KERNEL.quad();
 
 /// The same with a workgroup per group, lanes over its edges.
 pub const GROUPS: Kernel = Kernel {
@@ -75,6 +80,12 @@ pub struct Params {
     pub parts_total: u32,
     /// 1 = clamp at 0.
     pub clamp: u32,
+    /// Nonzero: the means are taken from w's rows of this many items (one
+    /// chunk), summed as `reduce_rows_serial` sums them, instead of from
+    /// partial sums.
+    pub row_items: u32,
+    /// Padding.
+    pub pad: [u32; 3],
 }
 
 /// One group: means `v` (in group order) → normalized consensus, in place.
@@ -138,15 +149,24 @@ pub fn run<T: Real>(
     }
 }
 
-/// Weight normalization from partial sums.
+/// Where the GPU normalization takes each edge's sum over items from.
+#[derive(Clone, Copy, Debug)]
+pub enum Sums<'a> {
+    /// `parts` partial sums per edge, `[E][parts]`.
+    Partial(&'a [f64], usize),
+    /// w itself, `[E][items]` (summed as `reduce_rows_serial` sums it).
+    Rows(&'a [f64], usize),
+}
+
+/// GPU launch: the consensus weights from the edges' sums over
+/// `items_total` items (a workgroup per group when `wide`, never with rows).
 #[allow(clippy::too_many_arguments)]
 pub fn gpu(
     ctx: &Arc<GpuContext>,
     prec: Precision,
     group_ptr: &[u32],
     group_edges: &[u32],
-    partial: &[f64],
-    parts_total: usize,
+    sums: Sums<'_>,
     items_total: usize,
     clamp: bool,
     omega: f64,
@@ -154,18 +174,27 @@ pub fn gpu(
     wide: bool,
 ) -> Result<Vec<f64>> {
     let groups = group_ptr.len().saturating_sub(1);
+    let (data, parts_total, row_items) = match sums {
+        Sums::Partial(p, parts) => (p, parts, 0),
+        Sums::Rows(w, items) => (w, 0, items),
+    };
     let params = ctx.uniform(&Params {
         groups: groups as u32,
         items_total: items_total as u32,
         parts_total: parts_total as u32,
         clamp: clamp as u32,
+        row_items: row_items as u32,
+        pad: [0; 3],
     })?;
     let sc = ctx.upload_real(&[omega], prec)?;
     let gp = ctx.upload_u32(group_ptr)?;
     let ge = ctx.upload_u32(group_edges)?;
-    let pb = ctx.upload_real(partial, prec)?;
+    let db = ctx.upload_real(data, prec)?;
     let wa = ctx.alloc(edges, Elem::Real(prec))?;
-    let (kernel, threads) = kernel_for(group_ptr, wide);
+    let (mut kernel, threads) = kernel_for(group_ptr, wide && row_items == 0);
+    if row_items > 0 {
+        kernel = crate::gpu::for_items(&KERNEL, &QUAD, row_items);
+    }
     let d = ctx.prepare(
         kernel,
         prec,
@@ -174,8 +203,9 @@ pub fn gpu(
             (&sc).into(),
             (&gp).into(),
             (&ge).into(),
-            (&pb).into(),
+            (&db).into(),
             (&wa).into(),
+            (&db).into(),
         ],
         threads,
     )?;

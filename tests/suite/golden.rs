@@ -13,7 +13,7 @@
 use crate::support::gpu;
 use crate::support::*;
 use gradfree::Precision;
-use gradfree::kernels::normalize_weights::normalize_group;
+use gradfree::kernels::normalize_weights::{Sums, normalize_group};
 use gradfree::kernels::project_activation::{self as act, *};
 use gradfree::kernels::project_bilinear::*;
 use serde_json::Value;
@@ -288,8 +288,7 @@ fn golden_consensus() {
                     p,
                     &ptr,
                     &edges,
-                    &parts,
-                    parts.len() / e,
+                    Sums::Partial(&parts, parts.len() / e),
                     reps.len(),
                     true,
                     omega,

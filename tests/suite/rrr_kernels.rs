@@ -5,7 +5,9 @@
 //! and (f32) more than 65535 workgroups. Tolerances: `support::tol`.
 
 use crate::support::*;
+use gradfree::gpu::for_items;
 use gradfree::kernels::consensus_nodes::{self, NodeInputs, XSumRows};
+use gradfree::kernels::normalize_weights::Sums;
 use gradfree::kernels::par::SimdLevel;
 use gradfree::kernels::project_activation as act;
 use gradfree::kernels::project_bilinear::WarmRoot;
@@ -292,8 +294,7 @@ fn check_normalize(groups: usize, clamp: bool, precisions: &[Precision]) {
                 prec,
                 &ptr,
                 &group_edges,
-                &partial,
-                parts,
+                Sums::Partial(&partial, parts),
                 items,
                 clamp,
                 2.0,
@@ -309,6 +310,45 @@ fn check_normalize(groups: usize, clamp: bool, precisions: &[Precision]) {
                 rt,
                 at,
             );
+        }
+    }
+}
+
+/// With w's rows as the source, the normalization gives the bits of the
+/// serial row sums followed by the normalization from their partial sums
+/// (what the engine ran before it fused them), in both item layouts.
+#[test]
+fn normalize_weights_from_rows_is_the_serial_row_sums_and_normalization() {
+    let mut r = rng(77);
+    let (e, groups) = (60, 12);
+    let ptr: Vec<u32> = (0..=groups as u32).map(|g| g * 5).collect();
+    let group_edges: Vec<u32> = (0..e as u32).rev().collect();
+    for items in [6, 16, 128] {
+        let w = uniform(&mut r, e * items, -1.0, 2.0);
+        for prec in [Precision::F32, Precision::F64] {
+            let Some(ctx) = gpu(prec) else { continue };
+            let serial = for_items(&reduce_rows::SERIAL, &reduce_rows::SERIAL_QUAD, items);
+            let parts = reduce_rows::gpu_with(&ctx, prec, serial, &w, &w, e, items, 0).unwrap();
+            for clamp in [false, true] {
+                let run = |sums| {
+                    normalize_weights::gpu(
+                        &ctx,
+                        prec,
+                        &ptr,
+                        &group_edges,
+                        sums,
+                        items,
+                        clamp,
+                        1.5,
+                        e,
+                        false,
+                    )
+                    .unwrap()
+                };
+                let want = run(Sums::Partial(&parts, 1));
+                let got = run(Sums::Rows(&w, items));
+                assert_eq!(got, want, "{prec} K {items} clamp {clamp}");
+            }
         }
     }
 }

@@ -153,6 +153,8 @@ pub(crate) struct GpuRrr {
     parts_total: usize,
     /// The kept item set, once `keep_items` has run.
     kept: Option<Kept>,
+    /// The weight normalization sums w's rows itself (no `d_reduce_w`).
+    w_rows: bool,
     precision: Precision,
     /// In-edge CSR and sources, for the feed pass.
     in_ptr: GpuBuffer,
@@ -518,14 +520,24 @@ impl GpuRrr {
                 ],
             });
         }
+        // One chunk of few items on one process, narrow groups: the weight
+        // normalization sums w's rows itself (the same bits as the serial
+        // row sums), one dispatch fewer per iteration.
+        let wide = normalize_weights::wide(&p.group_ptr);
+        let w_rows =
+            single && collective.world() == 1 && kk <= reduce_rows::SERIAL_MAX_ITEMS && !wide;
         let norm_params = ctx.uniform(&normalize_weights::Params {
             groups: (p.group_ptr.len() - 1) as u32,
             items_total: total as u32,
             parts_total: parts_total as u32,
             clamp: p.clamp_weights as u32,
+            row_items: if w_rows { kk as u32 } else { 0 },
+            pad: [0; 3],
         })?;
-        let (norm_kernel, norm_threads) =
-            normalize_weights::kernel_for(&p.group_ptr, normalize_weights::wide(&p.group_ptr));
+        let (mut norm_kernel, norm_threads) = normalize_weights::kernel_for(&p.group_ptr, wide);
+        if w_rows {
+            norm_kernel = for_items(&normalize_weights::KERNEL, &normalize_weights::QUAD, kk);
+        }
         let d_normalize = ctx.prepare(
             norm_kernel,
             precision,
@@ -536,6 +548,7 @@ impl GpuRrr {
                 (&group_edges).into(),
                 (&wpart).into(),
                 (&wa).into(),
+                if w_rows { &chunks[0].w } else { &wpart }.into(),
             ],
             norm_threads,
         )?;
@@ -608,6 +621,7 @@ impl GpuRrr {
             has_bias: p.has_bias,
             parts_total,
             kept: None,
+            w_rows,
             precision,
             in_ptr,
             src,
@@ -652,7 +666,9 @@ impl GpuRrr {
         );
         for c in &self.chunks {
             v.push(&c.d_nodes);
-            v.push(&c.d_reduce_w);
+            if !self.w_rows {
+                v.push(&c.d_reduce_w);
+            }
         }
         v.push(&self.d_normalize);
         v

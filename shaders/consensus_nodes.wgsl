@@ -76,6 +76,14 @@ fn consensus_nodes(
     }
     let yq = y[idx];
     let bq = b[idx];
+    if (kind == NODE_RELU) {
+        // The common hidden node, all items at once.
+        let o = relu_items(xbar, yq, bq);
+        xa[idx] = o.x;
+        ya[idx] = o.y;
+        ba[idx] = o.b;
+        return;
+    }
     let dq = data[idx];
     var xo = xbar;
     var yo = yq;
@@ -90,6 +98,32 @@ fn consensus_nodes(
     xa[idx] = xo;
     ya[idx] = yo;
     ba[idx] = bo;
+}
+
+struct ItemsXyb {
+    x: itemv,
+    y: itemv,
+    b: itemv,
+}
+
+// relu_proj over the invocation's items: each branch computed and chosen
+// by select, the same expressions per item.
+fn relu_items(x: itemv, y: itemv, b: itemv) -> ItemsXyb {
+    let s = (y - b) * 0.5;
+    let up = !(y < b);
+    let d1 = select(x * x, x * x + 2.0 * s * s, up);
+    let s2 = (x - y + b) / 3.0;
+    let low = x - s2 < itemv(0.0);
+    let d2 = select(3.0 * s2 * s2, x * x + 2.0 * s * s, low);
+    let first = d1 < d2;
+    let c2x = select(x - s2, itemv(0.0), low);
+    let c2y = select(y + s2, y - s, low);
+    let c2b = select(b - s2, y - s, low);
+    return ItemsXyb(
+        select(c2x, itemv(0.0), first),
+        select(c2y, select(y, y - s, up), first),
+        select(c2b, select(b, y - s, up), first),
+    );
 }
 
 // Node i's side constraint at item k, given its mean x, its y and b and

@@ -311,6 +311,23 @@ fn real_values(raw: &[u8], elem: Elem) -> Vec<f64> {
 #[derive(Debug)]
 pub struct Submitted(pub(crate) wgpu::SubmissionIndex);
 
+/// A mappable buffer that [`super::Recorder::readback`] copies into, made
+/// once and reused: a loop that reads back every window allocates nothing.
+#[derive(Debug)]
+pub struct ReadbackBuffer {
+    buffer: wgpu::Buffer,
+}
+
+impl GpuContext {
+    /// A readback buffer for up to `len` elements of `elem`.
+    pub fn readback_buffer(&self, len: usize, elem: Elem) -> ReadbackBuffer {
+        let bytes = (len as u64 * elem.bytes()).div_ceil(4).max(1) * 4;
+        ReadbackBuffer {
+            buffer: staging_buffer(&self.device, bytes),
+        }
+    }
+}
+
 /// Part of a buffer copied inside a recorder's command buffer
 /// ([`super::Recorder::readback`]) and read once that submit has run: the
 /// host can submit more work before it waits, and waits for this submit
@@ -324,53 +341,53 @@ pub struct Readback {
 }
 
 impl Readback {
-    /// The copy of a buffer region, recorded into `enc`.
+    /// The copy of a buffer region into `into`, recorded into `enc`.
     pub(crate) fn record(
-        device: &wgpu::Device,
         enc: &mut wgpu::CommandEncoder,
         src: &GpuBuffer,
         start: usize,
         count: usize,
+        into: &ReadbackBuffer,
     ) -> Readback {
         assert!(start + count <= src.len, "readback past the end");
         let eb = src.elem.bytes();
         let live = count as u64 * eb;
         let bytes = live.div_ceil(4).max(1) * 4;
-        let staging = staging_buffer(device, bytes);
+        assert!(
+            bytes <= into.buffer.size(),
+            "readback larger than its buffer"
+        );
         let copy = (live.div_ceil(4) * 4).min(src.buffer.size() - start as u64 * eb);
         if copy > 0 {
-            enc.copy_buffer_to_buffer(&src.buffer, start as u64 * eb, &staging, 0, copy);
+            enc.copy_buffer_to_buffer(&src.buffer, start as u64 * eb, &into.buffer, 0, copy);
         }
         Readback {
-            staging,
+            staging: into.buffer.clone(),
             bytes,
             live: live as usize,
             elem: src.elem,
         }
     }
 
-    /// The values as f64, once `after` (the submit holding the copy) has run.
-    pub fn real(self, ctx: &GpuContext, after: &Submitted) -> Result<Vec<f64>> {
-        let raw = map_read(
+    /// The copied bytes, once `after` (the submit holding the copy) has run.
+    fn bytes(&self, ctx: &GpuContext, after: &Submitted) -> Result<Vec<u8>> {
+        map_read(
             ctx,
             &self.staging,
             self.bytes,
             self.live,
             Some(after.0.clone()),
-        )?;
-        Ok(real_values(&raw, self.elem))
+        )
+    }
+
+    /// The values as f64, once `after` has run.
+    pub fn real(self, ctx: &GpuContext, after: &Submitted) -> Result<Vec<f64>> {
+        Ok(real_values(&self.bytes(ctx, after)?, self.elem))
     }
 
     /// The values as u32, once `after` has run.
     pub fn u32(self, ctx: &GpuContext, after: &Submitted) -> Result<Vec<u32>> {
         assert_eq!(self.elem, Elem::U32);
-        let raw = map_read(
-            ctx,
-            &self.staging,
-            self.bytes,
-            self.live,
-            Some(after.0.clone()),
-        )?;
-        Ok(bytemuck::pod_collect_to_vec(&raw))
+        Ok(bytemuck::pod_collect_to_vec(&self.bytes(ctx, after)?))
     }
 }

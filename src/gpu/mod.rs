@@ -9,7 +9,7 @@ pub mod context;
 pub mod pipeline;
 pub mod profile;
 
-pub use buffer::{GpuBuffer, Readback, Submitted};
+pub use buffer::{GpuBuffer, Readback, ReadbackBuffer, Submitted};
 pub use context::{
     AdapterSummary, BackendChoice, GpuContext, GpuRequest, WorkCounts, list_adapters, work_counts,
 };

@@ -15,7 +15,7 @@ use std::sync::atomic::Ordering;
 
 use super::context::{DISPATCHES, SUBMITS};
 
-use super::buffer::{Readback, Submitted};
+use super::buffer::{Readback, ReadbackBuffer, Submitted};
 use super::{GpuBuffer, GpuContext};
 use crate::error::{Error, Result};
 use crate::real::Precision;
@@ -424,10 +424,16 @@ impl Recorder<'_> {
         self.submit_indexed().map(|_| ())
     }
 
-    /// Appends a copy of elements `start..start + count` of `src`, to be
-    /// read once this recorder's submit has run ([`Readback`]).
-    pub fn readback(&mut self, src: &GpuBuffer, start: usize, count: usize) -> Readback {
-        Readback::record(&self.ctx.device, &mut self.encoder, src, start, count)
+    /// Appends a copy of elements `start..start + count` of `src` into
+    /// `into`, to be read once this recorder's submit has run ([`Readback`]).
+    pub fn readback(
+        &mut self,
+        src: &GpuBuffer,
+        start: usize,
+        count: usize,
+        into: &ReadbackBuffer,
+    ) -> Readback {
+        Readback::record(&mut self.encoder, src, start, count, into)
     }
 
     /// [`Recorder::submit`], returning the submit for the readbacks recorded in it.

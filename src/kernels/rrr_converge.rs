@@ -73,3 +73,22 @@ pub fn reference(p: &Params, tol2k: f64, hist: &[f64], state: &mut [u32]) {
         state[STOP_AT] = last;
     }
 }
+
+/// GPU launch of one check over `hist`, returning the updated `state`.
+pub fn gpu(
+    ctx: &std::sync::Arc<crate::gpu::GpuContext>,
+    prec: crate::real::Precision,
+    p: &Params,
+    tol2k: f64,
+    hist: &[f64],
+    state: &[u32],
+) -> crate::error::Result<Vec<u32>> {
+    let params = ctx.uniform(p)?;
+    let sc = ctx.upload_real(&[tol2k], prec)?;
+    let hb = ctx.upload_real(hist, prec)?;
+    let sb = ctx.upload_u32(state)?;
+    let binds = [(&params).into(), (&sc).into(), (&hb).into(), (&sb).into()];
+    let d = ctx.prepare(&KERNEL, prec, &binds, 1)?;
+    ctx.run_one(&d)?;
+    sb.read_u32()
+}

@@ -12,7 +12,7 @@ use gradfree::kernels::par::SimdLevel;
 use gradfree::kernels::project_activation as act;
 use gradfree::kernels::project_bilinear::WarmRoot;
 use gradfree::kernels::rrr_step::{self, StepInputs, StepState, XSumLayout, XSums};
-use gradfree::kernels::{normalize_weights, reduce_rows, rrr_update};
+use gradfree::kernels::{normalize_weights, reduce_rows, rrr_converge, rrr_update};
 use gradfree::problem::{NodeKind, RrrProblem, StepMode, WeightGroups, layered_edges};
 use gradfree::{Precision, Real};
 use rand::Rng;
@@ -876,4 +876,49 @@ fn fixed_or_free_nodes_pick_per_item() {
         consensus_nodes::cpu(&inp, &mut cx, &mut cy, &mut cb);
         assert_eq!((cx, cy, cb), (xa, ya, ba));
     }
+}
+
+/// The device convergence check against its twin: groups marked below as
+/// their slots fall under the threshold, the stop only once every group
+/// has been, a stopped state left alone, and the scan ending at `end`.
+#[test]
+fn rrr_converge_matches_its_twin() {
+    let (history, groups, parts) = (6u32, 3u32, 2u32);
+    let mut r = rng(12);
+    // Slot sums either well below (0.1 · parts) or well above the threshold 1.
+    let hist: Vec<f64> = (0..history * groups * parts)
+        .map(|_| if r.random_bool(0.3) { 0.05 } else { 2.0 })
+        .collect();
+    let head = rrr_converge::HEAD;
+    let mut cases = vec![];
+    for (first, check_every, end) in [(0, 2, 8), (4, 3, 8), (5, 4, 7), (0, 6, 3)] {
+        let mut state = vec![0u32; head + groups as usize];
+        state[2] = first;
+        state[0] = 7;
+        cases.push((state, check_every, end));
+    }
+    let mut stopped = vec![0u32; head + groups as usize];
+    stopped[rrr_converge::STOPPED] = 1;
+    stopped[rrr_converge::STOP_AT] = 3;
+    cases.push((stopped, 2, 8));
+    let mut stops = 0;
+    for (state, check_every, end) in cases {
+        let p = rrr_converge::Params {
+            groups,
+            hist_parts: parts,
+            history,
+            check_every,
+            end,
+            pad: [0; 3],
+        };
+        let mut want = state.clone();
+        rrr_converge::reference(&p, 1.0, &hist, &mut want);
+        stops += want[rrr_converge::STOPPED] as usize;
+        for prec in [Precision::F32, Precision::F64] {
+            let Some(ctx) = gpu(prec) else { continue };
+            let got = rrr_converge::gpu(&ctx, prec, &p, 1.0, &hist, &state).unwrap();
+            assert_eq!(got, want, "{prec} {state:?} every {check_every} end {end}");
+        }
+    }
+    assert!((1..5).contains(&stops), "the cases stop and go on: {stops}");
 }

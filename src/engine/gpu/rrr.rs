@@ -29,7 +29,8 @@ use crate::engine::{Collective, Consensus, IterReport, RrrEngine};
 use crate::error::{Error, Result};
 use crate::gpu::buffer::Elem;
 use crate::gpu::{
-    BindRef, Dispatch, GpuBuffer, GpuContext, Kernel, Readback, Submitted, for_items,
+    BindRef, Dispatch, GpuBuffer, GpuContext, Kernel, Readback, ReadbackBuffer, Submitted,
+    for_items,
 };
 use crate::kernels::rrr_forward::Feed;
 use crate::kernels::select_radix::RadixSelect;
@@ -105,8 +106,6 @@ struct Chunk {
 struct Kept {
     /// Labels of the set, for `labels` of the engine.
     labels: Vec<u32>,
-    /// Items in the set.
-    len: usize,
     /// Per chunk: its rows of the set, the feed pass into its node arrays
     /// (then `d_load`), the same pass writing each item's predicted class
     /// instead of its data and labels, and those classes.
@@ -136,6 +135,9 @@ pub(crate) struct GpuRrr {
     d_err_final: Vec<Dispatch>,
     /// The convergence check after the iterations that end a check.
     d_converge: Dispatch,
+    /// Where windows copy their RRR_err slots and the run's state, two of
+    /// each: at most two windows are in flight.
+    window_readbacks: [(ReadbackBuffer, ReadbackBuffer); 2],
     converge_params: GpuBuffer,
     converge_scalars: GpuBuffer,
     /// Partial sums over items of 2b_A − b per node, [N][P_total].
@@ -610,6 +612,12 @@ impl GpuRrr {
             d_normalize,
             d_err_final,
             d_converge,
+            window_readbacks: [(); 2].map(|_| {
+                (
+                    ctx.readback_buffer(HISTORY * groups * hist_parts, real),
+                    ctx.readback_buffer(rrr_converge::HEAD, Elem::U32),
+                )
+            }),
             converge_params,
             converge_scalars,
             bpart,
@@ -857,9 +865,7 @@ impl GpuRrr {
         all.push(&self.d_err_final[slot]);
         all
     }
-}
 
-impl GpuRrr {
     /// The feed-pass dispatch of one chunk over the kept set's buffers.
     #[allow(clippy::too_many_arguments)]
     fn prepare_feed(
@@ -954,7 +960,6 @@ impl RrrEngine for GpuRrr {
         let set_refs = [&set[0], &set[1], &set[2], &set[3]];
         let mut kept = Kept {
             labels: labels.to_vec(),
-            len,
             rows: vec![],
             d_feed: vec![],
             d_predict: vec![],
@@ -1015,10 +1020,10 @@ impl RrrEngine for GpuRrr {
                 biases.len()
             )));
         }
-        if let Some(&r) = rows.iter().find(|&&r| r as usize >= kept.len) {
+        if let Some(&r) = rows.iter().find(|&&r| r as usize >= kept.labels.len()) {
             return Err(Error::Input(format!(
                 "item {r} of a batch is outside the kept set of {} items",
-                kept.len
+                kept.labels.len()
             )));
         }
         self.model_w.write_real(weights);
@@ -1151,7 +1156,7 @@ impl RrrEngine for GpuRrr {
         };
         let mut rep = IterReport::default();
         let mut queued: std::collections::VecDeque<Window> = Default::default();
-        let (mut done, mut stop_at) = (0, None);
+        let (mut done, mut stop_at, mut windows) = (0, None, 0);
         let mut counts = [0, 0];
         while done < iters && stop_at.is_none() {
             let first_slot = done % HISTORY;
@@ -1171,8 +1176,16 @@ impl RrrEngine for GpuRrr {
             let per_slot = self.groups * self.hist_parts;
             let mut rec = self.ctx.recorder();
             rec.dispatches(&all);
-            let hist = rec.readback(&self.hist, first_slot * per_slot, window * per_slot);
-            let state = rec.readback(&self.counters, 0, rrr_converge::HEAD);
+            // Window n's copies are read before window n + 2 reuses their buffers.
+            let (hist_to, state_to) = &self.window_readbacks[windows % 2];
+            windows += 1;
+            let hist = rec.readback(
+                &self.hist,
+                first_slot * per_slot,
+                window * per_slot,
+                hist_to,
+            );
+            let state = rec.readback(&self.counters, 0, rrr_converge::HEAD, state_to);
             let submitted = rec.submit_indexed()?;
             queued.push_back(Window {
                 submitted,

@@ -11,6 +11,7 @@
 pub mod collective;
 pub mod cpu;
 pub mod gpu;
+pub mod held;
 #[cfg(feature = "mpi")]
 pub mod mpi;
 pub mod rrr;
@@ -25,6 +26,7 @@ use crate::problem::RrrProblem;
 use crate::real::{Precision, Real};
 
 pub use collective::{Collective, CommStats, Local, Share};
+pub use held::Held;
 pub use rrr::{Consensus, IterReport, RrrEngine};
 
 /// Which device to run on.
@@ -182,6 +184,53 @@ pub trait Ops: Send + Sync + std::fmt::Debug {
         act: dense::Act,
         n: usize,
     ) -> Result<Vec<f64>>;
+    /// Keeps rows of `cols` values where this device computes (see
+    /// [`Held`]); by default in host memory.
+    fn hold(&self, data: Vec<f64>, cols: usize) -> Result<Held> {
+        Ok(Held::host(data, cols))
+    }
+    /// [`Ops::dense`] of held rows, the result held; by default on the
+    /// host values.
+    fn dense_held(
+        &self,
+        a: &Held,
+        b: &[f64],
+        m: usize,
+        bias: &[f64],
+        act: dense::Act,
+    ) -> Result<Held> {
+        let out = self.dense(&a.values()?, a.cols(), b, m, bias, act, a.rows())?;
+        self.hold(out, m)
+    }
+    /// [`Ops::normal_eq`] of held rows.
+    fn normal_eq_held(&self, h: &Held, z: &Held) -> Result<Vec<f64>> {
+        self.normal_eq(&h.values()?, h.cols(), &z.values()?, z.cols())
+    }
+    /// [`Ops::row_residual`] of held rows.
+    fn row_residual_held(&self, a: &Held, b: &Held) -> Result<Vec<f64>> {
+        self.row_residual(&a.values()?, &b.values()?, a.cols())
+    }
+    /// [`Ops::conv_forward`] of held rows, the result held.
+    fn conv_forward_held(
+        &self,
+        sh: &ConvShape,
+        kernels: &[f64],
+        bias: &[f64],
+        h: &Held,
+        act: dense::Act,
+    ) -> Result<Held> {
+        let out = self.conv_forward(sh, kernels, bias, &h.values()?, act, h.rows())?;
+        self.hold(out, sh.d_out())
+    }
+    /// [`Ops::conv_transpose`] of held rows, the result held.
+    fn conv_transpose_held(&self, sh: &ConvShape, kernels: &[f64], z: &Held) -> Result<Held> {
+        let out = self.conv_transpose(sh, kernels, &z.values()?, z.rows())?;
+        self.hold(out, sh.d_in())
+    }
+    /// [`Ops::conv_normal_eq`] of held rows.
+    fn conv_normal_eq_held(&self, sh: &ConvShape, h: &Held, zhat: &Held) -> Result<Vec<f64>> {
+        self.conv_normal_eq(sh, &h.values()?, &zhat.values()?)
+    }
     /// A conv-unpool layer's act(W h + c) for `n` items.
     fn conv_forward(
         &self,
@@ -556,6 +605,109 @@ impl Backend {
         self.ops.dense(a, k, b, m, bias, act, n)
     }
 
+    /// Keeps `data` (rows of `cols` values) where the device computes, for
+    /// the operations on [`Held`] rows: on a GPU it crosses to the device
+    /// once, however many operations use it.
+    pub fn hold(&self, data: Vec<f64>, cols: usize) -> Result<Held> {
+        if cols == 0 || !data.len().is_multiple_of(cols) {
+            return Err(Error::Input(format!(
+                "{} values do not make rows of {cols}",
+                data.len()
+            )));
+        }
+        self.ops.hold(data, cols)
+    }
+
+    /// [`Backend::dense`] of held rows (k = `a.cols()`), the result held
+    /// where it was computed.
+    pub fn dense_held(
+        &self,
+        a: &Held,
+        b: &[f64],
+        m: usize,
+        bias: &[f64],
+        act: dense::Act,
+    ) -> Result<Held> {
+        if b.len() != a.cols() * m || bias.len() != m {
+            return Err(Error::Input(format!(
+                "dense product: {} weights and {} biases for {} inputs and {m} outputs",
+                b.len(),
+                bias.len(),
+                a.cols()
+            )));
+        }
+        self.ops.dense_held(a, b, m, bias, act)
+    }
+
+    /// [`Backend::normal_eq`] of held rows H and Z (the same items),
+    /// summed over the items of every process.
+    pub fn normal_eq_held(&self, h: &Held, z: &Held) -> Result<Vec<f64>> {
+        if h.rows() != z.rows() {
+            return Err(Error::Input(format!(
+                "normal equations: {} latent rows against {} target rows",
+                h.rows(),
+                z.rows()
+            )));
+        }
+        let mut c = self.ops.normal_eq_held(h, z)?;
+        self.collective.allreduce_sum_f64(&mut c)?;
+        Ok(c)
+    }
+
+    /// [`Backend::row_residual`] of held rows of one shape.
+    pub fn row_residual_held(&self, a: &Held, b: &Held) -> Result<Vec<f64>> {
+        if (a.rows(), a.cols()) != (b.rows(), b.cols()) {
+            return Err(Error::Input(format!(
+                "row residuals: {} × {} against {} × {}",
+                a.rows(),
+                a.cols(),
+                b.rows(),
+                b.cols()
+            )));
+        }
+        self.ops.row_residual_held(a, b)
+    }
+
+    /// [`Backend::conv_forward`] of held rows h, the result held where it
+    /// was computed.
+    pub fn conv_forward_held(
+        &self,
+        sh: &ConvShape,
+        kernels: &[f64],
+        bias: &[f64],
+        h: &Held,
+        act: dense::Act,
+    ) -> Result<Held> {
+        conv_check_len(sh, kernels, Some(bias), h.cols(), sh.d_in())?;
+        self.ops.conv_forward_held(sh, kernels, bias, h, act)
+    }
+
+    /// [`Backend::conv_transpose`] of held rows z, the result held where it
+    /// was computed.
+    pub fn conv_transpose_held(&self, sh: &ConvShape, kernels: &[f64], z: &Held) -> Result<Held> {
+        conv_check_len(sh, kernels, None, z.cols(), sh.d_out())?;
+        self.ops.conv_transpose_held(sh, kernels, z)
+    }
+
+    /// [`Backend::conv_normal_eq`] of held H and Ẑ, summed over the items
+    /// of every process.
+    pub fn conv_normal_eq_held(&self, sh: &ConvShape, h: &Held, zhat: &Held) -> Result<Vec<f64>> {
+        if (h.cols(), zhat.cols(), h.rows()) != (sh.d_in(), sh.d_out(), zhat.rows()) {
+            return Err(Error::Input(format!(
+                "conv normal equations: {} × {} latents and {} × {} targets do not make items of {} and {}",
+                h.rows(),
+                h.cols(),
+                zhat.rows(),
+                zhat.cols(),
+                sh.d_in(),
+                sh.d_out()
+            )));
+        }
+        let mut c = self.ops.conv_normal_eq_held(sh, h, zhat)?;
+        self.collective.allreduce_sum_f64(&mut c)?;
+        Ok(c)
+    }
+
     /// A conv-unpool layer's act(W h + c) for the rows of h (n × d_in), with
     /// kernels (conv channels × patch) and biases (conv channels); see
     /// [`crate::kernels::conv_unpool`].
@@ -634,10 +786,21 @@ fn conv_check(
     x: &[f64],
     d: usize,
 ) -> Result<()> {
+    conv_check_len(sh, kernels, bias, x.len(), d)
+}
+
+/// [`conv_check`] of `len` input values.
+fn conv_check_len(
+    sh: &ConvShape,
+    kernels: &[f64],
+    bias: Option<&[f64]>,
+    len: usize,
+    d: usize,
+) -> Result<()> {
     let ok = kernels.len() == sh.conv_channels() * sh.patch()
         && bias.is_none_or(|b| b.len() == sh.conv_channels())
-        && x.len().checked_rem(d).is_none_or(|r| r == 0)
-        && (d > 0 || x.is_empty());
+        && len.checked_rem(d).is_none_or(|r| r == 0)
+        && (d > 0 || len == 0);
     if ok {
         Ok(())
     } else {
@@ -645,7 +808,7 @@ fn conv_check(
             "conv-unpool {sh:?}: {} kernel values, {} biases, {} inputs do not fit",
             kernels.len(),
             bias.map_or(0, <[f64]>::len),
-            x.len()
+            len
         )))
     }
 }

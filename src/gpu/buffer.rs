@@ -4,7 +4,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use super::GpuContext;
-use super::context::{READBACKS, SUBMITS};
+use super::context::{BYTES_DOWN, BYTES_UP, READBACKS, SUBMITS};
 use crate::error::{Error, Result};
 use crate::real::Precision;
 
@@ -52,6 +52,13 @@ fn padded_size(len: usize, elem: Elem) -> u64 {
 }
 
 impl GpuContext {
+    /// Queues a write of `data` into `buffer` at byte `offset`, counting
+    /// the bytes sent to the device.
+    fn write_buffer(&self, buffer: &wgpu::Buffer, offset: u64, data: &[u8]) {
+        BYTES_UP.fetch_add(data.len() as u64, Ordering::Relaxed);
+        self.queue.write_buffer(buffer, offset, data);
+    }
+
     /// Allocates a zero-filled storage buffer of `len` elements.
     pub fn alloc(self: &Arc<Self>, len: usize, elem: Elem) -> Result<GpuBuffer> {
         let size = padded_size(len, elem);
@@ -95,8 +102,7 @@ impl GpuContext {
     pub fn upload_u32(self: &Arc<Self>, data: &[u32]) -> Result<GpuBuffer> {
         let buf = self.alloc(data.len(), Elem::U32)?;
         if !data.is_empty() {
-            self.queue
-                .write_buffer(&buf.buffer, 0, bytemuck::cast_slice(data));
+            self.write_buffer(&buf.buffer, 0, bytemuck::cast_slice(data));
         }
         Ok(buf)
     }
@@ -105,7 +111,7 @@ impl GpuContext {
     pub fn uniform<T: bytemuck::Pod>(self: &Arc<Self>, value: &T) -> Result<GpuBuffer> {
         let bytes = bytemuck::bytes_of(value);
         let buf = self.alloc(bytes.len() / 4, Elem::Uniform)?;
-        self.queue.write_buffer(&buf.buffer, 0, bytes);
+        self.write_buffer(&buf.buffer, 0, bytes);
         Ok(buf)
     }
 }
@@ -141,12 +147,10 @@ impl GpuBuffer {
             Elem::Real(Precision::F32) => {
                 let v: Vec<f32> = data.iter().map(|&x| x as f32).collect();
                 self.ctx
-                    .queue
                     .write_buffer(&self.buffer, 0, bytemuck::cast_slice(&v));
             }
             Elem::Real(Precision::F64) => {
                 self.ctx
-                    .queue
                     .write_buffer(&self.buffer, 0, bytemuck::cast_slice(data));
             }
             _ => panic!("write_real on a non-float buffer"),
@@ -172,12 +176,10 @@ impl GpuBuffer {
             Precision::F32 => {
                 let v: Vec<f32> = data.iter().map(|&x| x as f32).collect();
                 self.ctx
-                    .queue
                     .write_buffer(&self.buffer, offset, bytemuck::cast_slice(&v));
             }
             Precision::F64 => {
                 self.ctx
-                    .queue
                     .write_buffer(&self.buffer, offset, bytemuck::cast_slice(data));
             }
         }
@@ -189,7 +191,6 @@ impl GpuBuffer {
         assert_eq!(data.len(), self.len, "write_u32: length mismatch");
         if !data.is_empty() {
             self.ctx
-                .queue
                 .write_buffer(&self.buffer, 0, bytemuck::cast_slice(data));
         }
     }
@@ -197,7 +198,6 @@ impl GpuBuffer {
     /// Overwrites a uniform buffer's contents.
     pub fn write_uniform<T: bytemuck::Pod>(&self, value: &T) {
         self.ctx
-            .queue
             .write_buffer(&self.buffer, 0, bytemuck::bytes_of(value));
     }
 
@@ -269,6 +269,7 @@ fn map_read(
     after: Option<wgpu::SubmissionIndex>,
 ) -> Result<Vec<u8>> {
     READBACKS.fetch_add(1, Ordering::Relaxed);
+    BYTES_DOWN.fetch_add(live as u64, Ordering::Relaxed);
     let (tx, rx) = std::sync::mpsc::channel();
     staging.map_async(wgpu::MapMode::Read, 0..bytes, move |r| {
         let _ = tx.send(r);

@@ -195,6 +195,8 @@ pub struct GpuContext {
 pub(crate) static SUBMITS: AtomicU64 = AtomicU64::new(0);
 pub(crate) static DISPATCHES: AtomicU64 = AtomicU64::new(0);
 pub(crate) static READBACKS: AtomicU64 = AtomicU64::new(0);
+pub(crate) static BYTES_UP: AtomicU64 = AtomicU64::new(0);
+pub(crate) static BYTES_DOWN: AtomicU64 = AtomicU64::new(0);
 
 /// Work the process has sent to devices so far: what a run's summary
 /// divides by its iterations.
@@ -203,10 +205,13 @@ pub fn work_counts() -> WorkCounts {
         submits: SUBMITS.load(Ordering::Relaxed),
         dispatches: DISPATCHES.load(Ordering::Relaxed),
         readbacks: READBACKS.load(Ordering::Relaxed),
+        bytes_to_device: BYTES_UP.load(Ordering::Relaxed),
+        bytes_from_device: BYTES_DOWN.load(Ordering::Relaxed),
     }
 }
 
-/// Work sent to the device: queue submits, dispatches and readbacks.
+/// Work sent to the device: queue submits, dispatches, readbacks and the
+/// bytes that crossed each way.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct WorkCounts {
     /// Queue submits (readbacks included).
@@ -215,6 +220,10 @@ pub struct WorkCounts {
     pub dispatches: u64,
     /// Blocking readbacks (each one submit and a wait).
     pub readbacks: u64,
+    /// Bytes written into device buffers (uploads, uniforms).
+    pub bytes_to_device: u64,
+    /// Bytes read back from the device.
+    pub bytes_from_device: u64,
 }
 
 impl std::fmt::Debug for GpuContext {

@@ -28,7 +28,7 @@ use super::normal_eq;
 use crate::error::Result;
 use crate::gpu::GpuContext;
 use crate::gpu::buffer::Elem;
-use crate::gpu::{Bind, Kernel};
+use crate::gpu::{Bind, Dispatch, GpuBuffer, Kernel, RowTiles};
 use crate::real::Precision;
 use crate::real::Real;
 use rayon::prelude::*;
@@ -383,9 +383,64 @@ pub fn cpu_normal_eq<T: Real>(sh: &ConvShape, h: &[f64], zhat: &[f64], block: us
 
 /// Items per chunk of a conv-unpool operator: at most `limit`, and few
 /// enough that `width` values per item fit one binding.
-fn gpu_chunk(ctx: &GpuContext, prec: Precision, width: usize, n: usize, limit: usize) -> usize {
-    let fit = (ctx.max_binding_bytes() / prec.bytes() as u64 / width.max(1) as u64).max(1);
-    (fit as usize).min(limit).clamp(1, n.max(1))
+pub fn gpu_chunk(ctx: &GpuContext, prec: Precision, width: usize, n: usize, limit: usize) -> usize {
+    ctx.fit_rows(prec, width).min(limit).clamp(1, n.max(1))
+}
+
+/// The kernels and biases of a per-item operator (forward or transpose) on
+/// the device, with its activation: what every chunk's dispatch shares.
+struct Operator<'k> {
+    kernel: &'k Kernel,
+    scal: GpuBuffer,
+    kernels: GpuBuffer,
+    bias: GpuBuffer,
+    code: u32,
+}
+
+impl<'k> Operator<'k> {
+    fn upload(
+        ctx: &Arc<GpuContext>,
+        prec: Precision,
+        kernel: &'k Kernel,
+        kernels: &[f64],
+        bias: &[f64],
+        act: dense::Act,
+    ) -> Result<Self> {
+        let (code, alpha) = act.code();
+        Ok(Operator {
+            kernel,
+            scal: ctx.upload_real(&[alpha], prec)?,
+            kernels: ctx.upload_real(kernels, prec)?,
+            bias: ctx.upload_real(bias, prec)?,
+            code,
+        })
+    }
+
+    /// The dispatch of `items` items from `src` into `out` (`d_dst` values
+    /// each, one invocation per value).
+    fn dispatch(
+        &self,
+        ctx: &Arc<GpuContext>,
+        prec: Precision,
+        (sh, items, d_dst): (&ConvShape, usize, usize),
+        src: &GpuBuffer,
+        out: &GpuBuffer,
+    ) -> Result<Dispatch> {
+        let params = ctx.uniform(&Params::new(sh, items, self.code))?;
+        ctx.prepare(
+            self.kernel,
+            prec,
+            &[
+                (&params).into(),
+                (&self.scal).into(),
+                src.into(),
+                (&self.kernels).into(),
+                (&self.bias).into(),
+                out.into(),
+            ],
+            (items * d_dst) as u64,
+        )
+    }
 }
 
 /// Runs a per-item conv-unpool operator (forward or transpose) over chunks
@@ -409,33 +464,50 @@ fn gpu_rows(
         return Ok(vec![0.0; n * d_dst]);
     }
     let chunk = gpu_chunk(ctx, prec, d_src.max(d_dst), n, limit);
-    let (code, alpha) = act.code();
-    let scal = ctx.upload_real(&[alpha], prec)?;
-    let kb = ctx.upload_real(kernels, prec)?;
-    let bb = ctx.upload_real(bias, prec)?;
+    let op = Operator::upload(ctx, prec, kernel, kernels, bias, act)?;
     let sb = ctx.alloc(chunk * d_src, Elem::Real(prec))?;
     let ob = ctx.alloc(chunk * d_dst, Elem::Real(prec))?;
     let mut out = Vec::with_capacity(n * d_dst);
     for i0 in (0..n).step_by(chunk) {
         let items = chunk.min(n - i0);
         sb.write_real_at(0, &src[i0 * d_src..(i0 + items) * d_src]);
-        let params = ctx.uniform(&Params::new(sh, items, code))?;
-        let disp = ctx.prepare(
-            kernel,
-            prec,
-            &[
-                (&params).into(),
-                (&scal).into(),
-                (&sb).into(),
-                (&kb).into(),
-                (&bb).into(),
-                (&ob).into(),
-            ],
-            (items * d_dst) as u64,
-        )?;
-        ctx.run_one(&disp)?;
+        ctx.run_one(&op.dispatch(ctx, prec, (sh, items, d_dst), &sb, &ob)?)?;
         out.extend(ob.read_real_range(0, items * d_dst)?);
     }
+    Ok(out)
+}
+
+/// [`gpu_rows`] of rows held on the device: every tile in one submit, the
+/// result held in tiles of the same height (which must fit one binding of
+/// `d_dst` values).
+fn gpu_tiles(
+    ctx: &Arc<GpuContext>,
+    op: &Operator,
+    sh: &ConvShape,
+    src: &RowTiles,
+    d_dst: usize,
+) -> Result<RowTiles> {
+    let prec = src.precision();
+    assert!(
+        ctx.fit_rows(prec, d_dst) >= src.tile_rows(),
+        "output tiles fit one binding"
+    );
+    let out = RowTiles::alloc(ctx, prec, src.rows(), d_dst, src.tile_rows())?;
+    let disps = (0..src.tiles().len())
+        .map(|t| {
+            let items = src.tile(t).len();
+            op.dispatch(
+                ctx,
+                prec,
+                (sh, items, d_dst),
+                &src.tiles()[t],
+                &out.tiles()[t],
+            )
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut rec = ctx.recorder();
+    rec.dispatches(&disps.iter().collect::<Vec<_>>());
+    rec.submit()?;
     Ok(out)
 }
 
@@ -454,6 +526,20 @@ pub fn gpu_forward(
 ) -> Result<Vec<f64>> {
     let dims = (sh.d_in(), sh.d_out());
     gpu_rows(ctx, prec, &FORWARD, sh, kernels, bias, h, dims, act, limit)
+}
+
+/// [`gpu_forward`] of rows held on the device, the result held in tiles
+/// of the same height.
+pub fn gpu_forward_tiles(
+    ctx: &Arc<GpuContext>,
+    sh: &ConvShape,
+    kernels: &[f64],
+    bias: &[f64],
+    h: &RowTiles,
+    act: dense::Act,
+) -> Result<RowTiles> {
+    let op = Operator::upload(ctx, h.precision(), &FORWARD, kernels, bias, act)?;
+    gpu_tiles(ctx, &op, sh, h, sh.d_out())
 }
 
 /// A conv-unpool layer's Wᵀ z, in chunks of at most `limit` items.
@@ -481,6 +567,54 @@ pub fn gpu_transpose(
     )
 }
 
+/// [`gpu_transpose`] of rows held on the device, the result held in tiles
+/// of the same height.
+pub fn gpu_transpose_tiles(
+    ctx: &Arc<GpuContext>,
+    sh: &ConvShape,
+    kernels: &[f64],
+    z: &RowTiles,
+) -> Result<RowTiles> {
+    let bias = vec![0.0; sh.conv_channels()];
+    let op = Operator::upload(
+        ctx,
+        z.precision(),
+        &TRANSPOSE,
+        kernels,
+        &bias,
+        dense::Act::Identity,
+    )?;
+    gpu_tiles(ctx, &op, sh, z, sh.d_in())
+}
+
+/// The dispatch of one chunk's per-kernel normal equations into `c`.
+fn normal_eq_dispatch(
+    ctx: &Arc<GpuContext>,
+    prec: Precision,
+    (sh, items): (&ConvShape, usize),
+    scal: &GpuBuffer,
+    h: &GpuBuffer,
+    z: &GpuBuffer,
+    c: &GpuBuffer,
+) -> Result<Dispatch> {
+    let (pl, oc) = (sh.patch(), sh.conv_channels());
+    let groups = (pl + 1).div_ceil(GPU_TILE) * (pl + 1 + oc).div_ceil(GPU_TILE);
+    let params = ctx.uniform(&Params::new(sh, items, 0))?;
+    ctx.prepare(
+        &NORMAL_EQ,
+        prec,
+        &[
+            (&params).into(),
+            scal.into(),
+            h.into(),
+            z.into(),
+            scal.into(),
+            c.into(),
+        ],
+        (groups * NORMAL_EQ.workgroup as usize) as u64,
+    )
+}
+
 /// A conv-unpool layer's per-kernel normal equations over chunks of at
 /// most `limit` items; each chunk's partial sums are read back and added
 /// in f64 on the host in chunk order (the allreduce seam).
@@ -504,27 +638,49 @@ pub fn gpu_normal_eq(
     let zb = ctx.alloc((chunk * d_out).max(1), Elem::Real(prec))?;
     let scal = ctx.upload_real(&[1.0], prec)?;
     let cb = ctx.alloc((pl + 1) * cols, Elem::Real(prec))?;
-    let groups = (pl + 1).div_ceil(GPU_TILE) * cols.div_ceil(GPU_TILE);
     for i0 in (0..n).step_by(chunk) {
         let items = chunk.min(n - i0);
         hb.write_real_at(0, &h[i0 * d_in..(i0 + items) * d_in]);
         zb.write_real_at(0, &zhat[i0 * d_out..(i0 + items) * d_out]);
-        let params = ctx.uniform(&Params::new(sh, items, 0))?;
-        let disp = ctx.prepare(
-            &NORMAL_EQ,
-            prec,
-            &[
-                (&params).into(),
-                (&scal).into(),
-                (&hb).into(),
-                (&zb).into(),
-                (&scal).into(),
-                (&cb).into(),
-            ],
-            (groups * NORMAL_EQ.workgroup as usize) as u64,
-        )?;
+        let disp = normal_eq_dispatch(ctx, prec, (sh, items), &scal, &hb, &zb, &cb)?;
         ctx.run_one(&disp)?;
         let part = cb.read_real()?;
+        total.iter_mut().zip(part).for_each(|(t, v)| *t += v);
+    }
+    Ok(total)
+}
+
+/// [`gpu_normal_eq`] of H and Ẑ held in tiles of one height: every
+/// tile's partial sums in one submit, added on the host in tile order (so
+/// the result is [`gpu_normal_eq`]'s with chunks of the tile height).
+pub fn gpu_normal_eq_tiles(
+    ctx: &Arc<GpuContext>,
+    sh: &ConvShape,
+    h: &RowTiles,
+    zhat: &RowTiles,
+) -> Result<Vec<f64>> {
+    let (prec, pl, oc) = (h.precision(), sh.patch(), sh.conv_channels());
+    assert_eq!(h.rows(), zhat.rows(), "H and Ẑ have the same items");
+    assert_eq!(h.tile_rows(), zhat.tile_rows(), "H and Ẑ share their tiles");
+    let size = (pl + 1) * (pl + 1 + oc);
+    let scal = ctx.upload_real(&[1.0], prec)?;
+    let parts = (0..h.tiles().len())
+        .map(|_| ctx.alloc(size, Elem::Real(prec)))
+        .collect::<Result<Vec<_>>>()?;
+    let disps = parts
+        .iter()
+        .enumerate()
+        .map(|(t, c)| {
+            let items = (sh, h.tile(t).len());
+            normal_eq_dispatch(ctx, prec, items, &scal, &h.tiles()[t], &zhat.tiles()[t], c)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut rec = ctx.recorder();
+    rec.dispatches(&disps.iter().collect::<Vec<_>>());
+    rec.submit()?;
+    let mut total = vec![0.0; size];
+    for c in &parts {
+        let part = c.read_real()?;
         total.iter_mut().zip(part).for_each(|(t, v)| *t += v);
     }
     Ok(total)

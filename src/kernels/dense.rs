@@ -14,7 +14,7 @@ use super::par::parallel_enough;
 use crate::error::Result;
 use crate::gpu::GpuContext;
 use crate::gpu::buffer::Elem;
-use crate::gpu::{Bind, Kernel};
+use crate::gpu::{Bind, Dispatch, GpuBuffer, Kernel, RowTiles};
 use crate::real::{Precision, Real};
 use rayon::prelude::*;
 use std::sync::Arc;
@@ -291,12 +291,69 @@ pub fn gpu(
     bias: &[f64],
     act: Act,
 ) -> Result<Vec<f64>> {
-    let widest = k.max(m).max(1) as u64;
-    let rows = (ctx.max_binding_bytes() / prec.bytes() as u64 / widest).max(1) as usize;
+    let rows = ctx.fit_rows(prec, k.max(m));
     gpu_tiled(ctx, prec, a, k, b, m, bias, act, rows)
 }
 
-/// the module doc in tiles of `tile_rows` rows.
+/// B, the bias and the activation's slope on the device: the operands every
+/// row tile of one product shares.
+struct Shared {
+    scal: GpuBuffer,
+    b: GpuBuffer,
+    bias: GpuBuffer,
+    code: u32,
+}
+
+impl Shared {
+    fn upload(
+        ctx: &Arc<GpuContext>,
+        prec: Precision,
+        b: &[f64],
+        bias: &[f64],
+        act: Act,
+    ) -> Result<Self> {
+        let (code, alpha) = act.code();
+        Ok(Shared {
+            scal: ctx.upload_real(&[alpha], prec)?,
+            b: ctx.upload_real(b, prec)?,
+            bias: ctx.upload_real(bias, prec)?,
+            code,
+        })
+    }
+
+    /// The dispatch of `out = act(a B + bias)` for `rows` rows of `a`.
+    fn dispatch(
+        &self,
+        ctx: &Arc<GpuContext>,
+        prec: Precision,
+        (rows, k, m): (usize, usize, usize),
+        a: &GpuBuffer,
+        out: &GpuBuffer,
+    ) -> Result<Dispatch> {
+        let params = ctx.uniform(&Params {
+            rows: rows as u32,
+            k: k as u32,
+            m: m as u32,
+            act: self.code,
+        })?;
+        let groups = rows.div_ceil(GPU_TILE) * m.div_ceil(GPU_TILE);
+        ctx.prepare(
+            &KERNEL,
+            prec,
+            &[
+                (&params).into(),
+                (&self.scal).into(),
+                a.into(),
+                (&self.b).into(),
+                (&self.bias).into(),
+                out.into(),
+            ],
+            (groups * KERNEL.workgroup as usize) as u64,
+        )
+    }
+}
+
+/// The module doc's product in tiles of `tile_rows` rows.
 #[allow(clippy::too_many_arguments)]
 pub fn gpu_tiled(
     ctx: &Arc<GpuContext>,
@@ -314,10 +371,7 @@ pub fn gpu_tiled(
         return Ok(vec![0.0; n * m]);
     }
     let tile_rows = tile_rows.clamp(1, n);
-    let (code, alpha) = act.code();
-    let scal = ctx.upload_real(&[alpha], prec)?;
-    let bb = ctx.upload_real(b, prec)?;
-    let cb = ctx.upload_real(bias, prec)?;
+    let shared = Shared::upload(ctx, prec, b, bias, act)?;
     let ab = ctx.alloc(tile_rows * k, Elem::Real(prec))?;
     let ob = ctx.alloc(tile_rows * m, Elem::Real(prec))?;
     let mut out = Vec::with_capacity(n * m);
@@ -325,29 +379,46 @@ pub fn gpu_tiled(
     while row0 < n {
         let rows = tile_rows.min(n - row0);
         ab.write_real_at(0, &a[row0 * k..(row0 + rows) * k]);
-        let params = ctx.uniform(&Params {
-            rows: rows as u32,
-            k: k as u32,
-            m: m as u32,
-            act: code,
-        })?;
-        let groups = rows.div_ceil(GPU_TILE) * m.div_ceil(GPU_TILE);
-        let disp = ctx.prepare(
-            &KERNEL,
-            prec,
-            &[
-                (&params).into(),
-                (&scal).into(),
-                (&ab).into(),
-                (&bb).into(),
-                (&cb).into(),
-                (&ob).into(),
-            ],
-            (groups * KERNEL.workgroup as usize) as u64,
-        )?;
+        let disp = shared.dispatch(ctx, prec, (rows, k, m), &ab, &ob)?;
         ctx.run_one(&disp)?;
         out.extend(ob.read_real_range(0, rows * m)?);
         row0 += rows;
     }
+    Ok(out)
+}
+
+/// The product of rows held on the device: `act(A B + bias)` tile by tile
+/// of A (k columns), all tiles in one submit, the result held in tiles of
+/// the same height. Each output tile must fit one binding
+/// (`ctx.fit_rows(prec, m) ≥ a.tile_rows()`).
+pub fn gpu_rows(
+    ctx: &Arc<GpuContext>,
+    a: &RowTiles,
+    b: &[f64],
+    m: usize,
+    bias: &[f64],
+    act: Act,
+) -> Result<RowTiles> {
+    let (prec, k) = (a.precision(), a.cols());
+    assert_eq!(b.len(), k * m, "B is k × m");
+    assert_eq!(bias.len(), m, "one bias per output column");
+    assert!(
+        ctx.fit_rows(prec, m) >= a.tile_rows(),
+        "output tiles fit one binding"
+    );
+    let out = RowTiles::alloc(ctx, prec, a.rows(), m, a.tile_rows())?;
+    if a.rows() == 0 || m == 0 {
+        return Ok(out);
+    }
+    let shared = Shared::upload(ctx, prec, b, bias, act)?;
+    let disps = (0..a.tiles().len())
+        .map(|t| {
+            let rows = a.tile(t).len();
+            shared.dispatch(ctx, prec, (rows, k, m), &a.tiles()[t], &out.tiles()[t])
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut rec = ctx.recorder();
+    rec.dispatches(&disps.iter().collect::<Vec<_>>());
+    rec.submit()?;
     Ok(out)
 }

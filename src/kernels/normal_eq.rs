@@ -15,7 +15,7 @@ use super::par::parallel_enough;
 use crate::error::Result;
 use crate::gpu::GpuContext;
 use crate::gpu::buffer::Elem;
-use crate::gpu::{Bind, Kernel};
+use crate::gpu::{Bind, Dispatch, GpuBuffer, Kernel, RowTiles};
 use crate::real::Precision;
 use crate::real::Real;
 use rayon::prelude::*;
@@ -122,9 +122,8 @@ pub fn cpu<T: Real>(h: &[T], p: usize, z: &[T], q: usize) -> Vec<f64> {
     out
 }
 
-/// Normal equations `C = [H,1]ᵀ[H,1,Z]` ((p+1) × (p+1+q), see
-/// the module doc) over item blocks of at most `block` items; each block's
-/// partial C is read back and added in f64 on the host in block order.
+/// The normal equations on the device in blocks of at most `block` items,
+/// each block's partial sums read back and added on the host in order.
 pub fn gpu(
     ctx: &Arc<GpuContext>,
     prec: Precision,
@@ -140,13 +139,10 @@ pub fn gpu(
     if n == 0 {
         return Ok(total);
     }
-    let widest = p.max(q).max(1) as u64;
-    let fit = (ctx.max_binding_bytes() / prec.bytes() as u64 / widest).max(1) as usize;
-    let block = block.clamp(1, fit).min(n);
+    let block = gpu_block(ctx, prec, p, q, block).min(n);
     let hb = ctx.alloc((block * p).max(1), Elem::Real(prec))?;
     let zb = ctx.alloc((block * q).max(1), Elem::Real(prec))?;
     let cb = ctx.alloc((p + 1) * cols, Elem::Real(prec))?;
-    let groups = (p + 1).div_ceil(GPU_TILE) * cols.div_ceil(GPU_TILE);
     let mut i0 = 0;
     while i0 < n {
         let items = block.min(n - i0);
@@ -156,22 +152,71 @@ pub fn gpu(
         if q > 0 {
             zb.write_real_at(0, &z[i0 * q..(i0 + items) * q]);
         }
-        let params = ctx.uniform(&Params {
-            items: items as u32,
-            p: p as u32,
-            q: q as u32,
-            pad: 0,
-        })?;
-        let disp = ctx.prepare(
-            &KERNEL,
-            prec,
-            &[(&params).into(), (&hb).into(), (&zb).into(), (&cb).into()],
-            (groups * KERNEL.workgroup as usize) as u64,
-        )?;
-        ctx.run_one(&disp)?;
+        ctx.run_one(&dispatch(ctx, prec, (items, p, q), &hb, &zb, &cb)?)?;
         let part = cb.read_real()?;
         total.iter_mut().zip(part).for_each(|(t, v)| *t += v);
         i0 += items;
+    }
+    Ok(total)
+}
+
+/// The items per block [`gpu`] uses for `block` requested: the request,
+/// cut to what one binding of H or Z holds.
+pub fn gpu_block(ctx: &GpuContext, prec: Precision, p: usize, q: usize, block: usize) -> usize {
+    block.clamp(1, ctx.fit_rows(prec, p.max(q)))
+}
+
+/// The dispatch of one block's partial sums `c = [h,1]ᵀ[h,1,z]`.
+fn dispatch(
+    ctx: &Arc<GpuContext>,
+    prec: Precision,
+    (items, p, q): (usize, usize, usize),
+    h: &GpuBuffer,
+    z: &GpuBuffer,
+    c: &GpuBuffer,
+) -> Result<Dispatch> {
+    let params = ctx.uniform(&Params {
+        items: items as u32,
+        p: p as u32,
+        q: q as u32,
+        pad: 0,
+    })?;
+    let groups = (p + 1).div_ceil(GPU_TILE) * (p + 1 + q).div_ceil(GPU_TILE);
+    ctx.prepare(
+        &KERNEL,
+        prec,
+        &[(&params).into(), h.into(), z.into(), c.into()],
+        (groups * KERNEL.workgroup as usize) as u64,
+    )
+}
+
+/// [`gpu`] over rows held on the device, one block per tile (H and Z in
+/// tiles of the same height): every block's partial sums in one submit,
+/// added on the host in block order, so the result is [`gpu`]'s with
+/// `block` = the tile height.
+pub fn gpu_rows(ctx: &Arc<GpuContext>, h: &RowTiles, z: &RowTiles) -> Result<Vec<f64>> {
+    let (prec, p, q) = (h.precision(), h.cols(), z.cols());
+    assert_eq!(h.rows(), z.rows(), "H and Z have the same items");
+    assert_eq!(h.tile_rows(), z.tile_rows(), "H and Z share their tiles");
+    let cols = p + 1 + q;
+    let mut total = vec![0.0; (p + 1) * cols];
+    let parts = (0..h.tiles().len())
+        .map(|_| ctx.alloc((p + 1) * cols, Elem::Real(prec)))
+        .collect::<Result<Vec<_>>>()?;
+    let disps = parts
+        .iter()
+        .enumerate()
+        .map(|(t, c)| {
+            let items = (h.tile(t).len(), p, q);
+            dispatch(ctx, prec, items, &h.tiles()[t], &z.tiles()[t], c)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut rec = ctx.recorder();
+    rec.dispatches(&disps.iter().collect::<Vec<_>>());
+    rec.submit()?;
+    for c in &parts {
+        let part = c.read_real()?;
+        total.iter_mut().zip(part).for_each(|(t, v)| *t += v);
     }
     Ok(total)
 }

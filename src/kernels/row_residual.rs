@@ -4,7 +4,7 @@
 use crate::error::Result;
 use crate::gpu::GpuContext;
 use crate::gpu::buffer::Elem;
-use crate::gpu::{Bind, Kernel};
+use crate::gpu::{Bind, Dispatch, GpuBuffer, Kernel, RowTiles};
 use crate::real::Precision;
 use crate::real::Real;
 use std::sync::Arc;
@@ -67,8 +67,8 @@ pub fn cpu<T: Real>(a: &[T], b: &[T], d: usize) -> Vec<f64> {
         .collect()
 }
 
-/// Per-row (L1, squared L2) residuals of two n × d matrices, in row
-/// chunks that fit one binding.
+/// (L1, squared L2) per row on the device, in row chunks that fit one
+/// binding.
 pub fn gpu(
     ctx: &Arc<GpuContext>,
     prec: Precision,
@@ -77,46 +77,74 @@ pub fn gpu(
     d: usize,
 ) -> Result<Vec<f64>> {
     let n = a.len().checked_div(d).unwrap_or(0);
-    let rows = (ctx.max_binding_bytes() / prec.bytes() as u64 / d.max(1) as u64).max(1) as usize;
+    let rows = ctx.fit_rows(prec, d);
     let mut out = Vec::with_capacity(2 * n);
-    for r0 in (0..n).step_by(rows.max(1)) {
+    for r0 in (0..n).step_by(rows) {
         let r1 = (r0 + rows).min(n);
-        out.extend(gpu_chunk(
-            ctx,
-            prec,
-            &a[r0 * d..r1 * d],
-            &b[r0 * d..r1 * d],
-            d,
-        )?);
+        let ab = ctx.upload_real(&a[r0 * d..r1 * d], prec)?;
+        let bb = ctx.upload_real(&b[r0 * d..r1 * d], prec)?;
+        let ob = ctx.alloc(2 * (r1 - r0), Elem::Real(prec))?;
+        ctx.run_one(&dispatch(ctx, prec, (r1 - r0, d), &ab, &bb, &ob)?)?;
+        out.extend(ob.read_real()?);
     }
     Ok(out)
 }
 
-fn gpu_chunk(
+/// [`gpu`] of two matrices held on the device in the same tiles, every
+/// tile in one submit.
+pub fn gpu_rows(ctx: &Arc<GpuContext>, a: &RowTiles, b: &RowTiles) -> Result<Vec<f64>> {
+    let (prec, d) = (a.precision(), a.cols());
+    assert_eq!(
+        (a.rows(), d),
+        (b.rows(), b.cols()),
+        "A and B have one shape"
+    );
+    assert_eq!(a.tile_rows(), b.tile_rows(), "A and B share their tiles");
+    let outs = (0..a.tiles().len())
+        .map(|t| ctx.alloc(2 * a.tile(t).len(), Elem::Real(prec)))
+        .collect::<Result<Vec<_>>>()?;
+    let disps = outs
+        .iter()
+        .enumerate()
+        .map(|(t, o)| {
+            dispatch(
+                ctx,
+                prec,
+                (a.tile(t).len(), d),
+                &a.tiles()[t],
+                &b.tiles()[t],
+                o,
+            )
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut rec = ctx.recorder();
+    rec.dispatches(&disps.iter().collect::<Vec<_>>());
+    rec.submit()?;
+    let mut out = Vec::with_capacity(2 * a.rows());
+    for o in &outs {
+        out.extend(o.read_real()?);
+    }
+    Ok(out)
+}
+
+/// The dispatch of `out` = the residuals of `rows` rows of `a` against `b`.
+fn dispatch(
     ctx: &Arc<GpuContext>,
     prec: Precision,
-    a: &[f64],
-    b: &[f64],
-    d: usize,
-) -> Result<Vec<f64>> {
-    let n = a.len() / d;
-    if n == 0 {
-        return Ok(vec![]);
-    }
-    let ab = ctx.upload_real(a, prec)?;
-    let bb = ctx.upload_real(b, prec)?;
-    let ob = ctx.alloc(2 * n, Elem::Real(prec))?;
+    (rows, d): (usize, usize),
+    a: &GpuBuffer,
+    b: &GpuBuffer,
+    out: &GpuBuffer,
+) -> Result<Dispatch> {
     let params = ctx.uniform(&Params {
-        rows: n as u32,
+        rows: rows as u32,
         d: d as u32,
         pad: [0; 2],
     })?;
-    let disp = ctx.prepare(
+    ctx.prepare(
         &KERNEL,
         prec,
-        &[(&params).into(), (&ab).into(), (&bb).into(), (&ob).into()],
-        n as u64,
-    )?;
-    ctx.run_one(&disp)?;
-    ob.read_real()
+        &[(&params).into(), a.into(), b.into(), out.into()],
+        rows as u64,
+    )
 }

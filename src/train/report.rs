@@ -27,6 +27,9 @@ pub struct Common {
     /// What this process sent to a GPU per RRR iteration, when it ran any.
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub device_work: Option<DeviceWork>,
+    /// The bytes this process sent to and read from a GPU, when it used one.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub transfers: Option<Transfers>,
     /// Device time per kernel, when profiling was on.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kernel_profile: Option<Vec<crate::engine::gpu::KernelTime>>,
@@ -75,6 +78,26 @@ impl DeviceWork {
     }
 }
 
+/// The bytes that crossed between the host and a GPU.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Transfers {
+    /// Bytes written into device buffers (uploads and uniforms).
+    pub bytes_to_device: u64,
+    /// Bytes read back from the device.
+    pub bytes_from_device: u64,
+}
+
+impl Transfers {
+    /// The process's transfers so far, or None when it sent a GPU nothing.
+    pub fn now() -> Option<Self> {
+        let w = crate::engine::gpu::work_counts();
+        (w.bytes_to_device + w.bytes_from_device > 0).then_some(Transfers {
+            bytes_to_device: w.bytes_to_device,
+            bytes_from_device: w.bytes_from_device,
+        })
+    }
+}
+
 /// What rank 0 of a multi-process run spent communicating.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct CommFields {
@@ -110,6 +133,7 @@ impl Common {
             measurement: m.clone(),
             peak_rss_bytes: peak_rss_bytes(),
             device_work: DeviceWork::now(precision),
+            transfers: Transfers::now(),
             kernel_profile: crate::engine::gpu::kernel_times().ok(),
             profile_note: crate::engine::gpu::profiling()
                 .then(crate::engine::gpu::kernel_times)

@@ -744,3 +744,196 @@ fn training_recovers_a_random_conv_unpool_decoder_on_both_backends() {
         );
     }
 }
+
+#[test]
+fn held_operands_give_the_host_paths_bits_on_every_backend() {
+    let mut r = rng(11);
+    // 2 × 8192 + 37 items: three tiles of the normal equations' block on a GPU.
+    for &(n, k, m) in &[(0, 3, 2), (5, 3, 7), (2 * 8192 + 37, 6, 4)] {
+        let a = uniform(&mut r, n * k, -1.0, 1.0);
+        let b = uniform(&mut r, k * m, -1.0, 1.0);
+        let bias = uniform(&mut r, m, -0.5, 0.5);
+        let z = uniform(&mut r, n * m, -1.0, 1.0);
+        for (name, be) in backends() {
+            let what = format!("{name} {n}x{k}x{m}");
+            let held_a = be.hold(a.clone(), k).unwrap();
+            let held_z = be.hold(z.clone(), m).unwrap();
+            assert_eq!((held_a.rows(), held_a.cols()), (n, k), "{what}");
+            // Held in the working precision at most.
+            assert_close(&what, &held_a.values().unwrap(), &a, 1e-7, 0.0);
+            for act in [Act::Identity, Act::Leaky(0.5)] {
+                let want = be.dense(&a, k, &b, m, &bias, act).unwrap();
+                let h = be.dense_held(&held_a, &b, m, &bias, act).unwrap();
+                assert_eq!(h.values().unwrap().as_ref(), want, "{what} {act:?} dense");
+                assert_eq!(
+                    be.normal_eq_held(&h, &held_z).unwrap(),
+                    be.normal_eq(&want, m, &z, m).unwrap(),
+                    "{what} {act:?} normal equations"
+                );
+                assert_eq!(
+                    be.row_residual_held(&h, &held_z).unwrap(),
+                    be.row_residual(&want, &z, m).unwrap(),
+                    "{what} {act:?} row residuals"
+                );
+                assert_eq!(h.into_values().unwrap(), want, "{what} moved out");
+            }
+        }
+    }
+}
+
+#[test]
+fn held_operands_reject_shapes_that_do_not_fit() {
+    for (name, be) in backends() {
+        let e = be.hold(vec![1.0; 5], 2).unwrap_err();
+        assert!(e.to_string().contains("rows of 2"), "{name}: {e}");
+        let a = be.hold(vec![1.0; 6], 2).unwrap();
+        let z = be.hold(vec![1.0; 4], 2).unwrap();
+        let e = be.normal_eq_held(&a, &z).unwrap_err();
+        assert!(
+            e.to_string().contains("3 latent rows against 2"),
+            "{name}: {e}"
+        );
+        let e = be.row_residual_held(&a, &z).unwrap_err();
+        assert!(e.to_string().contains("3 × 2 against 2 × 2"), "{name}: {e}");
+        let e = be
+            .dense_held(&a, &[1.0; 3], 2, &[0.0; 2], Act::Identity)
+            .unwrap_err();
+        assert!(e.to_string().contains("3 weights"), "{name}: {e}");
+    }
+}
+
+#[test]
+fn row_tiles_match_the_row_blocked_launchers() {
+    use gradfree::gpu::RowTiles;
+    let mut r = rng(12);
+    let (n, p, q, tile) = (103, 5, 3, 10);
+    let h = uniform(&mut r, n * p, -1.0, 1.0);
+    let z = uniform(&mut r, n * q, -1.0, 1.0);
+    let b = uniform(&mut r, p * q, -1.0, 1.0);
+    let bias = uniform(&mut r, q, -0.5, 0.5);
+    for prec in [Precision::F32, Precision::F64] {
+        let Some(ctx) = gpu(prec) else { continue };
+        let ht = RowTiles::upload(&ctx, prec, &h, p, tile).unwrap();
+        let zt = RowTiles::upload(&ctx, prec, &z, q, tile).unwrap();
+        assert_eq!((ht.tiles().len(), ht.tile(10)), (11, 100..103));
+        let got = dense::gpu_rows(&ctx, &ht, &b, q, &bias, Act::Leaky(0.3)).unwrap();
+        let want = dense::gpu_tiled(&ctx, prec, &h, p, &b, q, &bias, Act::Leaky(0.3), tile);
+        assert_eq!(got.read().unwrap(), want.unwrap(), "{prec} dense");
+        assert_eq!(
+            normal_eq::gpu_rows(&ctx, &ht, &zt).unwrap(),
+            normal_eq::gpu(&ctx, prec, &h, p, &z, q, tile).unwrap(),
+            "{prec} normal equations in blocks of the tiles"
+        );
+        assert_eq!(
+            row_residual::gpu_rows(&ctx, &got, &zt).unwrap(),
+            row_residual::gpu(&ctx, prec, &got.read().unwrap(), &z, q).unwrap(),
+            "{prec} row residuals"
+        );
+    }
+}
+
+/// A layer's epochs on a GPU send the device only the layer's small
+/// matrices: with bindings of 4608 bytes (tiles of 96 items of 12 values,
+/// the last partial) the operands stay in four tiles each, and eight epochs
+/// send about as much as two; a conv-unpool layer's the same.
+#[test]
+fn gpu_layers_keep_their_operands_on_the_device_across_epochs() {
+    use gradfree::kernels::conv_unpool::ConvShape;
+    let name = "starnet::gpu_layers_keep_their_operands_on_the_device_across_epochs";
+    if !in_own_process(name, &[("GRADFREE_MAX_BINDING_BYTES", "4608")]) {
+        return;
+    }
+    let Some(ctx) = gpu(Precision::F32) else {
+        return;
+    };
+    let be = Backend::gpu(ctx, Precision::F32);
+    let sent = |x: &[f64], widths: &[usize], conv: Vec<ConvShape>, epochs: usize| {
+        let s = gradfree::methods::starnet::Settings {
+            epochs,
+            alpha: 0.5,
+            weight_sample: None,
+            seed: 1,
+            conv,
+        };
+        let before = gradfree::gpu::work_counts();
+        let mut session = gradfree::train::Session::silent(&be).unwrap();
+        let (_, reports) =
+            gradfree::methods::starnet::train(&be, &mut session, x, widths, &s).unwrap();
+        let last = reports.last().unwrap().rms;
+        let after = gradfree::gpu::work_counts();
+        (
+            last,
+            after.bytes_to_device - before.bytes_to_device,
+            after.bytes_from_device - before.bytes_from_device,
+        )
+    };
+    // Dense: T and Ẑ once (2 × 300 × 12 f32 values); per epoch the
+    // layer's matrices, uniforms, the normal equations' four partial sums
+    // and 2 × 300 residuals back, never a 300 × 12 operand.
+    let (_, _, x) = random_decoder_data(&[4, 12], 300, 7);
+    let (rms, up2, down2) = sent(&x, &[4, 12], vec![], 2);
+    assert!(rms < 1e3 * twin_tol(Precision::F32), "final rms {rms}");
+    let (_, up8, down8) = sent(&x, &[4, 12], vec![], 8);
+    eprintln!("dense: sent {up2} / {up8} bytes, read {down2} / {down8} bytes in 2 / 8 epochs");
+    assert!(up2 >= 2 * 300 * 12 * 4, "sent {up2} bytes");
+    let (up, down) = ((up8 - up2) / 6, (down8 - down2) / 6);
+    assert!(up < 300 * 4 * 4, "{up} bytes up per epoch");
+    assert!(down < 2 * 300 * 4 + 4 * 1024, "{down} bytes down per epoch");
+    // Conv-unpool, 16 → 64 values per item, tiles of 18 items.
+    let sh = ConvShape {
+        c_in: 1,
+        c_out: 1,
+        k: 3,
+        u: 2,
+        side: 4,
+    };
+    let mut r = rng(13);
+    let x: Vec<f64> = uniform(&mut r, 200 * sh.d_out(), 0.0, 1.0);
+    let widths = [sh.d_in(), sh.d_out()];
+    let (_, up2, down2) = sent(&x, &widths, vec![sh], 2);
+    let (_, up8, down8) = sent(&x, &widths, vec![sh], 8);
+    eprintln!("conv: sent {up2} / {up8} bytes, read {down2} / {down8} bytes in 2 / 8 epochs");
+    let (up, down) = ((up8 - up2) / 6, (down8 - down2) / 6);
+    assert!(up < 200 * 16 * 4, "{up} bytes up per epoch");
+    // Residuals and twelve tiles' partial sums: less than one 200 × 16 H.
+    assert!(down < 200 * 16 * 4, "{down} bytes down per epoch");
+}
+
+#[test]
+fn held_conv_unpool_operators_give_the_host_paths_bits_on_every_backend() {
+    use gradfree::kernels::conv_unpool::ConvShape;
+    let sh = ConvShape {
+        c_in: 2,
+        c_out: 3,
+        k: 3,
+        u: 2,
+        side: 5,
+    };
+    let mut r = rng(32);
+    // Past one tile of the normal equations' block on a GPU.
+    let n = 8192 + 21;
+    let kernels = uniform(&mut r, sh.conv_channels() * sh.patch(), -1.0, 1.0);
+    let bias = uniform(&mut r, sh.conv_channels(), -0.5, 0.5);
+    let h = uniform(&mut r, n * sh.d_in(), -1.0, 1.0);
+    let z = uniform(&mut r, n * sh.d_out(), -1.0, 1.0);
+    for (name, be) in backends() {
+        let held_h = be.hold(h.clone(), sh.d_in()).unwrap();
+        let held_z = be.hold(z.clone(), sh.d_out()).unwrap();
+        let act = Act::Leaky(0.5);
+        let f = be
+            .conv_forward_held(&sh, &kernels, &bias, &held_h, act)
+            .unwrap();
+        let want = be.conv_forward(&sh, &kernels, &bias, &h, act).unwrap();
+        assert_eq!(f.into_values().unwrap(), want, "{name} forward");
+        let t = be.conv_transpose_held(&sh, &kernels, &held_z).unwrap();
+        let want = be.conv_transpose(&sh, &kernels, &z).unwrap();
+        assert_eq!(t.into_values().unwrap(), want, "{name} transpose");
+        assert_eq!(
+            be.conv_normal_eq_held(&sh, &held_h, &held_z).unwrap(),
+            be.conv_normal_eq(&sh, &h, &z).unwrap(),
+            "{name} normal equations"
+        );
+        let e = be.conv_normal_eq_held(&sh, &held_z, &held_h).unwrap_err();
+        assert!(e.to_string().contains("do not make items"), "{name}: {e}");
+    }
+}

@@ -10,9 +10,9 @@ pub use crate::gpu::{KernelTime, kernel_times, work_counts};
 
 use std::sync::Arc;
 
-use super::{Collective, DeviceKind, Ops, RrrEngine};
+use super::{Collective, DeviceKind, Held, Ops, RrrEngine};
 use crate::error::Result;
-use crate::gpu::GpuContext;
+use crate::gpu::{GpuContext, RowTiles};
 use crate::kernels::conv_unpool::{self, ConvShape};
 use crate::kernels::{
     dense, gauss_kernel, kernel_product, leaky_relu, normal_eq, project_activation,
@@ -36,6 +36,16 @@ impl GpuOps {
     /// The device of an opened context.
     pub fn new(ctx: Arc<GpuContext>, precision: Precision) -> Self {
         GpuOps { ctx, precision }
+    }
+}
+
+impl GpuOps {
+    /// The tile height of held rows of `cols` values: the normal
+    /// equations' item block where it fits one binding, so that every
+    /// operand of a layer's solves shares its tiles and the device sums in
+    /// the host path's blocks.
+    fn held_tile_rows(&self, cols: usize) -> usize {
+        normal_eq::gpu_block(&self.ctx, self.precision, cols, cols, NORMAL_EQ_BLOCK)
     }
 }
 
@@ -127,6 +137,100 @@ impl Ops for GpuOps {
         _n: usize,
     ) -> Result<Vec<f64>> {
         dense::gpu(&self.ctx, self.precision, a, k, b, m, bias, act)
+    }
+
+    fn hold(&self, data: Vec<f64>, cols: usize) -> Result<Held> {
+        let tile_rows = self.held_tile_rows(cols);
+        let tiles = RowTiles::upload(&self.ctx, self.precision, &data, cols, tile_rows)?;
+        Ok(Held::device(tiles))
+    }
+
+    fn dense_held(
+        &self,
+        a: &Held,
+        b: &[f64],
+        m: usize,
+        bias: &[f64],
+        act: dense::Act,
+    ) -> Result<Held> {
+        match a.tiles() {
+            Some(t) if self.ctx.fit_rows(self.precision, m) >= t.tile_rows() => Ok(Held::device(
+                dense::gpu_rows(&self.ctx, t, b, m, bias, act)?,
+            )),
+            _ => {
+                let out = self.dense(&a.values()?, a.cols(), b, m, bias, act, a.rows())?;
+                self.hold(out, m)
+            }
+        }
+    }
+
+    fn normal_eq_held(&self, h: &Held, z: &Held) -> Result<Vec<f64>> {
+        let (p, q) = (h.cols(), z.cols());
+        // The device path sums in the host path's blocks, or not at all.
+        let block = normal_eq::gpu_block(&self.ctx, self.precision, p, q, NORMAL_EQ_BLOCK);
+        match (h.tiles(), z.tiles()) {
+            (Some(ht), Some(zt)) if ht.tile_rows() == block && zt.tile_rows() == block => {
+                normal_eq::gpu_rows(&self.ctx, ht, zt)
+            }
+            _ => self.normal_eq(&h.values()?, p, &z.values()?, q),
+        }
+    }
+
+    fn row_residual_held(&self, a: &Held, b: &Held) -> Result<Vec<f64>> {
+        match (a.tiles(), b.tiles()) {
+            (Some(at), Some(bt)) if at.tile_rows() == bt.tile_rows() => {
+                row_residual::gpu_rows(&self.ctx, at, bt)
+            }
+            _ => self.row_residual(&a.values()?, &b.values()?, a.cols()),
+        }
+    }
+
+    fn conv_forward_held(
+        &self,
+        sh: &ConvShape,
+        kernels: &[f64],
+        bias: &[f64],
+        h: &Held,
+        act: dense::Act,
+    ) -> Result<Held> {
+        match h.tiles() {
+            Some(t) if self.ctx.fit_rows(self.precision, sh.d_out()) >= t.tile_rows() => {
+                Ok(Held::device(conv_unpool::gpu_forward_tiles(
+                    &self.ctx, sh, kernels, bias, t, act,
+                )?))
+            }
+            _ => {
+                let out = self.conv_forward(sh, kernels, bias, &h.values()?, act, h.rows())?;
+                self.hold(out, sh.d_out())
+            }
+        }
+    }
+
+    fn conv_transpose_held(&self, sh: &ConvShape, kernels: &[f64], z: &Held) -> Result<Held> {
+        match z.tiles() {
+            Some(t) if self.ctx.fit_rows(self.precision, sh.d_in()) >= t.tile_rows() => Ok(
+                Held::device(conv_unpool::gpu_transpose_tiles(&self.ctx, sh, kernels, t)?),
+            ),
+            _ => {
+                let out = self.conv_transpose(sh, kernels, &z.values()?, z.rows())?;
+                self.hold(out, sh.d_in())
+            }
+        }
+    }
+
+    fn conv_normal_eq_held(&self, sh: &ConvShape, h: &Held, zhat: &Held) -> Result<Vec<f64>> {
+        // The device path sums in the host path's chunks, or not at all.
+        let width = sh.d_in().max(sh.d_out());
+        let chunk =
+            conv_unpool::gpu_chunk(&self.ctx, self.precision, width, h.rows(), NORMAL_EQ_BLOCK);
+        match (h.tiles(), zhat.tiles()) {
+            (Some(ht), Some(zt))
+                if ht.tile_rows().min(h.rows()) == chunk && zt.tile_rows() == ht.tile_rows() =>
+            {
+                conv_unpool::gpu_normal_eq_tiles(&self.ctx, sh, ht, zt)
+            }
+            _ => self.conv_normal_eq(sh, &h.values()?, &zhat.values()?),
+        }
     }
 
     fn conv_forward(

@@ -34,8 +34,8 @@ use nalgebra::{DMatrix, DVector};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::engine::Backend;
 use crate::engine::Collective;
+use crate::engine::{Backend, Held};
 use crate::error::{Error, Result};
 use crate::io::rows_csv;
 use crate::kernels::dense::Act;
@@ -274,27 +274,88 @@ impl Layer {
         match self.conv.clone() {
             None => {
                 let c = be.normal_eq(h, d_in, zhat, d_out)?;
-                let work = 1e-9 * (n * (d_in + 1) * (d_in + 1 + d_out)) as f64;
-                let (wc, ridge) = solve_normal(&c, d_in, d_out)?;
-                for o in 0..d_out {
-                    for i in 0..d_in {
-                        self.w[o * d_in + i] = wc[i * d_out + o];
-                    }
-                    self.c[o] = wc[d_in * d_out + o];
-                }
-                Ok((ridge, work))
+                self.take_normal_solution(&c, n)
             }
             Some((shape, _, _)) => {
                 let c = be.conv_normal_eq(&shape, h, zhat)?;
-                let (pl, oc) = (shape.patch(), shape.conv_channels());
-                let work = 1e-9 * (n * shape.side * shape.side * (pl + 1) * (pl + 1 + oc)) as f64;
-                let (kc, ridge) = solve_normal(&c, pl, oc)?;
-                let kernels: Vec<f64> = (0..oc * pl).map(|j| kc[(j % pl) * oc + j / pl]).collect();
-                let bias: Vec<f64> = (0..oc).map(|o| kc[pl * oc + o]).collect();
-                *self = Layer::from_conv(shape, kernels, bias);
-                Ok((ridge, work))
+                self.take_conv_solution(shape, &c, n)
             }
         }
+    }
+
+    /// A dense layer's W and c from its normal equations `c` over `n`
+    /// items: the ridge used and the work in GWMs.
+    fn take_normal_solution(&mut self, c: &[f64], n: usize) -> Result<(Option<f64>, f64)> {
+        let (d_in, d_out) = (self.d_in, self.d_out);
+        let work = 1e-9 * (n * (d_in + 1) * (d_in + 1 + d_out)) as f64;
+        let (wc, ridge) = solve_normal(c, d_in, d_out)?;
+        for o in 0..d_out {
+            for i in 0..d_in {
+                self.w[o * d_in + i] = wc[i * d_out + o];
+            }
+            self.c[o] = wc[d_in * d_out + o];
+        }
+        Ok((ridge, work))
+    }
+
+    /// A conv-unpool layer's kernels and biases from its per-kernel normal
+    /// equations `c` over `n` items: the ridge used and the work in GWMs.
+    fn take_conv_solution(
+        &mut self,
+        shape: conv::ConvShape,
+        c: &[f64],
+        n: usize,
+    ) -> Result<(Option<f64>, f64)> {
+        let (pl, oc) = (shape.patch(), shape.conv_channels());
+        let work = 1e-9 * (n * shape.side * shape.side * (pl + 1) * (pl + 1 + oc)) as f64;
+        let (kc, ridge) = solve_normal(c, pl, oc)?;
+        let kernels: Vec<f64> = (0..oc * pl).map(|j| kc[(j % pl) * oc + j / pl]).collect();
+        let bias: Vec<f64> = (0..oc).map(|o| kc[pl * oc + o]).collect();
+        *self = Layer::from_conv(shape, kernels, bias);
+        Ok((ridge, work))
+    }
+
+    /// [`Layer::solve_weights`] of held operands, the normal equations
+    /// summed where the operands are held.
+    pub fn solve_weights_held(
+        &mut self,
+        be: &Backend,
+        h: &Held,
+        zhat: &Held,
+    ) -> Result<(Option<f64>, f64)> {
+        let n = be.collective().sum_count(h.rows())?;
+        match self.conv.clone() {
+            None => {
+                let c = be.normal_eq_held(h, zhat)?;
+                self.take_normal_solution(&c, n)
+            }
+            Some((shape, _, _)) => {
+                let c = be.conv_normal_eq_held(&shape, h, zhat)?;
+                self.take_conv_solution(shape, &c, n)
+            }
+        }
+    }
+
+    /// [`Layer::solve_latents`] of held Ẑ, H held where it was computed.
+    pub fn solve_latents_held(&self, be: &Backend, zhat: &Held) -> Result<(Held, Option<f64>)> {
+        if let Some((shape, kernels, _)) = &self.conv {
+            let (m, shift, ridge) = self.gram_inverse()?;
+            let g = be.conv_transpose_held(shape, kernels, zhat)?;
+            let h = be.dense_held(&g, &m, self.d_in, &shift, Act::Identity)?;
+            return Ok((h, ridge));
+        }
+        let (pt, bias, ridge) = self.pinv_t()?;
+        let h = be.dense_held(zhat, &pt, self.d_in, &bias, Act::Identity)?;
+        Ok((h, ridge))
+    }
+
+    /// [`Layer::forward`] of held H, the result held where it was computed.
+    pub fn forward_held(&self, be: &Backend, h: &Held, alpha: Option<f64>) -> Result<Held> {
+        let act = alpha.map_or(Act::Identity, Act::Leaky);
+        if let Some((shape, kernels, bias)) = &self.conv {
+            return be.conv_forward_held(shape, kernels, bias, h, act);
+        }
+        be.dense_held(h, &self.w_t(), self.d_out, &self.c, act)
     }
 
     /// Latents of pre-activation targets Ẑ (n × d_out): H (n × d_in).
@@ -341,7 +402,12 @@ fn rows_of(x: &[f64], d: usize, idx: &[usize]) -> Vec<f64> {
 
 /// (rms, mean elastic error) of `got` against `want` (n × d).
 pub fn errors(be: &Backend, got: &[f64], want: &[f64], d: usize) -> Result<(f64, f64)> {
-    let r = be.row_residual(got, want, d)?;
+    residual_errors(be, &be.row_residual(got, want, d)?, d)
+}
+
+/// (rms, mean elastic error) from per-row residuals of rows of `d` values,
+/// over the items of every process.
+fn residual_errors(be: &Backend, r: &[f64], d: usize) -> Result<(f64, f64)> {
     let col = be.collective();
     let n = col.sum_count(r.len() / 2)?;
     if n == 0 || d == 0 {
@@ -400,6 +466,15 @@ fn check_training(x: &[f64], widths: &[usize], s: &Settings) -> Result<()> {
     Ok(())
 }
 
+/// A layer's targets T and pre-activation targets Ẑ, the operands of all
+/// its epochs' solves: on a GPU they stay on the device, and
+/// each epoch's latents and reconstruction are computed and used there, so
+/// only the layer's small matrices and the per-item residuals cross.
+struct Operands {
+    zhat: Held,
+    target: Held,
+}
+
 /// Training a decoder of widths d₀ … d_L on X (n × d_L) as a [`Method`]
 /// of the loop: the loop's epochs are the (layer, epoch) steps from the
 /// top layer down, `epochs` per layer, each one SL + SW solve on all
@@ -422,9 +497,11 @@ pub struct Training<'a> {
     step_gwms: f64,
     /// Trained layers, the lowest first.
     layers: Vec<Layer>,
-    /// The current layer's targets T and pre-activation targets Ẑ.
+    /// The next layer's targets (the data, then each layer's latents).
     target: Vec<f64>,
-    zhat: Vec<f64>,
+    /// The current layer's targets and pre-activation targets, held where
+    /// the device computes for all the layer's epochs.
+    operands: Option<Operands>,
     layer: Option<Layer>,
     report: Option<Epoch>,
     image_shape: Option<(usize, usize)>,
@@ -457,7 +534,7 @@ impl<'a> Training<'a> {
             step_gwms: 0.0,
             layers: Vec::with_capacity(widths.len() - 1),
             target: x.to_vec(),
-            zhat: vec![],
+            operands: None,
             layer: None,
             report: None,
             image_shape,
@@ -484,7 +561,8 @@ impl<'a> Training<'a> {
     /// A new layer `li` with its targets' pre-activations Ẑ.
     fn begin_layer(&mut self, li: usize) -> Result<()> {
         let (d_in, d_out) = (self.widths[li - 1], self.widths[li]);
-        self.zhat = self.be.leaky_relu(&self.target, self.s.alpha, true)?;
+        let zhat = self.be.leaky_relu(&self.target, self.s.alpha, true)?;
+        let target = std::mem::take(&mut self.target);
         let layer = match self.s.conv.get(li - 1) {
             Some(&shape) => Layer::random_conv(shape, &mut self.rng),
             None => {
@@ -492,7 +570,7 @@ impl<'a> Training<'a> {
                 // Start the bias at the targets' mean, so SL begins centred.
                 let n = self.n;
                 let mut sums: Vec<f64> = (0..d_out)
-                    .map(|j| (0..n).map(|i| self.zhat[i * d_out + j]).sum::<f64>())
+                    .map(|j| (0..n).map(|i| zhat[i * d_out + j]).sum::<f64>())
                     .collect();
                 let col = self.be.collective();
                 col.allreduce_sum_f64(&mut sums)?;
@@ -504,14 +582,20 @@ impl<'a> Training<'a> {
             }
         };
         self.layer = Some(layer);
+        self.operands = Some(Operands {
+            zhat: self.be.hold(zhat, d_out)?,
+            target: self.be.hold(target, d_out)?,
+        });
         Ok(())
     }
 
     /// The layer's final latents become the next targets.
     fn end_layer(&mut self, li: usize) -> Result<()> {
         let layer = self.layer.take().expect("a layer in training");
+        let ops = self.operands.take().expect("a layer's operands");
         let (d_in, d_out) = (layer.d_in, layer.d_out);
-        let (h, _) = layer.solve_latents(self.be, &self.zhat)?;
+        let (h, _) = layer.solve_latents_held(self.be, &ops.zhat)?;
+        let h = h.into_values()?;
         self.work(1e-9 * (self.n_all * d_in * d_out) as f64);
         self.layers.insert(0, layer);
         if let Some(shape) = self.image_shape {
@@ -589,9 +673,10 @@ impl Method for Training<'_> {
             Error::Numeric(m) => Error::Numeric(format!("layer {li}, epoch {epoch}: {m}")),
             e => e,
         };
-        let (h, r1) = layer.solve_latents(be, &self.zhat).map_err(at)?;
+        let ops = self.operands.take().expect("begun");
+        let (h, r1) = layer.solve_latents_held(be, &ops.zhat).map_err(at)?;
         self.work(1e-9 * (n * d_in * d_out) as f64);
-        let (hs, zs) = match self.s.weight_sample {
+        let (r2, work) = match self.s.weight_sample {
             Some(k) if k < n => {
                 // One sample of all processes' items; each takes its own.
                 let mine = self.offset..self.offset + self.n;
@@ -600,16 +685,20 @@ impl Method for Training<'_> {
                     .filter(|i| mine.contains(i))
                     .map(|i| i - self.offset)
                     .collect();
-                (rows_of(&h, d_in, &idx), rows_of(&self.zhat, d_out, &idx))
+                let hs = rows_of(&h.values()?, d_in, &idx);
+                let zs = rows_of(&ops.zhat.values()?, d_out, &idx);
+                layer.solve_weights(be, &hs, &zs)
             }
-            _ => (h.clone(), self.zhat.clone()),
-        };
-        let (r2, work) = layer.solve_weights(be, &hs, &zs).map_err(at)?;
+            _ => layer.solve_weights_held(be, &h, &ops.zhat),
+        }
+        .map_err(at)?;
         self.work(work);
-        let recon = layer.forward(be, &h, Some(self.s.alpha))?;
+        let recon = layer.forward_held(be, &h, Some(self.s.alpha))?;
         self.work(1e-9 * (n * d_in * d_out) as f64);
-        let (rms, elastic) = errors(be, &recon, &self.target, d_out)?;
+        let r = be.row_residual_held(&recon, &ops.target)?;
+        let (rms, elastic) = residual_errors(be, &r, d_out)?;
         self.layer = Some(layer);
+        self.operands = Some(ops);
         self.report = Some(Epoch {
             layer: li,
             epoch,

@@ -162,3 +162,157 @@ fn rrr_step(
     }
     err[jj * kq + q] = ek;
 }
+
+// The cooperative variant for wide nodes (hardware GPUs): one workgroup
+// per (bilinear node, item or quad), its 64 lanes over the node's in-edges.
+// Both passes read the node's edges, but the second finds them in the
+// workgroup's cache (in-degree × 3 rows, 37 KB at 784 in-edges × quads),
+// so x, w and xa cross from memory once; and a node of 784 in-edges is
+// walked 64 edges at a time instead of by one invocation. The sums over
+// in-edges are a tree over the lanes (rounding differs from the one-lane
+// walk), the roots are solved by the first LANE_ITEMS lanes, one item each.
+var<workgroup> wide_p: array<itemv, 64>;
+var<workgroup> wide_m: array<itemv, 64>;
+// Per item: σ, τ, k, u, held (see root_form).
+var<workgroup> wide_form: array<array<real, 4>, 5>;
+var<workgroup> wide_stop: u32;
+
+// The sum over the workgroup's lanes of `v` (every lane gets it).
+fn wide_sum(lid: u32, v: itemv) -> itemv {
+    wide_p[lid] = v;
+    workgroupBarrier();
+    for (var s = 32u; s > 0u; s >>= 1u) {
+        if (lid < s) {
+            wide_p[lid] += wide_p[lid + s];
+        }
+        workgroupBarrier();
+    }
+    let total = wide_p[0];
+    workgroupBarrier();
+    return total;
+}
+
+@compute @workgroup_size(64)
+fn rrr_step_wide(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let g = wid.y * nwg.x + wid.x;
+    let kq = params.items / LANE_ITEMS;
+    // A stopped run leaves its state alone (read once, uniformly).
+    if (lid == 0u) {
+        wide_stop = atomicLoad(&counters[3]);
+    }
+    let stopped = workgroupUniformLoad(&wide_stop);
+    if (g >= kq * params.bil_nodes || stopped != 0u) {
+        return;
+    }
+    let jj = g / kq;
+    let q = g - jj * kq;
+    let j = bil[jj];
+    let e0 = in_ptr[j];
+    let e1 = in_ptr[j + 1u];
+    let beta = scalars[0];
+    let omega = scalars[1];
+    var sp = itemv(0.0);
+    var sm = itemv(0.0);
+    for (var e = e0 + lid; e < e1; e += 64u) {
+        let o = e * kq + q;
+        let rx = 2.0 * xa[src[e] * kq + q] - x[o];
+        let rw = 2.0 * wa[e] - w[o];
+        sp += (rx + rw) * (rx + rw);
+        sm += (rx - rw) * (rx - rw);
+    }
+    wide_m[lid] = sm;
+    sp = wide_sum(lid, sp);
+    // wide_sum's barriers made every lane's sm visible.
+    for (var s = 32u; s > 0u; s >>= 1u) {
+        if (lid < s) {
+            wide_m[lid] += wide_m[lid + s];
+        }
+        workgroupBarrier();
+    }
+    sm = wide_m[0];
+    let nq = j * kq + q;
+    let g_j = metric[j];
+    var ry = y[nq];
+    var cy = real(0.0);
+    var t = ry;
+    if (params.mode == 1u) {
+        ry = 2.0 * ya[nq] - ry;
+        cy = omega * omega / g_j;
+        t = omega * ry;
+    }
+    if (lid < LANE_ITEMS) {
+        let root = solve_root(item_at(sp, lid), item_at(sm, lid), cy, item_at(t, lid));
+        var f = vec3<real>(0.0, 0.0, 1.0);
+        var u = real(0.0);
+        var held = real(0.0);
+        if (root.status == STATUS_DEGENERATE) {
+            held = 1.0;
+            atomicAdd(&counters[0], 1u);
+        } else {
+            f = root_form(root);
+            u = root_u(root);
+            if (root.status == STATUS_NOT_CONVERGED) {
+                atomicAdd(&counters[1], 1u);
+            }
+        }
+        wide_form[0][lid] = f.x;
+        wide_form[1][lid] = f.y;
+        wide_form[2][lid] = f.z;
+        wide_form[3][lid] = u;
+        wide_form[4][lid] = held;
+    }
+    workgroupBarrier();
+    var sig = itemv(0.0);
+    var tau = itemv(0.0);
+    var kin = itemv(1.0);
+    var ru = itemv(0.0);
+    var held = itemv(0.0);
+    for (var c = 0u; c < LANE_ITEMS; c++) {
+        sig = item_set(sig, c, wide_form[0][c]);
+        tau = item_set(tau, c, wide_form[1][c]);
+        kin = item_set(kin, c, wide_form[2][c]);
+        ru = item_set(ru, c, wide_form[3][c]);
+        held = item_set(held, c, wide_form[4][c]);
+    }
+    let keep = held > itemv(0.5);
+    var e2 = itemv(0.0);
+    for (var e = e0 + lid; e < e1; e += 64u) {
+        let o = e * kq + q;
+        let xae = xa[src[e] * kq + q];
+        let wae = wa[e];
+        let rx = 2.0 * xae - x[o];
+        let rw = 2.0 * wae - w[o];
+        let px = select(((rx + sig * rw) - tau * rw) * kin, rx, keep);
+        let pw = select(((rw + sig * rx) - tau * rx) * kin, rw, keep);
+        let dx = px - xae;
+        let dw = pw - wae;
+        x[o] += beta * dx;
+        w[o] += beta * dw;
+        e2 += dx * dx + dw * dw;
+    }
+    var ek = wide_sum(lid, e2);
+    if (lid != 0u) {
+        return;
+    }
+    if (params.mode == 1u) {
+        let yb = select(ry - omega * ru / g_j, ry, keep);
+        let dy = yb - ya[nq];
+        y[nq] += beta * dy;
+        ek += g_j * dy * dy;
+    }
+    if (params.has_bias != 0u) {
+        var bias_sum = real(0.0);
+        let pt = params.parts_total;
+        for (var p = 0u; p < pt; p++) {
+            bias_sum += bpart[j * pt + p];
+        }
+        let db = bias_sum / real(params.items_total) - ba[nq];
+        b[nq] += beta * db;
+        ek += g_j * db * db;
+    }
+    err[jj * kq + q] = ek;
+}

@@ -225,7 +225,9 @@ pub fn run_one(
     let num = |k: &str| v.get(k).and_then(|x| x.as_f64());
     let count = |k: &str| v.get(k).and_then(|x| x.as_u64()).map(|c| c as usize);
     let gwms_per_s = num("gwms_per_s");
-    let bandwidth_gbs = match (w.bytes_per_wm, gwms_per_s) {
+    // A GPU RRR row's own traffic model (its engine's step) where it has one.
+    let bytes_per_wm = num("bytes_per_item_edge").or(w.bytes_per_wm);
+    let bandwidth_gbs = match (bytes_per_wm, gwms_per_s) {
         (Some(b), Some(g)) => Some(b * g),
         _ => None,
     };

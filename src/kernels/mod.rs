@@ -55,6 +55,8 @@ pub const ALL: &[Kernel] = &[
     normalize_weights::GROUPS,
     rrr_step::KERNEL,
     rrr_step::QUAD,
+    rrr_step::WIDE,
+    rrr_step::WIDE_QUAD,
     rrr_converge::KERNEL,
     rrr_forward::KERNEL,
     rrr_forward::QUAD,

@@ -66,6 +66,43 @@ pub const KERNEL: Kernel = Kernel {
 /// walk of the in-edges per pass for four items.
 pub const QUAD: Kernel = KERNEL.quad();
 
+/// The cooperative variant for wide nodes: a workgroup of 64 lanes per
+/// (bilinear node, item), the lanes over the node's in-edges (see the
+/// shader). The same arithmetic per edge; the sums over in-edges are a tree.
+pub const WIDE: Kernel = Kernel {
+    entry: "rrr_step_wide",
+    ..KERNEL
+};
+
+/// [`WIDE`] over quads of items.
+pub const WIDE_QUAD: Kernel = WIDE.quad();
+
+/// Mean in-edges per bilinear node from which [`WIDE`] is used on hardware
+/// GPUs: below it most of a workgroup's 64 lanes would idle.
+pub const WIDE_NODE: usize = 64;
+
+/// Whether the bilinear nodes `bil` (with in-edges `in_ptr`) are wide
+/// enough for [`WIDE`].
+pub fn wide(bil: &[u32], in_ptr: &[u32]) -> bool {
+    let edges: usize = bil
+        .iter()
+        .map(|&j| (in_ptr[j as usize + 1] - in_ptr[j as usize]) as usize)
+        .sum();
+    !bil.is_empty() && edges >= WIDE_NODE * bil.len()
+}
+
+/// Invocations of a step kernel over `nodes` bilinear nodes and rows of
+/// `items` items: one per (node, item or quad), or a workgroup each for
+/// [`WIDE`].
+pub fn threads(kernel: &Kernel, nodes: usize, items: usize) -> u64 {
+    let per = (nodes * items) as u64 / kernel.lanes as u64;
+    if kernel.entry == WIDE.entry {
+        per * kernel.workgroup as u64
+    } else {
+        per
+    }
+}
+
 /// Uniform parameters (matches `StepParams`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
@@ -742,8 +779,8 @@ pub fn gpu(
     gpu_with(ctx, prec, kernel, inp, x, w, y, b)
 }
 
-/// One RRR step by a given variant ([`KERNEL`], or [`QUAD`] for a multiple
-/// of 4 items).
+/// One RRR step by a given variant ([`KERNEL`] or [`WIDE`], or their quad
+/// variants for a multiple of 4 items).
 #[allow(clippy::too_many_arguments)]
 pub fn gpu_with(
     ctx: &Arc<GpuContext>,
@@ -790,7 +827,7 @@ pub fn gpu_with(
         &err, &counters,
     ];
     let binds: Vec<_> = bufs.iter().map(|&b| b.into()).collect();
-    let d = ctx.prepare(kernel, prec, &binds, (j * kk) as u64 / kernel.lanes as u64)?;
+    let d = ctx.prepare(kernel, prec, &binds, threads(kernel, j, kk))?;
     ctx.run_one(&d)?;
     Ok(StepOut {
         x: xb.read_real()?,

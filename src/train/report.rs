@@ -72,7 +72,7 @@ impl DeviceWork {
             submits_per_iteration: per(w.submits),
             dispatches_per_iteration: per(w.dispatches),
             readbacks_per_iteration: per(w.readbacks),
-            bytes_per_item_edge: crate::engine::gpu::TRAFFIC_PER_ITEM_EDGE
+            bytes_per_item_edge: crate::engine::gpu::traffic_per_item_edge()
                 * precision.bytes() as f64,
         })
     }

@@ -462,7 +462,13 @@ fn check_step(c: &StepCase, items: usize, precisions: &[Precision]) {
     simd_levels_agree::<f32>(&inp, v);
     for &prec in precisions {
         let Some(ctx) = gpu(prec) else { continue };
-        for kernel in item_variants(&rrr_step::KERNEL, &rrr_step::QUAD, items) {
+        // The cooperative variant's workgroup per (node, item) on a
+        // software adapter: the twin's cases up to 10⁵ of them.
+        let wide = (inp.bil.len() * items <= 100_000)
+            .then(|| item_variants(&rrr_step::WIDE, &rrr_step::WIDE_QUAD, items))
+            .unwrap_or_default();
+        let narrow = item_variants(&rrr_step::KERNEL, &rrr_step::QUAD, items);
+        for kernel in narrow.into_iter().chain(wide) {
             let (x0, w0, y0, b0) = (&v[2], &v[3], &v[5], &v[7]);
             let got = rrr_step::gpu_with(&ctx, prec, kernel, &inp, x0, w0, y0, b0).unwrap();
             let (rt, at) = tol(prec);
@@ -650,6 +656,23 @@ fn rrr_step_matches_reference() {
     assert!(p.bil.len() > rrr_step::XSUM_GROUPS);
     let c = step_case(p, 37, rrr_step::MODE_FREE_Y, 7);
     check_step(&c, 37, &[Precision::F32]);
+    // Nodes wider than the cooperative step's 64 lanes (150 in-edges: lanes
+    // take up to three each), both precisions.
+    let p = RrrProblem::from_edges(153, &layered_edges(&[150, 3]), WeightGroups::ByDestination)
+        .unwrap();
+    for k in [13, 16] {
+        let c = step_case(p.clone(), k, rrr_step::MODE_FREE_Y, 5);
+        check_step(&c, k, &[Precision::F32, Precision::F64]);
+    }
+    // More (node, item) workgroups than one grid row holds: a 2-D grid.
+    let p = RrrProblem::from_edges(
+        4,
+        &[(0, 2), (1, 2), (0, 3), (1, 3)],
+        WeightGroups::ByDestination,
+    )
+    .unwrap();
+    let c = step_case(p, 40_001, rrr_step::MODE_FREE_Y, 9);
+    check_step(&c, 40_001, &[Precision::F32]);
 }
 
 fn check_update(n: usize, precisions: &[Precision]) {

@@ -20,7 +20,9 @@
 //!
 //! Memory traffic per (item, edge) and iteration, in elements: consensus
 //! reads x (1); the w reduction reads w (1); the fused step reads x, w and
-//! xa twice and writes x, w (8) — about 10 × 4 bytes in f32.
+//! xa twice and writes x, w (8) — about 10 × 4 bytes in f32. The
+//! cooperative step for wide nodes (`rrr_step::WIDE`, hardware GPUs) finds
+//! its second pass's rows in the workgroup's cache: 7.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -44,6 +46,27 @@ use crate::real::Precision;
 /// Modelled device traffic per (item, edge) and iteration, in elements (see
 /// the module doc): × 4 bytes in f32, × 8 in f64.
 pub const TRAFFIC_PER_ITEM_EDGE: f64 = 10.0;
+/// [`TRAFFIC_PER_ITEM_EDGE`] with the cooperative step.
+pub const TRAFFIC_PER_ITEM_EDGE_WIDE: f64 = 7.0;
+
+/// The traffic model of the step the process's last GPU engine chose.
+static TRAFFIC: AtomicU64 = AtomicU64::new(TRAFFIC_PER_ITEM_EDGE.to_bits());
+
+/// Modelled device traffic per (item, edge) and iteration of the last GPU
+/// engine, in elements.
+pub fn traffic_per_item_edge() -> f64 {
+    f64::from_bits(TRAFFIC.load(Ordering::Relaxed))
+}
+
+/// Whether an engine runs the cooperative step: on hardware GPUs for wide
+/// nodes; `GRADFREE_STEP=wide` (or `narrow`) forces either.
+fn wide_step(ctx: &GpuContext, p: &RrrProblem) -> bool {
+    match std::env::var("GRADFREE_STEP").as_deref() {
+        Ok("wide") => true,
+        Ok("narrow") => false,
+        _ => !ctx.summary().software && rrr_step::wide(&p.bil, &p.in_ptr),
+    }
+}
 
 /// RRR iterations the process has run on devices (every engine).
 static ITERATIONS: AtomicU64 = AtomicU64::new(0);
@@ -333,6 +356,12 @@ impl GpuRrr {
             )
         };
 
+        let wide = wide_step(ctx, p);
+        let traffic = match wide {
+            true => TRAFFIC_PER_ITEM_EDGE_WIDE,
+            false => TRAFFIC_PER_ITEM_EDGE,
+        };
+        TRAFFIC.store(traffic.to_bits(), Ordering::Relaxed);
         let mut chunks = Vec::with_capacity(starts.len());
         let mut part_offset = 0;
         for (c, &start) in starts.iter().enumerate() {
@@ -453,8 +482,11 @@ impl GpuRrr {
                 (&err).into(),
                 (&counters).into(),
             ];
-            let step = pick(&rrr_step::KERNEL, &rrr_step::QUAD);
-            let d_step = ctx.prepare(step, precision, &binds, (j * ck / lanes) as u64)?;
+            let step = match wide {
+                true => pick(&rrr_step::WIDE, &rrr_step::WIDE_QUAD),
+                false => pick(&rrr_step::KERNEL, &rrr_step::QUAD),
+            };
+            let d_step = ctx.prepare(step, precision, &binds, rrr_step::threads(step, j, ck))?;
             let nodes_x = ctx.alloc(n * ck, real)?;
             let nodes_y = ctx.alloc(n * ck, real)?;
             let load_params = ctx.uniform(&rrr_load::Params {

@@ -464,9 +464,11 @@ fn check_step(c: &StepCase, items: usize, precisions: &[Precision]) {
         let Some(ctx) = gpu(prec) else { continue };
         // The cooperative variant's workgroup per (node, item) on a
         // software adapter: the twin's cases up to 10⁵ of them.
-        let wide = (inp.bil.len() * items <= 100_000)
-            .then(|| item_variants(&rrr_step::WIDE, &rrr_step::WIDE_QUAD, items))
-            .unwrap_or_default();
+        let wide = if inp.bil.len() * items <= 100_000 {
+            item_variants(&rrr_step::WIDE, &rrr_step::WIDE_QUAD, items)
+        } else {
+            vec![]
+        };
         let narrow = item_variants(&rrr_step::KERNEL, &rrr_step::QUAD, items);
         for kernel in narrow.into_iter().chain(wide) {
             let (x0, w0, y0, b0) = (&v[2], &v[3], &v[5], &v[7]);

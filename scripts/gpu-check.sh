@@ -97,8 +97,8 @@ run_bench gpu-f32 $(( $(left) / 2 )) --suite "$suite" --devices gpu,cpu --precis
 run_bench profile $(( $(left) / 2 )) --suite "$suite" --devices gpu --precision f32 --profile \
     --only rrr-nmf-ledm6,rrr-classify-maj13,rrr-classify-784-20-10,starnet-epoch,hsic-ism "${mnist_args[@]}"
 # The classifier with the one-invocation-per-(node, item) step instead of
-# the cooperative one hardware GPUs run for wide nodes (784-20-10): the
-# measurement that decides the default.
+# the cooperative one the engine runs for wide nodes (784-20-10): the
+# measurement that decides the default on hardware.
 GRADFREE_STEP=narrow run_bench step-narrow $(( $(left) / 4 )) --suite "$suite" --devices gpu \
     --precision f32 --only rrr-classify-784-20-10 "${mnist_args[@]}"
 if grep -E '^gpu [0-9]+:' -A2 "$out/devices.txt" | grep -q 'f64 yes'; then

@@ -164,32 +164,32 @@ fn rrr_step(
 }
 
 // The cooperative variant for wide nodes (hardware GPUs): one workgroup
-// per (bilinear node, item or quad), its 64 lanes over the node's in-edges.
-// Both passes read the node's edges, but the second finds them in the
-// workgroup's cache (in-degree × 3 rows, 37 KB at 784 in-edges × quads),
-// so x, w and xa cross from memory once; and a node of 784 in-edges is
-// walked 64 edges at a time instead of by one invocation. The sums over
-// in-edges are a tree over the lanes (rounding differs from the one-lane
-// walk), the roots are solved by the first LANE_ITEMS lanes, one item each.
+// per (bilinear node, tile of two items or quads), each half of its 64
+// lanes over the node's in-edges for one of them. A lane reads a row's two
+// neighbouring items or quads together with its twin lane of the other
+// half (whole 32-byte sectors of the item-fastest [rows][K] arrays), and
+// the second pass finds the rows the first read in the cache, so x, w and
+// xa cross from memory once. Consecutive workgroups are the nodes of one
+// tile, which gather the same xa rows. The sums over in-edges are a tree
+// over the half's lanes (rounding differs from the one-lane walk); the
+// roots are solved by the first LANE_ITEMS lanes of each half.
 var<workgroup> wide_p: array<itemv, 64>;
 var<workgroup> wide_m: array<itemv, 64>;
-// Per item: σ, τ, k, u, held (see root_form).
-var<workgroup> wide_form: array<array<real, 4>, 5>;
+// Per half, field (σ, τ, k, u, held; see root_form) and item.
+var<workgroup> wide_form: array<real, 40>;
 var<workgroup> wide_stop: u32;
 
-// The sum over the workgroup's lanes of `v` (every lane gets it).
-fn wide_sum(lid: u32, v: itemv) -> itemv {
-    wide_p[lid] = v;
+// Tree sums over each half's 32 lanes of `wide_p` and `wide_m` (every
+// lane calls it; the totals land in lanes 0 and 32).
+fn wide_sums(lid: u32) {
     workgroupBarrier();
-    for (var s = 32u; s > 0u; s >>= 1u) {
-        if (lid < s) {
+    for (var s = 16u; s > 0u; s >>= 1u) {
+        if (lid % 32u < s) {
             wide_p[lid] += wide_p[lid + s];
+            wide_m[lid] += wide_m[lid + s];
         }
         workgroupBarrier();
     }
-    let total = wide_p[0];
-    workgroupBarrier();
-    return total;
 }
 
 @compute @workgroup_size(64)
@@ -200,16 +200,24 @@ fn rrr_step_wide(
 ) {
     let g = wid.y * nwg.x + wid.x;
     let kq = params.items / LANE_ITEMS;
+    let nodes = params.bil_nodes;
     // A stopped run leaves its state alone (read once, uniformly).
     if (lid == 0u) {
         wide_stop = atomicLoad(&counters[3]);
     }
     let stopped = workgroupUniformLoad(&wide_stop);
-    if (g >= kq * params.bil_nodes || stopped != 0u) {
+    if (g >= (kq + 1u) / 2u * nodes || stopped != 0u) {
         return;
     }
-    let jj = g / kq;
-    let q = g - jj * kq;
+    let tile = g / nodes;
+    let jj = g - tile * nodes;
+    let half = lid / 32u;
+    let l = lid % 32u;
+    let h0 = half * 32u;
+    // An odd last quad leaves the second half without one: it reads the
+    // first half's and writes nothing.
+    let valid = tile * 2u + half < kq;
+    let q = min(tile * 2u + half, kq - 1u);
     let j = bil[jj];
     let e0 = in_ptr[j];
     let e1 = in_ptr[j + 1u];
@@ -217,23 +225,18 @@ fn rrr_step_wide(
     let omega = scalars[1];
     var sp = itemv(0.0);
     var sm = itemv(0.0);
-    for (var e = e0 + lid; e < e1; e += 64u) {
+    for (var e = e0 + l; e < e1; e += 32u) {
         let o = e * kq + q;
         let rx = 2.0 * xa[src[e] * kq + q] - x[o];
         let rw = 2.0 * wa[e] - w[o];
         sp += (rx + rw) * (rx + rw);
         sm += (rx - rw) * (rx - rw);
     }
+    wide_p[lid] = sp;
     wide_m[lid] = sm;
-    sp = wide_sum(lid, sp);
-    // wide_sum's barriers made every lane's sm visible.
-    for (var s = 32u; s > 0u; s >>= 1u) {
-        if (lid < s) {
-            wide_m[lid] += wide_m[lid + s];
-        }
-        workgroupBarrier();
-    }
-    sm = wide_m[0];
+    wide_sums(lid);
+    sp = wide_p[h0];
+    sm = wide_m[h0];
     let nq = j * kq + q;
     let g_j = metric[j];
     var ry = y[nq];
@@ -244,26 +247,29 @@ fn rrr_step_wide(
         cy = omega * omega / g_j;
         t = omega * ry;
     }
-    if (lid < LANE_ITEMS) {
-        let root = solve_root(item_at(sp, lid), item_at(sm, lid), cy, item_at(t, lid));
+    if (l < LANE_ITEMS) {
+        let root = solve_root(item_at(sp, l), item_at(sm, l), cy, item_at(t, l));
         var f = vec3<real>(0.0, 0.0, 1.0);
         var u = real(0.0);
         var held = real(0.0);
         if (root.status == STATUS_DEGENERATE) {
             held = 1.0;
-            atomicAdd(&counters[0], 1u);
+            if (valid) {
+                atomicAdd(&counters[0], 1u);
+            }
         } else {
             f = root_form(root);
             u = root_u(root);
-            if (root.status == STATUS_NOT_CONVERGED) {
+            if (root.status == STATUS_NOT_CONVERGED && valid) {
                 atomicAdd(&counters[1], 1u);
             }
         }
-        wide_form[0][lid] = f.x;
-        wide_form[1][lid] = f.y;
-        wide_form[2][lid] = f.z;
-        wide_form[3][lid] = u;
-        wide_form[4][lid] = held;
+        let at = half * 20u + l;
+        wide_form[at] = f.x;
+        wide_form[at + 4u] = f.y;
+        wide_form[at + 8u] = f.z;
+        wide_form[at + 12u] = u;
+        wide_form[at + 16u] = held;
     }
     workgroupBarrier();
     var sig = itemv(0.0);
@@ -272,15 +278,16 @@ fn rrr_step_wide(
     var ru = itemv(0.0);
     var held = itemv(0.0);
     for (var c = 0u; c < LANE_ITEMS; c++) {
-        sig = item_set(sig, c, wide_form[0][c]);
-        tau = item_set(tau, c, wide_form[1][c]);
-        kin = item_set(kin, c, wide_form[2][c]);
-        ru = item_set(ru, c, wide_form[3][c]);
-        held = item_set(held, c, wide_form[4][c]);
+        let at = half * 20u + c;
+        sig = item_set(sig, c, wide_form[at]);
+        tau = item_set(tau, c, wide_form[at + 4u]);
+        kin = item_set(kin, c, wide_form[at + 8u]);
+        ru = item_set(ru, c, wide_form[at + 12u]);
+        held = item_set(held, c, wide_form[at + 16u]);
     }
     let keep = held > itemv(0.5);
     var e2 = itemv(0.0);
-    for (var e = e0 + lid; e < e1; e += 64u) {
+    for (var e = e0 + l; e < e1; e += 32u) {
         let o = e * kq + q;
         let xae = xa[src[e] * kq + q];
         let wae = wa[e];
@@ -290,14 +297,19 @@ fn rrr_step_wide(
         let pw = select(((rw + sig * rx) - tau * rx) * kin, rw, keep);
         let dx = px - xae;
         let dw = pw - wae;
-        x[o] += beta * dx;
-        w[o] += beta * dw;
+        if (valid) {
+            x[o] += beta * dx;
+            w[o] += beta * dw;
+        }
         e2 += dx * dx + dw * dw;
     }
-    var ek = wide_sum(lid, e2);
-    if (lid != 0u) {
+    wide_p[lid] = e2;
+    wide_m[lid] = itemv(0.0);
+    wide_sums(lid);
+    if (l != 0u || !valid) {
         return;
     }
+    var ek = wide_p[h0];
     if (params.mode == 1u) {
         let yb = select(ry - omega * ru / g_j, ry, keep);
         let dy = yb - ya[nq];

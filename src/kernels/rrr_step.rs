@@ -67,8 +67,9 @@ pub const KERNEL: Kernel = Kernel {
 pub const QUAD: Kernel = KERNEL.quad();
 
 /// The cooperative variant for wide nodes: a workgroup of 64 lanes per
-/// (bilinear node, item), the lanes over the node's in-edges (see the
-/// shader). The same arithmetic per edge; the sums over in-edges are a tree.
+/// (bilinear node, two items or quads), each half's lanes over the node's
+/// in-edges (see the shader). The same arithmetic per edge; the sums over
+/// in-edges are a tree.
 pub const WIDE: Kernel = Kernel {
     entry: "rrr_step_wide",
     ..KERNEL
@@ -77,8 +78,8 @@ pub const WIDE: Kernel = Kernel {
 /// [`WIDE`] over quads of items.
 pub const WIDE_QUAD: Kernel = WIDE.quad();
 
-/// Mean in-edges per bilinear node from which [`WIDE`] is used on hardware
-/// GPUs: below it most of a workgroup's 64 lanes would idle.
+/// Mean in-edges per bilinear node from which the GPU engine runs [`WIDE`]:
+/// below it most of a half-workgroup's 32 lanes would idle.
 pub const WIDE_NODE: usize = 64;
 
 /// Whether the bilinear nodes `bil` (with in-edges `in_ptr`) are wide
@@ -92,14 +93,14 @@ pub fn wide(bil: &[u32], in_ptr: &[u32]) -> bool {
 }
 
 /// Invocations of a step kernel over `nodes` bilinear nodes and rows of
-/// `items` items: one per (node, item or quad), or a workgroup each for
-/// [`WIDE`].
+/// `items` items: one per (node, item or quad), or for [`WIDE`] a
+/// workgroup per (node, two items or quads).
 pub fn threads(kernel: &Kernel, nodes: usize, items: usize) -> u64 {
-    let per = (nodes * items) as u64 / kernel.lanes as u64;
+    let per_row = items / kernel.lanes as usize;
     if kernel.entry == WIDE.entry {
-        per * kernel.workgroup as u64
+        (nodes * per_row.div_ceil(2)) as u64 * kernel.workgroup as u64
     } else {
-        per
+        (nodes * per_row) as u64
     }
 }
 

@@ -232,7 +232,10 @@ fn gpu_profile_times_every_kernel_of_an_iteration() {
             .find(|t| t.kernel.trim_end_matches("×4") == k)
             .map(|t| (t.dispatches, t.seconds))
     };
-    let (steps, step_s) = of("rrr_step::rrr_step").expect("rrr_step timed");
+    // The narrow step, or the cooperative one where GRADFREE_STEP asks.
+    let (steps, step_s) = of("rrr_step::rrr_step")
+        .or_else(|| of("rrr_step::rrr_step_wide"))
+        .expect("rrr_step timed");
     assert_eq!(steps, 200);
     assert!(step_s > 0.0);
     for k in [

@@ -61,90 +61,86 @@ struct StepParams {
 // [degenerate, not converged, …, stopped (rrr_converge), …]
 @group(0) @binding(16) var<storage, read_write> counters: array<atomic<u32>>;
 
-@compute @workgroup_size(64)
-fn rrr_step(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    let idx = (wid.y * nwg.x + wid.x) * 64u + lid;
-    let kk = params.items;
-    let kq = kk / LANE_ITEMS;
-    // A stopped run leaves its state alone.
-    if (idx >= kq * params.bil_nodes || atomicLoad(&counters[3]) != 0u) {
-        return;
+// The y side of node j at quad q: y's reflection, and the root's c and t.
+struct NodeY {
+    ry: itemv,
+    cy: real,
+    t: itemv,
+}
+
+fn node_y(nq: u32, g: real, omega: real) -> NodeY {
+    let yq = y[nq];
+    if (params.mode == 1u) {
+        let ry = 2.0 * ya[nq] - yq;
+        return NodeY(ry, omega * omega / g, omega * ry);
     }
-    let jj = idx / kq;
-    let q = idx - jj * kq;
-    let j = bil[jj];
-    let e0 = in_ptr[j];
-    let e1 = in_ptr[j + 1u];
-    let beta = scalars[0];
-    let omega = scalars[1];
-    var sp = itemv(0.0);
-    var sm = itemv(0.0);
-    for (var e = e0; e < e1; e++) {
+    return NodeY(yq, 0.0, yq);
+}
+
+// |r_x + r_w|² and |r_x − r_w|² over in-edges first, first + stride, … < e1.
+struct EdgeSums {
+    sp: itemv,
+    sm: itemv,
+}
+
+fn edge_sums(first: u32, e1: u32, stride: u32, q: u32, kq: u32) -> EdgeSums {
+    var s = EdgeSums(itemv(0.0), itemv(0.0));
+    for (var e = first; e < e1; e += stride) {
         let o = e * kq + q;
         let rx = 2.0 * xa[src[e] * kq + q] - x[o];
         let rw = 2.0 * wa[e] - w[o];
-        sp += (rx + rw) * (rx + rw);
-        sm += (rx - rw) * (rx - rw);
+        s.sp += (rx + rw) * (rx + rw);
+        s.sm += (rx - rw) * (rx - rw);
     }
-    // The (node, item) values of this invocation: y's reflection and the
-    // root's c and t, as vectors.
-    let nq = j * kq + q;
-    let g = metric[j];
-    var ry = y[nq];
-    var cy = real(0.0);
-    var t = ry;
-    if (params.mode == 1u) {
-        ry = 2.0 * ya[nq] - ry;
-        cy = omega * omega / g;
-        t = omega * ry;
-    }
-    // Each item's root as its (σ, τ, k) and u, kept as vectors (no arrays,
-    // which a software adapter keeps in memory); degenerate items keep
-    // their reflection (`held` = 1).
-    var sig = itemv(0.0);
-    var tau = itemv(0.0);
-    var kin = itemv(1.0);
-    var ru = itemv(0.0);
-    var held = itemv(0.0);
-    for (var c = 0u; c < LANE_ITEMS; c++) {
-        let root = solve_root(item_at(sp, c), item_at(sm, c), cy, item_at(t, c));
-        if (root.status == STATUS_DEGENERATE) {
-            held = item_set(held, c, 1.0);
-            atomicAdd(&counters[0], 1u);
-        } else {
-            let f = root_form(root);
-            sig = item_set(sig, c, f.x);
-            tau = item_set(tau, c, f.y);
-            kin = item_set(kin, c, f.z);
-            ru = item_set(ru, c, root_u(root));
-            if (root.status == STATUS_NOT_CONVERGED) {
-                atomicAdd(&counters[1], 1u);
-            }
-        }
-    }
-    let keep = held > itemv(0.5);
+    return s;
+}
+
+// Each item's root as (σ, τ, k) (root_form) and u; held = 1 for a
+// degenerate item, which keeps its reflection.
+struct Form {
+    sig: itemv,
+    tau: itemv,
+    kin: itemv,
+    ru: itemv,
+    held: itemv,
+}
+
+// The second pass over the same in-edges: PB's output, z += β(PB − a)
+// (written when `write`), and Σ |PB − a|² over the edges.
+fn edge_update(first: u32, e1: u32, stride: u32, q: u32, kq: u32, f: Form, write: bool) -> itemv {
+    let beta = scalars[0];
+    let keep = f.held > itemv(0.5);
     var e2 = itemv(0.0);
-    for (var e = e0; e < e1; e++) {
+    for (var e = first; e < e1; e += stride) {
         let o = e * kq + q;
         let xae = xa[src[e] * kq + q];
         let wae = wa[e];
         let rx = 2.0 * xae - x[o];
         let rw = 2.0 * wae - w[o];
-        let px = select(((rx + sig * rw) - tau * rw) * kin, rx, keep);
-        let pw = select(((rw + sig * rx) - tau * rx) * kin, rw, keep);
+        let px = select(((rx + f.sig * rw) - f.tau * rw) * f.kin, rx, keep);
+        let pw = select(((rw + f.sig * rx) - f.tau * rx) * f.kin, rw, keep);
         let dx = px - xae;
         let dw = pw - wae;
-        x[o] += beta * dx;
-        w[o] += beta * dw;
+        if (write) {
+            x[o] += beta * dx;
+            w[o] += beta * dw;
+        }
         e2 += dx * dx + dw * dw;
     }
+    return e2;
+}
+
+// Node j's y (mode 1) and bias updates, and its error at (jj, q) from the
+// edges' part e2.
+fn node_finish(j: u32, jj: u32, q: u32, kq: u32, ny: NodeY, f: Form, e2: itemv) {
+    let beta = scalars[0];
+    let omega = scalars[1];
+    let g = metric[j];
+    let nq = j * kq + q;
+    let keep = f.held > itemv(0.5);
     var ek = e2;
     if (params.mode == 1u) {
-        let yb = select(ry - omega * ru / g, ry, keep);
+        let yb = select(ny.ry - omega * f.ru / g, ny.ry, keep);
         let dy = yb - ya[nq];
         y[nq] += beta * dy;
         ek += g * dy * dy;
@@ -163,19 +159,60 @@ fn rrr_step(
     err[jj * kq + q] = ek;
 }
 
-// The cooperative variant for wide nodes (hardware GPUs): one workgroup
-// per (bilinear node, tile of two items or quads), each half of its 64
-// lanes over the node's in-edges for one of them. A lane reads a row's two
-// neighbouring items or quads together with its twin lane of the other
-// half (whole 32-byte sectors of the item-fastest [rows][K] arrays), and
-// the second pass finds the rows the first read in the cache, so x, w and
-// xa cross from memory once. Consecutive workgroups are the nodes of one
-// tile, which gather the same xa rows. The sums over in-edges are a tree
-// over the half's lanes (rounding differs from the one-lane walk); the
-// roots are solved by the first LANE_ITEMS lanes of each half.
+@compute @workgroup_size(64)
+fn rrr_step(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let idx = (wid.y * nwg.x + wid.x) * 64u + lid;
+    let kq = params.items / LANE_ITEMS;
+    // A stopped run leaves its state alone.
+    if (idx >= kq * params.bil_nodes || atomicLoad(&counters[3]) != 0u) {
+        return;
+    }
+    let jj = idx / kq;
+    let q = idx - jj * kq;
+    let j = bil[jj];
+    let e0 = in_ptr[j];
+    let e1 = in_ptr[j + 1u];
+    let s = edge_sums(e0, e1, 1u, q, kq);
+    let ny = node_y(j * kq + q, metric[j], scalars[1]);
+    // Each item's root, kept as vectors (no arrays, which a software
+    // adapter keeps in memory).
+    var f = Form(itemv(0.0), itemv(0.0), itemv(1.0), itemv(0.0), itemv(0.0));
+    for (var c = 0u; c < LANE_ITEMS; c++) {
+        let root = solve_root(item_at(s.sp, c), item_at(s.sm, c), ny.cy, item_at(ny.t, c));
+        if (root.status == STATUS_DEGENERATE) {
+            f.held = item_set(f.held, c, 1.0);
+            atomicAdd(&counters[0], 1u);
+        } else {
+            let r = root_form(root);
+            f.sig = item_set(f.sig, c, r.x);
+            f.tau = item_set(f.tau, c, r.y);
+            f.kin = item_set(f.kin, c, r.z);
+            f.ru = item_set(f.ru, c, root_u(root));
+            if (root.status == STATUS_NOT_CONVERGED) {
+                atomicAdd(&counters[1], 1u);
+            }
+        }
+    }
+    node_finish(j, jj, q, kq, ny, f, edge_update(e0, e1, 1u, q, kq, f, true));
+}
+
+// The cooperative variant for wide nodes: one workgroup per (bilinear
+// node, tile of two items or quads), each half of its 64 lanes over the
+// node's in-edges for one of them. A lane reads a row's two neighbouring
+// items or quads together with its twin lane of the other half (whole
+// 32-byte sectors of the item-fastest [rows][K] arrays), and the second
+// pass finds the rows the first read in the cache, so x, w and xa cross
+// from memory once. Consecutive workgroups are the nodes of one tile,
+// which gather the same xa rows. The sums over in-edges are a tree over
+// the half's lanes (rounding differs from the one-lane walk); the roots
+// are solved by the first LANE_ITEMS lanes of each half.
 var<workgroup> wide_p: array<itemv, 64>;
 var<workgroup> wide_m: array<itemv, 64>;
-// Per half, field (σ, τ, k, u, held; see root_form) and item.
+// Per half, field (σ, τ, k, u, held) and item.
 var<workgroup> wide_form: array<real, 40>;
 var<workgroup> wide_stop: u32;
 
@@ -221,35 +258,16 @@ fn rrr_step_wide(
     let j = bil[jj];
     let e0 = in_ptr[j];
     let e1 = in_ptr[j + 1u];
-    let beta = scalars[0];
-    let omega = scalars[1];
-    var sp = itemv(0.0);
-    var sm = itemv(0.0);
-    for (var e = e0 + l; e < e1; e += 32u) {
-        let o = e * kq + q;
-        let rx = 2.0 * xa[src[e] * kq + q] - x[o];
-        let rw = 2.0 * wa[e] - w[o];
-        sp += (rx + rw) * (rx + rw);
-        sm += (rx - rw) * (rx - rw);
-    }
-    wide_p[lid] = sp;
-    wide_m[lid] = sm;
+    let part = edge_sums(e0 + l, e1, 32u, q, kq);
+    wide_p[lid] = part.sp;
+    wide_m[lid] = part.sm;
     wide_sums(lid);
-    sp = wide_p[h0];
-    sm = wide_m[h0];
-    let nq = j * kq + q;
-    let g_j = metric[j];
-    var ry = y[nq];
-    var cy = real(0.0);
-    var t = ry;
-    if (params.mode == 1u) {
-        ry = 2.0 * ya[nq] - ry;
-        cy = omega * omega / g_j;
-        t = omega * ry;
-    }
+    let sp = wide_p[h0];
+    let sm = wide_m[h0];
+    let ny = node_y(j * kq + q, metric[j], scalars[1]);
     if (l < LANE_ITEMS) {
-        let root = solve_root(item_at(sp, l), item_at(sm, l), cy, item_at(t, l));
-        var f = vec3<real>(0.0, 0.0, 1.0);
+        let root = solve_root(item_at(sp, l), item_at(sm, l), ny.cy, item_at(ny.t, l));
+        var r = vec3<real>(0.0, 0.0, 1.0);
         var u = real(0.0);
         var held = real(0.0);
         if (root.status == STATUS_DEGENERATE) {
@@ -258,73 +276,33 @@ fn rrr_step_wide(
                 atomicAdd(&counters[0], 1u);
             }
         } else {
-            f = root_form(root);
+            r = root_form(root);
             u = root_u(root);
             if (root.status == STATUS_NOT_CONVERGED && valid) {
                 atomicAdd(&counters[1], 1u);
             }
         }
         let at = half * 20u + l;
-        wide_form[at] = f.x;
-        wide_form[at + 4u] = f.y;
-        wide_form[at + 8u] = f.z;
+        wide_form[at] = r.x;
+        wide_form[at + 4u] = r.y;
+        wide_form[at + 8u] = r.z;
         wide_form[at + 12u] = u;
         wide_form[at + 16u] = held;
     }
     workgroupBarrier();
-    var sig = itemv(0.0);
-    var tau = itemv(0.0);
-    var kin = itemv(1.0);
-    var ru = itemv(0.0);
-    var held = itemv(0.0);
+    var f = Form(itemv(0.0), itemv(0.0), itemv(1.0), itemv(0.0), itemv(0.0));
     for (var c = 0u; c < LANE_ITEMS; c++) {
         let at = half * 20u + c;
-        sig = item_set(sig, c, wide_form[at]);
-        tau = item_set(tau, c, wide_form[at + 4u]);
-        kin = item_set(kin, c, wide_form[at + 8u]);
-        ru = item_set(ru, c, wide_form[at + 12u]);
-        held = item_set(held, c, wide_form[at + 16u]);
+        f.sig = item_set(f.sig, c, wide_form[at]);
+        f.tau = item_set(f.tau, c, wide_form[at + 4u]);
+        f.kin = item_set(f.kin, c, wide_form[at + 8u]);
+        f.ru = item_set(f.ru, c, wide_form[at + 12u]);
+        f.held = item_set(f.held, c, wide_form[at + 16u]);
     }
-    let keep = held > itemv(0.5);
-    var e2 = itemv(0.0);
-    for (var e = e0 + l; e < e1; e += 32u) {
-        let o = e * kq + q;
-        let xae = xa[src[e] * kq + q];
-        let wae = wa[e];
-        let rx = 2.0 * xae - x[o];
-        let rw = 2.0 * wae - w[o];
-        let px = select(((rx + sig * rw) - tau * rw) * kin, rx, keep);
-        let pw = select(((rw + sig * rx) - tau * rx) * kin, rw, keep);
-        let dx = px - xae;
-        let dw = pw - wae;
-        if (valid) {
-            x[o] += beta * dx;
-            w[o] += beta * dw;
-        }
-        e2 += dx * dx + dw * dw;
-    }
-    wide_p[lid] = e2;
+    wide_p[lid] = edge_update(e0 + l, e1, 32u, q, kq, f, valid);
     wide_m[lid] = itemv(0.0);
     wide_sums(lid);
-    if (l != 0u || !valid) {
-        return;
+    if (l == 0u && valid) {
+        node_finish(j, jj, q, kq, ny, f, wide_p[h0]);
     }
-    var ek = wide_p[h0];
-    if (params.mode == 1u) {
-        let yb = select(ry - omega * ru / g_j, ry, keep);
-        let dy = yb - ya[nq];
-        y[nq] += beta * dy;
-        ek += g_j * dy * dy;
-    }
-    if (params.has_bias != 0u) {
-        var bias_sum = real(0.0);
-        let pt = params.parts_total;
-        for (var p = 0u; p < pt; p++) {
-            bias_sum += bpart[j * pt + p];
-        }
-        let db = bias_sum / real(params.items_total) - ba[nq];
-        b[nq] += beta * db;
-        ek += g_j * db * db;
-    }
-    err[jj * kq + q] = ek;
 }

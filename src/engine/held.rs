@@ -7,8 +7,11 @@
 
 use std::borrow::Cow;
 
+use super::Ops;
 use crate::error::Result;
 use crate::gpu::RowTiles;
+use crate::kernels::conv_unpool::ConvShape;
+use crate::kernels::dense::Act;
 
 /// Rows of `cols` values held by a [`super::Backend`] (see the module doc).
 #[derive(Debug)]
@@ -78,4 +81,64 @@ impl Held {
             Store::Device(t) => t.read(),
         }
     }
+}
+
+// The held operations on the rows' values, the results held by `ops`: what
+// `Ops` does by default, and what a GPU does where its tiles do not line up.
+
+pub(crate) fn dense_on_values<O: Ops + ?Sized>(
+    ops: &O,
+    a: &Held,
+    b: &[f64],
+    m: usize,
+    bias: &[f64],
+    act: Act,
+) -> Result<Held> {
+    let out = ops.dense(&a.values()?, a.cols(), b, m, bias, act, a.rows())?;
+    ops.hold(out, m)
+}
+
+pub(crate) fn normal_eq_on_values<O: Ops + ?Sized>(
+    ops: &O,
+    h: &Held,
+    z: &Held,
+) -> Result<Vec<f64>> {
+    ops.normal_eq(&h.values()?, h.cols(), &z.values()?, z.cols())
+}
+
+pub(crate) fn row_residual_on_values<O: Ops + ?Sized>(
+    ops: &O,
+    a: &Held,
+    b: &Held,
+) -> Result<Vec<f64>> {
+    ops.row_residual(&a.values()?, &b.values()?, a.cols())
+}
+
+pub(crate) fn conv_forward_on_values<O: Ops + ?Sized>(
+    ops: &O,
+    (sh, kernels, bias): (&ConvShape, &[f64], &[f64]),
+    h: &Held,
+    act: Act,
+) -> Result<Held> {
+    let out = ops.conv_forward(sh, kernels, bias, &h.values()?, act, h.rows())?;
+    ops.hold(out, sh.d_out())
+}
+
+pub(crate) fn conv_transpose_on_values<O: Ops + ?Sized>(
+    ops: &O,
+    sh: &ConvShape,
+    kernels: &[f64],
+    z: &Held,
+) -> Result<Held> {
+    let out = ops.conv_transpose(sh, kernels, &z.values()?, z.rows())?;
+    ops.hold(out, sh.d_in())
+}
+
+pub(crate) fn conv_normal_eq_on_values<O: Ops + ?Sized>(
+    ops: &O,
+    sh: &ConvShape,
+    h: &Held,
+    zhat: &Held,
+) -> Result<Vec<f64>> {
+    ops.conv_normal_eq(sh, &h.values()?, &zhat.values()?)
 }

@@ -199,16 +199,15 @@ pub trait Ops: Send + Sync + std::fmt::Debug {
         bias: &[f64],
         act: dense::Act,
     ) -> Result<Held> {
-        let out = self.dense(&a.values()?, a.cols(), b, m, bias, act, a.rows())?;
-        self.hold(out, m)
+        held::dense_on_values(self, a, b, m, bias, act)
     }
     /// [`Ops::normal_eq`] of held rows.
     fn normal_eq_held(&self, h: &Held, z: &Held) -> Result<Vec<f64>> {
-        self.normal_eq(&h.values()?, h.cols(), &z.values()?, z.cols())
+        held::normal_eq_on_values(self, h, z)
     }
     /// [`Ops::row_residual`] of held rows.
     fn row_residual_held(&self, a: &Held, b: &Held) -> Result<Vec<f64>> {
-        self.row_residual(&a.values()?, &b.values()?, a.cols())
+        held::row_residual_on_values(self, a, b)
     }
     /// [`Ops::conv_forward`] of held rows, the result held.
     fn conv_forward_held(
@@ -219,17 +218,15 @@ pub trait Ops: Send + Sync + std::fmt::Debug {
         h: &Held,
         act: dense::Act,
     ) -> Result<Held> {
-        let out = self.conv_forward(sh, kernels, bias, &h.values()?, act, h.rows())?;
-        self.hold(out, sh.d_out())
+        held::conv_forward_on_values(self, (sh, kernels, bias), h, act)
     }
     /// [`Ops::conv_transpose`] of held rows, the result held.
     fn conv_transpose_held(&self, sh: &ConvShape, kernels: &[f64], z: &Held) -> Result<Held> {
-        let out = self.conv_transpose(sh, kernels, &z.values()?, z.rows())?;
-        self.hold(out, sh.d_in())
+        held::conv_transpose_on_values(self, sh, kernels, z)
     }
     /// [`Ops::conv_normal_eq`] of held rows.
     fn conv_normal_eq_held(&self, sh: &ConvShape, h: &Held, zhat: &Held) -> Result<Vec<f64>> {
-        self.conv_normal_eq(sh, &h.values()?, &zhat.values()?)
+        held::conv_normal_eq_on_values(self, sh, h, zhat)
     }
     /// A conv-unpool layer's act(W h + c) for `n` items.
     fn conv_forward(

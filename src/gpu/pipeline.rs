@@ -321,6 +321,13 @@ impl GpuContext {
         })
     }
 
+    /// Runs prepared dispatches in order, in one submit.
+    pub fn run_all(&self, ds: &[Dispatch]) -> Result<()> {
+        let mut rec = self.recorder();
+        rec.dispatches(&ds.iter().collect::<Vec<_>>());
+        rec.submit()
+    }
+
     /// Runs one prepared dispatch in its own submit.
     pub fn run_one(&self, d: &Dispatch) -> Result<()> {
         let mut rec = self.recorder();

@@ -23,7 +23,7 @@
 //! W (dense BLAS-like products beat the direct loops there) and the normal
 //! equations as [`super::normal_eq`] on gathered patches.
 
-use super::dense::{self, Act};
+use super::dense::{self, Act, Epilogue};
 use super::normal_eq;
 use crate::error::Result;
 use crate::gpu::GpuContext;
@@ -387,14 +387,11 @@ pub fn gpu_chunk(ctx: &GpuContext, prec: Precision, width: usize, n: usize, limi
     ctx.fit_rows(prec, width).min(limit).clamp(1, n.max(1))
 }
 
-/// The kernels and biases of a per-item operator (forward or transpose) on
-/// the device, with its activation: what every chunk's dispatch shares.
+/// A per-item operator (forward or transpose) with its kernels, biases and
+/// activation on the device: what every chunk's dispatch shares.
 struct Operator<'k> {
     kernel: &'k Kernel,
-    scal: GpuBuffer,
-    kernels: GpuBuffer,
-    bias: GpuBuffer,
-    code: u32,
+    ep: Epilogue,
 }
 
 impl<'k> Operator<'k> {
@@ -406,14 +403,8 @@ impl<'k> Operator<'k> {
         bias: &[f64],
         act: dense::Act,
     ) -> Result<Self> {
-        let (code, alpha) = act.code();
-        Ok(Operator {
-            kernel,
-            scal: ctx.upload_real(&[alpha], prec)?,
-            kernels: ctx.upload_real(kernels, prec)?,
-            bias: ctx.upload_real(bias, prec)?,
-            code,
-        })
+        let ep = Epilogue::upload(ctx, prec, kernels, bias, act)?;
+        Ok(Operator { kernel, ep })
     }
 
     /// The dispatch of `items` items from `src` into `out` (`d_dst` values
@@ -426,20 +417,10 @@ impl<'k> Operator<'k> {
         src: &GpuBuffer,
         out: &GpuBuffer,
     ) -> Result<Dispatch> {
-        let params = ctx.uniform(&Params::new(sh, items, self.code))?;
-        ctx.prepare(
-            self.kernel,
-            prec,
-            &[
-                (&params).into(),
-                (&self.scal).into(),
-                src.into(),
-                (&self.kernels).into(),
-                (&self.bias).into(),
-                out.into(),
-            ],
-            (items * d_dst) as u64,
-        )
+        let params = Params::new(sh, items, self.ep.code);
+        let threads = (items * d_dst) as u64;
+        self.ep
+            .dispatch(ctx, prec, self.kernel, &params, src, out, threads)
     }
 }
 
@@ -505,9 +486,7 @@ fn gpu_tiles(
             )
         })
         .collect::<Result<Vec<_>>>()?;
-    let mut rec = ctx.recorder();
-    rec.dispatches(&disps.iter().collect::<Vec<_>>());
-    rec.submit()?;
+    ctx.run_all(&disps)?;
     Ok(out)
 }
 
@@ -675,13 +654,6 @@ pub fn gpu_normal_eq_tiles(
             normal_eq_dispatch(ctx, prec, items, &scal, &h.tiles()[t], &zhat.tiles()[t], c)
         })
         .collect::<Result<Vec<_>>>()?;
-    let mut rec = ctx.recorder();
-    rec.dispatches(&disps.iter().collect::<Vec<_>>());
-    rec.submit()?;
-    let mut total = vec![0.0; size];
-    for c in &parts {
-        let part = c.read_real()?;
-        total.iter_mut().zip(part).for_each(|(t, v)| *t += v);
-    }
-    Ok(total)
+    ctx.run_all(&disps)?;
+    normal_eq::sum_parts(&parts, size)
 }

@@ -295,17 +295,21 @@ pub fn gpu(
     gpu_tiled(ctx, prec, a, k, b, m, bias, act, rows)
 }
 
-/// B, the bias and the activation's slope on the device: the operands every
-/// row tile of one product shares.
-struct Shared {
+/// The operands a product with an epilogue shares over its row tiles: the
+/// right-hand operand (B, or a conv-unpool layer's kernels), the bias and
+/// the activation's slope, for kernels that bind (params, slope, rows, B,
+/// bias, out).
+pub(crate) struct Epilogue {
     scal: GpuBuffer,
     b: GpuBuffer,
     bias: GpuBuffer,
-    code: u32,
+    /// The activation's code (`Act::code`).
+    pub code: u32,
 }
 
-impl Shared {
-    fn upload(
+impl Epilogue {
+    /// Uploads B, the bias and the slope.
+    pub fn upload(
         ctx: &Arc<GpuContext>,
         prec: Precision,
         b: &[f64],
@@ -313,7 +317,7 @@ impl Shared {
         act: Act,
     ) -> Result<Self> {
         let (code, alpha) = act.code();
-        Ok(Shared {
+        Ok(Epilogue {
             scal: ctx.upload_real(&[alpha], prec)?,
             b: ctx.upload_real(b, prec)?,
             bias: ctx.upload_real(bias, prec)?,
@@ -321,36 +325,43 @@ impl Shared {
         })
     }
 
-    /// The dispatch of `out = act(a B + bias)` for `rows` rows of `a`.
-    fn dispatch(
+    /// The dispatch of `kernel` with `params` from `rows` into `out`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn dispatch<P: bytemuck::Pod>(
         &self,
         ctx: &Arc<GpuContext>,
         prec: Precision,
-        (rows, k, m): (usize, usize, usize),
-        a: &GpuBuffer,
+        kernel: &Kernel,
+        params: &P,
+        rows: &GpuBuffer,
         out: &GpuBuffer,
+        threads: u64,
     ) -> Result<Dispatch> {
-        let params = ctx.uniform(&Params {
-            rows: rows as u32,
-            k: k as u32,
-            m: m as u32,
-            act: self.code,
-        })?;
-        let groups = rows.div_ceil(GPU_TILE) * m.div_ceil(GPU_TILE);
-        ctx.prepare(
-            &KERNEL,
-            prec,
-            &[
-                (&params).into(),
-                (&self.scal).into(),
-                a.into(),
-                (&self.b).into(),
-                (&self.bias).into(),
-                out.into(),
-            ],
-            (groups * KERNEL.workgroup as usize) as u64,
-        )
+        let params = ctx.uniform(params)?;
+        let binds = [&params, &self.scal, rows, &self.b, &self.bias, out];
+        let binds: Vec<_> = binds.iter().map(|&b| b.into()).collect();
+        ctx.prepare(kernel, prec, &binds, threads)
     }
+}
+
+/// The dispatch of `out = act(a B + bias)` for `rows` rows of `a`.
+fn dispatch(
+    ctx: &Arc<GpuContext>,
+    prec: Precision,
+    ep: &Epilogue,
+    (rows, k, m): (usize, usize, usize),
+    a: &GpuBuffer,
+    out: &GpuBuffer,
+) -> Result<Dispatch> {
+    let params = Params {
+        rows: rows as u32,
+        k: k as u32,
+        m: m as u32,
+        act: ep.code,
+    };
+    let groups = rows.div_ceil(GPU_TILE) * m.div_ceil(GPU_TILE);
+    let threads = (groups * KERNEL.workgroup as usize) as u64;
+    ep.dispatch(ctx, prec, &KERNEL, &params, a, out, threads)
 }
 
 /// The module doc's product in tiles of `tile_rows` rows.
@@ -371,7 +382,7 @@ pub fn gpu_tiled(
         return Ok(vec![0.0; n * m]);
     }
     let tile_rows = tile_rows.clamp(1, n);
-    let shared = Shared::upload(ctx, prec, b, bias, act)?;
+    let ep = Epilogue::upload(ctx, prec, b, bias, act)?;
     let ab = ctx.alloc(tile_rows * k, Elem::Real(prec))?;
     let ob = ctx.alloc(tile_rows * m, Elem::Real(prec))?;
     let mut out = Vec::with_capacity(n * m);
@@ -379,8 +390,7 @@ pub fn gpu_tiled(
     while row0 < n {
         let rows = tile_rows.min(n - row0);
         ab.write_real_at(0, &a[row0 * k..(row0 + rows) * k]);
-        let disp = shared.dispatch(ctx, prec, (rows, k, m), &ab, &ob)?;
-        ctx.run_one(&disp)?;
+        ctx.run_one(&dispatch(ctx, prec, &ep, (rows, k, m), &ab, &ob)?)?;
         out.extend(ob.read_real_range(0, rows * m)?);
         row0 += rows;
     }
@@ -410,15 +420,13 @@ pub fn gpu_rows(
     if a.rows() == 0 || m == 0 {
         return Ok(out);
     }
-    let shared = Shared::upload(ctx, prec, b, bias, act)?;
+    let ep = Epilogue::upload(ctx, prec, b, bias, act)?;
     let disps = (0..a.tiles().len())
         .map(|t| {
-            let rows = a.tile(t).len();
-            shared.dispatch(ctx, prec, (rows, k, m), &a.tiles()[t], &out.tiles()[t])
+            let rows = (a.tile(t).len(), k, m);
+            dispatch(ctx, prec, &ep, rows, &a.tiles()[t], &out.tiles()[t])
         })
         .collect::<Result<Vec<_>>>()?;
-    let mut rec = ctx.recorder();
-    rec.dispatches(&disps.iter().collect::<Vec<_>>());
-    rec.submit()?;
+    ctx.run_all(&disps)?;
     Ok(out)
 }

@@ -199,7 +199,6 @@ pub fn gpu_rows(ctx: &Arc<GpuContext>, h: &RowTiles, z: &RowTiles) -> Result<Vec
     assert_eq!(h.rows(), z.rows(), "H and Z have the same items");
     assert_eq!(h.tile_rows(), z.tile_rows(), "H and Z share their tiles");
     let cols = p + 1 + q;
-    let mut total = vec![0.0; (p + 1) * cols];
     let parts = (0..h.tiles().len())
         .map(|_| ctx.alloc((p + 1) * cols, Elem::Real(prec)))
         .collect::<Result<Vec<_>>>()?;
@@ -211,10 +210,15 @@ pub fn gpu_rows(ctx: &Arc<GpuContext>, h: &RowTiles, z: &RowTiles) -> Result<Vec
             dispatch(ctx, prec, items, &h.tiles()[t], &z.tiles()[t], c)
         })
         .collect::<Result<Vec<_>>>()?;
-    let mut rec = ctx.recorder();
-    rec.dispatches(&disps.iter().collect::<Vec<_>>());
-    rec.submit()?;
-    for c in &parts {
+    ctx.run_all(&disps)?;
+    sum_parts(&parts, (p + 1) * cols)
+}
+
+/// The sum of blocks' partial sums of `size` values, read back and added
+/// in f64 in block order.
+pub fn sum_parts(parts: &[GpuBuffer], size: usize) -> Result<Vec<f64>> {
+    let mut total = vec![0.0; size];
+    for c in parts {
         let part = c.read_real()?;
         total.iter_mut().zip(part).for_each(|(t, v)| *t += v);
     }

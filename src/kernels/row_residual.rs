@@ -117,9 +117,7 @@ pub fn gpu_rows(ctx: &Arc<GpuContext>, a: &RowTiles, b: &RowTiles) -> Result<Vec
             )
         })
         .collect::<Result<Vec<_>>>()?;
-    let mut rec = ctx.recorder();
-    rec.dispatches(&disps.iter().collect::<Vec<_>>());
-    rec.submit()?;
+    ctx.run_all(&disps)?;
     let mut out = Vec::with_capacity(2 * a.rows());
     for o in &outs {
         out.extend(o.read_real()?);

@@ -10,7 +10,7 @@ pub use crate::gpu::{KernelTime, kernel_times, work_counts};
 
 use std::sync::Arc;
 
-use super::{Collective, DeviceKind, Held, Ops, RrrEngine};
+use super::{Collective, DeviceKind, Held, Ops, RrrEngine, held};
 use crate::error::Result;
 use crate::gpu::{GpuContext, RowTiles};
 use crate::kernels::conv_unpool::{self, ConvShape};
@@ -157,10 +157,7 @@ impl Ops for GpuOps {
             Some(t) if self.ctx.fit_rows(self.precision, m) >= t.tile_rows() => Ok(Held::device(
                 dense::gpu_rows(&self.ctx, t, b, m, bias, act)?,
             )),
-            _ => {
-                let out = self.dense(&a.values()?, a.cols(), b, m, bias, act, a.rows())?;
-                self.hold(out, m)
-            }
+            _ => held::dense_on_values(self, a, b, m, bias, act),
         }
     }
 
@@ -172,7 +169,7 @@ impl Ops for GpuOps {
             (Some(ht), Some(zt)) if ht.tile_rows() == block && zt.tile_rows() == block => {
                 normal_eq::gpu_rows(&self.ctx, ht, zt)
             }
-            _ => self.normal_eq(&h.values()?, p, &z.values()?, q),
+            _ => held::normal_eq_on_values(self, h, z),
         }
     }
 
@@ -181,7 +178,7 @@ impl Ops for GpuOps {
             (Some(at), Some(bt)) if at.tile_rows() == bt.tile_rows() => {
                 row_residual::gpu_rows(&self.ctx, at, bt)
             }
-            _ => self.row_residual(&a.values()?, &b.values()?, a.cols()),
+            _ => held::row_residual_on_values(self, a, b),
         }
     }
 
@@ -199,10 +196,7 @@ impl Ops for GpuOps {
                     &self.ctx, sh, kernels, bias, t, act,
                 )?))
             }
-            _ => {
-                let out = self.conv_forward(sh, kernels, bias, &h.values()?, act, h.rows())?;
-                self.hold(out, sh.d_out())
-            }
+            _ => held::conv_forward_on_values(self, (sh, kernels, bias), h, act),
         }
     }
 
@@ -211,10 +205,7 @@ impl Ops for GpuOps {
             Some(t) if self.ctx.fit_rows(self.precision, sh.d_in()) >= t.tile_rows() => Ok(
                 Held::device(conv_unpool::gpu_transpose_tiles(&self.ctx, sh, kernels, t)?),
             ),
-            _ => {
-                let out = self.conv_transpose(sh, kernels, &z.values()?, z.rows())?;
-                self.hold(out, sh.d_in())
-            }
+            _ => held::conv_transpose_on_values(self, sh, kernels, z),
         }
     }
 
@@ -229,7 +220,7 @@ impl Ops for GpuOps {
             {
                 conv_unpool::gpu_normal_eq_tiles(&self.ctx, sh, ht, zt)
             }
-            _ => self.conv_normal_eq(sh, &h.values()?, &zhat.values()?),
+            _ => held::conv_normal_eq_on_values(self, sh, h, zhat),
         }
     }
 

@@ -1043,18 +1043,31 @@ pub fn gpu_tiled(
     let mut scalars = spec.scalars();
     let norm_a = scalars.len();
     let norm_b = norm_a + na;
+    // A product of rows with themselves (every Ψ of an ISM iteration) sends
+    // them once and binds them twice.
+    let same = std::ptr::eq(a, b);
     let (ab, bb) = if gauss {
         // The dot-product form on rows shifted by B's mean (distances are
         // unchanged, and the norms stay small enough not to cancel).
         let mean = row_mean(b, d);
-        let (a, b) = (rows_less(a, &mean, d), rows_less(b, &mean, d));
         let zero = vec![0.0; d];
-        scalars.extend(norms_less(&a, &zero, d));
-        scalars.extend(norms_less(&b, &zero, d));
-        (ctx.upload_real(&a, prec)?, ctx.upload_real(&b, prec)?)
+        let a = rows_less(a, &mean, d);
+        let norms = norms_less(&a, &zero, d);
+        scalars.extend(&norms);
+        let ab = ctx.upload_real(&a, prec)?;
+        if same {
+            scalars.extend(norms);
+            (ab, None)
+        } else {
+            let b = rows_less(b, &mean, d);
+            scalars.extend(norms_less(&b, &zero, d));
+            (ab, Some(ctx.upload_real(&b, prec)?))
+        }
     } else {
-        (ctx.upload_real(a, prec)?, ctx.upload_real(b, prec)?)
+        let bb = (!same).then(|| ctx.upload_real(b, prec)).transpose()?;
+        (ctx.upload_real(a, prec)?, bb)
     };
+    let bb = bb.as_ref().unwrap_or(&ab);
     let scal = ctx.upload_real(&scalars, prec)?;
     // An empty M still needs a binding.
     let mb = ctx.upload_real(if m.is_empty() { &[0.0] } else { m }, prec)?;
@@ -1093,7 +1106,7 @@ pub fn gpu_tiled(
                 (&params).into(),
                 (&scal).into(),
                 (&ab).into(),
-                (&bb).into(),
+                bb.into(),
                 (&mb).into(),
                 (&lb).into(),
                 (&ob).into(),

@@ -105,9 +105,9 @@ struct Form {
     held: itemv,
 }
 
-// The second pass over the same in-edges: PB's output, z += β(PB − a)
-// (written when `write`), and Σ |PB − a|² over the edges.
-fn edge_update(first: u32, e1: u32, stride: u32, q: u32, kq: u32, f: Form, write: bool) -> itemv {
+// The second pass over the same in-edges: PB's output, z += β(PB − a),
+// and Σ |PB − a|² over the edges.
+fn edge_update(first: u32, e1: u32, stride: u32, q: u32, kq: u32, f: Form) -> itemv {
     let beta = scalars[0];
     let keep = f.held > itemv(0.5);
     var e2 = itemv(0.0);
@@ -121,10 +121,8 @@ fn edge_update(first: u32, e1: u32, stride: u32, q: u32, kq: u32, f: Form, write
         let pw = select(((rw + f.sig * rx) - f.tau * rx) * f.kin, rw, keep);
         let dx = px - xae;
         let dw = pw - wae;
-        if (write) {
-            x[o] += beta * dx;
-            w[o] += beta * dw;
-        }
+        x[o] += beta * dx;
+        w[o] += beta * dw;
         e2 += dx * dx + dw * dw;
     }
     return e2;
@@ -197,7 +195,7 @@ fn rrr_step(
             }
         }
     }
-    node_finish(j, jj, q, kq, ny, f, edge_update(e0, e1, 1u, q, kq, f, true));
+    node_finish(j, jj, q, kq, ny, f, edge_update(e0, e1, 1u, q, kq, f));
 }
 
 // The cooperative variant for wide nodes: one workgroup per (bilinear
@@ -251,13 +249,13 @@ fn rrr_step_wide(
     let half = lid / 32u;
     let l = lid % 32u;
     let h0 = half * 32u;
-    // An odd last quad leaves the second half without one: it reads the
-    // first half's and writes nothing.
+    // An odd last quad leaves the second half without one: it walks no
+    // edges, joins the barriers and writes nothing.
     let valid = tile * 2u + half < kq;
     let q = min(tile * 2u + half, kq - 1u);
     let j = bil[jj];
     let e0 = in_ptr[j];
-    let e1 = in_ptr[j + 1u];
+    let e1 = select(e0, in_ptr[j + 1u], valid);
     let part = edge_sums(e0 + l, e1, 32u, q, kq);
     wide_p[lid] = part.sp;
     wide_m[lid] = part.sm;
@@ -299,7 +297,7 @@ fn rrr_step_wide(
         f.ru = item_set(f.ru, c, wide_form[at + 12u]);
         f.held = item_set(f.held, c, wide_form[at + 16u]);
     }
-    wide_p[lid] = edge_update(e0 + l, e1, 32u, q, kq, f, valid);
+    wide_p[lid] = edge_update(e0 + l, e1, 32u, q, kq, f);
     wide_m[lid] = itemv(0.0);
     wide_sums(lid);
     if (l == 0u && valid) {

@@ -625,7 +625,7 @@ impl Backend {
         bias: &[f64],
         act: dense::Act,
     ) -> Result<Held> {
-        if b.len() != a.cols() * m || bias.len() != m {
+        if m == 0 || b.len() != a.cols() * m || bias.len() != m {
             return Err(Error::Input(format!(
                 "dense product: {} weights and {} biases for {} inputs and {m} outputs",
                 b.len(),
@@ -675,14 +675,14 @@ impl Backend {
         h: &Held,
         act: dense::Act,
     ) -> Result<Held> {
-        conv_check_len(sh, kernels, Some(bias), h.cols(), sh.d_in())?;
+        conv_check_held(sh, kernels, Some(bias), h, sh.d_in())?;
         self.ops.conv_forward_held(sh, kernels, bias, h, act)
     }
 
     /// [`Backend::conv_transpose`] of held rows z, the result held where it
     /// was computed.
     pub fn conv_transpose_held(&self, sh: &ConvShape, kernels: &[f64], z: &Held) -> Result<Held> {
-        conv_check_len(sh, kernels, None, z.cols(), sh.d_out())?;
+        conv_check_held(sh, kernels, None, z, sh.d_out())?;
         self.ops.conv_transpose_held(sh, kernels, z)
     }
 
@@ -784,6 +784,23 @@ fn conv_check(
     d: usize,
 ) -> Result<()> {
     conv_check_len(sh, kernels, bias, x.len(), d)
+}
+
+/// [`conv_check`] of held rows, which must be `d` wide.
+fn conv_check_held(
+    sh: &ConvShape,
+    kernels: &[f64],
+    bias: Option<&[f64]>,
+    x: &Held,
+    d: usize,
+) -> Result<()> {
+    if x.cols() != d {
+        return Err(Error::Input(format!(
+            "conv-unpool {sh:?}: rows of {} values where the layer takes {d}",
+            x.cols()
+        )));
+    }
+    conv_check_len(sh, kernels, bias, x.rows() * d, d)
 }
 
 /// [`conv_check`] of `len` input values.

@@ -462,9 +462,9 @@ fn check_step(c: &StepCase, items: usize, precisions: &[Precision]) {
     simd_levels_agree::<f32>(&inp, v);
     for &prec in precisions {
         let Some(ctx) = gpu(prec) else { continue };
-        // The cooperative variant's workgroup per (node, item) on a
-        // software adapter: the twin's cases up to 10⁵ of them.
-        let wide = if inp.bil.len() * items <= 100_000 {
+        // The cooperative variant's workgroups on a software adapter: the
+        // twin's cases up to 3 × 10⁵ (node, item) pairs.
+        let wide = if inp.bil.len() * items <= 300_000 {
             item_variants(&rrr_step::WIDE, &rrr_step::WIDE_QUAD, items)
         } else {
             vec![]
@@ -658,23 +658,25 @@ fn rrr_step_matches_reference() {
     assert!(p.bil.len() > rrr_step::XSUM_GROUPS);
     let c = step_case(p, 37, rrr_step::MODE_FREE_Y, 7);
     check_step(&c, 37, &[Precision::F32]);
-    // Nodes wider than the cooperative step's 64 lanes (150 in-edges: lanes
-    // take up to three each), both precisions.
+    // Nodes wider than the cooperative step's 32 lanes per item (150
+    // in-edges: lanes take up to five each), both precisions; 13 items and
+    // 5 quads leave the last workgroup's second half idle.
     let p = RrrProblem::from_edges(153, &layered_edges(&[150, 3]), WeightGroups::ByDestination)
         .unwrap();
-    for k in [13, 16] {
+    for k in [13, 16, 20] {
         let c = step_case(p.clone(), k, rrr_step::MODE_FREE_Y, 5);
         check_step(&c, k, &[Precision::F32, Precision::F64]);
     }
-    // More (node, item) workgroups than one grid row holds: a 2-D grid.
+    // More cooperative workgroups than one grid row holds (2 nodes ×
+    // 65,538 pairs of items): a 2-D grid.
     let p = RrrProblem::from_edges(
         4,
         &[(0, 2), (1, 2), (0, 3), (1, 3)],
         WeightGroups::ByDestination,
     )
     .unwrap();
-    let c = step_case(p, 40_001, rrr_step::MODE_FREE_Y, 9);
-    check_step(&c, 40_001, &[Precision::F32]);
+    let c = step_case(p, 131_075, rrr_step::MODE_FREE_Y, 9);
+    check_step(&c, 131_075, &[Precision::F32]);
 }
 
 fn check_update(n: usize, precisions: &[Precision]) {

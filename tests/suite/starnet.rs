@@ -799,6 +799,8 @@ fn held_operands_reject_shapes_that_do_not_fit() {
             .dense_held(&a, &[1.0; 3], 2, &[0.0; 2], Act::Identity)
             .unwrap_err();
         assert!(e.to_string().contains("3 weights"), "{name}: {e}");
+        let e = be.dense_held(&a, &[], 0, &[], Act::Identity).unwrap_err();
+        assert!(e.to_string().contains("0 outputs"), "{name}: {e}");
     }
 }
 
@@ -935,5 +937,18 @@ fn held_conv_unpool_operators_give_the_host_paths_bits_on_every_backend() {
         );
         let e = be.conv_normal_eq_held(&sh, &held_z, &held_h).unwrap_err();
         assert!(e.to_string().contains("do not make items"), "{name}: {e}");
+        // Rows of another width, even a multiple of the layer's.
+        let twice = be
+            .hold(h[..2 * 4 * sh.d_in()].to_vec(), 2 * sh.d_in())
+            .unwrap();
+        let e = be
+            .conv_forward_held(&sh, &kernels, &bias, &twice, act)
+            .unwrap_err();
+        assert!(e.to_string().contains("rows of 100 values"), "{name}: {e}");
+        let e = be.conv_transpose_held(&sh, &kernels, &held_h).unwrap_err();
+        assert!(
+            e.to_string().contains("where the layer takes"),
+            "{name}: {e}"
+        );
     }
 }

@@ -35,7 +35,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::engine::Collective;
-use crate::engine::{Backend, Held};
+use crate::engine::{Backend, DeviceKind, Held};
 use crate::error::{Error, Result};
 use crate::io::rows_csv;
 use crate::kernels::dense::Act;
@@ -473,6 +473,8 @@ fn check_training(x: &[f64], widths: &[usize], s: &Settings) -> Result<()> {
 struct Operands {
     zhat: Held,
     target: Held,
+    /// Ẑ on the host as well, for weight samples, where it is held on a GPU.
+    zhat_host: Option<Vec<f64>>,
 }
 
 /// Training a decoder of widths d₀ … d_L on X (n × d_L) as a [`Method`]
@@ -582,9 +584,13 @@ impl<'a> Training<'a> {
             }
         };
         self.layer = Some(layer);
+        // Weight samples are gathered on the host: there Ẑ stays too.
+        let sampled = self.s.weight_sample.is_some_and(|k| k < self.n_all);
+        let zhat_host = (sampled && self.be.kind() == DeviceKind::Gpu).then(|| zhat.clone());
         self.operands = Some(Operands {
             zhat: self.be.hold(zhat, d_out)?,
             target: self.be.hold(target, d_out)?,
+            zhat_host,
         });
         Ok(())
     }
@@ -686,7 +692,10 @@ impl Method for Training<'_> {
                     .map(|i| i - self.offset)
                     .collect();
                 let hs = rows_of(&h.values()?, d_in, &idx);
-                let zs = rows_of(&ops.zhat.values()?, d_out, &idx);
+                let zs = match &ops.zhat_host {
+                    Some(z) => rows_of(z, d_out, &idx),
+                    None => rows_of(&ops.zhat.values()?, d_out, &idx),
+                };
                 layer.solve_weights(be, &hs, &zs)
             }
             _ => layer.solve_weights_held(be, &h, &ops.zhat),

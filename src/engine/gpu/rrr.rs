@@ -59,8 +59,8 @@ pub fn traffic_per_item_edge() -> f64 {
 }
 
 /// Whether an engine runs the cooperative step: for wide nodes (on
-/// lavapipe with two cores it took 784-20-10 from 7.42 to 6.10 s of wall
-/// time, for 12% more CPU time); `GRADFREE_STEP=wide` (or `narrow`)
+/// lavapipe with two cores it took 784-20-10 from 7.18 to 5.96 s of wall
+/// time, for 13% more CPU time); `GRADFREE_STEP=wide` (or `narrow`)
 /// forces either.
 fn wide_step(p: &RrrProblem) -> bool {
     match std::env::var("GRADFREE_STEP").as_deref() {

@@ -246,7 +246,7 @@ pub fn gpu(
         return Ok(vec![]);
     }
     let m = b.len() / d;
-    let rows = (ctx.max_binding_bytes() / prec.bytes() as u64 / m as u64).max(1) as usize;
+    let rows = ctx.fit_rows(prec, m);
     gpu_tiled(ctx, prec, a, b, d, sigma, zero_diag, rows)
 }
 

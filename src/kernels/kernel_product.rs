@@ -1013,8 +1013,7 @@ pub fn gpu(
     r: usize,
     spec: &Spec,
 ) -> Result<Vec<f64>> {
-    let w = spec.width(r).max(1) as u64;
-    let rows = (ctx.max_binding_bytes() / prec.bytes() as u64 / w).max(1) as usize;
+    let rows = ctx.fit_rows(prec, spec.width(r));
     gpu_tiled(ctx, prec, a, b, d, m, r, spec, rows)
 }
 

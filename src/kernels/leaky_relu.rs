@@ -67,7 +67,7 @@ pub fn gpu(
     alpha: f64,
     inverse: bool,
 ) -> Result<Vec<f64>> {
-    let chunk = (ctx.max_binding_bytes() / prec.bytes() as u64).max(1) as usize;
+    let chunk = ctx.fit_rows(prec, 1);
     let mut out = Vec::with_capacity(x.len());
     for part in x.chunks(chunk) {
         out.extend(gpu_chunk(ctx, prec, part, alpha, inverse)?);

@@ -81,7 +81,7 @@ run_bench() { # name, timeout, args...
         echo "skipped (time budget)" >"$out/$name.status"
         return 0
     fi
-    local env="${GRADFREE_STEP:+GRADFREE_STEP=$GRADFREE_STEP }"
+    local env="${GRADFREE_STEP:+GRADFREE_STEP=$GRADFREE_STEP }${GRADFREE_FUSED:+GRADFREE_FUSED=$GRADFREE_FUSED }"
     log "bench $name (at most ${limit}s): $env$bin bench $*"
     echo "$env$bin bench $*" >"$out/$name.command"
     if timeout "$limit" "$bin" bench "$@" --out "$out/$name" --quiet >"$out/$name.log" 2>&1; then
@@ -101,6 +101,13 @@ run_bench profile $(( $(left) / 2 )) --suite "$suite" --devices gpu --precision 
 # measurement that decides the default on hardware.
 GRADFREE_STEP=narrow run_bench step-narrow $(( $(left) / 4 )) --suite "$suite" --devices gpu \
     --precision f32 --only rrr-classify-784-20-10 "${mnist_args[@]}"
+# Small problems run whole windows of iterations in one dispatch
+# (rrr_fused): LEDM with the separate kernels instead, and maj13 (136,448
+# item-edges, above the default size) fused, decide the threshold.
+GRADFREE_FUSED=0 run_bench fused-off $(( $(left) / 6 )) --suite "$suite" --devices gpu \
+    --precision f32 --only rrr-nmf-ledm6,rrr-classify-maj13
+GRADFREE_FUSED=1 run_bench fused-on $(( $(left) / 5 )) --suite "$suite" --devices gpu \
+    --precision f32 --only rrr-nmf-ledm6,rrr-classify-maj13
 if grep -E '^gpu [0-9]+:' -A2 "$out/devices.txt" | grep -q 'f64 yes'; then
     run_bench gpu-f64 $(( $(left) - 20 )) --suite "$suite" --devices gpu --precision f64 \
         --only rrr-nmf-ledm6,rrr-classify-maj13,hsic-ws,hsic-ism
@@ -133,7 +140,7 @@ smi = os.path.join(out, "nvidia-smi.csv")
 if os.path.exists(smi):
     report["nvidia_smi"] = open(smi).read()
     md += ["```", report["nvidia_smi"].strip(), "```", ""]
-for name in ["gpu-f32", "profile", "step-narrow", "gpu-f64", "kernel-product"]:
+for name in ["gpu-f32", "profile", "step-narrow", "fused-off", "fused-on", "gpu-f64", "kernel-product"]:
     st = os.path.join(out, name + ".status")
     if not os.path.exists(st):
         continue

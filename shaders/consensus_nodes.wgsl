@@ -17,6 +17,154 @@ const NODE_FIXED: u32 = 7u;
 const NODE_FIXED_ZIGMOID: u32 = 8u;
 const NODE_FIXED_STEP: u32 = 9u;
 
+// The A-projection of node i = idx / kq at quad q = idx % kq: x averaged
+// over the out-edges, then the side constraint (class margin Δ,
+// activation half-width m). Reads out_ptr, out_edges, node_kind,
+// node_param, labels, x, y, b and data; writes xa, ya and ba (globals
+// of the including shader).
+fn consensus_at(idx: u32, kq: u32, margin: real, half: real) {
+    let i = idx / kq;
+    let q = idx - i * kq;
+    let kind = node_kind[i];
+    let e0 = out_ptr[i];
+    // Data and fixed nodes take x from the data: skip the mean over their
+    // out-edges (for an image classifier, most of x).
+    var e1 = out_ptr[i + 1u];
+    if (kind == NODE_DATA || kind == NODE_FIXED) {
+        e1 = e0;
+    }
+    var sum = itemv(0.0);
+    for (var e = e0; e < e1; e++) {
+        sum += x[out_edges[e] * kq + q];
+    }
+    var xbar = itemv(0.0);
+    if (e1 > e0) {
+        xbar = sum / real(e1 - e0);
+    }
+    let yq = y[idx];
+    let bq = b[idx];
+    if (kind == NODE_RELU) {
+        // The common hidden node, all items at once.
+        let o = relu_items(xbar, yq, bq);
+        xa[idx] = o.x;
+        ya[idx] = o.y;
+        ba[idx] = o.b;
+        return;
+    }
+    let dq = data[idx];
+    var xo = xbar;
+    var yo = yq;
+    var bo = bq;
+    for (var c = 0u; c < LANE_ITEMS; c++) {
+        let k = q * LANE_ITEMS + c;
+        let o = project_node(i, k, kind, item_at(xbar, c), item_at(yq, c), item_at(bq, c), item_at(dq, c), margin, half);
+        xo = item_set(xo, c, o.x);
+        yo = item_set(yo, c, o.y);
+        bo = item_set(bo, c, o.z);
+    }
+    xa[idx] = xo;
+    ya[idx] = yo;
+    ba[idx] = bo;
+}
+
+struct ItemsXyb {
+    x: itemv,
+    y: itemv,
+    b: itemv,
+}
+
+// relu_proj over the invocation's items: each branch computed and chosen
+// by select, the same expressions per item.
+fn relu_items(x: itemv, y: itemv, b: itemv) -> ItemsXyb {
+    let s = (y - b) * 0.5;
+    let up = !(y < b);
+    let d1 = select(x * x, x * x + 2.0 * s * s, up);
+    let s2 = (x - y + b) / 3.0;
+    let low = x - s2 < itemv(0.0);
+    let d2 = select(3.0 * s2 * s2, x * x + 2.0 * s * s, low);
+    let first = d1 < d2;
+    let c2x = select(x - s2, itemv(0.0), low);
+    let c2y = select(y + s2, y - s, low);
+    let c2b = select(b - s2, y - s, low);
+    return ItemsXyb(
+        select(c2x, itemv(0.0), first),
+        select(c2y, select(y, y - s, up), first),
+        select(c2b, select(b, y - s, up), first),
+    );
+}
+
+// Node i's side constraint at item k, given its mean x, its y and b and
+// its data value, given the class margin and the activation half-width:
+// the new (x, y, b).
+fn project_node(
+    i: u32, k: u32, kind: u32, x_mean: real, y_in: real, b_in: real, d: real, margin: real, half: real,
+) -> vec3<real> {
+    var xbar = x_mean;
+    var yv = y_in;
+    var bv = b_in;
+    switch kind {
+        case NODE_NONNEG: {
+            xbar = max(xbar, 0.0);
+        }
+        case NODE_DATA: {
+            xbar = d;
+        }
+        case NODE_RELU: {
+            let o = relu_proj(xbar, yv, bv);
+            xbar = o.x;
+            yv = o.y;
+            bv = o.z;
+        }
+        case NODE_CLASS: {
+            // Exempted items (label 0xffffffff) keep their class variables.
+            if (labels[k] == 0xffffffffu) {
+                break;
+            }
+            let o = class_proj(yv, bv, labels[k] == node_param[i], margin);
+            yv = o.x;
+            bv = o.y;
+        }
+        case NODE_ZIGMOID: {
+            let o = zigmoid_proj(xbar, yv, bv, half);
+            xbar = o.x;
+            yv = o.y;
+            bv = o.z;
+        }
+        case NODE_STEP: {
+            let o = step_proj(xbar, yv, bv, half);
+            xbar = o.x;
+            yv = o.y;
+            bv = o.z;
+        }
+        case NODE_FIXED: {
+            xbar = d;
+            let o = fixed_proj(xbar, yv, bv, half);
+            yv = o.x;
+            bv = o.y;
+        }
+        case NODE_FIXED_ZIGMOID, NODE_FIXED_STEP: {
+            if (labels[k] == node_param[i]) {
+                xbar = d;
+                let o = fixed_proj(xbar, yv, bv, half);
+                yv = o.x;
+                bv = o.y;
+            } else if (kind == NODE_FIXED_ZIGMOID) {
+                let o = zigmoid_proj(xbar, yv, bv, half);
+                xbar = o.x;
+                yv = o.y;
+                bv = o.z;
+            } else {
+                let o = step_proj(xbar, yv, bv, half);
+                xbar = o.x;
+                yv = o.y;
+                bv = o.z;
+            }
+        }
+        default: {}
+    }
+    return vec3<real>(xbar, yv, bv);
+}
+
 //!entry
 struct NodeParams {
     items: u32,
@@ -56,141 +204,6 @@ fn consensus_nodes(
     if (idx >= kq * params.nodes || (params.stop_word != 0xffffffffu && stop[params.stop_word] != 0u)) {
         return;
     }
-    let i = idx / kq;
-    let q = idx - i * kq;
-    let kind = node_kind[i];
-    let e0 = out_ptr[i];
-    // Data and fixed nodes take x from the data: skip the mean over their
-    // out-edges (for an image classifier, most of x).
-    var e1 = out_ptr[i + 1u];
-    if (kind == NODE_DATA || kind == NODE_FIXED) {
-        e1 = e0;
-    }
-    var sum = itemv(0.0);
-    for (var e = e0; e < e1; e++) {
-        sum += x[out_edges[e] * kq + q];
-    }
-    var xbar = itemv(0.0);
-    if (e1 > e0) {
-        xbar = sum / real(e1 - e0);
-    }
-    let yq = y[idx];
-    let bq = b[idx];
-    if (kind == NODE_RELU) {
-        // The common hidden node, all items at once.
-        let o = relu_items(xbar, yq, bq);
-        xa[idx] = o.x;
-        ya[idx] = o.y;
-        ba[idx] = o.b;
-        return;
-    }
-    let dq = data[idx];
-    var xo = xbar;
-    var yo = yq;
-    var bo = bq;
-    for (var c = 0u; c < LANE_ITEMS; c++) {
-        let k = q * LANE_ITEMS + c;
-        let o = project_node(i, k, kind, item_at(xbar, c), item_at(yq, c), item_at(bq, c), item_at(dq, c));
-        xo = item_set(xo, c, o.x);
-        yo = item_set(yo, c, o.y);
-        bo = item_set(bo, c, o.z);
-    }
-    xa[idx] = xo;
-    ya[idx] = yo;
-    ba[idx] = bo;
+    consensus_at(idx, kq, scalars[0], scalars[1]);
 }
 
-struct ItemsXyb {
-    x: itemv,
-    y: itemv,
-    b: itemv,
-}
-
-// relu_proj over the invocation's items: each branch computed and chosen
-// by select, the same expressions per item.
-fn relu_items(x: itemv, y: itemv, b: itemv) -> ItemsXyb {
-    let s = (y - b) * 0.5;
-    let up = !(y < b);
-    let d1 = select(x * x, x * x + 2.0 * s * s, up);
-    let s2 = (x - y + b) / 3.0;
-    let low = x - s2 < itemv(0.0);
-    let d2 = select(3.0 * s2 * s2, x * x + 2.0 * s * s, low);
-    let first = d1 < d2;
-    let c2x = select(x - s2, itemv(0.0), low);
-    let c2y = select(y + s2, y - s, low);
-    let c2b = select(b - s2, y - s, low);
-    return ItemsXyb(
-        select(c2x, itemv(0.0), first),
-        select(c2y, select(y, y - s, up), first),
-        select(c2b, select(b, y - s, up), first),
-    );
-}
-
-// Node i's side constraint at item k, given its mean x, its y and b and
-// its data value: the new (x, y, b).
-fn project_node(i: u32, k: u32, kind: u32, x_mean: real, y_in: real, b_in: real, d: real) -> vec3<real> {
-    var xbar = x_mean;
-    var yv = y_in;
-    var bv = b_in;
-    switch kind {
-        case NODE_NONNEG: {
-            xbar = max(xbar, 0.0);
-        }
-        case NODE_DATA: {
-            xbar = d;
-        }
-        case NODE_RELU: {
-            let o = relu_proj(xbar, yv, bv);
-            xbar = o.x;
-            yv = o.y;
-            bv = o.z;
-        }
-        case NODE_CLASS: {
-            // Exempted items (label 0xffffffff) keep their class variables.
-            if (labels[k] == 0xffffffffu) {
-                break;
-            }
-            let o = class_proj(yv, bv, labels[k] == node_param[i], scalars[0]);
-            yv = o.x;
-            bv = o.y;
-        }
-        case NODE_ZIGMOID: {
-            let o = zigmoid_proj(xbar, yv, bv, scalars[1]);
-            xbar = o.x;
-            yv = o.y;
-            bv = o.z;
-        }
-        case NODE_STEP: {
-            let o = step_proj(xbar, yv, bv, scalars[1]);
-            xbar = o.x;
-            yv = o.y;
-            bv = o.z;
-        }
-        case NODE_FIXED: {
-            xbar = d;
-            let o = fixed_proj(xbar, yv, bv, scalars[1]);
-            yv = o.x;
-            bv = o.y;
-        }
-        case NODE_FIXED_ZIGMOID, NODE_FIXED_STEP: {
-            if (labels[k] == node_param[i]) {
-                xbar = d;
-                let o = fixed_proj(xbar, yv, bv, scalars[1]);
-                yv = o.x;
-                bv = o.y;
-            } else if (kind == NODE_FIXED_ZIGMOID) {
-                let o = zigmoid_proj(xbar, yv, bv, scalars[1]);
-                xbar = o.x;
-                yv = o.y;
-                bv = o.z;
-            } else {
-                let o = step_proj(xbar, yv, bv, scalars[1]);
-                xbar = o.x;
-                yv = o.y;
-                bv = o.z;
-            }
-        }
-        default: {}
-    }
-    return vec3<real>(xbar, yv, bv);
-}

@@ -7,6 +7,68 @@
 // themselves (one chunk of few items: one dispatch fewer per iteration).
 // Mirrors src/kernels/normalize_weights.rs.
 
+// The functions below read params' row_items, items_total, parts_total
+// and clamp, group_ptr and group_edges, write wa, and take w's rows and
+// partial sums from w_row and w_partial (globals and accessors of the
+// including shader).
+
+// An edge's mean over the batch, from its partial sums, or from its row of
+// w summed as reduce_rows_serial sums it (the same bits).
+fn edge_mean(e: u32) -> real {
+    var s = real(0.0);
+    if (params.row_items > 0u) {
+        let kq = params.row_items / LANE_ITEMS;
+        var acc = itemv(0.0);
+        for (var q = 0u; q < kq; q++) {
+            acc += w_row(e * kq + q);
+        }
+        s += items_sum(acc);
+    } else {
+        let pt = params.parts_total;
+        for (var p = 0u; p < pt; p++) {
+            s += w_partial(e * pt + p);
+        }
+    }
+    return s * (1.0 / real(params.items_total));
+}
+
+// Group gi's consensus, serially: means, clamp, rescale to norm omega.
+fn normalize_group(gi: u32, omega: real) {
+    let a = group_ptr[gi];
+    let b = group_ptr[gi + 1u];
+    if (b == a) {
+        return;
+    }
+    var wmax = real(0.0);
+    var imax = a;
+    var sumsq = real(0.0);
+    for (var i = a; i < b; i++) {
+        let e = group_edges[i];
+        var v = edge_mean(e);
+        if (i == a || v > wmax) {
+            wmax = v;
+            imax = i;
+        }
+        if (params.clamp != 0u) {
+            v = max(v, 0.0);
+        }
+        wa[e] = v;
+        sumsq += v * v;
+    }
+    if ((params.clamp != 0u && wmax <= 0.0) || sumsq == 0.0) {
+        for (var i = a; i < b; i++) {
+            wa[group_edges[i]] = 0.0;
+        }
+        wa[group_edges[imax]] = omega;
+        return;
+    }
+    let scale = omega / sqrt(sumsq);
+    for (var i = a; i < b; i++) {
+        let e = group_edges[i];
+        wa[e] = wa[e] * scale;
+    }
+}
+
 //!entry
 struct NormParams {
     groups: u32,
@@ -30,24 +92,12 @@ struct NormParams {
 @group(0) @binding(5) var<storage, read_write> wa: array<real>;
 @group(0) @binding(6) var<storage, read> rows: array<itemv>;
 
-// An edge's mean over the batch, from its partial sums, or from its row of
-// w summed as reduce_rows_serial sums it (the same bits).
-fn edge_mean(e: u32) -> real {
-    var s = real(0.0);
-    if (params.row_items > 0u) {
-        let kq = params.row_items / LANE_ITEMS;
-        var acc = itemv(0.0);
-        for (var q = 0u; q < kq; q++) {
-            acc += rows[e * kq + q];
-        }
-        s += items_sum(acc);
-    } else {
-        let pt = params.parts_total;
-        for (var p = 0u; p < pt; p++) {
-            s += partial[e * pt + p];
-        }
-    }
-    return s * (1.0 / real(params.items_total));
+fn w_row(i: u32) -> itemv {
+    return rows[i];
+}
+
+fn w_partial(i: u32) -> real {
+    return partial[i];
 }
 
 @compute @workgroup_size(64)
@@ -60,40 +110,7 @@ fn normalize_weights(
     if (gi >= params.groups) {
         return;
     }
-    let a = group_ptr[gi];
-    let b = group_ptr[gi + 1u];
-    if (b == a) {
-        return;
-    }
-    var wmax = real(0.0);
-    var imax = a;
-    var sumsq = real(0.0);
-    for (var i = a; i < b; i++) {
-        let e = group_edges[i];
-        var v = edge_mean(e);
-        if (i == a || v > wmax) {
-            wmax = v;
-            imax = i;
-        }
-        if (params.clamp != 0u) {
-            v = max(v, 0.0);
-        }
-        wa[e] = v;
-        sumsq += v * v;
-    }
-    let omega = scalars[0];
-    if ((params.clamp != 0u && wmax <= 0.0) || sumsq == 0.0) {
-        for (var i = a; i < b; i++) {
-            wa[group_edges[i]] = 0.0;
-        }
-        wa[group_edges[imax]] = omega;
-        return;
-    }
-    let scale = omega / sqrt(sumsq);
-    for (var i = a; i < b; i++) {
-        let e = group_edges[i];
-        wa[e] = wa[e] * scale;
-    }
+    normalize_group(gi, scalars[0]);
 }
 
 const NONE: u32 = 0xffffffffu;

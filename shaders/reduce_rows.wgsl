@@ -13,6 +13,17 @@
 
 const CHUNK: u32 = 1024u;
 
+// The serial partial sum over quads first..end of the row whose first
+// quad is `base`, of the values reduce_value(which, mode, i) gives (an
+// accessor of the including shader).
+fn serial_sum(which: u32, mode: u32, base: u32, first: u32, end: u32) -> real {
+    var acc = itemv(0.0);
+    for (var q = first; q < end; q++) {
+        acc += reduce_value(which, mode, base + q);
+    }
+    return items_sum(acc);
+}
+
 //!entry
 struct ReduceParams {
     rows: u32,
@@ -32,6 +43,13 @@ struct ReduceParams {
 // A stopped run's flag (rrr_converge): when stop[stop_word] is set, the
 // partial sums are left as they are.
 @group(0) @binding(4) var<storage, read> stop: array<u32>;
+
+fn reduce_value(which: u32, mode: u32, i: u32) -> itemv {
+    if (mode == 0u) {
+        return z[i];
+    }
+    return 2.0 * a[i] - z[i];
+}
 
 fn stopped() -> bool {
     return params.stop_word != 0xffffffffu && stop[params.stop_word] != 0u;
@@ -94,13 +112,5 @@ fn reduce_rows_serial(
     let base = r * kq;
     let per_part = CHUNK / LANE_ITEMS;
     let end = min(kq, (p + 1u) * per_part);
-    var acc = itemv(0.0);
-    for (var q = p * per_part; q < end; q++) {
-        if (params.mode == 0u) {
-            acc += z[base + q];
-        } else {
-            acc += 2.0 * a[base + q] - z[base + q];
-        }
-    }
-    partial[r * params.parts_total + params.parts_offset + p] = items_sum(acc);
+    partial[r * params.parts_total + params.parts_offset + p] = serial_sum(0u, params.mode, base, p * per_part, end);
 }

@@ -10,6 +10,38 @@
 // iterations at the stop, below flag per group]. One invocation.
 // Mirrors src/kernels/rrr_converge.rs.
 
+// One check with threshold tol2k, over params' groups, hist_parts, history,
+// check_every and end, the history `hist` and the state through
+// state_load and state_store (globals and accessors of the including
+// shader).
+fn converge_check(tol2k: real) {
+    if (state_load(3u) != 0u) {
+        return;
+    }
+    let first = state_load(2u);
+    let last = min(first + params.check_every, params.end);
+    let gp = params.groups * params.hist_parts;
+    var all = true;
+    for (var g = 0u; g < params.groups; g++) {
+        for (var it = first; it < last; it++) {
+            let base = (it % params.history) * gp + g * params.hist_parts;
+            var s = real(0.0);
+            for (var p = 0u; p < params.hist_parts; p++) {
+                s += hist[base + p];
+            }
+            if (s < tol2k) {
+                state_store(5u + g, 1u);
+            }
+        }
+        all = all && state_load(5u + g) != 0u;
+    }
+    state_store(2u, last);
+    if (all) {
+        state_store(3u, 1u);
+        state_store(4u, last);
+    }
+}
+
 //!entry
 struct ConvergeParams {
     groups: u32,
@@ -28,31 +60,15 @@ struct ConvergeParams {
 @group(0) @binding(2) var<storage, read> hist: array<real>;
 @group(0) @binding(3) var<storage, read_write> state: array<u32>;
 
+fn state_load(i: u32) -> u32 {
+    return state[i];
+}
+
+fn state_store(i: u32, v: u32) {
+    state[i] = v;
+}
+
 @compute @workgroup_size(1)
 fn rrr_converge() {
-    if (state[3] != 0u) {
-        return;
-    }
-    let first = state[2];
-    let last = min(first + params.check_every, params.end);
-    let gp = params.groups * params.hist_parts;
-    var all = true;
-    for (var g = 0u; g < params.groups; g++) {
-        for (var it = first; it < last; it++) {
-            let base = (it % params.history) * gp + g * params.hist_parts;
-            var s = real(0.0);
-            for (var p = 0u; p < params.hist_parts; p++) {
-                s += hist[base + p];
-            }
-            if (s < scalars[0]) {
-                state[5u + g] = 1u;
-            }
-        }
-        all = all && state[5u + g] != 0u;
-    }
-    state[2] = last;
-    if (all) {
-        state[3] = 1u;
-        state[4] = last;
-    }
+    converge_check(scalars[0]);
 }

@@ -29,37 +29,10 @@ fn root_form(r: Root) -> vec3<real> {
     return vec3<real>(-1.0, -r.s, r.inv_den);
 }
 
-//!entry
-struct StepParams {
-    items: u32,
-    bil_nodes: u32,
-    parts_total: u32,
-    mode: u32,
-    has_bias: u32,
-    items_total: u32,
-    _pad0: u32,
-    _pad1: u32,
-}
-
-@group(0) @binding(0) var<uniform> params: StepParams;
-// [beta, Ω]
-@group(0) @binding(1) var<storage, read> scalars: array<real>;
-@group(0) @binding(2) var<storage, read> bil: array<u32>;
-@group(0) @binding(3) var<storage, read> in_ptr: array<u32>;
-@group(0) @binding(4) var<storage, read> src: array<u32>;
-@group(0) @binding(5) var<storage, read> metric: array<real>;
-@group(0) @binding(6) var<storage, read_write> x: array<itemv>;
-@group(0) @binding(7) var<storage, read_write> w: array<itemv>;
-@group(0) @binding(8) var<storage, read> xa: array<itemv>;
-@group(0) @binding(9) var<storage, read> wa: array<real>;
-@group(0) @binding(10) var<storage, read_write> y: array<itemv>;
-@group(0) @binding(11) var<storage, read> ya: array<itemv>;
-@group(0) @binding(12) var<storage, read_write> b: array<itemv>;
-@group(0) @binding(13) var<storage, read> ba: array<itemv>;
-@group(0) @binding(14) var<storage, read> bpart: array<real>;
-@group(0) @binding(15) var<storage, read_write> err: array<itemv>;
-// [degenerate, not converged, …, stopped (rrr_converge), …]
-@group(0) @binding(16) var<storage, read_write> counters: array<atomic<u32>>;
+// The functions below read and write the step's arrays as globals of the
+// including shader: bil, in_ptr, src, metric, x, w, xa, wa, y, ya, b, ba,
+// bpart, err and counters, scalars = [β, Ω, …] and params' mode, has_bias,
+// parts_total and items_total.
 
 // The y side of node j at quad q: y's reflection, and the root's c and t.
 struct NodeY {
@@ -157,18 +130,9 @@ fn node_finish(j: u32, jj: u32, q: u32, kq: u32, ny: NodeY, f: Form, e2: itemv) 
     err[jj * kq + q] = ek;
 }
 
-@compute @workgroup_size(64)
-fn rrr_step(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    let idx = (wid.y * nwg.x + wid.x) * 64u + lid;
-    let kq = params.items / LANE_ITEMS;
-    // A stopped run leaves its state alone.
-    if (idx >= kq * params.bil_nodes || atomicLoad(&counters[3]) != 0u) {
-        return;
-    }
+// The narrow step at (bilinear node jj = idx / kq, quad q = idx % kq):
+// both passes over the node's in-edges by one invocation.
+fn step_at(idx: u32, kq: u32) {
     let jj = idx / kq;
     let q = idx - jj * kq;
     let j = bil[jj];
@@ -196,6 +160,53 @@ fn rrr_step(
         }
     }
     node_finish(j, jj, q, kq, ny, f, edge_update(e0, e1, 1u, q, kq, f));
+}
+
+//!entry
+struct StepParams {
+    items: u32,
+    bil_nodes: u32,
+    parts_total: u32,
+    mode: u32,
+    has_bias: u32,
+    items_total: u32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+@group(0) @binding(0) var<uniform> params: StepParams;
+// [beta, Ω]
+@group(0) @binding(1) var<storage, read> scalars: array<real>;
+@group(0) @binding(2) var<storage, read> bil: array<u32>;
+@group(0) @binding(3) var<storage, read> in_ptr: array<u32>;
+@group(0) @binding(4) var<storage, read> src: array<u32>;
+@group(0) @binding(5) var<storage, read> metric: array<real>;
+@group(0) @binding(6) var<storage, read_write> x: array<itemv>;
+@group(0) @binding(7) var<storage, read_write> w: array<itemv>;
+@group(0) @binding(8) var<storage, read> xa: array<itemv>;
+@group(0) @binding(9) var<storage, read> wa: array<real>;
+@group(0) @binding(10) var<storage, read_write> y: array<itemv>;
+@group(0) @binding(11) var<storage, read> ya: array<itemv>;
+@group(0) @binding(12) var<storage, read_write> b: array<itemv>;
+@group(0) @binding(13) var<storage, read> ba: array<itemv>;
+@group(0) @binding(14) var<storage, read> bpart: array<real>;
+@group(0) @binding(15) var<storage, read_write> err: array<itemv>;
+// [degenerate, not converged, …, stopped (rrr_converge), …]
+@group(0) @binding(16) var<storage, read_write> counters: array<atomic<u32>>;
+
+@compute @workgroup_size(64)
+fn rrr_step(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let idx = (wid.y * nwg.x + wid.x) * 64u + lid;
+    let kq = params.items / LANE_ITEMS;
+    // A stopped run leaves its state alone.
+    if (idx >= kq * params.bil_nodes || atomicLoad(&counters[3]) != 0u) {
+        return;
+    }
+    step_at(idx, kq);
 }
 
 // The cooperative variant for wide nodes: one workgroup per (bilinear

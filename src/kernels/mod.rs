@@ -27,6 +27,7 @@ pub mod reduce_rows;
 pub mod row_residual;
 pub mod rrr_converge;
 pub mod rrr_forward;
+pub mod rrr_fused;
 pub mod rrr_load;
 pub mod rrr_step;
 pub mod rrr_update;
@@ -60,6 +61,10 @@ pub const ALL: &[Kernel] = &[
     rrr_converge::KERNEL,
     rrr_forward::KERNEL,
     rrr_forward::QUAD,
+    rrr_fused::KERNEL,
+    rrr_fused::QUAD,
+    rrr_fused::LANES8,
+    rrr_fused::LANES8_QUAD,
     rrr_load::KERNEL,
     rrr_load::QUAD,
     rrr_update::KERNEL,

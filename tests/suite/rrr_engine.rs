@@ -272,3 +272,92 @@ fn device_stops() {
     let x = n.encode(&w, &y).unwrap();
     check_device_stop(&n.problem, &n.state(&x, &w, &y), 150);
 }
+
+/// What the fused-iterations test compares: per precision, the classifier
+/// runs' state and errors and the batched LEDM starts' factors and error
+/// series, every value as its bits.
+fn fused_outputs() -> Vec<(String, Vec<u64>)> {
+    let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<u64>>();
+    let mut out = vec![];
+    // maj13's network at its batch of 128, with a margin: on lavapipe its
+    // windows are a few iterations (llvmpipe's loop limit).
+    let edges = layered_edges(&[13, 26, 26, 2]);
+    let wide = RrrProblem::classifier(67, &edges, 13, 2, 2.0, 0.1, 1.0).unwrap();
+    let wide_state = random_classifier_state(&wide, 128, 5);
+    for (name, be) in backends_of(&[], &[Precision::F32, Precision::F64]) {
+        let mut nets = vec![];
+        for kk in [13, 16] {
+            nets.push((format!("classifier {kk}"), classifier(kk)));
+        }
+        nets.push(("maj13".to_string(), (wide.clone(), wide_state.clone())));
+        for (net, (p, s)) in nets {
+            let (st, err) = run_engine(&be, &p, &s, 40);
+            for (what, v) in [
+                ("x", &st.x),
+                ("w", &st.w),
+                ("y", &st.y),
+                ("b", &st.b),
+                ("RRR_err", &err),
+            ] {
+                out.push((format!("{name} {net} {what}"), bits(v)));
+            }
+        }
+        let s = SolveSettings {
+            beta: 0.3,
+            max_iter: 300,
+            tol: 1e-30,
+            check_every: 64,
+            chunk: 300,
+        };
+        let y = nmf::ledm(6);
+        let runs = nmf::solve_batched(&be, 5, 0.6, &y, &[1, 2, 3], &s, |_| {}).unwrap();
+        for r in runs {
+            let seed = r.seed;
+            out.push((format!("{name} LEDM {seed} x"), bits(r.x.as_slice())));
+            out.push((format!("{name} LEDM {seed} w"), bits(r.w.as_slice())));
+            out.push((format!("{name} LEDM {seed} series"), bits(&r.series)));
+        }
+    }
+    out
+}
+
+#[test]
+fn fused_iterations_give_the_separate_kernels_state() {
+    // Child processes: the separate kernels (GRADFREE_FUSED=0) and the
+    // fused kernel wherever it is allowed, with 8 and with 64 invocations
+    // per block, each writing its outputs.
+    let name = "rrr_engine::fused_iterations_give_the_separate_kernels_state";
+    if let Ok(to) = std::env::var("GRADFREE_TEST_OUT") {
+        std::fs::write(to, serde_json::to_string(&fused_outputs()).unwrap()).unwrap();
+        return;
+    }
+    let mut got = vec![];
+    for fused in ["0", "8", "64"] {
+        let path = temp_path(&format!("fused-{fused}"));
+        let to = path.to_string_lossy().to_string();
+        let vars = [
+            ("GRADFREE_FUSED", fused),
+            ("GRADFREE_TEST_OUT", to.as_str()),
+        ];
+        if in_own_process(name, &vars) {
+            unreachable!("the child writes its outputs above");
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        got.push(serde_json::from_str::<Vec<(String, Vec<u64>)>>(&text).unwrap());
+    }
+    let separate = &got[0];
+    for fused in &got[1..] {
+        assert_eq!(fused.len(), separate.len());
+        for ((what, got), (_, want)) in fused.iter().zip(separate) {
+            if what.ends_with("series") {
+                // The fused kernel sums a start's 36 errors item by item; the
+                // separate reduction takes them by quads. Both are the sum.
+                let f = |v: &[u64]| v.iter().map(|&b| f64::from_bits(b)).collect::<Vec<f64>>();
+                assert_close(what, &f(got), &f(want), 1e-6, 1e-9);
+            } else {
+                assert!(got == want, "{what}: the fused kernel changed bits");
+            }
+        }
+    }
+}

@@ -12,7 +12,7 @@ use gradfree::kernels::par::SimdLevel;
 use gradfree::kernels::project_activation as act;
 use gradfree::kernels::project_bilinear::WarmRoot;
 use gradfree::kernels::rrr_step::{self, StepInputs, StepState, XSumLayout, XSums};
-use gradfree::kernels::{normalize_weights, reduce_rows, rrr_converge, rrr_update};
+use gradfree::kernels::{normalize_weights, reduce_rows, rrr_converge, rrr_fused, rrr_update};
 use gradfree::problem::{NodeKind, RrrProblem, StepMode, WeightGroups, layered_edges};
 use gradfree::{Precision, Real};
 use rand::Rng;
@@ -948,4 +948,79 @@ fn rrr_converge_matches_its_twin() {
         }
     }
     assert!((1..5).contains(&stops), "the cases stop and go on: {stops}");
+}
+
+fn fused_blocks(p: &RrrProblem, max_blocks: usize) -> Vec<[u32; 8]> {
+    let net = rrr_fused::Network {
+        nodes: p.nodes,
+        src: &p.src,
+        dst: &p.dst,
+        bil: &p.bil,
+        group_ptr: &p.group_ptr,
+        group_edges: &p.group_edges,
+        err_groups: p.err_groups,
+        in_ptr: &p.in_ptr,
+        out_ptr: &p.out_ptr,
+    };
+    rrr_fused::blocks(&net, max_blocks)
+        .chunks(rrr_fused::BLOCK_WORDS)
+        .map(|b| b.try_into().unwrap())
+        .collect()
+}
+
+#[test]
+fn fused_blocks_are_the_independent_runs_of_a_network() {
+    // Three copies of 2 codes → 3 data nodes (NMF-shaped), one error group
+    // each: one block per copy, each holding its own nodes, bilinear
+    // nodes, weight groups (one per source node, the data nodes' empty)
+    // and error group.
+    let copy: Vec<(u32, u32)> = (0..2).flat_map(|i| (2..5).map(move |j| (i, j))).collect();
+    let edges: Vec<(u32, u32)> = (0..3u32)
+        .flat_map(|c| copy.iter().map(move |&(i, j)| (i + 5 * c, j + 5 * c)))
+        .collect();
+    let mut p = RrrProblem::from_edges(15, &edges, WeightGroups::BySource).unwrap();
+    p.err_groups = 3;
+    assert_eq!(p.bil.len(), 9);
+    let blocks = fused_blocks(&p, 1000);
+    assert_eq!(
+        blocks,
+        vec![
+            [0, 5, 0, 3, 0, 5, 0, 1],
+            [5, 10, 3, 6, 5, 10, 1, 2],
+            [10, 15, 6, 9, 10, 15, 2, 3],
+        ]
+    );
+    // Every edge, weight group and error group stays in its block.
+    for b in &blocks {
+        for jj in b[2]..b[3] {
+            let j = p.bil[jj as usize] as usize;
+            assert!((b[0]..b[1]).contains(&(j as u32)));
+            for e in p.in_ptr[j]..p.in_ptr[j + 1] {
+                assert!((b[0]..b[1]).contains(&p.src[e as usize]));
+            }
+        }
+        for g in b[4]..b[5] {
+            let (a, z) = (p.group_ptr[g as usize], p.group_ptr[g as usize + 1]);
+            for &e in &p.group_edges[a as usize..z as usize] {
+                assert!((b[0]..b[1]).contains(&p.src[e as usize]));
+            }
+        }
+    }
+    // At most two blocks: the first two copies share one.
+    assert_eq!(
+        fused_blocks(&p, 2),
+        vec![[0, 10, 0, 6, 0, 10, 0, 2], [10, 15, 6, 9, 10, 15, 2, 3]]
+    );
+    // One error group over all copies: a single block.
+    p.err_groups = 1;
+    assert_eq!(fused_blocks(&p, 1000), vec![[0, 15, 0, 9, 0, 15, 0, 1]]);
+    // A connected network is one block.
+    let g = graph();
+    assert_eq!(fused_blocks(&g, 1000).len(), 1);
+    // Copies whose node numbers interleave are one block too.
+    let mixed: Vec<(u32, u32)> = (0..2u32)
+        .flat_map(|c| copy.iter().map(move |&(i, j)| (2 * i + c, 4 + 2 * j + c)))
+        .collect();
+    let p = RrrProblem::from_edges(14, &mixed, WeightGroups::BySource).unwrap();
+    assert_eq!(fused_blocks(&p, 1000).len(), 1);
 }

@@ -17,6 +17,8 @@
 //! is read, through copies recorded in its own submit.
 //! On hardware GPUs a classifier's training set can stay on the device
 //! (`keep_items`): a batch starts from a feed pass there (`rrr_forward`).
+//! Small problems on one process run each window of iterations as one
+//! dispatch of `rrr_fused` instead, a workgroup per independent block.
 //!
 //! Memory traffic per (item, edge) and iteration, in elements: consensus
 //! reads x (1); the w reduction reads w (1); the fused step reads x, w and
@@ -38,7 +40,7 @@ use crate::kernels::rrr_forward::Feed;
 use crate::kernels::select_radix::RadixSelect;
 use crate::kernels::{
     class_select, consensus_nodes, normalize_weights, reduce_rows, rrr_converge, rrr_forward,
-    rrr_load, rrr_step,
+    rrr_fused, rrr_load, rrr_step,
 };
 use crate::problem::{NodeStart, RrrProblem, RrrState};
 use crate::real::Precision;
@@ -68,6 +70,57 @@ fn wide_step(p: &RrrProblem) -> bool {
         Ok("narrow") => false,
         _ => rrr_step::wide(&p.bil, &p.in_ptr),
     }
+}
+
+/// Whether an engine runs whole windows of iterations in one dispatch
+/// (`rrr_fused`): where the weight means come from w's rows (one process,
+/// one chunk of few items, narrow groups), without class selection or the
+/// cooperative step, the adapter binds enough storage buffers, and the
+/// problem is small. `GRADFREE_FUSED=1` takes it wherever it is allowed,
+/// `8` or `64` too with that many invocations per block, `0` never.
+/// On a software adapter, the longest window must also keep each
+/// invocation's loops below llvmpipe's limit, and the engine fuses only
+/// where one dispatch can run [`MIN_SOFTWARE_WINDOW`] iterations (any
+/// number where forced).
+fn fused_iterations(
+    ctx: &GpuContext,
+    p: &RrrProblem,
+    items: usize,
+    w_rows: bool,
+    selecting: bool,
+    wide: bool,
+    max_window: usize,
+) -> bool {
+    let allowed = w_rows
+        && !selecting
+        && !wide
+        && max_window >= 1
+        && ctx.limits.max_storage_buffers_per_shader_stage >= rrr_fused::STORAGE_BUFFERS;
+    match std::env::var("GRADFREE_FUSED").as_deref() {
+        Ok("1" | "8" | "64") => allowed,
+        Ok("0") => false,
+        _ => allowed && rrr_fused::small(items, p.edges()) && max_window >= MIN_SOFTWARE_WINDOW,
+    }
+}
+
+/// The fewest fused iterations per dispatch worth the fused kernel
+/// on a software adapter.
+const MIN_SOFTWARE_WINDOW: usize = 16;
+
+/// The fused iterations' dispatches: dispatch i runs iterations
+/// i·span … (i + 1)·span − 1 of a window, so that a window of up to
+/// HISTORY iterations is one submit however short the span.
+struct Fused {
+    dispatches: Vec<Dispatch>,
+    /// Iterations per dispatch (see [`rrr_fused::SOFTWARE_LOOP_LIMIT`]).
+    span: usize,
+    /// The window's first iteration and length, written by `iterate`.
+    window: GpuBuffer,
+    /// [β, Ω, Δ, m], written by `iterate`.
+    scalars: GpuBuffer,
+    /// The class margin Δ and the activation half-width m.
+    margins: [f64; 2],
+    _keep: Vec<GpuBuffer>,
 }
 
 /// RRR iterations the process has run on devices (every engine).
@@ -156,6 +209,8 @@ pub(crate) struct GpuRrr {
     counters: GpuBuffer,
     step_scalars: GpuBuffer,
     d_normalize: Dispatch,
+    /// Whole windows of iterations in one dispatch, for small problems.
+    fused: Option<Fused>,
     /// The final error reduction into each history slot.
     d_err_final: Vec<Dispatch>,
     /// The convergence check after the iterations that end a check.
@@ -358,8 +413,8 @@ impl GpuRrr {
             )
         };
 
-        let wide = wide_step(p);
-        let traffic = match wide {
+        let wide_step = wide_step(p);
+        let traffic = match wide_step {
             true => TRAFFIC_PER_ITEM_EDGE_WIDE,
             false => TRAFFIC_PER_ITEM_EDGE,
         };
@@ -484,7 +539,7 @@ impl GpuRrr {
                 (&err).into(),
                 (&counters).into(),
             ];
-            let step = match wide {
+            let step = match wide_step {
                 true => pick(&rrr_step::WIDE, &rrr_step::WIDE_QUAD),
                 false => pick(&rrr_step::KERNEL, &rrr_step::QUAD),
             };
@@ -559,9 +614,11 @@ impl GpuRrr {
         // One chunk of few items on one process, narrow groups: the weight
         // normalization sums w's rows itself (the same bits as the serial
         // row sums), one dispatch fewer per iteration.
-        let wide = normalize_weights::wide(&p.group_ptr);
-        let w_rows =
-            single && collective.world() == 1 && kk <= reduce_rows::SERIAL_MAX_ITEMS && !wide;
+        let wide_groups = normalize_weights::wide(&p.group_ptr);
+        let w_rows = single
+            && collective.world() == 1
+            && kk <= reduce_rows::SERIAL_MAX_ITEMS
+            && !wide_groups;
         let norm_params = ctx.uniform(&normalize_weights::Params {
             groups: (p.group_ptr.len() - 1) as u32,
             items_total: total as u32,
@@ -570,7 +627,8 @@ impl GpuRrr {
             row_items: if w_rows { kk as u32 } else { 0 },
             pad: [0; 3],
         })?;
-        let (mut norm_kernel, norm_threads) = normalize_weights::kernel_for(&p.group_ptr, wide);
+        let (mut norm_kernel, norm_threads) =
+            normalize_weights::kernel_for(&p.group_ptr, wide_groups);
         if w_rows {
             norm_kernel = for_items(&normalize_weights::KERNEL, &normalize_weights::QUAD, kk);
         }
@@ -629,6 +687,111 @@ impl GpuRrr {
             ],
             1,
         )?;
+        let network = rrr_fused::Network {
+            nodes: n,
+            src: &p.src,
+            dst: &p.dst,
+            bil: &p.bil,
+            group_ptr: &p.group_ptr,
+            group_edges: &p.group_edges,
+            err_groups: groups,
+            in_ptr: &p.in_ptr,
+            out_ptr: &p.out_ptr,
+        };
+        let blocks = rrr_fused::blocks(&network, ctx.max_workgroups_per_dim() as usize);
+        let software = ctx.summary().software;
+        let fused_kernel = match std::env::var("GRADFREE_FUSED").as_deref() {
+            Ok("8") => rrr_fused::kernel_for(true, kk),
+            Ok("64") => rrr_fused::kernel_for(false, kk),
+            _ => rrr_fused::kernel_for(software, kk),
+        };
+        let max_window = if software {
+            rrr_fused::SOFTWARE_LOOP_LIMIT
+                / rrr_fused::loop_iterations(fused_kernel, &network, &blocks, kk, p.has_bias)
+        } else {
+            usize::MAX
+        };
+        let fused = if fused_iterations(ctx, p, kk, w_rows, selecting, wide_step, max_window) {
+            let c = &chunks[0];
+            let base = rrr_fused::Params {
+                items: kk as u32,
+                nodes: n as u32,
+                bil_nodes: j as u32,
+                weight_groups: (p.group_ptr.len() - 1) as u32,
+                parts_total: parts_total as u32,
+                mode: p.mode.code(),
+                has_bias: p.has_bias as u32,
+                items_total: total as u32,
+                row_items: kk as u32,
+                clamp: p.clamp_weights as u32,
+                groups: groups as u32,
+                hist_parts: hist_parts as u32,
+                history: HISTORY as u32,
+                group_items: group_items as u32,
+                ..Default::default()
+            };
+            let margins = [p.class_margin, p.act_margin];
+            let scalars = ctx.upload_real(&[1.0, p.omega, margins[0], margins[1]], precision)?;
+            let window = ctx.uniform(&rrr_fused::Window::default())?;
+            let block_count = blocks.len() / rrr_fused::BLOCK_WORDS;
+            let blocks = u32buf(&blocks)?;
+            let span = max_window.min(HISTORY);
+            let mut dispatches = Vec::new();
+            let mut keep = vec![blocks];
+            for offset in (0..HISTORY).step_by(span) {
+                let params = ctx.uniform(&rrr_fused::Params {
+                    offset: offset as u32,
+                    span: span as u32,
+                    ..base
+                })?;
+                dispatches.push(ctx.prepare(
+                    fused_kernel,
+                    precision,
+                    &[
+                        (&params).into(),
+                        (&scalars).into(),
+                        (&out_ptr).into(),
+                        (&out_edges).into(),
+                        (&kind).into(),
+                        (&param).into(),
+                        (&c.labels).into(),
+                        (&bil).into(),
+                        (&in_ptr).into(),
+                        (&src).into(),
+                        (&metric).into(),
+                        (&group_ptr).into(),
+                        (&group_edges).into(),
+                        (&c.data).into(),
+                        (&keep[0]).into(),
+                        (&c.x).into(),
+                        (&c.w).into(),
+                        (&c.y).into(),
+                        (&c.b).into(),
+                        (&c.xa).into(),
+                        (&c.ya).into(),
+                        (&c.ba).into(),
+                        (&wa).into(),
+                        (&bpart).into(),
+                        (&c.err).into(),
+                        (&hist).into(),
+                        (&counters).into(),
+                        (&window).into(),
+                    ],
+                    (block_count * fused_kernel.workgroup as usize) as u64,
+                )?);
+                keep.push(params);
+            }
+            Some(Fused {
+                dispatches,
+                span,
+                window,
+                scalars,
+                margins,
+                _keep: keep,
+            })
+        } else {
+            None
+        };
         Ok(GpuRrr {
             ctx: ctx.clone(),
             items: kk,
@@ -644,6 +807,7 @@ impl GpuRrr {
             counters,
             step_scalars,
             d_normalize,
+            fused,
             d_err_final,
             d_converge,
             window_readbacks: [(); 2].map(|_| {
@@ -1172,6 +1336,10 @@ impl RrrEngine for GpuRrr {
             self.converge_scalars
                 .write_real(&[tol * tol * self.total as f64]);
         }
+        if let Some(f) = &self.fused {
+            let [margin, half] = f.margins;
+            f.scalars.write_real(&[beta, self.omega, margin, half]);
+        }
         // Windows of iterations, one submit each, up to the next check
         // when the run may stop. The device checks convergence itself, and
         // once stopped the iterations queued after it change nothing: on
@@ -1201,10 +1369,25 @@ impl RrrEngine for GpuRrr {
             };
             let window = (iters - done).min(to_check).min(HISTORY - first_slot);
             let mut all: Vec<&Dispatch> = vec![];
-            for i in done..done + window {
-                all.extend(self.iteration(i % HISTORY));
-                if stopping && ((i + 1) % check_every == 0 || i + 1 == iters) {
+            if let Some(f) = &self.fused {
+                // Written before this window's submit, after the previous
+                // one's. A window ends at the latest at the next check.
+                f.window.write_uniform(&rrr_fused::Window {
+                    first: done as u32,
+                    count: window as u32,
+                    pad: [0; 2],
+                });
+                all.extend(&f.dispatches[..window.div_ceil(f.span)]);
+                let end = done + window;
+                if stopping && (end % check_every == 0 || end == iters) {
                     all.push(&self.d_converge);
+                }
+            } else {
+                for i in done..done + window {
+                    all.extend(self.iteration(i % HISTORY));
+                    if stopping && ((i + 1) % check_every == 0 || i + 1 == iters) {
+                        all.push(&self.d_converge);
+                    }
                 }
             }
             let per_slot = self.groups * self.hist_parts;

@@ -10,7 +10,8 @@
 //   the errors into the history slot    (reduce_rows' serial_sum)
 // Every element is computed by the same functions as in those kernels, so
 // the state takes the same bits; the sums over items are the serial
-// kernel's. A window ends where a convergence check is due, which
+// kernel's item by item (the separate error reduction may take quads or a
+// tree, so RRR_err agrees to rounding). A window ends where a convergence check is due, which
 // rrr_converge then runs; a stopped run's window returns at once. A window
 // may be split over several dispatches of one submit (params' offset and
 // span), each under llvmpipe's loop limit (see rrr_fused.rs). Problems

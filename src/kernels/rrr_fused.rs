@@ -5,9 +5,12 @@
 //! from w's rows and the bias sums, the step, the error sums into the
 //! history) separated by storage barriers. The phases call the
 //! functions of `consensus_nodes`, `normalize_weights`, `reduce_rows`,
-//! and `rrr_step`, whose f64 twins are this kernel's twin:
-//! the state takes the same bits as with those kernels dispatched one by
-//! one, and the engine's tests compare both and the CPU engine.
+//! and `rrr_step`, whose f64 twins are this kernel's twin: the state
+//! takes the same bits as with those kernels dispatched one by one, and
+//! the engine's tests compare both. The sums into the RRR_err history are
+//! the serial row sums' item by item, where the separate reduction may take
+//! quads or (hardware, rows past 256 items) a tree: RRR_err agrees to
+//! rounding, and a run with a tolerance could stop one check apart.
 //!
 //! Why: a problem of a few thousand (item, edge) pairs per iteration (20
 //! batched LEDM starts: 600 edges × 6 items) is bound by the cost of a
@@ -98,10 +101,10 @@ pub fn kernel_for(software: bool, items: usize) -> &'static Kernel {
 pub const STORAGE_BUFFERS: u32 = 26;
 
 /// (item, edge) pairs per iteration up to which the engine runs whole
-/// windows in one workgroup. On lavapipe with two cores, 20 batched LEDM
-/// m = 6 starts (3,600) ran several times faster per iteration; the
-/// `maj13` classifier at batches of 128 (136,448) ran slower on one core
-/// than the separate kernels on two, see docs/results.md.
+/// windows in one dispatch by default. On lavapipe, 20 batched LEDM m = 6
+/// starts (3,600) ran 1.7× faster per iteration; the `maj13` classifier at
+/// batches of 128 (136,448), one block, is left to the separate kernels
+/// until a hardware GPU measures it (`scripts/gpu-check.sh`, fused-on).
 pub const MAX_ITEM_EDGES: usize = 16_384;
 
 /// Uniform parameters (matches `FusedParams`).

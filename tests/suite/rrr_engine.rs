@@ -275,7 +275,8 @@ fn device_stops() {
 
 /// What the fused-iterations test compares: per precision, the classifier
 /// runs' state and errors and the batched LEDM starts' factors and error
-/// series, every value as its bits.
+/// series, every value as its bits. The runs never stop, so the state
+/// does not depend on the errors' rounding.
 fn fused_outputs() -> Vec<(String, Vec<u64>)> {
     let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<u64>>();
     let mut out = vec![];
@@ -350,11 +351,13 @@ fn fused_iterations_give_the_separate_kernels_state() {
     for fused in &got[1..] {
         assert_eq!(fused.len(), separate.len());
         for ((what, got), (_, want)) in fused.iter().zip(separate) {
-            if what.ends_with("series") {
-                // The fused kernel sums a start's 36 errors item by item; the
-                // separate reduction takes them by quads. Both are the sum.
+            if what.ends_with("series") || what.ends_with("RRR_err") {
+                // The fused kernel sums the per-item errors item by item; the
+                // separate reduction may take quads (LEDM's 36 errors of 6
+                // items) or, on hardware, a tree. Both are the sum.
                 let f = |v: &[u64]| v.iter().map(|&b| f64::from_bits(b)).collect::<Vec<f64>>();
-                assert_close(what, &f(got), &f(want), 1e-6, 1e-9);
+                let rt = if what.contains("f32") { 2e-4 } else { 1e-9 };
+                assert_close(what, &f(got), &f(want), rt, 1e-12);
             } else {
                 assert!(got == want, "{what}: the fused kernel changed bits");
             }

@@ -26,6 +26,13 @@ struct ProductParams {
     // Offsets in `scalars` of ‖a_i‖² (i over all of A) and ‖b_j‖².
     norm_a: u32,
     norm_b: u32,
+    // This dispatch's rows [j_begin, j_end) of B (j_begin a multiple of 16),
+    // and whether the sums go on from the output's (a product split over
+    // dispatches, which adds in the same order as one dispatch).
+    j_begin: u32,
+    j_end: u32,
+    resume: u32,
+    _pad0: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: ProductParams;
@@ -163,7 +170,32 @@ fn wide(rt: u32, ct: u32, lid: u32) {
     var acc2 = vec4<real>();
     var acc3 = vec4<real>();
     var sq = vec4<real>();
-    for (var j0 = 0u; j0 < params.n; j0 += TJ) {
+    if (params.resume != 0u) {
+        for (var x = 0u; x < 4u; x++) {
+            let il = i0 + ti + x;
+            if (il < params.rows) {
+                var row = vec4<real>();
+                for (var y = 0u; y < 4u; y++) {
+                    let c = c0 + tc + y;
+                    if (c < params.r) {
+                        row[y] = out[il * w + c];
+                    } else if (c < w) {
+                        sq[x] = out[il * w + c];
+                    }
+                }
+                if (x == 0u) {
+                    acc0 = row;
+                } else if (x == 1u) {
+                    acc1 = row;
+                } else if (x == 2u) {
+                    acc2 = row;
+                } else {
+                    acc3 = row;
+                }
+            }
+        }
+    }
+    for (var j0 = params.j_begin; j0 < params.j_end; j0 += TJ) {
         kernel_tile(i0, j0, lid);
         stage_m(j0, c0, 64u, lid);
         workgroupBarrier();
@@ -219,7 +251,22 @@ fn thin(rt: u32, lid: u32) {
     let own_sq = params.squares != 0u && params.r >= tc && params.r < tc + 2u;
     var acc: array<real, 4>;
     var sq: array<real, 2>;
-    for (var j0 = 0u; j0 < params.n; j0 += TJ) {
+    if (params.resume != 0u) {
+        for (var x = 0u; x < 2u; x++) {
+            let il = i0 + ti + x;
+            if (il < params.rows) {
+                for (var y = 0u; y < 2u; y++) {
+                    let c = tc + y;
+                    if (c < params.r) {
+                        acc[x * 2u + y] = out[il * w + c];
+                    } else if (c < w) {
+                        sq[x] = out[il * w + c];
+                    }
+                }
+            }
+        }
+    }
+    for (var j0 = params.j_begin; j0 < params.j_end; j0 += TJ) {
         kernel_tile(i0, j0, lid);
         stage_m(j0, 0u, 16u, lid);
         workgroupBarrier();

@@ -94,6 +94,30 @@ pub struct Params {
     pub norm_a: u32,
     /// Offset in the scalars of ‖b_j‖² (Gaussian only).
     pub norm_b: u32,
+    /// First row of B of this dispatch (a multiple of 16).
+    pub j_begin: u32,
+    /// End of this dispatch's rows of B.
+    pub j_end: u32,
+    /// 1 = the sums go on from the output's (a later part of B).
+    pub resume: u32,
+    /// Padding.
+    pub pad: u32,
+}
+
+/// Rows of B one dispatch takes on `ctx`'s adapter for `d` features: all
+/// of them on hardware. llvmpipe (lavapipe) silently ends an invocation's
+/// loops once they have run 65,535 iterations in all (see
+/// `rrr_fused::SOFTWARE_LOOP_LIMIT`), and an invocation runs about d + 90
+/// of them per 16 rows of B (the features, M's staging, the tile's 16
+/// columns, and the f64 exponential's loops), so there a product is split
+/// over dispatches that resume from the output: the same sums in the same
+/// order.
+pub fn rows_of_b_per_dispatch(software: bool, d: usize) -> usize {
+    if !software {
+        return usize::MAX;
+    }
+    let steps = (super::rrr_fused::SOFTWARE_LOOP_LIMIT - 100) / (d + 90);
+    steps.max(1) * 16
 }
 
 /// The pair function f.
@@ -1030,6 +1054,26 @@ pub fn gpu_tiled(
     spec: &Spec,
     tile_rows: usize,
 ) -> Result<Vec<f64>> {
+    let span = rows_of_b_per_dispatch(ctx.summary().software, d);
+    gpu_split(ctx, prec, a, b, d, m, r, spec, tile_rows, span)
+}
+
+/// [`gpu_tiled`] with each tile's sums over B split into dispatches of
+/// `b_rows` rows of B (rounded up to 16), which resume from the output:
+/// the same bits as one dispatch.
+#[allow(clippy::too_many_arguments)]
+pub fn gpu_split(
+    ctx: &Arc<GpuContext>,
+    prec: Precision,
+    a: &[f64],
+    b: &[f64],
+    d: usize,
+    m: &[f64],
+    r: usize,
+    spec: &Spec,
+    tile_rows: usize,
+    b_rows: usize,
+) -> Result<Vec<f64>> {
     let (na, nb) = shape(a, b, d, m, r, spec);
     let w = spec.width(r);
     if na == 0 || w == 0 {
@@ -1079,40 +1123,52 @@ pub fn gpu_tiled(
     let mut out = vec![0.0; mine.start * w];
     out.reserve(na * w);
     let mut row0 = mine.start;
-    // One dispatch and readback per tile; the kernel tiles are built on the fly.
+    let span = b_rows.max(1).div_ceil(16).saturating_mul(16);
+    // One submit and readback per tile (one dispatch, or one per span of
+    // B's rows); the kernel tiles are built on the fly.
     while row0 < mine.end {
         let rows = tile_rows.min(mine.end - row0);
-        let params = ctx.uniform(&Params {
-            rows: rows as u32,
-            row0: row0 as u32,
-            n: nb as u32,
-            d: d as u32,
-            r: r as u32,
-            func: matches!(spec.func, Func::Dist) as u32,
-            zero_diag: spec.zero_diag as u32,
-            use_gamma: spec.gamma.is_some() as u32,
-            lb_off: na as u32,
-            squares: spec.squares as u32,
-            norm_a: norm_a as u32,
-            norm_b: norm_b as u32,
-        })?;
         let (ti, tc) = gpu_tile(w);
         let groups = rows.div_ceil(ti) * w.div_ceil(tc);
-        let disp = ctx.prepare(
-            &KERNEL,
-            prec,
-            &[
-                (&params).into(),
-                (&scal).into(),
-                (&ab).into(),
-                bb.into(),
-                (&mb).into(),
-                (&lb).into(),
-                (&ob).into(),
-            ],
-            (groups * KERNEL.workgroup as usize) as u64,
-        )?;
-        ctx.run_one(&disp)?;
+        let mut uniforms = Vec::new();
+        let mut dispatches = Vec::new();
+        // An empty B still takes one dispatch, which writes the zeros.
+        for j_begin in (0..nb.max(1)).step_by(span.min(nb).max(1)) {
+            let params = ctx.uniform(&Params {
+                rows: rows as u32,
+                row0: row0 as u32,
+                n: nb as u32,
+                d: d as u32,
+                r: r as u32,
+                func: matches!(spec.func, Func::Dist) as u32,
+                zero_diag: spec.zero_diag as u32,
+                use_gamma: spec.gamma.is_some() as u32,
+                lb_off: na as u32,
+                squares: spec.squares as u32,
+                norm_a: norm_a as u32,
+                norm_b: norm_b as u32,
+                j_begin: j_begin as u32,
+                j_end: nb.min(j_begin.saturating_add(span)) as u32,
+                resume: (j_begin > 0) as u32,
+                pad: 0,
+            })?;
+            dispatches.push(ctx.prepare(
+                &KERNEL,
+                prec,
+                &[
+                    (&params).into(),
+                    (&scal).into(),
+                    (&ab).into(),
+                    bb.into(),
+                    (&mb).into(),
+                    (&lb).into(),
+                    (&ob).into(),
+                ],
+                (groups * KERNEL.workgroup as usize) as u64,
+            )?);
+            uniforms.push(params);
+        }
+        ctx.run_all(&dispatches)?;
         out.extend(ob.read_real_range(0, rows * w)?);
         row0 += rows;
     }

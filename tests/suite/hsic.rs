@@ -205,13 +205,17 @@ fn kernel_product_matches_the_twin_on_both_backends() {
                 let g = gradfree::kernels::kernel_product::gpu_tiled(
                     &ctx, prec, &a, b, d, &m, cols, &spec, 7,
                 );
-                assert_close(
-                    &format!("gpu tiled {prec} {what}"),
-                    &g.unwrap(),
-                    &want,
-                    tol,
-                    tol,
-                );
+                let g = g.unwrap();
+                assert_close(&format!("gpu tiled {prec} {what}"), &g, &want, tol, tol);
+                // B's rows split over dispatches that resume from the
+                // output: the same sums in the same order.
+                for b_rows in [16, 48] {
+                    let s = gradfree::kernels::kernel_product::gpu_split(
+                        &ctx, prec, &a, b, d, &m, cols, &spec, 7, b_rows,
+                    )
+                    .unwrap();
+                    assert!(s == g, "gpu split {b_rows} {prec} {what}");
+                }
             }
         }
     }
@@ -1093,4 +1097,38 @@ fn ism_with_lobpcg_matches_the_dense_solver() {
     let bytes = lob.to_bytes(&[0, 1, 2]).unwrap();
     let (back, _) = gradfree::methods::hsic::ism::IsmModel::from_bytes(&bytes, "test").unwrap();
     assert_eq!(back.settings.eigen, EigenSolver::Lobpcg);
+}
+
+/// Products long enough that one invocation's loops would pass llvmpipe's
+/// 65,535 iterations (⌈1600 / 16⌉ steps of about 700 features each): on
+/// lavapipe they are split over dispatches, where llvmpipe used to end the
+/// loops silently and the products came out wrong by a fifth or more.
+#[test]
+fn kernel_products_hold_past_llvmpipes_loop_limit() {
+    let Some(ctx) = gpu(Precision::F32) else {
+        return;
+    };
+    let mut r = rng(23);
+    let (n, d) = (1600, 700);
+    let a = uniform(&mut r, n * d, 0.0, 0.05);
+    for (func, cols) in [(Func::Dist, 3), (Func::Gauss { sigma: 0.5 }, 20)] {
+        let m = uniform(&mut r, n * cols, 0.0, 1.0);
+        let spec = Spec {
+            func,
+            ..Spec::dist()
+        };
+        let want = kernel_product::reference(&a, &a, d, &m, cols, &spec);
+        let got = gradfree::kernels::kernel_product::gpu(
+            &ctx,
+            Precision::F32,
+            &a,
+            &a,
+            d,
+            &m,
+            cols,
+            &spec,
+        )
+        .unwrap();
+        assert_close(&format!("{func:?} × {cols}"), &got, &want, 1e-4, 1e-6);
+    }
 }

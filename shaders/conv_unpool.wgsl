@@ -24,6 +24,14 @@ struct ConvParams {
     side: u32,
     act: u32,
     _pad: u32,
+    // conv_normal_eq: this dispatch's (item, position) rows [row_begin,
+    // row_end) (row_begin a multiple of 16), and whether the sums go on
+    // from the output's (a chunk split over dispatches, which adds in the
+    // same order as one dispatch).
+    row_begin: u32,
+    row_end: u32,
+    resume: u32,
+    _pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: ConvParams;
@@ -195,8 +203,13 @@ fn conv_normal_eq(
     let tb = lid % T;
     let ss = params.side * params.side;
     let total = params.items * ss;
+    let a = a0 + ta;
+    let b = b0 + tb;
     var acc = real(0.0);
-    for (var i0 = 0u; i0 < total; i0 += T) {
+    if (params.resume != 0u && a < rows && b < cols) {
+        acc = out[a * cols + b];
+    }
+    for (var i0 = params.row_begin; i0 < min(total, params.row_end); i0 += T) {
         // Slab of 16 (item, position) rows: xs[row][α], ys[row][β].
         let it = i0 + ta;
         var xv = real(0.0);
@@ -227,8 +240,6 @@ fn conv_normal_eq(
         }
         workgroupBarrier();
     }
-    let a = a0 + ta;
-    let b = b0 + tb;
     if (a < rows && b < cols) {
         out[a * cols + b] = acc;
     }

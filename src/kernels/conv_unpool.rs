@@ -90,6 +90,14 @@ pub struct Params {
     pub act: u32,
     /// Padding.
     pub pad: u32,
+    /// Normal equations: this dispatch's first (item, position) row.
+    pub row_begin: u32,
+    /// Normal equations: the end of this dispatch's rows.
+    pub row_end: u32,
+    /// Normal equations: 1 = the sums go on from the output's.
+    pub resume: u32,
+    /// Padding.
+    pub pad1: u32,
 }
 
 impl Params {
@@ -104,7 +112,26 @@ impl Params {
             side: sh.side as u32,
             act,
             pad: 0,
+            row_begin: 0,
+            row_end: u32::MAX,
+            resume: 0,
+            pad1: 0,
         }
+    }
+}
+
+/// (item, position) rows one dispatch of [`NORMAL_EQ`] takes on `ctx`'s
+/// adapter: all of a chunk on hardware. llvmpipe (lavapipe) silently ends
+/// an invocation's loops once they have run 65,535 iterations in all (see
+/// `rrr_fused::SOFTWARE_LOOP_LIMIT`), and an invocation runs at most 17 of
+/// them per 16 rows (the slab's 16 products), so there a chunk is split
+/// over dispatches that resume from the output: the same sums in the same
+/// order. A 14 × 14 layer's chunk of 8,192 items is 1.6 million rows.
+pub fn normal_eq_rows_per_dispatch(software: bool) -> usize {
+    if software {
+        (super::rrr_fused::SOFTWARE_LOOP_LIMIT - 100) / 17 * GPU_TILE
+    } else {
+        usize::MAX
     }
 }
 
@@ -566,7 +593,9 @@ pub fn gpu_transpose_tiles(
     gpu_tiles(ctx, &op, sh, z, sh.d_in())
 }
 
-/// The dispatch of one chunk's per-kernel normal equations into `c`.
+/// The dispatches of one chunk's per-kernel normal equations into `c`
+/// (one, or on software adapters one per span of its rows; see
+/// [`normal_eq_rows_per_dispatch`]).
 fn normal_eq_dispatch(
     ctx: &Arc<GpuContext>,
     prec: Precision,
@@ -575,23 +604,36 @@ fn normal_eq_dispatch(
     h: &GpuBuffer,
     z: &GpuBuffer,
     c: &GpuBuffer,
-) -> Result<Dispatch> {
+) -> Result<Vec<Dispatch>> {
     let (pl, oc) = (sh.patch(), sh.conv_channels());
     let groups = (pl + 1).div_ceil(GPU_TILE) * (pl + 1 + oc).div_ceil(GPU_TILE);
-    let params = ctx.uniform(&Params::new(sh, items, 0))?;
-    ctx.prepare(
-        &NORMAL_EQ,
-        prec,
-        &[
-            (&params).into(),
-            scal.into(),
-            h.into(),
-            z.into(),
-            scal.into(),
-            c.into(),
-        ],
-        (groups * NORMAL_EQ.workgroup as usize) as u64,
-    )
+    let rows = items * sh.side * sh.side;
+    let span = normal_eq_rows_per_dispatch(ctx.summary().software);
+    // An empty chunk still takes one dispatch, which writes the zeros.
+    (0..rows.max(1))
+        .step_by(span.min(rows).max(1))
+        .map(|begin| {
+            let params = ctx.uniform(&Params {
+                row_begin: begin as u32,
+                row_end: rows.min(begin.saturating_add(span)) as u32,
+                resume: (begin > 0) as u32,
+                ..Params::new(sh, items, 0)
+            })?;
+            ctx.prepare(
+                &NORMAL_EQ,
+                prec,
+                &[
+                    (&params).into(),
+                    scal.into(),
+                    h.into(),
+                    z.into(),
+                    scal.into(),
+                    c.into(),
+                ],
+                (groups * NORMAL_EQ.workgroup as usize) as u64,
+            )
+        })
+        .collect()
 }
 
 /// A conv-unpool layer's per-kernel normal equations over chunks of at
@@ -621,8 +663,8 @@ pub fn gpu_normal_eq(
         let items = chunk.min(n - i0);
         hb.write_real_at(0, &h[i0 * d_in..(i0 + items) * d_in]);
         zb.write_real_at(0, &zhat[i0 * d_out..(i0 + items) * d_out]);
-        let disp = normal_eq_dispatch(ctx, prec, (sh, items), &scal, &hb, &zb, &cb)?;
-        ctx.run_one(&disp)?;
+        let disps = normal_eq_dispatch(ctx, prec, (sh, items), &scal, &hb, &zb, &cb)?;
+        ctx.run_all(&disps)?;
         let part = cb.read_real()?;
         total.iter_mut().zip(part).for_each(|(t, v)| *t += v);
     }
@@ -654,6 +696,6 @@ pub fn gpu_normal_eq_tiles(
             normal_eq_dispatch(ctx, prec, items, &scal, &h.tiles()[t], &zhat.tiles()[t], c)
         })
         .collect::<Result<Vec<_>>>()?;
-    ctx.run_all(&disps)?;
+    ctx.run_all(&disps.into_iter().flatten().collect::<Vec<_>>())?;
     normal_eq::sum_parts(&parts, size)
 }

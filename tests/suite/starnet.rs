@@ -702,6 +702,39 @@ fn conv_unpool_operators_match_their_twins_on_both_backends() {
     }
 }
 
+/// Normal equations whose rows pass llvmpipe's loop limit in one
+/// invocation (6,000 items × 14² positions: 73,500 slabs of 16 rows, at
+/// least one loop iteration each): on lavapipe they are split over
+/// dispatches, where llvmpipe used to end the loops silently. Both GPU
+/// paths, host values and held tiles.
+#[test]
+fn conv_normal_equations_hold_past_llvmpipes_loop_limit() {
+    use gradfree::kernels::conv_unpool::{ConvShape, reference_normal_eq};
+    let Some(ctx) = gpu(Precision::F32) else {
+        return;
+    };
+    let sh = ConvShape {
+        c_in: 1,
+        c_out: 1,
+        k: 3,
+        u: 1,
+        side: 14,
+    };
+    let n = 6000;
+    let mut r = rng(37);
+    let h = uniform(&mut r, n * sh.d_in(), -1.0, 1.0);
+    let z = uniform(&mut r, n * sh.d_out(), -1.0, 1.0);
+    let want = reference_normal_eq(&sh, &h, &z);
+    let be = Backend::gpu(ctx, Precision::F32);
+    let got = be.conv_normal_eq(&sh, &h, &z).unwrap();
+    // f32 sums of 1.2 million products (the loops cut short were 11% off).
+    assert_close("normal eq", &got, &want, 2e-3, 1e-2);
+    let hh = be.hold(h.clone(), sh.d_in()).unwrap();
+    let zh = be.hold(z.clone(), sh.d_out()).unwrap();
+    let got = be.conv_normal_eq_held(&sh, &hh, &zh).unwrap();
+    assert_close("held normal eq", &got, &want, 2e-3, 1e-2);
+}
+
 #[test]
 fn training_recovers_a_random_conv_unpool_decoder_on_both_backends() {
     use gradfree::methods::starnet::conv::ConvShape;

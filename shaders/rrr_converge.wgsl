@@ -7,40 +7,12 @@
 // leave the state alone, so the host can queue iterations past a check
 // without waiting for its result, and they change nothing.
 // state: [degenerate, not converged, iterations scanned, stopped,
-// iterations at the stop, below flag per group]. One invocation.
+// iterations at the stop, below flag per group]. Two dispatches: one
+// invocation per group scans its slots (rrr_converge_groups), then one
+// invocation takes the verdict (rrr_converge), so that no invocation walks
+// groups × iterations (llvmpipe ends an invocation's loops after 65,535
+// iterations).
 // Mirrors src/kernels/rrr_converge.rs.
-
-// One check with threshold tol2k, over params' groups, hist_parts, history,
-// check_every and end, the history `hist` and the state through
-// state_load and state_store (globals and accessors of the including
-// shader).
-fn converge_check(tol2k: real) {
-    if (state_load(3u) != 0u) {
-        return;
-    }
-    let first = state_load(2u);
-    let last = min(first + params.check_every, params.end);
-    let gp = params.groups * params.hist_parts;
-    var all = true;
-    for (var g = 0u; g < params.groups; g++) {
-        for (var it = first; it < last; it++) {
-            let base = (it % params.history) * gp + g * params.hist_parts;
-            var s = real(0.0);
-            for (var p = 0u; p < params.hist_parts; p++) {
-                s += hist[base + p];
-            }
-            if (s < tol2k) {
-                state_store(5u + g, 1u);
-            }
-        }
-        all = all && state_load(5u + g) != 0u;
-    }
-    state_store(2u, last);
-    if (all) {
-        state_store(3u, 1u);
-        state_store(4u, last);
-    }
-}
 
 //!entry
 struct ConvergeParams {
@@ -58,17 +30,51 @@ struct ConvergeParams {
 // [tol² · K]; negative: no stop
 @group(0) @binding(1) var<storage, read> scalars: array<real>;
 @group(0) @binding(2) var<storage, read> hist: array<real>;
-@group(0) @binding(3) var<storage, read_write> state: array<u32>;
+@group(0) @binding(3) var<storage, read_write> state: array<atomic<u32>>;
 
-fn state_load(i: u32) -> u32 {
-    return state[i];
+// The iterations since the previous check: [first, last).
+fn check_range() -> vec2<u32> {
+    let first = atomicLoad(&state[2]);
+    return vec2<u32>(first, min(first + params.check_every, params.end));
 }
 
-fn state_store(i: u32, v: u32) {
-    state[i] = v;
+@compute @workgroup_size(64)
+fn rrr_converge_groups(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let g = (wid.y * nwg.x + wid.x) * 64u + lid;
+    if (g >= params.groups || atomicLoad(&state[3]) != 0u) {
+        return;
+    }
+    let range = check_range();
+    let gp = params.groups * params.hist_parts;
+    for (var it = range.x; it < range.y; it++) {
+        let base = (it % params.history) * gp + g * params.hist_parts;
+        var s = real(0.0);
+        for (var p = 0u; p < params.hist_parts; p++) {
+            s += hist[base + p];
+        }
+        if (s < scalars[0]) {
+            atomicStore(&state[5u + g], 1u);
+        }
+    }
 }
 
 @compute @workgroup_size(1)
 fn rrr_converge() {
-    converge_check(scalars[0]);
+    if (atomicLoad(&state[3]) != 0u) {
+        return;
+    }
+    let last = check_range().y;
+    var all = true;
+    for (var g = 0u; g < params.groups; g++) {
+        all = all && atomicLoad(&state[5u + g]) != 0u;
+    }
+    atomicStore(&state[2], last);
+    if (all) {
+        atomicStore(&state[3], 1u);
+        atomicStore(&state[4], last);
+    }
 }

@@ -59,6 +59,7 @@ pub const ALL: &[Kernel] = &[
     rrr_step::WIDE,
     rrr_step::WIDE_QUAD,
     rrr_converge::KERNEL,
+    rrr_converge::GROUPS,
     rrr_forward::KERNEL,
     rrr_forward::QUAD,
     rrr_fused::KERNEL,

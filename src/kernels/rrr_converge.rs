@@ -5,11 +5,15 @@
 //! `rrr_step` and the bias sums leave the state alone from then on. The host
 //! can then queue iterations past a check without waiting for it, and its
 //! result is the result of stopping there. [`reference`] is the f64 twin.
+//! The check is two dispatches ([`GROUPS`], then [`KERNEL`]), so that no
+//! invocation walks every group's slots: llvmpipe silently ends an
+//! invocation's loops after 65,535 iterations (see
+//! `rrr_fused::SOFTWARE_LOOP_LIMIT`), about 500 groups of 64 iterations.
 //! Twin of `shaders/rrr_converge.wgsl`.
 
 use crate::gpu::{Bind, Kernel};
 
-/// The WGSL kernel.
+/// The verdict: one invocation, after [`GROUPS`].
 pub const KERNEL: Kernel = Kernel {
     name: "rrr_converge",
     source: include_str!("../../shaders/rrr_converge.wgsl"),
@@ -18,6 +22,14 @@ pub const KERNEL: Kernel = Kernel {
     binds: &[Bind::Uniform, Bind::Read, Bind::Read, Bind::ReadWrite],
     workgroup: 1,
     lanes: 1,
+};
+
+/// The scan: one invocation per group marks it if any of its slots since
+/// the previous check is below the threshold.
+pub const GROUPS: Kernel = Kernel {
+    entry: "rrr_converge_groups",
+    workgroup: 64,
+    ..KERNEL
 };
 
 /// Words of the state before the per-group flags: bilinear roots found
@@ -88,7 +100,20 @@ pub fn gpu(
     let hb = ctx.upload_real(hist, prec)?;
     let sb = ctx.upload_u32(state)?;
     let binds = [(&params).into(), (&sc).into(), (&hb).into(), (&sb).into()];
-    let d = ctx.prepare(&KERNEL, prec, &binds, 1)?;
-    ctx.run_one(&d)?;
+    ctx.run_all(&dispatches(ctx, prec, &binds, p.groups as usize)?)?;
     sb.read_u32()
+}
+
+/// The check's two dispatches over `binds` (parameters, threshold,
+/// history, state) for `groups` error groups.
+pub fn dispatches(
+    ctx: &std::sync::Arc<crate::gpu::GpuContext>,
+    prec: crate::real::Precision,
+    binds: &[crate::gpu::BindRef<'_>],
+    groups: usize,
+) -> crate::error::Result<Vec<crate::gpu::Dispatch>> {
+    Ok(vec![
+        ctx.prepare(&GROUPS, prec, binds, groups as u64)?,
+        ctx.prepare(&KERNEL, prec, binds, 1)?,
+    ])
 }

@@ -948,6 +948,32 @@ fn rrr_converge_matches_its_twin() {
         }
     }
     assert!((1..5).contains(&stops), "the cases stop and go on: {stops}");
+    // 3,000 groups checked over 64 slots: more than one invocation may
+    // walk on llvmpipe (65,535 loop iterations). Every group falls below
+    // in some slot but the last group only in the last one.
+    let (history, groups) = (64u32, 3000u32);
+    let mut hist = vec![2.0; (history * groups) as usize];
+    for g in 0..groups as usize {
+        let it = if g + 1 == groups as usize { 63 } else { g % 64 };
+        hist[it * groups as usize + g] = 0.5;
+    }
+    let p = rrr_converge::Params {
+        groups,
+        hist_parts: 1,
+        history,
+        check_every: 64,
+        end: 64,
+        pad: [0; 3],
+    };
+    let state = vec![0u32; head + groups as usize];
+    let mut want = state.clone();
+    rrr_converge::reference(&p, 1.0, &hist, &mut want);
+    assert_eq!(want[rrr_converge::STOPPED], 1);
+    for prec in [Precision::F32, Precision::F64] {
+        let Some(ctx) = gpu(prec) else { continue };
+        let got = rrr_converge::gpu(&ctx, prec, &p, 1.0, &hist, &state).unwrap();
+        assert!(got == want, "{prec}: 3,000 groups");
+    }
 }
 
 fn fused_blocks(p: &RrrProblem, max_blocks: usize) -> Vec<[u32; 8]> {

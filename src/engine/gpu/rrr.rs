@@ -214,7 +214,7 @@ pub(crate) struct GpuRrr {
     /// The final error reduction into each history slot.
     d_err_final: Vec<Dispatch>,
     /// The convergence check after the iterations that end a check.
-    d_converge: Dispatch,
+    d_converge: Vec<Dispatch>,
     /// Where windows copy their RRR_err slots and the run's state, two of
     /// each: at most two windows are in flight.
     window_readbacks: [(ReadbackBuffer, ReadbackBuffer); 2],
@@ -676,8 +676,8 @@ impl GpuRrr {
             pad: [0; 3],
         })?;
         let converge_scalars = ctx.upload_real(&[-1.0], precision)?;
-        let d_converge = ctx.prepare(
-            &rrr_converge::KERNEL,
+        let d_converge = rrr_converge::dispatches(
+            ctx,
             precision,
             &[
                 (&converge_params).into(),
@@ -685,7 +685,7 @@ impl GpuRrr {
                 (&hist).into(),
                 (&counters).into(),
             ],
-            1,
+            groups,
         )?;
         let network = rrr_fused::Network {
             nodes: n,
@@ -1380,13 +1380,13 @@ impl RrrEngine for GpuRrr {
                 all.extend(&f.dispatches[..window.div_ceil(f.span)]);
                 let end = done + window;
                 if stopping && (end % check_every == 0 || end == iters) {
-                    all.push(&self.d_converge);
+                    all.extend(&self.d_converge);
                 }
             } else {
                 for i in done..done + window {
                     all.extend(self.iteration(i % HISTORY));
                     if stopping && ((i + 1) % check_every == 0 || i + 1 == iters) {
-                        all.push(&self.d_converge);
+                        all.extend(&self.d_converge);
                     }
                 }
             }

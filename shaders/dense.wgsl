@@ -21,6 +21,14 @@ struct DenseParams {
     k: u32,
     m: u32,
     act: u32,
+    // This dispatch's part [l_begin, l_end) of the inner dimension
+    // (l_begin a multiple of 16), whether its sums go on from the output's,
+    // and whether it ends them (adds the bias and applies act): a product
+    // split over dispatches adds in the same order as one dispatch.
+    l_begin: u32,
+    l_end: u32,
+    resume: u32,
+    finish: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: DenseParams;
@@ -57,7 +65,18 @@ fn dense(
     let tj = (lid % 16u) * 4u;
     let k = params.k;
     var acc: array<real, 16>;
-    for (var l0 = 0u; l0 < k; l0 += TK) {
+    if (params.resume != 0u) {
+        for (var r = 0u; r < 4u; r++) {
+            for (var c = 0u; c < 4u; c++) {
+                let i = i0 + ti + r;
+                let j = j0 + tj + c;
+                if (i < params.rows && j < params.m) {
+                    acc[r * 4u + c] = out[i * params.m + j];
+                }
+            }
+        }
+    }
+    for (var l0 = params.l_begin; l0 < min(k, params.l_end); l0 += TK) {
         for (var q = 0u; q < 4u; q++) {
             // A tile [64 rows][16 columns], B tile [16 rows][64 columns].
             let e = lid + 256u * q;
@@ -97,6 +116,10 @@ fn dense(
             let i = i0 + ti + r;
             let j = j0 + tj + c;
             if (i < params.rows && j < params.m) {
+                if (params.finish == 0u) {
+                    out[i * params.m + j] = acc[r * 4u + c];
+                    continue;
+                }
                 let v = acc[r * 4u + c] + bias[j];
                 var o = v;
                 if (params.act == 1u) {

@@ -52,6 +52,30 @@ pub struct Params {
     pub m: u32,
     /// 0 identity, 1 leaky ReLU, 2 its inverse.
     pub act: u32,
+    /// First of this dispatch's inner indices (a multiple of 16).
+    pub l_begin: u32,
+    /// End of this dispatch's inner indices.
+    pub l_end: u32,
+    /// 1 = the sums go on from the output's.
+    pub resume: u32,
+    /// 1 = add the bias and apply the activation at the end.
+    pub finish: u32,
+}
+
+/// Inner indices one dispatch takes on `ctx`'s adapter: all on hardware.
+/// llvmpipe (lavapipe) silently ends an invocation's loops once they have
+/// run 65,535 iterations in all (see `rrr_fused::SOFTWARE_LOOP_LIMIT`):
+/// counting every loop of a 16-wide step as written (389 iterations), a
+/// step of 16 inner indices each, so there a long product (an SGD weight
+/// gradient over a large batch) is split over dispatches that resume from
+/// the output: the same sums in the same order. StarNet's k ≤ 784 stays
+/// one dispatch.
+pub fn inner_per_dispatch(software: bool) -> usize {
+    if software {
+        (super::rrr_fused::SOFTWARE_LOOP_LIMIT - 100) / 389 * 16
+    } else {
+        usize::MAX
+    }
 }
 
 /// The epilogue activation.
@@ -344,7 +368,9 @@ impl Epilogue {
     }
 }
 
-/// The dispatch of `out = act(a B + bias)` for `rows` rows of `a`.
+/// The dispatches of `out = act(a B + bias)` for `rows` rows of `a`: one,
+/// or on software adapters one per span of the inner dimension (see
+/// [`inner_per_dispatch`]).
 fn dispatch(
     ctx: &Arc<GpuContext>,
     prec: Precision,
@@ -352,16 +378,28 @@ fn dispatch(
     (rows, k, m): (usize, usize, usize),
     a: &GpuBuffer,
     out: &GpuBuffer,
-) -> Result<Dispatch> {
-    let params = Params {
-        rows: rows as u32,
-        k: k as u32,
-        m: m as u32,
-        act: ep.code,
-    };
+) -> Result<Vec<Dispatch>> {
     let groups = rows.div_ceil(GPU_TILE) * m.div_ceil(GPU_TILE);
     let threads = (groups * KERNEL.workgroup as usize) as u64;
-    ep.dispatch(ctx, prec, &KERNEL, &params, a, out, threads)
+    let span = inner_per_dispatch(ctx.summary().software);
+    // k = 0 still takes one dispatch, which writes act(bias).
+    (0..k.max(1))
+        .step_by(span.min(k).max(1))
+        .map(|begin| {
+            let end = k.min(begin.saturating_add(span));
+            let params = Params {
+                rows: rows as u32,
+                k: k as u32,
+                m: m as u32,
+                act: ep.code,
+                l_begin: begin as u32,
+                l_end: end as u32,
+                resume: (begin > 0) as u32,
+                finish: (end >= k) as u32,
+            };
+            ep.dispatch(ctx, prec, &KERNEL, &params, a, out, threads)
+        })
+        .collect()
 }
 
 /// The module doc's product in tiles of `tile_rows` rows.
@@ -390,7 +428,7 @@ pub fn gpu_tiled(
     while row0 < n {
         let rows = tile_rows.min(n - row0);
         ab.write_real_at(0, &a[row0 * k..(row0 + rows) * k]);
-        ctx.run_one(&dispatch(ctx, prec, &ep, (rows, k, m), &ab, &ob)?)?;
+        ctx.run_all(&dispatch(ctx, prec, &ep, (rows, k, m), &ab, &ob)?)?;
         out.extend(ob.read_real_range(0, rows * m)?);
         row0 += rows;
     }
@@ -427,6 +465,6 @@ pub fn gpu_rows(
             dispatch(ctx, prec, &ep, rows, &a.tiles()[t], &out.tiles()[t])
         })
         .collect::<Result<Vec<_>>>()?;
-    ctx.run_all(&disps)?;
+    ctx.run_all(&disps.into_iter().flatten().collect::<Vec<_>>())?;
     Ok(out)
 }

@@ -120,19 +120,14 @@ impl Params {
     }
 }
 
-/// (item, position) rows one dispatch of [`NORMAL_EQ`] takes on `ctx`'s
-/// adapter: all of a chunk on hardware. llvmpipe (lavapipe) silently ends
-/// an invocation's loops once they have run 65,535 iterations in all (see
-/// `rrr_fused::SOFTWARE_LOOP_LIMIT`), and an invocation runs at most 17 of
-/// them per 16 rows (the slab's 16 products), so there a chunk is split
-/// over dispatches that resume from the output: the same sums in the same
-/// order. A 14 × 14 layer's chunk of 8,192 items is 1.6 million rows.
+/// (item, position) rows one dispatch of [`NORMAL_EQ`] takes
+/// ([`crate::gpu::loop_span`]): an invocation runs at most 17 loop
+/// iterations per 16 rows (the slab's 16 products), so on a software
+/// adapter a chunk is split over dispatches that resume from the output:
+/// the same sums in the same order. A 14 × 14 layer's chunk of 8,192 items
+/// is 1.6 million rows.
 pub fn normal_eq_rows_per_dispatch(software: bool) -> usize {
-    if software {
-        (super::rrr_fused::SOFTWARE_LOOP_LIMIT - 100) / 17 * GPU_TILE
-    } else {
-        usize::MAX
-    }
+    crate::gpu::loop_span(software, 17, GPU_TILE)
 }
 
 /// One conv-unpool layer's shape.

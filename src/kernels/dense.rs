@@ -62,20 +62,13 @@ pub struct Params {
     pub finish: u32,
 }
 
-/// Inner indices one dispatch takes on `ctx`'s adapter: all on hardware.
-/// llvmpipe (lavapipe) silently ends an invocation's loops once they have
-/// run 65,535 iterations in all (see `rrr_fused::SOFTWARE_LOOP_LIMIT`):
-/// counting every loop of a 16-wide step as written (389 iterations), a
-/// step of 16 inner indices each, so there a long product (an SGD weight
-/// gradient over a large batch) is split over dispatches that resume from
-/// the output: the same sums in the same order. StarNet's k ≤ 784 stays
-/// one dispatch.
+/// Inner indices one dispatch takes ([`crate::gpu::loop_span`]): counting
+/// every loop of a 16-wide step as written, 389 iterations, so on a
+/// software adapter a long product (an SGD weight gradient over a large
+/// batch) is split over dispatches that resume from the output: the same
+/// sums in the same order. StarNet's k ≤ 784 stays one dispatch.
 pub fn inner_per_dispatch(software: bool) -> usize {
-    if software {
-        (super::rrr_fused::SOFTWARE_LOOP_LIMIT - 100) / 389 * 16
-    } else {
-        usize::MAX
-    }
+    crate::gpu::loop_span(software, 389, 16)
 }
 
 /// The epilogue activation.

@@ -104,20 +104,14 @@ pub struct Params {
     pub pad: u32,
 }
 
-/// Rows of B one dispatch takes on `ctx`'s adapter for `d` features: all
-/// of them on hardware. llvmpipe (lavapipe) silently ends an invocation's
-/// loops once they have run 65,535 iterations in all (see
-/// `rrr_fused::SOFTWARE_LOOP_LIMIT`), and an invocation runs about d + 90
-/// of them per 16 rows of B (the features, M's staging, the tile's 16
-/// columns, and the f64 exponential's loops), so there a product is split
-/// over dispatches that resume from the output: the same sums in the same
+/// Rows of B one dispatch takes for `d` features ([`crate::gpu::loop_span`]):
+/// an invocation runs about d + 90 loop iterations per 16 rows of B (the
+/// features, M's staging, the tile's 16 columns, and the f64
+/// exponential's loops), so on a software adapter a product is split over
+/// dispatches that resume from the output: the same sums in the same
 /// order.
 pub fn rows_of_b_per_dispatch(software: bool, d: usize) -> usize {
-    if !software {
-        return usize::MAX;
-    }
-    let steps = (super::rrr_fused::SOFTWARE_LOOP_LIMIT - 100) / (d + 90);
-    steps.max(1) * 16
+    crate::gpu::loop_span(software, d + 90, 16)
 }
 
 /// The pair function f.

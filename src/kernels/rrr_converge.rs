@@ -8,7 +8,7 @@
 //! The check is two dispatches ([`GROUPS`], then [`KERNEL`]), so that no
 //! invocation walks every group's slots: llvmpipe silently ends an
 //! invocation's loops after 65,535 iterations (see
-//! `rrr_fused::SOFTWARE_LOOP_LIMIT`), about 500 groups of 64 iterations.
+//! `gpu::SOFTWARE_LOOP_LIMIT`), about 500 groups of 64 iterations.
 //! Twin of `shaders/rrr_converge.wgsl`.
 
 use crate::gpu::{Bind, Kernel};

@@ -185,15 +185,9 @@ pub struct Network<'a> {
     pub out_ptr: &'a [u32],
 }
 
-/// llvmpipe (lavapipe) ends an invocation's loops once they have run
-/// 65,535 iterations in all, every loop of the shader counted together
-/// (gallivm's `LP_MAX_TGSI_LOOP_ITERATIONS`): a window of fused iterations
-/// on a software adapter must stay below it, or its later iterations are
-/// cut short without an error.
-pub const SOFTWARE_LOOP_LIMIT: usize = 65_535;
-
 /// An upper bound on the loop iterations one invocation of `kernel` runs
-/// per RRR iteration, for `items` items over `blocks` (see [`blocks`]): per
+/// per RRR iteration (on a software adapter a dispatch's iterations stay
+/// within [`crate::gpu::SOFTWARE_LOOP_LIMIT`]), for `items` items over `blocks` (see [`blocks`]): per
 /// phase, the passes over the largest block's elements times the longest
 /// walk of one element, the root's bisection at its cap.
 pub fn loop_iterations(

@@ -112,7 +112,7 @@ const MIN_SOFTWARE_WINDOW: usize = 16;
 /// HISTORY iterations is one submit however short the span.
 struct Fused {
     dispatches: Vec<Dispatch>,
-    /// Iterations per dispatch (see [`rrr_fused::SOFTWARE_LOOP_LIMIT`]).
+    /// Iterations per dispatch (see [`crate::gpu::SOFTWARE_LOOP_LIMIT`]).
     span: usize,
     /// The window's first iteration and length, written by `iterate`.
     window: GpuBuffer,
@@ -698,15 +698,22 @@ impl GpuRrr {
             in_ptr: &p.in_ptr,
             out_ptr: &p.out_ptr,
         };
-        let blocks = rrr_fused::blocks(&network, ctx.max_workgroups_per_dim() as usize);
+        // The blocks and the loop bound only where the kernel could run.
+        let candidate = w_rows && !selecting && !wide_step;
+        let blocks = match candidate {
+            true => rrr_fused::blocks(&network, ctx.max_workgroups_per_dim() as usize),
+            false => Vec::new(),
+        };
         let software = ctx.summary().software;
         let fused_kernel = match std::env::var("GRADFREE_FUSED").as_deref() {
             Ok("8") => rrr_fused::kernel_for(true, kk),
             Ok("64") => rrr_fused::kernel_for(false, kk),
             _ => rrr_fused::kernel_for(software, kk),
         };
-        let max_window = if software {
-            rrr_fused::SOFTWARE_LOOP_LIMIT
+        let max_window = if !candidate {
+            0
+        } else if software {
+            crate::gpu::SOFTWARE_LOOP_LIMIT
                 / rrr_fused::loop_iterations(fused_kernel, &network, &blocks, kk, p.has_bias)
         } else {
             usize::MAX

@@ -81,7 +81,7 @@ run_bench() { # name, timeout, args...
         echo "skipped (time budget)" >"$out/$name.status"
         return 0
     fi
-    local env="${GRADFREE_STEP:+GRADFREE_STEP=$GRADFREE_STEP }${GRADFREE_FUSED:+GRADFREE_FUSED=$GRADFREE_FUSED }"
+    local env="${GRADFREE_STEP:+GRADFREE_STEP=$GRADFREE_STEP }${GRADFREE_FUSED:+GRADFREE_FUSED=$GRADFREE_FUSED }${GRADFREE_DEVICE_FORM:+GRADFREE_DEVICE_FORM=$GRADFREE_DEVICE_FORM }"
     log "bench $name (at most ${limit}s): $env$bin bench $*"
     echo "$env$bin bench $*" >"$out/$name.command"
     if timeout "$limit" "$bin" bench "$@" --out "$out/$name" --quiet >"$out/$name.log" 2>&1; then
@@ -108,6 +108,11 @@ GRADFREE_FUSED=0 run_bench fused-off $(( $(left) / 6 )) --suite "$suite" --devic
     --precision f32 --only rrr-nmf-ledm6,rrr-classify-maj13
 GRADFREE_FUSED=1 run_bench fused-on $(( $(left) / 5 )) --suite "$suite" --devices gpu \
     --precision f32 --only rrr-nmf-ledm6,rrr-classify-maj13
+# W*'s Φ formed on the host from the product read back (n × (r + 1) per
+# ISM iteration) instead of on the device (r × r): against gpu-f32's
+# hsic-ism row, the measurement behind the hardware default.
+GRADFREE_DEVICE_FORM=0 run_bench form-host $(( $(left) / 6 )) --suite "$suite" --devices gpu \
+    --precision f32 --only hsic-ism
 if grep -E '^gpu [0-9]+:' -A2 "$out/devices.txt" | grep -q 'f64 yes'; then
     run_bench gpu-f64 $(( $(left) - 20 )) --suite "$suite" --devices gpu --precision f64 \
         --only rrr-nmf-ledm6,rrr-classify-maj13,hsic-ws,hsic-ism
@@ -126,6 +131,18 @@ if (( $(left) > 60 )) && cargo build --release --locked --example psi_product 2>
     done >"$out/kernel-product.log"
     echo ok >"$out/kernel-product.status"
 fi
+# One W* Φ build at n = 10,000 (q = 47, r = 400): formed on the device
+# (r × r back), from the product read back (n × (r + 1)), and on the CPU.
+if (( $(left) > 60 )) && cargo build --release --locked --example phi_form 2>>"$out/build.log"; then
+    log "Φ builds at n = 10,000"
+    echo "[GRADFREE_DEVICE_FORM=0] target/release/examples/phi_form 10000 47 400 3 [gpu]" >"$out/phi-form.command"
+    {
+        echo "gpu, device form: $(timeout 120 target/release/examples/phi_form 10000 47 400 3 gpu 2>&1 | tail -1)"
+        echo "gpu, host form: $(GRADFREE_DEVICE_FORM=0 timeout 120 target/release/examples/phi_form 10000 47 400 3 gpu 2>&1 | tail -1)"
+        echo "cpu: $(timeout 120 target/release/examples/phi_form 10000 47 400 3 2>&1 | tail -1)"
+    } >"$out/phi-form.log"
+    echo ok >"$out/phi-form.status"
+fi
 
 # One report from the bench outputs.
 python3 - "$out" "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" <<'PY'
@@ -140,7 +157,7 @@ smi = os.path.join(out, "nvidia-smi.csv")
 if os.path.exists(smi):
     report["nvidia_smi"] = open(smi).read()
     md += ["```", report["nvidia_smi"].strip(), "```", ""]
-for name in ["gpu-f32", "profile", "step-narrow", "fused-off", "fused-on", "gpu-f64", "kernel-product"]:
+for name in ["gpu-f32", "profile", "step-narrow", "fused-off", "fused-on", "form-host", "gpu-f64", "kernel-product", "phi-form"]:
     st = os.path.join(out, name + ".status")
     if not os.path.exists(st):
         continue

@@ -12,6 +12,7 @@ use crate::error::Result;
 use crate::gpu::RowTiles;
 use crate::kernels::conv_unpool::ConvShape;
 use crate::kernels::dense::Act;
+use crate::kernels::kernel_product::Spec;
 
 /// Rows of `cols` values held by a [`super::Backend`] (see the module doc).
 #[derive(Debug)]
@@ -96,6 +97,17 @@ pub(crate) fn dense_on_values<O: Ops + ?Sized>(
 ) -> Result<Held> {
     let out = ops.dense(&a.values()?, a.cols(), b, m, bias, act, a.rows())?;
     ops.hold(out, m)
+}
+
+pub(crate) fn kernel_product_on_values<O: Ops + ?Sized>(
+    ops: &O,
+    a: &[f64],
+    d: usize,
+    m: &Held,
+    spec: &Spec,
+    len: usize,
+) -> Result<Vec<f64>> {
+    ops.kernel_product(a, a, d, &m.values()?, m.cols(), spec, len)
 }
 
 pub(crate) fn normal_eq_on_values<O: Ops + ?Sized>(

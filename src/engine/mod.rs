@@ -160,6 +160,41 @@ pub trait Ops: Send + Sync + std::fmt::Debug {
     ) -> Result<Option<kernel_product::Upper<f32>>> {
         Ok(None)
     }
+    /// Keeps rows of `cols` values for [`Ops::kernel_product_held`]; by
+    /// default in host memory.
+    fn hold_product_operand(&self, data: Vec<f64>, cols: usize) -> Result<Held> {
+        Ok(Held::host(data, cols))
+    }
+    /// [`Ops::kernel_product`] of A with itself and a held M; by default
+    /// on M's values.
+    fn kernel_product_held(
+        &self,
+        a: &[f64],
+        d: usize,
+        m: &Held,
+        spec: &kernel_product::Spec,
+        len: usize,
+    ) -> Result<Vec<f64>> {
+        held::kernel_product_on_values(self, a, d, m, spec, len)
+    }
+    /// Whether [`Ops::laplacian_form_held`] computes (on a GPU, a
+    /// hardware adapter).
+    fn forms_laplacian(&self) -> bool {
+        false
+    }
+    /// Xᵀ(Diag(K1) − K)X for K = K(A, A) of `spec` (r × r), with
+    /// M = [X | 1] and Xᵀ held, computed where they are held; None where
+    /// this device does not (the caller takes the product instead).
+    fn laplacian_form_held(
+        &self,
+        _a: &[f64],
+        _d: usize,
+        _m: &Held,
+        _mt: &Held,
+        _spec: &kernel_product::Spec,
+    ) -> Result<Option<Vec<f64>>> {
+        Ok(None)
+    }
     /// [`Ops::kernel_product`] with f32 operands and result.
     #[allow(clippy::too_many_arguments)]
     fn kernel_product_f32(
@@ -493,6 +528,91 @@ impl Backend {
             .ops
             .kernel_product_part_f32(a, b, d, m, r, &self.part_of(spec), len)?;
         self.join_parts(part, na, spec.width(r))
+    }
+
+    /// Keeps `data` (rows of `cols` values) as the M of
+    /// [`Backend::kernel_product_held`]: on a GPU, in one device buffer
+    /// where a binding holds it (else on the host, and each product sends
+    /// it), so that an M used by many products crosses to the device once.
+    pub fn hold_product_operand(&self, data: Vec<f64>, cols: usize) -> Result<Held> {
+        if cols == 0 || !data.len().is_multiple_of(cols) {
+            return Err(Error::Input(format!(
+                "{} values do not make rows of {cols}",
+                data.len()
+            )));
+        }
+        self.ops.hold_product_operand(data, cols)
+    }
+
+    /// [`Backend::kernel_product`] of A's rows with themselves and a held M
+    /// ([`Backend::hold_product_operand`], one row per row of A): the
+    /// same values, without sending M again. A data-parallel run takes the
+    /// parts of [`Backend::kernel_product`] on M's values.
+    pub fn kernel_product_held(
+        &self,
+        a: &[f64],
+        d: usize,
+        m: &Held,
+        spec: &kernel_product::Spec,
+    ) -> Result<Vec<f64>> {
+        if d == 0 || !a.len().is_multiple_of(d) || a.len() / d != m.rows() {
+            return Err(Error::Input(format!(
+                "kernel product: {} values in rows of {d} against {} rows of M",
+                a.len(),
+                m.rows()
+            )));
+        }
+        kernel_product::shape::<f64>(a, a, d, &[], 0, spec);
+        if self.collective.world() > 1 {
+            return self.kernel_product(a, a, d, &m.values()?, m.cols(), spec);
+        }
+        let len = m.rows() * spec.width(m.cols());
+        self.ops.kernel_product_held(a, d, m, spec, len)
+    }
+
+    /// Whether [`Backend::laplacian_form_held`] computes here: a GPU on a
+    /// hardware adapter, one process. (A software adapter returns the
+    /// product instead: the host's GEMM forms Φ faster than it.)
+    pub fn forms_laplacian(&self) -> bool {
+        self.collective.world() == 1 && self.ops.forms_laplacian()
+    }
+
+    /// Xᵀ(Diag(K1) − K)X (r × r, symmetric) for K = K(A, A) of `spec`
+    /// (no squares column), M = [X | 1] held as for
+    /// [`Backend::kernel_product_held`] and Xᵀ held (r rows of n): on a GPU
+    /// the product, the form and the product by Xᵀ run where M is, and only
+    /// r × r values come back. None where the backend has no such path
+    /// (see [`Backend::forms_laplacian`]) or the operands are held on the
+    /// host: the caller then takes [`Backend::kernel_product_held`].
+    pub fn laplacian_form_held(
+        &self,
+        a: &[f64],
+        d: usize,
+        m: &Held,
+        mt: &Held,
+        spec: &kernel_product::Spec,
+    ) -> Result<Option<Vec<f64>>> {
+        let r = m.cols().saturating_sub(1);
+        if d == 0
+            || !a.len().is_multiple_of(d)
+            || a.len() / d != m.rows()
+            || (mt.rows(), mt.cols()) != (r, m.rows())
+            || spec.squares
+        {
+            return Err(Error::Input(format!(
+                "Laplacian form: {} values in rows of {d}, M {} × {}, Xᵀ {} × {}",
+                a.len(),
+                m.rows(),
+                m.cols(),
+                mt.rows(),
+                mt.cols()
+            )));
+        }
+        kernel_product::shape::<f64>(a, a, d, &[], 0, spec);
+        if !self.forms_laplacian() {
+            return Ok(None);
+        }
+        self.ops.laplacian_form_held(a, d, m, mt, spec)
     }
 
     /// Whether every process's backend has the upper-half product

@@ -342,6 +342,24 @@ impl Epilogue {
         })
     }
 
+    /// B already on the device (moved in: `k × m` rows), with the bias and
+    /// slope uploaded.
+    pub fn with_device_b(
+        ctx: &Arc<GpuContext>,
+        prec: Precision,
+        b: GpuBuffer,
+        bias: &[f64],
+        act: Act,
+    ) -> Result<Self> {
+        let (code, alpha) = act.code();
+        Ok(Epilogue {
+            scal: ctx.upload_real(&[alpha], prec)?,
+            b,
+            bias: ctx.upload_real(bias, prec)?,
+            code,
+        })
+    }
+
     /// The dispatch of `kernel` with `params` from `rows` into `out`.
     #[allow(clippy::too_many_arguments)]
     pub fn dispatch<P: bytemuck::Pod>(
@@ -364,7 +382,7 @@ impl Epilogue {
 /// The dispatches of `out = act(a B + bias)` for `rows` rows of `a`: one,
 /// or on software adapters one per span of the inner dimension (see
 /// [`inner_per_dispatch`]).
-fn dispatch(
+pub(crate) fn dispatch(
     ctx: &Arc<GpuContext>,
     prec: Precision,
     ep: &Epilogue,

@@ -35,7 +35,7 @@ use super::par::{SimdLevel, dot, parallel_enough, simd_dispatch};
 use crate::error::Result;
 use crate::gpu::GpuContext;
 use crate::gpu::buffer::Elem;
-use crate::gpu::{Bind, Kernel};
+use crate::gpu::{Bind, Dispatch, GpuBuffer, Kernel, RowTiles};
 use crate::real::{Precision, Real};
 use rayon::prelude::*;
 use std::sync::Arc;
@@ -1068,104 +1068,268 @@ pub fn gpu_split(
     tile_rows: usize,
     b_rows: usize,
 ) -> Result<Vec<f64>> {
-    let (na, nb) = shape(a, b, d, m, r, spec);
-    let w = spec.width(r);
-    if na == 0 || w == 0 {
+    let (na, _) = shape(a, b, d, m, r, spec);
+    if na == 0 || spec.width(r) == 0 {
         return Ok(vec![]);
     }
+    // An empty M still needs a binding.
+    let mb = ctx.upload_real(if m.is_empty() { &[0.0] } else { m }, prec)?;
+    split_with_m(ctx, prec, (a, b, d), &mb, r, spec, tile_rows, b_rows)
+}
+
+/// K(A, A)·M ([`gpu`] with B = A) for an M held on the device in one
+/// buffer (`m`, A's rows of `r` columns, in `prec`): M crosses to the
+/// device once for all the products that use it (the ISM's [A | 1],
+/// fixed for a layer's iterations).
+pub fn gpu_held_m(
+    ctx: &Arc<GpuContext>,
+    prec: Precision,
+    a: &[f64],
+    d: usize,
+    m: &RowTiles,
+    spec: &Spec,
+) -> Result<Vec<f64>> {
+    let (na, _) = shape::<f64>(a, a, d, &[], 0, spec);
+    let r = m.cols();
+    assert!(
+        m.rows() == na && m.tiles().len() <= 1 && m.precision() == prec,
+        "M is A's rows, in one buffer of the working precision"
+    );
+    if na == 0 || spec.width(r) == 0 {
+        return Ok(vec![]);
+    }
+    let span = rows_of_b_per_dispatch(ctx.summary().software, d);
+    let rows = ctx.fit_rows(prec, spec.width(r));
+    split_with_m(ctx, prec, (a, a, d), &m.tiles()[0], r, spec, rows, span)
+}
+
+/// Φ's Laplacian form on the device: with M = [X | 1] held (A's rows, in
+/// one buffer) and Xᵀ held (`mt`: r rows of n, one buffer), returns
+/// Xᵀ·[(Diag(K1) − K)X | K1] (r × (r + 1), row-major) for K = w ∘ f(A, A)
+/// of `spec` (no squares column): the kernel product, the form
+/// ([`super::laplacian`]) and the product by Xᵀ ([`super::dense`]) in one
+/// submit, and only the r × (r + 1) result comes back. None where the
+/// product's n × (r + 1) does not fit one binding (the caller then reads
+/// the product back, [`gpu_held_m`]).
+pub fn gpu_laplacian_form(
+    ctx: &Arc<GpuContext>,
+    prec: Precision,
+    a: &[f64],
+    d: usize,
+    m: &RowTiles,
+    mt: &RowTiles,
+    spec: &Spec,
+) -> Result<Option<Vec<f64>>> {
+    let (n, _) = shape::<f64>(a, a, d, &[], 0, spec);
+    let (w, r) = (m.cols(), m.cols().saturating_sub(1));
+    assert!(
+        m.rows() == n && mt.rows() == r && mt.cols() == n && !spec.squares,
+        "M is A's rows of [X | 1], Xᵀ its r rows"
+    );
+    assert!(
+        m.tiles().len() <= 1 && mt.tiles().len() <= 1,
+        "M and Xᵀ in one buffer each"
+    );
+    if n == 0 || r == 0 {
+        return Ok(Some(vec![0.0; r * w]));
+    }
+    if ctx.fit_rows(prec, w) < n {
+        return Ok(None);
+    }
+    let span = rows_of_b_per_dispatch(ctx.summary().software, d);
+    let mb = &m.tiles()[0];
+    let bound = Bound::upload(ctx, prec, (a, a, d), mb, w, spec, span)?;
+    let pb = ctx.alloc(n * w, Elem::Real(prec))?;
+    let (mut all, _product_uniforms) = bound.dispatches(ctx, prec, 0..n, &pb)?;
+    let (form, _form_uniform) = super::laplacian::prepare(ctx, prec, mb, &pb, n, r)?;
+    all.push(form);
+    let ep = super::dense::Epilogue::with_device_b(
+        ctx,
+        prec,
+        pb,
+        &vec![0.0; w],
+        super::dense::Act::Identity,
+    )?;
+    let out = ctx.alloc(r * w, Elem::Real(prec))?;
+    all.extend(super::dense::dispatch(
+        ctx,
+        prec,
+        &ep,
+        (r, n, w),
+        &mt.tiles()[0],
+        &out,
+    )?);
+    ctx.run_all(&all)?;
+    out.read_real().map(Some)
+}
+
+/// [`gpu_split`] with M bound from `mb`.
+#[allow(clippy::too_many_arguments)]
+fn split_with_m(
+    ctx: &Arc<GpuContext>,
+    prec: Precision,
+    (a, b, d): (&[f64], &[f64], usize),
+    mb: &GpuBuffer,
+    r: usize,
+    spec: &Spec,
+    tile_rows: usize,
+    b_rows: usize,
+) -> Result<Vec<f64>> {
+    let na = a.len() / d;
+    let w = spec.width(r);
     // This part's rows of A (the others stay zero: parts add up exactly).
     let mine = spec.part_of(na);
     let tile_rows = tile_rows.clamp(1, na);
-    let gauss = matches!(spec.func, Func::Gauss { .. });
-    let mut scalars = spec.scalars();
-    let norm_a = scalars.len();
-    let norm_b = norm_a + na;
-    // A product of rows with themselves (every Ψ of an ISM iteration) sends
-    // them once and binds them twice.
-    let same = std::ptr::eq(a, b);
-    let (ab, bb) = if gauss {
-        // The dot-product form on rows shifted by B's mean (distances are
-        // unchanged, and the norms stay small enough not to cancel).
-        let mean = row_mean(b, d);
-        let zero = vec![0.0; d];
-        let a = rows_less(a, &mean, d);
-        let norms = norms_less(&a, &zero, d);
-        scalars.extend(&norms);
-        let ab = ctx.upload_real(&a, prec)?;
-        if same {
-            scalars.extend(norms);
-            (ab, None)
-        } else {
-            let b = rows_less(b, &mean, d);
-            scalars.extend(norms_less(&b, &zero, d));
-            (ab, Some(ctx.upload_real(&b, prec)?))
-        }
-    } else {
-        let bb = (!same).then(|| ctx.upload_real(b, prec)).transpose()?;
-        (ctx.upload_real(a, prec)?, bb)
-    };
-    let bb = bb.as_ref().unwrap_or(&ab);
-    let scal = ctx.upload_real(&scalars, prec)?;
-    // An empty M still needs a binding.
-    let mb = ctx.upload_real(if m.is_empty() { &[0.0] } else { m }, prec)?;
-    let labels: Vec<u32> = match spec.gamma {
-        Some(g) => g.la.iter().chain(g.lb).copied().collect(),
-        None => vec![0],
-    };
-    let lb = ctx.upload_u32(&labels)?;
+    let bound = Bound::upload(ctx, prec, (a, b, d), mb, r, spec, b_rows)?;
     let ob = ctx.alloc(tile_rows * w, Elem::Real(prec))?;
     let mut out = vec![0.0; mine.start * w];
     out.reserve(na * w);
     let mut row0 = mine.start;
-    let span = b_rows.max(1).div_ceil(16).saturating_mul(16);
     // One submit and readback per tile (one dispatch, or one per span of
     // B's rows); the kernel tiles are built on the fly.
     while row0 < mine.end {
         let rows = tile_rows.min(mine.end - row0);
-        let (ti, tc) = gpu_tile(w);
-        let groups = rows.div_ceil(ti) * w.div_ceil(tc);
-        let mut uniforms = Vec::new();
-        let mut dispatches = Vec::new();
-        // An empty B still takes one dispatch, which writes the zeros.
-        for j_begin in (0..nb.max(1)).step_by(span.min(nb).max(1)) {
-            let params = ctx.uniform(&Params {
-                rows: rows as u32,
-                row0: row0 as u32,
-                n: nb as u32,
-                d: d as u32,
-                r: r as u32,
-                func: matches!(spec.func, Func::Dist) as u32,
-                zero_diag: spec.zero_diag as u32,
-                use_gamma: spec.gamma.is_some() as u32,
-                lb_off: na as u32,
-                squares: spec.squares as u32,
-                norm_a: norm_a as u32,
-                norm_b: norm_b as u32,
-                j_begin: j_begin as u32,
-                j_end: nb.min(j_begin.saturating_add(span)) as u32,
-                resume: (j_begin > 0) as u32,
-                pad: 0,
-            })?;
-            dispatches.push(ctx.prepare(
-                &KERNEL,
-                prec,
-                &[
-                    (&params).into(),
-                    (&scal).into(),
-                    (&ab).into(),
-                    bb.into(),
-                    (&mb).into(),
-                    (&lb).into(),
-                    (&ob).into(),
-                ],
-                (groups * KERNEL.workgroup as usize) as u64,
-            )?);
-            uniforms.push(params);
-        }
+        let (dispatches, _uniforms) = bound.dispatches(ctx, prec, row0..row0 + rows, &ob)?;
         ctx.run_all(&dispatches)?;
         out.extend(ob.read_real_range(0, rows * w)?);
         row0 += rows;
     }
     out.resize(na * w, 0.0);
     Ok(out)
+}
+
+/// A product's operands on the device, bound for its tiles' dispatches.
+struct Bound<'m> {
+    scal: GpuBuffer,
+    ab: GpuBuffer,
+    bb: Option<GpuBuffer>,
+    mb: &'m GpuBuffer,
+    lb: GpuBuffer,
+    /// The parameters every dispatch shares.
+    base: Params,
+    /// Rows of B per dispatch (a multiple of 16).
+    span: usize,
+    w: usize,
+}
+
+impl<'m> Bound<'m> {
+    /// Sends A, B (once where they are the same rows), the scalars and the
+    /// labels.
+    fn upload(
+        ctx: &Arc<GpuContext>,
+        prec: Precision,
+        (a, b, d): (&[f64], &[f64], usize),
+        mb: &'m GpuBuffer,
+        r: usize,
+        spec: &Spec,
+        b_rows: usize,
+    ) -> Result<Self> {
+        let (na, nb) = (a.len() / d, b.len() / d);
+        let gauss = matches!(spec.func, Func::Gauss { .. });
+        let mut scalars = spec.scalars();
+        // A product of rows with themselves (every Ψ of an ISM iteration)
+        // sends them, their norms and their labels once and reads them twice.
+        let same = std::ptr::eq(a, b);
+        let norm_a = scalars.len();
+        let norm_b = if same { norm_a } else { norm_a + na };
+        let (ab, bb) = if gauss {
+            // The dot-product form on rows shifted by B's mean (distances
+            // are unchanged, and the norms stay small enough not to cancel).
+            let mean = row_mean(b, d);
+            let zero = vec![0.0; d];
+            let a = rows_less(a, &mean, d);
+            let norms = norms_less(&a, &zero, d);
+            scalars.extend(&norms);
+            let ab = ctx.upload_real(&a, prec)?;
+            if same {
+                (ab, None)
+            } else {
+                let b = rows_less(b, &mean, d);
+                scalars.extend(norms_less(&b, &zero, d));
+                (ab, Some(ctx.upload_real(&b, prec)?))
+            }
+        } else {
+            let bb = (!same).then(|| ctx.upload_real(b, prec)).transpose()?;
+            (ctx.upload_real(a, prec)?, bb)
+        };
+        let scal = ctx.upload_real(&scalars, prec)?;
+        let (labels, lb_off): (Vec<u32>, usize) = match spec.gamma {
+            Some(g) if same && std::ptr::eq(g.la, g.lb) => (g.la.to_vec(), 0),
+            Some(g) => (g.la.iter().chain(g.lb).copied().collect(), na),
+            None => (vec![0], 0),
+        };
+        let lb = ctx.upload_u32(&labels)?;
+        let base = Params {
+            rows: 0,
+            row0: 0,
+            n: nb as u32,
+            d: d as u32,
+            r: r as u32,
+            func: matches!(spec.func, Func::Dist) as u32,
+            zero_diag: spec.zero_diag as u32,
+            use_gamma: spec.gamma.is_some() as u32,
+            lb_off: lb_off as u32,
+            squares: spec.squares as u32,
+            norm_a: norm_a as u32,
+            norm_b: norm_b as u32,
+            j_begin: 0,
+            j_end: 0,
+            resume: 0,
+            pad: 0,
+        };
+        Ok(Bound {
+            scal,
+            ab,
+            bb,
+            mb,
+            lb,
+            base,
+            span: b_rows.max(1).div_ceil(16).saturating_mul(16),
+            w: spec.width(r),
+        })
+    }
+
+    /// The dispatches of A's `rows` into `ob` (row 0 of `ob` is the first
+    /// of them): one, or one per span of B's rows; with their uniforms.
+    fn dispatches(
+        &self,
+        ctx: &Arc<GpuContext>,
+        prec: Precision,
+        rows: std::ops::Range<usize>,
+        ob: &GpuBuffer,
+    ) -> Result<(Vec<Dispatch>, Vec<GpuBuffer>)> {
+        let nb = self.base.n as usize;
+        let (ti, tc) = gpu_tile(self.w);
+        let groups = rows.len().div_ceil(ti) * self.w.div_ceil(tc);
+        let bb = self.bb.as_ref().unwrap_or(&self.ab);
+        let mut uniforms = Vec::new();
+        let mut dispatches = Vec::new();
+        // An empty B still takes one dispatch, which writes the zeros.
+        for j_begin in (0..nb.max(1)).step_by(self.span.min(nb).max(1)) {
+            let params = ctx.uniform(&Params {
+                rows: rows.len() as u32,
+                row0: rows.start as u32,
+                j_begin: j_begin as u32,
+                j_end: nb.min(j_begin.saturating_add(self.span)) as u32,
+                resume: (j_begin > 0) as u32,
+                ..self.base
+            })?;
+            dispatches.push(ctx.prepare(
+                &KERNEL,
+                prec,
+                &[
+                    (&params).into(),
+                    (&self.scal).into(),
+                    (&self.ab).into(),
+                    bb.into(),
+                    self.mb.into(),
+                    (&self.lb).into(),
+                    ob.into(),
+                ],
+                (groups * KERNEL.workgroup as usize) as u64,
+            )?);
+            uniforms.push(params);
+        }
+        Ok((dispatches, uniforms))
+    }
 }

@@ -17,6 +17,7 @@ pub mod copy;
 pub mod dense;
 pub mod gauss_kernel;
 pub mod kernel_product;
+pub mod laplacian;
 pub mod leaky_relu;
 pub mod normal_eq;
 pub mod normalize_weights;
@@ -72,6 +73,7 @@ pub const ALL: &[Kernel] = &[
     copy::KERNEL,
     gauss_kernel::KERNEL,
     kernel_product::KERNEL,
+    laplacian::KERNEL,
     dense::KERNEL,
     normal_eq::KERNEL,
     row_residual::KERNEL,

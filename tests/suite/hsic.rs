@@ -995,7 +995,7 @@ fn upper_half_product_rebuilds_the_whole_and_splits_into_parts_exactly() {
 
 #[test]
 fn phi_times_is_phi_times_a_block_without_forming_phi() {
-    use gradfree::methods::hsic::ism::{phi_reduced, phi_times, with_ones};
+    use gradfree::methods::hsic::ism::{Augmented, phi_reduced, phi_times};
     use nalgebra::DMatrix;
     let mut r = rng(23);
     // Two tiles, and five (the CPU's upper-half path over several runs),
@@ -1013,12 +1013,8 @@ fn phi_times_is_phi_times_a_block_without_forming_phi() {
             .collect();
         for prec in [Precision::F64, Precision::F32] {
             let be = Backend::cpu(prec);
-            let (am, am32): (Vec<f64>, Vec<f32>) = match prec {
-                Precision::F64 => (with_ones(&a), vec![]),
-                Precision::F32 => (vec![], with_ones(&a)),
-            };
-            let phi =
-                phi_reduced(&be, &a, &am, &am32, &e, &y, &p, 0.8, &mut Work::default()).unwrap();
+            let ones = Augmented::new(&be, &a, true).unwrap();
+            let phi = phi_reduced(&be, &a, &ones, &e, &y, &p, 0.8, &mut Work::default()).unwrap();
             let want = &phi * &x;
             let got =
                 phi_times(&be, &a, &zw_rows, q, &x, &y, &p, 0.8, &mut Work::default()).unwrap();
@@ -1027,6 +1023,137 @@ fn phi_times_is_phi_times_a_block_without_forming_phi() {
             assert!(
                 (&got - &want).abs().max() <= tol * scale,
                 "{prec}: {got} vs {want}"
+            );
+        }
+    }
+}
+
+/// A layer's [A | 1] and Aᵀ cross to the GPU once, and Φ is formed there:
+/// each build sends only ZW's rows, their norms and labels and the
+/// scalars, and reads back only Φ's r × (r + 1) (against n × (r + 1) when
+/// the product comes back), with the values of builds that send [A | 1]
+/// each time within the precision's rounding; a whole fit sends and reads
+/// less per ISM iteration than one [A | 1].
+#[test]
+fn phi_builds_keep_a_layers_operands_on_the_gpu() {
+    use gradfree::methods::hsic::ism::{Augmented, IsmSettings, fit_ism, phi_reduced};
+    use nalgebra::DMatrix;
+    let name = "hsic::phi_builds_keep_a_layers_operands_on_the_gpu";
+    // Φ formed on the device on lavapipe too.
+    if !in_own_process(name, &[("GRADFREE_DEVICE_FORM", "1")]) {
+        return;
+    }
+    let moved = || {
+        let w = gradfree::gpu::work_counts();
+        (w.bytes_to_device, w.bytes_from_device)
+    };
+    let mut r = rng(29);
+    for prec in [Precision::F32, Precision::F64] {
+        let Some(ctx) = gpu(prec) else {
+            continue;
+        };
+        let be = Backend::gpu(ctx, prec);
+        let (n, rank, q, c) = (300, 40, 4, 3);
+        let a = DMatrix::from_vec(n, rank, uniform(&mut r, n * rank, -1.0, 1.0));
+        let e = DMatrix::from_vec(rank, q, uniform(&mut r, rank * q, -1.0, 1.0));
+        let y: Vec<u32> = (0..n).map(|i| (i % c) as u32).collect();
+        let p = vec![1.0 / c as f64; c];
+        let build = |ones: &Augmented| {
+            let (up0, down0) = moved();
+            let phi = phi_reduced(&be, &a, ones, &e, &y, &p, 0.8, &mut Work::default()).unwrap();
+            let (up1, down1) = moved();
+            (phi, up1 - up0, down1 - down0)
+        };
+        // `true`: as for a backend whose builds take the upper half, so
+        // nothing is held and each build sends [A | 1].
+        let (want, up_each, down_each) = build(&Augmented::new(&be, &a, true).unwrap());
+        let (up0, _) = moved();
+        let ones = Augmented::new(&be, &a, false).unwrap();
+        let up_hold = moved().0 - up0;
+        let bytes = prec.bytes() as u64;
+        let m_bytes = (n * (rank + 1)) as u64 * bytes;
+        assert!(
+            up_hold >= 2 * m_bytes - n as u64 * bytes,
+            "{prec}: held {up_hold} bytes"
+        );
+        assert!(down_each >= m_bytes, "{prec}: {down_each} bytes read");
+        let tol = if prec == Precision::F64 { 1e-11 } else { 2e-5 };
+        for _ in 0..2 {
+            let (got, up, down) = build(&ones);
+            let scale = want.abs().max();
+            assert!(
+                (&got - &want).abs().max() <= tol * scale,
+                "{prec}: Φ {got} against {want}"
+            );
+            assert_eq!(got, got.transpose(), "{prec}: Φ is symmetric");
+            eprintln!(
+                "{prec}: per build {up} / {down} bytes up / down held, {up_each} / {down_each} not"
+            );
+            // ZW's rows and their norms, the labels, a few scalars and
+            // uniforms; never [A | 1].
+            let rows = (n * (q + 1)) as u64 * bytes + 4 * n as u64;
+            assert!(up <= rows + 1024, "{prec}: {up} bytes up");
+            assert!(up_each >= rows + m_bytes, "{prec}: {up_each} bytes up");
+            assert!(
+                down <= (rank * (rank + 1)) as u64 * bytes + 1024,
+                "{prec}: {down} bytes down"
+            );
+        }
+        // A fit: 3 and 9 ISM iterations of one layer (no tolerance stop).
+        let data = Labeled {
+            dim: 12,
+            classes: c,
+            x: uniform(&mut r, n * 12, -1.0, 1.0),
+            y: y.clone(),
+        };
+        let fit = |iters: usize| {
+            let s = IsmSettings {
+                tol: 0.0,
+                max_iter: iters,
+                max_layers: 1,
+                cycle_stop: false,
+                ..Default::default()
+            };
+            let (up0, down0) = moved();
+            let m = fit_ism(&be, &data, &s, &mut Work::default()).unwrap();
+            assert_eq!(m.layers[0].iterations, iters, "{prec}");
+            let (up1, down1) = moved();
+            (up1 - up0, down1 - down0)
+        };
+        let ((up3, down3), (up9, down9)) = (fit(3), fit(9));
+        let (up, down) = ((up9 - up3) / 6, (down9 - down3) / 6);
+        eprintln!("{prec}: {up} / {down} bytes up / down per ISM iteration");
+        let one_m = (n * 13) as u64 * bytes;
+        assert!(up < one_m, "{prec}: {up} bytes up per ISM iteration");
+        assert!(down < one_m, "{prec}: {down} bytes down per ISM iteration");
+    }
+}
+
+/// The Laplacian form on the GPU against its twin, at sizes that leave
+/// part of a workgroup idle.
+#[test]
+fn laplacian_form_matches_the_twin() {
+    use gradfree::kernels::laplacian;
+    let mut r = rng(31);
+    for (rows, cols) in [(1, 1), (7, 3), (130, 41), (0, 5)] {
+        let p = uniform(&mut r, rows * (cols + 1), -2.0, 2.0);
+        let m = uniform(&mut r, rows * (cols + 1), -1.0, 1.0);
+        let want = laplacian::reference(&p, &m, cols);
+        let mut cpu = p.clone();
+        laplacian::cpu(&mut cpu, &m, cols);
+        assert_eq!(cpu, want, "cpu {rows} × {cols}");
+        for prec in [Precision::F32, Precision::F64] {
+            let Some(ctx) = gpu(prec) else {
+                continue;
+            };
+            let got = laplacian::gpu(&ctx, prec, &p, &m, cols).unwrap();
+            let (rtol, atol) = tol(prec);
+            assert_close(
+                &format!("gpu {prec} {rows} × {cols}"),
+                &got,
+                &want,
+                rtol,
+                atol,
             );
         }
     }

@@ -108,6 +108,77 @@ impl Ops for GpuOps {
         kernel_product::gpu(&self.ctx, self.precision, a, b, d, m, r, spec)
     }
 
+    fn hold_product_operand(&self, data: Vec<f64>, cols: usize) -> Result<Held> {
+        let rows = data.len() / cols;
+        if self.ctx.fit_rows(self.precision, cols) < rows {
+            return Ok(Held::host(data, cols));
+        }
+        let tiles = RowTiles::upload(&self.ctx, self.precision, &data, cols, rows.max(1))?;
+        Ok(Held::device(tiles))
+    }
+
+    fn kernel_product_held(
+        &self,
+        a: &[f64],
+        d: usize,
+        m: &Held,
+        spec: &kernel_product::Spec,
+        len: usize,
+    ) -> Result<Vec<f64>> {
+        match m.tiles() {
+            Some(t) if t.tiles().len() <= 1 => {
+                kernel_product::gpu_held_m(&self.ctx, self.precision, a, d, t, spec)
+            }
+            _ => held::kernel_product_on_values(self, a, d, m, spec, len),
+        }
+    }
+
+    fn forms_laplacian(&self) -> bool {
+        // GRADFREE_DEVICE_FORM=1 (or 0) overrides: tests take the device
+        // path on lavapipe.
+        match std::env::var("GRADFREE_DEVICE_FORM").as_deref() {
+            Ok("1") => true,
+            Ok("0") => false,
+            _ => !self.ctx.summary().software,
+        }
+    }
+
+    fn laplacian_form_held(
+        &self,
+        a: &[f64],
+        d: usize,
+        m: &Held,
+        mt: &Held,
+        spec: &kernel_product::Spec,
+    ) -> Result<Option<Vec<f64>>> {
+        let (Some(mtiles), Some(ttiles)) = (m.tiles(), mt.tiles()) else {
+            return Ok(None);
+        };
+        if mtiles.tiles().len() > 1 || ttiles.tiles().len() > 1 {
+            return Ok(None);
+        }
+        let form = kernel_product::gpu_laplacian_form(
+            &self.ctx,
+            self.precision,
+            a,
+            d,
+            mtiles,
+            ttiles,
+            spec,
+        )?;
+        let r = mt.rows();
+        // The r × r block, symmetrized (the device's sums are not).
+        Ok(form.map(|g| {
+            let at = |i: usize, j: usize| g[i * (r + 1) + j];
+            (0..r * r)
+                .map(|ij| {
+                    let (i, j) = (ij / r, ij % r);
+                    0.5 * (at(i, j) + at(j, i))
+                })
+                .collect()
+        }))
+    }
+
     fn kernel_product_f32(
         &self,
         a: &[f32],

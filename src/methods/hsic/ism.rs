@@ -30,10 +30,11 @@ use super::lobpcg;
 use super::{Work, opt_sigma_on};
 use crate::data::labeled::Labeled;
 use crate::data::matrix::row_major as rows_of;
-use crate::engine::Backend;
+use crate::engine::{Backend, Held};
 use crate::error::{Error, Result};
 use crate::kernels::dense::{gemm_acc, symmetric_product};
 use crate::kernels::kernel_product::{Func, Gamma, Spec};
+use crate::kernels::laplacian;
 use crate::kernels::par::{SimdLevel, parallel_enough, simd_dispatch};
 use crate::random::normal;
 use crate::real::Real;
@@ -326,8 +327,7 @@ pub fn width(s: &[f64], d: usize, classes: usize) -> usize {
 pub fn phi_reduced(
     be: &Backend,
     a: &DMatrix<f64>,
-    am: &[f64],
-    am32: &[f32],
+    ones: &Augmented,
     e: &DMatrix<f64>,
     y: &[u32],
     p: &[f64],
@@ -336,6 +336,7 @@ pub fn phi_reduced(
 ) -> Result<DMatrix<f64>> {
     let (n, r) = a.shape();
     let w = r + 1;
+    let (am, am32) = (&ones.f64s[..], &ones.f32s[..]);
     let zw = a * e;
     let q = zw.ncols();
     let rows = rows_of(&zw);
@@ -374,14 +375,38 @@ pub fn phi_reduced(
             // and Aᵀ L, Aᵀ read from [A | 1] with strides (1, r + 1); the
             // product is symmetric (L's operator is).
             work.madds += nn * (q + w) as f64 + (n * r * r) as f64 + (n * r * q) as f64;
-            if f32s {
+            if let Some(held) = &ones.held {
+                // M stays on the device: only ZW's rows cross (in f32 as
+                // the unheld path sends them).
+                let rows: Vec<f64> = match f32s {
+                    true => rows32.iter().map(|&v| f64::from(v)).collect(),
+                    false => rows,
+                };
+                let form = match &ones.held_t {
+                    Some(at) => be.laplacian_form_held(&rows, q, held, at, &spec)?,
+                    None => None,
+                };
+                if let Some(phi) = form {
+                    phi
+                } else if f32s {
+                    let l = be.kernel_product_held(&rows, q, held, &spec)?;
+                    let mut l: Vec<f32> = l.into_iter().map(|v| v as f32).collect();
+                    laplacian::cpu(&mut l, am32, r);
+                    let out = symmetric_product(r, n, am32, (1, w), &l, (w, 1));
+                    out.iter().map(|&v| f64::from(v)).collect()
+                } else {
+                    let mut l = be.kernel_product_held(&rows, q, held, &spec)?;
+                    laplacian::cpu(&mut l, am, r);
+                    symmetric_product(r, n, am, (1, w), &l, (w, 1))
+                }
+            } else if f32s {
                 let mut l = be.kernel_product_f32(&rows32, &rows32, q, am32, w, &spec)?;
-                to_laplacian_times_a(&mut l, am32, r);
+                laplacian::cpu(&mut l, am32, r);
                 let out = symmetric_product(r, n, am32, (1, w), &l, (w, 1));
                 out.iter().map(|&v| f64::from(v)).collect()
             } else {
                 let mut l = be.kernel_product(&rows, &rows, q, am, w, &spec)?;
-                to_laplacian_times_a(&mut l, am, r);
+                laplacian::cpu(&mut l, am, r);
                 symmetric_product(r, n, am, (1, w), &l, (w, 1))
             }
         }
@@ -422,7 +447,7 @@ pub fn phi_times(
     } else {
         be.kernel_product(zw_rows, zw_rows, q, &bm, m + 1, &spec)?
     };
-    to_laplacian_times_a(&mut l, &bm, m);
+    laplacian::cpu(&mut l, &bm, m);
     let l = DMatrix::from_fn(n, m, |i, j| l[i * (m + 1) + j]);
     Ok(a.transpose() * l)
 }
@@ -608,16 +633,45 @@ fn phi_from_upper<T: Real>(mut v: Vec<T>, col_sums: &[T], am: &[T], r: usize) ->
     phi
 }
 
-/// [ΨA | Ψ1] → [(Diag(Ψ1) − Ψ) A | Ψ1] in place, row by row (stride r + 1),
-/// with `am` = [A | 1].
-fn to_laplacian_times_a<T: Real>(l: &mut [T], am: &[T], r: usize) {
-    let w = r + 1;
-    for (lr, ar) in l.chunks_exact_mut(w).zip(am.chunks_exact(w)) {
-        let s = lr[r];
-        lr[..r]
-            .iter_mut()
-            .zip(&ar[..r])
-            .for_each(|(v, &av)| *v = s * av - *v);
+/// A layer's [A | 1] ([`with_ones`]), the M of its Φ builds, fixed for
+/// all its ISM iterations: on the host in the fit's precision, and held by
+/// the backend where Φ takes whole kernel products (a GPU, one process),
+/// so that it crosses to the device once per layer instead of once per
+/// iteration. Where the backend also forms Φ itself (a hardware GPU), Aᵀ
+/// is held too, and a build reads back Φ's r × r instead of the product's
+/// n × (r + 1).
+#[derive(Debug)]
+pub struct Augmented {
+    f64s: Vec<f64>,
+    f32s: Vec<f32>,
+    held: Option<Held>,
+    /// Aᵀ (r rows of n), held with [A | 1] so that Φ = Aᵀ L is formed
+    /// where the product is ([`Backend::laplacian_form_held`]).
+    held_t: Option<Held>,
+}
+
+impl Augmented {
+    /// [A | 1] for `be`; `upper_half` is [`Backend::has_upper_half`] (whose
+    /// Φ builds never take the whole product).
+    pub fn new(be: &Backend, a: &DMatrix<f64>, upper_half: bool) -> Result<Self> {
+        let f32s = be.precision() == crate::real::Precision::F32;
+        let held = if !upper_half && be.collective().world() == 1 {
+            Some(be.hold_product_operand(with_ones(a), a.ncols() + 1)?)
+        } else {
+            None
+        };
+        let held_t = if held.is_some() && be.forms_laplacian() {
+            // A's column-major storage is Aᵀ row-major.
+            Some(be.hold_product_operand(a.as_slice().to_vec(), a.nrows().max(1))?)
+        } else {
+            None
+        };
+        Ok(Augmented {
+            f64s: if f32s { vec![] } else { with_ones(a) },
+            f32s: if f32s { with_ones(a) } else { vec![] },
+            held,
+            held_t,
+        })
     }
 }
 
@@ -1070,12 +1124,9 @@ pub fn fit_ism(
         let a = a.as_ref().unwrap_or(&z);
         work.madds += (n * zd * zd.min(n)) as f64;
         let q = width(&sv, zd, c);
-        let (am, am32): (Vec<f64>, Vec<f32>) = match be.precision() {
-            crate::real::Precision::F32 => (vec![], with_ones(a)),
-            crate::real::Precision::F64 => (with_ones(a), vec![]),
-        };
         let (mut e, lam) = phi0.extreme(q);
         let upper_half = be.has_upper_half()?;
+        let ones = Augmented::new(be, a, upper_half)?;
         let lobpcg = s.eigen.lobpcg(n, a.ncols(), q, upper_half);
         // LOBPCG's start: the block (with its guard columns) of the last
         // solve, dense or not.
@@ -1097,7 +1148,7 @@ pub fn fit_ism(
             let (e1, l1) = match solved {
                 Some(pairs) => pairs,
                 None => {
-                    let ph = phi_reduced(be, a, &am, &am32, &e, y, &p, sigma, work)?;
+                    let ph = phi_reduced(be, a, &ones, &e, y, &p, sigma, work)?;
                     if lobpcg && !solves.dense_rest() {
                         let (v, l) = eigen::extreme_eigenpairs(&ph, q + GUARD, false);
                         let v = continuous_signs(v, &block);

@@ -182,15 +182,15 @@ pub trait Ops: Send + Sync + std::fmt::Debug {
     fn forms_laplacian(&self) -> bool {
         false
     }
-    /// Xᵀ(Diag(K1) − K)X for K = K(A, A) of `spec` (r × r), with
-    /// M = [X | 1] and Xᵀ held, computed where they are held; None where
-    /// this device does not (the caller takes the product instead).
+    /// Xᵀ(Diag(K1) − K)X for K = K(Z, Z) of `spec` (r × r) on the rows
+    /// Z = M·B, with M = [X | 1] and Xᵀ held, computed where they are
+    /// held; None where this device does not (the caller takes the
+    /// product instead).
     fn laplacian_form_held(
         &self,
-        _a: &[f64],
-        _d: usize,
         _m: &Held,
         _mt: &Held,
+        _b: (&[f64], usize),
         _spec: &kernel_product::Spec,
     ) -> Result<Option<Vec<f64>>> {
         Ok(None)
@@ -577,42 +577,39 @@ impl Backend {
         self.collective.world() == 1 && self.ops.forms_laplacian()
     }
 
-    /// Xᵀ(Diag(K1) − K)X (r × r, symmetric) for K = K(A, A) of `spec`
-    /// (no squares column), M = [X | 1] held as for
-    /// [`Backend::kernel_product_held`] and Xᵀ held (r rows of n): on a GPU
-    /// the product, the form and the product by Xᵀ run where M is, and only
-    /// r × r values come back. None where the backend has no such path
-    /// (see [`Backend::forms_laplacian`]) or the operands are held on the
-    /// host: the caller then takes [`Backend::kernel_product_held`].
+    /// Xᵀ(Diag(K1) − K)X (r × r, symmetric) for K = K(Z, Z) of `spec` (no
+    /// squares column) on the rows Z = M·B (n × q, B (r + 1) × q
+    /// row-major), M = [X | 1] held as for [`Backend::kernel_product_held`]
+    /// and Xᵀ held (r rows of n): on a GPU, Z, the product, the form and
+    /// the product by Xᵀ run where M is, and only B goes in and r × r
+    /// values come back. A Gaussian kernel's values do not change when Z
+    /// is shifted by a row vector, so B's last row can centre Z (see
+    /// [`crate::kernels::kernel_product::gpu_laplacian_form`]). None where
+    /// the backend has no such path (see [`Backend::forms_laplacian`]) or
+    /// the operands are held on the host: the caller then takes
+    /// [`Backend::kernel_product_held`].
     pub fn laplacian_form_held(
         &self,
-        a: &[f64],
-        d: usize,
         m: &Held,
         mt: &Held,
+        (b, q): (&[f64], usize),
         spec: &kernel_product::Spec,
     ) -> Result<Option<Vec<f64>>> {
-        let r = m.cols().saturating_sub(1);
-        if d == 0
-            || !a.len().is_multiple_of(d)
-            || a.len() / d != m.rows()
-            || (mt.rows(), mt.cols()) != (r, m.rows())
-            || spec.squares
-        {
+        let (n, w) = (m.rows(), m.cols());
+        let r = w.saturating_sub(1);
+        if q == 0 || b.len() != w * q || (mt.rows(), mt.cols()) != (r, n) || spec.squares {
             return Err(Error::Input(format!(
-                "Laplacian form: {} values in rows of {d}, M {} × {}, Xᵀ {} × {}",
-                a.len(),
-                m.rows(),
-                m.cols(),
+                "Laplacian form: B of {} values for M {n} × {w} and {q} columns, Xᵀ {} × {}",
+                b.len(),
                 mt.rows(),
                 mt.cols()
             )));
         }
-        kernel_product::shape::<f64>(a, a, d, &[], 0, spec);
+        kernel_product::check_labels(n, n, spec);
         if !self.forms_laplacian() {
             return Ok(None);
         }
-        self.ops.laplacian_form_held(a, d, m, mt, spec)
+        self.ops.laplacian_form_held(m, mt, (b, q), spec)
     }
 
     /// Whether every process's backend has the upper-half product

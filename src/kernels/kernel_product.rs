@@ -228,6 +228,13 @@ pub fn shape<T>(a: &[T], b: &[T], d: usize, m: &[T], r: usize, spec: &Spec) -> (
     );
     let (na, nb) = (a.len() / d, b.len() / d);
     assert_eq!(m.len(), nb * r, "M is n × r");
+    check_labels(na, nb, spec);
+    (na, nb)
+}
+
+/// Checks Γ's labels: one per row of A (`na`) and of B (`nb`), each a class
+/// of p.
+pub fn check_labels(na: usize, nb: usize, spec: &Spec) {
     if let Some(g) = spec.gamma {
         assert_eq!((g.la.len(), g.lb.len()), (na, nb), "one label per row");
         assert!(
@@ -235,7 +242,6 @@ pub fn shape<T>(a: &[T], b: &[T], d: usize, m: &[T], r: usize, spec: &Spec) -> (
             "labels index p"
         );
     }
-    (na, nb)
 }
 
 /// Plain-loop f64 twin.
@@ -1103,28 +1109,31 @@ pub fn gpu_held_m(
     split_with_m(ctx, prec, (a, a, d), &m.tiles()[0], r, spec, rows, span)
 }
 
-/// Φ's Laplacian form on the device: with M = [X | 1] held (A's rows, in
-/// one buffer) and Xᵀ held (`mt`: r rows of n, one buffer), returns
-/// Xᵀ·[(Diag(K1) − K)X | K1] (r × (r + 1), row-major) for K = w ∘ f(A, A)
-/// of `spec` (no squares column): the kernel product, the form
-/// ([`super::laplacian`]) and the product by Xᵀ ([`super::dense`]) in one
-/// submit, and only the r × (r + 1) result comes back. None where the
-/// product's n × (r + 1) does not fit one binding (the caller then reads
-/// the product back, [`gpu_held_m`]).
+/// Φ's Laplacian form on the device: with M = [X | 1] held (n rows, one
+/// buffer) and Xᵀ held (`mt`: r rows of n, one buffer), returns
+/// Xᵀ·[(Diag(K1) − K)X | K1] (r × (r + 1), row-major) for K = w ∘ f(Z, Z)
+/// of `spec` (no squares column) on the rows Z = M·B (B: (r + 1) × q,
+/// row-major), which never leave the device: the rows and their norms,
+/// the kernel product, the form ([`super::laplacian`]) and the product by
+/// Xᵀ ([`super::dense`]) in one submit, and only B, the labels and a few
+/// scalars go in and the r × (r + 1) result comes back. Kernels of Z are
+/// those of Z shifted by any row vector, so a caller keeps the norms small
+/// (as the host path's shift by the rows' mean does) by a last row of B
+/// that centres Z. None where the product's n × (r + 1) does not fit one
+/// binding (the caller then takes [`gpu_held_m`]).
 pub fn gpu_laplacian_form(
     ctx: &Arc<GpuContext>,
     prec: Precision,
-    a: &[f64],
-    d: usize,
     m: &RowTiles,
     mt: &RowTiles,
+    (b, q): (&[f64], usize),
     spec: &Spec,
 ) -> Result<Option<Vec<f64>>> {
-    let (n, _) = shape::<f64>(a, a, d, &[], 0, spec);
-    let (w, r) = (m.cols(), m.cols().saturating_sub(1));
+    let (n, w, r) = (m.rows(), m.cols(), m.cols().saturating_sub(1));
+    check_labels(n, n, spec);
     assert!(
-        m.rows() == n && mt.rows() == r && mt.cols() == n && !spec.squares,
-        "M is A's rows of [X | 1], Xᵀ its r rows"
+        mt.rows() == r && mt.cols() == n && b.len() == w * q && !spec.squares,
+        "M is [X | 1], Xᵀ its r rows, B (r + 1) × q"
     );
     assert!(
         m.tiles().len() <= 1 && mt.tiles().len() <= 1,
@@ -1133,23 +1142,36 @@ pub fn gpu_laplacian_form(
     if n == 0 || r == 0 {
         return Ok(Some(vec![0.0; r * w]));
     }
-    if ctx.fit_rows(prec, w) < n {
+    if ctx.fit_rows(prec, w.max(q)) < n {
         return Ok(None);
     }
-    let span = rows_of_b_per_dispatch(ctx.summary().software, d);
-    let mb = &m.tiles()[0];
-    let bound = Bound::upload(ctx, prec, (a, a, d), mb, w, spec, span)?;
+    let (mb, identity) = (&m.tiles()[0], super::dense::Act::Identity);
+    // Z = M·B, then its squared norms after the spec's scalars.
+    let zb = ctx.alloc(n * q, Elem::Real(prec))?;
+    let rows_ep = super::dense::Epilogue::upload(ctx, prec, b, &vec![0.0; q], identity)?;
+    let mut all = super::dense::dispatch(ctx, prec, &rows_ep, (n, w, q), mb, &zb)?;
+    let header = spec.scalars();
+    let scal = ctx.alloc(header.len() + n, Elem::Real(prec))?;
+    scal.write_real_at(0, &header);
+    let (norms, _norms_uniform) =
+        super::row_norms::prepare(ctx, prec, &zb, (n, q), &scal, header.len())?;
+    all.push(norms);
+    let span = rows_of_b_per_dispatch(ctx.summary().software, q);
+    let bound = Bound::assemble(
+        ctx,
+        (scal, zb, None),
+        mb,
+        (n, n, q, w),
+        (header.len(), header.len()),
+        spec,
+        span,
+    )?;
     let pb = ctx.alloc(n * w, Elem::Real(prec))?;
-    let (mut all, _product_uniforms) = bound.dispatches(ctx, prec, 0..n, &pb)?;
+    let (product, _product_uniforms) = bound.dispatches(ctx, prec, 0..n, &pb)?;
+    all.extend(product);
     let (form, _form_uniform) = super::laplacian::prepare(ctx, prec, mb, &pb, n, r)?;
     all.push(form);
-    let ep = super::dense::Epilogue::with_device_b(
-        ctx,
-        prec,
-        pb,
-        &vec![0.0; w],
-        super::dense::Act::Identity,
-    )?;
+    let ep = super::dense::Epilogue::with_device_b(ctx, prec, pb, &vec![0.0; w], identity)?;
     let out = ctx.alloc(r * w, Elem::Real(prec))?;
     all.extend(super::dense::dispatch(
         ctx,
@@ -1253,6 +1275,31 @@ impl<'m> Bound<'m> {
             (ctx.upload_real(a, prec)?, bb)
         };
         let scal = ctx.upload_real(&scalars, prec)?;
+        Self::assemble(
+            ctx,
+            (scal, ab, bb),
+            mb,
+            (na, nb, d, r),
+            (norm_a, norm_b),
+            spec,
+            b_rows,
+        )
+    }
+
+    /// The operands already on the device: the scalars (with the norms at
+    /// `norm_a` and `norm_b`), A's rows and B's (None: the same rows) for
+    /// `na` and `nb` rows of `d` values and an M of `r` columns; sends the
+    /// labels.
+    fn assemble(
+        ctx: &Arc<GpuContext>,
+        (scal, ab, bb): (GpuBuffer, GpuBuffer, Option<GpuBuffer>),
+        mb: &'m GpuBuffer,
+        (na, nb, d, r): (usize, usize, usize, usize),
+        (norm_a, norm_b): (usize, usize),
+        spec: &Spec,
+        b_rows: usize,
+    ) -> Result<Self> {
+        let same = bb.is_none();
         let (labels, lb_off): (Vec<u32>, usize) = match spec.gamma {
             Some(g) if same && std::ptr::eq(g.la, g.lb) => (g.la.to_vec(), 0),
             Some(g) => (g.la.iter().chain(g.lb).copied().collect(), na),

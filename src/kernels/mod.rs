@@ -25,6 +25,7 @@ pub mod par;
 pub mod project_activation;
 pub mod project_bilinear;
 pub mod reduce_rows;
+pub mod row_norms;
 pub mod row_residual;
 pub mod rrr_converge;
 pub mod rrr_forward;
@@ -76,6 +77,7 @@ pub const ALL: &[Kernel] = &[
     laplacian::KERNEL,
     dense::KERNEL,
     normal_eq::KERNEL,
+    row_norms::KERNEL,
     row_residual::KERNEL,
     leaky_relu::KERNEL,
     conv_unpool::FORWARD,

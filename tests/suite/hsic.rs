@@ -1028,12 +1028,12 @@ fn phi_times_is_phi_times_a_block_without_forming_phi() {
     }
 }
 
-/// A layer's [A | 1] and Aᵀ cross to the GPU once, and Φ is formed there:
-/// each build sends only ZW's rows, their norms and labels and the
-/// scalars, and reads back only Φ's r × (r + 1) (against n × (r + 1) when
-/// the product comes back), with the values of builds that send [A | 1]
-/// each time within the precision's rounding; a whole fit sends and reads
-/// less per ISM iteration than one [A | 1].
+/// A layer's [A | 1] and Aᵀ cross to the GPU once, and ZW and Φ are
+/// formed there: each build sends only E, the labels and the scalars, and
+/// reads back only Φ's r × (r + 1) (against n × (r + 1) when the product
+/// comes back), with the values of builds that send ZW and [A | 1] each
+/// time within the precision's rounding; a whole fit sends and reads less
+/// per ISM iteration than one [A | 1].
 #[test]
 fn phi_builds_keep_a_layers_operands_on_the_gpu() {
     use gradfree::methods::hsic::ism::{Augmented, IsmSettings, fit_ism, phi_reduced};
@@ -1089,10 +1089,11 @@ fn phi_builds_keep_a_layers_operands_on_the_gpu() {
             eprintln!(
                 "{prec}: per build {up} / {down} bytes up / down held, {up_each} / {down_each} not"
             );
-            // ZW's rows and their norms, the labels, a few scalars and
-            // uniforms; never [A | 1].
-            let rows = (n * (q + 1)) as u64 * bytes + 4 * n as u64;
-            assert!(up <= rows + 1024, "{prec}: {up} bytes up");
+            // E with ZW's centring row, the labels, a few scalars and
+            // uniforms: never ZW's rows or [A | 1].
+            let e_bytes = ((rank + 1) * q) as u64 * bytes;
+            assert!(up <= e_bytes + 4 * n as u64 + 1024, "{prec}: {up} bytes up");
+            let rows = (n * (q + 1)) as u64 * bytes;
             assert!(up_each >= rows + m_bytes, "{prec}: {up_each} bytes up");
             assert!(
                 down <= (rank * (rank + 1)) as u64 * bytes + 1024,
@@ -1129,11 +1130,11 @@ fn phi_builds_keep_a_layers_operands_on_the_gpu() {
     }
 }
 
-/// The Laplacian form on the GPU against its twin, at sizes that leave
-/// part of a workgroup idle.
+/// The Laplacian form and the row norms on the GPU against their twins,
+/// at sizes that leave part of a workgroup idle.
 #[test]
-fn laplacian_form_matches_the_twin() {
-    use gradfree::kernels::laplacian;
+fn laplacian_form_and_row_norms_match_their_twins() {
+    use gradfree::kernels::{laplacian, row_norms};
     let mut r = rng(31);
     for (rows, cols) in [(1, 1), (7, 3), (130, 41), (0, 5)] {
         let p = uniform(&mut r, rows * (cols + 1), -2.0, 2.0);
@@ -1155,7 +1156,18 @@ fn laplacian_form_matches_the_twin() {
                 rtol,
                 atol,
             );
+            let norms = row_norms::gpu(&ctx, prec, &p, cols + 1).unwrap();
+            let want = row_norms::reference(&p, cols + 1);
+            assert_close(
+                &format!("norms {prec} {rows} × {cols}"),
+                &norms,
+                &want,
+                rtol,
+                atol,
+            );
         }
+        let cpu: Vec<f64> = row_norms::cpu(&p, cols + 1);
+        assert_eq!(cpu, row_norms::reference(&p, cols + 1), "cpu norms");
     }
 }
 

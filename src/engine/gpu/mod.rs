@@ -145,10 +145,9 @@ impl Ops for GpuOps {
 
     fn laplacian_form_held(
         &self,
-        a: &[f64],
-        d: usize,
         m: &Held,
         mt: &Held,
+        b: (&[f64], usize),
         spec: &kernel_product::Spec,
     ) -> Result<Option<Vec<f64>>> {
         let (Some(mtiles), Some(ttiles)) = (m.tiles(), mt.tiles()) else {
@@ -157,15 +156,8 @@ impl Ops for GpuOps {
         if mtiles.tiles().len() > 1 || ttiles.tiles().len() > 1 {
             return Ok(None);
         }
-        let form = kernel_product::gpu_laplacian_form(
-            &self.ctx,
-            self.precision,
-            a,
-            d,
-            mtiles,
-            ttiles,
-            spec,
-        )?;
+        let form =
+            kernel_product::gpu_laplacian_form(&self.ctx, self.precision, mtiles, ttiles, b, spec)?;
         let r = mt.rows();
         // The r × r block, symmetrized (the device's sums are not).
         Ok(form.map(|g| {

@@ -336,11 +336,24 @@ pub fn phi_reduced(
 ) -> Result<DMatrix<f64>> {
     let (n, r) = a.shape();
     let w = r + 1;
+    let q = e.ncols();
+    let spec = psi_spec(y, p, sigma);
+    let nn = (n * n) as f64;
+    // Where the backend forms Φ itself (a hardware GPU), ZW = [A | 1]·[E; −āE]
+    // (centred: Ψ's values do not change) is computed there too, and only
+    // E goes in and Φ comes back.
+    if let (Some(held), Some(at)) = (&ones.held, &ones.held_t) {
+        let mut b = Vec::with_capacity(w * q);
+        b.extend(rows_of(e));
+        b.extend((ones.mean.transpose() * e).iter().map(|v| -v));
+        if let Some(phi) = be.laplacian_form_held(held, at, (&b, q), &spec)? {
+            work.madds += nn * (q + w) as f64 + (n * r * r) as f64 + (n * w * q) as f64;
+            return Ok(DMatrix::from_vec(r, r, phi));
+        }
+    }
     let (am, am32) = (&ones.f64s[..], &ones.f32s[..]);
     let zw = a * e;
-    let q = zw.ncols();
     let rows = rows_of(&zw);
-    let spec = psi_spec(y, p, sigma);
     let f32s = be.precision() == crate::real::Precision::F32;
     // Ψ comes from f32 products in an f32 fit: L and the GEMMs in f32 lose
     // nothing more, and move half the bytes at twice the lanes.
@@ -363,7 +376,6 @@ pub fn phi_reduced(
         be.kernel_product_upper(&rows, q, am, w, &spec)?
             .map(|(v, sums)| phi_from_upper(v, &sums, am, r))
     };
-    let nn = (n * n) as f64;
     let phi = match upper {
         Some(phi) => {
             work.madds += nn * (q + w) as f64 / 2.0 + (n * r * r) as f64 + (n * r * q) as f64;
@@ -382,13 +394,7 @@ pub fn phi_reduced(
                     true => rows32.iter().map(|&v| f64::from(v)).collect(),
                     false => rows,
                 };
-                let form = match &ones.held_t {
-                    Some(at) => be.laplacian_form_held(&rows, q, held, at, &spec)?,
-                    None => None,
-                };
-                if let Some(phi) = form {
-                    phi
-                } else if f32s {
+                if f32s {
                     let l = be.kernel_product_held(&rows, q, held, &spec)?;
                     let mut l: Vec<f32> = l.into_iter().map(|v| v as f32).collect();
                     laplacian::cpu(&mut l, am32, r);
@@ -648,6 +654,8 @@ pub struct Augmented {
     /// Aᵀ (r rows of n), held with [A | 1] so that Φ = Aᵀ L is formed
     /// where the product is ([`Backend::laplacian_form_held`]).
     held_t: Option<Held>,
+    /// A's column means ā (r × 1), which centre ZW there.
+    mean: DMatrix<f64>,
 }
 
 impl Augmented {
@@ -671,6 +679,11 @@ impl Augmented {
             f32s: if f32s { with_ones(a) } else { vec![] },
             held,
             held_t,
+            mean: DMatrix::from_iterator(
+                a.ncols(),
+                1,
+                a.column_iter().map(|c| c.sum() / a.nrows().max(1) as f64),
+            ),
         })
     }
 }

@@ -182,15 +182,16 @@ pub trait Ops: Send + Sync + std::fmt::Debug {
     fn forms_laplacian(&self) -> bool {
         false
     }
-    /// Xᵀ(Diag(K1) − K)X for K = K(Z, Z) of `spec` (r × r) on the rows
-    /// Z = M·B, with M = [X | 1] and Xᵀ held, computed where they are
-    /// held; None where this device does not (the caller takes the
-    /// product instead).
+    /// Xᵀ(Diag(K1) − K)X·Y for K = K(Z, Z) of `spec` on the rows Z = M·B
+    /// (r × c; Y = I, c = r, where `y` is None), with M = [X | 1] and Xᵀ
+    /// held, computed where they are held; None where this device does
+    /// not (the caller takes the product instead).
     fn laplacian_form_held(
         &self,
         _m: &Held,
         _mt: &Held,
         _b: (&[f64], usize),
+        _y: Option<(&[f64], usize)>,
         _spec: &kernel_product::Spec,
     ) -> Result<Option<Vec<f64>>> {
         Ok(None)
@@ -577,39 +578,45 @@ impl Backend {
         self.collective.world() == 1 && self.ops.forms_laplacian()
     }
 
-    /// Xᵀ(Diag(K1) − K)X (r × r, symmetric) for K = K(Z, Z) of `spec` (no
-    /// squares column) on the rows Z = M·B (n × q, B (r + 1) × q
-    /// row-major), M = [X | 1] held as for [`Backend::kernel_product_held`]
-    /// and Xᵀ held (r rows of n): on a GPU, Z, the product, the form and
-    /// the product by Xᵀ run where M is, and only B goes in and r × r
-    /// values come back. A Gaussian kernel's values do not change when Z
-    /// is shifted by a row vector, so B's last row can centre Z (see
+    /// Xᵀ(Diag(K1) − K)X (r × r, symmetric), or with `y` = (Y, c) (r × c,
+    /// row-major) the product Xᵀ(Diag(K1) − K)X·Y (r × c, row-major), for
+    /// K = K(Z, Z) of `spec` (no squares column) on the rows Z = M·B (n × q,
+    /// B (r + 1) × q row-major), M = [X | 1] held as for
+    /// [`Backend::kernel_product_held`] and Xᵀ held (r rows of n): on a GPU
+    /// Z, X·Y, the product, the form and the product by Xᵀ run where M is,
+    /// and only B and Y go in and the result comes back. A Gaussian
+    /// kernel's values do not change when Z is shifted by a row vector, so
+    /// B's last row can centre Z (see
     /// [`crate::kernels::kernel_product::gpu_laplacian_form`]). None where
     /// the backend has no such path (see [`Backend::forms_laplacian`]) or
     /// the operands are held on the host: the caller then takes
-    /// [`Backend::kernel_product_held`].
+    /// [`Backend::kernel_product_held`] or its own path.
     pub fn laplacian_form_held(
         &self,
         m: &Held,
         mt: &Held,
         (b, q): (&[f64], usize),
+        y: Option<(&[f64], usize)>,
         spec: &kernel_product::Spec,
     ) -> Result<Option<Vec<f64>>> {
         let (n, w) = (m.rows(), m.cols());
         let r = w.saturating_sub(1);
-        if q == 0 || b.len() != w * q || (mt.rows(), mt.cols()) != (r, n) || spec.squares {
+        let y_fits = y.is_none_or(|(y, c)| c > 0 && y.len() == r * c);
+        if q == 0 || b.len() != w * q || (mt.rows(), mt.cols()) != (r, n) || spec.squares || !y_fits
+        {
             return Err(Error::Input(format!(
-                "Laplacian form: B of {} values for M {n} × {w} and {q} columns, Xᵀ {} × {}",
+                "Laplacian form: B of {} values for M {n} × {w} and {q} columns, Xᵀ {} × {}, Y of {} values",
                 b.len(),
                 mt.rows(),
-                mt.cols()
+                mt.cols(),
+                y.map_or(0, |(y, _)| y.len())
             )));
         }
         kernel_product::check_labels(n, n, spec);
         if !self.forms_laplacian() {
             return Ok(None);
         }
-        self.ops.laplacian_form_held(m, mt, (b, q), spec)
+        self.ops.laplacian_form_held(m, mt, (b, q), y, spec)
     }
 
     /// Whether every process's backend has the upper-half product

@@ -1111,38 +1111,42 @@ pub fn gpu_held_m(
 
 /// Φ's Laplacian form on the device: with M = [X | 1] held (n rows, one
 /// buffer) and Xᵀ held (`mt`: r rows of n, one buffer), returns
-/// Xᵀ·[(Diag(K1) − K)X | K1] (r × (r + 1), row-major) for K = w ∘ f(Z, Z)
+/// Xᵀ·[(Diag(K1) − K)P | K1] (r × (c + 1), row-major) for K = w ∘ f(Z, Z)
 /// of `spec` (no squares column) on the rows Z = M·B (B: (r + 1) × q,
-/// row-major), which never leave the device: the rows and their norms,
-/// the kernel product, the form ([`super::laplacian`]) and the product by
-/// Xᵀ ([`super::dense`]) in one submit, and only B, the labels and a few
-/// scalars go in and the r × (r + 1) result comes back. Kernels of Z are
-/// those of Z shifted by any row vector, so a caller keeps the norms small
-/// (as the host path's shift by the rows' mean does) by a last row of B
-/// that centres Z. None where the product's n × (r + 1) does not fit one
-/// binding (the caller then takes [`gpu_held_m`]).
+/// row-major), and P = X (c = r), or with `y` = (Y, c) (r × c, row-major)
+/// P = X·Y, for the product Φ·Y without Φ. Z and P never leave the
+/// device: Z and its norms, P, the kernel product with [P | 1], the form
+/// ([`super::laplacian`]) and the product by Xᵀ ([`super::dense`]) run in
+/// one submit; only B, Y, the labels and a few scalars go in and the
+/// r × (c + 1) result comes back. Kernels of Z are those of Z shifted by
+/// any row vector, so a caller keeps the norms small (as the host path's
+/// shift by the rows' mean does) by a last row of B that centres Z. None
+/// where an n-row operand does not fit one binding (the caller then takes
+/// [`gpu_held_m`] or the host path).
 pub fn gpu_laplacian_form(
     ctx: &Arc<GpuContext>,
     prec: Precision,
-    m: &RowTiles,
-    mt: &RowTiles,
+    (m, mt): (&RowTiles, &RowTiles),
     (b, q): (&[f64], usize),
+    y: Option<(&[f64], usize)>,
     spec: &Spec,
 ) -> Result<Option<Vec<f64>>> {
     let (n, w, r) = (m.rows(), m.cols(), m.cols().saturating_sub(1));
+    let c = y.map_or(r, |(_, c)| c);
     check_labels(n, n, spec);
     assert!(
         mt.rows() == r && mt.cols() == n && b.len() == w * q && !spec.squares,
         "M is [X | 1], Xᵀ its r rows, B (r + 1) × q"
     );
+    assert!(y.is_none_or(|(y, c)| y.len() == r * c), "Y is r × c");
     assert!(
         m.tiles().len() <= 1 && mt.tiles().len() <= 1,
         "M and Xᵀ in one buffer each"
     );
-    if n == 0 || r == 0 {
-        return Ok(Some(vec![0.0; r * w]));
+    if n == 0 || r == 0 || c == 0 {
+        return Ok(Some(vec![0.0; r * (c + 1)]));
     }
-    if ctx.fit_rows(prec, w.max(q)) < n {
+    if ctx.fit_rows(prec, w.max(q).max(c + 1)) < n {
         return Ok(None);
     }
     let (mb, identity) = (&m.tiles()[0], super::dense::Act::Identity);
@@ -1156,28 +1160,52 @@ pub fn gpu_laplacian_form(
     let (norms, _norms_uniform) =
         super::row_norms::prepare(ctx, prec, &zb, (n, q), &scal, header.len())?;
     all.push(norms);
+    // [P | 1] = M·[Y 0; 0 0] + (0, …, 0, 1) where P = X·Y.
+    let py = match y {
+        None => None,
+        Some((y, c)) => {
+            let mut yb = vec![0.0; w * (c + 1)];
+            for (row, yr) in yb.chunks_mut(c + 1).zip(y.chunks(c)) {
+                row[..c].copy_from_slice(yr);
+            }
+            let mut ones = vec![0.0; c + 1];
+            ones[c] = 1.0;
+            let ep = super::dense::Epilogue::upload(ctx, prec, &yb, &ones, identity)?;
+            let pb = ctx.alloc(n * (c + 1), Elem::Real(prec))?;
+            all.extend(super::dense::dispatch(
+                ctx,
+                prec,
+                &ep,
+                (n, w, c + 1),
+                mb,
+                &pb,
+            )?);
+            Some(pb)
+        }
+    };
+    let pm = py.as_ref().unwrap_or(mb);
     let span = rows_of_b_per_dispatch(ctx.summary().software, q);
     let bound = Bound::assemble(
         ctx,
         (scal, zb, None),
-        mb,
-        (n, n, q, w),
+        pm,
+        (n, n, q, c + 1),
         (header.len(), header.len()),
         spec,
         span,
     )?;
-    let pb = ctx.alloc(n * w, Elem::Real(prec))?;
-    let (product, _product_uniforms) = bound.dispatches(ctx, prec, 0..n, &pb)?;
+    let lb = ctx.alloc(n * (c + 1), Elem::Real(prec))?;
+    let (product, _product_uniforms) = bound.dispatches(ctx, prec, 0..n, &lb)?;
     all.extend(product);
-    let (form, _form_uniform) = super::laplacian::prepare(ctx, prec, mb, &pb, n, r)?;
+    let (form, _form_uniform) = super::laplacian::prepare(ctx, prec, pm, &lb, n, c)?;
     all.push(form);
-    let ep = super::dense::Epilogue::with_device_b(ctx, prec, pb, &vec![0.0; w], identity)?;
-    let out = ctx.alloc(r * w, Elem::Real(prec))?;
+    let ep = super::dense::Epilogue::with_device_b(ctx, prec, lb, &vec![0.0; c + 1], identity)?;
+    let out = ctx.alloc(r * (c + 1), Elem::Real(prec))?;
     all.extend(super::dense::dispatch(
         ctx,
         prec,
         &ep,
-        (r, n, w),
+        (r, n, c + 1),
         &mt.tiles()[0],
         &out,
     )?);

@@ -1007,23 +1007,31 @@ fn phi_times_is_phi_times_a_block_without_forming_phi() {
         let x = DMatrix::from_vec(rank, m, uniform(&mut r, rank * m, -1.0, 1.0));
         let y: Vec<u32> = (0..n).map(|i| (i % c) as u32).collect();
         let p = vec![1.0 / c as f64; c];
-        let zw = &a * &e;
-        let zw_rows: Vec<f64> = (0..n)
-            .flat_map(|i| zw.row(i).iter().copied().collect::<Vec<_>>())
-            .collect();
         for prec in [Precision::F64, Precision::F32] {
             let be = Backend::cpu(prec);
             let ones = Augmented::new(&be, &a, true).unwrap();
             let phi = phi_reduced(&be, &a, &ones, &e, &y, &p, 0.8, &mut Work::default()).unwrap();
             let want = &phi * &x;
-            let got =
-                phi_times(&be, &a, &zw_rows, q, &x, &y, &p, 0.8, &mut Work::default()).unwrap();
+            // ZW's rows are formed on the first product that needs them.
+            let zw_rows = std::cell::OnceCell::new();
+            let got = phi_times(
+                &be,
+                (&a, &ones, &e),
+                &zw_rows,
+                &x,
+                &y,
+                &p,
+                0.8,
+                &mut Work::default(),
+            )
+            .unwrap();
             let tol = if prec == Precision::F64 { 1e-10 } else { 1e-4 };
             let scale = want.abs().max();
             assert!(
                 (&got - &want).abs().max() <= tol * scale,
                 "{prec}: {got} vs {want}"
             );
+            assert_eq!(zw_rows.get().map(Vec::len), Some(n * q), "{prec}");
         }
     }
 }
@@ -1036,7 +1044,9 @@ fn phi_times_is_phi_times_a_block_without_forming_phi() {
 /// per ISM iteration than one [A | 1].
 #[test]
 fn phi_builds_keep_a_layers_operands_on_the_gpu() {
-    use gradfree::methods::hsic::ism::{Augmented, IsmSettings, fit_ism, phi_reduced};
+    use gradfree::methods::hsic::ism::{
+        Augmented, EigenSolver, IsmSettings, fit_ism, phi_reduced, phi_times,
+    };
     use nalgebra::DMatrix;
     let name = "hsic::phi_builds_keep_a_layers_operands_on_the_gpu";
     // Φ formed on the device on lavapipe too.
@@ -1100,6 +1110,32 @@ fn phi_builds_keep_a_layers_operands_on_the_gpu() {
                 "{prec}: {down} bytes down"
             );
         }
+        // Φ·X for LOBPCG, formed on the device from E and X: r × m back.
+        let m = 5;
+        let x = DMatrix::from_vec(rank, m, uniform(&mut r, rank * m, -1.0, 1.0));
+        let (down0, host) = (moved().1, std::cell::OnceCell::new());
+        let got = phi_times(
+            &be,
+            (&a, &ones, &e),
+            &host,
+            &x,
+            &y,
+            &p,
+            0.8,
+            &mut Work::default(),
+        );
+        let down = moved().1 - down0;
+        let want = &want * &x;
+        let got = got.unwrap();
+        assert!(
+            (&got - &want).abs().max() <= 10.0 * tol * want.abs().max(),
+            "{prec}: Φ·X {got} against {want}"
+        );
+        assert!(host.get().is_none(), "{prec}: ZW formed on the host");
+        assert!(
+            down <= (rank * (m + 1)) as u64 * bytes + 1024,
+            "{prec}: {down} bytes down for Φ·X"
+        );
         // A fit: 3 and 9 ISM iterations of one layer (no tolerance stop).
         let data = Labeled {
             dim: 12,
@@ -1107,26 +1143,37 @@ fn phi_builds_keep_a_layers_operands_on_the_gpu() {
             x: uniform(&mut r, n * 12, -1.0, 1.0),
             y: y.clone(),
         };
-        let fit = |iters: usize| {
+        let fit = |iters: usize, eigen: EigenSolver| {
             let s = IsmSettings {
                 tol: 0.0,
                 max_iter: iters,
                 max_layers: 1,
                 cycle_stop: false,
+                eigen,
                 ..Default::default()
             };
             let (up0, down0) = moved();
             let m = fit_ism(&be, &data, &s, &mut Work::default()).unwrap();
             assert_eq!(m.layers[0].iterations, iters, "{prec}");
             let (up1, down1) = moved();
-            (up1 - up0, down1 - down0)
+            (up1 - up0, down1 - down0, m.layers[0].w.shape())
         };
-        let ((up3, down3), (up9, down9)) = (fit(3), fit(9));
-        let (up, down) = ((up9 - up3) / 6, (down9 - down3) / 6);
-        eprintln!("{prec}: {up} / {down} bytes up / down per ISM iteration");
         let one_m = (n * 13) as u64 * bytes;
-        assert!(up < one_m, "{prec}: {up} bytes up per ISM iteration");
-        assert!(down < one_m, "{prec}: {down} bytes down per ISM iteration");
+        // The dense solver, and LOBPCG's products Φ·X.
+        for eigen in [EigenSolver::Dense, EigenSolver::Lobpcg] {
+            let ((up3, down3, w3), (up9, down9, w9)) = (fit(3, eigen), fit(9, eigen));
+            assert_eq!(w3, w9, "{prec} {eigen:?}");
+            let (up, down) = ((up9 - up3) / 6, (down9 - down3) / 6);
+            eprintln!("{prec} {eigen:?}: {up} / {down} bytes up / down per ISM iteration");
+            assert!(
+                up < one_m,
+                "{prec} {eigen:?}: {up} bytes up per ISM iteration"
+            );
+            assert!(
+                down < one_m,
+                "{prec} {eigen:?}: {down} bytes down per ISM iteration"
+            );
+        }
     }
 }
 

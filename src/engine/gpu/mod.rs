@@ -148,6 +148,7 @@ impl Ops for GpuOps {
         m: &Held,
         mt: &Held,
         b: (&[f64], usize),
+        y: Option<(&[f64], usize)>,
         spec: &kernel_product::Spec,
     ) -> Result<Option<Vec<f64>>> {
         let (Some(mtiles), Some(ttiles)) = (m.tiles(), mt.tiles()) else {
@@ -156,18 +157,19 @@ impl Ops for GpuOps {
         if mtiles.tiles().len() > 1 || ttiles.tiles().len() > 1 {
             return Ok(None);
         }
-        let form =
-            kernel_product::gpu_laplacian_form(&self.ctx, self.precision, mtiles, ttiles, b, spec)?;
-        let r = mt.rows();
-        // The r × r block, symmetrized (the device's sums are not).
-        Ok(form.map(|g| {
-            let at = |i: usize, j: usize| g[i * (r + 1) + j];
-            (0..r * r)
+        let held = (mtiles, ttiles);
+        let form = kernel_product::gpu_laplacian_form(&self.ctx, self.precision, held, b, y, spec)?;
+        let (r, c) = (mt.rows(), y.map_or(mt.rows(), |(_, c)| c));
+        let at = |g: &[f64], i: usize, j: usize| g[i * (c + 1) + j];
+        Ok(form.map(|g| match y {
+            // The r × c block; Φ itself symmetrized (the device's sums are not).
+            Some(_) => (0..r * c).map(|ij| at(&g, ij / c, ij % c)).collect(),
+            None => (0..r * r)
                 .map(|ij| {
                     let (i, j) = (ij / r, ij % r);
-                    0.5 * (at(i, j) + at(j, i))
+                    0.5 * (at(&g, i, j) + at(&g, j, i))
                 })
-                .collect()
+                .collect(),
         }))
     }
 

@@ -20,6 +20,7 @@
 //! the d × d eigen-solves run on the host in f64 (nalgebra).
 
 use nalgebra::DMatrix;
+use std::cell::OnceCell;
 
 use super::eigen;
 use rand::{Rng, SeedableRng};
@@ -343,10 +344,8 @@ pub fn phi_reduced(
     // (centred: Ψ's values do not change) is computed there too, and only
     // E goes in and Φ comes back.
     if let (Some(held), Some(at)) = (&ones.held, &ones.held_t) {
-        let mut b = Vec::with_capacity(w * q);
-        b.extend(rows_of(e));
-        b.extend((ones.mean.transpose() * e).iter().map(|v| -v));
-        if let Some(phi) = be.laplacian_form_held(held, at, (&b, q), &spec)? {
+        let b = ones.centred(e);
+        if let Some(phi) = be.laplacian_form_held(held, at, (&b, q), None, &spec)? {
             work.madds += nn * (q + w) as f64 + (n * r * r) as f64 + (n * w * q) as f64;
             return Ok(DMatrix::from_vec(r, r, phi));
         }
@@ -427,9 +426,8 @@ pub fn phi_reduced(
 #[allow(clippy::too_many_arguments)]
 pub fn phi_times(
     be: &Backend,
-    a: &DMatrix<f64>,
-    zw_rows: &[f64],
-    q: usize,
+    (a, ones, e): (&DMatrix<f64>, &Augmented, &DMatrix<f64>),
+    zw_rows: &OnceCell<Vec<f64>>,
     x: &DMatrix<f64>,
     y: &[u32],
     p: &[f64],
@@ -437,10 +435,21 @@ pub fn phi_times(
     work: &mut Work,
 ) -> Result<DMatrix<f64>> {
     let (n, r) = a.shape();
-    let b = a * x;
-    let m = b.ncols();
+    let (q, m) = (e.ncols(), x.ncols());
     let spec = psi_spec(y, p, sigma);
     work.madds += (n * n * q) as f64 + (n * n * (m + 1)) as f64 + 2.0 * (n * r * m) as f64;
+    // Where the backend forms it (a hardware GPU): ZW, A·X and the product
+    // on the device, E and X in and r × m out.
+    if let (Some(held), Some(at)) = (&ones.held, &ones.held_t) {
+        let b = ones.centred(e);
+        let xr = rows_of(x);
+        if let Some(v) = be.laplacian_form_held(held, at, (&b, q), Some((&xr, m)), &spec)? {
+            work.madds += (n * (r + 1) * q) as f64;
+            return Ok(DMatrix::from_row_slice(r, m, &v));
+        }
+    }
+    let zw_rows = zw_rows.get_or_init(|| rows_of(&(a * e)));
+    let b = a * x;
     let bm = with_ones::<f64>(&b);
     // [ΨB | Ψ1] → L = Diag(Ψ1) B − ΨB, row-major n × (m + 1).
     let mut l: Vec<f64> = if be.precision() == crate::real::Precision::F32 {
@@ -466,7 +475,7 @@ type Eigen = (DMatrix<f64>, Vec<f64>);
 #[allow(clippy::too_many_arguments)]
 fn lobpcg_step(
     be: &Backend,
-    a: &DMatrix<f64>,
+    (a, ones): (&DMatrix<f64>, &Augmented),
     e: &DMatrix<f64>,
     block: &mut DMatrix<f64>,
     q: usize,
@@ -475,8 +484,9 @@ fn lobpcg_step(
     sigma: f64,
     work: &mut Work,
 ) -> Result<(Option<Eigen>, usize)> {
-    let zw_rows = rows_of(&(a * e));
-    let mut apply = |x: &DMatrix<f64>| phi_times(be, a, &zw_rows, q, x, y, p, sigma, work);
+    // ZW's rows on the host only where a product takes them there.
+    let zw_rows = OnceCell::new();
+    let mut apply = |x: &DMatrix<f64>| phi_times(be, (a, ones, e), &zw_rows, x, y, p, sigma, work);
     let pairs = lobpcg::smallest(&mut apply, block, q, LOBPCG_TOL, LOBPCG_MAX_ITER)?;
     if !pairs.converged {
         return Ok((None, pairs.products));
@@ -685,6 +695,17 @@ impl Augmented {
                 a.column_iter().map(|c| c.sum() / a.nrows().max(1) as f64),
             ),
         })
+    }
+}
+
+impl Augmented {
+    /// [E; −āE] ((r + 1) × q, row-major): [A | 1] times it is ZW = A·E
+    /// centred on its mean.
+    fn centred(&self, e: &DMatrix<f64>) -> Vec<f64> {
+        let mut b = Vec::with_capacity((e.nrows() + 1) * e.ncols());
+        b.extend(rows_of(e));
+        b.extend((self.mean.transpose() * e).iter().map(|v| -v));
+        b
     }
 }
 
@@ -1152,7 +1173,8 @@ pub fn fit_ism(
         for _ in 0..s.max_iter {
             crate::train::check_stop()?;
             let solved = if lobpcg && !solves.dense_rest() && block.ncols() > 0 {
-                let (pairs, used) = lobpcg_step(be, a, &e, &mut block, q, y, &p, sigma, work)?;
+                let (pairs, used) =
+                    lobpcg_step(be, (a, &ones), &e, &mut block, q, y, &p, sigma, work)?;
                 solves.record(used, pairs.is_some());
                 pairs
             } else {

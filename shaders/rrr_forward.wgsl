@@ -7,7 +7,9 @@
 // over its in-edges in order, x = y − b, at hidden nodes max(0, x).
 // With `predict`, it writes each item's class (the first class node with
 // the largest y − b) instead of the data rows and labels. The quad variant (LANE_ITEMS = 4) passes four
-// items per invocation. Mirrors src/kernels/rrr_forward.rs.
+// items per invocation. On software adapters the order is split over
+// dispatches (llvmpipe's loop limit), each resuming from the node arrays.
+// Mirrors src/kernels/rrr_forward.rs.
 
 //!entry
 struct ForwardParams {
@@ -17,8 +19,10 @@ struct ForwardParams {
     first_class: u32,
     classes: u32,
     predict: u32,
-    _pad0: u32,
-    _pad1: u32,
+    // This dispatch's part of the order: [t_begin, t_end). The first part
+    // also reads the inputs, the last also writes labels or classes.
+    t_begin: u32,
+    t_end: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: ForwardParams;
@@ -52,7 +56,8 @@ fn rrr_forward(
     }
     let dim = params.dim;
     let start = params.predict == 0u;
-    for (var i = 0u; i < dim; i++) {
+    let first = params.t_begin == 0u;
+    for (var i = 0u; i < select(0u, dim, first); i++) {
         var v = itemv(0.0);
         for (var c = 0u; c < LANE_ITEMS; c++) {
             v = item_set(v, c, inputs[rows[q * LANE_ITEMS + c] * dim + i]);
@@ -64,7 +69,7 @@ fn rrr_forward(
         }
     }
     let inv = scalars[0];
-    for (var t = 0u; t < params.order_len; t++) {
+    for (var t = params.t_begin; t < params.t_end; t++) {
         let j = order[t];
         var s = itemv(0.0);
         for (var e = in_ptr[j]; e < in_ptr[j + 1u]; e++) {
@@ -80,6 +85,9 @@ fn rrr_forward(
         if (start) {
             data[j * kq + q] = itemv(0.0);
         }
+    }
+    if (params.t_end < params.order_len) {
+        return;
     }
     for (var c = 0u; c < LANE_ITEMS; c++) {
         let k = q * LANE_ITEMS + c;

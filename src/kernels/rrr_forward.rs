@@ -57,8 +57,12 @@ pub struct Params {
     pub classes: u32,
     /// 1 = also write each item's predicted class.
     pub predict: u32,
-    /// Padding.
-    pub pad: [u32; 2],
+    /// First position of the order this dispatch takes (0: it also reads
+    /// the inputs).
+    pub t_begin: u32,
+    /// End of its positions (`order_len`: it also writes the labels or
+    /// classes).
+    pub t_end: u32,
 }
 
 /// The structure of a classifier's feed pass.
@@ -80,6 +84,35 @@ pub struct Feed<'a> {
     pub classes: usize,
     /// 1/Ω.
     pub inv_omega: f64,
+}
+
+/// The parts of `feed`'s order one dispatch each takes: all of it on
+/// hardware; on a software adapter parts whose invocation loops stay
+/// under llvmpipe's limit ([`crate::gpu::SOFTWARE_LOOP_LIMIT`]): a node
+/// costs its in-edges and one, the first part also the inputs (five loop
+/// iterations each, for quads) and the last the classes. A node with more
+/// in-edges than that is a part alone.
+pub fn order_parts(feed: &Feed, software: bool) -> Vec<std::ops::Range<usize>> {
+    let len = feed.order.len();
+    if !software || len == 0 {
+        return vec![0..len];
+    }
+    let fixed = 100 + 5 * feed.dim + 4 * (feed.classes + 1);
+    let budget = crate::gpu::SOFTWARE_LOOP_LIMIT.saturating_sub(fixed).max(1);
+    let mut parts = vec![];
+    let (mut begin, mut used) = (0, 0);
+    for (t, &j) in feed.order.iter().enumerate() {
+        let j = j as usize;
+        let edge = |j: usize| feed.in_ptr.get(j).map_or(0, |&e| e as usize);
+        let cost = edge(j + 1).saturating_sub(edge(j)) + 1;
+        if used > 0 && used + cost > budget {
+            parts.push(begin..t);
+            (begin, used) = (t, 0);
+        }
+        used += cost;
+    }
+    parts.push(begin..len);
+    parts
 }
 
 /// What [`reference`] computes for a batch.

@@ -740,7 +740,11 @@ fn fed_case() -> (Classifier, Model, Labeled) {
 /// batch the host's feed pass starts, and the device's predicted classes
 /// are the host's; the f64 twin is the host's pass.
 fn check_device_feed(kk: usize) {
-    let (clf, m, data) = fed_case();
+    check_device_feed_of(fed_case(), kk);
+}
+
+/// [`check_device_feed`] on a given classifier, model and item set.
+fn check_device_feed_of((clf, m, data): (Classifier, Model, Labeled), kk: usize) {
     let rows: Vec<u32> = (0..kk).map(|k| ((k * 7 + 3) % data.len()) as u32).collect();
     let idx: Vec<usize> = rows.iter().map(|&r| r as usize).collect();
     let host = clf.batch_start(&m, &data, &idx);
@@ -806,6 +810,35 @@ fn a_device_feed_pass_starts_the_batch_the_host_starts() {
     // 13 items run the kernel item by item, 16 by quads.
     for kk in [1, 13, 16] {
         check_device_feed(kk);
+    }
+}
+
+/// A 300-240-10 net's feed pass walks 74,400 in-edges per item: past
+/// llvmpipe's 65,535 loop iterations per invocation, so on lavapipe the
+/// order is split over dispatches (before, the last nodes kept stale
+/// values).
+#[test]
+fn a_device_feed_pass_holds_past_llvmpipes_loop_limit() {
+    let s = settings(8, 1);
+    let clf = Classifier::new(Net::layered(&[300, 240, 10]).unwrap(), &s).unwrap();
+    let m = clf.random_model(7);
+    let mut r = rng(8);
+    let n = 12;
+    let data = Labeled {
+        dim: 300,
+        classes: 10,
+        x: uniform(&mut r, n * 300, 0.0, 1.0),
+        y: (0..n as u32).map(|k| k % 10).collect(),
+    };
+    let feed = clf.feed();
+    assert_eq!(rrr_forward::order_parts(&feed, false), vec![0..250]);
+    let parts = rrr_forward::order_parts(&feed, true);
+    assert!(
+        parts.len() == 2 && parts[0].start == 0 && parts[1].end == 250,
+        "{parts:?}"
+    );
+    for kk in [4, 5] {
+        check_device_feed_of((clf.clone(), m.clone(), data.clone()), kk);
     }
 }
 

@@ -186,10 +186,11 @@ struct Kept {
     labels: Vec<u32>,
     /// Per chunk: its rows of the set, the feed pass into its node arrays
     /// (then `d_load`), the same pass writing each item's predicted class
-    /// instead of its data and labels, and those classes.
+    /// instead of its data and labels, and those classes. A pass is one
+    /// dispatch per part of the order ([`rrr_forward::order_parts`]).
     rows: Vec<GpuBuffer>,
-    d_feed: Vec<Dispatch>,
-    d_predict: Vec<Dispatch>,
+    d_feed: Vec<Vec<Dispatch>>,
+    d_predict: Vec<Vec<Dispatch>>,
     predicted: Vec<GpuBuffer>,
     _keep: Vec<GpuBuffer>,
 }
@@ -1171,41 +1172,32 @@ impl RrrEngine for GpuRrr {
             predicted: vec![],
             _keep: vec![],
         };
+        let parts = rrr_forward::order_parts(feed, ctx.summary().software);
         for c in &self.chunks {
-            let params = |predict: u32| {
-                ctx.uniform(&rrr_forward::Params {
-                    items: c.items as u32,
-                    dim: feed.dim as u32,
-                    order_len: feed.order.len() as u32,
-                    first_class: feed.first_class as u32,
-                    classes: feed.classes as u32,
-                    predict,
-                    pad: [0; 2],
-                })
-            };
-            let (feed_params, predict_params) = (params(0)?, params(1)?);
             let rows = ctx.alloc(c.items, Elem::U32)?;
             let predicted = ctx.alloc(c.items, Elem::U32)?;
             let model = [&self.model_w, &self.model_b];
-            kept.d_feed.push(self.prepare_feed(
-                c,
-                &feed_params,
-                set_refs,
-                model,
-                &rows,
-                &predicted,
-            )?);
-            kept.d_predict.push(self.prepare_feed(
-                c,
-                &predict_params,
-                set_refs,
-                model,
-                &rows,
-                &predicted,
-            )?);
+            let (mut d_feed, mut d_predict) = (vec![], vec![]);
+            for part in &parts {
+                for (predict, to) in [(0, &mut d_feed), (1, &mut d_predict)] {
+                    let params = ctx.uniform(&rrr_forward::Params {
+                        items: c.items as u32,
+                        dim: feed.dim as u32,
+                        order_len: feed.order.len() as u32,
+                        first_class: feed.first_class as u32,
+                        classes: feed.classes as u32,
+                        predict,
+                        t_begin: part.start as u32,
+                        t_end: part.end as u32,
+                    })?;
+                    to.push(self.prepare_feed(c, &params, set_refs, model, &rows, &predicted)?);
+                    kept._keep.push(params);
+                }
+            }
+            kept.d_feed.push(d_feed);
+            kept.d_predict.push(d_predict);
             kept.rows.push(rows);
             kept.predicted.push(predicted);
-            kept._keep.extend([feed_params, predict_params]);
         }
         kept._keep.extend(set);
         self.kept = Some(kept);
@@ -1236,7 +1228,7 @@ impl RrrEngine for GpuRrr {
         let mut rec = self.ctx.recorder();
         for (c, (buf, feed)) in self.chunks.iter().zip(kept.rows.iter().zip(&kept.d_feed)) {
             buf.write_u32(&rows[c.start..c.start + c.items]);
-            rec.dispatches(&[feed, &c.d_load]);
+            rec.dispatches(&feed.iter().chain([&c.d_load]).collect::<Vec<_>>());
         }
         rec.submit()?;
         self.labels = rows.iter().map(|&r| kept.labels[r as usize]).collect();
@@ -1257,7 +1249,7 @@ impl RrrEngine for GpuRrr {
         self.model_w.write_real(weights);
         self.model_b.write_real(biases);
         let mut rec = self.ctx.recorder();
-        rec.dispatches(&kept.d_predict.iter().collect::<Vec<_>>());
+        rec.dispatches(&kept.d_predict.iter().flatten().collect::<Vec<_>>());
         rec.submit()?;
         let mut out = Vec::with_capacity(self.items);
         for (c, p) in self.chunks.iter().zip(&kept.predicted) {

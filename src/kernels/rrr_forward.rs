@@ -95,7 +95,7 @@ pub struct Feed<'a> {
 pub fn order_parts(feed: &Feed, software: bool) -> Vec<std::ops::Range<usize>> {
     let len = feed.order.len();
     if !software || len == 0 {
-        return vec![0..len];
+        return std::iter::once(0..len).collect();
     }
     let fixed = 100 + 5 * feed.dim + 4 * (feed.classes + 1);
     let budget = crate::gpu::SOFTWARE_LOOP_LIMIT.saturating_sub(fixed).max(1);

@@ -831,7 +831,8 @@ fn a_device_feed_pass_holds_past_llvmpipes_loop_limit() {
         y: (0..n as u32).map(|k| k % 10).collect(),
     };
     let feed = clf.feed();
-    assert_eq!(rrr_forward::order_parts(&feed, false), [0..250]);
+    let whole = rrr_forward::order_parts(&feed, false);
+    assert!(whole.len() == 1 && whole[0] == (0..250), "{whole:?}");
     let parts = rrr_forward::order_parts(&feed, true);
     assert!(
         parts.len() == 2 && parts[0].start == 0 && parts[1].end == 250,

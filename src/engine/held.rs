@@ -57,6 +57,11 @@ impl Held {
         self.cols
     }
 
+    /// Whether the rows are held on a GPU.
+    pub fn is_on_device(&self) -> bool {
+        matches!(self.store, Store::Device(_))
+    }
+
     /// The device tiles, where the rows are held on a GPU.
     pub(crate) fn tiles(&self) -> Option<&RowTiles> {
         match &self.store {

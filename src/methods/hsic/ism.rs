@@ -678,7 +678,9 @@ impl Augmented {
         } else {
             None
         };
-        let held_t = if held.is_some() && be.forms_laplacian() {
+        // Aᵀ only where [A | 1] is on the device and Φ is formed there.
+        let on_device = held.as_ref().is_some_and(|h| h.is_on_device());
+        let held_t = if on_device && a.nrows() > 0 && be.forms_laplacian() {
             // A's column-major storage is Aᵀ row-major.
             Some(be.hold_product_operand(a.as_slice().to_vec(), a.nrows().max(1))?)
         } else {

@@ -93,7 +93,8 @@ pub struct Workload {
     /// The run.
     pub job: Job,
     /// Modelled bytes moved per weight-multiply, for the bandwidth column:
-    /// RRR streams 10 elements per (item, edge) and iteration; the
+    /// RRR streams at most 10 elements per (item, edge) and iteration
+    /// (a run's summary gives its network's model, which the row takes); the
     /// product-bound rows (SGD, StarNet, HSIC) are modelled as reading both
     /// operands of every multiply-add once (2 elements, no reuse), so a
     /// fraction of the copy bandwidth above 1 says how much they reuse

@@ -364,3 +364,19 @@ fn fused_iterations_give_the_separate_kernels_state() {
         }
     }
 }
+
+/// The traffic model counts the consensus's reads only over the out-edges
+/// of nodes it averages: data nodes take x from the data.
+#[test]
+fn traffic_model_counts_the_consensus_reads_it_makes() {
+    use gradfree::engine::gpu::traffic_model;
+    let edges = layered_edges(&[784, 20, 10]);
+    let p = RrrProblem::classifier(814, &edges, 784, 10, 2.0, 0.1, 1.0).unwrap();
+    // 200 of the 15,880 edges leave a hidden node.
+    let share = 200.0 / 15_880.0;
+    assert!((traffic_model(&p, true) - (6.0 + share)).abs() < 1e-12);
+    assert!((traffic_model(&p, false) - (9.0 + share)).abs() < 1e-12);
+    // An NMF network averages at every node: the model's most.
+    let nmf = Nmf::new(5, 6, 0.6).unwrap();
+    assert!((traffic_model(&nmf.problem, false) - 10.0).abs() < 1e-12);
+}

@@ -3,7 +3,7 @@
 
 mod rrr;
 
-pub use rrr::{TRAFFIC_PER_ITEM_EDGE, rrr_iterations, traffic_per_item_edge};
+pub use rrr::{TRAFFIC_PER_ITEM_EDGE, rrr_iterations, traffic_model, traffic_per_item_edge};
 // What a run's summary reports of the device's work, for the layers above.
 pub use crate::gpu::profile::enabled as profiling;
 pub use crate::gpu::{KernelTime, kernel_times, work_counts};

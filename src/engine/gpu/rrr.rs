@@ -21,10 +21,12 @@
 //! dispatch of `rrr_fused` instead, a workgroup per independent block.
 //!
 //! Memory traffic per (item, edge) and iteration, in elements: consensus
-//! reads x (1); the w reduction reads w (1); the fused step reads x, w and
-//! xa twice and writes x, w (8) — about 10 × 4 bytes in f32. The
-//! cooperative step for wide nodes (`rrr_step::WIDE`) finds its second
-//! pass's rows in the cache: 7.
+//! reads x (1, but only over the out-edges of nodes that are not data or
+//! fixed nodes: those take x from the data); the w reduction reads w (1);
+//! the fused step reads x, w and xa twice and writes x, w (8) — at most
+//! about 10 × 4 bytes in f32. The cooperative step for wide nodes
+//! (`rrr_step::WIDE`) finds its second pass's rows in the cache: 5 for
+//! the step, 7 at most ([`traffic_model`]).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -45,14 +47,30 @@ use crate::kernels::{
 use crate::problem::{NodeStart, RrrProblem, RrrState};
 use crate::real::Precision;
 
-/// Modelled device traffic per (item, edge) and iteration, in elements (see
-/// the module doc): × 4 bytes in f32, × 8 in f64.
+/// The most device traffic per (item, edge) and iteration the model gives,
+/// in elements (see the module doc): × 4 bytes in f32, × 8 in f64.
 pub const TRAFFIC_PER_ITEM_EDGE: f64 = 10.0;
-/// [`TRAFFIC_PER_ITEM_EDGE`] with the cooperative step.
-pub const TRAFFIC_PER_ITEM_EDGE_WIDE: f64 = 7.0;
 
 /// The traffic model of the step the process's last GPU engine chose.
 static TRAFFIC: AtomicU64 = AtomicU64::new(TRAFFIC_PER_ITEM_EDGE.to_bits());
+
+/// Modelled device traffic per (item, edge) and iteration of `p`'s
+/// iterations, in elements (see the module doc): the step's (5 with the
+/// cooperative step, else 8), the w reduction's 1, and the consensus's
+/// reads of x over the out-edges of the nodes that are not data or fixed
+/// nodes, per edge (784-20-10: 200 of 15,880 edges).
+pub fn traffic_model(p: &RrrProblem, wide_step: bool) -> f64 {
+    let (kinds, _) = p.node_codes();
+    let averaged: usize = kinds
+        .iter()
+        .enumerate()
+        .filter(|&(_, &k)| k != consensus_nodes::NODE_DATA && k != consensus_nodes::NODE_FIXED)
+        .map(|(i, _)| (p.out_ptr[i + 1] - p.out_ptr[i]) as usize)
+        .sum();
+    let consensus = averaged as f64 / p.src.len().max(1) as f64;
+    let step = if wide_step { 5.0 } else { 8.0 };
+    step + 1.0 + consensus
+}
 
 /// Modelled device traffic per (item, edge) and iteration of the last GPU
 /// engine, in elements.
@@ -415,11 +433,7 @@ impl GpuRrr {
         };
 
         let wide_step = wide_step(p);
-        let traffic = match wide_step {
-            true => TRAFFIC_PER_ITEM_EDGE_WIDE,
-            false => TRAFFIC_PER_ITEM_EDGE,
-        };
-        TRAFFIC.store(traffic.to_bits(), Ordering::Relaxed);
+        TRAFFIC.store(traffic_model(p, wide_step).to_bits(), Ordering::Relaxed);
         let mut chunks = Vec::with_capacity(starts.len());
         let mut part_offset = 0;
         for (c, &start) in starts.iter().enumerate() {

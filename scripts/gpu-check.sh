@@ -3,7 +3,8 @@
 # adapters, runs the paper bench suite on the GPU and on the CPU (f32, and
 # f64 on the GPU where the adapter has SHADER_F64), the RRR, StarNet and HSIC
 # workloads again with device time per kernel (--profile), the HSIC kernel
-# product alone at n = 10,000 (examples/psi_product), and writes one report,
+# product and one W* Φ build alone at n = 10,000 (examples/psi_product,
+# examples/phi_form), and writes one report,
 # OUT/report.md and OUT/report.json, with every figure and the commands that
 # made it. Energy comes from NVML where the NVIDIA driver provides it (so
 # GWMs per joule are measured), else the report says why it is missing.
@@ -12,7 +13,8 @@
 #
 # Without --allow-software it refuses to bench a software adapter (lavapipe
 # would take half an hour): it exists to measure real hardware. --quick runs
-# the quick suite instead of the paper's (a check of the script itself).
+# the quick suite instead of the paper's, and the products at n = 2,000
+# (a check of the script itself).
 set -euo pipefail
 
 out=gpu-check
@@ -20,12 +22,13 @@ mnist=""
 allow_software=0
 budget=540
 suite=paper
+big=10000
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --mnist) mnist="$2"; shift 2 ;;
         --allow-software) allow_software=1; shift ;;
         --budget) budget="$2"; shift 2 ;;
-        --quick) suite=quick; shift ;;
+        --quick) suite=quick; big=2000; shift ;;
         -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
         -*) echo "gpu-check: unknown option $1" >&2; exit 2 ;;
         *) out="$1"; shift ;;
@@ -118,28 +121,28 @@ if grep -E '^gpu [0-9]+:' -A2 "$out/devices.txt" | grep -q 'f64 yes'; then
         --only rrr-nmf-ledm6,rrr-classify-maj13,hsic-ws,hsic-ism
 fi
 
-# The HSIC kernel product alone at n = 10,000 (the W* Ψ product: Ψ·[Z, 1],
+# The HSIC kernel product alone at n = $big (the W* Ψ product: Ψ·[Z, 1],
 # a LOBPCG block, and a thin one), GPU then CPU, f32.
 if (( $(left) > 60 )) && cargo build --release --locked --example psi_product 2>>"$out/build.log"; then
-    log "kernel products at n = 10,000"
-    echo "target/release/examples/psi_product 10000 Q W 3 [gpu]" >"$out/kernel-product.command"
+    log "kernel products at n = $big"
+    echo "target/release/examples/psi_product $big Q W 3 [gpu]" >"$out/kernel-product.command"
     for shape in "20 401" "48 50" "20 11"; do
         for dev in gpu cpu; do
             arg=$([[ $dev == gpu ]] && echo gpu || true)
-            echo "$dev: $(timeout 120 target/release/examples/psi_product 10000 $shape 3 $arg 2>&1 | tail -1)"
+            echo "$dev: $(timeout 120 target/release/examples/psi_product $big $shape 3 $arg 2>&1 | tail -1)"
         done
     done >"$out/kernel-product.log"
     echo ok >"$out/kernel-product.status"
 fi
-# One W* Φ build at n = 10,000 (q = 47, r = 400): formed on the device
+# One W* Φ build at n = $big (q = 47, r = 400): formed on the device
 # (r × r back), from the product read back (n × (r + 1)), and on the CPU.
 if (( $(left) > 60 )) && cargo build --release --locked --example phi_form 2>>"$out/build.log"; then
-    log "Φ builds at n = 10,000"
-    echo "[GRADFREE_DEVICE_FORM=0] target/release/examples/phi_form 10000 47 400 3 [gpu]" >"$out/phi-form.command"
+    log "Φ builds at n = $big"
+    echo "[GRADFREE_DEVICE_FORM=0] target/release/examples/phi_form $big 47 400 3 [gpu]" >"$out/phi-form.command"
     {
-        echo "gpu, device form: $(timeout 120 target/release/examples/phi_form 10000 47 400 3 gpu 2>&1 | tail -1)"
-        echo "gpu, host form: $(GRADFREE_DEVICE_FORM=0 timeout 120 target/release/examples/phi_form 10000 47 400 3 gpu 2>&1 | tail -1)"
-        echo "cpu: $(timeout 120 target/release/examples/phi_form 10000 47 400 3 2>&1 | tail -1)"
+        echo "gpu, device form: $(timeout 120 target/release/examples/phi_form $big 47 400 3 gpu 2>&1 | tail -1)"
+        echo "gpu, host form: $(GRADFREE_DEVICE_FORM=0 timeout 120 target/release/examples/phi_form $big 47 400 3 gpu 2>&1 | tail -1)"
+        echo "cpu: $(timeout 120 target/release/examples/phi_form $big 47 400 3 2>&1 | tail -1)"
     } >"$out/phi-form.log"
     echo ok >"$out/phi-form.status"
 fi

@@ -138,9 +138,9 @@ fi
 # (r × r back), from the product read back (n × (r + 1)), and on the CPU.
 if (( $(left) > 60 )) && cargo build --release --locked --example phi_form 2>>"$out/build.log"; then
     log "Φ builds at n = $big"
-    echo "[GRADFREE_DEVICE_FORM=0] target/release/examples/phi_form $big 47 400 3 [gpu]" >"$out/phi-form.command"
+    echo "GRADFREE_DEVICE_FORM=1|0 target/release/examples/phi_form $big 47 400 3 [gpu]" >"$out/phi-form.command"
     {
-        echo "gpu, device form: $(timeout 120 target/release/examples/phi_form $big 47 400 3 gpu 2>&1 | tail -1)"
+        echo "gpu, device form: $(GRADFREE_DEVICE_FORM=1 timeout 120 target/release/examples/phi_form $big 47 400 3 gpu 2>&1 | tail -1)"
         echo "gpu, host form: $(GRADFREE_DEVICE_FORM=0 timeout 120 target/release/examples/phi_form $big 47 400 3 gpu 2>&1 | tail -1)"
         echo "cpu: $(timeout 120 target/release/examples/phi_form $big 47 400 3 2>&1 | tail -1)"
     } >"$out/phi-form.log"

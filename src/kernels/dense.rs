@@ -333,13 +333,7 @@ impl Epilogue {
         bias: &[f64],
         act: Act,
     ) -> Result<Self> {
-        let (code, alpha) = act.code();
-        Ok(Epilogue {
-            scal: ctx.upload_real(&[alpha], prec)?,
-            b: ctx.upload_real(b, prec)?,
-            bias: ctx.upload_real(bias, prec)?,
-            code,
-        })
+        Self::with_device_b(ctx, prec, ctx.upload_real(b, prec)?, bias, act)
     }
 
     /// B already on the device (moved in: `k × m` rows), with the bias and

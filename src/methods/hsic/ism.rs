@@ -420,9 +420,12 @@ pub fn phi_reduced(
 }
 
 /// Φ·X without Φ: Aᵀ(Diag(Ψ1) − Ψ)(A X) for a thin X (r × m), with Ψ as
-/// in [`phi_reduced`] (K of the rows of ZW = A E, `zw_rows`, width q). One
-/// kernel product of width m + 1: n²(q + m + 1) multiply-adds, against
+/// in [`phi_reduced`] (K of the rows of ZW = A E, width q). One kernel
+/// product of width m + 1: n²(q + m + 1) multiply-adds, against
 /// n²(q + r + 1) for Φ: the product [`EigenSolver::Lobpcg`] solves with.
+/// Where the backend forms it ([`Backend::laplacian_form_held`]) ZW and
+/// A X are formed on the device from E and X; else ZW's rows are formed
+/// once into `zw_rows`, shared by the products of one solve.
 #[allow(clippy::too_many_arguments)]
 pub fn phi_times(
     be: &Backend,
@@ -698,9 +701,7 @@ impl Augmented {
             ),
         })
     }
-}
 
-impl Augmented {
     /// [E; −āE] ((r + 1) × q, row-major): [A | 1] times it is ZW = A·E
     /// centred on its mean.
     fn centred(&self, e: &DMatrix<f64>) -> Vec<f64> {

@@ -4,7 +4,8 @@
 //! `rrr_iteration/*`: one full RRR iteration (node consensus, weight
 //! consensus, fused reflect–project–update step, error reduction) on a
 //! 784→20→10 classifier graph — element-updates = |K|·|E| per iteration;
-//! bytes = 10 elements moved per (k, e) (see `backend/gpu_rrr.rs`).
+//! bytes = the modelled elements moved per (k, e) (the GPU engine's
+//! `engine::gpu::traffic_model`, 8 on the CPU).
 //! `project_bilinear/*`: the batched bilinear projection alone (problems of
 //! 8 coordinates; includes upload and readback on the GPU).
 //! `copy/*`: streaming copy, bytes read + written.
@@ -12,7 +13,10 @@
 //! gauss_kernel, kernel_product and the conv_unpool operators per backend.
 //!
 //! `cargo bench --bench kernels` measures; `cargo test --benches` (CI) runs
-//! each once. GRADFREE_BENCH_ITEMS sets |K| (default 1000; 64 in test mode).
+//! each once. GRADFREE_BENCH_ITEMS sets |K| (default 1000; 64 in test
+//! mode), GRADFREE_BENCH_BACKENDS the backends (e.g. `gpu-f32`).
+//! `scripts/gpu-check.sh` runs the iteration at |K| = 65,536 and the copy
+//! on the GPU: the iteration's GB/s against the copy's.
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use gradfree::gpu::{GpuContext, GpuRequest};
@@ -22,10 +26,23 @@ use gradfree::{Backend, Precision};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+/// The backends to measure: all, or those GRADFREE_BENCH_BACKENDS names
+/// (comma-separated, e.g. `gpu-f32`), so that a large |K| allocates no
+/// engine on the others.
 fn backends() -> Vec<(String, Backend)> {
+    let only = std::env::var("GRADFREE_BENCH_BACKENDS").ok();
+    let wanted = |name: &str| {
+        only.as_deref()
+            .is_none_or(|o| o.split(',').any(|w| w == name))
+    };
     let mut v = vec![];
     for p in [Precision::F32, Precision::F64] {
-        v.push((format!("cpu-{p}"), Backend::cpu(p)));
+        if wanted(&format!("cpu-{p}")) {
+            v.push((format!("cpu-{p}"), Backend::cpu(p)));
+        }
+        if !wanted(&format!("gpu-{p}")) {
+            continue;
+        }
         let req = GpuRequest {
             allow_software: true,
             ..Default::default()
@@ -71,11 +88,17 @@ fn rrr_iteration(c: &mut Criterion) {
         let mut e = be.rrr_engine(&p, items).unwrap();
         e.load(&s).unwrap();
         // ITERS iterations per sample so the GPU's one readback is amortized;
-        // bytes are nominal: 10 elements per (k, e) per iteration (see gpu_rrr.rs).
+        // bytes are modelled: the GPU engine's traffic per (k, e) and
+        // iteration (`engine::gpu::traffic_model`), 8 elements on the CPU.
         const ITERS: u64 = 4;
+        let per_item_edge = match be.kind() {
+            gradfree::engine::DeviceKind::Gpu => gradfree::engine::gpu::traffic_per_item_edge(),
+            gradfree::engine::DeviceKind::Cpu => 8.0,
+        };
         g.throughput(Throughput::ElementsAndBytes {
             elements: ITERS * elems,
-            bytes: ITERS * elems * 10 * be.precision().bytes() as u64,
+            bytes: (ITERS as f64 * elems as f64 * per_item_edge) as u64
+                * be.precision().bytes() as u64,
         });
         g.bench_function(
             BenchmarkId::new(format!("784-20-10 K={items}"), &name),

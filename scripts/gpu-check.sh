@@ -4,7 +4,8 @@
 # f64 on the GPU where the adapter has SHADER_F64), the RRR, StarNet and HSIC
 # workloads again with device time per kernel (--profile), the HSIC kernel
 # product and one W* Φ build alone at n = 10,000 (examples/psi_product,
-# examples/phi_form), and writes one report,
+# examples/phi_form), one RRR iteration of 784-20-10 at |K| = 65,536
+# against a copy kernel (benches/kernels.rs), and writes one report,
 # OUT/report.md and OUT/report.json, with every figure and the commands that
 # made it. Energy comes from NVML where the NVIDIA driver provides it (so
 # GWMs per joule are measured), else the report says why it is missing.
@@ -147,6 +148,22 @@ if (( $(left) > 60 )) && cargo build --release --locked --example phi_form 2>>"$
     echo ok >"$out/phi-form.status"
 fi
 
+# One RRR iteration of 784-20-10 at |K| = 65,536 against a copy kernel on
+# the same adapter (criterion): the iteration's modelled GB/s as a share
+# of the copy's, the issue's bandwidth target on hardware.
+if (( $(left) > 120 )); then
+    items=$([[ $suite == quick ]] && echo 1024 || echo 65536)
+    log "RRR iteration at |K| = $items and the copy roofline"
+    echo "GRADFREE_BENCH_ITEMS=$items GRADFREE_BENCH_BACKENDS=gpu-f32 cargo bench --locked --bench kernels -- 'rrr_iteration|copy'" >"$out/rrr-roofline.command"
+    if GRADFREE_BENCH_ITEMS=$items GRADFREE_BENCH_BACKENDS=gpu-f32 timeout $(( $(left) - 20 )) \
+        cargo bench --locked --bench kernels -- 'rrr_iteration|copy' >"$out/rrr-roofline.full.log" 2>&1; then
+        echo ok >"$out/rrr-roofline.status"
+    else
+        echo "failed or timed out (exit $?)" >"$out/rrr-roofline.status"
+    fi
+    grep -E '^(rrr_iteration|copy)/|time:|thrpt:' "$out/rrr-roofline.full.log" >"$out/rrr-roofline.log" || true
+fi
+
 # One report from the bench outputs.
 python3 - "$out" "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" <<'PY'
 import json, os, sys, datetime
@@ -160,7 +177,7 @@ smi = os.path.join(out, "nvidia-smi.csv")
 if os.path.exists(smi):
     report["nvidia_smi"] = open(smi).read()
     md += ["```", report["nvidia_smi"].strip(), "```", ""]
-for name in ["gpu-f32", "profile", "step-narrow", "fused-off", "fused-on", "form-host", "gpu-f64", "kernel-product", "phi-form"]:
+for name in ["gpu-f32", "profile", "step-narrow", "fused-off", "fused-on", "form-host", "gpu-f64", "kernel-product", "phi-form", "rrr-roofline"]:
     st = os.path.join(out, name + ".status")
     if not os.path.exists(st):
         continue

@@ -386,31 +386,25 @@ pub fn phi_reduced(
             // and Aᵀ L, Aᵀ read from [A | 1] with strides (1, r + 1); the
             // product is symmetric (L's operator is).
             work.madds += nn * (q + w) as f64 + (n * r * r) as f64 + (n * r * q) as f64;
-            if let Some(held) = &ones.held {
-                // M stays on the device: only ZW's rows cross (in f32 as
-                // the unheld path sends them).
-                let rows: Vec<f64> = match f32s {
-                    true => rows32.iter().map(|&v| f64::from(v)).collect(),
-                    false => rows,
+            // With [A | 1] held, M stays on the device and only ZW's rows
+            // cross (in f32 as the unheld path sends them).
+            if f32s {
+                let mut l = match &ones.held {
+                    Some(held) => {
+                        let rows: Vec<f64> = rows32.iter().map(|&v| f64::from(v)).collect();
+                        let l = be.kernel_product_held(&rows, q, held, &spec)?;
+                        l.into_iter().map(|v| v as f32).collect()
+                    }
+                    None => be.kernel_product_f32(&rows32, &rows32, q, am32, w, &spec)?,
                 };
-                if f32s {
-                    let l = be.kernel_product_held(&rows, q, held, &spec)?;
-                    let mut l: Vec<f32> = l.into_iter().map(|v| v as f32).collect();
-                    laplacian::cpu(&mut l, am32, r);
-                    let out = symmetric_product(r, n, am32, (1, w), &l, (w, 1));
-                    out.iter().map(|&v| f64::from(v)).collect()
-                } else {
-                    let mut l = be.kernel_product_held(&rows, q, held, &spec)?;
-                    laplacian::cpu(&mut l, am, r);
-                    symmetric_product(r, n, am, (1, w), &l, (w, 1))
-                }
-            } else if f32s {
-                let mut l = be.kernel_product_f32(&rows32, &rows32, q, am32, w, &spec)?;
                 laplacian::cpu(&mut l, am32, r);
                 let out = symmetric_product(r, n, am32, (1, w), &l, (w, 1));
                 out.iter().map(|&v| f64::from(v)).collect()
             } else {
-                let mut l = be.kernel_product(&rows, &rows, q, am, w, &spec)?;
+                let mut l = match &ones.held {
+                    Some(held) => be.kernel_product_held(&rows, q, held, &spec)?,
+                    None => be.kernel_product(&rows, &rows, q, am, w, &spec)?,
+                };
                 laplacian::cpu(&mut l, am, r);
                 symmetric_product(r, n, am, (1, w), &l, (w, 1))
             }

@@ -6,7 +6,9 @@
 // (row, part) and no barriers: faster for short rows (small batches), where
 // a 256-wide workgroup would mostly idle through eight barriers.
 // These partial sums are the allreduce seam: combine them across item chunks
-// or devices before dividing by the batch size. In the quad variants
+// or devices before dividing by the batch size. A row may hold sums of
+// `unit` items each (the RRR step's quad sums of w: unit 4), and part p
+// then sums values p*1024/unit .. (p+1)*1024/unit − 1. In the quad variants
 // (LANE_ITEMS = 4, rows of a multiple of 4 items) each load is four
 // neighbouring items, summed as (k0 + k1) + (k2 + k3) at the end.
 // Mirrors src/kernels/reduce_rows.rs.
@@ -33,7 +35,8 @@ struct ReduceParams {
     parts_total: u32,
     parts_offset: u32,
     stop_word: u32,
-    _pad0: u32,
+    // Items per value of z and a (a divisor of 1024 / LANE_ITEMS; 0 = 1).
+    unit: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: ReduceParams;
@@ -71,10 +74,10 @@ fn reduce_rows(
     let p = group - r * params.parts;
     let kq = params.items / LANE_ITEMS;
     let base = r * kq;
-    let per_part = CHUNK / LANE_ITEMS;
+    let per_part = CHUNK / LANE_ITEMS / max(params.unit, 1u);
     var acc = itemv(0.0);
-    for (var m = 0u; m < per_part; m += 256u) {
-        let q = p * per_part + m + lid;
+    for (var m = lid; m < per_part; m += 256u) {
+        let q = p * per_part + m;
         if (q < kq) {
             if (params.mode == 0u) {
                 acc += z[base + q];
@@ -110,7 +113,7 @@ fn reduce_rows_serial(
     let p = t - r * params.parts;
     let kq = params.items / LANE_ITEMS;
     let base = r * kq;
-    let per_part = CHUNK / LANE_ITEMS;
+    let per_part = CHUNK / LANE_ITEMS / max(params.unit, 1u);
     let end = min(kq, (p + 1u) * per_part);
     partial[r * params.parts_total + params.parts_offset + p] = serial_sum(0u, params.mode, base, p * per_part, end);
 }

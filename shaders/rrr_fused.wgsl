@@ -101,6 +101,9 @@ fn w_partial(i: u32) -> real {
     return 0.0;
 }
 
+// Unused: the normalization reads w's rows, not quad sums.
+fn keep_w_sum(o: u32, wn: itemv) {}
+
 fn reduce_value(which: u32, mode: u32, i: u32) -> itemv {
     if (which == SUM_ERR) {
         return err[i];

@@ -32,7 +32,8 @@ fn root_form(r: Root) -> vec3<real> {
 // The functions below read and write the step's arrays as globals of the
 // including shader: bil, in_ptr, src, metric, x, w, xa, wa, y, ya, b, ba,
 // bpart, err and counters, scalars = [β, Ω, …] and params' mode, has_bias,
-// parts_total and items_total.
+// parts_total and items_total, and call its keep_w_sum(o, w) with each
+// updated w.
 
 // The y side of node j at quad q: y's reflection, and the root's c and t.
 struct NodeY {
@@ -79,7 +80,8 @@ struct Form {
 }
 
 // The second pass over the same in-edges: PB's output, z += β(PB − a),
-// and Σ |PB − a|² over the edges.
+// and Σ |PB − a|² over the edges. keep_w_sum (of the including shader)
+// sees each updated w.
 fn edge_update(first: u32, e1: u32, stride: u32, q: u32, kq: u32, f: Form) -> itemv {
     let beta = scalars[0];
     let keep = f.held > itemv(0.5);
@@ -95,7 +97,9 @@ fn edge_update(first: u32, e1: u32, stride: u32, q: u32, kq: u32, f: Form) -> it
         let dx = px - xae;
         let dw = pw - wae;
         x[o] += beta * dx;
-        w[o] += beta * dw;
+        let wn = w[o] + beta * dw;
+        w[o] = wn;
+        keep_w_sum(o, wn);
         e2 += dx * dx + dw * dw;
     }
     return e2;
@@ -170,7 +174,7 @@ struct StepParams {
     mode: u32,
     has_bias: u32,
     items_total: u32,
-    _pad0: u32,
+    quad_sums: u32,
     _pad1: u32,
 }
 
@@ -193,6 +197,16 @@ struct StepParams {
 @group(0) @binding(15) var<storage, read_write> err: array<itemv>;
 // [degenerate, not converged, …, stopped (rrr_converge), …]
 @group(0) @binding(16) var<storage, read_write> counters: array<atomic<u32>>;
+// [E][K/4]: each quad's sum of the updated w, the weight consensus's input
+// in place of w's rows (a quarter of the reads), written where
+// params.quad_sums is set.
+@group(0) @binding(17) var<storage, read_write> wquad: array<real>;
+
+fn keep_w_sum(o: u32, wn: itemv) {
+    if (LANE_ITEMS == 4u && params.quad_sums != 0u) {
+        wquad[o] = items_sum(wn);
+    }
+}
 
 @compute @workgroup_size(64)
 fn rrr_step(

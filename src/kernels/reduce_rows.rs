@@ -88,8 +88,10 @@ pub struct Params {
     /// A word of the `stop` binding that, when nonzero, leaves `partial`
     /// as it is ([`NO_STOP`]: always write).
     pub stop_word: u32,
-    /// Padding.
-    pub pad: u32,
+    /// Items per value of the rows (1: the items themselves; 4: the RRR
+    /// step's quad sums of w), a divisor of [`CHUNK`] / 4. `items` then
+    /// counts values and `parts` is [`parts`] of `items × unit`.
+    pub unit: u32,
 }
 
 /// [`Params::stop_word`] of a reduction that always writes.
@@ -217,18 +219,35 @@ pub fn gpu_with(
     items: usize,
     mode: u32,
 ) -> Result<Vec<f64>> {
-    crate::gpu::check_lanes(kernel, items)?;
+    gpu_units(ctx, prec, kernel, z, a, rows, items, 1, mode)
+}
+
+/// [`gpu_with`] over rows of `values` values that each sum `unit` items:
+/// the partial sums of [`parts`]`(values × unit)` chunks of items.
+#[allow(clippy::too_many_arguments)]
+pub fn gpu_units(
+    ctx: &Arc<GpuContext>,
+    prec: Precision,
+    kernel: &Kernel,
+    z: &[f64],
+    a: &[f64],
+    rows: usize,
+    values: usize,
+    unit: usize,
+    mode: u32,
+) -> Result<Vec<f64>> {
+    crate::gpu::check_lanes(kernel, values)?;
     let per_part = if kernel.entry == SERIAL.entry { 1 } else { 256 };
-    let parts = parts(items);
+    let parts = parts(values * unit);
     let params = ctx.uniform(&Params {
         rows: rows as u32,
-        items: items as u32,
+        items: values as u32,
         parts: parts as u32,
         mode,
         parts_total: parts as u32,
         parts_offset: 0,
         stop_word: NO_STOP,
-        pad: 0,
+        unit: unit as u32,
     })?;
     let zb = ctx.upload_real(z, prec)?;
     let ab = ctx.upload_real(a, prec)?;

@@ -12,7 +12,9 @@
 //! Mode [`MODE_NMF`]: y holds the fixed data (Ω = 1, c = 0, y not updated).
 //! Mode [`MODE_FREE_Y`]: y is a variable with metric g_j.
 //! Memory per (k, e) and iteration: read x, w, xa twice, write x, w once
-//! (wa is per edge, cached). Twin of `shaders/rrr_step.wgsl`.
+//! (wa is per edge, cached); the quad variants may also write each quad's
+//! sum of the updated w (a quarter element), which the GPU engine's weight
+//! consensus reads instead of w. Twin of `shaders/rrr_step.wgsl`.
 
 use super::par::{FlushDenormals, SharedMut, SimdLevel, parallel_enough, simd_dispatch};
 use super::project_bilinear::{
@@ -55,6 +57,7 @@ pub const KERNEL: Kernel = Kernel {
         Bind::ReadWrite,
         Bind::Read,
         Bind::Read,
+        Bind::ReadWrite,
         Bind::ReadWrite,
         Bind::ReadWrite,
     ],
@@ -120,8 +123,11 @@ pub struct Params {
     pub has_bias: u32,
     /// Items in the whole batch.
     pub items_total: u32,
+    /// 1 = the quad variants write each quad's sum of the updated w
+    /// (`[E][K/4]`), which the weight consensus reads in place of w.
+    pub quad_sums: u32,
     /// Padding.
-    pub pad: [u32; 2],
+    pub pad: u32,
 }
 
 /// Read-only structure and A-projection values.
@@ -761,6 +767,9 @@ pub struct StepOut {
     pub b: Vec<f64>,
     /// err [J][K].
     pub err: Vec<f64>,
+    /// Each quad's sum of the updated w ([E][K/4]) from the quad variants,
+    /// else empty.
+    pub w_quads: Vec<f64>,
     /// [degenerate, not converged].
     pub counters: Vec<u32>,
 }
@@ -809,7 +818,8 @@ pub fn gpu_with(
         mode: inp.mode,
         has_bias,
         items_total: 1,
-        pad: [0; 2],
+        quad_sums: 1,
+        pad: 0,
     })?;
     let up = |v: &[f64]| ctx.upload_real(v, prec);
     let sc = up(&[inp.beta, inp.omega])?;
@@ -823,9 +833,12 @@ pub fn gpu_with(
     let err = ctx.alloc(j * kk, Elem::Real(prec))?;
     // The step reads the stop flag of the device convergence check (word 3).
     let counters = ctx.upload_u32(&[0; super::rrr_converge::HEAD])?;
-    let bufs: [&GpuBuffer; 17] = [
+    let quads = kernel.lanes == 4;
+    let e = inp.src.len();
+    let w_quads = ctx.alloc(if quads { e * kk / 4 } else { 1 }, Elem::Real(prec))?;
+    let bufs: [&GpuBuffer; 18] = [
         &params, &sc, &bil, &in_ptr, &src, &metric, &xb, &wb, &xa, &wa, &yb, &ya, &bb, &ba, &bpart,
-        &err, &counters,
+        &err, &counters, &w_quads,
     ];
     let binds: Vec<_> = bufs.iter().map(|&b| b.into()).collect();
     let d = ctx.prepare(kernel, prec, &binds, threads(kernel, j, kk))?;
@@ -836,6 +849,7 @@ pub fn gpu_with(
         y: yb.read_real()?,
         b: bb.read_real()?,
         err: err.read_real()?,
+        w_quads: if quads { w_quads.read_real()? } else { vec![] },
         counters: counters.read_u32()?[..2].to_vec(),
     })
 }

@@ -10,7 +10,13 @@ use gradfree::{Backend, Precision};
 #[test]
 fn chunked_gpu_engine_matches_cpu() {
     let name = "rrr_chunked::chunked_gpu_engine_matches_cpu";
-    if !in_own_process(name, &[("GRADFREE_MAX_BINDING_BYTES", "2048")]) {
+    if !in_own_process(
+        name,
+        &[
+            ("GRADFREE_MAX_BINDING_BYTES", "2048"),
+            ("GRADFREE_QUAD_SUMS", "1"),
+        ],
+    ) {
         return;
     }
     let edges = layered_edges(&[5, 4, 2]);

@@ -374,9 +374,79 @@ fn traffic_model_counts_the_consensus_reads_it_makes() {
     let p = RrrProblem::classifier(814, &edges, 784, 10, 2.0, 0.1, 1.0).unwrap();
     // 200 of the 15,880 edges leave a hidden node.
     let share = 200.0 / 15_880.0;
-    assert!((traffic_model(&p, true) - (6.0 + share)).abs() < 1e-12);
-    assert!((traffic_model(&p, false) - (9.0 + share)).abs() < 1e-12);
+    // The cooperative step reads xa once per (item, source): 804 sources.
+    let xa = 804.0 / 15_880.0;
+    let near = |a: f64, b: f64| (a - b).abs() < 1e-12;
+    assert!(near(traffic_model(&p, true, false), 5.0 + xa + share));
+    assert!(near(traffic_model(&p, true, true), 4.5 + xa + share));
+    assert!(near(traffic_model(&p, false, false), 9.0 + share));
+    assert!(near(traffic_model(&p, false, true), 8.5 + share));
+    // 784-20-10 in f32 within the 20 bytes per (item, edge).
+    assert!(traffic_model(&p, true, true) * 4.0 < 18.3);
     // An NMF network averages at every node: the model's most.
     let nmf = Nmf::new(5, 6, 0.6).unwrap();
-    assert!((traffic_model(&nmf.problem, false) - 10.0).abs() < 1e-12);
+    assert!(near(traffic_model(&nmf.problem, false, false), 10.0));
+}
+
+/// Where the step writes each quad's sum of the updated w and the weight
+/// consensus reads those instead of w's rows (the hardware default, forced
+/// here), the GPU engine follows the CPU engine with the cooperative step
+/// and with the narrow one, and a batch loaded after iterations takes its
+/// consensus from its own w, not from the last step's sums.
+#[test]
+fn quad_sums_of_w_feed_the_weight_consensus() {
+    use gradfree::engine::gpu::{traffic_model, traffic_per_item_edge};
+    let name = "rrr_engine::quad_sums_of_w_feed_the_weight_consensus";
+    if !in_own_process(name, &[("GRADFREE_QUAD_SUMS", "1")]) {
+        return;
+    }
+    // 300 items: past the batches whose normalization sums w's rows itself.
+    let kk = 300;
+    let wide_edges = layered_edges(&[200, 10, 3]);
+    let wide = RrrProblem::classifier(213, &wide_edges, 200, 3, 2.0, 0.1, 1.0).unwrap();
+    let (narrow, _) = classifier(kk);
+    for (net, p, cooperative) in [("wide", wide, true), ("narrow", narrow, false)] {
+        assert_eq!(
+            gradfree::kernels::rrr_step::wide(&p.bil, &p.in_ptr),
+            cooperative
+        );
+        let (s, s2) = (
+            random_classifier_state(&p, kk, 7),
+            random_classifier_state(&p, kk, 8),
+        );
+        let run = |be: &Backend| {
+            let mut e = be.rrr_engine(&p, kk).unwrap();
+            let model = traffic_per_item_edge();
+            e.load(&s).unwrap();
+            let rep = e.iterate(5, 0.8, 0.0, 5).unwrap();
+            let mut out = vec![
+                e.state().unwrap().w,
+                rep.errors,
+                e.consensus_weights().unwrap(),
+            ];
+            // A new batch: its consensus from its own w.
+            e.load(&s2).unwrap();
+            out.push(e.consensus_weights().unwrap());
+            let rep = e.iterate(3, 0.8, 0.0, 3).unwrap();
+            out.extend([rep.errors, e.consensus_weights().unwrap()]);
+            (out, model)
+        };
+        let (want, _) = run(&Backend::cpu(Precision::F64));
+        for prec in [Precision::F64, Precision::F32] {
+            let (rt, at) = match prec {
+                Precision::F64 => (1e-9, 1e-10),
+                Precision::F32 => (2e-3, 2e-4),
+            };
+            for (name, be) in backends_of(&[], &[prec]) {
+                let (got, model) = run(&be);
+                let modelled = traffic_model(&p, cooperative, true);
+                assert!((model - modelled).abs() < 1e-12, "{name} {net}: {model}");
+                let whats = ["w", "RRR_err", "consensus w", "loaded consensus w"];
+                let whats = whats.iter().chain(&["RRR_err again", "consensus w again"]);
+                for ((what, g), w) in whats.zip(&got).zip(&want) {
+                    assert_close(&format!("{name} {net} {what}"), g, w, rt, at);
+                }
+            }
+        }
+    }
 }

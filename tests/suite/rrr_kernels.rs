@@ -205,6 +205,22 @@ fn check_reduce(rows: usize, items: usize, precisions: &[Precision]) {
                     at * 64.0,
                 );
             }
+            // The same partials from each quad's sum (the RRR step's quad
+            // sums of w): a value per four items, a part per 256 values.
+            if mode != reduce_rows::MODE_SUM || items % 4 != 0 {
+                continue;
+            }
+            let values = items / 4;
+            let quads: Vec<f64> = z.chunks(4).map(|q| (q[0] + q[1]) + (q[2] + q[3])).collect();
+            for kernel in pairs.iter().flat_map(|&(k, q)| item_variants(k, q, values)) {
+                let got = reduce_rows::gpu_units(
+                    &ctx, prec, kernel, &quads, &quads, rows, values, 4, mode,
+                )
+                .unwrap();
+                let (rt, at) = tol(prec);
+                let what = format!("gpu {} {prec} R={rows} K={items} of quads", kernel.label());
+                assert_close(&what, &got, &want, rt, at * 64.0);
+            }
         }
     }
 }
@@ -219,6 +235,8 @@ fn reduce_rows_matches_reference() {
         (5, 1003),
         (5, 1004),
         (3, 2100),
+        // 516 quad sums: the quad variants over three parts of 64 values.
+        (3, 2064),
     ] {
         check_reduce(r, k, &[Precision::F32, Precision::F64]);
     }
@@ -482,6 +500,22 @@ fn check_step(c: &StepCase, items: usize, precisions: &[Precision]) {
             assert_close(&format!("{what} b"), &got.b, &b, rt, at);
             assert_close(&format!("{what} err"), &got.err, &err, rt * 10.0, at * 10.0);
             assert_eq!(got.counters, vec![counts.degenerate as u32, 0]);
+            // The quad variants' sums of the updated w, per in-edge of a
+            // bilinear node and quad of items.
+            if kernel.lanes == 4 {
+                let kq = items / 4;
+                for &j in inp.bil {
+                    for e in inp.in_ptr[j as usize] as usize..inp.in_ptr[j as usize + 1] as usize {
+                        let rows = &got.w[e * items..(e + 1) * items];
+                        let sums: Vec<f64> = rows
+                            .chunks(4)
+                            .map(|q| (q[0] + q[1]) + (q[2] + q[3]))
+                            .collect();
+                        let quads = &got.w_quads[e * kq..(e + 1) * kq];
+                        assert_close(&format!("{what} w quads e {e}"), quads, &sums, rt, at * 4.0);
+                    }
+                }
+            }
         }
     }
 }

@@ -20,16 +20,23 @@
 //! Small problems on one process run each window of iterations as one
 //! dispatch of `rrr_fused` instead, a workgroup per independent block.
 //!
-//! Memory traffic per (item, edge) and iteration, in elements: consensus
-//! reads x (1, but only over the out-edges of nodes that are not data or
-//! fixed nodes: those take x from the data); the w reduction reads w (1);
-//! the fused step reads x, w and xa twice and writes x, w (8) — at most
-//! about 10 × 4 bytes in f32. The cooperative step for wide nodes
-//! (`rrr_step::WIDE`) finds its second pass's rows in the cache: 5 for
-//! the step, 7 at most ([`traffic_model`]).
+//! Memory traffic per (item, edge) and iteration, in elements
+//! ([`traffic_model`]):
+//! - consensus reads x (1, but only over the out-edges of nodes that are
+//!   not data or fixed nodes: those take x from the data);
+//! - the step reads x, w and xa twice and writes x, w (8). The cooperative
+//!   step for wide nodes (`rrr_step::WIDE`) finds its second pass's rows
+//!   in the cache, and its consecutive workgroups are the nodes of one
+//!   tile of items, which read the same xa rows: x and w read and written
+//!   once (4) and xa once per (item, source node);
+//! - the weight consensus reads w (1), or in quad chunks the quad sums of
+//!   the updated w that the step writes (¼ written, ¼ read).
+//!
+//! At most about 10 × 4 bytes in f32; 784-20-10 with the cooperative step
+//! and quad sums about 4.6 × 4.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::engine::{Collective, Consensus, IterReport, RrrEngine};
 use crate::error::{Error, Result};
@@ -55,21 +62,38 @@ pub const TRAFFIC_PER_ITEM_EDGE: f64 = 10.0;
 static TRAFFIC: AtomicU64 = AtomicU64::new(TRAFFIC_PER_ITEM_EDGE.to_bits());
 
 /// Modelled device traffic per (item, edge) and iteration of `p`'s
-/// iterations, in elements (see the module doc): the step's (5 with the
-/// cooperative step, else 8), the w reduction's 1, and the consensus's
-/// reads of x over the out-edges of the nodes that are not data or fixed
-/// nodes, per edge (784-20-10: 200 of 15,880 edges).
-pub fn traffic_model(p: &RrrProblem, wide_step: bool) -> f64 {
+/// iterations, in elements (see the module doc), per edge of the network:
+/// - the step's: 8 per bilinear in-edge, or with the cooperative step 4
+///   per in-edge and 1 per distinct source of the bilinear nodes (xa's
+///   rows, which a tile's workgroups share: 804 for 784-20-10);
+/// - the weight consensus's: 1 (w's rows), or ½ from the step's quad sums;
+/// - the consensus's reads of x over the out-edges of the nodes that are
+///   not data or fixed nodes (784-20-10: 200 of 15,880 edges).
+pub fn traffic_model(p: &RrrProblem, wide_step: bool, quad_sums: bool) -> f64 {
     let (kinds, _) = p.node_codes();
-    let averaged: usize = kinds
-        .iter()
-        .enumerate()
-        .filter(|&(_, &k)| k != consensus_nodes::NODE_DATA && k != consensus_nodes::NODE_FIXED)
-        .map(|(i, _)| (p.out_ptr[i + 1] - p.out_ptr[i]) as usize)
+    let out_degree = |i: usize| (p.out_ptr[i + 1] - p.out_ptr[i]) as usize;
+    let averaged: usize = (0..p.nodes)
+        .filter(|&i| {
+            kinds[i] != consensus_nodes::NODE_DATA && kinds[i] != consensus_nodes::NODE_FIXED
+        })
+        .map(out_degree)
         .sum();
-    let consensus = averaged as f64 / p.src.len().max(1) as f64;
-    let step = if wide_step { 5.0 } else { 8.0 };
-    step + 1.0 + consensus
+    let edges = p.src.len().max(1) as f64;
+    let consensus = averaged as f64 / edges;
+    let in_edges = |j: u32| p.in_ptr[j as usize] as usize..p.in_ptr[j as usize + 1] as usize;
+    let stepped: usize = p.bil.iter().map(|&j| in_edges(j).len()).sum();
+    let step = if wide_step {
+        let mut source = vec![false; p.nodes];
+        for e in p.bil.iter().flat_map(|&j| in_edges(j)) {
+            source[p.src[e] as usize] = true;
+        }
+        let sources = source.iter().filter(|&&s| s).count();
+        (4 * stepped + sources) as f64 / edges
+    } else {
+        (8 * stepped) as f64 / edges
+    };
+    let weights = if quad_sums { 0.5 } else { 1.0 };
+    step + weights + consensus
 }
 
 /// Modelled device traffic per (item, edge) and iteration of the last GPU
@@ -183,6 +207,9 @@ struct Chunk {
     d_select: Option<(Dispatch, Dispatch)>,
     d_nodes: Dispatch,
     d_reduce_w: Dispatch,
+    /// The same partial sums from the step's quad sums of w ([E][Kc/4],
+    /// in quad chunks where the engine takes them).
+    d_reduce_wq: Option<Dispatch>,
     d_reduce_b: Option<Dispatch>,
     d_step: Dispatch,
     /// Per-item errors [J][Kc] and their partial sums over items (none with
@@ -256,6 +283,10 @@ pub(crate) struct GpuRrr {
     kept: Option<Kept>,
     /// The weight normalization sums w's rows itself (no `d_reduce_w`).
     w_rows: bool,
+    /// The step's quad sums hold the current w (the last step wrote them,
+    /// and nothing has written w since), so the weight consensus reads
+    /// them where a chunk has them.
+    quad_sums_current: AtomicBool,
     precision: Precision,
     /// In-edge CSR and sources, for the feed pass.
     in_ptr: GpuBuffer,
@@ -414,7 +445,7 @@ impl GpuRrr {
                 parts_total: total as u32,
                 parts_offset: offset as u32,
                 stop_word: rrr_converge::STOPPED as u32,
-                pad: 0,
+                unit: 1,
             }
         };
         let reduce = |u: &GpuBuffer,
@@ -432,8 +463,31 @@ impl GpuRrr {
             )
         };
 
+        // One chunk of few items on one process, narrow groups: the weight
+        // normalization sums w's rows itself (the same bits as the serial
+        // row sums), one dispatch fewer per iteration.
+        let wide_groups = normalize_weights::wide(&p.group_ptr);
+        let w_rows = single
+            && collective.world() == 1
+            && kk <= reduce_rows::SERIAL_MAX_ITEMS
+            && !wide_groups;
+        // Elsewhere, on hardware GPUs, the weight consensus reads the step's
+        // quad sums of w in quad chunks: a quarter of w's reads, for a
+        // quarter element written by the step. On lavapipe those scattered
+        // scalar stores cost more than the reads they save (784-20-10: 4%
+        // more wall time). GRADFREE_QUAD_SUMS=1 (or 0) overrides.
+        let quad_sums = !w_rows
+            && match std::env::var("GRADFREE_QUAD_SUMS").as_deref() {
+                Ok("1") => true,
+                Ok("0") => false,
+                _ => !ctx.summary().software,
+            };
         let wide_step = wide_step(p);
-        TRAFFIC.store(traffic_model(p, wide_step).to_bits(), Ordering::Relaxed);
+        let first_quads = quad_sums && per_chunk.min(kk) % 4 == 0 && kk > 0;
+        TRAFFIC.store(
+            traffic_model(p, wide_step, first_quads).to_bits(),
+            Ordering::Relaxed,
+        );
         let mut chunks = Vec::with_capacity(starts.len());
         let mut part_offset = 0;
         for (c, &start) in starts.iter().enumerate() {
@@ -514,6 +568,18 @@ impl GpuRrr {
             let rw_params =
                 ctx.uniform(&rp(e, ck, reduce_rows::MODE_SUM, part_offset, parts_total))?;
             let d_reduce_w = reduce(&rw_params, &w, &w, &wpart, e, ck)?;
+            let chunk_quads = quad_sums && ck % 4 == 0 && ck > 0;
+            // One element where unused: bound, never written.
+            let w_quads = ctx.alloc(if chunk_quads { e * ck / 4 } else { 1 }, real)?;
+            let rq_params = ctx.uniform(&reduce_rows::Params {
+                items: (ck / 4) as u32,
+                unit: 4,
+                ..rp(e, ck, reduce_rows::MODE_SUM, part_offset, parts_total)
+            })?;
+            let d_reduce_wq = match chunk_quads {
+                true => Some(reduce(&rq_params, &w_quads, &w_quads, &wpart, e, ck / 4)?),
+                false => None,
+            };
             let rb_params = ctx.uniform(&rp(
                 n,
                 ck,
@@ -533,7 +599,8 @@ impl GpuRrr {
                 mode: p.mode.code(),
                 has_bias: p.has_bias as u32,
                 items_total: total as u32,
-                pad: [0; 2],
+                quad_sums: chunk_quads as u32,
+                pad: 0,
             })?;
             let binds: Vec<BindRef<'_>> = vec![
                 (&step_params).into(),
@@ -553,6 +620,7 @@ impl GpuRrr {
                 (&bpart).into(),
                 (&err).into(),
                 (&counters).into(),
+                (&w_quads).into(),
             ];
             let step = match wide_step {
                 true => pick(&rrr_step::WIDE, &rrr_step::WIDE_QUAD),
@@ -608,6 +676,7 @@ impl GpuRrr {
                 d_select,
                 d_nodes,
                 d_reduce_w,
+                d_reduce_wq,
                 d_reduce_b,
                 d_step,
                 err,
@@ -619,6 +688,8 @@ impl GpuRrr {
                     load_params,
                     node_params,
                     rw_params,
+                    rq_params,
+                    w_quads,
                     rb_params,
                     step_params,
                     err_params,
@@ -626,14 +697,6 @@ impl GpuRrr {
                 ],
             });
         }
-        // One chunk of few items on one process, narrow groups: the weight
-        // normalization sums w's rows itself (the same bits as the serial
-        // row sums), one dispatch fewer per iteration.
-        let wide_groups = normalize_weights::wide(&p.group_ptr);
-        let w_rows = single
-            && collective.world() == 1
-            && kk <= reduce_rows::SERIAL_MAX_ITEMS
-            && !wide_groups;
         let norm_params = ctx.uniform(&normalize_weights::Params {
             groups: (p.group_ptr.len() - 1) as u32,
             items_total: total as u32,
@@ -850,6 +913,7 @@ impl GpuRrr {
             parts_total,
             kept: None,
             w_rows,
+            quad_sums_current: AtomicBool::new(false),
             precision,
             in_ptr,
             src,
@@ -877,6 +941,27 @@ impl GpuRrr {
         })
     }
 
+    /// The w reduction of chunk `c`: from the step's quad sums where it
+    /// has them and they are current, else from w's rows.
+    fn reduce_w<'a>(&self, c: &'a Chunk) -> &'a Dispatch {
+        match &c.d_reduce_wq {
+            Some(d) if self.quad_sums_current.load(Ordering::Relaxed) => d,
+            _ => &c.d_reduce_w,
+        }
+    }
+
+    /// The step dispatches of every chunk (and their error sums); the quad
+    /// sums are current once they have run.
+    fn steps(&self) -> Vec<&Dispatch> {
+        let mut v = vec![];
+        for c in &self.chunks {
+            v.push(&c.d_step);
+            v.extend(c.d_err.as_ref());
+        }
+        self.quad_sums_current.store(true, Ordering::Relaxed);
+        v
+    }
+
     /// The dispatches of PA(z): node consensus, weight partial sums, normalization.
     fn project_a(&self) -> Vec<&Dispatch> {
         let mut v: Vec<&Dispatch> = vec![];
@@ -895,7 +980,7 @@ impl GpuRrr {
         for c in &self.chunks {
             v.push(&c.d_nodes);
             if !self.w_rows {
-                v.push(&c.d_reduce_w);
+                v.push(self.reduce_w(c));
             }
         }
         v.push(&self.d_normalize);
@@ -926,7 +1011,7 @@ impl GpuRrr {
         self.select_shared()?;
         let mut rec = self.ctx.recorder();
         for c in &self.chunks {
-            rec.dispatches(&[&c.d_nodes, &c.d_reduce_w]);
+            rec.dispatches(&[&c.d_nodes, self.reduce_w(c)]);
         }
         rec.submit()?;
         self.sum_parts_shared(&self.wpart, self.edges)?;
@@ -995,11 +1080,7 @@ impl GpuRrr {
             rec.submit()?;
             self.sum_parts_shared(&self.bpart, self.nodes)?;
         }
-        let mut all: Vec<&Dispatch> = vec![];
-        for c in &self.chunks {
-            all.push(&c.d_step);
-            all.extend(c.d_err.as_ref());
-        }
+        let mut all = self.steps();
         all.push(&self.d_err_final[slot]);
         let mut rec = self.ctx.recorder();
         rec.dispatches(&all);
@@ -1078,10 +1159,7 @@ impl GpuRrr {
     fn iteration(&self, slot: usize) -> Vec<&Dispatch> {
         let mut all = self.project_a();
         all.extend(self.chunks.iter().filter_map(|c| c.d_reduce_b.as_ref()));
-        for c in &self.chunks {
-            all.push(&c.d_step);
-            all.extend(c.d_err.as_ref());
-        }
+        all.extend(self.steps());
         all.push(&self.d_err_final[slot]);
         all
     }
@@ -1239,6 +1317,7 @@ impl RrrEngine for GpuRrr {
         }
         self.model_w.write_real(weights);
         self.model_b.write_real(biases);
+        self.quad_sums_current.store(false, Ordering::Relaxed);
         let mut rec = self.ctx.recorder();
         for (c, (buf, feed)) in self.chunks.iter().zip(kept.rows.iter().zip(&kept.d_feed)) {
             buf.write_u32(&rows[c.start..c.start + c.items]);
@@ -1281,6 +1360,7 @@ impl RrrEngine for GpuRrr {
             )));
         }
         s.validate_shape(self.edges, self.nodes)?;
+        self.quad_sums_current.store(false, Ordering::Relaxed);
         for c in &self.chunks {
             let cols = |v: &[f64]| columns(v, kk, c.start, c.items);
             c.x.write_real(&cols(&s.x));
@@ -1304,6 +1384,7 @@ impl RrrEngine for GpuRrr {
             )));
         }
         start.validate_shape(self.edges, self.nodes)?;
+        self.quad_sums_current.store(false, Ordering::Relaxed);
         self.model_w.write_real(&start.weights);
         self.model_b.write_real(&start.biases);
         let mut rec = self.ctx.recorder();

@@ -207,7 +207,7 @@ fn check_reduce(rows: usize, items: usize, precisions: &[Precision]) {
             }
             // The same partials from each quad's sum (the RRR step's quad
             // sums of w): a value per four items, a part per 256 values.
-            if mode != reduce_rows::MODE_SUM || items % 4 != 0 {
+            if mode != reduce_rows::MODE_SUM || !items.is_multiple_of(4) {
                 continue;
             }
             let values = items / 4;

@@ -290,6 +290,26 @@ pub fn blocks(p: &Network<'_>, max_blocks: usize) -> Vec<u32> {
     out
 }
 
+/// Narrows each block's node range (`blocks`, see [`blocks`]) to its
+/// nodes with out-edges, for problems whose iterations read only the x
+/// consensus of such nodes: in NMF mode without biases the step reads xa
+/// at its in-edges' sources and neither ya nor ba, so the consensus of the
+/// data nodes is never read (20 batched LEDM m = 6 starts: 5 of each
+/// start's 11 nodes). The range is the block's first to last such node;
+/// a block without one keeps an empty range.
+pub fn sources_only(blocks: &mut [u32], out_ptr: &[u32]) {
+    let sends = |i: u32| out_ptr[i as usize + 1] > out_ptr[i as usize];
+    for b in blocks.chunks_exact_mut(BLOCK_WORDS) {
+        let first = (b[0]..b[1]).find(|&i| sends(i)).unwrap_or(b[0]);
+        let end = (first..b[1])
+            .rev()
+            .find(|&i| sends(i))
+            .map_or(first, |i| i + 1);
+        b[0] = first;
+        b[1] = end;
+    }
+}
+
 /// Each node's connected component, numbered by first appearance.
 fn components(p: &Network<'_>) -> Vec<usize> {
     fn root(parent: &mut [usize], mut i: usize) -> usize {

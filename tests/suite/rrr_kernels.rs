@@ -1066,6 +1066,12 @@ fn fused_blocks_are_the_independent_runs_of_a_network() {
             }
         }
     }
+    // Narrowed to the nodes with out-edges: each copy's 2 codes.
+    let mut flat: Vec<u32> = blocks.concat();
+    rrr_fused::sources_only(&mut flat, &p.out_ptr);
+    let starts: Vec<[u32; 2]> = flat.chunks(8).map(|b| [b[0], b[1]]).collect();
+    assert_eq!(starts, vec![[0, 2], [5, 7], [10, 12]]);
+    assert_eq!(flat[2..8], blocks[0][2..8]);
     // At most two blocks: the first two copies share one.
     assert_eq!(
         fused_blocks(&p, 2),

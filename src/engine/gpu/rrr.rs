@@ -51,7 +51,7 @@ use crate::kernels::{
     class_select, consensus_nodes, normalize_weights, reduce_rows, rrr_converge, rrr_forward,
     rrr_fused, rrr_load, rrr_step,
 };
-use crate::problem::{NodeStart, RrrProblem, RrrState};
+use crate::problem::{NodeStart, RrrProblem, RrrState, StepMode};
 use crate::real::Precision;
 
 /// The most device traffic per (item, edge) and iteration the model gives,
@@ -782,6 +782,11 @@ impl GpuRrr {
             true => rrr_fused::blocks(&network, ctx.max_workgroups_per_dim() as usize),
             false => Vec::new(),
         };
+        // The fused kernel skips the node consensus that no phase reads.
+        let mut blocks = blocks;
+        if p.mode == StepMode::Nmf && !p.has_bias {
+            rrr_fused::sources_only(&mut blocks, &p.out_ptr);
+        }
         let software = ctx.summary().software;
         let fused_kernel = match std::env::var("GRADFREE_FUSED").as_deref() {
             Ok("8") => rrr_fused::kernel_for(true, kk),

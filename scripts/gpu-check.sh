@@ -85,7 +85,7 @@ run_bench() { # name, timeout, args...
         echo "skipped (time budget)" >"$out/$name.status"
         return 0
     fi
-    local env="${GRADFREE_STEP:+GRADFREE_STEP=$GRADFREE_STEP }${GRADFREE_FUSED:+GRADFREE_FUSED=$GRADFREE_FUSED }${GRADFREE_DEVICE_FORM:+GRADFREE_DEVICE_FORM=$GRADFREE_DEVICE_FORM }"
+    local env="${GRADFREE_STEP:+GRADFREE_STEP=$GRADFREE_STEP }${GRADFREE_FUSED:+GRADFREE_FUSED=$GRADFREE_FUSED }${GRADFREE_DEVICE_FORM:+GRADFREE_DEVICE_FORM=$GRADFREE_DEVICE_FORM }${GRADFREE_QUAD_SUMS:+GRADFREE_QUAD_SUMS=$GRADFREE_QUAD_SUMS }"
     log "bench $name (at most ${limit}s): $env$bin bench $*"
     echo "$env$bin bench $*" >"$out/$name.command"
     if timeout "$limit" "$bin" bench "$@" --out "$out/$name" --quiet >"$out/$name.log" 2>&1; then
@@ -104,6 +104,11 @@ run_bench profile $(( $(left) / 2 )) --suite "$suite" --devices gpu --precision 
 # the cooperative one the engine runs for wide nodes (784-20-10): the
 # measurement that decides the default on hardware.
 GRADFREE_STEP=narrow run_bench step-narrow $(( $(left) / 4 )) --suite "$suite" --devices gpu \
+    --precision f32 --only rrr-classify-784-20-10 "${mnist_args[@]}"
+# The weight consensus from w's rows instead of the step's quad sums of w
+# (the hardware default past 256 items: 18.25 against 20.25 modelled bytes
+# per (item, edge) for 784-20-10), against gpu-f32's row.
+GRADFREE_QUAD_SUMS=0 run_bench quad-sums-off $(( $(left) / 5 )) --suite "$suite" --devices gpu \
     --precision f32 --only rrr-classify-784-20-10 "${mnist_args[@]}"
 # Small problems run whole windows of iterations in one dispatch
 # (rrr_fused): LEDM with the separate kernels instead, and maj13 (136,448
@@ -162,6 +167,15 @@ if (( $(left) > 120 )); then
         echo "failed or timed out (exit $?)" >"$out/rrr-roofline.status"
     fi
     grep -E '^(rrr_iteration|copy)/|time:|thrpt:' "$out/rrr-roofline.full.log" >"$out/rrr-roofline.log" || true
+    # The same iteration with the weight consensus from w's rows (its
+    # modelled bytes are 2 B more per (item, edge)): the quad sums' gain.
+    if (( $(left) > 60 )); then
+        {
+            echo "GRADFREE_QUAD_SUMS=0:"
+            GRADFREE_QUAD_SUMS=0 GRADFREE_BENCH_ITEMS=$items GRADFREE_BENCH_BACKENDS=gpu-f32 timeout $(( $(left) - 20 )) \
+                cargo bench --locked --bench kernels -- 'rrr_iteration' 2>&1 | grep -E '^rrr_iteration/|time:|thrpt:'
+        } >>"$out/rrr-roofline.log" || true
+    fi
 fi
 
 # One report from the bench outputs.
@@ -177,7 +191,7 @@ smi = os.path.join(out, "nvidia-smi.csv")
 if os.path.exists(smi):
     report["nvidia_smi"] = open(smi).read()
     md += ["```", report["nvidia_smi"].strip(), "```", ""]
-for name in ["gpu-f32", "profile", "step-narrow", "fused-off", "fused-on", "form-host", "gpu-f64", "kernel-product", "phi-form", "rrr-roofline"]:
+for name in ["gpu-f32", "profile", "step-narrow", "quad-sums-off", "fused-off", "fused-on", "form-host", "gpu-f64", "kernel-product", "phi-form", "rrr-roofline"]:
     st = os.path.join(out, name + ".status")
     if not os.path.exists(st):
         continue

@@ -17,6 +17,16 @@ const NODE_FIXED: u32 = 7u;
 const NODE_FIXED_ZIGMOID: u32 = 8u;
 const NODE_FIXED_STEP: u32 = 9u;
 
+// The node kinds a pipeline may meet (bit k: kind k), fixed when it is
+// built: a problem's kernels compile without the projections of kinds it
+// does not have (a software adapter runs every branch of a switch for
+// every SIMD lane whatever the lanes' kinds).
+override NODE_KINDS: u32 = 0xffffffffu;
+
+fn may_be(kind: u32) -> bool {
+    return (NODE_KINDS & (1u << kind)) != 0u;
+}
+
 // The A-projection of node i = idx / kq at quad q = idx % kq: x averaged
 // over the out-edges, then the side constraint (class margin Δ,
 // activation half-width m). Reads out_ptr, out_edges, node_kind,
@@ -43,7 +53,7 @@ fn consensus_at(idx: u32, kq: u32, margin: real, half: real) {
     }
     let yq = y[idx];
     let bq = b[idx];
-    if (kind == NODE_RELU) {
+    if (may_be(NODE_RELU) && kind == NODE_RELU) {
         // The common hidden node, all items at once.
         let o = relu_items(xbar, yq, bq);
         xa[idx] = o.x;
@@ -110,12 +120,18 @@ fn project_node(
             xbar = d;
         }
         case NODE_RELU: {
+            if (!may_be(NODE_RELU)) {
+                break;
+            }
             let o = relu_proj(xbar, yv, bv);
             xbar = o.x;
             yv = o.y;
             bv = o.z;
         }
         case NODE_CLASS: {
+            if (!may_be(NODE_CLASS)) {
+                break;
+            }
             // Exempted items (label 0xffffffff) keep their class variables.
             if (labels[k] == 0xffffffffu) {
                 break;
@@ -125,24 +141,36 @@ fn project_node(
             bv = o.y;
         }
         case NODE_ZIGMOID: {
+            if (!may_be(NODE_ZIGMOID)) {
+                break;
+            }
             let o = zigmoid_proj(xbar, yv, bv, half);
             xbar = o.x;
             yv = o.y;
             bv = o.z;
         }
         case NODE_STEP: {
+            if (!may_be(NODE_STEP)) {
+                break;
+            }
             let o = step_proj(xbar, yv, bv, half);
             xbar = o.x;
             yv = o.y;
             bv = o.z;
         }
         case NODE_FIXED: {
+            if (!may_be(NODE_FIXED)) {
+                break;
+            }
             xbar = d;
             let o = fixed_proj(xbar, yv, bv, half);
             yv = o.x;
             bv = o.y;
         }
         case NODE_FIXED_ZIGMOID, NODE_FIXED_STEP: {
+            if (!may_be(NODE_FIXED_ZIGMOID) && !may_be(NODE_FIXED_STEP)) {
+                break;
+            }
             if (labels[k] == node_param[i]) {
                 xbar = d;
                 let o = fixed_proj(xbar, yv, bv, half);

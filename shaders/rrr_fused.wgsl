@@ -142,7 +142,7 @@ fn fused_window(blk: u32, lid: u32, lanes: u32) {
         for (var gi = wgroups.x + lid; gi < wgroups.y; gi += lanes) {
             normalize_group(gi, scalars[1]);
         }
-        if (params.has_bias != 0u) {
+        if (MAY_BIAS && params.has_bias != 0u) {
             for (var t = nodes.x * pt + lid; t < nodes.y * pt; t += lanes) {
                 let r = t / pt;
                 let p = t - r * pt;

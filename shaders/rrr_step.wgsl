@@ -35,6 +35,12 @@ fn root_form(r: Root) -> vec3<real> {
 // parts_total and items_total, and call its keep_w_sum(o, w) with each
 // updated w.
 
+// Whether a pipeline may run mode 1 (y free) and biases, fixed when it is
+// built: NMF's compile without that code (a software adapter runs a
+// uniform branch's code with its lanes masked off).
+override MAY_FREE_Y: bool = true;
+override MAY_BIAS: bool = true;
+
 // The y side of node j at quad q: y's reflection, and the root's c and t.
 struct NodeY {
     ry: itemv,
@@ -44,7 +50,7 @@ struct NodeY {
 
 fn node_y(nq: u32, g: real, omega: real) -> NodeY {
     let yq = y[nq];
-    if (params.mode == 1u) {
+    if (MAY_FREE_Y && params.mode == 1u) {
         let ry = 2.0 * ya[nq] - yq;
         return NodeY(ry, omega * omega / g, omega * ry);
     }
@@ -114,13 +120,13 @@ fn node_finish(j: u32, jj: u32, q: u32, kq: u32, ny: NodeY, f: Form, e2: itemv) 
     let nq = j * kq + q;
     let keep = f.held > itemv(0.5);
     var ek = e2;
-    if (params.mode == 1u) {
+    if (MAY_FREE_Y && params.mode == 1u) {
         let yb = select(ny.ry - omega * f.ru / g, ny.ry, keep);
         let dy = yb - ya[nq];
         y[nq] += beta * dy;
         ek += g * dy * dy;
     }
-    if (params.has_bias != 0u) {
+    if (MAY_BIAS && params.has_bias != 0u) {
         // Node j's bias consensus: its partial sums over items, added once.
         var bias_sum = real(0.0);
         let pt = params.parts_total;

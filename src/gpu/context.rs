@@ -177,7 +177,14 @@ pub fn hardware_adapter_present(req: &GpuRequest) -> bool {
         })
 }
 
-type PipelineKey = (&'static str, &'static str, u32, Precision);
+/// Kernel name, entry, lanes, precision and its `override` values (bits).
+type PipelineKey = (
+    &'static str,
+    &'static str,
+    u32,
+    Precision,
+    Vec<(&'static str, u64)>,
+);
 
 /// One opened GPU device with its queue, limits and kernel cache.
 pub struct GpuContext {

@@ -14,7 +14,7 @@ pub use buffer::{GpuBuffer, Readback, ReadbackBuffer, Submitted};
 pub use context::{
     AdapterSummary, BackendChoice, GpuContext, GpuRequest, WorkCounts, list_adapters, work_counts,
 };
-pub use pipeline::{Bind, BindRef, Dispatch, Kernel, Recorder, check_lanes, for_items};
+pub use pipeline::{Bind, BindRef, Constants, Dispatch, Kernel, Recorder, check_lanes, for_items};
 pub use profile::{KernelTime, enable_profiling, kernel_times};
 pub use tiles::RowTiles;
 

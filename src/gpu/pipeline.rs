@@ -103,6 +103,10 @@ impl Kernel {
     }
 }
 
+/// Values of a pipeline's WGSL `override` constants by name (a `bool`
+/// as 0 or 1), fixed when it is built.
+pub type Constants = [(&'static str, f64)];
+
 /// `one`, or its quad variant `four` where rows of `items` split into
 /// whole quads: the variant the GPU engine runs.
 pub fn for_items(one: &'static Kernel, four: &'static Kernel, items: usize) -> &'static Kernel {
@@ -168,8 +172,14 @@ impl std::fmt::Debug for Dispatch {
 }
 
 impl GpuContext {
-    fn pipeline(&self, kernel: &Kernel, precision: Precision) -> Result<Arc<CachedPipeline>> {
-        let key = (kernel.name, kernel.entry, kernel.lanes, precision);
+    fn pipeline(
+        &self,
+        kernel: &Kernel,
+        precision: Precision,
+        constants: &Constants,
+    ) -> Result<Arc<CachedPipeline>> {
+        let values = constants.iter().map(|&(k, v)| (k, v.to_bits())).collect();
+        let key = (kernel.name, kernel.entry, kernel.lanes, precision, values);
         if let Some(p) = self.pipelines.lock().expect("cache poisoned").get(&key) {
             return Ok(p.clone());
         }
@@ -219,7 +229,10 @@ impl GpuContext {
                 layout: Some(&pipeline_layout),
                 module: &module,
                 entry_point: Some(kernel.entry),
-                compilation_options: Default::default(),
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    constants,
+                    ..Default::default()
+                },
                 cache: None,
             });
         if let Some(err) = pollster::block_on(scope.pop()) {
@@ -263,6 +276,20 @@ impl GpuContext {
         binds: &[BindRef<'_>],
         threads: u64,
     ) -> Result<Dispatch> {
+        self.prepare_specialized(kernel, precision, &[], binds, threads)
+    }
+
+    /// [`GpuContext::prepare`] with values for the kernel's WGSL
+    /// `override` constants (each named one must exist in its shader):
+    /// its pipeline is built, and cached, for them.
+    pub fn prepare_specialized(
+        &self,
+        kernel: &Kernel,
+        precision: Precision,
+        constants: &Constants,
+        binds: &[BindRef<'_>],
+        threads: u64,
+    ) -> Result<Dispatch> {
         assert_eq!(
             binds.len(),
             kernel.binds.len(),
@@ -270,7 +297,7 @@ impl GpuContext {
             kernel.name,
             kernel.binds.len()
         );
-        let cached = self.pipeline(kernel, precision)?;
+        let cached = self.pipeline(kernel, precision, constants)?;
         let max_bind = self.max_binding_bytes();
         let align = self.offset_alignment();
         let mut entries = Vec::with_capacity(binds.len());

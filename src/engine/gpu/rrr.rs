@@ -482,6 +482,15 @@ impl GpuRrr {
                 Ok("0") => false,
                 _ => !ctx.summary().software,
             };
+        // The kernels are built for the problem's node kinds, step mode and
+        // biases (WGSL overrides): the others' code is left out.
+        let kinds_mask = kind_codes.iter().fold(0u32, |m, &k| m | 1 << k);
+        let free_y = p.mode == StepMode::FreeY;
+        let node_constants = [("NODE_KINDS", kinds_mask as f64)];
+        let step_constants = [
+            ("MAY_FREE_Y", free_y as u8 as f64),
+            ("MAY_BIAS", p.has_bias as u8 as f64),
+        ];
         let wide_step = wide_step(p);
         let first_quads = quad_sums && per_chunk.min(kk) % 4 == 0 && kk > 0;
         TRAFFIC.store(
@@ -543,9 +552,10 @@ impl GpuRrr {
                 stop_word: rrr_converge::STOPPED as u32,
                 pad: 0,
             })?;
-            let d_nodes = ctx.prepare(
+            let d_nodes = ctx.prepare_specialized(
                 pick(&consensus_nodes::KERNEL, &consensus_nodes::QUAD),
                 precision,
+                &node_constants,
                 &[
                     (&node_params).into(),
                     (&node_scalars).into(),
@@ -626,7 +636,13 @@ impl GpuRrr {
                 true => pick(&rrr_step::WIDE, &rrr_step::WIDE_QUAD),
                 false => pick(&rrr_step::KERNEL, &rrr_step::QUAD),
             };
-            let d_step = ctx.prepare(step, precision, &binds, rrr_step::threads(step, j, ck))?;
+            let d_step = ctx.prepare_specialized(
+                step,
+                precision,
+                &step_constants,
+                &binds,
+                rrr_step::threads(step, j, ck),
+            )?;
             let nodes_x = ctx.alloc(n * ck, real)?;
             let nodes_y = ctx.alloc(n * ck, real)?;
             let load_params = ctx.uniform(&rrr_load::Params {
@@ -834,9 +850,10 @@ impl GpuRrr {
                     span: span as u32,
                     ..base
                 })?;
-                dispatches.push(ctx.prepare(
+                dispatches.push(ctx.prepare_specialized(
                     fused_kernel,
                     precision,
+                    &[node_constants[0], step_constants[0], step_constants[1]],
                     &[
                         (&params).into(),
                         (&scalars).into(),

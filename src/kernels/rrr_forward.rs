@@ -97,8 +97,9 @@ pub fn order_parts(feed: &Feed, software: bool) -> Vec<std::ops::Range<usize>> {
     if !software || len == 0 {
         return std::iter::once(0..len).collect();
     }
-    let fixed = 100 + 5 * feed.dim + 4 * (feed.classes + 1);
-    let budget = crate::gpu::SOFTWARE_LOOP_LIMIT.saturating_sub(fixed).max(1);
+    let budget = crate::gpu::SOFTWARE_LOOP_LIMIT
+        .saturating_sub(fixed_loops(feed))
+        .max(1);
     let mut parts = vec![];
     let (mut begin, mut used) = (0, 0);
     for (t, &j) in feed.order.iter().enumerate() {
@@ -113,6 +114,27 @@ pub fn order_parts(feed: &Feed, software: bool) -> Vec<std::ops::Range<usize>> {
     }
     parts.push(begin..len);
     parts
+}
+
+/// The loop iterations every part may spend besides its nodes: the
+/// inputs' and the classes' (see [`order_parts`]).
+fn fixed_loops(feed: &Feed) -> usize {
+    100 + 5 * feed.dim + 4 * (feed.classes + 1)
+}
+
+/// Whether every part of [`order_parts`] on a software adapter stays
+/// under llvmpipe's loop limit: not where the inputs alone (a dimension
+/// above about 13,000) or one node's in-edges exceed it, which no split
+/// of the order can help (the pass would silently stop short).
+pub fn fits_software_loop_limit(feed: &Feed) -> bool {
+    let edge = |j: usize| feed.in_ptr.get(j).map_or(0, |&e| e as usize);
+    let widest = feed
+        .order
+        .iter()
+        .map(|&j| edge(j as usize + 1).saturating_sub(edge(j as usize)) + 1)
+        .max()
+        .unwrap_or(0);
+    fixed_loops(feed) + widest <= crate::gpu::SOFTWARE_LOOP_LIMIT
 }
 
 /// What [`reference`] computes for a batch.

@@ -841,6 +841,30 @@ fn a_device_feed_pass_holds_past_llvmpipes_loop_limit() {
     for kk in [4, 5] {
         check_device_feed_of((clf.clone(), m.clone(), data.clone()), kk);
     }
+    assert!(rrr_forward::fits_software_loop_limit(&feed));
+}
+
+/// Inputs that alone pass llvmpipe's loop limit (14,000 of them) leave no
+/// split of the order that fits: a software adapter keeps no such set,
+/// and its batches start from the host's feed pass instead of a device
+/// pass that would stop short.
+#[test]
+fn a_software_adapter_keeps_no_set_past_its_loop_limit() {
+    let dim = 14_000;
+    let s = settings(8, 1);
+    let clf = Classifier::new(Net::layered(&[dim, 2, 2]).unwrap(), &s).unwrap();
+    let feed = clf.feed();
+    assert!(!rrr_forward::fits_software_loop_limit(&feed));
+    let n = 4;
+    let x = uniform(&mut rng(3), n * dim, 0.0, 1.0);
+    let y: Vec<u32> = (0..n as u32).map(|k| k % 2).collect();
+    let Some(ctx) = gpu(Precision::F32) else {
+        return;
+    };
+    let software = ctx.summary().software;
+    let be = Backend::gpu(ctx, Precision::F32);
+    let mut e = be.rrr_engine(&clf.problem, n).unwrap();
+    assert_eq!(e.keep_items(&feed, &x, &y).unwrap(), !software);
 }
 
 #[test]

@@ -1263,6 +1263,13 @@ impl RrrEngine for GpuRrr {
                 self.edges
             )));
         }
+        if self.ctx.summary().software && !rrr_forward::fits_software_loop_limit(feed) {
+            log::info!(
+                "a feed pass over {} inputs exceeds the software adapter's loop limit: batches start from host feed passes",
+                feed.dim
+            );
+            return Ok(false);
+        }
         let bytes = (inputs.len() as u64) * self.precision.bytes() as u64;
         if bytes > self.ctx.max_binding_bytes() {
             log::info!(

@@ -297,7 +297,11 @@ fn several_ranks_share_one_gpu_engine_per_rank() {
     if crate::support::gpu(gradfree::Precision::F32).is_none() {
         return;
     }
-    let dir = temp_dir("mpi_gpu");
+    // Also in a process of its own with the weight consensus from the
+    // step's quad sums (the hardware default; lavapipe's is w's rows).
+    let name = "mpi::several_ranks_share_one_gpu_engine_per_rank";
+    let sums = crate::support::in_own_process(name, &[("GRADFREE_QUAD_SUMS", "1")]);
+    let dir = temp_dir(if sums { "mpi_gpu_sums" } else { "mpi_gpu" });
     let d = data(&dir);
     let p = |p: &Path| p.to_str().unwrap().to_string();
     let args = |n: usize| {

@@ -400,22 +400,29 @@ fn quad_sums_of_w_feed_the_weight_consensus() {
     if !in_own_process(name, &[("GRADFREE_QUAD_SUMS", "1")]) {
         return;
     }
-    // 300 items: past the batches whose normalization sums w's rows itself.
-    let kk = 300;
+    // 300 items: past the batches whose normalization sums w's rows itself;
+    // 2,052 and 4,100: several parts of 1,024 items, from fewer parts of
+    // quad sums.
     let wide_edges = layered_edges(&[200, 10, 3]);
     let wide = RrrProblem::classifier(213, &wide_edges, 200, 3, 2.0, 0.1, 1.0).unwrap();
-    let (narrow, _) = classifier(kk);
-    for (net, p, cooperative) in [("wide", wide, true), ("narrow", narrow, false)] {
+    let (narrow, _) = classifier(4);
+    let cases = [
+        ("wide", &wide, true, 300),
+        ("wide", &wide, true, 2052),
+        ("narrow", &narrow, false, 300),
+        ("narrow", &narrow, false, 4100),
+    ];
+    for (net, p, cooperative, kk) in cases {
         assert_eq!(
             gradfree::kernels::rrr_step::wide(&p.bil, &p.in_ptr),
             cooperative
         );
         let (s, s2) = (
-            random_classifier_state(&p, kk, 7),
-            random_classifier_state(&p, kk, 8),
+            random_classifier_state(p, kk, 7),
+            random_classifier_state(p, kk, 8),
         );
         let run = |be: &Backend| {
-            let mut e = be.rrr_engine(&p, kk).unwrap();
+            let mut e = be.rrr_engine(p, kk).unwrap();
             let model = traffic_per_item_edge();
             e.load(&s).unwrap();
             let rep = e.iterate(5, 0.8, 0.0, 5).unwrap();
@@ -439,12 +446,12 @@ fn quad_sums_of_w_feed_the_weight_consensus() {
             };
             for (name, be) in backends_of(&[], &[prec]) {
                 let (got, model) = run(&be);
-                let modelled = traffic_model(&p, cooperative, true);
+                let modelled = traffic_model(p, cooperative, true);
                 assert!((model - modelled).abs() < 1e-12, "{name} {net}: {model}");
                 let whats = ["w", "RRR_err", "consensus w", "loaded consensus w"];
                 let whats = whats.iter().chain(&["RRR_err again", "consensus w again"]);
                 for ((what, g), w) in whats.zip(&got).zip(&want) {
-                    assert_close(&format!("{name} {net} {what}"), g, w, rt, at);
+                    assert_close(&format!("{name} {net} K={kk} {what}"), g, w, rt, at);
                 }
             }
         }

@@ -448,18 +448,22 @@ impl GpuRrr {
                 unit: 1,
             }
         };
+        // A reduction of `rows` rows of `values` values into `parts` partial
+        // sums each (`parts(values)`, or of the items where each value sums
+        // several).
         let reduce = |u: &GpuBuffer,
                       z: &GpuBuffer,
                       a: &GpuBuffer,
                       out: &GpuBuffer,
                       rows: usize,
-                      items: usize| {
-            let (kernel, per_part) = reduce_rows::kernel_for(ctx, items);
+                      values: usize,
+                      parts: usize| {
+            let (kernel, per_part) = reduce_rows::kernel_for(ctx, values);
             ctx.prepare(
                 kernel,
                 precision,
                 &[u.into(), z.into(), a.into(), out.into(), (&counters).into()],
-                (rows * reduce_rows::parts(items)) as u64 * per_part,
+                (rows * parts) as u64 * per_part,
             )
         };
 
@@ -577,7 +581,7 @@ impl GpuRrr {
             )?;
             let rw_params =
                 ctx.uniform(&rp(e, ck, reduce_rows::MODE_SUM, part_offset, parts_total))?;
-            let d_reduce_w = reduce(&rw_params, &w, &w, &wpart, e, ck)?;
+            let d_reduce_w = reduce(&rw_params, &w, &w, &wpart, e, ck, parts_of(c))?;
             let chunk_quads = quad_sums && ck % 4 == 0 && ck > 0;
             // One element where unused: bound, never written.
             let w_quads = ctx.alloc(if chunk_quads { e * ck / 4 } else { 1 }, real)?;
@@ -587,7 +591,15 @@ impl GpuRrr {
                 ..rp(e, ck, reduce_rows::MODE_SUM, part_offset, parts_total)
             })?;
             let d_reduce_wq = match chunk_quads {
-                true => Some(reduce(&rq_params, &w_quads, &w_quads, &wpart, e, ck / 4)?),
+                true => Some(reduce(
+                    &rq_params,
+                    &w_quads,
+                    &w_quads,
+                    &wpart,
+                    e,
+                    ck / 4,
+                    parts_of(c),
+                )?),
                 false => None,
             };
             let rb_params = ctx.uniform(&rp(
@@ -598,7 +610,7 @@ impl GpuRrr {
                 parts_total,
             ))?;
             let d_reduce_b = if p.has_bias {
-                Some(reduce(&rb_params, &b, &ba, &bpart, n, ck)?)
+                Some(reduce(&rb_params, &b, &ba, &bpart, n, ck, parts_of(c))?)
             } else {
                 None
             };
@@ -673,7 +685,15 @@ impl GpuRrr {
             let d_err = if single {
                 None
             } else {
-                Some(reduce(&err_params, &err, &err, &errpart, j, ck)?)
+                Some(reduce(
+                    &err_params,
+                    &err,
+                    &err,
+                    &errpart,
+                    j,
+                    ck,
+                    parts_of(c),
+                )?)
             };
             part_offset += parts_of(c);
             chunks.push(Chunk {
@@ -756,6 +776,7 @@ impl GpuRrr {
                 &hist,
                 groups,
                 group_items,
+                hist_parts,
             )?);
             slot_uniforms.push(uniform);
         }
@@ -964,28 +985,34 @@ impl GpuRrr {
     }
 
     /// The w reduction of chunk `c`: from the step's quad sums where it
-    /// has them and they are current, else from w's rows.
-    fn reduce_w<'a>(&self, c: &'a Chunk) -> &'a Dispatch {
+    /// has them and they are `current` (a step has run since w was last
+    /// written otherwise), else from w's rows.
+    fn reduce_w(c: &Chunk, current: bool) -> &Dispatch {
         match &c.d_reduce_wq {
-            Some(d) if self.quad_sums_current.load(Ordering::Relaxed) => d,
+            Some(d) if current => d,
             _ => &c.d_reduce_w,
         }
     }
 
-    /// The step dispatches of every chunk (and their error sums); the quad
-    /// sums are current once they have run.
+    /// The step dispatches of every chunk (and their error sums).
     fn steps(&self) -> Vec<&Dispatch> {
         let mut v = vec![];
         for c in &self.chunks {
             v.push(&c.d_step);
             v.extend(c.d_err.as_ref());
         }
-        self.quad_sums_current.store(true, Ordering::Relaxed);
         v
     }
 
-    /// The dispatches of PA(z): node consensus, weight partial sums, normalization.
-    fn project_a(&self) -> Vec<&Dispatch> {
+    /// Whether the quad sums of w are current on the device (see
+    /// [`Self::reduce_w`]).
+    fn sums_current(&self) -> bool {
+        self.quad_sums_current.load(Ordering::Relaxed)
+    }
+
+    /// The dispatches of PA(z): node consensus, weight partial sums,
+    /// normalization; `current` as in [`Self::reduce_w`].
+    fn project_a(&self, current: bool) -> Vec<&Dispatch> {
         let mut v: Vec<&Dispatch> = vec![];
         // Every chunk's keys before any selection: selection ranks the whole batch.
         v.extend(
@@ -1002,7 +1029,7 @@ impl GpuRrr {
         for c in &self.chunks {
             v.push(&c.d_nodes);
             if !self.w_rows {
-                v.push(self.reduce_w(c));
+                v.push(Self::reduce_w(c, current));
             }
         }
         v.push(&self.d_normalize);
@@ -1027,13 +1054,13 @@ impl GpuRrr {
     fn run_project_a(&self) -> Result<()> {
         if self.collective.world() == 1 {
             let mut rec = self.ctx.recorder();
-            rec.dispatches(&self.project_a());
+            rec.dispatches(&self.project_a(self.sums_current()));
             return rec.submit();
         }
         self.select_shared()?;
         let mut rec = self.ctx.recorder();
         for c in &self.chunks {
-            rec.dispatches(&[&c.d_nodes, self.reduce_w(c)]);
+            rec.dispatches(&[&c.d_nodes, Self::reduce_w(c, self.sums_current())]);
         }
         rec.submit()?;
         self.sum_parts_shared(&self.wpart, self.edges)?;
@@ -1106,7 +1133,9 @@ impl GpuRrr {
         all.push(&self.d_err_final[slot]);
         let mut rec = self.ctx.recorder();
         rec.dispatches(&all);
-        rec.submit()
+        rec.submit()?;
+        self.quad_sums_current.store(true, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Reads a window back: its iterations' RRR_err up to a stop, the stop
@@ -1177,9 +1206,9 @@ impl GpuRrr {
     }
 
     /// The dispatches of one whole iteration on one process, its error
-    /// going into history slot `slot`.
-    fn iteration(&self, slot: usize) -> Vec<&Dispatch> {
-        let mut all = self.project_a();
+    /// going into history slot `slot`; `current` as in [`Self::reduce_w`].
+    fn iteration(&self, slot: usize, current: bool) -> Vec<&Dispatch> {
+        let mut all = self.project_a(current);
         all.extend(self.chunks.iter().filter_map(|c| c.d_reduce_b.as_ref()));
         all.extend(self.steps());
         all.push(&self.d_err_final[slot]);
@@ -1483,6 +1512,9 @@ impl RrrEngine for GpuRrr {
         let mut queued: std::collections::VecDeque<Window> = Default::default();
         let (mut done, mut stop_at, mut windows) = (0, None, 0);
         let mut counts = [0, 0];
+        // Whether the quad sums of w hold the current w at the next
+        // recorded iteration; stored once its window is submitted.
+        let mut current = self.sums_current();
         while done < iters && stop_at.is_none() {
             let first_slot = done % HISTORY;
             let to_check = if stopping {
@@ -1501,13 +1533,16 @@ impl RrrEngine for GpuRrr {
                     pad: [0; 2],
                 });
                 all.extend(&f.dispatches[..window.div_ceil(f.span)]);
+                // The fused kernel writes w without quad sums.
+                current = false;
                 let end = done + window;
                 if stopping && (end % check_every == 0 || end == iters) {
                     all.extend(&self.d_converge);
                 }
             } else {
                 for i in done..done + window {
-                    all.extend(self.iteration(i % HISTORY));
+                    all.extend(self.iteration(i % HISTORY, current));
+                    current = true;
                     if stopping && ((i + 1) % check_every == 0 || i + 1 == iters) {
                         all.extend(&self.d_converge);
                     }
@@ -1527,6 +1562,7 @@ impl RrrEngine for GpuRrr {
             );
             let state = rec.readback(&self.counters, 0, rrr_converge::HEAD, state_to);
             let submitted = rec.submit_indexed()?;
+            self.quad_sums_current.store(current, Ordering::Relaxed);
             queued.push_back(Window {
                 submitted,
                 hist,

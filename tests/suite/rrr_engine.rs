@@ -390,14 +390,17 @@ fn traffic_model_counts_the_consensus_reads_it_makes() {
 
 /// Where the step writes each quad's sum of the updated w and the weight
 /// consensus reads those instead of w's rows (the hardware default, forced
-/// here), the GPU engine follows the CPU engine with the cooperative step
-/// and with the narrow one, and a batch loaded after iterations takes its
-/// consensus from its own w, not from the last step's sums.
+/// here with the hardware's tree row sums), the GPU engine follows the CPU
+/// engine with the cooperative step and with the narrow one, and a batch
+/// loaded after iterations takes its consensus from its own w, not from
+/// the last step's sums.
 #[test]
 fn quad_sums_of_w_feed_the_weight_consensus() {
     use gradfree::engine::gpu::{traffic_model, traffic_per_item_edge};
     let name = "rrr_engine::quad_sums_of_w_feed_the_weight_consensus";
-    if !in_own_process(name, &[("GRADFREE_QUAD_SUMS", "1")]) {
+    // As on a hardware GPU: the tree row sums past 256 items too.
+    let vars = [("GRADFREE_QUAD_SUMS", "1"), ("GRADFREE_ROW_SUMS", "tree")];
+    if !in_own_process(name, &vars) {
         return;
     }
     // 300 items: past the batches whose normalization sums w's rows itself;

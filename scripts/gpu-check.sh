@@ -12,6 +12,7 @@
 #
 #   scripts/gpu-check.sh [OUT] [--mnist FILE] [--allow-software] [--budget SECONDS] [--quick]
 #
+# It first runs the GPU tests of the suite on the adapter (OUT/tests.log).
 # Without --allow-software it refuses to bench a software adapter (lavapipe
 # would take half an hour): it exists to measure real hardware. --quick runs
 # the quick suite instead of the paper's, and the products at n = 2,000
@@ -30,7 +31,7 @@ while [[ $# -gt 0 ]]; do
         --allow-software) allow_software=1; shift ;;
         --budget) budget="$2"; shift 2 ;;
         --quick) suite=quick; big=2000; shift ;;
-        -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
         -*) echo "gpu-check: unknown option $1" >&2; exit 2 ;;
         *) out="$1"; shift ;;
     esac
@@ -60,6 +61,9 @@ fi
 log "building (release)"
 cargo build --release --locked 2>"$out/build.log" || { log "build failed: see $out/build.log"; exit 1; }
 bin=target/release/gradfree
+# The test suite too, for the GPU tests below (no tests if it fails).
+tests_built=0
+cargo test --release --locked --test suite --no-run 2>>"$out/build.log" && tests_built=1
 
 "$bin" devices >"$out/devices.txt" 2>&1 || true
 cat "$out/devices.txt" >&2
@@ -76,6 +80,23 @@ fi
 mnist_args=()
 if [[ -n "$mnist" ]]; then
     mnist_args=(--mnist "$mnist")
+fi
+
+# The GPU tests on this adapter first (kernel twins, golden vectors, the
+# engines against the CPU engine, each hardware default the engines take):
+# lavapipe runs them in CI; a real GPU has not.
+test_filters="rrr_ golden project_bilinear hsic starnet layers classify shaders_validate"
+if (( tests_built )) && (( $(left) > 240 )); then
+    limit=$(( $(left) / 4 ))
+    log "GPU tests (at most ${limit}s)"
+    echo "cargo test --release --locked --test suite -- $test_filters" >"$out/tests.command"
+    # shellcheck disable=SC2086
+    if timeout "$limit" cargo test --release --locked --test suite -- $test_filters >"$out/tests.full.log" 2>&1; then
+        echo ok >"$out/tests.status"
+    else
+        echo "failed or timed out (exit $?)" >"$out/tests.status"
+    fi
+    grep -E '^test .*(FAILED|ignored)|^test result|panicked|^---- ' "$out/tests.full.log" >"$out/tests.log" || true
 fi
 
 run_bench() { # name, timeout, args...
@@ -191,7 +212,7 @@ smi = os.path.join(out, "nvidia-smi.csv")
 if os.path.exists(smi):
     report["nvidia_smi"] = open(smi).read()
     md += ["```", report["nvidia_smi"].strip(), "```", ""]
-for name in ["gpu-f32", "profile", "step-narrow", "quad-sums-off", "fused-off", "fused-on", "form-host", "gpu-f64", "kernel-product", "phi-form", "rrr-roofline"]:
+for name in ["tests", "gpu-f32", "profile", "step-narrow", "quad-sums-off", "fused-off", "fused-on", "form-host", "gpu-f64", "kernel-product", "phi-form", "rrr-roofline"]:
     st = os.path.join(out, name + ".status")
     if not os.path.exists(st):
         continue

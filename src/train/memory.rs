@@ -91,13 +91,16 @@ pub fn layered_size(widths: &[usize]) -> Option<(u128, u128)> {
 
 /// The memory of one RRR batch of `items` items on a net of `nodes` nodes
 /// and `edges` edges in precision of `bytes` per value: the engine's
-/// replicas and consensus (x, w per edge and item; y, b, data and their
-/// consensus per node and item), the host's f64 batch state and forward
-/// passes, the weight partial sums and the bilinear warm starts.
+/// replicas and consensus (x, w per edge and item, and the GPU step's quad
+/// sums of w, a quarter more; y, b, data and their consensus per node and
+/// item), the host's f64 batch state and forward passes, the weight partial
+/// sums and the bilinear warm starts.
 pub fn rrr_batch(nodes: u128, edges: u128, items: u128, bytes: u128) -> Option<u128> {
+    // In quarters of a value per item: 2¼ per edge, 7 per node.
     let engine = items
-        .checked_mul(edges.checked_mul(2)?.checked_add(nodes.checked_mul(7)?)?)?
-        .checked_mul(bytes)?;
+        .checked_mul(edges.checked_mul(9)?.checked_add(nodes.checked_mul(28)?)?)?
+        .checked_mul(bytes)?
+        .div_ceil(4);
     let host = items
         .checked_mul(edges.checked_mul(2)?.checked_add(nodes.checked_mul(5)?)?)?
         .checked_mul(8)?;

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The project's test command (README): installs the software GPU adapter if
 # missing, then lints and runs every test on both backends (CPU and wgpu on
-# lavapipe), the kernel benchmarks once each in test mode included, and the
-# Python package's tests.
+# lavapipe), the kernel benchmarks once each in test mode included, the GPU
+# tests again with the paths hardware adapters take, and the Python
+# package's tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=env.sh
@@ -13,6 +14,12 @@ export CARGO_INCREMENTAL=0
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --all-targets --locked
+# The GPU paths hardware adapters take by default, on lavapipe: the tree row
+# sums, the quad sums of w, the device feed pass, windows queued past a
+# check, W*'s device form.
+GRADFREE_ROW_SUMS=tree GRADFREE_QUAD_SUMS=1 GRADFREE_DEVICE_FEED=1 GRADFREE_RUN_AHEAD=1 \
+    GRADFREE_DEVICE_FORM=1 cargo test --locked --test suite -- \
+    rrr_ classify nmf autoencode starnet golden layers hsic
 # The Python package's tests (scikit-learn estimators over the library).
 bash .ci/python.sh
 # Figures draw their text with the font built into the program: their tests

@@ -21,6 +21,17 @@ pub struct Consensus {
     pub b: Vec<f64>,
 }
 
+/// What a batch leaves for its model ([`RrrEngine::batch_end`]).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct BatchEnd {
+    /// The consensus weights w̄ [E] of PA(z).
+    pub weights: Vec<f64>,
+    /// The bias consensus [N] of the latest iteration.
+    pub biases: Vec<f64>,
+    /// The labels used [K], where asked for (else empty).
+    pub labels: Vec<u32>,
+}
+
 /// What a run of iterations did.
 #[derive(Clone, Debug, Default)]
 pub struct IterReport {
@@ -127,4 +138,14 @@ pub trait RrrEngine: Send {
     /// `class_select::LABEL_EXEMPT` for exempted items and the new label for
     /// relabeled ones.
     fn labels_used(&mut self) -> Result<Vec<u32>>;
+    /// The end of a batch: [`Self::consensus_weights`], then
+    /// [`Self::bias_consensus`] and, with `labels`, [`Self::labels_used`],
+    /// read back together where the engine can (a GPU in one submit).
+    fn batch_end(&mut self, labels: bool) -> Result<BatchEnd> {
+        Ok(BatchEnd {
+            weights: self.consensus_weights()?,
+            biases: self.bias_consensus()?,
+            labels: if labels { self.labels_used()? } else { vec![] },
+        })
+    }
 }

@@ -273,6 +273,30 @@ fn device_stops() {
     check_device_stop(&n.problem, &n.state(&x, &w, &y), 150);
 }
 
+/// A batch's end read back in one submit gives what the separate calls
+/// give, to the bit, with exemptions in play.
+#[test]
+fn batch_end_reads_what_the_separate_calls_read() {
+    let (mut p, s) = classifier(16);
+    p.selection = gradfree::problem::Selection::Exempt(2);
+    for (name, be) in backends_of(&[Precision::F64], &[Precision::F32, Precision::F64]) {
+        let mut e = be.rrr_engine(&p, s.items).unwrap();
+        e.load(&s).unwrap();
+        e.iterate(20, 0.8, 0.0, 20).unwrap();
+        let end = e.batch_end(true).unwrap();
+        let bare = e.batch_end(false).unwrap();
+        let want = (
+            e.consensus_weights().unwrap(),
+            e.bias_consensus().unwrap(),
+            e.labels_used().unwrap(),
+        );
+        assert_eq!((end.weights, end.biases, end.labels), want, "{name}");
+        assert!(bare.labels.is_empty(), "{name}");
+        let exempt = gradfree::kernels::class_select::LABEL_EXEMPT;
+        assert!(want.2.contains(&exempt), "{name}: no exemption to check");
+    }
+}
+
 /// What the fused-iterations test compares: per precision, the classifier
 /// runs' state and errors and the batched LEDM starts' factors and error
 /// series, every value as its bits. The runs never stop, so the state

@@ -38,7 +38,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use crate::engine::{Collective, Consensus, IterReport, RrrEngine};
+use crate::engine::{BatchEnd, Collective, Consensus, IterReport, RrrEngine};
 use crate::error::{Error, Result};
 use crate::gpu::buffer::Elem;
 use crate::gpu::{
@@ -1619,6 +1619,49 @@ impl RrrEngine for GpuRrr {
         Ok((0..self.nodes)
             .map(|i| raw[i * pt..(i + 1) * pt].iter().sum::<f64>() * inv)
             .collect())
+    }
+
+    fn batch_end(&mut self, labels: bool) -> Result<BatchEnd> {
+        // With several processes the sums meet on the host between kernels.
+        if self.collective.world() > 1 {
+            return Ok(BatchEnd {
+                weights: self.consensus_weights()?,
+                biases: self.bias_consensus()?,
+                labels: if labels { self.labels_used()? } else { vec![] },
+            });
+        }
+        let ctx = self.ctx.clone();
+        let real = Elem::Real(self.precision);
+        let (e, n, pt) = (self.edges, self.nodes, self.parts_total);
+        let mut rec = ctx.recorder();
+        rec.dispatches(&self.project_a(self.sums_current()));
+        let w_to = ctx.readback_buffer(e, real);
+        let b_to = ctx.readback_buffer(n * pt, real);
+        let w = rec.readback(&self.wa, 0, e, &w_to);
+        let b = rec.readback(&self.bpart, 0, n * pt, &b_to);
+        let mut label_reads = vec![];
+        if labels {
+            for c in &self.chunks {
+                let to = ctx.readback_buffer(c.items, Elem::U32);
+                label_reads.push(rec.readback(&c.labels, 0, c.items, &to));
+            }
+        }
+        let submitted = rec.submit_indexed()?;
+        let weights = w.real(&ctx, &submitted)?;
+        let raw = b.real(&ctx, &submitted)?;
+        let inv = 1.0 / self.total.max(1) as f64;
+        let biases = (0..n)
+            .map(|i| raw[i * pt..(i + 1) * pt].iter().sum::<f64>() * inv)
+            .collect();
+        let mut used = Vec::with_capacity(if labels { self.items } else { 0 });
+        for r in label_reads {
+            used.extend(r.u32(&ctx, &submitted)?);
+        }
+        Ok(BatchEnd {
+            weights,
+            biases,
+            labels: used,
+        })
     }
 
     fn labels_used(&mut self) -> Result<Vec<u32>> {

@@ -503,7 +503,7 @@ impl Method for Training<'_> {
             host_start = clf.batch_start(&self.model, train, idx);
             super::BatchStart::Nodes(&host_start)
         };
-        let rep = super::solve_batch(
+        let (rep, used) = super::solve_batch(
             self.engine.as_mut(),
             start,
             s.iters_per_batch,
@@ -512,16 +512,12 @@ impl Method for Training<'_> {
             &mut self.model,
             clf.net.data,
             (epoch, b),
+            clf.problem.selection.is_active(),
         )?;
         let e = &mut self.epoch;
         e.rrr_start += rep.errors.first().copied().unwrap_or(f64::NAN);
         e.rrr_end += rep.errors.last().copied().unwrap_or(f64::NAN);
         e.iterations += rep.iterations;
-        let used = if clf.problem.selection.is_active() {
-            self.engine.labels_used()?
-        } else {
-            Vec::new()
-        };
         // The batch's classes under the new model, on the device when it keeps the set.
         let predicted = if self.fed {
             self.engine

@@ -76,7 +76,8 @@ pub(crate) enum BatchStart<'a> {
 /// do it: load the batch's replicas, run the iterations, and take the
 /// A-consensus weights w̄ and the B bias consensus b̄ (the batch mean of
 /// 2b_A − b of the last iteration, as the reference code does) of nodes
-/// `first_biased..` as the new model.
+/// `first_biased..` as the new model. With `labels`, also the labels the
+/// batch used (exemptions, relabels), read back with them.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn solve_batch(
     engine: &mut dyn RrrEngine,
@@ -87,7 +88,8 @@ pub(crate) fn solve_batch(
     model: &mut Model,
     first_biased: usize,
     (epoch, batch): (usize, usize),
-) -> Result<IterReport> {
+    labels: bool,
+) -> Result<(IterReport, Vec<u32>)> {
     match start {
         BatchStart::State(s) => engine.load(s)?,
         BatchStart::Nodes(s) => engine.load_nodes(s)?,
@@ -95,9 +97,9 @@ pub(crate) fn solve_batch(
     }
     let check_every = if tol > 0.0 { 10 } else { iterations };
     let rep = engine.iterate(iterations, beta, tol, check_every)?;
-    model.weights = engine.consensus_weights()?;
-    let bb = engine.bias_consensus()?;
-    model.biases[first_biased..].copy_from_slice(&bb[first_biased..]);
+    let end = engine.batch_end(labels)?;
+    model.weights = end.weights;
+    model.biases[first_biased..].copy_from_slice(&end.biases[first_biased..]);
     if model
         .weights
         .iter()
@@ -108,7 +110,7 @@ pub(crate) fn solve_batch(
             "weights became non-finite in epoch {epoch}, batch {batch}"
         )));
     }
-    Ok(rep)
+    Ok((rep, end.labels))
 }
 
 /// The checks every RRR training run shares: at least one batch item,

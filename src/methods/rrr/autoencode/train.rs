@@ -234,7 +234,7 @@ impl Method for AeTraining<'_> {
         let state = self.state.as_mut().expect("built with the engine");
         ae.fill_batch_state(&self.model, &items[mine_d], &code_rows[mine_c], state);
         let engine = self.engine.as_mut().expect("built above");
-        let rep = solve_batch(
+        let (rep, _) = solve_batch(
             engine.as_mut(),
             BatchStart::State(state),
             s.iters_per_batch,
@@ -243,6 +243,7 @@ impl Method for AeTraining<'_> {
             &mut self.model,
             0,
             (epoch, b),
+            false,
         )?;
         self.epoch.0 += rep.errors.first().copied().unwrap_or(f64::NAN);
         self.epoch.1 += rep.errors.last().copied().unwrap_or(f64::NAN);

@@ -32,6 +32,18 @@ pub struct BatchEnd {
     pub labels: Vec<u32>,
 }
 
+/// [`RrrEngine::batch_end`] by its three calls, one after the other.
+pub(crate) fn batch_end_by_calls<E: RrrEngine + ?Sized>(
+    e: &mut E,
+    labels: bool,
+) -> Result<BatchEnd> {
+    Ok(BatchEnd {
+        weights: e.consensus_weights()?,
+        biases: e.bias_consensus()?,
+        labels: if labels { e.labels_used()? } else { vec![] },
+    })
+}
+
 /// What a run of iterations did.
 #[derive(Clone, Debug, Default)]
 pub struct IterReport {
@@ -142,10 +154,6 @@ pub trait RrrEngine: Send {
     /// [`Self::bias_consensus`] and, with `labels`, [`Self::labels_used`],
     /// read back together where the engine can (a GPU in one submit).
     fn batch_end(&mut self, labels: bool) -> Result<BatchEnd> {
-        Ok(BatchEnd {
-            weights: self.consensus_weights()?,
-            biases: self.bias_consensus()?,
-            labels: if labels { self.labels_used()? } else { vec![] },
-        })
+        batch_end_by_calls(self, labels)
     }
 }

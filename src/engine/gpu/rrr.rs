@@ -1624,11 +1624,7 @@ impl RrrEngine for GpuRrr {
     fn batch_end(&mut self, labels: bool) -> Result<BatchEnd> {
         // With several processes the sums meet on the host between kernels.
         if self.collective.world() > 1 {
-            return Ok(BatchEnd {
-                weights: self.consensus_weights()?,
-                biases: self.bias_consensus()?,
-                labels: if labels { self.labels_used()? } else { vec![] },
-            });
+            return crate::engine::rrr::batch_end_by_calls(self, labels);
         }
         let ctx = self.ctx.clone();
         let real = Elem::Real(self.precision);

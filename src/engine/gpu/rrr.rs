@@ -815,12 +815,11 @@ impl GpuRrr {
         };
         // The blocks and the loop bound only where the kernel could run.
         let candidate = w_rows && !selecting && !wide_step;
-        let blocks = match candidate {
+        let mut blocks = match candidate {
             true => rrr_fused::blocks(&network, ctx.max_workgroups_per_dim() as usize),
             false => Vec::new(),
         };
         // The fused kernel skips the node consensus that no phase reads.
-        let mut blocks = blocks;
         if p.mode == StepMode::Nmf && !p.has_bias {
             rrr_fused::sources_only(&mut blocks, &p.out_ptr);
         }
@@ -992,6 +991,16 @@ impl GpuRrr {
             Some(d) if current => d,
             _ => &c.d_reduce_w,
         }
+    }
+
+    /// Each node's bias mean over the batch from its partial sums `raw`
+    /// (`bpart`'s [N][P_total]).
+    fn bias_means(&self, raw: &[f64]) -> Vec<f64> {
+        let pt = self.parts_total;
+        let inv = 1.0 / self.total.max(1) as f64;
+        (0..self.nodes)
+            .map(|i| raw[i * pt..(i + 1) * pt].iter().sum::<f64>() * inv)
+            .collect()
     }
 
     /// The step dispatches of every chunk (and their error sums).
@@ -1613,12 +1622,7 @@ impl RrrEngine for GpuRrr {
     }
 
     fn bias_consensus(&mut self) -> Result<Vec<f64>> {
-        let pt = self.parts_total;
-        let raw = self.bpart.read_real()?;
-        let inv = 1.0 / self.total.max(1) as f64;
-        Ok((0..self.nodes)
-            .map(|i| raw[i * pt..(i + 1) * pt].iter().sum::<f64>() * inv)
-            .collect())
+        Ok(self.bias_means(&self.bpart.read_real()?))
     }
 
     fn batch_end(&mut self, labels: bool) -> Result<BatchEnd> {
@@ -1644,11 +1648,7 @@ impl RrrEngine for GpuRrr {
         }
         let submitted = rec.submit_indexed()?;
         let weights = w.real(&ctx, &submitted)?;
-        let raw = b.real(&ctx, &submitted)?;
-        let inv = 1.0 / self.total.max(1) as f64;
-        let biases = (0..n)
-            .map(|i| raw[i * pt..(i + 1) * pt].iter().sum::<f64>() * inv)
-            .collect();
+        let biases = self.bias_means(&b.real(&ctx, &submitted)?);
         let mut used = Vec::with_capacity(if labels { self.items } else { 0 });
         for r in label_reads {
             used.extend(r.u32(&ctx, &submitted)?);

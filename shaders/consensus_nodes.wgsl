@@ -31,8 +31,10 @@ fn may_be(kind: u32) -> bool {
 // over the out-edges, then the side constraint (class margin Δ,
 // activation half-width m). Reads out_ptr, out_edges, node_kind,
 // node_param, labels, x, y, b and data; writes xa, ya and ba (globals
-// of the including shader).
-fn consensus_at(idx: u32, kq: u32, margin: real, half: real) {
+// of the including shader). With `x_only` (set where nobody reads ya or
+// ba) a free or non-negative node, whose projection reads no y, b or
+// data and leaves y and b as they are, writes its xa alone.
+fn consensus_at(idx: u32, kq: u32, margin: real, half: real, x_only: bool) {
     let i = idx / kq;
     let q = idx - i * kq;
     let kind = node_kind[i];
@@ -50,6 +52,10 @@ fn consensus_at(idx: u32, kq: u32, margin: real, half: real) {
     var xbar = itemv(0.0);
     if (e1 > e0) {
         xbar = sum / real(e1 - e0);
+    }
+    if (x_only && (kind == NODE_FREE || kind == NODE_NONNEG)) {
+        xa[idx] = select(xbar, max(xbar, itemv(0.0)), kind == NODE_NONNEG);
+        return;
     }
     let yq = y[idx];
     let bq = b[idx];
@@ -232,6 +238,6 @@ fn consensus_nodes(
     if (idx >= kq * params.nodes || (params.stop_word != 0xffffffffu && stop[params.stop_word] != 0u)) {
         return;
     }
-    consensus_at(idx, kq, scalars[0], scalars[1]);
+    consensus_at(idx, kq, scalars[0], scalars[1], false);
 }
 

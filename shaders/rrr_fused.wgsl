@@ -10,8 +10,10 @@
 //   the errors into the history slot    (reduce_rows' serial_sum)
 // Every element is computed by the same functions as in those kernels, so
 // the state takes the same bits; the sums over items are the serial
-// kernel's item by item (the separate error reduction may take quads or a
-// tree, so RRR_err agrees to rounding). A window ends where a convergence check is due, which
+// kernel's item by item, except a block's errors where its step elements
+// are one error group: each lane sums its elements' as the step returns
+// them, and one lane the lanes' sums (the separate error reduction may
+// take quads or a tree too, so RRR_err agrees to rounding). A window ends where a convergence check is due, which
 // rrr_converge then runs; a stopped run's window returns at once. A window
 // may be split over several dispatches of one submit (params' offset and
 // span), each under llvmpipe's loop limit (see rrr_fused.rs). Problems
@@ -91,6 +93,8 @@ const SUM_BIAS: u32 = 0u;
 const SUM_ERR: u32 = 1u;
 
 var<workgroup> fused_stop: u32;
+// Each lane's sum of the errors of its step elements (one error group).
+var<workgroup> fused_err: array<real, 64>;
 
 fn w_row(i: u32) -> itemv {
     return w[i];
@@ -132,11 +136,18 @@ fn fused_window(blk: u32, lid: u32, lanes: u32) {
     let egroups = vec2<u32>(blocks[blk + 6u], blocks[blk + 7u]);
     let pt = params.parts_total;
     let hp = params.hist_parts;
+    // Nobody reads ya or ba in NMF mode without biases: free and
+    // non-negative nodes write xa alone.
+    let x_only = !(MAY_FREE_Y && params.mode == 1u) && !(MAY_BIAS && params.has_bias != 0u);
+    // A block whose step elements are one error group's (of one part):
+    // its lanes keep their errors' sums, which make the group's.
+    let one_group = egroups.y == egroups.x + 1u && hp == 1u
+        && egroups.x * gq == bils.x * kq && gq == (bils.y - bils.x) * kq;
     let first = window.first + params.offset;
     let count = min(params.span, window.count - min(window.count, params.offset));
     for (var it = 0u; it < count; it++) {
         for (var idx = nodes.x * kq + lid; idx < nodes.y * kq; idx += lanes) {
-            consensus_at(idx, kq, scalars[2], scalars[3]);
+            consensus_at(idx, kq, scalars[2], scalars[3], x_only);
         }
         storageBarrier();
         for (var gi = wgroups.x + lid; gi < wgroups.y; gi += lanes) {
@@ -151,12 +162,24 @@ fn fused_window(blk: u32, lid: u32, lanes: u32) {
             }
         }
         storageBarrier();
+        var lane_err = itemv(0.0);
         for (var idx = bils.x * kq + lid; idx < bils.y * kq; idx += lanes) {
-            step_at(idx, kq);
+            lane_err += step_at(idx, kq);
+        }
+        let slot = (first + it) % params.history;
+        if (one_group) {
+            fused_err[lid] = items_sum(lane_err);
+            workgroupBarrier();
+            if (lid == 0u) {
+                var total = real(0.0);
+                for (var l = 0u; l < lanes; l++) {
+                    total += fused_err[l];
+                }
+                hist[slot * slots + egroups.x] = total;
+            }
         }
         storageBarrier();
-        let slot = (first + it) % params.history;
-        for (var t = egroups.x * hp + lid; t < egroups.y * hp; t += lanes) {
+        for (var t = egroups.x * hp + lid; !one_group && t < egroups.y * hp; t += lanes) {
             let g = t / hp;
             let p = t - g * hp;
             let end = min(gq, (p + 1u) * per_part);

@@ -112,8 +112,8 @@ fn edge_update(first: u32, e1: u32, stride: u32, q: u32, kq: u32, f: Form) -> it
 }
 
 // Node j's y (mode 1) and bias updates, and its error at (jj, q) from the
-// edges' part e2.
-fn node_finish(j: u32, jj: u32, q: u32, kq: u32, ny: NodeY, f: Form, e2: itemv) {
+// edges' part e2, written to err and returned.
+fn node_finish(j: u32, jj: u32, q: u32, kq: u32, ny: NodeY, f: Form, e2: itemv) -> itemv {
     let beta = scalars[0];
     let omega = scalars[1];
     let g = metric[j];
@@ -138,18 +138,14 @@ fn node_finish(j: u32, jj: u32, q: u32, kq: u32, ny: NodeY, f: Form, e2: itemv) 
         ek += g * db * db;
     }
     err[jj * kq + q] = ek;
+    return ek;
 }
 
 // The narrow step at (bilinear node jj = idx / kq, quad q = idx % kq):
 // both passes over the node's in-edges by one invocation.
-fn step_at(idx: u32, kq: u32) {
-    let jj = idx / kq;
-    let q = idx - jj * kq;
-    let j = bil[jj];
-    let e0 = in_ptr[j];
-    let e1 = in_ptr[j + 1u];
-    let s = edge_sums(e0, e1, 1u, q, kq);
-    let ny = node_y(j * kq + q, metric[j], scalars[1]);
+// Each item's root from the edge sums and the y side (counting the
+// degenerate and unconverged roots).
+fn node_form(s: EdgeSums, ny: NodeY) -> Form {
     // Each item's root, kept as vectors (no arrays, which a software
     // adapter keeps in memory).
     var f = Form(itemv(0.0), itemv(0.0), itemv(1.0), itemv(0.0), itemv(0.0));
@@ -169,7 +165,78 @@ fn step_at(idx: u32, kq: u32) {
             }
         }
     }
-    node_finish(j, jj, q, kq, ny, f, edge_update(e0, e1, 1u, q, kq, f));
+    return f;
+}
+
+// Every bilinear node's in-degree where they share one of at most
+// DEGREE_MAX (0 where not), fixed when the pipeline is built: the step
+// then keeps each in-edge's values between its two passes (a fixed count
+// of loads that the compiler holds in registers) instead of reading them
+// twice.
+override IN_DEGREE: u32 = 0u;
+const DEGREE_MAX: u32 = 8u;
+
+fn step_at_fixed(idx: u32, kq: u32) -> itemv {
+    let jj = idx / kq;
+    let q = idx - jj * kq;
+    let j = bil[jj];
+    let e0 = in_ptr[j];
+    var xs: array<itemv, DEGREE_MAX>;
+    var ws: array<itemv, DEGREE_MAX>;
+    var xas: array<itemv, DEGREE_MAX>;
+    var was: array<real, DEGREE_MAX>;
+    var s = EdgeSums(itemv(0.0), itemv(0.0));
+    for (var i = 0u; i < IN_DEGREE; i++) {
+        let e = e0 + i;
+        let o = e * kq + q;
+        xs[i] = x[o];
+        ws[i] = w[o];
+        xas[i] = xa[src[e] * kq + q];
+        was[i] = wa[e];
+        let rx = 2.0 * xas[i] - xs[i];
+        let rw = 2.0 * was[i] - ws[i];
+        s.sp += (rx + rw) * (rx + rw);
+        s.sm += (rx - rw) * (rx - rw);
+    }
+    let ny = node_y(j * kq + q, metric[j], scalars[1]);
+    let f = node_form(s, ny);
+    let beta = scalars[0];
+    let keep = f.held > itemv(0.5);
+    var e2 = itemv(0.0);
+    for (var i = 0u; i < IN_DEGREE; i++) {
+        let o = (e0 + i) * kq + q;
+        let xae = xas[i];
+        let wae = was[i];
+        let rx = 2.0 * xae - xs[i];
+        let rw = 2.0 * wae - ws[i];
+        let px = select(((rx + f.sig * rw) - f.tau * rw) * f.kin, rx, keep);
+        let pw = select(((rw + f.sig * rx) - f.tau * rx) * f.kin, rw, keep);
+        let dx = px - xae;
+        let dw = pw - wae;
+        x[o] = xs[i] + beta * dx;
+        let wn = ws[i] + beta * dw;
+        w[o] = wn;
+        keep_w_sum(o, wn);
+        e2 += dx * dx + dw * dw;
+    }
+    return node_finish(j, jj, q, kq, ny, f, e2);
+}
+
+// The step at (bilinear node jj = idx / kq, quad q = idx % kq); returns
+// its error (also written to err).
+fn step_at(idx: u32, kq: u32) -> itemv {
+    if (IN_DEGREE != 0u) {
+        return step_at_fixed(idx, kq);
+    }
+    let jj = idx / kq;
+    let q = idx - jj * kq;
+    let j = bil[jj];
+    let e0 = in_ptr[j];
+    let e1 = in_ptr[j + 1u];
+    let s = edge_sums(e0, e1, 1u, q, kq);
+    let ny = node_y(j * kq + q, metric[j], scalars[1]);
+    let f = node_form(s, ny);
+    return node_finish(j, jj, q, kq, ny, f, edge_update(e0, e1, 1u, q, kq, f));
 }
 
 //!entry
@@ -226,7 +293,7 @@ fn rrr_step(
     if (idx >= kq * params.bil_nodes || atomicLoad(&counters[3]) != 0u) {
         return;
     }
-    step_at(idx, kq);
+    _ = step_at(idx, kq);
 }
 
 // The cooperative variant for wide nodes: one workgroup per (bilinear
@@ -332,6 +399,6 @@ fn rrr_step_wide(
     wide_m[lid] = itemv(0.0);
     wide_sums(lid);
     if (l == 0u && valid) {
-        node_finish(j, jj, q, kq, ny, f, wide_p[h0]);
+        _ = node_finish(j, jj, q, kq, ny, f, wide_p[h0]);
     }
 }

@@ -47,18 +47,24 @@ pub struct Kernel {
     /// Invocations per workgroup (must match the shader's `@workgroup_size`).
     pub workgroup: u32,
     /// Items per invocation for kernels written over `itemv`: 1, or 4 in a
-    /// kernel's [`Kernel::quad`] variant.
+    /// kernel's [`Kernel::quad`] variant, 2 in its [`Kernel::pair`] one.
     pub lanes: u32,
 }
 
-/// The item type of a kernel's invocations: one item, or four neighbours
-/// of an item-fastest `[rows][K]` row read and written as one vec4 (WGSL
-/// cannot index a scalar, hence the accessors).
+/// The item type of a kernel's invocations: one item, or two or four
+/// neighbours of an item-fastest `[rows][K]` row read and written as one
+/// vec2 or vec4 (WGSL cannot index a scalar, hence the accessors).
 const ONE_ITEM: &str = "alias itemv = real;
 const LANE_ITEMS: u32 = 1u;
 fn item_at(v: itemv, c: u32) -> real { return v; }
 fn item_set(v: itemv, c: u32, s: real) -> itemv { return s; }
 fn items_sum(v: itemv) -> real { return v; }
+";
+const TWO_ITEMS: &str = "alias itemv = vec2<real>;
+const LANE_ITEMS: u32 = 2u;
+fn item_at(v: itemv, c: u32) -> real { return v[c]; }
+fn item_set(v: itemv, c: u32, s: real) -> itemv { var r = v; r[c] = s; return r; }
+fn items_sum(v: itemv) -> real { return v.x + v.y; }
 ";
 const FOUR_ITEMS: &str = "alias itemv = vec4<real>;
 const LANE_ITEMS: u32 = 4u;
@@ -76,10 +82,22 @@ impl Kernel {
         Kernel { lanes: 4, ..self }
     }
 
-    /// `file::entry`, with `×4` for a quad variant: names it in messages
-    /// and profiles.
+    /// The variant whose invocations take two neighbouring items each, for
+    /// rows of an even item count that is not a multiple of 4: a software
+    /// adapter's load loops over its lanes once per vec2 instead of once
+    /// per scalar (20 batched LEDM m = 6 starts, rows of 6 items: 0.80 of
+    /// the scalar fused kernel's time per iteration on lavapipe).
+    pub const fn pair(self) -> Kernel {
+        Kernel { lanes: 2, ..self }
+    }
+
+    /// `file::entry`, with `×4` (`×2`) for a quad (pair) variant: names it
+    /// in messages and profiles.
     pub fn label(&self) -> String {
-        let quad = if self.lanes == 4 { "×4" } else { "" };
+        let quad = match self.lanes {
+            1 => String::new(),
+            n => format!("×{n}"),
+        };
         format!("{}::{}{quad}", self.name, self.entry)
     }
 
@@ -90,10 +108,10 @@ impl Kernel {
             precision.wgsl(),
             precision.epsilon()
         );
-        text += if self.lanes == 4 {
-            FOUR_ITEMS
-        } else {
-            ONE_ITEM
+        text += match self.lanes {
+            4 => FOUR_ITEMS,
+            2 => TWO_ITEMS,
+            _ => ONE_ITEM,
         };
         for dep in self.deps {
             text += functions_part(dep);
@@ -107,10 +125,20 @@ impl Kernel {
 /// as 0 or 1), fixed when it is built.
 pub type Constants = [(&'static str, f64)];
 
-/// `one`, or its quad variant `four` where rows of `items` split into
-/// whole quads: the variant the GPU engine runs.
-pub fn for_items(one: &'static Kernel, four: &'static Kernel, items: usize) -> &'static Kernel {
-    if items.is_multiple_of(4) { four } else { one }
+/// `one`, its quad variant `four` where rows of `items` split into whole
+/// quads, or else its pair variant `two` where they split into pairs: the
+/// variant the GPU engine runs.
+pub fn for_items(
+    one: &'static Kernel,
+    two: &'static Kernel,
+    four: &'static Kernel,
+    items: usize,
+) -> &'static Kernel {
+    match items % 4 {
+        0 => four,
+        2 => two,
+        _ => one,
+    }
 }
 
 /// Checks that rows of `items` split into `kernel`'s items per invocation.

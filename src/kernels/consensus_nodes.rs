@@ -69,6 +69,9 @@ pub const KERNEL: Kernel = Kernel {
 /// [`KERNEL`] over quads of items (a chunk of a multiple of 4 items).
 pub const QUAD: Kernel = KERNEL.quad();
 
+/// [`KERNEL`] over pairs of items (a multiple of 2, not of 4).
+pub const PAIR: Kernel = KERNEL.pair();
+
 /// Uniform parameters (matches `NodeParams`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
@@ -288,7 +291,7 @@ pub fn gpu(
     prec: Precision,
     inp: &NodeInputs<'_, f64>,
 ) -> Result<(Vec<f64>, Vec<f64>, Vec<f64>)> {
-    let kernel = crate::gpu::for_items(&KERNEL, &QUAD, inp.items);
+    let kernel = crate::gpu::for_items(&KERNEL, &PAIR, &QUAD, inp.items);
     gpu_with(ctx, prec, kernel, inp)
 }
 

@@ -38,6 +38,9 @@ pub const KERNEL: Kernel = Kernel {
 /// multiple of 4).
 pub const QUAD: Kernel = KERNEL.quad();
 
+/// [`KERNEL`] over pairs of items (a multiple of 2, not of 4).
+pub const PAIR: Kernel = KERNEL.pair();
+
 /// The same with a workgroup per group, lanes over its edges.
 pub const GROUPS: Kernel = Kernel {
     entry: "normalize_groups",
@@ -193,7 +196,7 @@ pub fn gpu(
     let wa = ctx.alloc(edges, Elem::Real(prec))?;
     let (mut kernel, threads) = kernel_for(group_ptr, wide && row_items == 0);
     if row_items > 0 {
-        kernel = crate::gpu::for_items(&KERNEL, &QUAD, row_items);
+        kernel = crate::gpu::for_items(&KERNEL, &PAIR, &QUAD, row_items);
     }
     let d = ctx.prepare(
         kernel,

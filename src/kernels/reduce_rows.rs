@@ -49,8 +49,14 @@ pub const SERIAL: Kernel = Kernel {
 /// [`KERNEL`] over quads of items (rows of a multiple of 4 items).
 pub const QUAD: Kernel = KERNEL.quad();
 
+/// [`KERNEL`] over pairs of items (a multiple of 2, not of 4).
+pub const PAIR: Kernel = KERNEL.pair();
+
 /// [`SERIAL`] over quads of items.
 pub const SERIAL_QUAD: Kernel = SERIAL.quad();
+
+/// [`SERIAL`] over pairs of items (a multiple of 2, not of 4).
+pub const SERIAL_PAIR: Kernel = SERIAL.pair();
 
 /// Rows at most this long are reduced by [`SERIAL`] on hardware adapters.
 pub const SERIAL_MAX_ITEMS: usize = 256;
@@ -70,9 +76,12 @@ pub fn kernel_for(ctx: &GpuContext, items: usize) -> (&'static Kernel, u64) {
         _ => ctx.summary().software,
     };
     if items <= SERIAL_MAX_ITEMS || software {
-        (crate::gpu::for_items(&SERIAL, &SERIAL_QUAD, items), 1)
+        (
+            crate::gpu::for_items(&SERIAL, &SERIAL_PAIR, &SERIAL_QUAD, items),
+            1,
+        )
     } else {
-        (crate::gpu::for_items(&KERNEL, &QUAD, items), 256)
+        (crate::gpu::for_items(&KERNEL, &PAIR, &QUAD, items), 256)
     }
 }
 

@@ -74,6 +74,9 @@ pub const KERNEL: Kernel = Kernel {
 /// [`KERNEL`] over quads of items (a batch of a multiple of 4 items).
 pub const QUAD: Kernel = KERNEL.quad();
 
+/// [`KERNEL`] over pairs of items (a multiple of 2, not of 4).
+pub const PAIR: Kernel = KERNEL.pair();
+
 /// Eight invocations per block, one SIMD group of llvmpipe's (8 f32 lanes):
 /// at a barrier a software adapter then has no other group of the
 /// workgroup to switch to. On lavapipe it took 20 batched LEDM m = 6
@@ -87,12 +90,15 @@ pub const LANES8: Kernel = Kernel {
 /// [`LANES8`] over quads of items.
 pub const LANES8_QUAD: Kernel = LANES8.quad();
 
+/// [`LANES8`] over pairs of items.
+pub const LANES8_PAIR: Kernel = LANES8.pair();
+
 /// The variant for an adapter: [`LANES8`] on software adapters, [`KERNEL`]
-/// (64 invocations per block) elsewhere, over quads where `items` allows.
+/// (64 invocations per block) elsewhere, over quads or pairs where `items` allows.
 pub fn kernel_for(software: bool, items: usize) -> &'static Kernel {
     match software {
-        true => crate::gpu::for_items(&LANES8, &LANES8_QUAD, items),
-        false => crate::gpu::for_items(&KERNEL, &QUAD, items),
+        true => crate::gpu::for_items(&LANES8, &LANES8_PAIR, &LANES8_QUAD, items),
+        false => crate::gpu::for_items(&KERNEL, &PAIR, &QUAD, items),
     }
 }
 
@@ -233,6 +239,9 @@ pub fn loop_iterations(
                 + bias
                 + passes(bil * kq) * (2 * max_in + root + lanes + 1)
                 + passes(errs * hist_parts) * (err_walk + 1)
+                // A block of one error group: one lane sums the lanes' sums.
+                + wg
+                + 1
         })
         .max()
         .unwrap_or(1)

@@ -34,6 +34,9 @@ pub const KERNEL: Kernel = Kernel {
 /// [`KERNEL`] over quads of items (a chunk of a multiple of 4 items).
 pub const QUAD: Kernel = KERNEL.quad();
 
+/// [`KERNEL`] over pairs of items (a multiple of 2, not of 4).
+pub const PAIR: Kernel = KERNEL.pair();
+
 /// Uniform parameters (matches `LoadParams`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]

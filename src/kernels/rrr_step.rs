@@ -69,6 +69,9 @@ pub const KERNEL: Kernel = Kernel {
 /// walk of the in-edges per pass for four items.
 pub const QUAD: Kernel = KERNEL.quad();
 
+/// [`KERNEL`] over pairs of items (a multiple of 2, not of 4).
+pub const PAIR: Kernel = KERNEL.pair();
+
 /// The cooperative variant for wide nodes: a workgroup of 64 lanes per
 /// (bilinear node, two items or quads), each half's lanes over the node's
 /// in-edges (see the shader). The same arithmetic per edge; the sums over
@@ -80,6 +83,9 @@ pub const WIDE: Kernel = Kernel {
 
 /// [`WIDE`] over quads of items.
 pub const WIDE_QUAD: Kernel = WIDE.quad();
+
+/// [`WIDE`] over pairs of items (a multiple of 2, not of 4).
+pub const WIDE_PAIR: Kernel = WIDE.pair();
 
 /// Mean in-edges per bilinear node from which the GPU engine runs [`WIDE`]:
 /// below it most of a half-workgroup's 32 lanes would idle.
@@ -93,6 +99,22 @@ pub fn wide(bil: &[u32], in_ptr: &[u32]) -> bool {
         .map(|&j| (in_ptr[j as usize + 1] - in_ptr[j as usize]) as usize)
         .sum();
     !bil.is_empty() && edges >= WIDE_NODE * bil.len()
+}
+
+/// Largest in-degree the step keeps in registers between its two passes
+/// (`DEGREE_MAX` of the shader).
+pub const DEGREE_MAX: u32 = 8;
+
+/// The in-degree every bilinear node of `bil` shares, if at most
+/// [`DEGREE_MAX`], else 0: the step's `IN_DEGREE` override.
+pub fn shared_in_degree(bil: &[u32], in_ptr: &[u32]) -> u32 {
+    let degree = |j: u32| in_ptr[j as usize + 1] - in_ptr[j as usize];
+    match bil.first() {
+        Some(&j0) if degree(j0) <= DEGREE_MAX && bil.iter().all(|&j| degree(j) == degree(j0)) => {
+            degree(j0)
+        }
+        _ => 0,
+    }
 }
 
 /// Invocations of a step kernel over `nodes` bilinear nodes and rows of
@@ -785,7 +807,7 @@ pub fn gpu(
     y: &[f64],
     b: &[f64],
 ) -> Result<StepOut> {
-    let kernel = crate::gpu::for_items(&KERNEL, &QUAD, inp.items);
+    let kernel = crate::gpu::for_items(&KERNEL, &PAIR, &QUAD, inp.items);
     gpu_with(ctx, prec, kernel, inp, x, w, y, b)
 }
 
@@ -841,7 +863,15 @@ pub fn gpu_with(
         &err, &counters, &w_quads,
     ];
     let binds: Vec<_> = bufs.iter().map(|&b| b.into()).collect();
-    let d = ctx.prepare(kernel, prec, &binds, threads(kernel, j, kk))?;
+    // As the engine builds it: with the bilinear nodes' shared in-degree.
+    let degree = shared_in_degree(inp.bil, inp.in_ptr) as f64;
+    let d = ctx.prepare_specialized(
+        kernel,
+        prec,
+        &[("IN_DEGREE", degree)],
+        &binds,
+        threads(kernel, j, kk),
+    )?;
     ctx.run_one(&d)?;
     Ok(StepOut {
         x: xb.read_real()?,

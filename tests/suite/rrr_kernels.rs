@@ -102,7 +102,12 @@ fn check_consensus_nodes(items: usize, kinds: &[u32], precisions: &[Precision]) 
     assert_close("cpu ba", &cb, &ba, 1e-15, 1e-15);
     for &prec in precisions {
         let Some(ctx) = gpu(prec) else { continue };
-        for kernel in item_variants(&consensus_nodes::KERNEL, &consensus_nodes::QUAD, items) {
+        for kernel in item_variants(
+            &consensus_nodes::KERNEL,
+            &consensus_nodes::PAIR,
+            &consensus_nodes::QUAD,
+            items,
+        ) {
             let (gx, gy, gb) = consensus_nodes::gpu_with(&ctx, prec, kernel, &inp).unwrap();
             let (rt, at) = tol(prec);
             let what = format!("gpu {} {prec} K={items}", kernel.label());
@@ -118,7 +123,7 @@ fn consensus_nodes_matches_reference() {
     // The test graph has 9 nodes: a rotated list covers the last kinds too.
     let mut rotated = ALL_NODE_KINDS;
     rotated.rotate_left(5);
-    for &k in SIZES.iter().chain(&[4, 1004]) {
+    for &k in SIZES.iter().chain(&[4, 6, 1002, 1004]) {
         check_consensus_nodes(k, &ALL_NODE_KINDS, &[Precision::F32, Precision::F64]);
         check_consensus_nodes(k, &rotated, &[Precision::F32, Precision::F64]);
     }
@@ -183,11 +188,20 @@ fn check_reduce(rows: usize, items: usize, precisions: &[Precision]) {
         assert_close("cpu row sums", &full, &summed, 1e-12, 1e-12);
         for &prec in precisions {
             let Some(ctx) = gpu(prec) else { continue };
-            let pairs = [
-                (&reduce_rows::KERNEL, &reduce_rows::QUAD),
-                (&reduce_rows::SERIAL, &reduce_rows::SERIAL_QUAD),
+            let families = [
+                (&reduce_rows::KERNEL, &reduce_rows::PAIR, &reduce_rows::QUAD),
+                (
+                    &reduce_rows::SERIAL,
+                    &reduce_rows::SERIAL_PAIR,
+                    &reduce_rows::SERIAL_QUAD,
+                ),
             ];
-            for kernel in pairs.iter().flat_map(|&(k, q)| item_variants(k, q, items)) {
+            let variants = |n| {
+                families
+                    .iter()
+                    .flat_map(move |&(k, t, q)| item_variants(k, t, q, n))
+            };
+            for kernel in variants(items) {
                 let got = gradfree::kernels::reduce_rows::gpu_with(
                     &ctx, prec, kernel, &z, &a, rows, items, mode,
                 )
@@ -212,7 +226,7 @@ fn check_reduce(rows: usize, items: usize, precisions: &[Precision]) {
             }
             let values = items / 4;
             let quads: Vec<f64> = z.chunks(4).map(|q| (q[0] + q[1]) + (q[2] + q[3])).collect();
-            for kernel in pairs.iter().flat_map(|&(k, q)| item_variants(k, q, values)) {
+            for kernel in variants(values) {
                 let got = reduce_rows::gpu_units(
                     &ctx, prec, kernel, &quads, &quads, rows, values, 4, mode,
                 )
@@ -234,6 +248,9 @@ fn reduce_rows_matches_reference() {
         (37, 37),
         (5, 1003),
         (5, 1004),
+        // Pairs of items: rows of 6, and of 1026 (two parts of 512 pairs).
+        (4, 6),
+        (3, 1026),
         (3, 2100),
         // 516 quad sums: the quad variants over three parts of 64 values.
         (3, 2064),
@@ -243,12 +260,16 @@ fn reduce_rows_matches_reference() {
     check_reduce(70_000, 3, &[Precision::F32]);
 }
 
-fn check_normalize(groups: usize, clamp: bool, precisions: &[Precision]) {
+/// `size`: every group of that size, with group 0's means all negative
+/// (with the clamp, the fallback); else sizes that differ.
+fn check_normalize(groups: usize, clamp: bool, size: Option<usize>, precisions: &[Precision]) {
     let mut r = rng(groups as u64 + clamp as u64);
     let mut ptr = vec![0u32];
     let mut edges_of = vec![];
     for g in 0..groups {
-        let len = if groups > 100_000 {
+        let len = if let Some(s) = size {
+            s
+        } else if groups > 100_000 {
             1
         } else if g % 7 == 3 {
             // Wider than a workgroup: lanes take several edges each.
@@ -272,7 +293,7 @@ fn check_normalize(groups: usize, clamp: bool, precisions: &[Precision]) {
     let group_edges: Vec<u32> = edges_of.iter().map(|&i| perm[i as usize]).collect();
     let parts = 2;
     let items = 7;
-    let partial: Vec<f64> = (0..e * parts)
+    let mut partial: Vec<f64> = (0..e * parts)
         .map(|i| {
             if i % 11 == 0 {
                 -r.random_range(0.0..3.0)
@@ -281,6 +302,14 @@ fn check_normalize(groups: usize, clamp: bool, precisions: &[Precision]) {
             }
         })
         .collect();
+    if size.is_some() && groups > 0 {
+        // With the clamp: Ω at the first largest of all-negative means.
+        for &e in &group_edges[..ptr[1] as usize] {
+            for p in 0..parts {
+                partial[e as usize * parts + p] = -r.random_range(0.5..3.0);
+            }
+        }
+    }
     let mut want = vec![0.0; e];
     normalize_weights::run(
         &ptr,
@@ -345,7 +374,12 @@ fn normalize_weights_from_rows_is_the_serial_row_sums_and_normalization() {
         let w = uniform(&mut r, e * items, -1.0, 2.0);
         for prec in [Precision::F32, Precision::F64] {
             let Some(ctx) = gpu(prec) else { continue };
-            let serial = for_items(&reduce_rows::SERIAL, &reduce_rows::SERIAL_QUAD, items);
+            let serial = for_items(
+                &reduce_rows::SERIAL,
+                &reduce_rows::SERIAL_PAIR,
+                &reduce_rows::SERIAL_QUAD,
+                items,
+            );
             let parts = reduce_rows::gpu_with(&ctx, prec, serial, &w, &w, e, items, 0).unwrap();
             for clamp in [false, true] {
                 let run = |sums| {
@@ -375,10 +409,13 @@ fn normalize_weights_from_rows_is_the_serial_row_sums_and_normalization() {
 fn normalize_weights_matches_reference() {
     for clamp in [false, true] {
         for &g in SIZES {
-            check_normalize(g, clamp, &[Precision::F32, Precision::F64]);
+            check_normalize(g, clamp, None, &[Precision::F32, Precision::F64]);
         }
+        // Groups of one size, the first all negative.
+        check_normalize(37, clamp, Some(6), &[Precision::F32, Precision::F64]);
+        check_normalize(5, clamp, Some(8), &[Precision::F32, Precision::F64]);
     }
-    check_normalize(BIG, true, &[Precision::F32]);
+    check_normalize(BIG, true, None, &[Precision::F32]);
 }
 
 struct StepCase {
@@ -483,11 +520,16 @@ fn check_step(c: &StepCase, items: usize, precisions: &[Precision]) {
         // The cooperative variant's workgroups on a software adapter: the
         // twin's cases up to 3 × 10⁵ (node, item) pairs.
         let wide = if inp.bil.len() * items <= 300_000 {
-            item_variants(&rrr_step::WIDE, &rrr_step::WIDE_QUAD, items)
+            item_variants(
+                &rrr_step::WIDE,
+                &rrr_step::WIDE_PAIR,
+                &rrr_step::WIDE_QUAD,
+                items,
+            )
         } else {
             vec![]
         };
-        let narrow = item_variants(&rrr_step::KERNEL, &rrr_step::QUAD, items);
+        let narrow = item_variants(&rrr_step::KERNEL, &rrr_step::PAIR, &rrr_step::QUAD, items);
         for kernel in narrow.into_iter().chain(wide) {
             let (x0, w0, y0, b0) = (&v[2], &v[3], &v[5], &v[7]);
             let got = rrr_step::gpu_with(&ctx, prec, kernel, &inp, x0, w0, y0, b0).unwrap();
@@ -669,8 +711,21 @@ fn simd_levels_agree<T: Real>(inp64: &StepInputs<'_, f64>, v: &[Vec<f64>]) {
 #[test]
 fn rrr_step_matches_reference() {
     for mode in [rrr_step::MODE_NMF, rrr_step::MODE_FREE_Y] {
-        for &k in SIZES.iter().chain(&[4, 1004]) {
+        for &k in SIZES.iter().chain(&[4, 6, 1002, 1004]) {
             let c = step_case(graph(), k, mode, k as u64 + mode as u64);
+            check_step(&c, k, &[Precision::F32, Precision::F64]);
+        }
+    }
+    // Every bilinear node of in-degree 5: the step keeps the in-edges'
+    // values between its passes (IN_DEGREE); graph()'s in-degrees differ.
+    let p =
+        RrrProblem::from_edges(11, &layered_edges(&[5, 6]), WeightGroups::ByDestination).unwrap();
+    assert_eq!(rrr_step::shared_in_degree(&p.bil, &p.in_ptr), 5);
+    let g = graph();
+    assert_eq!(rrr_step::shared_in_degree(&g.bil, &g.in_ptr), 0);
+    for mode in [rrr_step::MODE_NMF, rrr_step::MODE_FREE_Y] {
+        for k in [6, 8] {
+            let c = step_case(p.clone(), k, mode, 17 + k as u64);
             check_step(&c, k, &[Precision::F32, Precision::F64]);
         }
     }

@@ -362,16 +362,20 @@ pub fn peak_alloc<R>(f: impl FnOnce() -> R) -> (R, usize) {
     (r, (peak - base).max(0) as usize)
 }
 
-/// A kernel and, where rows of `items` allow it, its quad variant: the
-/// GPU variants a kernel test checks.
+/// A kernel and, where rows of `items` allow them, its pair and quad
+/// variants: the GPU variants a kernel test checks.
 pub fn item_variants(
     kernel: &'static gradfree::gpu::Kernel,
+    pair: &'static gradfree::gpu::Kernel,
     quad: &'static gradfree::gpu::Kernel,
     items: usize,
 ) -> Vec<&'static gradfree::gpu::Kernel> {
-    if items.is_multiple_of(4) {
-        vec![kernel, quad]
-    } else {
-        vec![kernel]
+    let mut out = vec![kernel];
+    if items.is_multiple_of(2) {
+        out.push(pair);
     }
+    if items.is_multiple_of(4) {
+        out.push(quad);
+    }
+    out
 }

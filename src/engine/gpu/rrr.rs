@@ -486,14 +486,19 @@ impl GpuRrr {
                 Ok("0") => false,
                 _ => !ctx.summary().software,
             };
-        // The kernels are built for the problem's node kinds, step mode and
-        // biases (WGSL overrides): the others' code is left out.
+        // The kernels are built for the problem's node kinds, step mode,
+        // biases and in-degree (WGSL overrides): the others' code is left
+        // out.
         let kinds_mask = kind_codes.iter().fold(0u32, |m, &k| m | 1 << k);
         let free_y = p.mode == StepMode::FreeY;
         let node_constants = [("NODE_KINDS", kinds_mask as f64)];
+        // Nodes of one small in-degree keep their in-edges' values between
+        // the step's passes.
+        let in_degree = rrr_step::shared_in_degree(&p.bil, &p.in_ptr);
         let step_constants = [
             ("MAY_FREE_Y", free_y as u8 as f64),
             ("MAY_BIAS", p.has_bias as u8 as f64),
+            ("IN_DEGREE", in_degree as f64),
         ];
         let wide_step = wide_step(p);
         let first_quads = quad_sums && per_chunk.min(kk) % 4 == 0 && kk > 0;
@@ -505,9 +510,11 @@ impl GpuRrr {
         let mut part_offset = 0;
         for (c, &start) in starts.iter().enumerate() {
             let ck = per_chunk.min(kk - start.min(kk));
-            // Chunks of a multiple of 4 items take four per invocation.
-            let pick = |k: &'static Kernel, q: &'static Kernel| for_items(k, q, ck);
-            let lanes = pick(&rrr_step::KERNEL, &rrr_step::QUAD).lanes as usize;
+            // Chunks of a multiple of 4 items take four per invocation, other
+            // even ones two.
+            let pick =
+                |k: &'static Kernel, t: &'static Kernel, q: &'static Kernel| for_items(k, t, q, ck);
+            let lanes = pick(&rrr_step::KERNEL, &rrr_step::PAIR, &rrr_step::QUAD).lanes as usize;
             let x = ctx.alloc(e * ck, real)?;
             let w = ctx.alloc(e * ck, real)?;
             let y = ctx.alloc(n * ck, real)?;
@@ -557,7 +564,11 @@ impl GpuRrr {
                 pad: 0,
             })?;
             let d_nodes = ctx.prepare_specialized(
-                pick(&consensus_nodes::KERNEL, &consensus_nodes::QUAD),
+                pick(
+                    &consensus_nodes::KERNEL,
+                    &consensus_nodes::PAIR,
+                    &consensus_nodes::QUAD,
+                ),
                 precision,
                 &node_constants,
                 &[
@@ -645,8 +656,8 @@ impl GpuRrr {
                 (&w_quads).into(),
             ];
             let step = match wide_step {
-                true => pick(&rrr_step::WIDE, &rrr_step::WIDE_QUAD),
-                false => pick(&rrr_step::KERNEL, &rrr_step::QUAD),
+                true => pick(&rrr_step::WIDE, &rrr_step::WIDE_PAIR, &rrr_step::WIDE_QUAD),
+                false => pick(&rrr_step::KERNEL, &rrr_step::PAIR, &rrr_step::QUAD),
             };
             let d_step = ctx.prepare_specialized(
                 step,
@@ -664,7 +675,7 @@ impl GpuRrr {
                 pad: 0,
             })?;
             let d_load = ctx.prepare(
-                pick(&rrr_load::KERNEL, &rrr_load::QUAD),
+                pick(&rrr_load::KERNEL, &rrr_load::PAIR, &rrr_load::QUAD),
                 precision,
                 &[
                     (&load_params).into(),
@@ -744,7 +755,12 @@ impl GpuRrr {
         let (mut norm_kernel, norm_threads) =
             normalize_weights::kernel_for(&p.group_ptr, wide_groups);
         if w_rows {
-            norm_kernel = for_items(&normalize_weights::KERNEL, &normalize_weights::QUAD, kk);
+            norm_kernel = for_items(
+                &normalize_weights::KERNEL,
+                &normalize_weights::PAIR,
+                &normalize_weights::QUAD,
+                kk,
+            );
         }
         let d_normalize = ctx.prepare(
             norm_kernel,
@@ -873,7 +889,12 @@ impl GpuRrr {
                 dispatches.push(ctx.prepare_specialized(
                     fused_kernel,
                     precision,
-                    &[node_constants[0], step_constants[0], step_constants[1]],
+                    &[
+                        node_constants[0],
+                        step_constants[0],
+                        step_constants[1],
+                        step_constants[2],
+                    ],
                     &[
                         (&params).into(),
                         (&scalars).into(),
@@ -1236,7 +1257,12 @@ impl GpuRrr {
         predicted: &GpuBuffer,
     ) -> Result<Dispatch> {
         let [scalars, order, inputs, labels] = set;
-        let kernel = for_items(&rrr_forward::KERNEL, &rrr_forward::QUAD, c.items);
+        let kernel = for_items(
+            &rrr_forward::KERNEL,
+            &rrr_forward::PAIR,
+            &rrr_forward::QUAD,
+            c.items,
+        );
         self.ctx.prepare(
             kernel,
             self.precision,

@@ -427,16 +427,16 @@ fn quad_sums_of_w_feed_the_weight_consensus() {
     if !in_own_process(name, &vars) {
         return;
     }
-    // 300 items: past the batches whose normalization sums w's rows itself;
-    // 2,052 and 4,100: several parts of 1,024 items, from fewer parts of
-    // quad sums.
+    // 300 and 296 items: past the batches whose normalization sums w's
+    // rows itself (296: 74 quad sums per row, summed in pairs); 2,052 and
+    // 4,100: several parts of 1,024 items, from fewer parts of quad sums.
     let wide_edges = layered_edges(&[200, 10, 3]);
     let wide = RrrProblem::classifier(213, &wide_edges, 200, 3, 2.0, 0.1, 1.0).unwrap();
     let (narrow, _) = classifier(4);
     let cases = [
         ("wide", &wide, true, 300),
         ("wide", &wide, true, 2052),
-        ("narrow", &narrow, false, 300),
+        ("narrow", &narrow, false, 296),
         ("narrow", &narrow, false, 4100),
     ];
     for (net, p, cooperative, kk) in cases {

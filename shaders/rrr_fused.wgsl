@@ -93,8 +93,11 @@ const SUM_BIAS: u32 = 0u;
 const SUM_ERR: u32 = 1u;
 
 var<workgroup> fused_stop: u32;
-// Each lane's sum of the errors of its step elements (one error group).
-var<workgroup> fused_err: array<real, 64>;
+// Each lane's sum of the errors of its step elements (one error group),
+// in alternate halves on alternate iterations: a half is written again
+// only after the next iteration's workgroupBarrier, which orders it after
+// lane 0's reads.
+var<workgroup> fused_err: array<real, 128>;
 
 fn w_row(i: u32) -> itemv {
     return w[i];
@@ -168,12 +171,13 @@ fn fused_window(blk: u32, lid: u32, lanes: u32) {
         }
         let slot = (first + it) % params.history;
         if (one_group) {
-            fused_err[lid] = items_sum(lane_err);
+            let half = (it & 1u) * 64u;
+            fused_err[half + lid] = items_sum(lane_err);
             workgroupBarrier();
             if (lid == 0u) {
                 var total = real(0.0);
                 for (var l = 0u; l < lanes; l++) {
-                    total += fused_err[l];
+                    total += fused_err[half + l];
                 }
                 hist[slot * slots + egroups.x] = total;
             }

@@ -21,7 +21,7 @@ use super::project_bilinear::{
     ROOT_BLOCK, STATUS_DEGENERATE, STATUS_NOT_CONVERGED, WarmRoot, apply_root, solve_block,
     solve_root,
 };
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::gpu::buffer::Elem;
 use crate::gpu::{Bind, Kernel};
 use crate::gpu::{GpuBuffer, GpuContext};
@@ -811,8 +811,9 @@ pub fn gpu(
     gpu_with(ctx, prec, kernel, inp, x, w, y, b)
 }
 
-/// One RRR step by a given variant ([`KERNEL`] or [`WIDE`], or their quad
-/// variants for a multiple of 4 items).
+/// One RRR step by a given variant ([`KERNEL`] or [`WIDE`], or their pair
+/// or quad variants for an even count or a multiple of 4 items), built as
+/// the engine builds it: with the nodes' shared in-degree.
 #[allow(clippy::too_many_arguments)]
 pub fn gpu_with(
     ctx: &Arc<GpuContext>,
@@ -824,6 +825,29 @@ pub fn gpu_with(
     y: &[f64],
     b: &[f64],
 ) -> Result<StepOut> {
+    let degree = shared_in_degree(inp.bil, inp.in_ptr);
+    gpu_with_degree(ctx, prec, kernel, inp, x, w, y, b, degree)
+}
+
+/// [`gpu_with`] built with a given `IN_DEGREE` (0: the general walk; else
+/// every bilinear node's in-degree, at most [`DEGREE_MAX`]).
+#[allow(clippy::too_many_arguments)]
+pub fn gpu_with_degree(
+    ctx: &Arc<GpuContext>,
+    prec: Precision,
+    kernel: &Kernel,
+    inp: &StepInputs<'_, f64>,
+    x: &[f64],
+    w: &[f64],
+    y: &[f64],
+    b: &[f64],
+    degree: u32,
+) -> Result<StepOut> {
+    if degree != 0 && shared_in_degree(inp.bil, inp.in_ptr) != degree {
+        return Err(Error::Input(format!(
+            "the step's fixed in-degree {degree} is not every bilinear node's"
+        )));
+    }
     let kk = inp.items;
     crate::gpu::check_lanes(kernel, kk)?;
     let j = inp.bil.len();
@@ -863,12 +887,10 @@ pub fn gpu_with(
         &err, &counters, &w_quads,
     ];
     let binds: Vec<_> = bufs.iter().map(|&b| b.into()).collect();
-    // As the engine builds it: with the bilinear nodes' shared in-degree.
-    let degree = shared_in_degree(inp.bil, inp.in_ptr) as f64;
     let d = ctx.prepare_specialized(
         kernel,
         prec,
-        &[("IN_DEGREE", degree)],
+        &[("IN_DEGREE", degree as f64)],
         &binds,
         threads(kernel, j, kk),
     )?;

@@ -869,7 +869,7 @@ fn a_software_adapter_keeps_no_set_past_its_loop_limit() {
 
 #[test]
 fn gpu_feeds_kept_items_per_item_chunk() {
-    // Chunks of 32, 32, 32 and 6 items (the last item by item): 67 edges ×
+    // Chunks of 32, 32, 32 and 6 items (the last by pairs): 67 edges ×
     // 8 bytes × 32 items per binding (own process).
     let name = "classify::gpu_feeds_kept_items_per_item_chunk";
     if !in_own_process(name, &[("GRADFREE_MAX_BINDING_BYTES", "17152")]) {

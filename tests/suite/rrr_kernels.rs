@@ -708,6 +708,97 @@ fn simd_levels_agree<T: Real>(inp64: &StepInputs<'_, f64>, v: &[Vec<f64>]) {
     }
 }
 
+/// The step keeping each in-edge's values between its passes (built with
+/// `IN_DEGREE`) gives the general walk's bits: in-degrees 1, 5 and 8 (the
+/// limit), rows taken item by item, by pairs and by quads, both modes,
+/// with and without biases, both precisions.
+#[test]
+fn fixed_in_degree_step_is_the_general_step_to_the_bit() {
+    let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<u64>>();
+    for degree in [1, 5, 8] {
+        let edges = layered_edges(&[degree, 3]);
+        let p = RrrProblem::from_edges(degree + 3, &edges, WeightGroups::ByDestination).unwrap();
+        assert_eq!(rrr_step::shared_in_degree(&p.bil, &p.in_ptr), degree as u32);
+        for mode in [rrr_step::MODE_NMF, rrr_step::MODE_FREE_Y] {
+            for k in [6, 7, 8, 1002] {
+                let c = step_case(p.clone(), k, mode, (degree * 31 + k) as u64);
+                let v = &c.v;
+                for bias in [true, false] {
+                    let inp = StepInputs {
+                        items: k,
+                        mode: p.mode.code(),
+                        beta: 0.7,
+                        omega: 1.5,
+                        bil: &p.bil,
+                        in_ptr: &p.in_ptr,
+                        src: &p.src,
+                        metric: &p.metric,
+                        xa: &v[0],
+                        wa: &v[1],
+                        ya: &v[4],
+                        ba: &v[6],
+                        bias_mean: bias.then_some(&c.bias_mean[..]),
+                    };
+                    for prec in [Precision::F32, Precision::F64] {
+                        let Some(ctx) = gpu(prec) else { continue };
+                        let variants =
+                            item_variants(&rrr_step::KERNEL, &rrr_step::PAIR, &rrr_step::QUAD, k);
+                        for kernel in variants {
+                            let run = |d| {
+                                let (x, w, y, b) = (&v[2], &v[3], &v[5], &v[7]);
+                                rrr_step::gpu_with_degree(&ctx, prec, kernel, &inp, x, w, y, b, d)
+                                    .unwrap()
+                            };
+                            let (fixed, general) = (run(degree as u32), run(0));
+                            let what = format!(
+                                "{} {prec} degree {degree} K={k} mode {mode} bias {bias}",
+                                kernel.label()
+                            );
+                            assert_eq!(bits(&fixed.x), bits(&general.x), "{what} x");
+                            assert_eq!(bits(&fixed.w), bits(&general.w), "{what} w");
+                            assert_eq!(bits(&fixed.y), bits(&general.y), "{what} y");
+                            assert_eq!(bits(&fixed.b), bits(&general.b), "{what} b");
+                            assert_eq!(bits(&fixed.err), bits(&general.err), "{what} err");
+                            assert_eq!(
+                                bits(&fixed.w_quads),
+                                bits(&general.w_quads),
+                                "{what} quads"
+                            );
+                            assert_eq!(fixed.counters, general.counters, "{what} counters");
+                        }
+                    }
+                }
+            }
+        }
+    }
+    // A degree the nodes do not share is refused.
+    let g = graph();
+    let c = step_case(g.clone(), 6, rrr_step::MODE_NMF, 3);
+    if let Some(ctx) = gpu(Precision::F32) {
+        let v = &c.v;
+        let inp = StepInputs {
+            items: 6,
+            mode: g.mode.code(),
+            beta: 0.7,
+            omega: 1.5,
+            bil: &g.bil,
+            in_ptr: &g.in_ptr,
+            src: &g.src,
+            metric: &g.metric,
+            xa: &v[0],
+            wa: &v[1],
+            ya: &v[4],
+            ba: &v[6],
+            bias_mean: None,
+        };
+        let (x, w, y, b) = (&v[2], &v[3], &v[5], &v[7]);
+        let kernel = &rrr_step::KERNEL;
+        assert!(
+            rrr_step::gpu_with_degree(&ctx, Precision::F32, kernel, &inp, x, w, y, b, 4).is_err()
+        );
+    }
+}
+
 #[test]
 fn rrr_step_matches_reference() {
     for mode in [rrr_step::MODE_NMF, rrr_step::MODE_FREE_Y] {

@@ -13,12 +13,13 @@
 // kernel's item by item, except a block's errors where its step elements
 // are one error group: each lane sums its elements' as the step returns
 // them, and one lane the lanes' sums (the separate error reduction may
-// take quads or a tree too, so RRR_err agrees to rounding). A window ends where a convergence check is due, which
-// rrr_converge then runs; a stopped run's window returns at once. A window
-// may be split over several dispatches of one submit (params' offset and
-// span), each under llvmpipe's loop limit (see rrr_fused.rs). Problems
-// of a few thousand (item, edge) pairs per iteration pay the cost of a
-// dispatch once per window instead of four times per iteration.
+// take quads or a tree too, so RRR_err agrees to rounding). A window ends
+// where a convergence check is due, which rrr_converge then runs; a
+// stopped run's window returns at once. A window may be split over
+// several dispatches of one submit (params' offset and span), each under
+// llvmpipe's loop limit (see rrr_fused.rs). Problems of a few thousand
+// (item, edge) pairs per iteration pay the cost of a dispatch once per
+// window instead of four times per iteration.
 // Mirrors src/kernels/rrr_fused.rs.
 
 //!entry

@@ -141,8 +141,6 @@ fn node_finish(j: u32, jj: u32, q: u32, kq: u32, ny: NodeY, f: Form, e2: itemv) 
     return ek;
 }
 
-// The narrow step at (bilinear node jj = idx / kq, quad q = idx % kq):
-// both passes over the node's in-edges by one invocation.
 // Each item's root from the edge sums and the y side (counting the
 // degenerate and unconverged roots).
 fn node_form(s: EdgeSums, ny: NodeY) -> Form {
@@ -225,8 +223,9 @@ fn step_at_fixed(idx: u32, kq: u32) -> itemv {
     return node_finish(j, jj, q, kq, ny, f, e2);
 }
 
-// The step at (bilinear node jj = idx / kq, quad q = idx % kq); returns
-// its error (also written to err).
+// The narrow step at (bilinear node jj = idx / kq, quad q = idx % kq):
+// both passes over the node's in-edges by one invocation. Returns the
+// element's error (also written to err).
 fn step_at(idx: u32, kq: u32) -> itemv {
     if (IN_DEGREE != 0u) {
         return step_at_fixed(idx, kq);

@@ -284,8 +284,8 @@ fn node_row<T: Real>(
     }
 }
 
-/// Node consensus; returns (xa, ya, ba). Takes [`QUAD`] where the items
-/// allow it, as the GPU engine does.
+/// Node consensus; returns (xa, ya, ba). Takes [`QUAD`] or [`PAIR`] where
+/// the items allow it, as the GPU engine does.
 pub fn gpu(
     ctx: &Arc<GpuContext>,
     prec: Precision,
@@ -296,7 +296,7 @@ pub fn gpu(
 }
 
 /// Node consensus by a given variant ([`KERNEL`], or [`QUAD`] for a
-/// multiple of 4 items); returns (xa, ya, ba).
+/// multiple of 4 items, [`PAIR`] for an even count); returns (xa, ya, ba).
 pub fn gpu_with(
     ctx: &Arc<GpuContext>,
     prec: Precision,

@@ -94,7 +94,8 @@ pub const LANES8_QUAD: Kernel = LANES8.quad();
 pub const LANES8_PAIR: Kernel = LANES8.pair();
 
 /// The variant for an adapter: [`LANES8`] on software adapters, [`KERNEL`]
-/// (64 invocations per block) elsewhere, over quads or pairs where `items` allows.
+/// (64 invocations per block) elsewhere, over quads or pairs where
+/// `items` allows.
 pub fn kernel_for(software: bool, items: usize) -> &'static Kernel {
     match software {
         true => crate::gpu::for_items(&LANES8, &LANES8_PAIR, &LANES8_QUAD, items),

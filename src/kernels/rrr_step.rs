@@ -797,7 +797,7 @@ pub struct StepOut {
 }
 
 /// One fused RRR step (bias consensus given as a per-node mean). Takes
-/// [`QUAD`] where the items allow it, as the GPU engine does.
+/// [`QUAD`] or [`PAIR`] where the items allow it, as the GPU engine does.
 pub fn gpu(
     ctx: &Arc<GpuContext>,
     prec: Precision,

@@ -27,7 +27,7 @@ use crate::real::{Precision, Real};
 
 pub use collective::{Collective, CommStats, Local, Share};
 pub use held::Held;
-pub use rrr::{BatchEnd, Consensus, IterReport, RrrEngine};
+pub use rrr::{BatchEnd, Consensus, IterReport, Predictions, RrrEngine};
 
 /// Which device to run on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]

@@ -32,6 +32,46 @@ pub struct BatchEnd {
     pub labels: Vec<u32>,
 }
 
+/// The classes a feed pass gives a loaded batch
+/// ([`RrrEngine::predict_queued`]), taken when they are needed: a device
+/// engine reads them back then, so its next work need not wait for them.
+pub struct Predictions(Classes);
+
+enum Classes {
+    Ready(Vec<u32>),
+    Queued(Box<dyn FnOnce() -> Result<Vec<u32>> + Send>),
+}
+
+impl Predictions {
+    /// Classes already at hand.
+    pub fn ready(classes: Vec<u32>) -> Self {
+        Predictions(Classes::Ready(classes))
+    }
+
+    /// Classes that `read` reads back (waiting for the device if it has
+    /// not got to them).
+    pub(crate) fn queued(read: impl FnOnce() -> Result<Vec<u32>> + Send + 'static) -> Self {
+        Predictions(Classes::Queued(Box::new(read)))
+    }
+
+    /// The classes, one per item of the batch.
+    pub fn take(self) -> Result<Vec<u32>> {
+        match self.0 {
+            Classes::Ready(v) => Ok(v),
+            Classes::Queued(read) => read(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Predictions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Classes::Ready(v) => write!(f, "Predictions::Ready({} classes)", v.len()),
+            Classes::Queued(_) => write!(f, "Predictions::Queued"),
+        }
+    }
+}
+
 /// [`RrrEngine::batch_end`] by its three calls, one after the other.
 pub(crate) fn batch_end_by_calls<E: RrrEngine + ?Sized>(
     e: &mut E,
@@ -120,7 +160,13 @@ pub trait RrrEngine: Send {
     }
     /// The class each item of the batch of `load_fed` gets from the model
     /// `weights`, `biases` (the first class node with the largest y − b).
-    fn predict_loaded(&mut self, _weights: &[f64], _biases: &[f64]) -> Result<Vec<u32>> {
+    fn predict_loaded(&mut self, weights: &[f64], biases: &[f64]) -> Result<Vec<u32>> {
+        self.predict_queued(weights, biases)?.take()
+    }
+    /// [`Self::predict_loaded`] queued on the engine's device: the classes
+    /// are read back when taken, and work queued after them does not wait
+    /// for the host to read them.
+    fn predict_queued(&mut self, _weights: &[f64], _biases: &[f64]) -> Result<Predictions> {
         Err(Error::Input(
             "this engine keeps no item set to classify".into(),
         ))

@@ -913,6 +913,47 @@ fn kept_items_reject_what_does_not_fit() {
     }
 }
 
+/// The device path reads a batch's classes back at the next batch's end
+/// (or the epoch's): each batch is still counted once, with its own
+/// classes, as the CPU engine counts it (f64, so the two runs' models agree
+/// to rounding and classify the separable items alike).
+#[test]
+fn queued_device_classes_count_each_batch_as_the_host_does() {
+    let name = "classify::queued_device_classes_count_each_batch_as_the_host_does";
+    if !in_own_process(name, &[("GRADFREE_DEVICE_FEED", "1")]) {
+        return;
+    }
+    // Every fifth label flipped: no batch is learnt without errors.
+    let mut data = separable(64, 2);
+    for y in data.y.iter_mut().step_by(5) {
+        *y = 1 - *y;
+    }
+    // Four batches per epoch, one item of each exempted.
+    let mut s = settings(16, 3);
+    s.iters_per_batch = 5;
+    s.exempt = 1;
+    let clf = Classifier::new(Net::layered(&[2, 6, 2]).unwrap(), &s).unwrap();
+    let mut runs = vec![];
+    for (_, be) in backends_of(&[Precision::F64], &[Precision::F64]) {
+        let mut training =
+            classify::Training::new(&be, &clf, &data, None, &s, clf.random_model(s.seed)).unwrap();
+        let mut session = Session::silent(&be).unwrap();
+        let fin = gradfree::train::run(&mut session, &mut training, Start::fresh()).unwrap();
+        // Every batch counted in its epoch: its exempted item too.
+        for e in &fin.history {
+            assert_eq!(e.exempted, 4, "{} epoch {}", be.describe(), e.epoch);
+        }
+        let errs: Vec<f64> = fin.history.iter().map(|e| e.batch_err).collect();
+        assert!(errs.iter().all(|&e| e > 0.0), "{}: {errs:?}", be.describe());
+        runs.push((be.describe(), training.starts_on_device(), errs));
+    }
+    let want = &runs[0].2;
+    for (name, fed, got) in &runs[1..] {
+        assert!(fed, "{name}: the device path");
+        assert_eq!(got, want, "{name}");
+    }
+}
+
 #[test]
 fn training_from_device_feed_passes_reaches_zero_error() {
     // The device path on every adapter, lavapipe included (own process).

@@ -38,7 +38,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use crate::engine::{BatchEnd, Collective, Consensus, IterReport, RrrEngine};
+use crate::engine::{BatchEnd, Collective, Consensus, IterReport, Predictions, RrrEngine};
 use crate::error::{Error, Result};
 use crate::gpu::buffer::Elem;
 use crate::gpu::{
@@ -1421,7 +1421,7 @@ impl RrrEngine for GpuRrr {
         Ok(())
     }
 
-    fn predict_loaded(&mut self, weights: &[f64], biases: &[f64]) -> Result<Vec<u32>> {
+    fn predict_queued(&mut self, weights: &[f64], biases: &[f64]) -> Result<Predictions> {
         let kept = self.kept()?;
         if weights.len() != self.edges || biases.len() != self.nodes {
             return Err(Error::Input(format!(
@@ -1436,12 +1436,26 @@ impl RrrEngine for GpuRrr {
         self.model_b.write_real(biases);
         let mut rec = self.ctx.recorder();
         rec.dispatches(&kept.d_predict.iter().flatten().collect::<Vec<_>>());
-        rec.submit()?;
-        let mut out = Vec::with_capacity(self.items);
-        for (c, p) in self.chunks.iter().zip(&kept.predicted) {
-            out.extend(&p.read_u32()?[..c.items]);
-        }
-        Ok(out)
+        // Copied in the same submit, into buffers of this call's own: the
+        // next batch's passes may rewrite `predicted` before they are read.
+        let reads: Vec<_> = self
+            .chunks
+            .iter()
+            .zip(&kept.predicted)
+            .map(|(c, p)| {
+                let into = self.ctx.readback_buffer(c.items, Elem::U32);
+                rec.readback(p, 0, c.items, &into)
+            })
+            .collect();
+        let after = rec.submit_indexed()?;
+        let (ctx, items) = (self.ctx.clone(), self.items);
+        Ok(Predictions::queued(move || {
+            let mut out = Vec::with_capacity(items);
+            for r in reads {
+                out.extend(r.u32(&ctx, &after)?);
+            }
+            Ok(out)
+        }))
     }
 
     fn load(&mut self, s: &RrrState) -> Result<()> {

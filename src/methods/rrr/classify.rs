@@ -31,8 +31,8 @@ use rayon::prelude::*;
 use super::net::Net;
 use super::{Model, random_model};
 use crate::data::labeled::Labeled;
-use crate::engine::RrrEngine;
 use crate::engine::{Backend, Collective};
+use crate::engine::{Predictions, RrrEngine};
 use crate::error::{Error, Result};
 use crate::io::{NamedTensor, read_safetensors, safetensors_bytes};
 use crate::kernels::class_select::LABEL_EXEMPT;
@@ -362,11 +362,23 @@ pub struct Training<'a> {
     /// The items the selection touched in the latest epoch.
     pub selected: SelectedItems,
     epoch: EpochSums,
+    /// The latest batch, counted once the next one is under way (or the
+    /// epoch ends): its classes come from the device without holding up
+    /// the next batch's work.
+    pending: Option<PendingBatch>,
     /// Lines to print per epoch.
     line: fn(&Settings, &Epoch) -> String,
     /// What the checkpoints record of the run's data and precision.
     fingerprint: String,
     precision: Precision,
+}
+
+/// A batch's items, the labels its selection used and its classes under
+/// the new model, to be counted.
+struct PendingBatch {
+    items: Vec<usize>,
+    used: Vec<u32>,
+    predicted: Predictions,
 }
 
 /// Sums over an epoch's batches.
@@ -422,6 +434,7 @@ impl<'a> Training<'a> {
             model,
             selected: SelectedItems::default(),
             epoch: EpochSums::default(),
+            pending: None,
             line: epoch_line,
             fingerprint: data_fingerprint(train),
             precision: backend.precision(),
@@ -473,6 +486,41 @@ fn epoch_line(s: &Settings, e: &Epoch) -> String {
     )
 }
 
+impl Training<'_> {
+    /// Adds a batch's training error and the items its selection exempted
+    /// or relabeled (every process's, in batch order) to the epoch's.
+    fn count(&mut self, b: PendingBatch) -> Result<()> {
+        let predicted = b.predicted.take()?;
+        let y = &self.train.y;
+        let (mut exempted, mut relabeled) = (vec![], vec![]);
+        let mut counts = [0.0f64; 2];
+        for (k, &item) in b.items.iter().enumerate() {
+            match b.used.get(k) {
+                Some(&LABEL_EXEMPT) => {
+                    exempted.push(item as u64);
+                    continue;
+                }
+                Some(&l) if l != y[item] => relabeled.extend([item as u64, l as u64]),
+                _ => {}
+            }
+            counts[1] += 1.0;
+            counts[0] += (predicted[k] != y[item]) as u8 as f64;
+        }
+        let c = self.collective.as_ref();
+        c.allreduce_sum_f64(&mut counts)?;
+        let exempted = c.all_gather_u64(&exempted)?;
+        let relabeled = c.all_gather_u64(&relabeled)?;
+        let sel = &mut self.selected;
+        sel.exempted.extend(exempted.iter().map(|&i| i as usize));
+        sel.relabeled
+            .extend(relabeled.chunks(2).map(|p| (p[0] as usize, p[1] as u32)));
+        let e = &mut self.epoch;
+        e.batch_err += counts[0] / counts[1].max(1.0);
+        e.batches += 1;
+        Ok(())
+    }
+}
+
 impl Method for Training<'_> {
     type Record = Epoch;
 
@@ -518,45 +566,34 @@ impl Method for Training<'_> {
         e.rrr_start += rep.errors.first().copied().unwrap_or(f64::NAN);
         e.rrr_end += rep.errors.last().copied().unwrap_or(f64::NAN);
         e.iterations += rep.iterations;
-        // The batch's classes under the new model, on the device when it keeps the set.
+        // The batch's classes under the new model: on the device when it
+        // keeps the set, queued there and read back at the next batch's
+        // end, when they are long done.
         let predicted = if self.fed {
             self.engine
-                .predict_loaded(&self.model.weights, &self.model.biases)?
+                .predict_queued(&self.model.weights, &self.model.biases)?
         } else {
-            idx.par_iter()
-                .map(|&item| clf.classify(&self.model, train.item(item)))
-                .collect()
+            Predictions::ready(
+                idx.par_iter()
+                    .map(|&item| clf.classify(&self.model, train.item(item)))
+                    .collect(),
+            )
         };
-        let (mut exempted, mut relabeled) = (vec![], vec![]);
-        let mut counts = [0.0f64; 2];
-        for (k, &item) in idx.iter().enumerate() {
-            match used.get(k) {
-                Some(&LABEL_EXEMPT) => {
-                    exempted.push(item as u64);
-                    continue;
-                }
-                Some(&l) if l != train.y[item] => relabeled.extend([item as u64, l as u64]),
-                _ => {}
-            }
-            counts[1] += 1.0;
-            counts[0] += (predicted[k] != train.y[item]) as u8 as f64;
+        let batch = PendingBatch {
+            items: idx.to_vec(),
+            used,
+            predicted,
+        };
+        match self.pending.replace(batch) {
+            Some(previous) => self.count(previous),
+            None => Ok(()),
         }
-        // Every process's picks, in batch order.
-        let c = self.collective.as_ref();
-        c.allreduce_sum_f64(&mut counts)?;
-        let exempted = c.all_gather_u64(&exempted)?;
-        let relabeled = c.all_gather_u64(&relabeled)?;
-        let sel = &mut self.selected;
-        sel.exempted.extend(exempted.iter().map(|&i| i as usize));
-        sel.relabeled
-            .extend(relabeled.chunks(2).map(|p| (p[0] as usize, p[1] as u32)));
-        let e = &mut self.epoch;
-        e.batch_err += counts[0] / counts[1].max(1.0);
-        e.batches += 1;
-        Ok(())
     }
 
     fn end_epoch(&mut self, epoch: usize, seconds: f64) -> Result<EpochEnd<Epoch>> {
+        if let Some(last) = self.pending.take() {
+            self.count(last)?;
+        }
         let e = &self.epoch;
         let nb = e.batches as f64;
         let gwms = super::gwms(e.iterations as u64, self.kk, self.clf.problem.edges());

@@ -450,10 +450,11 @@ fn step_case(p: RrrProblem, items: usize, mode: u32, seed: u64) -> StepCase {
     }
 }
 
-fn check_step(c: &StepCase, items: usize, precisions: &[Precision]) {
-    let p = &c.p;
-    let v = &c.v;
-    let inp = StepInputs {
+/// The step's inputs of a case at `items` items (β 0.7, Ω 1.5), with its
+/// bias means where `bias`.
+fn step_inputs(c: &StepCase, items: usize, bias: bool) -> StepInputs<'_, f64> {
+    let (p, v) = (&c.p, &c.v);
+    StepInputs {
         items,
         mode: p.mode.code(),
         beta: 0.7,
@@ -466,8 +467,14 @@ fn check_step(c: &StepCase, items: usize, precisions: &[Precision]) {
         wa: &v[1],
         ya: &v[4],
         ba: &v[6],
-        bias_mean: Some(&c.bias_mean),
-    };
+        bias_mean: bias.then_some(&c.bias_mean[..]),
+    }
+}
+
+fn check_step(c: &StepCase, items: usize, precisions: &[Precision]) {
+    let p = &c.p;
+    let v = &c.v;
+    let inp = step_inputs(c, items, true);
     let (mut x, mut w, mut y, mut b) = (v[2].clone(), v[3].clone(), v[5].clone(), v[7].clone());
     let mut err = vec![0.0; p.bil.len() * items];
     let counts = rrr_step::reference(
@@ -724,21 +731,7 @@ fn fixed_in_degree_step_is_the_general_step_to_the_bit() {
                 let c = step_case(p.clone(), k, mode, (degree * 31 + k) as u64);
                 let v = &c.v;
                 for bias in [true, false] {
-                    let inp = StepInputs {
-                        items: k,
-                        mode: p.mode.code(),
-                        beta: 0.7,
-                        omega: 1.5,
-                        bil: &p.bil,
-                        in_ptr: &p.in_ptr,
-                        src: &p.src,
-                        metric: &p.metric,
-                        xa: &v[0],
-                        wa: &v[1],
-                        ya: &v[4],
-                        ba: &v[6],
-                        bias_mean: bias.then_some(&c.bias_mean[..]),
-                    };
+                    let inp = step_inputs(&c, k, bias);
                     for prec in [Precision::F32, Precision::F64] {
                         let Some(ctx) = gpu(prec) else { continue };
                         let variants =
@@ -772,25 +765,10 @@ fn fixed_in_degree_step_is_the_general_step_to_the_bit() {
         }
     }
     // A degree the nodes do not share is refused.
-    let g = graph();
-    let c = step_case(g.clone(), 6, rrr_step::MODE_NMF, 3);
+    let c = step_case(graph(), 6, rrr_step::MODE_NMF, 3);
     if let Some(ctx) = gpu(Precision::F32) {
         let v = &c.v;
-        let inp = StepInputs {
-            items: 6,
-            mode: g.mode.code(),
-            beta: 0.7,
-            omega: 1.5,
-            bil: &g.bil,
-            in_ptr: &g.in_ptr,
-            src: &g.src,
-            metric: &g.metric,
-            xa: &v[0],
-            wa: &v[1],
-            ya: &v[4],
-            ba: &v[6],
-            bias_mean: None,
-        };
+        let inp = step_inputs(&c, 6, false);
         let (x, w, y, b) = (&v[2], &v[3], &v[5], &v[7]);
         let kernel = &rrr_step::KERNEL;
         assert!(

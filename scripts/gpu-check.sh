@@ -11,12 +11,16 @@
 # GWMs per joule are measured), else the report says why it is missing.
 #
 #   scripts/gpu-check.sh [OUT] [--mnist FILE] [--allow-software] [--budget SECONDS] [--quick]
+#                        [--prebuilt DIR]
 #
 # It first runs the GPU tests of the suite on the adapter (OUT/tests.log).
 # Without --allow-software it refuses to bench a software adapter (lavapipe
 # would take half an hour): it exists to measure real hardware. --quick runs
 # the quick suite instead of the paper's, and the products at n = 2,000
-# (a check of the script itself).
+# (a check of the script itself). --prebuilt DIR takes the programs from a
+# pack made by scripts/gpu-pack.sh instead of building them, for machines
+# without Rust or a network; it brings its own Vulkan loader where the
+# machine has none.
 set -euo pipefail
 
 out=gpu-check
@@ -25,13 +29,15 @@ allow_software=0
 budget=540
 suite=paper
 big=10000
+prebuilt=""
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --mnist) mnist="$2"; shift 2 ;;
         --allow-software) allow_software=1; shift ;;
         --budget) budget="$2"; shift 2 ;;
         --quick) suite=quick; big=2000; shift ;;
-        -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+        --prebuilt) prebuilt="$2"; shift 2 ;;
+        -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
         -*) echo "gpu-check: unknown option $1" >&2; exit 2 ;;
         *) out="$1"; shift ;;
     esac
@@ -43,14 +49,40 @@ log() { echo "gpu-check: $*" >&2; }
 start=$(date +%s)
 left() { echo $((budget - ($(date +%s) - start))); }
 
-if ! command -v cargo >/dev/null; then
-    log "no cargo: install Rust (https://rustup.rs) and rerun"
+if [[ -n "$prebuilt" ]]; then
+    prebuilt=$(cd "$prebuilt" && pwd)
+    [[ -f "$prebuilt/bin.tar.xz" && -f "$prebuilt/pack.env" ]] ||
+        { log "$prebuilt is not a pack of scripts/gpu-pack.sh (no bin.tar.xz or pack.env)"; exit 2; }
+elif ! command -v cargo >/dev/null; then
+    log "no cargo: install Rust (https://rustup.rs) and rerun, or make a pack with scripts/gpu-pack.sh"
+    log "  on a machine that has it and rerun with --prebuilt PACK"
     exit 2
 fi
 
-# A Vulkan ICD is what wgpu needs on Linux.
+# The pack's Vulkan loader where the machine has none (unpacked aside, not
+# into /).
+if [[ -n "$prebuilt" ]] && ! ldconfig -p 2>/dev/null | grep -q 'libvulkan\.so\.1'; then
+    debs=("$prebuilt"/*.deb)
+    if [[ -e "${debs[0]}" ]]; then
+        loader=$(mktemp -d)
+        for deb in "${debs[@]}"; do dpkg-deb -x "$deb" "$loader"; done
+        export LD_LIBRARY_PATH="$loader/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+        log "Vulkan loader from the pack: $(ls "$prebuilt"/*.deb | xargs -n1 basename | tr '\n' ' ')"
+    fi
+fi
+
+# A Vulkan ICD is what wgpu needs on Linux. Container images often mount the
+# NVIDIA driver's under /usr/local/nvidia, where the loader does not look.
 icds=$(ls /usr/share/vulkan/icd.d/*.json /etc/vulkan/icd.d/*.json 2>/dev/null || true)
-if [[ -z "$icds" ]]; then
+if [[ -z "$icds" && -z "${VK_DRIVER_FILES:-}${VK_ICD_FILENAMES:-}" ]]; then
+    icds=$(ls /usr/local/nvidia/share/vulkan/icd.d/*.json 2>/dev/null || true)
+    if [[ -n "$icds" ]]; then
+        VK_DRIVER_FILES=$(echo "$icds" | paste -sd:)
+        export VK_DRIVER_FILES VK_ICD_FILENAMES="$VK_DRIVER_FILES"
+        log "Vulkan driver: $VK_DRIVER_FILES"
+    fi
+fi
+if [[ -z "$icds" && -z "${VK_DRIVER_FILES:-}${VK_ICD_FILENAMES:-}" ]]; then
     log "no Vulkan driver (ICD) is installed:"
     log "  NVIDIA: the driver's Vulkan part (Debian/Ubuntu: libnvidia-gl-<version> or nvidia-driver; it installs nvidia_icd.json)"
     log "  AMD or Intel: mesa-vulkan-drivers (radv, anv)"
@@ -58,12 +90,43 @@ if [[ -z "$icds" ]]; then
     exit 2
 fi
 
-log "building (release)"
-cargo build --release --locked 2>"$out/build.log" || { log "build failed: see $out/build.log"; exit 1; }
 bin=target/release/gradfree
-# The test suite too, for the GPU tests below (no tests if it fails).
 tests_built=0
-cargo test --release --locked --test suite --no-run 2>>"$out/build.log" && tests_built=1
+if [[ -n "$prebuilt" ]]; then
+    log "unpacking $prebuilt"
+    tar -xJf "$prebuilt/bin.tar.xz"
+    # shellcheck disable=SC1091
+    source "$prebuilt/pack.env"
+    echo "$PACK_COMMIT" >"$out/commit"
+    # The tests open fixtures and the gradfree binary under the directory
+    # they were built in: that path, linked to this checkout.
+    if [[ "$PACK_SOURCE_DIR" != "$PWD" ]]; then
+        if [[ ! -e "$PACK_SOURCE_DIR" ]] && mkdir -p "$(dirname "$PACK_SOURCE_DIR")" 2>/dev/null &&
+            ln -s "$PWD" "$PACK_SOURCE_DIR" 2>/dev/null; then
+            log "linked $PACK_SOURCE_DIR to this checkout for the tests"
+        elif [[ "$(cd "$PACK_SOURCE_DIR" 2>/dev/null && pwd -P)" != "$(pwd -P)" ]]; then
+            log "warning: the tests look for their files in $PACK_SOURCE_DIR, which is not this checkout"
+        fi
+    fi
+    if [[ -f "$prebuilt/rrr_golden.json" && -z "${GRADFREE_GOLDEN:-}" ]]; then
+        export GRADFREE_GOLDEN="$prebuilt/rrr_golden.json"
+    fi
+    suite_cmd=(target/release/pack/suite)
+    kernels_cmd=(target/release/pack/kernels --bench)
+    tests_built=1
+else
+    log "building (release)"
+    cargo build --release --locked 2>"$out/build.log" || { log "build failed: see $out/build.log"; exit 1; }
+    git rev-parse HEAD >"$out/commit" 2>/dev/null || echo unknown >"$out/commit"
+    # The test suite too, for the GPU tests below (no tests if it fails).
+    cargo test --release --locked --test suite --no-run 2>>"$out/build.log" && tests_built=1
+    suite_cmd=(cargo test --release --locked --test suite --)
+    kernels_cmd=(cargo bench --locked --bench kernels --)
+fi
+# The examples, built here unless the pack has them.
+example() { # name: builds it if needed; false if it cannot
+    [[ -n "$prebuilt" ]] || cargo build --release --locked --example "$1" 2>>"$out/build.log"
+}
 
 "$bin" devices >"$out/devices.txt" 2>&1 || true
 cat "$out/devices.txt" >&2
@@ -89,9 +152,9 @@ test_filters="rrr_ golden project_bilinear hsic starnet layers classify shaders_
 if (( tests_built )) && (( $(left) > 240 )); then
     limit=$(( $(left) / 4 ))
     log "GPU tests (at most ${limit}s)"
-    echo "cargo test --release --locked --test suite -- $test_filters" >"$out/tests.command"
+    echo "${suite_cmd[*]} $test_filters" >"$out/tests.command"
     # shellcheck disable=SC2086
-    if timeout "$limit" cargo test --release --locked --test suite -- $test_filters >"$out/tests.full.log" 2>&1; then
+    if timeout "$limit" "${suite_cmd[@]}" $test_filters >"$out/tests.full.log" 2>&1; then
         echo ok >"$out/tests.status"
     else
         echo "failed or timed out (exit $?)" >"$out/tests.status"
@@ -150,7 +213,7 @@ fi
 
 # The HSIC kernel product alone at n = $big (the W* Ψ product: Ψ·[Z, 1],
 # a LOBPCG block, and a thin one), GPU then CPU, f32.
-if (( $(left) > 60 )) && cargo build --release --locked --example psi_product 2>>"$out/build.log"; then
+if (( $(left) > 60 )) && example psi_product; then
     log "kernel products at n = $big"
     echo "target/release/examples/psi_product $big Q W 3 [gpu]" >"$out/kernel-product.command"
     for shape in "20 401" "48 50" "20 11"; do
@@ -163,7 +226,7 @@ if (( $(left) > 60 )) && cargo build --release --locked --example psi_product 2>
 fi
 # One W* Φ build at n = $big (q = 47, r = 400): formed on the device
 # (r × r back), from the product read back (n × (r + 1)), and on the CPU.
-if (( $(left) > 60 )) && cargo build --release --locked --example phi_form 2>>"$out/build.log"; then
+if (( $(left) > 60 )) && example phi_form; then
     log "Φ builds at n = $big"
     echo "GRADFREE_DEVICE_FORM=1|0 target/release/examples/phi_form $big 47 400 3 [gpu]" >"$out/phi-form.command"
     {
@@ -180,9 +243,9 @@ fi
 if (( $(left) > 120 )); then
     items=$([[ $suite == quick ]] && echo 1024 || echo 65536)
     log "RRR iteration at |K| = $items and the copy roofline"
-    echo "GRADFREE_BENCH_ITEMS=$items GRADFREE_BENCH_BACKENDS=gpu-f32 cargo bench --locked --bench kernels -- 'rrr_iteration|copy'" >"$out/rrr-roofline.command"
+    echo "GRADFREE_BENCH_ITEMS=$items GRADFREE_BENCH_BACKENDS=gpu-f32 ${kernels_cmd[*]} 'rrr_iteration|copy'" >"$out/rrr-roofline.command"
     if GRADFREE_BENCH_ITEMS=$items GRADFREE_BENCH_BACKENDS=gpu-f32 timeout $(( $(left) - 20 )) \
-        cargo bench --locked --bench kernels -- 'rrr_iteration|copy' >"$out/rrr-roofline.full.log" 2>&1; then
+        "${kernels_cmd[@]}" 'rrr_iteration|copy' >"$out/rrr-roofline.full.log" 2>&1; then
         echo ok >"$out/rrr-roofline.status"
     else
         echo "failed or timed out (exit $?)" >"$out/rrr-roofline.status"
@@ -194,13 +257,13 @@ if (( $(left) > 120 )); then
         {
             echo "GRADFREE_QUAD_SUMS=0:"
             GRADFREE_QUAD_SUMS=0 GRADFREE_BENCH_ITEMS=$items GRADFREE_BENCH_BACKENDS=gpu-f32 timeout $(( $(left) - 20 )) \
-                cargo bench --locked --bench kernels -- 'rrr_iteration' 2>&1 | grep -E '^rrr_iteration/|time:|thrpt:'
+                "${kernels_cmd[@]}" 'rrr_iteration' 2>&1 | grep -E '^rrr_iteration/|time:|thrpt:'
         } >>"$out/rrr-roofline.log" || true
     fi
 fi
 
 # One report from the bench outputs.
-python3 - "$out" "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" <<'PY'
+python3 - "$out" "$(cut -c1-12 "$out/commit")" <<'PY'
 import json, os, sys, datetime
 out, rev = sys.argv[1], sys.argv[2]
 report = {"git": rev, "date": datetime.datetime.utcnow().isoformat() + "Z", "runs": {}}

@@ -254,11 +254,11 @@ def _interrupted(est, X, y):
 
     The SIGINT is sent again every 0.5 s until the fit ends: Python runs
     its handler at whichever bytecode the main thread executes next, and
-    one that lands in a finalizer (run, say, by a deferred reference
-    count) is reported as ignored and lost. A user presses Ctrl-C again;
-    the test does the same, so that it checks the engine's response, not
-    that race. Once the fit has ended no more are sent, and one sent just
-    before is handled inside the ``finally`` below, within pytest.raises.
+    one CI run lost the signal (the fit ran on for minutes; not reproduced
+    since). A user presses Ctrl-C again; the test does the same, so that it
+    checks the engine's response, not that race. Once the fit has ended no
+    more are sent, and one sent just before is handled inside the
+    ``finally`` below, within pytest.raises.
     """
     done = threading.Event()
 

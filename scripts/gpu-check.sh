@@ -160,6 +160,9 @@ if (( tests_built )) && (( $(left) > 240 )); then
         echo "failed or timed out (exit $?)" >"$out/tests.status"
     fi
     grep -E '^test .*(FAILED|ignored)|^test result|panicked|^---- ' "$out/tests.full.log" >"$out/tests.log" || true
+    # A count too, for a run stopped at its limit.
+    echo "$(grep -c ' ok$' "$out/tests.full.log") of $(grep -oE '^running [0-9]+' "$out/tests.full.log" |
+        grep -oE '[0-9]+' | head -1) tests passed, $(grep -c ' FAILED$' "$out/tests.full.log") failed" >>"$out/tests.log"
 fi
 
 run_bench() { # name, timeout, args...

@@ -59,13 +59,37 @@ elif ! command -v cargo >/dev/null; then
     exit 2
 fi
 
+# A Debian package's files under a directory: dpkg-deb, or Python where the
+# machine has no dpkg (a .deb is an ar archive holding data.tar.*).
+unpack_deb() { # deb, dir
+    if command -v dpkg-deb >/dev/null; then
+        dpkg-deb -x "$1" "$2"
+        return
+    fi
+    python3 - "$1" "$2" <<'DEB'
+import io, sys, tarfile
+deb, dest = sys.argv[1], sys.argv[2]
+raw = open(deb, "rb").read()
+assert raw[:8] == b"!<arch>\n", f"{deb}: not an ar archive"
+at = 8
+while at + 60 <= len(raw):
+    name = raw[at:at + 16].decode().strip().rstrip("/")
+    size = int(raw[at + 48:at + 58].decode().strip())
+    body = raw[at + 60:at + 60 + size]
+    if name.startswith("data.tar"):
+        tar = tarfile.open(fileobj=io.BytesIO(body))
+        tar.extractall(dest, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
+    at += 60 + size + (size & 1)
+DEB
+}
+
 # The pack's Vulkan loader where the machine has none (unpacked aside, not
 # into /).
 if [[ -n "$prebuilt" ]] && ! ldconfig -p 2>/dev/null | grep -q 'libvulkan\.so\.1'; then
     debs=("$prebuilt"/*.deb)
     if [[ -e "${debs[0]}" ]]; then
         loader=$(mktemp -d)
-        for deb in "${debs[@]}"; do dpkg-deb -x "$deb" "$loader"; done
+        for deb in "${debs[@]}"; do unpack_deb "$deb" "$loader"; done
         export LD_LIBRARY_PATH="$loader/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
         log "Vulkan loader from the pack: $(ls "$prebuilt"/*.deb | xargs -n1 basename | tr '\n' ' ')"
     fi
@@ -79,6 +103,10 @@ if [[ -z "$icds" && -z "${VK_DRIVER_FILES:-}${VK_ICD_FILENAMES:-}" ]]; then
     if [[ -n "$icds" ]]; then
         VK_DRIVER_FILES=$(echo "$icds" | paste -sd:)
         export VK_DRIVER_FILES VK_ICD_FILENAMES="$VK_DRIVER_FILES"
+        # The ICD names its library without a path.
+        for lib in /usr/local/nvidia/lib64 /usr/local/nvidia/lib; do
+            [[ -d $lib ]] && export LD_LIBRARY_PATH="${LD_LIBRARY_PATH:+$LD_LIBRARY_PATH:}$lib"
+        done
         log "Vulkan driver: $VK_DRIVER_FILES"
     fi
 fi

@@ -1,7 +1,10 @@
-"""Shared test helpers: the CLI binary and safetensors tensors."""
+"""Shared test helpers: the CLI binary, safetensors tensors, interrupts."""
 
 import json
 import os
+import signal
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -38,3 +41,23 @@ def model_tensors(data):
 
 def cli_tensors(path):
     return model_tensors(Path(path).read_bytes())
+
+
+def assert_interrupted(fit, delay):
+    """Runs ``fit()`` with a SIGINT after ``delay`` seconds: it must end with
+    KeyboardInterrupt within 30 s.
+
+    Python's own SIGINT handler is installed meanwhile: a process started in
+    the background by a non-interactive shell inherits SIGINT ignored, and
+    Python then installs none (CI so started trained a whole fit, until
+    killed)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        timer = threading.Timer(delay, lambda: os.kill(os.getpid(), signal.SIGINT))
+        timer.start()
+        t0 = time.monotonic()
+        with pytest.raises(KeyboardInterrupt):
+            fit()
+        assert time.monotonic() - t0 < 30
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -3,8 +3,6 @@ digits defaults, agreement with the CLI, model files, bad input, and
 interruption."""
 
 import json
-import os
-import signal
 import subprocess
 import threading
 import time
@@ -19,7 +17,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import gradfree
 from gradfree import HSICClassifier, RRRClassifier
-from support import cli, cli_tensors, model_tensors
+from support import assert_interrupted, cli, cli_tensors, model_tensors
 
 # Small settings for the estimator checks (dozens of fits on tiny data).
 SMALL_RRR = dict(epochs=3, iters_per_batch=20, batch_size=32, device="cpu", random_state=0)
@@ -250,32 +248,8 @@ def _long_fit_data():
 
 
 def _interrupted(est, X, y):
-    """Fits with a SIGINT after 0.5 s: KeyboardInterrupt, soon, and unfitted.
-
-    The SIGINT is sent again every 0.5 s until the fit ends: Python runs
-    its handler at whichever bytecode the main thread executes next, and
-    one CI run lost the signal (the fit ran on for minutes; not reproduced
-    since). A user presses Ctrl-C again; the test does the same, so that it
-    checks the engine's response, not that race. Once the fit has ended no
-    more are sent, and one sent just before is handled inside the
-    ``finally`` below, within pytest.raises.
-    """
-    done = threading.Event()
-
-    def interrupt():
-        while not done.wait(0.5):
-            os.kill(os.getpid(), signal.SIGINT)
-
-    sender = threading.Thread(target=interrupt)
-    t0 = time.monotonic()
-    with pytest.raises(KeyboardInterrupt):
-        try:
-            sender.start()
-            est.fit(X, y)
-        finally:
-            done.set()
-            sender.join()
-    assert time.monotonic() - t0 < 30
+    """Fits with a SIGINT after 0.5 s: KeyboardInterrupt, soon, and unfitted."""
+    assert_interrupted(lambda: est.fit(X, y), 0.5)
     assert not hasattr(est, "model_")
 
 

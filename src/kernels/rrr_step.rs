@@ -808,12 +808,14 @@ pub fn gpu(
     b: &[f64],
 ) -> Result<StepOut> {
     let kernel = crate::gpu::for_items(&KERNEL, &PAIR, &QUAD, inp.items);
-    gpu_with(ctx, prec, kernel, inp, x, w, y, b)
+    gpu_with(ctx, prec, kernel, inp, x, w, y, b, None)
 }
 
 /// One RRR step by a given variant ([`KERNEL`] or [`WIDE`], or their pair
-/// or quad variants for an even count or a multiple of 4 items), built as
-/// the engine builds it: with the nodes' shared in-degree.
+/// or quad variants for an even count or a multiple of 4 items), built with
+/// `IN_DEGREE` `degree`: 0 the general walk, else every bilinear node's
+/// in-degree, at most [`DEGREE_MAX`]; `None` as the engine builds it, with
+/// the nodes' shared in-degree.
 #[allow(clippy::too_many_arguments)]
 pub fn gpu_with(
     ctx: &Arc<GpuContext>,
@@ -824,25 +826,9 @@ pub fn gpu_with(
     w: &[f64],
     y: &[f64],
     b: &[f64],
+    degree: Option<u32>,
 ) -> Result<StepOut> {
-    let degree = shared_in_degree(inp.bil, inp.in_ptr);
-    gpu_with_degree(ctx, prec, kernel, inp, x, w, y, b, degree)
-}
-
-/// [`gpu_with`] built with a given `IN_DEGREE` (0: the general walk; else
-/// every bilinear node's in-degree, at most [`DEGREE_MAX`]).
-#[allow(clippy::too_many_arguments)]
-pub fn gpu_with_degree(
-    ctx: &Arc<GpuContext>,
-    prec: Precision,
-    kernel: &Kernel,
-    inp: &StepInputs<'_, f64>,
-    x: &[f64],
-    w: &[f64],
-    y: &[f64],
-    b: &[f64],
-    degree: u32,
-) -> Result<StepOut> {
+    let degree = degree.unwrap_or_else(|| shared_in_degree(inp.bil, inp.in_ptr));
     if degree != 0 && shared_in_degree(inp.bil, inp.in_ptr) != degree {
         return Err(Error::Input(format!(
             "the step's fixed in-degree {degree} is not every bilinear node's"

@@ -539,7 +539,7 @@ fn check_step(c: &StepCase, items: usize, precisions: &[Precision]) {
         let narrow = item_variants(&rrr_step::KERNEL, &rrr_step::PAIR, &rrr_step::QUAD, items);
         for kernel in narrow.into_iter().chain(wide) {
             let (x0, w0, y0, b0) = (&v[2], &v[3], &v[5], &v[7]);
-            let got = rrr_step::gpu_with(&ctx, prec, kernel, &inp, x0, w0, y0, b0).unwrap();
+            let got = rrr_step::gpu_with(&ctx, prec, kernel, &inp, x0, w0, y0, b0, None).unwrap();
             let (rt, at) = tol(prec);
             // The projection's output scale can reach ~1/(1-|u|): allow 10x.
             let what = format!("gpu {} {prec} K={items} mode {:?}", kernel.label(), p.mode);
@@ -739,7 +739,7 @@ fn fixed_in_degree_step_is_the_general_step_to_the_bit() {
                         for kernel in variants {
                             let run = |d| {
                                 let (x, w, y, b) = (&v[2], &v[3], &v[5], &v[7]);
-                                rrr_step::gpu_with_degree(&ctx, prec, kernel, &inp, x, w, y, b, d)
+                                rrr_step::gpu_with(&ctx, prec, kernel, &inp, x, w, y, b, Some(d))
                                     .unwrap()
                             };
                             let (fixed, general) = (run(degree as u32), run(0));
@@ -772,7 +772,7 @@ fn fixed_in_degree_step_is_the_general_step_to_the_bit() {
         let (x, w, y, b) = (&v[2], &v[3], &v[5], &v[7]);
         let kernel = &rrr_step::KERNEL;
         assert!(
-            rrr_step::gpu_with_degree(&ctx, Precision::F32, kernel, &inp, x, w, y, b, 4).is_err()
+            rrr_step::gpu_with(&ctx, Precision::F32, kernel, &inp, x, w, y, b, Some(4)).is_err()
         );
     }
 }

@@ -20,6 +20,7 @@ phase() {
     phase_start=$now
 }
 cargo fmt --all --check
+bash .ci/features.sh
 phase fmt
 cargo clippy --workspace --all-targets --locked -- -D warnings
 phase clippy

@@ -8,8 +8,8 @@
 # python/Cargo.toml, as the ones there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# Linux only: the Windows-only crates never build here.
-target=x86_64-unknown-linux-gnu
+# This machine's crates only (the Windows-only ones never build here).
+target=$(rustc -vV | sed -n 's/^host: //p')
 tree() {
     cargo tree --locked -p "$1" -e "$2" --target "$target" --prefix none -f '{p} {f}' | sort -u
 }

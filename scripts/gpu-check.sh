@@ -59,6 +59,71 @@ elif ! command -v cargo >/dev/null; then
     exit 2
 fi
 
+# One report from whatever ran (OUT/report.md and OUT/report.json); also
+# written when the check stops early, with the reason and the driver's state.
+write_report() {
+    python3 - "$out" "$(cut -c1-12 "$out/commit" 2>/dev/null || echo unknown)" <<'PY'
+import json, os, sys, datetime
+out, rev = sys.argv[1], sys.argv[2]
+report = {"git": rev, "date": datetime.datetime.utcnow().isoformat() + "Z", "runs": {}}
+md = [f"# gpu-check {report['date']} (gradfree {rev})", ""]
+devices_file = os.path.join(out, "devices.txt")
+devices = open(devices_file).read() if os.path.exists(devices_file) else "(not listed)\n"
+report["devices"] = devices
+md += ["## Devices", "", "```", devices.strip(), "```", ""]
+stopped = os.path.join(out, "stopped")
+if os.path.exists(stopped):
+    report["stopped"] = open(stopped).read().strip()
+    md += ["## Stopped early", "", report["stopped"], ""]
+driver = os.path.join(out, "driver.txt")
+if os.path.exists(driver):
+    report["driver"] = open(driver).read()
+    md += ["## Driver", "", "```", report["driver"].strip(), "```", ""]
+smi = os.path.join(out, "nvidia-smi.csv")
+if os.path.exists(smi):
+    report["nvidia_smi"] = open(smi).read()
+    md += ["```", report["nvidia_smi"].strip(), "```", ""]
+for name in ["tests", "gpu-f32", "profile", "step-narrow", "quad-sums-off", "fused-off", "fused-on", "form-host", "gpu-f64", "kernel-product", "phi-form", "rrr-roofline"]:
+    st = os.path.join(out, name + ".status")
+    if not os.path.exists(st):
+        continue
+    status = open(st).read().strip()
+    cmd_file = os.path.join(out, name + ".command")
+    cmd = open(cmd_file).read().strip() if os.path.exists(cmd_file) else ""
+    run = {"status": status, "command": cmd}
+    md += [f"## {name}: {status}", "", f"`{cmd}`", ""]
+    bj = os.path.join(out, name, "bench.json")
+    if os.path.exists(bj):
+        run["bench"] = json.load(open(bj))
+        md += [open(os.path.join(out, name, "bench.md")).read(), ""]
+    else:
+        logf = os.path.join(out, name + ".log")
+        if os.path.exists(logf):
+            md += ["```", open(logf).read()[-3000:], "```", ""]
+    report["runs"][name] = run
+json.dump(report, open(os.path.join(out, "report.json"), "w"), indent=2)
+open(os.path.join(out, "report.md"), "w").write("\n".join(md) + "\n")
+print(os.path.join(out, "report.md"))
+PY
+}
+# Stops with a report: the reason (also logged), then exit status $1.
+stop() { # status, reason...
+    local status="$1"; shift
+    log "$*"
+    echo "$*" >"$out/stopped"
+    write_report >/dev/null
+    exit "$status"
+}
+
+# The commit measured, for the report.
+if [[ -n "$prebuilt" ]]; then
+    # shellcheck disable=SC1091
+    source "$prebuilt/pack.env"
+    echo "$PACK_COMMIT" >"$out/commit"
+else
+    git rev-parse HEAD >"$out/commit" 2>/dev/null || echo unknown >"$out/commit"
+fi
+
 # A Debian package's files under a directory: dpkg-deb, or Python where the
 # machine has no dpkg (a .deb is an ar archive holding data.tar.*).
 unpack_deb() { # deb, dir
@@ -95,27 +160,80 @@ if [[ -n "$prebuilt" ]] && ! ldconfig -p 2>/dev/null | grep -q 'libvulkan\.so\.1
     fi
 fi
 
-# A Vulkan ICD is what wgpu needs on Linux. Container images often mount the
-# NVIDIA driver's under /usr/local/nvidia, where the loader does not look.
-icds=$(ls /usr/share/vulkan/icd.d/*.json /etc/vulkan/icd.d/*.json 2>/dev/null || true)
-if [[ -z "$icds" && -z "${VK_DRIVER_FILES:-}${VK_ICD_FILENAMES:-}" ]]; then
-    icds=$(ls /usr/local/nvidia/share/vulkan/icd.d/*.json 2>/dev/null || true)
-    if [[ -n "$icds" ]]; then
-        VK_DRIVER_FILES=$(echo "$icds" | paste -sd:)
-        export VK_DRIVER_FILES VK_ICD_FILENAMES="$VK_DRIVER_FILES"
-        # The ICD names its library without a path.
-        for lib in /usr/local/nvidia/lib64 /usr/local/nvidia/lib; do
-            [[ -d $lib ]] && export LD_LIBRARY_PATH="${LD_LIBRARY_PATH:+$LD_LIBRARY_PATH:}$lib"
+# A library by its name: the loader's cache, then the directories drivers
+# are mounted in (containers mount NVIDIA's under /usr/local/nvidia).
+lib_dirs=(/usr/lib/x86_64-linux-gnu /usr/lib64 /usr/lib /usr/local/nvidia/lib64 /usr/local/nvidia/lib)
+find_lib() { # name: its path, or nothing
+    local path d
+    path=$(ldconfig -p 2>/dev/null | awk -v n="$1" '$1 == n { print $NF; exit }' || true)
+    if [[ -z $path ]]; then
+        for d in "${lib_dirs[@]}"; do
+            if [[ -e $d/$1 ]]; then path=$d/$1; break; fi
         done
-        log "Vulkan driver: $VK_DRIVER_FILES"
+    fi
+    echo "$path"
+}
+
+# A Vulkan ICD (a JSON manifest naming the driver's library) is what wgpu
+# needs on Linux. The loader reads /etc, /usr/local/share and /usr/share;
+# container images may hold NVIDIA's under /usr/local/nvidia, or the
+# driver's library (libGLX_nvidia.so.0) with no manifest at all: then one is
+# written into OUT.
+icds=$(ls /etc/vulkan/icd.d/*.json /usr/local/share/vulkan/icd.d/*.json /usr/share/vulkan/icd.d/*.json 2>/dev/null || true)
+nvidia_glx=$(find_lib libGLX_nvidia.so.0)
+nvidia_icd=0
+if [[ -n $icds ]] && grep -qs nvidia $icds; then nvidia_icd=1; fi
+if [[ -z "${VK_DRIVER_FILES:-}${VK_ICD_FILENAMES:-}" ]] && (( ! nvidia_icd )); then
+    added=$(ls /usr/local/nvidia/share/vulkan/icd.d/*.json /usr/local/nvidia/etc/vulkan/icd.d/*.json 2>/dev/null || true)
+    if [[ -z $added && -n $nvidia_glx ]]; then
+        added="$(cd "$out" && pwd)/nvidia_icd.json"
+        printf '{"file_format_version": "1.0.0", "ICD": {"library_path": "%s", "api_version": "1.3.0"}}\n' \
+            "$nvidia_glx" >"$added"
+        log "NVIDIA's driver library without a Vulkan manifest: wrote $added"
+    fi
+    if [[ -n $added ]]; then
+        VK_DRIVER_FILES=$(printf '%s\n' $added $icds | paste -sd:)
+        export VK_DRIVER_FILES VK_ICD_FILENAMES="$VK_DRIVER_FILES"
+        # The manifests may name their library without a path.
+        for d in /usr/local/nvidia/lib64 /usr/local/nvidia/lib; do
+            if [[ -d $d ]]; then export LD_LIBRARY_PATH="${LD_LIBRARY_PATH:+$LD_LIBRARY_PATH:}$d"; fi
+        done
+        icds=$(printf '%s\n' $added $icds)
+        log "Vulkan drivers: $VK_DRIVER_FILES"
     fi
 fi
+
+# The driver's state, for the report whatever happens next.
+{
+    echo "NVIDIA_DRIVER_CAPABILITIES=${NVIDIA_DRIVER_CAPABILITIES:-(unset)}"
+    echo "VK_DRIVER_FILES=${VK_DRIVER_FILES:-(unset)}"
+    echo "LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-(unset)}"
+    if command -v nvidia-smi >/dev/null; then nvidia-smi -L 2>&1 || true; else echo "no nvidia-smi"; fi
+    echo "Vulkan manifests:"
+    vk_files=${VK_DRIVER_FILES:-${VK_ICD_FILENAMES:-}}
+    for icd in $icds ${vk_files//:/ }; do
+        lib=$(sed -n 's/.*"library_path": *"\([^"]*\)".*/\1/p' "$icd" 2>/dev/null | head -1 || true)
+        found=""
+        if [[ $lib == /* ]]; then
+            if [[ -e $lib ]]; then found=$lib; fi
+        elif [[ -n $lib ]]; then
+            found=$(find_lib "$lib")
+        fi
+        echo "  $icd: ${lib:-no library_path} (${found:+found at }${found:-not found})"
+    done | sort -u
+    echo "driver libraries:"
+    for d in "${lib_dirs[@]}"; do
+        ls "$d"/libvulkan.so* "$d"/libGLX_nvidia.so* "$d"/libnvidia-glcore.so* "$d"/libnvidia-glvkspirv.so* \
+            "$d"/libcuda.so* "$d"/libnvidia-ml.so* 2>/dev/null || true
+    done | sed 's/^/  /'
+} >"$out/driver.txt" 2>&1
+
 if [[ -z "$icds" && -z "${VK_DRIVER_FILES:-}${VK_ICD_FILENAMES:-}" ]]; then
-    log "no Vulkan driver (ICD) is installed:"
-    log "  NVIDIA: the driver's Vulkan part (Debian/Ubuntu: libnvidia-gl-<version> or nvidia-driver; it installs nvidia_icd.json)"
-    log "  AMD or Intel: mesa-vulkan-drivers (radv, anv)"
-    log "  then check with: vulkaninfo --summary (package vulkan-tools)"
-    exit 2
+    stop 2 "no Vulkan driver (ICD) is installed (see $out/driver.txt):
+  NVIDIA: the driver's Vulkan part (Debian/Ubuntu: libnvidia-gl-<version> or nvidia-driver; it installs nvidia_icd.json);
+    in a container, the NVIDIA runtime mounts it only with the graphics capability (NVIDIA_DRIVER_CAPABILITIES=all, or compute,utility,graphics)
+  AMD or Intel: mesa-vulkan-drivers (radv, anv)
+  then check with: vulkaninfo --summary (package vulkan-tools)"
 fi
 
 bin=target/release/gradfree
@@ -123,9 +241,6 @@ tests_built=0
 if [[ -n "$prebuilt" ]]; then
     log "unpacking $prebuilt"
     tar -xJf "$prebuilt/bin.tar.xz"
-    # shellcheck disable=SC1091
-    source "$prebuilt/pack.env"
-    echo "$PACK_COMMIT" >"$out/commit"
     # The tests open fixtures and the gradfree binary under the directory
     # they were built in: that path, linked to this checkout.
     if [[ "$PACK_SOURCE_DIR" != "$PWD" ]]; then
@@ -144,8 +259,7 @@ if [[ -n "$prebuilt" ]]; then
     tests_built=1
 else
     log "building (release)"
-    cargo build --release --locked 2>"$out/build.log" || { log "build failed: see $out/build.log"; exit 1; }
-    git rev-parse HEAD >"$out/commit" 2>/dev/null || echo unknown >"$out/commit"
+    cargo build --release --locked 2>"$out/build.log" || stop 1 "build failed: see $out/build.log"
     # The test suite too, for the GPU tests below (no tests if it fails).
     cargo test --release --locked --test suite --no-run 2>>"$out/build.log" && tests_built=1
     suite_cmd=(cargo test --release --locked --test suite --)
@@ -163,8 +277,7 @@ if command -v nvidia-smi >/dev/null; then
 fi
 if ! grep -E '^gpu [0-9]+:' "$out/devices.txt" | grep -vq 'software adapter'; then
     if [[ $allow_software -eq 0 ]]; then
-        log "only a software adapter is visible (see $out/devices.txt); rerun with --allow-software to bench it anyway"
-        exit 2
+        stop 2 "no hardware adapter is visible (see $out/devices.txt and $out/driver.txt); rerun with --allow-software to bench a software one anyway"
     fi
 fi
 
@@ -293,39 +406,5 @@ if (( $(left) > 120 )); then
     fi
 fi
 
-# One report from the bench outputs.
-python3 - "$out" "$(cut -c1-12 "$out/commit")" <<'PY'
-import json, os, sys, datetime
-out, rev = sys.argv[1], sys.argv[2]
-report = {"git": rev, "date": datetime.datetime.utcnow().isoformat() + "Z", "runs": {}}
-md = [f"# gpu-check {report['date']} (gradfree {rev})", ""]
-devices = open(os.path.join(out, "devices.txt")).read()
-report["devices"] = devices
-md += ["## Devices", "", "```", devices.strip(), "```", ""]
-smi = os.path.join(out, "nvidia-smi.csv")
-if os.path.exists(smi):
-    report["nvidia_smi"] = open(smi).read()
-    md += ["```", report["nvidia_smi"].strip(), "```", ""]
-for name in ["tests", "gpu-f32", "profile", "step-narrow", "quad-sums-off", "fused-off", "fused-on", "form-host", "gpu-f64", "kernel-product", "phi-form", "rrr-roofline"]:
-    st = os.path.join(out, name + ".status")
-    if not os.path.exists(st):
-        continue
-    status = open(st).read().strip()
-    cmd_file = os.path.join(out, name + ".command")
-    cmd = open(cmd_file).read().strip() if os.path.exists(cmd_file) else ""
-    run = {"status": status, "command": cmd}
-    md += [f"## {name}: {status}", "", f"`{cmd}`", ""]
-    bj = os.path.join(out, name, "bench.json")
-    if os.path.exists(bj):
-        run["bench"] = json.load(open(bj))
-        md += [open(os.path.join(out, name, "bench.md")).read(), ""]
-    else:
-        logf = os.path.join(out, name + ".log")
-        if os.path.exists(logf):
-            md += ["```", open(logf).read()[-3000:], "```", ""]
-    report["runs"][name] = run
-json.dump(report, open(os.path.join(out, "report.json"), "w"), indent=2)
-open(os.path.join(out, "report.md"), "w").write("\n".join(md))
-print(os.path.join(out, "report.md"))
-PY
+write_report
 log "done in $(( $(date +%s) - start ))s: $out/report.md and $out/report.json"

@@ -135,6 +135,11 @@ pub(crate) fn rrr_autoencode(a: &AutoencodeArgs) -> Result<()> {
     }
     check_time_limit(a.time_limit)?;
     let generator = generator_settings(a)?;
+    if let Some(g) = &generator {
+        // Genuine codes and `fakes` drawn codes per training row.
+        let rows = (x.len() / net.data.max(1)).saturating_mul(g.fakes.saturating_add(1));
+        c.check_rows(rows, net.nodes(), "--gen-fakes")?;
+    }
     let (data, held) = held_out(x, net.data, a.split, a.binary.is_some())?;
     let mut settings = settings;
     if a.binary.is_none() {
@@ -255,7 +260,7 @@ fn ae_data(a: &AutoencodeArgs, resume: Option<&ae::AeModel>) -> Result<AeData> {
                 (None, Some(f)) => ae::AeNet::load(f)?,
                 (None, None) => {
                     let size = ae_size(rows.dim, &encoder, a.code, &decoder);
-                    let items = a.batch.min(rows.len()) + a.codes;
+                    let items = a.batch.min(rows.len()).saturating_add(a.codes);
                     a.common.check_rrr(size, items, "rrr autoencode")?;
                     ae::AeNet::layered(rows.dim, &encoder, a.code, &decoder)?
                 }
@@ -434,6 +439,7 @@ pub(crate) fn rrr_ae_use(a: &AeModelArgs, what: AeUse) -> Result<()> {
             if a.count == 0 {
                 return Err(Error::Input("--count must be at least 1".into()).into());
             }
+            c.check_rows(a.count, bundle.net.nodes(), "--count")?;
             ae::generate(&session, &bundle, a.count, shape, c.seed)?
         }
         AeUse::Encode | AeUse::Decode => {

@@ -139,6 +139,15 @@ impl CommonArgs {
         Budget::new(self.max_memory)
     }
 
+    /// Refuses `rows` rows of `width` values that would not fit the memory
+    /// budget (what a command draws, decodes or writes: a few copies of
+    /// each, their text included).
+    pub(crate) fn check_rows(&self, rows: usize, width: usize, what: &str) -> Result<()> {
+        Ok(self
+            .budget()
+            .check(memory::mul(&[rows, width, 4 * 8]), what)?)
+    }
+
     /// Refuses an RRR run whose batches of `items` items on a net of
     /// `size` (nodes, edges; None when they overflow) would not fit the
     /// budget, before the net is built.
@@ -203,12 +212,17 @@ pub(crate) fn check_positive(name: &str, v: f64) -> Result<()> {
 pub(crate) fn parse_shape(s: &str) -> Result<(usize, usize)> {
     let bad = || Error::Input(format!("--image-shape '{s}' is not HxW (e.g. 40x40)"));
     let (h, w) = s.split_once(['x', 'X']).ok_or_else(bad)?;
-    let (h, w) = (
+    let (h, w): (usize, usize) = (
         h.trim().parse().map_err(|_| bad())?,
         w.trim().parse().map_err(|_| bad())?,
     );
     if h == 0 || w == 0 {
         return Err(bad().into());
+    }
+    // Larger images than any data file could hold (and a product that
+    // would overflow) are refused here, before any size is computed.
+    if h.checked_mul(w).is_none_or(|n| n > u32::MAX as usize) {
+        return Err(Error::Input(format!("--image-shape '{s}': more than 2^32 pixels")).into());
     }
     Ok((h, w))
 }

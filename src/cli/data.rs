@@ -9,7 +9,14 @@ use gradfree::data::majority::Circuit;
 use gradfree::data::matrix::to_csv;
 use gradfree::io::write_atomic;
 use gradfree::plot::{ImageGrid, Pixels};
+use gradfree::train::memory::{Budget, mul};
 use std::path::PathBuf;
+
+/// Refuses a data set of `sizes` (multiplied: values, bytes each and copies)
+/// that the machine's memory cannot hold, before it is generated.
+fn check_fits(sizes: &[usize], what: &str) -> Result<()> {
+    Ok(Budget::new(None).check(mul(sizes), what)?)
+}
 
 #[derive(Subcommand, Debug)]
 pub(crate) enum DataTask {
@@ -66,6 +73,9 @@ pub(crate) struct MixtureArgs {
 }
 
 pub(crate) fn data_mixture(a: &MixtureArgs) -> Result<()> {
+    // The items and the class means, 8-byte values, a few copies and text.
+    let values = a.items.saturating_add(a.classes);
+    check_fits(&[values, a.features, 8 * 4], "data mixture")?;
     let d = gradfree::data::mixture::gaussian_mixture(
         a.items, a.features, a.classes, a.spread, a.seed,
     )?;
@@ -144,6 +154,8 @@ pub(crate) fn data_letters(
     if count == 0 {
         return Err(Error::Input("--count must be at least 1".into()).into());
     }
+    // 40 × 40 pixels per item, 8 bytes each, the matrices and the text.
+    check_fits(&[count, 1600, 8 * 4], "data letters")?;
     let (d, _) = letters::generate(count, seed);
     let text = match format {
         LettersFormat::Csv => to_csv(&d),
@@ -183,6 +195,9 @@ pub(crate) fn data_letters(
 }
 
 pub(crate) fn data_majority(a: &MajorityArgs) -> Result<()> {
+    // The circuit's gates: a few words per gate of each layer.
+    let width = a.width.unwrap_or(a.inputs);
+    check_fits(&[a.depth.max(1), width, 8 * 6], "data majority")?;
     let circuit = Circuit::random(
         a.inputs,
         a.depth,

@@ -66,9 +66,13 @@ impl HsicSolverArgs {
                 if let Some(v) = self.sigma_steps {
                     s.sigma_steps = v;
                 }
-                if s.smallest_sigma.is_nan() || s.smallest_sigma <= 0.0 || s.sigma_steps == 0 {
+                // Each step may fit a layer: a million is already far past use.
+                if s.smallest_sigma.is_nan()
+                    || s.smallest_sigma <= 0.0
+                    || !(1..=1_000_000).contains(&s.sigma_steps)
+                {
                     return Err(Error::Input(
-                        "--smallest-sigma must be > 0 and --sigma-steps ≥ 1".into(),
+                        "--smallest-sigma must be > 0 and --sigma-steps in 1..=1000000".into(),
                     )
                     .into());
                 }

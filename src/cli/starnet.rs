@@ -223,6 +223,8 @@ pub(crate) fn starnet_sample(a: &StarnetSampleArgs) -> Result<()> {
     let c = &a.common;
     let net = load_model(&a.model)?;
     let shape = image_shape(a.image_shape.as_deref())?;
+    let widest = net.widths.iter().copied().max().unwrap_or(0);
+    c.check_rows(a.count, widest.max(net.data_width()), "--count")?;
     let backend = c.open()?;
     let mut session = c.session(&backend)?;
     let codes = net.sample_codes(a.count, c.seed);

@@ -33,7 +33,7 @@ impl Rows {
 
     /// Keeps the first `n` rows.
     pub fn truncate(&mut self, n: usize) {
-        self.x.truncate(n * self.dim);
+        self.x.truncate(n.saturating_mul(self.dim));
     }
 }
 

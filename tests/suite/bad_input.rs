@@ -985,3 +985,196 @@ mod model_files {
         }
     }
 }
+
+/// Rewrites the safetensors file at `path` after `edit` changes its tensors
+/// or its gradfree metadata.
+fn edit_model(
+    path: &Path,
+    edit: impl FnOnce(&mut gradfree::io::TensorMap, &mut serde_json::Value),
+) {
+    let (mut t, mut meta) = gradfree::io::read_safetensors(&std::fs::read(path).unwrap()).unwrap();
+    edit(&mut t, &mut meta);
+    let named: Vec<_> = t
+        .into_iter()
+        .map(|(name, (shape, data))| gradfree::io::NamedTensor { name, shape, data })
+        .collect();
+    std::fs::write(
+        path,
+        gradfree::io::safetensors_bytes(&named, &meta).unwrap(),
+    )
+    .unwrap();
+}
+
+/// Found by fuzzing the command line (tenth session): counts and shapes near
+/// 2^64 overflowed, a kernel wider than its image planned terabytes, a
+/// diverged NMF hung in an SVD, and damaged HSIC models indexed past their
+/// arrays. Each is now refused (exit 2) or a numerical failure (exit 1).
+#[test]
+fn huge_counts_diverged_runs_and_damaged_models_fail_cleanly() {
+    let dir = temp_dir("bad-fuzzed");
+    let rows = csv(&dir, "rows.csv", 30, 16, 2);
+    let max = u64::MAX.to_string();
+    let nmf = [
+        "rrr", "nmf", "--data", &rows, "--rank", "4", "--device", "cpu",
+    ];
+    refused(
+        &run_cli(&[&nmf[..], &["--image-shape", "4294967296x4294967296"]].concat()),
+        "2^32 pixels",
+    );
+    let ae = |extra: &[&str]| {
+        let mut a = vec![
+            "rrr",
+            "autoencode",
+            "--data",
+            &rows,
+            "--device",
+            "cpu",
+            "--code",
+            "3",
+        ];
+        a.extend_from_slice(extra);
+        run_cli(&a)
+    };
+    refused(&ae(&["--codes", &max]), "memory");
+    refused(
+        &ae(&["--generator", "4", "--gen-fakes", &max]),
+        "--gen-fakes",
+    );
+    refused(&ae(&["--limit", &max, "--codes", &max]), "memory");
+    refused(
+        &run_cli(&[
+            "starnet",
+            "train",
+            "--data",
+            &rows,
+            "--conv",
+            "1:301x301:2",
+            "--image-shape",
+            "4x4",
+            "--device",
+            "cpu",
+        ]),
+        "kernel on a 2x2 input",
+    );
+    let mix = dir.join("mix").display().to_string();
+    let o = run_cli(&[
+        "data",
+        "mixture",
+        "--out",
+        &mix,
+        "--items",
+        "60",
+        "--features",
+        "4",
+        "--classes",
+        "3",
+    ]);
+    assert!(o.status.success(), "{}", output_text(&o));
+    let (x, y) = (format!("{mix}_x.csv"), format!("{mix}_y.csv"));
+    refused(
+        &run_cli(&[
+            "hsic",
+            "fit",
+            "--data",
+            &x,
+            "--labels",
+            &y,
+            "--sigma-steps",
+            &max,
+            "--device",
+            "cpu",
+        ]),
+        "--sigma-steps",
+    );
+    // A huge omega makes W overflow: a numerical failure, not a hang.
+    let o = crate::support::run_cli_within(
+        &[
+            &nmf[..],
+            &[
+                "--batch", "10", "--epochs", "1", "--omega", "1e39", "--quiet",
+            ],
+        ]
+        .concat(),
+        std::time::Duration::from_secs(120),
+    );
+    let t = output_text(&o);
+    assert_eq!(o.status.code(), Some(1), "{t}");
+    assert!(t.contains("non-finite"), "{t}");
+    // The exact LEDM solver does not call overflowed factors solved.
+    let o = run_cli(&[
+        "rrr",
+        "nmf",
+        "--ledm",
+        "6",
+        "--runs",
+        "1",
+        "--max-iter",
+        "100",
+        "--omega",
+        "1e39",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--out",
+        &dir.join("ledm").display().to_string(),
+    ]);
+    assert!(
+        !output_text(&o).contains("solved 1/1"),
+        "{}",
+        output_text(&o)
+    );
+    // Damaged W_s models: each refused by the loader.
+    let fit = dir.join("hs");
+    let o = run_cli(&[
+        "hsic",
+        "fit",
+        "--data",
+        &x,
+        "--labels",
+        &y,
+        "--device",
+        "cpu",
+        "--quiet",
+        "--out",
+        &fit.display().to_string(),
+    ]);
+    assert!(o.status.success(), "{}", output_text(&o));
+    type Edit = fn(&mut gradfree::io::TensorMap, &mut serde_json::Value);
+    let edits: [(&str, Edit); 5] = [
+        ("no classes", |_, m| m["classes"] = 0.into()),
+        ("a label past the classes", |t, _| {
+            t.get_mut("labels").unwrap().1[0] = 99.0
+        }),
+        ("no layers", |_, m| m["layers"] = serde_json::json!([])),
+        ("a unit row past the rows", |_, m| {
+            m["layers"][0]["units"][0]["rows"] = serde_json::json!([9999])
+        }),
+        ("no label values", |_, m| {
+            m["label_values"] = serde_json::json!([])
+        }),
+    ];
+    for (what, edit) in edits {
+        let model = dir.join("damaged.safetensors");
+        std::fs::copy(fit.join("model.safetensors"), &model).unwrap();
+        edit_model(&model, edit);
+        let o = run_cli(&[
+            "hsic",
+            "predict",
+            "--model",
+            &model.display().to_string(),
+            "--data",
+            &x,
+            "--device",
+            "cpu",
+            "--out",
+            &dir.join("pred").display().to_string(),
+        ]);
+        assert_eq!(o.status.code(), Some(2), "{what}: {}", output_text(&o));
+        assert!(
+            output_text(&o).contains("not an HSIC W_s model"),
+            "{what}: {}",
+            output_text(&o)
+        );
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -956,25 +956,88 @@ impl WsModel {
         let values: Vec<i64> = serde_json::from_value(meta["label_values"].clone())
             .map_err(|e| bad(&e.to_string()))?;
         let out = get("output")?;
+        let width = |t: &(Vec<usize>, Vec<f64>), n: &str| match t.0.as_slice() {
+            [_, w] => Ok(*w),
+            _ => Err(bad(n)),
+        };
         let mut inputs = vec![];
         for l in 0..layers.len() {
-            let t = get(&format!("input{l}"))?;
-            inputs.push((t.0[1], t.1.clone()));
+            let name = format!("input{l}");
+            let t = get(&name)?;
+            inputs.push((width(t, &name)?, t.1.clone()));
         }
-        Ok((
-            WsModel {
-                mean: get("mean")?.1.clone(),
-                std: get("std")?.1.clone(),
-                dim: meta["dim"].as_u64().ok_or_else(|| bad("dim"))? as usize,
-                classes: meta["classes"].as_u64().ok_or_else(|| bad("classes"))? as usize,
-                inputs,
-                layers,
-                output: (out.0[1], out.1.clone()),
-                y: get("labels")?.1.iter().map(|&v| v as u32).collect(),
-                settings,
-            },
-            values,
-        ))
+        let model = WsModel {
+            mean: get("mean")?.1.clone(),
+            std: get("std")?.1.clone(),
+            dim: meta["dim"].as_u64().ok_or_else(|| bad("dim"))? as usize,
+            classes: meta["classes"].as_u64().ok_or_else(|| bad("classes"))? as usize,
+            inputs,
+            layers,
+            output: (width(out, "output")?, out.1.clone()),
+            y: get("labels")?.1.iter().map(|&v| v as u32).collect(),
+            settings,
+        };
+        model.check_saved(values.len()).map_err(|m| bad(&m))?;
+        Ok((model, values))
+    }
+
+    /// What a saved model must satisfy before it predicts (a damaged or
+    /// edited file would index out of its arrays): the reason it does not.
+    fn check_saved(&self, label_values: usize) -> std::result::Result<(), String> {
+        let n = self.y.len();
+        let finite = |v: &[f64]| v.iter().all(|x| x.is_finite());
+        if self.dim == 0 || self.mean.len() != self.dim || self.std.len() != self.dim {
+            return Err(format!(
+                "{} features, {} means, {} deviations",
+                self.dim,
+                self.mean.len(),
+                self.std.len()
+            ));
+        }
+        if self.classes == 0 || self.classes != label_values || self.classes > n {
+            return Err(format!(
+                "{} classes, {label_values} label values, {n} training rows",
+                self.classes
+            ));
+        }
+        if let Some(&c) = self.y.iter().find(|&&c| c as usize >= self.classes) {
+            return Err(format!("training label {c} of {} classes", self.classes));
+        }
+        if self.layers.is_empty() || self.inputs.len() != self.layers.len() {
+            return Err(format!(
+                "{} layers, {} layer inputs",
+                self.layers.len(),
+                self.inputs.len()
+            ));
+        }
+        let mut reads = self.dim;
+        for (l, (layer, (w, z))) in self.layers.iter().zip(&self.inputs).enumerate() {
+            if *w != reads || z.len() != n * w || !finite(z) {
+                return Err(format!(
+                    "layer {l}'s input is not {n} finite rows of {reads}"
+                ));
+            }
+            if layer.units.is_empty()
+                || layer
+                    .units
+                    .iter()
+                    .any(|u| u.rows.iter().any(|&r| r >= n) || !u.norm.is_finite())
+                || !(layer.sigma.is_finite() && layer.sigma > 0.0)
+            {
+                return Err(format!("layer {l}'s units or σ"));
+            }
+            reads = layer.units.len();
+        }
+        let (w, out) = &self.output;
+        if *w != reads
+            || out.len() != n * w
+            || !finite(out)
+            || !finite(&self.mean)
+            || !finite(&self.std)
+        {
+            return Err(format!("the output is not {n} finite rows of {reads}"));
+        }
+        Ok(())
     }
 }
 

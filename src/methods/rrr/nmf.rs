@@ -97,6 +97,13 @@ impl Nmf {
     pub fn encode(&self, w: &DMatrix<f64>, y: &DMatrix<f64>) -> Result<DMatrix<f64>> {
         // Data ≈ X W (K×r · r×D); least squares X = Y Wᵀ (W Wᵀ)⁻¹.
         let gram = w * w.transpose();
+        // nalgebra's SVD does not return on non-finite entries: a diverged
+        // W (a huge omega, a damaged checkpoint) is an error here instead.
+        if !gram.iter().all(|v| v.is_finite()) {
+            return Err(Error::Numeric(
+                "encoder: the weights W hold non-finite values (the run diverged)".into(),
+            ));
+        }
         let inv = gram
             .clone()
             .cholesky()
@@ -280,12 +287,15 @@ pub fn solve(
     }
     let c = engine.consensus()?;
     let (x, w) = nmf.factors(&c, kk);
+    let recon_err = recon_err(y, &x, &w);
     Ok(RunResult {
         seed,
-        solved: total.converged,
+        // Factors that overflowed (a huge omega) solve nothing, whatever
+        // RRR_err says.
+        solved: total.converged && recon_err.is_finite(),
         iterations: total.iterations,
         rrr_err: total.errors.last().copied().unwrap_or(f64::NAN),
-        recon_err: recon_err(y, &x, &w),
+        recon_err,
         gwms: super::gwms(total.iterations as u64, kk, nmf.problem.edges()),
         seconds: t0.elapsed().as_secs_f64(),
         degenerate: total.degenerate,

@@ -78,6 +78,25 @@ pub fn parse_spec(spec: &str, channels: usize, side: usize) -> Result<Vec<ConvSh
     }
     shapes.reverse();
     for (i, s) in shapes.iter().enumerate() {
+        // A kernel wider than 2·side − 1 sees only padding past that; sizes
+        // past 2^32 (or overflowing) are refused before anything is planned.
+        let widest = (2 * s.side).saturating_sub(1).max(1);
+        if s.k > widest {
+            return Err(bad(format!(
+                "layer {}: a {}x{} kernel on a {}x{} input (at most {widest}x{widest})",
+                i + 1,
+                s.k,
+                s.k,
+                s.side,
+                s.side
+            )));
+        }
+        let big = |v: Option<usize>| v.is_none_or(|v| v > u32::MAX as usize);
+        if big(s.c_in.checked_mul(s.k * s.k))
+            || big(s.c_out.checked_mul(s.u).and_then(|v| v.checked_mul(s.u)))
+        {
+            return Err(bad(format!("layer {}: more than 2^32 channels", i + 1)));
+        }
         if s.c_in > s.conv_channels() {
             return Err(bad(format!(
                 "layer {}: {} input channels > {} = c_out·u² output channels: the latents \

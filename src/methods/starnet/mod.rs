@@ -1009,11 +1009,15 @@ impl StarNet {
         check_widths(&widths)?;
         let alpha = meta["alpha"]
             .as_f64()
-            .ok_or_else(|| bad("no alpha".into()))?;
+            .filter(|a| a.is_finite() && *a > 0.0)
+            .ok_or_else(|| bad("no alpha > 0".into()))?;
+        // Non-finite values would decode to NaN rows that look like output.
         let get = |name: &str, len: usize| -> Result<Vec<f64>> {
             match t.get(name) {
-                Some((_, v)) if v.len() == len => Ok(v.clone()),
-                _ => Err(bad(format!("tensor {name} missing or not {len} values"))),
+                Some((_, v)) if v.len() == len && v.iter().all(|x| x.is_finite()) => Ok(v.clone()),
+                _ => Err(bad(format!(
+                    "tensor {name} missing, not {len} values or not finite"
+                ))),
             }
         };
         let shapes: Vec<Option<conv::ConvShape>> = match meta.get("conv") {

@@ -130,6 +130,17 @@ impl<'a> AeTraining<'a> {
             }
             CodeSource::Empirical => s.codes,
         };
+        // Batches of kd + kc items on this net must be countable (a damaged
+        // checkpoint's count would overflow the sizes below).
+        if kd
+            .checked_add(kc)
+            .and_then(|k| k.checked_mul(ae.net.nodes().max(1)))
+            .is_none_or(|v| v > u32::MAX as usize * 64)
+        {
+            return Err(Error::Input(format!(
+                "batches of {kd} data and {kc} code items are too large for this net"
+            )));
+        }
         let mut rng = ChaCha8Rng::seed_from_u64(s.seed ^ 0xc0de);
         rng.set_word_pos(from.sampler_pos);
         // The first batch's codes come from the first batch's encodings

@@ -1178,3 +1178,39 @@ fn huge_counts_diverged_runs_and_damaged_models_fail_cleanly() {
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A classifier's checkpoint from another method, or one whose exemptions
+/// reach its batch size, is refused on resume as the flags would be.
+#[test]
+fn resumed_classifiers_check_the_checkpoints_method_and_budgets() {
+    let dir = temp_dir("bad-resume-method");
+    let (train, test) = majority(&dir);
+    let out = dir.join("run");
+    let o = classify(&train, &test, &out, &["--time-limit", "0"]);
+    assert!(
+        out.join("checkpoint.safetensors").exists(),
+        "{}",
+        output_text(&o)
+    );
+    type Edit = fn(&mut gradfree::io::TensorMap, &mut serde_json::Value);
+    let edits: [(&str, Edit); 2] = [
+        ("not a classifier", |_, m| m["method"] = "rrr nmf".into()),
+        ("below the batch size", |_, m| {
+            m["settings"]["exempt"] = 64.into()
+        }),
+    ];
+    for (phrase, edit) in edits {
+        let edited = dir.join("edited");
+        std::fs::remove_dir_all(&edited).ok();
+        std::fs::create_dir_all(&edited).unwrap();
+        for f in std::fs::read_dir(&out).unwrap() {
+            let f = f.unwrap().path();
+            if f.is_file() {
+                std::fs::copy(&f, edited.join(f.file_name().unwrap())).unwrap();
+            }
+        }
+        edit_model(&edited.join("checkpoint.safetensors"), edit);
+        refused(&resume(&train, &edited, &[]), phrase);
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}

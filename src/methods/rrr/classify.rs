@@ -101,6 +101,15 @@ impl Settings {
                 "exemptions, relabeling and a false-positive allowance cannot be combined".into(),
             ));
         }
+        // A resumed run's settings come from its checkpoint, not the flags'
+        // parser: the same bound here.
+        if self.exempt.max(self.relabel) >= self.batch {
+            return Err(Error::Input(format!(
+                "{} exempted or relabeled items per batch must be below the batch size {}",
+                self.exempt.max(self.relabel),
+                self.batch
+            )));
+        }
         Ok(())
     }
 }
@@ -901,6 +910,13 @@ impl Saved {
                 .map(|v| v as usize)
                 .ok_or_else(|| bad(format!("metadata lacks '{key}'")))
         };
+        // Files before the method was recorded have none; another method's
+        // file is refused whatever tensors it shares with a classifier.
+        if let Some(m) = meta.get("method").and_then(|v| v.as_str()) {
+            if m != "rrr classify" {
+                return Err(bad(format!("a '{m}' file, not a classifier's")));
+            }
+        }
         let (src, dst) = (get("edge_src")?, get("edge_dst")?);
         if src.len() != dst.len() {
             return Err(bad("edge arrays differ in length".into()));

@@ -154,6 +154,9 @@ pub(crate) fn data_letters(
     if count == 0 {
         return Err(Error::Input("--count must be at least 1".into()).into());
     }
+    if preview == Some(out) {
+        return Err(Error::Input("--preview and --out name the same file".into()).into());
+    }
     // 40 × 40 pixels per item, 8 bytes each, the matrices and the text.
     check_fits(&[count, 1600, 8 * 4], "data letters")?;
     let (d, _) = letters::generate(count, seed);

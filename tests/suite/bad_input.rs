@@ -1123,6 +1123,56 @@ fn huge_counts_diverged_runs_and_damaged_models_fail_cleanly() {
         "{}",
         output_text(&o)
     );
+    // A NaN in an online NMF checkpoint is refused on load, not fed to the
+    // encoder's factorization.
+    let nmf_out = dir.join("nmf");
+    let o = run_cli(
+        &[
+            &nmf[..],
+            &[
+                "--batch",
+                "10",
+                "--epochs",
+                "2",
+                "--time-limit",
+                "0",
+                "--quiet",
+                "--out",
+            ],
+            &[nmf_out.to_str().unwrap()],
+        ]
+        .concat(),
+    );
+    let ck = nmf_out.join("checkpoint.safetensors");
+    assert!(ck.exists(), "{}", output_text(&o));
+    edit_model(&ck, |t, _| t.get_mut("weights").unwrap().1[0] = f64::NAN);
+    refused(
+        &run_cli(&[
+            "rrr",
+            "nmf",
+            "--resume",
+            nmf_out.to_str().unwrap(),
+            "--data",
+            &rows,
+            "--device",
+            "cpu",
+        ]),
+        "weights",
+    );
+    let letters = dir.join("l.csv").display().to_string();
+    refused(
+        &run_cli(&[
+            "data",
+            "letters",
+            "--out",
+            &letters,
+            "--preview",
+            &letters,
+            "--count",
+            "4",
+        ]),
+        "same file",
+    );
     // Damaged W_s models: each refused by the loader.
     let fit = dir.join("hs");
     let o = run_cli(&[
@@ -1193,8 +1243,11 @@ fn resumed_classifiers_check_the_checkpoints_method_and_budgets() {
         output_text(&o)
     );
     type Edit = fn(&mut gradfree::io::TensorMap, &mut serde_json::Value);
-    let edits: [(&str, Edit); 2] = [
+    let edits: [(&str, Edit); 3] = [
         ("not a classifier", |_, m| m["method"] = "rrr nmf".into()),
+        ("not finite", |t, _| {
+            t.get_mut("weights").unwrap().1[0] = f64::NAN
+        }),
         ("below the batch size", |_, m| {
             m["settings"]["exempt"] = 64.into()
         }),

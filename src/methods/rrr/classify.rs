@@ -965,6 +965,15 @@ impl Saved {
         if model.weights.len() != net.edges.len() || model.biases.len() != net.nodes() {
             return Err(bad("weights or biases do not match the net".into()));
         }
+        // A NaN model would predict one class for everything, with exit 0.
+        if !model
+            .weights
+            .iter()
+            .chain(&model.biases)
+            .all(|v| v.is_finite())
+        {
+            return Err(bad("weights or biases are not finite".into()));
+        }
         Ok(Saved {
             net,
             settings,

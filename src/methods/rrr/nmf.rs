@@ -504,6 +504,9 @@ impl OnlineCheckpoint {
         let parse = |key: &str| bad(format!("metadata '{key}' is missing or malformed"));
         let rank: usize = serde_json::from_value(field("rank")).map_err(|_| parse("rank"))?;
         let omega: f64 = serde_json::from_value(field("omega")).map_err(|_| parse("omega"))?;
+        if !(omega.is_finite() && omega > 0.0) {
+            return Err(parse("omega"));
+        }
         let settings = serde_json::from_value(field("settings")).map_err(|_| parse("settings"))?;
         let epoch = serde_json::from_value(field("epoch")).map_err(|_| parse("epoch"))?;
         let history = serde_json::from_value(field("history")).map_err(|_| parse("history"))?;
@@ -514,7 +517,11 @@ impl OnlineCheckpoint {
             .ok_or_else(|| parse("sampler_pos"))?;
         let (wshape, wv) = tensors.get("weights").ok_or_else(|| parse("weights"))?;
         let (_, ov) = tensors.get("order").ok_or_else(|| parse("order"))?;
-        if wshape.len() != 2 || wshape[0] != rank || wshape[0] * wshape[1] != wv.len() {
+        if wshape.len() != 2
+            || wshape[0] != rank
+            || wshape[0].checked_mul(wshape[1]) != Some(wv.len())
+            || !wv.iter().all(|v| v.is_finite())
+        {
             return Err(parse("weights"));
         }
         let n = ov.len();

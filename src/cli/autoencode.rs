@@ -135,11 +135,14 @@ pub(crate) fn rrr_autoencode(a: &AutoencodeArgs) -> Result<()> {
     }
     check_time_limit(a.time_limit)?;
     let generator = generator_settings(a)?;
-    if let Some(g) = &generator {
-        // Genuine codes and `fakes` drawn codes per training row.
-        let rows = (x.len() / net.data.max(1)).saturating_mul(g.fakes.saturating_add(1));
-        c.check_rows(rows, net.nodes(), "--gen-fakes")?;
-    }
+    check_ae_memory(
+        c,
+        &net,
+        &settings,
+        x.len(),
+        generator.as_ref(),
+        a.binary.is_some(),
+    )?;
     let (data, held) = held_out(x, net.data, a.split, a.binary.is_some())?;
     let mut settings = settings;
     if a.binary.is_none() {
@@ -221,6 +224,31 @@ type AeData = (Vec<f64>, Option<(usize, usize)>, ae::AeNet);
 
 /// The rows to train on (the one-hot items of `--binary`, or `--data`),
 /// their image shape, and the net.
+/// Refuses a run whose batches or generator codes would not fit in memory.
+/// Fresh nets were checked before they were built; this covers the net a
+/// checkpoint or net file brings with its own settings (code items).
+fn check_ae_memory(
+    c: &CommonArgs,
+    net: &ae::AeNet,
+    settings: &ae::AeSettings,
+    values: usize,
+    generator: Option<&ae::GeneratorSettings>,
+    binary: bool,
+) -> Result<()> {
+    let rows = values / net.data.max(1);
+    if !binary {
+        let size = (net.nodes() as u128, net.edges.len() as u128);
+        let items = settings.batch.min(rows).saturating_add(settings.codes);
+        c.check_rrr(Some(size), items, "rrr autoencode")?;
+    }
+    if let Some(g) = generator {
+        // Genuine codes and `fakes` drawn codes per training row.
+        let codes = rows.saturating_mul(g.fakes.saturating_add(1));
+        c.check_rows(codes, net.nodes(), "--gen-fakes")?;
+    }
+    Ok(())
+}
+
 fn ae_data(a: &AutoencodeArgs, resume: Option<&ae::AeModel>) -> Result<AeData> {
     let (encoder, decoder) = (
         widths_list(&a.encoder, "--encoder")?,

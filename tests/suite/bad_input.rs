@@ -1159,6 +1159,39 @@ fn huge_counts_diverged_runs_and_damaged_models_fail_cleanly() {
         ]),
         "weights",
     );
+    // A checkpoint's own code count is held to the memory budget too.
+    let ae_out = dir.join("ae");
+    let o = ae(&[
+        "--epochs",
+        "2",
+        "--batch",
+        "10",
+        "--codes",
+        "4",
+        "--iters-per-batch",
+        "2",
+        "--time-limit",
+        "0",
+        "--quiet",
+        "--out",
+        ae_out.to_str().unwrap(),
+    ]);
+    let ck = ae_out.join("checkpoint.safetensors");
+    assert!(ck.exists(), "{}", output_text(&o));
+    edit_model(&ck, |_, m| m["settings"]["codes"] = u64::MAX.into());
+    refused(
+        &run_cli(&[
+            "rrr",
+            "autoencode",
+            "--resume",
+            ae_out.to_str().unwrap(),
+            "--data",
+            &rows,
+            "--device",
+            "cpu",
+        ]),
+        "memory",
+    );
     let letters = dir.join("l.csv").display().to_string();
     refused(
         &run_cli(&[

@@ -135,7 +135,7 @@ impl<'a> AeTraining<'a> {
         if kd
             .checked_add(kc)
             .and_then(|k| k.checked_mul(ae.net.nodes().max(1)))
-            .is_none_or(|v| v > u32::MAX as usize * 64)
+            .is_none()
         {
             return Err(Error::Input(format!(
                 "batches of {kd} data and {kc} code items are too large for this net"
